@@ -1,0 +1,71 @@
+"""privsynth core: contracts, plugin machinery, data, schema and the privacy ledger.
+
+Importing this package is cheap: no torch, opacus, sdv, evidently or gradio is loaded here.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .accountant import Accountant
+from .errors import (
+    AccountingError,
+    BudgetError,
+    BudgetExceededError,
+    BudgetNotSetError,
+    ConfigError,
+    DomainError,
+    DuplicatePluginError,
+    GeneratorError,
+    InputFileError,
+    MetricError,
+    NotFittedError,
+    PluginError,
+    PrivsynthError,
+    SchemaError,
+    UnknownPluginError,
+)
+from .generator import FitSummary, Generator, GeneratorParams, Progress
+from .hookspecs import hookimpl
+from .ledger import PrivacyBudget, PrivacyLedger
+from .metric import Metric, MetricResult
+from .schema import Column, ColumnKind, Schema
+from .table import Table
+
+try:
+    __version__ = version("privsynth")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Accountant",
+    "AccountingError",
+    "BudgetError",
+    "BudgetExceededError",
+    "BudgetNotSetError",
+    "Column",
+    "ColumnKind",
+    "ConfigError",
+    "DomainError",
+    "DuplicatePluginError",
+    "FitSummary",
+    "Generator",
+    "GeneratorError",
+    "GeneratorParams",
+    "InputFileError",
+    "Metric",
+    "MetricError",
+    "MetricResult",
+    "NotFittedError",
+    "PluginError",
+    "PrivacyBudget",
+    "PrivacyLedger",
+    "PrivsynthError",
+    "Progress",
+    "Schema",
+    "SchemaError",
+    "Table",
+    "UnknownPluginError",
+    "__version__",
+    "hookimpl",
+]

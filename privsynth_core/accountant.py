@@ -1,0 +1,198 @@
+"""The privacy-accountant contract.
+
+An accountant tracks the subsampled Gaussian mechanism steps of a DP-SGD run, as a history of
+``(noise_multiplier, sample_rate, num_steps)``, and turns it into an epsilon at a given delta. The
+maths lives in the plugins (RDP, PRV, GDP, PLD); this base class keeps the bookkeeping, the
+serialisation that lets a resumed run continue the same accounting, and the noise calibration
+that works for any accountant (a bisection on its epsilon, which is monotone in the noise).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from .errors import AccountingError
+
+Step = tuple[float, float, int]
+"""One run of identical steps: (noise multiplier, sample rate, number of steps)."""
+
+
+def _check_step(noise_multiplier: float, sample_rate: float, num_steps: int) -> None:
+    if not (noise_multiplier > 0 and math.isfinite(noise_multiplier)):
+        raise AccountingError(f"noise multiplier must be a positive number, got {noise_multiplier}")
+    if not 0 < sample_rate <= 1:
+        raise AccountingError(f"sample rate must be in (0, 1], got {sample_rate}")
+    if num_steps < 0:
+        raise AccountingError(f"number of steps must be >= 0, got {num_steps}")
+
+
+def _check_delta(delta: float) -> None:
+    if not 0 < delta < 1:
+        raise AccountingError(f"delta must be in (0, 1), got {delta}")
+
+
+class Accountant(ABC):
+    """Base class of privacy accountants for the (Poisson-)subsampled Gaussian mechanism.
+
+    Subclasses set the class attributes and implement :meth:`_epsilon`.
+
+    Attributes:
+        accountant_id: lowercase id under which the plugin registers ("rdp").
+        description: one line shown in listings.
+        approximate: True when the epsilon is an approximation that can under-report (GDP);
+            such an accountant is labelled wherever it is offered.
+    """
+
+    accountant_id: ClassVar[str]
+    description: ClassVar[str] = ""
+    approximate: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.history: list[Step] = []
+
+    # -- the maths, supplied by plugins ------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def _epsilon(cls, history: list[Step], delta: float) -> float:
+        """Return epsilon at ``delta`` for the composition of every step in ``history``."""
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def step(self, *, noise_multiplier: float, sample_rate: float, num_steps: int = 1) -> None:
+        """Record ``num_steps`` steps of the subsampled Gaussian mechanism."""
+        _check_step(noise_multiplier, sample_rate, num_steps)
+        if num_steps == 0:
+            return
+        if self.history and self.history[-1][:2] == (noise_multiplier, sample_rate):
+            last = self.history[-1]
+            self.history[-1] = (last[0], last[1], last[2] + num_steps)
+        else:
+            self.history.append((noise_multiplier, sample_rate, num_steps))
+
+    @property
+    def steps_taken(self) -> int:
+        """Total number of steps recorded."""
+        return sum(steps for _, _, steps in self.history)
+
+    def get_epsilon(self, *, delta: float) -> float:
+        """Epsilon spent so far at ``delta`` (0 when nothing has been recorded)."""
+        _check_delta(delta)
+        if not self.history:
+            return 0.0
+        return float(self._epsilon(list(self.history), delta))
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-able snapshot, carrying the accountant id, to resume the same accounting."""
+        return {"accountant_id": self.accountant_id, "history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot made by :meth:`state_dict` of the same kind of accountant.
+
+        Raises:
+            AccountingError: the snapshot was made by a different accountant.
+        """
+        found = state.get("accountant_id")
+        if found != self.accountant_id:
+            raise AccountingError(
+                f"cannot resume: the saved accounting was done by accountant {found!r}, not "
+                f"{self.accountant_id!r}; resume with --accountant {found}"
+            )
+        self.history = [(float(s), float(q), int(t)) for s, q, t in state["history"]]
+
+    # -- pure questions about a plan -----------------------------------------------------------
+
+    @classmethod
+    def epsilon_for(
+        cls, *, noise_multiplier: float, sample_rate: float, steps: int, delta: float
+    ) -> float:
+        """Epsilon at ``delta`` after ``steps`` identical steps (no state is changed)."""
+        _check_step(noise_multiplier, sample_rate, steps)
+        _check_delta(delta)
+        if steps == 0:
+            return 0.0
+        return float(cls._epsilon([(noise_multiplier, sample_rate, steps)], delta))
+
+    @classmethod
+    def noise_for(
+        cls,
+        *,
+        target_epsilon: float,
+        delta: float,
+        sample_rate: float,
+        steps: int,
+        rel_tol: float = 0.005,
+        max_noise: float = 1e4,
+    ) -> float:
+        """Smallest noise multiplier (to ``rel_tol``) whose run ends at or under the target.
+
+        The returned noise always gives an epsilon <= ``target_epsilon``: the bisection keeps
+        the upper end, which satisfies the target, never the lower one.
+
+        Raises:
+            AccountingError: the target cannot be met even with ``max_noise``.
+        """
+        if not target_epsilon > 0:
+            raise AccountingError(f"target epsilon must be positive, got {target_epsilon}")
+        _check_delta(delta)
+
+        def eps(sigma: float) -> float:
+            return cls.epsilon_for(
+                noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta
+            )
+
+        high = 1.0
+        while eps(high) > target_epsilon:
+            high *= 2
+            if high > max_noise:
+                raise AccountingError(
+                    f"no noise multiplier up to {max_noise:g} keeps {steps} steps at sample rate "
+                    f"{sample_rate:g} under epsilon={target_epsilon:g}, delta={delta:g}; take "
+                    f"fewer steps, a smaller sample rate, or a larger epsilon"
+                )
+        low = high / 2
+        while eps(low) <= target_epsilon and low > 1e-3:
+            high, low = low, low / 2
+        # Invariant: eps(high) <= target < eps(low).
+        while (high - low) / high > rel_tol:
+            mid = (low + high) / 2
+            if eps(mid) <= target_epsilon:
+                high = mid
+            else:
+                low = mid
+        return high
+
+    @classmethod
+    def max_steps_for(
+        cls, *, target_epsilon: float, delta: float, noise_multiplier: float, sample_rate: float
+    ) -> int:
+        """Largest number of steps that keeps the run at or under ``target_epsilon``."""
+        _check_delta(delta)
+
+        def fits(steps: int) -> bool:
+            return (
+                cls.epsilon_for(
+                    noise_multiplier=noise_multiplier,
+                    sample_rate=sample_rate,
+                    steps=steps,
+                    delta=delta,
+                )
+                <= target_epsilon
+            )
+
+        if not fits(1):
+            return 0
+        low, high = 1, 2
+        while fits(high):
+            low, high = high, high * 2
+            if high > 10**9:
+                return low
+        while high - low > 1:
+            mid = (low + high) // 2
+            if fits(mid):
+                low = mid
+            else:
+                high = mid
+        return low

@@ -1,0 +1,378 @@
+"""The generator contract: public ``fit`` / ``sample`` / ``save`` / ``load`` over plugin hooks.
+
+Plugins subclass :class:`Generator` and implement :meth:`Generator._fit`,
+:meth:`Generator._sample`, :meth:`Generator._save_state` and :meth:`Generator._load_state`. The
+base class does what must be right for every generator, so no plugin can get it wrong:
+
+- a DP generator refuses a domain that was inferred from the private data and not confirmed;
+- the whole target (epsilon, delta) is *reserved* in the ledger before ``_fit`` touches the data,
+  then settled to what the accountant says was spent; a crash leaves the reservation counted;
+- a non-DP generator is recorded as such in the ledger and labelled "not differentially private"
+  in its manifest;
+- sampled output is checked against the schema (columns, dtypes, bounds, categories), so a
+  category outside the domain can never be released;
+- ``save`` writes a JSON manifest plus the plugin's weights, atomically; no pickle of the object.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ConfigError, DomainError, GeneratorError, NotFittedError
+from .fileio import atomic_directory
+from .ledger import PrivacyBudget, PrivacyLedger
+from .schema import Schema
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .table import Table
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+NOT_DP_LABEL = "NOT differentially private"
+
+
+class GeneratorParams(BaseModel):
+    """Base of every generator's parameter model: frozen, unknown fields rejected.
+
+    The CLI options, the flows' config and the UI's form are generated from the subclass's
+    JSON schema, so give every field a default, bounds and a ``description``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report from a running fit (shown as a progress bar, or live in the UI)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    losses: dict[str, float] = field(default_factory=dict)
+    epsilon: float | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class FitSummary:
+    """What a fit did and spent; written into the model manifest.
+
+    Attributes:
+        private: whether the fit was differentially private.
+        epsilon: epsilon spent at ``delta`` (None for non-DP fits).
+        delta: the delta of the guarantee (None for non-DP fits).
+        accountant_id: accountant that computed ``epsilon``.
+        accountant_state: its ``state_dict`` (to resume and to audit).
+        steps: optimiser steps on private data.
+        epochs: epochs completed (fractional when stopped mid-epoch).
+        stopped_early: training stopped before the planned epochs because the next step would
+            have exceeded the target.
+        noise_multiplier: the DP-SGD noise multiplier used.
+        sample_rate: the Poisson sampling rate used.
+        extra: plugin-specific figures.
+    """
+
+    private: bool
+    epsilon: float | None = None
+    delta: float | None = None
+    accountant_id: str | None = None
+    accountant_state: dict[str, Any] | None = None
+    steps: int = 0
+    epochs: float = 0.0
+    stopped_early: bool = False
+    noise_multiplier: float | None = None
+    sample_rate: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Filled in by the base class:
+    dataset_fingerprint: str = ""
+    domain_mode: str = ""
+    wall_seconds: float = 0.0
+    run_id: str = ""
+    ledger_entry_id: int | None = None
+
+
+class Generator(ABC):
+    """Base class of synthetic-data generators.
+
+    Attributes:
+        generator_id: lowercase id under which the plugin registers.
+        description: one line; a non-DP generator must say "not differentially private".
+        is_dp: whether the generator's output is covered by a DP guarantee.
+        Params: the pydantic parameter model (a :class:`GeneratorParams` subclass).
+
+    Args:
+        params: a ``Params`` instance; or keyword arguments to build one.
+    """
+
+    generator_id: ClassVar[str]
+    description: ClassVar[str] = ""
+    is_dp: ClassVar[bool] = True
+    Params: ClassVar[type[GeneratorParams]] = GeneratorParams
+
+    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+        if params is not None and kwargs:
+            raise ConfigError("pass either a Params object or keyword parameters, not both")
+        if params is None:
+            params = self.make_params(kwargs)
+        elif not isinstance(params, self.Params):
+            raise ConfigError(
+                f"{self.generator_id} expects {self.Params.__name__}, got {type(params).__name__}"
+            )
+        self.params = params
+        self.schema: Schema | None = None
+        self.fit_summary: FitSummary | None = None
+
+    @classmethod
+    def make_params(cls, values: dict[str, Any]) -> GeneratorParams:
+        """Validate ``values`` into the generator's ``Params``.
+
+        Raises:
+            ConfigError: unknown names or invalid values, all listed.
+        """
+        try:
+            return cls.Params(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            known = ", ".join(cls.Params.model_fields) or "(none)"
+            raise ConfigError(
+                f"invalid parameters for generator {cls.generator_id!r}: {problems}. "
+                f"Known parameters: {known}"
+            ) from None
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`load`) has completed."""
+        return self.fit_summary is not None
+
+    def fit(
+        self,
+        table: Table,
+        *,
+        budget: PrivacyBudget | None,
+        accountant: str = "rdp",
+        ledger: PrivacyLedger | None = None,
+        run_id: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> FitSummary:
+        """Train on a private table, spending at most ``budget``.
+
+        Args:
+            table: the private data and its schema.
+            budget: the (epsilon, delta) target of this fit; ``None`` for a non-DP generator.
+            accountant: id of the accountant plugin that tracks DP-SGD's privacy loss.
+            ledger: where the spending is recorded; default: the user's ledger. The dataset
+                must have a budget there that covers ``budget``.
+            run_id: ties the ledger entry to a run; a fresh one is made if omitted.
+            progress: called with a :class:`Progress` as training advances.
+
+        Raises:
+            ConfigError: a DP generator got no budget, or a non-DP generator got one.
+            DomainError: a DP fit on a domain inferred from the data and never confirmed.
+            BudgetNotSetError, BudgetExceededError: the ledger cannot cover ``budget``.
+        """
+        run_id = run_id or uuid.uuid4().hex
+        self._check_fit_inputs(table, budget)
+        ledger = ledger or PrivacyLedger()
+        fingerprint = table.fingerprint()
+        started = time.perf_counter()
+        if budget is None:
+            entry = ledger.record_non_private(
+                fingerprint, mechanism=self.generator_id, run_id=run_id,
+                params=self.params.model_dump(mode="json"),
+            )
+            summary = self._fit(table, budget=None, accountant=accountant, progress=progress)
+            summary.private = False
+        else:
+            # Cheap checks that do not read the data (e.g. "this budget allows 0 steps") come
+            # first, so a refused plan spends nothing.
+            self._check_plan(table, budget=budget, accountant=accountant)
+            entry = ledger.reserve(
+                fingerprint, mechanism=f"{self.generator_id} training", epsilon=budget.epsilon,
+                delta=budget.delta, run_id=run_id,
+                params={"generator": self.generator_id, "accountant": accountant,
+                        **self.params.model_dump(mode="json")},
+            )
+            summary = self._fit(table, budget=budget, accountant=accountant, progress=progress)
+            if summary.epsilon is None or summary.delta is None:
+                raise GeneratorError(
+                    f"generator {self.generator_id} did not report the epsilon it spent; the "
+                    f"reservation of {budget} stays charged. This is a bug in the plugin"
+                )
+            if summary.epsilon > budget.epsilon * (1 + 1e-9) or summary.delta > budget.delta:
+                # The reservation stays charged in full: it is the most the ledger can record.
+                raise GeneratorError(
+                    f"generator {self.generator_id} spent epsilon={summary.epsilon:.6g}, over its "
+                    f"target {budget.epsilon:g}; its output must not be used. This is a bug"
+                )
+            ledger.settle(
+                entry.entry_id, epsilon=summary.epsilon, delta=summary.delta,
+                params={"steps": summary.steps, "noise_multiplier": summary.noise_multiplier,
+                        "sample_rate": summary.sample_rate},
+            )
+            summary.private = True
+        summary.dataset_fingerprint = fingerprint
+        summary.domain_mode = table.schema.domain
+        summary.wall_seconds = time.perf_counter() - started
+        summary.run_id = run_id
+        summary.ledger_entry_id = entry.entry_id
+        self.schema = table.schema
+        self.fit_summary = summary
+        return summary
+
+    def sample(self, n_rows: int, *, seed: int | None = None) -> pl.DataFrame:
+        """Draw ``n_rows`` synthetic rows; the same fitted model and seed give the same rows.
+
+        Raises:
+            NotFittedError: before :meth:`fit` or :meth:`load`.
+            ConfigError: ``n_rows`` is negative.
+            GeneratorError: the plugin produced output outside the schema (a plugin bug).
+        """
+        if not self.is_fitted or self.schema is None:
+            raise NotFittedError(
+                f"generator {self.generator_id} is not fitted; call fit() or load a saved model"
+            )
+        if isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 0:
+            raise ConfigError(f"number of rows must be an integer >= 0, got {n_rows!r}")
+        from .validation import check_synthetic
+
+        frame = self._sample(n_rows, seed=seed)
+        return check_synthetic(frame, self.schema, generator_id=self.generator_id)
+
+    def manifest(self) -> dict[str, Any]:
+        """The JSON manifest that describes this fitted model."""
+        if self.fit_summary is None or self.schema is None:
+            raise NotFittedError(f"generator {self.generator_id} is not fitted; nothing to save")
+        from . import __version__
+
+        summary = self.fit_summary
+        return {
+            "format_version": MANIFEST_FORMAT_VERSION,
+            "generator_id": self.generator_id,
+            "privsynth_version": __version__,
+            "differentially_private": summary.private,
+            "privacy": (
+                {"epsilon": summary.epsilon, "delta": summary.delta,
+                 "accountant": summary.accountant_id, "domain": summary.domain_mode}
+                if summary.private else {"label": NOT_DP_LABEL}
+            ),
+            "params": self.params.model_dump(mode="json"),
+            "schema": self.schema.to_dict(),
+            "fit": asdict(summary),
+        }
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the fitted model to directory ``path``: ``manifest.json`` plus weights.
+
+        Raises:
+            NotFittedError: the generator is not fitted.
+            InputFileError: ``path`` exists and is not empty (unless ``overwrite``).
+        """
+        manifest = self.manifest()
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            self._save_state(tmp)
+            (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Generator:
+        """Load a model saved by :meth:`save`, dispatching on its ``generator_id``.
+
+        Raises:
+            GeneratorError: the directory holds no valid privsynth model.
+            UnknownPluginError: the generator that made it is not installed.
+        """
+        from .registry import generators
+
+        path = Path(path)
+        manifest_path = path / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise GeneratorError(f"{path} holds no privsynth model (no {MANIFEST_NAME})")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            generator_id = manifest["generator_id"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise GeneratorError(f"{manifest_path} is not a valid model manifest: {exc}") from None
+        generator_cls = generators().get(generator_id)
+        if cls is not Generator and not issubclass(generator_cls, cls):
+            raise GeneratorError(f"{path} holds a {generator_id} model, not a {cls.__name__}")
+        instance = generator_cls(generator_cls.make_params(manifest["params"]))
+        instance.schema = Schema.from_dict(manifest["schema"], source=str(manifest_path))
+        instance.fit_summary = FitSummary(**manifest["fit"])
+        instance._load_state(path)
+        return instance
+
+    # -- plugin hooks ---------------------------------------------------------------------------
+
+    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+        """Refuse a DP plan before anything is reserved (e.g. the budget allows no step).
+
+        Must not read the table's values; its size (``table.n_rows``) is treated as public,
+        as DP-SGD accounting does. The default accepts every plan.
+        """
+
+    @abstractmethod
+    def _fit(
+        self,
+        table: Table,
+        *,
+        budget: PrivacyBudget | None,
+        accountant: str,
+        progress: ProgressCallback | None,
+    ) -> FitSummary:
+        """Train; return what was spent (``epsilon`` and ``delta`` must be set for DP fits)."""
+
+    @abstractmethod
+    def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
+        """Return ``n_rows`` rows with the schema's columns (the base class checks them)."""
+
+    @abstractmethod
+    def _save_state(self, directory: Path) -> None:
+        """Write the model's weights (e.g. ``torch.save(state_dict)``) into ``directory``."""
+
+    @abstractmethod
+    def _load_state(self, directory: Path) -> None:
+        """Read back what :meth:`_save_state` wrote (``self.params``/``self.schema`` are set)."""
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _check_fit_inputs(self, table: Table, budget: PrivacyBudget | None) -> None:
+        if self.is_dp and budget is None:
+            raise ConfigError(
+                f"generator {self.generator_id} is differentially private and needs a target "
+                f"budget (epsilon, delta)"
+            )
+        if not self.is_dp and budget is not None:
+            raise ConfigError(
+                f"generator {self.generator_id} is {NOT_DP_LABEL}: it cannot spend a privacy "
+                f"budget; run it without epsilon, or pick a DP generator"
+            )
+        if self.is_dp and table.schema.domain == "inferred":
+            raise DomainError(
+                "the schema's domain was inferred from the private data (its bounds and "
+                "categories are not private); review it and declare it public "
+                "(`privsynth schema confirm`, or `domain: public` in the file), or learn it with "
+                "DP (--domain dp)"
+            )
+        if self.is_dp and table.schema.missing_domains:
+            raise DomainError(
+                "a DP fit needs a domain for every column; missing for: "
+                + ", ".join(table.schema.missing_domains)
+            )

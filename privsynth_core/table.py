@@ -1,0 +1,255 @@
+"""Reading private tables: CSV or Parquet through polars, with clear errors for bad files.
+
+A :class:`Table` is a polars DataFrame plus its :class:`~privsynth_core.schema.Schema`. Files are
+read with polars' streaming engine, so a file larger than memory would like is read in chunks; a
+file that cannot be read becomes an :class:`~privsynth_core.errors.InputFileError` that says what
+was wrong and what to do, never a traceback from inside polars.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .errors import InputFileError, SchemaError
+from .schema import ColumnKind, Schema
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_SNIFF_BYTES = 1 << 16
+
+
+def _file_kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    raise InputFileError(
+        f"{path}: unsupported file type; privsynth reads CSV (.csv, .csv.gz, .tsv) and Parquet "
+        f"(.parquet) files"
+    )
+
+
+def check_input_path(path: str | Path, *, max_bytes: int | None = None) -> Path:
+    """Return ``path`` as a Path if it is a readable, non-empty data file.
+
+    Raises:
+        InputFileError: it does not exist, is a directory, is empty, or exceeds ``max_bytes``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path} does not exist; check the path (relative to {Path.cwd()})")
+    if path.is_dir():
+        raise InputFileError(f"{path} is a directory; give the path of a CSV or Parquet file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputFileError(f"{path} is empty (0 bytes); give a file with a header and rows")
+    if max_bytes is not None and size > max_bytes:
+        raise InputFileError(
+            f"{path} is {size / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.1f} MB; "
+            f"use a smaller extract or ask the operator to raise the limit"
+        )
+    _file_kind(path)
+    return path
+
+
+def _csv_header(path: Path, separator: str) -> list[str]:
+    """The header row, read with Python's csv module (so duplicates are seen before polars)."""
+    opener = __import__("gzip").open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A cut in the middle of a multi-byte character at the sniff boundary is not an error.
+        if exc.start < len(head) - 4:
+            raise InputFileError(
+                f"{path} is not UTF-8 text (byte 0x{head[exc.start]:02x} at offset {exc.start}); "
+                f"re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`) or export it as Parquet"
+            ) from None
+        text = head[: exc.start].decode("utf-8")
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise InputFileError(f"{path} has no header row; the first line must name the columns")
+    header = next(csv.reader(io.StringIO(text.splitlines()[0]), delimiter=separator))
+    return [h.strip() for h in header]
+
+
+def _check_columns(path: Path, names: list[str]) -> None:
+    problems = []
+    blanks = [i + 1 for i, n in enumerate(names) if not n]
+    if blanks:
+        problems.append(f"columns at positions {blanks} have no name")
+    dupes = sorted({n for n in names if n and names.count(n) > 1})
+    if dupes:
+        problems.append(f"duplicate column names: {', '.join(dupes)}")
+    if problems:
+        raise InputFileError(
+            f"{path}: the header is not usable ({'; '.join(problems)}); give every column a "
+            f"unique name"
+        )
+
+
+def read_frame(
+    path: str | Path,
+    *,
+    schema: Schema | None = None,
+    max_bytes: int | None = None,
+    separator: str | None = None,
+) -> pl.DataFrame:
+    """Read a CSV or Parquet file into a polars DataFrame.
+
+    CSV columns are read as text, exactly as written: typing is the job of the schema
+    (:func:`privsynth_core.validation.conform`) or of inference, so codes like ``"007"`` keep
+    their zeros and a stray word in a numeric column is reported, not guessed around.
+
+    Args:
+        path: the file.
+        schema: unused by the reader itself (kept for symmetry with :meth:`Table.load`).
+        max_bytes: refuse files larger than this.
+        separator: CSV field separator; default ``","`` (``"\\t"`` for ``.tsv``).
+
+    Raises:
+        InputFileError: the file is missing, empty, not UTF-8, ragged, has a bad header or no rows.
+    """
+    path = check_input_path(path, max_bytes=max_bytes)
+    kind = _file_kind(path)
+    try:
+        if kind == "parquet":
+            frame = pl.scan_parquet(path).collect(engine="streaming")
+        else:
+            sep = separator or ("\t" if path.name.lower().endswith(".tsv") else ",")
+            names = _csv_header(path, sep)
+            _check_columns(path, names)
+            if path.name.lower().endswith(".gz"):
+                # scan_csv cannot stream compressed input; read_csv decompresses in one go.
+                frame = pl.read_csv(path, separator=sep, infer_schema=False, encoding="utf8")
+            else:
+                frame = pl.scan_csv(
+                    path, separator=sep, infer_schema=False, encoding="utf8"
+                ).collect(engine="streaming")
+    except InputFileError:
+        raise
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise InputFileError(_explain_read_error(path, exc)) from None
+    _check_columns(path, frame.columns)
+    if frame.height == 0:
+        raise InputFileError(f"{path} has a header but no data rows; give a file with rows")
+    return frame
+
+
+def _explain_read_error(path: Path, exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lowered = str(exc).lower()
+    if "utf-8" in lowered or "utf8" in lowered or "invalid utf" in lowered:
+        return (
+            f"{path} is not valid UTF-8 text; re-save it as UTF-8 (e.g. `iconv -f latin1 -t "
+            f"utf-8`) or export it as Parquet"
+        )
+    if ("expected" in lowered and "field" in lowered) or "found more fields" in lowered:
+        return (
+            f"{path} has rows with a different number of fields than the header (ragged rows): "
+            f"{text}. Fix the rows, or quote fields that contain the separator"
+        )
+    if "parquet" in lowered or "magic" in lowered:
+        return f"{path} is not a valid Parquet file ({text}); re-export it"
+    return f"cannot read {path}: {text}. Check that it is a well-formed CSV or Parquet file"
+
+
+@dataclass
+class Table:
+    """A private table: a polars DataFrame and the schema of the columns to synthesise.
+
+    Attributes:
+        frame: the data, with the schema's columns (in schema order) and dtypes.
+        schema: its schema.
+        name: a label for messages and the ledger (usually the file name).
+    """
+
+    frame: pl.DataFrame
+    schema: Schema
+    name: str = "table"
+    fingerprint_: str | None = field(default=None, repr=False)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows."""
+        return self.frame.height
+
+    def fingerprint(self) -> str:
+        """A content hash of the data as read, all columns (independent of row order).
+
+        It is taken over every column of the source, not just the synthesised ones, so leaving
+        a column out of the schema does not make a "new" dataset with a fresh budget. The
+        privacy budget is kept per fingerprint: the same rows in any order share one budget. Any change to the content (a row more or less) makes a
+        different dataset with a budget of its own, so custodians should budget the source
+        table they extract from, not each extract.
+        """
+        if self.fingerprint_ is None:
+            self.fingerprint_ = fingerprint_frame(self.frame)
+        return self.fingerprint_
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, schema: Schema, *, name: str = "table") -> Table:
+        """Conform ``frame`` to ``schema`` (select, cast, check) and wrap it.
+
+        The fingerprint is taken over ``frame`` as given, with all its columns.
+
+        Raises:
+            SchemaError: a schema column is missing or a value cannot be converted to its kind.
+        """
+        from .validation import conform
+
+        return cls(conform(frame, schema), schema, name, fingerprint_frame(frame))
+
+    @classmethod
+    def load(
+        cls, path: str | Path, schema: Schema | None = None, *, max_bytes: int | None = None
+    ) -> Table:
+        """Read a file and conform it to ``schema``; without a schema, infer one (not DP).
+
+        Raises:
+            InputFileError: the file cannot be read.
+            SchemaError: the data does not fit the schema, or no schema can be inferred.
+        """
+        frame = read_frame(path, schema=schema, max_bytes=max_bytes)
+        if schema is None:
+            from .inference import infer_schema
+
+            schema = infer_schema(frame)
+        return cls.from_frame(frame, schema, name=Path(path).name)
+
+
+def fingerprint_frame(frame: pl.DataFrame) -> str:
+    """SHA-256 over the column names and the sorted hashes of the rows as text.
+
+    Values are hashed as their text form, so a CSV read as text and the same CSV typed give the
+    same fingerprint. Row hashes use fixed seeds: stable for a given polars version.
+    """
+    ordered = frame.select(pl.col(c).cast(pl.String) for c in sorted(frame.columns))
+    digest = hashlib.sha256()
+    digest.update(repr(ordered.columns).encode())
+    if ordered.height:
+        hashes = ordered.hash_rows(seed=42).sort()
+        digest.update(hashes.to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def kinds_summary(schema: Schema) -> dict[ColumnKind, int]:
+    """How many columns of each kind the schema has (for messages and listings)."""
+    counts: dict[ColumnKind, int] = {}
+    for col in schema.columns:
+        counts[col.kind] = counts.get(col.kind, 0) + 1
+    return counts
+
+
+__all__ = ["SchemaError", "Table", "check_input_path", "fingerprint_frame", "read_frame"]

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .accountant import Accountant
     from .generator import Generator
     from .metric import Metric
+    from .report import ReportSection
 
 PROJECT_NAME = "privsynth"
 
@@ -114,4 +115,32 @@ def register_metrics(register: Callable[[type[Metric]], None]) -> None:
         @hookimpl
         def register_metrics(register):
             register(TVDMetric)
+    """
+
+
+@hookspec
+def register_report_sections(register: Callable[[type[ReportSection]], None]) -> None:
+    """Register sections of the evaluation report (``report.html``).
+
+    Called once, the first time a report is written (``privsynth evaluate``, the evaluate flow,
+    the UI). Each section is instantiated with no arguments and its ``render(context,
+    directory)`` is called after every metric has run; it returns an HTML fragment (images
+    embedded as ``data:`` URIs, so the page stays self-contained) and the files it wrote. A
+    section that raises is shown as failed in the page; the rest of the report is still written.
+
+    Args:
+        register: call ``register(cls)`` for each subclass of
+            :class:`privsynth_core.report.ReportSection` this plugin provides. The class must
+            define ``section_id`` (lowercase, unique), ``title``, ``description`` and ``order``
+            (position in the page, lower first). Sections read the real data: keep heavy
+            imports (matplotlib, evidently) inside ``render``.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Example::
+
+        @hookimpl
+        def register_report_sections(register):
+            register(EvidentlyDriftSection)
     """

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 MetricGroup = Literal["fidelity", "utility", "privacy"]
 Direction = Literal["higher_is_better", "lower_is_better"]
+Verdict = Literal["good", "fair", "poor", "unknown"]
 
 
 class MetricResult(BaseModel):
@@ -57,6 +58,13 @@ class Metric(ABC):
         description: one line shown in listings.
         needs_holdout: the metric refuses to run without a holdout table.
         needs_target: the metric refuses to run without a target column.
+        needs_manifest: the metric reads the model manifest; :func:`privsynth_core.evaluation.
+            evaluate` then passes it to ``compute`` as the keyword ``manifest`` (a dict).
+        headline: the score is one of the few shown first in reports, with a plain-language
+            verdict and its reference points (real-holdout ceiling, shuffled-columns floor).
+        thresholds: ``(good, fair)`` limits of ``value`` in the metric's direction, used for the
+            verdict when no reference point decides it (e.g. ``(0.55, 0.6)`` for an attack AUC
+            where lower is better); ``None`` when the value alone cannot be judged.
     """
 
     metric_id: ClassVar[str]
@@ -66,6 +74,9 @@ class Metric(ABC):
     description: ClassVar[str] = ""
     needs_holdout: ClassVar[bool] = False
     needs_target: ClassVar[bool] = False
+    needs_manifest: ClassVar[bool] = False
+    headline: ClassVar[bool] = False
+    thresholds: ClassVar[tuple[float, float] | None] = None
 
     @abstractmethod
     def compute(
@@ -83,3 +94,11 @@ class Metric(ABC):
         Raises:
             MetricError: a required input (holdout, target) is missing or unusable.
         """
+
+    def verdict(self, result: MetricResult) -> tuple[Verdict, str] | None:
+        """A plain-language verdict on ``result`` (level and sentence), or ``None``.
+
+        Override when the metric knows better than the generic rule (reference points, then
+        :attr:`thresholds`) that :func:`privsynth_core.evaluation.evaluate` applies otherwise.
+        """
+        return None

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .accountant import Accountant
     from .generator import Generator
     from .metric import Metric
+    from .report import ReportSection
 
 T = TypeVar("T")
 
@@ -52,7 +53,7 @@ class Registry(Generic[T]):
         id_attribute: name of the class attribute holding the id ("generator_id").
     """
 
-    def __init__(self, kind: str, base: type[T], id_attribute: str) -> None:
+    def __init__(self, kind: str, base: type[Any], id_attribute: str) -> None:
         self.kind = kind
         self.base = base
         self.id_attribute = id_attribute
@@ -124,7 +125,7 @@ class Registry(Generic[T]):
 _registries: dict[str, Registry[Any]] = {}
 
 
-def _build(kind: str, base: type[T], id_attribute: str, hook_name: str) -> Registry[T]:
+def _build(kind: str, base: type[Any], id_attribute: str, hook_name: str) -> Registry[T]:
     if kind in _registries:
         return _registries[kind]
     load_plugins()
@@ -160,10 +161,18 @@ def metrics() -> Registry[Metric]:
     return _build("metric", Metric, "metric_id", "register_metrics")
 
 
+def report_sections() -> Registry[ReportSection]:
+    """The registry of report-section classes."""
+    from .report import ReportSection
+
+    return _build("report-section", ReportSection, "section_id", "register_report_sections")
+
+
 REGISTRIES: dict[str, Callable[[], Registry[Any]]] = {
     "generator": generators,
     "accountant": accountants,
     "metric": metrics,
+    "report-section": report_sections,
 }
 
 

@@ -236,10 +236,12 @@ class Schema(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = [
-                f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-                for err in exc.errors()
-            ]
+            problems = []
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+                given = err.get("input")
+                shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+                problems.append(f"{where}: {err['msg']}{shown}")
             raise SchemaError(f"{source} is not a valid privsynth schema:", problems) from None
 
     def to_yaml(self) -> str:

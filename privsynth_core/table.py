@@ -13,6 +13,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -130,6 +131,7 @@ def read_frame(
             sep = separator or ("\t" if path.name.lower().endswith(".tsv") else ",")
             names = _csv_header(path, sep)
             _check_columns(path, names)
+            _check_ragged(path, sep, len(names))
             if path.name.lower().endswith(".gz"):
                 # scan_csv cannot stream compressed input; read_csv decompresses in one go.
                 frame = pl.read_csv(path, separator=sep, infer_schema=False, encoding="utf8")
@@ -137,6 +139,8 @@ def read_frame(
                 frame = pl.scan_csv(
                     path, separator=sep, infer_schema=False, encoding="utf8"
                 ).collect(engine="streaming")
+            # Blank lines (often a trailing one) come back as all-null rows: not data.
+            frame = frame.filter(~pl.all_horizontal(pl.all().is_null()))
     except InputFileError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
@@ -145,6 +149,40 @@ def read_frame(
     if frame.height == 0:
         raise InputFileError(f"{path} has a header but no data rows; give a file with rows")
     return frame
+
+
+def _check_ragged(path: Path, separator: str, n_fields: int) -> None:
+    """Refuse rows with more or fewer fields than the header (polars pads short rows with nulls).
+
+    Lines with a quote character are skipped (a quoted field may hold the separator); polars
+    refuses those when they have too many fields.
+    """
+    options: dict[str, Any] = {
+        "has_header": False, "separator": "\x1f", "quote_char": None, "infer_schema": False,
+        "schema": {"line": pl.String}, "truncate_ragged_lines": True,
+    }
+    lines = (
+        pl.read_csv(path, **options).lazy()
+        if path.name.lower().endswith(".gz")
+        else pl.scan_csv(path, **options)
+    )
+    bad = (
+        lines.with_row_index("line_number", offset=1)
+        .filter(
+            ~pl.col("line").str.contains('"', literal=True)
+            & (pl.col("line").str.strip_chars().str.len_bytes() > 0)
+            & (pl.col("line").str.count_matches(separator, literal=True) != n_fields - 1)
+        )
+        .head(3)
+        .collect()
+    )
+    if bad.height:
+        where = ", ".join(str(n) for n in bad["line_number"].to_list())
+        raise InputFileError(
+            f"{path} has rows with a different number of fields than its {n_fields}-column "
+            f"header (ragged rows, e.g. line(s) {where}); fix those rows, or quote fields that "
+            f"contain the separator"
+        )
 
 
 def _explain_read_error(path: Path, exc: Exception) -> str:

@@ -1,0 +1,388 @@
+"""Evaluate a synthetic table against the real one: metrics, verdicts, and the report folder.
+
+:func:`evaluate` runs metric plugins (found through the registry: core never names one), adds
+reference points to each headline score so the number can be read, turns each headline into a
+plain-language verdict, and, given an output folder, writes ``metrics.json``, ``report.html``
+and the report sections' files (plots, the Evidently page) atomically.
+
+Reference points (DESIGN §4.6; issue 11):
+
+- the **ceiling**: the score a real holdout gets against the training data (only when a holdout
+  is given), or a figure the metric reports itself (``details["ceiling"]``, e.g. TSTR's TRTR);
+- the **floor**: the score of a copy of the real data with every column shuffled independently:
+  perfect marginals and no joint structure at all.
+
+Everything here reads the real data: the results are **not** covered by the DP guarantee.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from .errors import InputFileError, MetricError, SchemaError
+from .metric import Metric, MetricResult, Verdict
+
+if TYPE_CHECKING:
+    from .schema import Schema
+    from .table import Table
+
+NOT_DP_NOTICE = (
+    "This report contains statistics of the real data. It is NOT covered by the differential-"
+    "privacy guarantee: keep it with the data custodian. Only the synthetic table and the model "
+    "manifest are for release."
+)
+_GENERIC_TEXT: dict[str, dict[str, str]] = {
+    "fidelity": {"good": "close to real data", "fair": "keeps much of the real structure, with "
+                 "visible gaps", "poor": "far from the real data"},
+    "utility": {"good": "models trained on it predict almost as well as models trained on real "
+                "data", "fair": "useful, but clearly below models trained on real data",
+                "poor": "models trained on it learn little of the real relationships"},
+    "privacy": {"good": "no measurable leak", "fair": "a weak membership signal: look at the "
+                "nearest-record figures", "poor": "training records can be recognised: do not "
+                "release"},
+}
+
+
+@dataclass
+class Headline:
+    """A headline score with its reference points and verdict."""
+
+    metric_id: str
+    name: str
+    group: str
+    value: float
+    direction: str
+    ceiling: float | None = None
+    floor: float | None = None
+    ideal: float | None = None
+    verdict: Verdict = "unknown"
+    verdict_text: str = ""
+
+
+@dataclass
+class SkippedMetric:
+    """A metric that did not run, and why."""
+
+    metric_id: str
+    reason: str
+
+
+@dataclass
+class EvaluationResult:
+    """Everything :func:`evaluate` found.
+
+    Attributes:
+        results: each metric's result, in registry order.
+        headlines: the headline scores with reference points and verdicts.
+        verdicts: metric id -> (level, sentence) for every result.
+        skipped: metrics that did not run (missing input, not applicable).
+        guarantee: the privacy block of the model manifest, when one was given.
+        inputs: row counts, columns, target, seed.
+        seconds: wall time per metric (references included) and in total.
+        output_dir: where the report was written, if it was.
+        files: files written there, relative to ``output_dir``.
+        section_errors: report sections that failed (their error message).
+    """
+
+    results: list[MetricResult]
+    headlines: list[Headline]
+    verdicts: dict[str, tuple[Verdict, str]]
+    skipped: list[SkippedMetric]
+    guarantee: dict[str, Any] | None
+    inputs: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    output_dir: Path | None = None
+    files: list[str] = field(default_factory=list)
+    section_errors: dict[str, str] = field(default_factory=dict)
+
+    def result(self, metric_id: str) -> MetricResult | None:
+        """The result of ``metric_id``, if it ran."""
+        return next((r for r in self.results if r.metric_id == metric_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (non-finite numbers become ``null``): the content of metrics.json."""
+        from . import __version__
+
+        data = {
+            "privsynth_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "notice": NOT_DP_NOTICE,
+            "inputs": self.inputs,
+            "privacy_guarantee": self.guarantee,
+            "headline": [asdict(h) for h in self.headlines],
+            "metrics": [
+                {**r.model_dump(mode="python"), "verdict": self.verdicts.get(r.metric_id)}
+                for r in self.results
+            ],
+            "skipped": [asdict(s) for s in self.skipped],
+            "seconds": self.seconds,
+            "files": self.files,
+            "section_errors": self.section_errors,
+        }
+        return _json_safe(data)  # type: ignore[no-any-return]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def type_frame(frame: pl.DataFrame | Table, schema: Schema, label: str) -> pl.DataFrame:
+    """``frame``'s schema columns cast to their kinds, values left as they are.
+
+    Unlike :func:`~privsynth_core.validation.conform`, values outside the domain are kept: an
+    unseen category is something an evaluation must see, not hide.
+
+    Raises:
+        SchemaError: columns are missing or values cannot be converted; all are listed.
+    """
+    from .validation import cast_column, polars_dtype
+
+    if not isinstance(frame, pl.DataFrame):
+        frame = frame.frame
+    missing = [n for n in schema.names if n not in frame.columns]
+    problems = [f"column(s) missing: {', '.join(missing)}"] if missing else []
+    typed = {}
+    for col in schema.columns:
+        if col.name in missing:
+            continue
+        series = frame[col.name]
+        if series.dtype != polars_dtype(col.kind):
+            series, bad = cast_column(series, col)
+            if bad:
+                problems.append(f"column {col.name!r}: values that are not {col.kind}, e.g. "
+                                f"{', '.join(repr(v) for v in bad)}")
+        typed[col.name] = series
+    if problems:
+        raise SchemaError(f"the {label} table does not fit the schema:", problems)
+    return pl.DataFrame(typed)
+
+
+def shuffle_columns(frame: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
+    """A copy of ``frame`` with every column permuted independently: the independence floor."""
+    return frame.select(pl.col(n).shuffle(seed=seed + i) for i, n in enumerate(frame.columns))
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """Read a model manifest: a ``manifest.json`` file or a model folder holding one.
+
+    Raises:
+        InputFileError: no such file, or not a JSON object.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"cannot read the model manifest {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputFileError(f"{path} is not a privsynth model manifest (not a JSON object)")
+    return data
+
+
+def _guarantee(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    if manifest is None:
+        return None
+    privacy = dict(manifest.get("privacy") or {})
+    privacy["differentially_private"] = bool(manifest.get("differentially_private"))
+    privacy["generator"] = manifest.get("generator_id")
+    return privacy
+
+
+def _select(metric_ids: list[str] | None) -> tuple[list[type[Metric]], bool]:
+    from .registry import metrics
+
+    registry = metrics()
+    if metric_ids is None:
+        return [registry.get(name) for name in registry.names()], False
+    return [registry.get(name) for name in metric_ids], True
+
+
+def _missing_input(cls: type[Metric], holdout: Any, target: Any, manifest: Any) -> str | None:
+    if cls.needs_target and target is None:
+        return "needs a target column (--target COLUMN)"
+    if cls.needs_holdout and holdout is None:
+        return "needs a real holdout table (--holdout FILE)"
+    if cls.needs_manifest and manifest is None:
+        return "needs the model manifest (--manifest MODEL_DIR)"
+    return None
+
+
+def _run(metric: Metric, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
+         holdout: pl.DataFrame | None, target: str | None, manifest: dict[str, Any] | None,
+         seed: int) -> MetricResult:
+    kwargs: dict[str, Any] = {"schema": schema, "holdout": holdout, "target": target,
+                              "seed": seed}
+    if metric.needs_manifest:
+        kwargs["manifest"] = manifest
+    return metric.compute(real, synthetic, **kwargs)
+
+
+def evaluate(
+    real: pl.DataFrame | Table,
+    synthetic: pl.DataFrame | Table,
+    *,
+    schema: Schema,
+    metric_ids: list[str] | None = None,
+    holdout: pl.DataFrame | Table | None = None,
+    target: str | None = None,
+    manifest: dict[str, Any] | None = None,
+    seed: int = 0,
+    references: bool = True,
+    output_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> EvaluationResult:
+    """Score ``synthetic`` against ``real`` with metric plugins; optionally write the report.
+
+    Args:
+        real: the real (training) table, raw or typed.
+        synthetic: the synthetic table.
+        schema: the columns to compare and their kinds.
+        metric_ids: metrics to run; ``None`` runs every registered metric whose inputs are
+            available and skips the rest (listed in ``skipped``). Named metrics must run.
+        holdout: real rows the generator never saw (privacy attacks, the fidelity ceiling).
+        target: the column the utility metrics predict.
+        manifest: the model manifest (its DP guarantee is reported as it is).
+        seed: seed of every sample and model.
+        references: compute the ceiling and floor of headline scores.
+        output_dir: write ``metrics.json``, ``report.html`` and plots there, atomically.
+        overwrite: replace a non-empty ``output_dir``.
+
+    Raises:
+        MetricError: a named metric cannot run (e.g. no target given), or ``target`` is not a
+            column of the schema.
+        SchemaError: a table does not fit the schema.
+        UnknownPluginError: a named metric is not installed.
+    """
+    started = time.perf_counter()
+    if target is not None and target not in schema.names:
+        raise MetricError(f"target column {target!r} is not in the schema; columns: "
+                          f"{', '.join(schema.names)}")
+    real_f = type_frame(real, schema, "real")
+    syn_f = type_frame(synthetic, schema, "synthetic")
+    hold_f = type_frame(holdout, schema, "holdout") if holdout is not None else None
+    classes, explicit = _select(metric_ids)
+    results: list[MetricResult] = []
+    metrics: dict[str, Metric] = {}
+    skipped: list[SkippedMetric] = []
+    seconds: dict[str, float] = {}
+    for cls in classes:
+        reason = _missing_input(cls, hold_f, target, manifest)
+        if reason and not explicit:
+            skipped.append(SkippedMetric(cls.metric_id, reason))
+            continue
+        metric = cls()
+        tick = time.perf_counter()
+        try:
+            result = _run(metric, real_f, syn_f, schema=schema, holdout=hold_f, target=target,
+                          manifest=manifest, seed=seed)
+        except MetricError as exc:
+            if explicit:
+                raise
+            skipped.append(SkippedMetric(cls.metric_id, str(exc)))
+            continue
+        seconds[cls.metric_id] = time.perf_counter() - tick
+        results.append(result)
+        metrics[cls.metric_id] = metric
+    headlines = []
+    verdicts: dict[str, tuple[Verdict, str]] = {}
+    shuffled = shuffle_columns(real_f, seed) if references else None
+    for result in results:
+        metric = metrics[result.metric_id]
+        headline = None
+        if metric.headline:
+            tick = time.perf_counter()
+            headline = _headline(metric, result, real_f, shuffled, hold_f, schema, target,
+                                 manifest, seed)
+            seconds[result.metric_id] += time.perf_counter() - tick
+            headlines.append(headline)
+        verdicts[result.metric_id] = _verdict(metric, result, headline)
+        if headline is not None:
+            headline.verdict, headline.verdict_text = verdicts[result.metric_id]
+    seconds["metrics_total"] = time.perf_counter() - started
+    evaluation = EvaluationResult(
+        results=results, headlines=headlines, verdicts=verdicts, skipped=skipped,
+        guarantee=_guarantee(manifest), seconds=seconds,
+        inputs={"real_rows": real_f.height, "synthetic_rows": syn_f.height,
+                "holdout_rows": hold_f.height if hold_f is not None else None,
+                "columns": schema.names, "target": target, "seed": seed},
+    )
+    if output_dir is not None:
+        from .report_html import write_report
+
+        write_report(evaluation, Path(output_dir), real=real_f, synthetic=syn_f,
+                     holdout=hold_f, schema=schema, target=target, manifest=manifest, seed=seed,
+                     overwrite=overwrite)
+        evaluation.seconds["total"] = time.perf_counter() - started
+        # Rewrite metrics.json so it carries the final timings too (still atomic).
+        from .fileio import atomic_write_text
+
+        atomic_write_text(Path(output_dir) / "metrics.json",
+                          json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
+    return evaluation
+
+
+def _headline(metric: Metric, result: MetricResult, real: pl.DataFrame,
+              shuffled: pl.DataFrame | None, holdout: pl.DataFrame | None, schema: Schema,
+              target: str | None, manifest: dict[str, Any] | None, seed: int) -> Headline:
+    """The headline entry of ``result`` with its reference points (see the module docstring)."""
+    head = Headline(result.metric_id, result.name, result.group, result.value, result.direction,
+                    ideal=result.details.get("ideal"))
+    ceiling = result.details.get("ceiling")
+    if isinstance(ceiling, int | float):
+        head.ceiling = float(ceiling)
+    # Privacy scores are judged against chance (their ideal), not against shuffled copies.
+    if shuffled is None or result.group == "privacy":
+        return head
+    if head.ceiling is None and holdout is not None and not metric.needs_holdout:
+        head.ceiling = _run(metric, real, holdout, schema=schema, holdout=None, target=target,
+                            manifest=manifest, seed=seed).value
+    head.floor = _run(metric, real, shuffled, schema=schema, holdout=holdout, target=target,
+                      manifest=manifest, seed=seed).value
+    return head
+
+
+def _verdict(metric: Metric, result: MetricResult,
+             headline: Headline | None) -> tuple[Verdict, str]:
+    """The metric's own verdict, else one from the reference points, else from thresholds."""
+    own = metric.verdict(result)
+    if own is not None:
+        return own
+    value, group = result.value, result.group
+    texts = _GENERIC_TEXT.get(group, _GENERIC_TEXT["fidelity"])
+    if not math.isfinite(value):
+        return "unknown", "no finite value"
+    sign = 1.0 if result.direction == "higher_is_better" else -1.0
+    floor = headline.floor if headline else None
+    ceiling = headline.ceiling if headline else None
+    if floor is not None:
+        gap = sign * (ceiling - floor) if ceiling is not None else None
+        if sign * (value - floor) <= 0.05 * (gap if gap and gap > 0 else abs(floor) or 1e-9):
+            return "poor", (f"{texts['poor']}: no better than a copy of the real data with "
+                            f"every column shuffled independently ({floor:.3g})")
+        if gap is not None and gap > 0:
+            share = sign * (value - floor) / gap
+            level: Verdict = "good" if share >= 0.8 else "fair" if share >= 0.5 else "poor"
+            return level, (f"{texts[level]}: {min(share, 1.0):.0%} of the way from independent "
+                           f"columns ({floor:.3g}) to real data ({ceiling:.3g})")
+    if metric.thresholds is not None:
+        good, fair = metric.thresholds
+        level = ("good" if sign * value >= sign * good else
+                 "fair" if sign * value >= sign * fair else "poor")
+        limits = "≤" if sign < 0 else "≥"
+        return level, f"{texts[level]} (good {limits} {good:g}, fair {limits} {fair:g})"
+    return "unknown", "no reference point to judge this value by"

@@ -1,0 +1,165 @@
+"""The Generator template: the rules every plugin gets for free (domain, ledger, output checks,
+atomic save). Exercised through the built-in `independent` generator and small subclasses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from privsynth_core import (
+    BudgetExceededError,
+    ConfigError,
+    DomainError,
+    Generator,
+    GeneratorError,
+    NotFittedError,
+    PrivacyBudget,
+    PrivacyLedger,
+    Table,
+)
+from privsynth_core.errors import InputFileError
+from privsynth_core.inference import infer_schema
+from privsynth_core.registry import generators
+
+BUDGET = PrivacyBudget(1.0, 1e-6)
+
+
+def _independent(**params: object) -> Generator:
+    return generators().get("independent")(**params)
+
+
+def _with_budget(ledger: PrivacyLedger, table: Table, epsilon: float = 5.0) -> None:
+    ledger.set_budget(table.fingerprint(), epsilon=epsilon, delta=1e-5, label=table.name)
+
+
+def test_dp_fit_refuses_an_unconfirmed_inferred_domain(
+    ledger: PrivacyLedger, adult_raw: pl.DataFrame
+) -> None:
+    frame = adult_raw.head(500)
+    table = Table.from_frame(frame, infer_schema(frame))
+    _with_budget(ledger, table)
+    with pytest.raises(DomainError, match="inferred from the private data"):
+        _independent().fit(table, budget=BUDGET, ledger=ledger)
+    assert ledger.entries(table.fingerprint()) == []
+
+
+def test_fit_reserves_then_settles_what_was_spent(
+    ledger: PrivacyLedger, adult_small: Table
+) -> None:
+    _with_budget(ledger, adult_small)
+    summary = _independent(seed=0).fit(adult_small, budget=BUDGET, ledger=ledger, run_id="r1")
+    [entry] = ledger.entries(adult_small.fingerprint())
+    assert entry.status == "spent" and entry.run_id == "r1"
+    assert entry.epsilon == pytest.approx(summary.epsilon) == 1.0
+    assert summary.domain_mode == "public" and summary.private
+
+
+def test_over_budget_fit_charges_nothing(ledger: PrivacyLedger, adult_small: Table) -> None:
+    _with_budget(ledger, adult_small, epsilon=0.5)
+    with pytest.raises(BudgetExceededError):
+        _independent().fit(adult_small, budget=BUDGET, ledger=ledger)
+    assert ledger.entries(adult_small.fingerprint()) == []
+
+
+class _CrashingGenerator(generators().get("independent")):  # type: ignore[misc]
+    generator_id = "crashing"
+
+    def _fit(self, table, *, budget, accountant, progress):  # type: ignore[no-untyped-def]
+        raise RuntimeError("killed mid-training")
+
+
+def test_a_crash_mid_fit_leaves_the_whole_reservation_counted(
+    ledger: PrivacyLedger, adult_small: Table
+) -> None:
+    _with_budget(ledger, adult_small)
+    with pytest.raises(RuntimeError):
+        _CrashingGenerator().fit(adult_small, budget=BUDGET, ledger=ledger)
+    [entry] = ledger.entries(adult_small.fingerprint())
+    assert entry.status == "reserved" and entry.epsilon == 1.0
+    assert ledger.status(adult_small.fingerprint()).spent.epsilon == 1.0
+
+
+class _OutOfDomainGenerator(generators().get("independent")):  # type: ignore[misc]
+    generator_id = "out_of_domain"
+
+    def _sample(self, n_rows, *, seed):  # type: ignore[no-untyped-def]
+        frame = super()._sample(n_rows, seed=seed)
+        return frame.with_columns(pl.lit("Atlantis").alias("native-country"))
+
+
+def test_output_outside_the_domain_is_withheld(ledger: PrivacyLedger, adult_small: Table) -> None:
+    _with_budget(ledger, adult_small)
+    model = _OutOfDomainGenerator(seed=0)
+    model.fit(adult_small, budget=BUDGET, ledger=ledger)
+    with pytest.raises(GeneratorError, match="native-country.*not among its categories"):
+        model.sample(10, seed=0)
+
+
+class _NonDPGenerator(generators().get("independent")):  # type: ignore[misc]
+    generator_id = "nondp_test"
+    is_dp = False
+
+    def _fit(self, table, *, budget, accountant, progress):  # type: ignore[no-untyped-def]
+        return super()._fit(table, budget=PrivacyBudget(1e6, 0.0), accountant=accountant,
+                            progress=progress)
+
+
+def test_non_dp_generators_are_recorded_and_labelled(
+    ledger: PrivacyLedger, adult_small: Table
+) -> None:
+    _with_budget(ledger, adult_small)
+    model = _NonDPGenerator(seed=0)
+    with pytest.raises(ConfigError, match="NOT differentially private"):
+        model.fit(adult_small, budget=BUDGET, ledger=ledger)
+    model.fit(adult_small, budget=None, ledger=ledger)
+    [entry] = ledger.entries(adult_small.fingerprint())
+    assert entry.status == "non-dp"
+    assert model.manifest()["privacy"] == {"label": "NOT differentially private"}
+    assert model.manifest()["differentially_private"] is False
+
+
+def test_sample_before_fit_and_bad_row_counts(ledger: PrivacyLedger, adult_small: Table) -> None:
+    model = _independent()
+    with pytest.raises(NotFittedError):
+        model.sample(5)
+    _with_budget(ledger, adult_small)
+    model.fit(adult_small, budget=BUDGET, ledger=ledger)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError):
+            model.sample(bad)  # type: ignore[arg-type]
+    assert model.sample(0).height == 0
+
+
+def test_invalid_params_list_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="bins.*Known parameters: bins, seed"):
+        _independent(bins=1)
+    with pytest.raises(ConfigError, match="colour"):
+        _independent(colour="red")
+
+
+def test_save_is_atomic_and_refuses_to_clobber(
+    ledger: PrivacyLedger, adult_small: Table, tmp_path: Path
+) -> None:
+    _with_budget(ledger, adult_small)
+    model = _independent(seed=0)
+    model.fit(adult_small, budget=BUDGET, ledger=ledger)
+    out = tmp_path / "out"
+    target = out / "model"
+    model.save(target)
+    with pytest.raises(InputFileError, match="not empty"):
+        model.save(target)
+
+    class _BrokenSave(type(model)):  # type: ignore[misc]
+        def _save_state(self, directory: Path) -> None:
+            (directory / "half.bin").write_bytes(b"x")
+            raise OSError("disk full")
+
+    broken = _BrokenSave(seed=0)
+    broken.schema, broken.fit_summary = model.schema, model.fit_summary
+    with pytest.raises(OSError):
+        broken.save(out / "broken")
+    assert sorted(p.name for p in out.iterdir()) == ["model"]
+    reloaded = Generator.load(target)
+    assert reloaded.sample(50, seed=9).equals(model.sample(50, seed=9))

@@ -1,0 +1,131 @@
+"""Plugin discovery through the `privsynth` entry-point group, exactly as third parties use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import privsynth_plugins
+from privsynth_core.plugins import pm
+from privsynth_core.registry import all_entries
+
+ROOT = Path(__file__).parents[1]
+EXAMPLE = ROOT / "examples" / "privsynth-example-plugin"
+HEAVY = ("torch", "opacus", "sdv", "evidently", "gradio", "prefect", "sklearn")
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_builtin_entry_points_resolve_to_modules_in_this_repo() -> None:
+    entry_points = _pyproject()["project"]["entry-points"]["privsynth"]
+    assert entry_points, "the built-in plugins must be declared as entry points"
+    plugins_dir = Path(privsynth_plugins.__file__).parent.resolve()
+    assert plugins_dir == (ROOT / "plugins").resolve()
+    for name, target in entry_points.items():
+        module = __import__(target, fromlist=["_"])
+        assert Path(module.__file__).resolve().is_relative_to(plugins_dir), name
+        assert pm.get_plugin(name) is None or pm.get_plugin(name) is module
+
+
+def test_every_plugins_subpackage_is_installed() -> None:
+    packages = set(_pyproject()["tool"]["setuptools"]["packages"])
+    for init in (ROOT / "plugins").rglob("__init__.py"):
+        relative = init.parent.relative_to(ROOT / "plugins").parts
+        assert ".".join(("privsynth_plugins", *relative)) in packages, init
+
+
+def test_plugins_list_imports_no_heavy_library() -> None:
+    code = (
+        "import sys, json; from privsynth_ui.cli import main; main(['plugins', 'list']); "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    result = _run(code)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_plugins_list_shows_every_registered_plugin() -> None:
+    result = _run("from privsynth_ui.cli import main; main(['plugins', 'list', '--json'])")
+    assert result.returncode == 0, result.stderr
+    listed = {(row["kind"], row["id"]) for row in json.loads(result.stdout)}
+    assert listed == {(e.kind, e.plugin_id) for e in all_entries()}
+    assert all(row["distribution"] == "privsynth" for row in json.loads(result.stdout))
+
+
+def test_disabled_plugins_env_blocks_a_plugin() -> None:
+    names = list(_pyproject()["project"]["entry-points"]["privsynth"])
+    blocked = names[0]
+    code = (
+        "from privsynth_core.plugins import load_plugins, pm; load_plugins(); "
+        "print(sorted(n for n, _ in pm.list_name_plugin()))"
+    )
+    result = _run(code, {"PRIVSYNTH_DISABLED_PLUGINS": blocked})
+    assert result.returncode == 0, result.stderr
+    loaded = eval(result.stdout)  # a printed list of str
+    assert blocked not in loaded and set(loaded) == set(names) - {blocked}
+
+
+def test_load_plugins_env_limits_to_named_distributions() -> None:
+    code = (
+        "from privsynth_core.plugins import load_plugins, pm; load_plugins(); "
+        "print(len(pm.list_name_plugin()))"
+    )
+    result = _run(code, {"PRIVSYNTH_LOAD_PLUGINS": "some-other-dist"})
+    assert result.stdout.strip() == "0"
+
+
+def test_a_third_party_plugin_installed_with_pip_is_registered(tmp_path: Path) -> None:
+    """pip builds and installs examples/privsynth-example-plugin into a private target folder;
+    a fresh interpreter with that folder on its path sees the plugin in the CLI listing."""
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(EXAMPLE)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    env = {"PYTHONPATH": str(target), "PRIVSYNTH_LOAD_PLUGINS": ""}
+    result = _run("from privsynth_ui.cli import main; main(['plugins', 'list', '--json'])", env)
+    assert result.returncode == 0, result.stderr
+    rows = {row["id"]: row for row in json.loads(result.stdout)}
+    assert rows["mean_gap"]["distribution"] == "privsynth-example-plugin"
+    assert rows["mean_gap"]["version"] == "0.1.0"
+    # ... and the metric really computes through the registry.
+    code = (
+        "from privsynth_core.registry import metrics; from privsynth_core.datasets import "
+        "load_adult; t = load_adult(500); m = metrics().get('mean_gap')(); "
+        "print(m.compute(t.frame, t.frame, schema=t.schema).value)"
+    )
+    computed = _run(code, env)
+    assert computed.returncode == 0, computed.stderr
+    assert float(computed.stdout) == pytest.approx(0.0)
+
+
+def test_a_misspelled_hook_is_refused(fresh_plugins: None) -> None:
+    from privsynth_core.errors import PluginError
+    from privsynth_core.hookspecs import hookimpl
+    from privsynth_core.plugins import load_plugins
+
+    class Misspelled:
+        @hookimpl
+        def register_generator(self, register):  # type: ignore[no-untyped-def]
+            """Missing the final 's': pluggy must catch it."""
+
+    pm.register(Misspelled(), name="misspelled")
+    with pytest.raises(PluginError, match="unknown hook"):
+        load_plugins()

@@ -1,0 +1,82 @@
+"""The command line: fast help, and the schema / budget / validate workflow end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from privsynth_core import PrivacyLedger
+from privsynth_core.table import fingerprint_frame, read_frame
+from privsynth_ui.cli import main
+
+
+def test_help_answers_fast_without_heavy_imports() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter(); from privsynth_ui.cli import build_parser; "
+        "build_parser().format_help(); print(time.perf_counter() - t); "
+        "print([m for m in ('torch', 'opacus', 'sdv', 'evidently', 'gradio', 'prefect') "
+        "if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env=os.environ.copy())
+    elapsed, heavy = result.stdout.strip().splitlines()
+    assert heavy == "[]"
+    assert float(elapsed) < 1.0
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "privsynth_ui.cli", "--help"], check=True,
+                   capture_output=True, timeout=60)
+    assert time.perf_counter() - started < 5.0  # interpreter start included, on a busy box
+
+
+def test_schema_infer_confirm_validate_flow(
+    tmp_path: Path, adult_raw: pl.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "adult.csv"
+    adult_raw.head(2000).write_csv(data)
+    schema_path = tmp_path / "schema.yaml"
+    assert main(["schema", "infer", str(data), "-o", str(schema_path)]) == 0
+    assert "domain INFERRED" in capsys.readouterr().out
+    assert yaml.safe_load(schema_path.read_text())["domain"] == "inferred"
+    assert main(["schema", "confirm", str(schema_path)]) == 0
+    assert yaml.safe_load(schema_path.read_text())["domain"] == "public"
+    assert main(["data", "validate", str(data), "--schema", str(schema_path)]) == 0
+    # Rows outside the confirmed domain are all reported at once.
+    bad = tmp_path / "bad.csv"
+    adult_raw.head(50).with_columns(
+        pl.lit("150").alias("age"), pl.lit("Atlantis").alias("native-country")
+    ).write_csv(bad)
+    capsys.readouterr()
+    assert main(["data", "validate", str(bad), "--schema", str(schema_path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 problem(s)" in out and "'age': 50 value(s) outside" in out
+    assert "'native-country': 50 value(s) not among its categories" in out
+
+
+def test_budget_set_and_show(
+    tmp_path: Path, adult_raw: pl.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "adult.csv"
+    adult_raw.head(300).write_csv(data)
+    assert main(["budget", "show"]) == 0
+    assert "no budgets set yet" in capsys.readouterr().out
+    assert main(["budget", "set", str(data), "--epsilon", "2", "--delta", "1e-5"]) == 0
+    fingerprint = fingerprint_frame(read_frame(data))
+    PrivacyLedger().charge(fingerprint, mechanism="test mechanism", epsilon=0.5, delta=0.0,
+                           run_id="run-xyz")
+    capsys.readouterr()
+    assert main(["budget", "show", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "spent (epsilon=0.5" in out and "remaining (epsilon=1.5" in out
+    assert "test mechanism" in out
+    assert main(["budget", "show"]) == 0
+    assert "adult.csv" in capsys.readouterr().out
+    # A budget below what is spent is refused with a readable error.
+    assert main(["budget", "set", str(data), "--epsilon", "0.1", "--delta", "1e-5"]) == 2
+    assert "already been spent" in capsys.readouterr().err

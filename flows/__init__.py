@@ -1,0 +1,10 @@
+"""privsynth's Prefect flows: thin tasks over :mod:`privsynth_core` (imported as privsynth_flows).
+
+- :func:`privsynth_flows.synthesize.synthesize`: one run, load to publish;
+- :func:`privsynth_flows.synthesize.evaluate`: re-score a published run;
+- :func:`privsynth_flows.sweep.sweep`: generators x epsilons x seeds, budget checked up front;
+- :mod:`privsynth_flows.deploy`: scheduled deployments (``privsynth deploy``);
+- :mod:`privsynth_flows.runtime`: the Prefect API and the task runner (threads or Dask).
+
+Importing this package imports no Prefect; the submodules do.
+"""

@@ -80,7 +80,7 @@ class DistributionsSection(ReportSection):
             ax = fig.add_subplot()
             if is_numeric_kind(schema.column(column).kind):
                 self._histogram(ax, enc.tables[0][column], enc.tables[1][column],
-                                schema.column(column).kind.value == "datetime")
+                                schema.column(column).kind.value)
             else:
                 self._bars(ax, enc.tables[0][column], enc.tables[1][column], enc.labels[column])
             score = _column_score(context, column)
@@ -91,37 +91,48 @@ class DistributionsSection(ReportSection):
             cells.append(f'<figure class="plot">{img}</figure>')
         legend = (f'<p class="legend"><span style="color:{REAL_COLOUR}">■ real</span> '
                   f'<span style="color:{SYNTHETIC_COLOUR}">■ synthetic</span> — shares of rows; '
-                  f'numeric columns in 30 bins over the real data\'s 0.5-99.5 % range (values '
-                  f'outside fall in the end bins); bar charts show the {MAX_BARS} most frequent '
-                  f'real categories.</p>')
+                  f'numeric columns over the real data\'s 0.5-99.5 % range (the share of rows '
+                  f'outside it is printed as "not shown: real / synthetic"); bar charts show the '
+                  f'{MAX_BARS} most frequent real categories.</p>')
         return SectionOutput(
             html=legend + '<div class="grid">' + "".join(cells) + "</div>", files=files,
         )
 
     @staticmethod
-    def _histogram(ax: Any, real: np.ndarray, synthetic: np.ndarray, is_date: bool) -> None:
+    def _histogram(ax: Any, real: np.ndarray, synthetic: np.ndarray, kind: str) -> None:
         r, s = real[np.isfinite(real)], synthetic[np.isfinite(synthetic)]
         if r.size == 0:
             ax.text(0.5, 0.5, "no values", ha="center", transform=ax.transAxes)
             return
         low, high = np.quantile(r, [0.005, 0.995])
-        if high <= low:
-            low, high = low - 0.5, high + 0.5
-        edges = np.linspace(low, high, 31)
-        scale = 86400.0 if is_date else 1.0
+        if kind == "integer" and high - low <= 40:
+            edges = np.arange(np.floor(low) - 0.5, np.ceil(high) + 1.0)
+        else:
+            if high <= low:
+                low, high = low - 0.5, high + 0.5
+            edges = np.linspace(low, high, 31)
+        scale = 86400.0 if kind == "datetime" else 1.0
+        outside = []
         for values, colour, style in ((r, REAL_COLOUR, "bar"), (s, SYNTHETIC_COLOUR, "step")):
             if values.size == 0:
+                outside.append(0.0)
                 continue
-            clipped = np.clip(values, low, high)
-            weights = np.full(values.size, 1 / values.size)
-            ax.hist(clipped / scale, bins=edges / scale, weights=weights, histtype=style,
+            inside = (values >= edges[0]) & (values <= edges[-1])
+            outside.append(1 - inside.mean())
+            weights = np.full(int(inside.sum()), 1 / values.size)
+            ax.hist(values[inside] / scale, bins=edges / scale, weights=weights, histtype=style,
                     color=colour, alpha=0.55 if style == "bar" else 1.0, linewidth=1.6)
-        if is_date:
+        if kind == "datetime":
             ax.xaxis_date()
         nulls = (1 - r.size / real.size, 1 - s.size / max(synthetic.size, 1))
+        lines = []
+        if max(outside) > 0:
+            lines.append(f"not shown: {outside[0]:.1%} / {outside[1]:.1%}")
         if max(nulls) > 0:
-            ax.text(0.98, 0.95, f"missing: {nulls[0]:.1%} / {nulls[1]:.1%}", ha="right",
-                    va="top", fontsize=7, transform=ax.transAxes)
+            lines.append(f"missing: {nulls[0]:.1%} / {nulls[1]:.1%}")
+        if lines:
+            ax.text(0.98, 0.95, "\n".join(lines), ha="right", va="top", fontsize=7,
+                    transform=ax.transAxes)
 
     @staticmethod
     def _bars(ax: Any, real: np.ndarray, synthetic: np.ndarray, labels: list[str]) -> None:
@@ -153,9 +164,8 @@ class CorrelationsSection(ReportSection):
 
     def render(self, context: ReportContext, directory: Path) -> SectionOutput:
         """Reuse the matrices of ``correlation_diff`` / ``marginal_2way_tvd`` if they ran."""
-        from .metrics.fidelity import association_matrix
+        from .metrics._associations import association_matrix
 
-        files, parts = [], []
         corr = context.result("correlation_diff")
         if corr is not None:
             columns = corr.details["columns"]
@@ -167,48 +177,50 @@ class CorrelationsSection(ReportSection):
             sizes = {n: len(enc.labels[n]) for n in enc.categorical}
             real_m, syn_m = (association_matrix(t, enc.numeric, sizes, columns)
                              for t in enc.tables)
-        n = len(columns)
-        side = max(3.2, 0.24 * n + 1.6)
-        fig = _figure(3 * side + 1.2, side + 0.4)
-        axes = fig.subplots(1, 3)
-        panels = (("real", real_m, "viridis", -1.0, 1.0),
-                  ("synthetic", syn_m, "viridis", -1.0, 1.0),
-                  ("|real − synthetic|", np.abs(real_m - syn_m), "Reds", 0.0, 0.5))
-        for ax, (title, matrix, cmap, vmin, vmax) in zip(axes, panels, strict=True):
-            image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
-            self._label(ax, columns, title)
-            fig.colorbar(image, ax=ax, shrink=0.7)
-        rel, img = _save(fig, directory, "correlations.png")
-        files.append(rel)
-        parts.append(
-            "<p>Association of every pair of columns: Pearson correlation (numeric pairs), "
-            "Cramér's V (categorical pairs), correlation ratio (mixed pairs). Differences above "
-            "0.5 show as the darkest red.</p>" + f'<figure class="wide">{img}</figure>'
-        )
+        panels = [
+            ("correlation_real.png", "real", real_m, "RdBu_r", -1.0, 1.0),
+            ("correlation_synthetic.png", "synthetic", syn_m, "RdBu_r", -1.0, 1.0),
+            ("correlation_difference.png", "|real − synthetic|", np.abs(real_m - syn_m), "Reds",
+             0.0, 0.5),
+        ]
         tvd = context.result("marginal_2way_tvd")
         if tvd is not None and len(tvd.details.get("columns", [])) >= 2:
-            cols = tvd.details["columns"]
-            side = max(3.2, 0.24 * len(cols) + 1.6)
-            fig = _figure(side + 1.2, side + 0.4)
-            ax = fig.add_subplot()
-            image = ax.imshow(np.array(tvd.details["pair_tvd"]), cmap="Reds", vmin=0,
-                              vmax=max(0.2, float(np.max(tvd.details["pair_tvd"]))))
-            self._label(ax, cols, "2-way marginal TVD per pair")
-            fig.colorbar(image, ax=ax, shrink=0.7)
-            rel, img = _save(fig, directory, "pair_tvd.png")
+            pair = np.array(tvd.details["pair_tvd"])
+            panels.append(("pair_tvd.png", "2-way marginal TVD per pair", pair, "Reds", 0.0,
+                           max(0.2, float(pair.max()))))
+            columns_for = {"pair_tvd.png": tvd.details["columns"]}
+        else:
+            columns_for = {}
+        files, cells = [], []
+        for name, title, matrix, cmap, vmin, vmax in panels:
+            rel, img = self._heatmap(directory, name, title, matrix,
+                                     columns_for.get(name, columns), cmap, vmin, vmax)
             files.append(rel)
-            parts.append("<p>Total variation distance of each 2-way marginal (the headline "
-                         "fidelity score is their mean): dark cells are the pairs the synthetic "
-                         f"table gets most wrong.</p><figure>{img}</figure>")
-        return SectionOutput(html="".join(parts), files=files)
+            cells.append(f"<figure>{img}</figure>")
+        intro = (
+            "<p>Association of every pair of columns: Pearson correlation for numeric pairs "
+            "(−1 to 1), Cramér's V for categorical pairs and the correlation ratio for mixed "
+            "pairs (0 to 1). The difference panel saturates at 0.5. The last panel shows the "
+            "total variation distance of each 2-way marginal (the headline fidelity score is "
+            "their mean): dark cells are the pairs the synthetic table gets most wrong.</p>"
+        )
+        return SectionOutput(html=intro + '<div class="grid2">' + "".join(cells) + "</div>",
+                             files=files)
 
     @staticmethod
-    def _label(ax: Any, columns: list[str], title: str) -> None:
+    def _heatmap(directory: Path, name: str, title: str, matrix: np.ndarray,
+                 columns: list[str], cmap: str, vmin: float, vmax: float) -> tuple[str, str]:
+        side = max(3.6, 0.22 * len(columns) + 1.8)
+        fig = _figure(side + 1.0, side)
+        ax = fig.add_subplot()
+        image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
         ticks = range(len(columns))
         short = [c[:18] for c in columns]
-        ax.set_xticks(ticks, short, rotation=90, fontsize=7)
-        ax.set_yticks(ticks, short, fontsize=7)
-        ax.set_title(title, fontsize=10)
+        ax.set_xticks(ticks, short, rotation=90, fontsize=8)
+        ax.set_yticks(ticks, short, fontsize=8)
+        ax.set_title(title, fontsize=11)
+        fig.colorbar(image, ax=ax, shrink=0.75)
+        return _save(fig, directory, name)
 
 
 @hookimpl

@@ -100,7 +100,7 @@ def dp_quantile(
     with np.errstate(divide="ignore"):
         log_weights = np.log(widths) + epsilon * utility / 2.0
     if not np.isfinite(log_weights).any():
-        return float(points[int(round(q * (points.size - 1)))])
+        return float(points[round(q * (points.size - 1))])
     log_weights -= log_weights.max()
     weights = np.exp(log_weights)
     index = rng.choice(widths.size, p=weights / weights.sum())

@@ -39,6 +39,7 @@ NOT_DP_NOTICE = (
     "privacy guarantee: keep it with the data custodian. Only the synthetic table and the model "
     "manifest are for release."
 )
+_GROUP_ORDER = {"fidelity": 0, "utility": 1, "privacy": 2}
 _GENERIC_TEXT: dict[str, dict[str, str]] = {
     "fidelity": {"good": "close to real data", "fair": "keeps much of the real structure, with "
                  "visible gaps", "poor": "far from the real data"},
@@ -313,6 +314,7 @@ def evaluate(
         verdicts[result.metric_id] = _verdict(metric, result, headline)
         if headline is not None:
             headline.verdict, headline.verdict_text = verdicts[result.metric_id]
+    headlines.sort(key=lambda h: _GROUP_ORDER.get(h.group, 9))
     seconds["metrics_total"] = time.perf_counter() - started
     evaluation = EvaluationResult(
         results=results, headlines=headlines, verdicts=verdicts, skipped=skipped,
@@ -377,8 +379,11 @@ def _verdict(metric: Metric, result: MetricResult,
         if gap is not None and gap > 0:
             share = sign * (value - floor) / gap
             level: Verdict = "good" if share >= 0.8 else "fair" if share >= 0.5 else "poor"
-            return level, (f"{texts[level]}: {min(share, 1.0):.0%} of the way from independent "
-                           f"columns ({floor:.3g}) to real data ({ceiling:.3g})")
+            if share >= 1:
+                return level, (f"{texts[level]}: as good as the real-data reference "
+                               f"({ceiling:.3g}; shuffled columns: {floor:.3g})")
+            return level, (f"{texts[level]}: {share:.0%} of the way from independent columns "
+                           f"({floor:.3g}) to real data ({ceiling:.3g})")
     if metric.thresholds is not None:
         good, fair = metric.thresholds
         level = ("good" if sign * value >= sign * good else

@@ -35,6 +35,7 @@ from .schema import Schema
 if TYPE_CHECKING:
     import polars as pl
 
+    from .checkpoint import CheckpointStore
     from .table import Table
 
 MANIFEST_NAME = "manifest.json"
@@ -121,6 +122,10 @@ class Generator(ABC):
     description: ClassVar[str] = ""
     is_dp: ClassVar[bool] = True
     Params: ClassVar[type[GeneratorParams]] = GeneratorParams
+    #: The plugin resumes interrupted training from ``self.checkpoints`` (a
+    #: :class:`~privsynth_core.checkpoint.CheckpointStore`, set during ``fit``), following the
+    #: protocol described in :mod:`privsynth_core.checkpoint`.
+    supports_checkpoints: ClassVar[bool] = False
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
         if params is not None and kwargs:
@@ -134,6 +139,7 @@ class Generator(ABC):
         self.params = params
         self.schema: Schema | None = None
         self.fit_summary: FitSummary | None = None
+        self.checkpoints: CheckpointStore | None = None
 
     @classmethod
     def make_params(cls, values: dict[str, Any]) -> GeneratorParams:
@@ -171,6 +177,7 @@ class Generator(ABC):
         ledger: PrivacyLedger | None = None,
         run_id: str | None = None,
         progress: ProgressCallback | None = None,
+        checkpoints: CheckpointStore | None = None,
     ) -> FitSummary:
         """Train on a private table, spending at most ``budget``.
 
@@ -182,6 +189,10 @@ class Generator(ABC):
                 must have a budget there that covers ``budget``.
             run_id: ties the ledger entry to a run; a fresh one is made if omitted.
             progress: called with a :class:`Progress` as training advances.
+            checkpoints: where a generator with ``supports_checkpoints`` saves checkpoints; if
+                it holds an interrupted attempt at the same training (same dataset and budget,
+                reservation still open), training resumes under that attempt's reservation
+                instead of reserving again. Ignored by generators without checkpoint support.
 
         Raises:
             ConfigError: a DP generator got no budget, or a non-DP generator got one.
@@ -204,12 +215,18 @@ class Generator(ABC):
             # Cheap checks that do not read the data (e.g. "this budget allows 0 steps") come
             # first, so a refused plan spends nothing.
             self._check_plan(table, budget=budget, accountant=accountant)
-            entry = ledger.reserve(
+            self.checkpoints = checkpoints if self.supports_checkpoints else None
+            resumed = (self.checkpoints.open_reservation(ledger, fingerprint=fingerprint,
+                                                        budget=budget)
+                       if self.checkpoints is not None else None)
+            entry = resumed or ledger.reserve(
                 fingerprint, mechanism=f"{self.generator_id} training", epsilon=budget.epsilon,
                 delta=budget.delta, run_id=run_id,
                 params={"generator": self.generator_id, "accountant": accountant,
                         **self.params.model_dump(mode="json")},
             )
+            if self.checkpoints is not None and resumed is None:
+                self.checkpoints.record_reservation(entry)
             summary = self._fit(table, budget=budget, accountant=accountant, progress=progress)
             if summary.epsilon is None or summary.delta is None:
                 raise GeneratorError(
@@ -327,6 +344,7 @@ class Generator(ABC):
         Must not read the table's values; its size (``table.n_rows``) is treated as public,
         as DP-SGD accounting does. The default accepts every plan.
         """
+        return None
 
     @abstractmethod
     def _fit(

@@ -96,14 +96,18 @@ class Column(BaseModel):
                         f"column {name!r}: {kind} bounds must be "
                         f"{'ISO-8601 datetimes' if want is datetime else 'numbers'}"
                     )
-                if isinstance(lower, float) and isinstance(upper, float):
-                    if not (math.isfinite(lower) and math.isfinite(upper)):
-                        raise ValueError(f"column {name!r}: bounds must be finite")
+                finite = not isinstance(lower, float) or (
+                    math.isfinite(lower) and math.isfinite(float(upper))  # type: ignore[arg-type]
+                )
+                if not finite:
+                    raise ValueError(f"column {name!r}: bounds must be finite")
                 if lower > upper:  # type: ignore[operator]
                     raise ValueError(f"column {name!r}: lower bound {lower} > upper bound {upper}")
         elif kind is ColumnKind.CATEGORICAL:
             if self.bounds is not None:
-                raise ValueError(f"column {name!r}: a categorical column has categories, not bounds")
+                raise ValueError(
+                    f"column {name!r}: a categorical column has categories, not bounds"
+                )
             if self.categories is not None:
                 if len(self.categories) == 0:
                     raise ValueError(f"column {name!r}: the category list is empty")

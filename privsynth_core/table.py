@@ -228,9 +228,10 @@ class Table:
 
         It is taken over every column of the source, not just the synthesised ones, so leaving
         a column out of the schema does not make a "new" dataset with a fresh budget. The
-        privacy budget is kept per fingerprint: the same rows in any order share one budget. Any change to the content (a row more or less) makes a
-        different dataset with a budget of its own, so custodians should budget the source
-        table they extract from, not each extract.
+        privacy budget is kept per fingerprint: the same rows in any order share one budget.
+        Any change to the content (a row more or less) makes a different dataset with a budget
+        of its own, so custodians should budget the source table they extract from, not each
+        extract.
         """
         if self.fingerprint_ is None:
             self.fingerprint_ = fingerprint_frame(self.frame)

@@ -72,7 +72,7 @@ def test_disabled_plugins_env_blocks_a_plugin() -> None:
     blocked = names[0]
     code = (
         "from privsynth_core.plugins import load_plugins, pm; load_plugins(); "
-        "print(sorted(n for n, _ in pm.list_name_plugin()))"
+        "print(sorted(n for n, p in pm.list_name_plugin() if p is not None))"
     )
     result = _run(code, {"PRIVSYNTH_DISABLED_PLUGINS": blocked})
     assert result.returncode == 0, result.stderr
@@ -83,7 +83,7 @@ def test_disabled_plugins_env_blocks_a_plugin() -> None:
 def test_load_plugins_env_limits_to_named_distributions() -> None:
     code = (
         "from privsynth_core.plugins import load_plugins, pm; load_plugins(); "
-        "print(len(pm.list_name_plugin()))"
+        "print(len([p for _, p in pm.list_name_plugin() if p is not None]))"
     )
     result = _run(code, {"PRIVSYNTH_LOAD_PLUGINS": "some-other-dist"})
     assert result.stdout.strip() == "0"

@@ -132,7 +132,9 @@ def bin_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return codes
 
 
-def discretise(enc: Encoded, n_bins: int = 10) -> tuple[list[dict[str, np.ndarray]], dict[str, int]]:
+def discretise(
+    enc: Encoded, n_bins: int = 10
+) -> tuple[list[dict[str, np.ndarray]], dict[str, int]]:
     """Every column as small integer codes: numerics in ``n_bins`` quantile bins of the first
     frame (the real data); returns the codes per frame and the number of codes per column."""
     out: list[dict[str, np.ndarray]] = [{} for _ in enc.tables]
@@ -226,3 +228,18 @@ def onehot_matrices(
         for b, t in zip(blocks, enc.tables, strict=True)
     ]
 
+
+def row_keys(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
+    """One hash per row over ``columns`` (null-aware; equal rows get equal keys)."""
+    return frame.select(pl.col(c).cast(pl.String) for c in columns).hash_rows(seed=7)
+
+
+def trainable(x: np.ndarray) -> np.ndarray:
+    """``x`` with all-missing columns set to 0: scikit-learn's histogram binning fails on a
+    column with no value at all (e.g. a synthetic column the generator left empty)."""
+    empty = ~np.isfinite(x).any(axis=0) if x.size else np.zeros(x.shape[1], dtype=bool)
+    if not empty.any():
+        return x
+    x = x.copy()
+    x[:, empty] = 0.0
+    return x

@@ -30,14 +30,24 @@ import polars as pl
 from privsynth_core.errors import MetricError
 from privsynth_core.metric import Metric, MetricResult, Verdict
 
-from ._common import check_frames, encode, onehot_matrices, ordinal_matrix, sample_rows
+from ._common import (
+    check_frames,
+    encode,
+    onehot_matrices,
+    ordinal_matrix,
+    row_keys,
+    sample_rows,
+    trainable,
+)
 
 if TYPE_CHECKING:
     from privsynth_core.schema import Schema
 
 SYNTHETIC_MAX_ROWS = 10_000
+NEIGHBOUR_SYNTHETIC_ROWS = 5_000
 REAL_MAX_ROWS = 10_000
 CANDIDATES_MAX = 5_000
+FOREST_MAX_ROWS = 5_000
 
 
 def _need_holdout(metric_id: str, holdout: pl.DataFrame | None) -> pl.DataFrame:
@@ -59,11 +69,6 @@ def _nearest(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarr
     return np.asarray(distances)
 
 
-def _row_keys(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
-    """One hash per row over ``columns`` (null-aware, dtype-stable)."""
-    return frame.select(pl.col(c).cast(pl.String) for c in columns).hash_rows(seed=7)
-
-
 class ExactCopyRateMetric(Metric):
     """Share of synthetic rows that equal a training row in every column."""
 
@@ -77,14 +82,14 @@ class ExactCopyRateMetric(Metric):
                 holdout: pl.DataFrame | None = None, target: str | None = None,
                 seed: int = 0) -> MetricResult:
         check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
-        train_keys = _row_keys(real, schema.names)
-        copied = _row_keys(synthetic, schema.names).is_in(train_keys.implode())
-        rate = float(copied.mean() or 0.0)
+        train_keys = row_keys(real, schema.names)
+        copied = row_keys(synthetic, schema.names).is_in(train_keys.implode())
+        rate = float(copied.cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
         details: dict[str, Any] = {"copies": int(copied.sum()), "ideal": 0.0}
         notes = []
         if holdout is not None:
-            natural = float(_row_keys(holdout, schema.names).is_in(train_keys.implode()).mean()
-                            or 0.0)
+            in_train = row_keys(holdout, schema.names).is_in(train_keys.implode())
+            natural = float(in_train.cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
             details["holdout_rate"] = natural
             notes.append(
                 f"{natural:.2%} of the holdout rows also occur in the training data: coincidences "
@@ -95,6 +100,17 @@ class ExactCopyRateMetric(Metric):
             direction=self.direction, value_range=(0.0, 1.0), details=details, notes=notes,
         )
 
+    def verdict(self, result: MetricResult) -> tuple[Verdict, str] | None:
+        """Judged against the rate at which holdout rows coincide with training rows, if known."""
+        natural = result.details.get("holdout_rate")
+        base = max(0.001, 1.5 * natural) if natural is not None else 0.001
+        if result.value <= base:
+            return "good", ("no more copies than chance coincidences"
+                            + (f" (holdout: {natural:.2%})" if natural is not None else ""))
+        if result.value <= 3 * base:
+            return "fair", "somewhat more copies of training rows than chance would give"
+        return "poor", "the synthetic table copies training rows: do not release"
+
 
 class _DistanceMetric(Metric):
     """Shared set-up: equal-size samples of training and holdout rows, distance embedding."""
@@ -103,19 +119,37 @@ class _DistanceMetric(Metric):
     needs_holdout = True
 
     def _embed(self, real: pl.DataFrame, synthetic: pl.DataFrame, holdout: pl.DataFrame,
-               schema: Schema, seed: int, n_real: int
+               schema: Schema, seed: int, n_real: int, n_synthetic: int = SYNTHETIC_MAX_ROWS,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         n = min(real.height, holdout.height, n_real)
         train_s, s1 = sample_rows(real, n, seed)
         hold_s, s2 = sample_rows(holdout, n, seed + 1)
-        syn_s, s3 = sample_rows(synthetic, SYNTHETIC_MAX_ROWS, seed + 2)
+        syn_s, s3 = sample_rows(synthetic, n_synthetic, seed + 2)
         notes = [f"training and holdout compared on equal samples of {n:,} rows"] \
             if (s1 or s2) else []
         if s3:
-            notes.append(f"synthetic rows sampled to {SYNTHETIC_MAX_ROWS:,}")
+            notes.append(f"synthetic rows sampled to {n_synthetic:,}")
         enc = encode(schema, [train_s, hold_s, syn_s])
         train_x, hold_x, syn_x = onehot_matrices(enc, fit_index=0, scale="range")
         return train_x, hold_x, syn_x, notes
+
+    def _neighbours(self, real: pl.DataFrame, synthetic: pl.DataFrame, holdout: pl.DataFrame,
+                    schema: Schema, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Distances of (sampled) synthetic rows to their 2 nearest training and holdout rows;
+        cached for the last inputs, so DCR and NNDR share one search."""
+        key = (schema, seed)
+        for cached in _NEIGHBOUR_CACHE:
+            if (cached[0] is real and cached[1] is synthetic and cached[2] is holdout
+                    and cached[3] == key):
+                return cached[4], cached[5], list(cached[6])
+        train_x, hold_x, syn_x, notes = self._embed(real, synthetic, holdout, schema, seed,
+                                                    REAL_MAX_ROWS, NEIGHBOUR_SYNTHETIC_ROWS)
+        d_train, d_hold = _nearest(train_x, syn_x, k=2), _nearest(hold_x, syn_x, k=2)
+        _NEIGHBOUR_CACHE[:] = [(real, synthetic, holdout, key, d_train, d_hold, tuple(notes))]
+        return d_train, d_hold, notes
+
+
+_NEIGHBOUR_CACHE: list[tuple[Any, ...]] = []
 
 
 class DCRMetric(_DistanceMetric):
@@ -124,7 +158,7 @@ class DCRMetric(_DistanceMetric):
     metric_id = "dcr"
     name = "Distance to closest record: share closer to training"
     direction = "lower_is_better"
-    description = "share of synthetic rows closer to the training data than to a holdout (0.5 ideal)"
+    description = "share of synthetic rows closer to training than to holdout rows (0.5 ideal)"
     thresholds = (0.53, 0.6)
 
     def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
@@ -132,10 +166,8 @@ class DCRMetric(_DistanceMetric):
                 seed: int = 0) -> MetricResult:
         holdout = _need_holdout(self.metric_id, holdout)
         check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
-        train_x, hold_x, syn_x, notes = self._embed(real, synthetic, holdout, schema, seed,
-                                                    REAL_MAX_ROWS)
-        d_train = _nearest(train_x, syn_x)[:, 0]
-        d_hold = _nearest(hold_x, syn_x)[:, 0]
+        near_train, near_hold, notes = self._neighbours(real, synthetic, holdout, schema, seed)
+        d_train, d_hold = near_train[:, 0], near_hold[:, 0]
         # Ties (e.g. both sets hold the same common row) count half to each side.
         share = float(np.mean((d_train < d_hold) + 0.5 * (d_train == d_hold)))
         return MetricResult(
@@ -172,11 +204,9 @@ class NNDRMetric(_DistanceMetric):
                 seed: int = 0) -> MetricResult:
         holdout = _need_holdout(self.metric_id, holdout)
         check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
-        train_x, hold_x, syn_x, notes = self._embed(real, synthetic, holdout, schema, seed,
-                                                    REAL_MAX_ROWS)
+        near_train, near_hold, notes = self._neighbours(real, synthetic, holdout, schema, seed)
         ratios = []
-        for ref in (train_x, hold_x):
-            d = _nearest(ref, syn_x, k=2)
+        for d in (near_train, near_hold):
             second = d[:, -1]
             ratios.append(np.where(second > 0, d[:, 0] / np.where(second > 0, second, 1), 1.0))
         train_r, hold_r = ratios
@@ -197,6 +227,20 @@ class NNDRMetric(_DistanceMetric):
             notes=[*notes, "a value well below the holdout's means synthetic rows sit unusually "
                            "close to single training rows"],
         )
+
+    def verdict(self, result: MetricResult) -> tuple[Verdict, str] | None:
+        """Judged against the same figure computed on the holdout."""
+        hold = result.details["holdout_p05"]
+        if hold <= 0:
+            return None
+        share = result.value / hold
+        if share >= 0.9:
+            return "good", f"synthetic rows sit no closer to training rows than to holdout rows " \
+                           f"(holdout: {hold:.3g})"
+        if share >= 0.75:
+            return "fair", f"somewhat closer to training rows than to holdout rows ({hold:.3g})"
+        return "poor", f"synthetic rows sit unusually close to single training rows " \
+                       f"(holdout: {hold:.3g})"
 
 
 class MIADistanceMetric(_DistanceMetric):
@@ -258,19 +302,22 @@ class MIAClassifierMetric(Metric):
         n = min(non_members.height, real.height, CANDIDATES_MAX)
         members, _ = sample_rows(real, n, seed + 1)
         non_members, _ = sample_rows(non_members, n, seed + 2)
-        syn, sampled = sample_rows(synthetic, SYNTHETIC_MAX_ROWS, seed + 3)
-        reference, _ = sample_rows(reference, SYNTHETIC_MAX_ROWS, seed + 4)
+        syn, sampled = sample_rows(synthetic, FOREST_MAX_ROWS, seed + 3)
+        reference, _ = sample_rows(reference, FOREST_MAX_ROWS, seed + 4)
         enc = encode(schema, [syn, reference, members, non_members])
         x = [ordinal_matrix(enc, i) for i in range(4)]
-        model = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1,
+        # Fully grown trees: a forest memorises its training rows, which is exactly what lets a
+        # copied training row (a member) score high.
+        model = RandomForestClassifier(n_estimators=60, random_state=seed, n_jobs=1,
                                        class_weight="balanced")
-        model.fit(np.vstack([x[0], x[1]]), np.r_[np.ones(len(x[0])), np.zeros(len(x[1]))])
+        model.fit(trainable(np.vstack([x[0], x[1]])),
+                  np.r_[np.ones(len(x[0])), np.zeros(len(x[1]))])
         scores = model.predict_proba(np.vstack([x[2], x[3]]))[:, 1]
         labels = np.r_[np.ones(len(x[2])), np.zeros(len(x[3]))]
         notes = [f"attacker's reference: {reference.height:,} holdout rows; scored on {n:,} "
                  f"members and {n:,} other holdout rows"]
         if sampled:
-            notes.append(f"synthetic rows sampled to {SYNTHETIC_MAX_ROWS:,}")
+            notes.append(f"synthetic rows sampled to {FOREST_MAX_ROWS:,}")
         return MetricResult(
             metric_id=self.metric_id, name=self.name, group=self.group,
             value=float(roc_auc_score(labels, scores)), direction=self.direction,

@@ -17,15 +17,22 @@ import numpy as np
 from privsynth_core.errors import MetricError
 from privsynth_core.metric import Metric, MetricResult
 
-from ._common import check_frames, encode, is_numeric_kind, onehot_matrices, ordinal_matrix
+from ._common import (
+    check_frames,
+    encode,
+    is_numeric_kind,
+    onehot_matrices,
+    ordinal_matrix,
+    trainable,
+)
 
 if TYPE_CHECKING:
     import polars as pl
 
     from privsynth_core.schema import Schema
 
-TRAIN_MAX_ROWS = 20_000
-TEST_MAX_ROWS = 20_000
+TRAIN_MAX_ROWS = 10_000
+TEST_MAX_ROWS = 10_000
 TEST_SHARE = 0.3
 
 
@@ -151,7 +158,7 @@ class TSTRMetric(Metric):
                 x_test = dense[2] if x_train is dense[train_index] else ordinal[2]
                 y_train, y_test = y_all[train_index], y_all[2]
                 if task == "regression":
-                    model.fit(x_train, y_train)
+                    model.fit(trainable(x_train), y_train)
                     pred = model.predict(x_test)
                     figures.append((float(r2_score(y_test, pred)),
                                     float(mean_absolute_error(y_test, pred))))
@@ -163,7 +170,7 @@ class TSTRMetric(Metric):
                     majority = np.full_like(y_test, y_train[0])
                     figures.append((0.5, float(accuracy_score(y_test, majority))))
                     continue
-                model.fit(x_train, y_train)
+                model.fit(trainable(x_train), y_train)
                 figures.append(_classification_scores(model, x_test, y_test, classes))
             (tstr, tstr2), (trtr, trtr2) = figures
             rows.append([model_name, round(tstr, 4), round(trtr, 4), round(tstr2, 4),

@@ -37,7 +37,7 @@ def test_category_release_rate_matches_the_laplace_tail() -> None:
     """A category with count exactly at the threshold is released about half the time."""
     rng = np.random.default_rng(1)
     epsilon, delta = 1.0, 0.05
-    at_threshold = int(round(category_threshold(epsilon=epsilon, delta=delta)))
+    at_threshold = round(category_threshold(epsilon=epsilon, delta=delta))
     values = pl.Series("c", ["x"] * at_threshold)
     shift = at_threshold - category_threshold(epsilon=epsilon, delta=delta)
     expected = 1 - 0.5 * np.exp(-shift) if shift >= 0 else 0.5 * np.exp(shift)

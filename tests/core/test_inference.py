@@ -52,3 +52,14 @@ def test_integer_column_unique_but_not_an_id_is_kept() -> None:
                           "g": ["a", "b"] * 25})
     schema = infer_schema(frame)
     assert schema.names == ["income", "g"]
+
+
+def test_parquet_and_csv_infer_the_same_schema(tmp_path: Path, adult_raw: pl.DataFrame) -> None:
+    sample = adult_raw.head(3000)
+    csv_path, parquet_path = tmp_path / "a.csv", tmp_path / "a.parquet"
+    sample.write_csv(csv_path)
+    typed = sample.with_columns(pl.col("age", "fnlwgt", "hours-per-week").cast(pl.Int64))
+    typed.write_parquet(parquet_path)
+    from_csv = infer_schema(read_frame(csv_path))
+    from_parquet = infer_schema(read_frame(parquet_path))
+    assert from_csv == from_parquet

@@ -23,6 +23,10 @@ COMMAND_MODULES = (
     "data_cmd",
     "budget_cmd",
     "demo_cmd",
+    "evaluate_cmd",
+    "accountants_cmd",
+    "generate_cmd",
+    "run_cmd",
 )
 
 

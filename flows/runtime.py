@@ -1,0 +1,74 @@
+"""Where flows run: the Prefect API they talk to, and the task runner that executes their tasks.
+
+- With ``PREFECT_API_URL`` set, flows report to that server (``prefect server start``, or
+  Prefect Cloud). Without it, Prefect starts a temporary local server for the process (≈6-9 s
+  once); flow-run heartbeats are switched off there, since nothing outlives the process to
+  watch them and they cost about a second per flow run.
+- Task runners: ``thread`` (the default: a thread pool in this process) or ``dask`` (Prefect's
+  Dask integration, ``prefect-dask``): a new local cluster, or an existing one given by its
+  scheduler address (``--dask-address`` / ``PRIVSYNTH_DASK_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from privsynth_core.errors import ConfigError
+
+DASK_ADDRESS_ENV = "PRIVSYNTH_DASK_ADDRESS"
+TASK_RUNNERS = ("thread", "dask")
+
+
+@contextmanager
+def prefect_session() -> Iterator[None]:
+    """Settings for a flow run started from the command line (see the module docstring)."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def make_task_runner(
+    kind: str | None,
+    *,
+    address: str | None = None,
+    n_workers: int = 2,
+    processes: bool = True,
+) -> Any:
+    """A Prefect task runner, or None for the flow's default (a thread pool).
+
+    Args:
+        kind: ``thread``, ``dask`` or None.
+        address: scheduler address of an existing Dask cluster (``tcp://host:8786``); default
+            ``$PRIVSYNTH_DASK_ADDRESS``; without one a local cluster is started for the flow.
+        n_workers: workers of the local cluster.
+        processes: local workers are processes (True) or threads of this process (False).
+
+    Raises:
+        ConfigError: an unknown runner, or prefect-dask is not installed.
+    """
+    if kind in (None, "thread"):
+        return None
+    if kind != "dask":
+        raise ConfigError(f"unknown task runner {kind!r}; choose one of {', '.join(TASK_RUNNERS)}")
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ConfigError("the dask task runner needs prefect-dask: pip install prefect-dask"
+                          ) from None
+    address = address or os.environ.get(DASK_ADDRESS_ENV) or None
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs={"n_workers": n_workers, "processes": processes,
+                                          "threads_per_worker": 1, "dashboard_address": None})

@@ -1,0 +1,103 @@
+"""The ``sweep`` flow: generators x epsilons x seeds over one dataset, one ``synthesize`` each.
+
+The whole grid's budget is checked against the ledger before any cell starts
+(:func:`privsynth_core.sweep.check_grid_budget`); the domain is resolved once and shared; the
+cells run as parallel tasks on the flow's task runner (a thread pool, or a Dask cluster), each
+one a ``synthesize`` subflow. At the end: ``summary.csv``, ``privacy_utility.png`` and a
+markdown artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from privsynth_core import pipeline
+from privsynth_core.config import RunConfig, SweepConfig
+from privsynth_core.errors import GeneratorError, PrivsynthError
+from privsynth_core.runs import NOT_DP_LABEL, RunResult, check_output_dir
+from privsynth_core.sweep import check_grid_budget, summary_rows, write_summary
+
+from . import tasks
+from .synthesize import _artifact_key, synthesize
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: its summary table and plot, and each cell's run (None if it failed)."""
+
+    output_dir: Path
+    summary: Path
+    plot: Path | None
+    runs: list[RunResult | None] = field(default_factory=list)
+
+
+@task(retries=0)
+def run_cell(config: RunConfig) -> RunResult:
+    """One grid cell: a ``synthesize`` subflow (never retried: it may spend budget)."""
+    return synthesize(config)
+
+
+@task(**tasks.IO)
+def write_sweep_summary(results: list[tuple[RunConfig, RunResult | None, str | None]],
+                        directory: str) -> tuple[Path, Path | None]:
+    """Write summary.csv and the privacy-utility plot (computed on real data: custodian-only)."""
+    return write_summary(results, directory)
+
+
+def _markdown(rows: list[dict[str, object]]) -> str:
+    metrics = sorted({k for r in rows for k in r} - {"generator", "epsilon", "seed", "status",
+                                                     "epsilon_spent", "delta_spent", "run_dir",
+                                                     "error"})
+    head = ["generator", "epsilon", "seed", "status", "epsilon spent", *metrics]
+    lines = [f"# privsynth sweep ({len(rows)} runs)", "",
+             f"Metrics are {NOT_DP_LABEL}.", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for r in rows:
+        values = [r["generator"], r["epsilon"], r["seed"], r["status"], r["epsilon_spent"],
+                  *(r.get(m) for m in metrics)]
+        lines.append("| " + " | ".join("-" if v is None else f"{v:.4g}" if isinstance(v, float)
+                                        else str(v) for v in values) + " |")
+    return "\n".join(lines)
+
+
+@flow(name="sweep", log_prints=True)
+def sweep(sweep_config: SweepConfig) -> SweepResult:
+    """Run every cell of the grid, after checking that the budget covers all of them.
+
+    Raises:
+        BudgetExceededError: the grid could overspend the dataset's budget (nothing ran).
+        GeneratorError: some cells failed (the summary lists them; the others are kept).
+    """
+    cells = sweep_config.cells()
+    for cell in cells:
+        check_output_dir(cell)
+    first = cells[0]
+    info = tasks.load_input(first)
+    tasks.validate_input(first, info.fingerprint)
+    domain_dir = pipeline.cache_dir() / "domains" / pipeline.domain_key(first, info.fingerprint)
+    cached = pipeline.is_complete_domain(domain_dir)
+    cost = check_grid_budget(cells, fingerprint=info.fingerprint,
+                             schema_path=domain_dir / pipeline.SCHEMA_FILE if cached else None)
+    print(f"the sweep's {len(cells)} runs can spend at most {cost}; the budget covers it")
+    # Resolved once here, so parallel cells share it instead of each paying for a DP domain.
+    tasks.resolve_domain.with_options(refresh_cache=not cached)(
+        first, info.fingerprint, str(domain_dir), pipeline.new_run_id())
+    futures = [run_cell.submit(cell) for cell in cells]
+    results: list[tuple[RunConfig, RunResult | None, str | None]] = []
+    for cell, future in zip(cells, futures, strict=True):
+        try:
+            results.append((cell, future.result(), None))
+        except PrivsynthError as exc:
+            results.append((cell, None, str(exc)))
+    summary, plot = write_sweep_summary(results, str(sweep_config.output_dir))
+    create_markdown_artifact(_markdown(summary_rows(results)),
+                             key=_artifact_key(f"sweep-{sweep_config.output_dir.name}"),
+                             description=f"privsynth sweep ({NOT_DP_LABEL})")
+    failed = [cell.label for cell, result, _ in results if result is None]
+    if failed:
+        raise GeneratorError(f"{len(failed)} of {len(cells)} sweep runs failed: "
+                             f"{', '.join(failed)}; see {summary}")
+    return SweepResult(sweep_config.output_dir, summary, plot, [r for _, r, _ in results])

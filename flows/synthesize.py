@@ -1,0 +1,131 @@
+"""The ``synthesize`` flow (one run, start to finish) and the ``evaluate`` flow (re-score a run).
+
+``synthesize`` = load -> validate -> domain -> fit -> sample -> evaluate -> report -> publish,
+as thin tasks (:mod:`privsynth_flows.tasks`). Metrics fan out as parallel tasks on the flow's
+task runner (threads, or a Dask cluster). The run directory appears atomically at the end
+(:mod:`privsynth_core.runs`); a markdown artifact summarises the run in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from privsynth_core import pipeline
+from privsynth_core.config import RunConfig
+from privsynth_core.runs import NOT_DP_LABEL, RunResult, begin_run, check_output_dir
+
+from . import tasks
+
+
+def _artifact_key(label: str) -> str:
+    return ("privsynth-" + re.sub(r"[^a-z0-9]+", "-", label.lower())).strip("-")[:100]
+
+
+def run_markdown(result: RunResult) -> str:
+    """The run's summary for the Prefect UI: epsilon spent, headline metrics, report link."""
+    privacy = result.manifest["privacy"]
+    lines = [f"# privsynth run `{result.manifest['name']}`", ""]
+    if privacy["differentially_private"]:
+        lines.append(f"**Privacy guarantee of the released outputs:** epsilon = "
+                     f"{privacy['epsilon']:.4g}, delta = {privacy['delta']:.3g}")
+    else:
+        lines.append("**NOT differentially private**: do not release these outputs.")
+    lines += ["", "| step | epsilon | delta | charged by this run |", "|---|---|---|---|"]
+    for step in privacy["by_step"]:
+        eps = "-" if step["epsilon"] is None else f"{step['epsilon']:.4g}"
+        delta = "-" if step["delta"] is None else f"{step['delta']:.3g}"
+        lines.append(f"| {step['step']} | {eps} | {delta} | "
+                     f"{'yes' if step.get('charged_by_this_run') else 'no'} |")
+    lines += ["", f"## Headline metrics ({NOT_DP_LABEL})", "",
+              "| metric | value | verdict |", "|---|---|---|"]
+    for row in result.headlines:
+        value = "-" if row["value"] is None else f"{row['value']:.4g}"
+        lines.append(f"| {row['name']} | {value} | {row['verdict']} |")
+    lines += ["", f"Report ({NOT_DP_LABEL}): [{result.report}]({result.report.as_uri()})",
+              f"Run directory: `{result.run_dir}`"]
+    return "\n".join(lines)
+
+
+def _evaluate_and_report(config: RunConfig, schema: str, synthetic: str, model: str,
+                         destination: str) -> str:
+    futures = [tasks.evaluate_metric.submit(config, schema, synthetic, model, metric_id,
+                                            required)
+               for metric_id, required in pipeline.metric_plan(config)]
+    parts = [future.result() for future in futures]
+    return tasks.write_report(config, schema, synthetic, model, parts, destination)
+
+
+@flow(name="synthesize", log_prints=True)
+def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
+    """Run one synthesis: a DP synthetic table, its model, manifest, metrics and report.
+
+    Args:
+        config: the run configuration.
+        resume: continue the interrupted run that was writing ``config.output_dir`` (its
+            checkpoints and its open ledger reservation) instead of starting afresh.
+    """
+    logger = get_run_logger()
+    check_output_dir(config)
+    run_id, work = begin_run(config, resume=resume)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def tick(step: str) -> None:
+        nonlocal clock
+        timings[step], clock = time.perf_counter() - clock, time.perf_counter()
+
+    info = tasks.load_input(config)
+    tick("load")
+    for note in tasks.validate_input(config, info.fingerprint):
+        logger.info(note)
+    tick("validate")
+    domain_dir = pipeline.cache_dir() / "domains" / pipeline.domain_key(config, info.fingerprint)
+    schema = tasks.resolve_domain.with_options(
+        refresh_cache=not pipeline.is_complete_domain(domain_dir))(
+        config, info.fingerprint, str(domain_dir), run_id)
+    tick("domain")
+    model_dir = pipeline.cache_dir() / "models" / pipeline.fit_key(config, info.fingerprint,
+                                                                   schema)
+    model = tasks.fit_model.with_options(
+        refresh_cache=not pipeline.is_complete_model(model_dir))(
+        config, info.fingerprint, schema, str(model_dir), run_id, str(work / "checkpoints"))
+    tick("fit")
+    synthetic = tasks.sample_synthetic(model, config.rows or info.rows, config.seed,
+                                       str(work / pipeline.SYNTHETIC_FILE))
+    tick("sample")
+    report = _evaluate_and_report(config, schema, synthetic, model, str(work / "report"))
+    tick("evaluate+report")
+    result = tasks.publish(config, run_id, info, schema, model, synthetic, report, timings)
+    create_markdown_artifact(run_markdown(result), key=_artifact_key(config.label),
+                             description=f"privsynth run {config.label} ({NOT_DP_LABEL})")
+    return result
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(run_dir: Path, metrics: list[str] | None = None) -> Path:
+    """Re-score a published run against the real data, replacing its ``report/`` atomically.
+
+    Args:
+        run_dir: a run directory written by ``synthesize``.
+        metrics: metric ids; default: those of the run's configuration.
+
+    Returns:
+        The report folder (custodian-only: NOT DP).
+    """
+    import json
+
+    run_dir = Path(run_dir)
+    manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text("utf-8"))
+    data = dict(manifest["config"])
+    if metrics is not None:
+        data["metrics"] = metrics
+    config = RunConfig.model_validate(data)
+    model = str(run_dir / "model")
+    schema = str(run_dir / "model" / "domain.schema.yaml")
+    return Path(_evaluate_and_report(config, schema, str(run_dir / pipeline.SYNTHETIC_FILE),
+                                     model, str(run_dir / "report")))

@@ -1,0 +1,264 @@
+"""The ``ctgan`` generator: SDV's CTGANSynthesizer as it is -- NOT differentially private.
+
+A comparison baseline only. SDV's CTGAN fits its transforms (Gaussian-mixture modes, category
+frequencies, min/max) on the raw data, samples training rows by category (training-by-sampling
+with log frequencies), packs 10 rows per critic input and trains with a gradient penalty on real
+data: every one of those is what DESIGN §4 forbids in DP mode. Its output carries **no privacy
+guarantee**: the description, ``privsynth plugins list``, the model manifest and the ledger say
+so (the ledger records the fit as non-DP and refuses to treat it as private).
+
+Persistence: SDV 2.x can only save a synthesizer as a cloudpickle of the whole object (its RDT
+transformers and scikit-learn mixtures have no other serialisation), so that pickle is kept
+*inside the model directory* as ``sdv_ctgan.pkl``, and its SHA-256 is written into the manifest
+and checked before anything is unpickled. Unpickling runs code: load only model directories you
+made or trust. Everything else (parameters, schema, fit summary) is in the JSON manifest.
+
+sdv and torch load inside the methods, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from privsynth_core import (
+    ConfigError,
+    FitSummary,
+    Generator,
+    GeneratorError,
+    GeneratorParams,
+    Progress,
+    hookimpl,
+)
+from privsynth_core.generator import NOT_DP_LABEL
+from privsynth_core.schema import ColumnKind
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from privsynth_core import PrivacyBudget, Schema, Table
+    from privsynth_core.generator import ProgressCallback
+
+PICKLE_FILE = "sdv_ctgan.pkl"
+_TABLE = "table"
+
+
+def _widths(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return tuple(int(p) for p in value.split(",") if p.strip())
+        except ValueError:
+            msg = f"layer widths must be integers like '256,256', got {value!r}"
+            raise ValueError(msg) from None
+    return value
+
+
+class CTGANParams(GeneratorParams):
+    """Parameters of SDV's CTGANSynthesizer (its defaults), plus threads and seed."""
+
+    epochs: int = Field(300, ge=1, le=100_000, description="training epochs")
+    batch_size: int = Field(500, ge=2, le=1_000_000,
+                            description="batch size (a multiple of pac, as SDV requires)")
+    embedding_dim: int = Field(128, ge=1, le=4096, description="latent noise dimension")
+    generator_dim: tuple[int, ...] = Field((256, 256), min_length=1, max_length=16,
+                                           description="generator residual layer widths")
+    discriminator_dim: tuple[int, ...] = Field((256, 256), min_length=1, max_length=16,
+                                               description="discriminator layer widths")
+    generator_lr: float = Field(2e-4, gt=0.0, le=1.0, description="generator learning rate")
+    discriminator_lr: float = Field(2e-4, gt=0.0, le=1.0,
+                                    description="discriminator learning rate")
+    discriminator_steps: int = Field(1, ge=1, le=100,
+                                     description="discriminator steps per generator step")
+    pac: int = Field(10, ge=1, le=100, description="rows packed into one critic input")
+    log_frequency: bool = Field(True, description="log-frequency conditional sampling")
+    num_threads: int = Field(1, ge=1, le=256, description="CPU threads for torch while fitting")
+    seed: int | None = Field(None, ge=0, description="seed of the fit's randomness")
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="cpu, cuda or auto")
+
+    @field_validator("generator_dim", "discriminator_dim", mode="before")
+    @classmethod
+    def _parse_widths(cls, value: Any) -> Any:
+        return _widths(value)
+
+
+def sdv_metadata(schema: Schema) -> Any:
+    """SDV 2.x metadata built from the schema (no detection on the data)."""
+    from sdv.metadata import Metadata
+
+    columns: dict[str, dict[str, Any]] = {}
+    for col in schema.columns:
+        if col.kind is ColumnKind.CATEGORICAL:
+            columns[col.name] = {"sdtype": "categorical"}
+        elif col.kind is ColumnKind.BOOLEAN:
+            columns[col.name] = {"sdtype": "boolean"}
+        elif col.kind is ColumnKind.DATETIME:
+            columns[col.name] = {"sdtype": "datetime"}
+        else:
+            spec: dict[str, Any] = {"sdtype": "numerical"}
+            if col.kind is ColumnKind.INTEGER:
+                spec["decimal_places"] = 0
+            columns[col.name] = spec
+    return Metadata.load_from_dict({"tables": {_TABLE: {"columns": columns}}})
+
+
+@contextmanager
+def _seeded(seed: int | None, threads: int) -> Iterator[None]:
+    """Global numpy/torch RNGs seeded for the block (then restored), torch threads set."""
+    import numpy as np
+    import torch
+
+    state = np.random.get_state()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SDV's advisory warnings are not for our users
+            if seed is not None:
+                torch.manual_seed(seed)
+                np.random.seed(seed % 2**32)
+            yield
+    finally:
+        np.random.set_state(state)
+        torch.set_num_threads(old_threads)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class CTGANGenerator(Generator):
+    """SDV's CTGAN, unmodified: a quality reference that is NOT differentially private."""
+
+    generator_id = "ctgan"
+    description = (
+        f"SDV CTGANSynthesizer as is -- {NOT_DP_LABEL}: no privacy guarantee, for comparison only"
+    )
+    is_dp = False
+    Params = CTGANParams
+
+    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._synth: Any = None
+        p = self.p
+        if p.batch_size % p.pac or (p.batch_size // p.pac) % 2:
+            raise ConfigError(
+                f"SDV's CTGAN needs batch_size to be an even multiple of pac; got batch_size="
+                f"{p.batch_size}, pac={p.pac} (e.g. batch_size={2 * p.pac * 25})"
+            )
+
+    @property
+    def p(self) -> CTGANParams:
+        """The parameters, typed."""
+        assert isinstance(self.params, CTGANParams)
+        return self.params
+
+    def _fit(
+        self,
+        table: Table,
+        *,
+        budget: PrivacyBudget | None,
+        accountant: str,
+        progress: ProgressCallback | None,
+    ) -> FitSummary:
+        import time
+
+        import torch
+        from sdv.single_table import CTGANSynthesizer
+
+        p = self.p
+        if p.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU here")
+        synth = CTGANSynthesizer(
+            sdv_metadata(table.schema), epochs=p.epochs, batch_size=p.batch_size,
+            embedding_dim=p.embedding_dim, generator_dim=p.generator_dim,
+            discriminator_dim=p.discriminator_dim, generator_lr=p.generator_lr,
+            discriminator_lr=p.discriminator_lr, discriminator_steps=p.discriminator_steps,
+            pac=p.pac, log_frequency=p.log_frequency, enable_gpu=p.device != "cpu",
+        )
+        started = time.perf_counter()
+        with _seeded(p.seed, p.num_threads):
+            try:
+                synth.fit({_TABLE: table.frame.to_pandas()})
+            except Exception as exc:  # SDV raises many kinds; none may reach the user raw
+                raise GeneratorError(
+                    f"SDV's CTGAN failed to fit: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from exc
+        elapsed = time.perf_counter() - started
+        self._synth = synth
+        losses: dict[str, float] = {}
+        values = getattr(synth._model, "loss_values", None)
+        if values is not None and len(values):
+            last = values.iloc[-1]
+            losses = {"generator": float(last.get("Generator Loss", math.nan)),
+                      "critic": float(last.get("Discriminator Loss", math.nan))}
+        if progress is not None:
+            progress(Progress(epoch=p.epochs, epochs=p.epochs, step=0, losses=losses))
+        return FitSummary(
+            private=False, epochs=float(p.epochs),
+            extra={"label": NOT_DP_LABEL, "library": "sdv.single_table.CTGANSynthesizer",
+                   "seconds_per_epoch": elapsed / p.epochs},
+        )
+
+    def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
+        import secrets
+
+        import polars as pl
+
+        from privsynth_core.validation import conform
+
+        assert self.schema is not None
+        if n_rows == 0:
+            return conform(pl.DataFrame(schema=self.schema.names), self.schema)
+        synth = self._synth
+        with _seeded(None, self.p.num_threads):
+            synth.reset_sampling()
+            synth._set_random_state(seed if seed is not None else secrets.randbits(32))
+            frame = synth.sample(n_rows)[_TABLE]
+        out = pl.from_pandas(frame)
+        try:
+            return conform(out, self.schema)
+        except Exception as exc:
+            raise GeneratorError(f"SDV's CTGAN produced rows outside the schema: {exc}") from exc
+
+    def _save_state(self, directory: Path) -> None:
+        path = directory / PICKLE_FILE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._synth.save(str(path))
+        assert self.fit_summary is not None
+        # The manifest is written after this hook: it records the pickle's hash.
+        self.fit_summary.extra["sdv_pickle_sha256"] = _sha256(path)
+
+    def _load_state(self, directory: Path) -> None:
+        path = directory / PICKLE_FILE
+        expected = (self.fit_summary.extra if self.fit_summary else {}).get("sdv_pickle_sha256")
+        if not path.is_file():
+            raise GeneratorError(f"{directory} has no {PICKLE_FILE}: the model is incomplete")
+        if not expected or _sha256(path) != expected:
+            raise GeneratorError(
+                f"{path} does not match the SHA-256 recorded in the manifest; refusing to "
+                f"unpickle it (the directory was changed or damaged)"
+            )
+        from sdv.utils import load_synthesizer
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._synth = load_synthesizer(str(path))
+
+
+@hookimpl
+def register_generators(register: Callable[[type[Generator]], None]) -> None:
+    """Register the non-DP CTGAN baseline."""
+    register(CTGANGenerator)

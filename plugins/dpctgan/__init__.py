@@ -1,0 +1,515 @@
+"""The ``dpctgan`` generator: CTGAN made differentially private, end to end (DESIGN §4).
+
+CTGAN (Xu et al. 2019) is a conditional GAN for tables: a residual generator, a critic of
+``Linear -> LeakyReLU -> Dropout`` layers, and *conditional vectors* that tell the generator which
+category of one discrete column to produce, so rare categories are not lost. The public DP
+versions of it leak (GMM modes and category frequencies fitted on raw data, training-by-sampling
+row selection, pac > 1, gradient penalties on real data outside the clipped path, budgets overshot
+in the last epoch). This one keeps CTGAN's architecture and conditional idea and changes every
+piece that touches the private table:
+
+- **encoding** from the schema's domain only (:class:`privsynth_core.encoding.TableEncoder`:
+  bounds-scaled scalars, one-hot categories); nothing is fitted on the data;
+- **conditional vectors from DP-noised marginals**: one Gaussian-noised histogram per discrete
+  column, released once, charged inside the same budget (see "budget split" below). The critic's
+  real side takes each sampled record's *own* category of a randomly chosen discrete column as its
+  condition (a function of that record only, so it stays inside its clipped gradient); the fake
+  side draws conditions from the noisy marginals. No ``log_frequency`` and no row selection by
+  category: ``marginals_share = 0`` drops conditional vectors altogether;
+- **Poisson sampling** over the whole table (each row independently with rate
+  ``q = batch_size / n_rows``), **pac = 1**, **per-record clipping** to ``max_grad_norm`` and
+  Gaussian noise of std ``sigma * max_grad_norm`` on the critic only (Opacus; ghost clipping by
+  default), averaged by the *expected* batch size ``q * n`` (a public constant);
+- **no BatchNorm in the critic**, and **no gradient penalty**: WGAN-GP's penalty on
+  interpolates of real and fake rows is a gradient term of real data outside the per-record
+  clipped path, so it is dropped. The critic is trained with the (non-saturating) GAN loss
+  (``critic_loss = "bce"``, default: bounded, needs no Lipschitz constraint) or the Wasserstein
+  loss with weight clipping (``"wgan"``);
+- the fake-row term of the critic loss and every generator step read no private data: they are
+  post-processing of already-released (noised) quantities and cost nothing;
+- the number of fake rows per step is the public constant ``round(q * n)``, never the size of the
+  sampled real batch (that would make one record move two gradients);
+- **accounting**: sigma is calibrated with the chosen accountant plugin so that the noisy
+  marginals *composed with* the planned DP-SGD steps end at or under the target; training stops
+  *before* a step would pass it, and the epsilon reported is the accountant's value for the
+  marginals plus the steps actually taken;
+- the DP noise, the Poisson sampler and the marginals' noise draw from fresh OS randomness,
+  never from ``seed`` (a known seed would let anyone replay the noise). ``seed`` fixes weight
+  initialisation, latent draws and condition choices only.
+
+**Budget split.** With ``k`` discrete columns, each record adds one count to each of the ``k``
+histograms, so their concatenation has L2 sensitivity ``sqrt(k)`` (add/remove one record). Each
+count gets Gaussian noise of std ``sigma_m * sqrt(k)``: the Gaussian mechanism with noise
+multiplier ``sigma_m``, which the accountant records as one step at sample rate 1, composed with
+the DP-SGD steps that follow. The split is made in Gaussian-DP terms, where privacy costs add up
+as mu squared: with ``mu`` the mu-GDP equivalent of the target (epsilon, delta),
+``sigma_m = 1 / (sqrt(marginals_share) * mu)``, and DP-SGD's sigma is then calibrated by the
+chosen accountant on the *composition* of both, so the total is the target. (A split in epsilon
+terms would be misleading: composition is sub-additive, and RDP cannot even certify a small
+epsilon for one Gaussian release at delta 1e-5.) The reported epsilon is the accountant's
+composed total; the fit summary also gives what DP-SGD alone would have spent, so the marginals'
+real price is visible.
+
+torch and opacus load inside the methods (see ``_model``), so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from privsynth_core import (
+    AccountingError,
+    ConfigError,
+    FitSummary,
+    Generator,
+    GeneratorParams,
+    hookimpl,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from privsynth_core import Accountant, PrivacyBudget, Schema, Table
+    from privsynth_core.generator import ProgressCallback
+
+WEIGHTS_FILE = "generator.pt"
+MARGINALS_FILE = "marginals.json"
+
+
+def parse_widths(value: Any) -> Any:
+    """Accept layer widths as ``"256,256"`` (CLI, forms) or any sequence of ints."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        try:
+            return tuple(int(p) for p in parts)
+        except ValueError:
+            msg = f"layer widths must be integers like '256,256', got {value!r}"
+            raise ValueError(msg) from None
+    return value
+
+
+class DPCTGANParams(GeneratorParams):
+    """Parameters of DP-CTGAN. The budget (epsilon, delta) comes from the fit, not from here."""
+
+    epochs: int | None = Field(
+        30, ge=1, le=100_000,
+        description="planned passes over the data (n_rows / batch_size critic steps each); "
+                    "empty: as many as the budget allows at noise_multiplier. Training stops "
+                    "early if the next step would exceed the budget",
+    )
+    batch_size: int = Field(
+        1000, ge=2, le=1_000_000,
+        description="expected Poisson batch size; sample rate q = batch_size / n_rows",
+    )
+    noise_multiplier: float | None = Field(
+        None, gt=0.0, le=10_000.0,
+        description="DP-SGD noise multiplier sigma; empty: calibrated so that the planned epochs "
+                    "meet the target (1.0 when epochs is empty too)",
+    )
+    max_grad_norm: float = Field(
+        1.0, gt=0.0, le=10_000.0, description="per-record gradient clipping bound (L2 norm)",
+    )
+    marginals_share: float = Field(
+        0.1, ge=0.0, le=0.5,
+        description="share of epsilon for the noisy marginals behind the conditional vectors "
+                    "(the composed total stays the target); 0: no conditional vectors",
+    )
+    critic_loss: Literal["bce", "wgan"] = Field(
+        "bce", description="bce: non-saturating GAN loss; wgan: Wasserstein loss with weight "
+                           "clipping (no gradient penalty: it would read real data unclipped)",
+    )
+    critic_weight_clip: float = Field(
+        0.05, gt=0.0, le=100.0, description="weight clipping bound of the wgan critic",
+    )
+    generator_lr: float = Field(2e-4, gt=0.0, le=1.0, description="generator learning rate")
+    critic_lr: float = Field(2e-4, gt=0.0, le=1.0, description="critic learning rate")
+    generator_decay: float = Field(1e-6, ge=0.0, le=1.0, description="generator weight decay")
+    generator_steps: int = Field(
+        1, ge=1, le=100,
+        description="generator steps per critic step (they read no private data: free)",
+    )
+    generator_dim: tuple[int, ...] = Field(
+        (256, 256), min_length=1, max_length=16,
+        description="widths of the generator's residual layers, e.g. '256,256'",
+    )
+    critic_dim: tuple[int, ...] = Field(
+        (256, 256), min_length=1, max_length=16,
+        description="widths of the critic's layers (LeakyReLU + Dropout, no BatchNorm)",
+    )
+    critic_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="critic dropout rate")
+    embedding_dim: int = Field(128, ge=1, le=4096, description="latent noise dimension")
+    gumbel_tau: float = Field(0.2, gt=0.0, le=10.0, description="Gumbel-softmax temperature")
+    grad_sample_mode: Literal["ghost", "hooks", "functorch"] = Field(
+        "ghost", description="Opacus per-record clipping: ghost (fastest), hooks or functorch",
+    )
+    num_threads: int = Field(
+        1, ge=1, le=256,
+        description="CPU threads for torch while fitting (1 is fastest for these small "
+                    "networks, especially on a shared machine)",
+    )
+    seed: int | None = Field(
+        None, ge=0,
+        description="seeds weight initialisation, latent draws and condition choices "
+                    "(never the DP noise or the Poisson sampler)",
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="cpu, cuda or auto")
+
+    @field_validator("generator_dim", "critic_dim", mode="before")
+    @classmethod
+    def _parse_widths(cls, value: Any) -> Any:
+        return parse_widths(value)
+
+    @field_validator("generator_dim", "critic_dim")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w < 1 or w > 8192 for w in value):
+            raise ValueError("every layer width must be between 1 and 8192")
+        return value
+
+
+@dataclass(frozen=True)
+class DPPlan:
+    """How a fit spends its budget, worked out before any data is read.
+
+    Attributes:
+        sample_rate: Poisson rate q of DP-SGD.
+        steps_per_epoch: critic steps in one epoch (``round(n / batch_size)``, at least 1).
+        planned_steps: steps the epochs ask for (``None``: as many as the budget allows).
+        allowed_steps: the most steps that keep marginals + DP-SGD at or under the target.
+        noise_multiplier: DP-SGD's sigma.
+        calibrated: whether sigma was calibrated from the target (vs given).
+        marginals_noise: sigma_m of the noisy marginals (``None``: no conditional vectors).
+        marginal_columns: the discrete columns whose marginals are released.
+    """
+
+    sample_rate: float
+    steps_per_epoch: int
+    planned_steps: int | None
+    allowed_steps: int
+    noise_multiplier: float
+    calibrated: bool
+    marginals_noise: float | None
+    marginal_columns: tuple[str, ...]
+
+    def prefix(self) -> list[tuple[float, float, int]]:
+        """Accountant history of what is released before DP-SGD (the noisy marginals)."""
+        return [] if self.marginals_noise is None else [(self.marginals_noise, 1.0, 1)]
+
+
+def composed_epsilon(
+    accountant_cls: type[Accountant], history: list[tuple[float, float, int]], delta: float
+) -> float:
+    """Epsilon at ``delta`` of a sequence of (sigma, q, steps) runs, by one accountant."""
+    accountant = accountant_cls()
+    for sigma, q, steps in history:
+        accountant.step(noise_multiplier=sigma, sample_rate=q, num_steps=steps)
+    return accountant.get_epsilon(delta=delta)
+
+
+def _calibrate_sigma(
+    accountant_cls: type[Accountant], prefix: list[tuple[float, float, int]], *, q: float,
+    steps: int, epsilon: float, delta: float, rel_tol: float = 0.005, max_noise: float = 1e4,
+) -> float:
+    """Smallest sigma (to ``rel_tol``, rounded up) with prefix + ``steps`` at or under epsilon."""
+
+    def fits(sigma: float) -> bool:
+        return composed_epsilon(accountant_cls, [*prefix, (sigma, q, steps)], delta) <= epsilon
+
+    high = 1.0
+    while not fits(high):
+        high *= 2
+        if high > max_noise:
+            raise AccountingError(
+                f"no noise multiplier up to {max_noise:g} keeps {steps} steps at sample rate "
+                f"{q:.4g} under epsilon={epsilon:g}, delta={delta:g}; plan fewer epochs, a "
+                f"smaller batch_size or a larger epsilon"
+            )
+    low = high / 2
+    while fits(low) and low > 1e-3:
+        high, low = low, low / 2
+    while (high - low) / high > rel_tol:  # invariant: fits(high), not fits(low)
+        mid = (low + high) / 2
+        if fits(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _max_steps(
+    accountant_cls: type[Accountant], prefix: list[tuple[float, float, int]], *, sigma: float,
+    q: float, epsilon: float, delta: float, cap: int | None,
+) -> int:
+    """Largest step count (at most ``cap``) with prefix + steps at or under epsilon."""
+
+    def fits(steps: int) -> bool:
+        return composed_epsilon(accountant_cls, [*prefix, (sigma, q, steps)], delta) <= epsilon
+
+    limit = cap if cap is not None else 10**8
+    if limit < 1 or not fits(1):
+        return 0
+    if fits(limit):
+        return limit
+    low, high = 1, 2
+    while high < limit and fits(high):
+        low, high = high, high * 2
+    high = min(high, limit)
+    while high - low > 1:  # invariant: fits(low), not fits(high)
+        mid = (low + high) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def gdp_mu(epsilon: float, delta: float) -> float:
+    """The mu of mu-GDP whose (epsilon, delta) curve passes through the target (Dong et al.).
+
+    Used only to *split* a budget between Gaussian mechanisms (mu squared adds up under
+    composition); every epsilon privsynth reports comes from the accountant plugin.
+    """
+
+    from scipy.special import log_ndtr, ndtr
+
+    def delta_of(mu: float) -> float:
+        # exp(epsilon) * Phi(.) in log space: it overflows for large epsilon otherwise.
+        tail = math.exp(min(epsilon + float(log_ndtr(-epsilon / mu - mu / 2)), 700.0))
+        return float(ndtr(-epsilon / mu + mu / 2)) - tail
+
+    low, high = 1e-6, 1.0
+    while delta_of(high) < delta:
+        high *= 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        if delta_of(mid) < delta:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def marginal_columns(schema: Schema) -> tuple[str, ...]:
+    """The discrete (categorical and boolean) columns: the ones conditional vectors cover."""
+    from privsynth_core.schema import ColumnKind
+
+    return tuple(c.name for c in schema.columns
+                 if c.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN))
+
+
+class DPCTGANGenerator(Generator):
+    """DP-CTGAN: CTGAN's architecture and conditional training with DP-SGD on the critic."""
+
+    generator_id = "dpctgan"
+    description = (
+        "DP-CTGAN: CTGAN's conditional GAN, critic trained with DP-SGD (Poisson sampling, "
+        "per-record clipping, pac=1), conditions from DP-noised marginals, domain-only encoding"
+    )
+    is_dp = True
+    Params = DPCTGANParams
+
+    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._net: Any = None  # the torch generator network, on CPU once fitted
+        self._marginals: dict[str, list[float]] = {}
+        self._plan: tuple[tuple[Any, ...], DPPlan] | None = None
+
+    @property
+    def p(self) -> DPCTGANParams:
+        """The parameters, typed."""
+        assert isinstance(self.params, DPCTGANParams)
+        return self.params
+
+    # -- the plan ---------------------------------------------------------------------------
+
+    @classmethod
+    def dp_plan(cls, *, n_rows: int, params: GeneratorParams) -> tuple[float, int]:
+        """The Poisson sample rate and number of DP-SGD steps a fit of ``n_rows`` rows plans.
+
+        One epoch is ``round(n_rows / batch_size)`` critic steps (at least one); each is one
+        accounted step. Generator steps read no private data and are not counted. The noisy
+        marginals (one Gaussian release at sample rate 1) come on top: see :meth:`make_plan`.
+
+        Raises:
+            ConfigError: ``n_rows`` < 1, or ``epochs`` is empty (the step count then depends on
+                the budget; use :meth:`make_plan`).
+        """
+        assert isinstance(params, DPCTGANParams)
+        if n_rows < 1:
+            raise ConfigError(f"the table needs at least one row, got {n_rows}")
+        if params.epochs is None:
+            raise ConfigError(
+                "epochs is empty (as many as the budget allows): the number of steps depends "
+                "on the budget; set epochs to preview a fixed plan"
+            )
+        sample_rate = min(1.0, params.batch_size / n_rows)
+        steps_per_epoch = max(1, round(n_rows / params.batch_size))
+        return sample_rate, steps_per_epoch * params.epochs
+
+    def make_plan(
+        self, *, n_rows: int, schema: Schema, budget: PrivacyBudget, accountant: str
+    ) -> DPPlan:
+        """Work out the marginals' noise, DP-SGD's sigma and how many steps the budget allows.
+
+        Reads only public things: the table's size, its schema and the parameters.
+
+        Raises:
+            AccountingError: the budget allows no training step, or no noise reaches it.
+            UnknownPluginError: no such accountant.
+        """
+        from privsynth_core.registry import accountants
+
+        key = (n_rows, schema.names, budget.epsilon, budget.delta, accountant)
+        if self._plan is not None and self._plan[0] == key:
+            return self._plan[1]
+        acc = accountants().get(accountant)
+        epsilon, delta = budget.epsilon, budget.delta
+        if not 0 < delta < 1 or not epsilon > 0:
+            raise AccountingError(
+                f"DP-SGD needs epsilon > 0 and delta in (0, 1), got {budget}; use a delta well "
+                f"below 1/n_rows = {1 / max(n_rows, 1):.2g}, e.g. 1e-5"
+            )
+        if n_rows < 1:
+            raise ConfigError(f"the table needs at least one row, got {n_rows}")
+        columns = marginal_columns(schema) if self.p.marginals_share > 0 else ()
+        sigma_m = None
+        if columns:
+            sigma_m = 1.0 / (math.sqrt(self.p.marginals_share) * gdp_mu(epsilon, delta))
+        prefix = [] if sigma_m is None else [(sigma_m, 1.0, 1)]
+        q = min(1.0, self.p.batch_size / n_rows)
+        steps_per_epoch = max(1, round(n_rows / self.p.batch_size))
+        planned = None if self.p.epochs is None else steps_per_epoch * self.p.epochs
+        sigma = self.p.noise_multiplier
+        calibrated = sigma is None and planned is not None
+        if sigma is None:
+            sigma = 1.0 if planned is None else _calibrate_sigma(
+                acc, prefix, q=q, steps=planned, epsilon=epsilon, delta=delta)
+        allowed = _max_steps(acc, prefix, sigma=sigma, q=q, epsilon=epsilon, delta=delta,
+                             cap=planned)
+        if allowed == 0:
+            one = composed_epsilon(acc, [*prefix, (sigma, q, 1)], delta)
+            raise AccountingError(
+                f"the budget {budget} allows 0 training steps: the noisy marginals plus one "
+                f"critic step with noise multiplier {sigma:g} at sample rate {q:.4g} already cost "
+                f"epsilon={one:.4g} ({accountant} accountant). Raise epsilon, raise "
+                f"noise_multiplier, lower batch_size or marginals_share; nothing was charged"
+            )
+        plan = DPPlan(q, steps_per_epoch, planned, allowed, sigma, calibrated, sigma_m, columns)
+        self._plan = (key, plan)
+        return plan
+
+    # -- Generator hooks --------------------------------------------------------------------
+
+    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+        from ._model import resolve_device
+
+        resolve_device(self.p.device)
+        self.make_plan(n_rows=table.n_rows, schema=table.schema, budget=budget,
+                       accountant=accountant)
+
+    def _fit(
+        self,
+        table: Table,
+        *,
+        budget: PrivacyBudget | None,
+        accountant: str,
+        progress: ProgressCallback | None,
+    ) -> FitSummary:
+        if budget is None:
+            raise ConfigError("dpctgan is differentially private and needs a budget (epsilon)")
+        from privsynth_core.registry import accountants
+
+        from ._model import train
+
+        plan = self.make_plan(n_rows=table.n_rows, schema=table.schema, budget=budget,
+                              accountant=accountant)
+        acc_cls = accountants().get(accountant)
+        result = train(table, self.p, plan=plan, accountant=acc_cls(), delta=budget.delta,
+                       progress=progress)
+        self._net = result.generator
+        self._marginals = result.marginals
+        sgd_alone = composed_epsilon(
+            acc_cls, [(plan.noise_multiplier, plan.sample_rate, result.steps)], budget.delta
+        ) if result.steps else 0.0
+        planned = plan.planned_steps
+        return FitSummary(
+            private=True,
+            epsilon=result.epsilon,
+            delta=budget.delta,
+            accountant_id=accountant,
+            accountant_state=result.accountant_state,
+            steps=result.steps,
+            epochs=result.steps / plan.steps_per_epoch,
+            stopped_early=planned is not None and result.steps < planned,
+            noise_multiplier=plan.noise_multiplier,
+            sample_rate=plan.sample_rate,
+            extra={
+                "planned_steps": planned,
+                "allowed_steps": plan.allowed_steps,
+                "noise_calibrated": plan.calibrated,
+                "budget_split": {
+                    "marginals_share": self.p.marginals_share,
+                    "marginals_noise_multiplier": plan.marginals_noise,
+                    "marginals_columns": list(plan.marginal_columns),
+                    "dpsgd_epsilon_alone": sgd_alone,
+                    "total_epsilon_composed": result.epsilon,
+                    "composition": f"{accountant} accountant over the marginals (one Gaussian "
+                                   f"release, sample rate 1) and the DP-SGD steps",
+                },
+                "generator_steps": result.generator_steps,
+                "grad_sample_mode": self.p.grad_sample_mode,
+                "device": result.device,
+                "seconds_per_epoch": result.seconds_per_epoch,
+                "plan": {k: v for k, v in asdict(plan).items() if k != "marginal_columns"},
+            },
+        )
+
+    def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
+        from privsynth_core.encoding import TableEncoder
+
+        from ._model import sample_rows
+
+        assert self.schema is not None
+        return sample_rows(self._net, TableEncoder(self.schema), self._marginals, self.p, n_rows,
+                           seed=seed)
+
+    def _save_state(self, directory: Path) -> None:
+        import json
+
+        import torch
+
+        state = {k: v.detach().cpu() for k, v in self._net.state_dict().items()}
+        torch.save(state, directory / WEIGHTS_FILE)
+        # The noisy marginals are DP outputs (released once, accounted): safe to store.
+        (directory / MARGINALS_FILE).write_text(json.dumps(self._marginals), encoding="utf-8")
+
+    def _load_state(self, directory: Path) -> None:
+        import json
+
+        from privsynth_core.encoding import TableEncoder
+
+        from ._model import load_generator
+
+        assert self.schema is not None
+        try:
+            self._marginals = json.loads((directory / MARGINALS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            from privsynth_core import GeneratorError
+
+            raise GeneratorError(
+                f"cannot read {directory / MARGINALS_FILE}: {exc}; the model directory is damaged"
+            ) from None
+        encoder = TableEncoder(self.schema)
+        self._net = load_generator(directory / WEIGHTS_FILE, encoder, self._marginals, self.p)
+
+
+@hookimpl
+def register_generators(register: Callable[[type[Generator]], None]) -> None:
+    """Register the DP-CTGAN generator."""
+    register(DPCTGANGenerator)

@@ -1,0 +1,557 @@
+"""torch and Opacus internals of DP-CTGAN; imported only when a model is fitted or used.
+
+One critic step (:meth:`DPCTGANTrainer.critic_step`) is one step of the Poisson-subsampled
+Gaussian mechanism:
+
+1. the fake term of the critic loss reads no private data (the generator's rows, conditioned on
+   draws from the already-released noisy marginals): its ordinary gradient is taken with Opacus'
+   per-sample hooks switched off;
+2. the real term of each sampled record ``x_i`` -- the critic's loss on ``(x_i, c_i)``, where
+   ``c_i`` is ``x_i``'s own category of a randomly chosen discrete column -- goes through Opacus:
+   per-record gradients (or, in ghost mode, their norms) clipped to ``max_grad_norm``, summed,
+   plus Gaussian noise of std ``sigma * max_grad_norm`` of each parameter's shape, divided by
+   the *expected* batch size ``q * n``;
+3. the optimizer steps on (2) + (1).
+
+The unclipped gradient Opacus' first backward pass leaves in ``p.grad`` is always overwritten by
+the noised sum in (2) before any update reads it.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privsynth_core import ConfigError, GeneratorError, Progress
+from privsynth_core.encoding import TableEncoder
+
+if TYPE_CHECKING:
+    from privsynth_core import Accountant, Table
+    from privsynth_core.generator import ProgressCallback
+
+    from . import DPCTGANParams, DPPlan
+
+SAMPLE_CHUNK_ROWS = 16_384
+
+
+def resolve_device(choice: str) -> torch.device:
+    """The torch device for ``cpu`` / ``cuda`` / ``auto``.
+
+    Raises:
+        ConfigError: ``cuda`` was asked for and no CUDA device is available.
+    """
+    if choice == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if choice == "cuda":
+        raise ConfigError(
+            "device 'cuda' was asked for but torch sees no CUDA GPU here; use device=cpu or auto"
+        )
+    return torch.device("cpu")
+
+
+# -- networks (CTGAN's architecture, ctgan.synthesizers.ctgan) -----------------------------------
+
+
+class Residual(nn.Module):
+    """CTGAN's residual block: ``cat(ReLU(BN(Linear(x))), x)``. BatchNorm is fine here: the
+    generator never sees real data."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim)
+        self.bn = nn.BatchNorm1d(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block."""
+        return torch.cat([F.relu(self.bn(self.fc(x))), x], dim=1)
+
+
+class GeneratorNet(nn.Module):
+    """CTGAN's generator: residual layers on ``[z, cond]``, a Linear to the encoded row.
+
+    Args:
+        in_dim: latent dimension plus conditional-vector width.
+        widths: residual layer widths.
+        encoder: the schema's encoder (output layout and activations).
+    """
+
+    def __init__(self, in_dim: int, widths: Sequence[int], encoder: TableEncoder) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        dim = in_dim
+        for width in widths:
+            layers.append(Residual(dim, width))
+            dim += width
+        layers.append(nn.Linear(dim, encoder.output_dim))
+        self.seq = nn.Sequential(*layers)
+        self.spans = [(s.start, s.end, s.is_group) for s in encoder.spans]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (logits for groups, pre-tanh for scalars)."""
+        out: torch.Tensor = self.seq(x)
+        return out
+
+    def activate(self, raw: torch.Tensor, gumbel_tau: float | None) -> torch.Tensor:
+        """tanh on scalars; Gumbel-softmax (training) or softmax (sampling) on each group."""
+        parts = []
+        for start, end, is_group in self.spans:
+            block = raw[:, start:end]
+            if not is_group:
+                parts.append(torch.tanh(block))
+            elif gumbel_tau is not None:
+                parts.append(F.gumbel_softmax(block, tau=gumbel_tau, hard=False, dim=1))
+            else:
+                parts.append(torch.softmax(block, dim=1))
+        return torch.cat(parts, dim=1)
+
+
+def critic_net(in_dim: int, widths: Sequence[int], dropout: float) -> nn.Sequential:
+    """CTGAN's discriminator with pac = 1: ``Linear -> LeakyReLU(0.2) -> Dropout`` per layer,
+    then a Linear to one score. Never BatchNorm (it mixes records in a batch)."""
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for width in widths:
+        layers += [nn.Linear(dim, width), nn.LeakyReLU(0.2)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        dim = width
+    layers.append(nn.Linear(dim, 1))
+    return nn.Sequential(*layers)
+
+
+# -- conditional vectors --------------------------------------------------------------------------
+
+
+class Conditioner:
+    """CTGAN's conditional vectors over the discrete columns' one-hot groups.
+
+    A conditional vector is the concatenation of every discrete column's one-hot group, all
+    zeros except the chosen category of one chosen column.
+
+    Args:
+        encoder: the schema's encoder.
+        marginals: column name -> category probabilities (the noisy marginals, DP); empty:
+            no conditional vectors (``dim == 0``).
+        device: where the tensors live.
+    """
+
+    def __init__(self, encoder: TableEncoder, marginals: dict[str, list[float]],
+                 device: torch.device) -> None:
+        self.spans = [s for s in encoder.onehot_spans if s.column in marginals]
+        self.device = device
+        self.k = len(self.spans)
+        widths = [s.width for s in self.spans]
+        self.offsets = np.cumsum([0, *widths])[:-1].tolist()
+        self.dim = int(sum(widths))
+        data_index = [i for s in self.spans for i in range(s.start, s.end)]
+        self.data_index = torch.tensor(data_index, dtype=torch.long, device=device)
+        self.block_mask = torch.zeros(max(self.k, 1), max(self.dim, 1), device=device)
+        probs = torch.zeros(max(self.k, 1), max(widths, default=1), device=device)
+        for j, span in enumerate(self.spans):
+            self.block_mask[j, self.offsets[j]:self.offsets[j] + span.width] = 1.0
+            p = torch.tensor(marginals[span.column], dtype=torch.float32)
+            probs[j, :span.width] = p[:span.width]
+        self.probs = probs
+        self.offsets_t = torch.tensor(self.offsets or [0], dtype=torch.long, device=device)
+
+    def from_rows(self, rows: torch.Tensor, generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+        """Each row's own category of one uniformly chosen discrete column (real side)."""
+        if self.k == 0:
+            return rows.new_zeros((rows.shape[0], 0))
+        col = torch.randint(self.k, (rows.shape[0],), device=rows.device, generator=generator)
+        return rows[:, self.data_index] * self.block_mask[col]
+
+    def draw(self, n: int, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` conditions from the noisy marginals: (vectors, column index, category index)."""
+        if self.k == 0:
+            empty = torch.zeros(n, dtype=torch.long, device=self.device)
+            return torch.zeros(n, 0, device=self.device), empty, empty
+        col = torch.randint(self.k, (n,), device=self.device, generator=generator)
+        cat = torch.multinomial(self.probs[col], 1, generator=generator).squeeze(1)
+        cond = torch.zeros(n, self.dim, device=self.device)
+        cond[torch.arange(n, device=self.device), self.offsets_t[col] + cat] = 1.0
+        return cond, col, cat
+
+    def loss(self, raw: torch.Tensor, col: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        """CTGAN's conditional loss: cross-entropy of the conditioned group vs its category."""
+        if self.k == 0:
+            return raw.new_zeros(())
+        total = raw.new_zeros(())
+        for j, span in enumerate(self.spans):
+            rows = col == j
+            if bool(rows.any()):
+                total = total + F.cross_entropy(raw[rows, span.start:span.end], cat[rows],
+                                                reduction="sum")
+        return total / raw.shape[0]
+
+
+def noisy_marginals(
+    encoded: torch.Tensor, encoder: TableEncoder, columns: Sequence[str], sigma_m: float
+) -> dict[str, list[float]]:
+    """The Gaussian mechanism on the ``k`` discrete columns' histograms, post-processed.
+
+    Each record adds one count to at most one cell of each histogram, so the concatenated
+    histograms have L2 sensitivity ``sqrt(k)`` under add/remove-one; each count gets noise of std
+    ``sigma_m * sqrt(k)`` (noise multiplier ``sigma_m``), drawn from fresh OS randomness. Negative
+    counts are set to 0 and each histogram normalised (uniform if nothing is left).
+    """
+    spans = [s for s in encoder.onehot_spans if s.column in set(columns)]
+    rng = np.random.default_rng(secrets.randbits(128))
+    std = sigma_m * math.sqrt(len(spans))
+    out: dict[str, list[float]] = {}
+    for span in spans:
+        counts = encoded[:, span.start:span.end].sum(dim=0).double().cpu().numpy()
+        noisy = np.clip(counts + rng.normal(0.0, std, size=counts.shape), 0.0, None)
+        total = noisy.sum()
+        out[span.column] = (noisy / total if total > 0 else np.full(span.width, 1 / span.width)
+                            ).tolist()
+    return out
+
+
+class PoissonSampler:
+    """Poisson sampling over the whole table: each row is in a batch independently with rate q.
+
+    Drawn as ``k ~ Binomial(n, q)`` then a uniform ``k``-subset: the same distribution (each
+    subset ``S`` has probability ``q^|S| (1-q)^(n-|S|)``) at a fraction of the cost. Seeded from
+    the OS: the sampling must stay secret for the amplification the accountant assumes.
+    """
+
+    def __init__(self, n_rows: int, sample_rate: float) -> None:
+        self.n_rows, self.sample_rate = n_rows, sample_rate
+        self.rng = np.random.default_rng(secrets.randbits(128))
+
+    def draw(self) -> np.ndarray:
+        """Indices of the rows in the next batch (may be empty)."""
+        k = int(self.rng.binomial(self.n_rows, self.sample_rate))
+        return np.sort(self.rng.choice(self.n_rows, size=k, replace=False))
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+class DPCTGANTrainer:
+    """The generator, the DP critic, their optimizers and the conditioner.
+
+    Args:
+        encoder: the schema's encoder.
+        conditioner: conditional vectors (from the noisy marginals).
+        params: the generator's parameters.
+        n_rows: rows in the private table (public, as in all DP-SGD accounting).
+        noise_multiplier: DP-SGD's sigma.
+        sample_rate: the Poisson rate q.
+        device: where to train.
+    """
+
+    def __init__(
+        self,
+        encoder: TableEncoder,
+        conditioner: Conditioner,
+        params: DPCTGANParams,
+        *,
+        n_rows: int,
+        noise_multiplier: float,
+        sample_rate: float,
+        device: torch.device,
+    ) -> None:
+        from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
+        from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+        from opacus.validators import ModuleValidator
+
+        self.params, self.device, self.cond = params, device, conditioner
+        self.ghost = params.grad_sample_mode == "ghost"
+        self.generator = GeneratorNet(params.embedding_dim + conditioner.dim,
+                                      params.generator_dim, encoder).to(device)
+        critic = critic_net(encoder.output_dim + conditioner.dim, params.critic_dim,
+                            params.critic_dropout)
+        problems = ModuleValidator.validate(critic, strict=False)
+        if problems:  # cannot happen with critic_net(); a guard against edits (e.g. BatchNorm)
+            raise GeneratorError(f"the critic is not DP-SGD compatible: {problems}")
+        critic.to(device)
+        self.expected_batch_size = sample_rate * n_rows
+        # Public constant: tying it to the sampled batch's size would let one record move the
+        # fake term too (sensitivity 2C instead of C).
+        self.fake_batch_size = max(1, round(self.expected_batch_size))
+        clip = params.max_grad_norm
+        self.critic: Any
+        if self.ghost:
+            self.critic = GradSampleModuleFastGradientClipping(
+                critic, batch_first=True, loss_reduction="mean", max_grad_norm=clip,
+                use_ghost_clipping=True,
+            )
+        else:
+            self.critic = GradSampleModule(
+                critic, batch_first=True, loss_reduction="mean",
+                force_functorch=params.grad_sample_mode == "functorch",
+            )
+        self.noise_generator = torch.Generator(device=device)
+        self.noise_generator.manual_seed(secrets.randbits(63))
+        optimizer_cls = DPOptimizerFastGradientClipping if self.ghost else DPOptimizer
+        self.critic_opt = optimizer_cls(
+            torch.optim.Adam(self.critic.parameters(), lr=params.critic_lr, betas=(0.5, 0.9)),
+            noise_multiplier=noise_multiplier, max_grad_norm=clip,
+            expected_batch_size=self.expected_batch_size,  # type: ignore[arg-type]
+            loss_reduction="mean", generator=self.noise_generator,
+        )
+        self.generator_opt = torch.optim.Adam(
+            self.generator.parameters(), lr=params.generator_lr, betas=(0.5, 0.9),
+            weight_decay=params.generator_decay,
+        )
+        self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+        self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
+        self.bce = params.critic_loss == "bce"
+        self.last_norms: torch.Tensor | None = None  # per-record norms of the last step (tests)
+
+    @contextmanager
+    def hooks_off(self) -> Iterator[None]:
+        """Opacus' per-sample hooks off, forward *and* backward: for rows with no private data."""
+        self.critic.disable_hooks()
+        try:
+            yield
+        finally:
+            self.critic.enable_hooks()
+
+    def fake_rows(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Generated rows with their conditions: (activated rows, cond, column, category)."""
+        cond, col, cat = self.cond.draw(n)
+        z = torch.randn(n, self.params.embedding_dim, device=self.device)
+        raw = self.generator(torch.cat([z, cond], dim=1))
+        return raw, cond, col, cat
+
+    def _real_loss(self, scores: torch.Tensor) -> torch.Tensor:
+        """Per-record critic loss on real rows (lower = 'looks real')."""
+        return F.softplus(-scores) if self.bce else -scores
+
+    def _fake_loss(self, scores: torch.Tensor) -> torch.Tensor:
+        return F.softplus(scores) if self.bce else scores
+
+    def critic_step(self, real: torch.Tensor) -> float:
+        """One DP critic step on the Poisson batch ``real`` (encoded rows, possibly empty).
+
+        Returns:
+            The critic loss; it reads real rows, so it is for the person running the fit only
+            (not DP, never stored).
+        """
+        opt = self.critic_opt
+        opt.zero_grad(set_to_none=True)
+        self.critic.train()
+        with torch.no_grad():
+            raw, cond, _, _ = self.fake_rows(self.fake_batch_size)
+            fake = self.generator.activate(raw, self.params.gumbel_tau)
+        with self.hooks_off():
+            fake_loss = self._fake_loss(self.critic(torch.cat([fake, cond], dim=1))).mean()
+            fake_grads = torch.autograd.grad(fake_loss, self.critic_params)
+        real_loss = 0.0
+        if real.shape[0] > 0:
+            x = torch.cat([real, self.cond.from_rows(real)], dim=1)
+            per_record = self._real_loss(self.critic(x).squeeze(1))
+            if self.ghost:
+                from opacus.utils.fast_gradient_clipping_utils import (
+                    DPTensorFastGradientClipping,
+                )
+
+                DPTensorFastGradientClipping(self.critic, opt, per_record, "mean").backward()
+                self.last_norms = self.critic.per_sample_gradient_norms
+            else:
+                per_record.mean().backward()
+            real_loss = float(per_record.detach().mean())
+            stepped = opt.pre_step()  # clip, sum, add noise, divide by q * n
+        else:
+            self._noise_only()
+            stepped = True
+        if stepped:
+            for param, grad in zip(self.critic_params, fake_grads, strict=True):
+                param.grad.add_(grad)  # type: ignore[union-attr]
+            opt.original_optimizer.step()
+        if not self.bce:
+            with torch.no_grad():
+                for param in self.critic_params:
+                    param.clamp_(-self.params.critic_weight_clip, self.params.critic_weight_clip)
+        return real_loss + float(fake_loss.detach())
+
+    def _noise_only(self) -> None:
+        """An empty Poisson batch still releases a noised (all-noise) gradient."""
+        std = self.critic_opt.noise_multiplier * self.critic_opt.max_grad_norm
+        for param in self.critic_params:
+            noise = torch.normal(0.0, std, size=param.shape, device=param.device,
+                                 generator=self.noise_generator)
+            param.grad = noise / self.expected_batch_size
+
+    def generator_step(self) -> float:
+        """One generator step against the (DP) critic; reads no private data."""
+        self.generator.train()
+        raw, cond, col, cat = self.fake_rows(self.fake_batch_size)
+        fake = self.generator.activate(raw, self.params.gumbel_tau)
+        with self.hooks_off():
+            scores = self.critic(torch.cat([fake, cond], dim=1))
+            adversarial = F.softplus(-scores).mean() if self.bce else -scores.mean()
+            loss = adversarial + self.cond.loss(raw, col, cat)
+            grads = torch.autograd.grad(loss, self.generator_params)
+        for param, grad in zip(self.generator_params, grads, strict=True):
+            param.grad = grad
+        self.generator_opt.step()
+        return float(loss.detach())
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` hands back to the plugin."""
+
+    generator: GeneratorNet
+    marginals: dict[str, list[float]]
+    steps: int
+    generator_steps: int
+    epsilon: float
+    accountant_state: dict[str, Any]
+    device: str
+    seconds_per_epoch: float
+
+
+def train(
+    table: Table,
+    params: DPCTGANParams,
+    *,
+    plan: DPPlan,
+    accountant: Accountant,
+    delta: float,
+    progress: ProgressCallback | None,
+) -> TrainResult:
+    """Release the noisy marginals, then train under ``plan``; stop before passing the target."""
+    device = resolve_device(params.device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(params.num_threads)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ff]ull backward hook.*")
+            torch.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+            return _train(table, params, plan, accountant, delta, progress, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    table: Table,
+    params: DPCTGANParams,
+    plan: DPPlan,
+    accountant: Accountant,
+    delta: float,
+    progress: ProgressCallback | None,
+    device: torch.device,
+) -> TrainResult:
+    encoder = TableEncoder(table.schema)
+    data = torch.from_numpy(encoder.encode(table.frame)).to(device)
+    marginals: dict[str, list[float]] = {}
+    if plan.marginals_noise is not None:
+        marginals = noisy_marginals(data, encoder, plan.marginal_columns, plan.marginals_noise)
+        accountant.step(noise_multiplier=plan.marginals_noise, sample_rate=1.0)
+    trainer = DPCTGANTrainer(
+        encoder, Conditioner(encoder, marginals, device), params, n_rows=table.n_rows,
+        noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, device=device,
+    )
+    sampler = PoissonSampler(table.n_rows, plan.sample_rate)
+    steps = generator_steps = 0
+    epochs = params.epochs if params.epochs is not None else math.ceil(
+        plan.allowed_steps / plan.steps_per_epoch)
+    started = time.perf_counter()
+    generator_loss = float("nan")
+    for epoch in range(1, epochs + 1):
+        critic_losses = []
+        for _ in range(plan.steps_per_epoch):
+            # allowed_steps is the accountant's largest step count under the target (with the
+            # marginals composed in): the step that would pass it is never taken.
+            if steps >= plan.allowed_steps:
+                break
+            index = torch.from_numpy(sampler.draw()).to(device)
+            critic_losses.append(trainer.critic_step(data[index]))
+            accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate)
+            steps += 1
+            for _ in range(params.generator_steps):
+                generator_loss = trainer.generator_step()
+                generator_steps += 1
+        if progress is not None and critic_losses:
+            progress(Progress(
+                epoch=epoch, epochs=epochs, step=steps,
+                losses={"critic": float(np.mean(critic_losses)), "generator": generator_loss},
+                epsilon=accountant.get_epsilon(delta=delta),
+            ))
+        if steps >= plan.allowed_steps:
+            break
+    elapsed = time.perf_counter() - started
+    return TrainResult(
+        generator=trainer.generator.to("cpu").eval(),
+        marginals=marginals,
+        steps=steps,
+        generator_steps=generator_steps,
+        epsilon=accountant.get_epsilon(delta=delta),
+        accountant_state=accountant.state_dict(),
+        device=str(device),
+        seconds_per_epoch=elapsed / max(steps / plan.steps_per_epoch, 1e-9),
+    )
+
+
+# -- sampling and loading -----------------------------------------------------------------------
+
+
+def sample_rows(
+    net: GeneratorNet, encoder: TableEncoder, marginals: dict[str, list[float]],
+    params: DPCTGANParams, n_rows: int, *, seed: int | None,
+) -> pl.DataFrame:
+    """``n_rows`` synthetic rows, conditions drawn from the noisy marginals (as CTGAN samples
+    from the training frequencies); the same network and seed give the same rows.
+
+    Categories are drawn from the generator's softmax (what argmax of CTGAN's Gumbel-softmax
+    samples from), so the output is reproducible from ``seed`` alone.
+    """
+    seed = seed if seed is not None else secrets.randbits(63)
+    torch_rng = torch.Generator().manual_seed(seed)
+    decode_rng = np.random.default_rng(seed)
+    cond = Conditioner(encoder, marginals, torch.device("cpu"))
+    frames = []
+    net.eval()
+    with torch.no_grad():
+        for start in range(0, n_rows, SAMPLE_CHUNK_ROWS):
+            count = min(SAMPLE_CHUNK_ROWS, n_rows - start)
+            c, _, _ = cond.draw(count, generator=torch_rng)
+            z = torch.randn(count, params.embedding_dim, generator=torch_rng)
+            out = net.activate(net(torch.cat([z, c], dim=1)), None).numpy()
+            frames.append(encoder.decode(out, rng=decode_rng))
+    if not frames:
+        return encoder.decode(np.zeros((0, encoder.output_dim), dtype=np.float32))
+    return pl.concat(frames)
+
+
+def load_generator(
+    path: Path, encoder: TableEncoder, marginals: dict[str, list[float]], params: DPCTGANParams
+) -> GeneratorNet:
+    """Rebuild the generator from saved weights (``torch.load`` of tensors only).
+
+    Raises:
+        GeneratorError: the file is missing or does not fit the schema and parameters.
+    """
+    cond_dim = Conditioner(encoder, marginals, torch.device("cpu")).dim
+    net = GeneratorNet(params.embedding_dim + cond_dim, params.generator_dim, encoder)
+    try:
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise GeneratorError(
+            f"cannot load the DP-CTGAN weights {path}: {str(exc).splitlines()[0]}; the model "
+            f"directory is damaged or was written for another schema"
+        ) from None
+    return net.eval()

@@ -1,0 +1,425 @@
+"""torch and Opacus internals of the DPWGAN generator; imported only when a model is fitted or used.
+
+One critic step (:meth:`DPWGANTrainer.critic_step`) is one step of the Poisson-subsampled Gaussian
+mechanism:
+
+1. a Poisson batch of real rows and ``round(q * n)`` fake rows ``G(z)`` (no private data) go
+   through the critic together, with per-row losses ``-D(x_i)`` and ``D(G(z_j))``;
+2. Opacus clips every row's gradient (or, in ghost mode, scales it by its norm) to
+   ``max_grad_norm``, sums, adds Gaussian noise of std ``sigma * max_grad_norm`` drawn for each
+   parameter with that parameter's own shape, and divides by the *expected* batch size ``q * n``
+   (a public constant, not the sampled batch's size). One real record moves the sum by at most
+   ``max_grad_norm``: the sensitivity the accountant assumes;
+3. the optimizer steps on that; then the critic's weights are clipped to
+   ``[-weight_clip, weight_clip]`` (post-processing).
+
+The unclipped gradient Opacus' first backward pass leaves in ``p.grad`` is always overwritten by
+the noised sum in (2) before any update reads it. The generator's steps read the critic only
+(post-processing) with Opacus' hooks switched off.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privsynth_core import ConfigError, GeneratorError, Progress
+from privsynth_core.encoding import TableEncoder
+
+if TYPE_CHECKING:
+    from privsynth_core import Accountant
+    from privsynth_core.generator import ProgressCallback
+
+    from . import DPPlan, DPWGANParams, Layer
+
+SAMPLE_CHUNK_ROWS = 16_384
+ENCODED_TABLE_MAX_BYTES = 512 * 2**20  # above this, batches are encoded as they are drawn
+
+_ACTIVATIONS: dict[str, Any] = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+}
+
+
+def resolve_device(choice: str) -> torch.device:
+    """The torch device for ``cpu`` / ``cuda`` / ``auto``.
+
+    Raises:
+        ConfigError: ``cuda`` was asked for and no CUDA device is available.
+    """
+    if choice == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if choice == "cuda":
+        raise ConfigError(
+            "device 'cuda' was asked for but torch sees no CUDA GPU here; use device=cpu or auto"
+        )
+    return torch.device("cpu")
+
+
+def mlp(in_dim: int, layers: Sequence[Layer], out_dim: int) -> nn.Sequential:
+    """Linear -> activation [-> Dropout] per layer, then a Linear output. Never BatchNorm."""
+    modules: list[nn.Module] = []
+    width = in_dim
+    for layer in layers:
+        modules += [nn.Linear(width, layer.width), _ACTIVATIONS[layer.activation]()]
+        if layer.dropout > 0:
+            modules.append(nn.Dropout(layer.dropout))
+        width = layer.width
+    modules.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*modules)
+
+
+class GeneratorNet(nn.Module):
+    """Latent noise -> an encoded row: tanh for scalars, (Gumbel-)softmax for each group."""
+
+    def __init__(self, latent_dim: int, layers: Sequence[Layer], encoder: TableEncoder) -> None:
+        super().__init__()
+        self.body = mlp(latent_dim, layers, encoder.output_dim)
+        self.spans = [(s.start, s.end, s.is_group) for s in encoder.spans]
+
+    def forward(self, z: torch.Tensor, gumbel_tau: float | None = None) -> torch.Tensor:
+        """Activated outputs; groups are Gumbel-softmax samples when ``gumbel_tau`` is set,
+        else softmax probabilities."""
+        raw = self.body(z)
+        parts = []
+        for start, end, is_group in self.spans:
+            block = raw[:, start:end]
+            if not is_group:
+                parts.append(torch.tanh(block))
+            elif gumbel_tau is not None:
+                parts.append(F.gumbel_softmax(block, tau=gumbel_tau, hard=False, dim=1))
+            else:
+                parts.append(torch.softmax(block, dim=1))
+        return torch.cat(parts, dim=1)
+
+
+def draw_latent(
+    n: int, params: DPWGANParams, *, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``n`` latent vectors from the configured distribution."""
+    shape = (n, params.latent_dim)
+    if params.latent_distribution == "uniform":
+        return torch.rand(shape, device=device, generator=generator) * 2 - 1
+    return torch.randn(shape, device=device, generator=generator)
+
+
+class PoissonSampler:
+    """Poisson sampling over the whole table: each row is in a batch independently with rate q.
+
+    Drawn as ``k ~ Binomial(n, q)`` then a uniform ``k``-subset, which is the same distribution
+    (every subset ``S`` has probability ``q^|S| (1-q)^(n-|S|)``) at a fraction of the cost.
+    The generator is seeded from the OS: the sampling must stay secret for the subsampling
+    amplification the accountant assumes.
+    """
+
+    def __init__(
+        self, n_rows: int, sample_rate: float, *, rng: np.random.Generator | None = None
+    ) -> None:
+        self.n_rows = n_rows
+        self.sample_rate = sample_rate
+        self.rng = rng or np.random.default_rng(secrets.randbits(128))
+
+    def draw(self) -> np.ndarray:
+        """Indices (sorted) of the rows in the next batch; may be empty."""
+        k = int(self.rng.binomial(self.n_rows, self.sample_rate))
+        return np.sort(self.rng.choice(self.n_rows, size=k, replace=False))
+
+
+class BatchSource:
+    """Encoded rows by index: the whole table encoded once (float32) or, when that would be
+    large, each batch encoded as it is drawn."""
+
+    def __init__(self, frame: pl.DataFrame, encoder: TableEncoder, device: torch.device) -> None:
+        self.frame, self.encoder, self.device = frame, encoder, device
+        self.data: torch.Tensor | None = None
+        if frame.height * encoder.output_dim * 4 <= ENCODED_TABLE_MAX_BYTES:
+            self.data = torch.from_numpy(encoder.encode(frame)).to(device)
+
+    def get(self, index: np.ndarray) -> torch.Tensor:
+        """The encoded rows at ``index``."""
+        if self.data is not None:
+            return self.data[torch.from_numpy(index).to(self.device)]
+        return torch.from_numpy(self.encoder.encode(self.frame[index])).to(self.device)
+
+
+def _optimizer(parameters: Any, params: DPWGANParams, lr: float) -> torch.optim.Optimizer:
+    if params.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=lr, betas=(0.5, 0.9))
+    return torch.optim.RMSprop(parameters, lr=lr)
+
+
+class DPWGANTrainer:
+    """The generator, the DP critic and their optimizers; one method per kind of step.
+
+    Args:
+        encoder: the schema's encoder (its layout sizes both networks).
+        params: the generator's parameters.
+        n_rows: rows in the private table (public, as in all DP-SGD accounting).
+        noise_multiplier: sigma.
+        sample_rate: the Poisson rate q.
+        device: where to train.
+    """
+
+    def __init__(
+        self,
+        encoder: TableEncoder,
+        params: DPWGANParams,
+        *,
+        n_rows: int,
+        noise_multiplier: float,
+        sample_rate: float,
+        device: torch.device,
+    ) -> None:
+        from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
+        from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+        from opacus.validators import ModuleValidator
+
+        self.params, self.device = params, device
+        self.ghost = params.grad_sample_mode == "ghost"
+        self.tau = params.gumbel_tau if params.categorical_output == "gumbel_softmax" else None
+        self.generator = GeneratorNet(params.latent_dim, params.generator_layers, encoder)
+        self.generator.to(device)
+        critic = mlp(encoder.output_dim, params.critic_layers, 1)
+        problems = ModuleValidator.validate(critic, strict=False)
+        if problems:  # cannot happen with mlp(); a guard against future edits (e.g. BatchNorm)
+            raise GeneratorError(f"the critic is not DP-SGD compatible: {problems}")
+        critic.to(device)
+        self.expected_batch_size = sample_rate * n_rows
+        self.fake_batch_size = max(1, round(self.expected_batch_size))
+        clip = params.max_grad_norm
+        self.critic: Any
+        if self.ghost:
+            self.critic = GradSampleModuleFastGradientClipping(
+                critic, batch_first=True, loss_reduction="mean", max_grad_norm=clip,
+                use_ghost_clipping=True,
+            )
+        else:
+            self.critic = GradSampleModule(
+                critic, batch_first=True, loss_reduction="mean",
+                force_functorch=params.grad_sample_mode == "functorch",
+            )
+        self.noise_generator = torch.Generator(device=device)
+        self.noise_generator.manual_seed(secrets.randbits(63))
+        optimizer_cls = DPOptimizerFastGradientClipping if self.ghost else DPOptimizer
+        self.critic_opt = optimizer_cls(
+            _optimizer(self.critic.parameters(), params, params.critic_lr),
+            noise_multiplier=noise_multiplier, max_grad_norm=clip,
+            expected_batch_size=self.expected_batch_size,  # type: ignore[arg-type]
+            loss_reduction="mean", generator=self.noise_generator,
+        )
+        self.generator_opt = _optimizer(self.generator.parameters(), params, params.generator_lr)
+        self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+        self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
+        self.last_fake: torch.Tensor | None = None
+
+    def latent(self, n: int) -> torch.Tensor:
+        """Latent vectors for training (global, seeded torch RNG)."""
+        return draw_latent(n, self.params, device=self.device)
+
+    @contextmanager
+    def hooks_off(self) -> Iterator[None]:
+        """Opacus' per-sample hooks off, forward *and* backward: for inputs with no private
+        data (fake rows), whose gradient needs no clipping."""
+        self.critic.disable_hooks()
+        try:
+            yield
+        finally:
+            self.critic.enable_hooks()
+
+    def critic_step(self, real: torch.Tensor) -> float:
+        """One DP critic step on the Poisson batch ``real`` (encoded rows, possibly empty).
+
+        Real and fake rows go through the critic together, each with its own per-row loss
+        (``-D(x)`` for a real row, ``D(G(z))`` for a fake one), and every row's gradient is
+        clipped to ``max_grad_norm`` before the sum is noised. Clipping the fake rows too costs no
+        privacy (they hold no private data, and one real record still moves the sum by at most
+        ``max_grad_norm``) but keeps the two halves of the WGAN loss on the same scale: with only
+        the real half clipped, the critic's per-row gradients (often 50x the bound) would leave
+        an unclipped fake half that swamps it, and the critic would stop telling them apart.
+
+        Returns:
+            The critic loss ``mean D(fake) - mean D(real)``; it reads real rows, so it is for the
+            person running the fit only (not DP).
+        """
+        opt = self.critic_opt
+        opt.zero_grad(set_to_none=True)
+        self.critic.train()
+        with torch.no_grad():
+            fake = self.generator(self.latent(self.fake_batch_size), gumbel_tau=self.tau)
+        self.last_fake = fake
+        n_real = real.shape[0]
+        scores = self.critic(torch.cat([real, fake])).squeeze(1)
+        per_row = torch.cat([-scores[:n_real], scores[n_real:]])
+        if self.ghost:
+            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+            DPTensorFastGradientClipping(self.critic, opt, per_row, "mean").backward()
+        else:
+            per_row.mean().backward()
+        # Clip every row, sum, add N(0, (sigma C)^2) per parameter, divide by q * n; the
+        # unclipped gradient the backward pass left in p.grad is overwritten here.
+        if opt.pre_step():
+            opt.original_optimizer.step()
+        with torch.no_grad():
+            for param in self.critic_params:
+                param.clamp_(-self.params.weight_clip, self.params.weight_clip)
+        detached = scores.detach()
+        real_mean = float(detached[:n_real].mean()) if n_real else 0.0
+        return float(detached[n_real:].mean()) - real_mean
+
+    def generator_step(self) -> float:
+        """One generator step against the (DP) critic; touches no private data."""
+        self.generator.train()
+        fake = self.generator(self.latent(self.fake_batch_size), gumbel_tau=self.tau)
+        with self.hooks_off():
+            loss = -self.critic(fake).mean()
+            grads = torch.autograd.grad(loss, self.generator_params)
+        for param, grad in zip(self.generator_params, grads, strict=True):
+            param.grad = grad
+        self.generator_opt.step()
+        return float(loss.detach())
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` hands back to the plugin."""
+
+    generator: GeneratorNet
+    steps: int
+    generator_steps: int
+    epsilon: float
+    accountant_state: dict[str, Any]
+    device: str
+    seconds_per_epoch: float
+
+
+def train(
+    frame: pl.DataFrame,
+    encoder: TableEncoder,
+    params: DPWGANParams,
+    *,
+    plan: DPPlan,
+    accountant: Accountant,
+    delta: float,
+    progress: ProgressCallback | None,
+) -> TrainResult:
+    """Fit a DPWGAN on ``frame`` under ``plan``; stops before a step would pass the target."""
+    device = resolve_device(params.device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(params.num_threads)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ff]ull backward hook.*")
+            torch.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+            return _train(frame, encoder, params, plan, accountant, delta, progress, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    frame: pl.DataFrame,
+    encoder: TableEncoder,
+    params: DPWGANParams,
+    plan: DPPlan,
+    accountant: Accountant,
+    delta: float,
+    progress: ProgressCallback | None,
+    device: torch.device,
+) -> TrainResult:
+    trainer = DPWGANTrainer(encoder, params, n_rows=frame.height,
+                            noise_multiplier=plan.noise_multiplier,
+                            sample_rate=plan.sample_rate, device=device)
+    source = BatchSource(frame, encoder, device)
+    sampler = PoissonSampler(frame.height, plan.sample_rate)
+    steps = generator_steps = 0
+    started = time.perf_counter()
+    generator_loss = float("nan")
+    for epoch in range(1, params.epochs + 1):
+        critic_losses = []
+        for _ in range(plan.steps_per_epoch):
+            # allowed_steps is the accountant's largest step count under the target: the step
+            # that would pass it is never taken.
+            if steps >= plan.allowed_steps:
+                break
+            critic_losses.append(trainer.critic_step(source.get(sampler.draw())))
+            accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate)
+            steps += 1
+            if steps % params.n_critic == 0:
+                generator_loss = trainer.generator_step()
+                generator_steps += 1
+        if progress is not None and critic_losses:
+            progress(Progress(
+                epoch=epoch, epochs=params.epochs, step=steps,
+                losses={"critic": float(np.mean(critic_losses)), "generator": generator_loss},
+                epsilon=accountant.get_epsilon(delta=delta),
+            ))
+        if steps >= plan.allowed_steps:
+            break
+    elapsed = time.perf_counter() - started
+    net = trainer.generator.to("cpu").eval()
+    return TrainResult(
+        generator=net,
+        steps=steps,
+        generator_steps=generator_steps,
+        epsilon=accountant.get_epsilon(delta=delta),
+        accountant_state=accountant.state_dict(),
+        device=str(device),
+        seconds_per_epoch=elapsed / max(steps / plan.steps_per_epoch, 1e-9),
+    )
+
+
+def sample_rows(
+    net: GeneratorNet, encoder: TableEncoder, params: DPWGANParams, n_rows: int, *,
+    seed: int | None,
+) -> pl.DataFrame:
+    """``n_rows`` synthetic rows; the same network and seed give the same rows."""
+    seed = seed if seed is not None else secrets.randbits(63)
+    latent_rng = torch.Generator().manual_seed(seed)
+    decode_rng = np.random.default_rng(seed)
+    cpu = torch.device("cpu")
+    frames = []
+    net.eval()
+    with torch.no_grad():
+        for start in range(0, n_rows, SAMPLE_CHUNK_ROWS):
+            count = min(SAMPLE_CHUNK_ROWS, n_rows - start)
+            out = net(draw_latent(count, params, device=cpu, generator=latent_rng)).numpy()
+            frames.append(encoder.decode(out, rng=decode_rng))
+    if not frames:
+        return encoder.decode(np.zeros((0, encoder.output_dim), dtype=np.float32))
+    return pl.concat(frames)
+
+
+def load_generator(path: Path, encoder: TableEncoder, params: DPWGANParams) -> GeneratorNet:
+    """Rebuild the generator network from saved weights (``torch.load`` of tensors only).
+
+    Raises:
+        GeneratorError: the file is missing or does not fit the schema and parameters.
+    """
+    net = GeneratorNet(params.latent_dim, params.generator_layers, encoder)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise GeneratorError(
+            f"cannot load the DPWGAN weights {path}: {str(exc).splitlines()[0]}; the model "
+            f"directory is damaged or was written for another schema"
+        ) from None
+    return net.eval()

@@ -1,0 +1,165 @@
+"""Sweeps: a grid of runs over one dataset, its budget checked up front, and its summary.
+
+:func:`grid_cost` adds up what the whole grid can reserve in the ledger, counting only what is
+not cached yet (the learned domain, once, and each cell whose model is not saved), and
+:func:`check_grid_budget` refuses the sweep **before any cell starts** when the dataset's
+remaining budget cannot cover it all: cells run in parallel, so every reservation must fit at
+once. :func:`write_summary` writes ``summary.csv`` and the privacy-utility plot
+``privacy_utility.png`` (both computed on real data: custodian-only).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BudgetExceededError, ConfigError
+from .fileio import atomic_write, atomic_write_text
+from .ledger import PrivacyBudget, PrivacyLedger
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .runs import RunResult
+
+SUMMARY_FILE = "summary.csv"
+PLOT_FILE = "privacy_utility.png"
+
+
+def grid_cost(cells: list[RunConfig], *, fingerprint: str,
+              schema_path: str | Path | None) -> PrivacyBudget:
+    """The most the grid can reserve: the uncached domain (once) and every uncached cell.
+
+    Args:
+        cells: the runs (one dataset, one domain setting).
+        fingerprint: the dataset's fingerprint.
+        schema_path: the resolved domain if it is cached already; None if it must be resolved
+            (then no model can be known to be cached, and the domain's cost counts).
+    """
+    from .pipeline import fit_key, is_complete_model, cache_dir
+
+    if len({(c.input, c.domain_hash()) for c in cells}) > 1:
+        raise ConfigError("a sweep runs over one dataset and one domain; every cell must share "
+                          "input, schema and domain settings")
+    epsilon = delta = 0.0
+    first = cells[0]
+    if schema_path is None and first.domain == "dp":
+        epsilon += first.domain_epsilon or 0.0
+        delta += first.domain_delta
+    for cell in cells:
+        if cell.epsilon is None:
+            continue
+        if schema_path is not None and is_complete_model(
+                cache_dir() / "models" / fit_key(cell, fingerprint, schema_path)):
+            continue
+        epsilon += cell.epsilon
+        delta += cell.delta
+    return PrivacyBudget(epsilon, min(delta, 0.999999))
+
+
+def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
+                      schema_path: str | Path | None,
+                      ledger: PrivacyLedger | None = None) -> PrivacyBudget:
+    """Refuse a grid whose cost exceeds the dataset's remaining budget; return the cost.
+
+    Raises:
+        BudgetNotSetError: the dataset has no budget.
+        BudgetExceededError: the grid would overspend; nothing has been run or charged.
+    """
+    ledger = ledger or PrivacyLedger()
+    status = ledger.status(fingerprint)
+    cost = grid_cost(cells, fingerprint=fingerprint, schema_path=schema_path)
+    remaining = status.remaining
+    if cost.epsilon > remaining.epsilon * (1 + 1e-9) or cost.delta > remaining.delta * (1 + 1e-9):
+        raise BudgetExceededError(
+            f"the sweep's {len(cells)} runs could spend {cost} on {status.label or fingerprint[:12]}"
+            f" but only {remaining} of its budget {status.budget} is left; nothing was run. "
+            f"Drop cells (generators, epsilons, seeds), lower the epsilons, or raise the budget "
+            f"with `privsynth budget set` if the data custodian agrees")
+    return cost
+
+
+def summary_rows(results: list[tuple[RunConfig, RunResult | None, str | None]]
+                 ) -> list[dict[str, Any]]:
+    """One row per cell: its settings, epsilon spent, headline metrics (or its error)."""
+    rows = []
+    for config, result, error in results:
+        row: dict[str, Any] = {"generator": config.generator, "epsilon": config.epsilon,
+                               "seed": config.seed, "status": "failed" if error else "ok",
+                               "epsilon_spent": None, "delta_spent": None,
+                               "run_dir": str(config.output_dir), "error": error or ""}
+        if result is not None:
+            row["epsilon_spent"] = result.manifest["privacy"]["epsilon"]
+            row["delta_spent"] = result.manifest["privacy"]["delta"]
+            for headline in result.headlines:
+                row[headline["metric_id"]] = headline["value"]
+        rows.append(row)
+    return rows
+
+
+def _utility_metric(results: list[RunResult]) -> tuple[str, str] | None:
+    """The headline metric the plot shows: the first utility one, else the first fidelity one."""
+    for group in ("utility", "fidelity"):
+        for result in results:
+            for headline in result.headlines:
+                if headline["group"] == group and headline["value"] is not None:
+                    return headline["metric_id"], headline["name"]
+    return None
+
+
+def write_summary(results: list[tuple[RunConfig, RunResult | None, str | None]],
+                  directory: str | Path) -> tuple[Path, Path | None]:
+    """Write ``summary.csv`` and ``privacy_utility.png`` into ``directory``; return both paths
+    (the plot is None when no cell has a headline score)."""
+    directory = Path(directory)
+    rows = summary_rows(results)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(directory / SUMMARY_FILE, buffer.getvalue())
+    done = [result for _, result, _ in results if result is not None]
+    metric = _utility_metric(done)
+    if metric is None:
+        return directory / SUMMARY_FILE, None
+    return directory / SUMMARY_FILE, _plot(rows, metric, directory / PLOT_FILE)
+
+
+def _plot(rows: list[dict[str, Any]], metric: tuple[str, str], target: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric_id, name = metric
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for generator in sorted({r["generator"] for r in rows}):
+        points: dict[float, list[float]] = {}
+        for r in rows:
+            if r["generator"] == generator and r.get(metric_id) is not None:
+                points.setdefault(float(r["epsilon_spent"] or r["epsilon"]), []).append(
+                    float(r[metric_id]))
+        if not points:
+            continue
+        xs = sorted(points)
+        means = [sum(points[x]) / len(points[x]) for x in xs]
+        low = [m - min(points[x]) for m, x in zip(means, xs, strict=True)]
+        high = [max(points[x]) - m for m, x in zip(means, xs, strict=True)]
+        ax.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, label=generator)
+    ax.set_xscale("log")
+    ax.set_xlabel("epsilon spent (domain + training)")
+    ax.set_ylabel(name)
+    ax.set_title("Privacy-utility trade-off (mean over seeds, min-max bars)", fontsize=10)
+    ax.legend()
+    fig.text(0.01, 0.01, "computed on real data: not DP, custodian-only", fontsize=7,
+             color="#b42318")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    try:
+        return atomic_write(target, lambda p: fig.savefig(p, format="png"))
+    finally:
+        plt.close(fig)
+
+
+__all__ = ["check_grid_budget", "grid_cost", "summary_rows", "write_summary"]

@@ -1,0 +1,125 @@
+"""``privsynth fit`` / ``sample`` / ``privacy`` end to end on real Adult rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from privsynth_core import PrivacyLedger, Schema
+from privsynth_core.datasets import ADULT_SCHEMA_PATH
+from privsynth_core.registry import accountants
+from privsynth_core.table import fingerprint_frame, read_frame
+from privsynth_core.validation import polars_dtype
+from privsynth_ui.cli import main
+
+FAST = ["--param", "epochs=2", "--param", "batch_size=200", "--param", "device=cpu",
+        "--param", "critic_layers=64:leaky_relu", "--param", "generator_layers=64:relu"]
+
+
+@pytest.fixture
+def adult_csv(tmp_path: Path, adult_raw: pl.DataFrame, ledger: PrivacyLedger) -> Path:
+    path = tmp_path / "adult.csv"
+    adult_raw.sample(1200, seed=4).write_csv(path)
+    ledger.set_budget(fingerprint_frame(read_frame(path)), epsilon=4.0, delta=1e-4)
+    return path
+
+
+def test_fit_then_sample_csv_and_parquet(
+    adult_csv: Path, tmp_path: Path, ledger: PrivacyLedger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    code = main(["fit", str(adult_csv), "--generator", "dpwgan", "--epsilon", "2",
+                 "--schema", str(ADULT_SCHEMA_PATH), "-o", str(model), *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "spent epsilon=" in captured.out and str(model) in captured.out
+    assert "epoch 2/2" in captured.err and "epsilon" in captured.err  # the progress bar
+    (entry,) = ledger.entries(fingerprint_frame(read_frame(adult_csv)))
+    assert entry.status == "spent" and entry.epsilon <= 2.0
+    assert entry.delta == 1e-5  # default: min(1e-5, 1/(10 n))
+
+    csv, parquet = tmp_path / "syn.csv", tmp_path / "syn.parquet"
+    assert main(["sample", str(model), "-n", "300", "-o", str(csv), "--seed", "5"]) == 0
+    assert main(["sample", str(model), "-n", "300", "-o", str(parquet), "--seed", "5"]) == 0
+    schema = Schema.load(ADULT_SCHEMA_PATH)
+    from_parquet = pl.read_parquet(parquet)
+    assert from_parquet.schema == pl.Schema({c.name: polars_dtype(c.kind) for c in schema.columns})
+    from_csv = pl.read_csv(csv, schema=from_parquet.schema)
+    assert from_csv.equals(from_parquet)  # same model, same seed, same rows
+    assert not list(tmp_path.glob(".*partial"))  # atomic writes leave no debris
+    # An existing file is not overwritten without --overwrite; an unknown suffix is refused.
+    assert main(["sample", str(model), "-n", "5", "-o", str(csv)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["sample", str(model), "-n", "5", "-o", str(tmp_path / "x.xlsx")]) == 2
+    assert ".csv or .parquet" in capsys.readouterr().err
+
+
+def test_fit_refusals_spend_nothing(
+    adult_csv: Path, tmp_path: Path, ledger: PrivacyLedger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = ["--schema", str(ADULT_SCHEMA_PATH)]
+    out = str(tmp_path / "m")
+    assert main(["fit", str(adult_csv), *schema, "-o", out, *FAST]) == 2
+    assert "give the target --epsilon" in capsys.readouterr().err
+    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", out,
+                 "--param", "critic_layer=64"]) == 2
+    err = capsys.readouterr().err
+    assert "critic_layer" in err and "parameters of dpwgan:" in err
+    assert "critic_layers (default" in err
+    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", out,
+                 "--param", "epochs"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "file").write_text("x")
+    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", str(occupied),
+                 *FAST]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["fit", str(adult_csv), "--epsilon", "0.001", *schema, "-o", out, *FAST,
+                 "--param", "sigma=0.5"]) == 2
+    assert "allows 0 training steps" in capsys.readouterr().err
+    assert main(["fit", str(adult_csv), "--epsilon", "1", "--accountant", "nope", *schema,
+                 "-o", out, *FAST]) == 2
+    assert "unknown accountant 'nope'" in capsys.readouterr().err
+    assert ledger.entries(fingerprint_frame(read_frame(adult_csv))) == []
+    assert not Path(out).exists()
+
+
+def test_privacy_prices_the_plan_with_every_accountant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["privacy", "--generator", "dpwgan", "--rows", "10000", "--epochs", "5",
+            "--batch-size", "250", "--sigma", "1.2", "--n-critic", "3", "--delta", "1e-5"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    q, steps = 250 / 10_000, 5 * 40
+    assert report["sample_rate"] == q and report["steps"] == steps
+    got = {r["accountant"]: r["value"] for r in report["results"]}
+    assert set(got) == set(accountants().names())
+    for name, value in got.items():
+        expected = accountants().get(name).epsilon_for(
+            noise_multiplier=1.2, sample_rate=q, steps=steps, delta=1e-5)
+        assert value == pytest.approx(expected, rel=1e-9)
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "200 DP steps" in text and "rdp" in text and "approximation" in text
+
+
+def test_privacy_with_a_target_gives_the_noise_each_accountant_needs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["privacy", "--rows", "5000", "--epochs", "2", "--batch-size", "100",
+                 "--epsilon", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["delta"] == 1e-5 and report["quantity"] == "sigma"
+    rdp = accountants().get("rdp")
+    sigma = next(r["value"] for r in report["results"] if r["accountant"] == "rdp")
+    assert rdp.epsilon_for(noise_multiplier=sigma, sample_rate=0.02, steps=100,
+                           delta=1e-5) <= 1.0
+    assert main(["privacy", "--generator", "independent", "--rows", "10", "--sigma", "1"]) == 2
+    assert "not trained with DP-SGD" in capsys.readouterr().err
+    assert main(["privacy", "--rows", "100", "--sigma", "1", "--param", "epochs=0"]) == 2
+    assert "epochs" in capsys.readouterr().err

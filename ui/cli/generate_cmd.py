@@ -1,0 +1,323 @@
+"""``privsynth fit`` / ``sample`` / ``privacy``: train a generator, draw rows, price a plan.
+
+- ``fit`` reads the private table with its domain (public schema, or learned with DP), trains the
+  chosen generator within the target (epsilon, delta), shows progress on stderr and saves the
+  model directory (JSON manifest + weights).
+- ``sample`` draws rows from a saved model into a CSV or Parquet file (written atomically).
+- ``privacy`` answers "what would this training plan spend?" before any data is touched: the
+  epsilon of a DP-SGD plan under every registered accountant (or the noise each one needs).
+
+Generator parameters are given as ``--param name=value`` (values are JSON when they parse as JSON,
+else text) and validated through the generator's own parameter model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ._common import print_table
+
+if TYPE_CHECKING:
+    from privsynth_core import Generator, GeneratorParams, Progress
+
+DEFAULT_GENERATOR = "dpwgan"
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``fit``, ``sample`` and ``privacy`` commands."""
+    fit = subparsers.add_parser(
+        "fit", help="train a generator on a private table",
+        description="Train a generator on a private CSV/Parquet table within a privacy budget "
+        "and save the model to a directory. Set the dataset's budget first "
+        "(`privsynth budget set`).",
+    )
+    fit.add_argument("data", help="the private CSV or Parquet file")
+    fit.add_argument("--generator", default=DEFAULT_GENERATOR,
+                     help=f"generator id (default {DEFAULT_GENERATOR}; see `privsynth plugins "
+                     f"list`)")
+    fit.add_argument("--epsilon", type=float, help="target epsilon of the training (DP generators)")
+    fit.add_argument("--delta", type=float,
+                     help="target delta (default: min(1e-5, 1/(10 n)) for n rows)")
+    fit.add_argument("--accountant", default="rdp", help="privacy accountant id (default rdp)")
+    fit.add_argument("--schema", help="schema file (YAML/JSON) with the columns' domain")
+    fit.add_argument("--domain", choices=("public", "dp"), default="public",
+                     help="use the schema's declared-public domain, or learn it with DP")
+    fit.add_argument("--confirm-public", action="store_true",
+                     help="confirm that an inferred domain reveals nothing private")
+    fit.add_argument("--domain-epsilon", type=float,
+                     help="epsilon spent on learning the domain (with --domain dp)")
+    _add_param_option(fit)
+    fit.add_argument("-o", "--output", required=True, help="model directory to write")
+    fit.add_argument("--overwrite", action="store_true", help="replace a non-empty directory")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(func=fit_cmd)
+
+    sample = subparsers.add_parser("sample", help="draw synthetic rows from a saved model")
+    sample.add_argument("model", help="model directory written by `privsynth fit`")
+    sample.add_argument("-n", "--rows", type=int, required=True, help="number of rows")
+    sample.add_argument("-o", "--output", required=True,
+                        help="output file: .csv, or .parquet for Parquet")
+    sample.add_argument("--seed", type=int, help="the same model and seed give the same rows")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    sample.set_defaults(func=sample_cmd)
+
+    privacy = subparsers.add_parser(
+        "privacy", help="the epsilon a training plan would spend, with every accountant",
+        description="Price a DP-SGD training plan before training: epsilon under every "
+        "registered accountant for a given noise multiplier (--sigma), or the noise multiplier "
+        "each one needs for a target (--epsilon). Touches no data.",
+    )
+    privacy.add_argument("--generator", default=DEFAULT_GENERATOR, help="generator id")
+    privacy.add_argument("--rows", type=int, required=True, help="rows in the private table")
+    privacy.add_argument("--epochs", type=int, help="planned epochs")
+    privacy.add_argument("--batch-size", type=int, help="expected (Poisson) batch size")
+    privacy.add_argument("--n-critic", type=int, help="critic steps per generator step")
+    target = privacy.add_mutually_exclusive_group(required=True)
+    target.add_argument("--sigma", type=float, help="noise multiplier")
+    target.add_argument("--epsilon", type=float, help="target epsilon (prints the sigma needed)")
+    privacy.add_argument("--delta", type=float, help="delta (default: min(1e-5, 1/(10 rows)))")
+    _add_param_option(privacy)
+    privacy.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    privacy.set_defaults(func=privacy_cmd)
+
+
+def _add_param_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a generator parameter (repeatable), e.g. --param epochs=300 "
+                        "--param critic_layers=256:leaky_relu,128:leaky_relu")
+
+
+# -- parameters ----------------------------------------------------------------------------
+
+
+def parse_param_items(items: list[str]) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (JSON values where they parse).
+
+    Raises:
+        ConfigError: an item has no ``=`` or names a parameter twice.
+    """
+    from privsynth_core.errors import ConfigError
+
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise ConfigError(f"--param needs NAME=VALUE, got {item!r}")
+        if name in values:
+            raise ConfigError(f"--param {name} is given twice")
+        try:
+            values[name] = json.loads(text)
+        except ValueError:
+            values[name] = text
+    return values
+
+
+def params_help(cls: type[Generator]) -> str:
+    """One line per parameter of a generator: name, type, default, description."""
+    lines = []
+    for name, field in cls.Params.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, tuple | list):
+            default = json.dumps([getattr(v, "model_dump", lambda v=v: v)() for v in default])
+        lines.append(f"  {name} (default {default}): {field.description or ''}")
+    return "\n".join(lines)
+
+
+def build_params(cls: type[Generator], values: dict[str, Any]) -> GeneratorParams:
+    """Validate ``values`` with the generator's model; on error, list the allowed parameters.
+
+    Raises:
+        ConfigError: invalid or unknown parameters.
+    """
+    from privsynth_core.errors import ConfigError
+
+    try:
+        return cls.make_params(values)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc}\nparameters of {cls.generator_id}:\n{params_help(cls)}"
+        ) from None
+
+
+def default_delta(n_rows: int) -> float:
+    """The default delta: well below 1/n (1/(10 n)), and at most 1e-5."""
+    return min(1e-5, 1.0 / (10 * max(n_rows, 1)))
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+class TextProgress:
+    """A one-line progress bar on stderr (a line per update when stderr is not a terminal)."""
+
+    def __init__(self, stream: Any = None, width: int = 24) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last_shown = -1.0
+        self.shown_any = False
+
+    def __call__(self, progress: Progress) -> None:
+        """Show one update."""
+        fraction = progress.epoch / max(progress.epochs, 1)
+        if not self.live and fraction < 1 and fraction - self.last_shown < 0.1:
+            return  # in logs, about ten lines per fit
+        self.last_shown = fraction
+        filled = round(self.width * fraction)
+        losses = "  ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
+        eps = "" if progress.epsilon is None else f"  epsilon {progress.epsilon:.4g}"
+        line = (f"[{'#' * filled}{'-' * (self.width - filled)}] epoch {progress.epoch}/"
+                f"{progress.epochs}  {losses}{eps}")
+        end = "" if self.live else "\n"
+        self.stream.write(("\r\x1b[2K" if self.live else "") + line + end)
+        self.stream.flush()
+        self.shown_any = True
+
+    def close(self) -> None:
+        """End the live line."""
+        if self.live and self.shown_any:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def fit_cmd(args: argparse.Namespace) -> int:
+    """Fit a generator and save it."""
+    import uuid
+    from pathlib import Path
+
+    from privsynth_core.domain import prepare_table
+    from privsynth_core.errors import ConfigError, InputFileError
+    from privsynth_core.ledger import PrivacyBudget, PrivacyLedger
+    from privsynth_core.registry import accountants, generators
+
+    cls = generators().get(args.generator)
+    params = build_params(cls, parse_param_items(args.param))
+    if cls.is_dp:
+        if args.epsilon is None:
+            raise ConfigError(f"generator {cls.generator_id} is differentially private: give the "
+                              f"target --epsilon of the training (and optionally --delta)")
+        accountants().get(args.accountant)  # an unknown accountant fails before any work
+    elif args.epsilon is not None or args.delta is not None:
+        raise ConfigError(f"generator {cls.generator_id} is not differentially private: it "
+                          f"takes no --epsilon/--delta")
+    output = Path(args.output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not args.overwrite:
+        # Checked before training, so no budget is spent on a model that cannot be saved.
+        raise InputFileError(f"output {output} already exists and is not empty; choose another "
+                             f"path or pass --overwrite")
+    ledger = PrivacyLedger()
+    run_id = uuid.uuid4().hex
+    table = prepare_table(args.data, schema_path=args.schema, domain=args.domain,
+                          confirm_public=args.confirm_public, domain_epsilon=args.domain_epsilon,
+                          ledger=ledger, run_id=run_id)
+    budget = None
+    if cls.is_dp:
+        delta = args.delta if args.delta is not None else default_delta(table.n_rows)
+        budget = PrivacyBudget(args.epsilon, delta)
+    generator = cls(params)
+    bar = None if args.quiet else TextProgress()
+    try:
+        summary = generator.fit(table, budget=budget, accountant=args.accountant, ledger=ledger,
+                                run_id=run_id, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    generator.save(output, overwrite=args.overwrite)
+    if summary.private:
+        early = " (stopped early: the budget ran out)" if summary.stopped_early else ""
+        print(f"fitted {cls.generator_id} on {table.n_rows} rows: spent epsilon="
+              f"{summary.epsilon:.4g}, delta={summary.delta:.3g} ({summary.accountant_id}) in "
+              f"{summary.steps} steps{early}; model saved to {output}")
+    else:
+        print(f"fitted {cls.generator_id} on {table.n_rows} rows: NOT differentially private, "
+              f"do not release its output; model saved to {output}")
+    return 0
+
+
+def sample_cmd(args: argparse.Namespace) -> int:
+    """Sample rows from a saved model into a file."""
+    from pathlib import Path
+
+    from privsynth_core.errors import ConfigError, InputFileError
+    from privsynth_core.fileio import atomic_write
+    from privsynth_core.generator import Generator
+
+    output = Path(args.output)
+    if not output.name.lower().endswith(TABLE_SUFFIXES):
+        raise ConfigError(f"output {output} must end in .csv or .parquet")
+    if output.exists() and not args.overwrite:
+        raise InputFileError(f"{output} already exists; choose another path or pass --overwrite")
+    if args.rows < 0:
+        raise ConfigError(f"--rows must be >= 0, got {args.rows}")
+    generator = Generator.load(args.model)
+    frame = generator.sample(args.rows, seed=args.seed)
+    if output.suffix.lower() == ".csv":
+        atomic_write(output, lambda tmp: frame.write_csv(tmp))
+    else:
+        atomic_write(output, lambda tmp: frame.write_parquet(tmp))
+    label = "" if generator.is_dp else " (NOT differentially private: do not release)"
+    print(f"wrote {frame.height} rows to {output}{label}")
+    return 0
+
+
+def privacy_cmd(args: argparse.Namespace) -> int:
+    """Print what a training plan would spend under each registered accountant."""
+    from privsynth_core.errors import AccountingError, ConfigError
+    from privsynth_core.registry import accountants, generators
+
+    cls = generators().get(args.generator)
+    plan_fn = getattr(cls, "dp_plan", None)
+    if plan_fn is None:
+        raise ConfigError(f"generator {cls.generator_id} is not trained with DP-SGD; it has no "
+                          f"training plan to price")
+    if args.rows < 1:
+        raise ConfigError(f"--rows must be >= 1, got {args.rows}")
+    values = parse_param_items(args.param)
+    for option, name in (("epochs", "epochs"), ("batch_size", "batch_size"),
+                         ("n_critic", "n_critic")):
+        given = getattr(args, option)
+        if given is None:
+            continue
+        if name not in cls.Params.model_fields:
+            raise ConfigError(f"generator {cls.generator_id} has no parameter {name}")
+        values[name] = given
+    params = build_params(cls, values)
+    sample_rate, steps = plan_fn(n_rows=args.rows, params=params)
+    delta = args.delta if args.delta is not None else default_delta(args.rows)
+    rows, results = [], []
+    for entry in accountants().entries():
+        acc = entry.cls
+        try:
+            if args.sigma is not None:
+                value = acc.epsilon_for(noise_multiplier=args.sigma, sample_rate=sample_rate,
+                                        steps=steps, delta=delta)
+            else:
+                value = acc.noise_for(target_epsilon=args.epsilon, delta=delta,
+                                      sample_rate=sample_rate, steps=steps)
+            text, error = f"{value:.4g}", None
+        except AccountingError as exc:
+            value, text, error = None, "n/a", str(exc)
+        note = "approximation: may under-report" if acc.approximate else ""
+        rows.append([entry.plugin_id, text, error or note])
+        results.append({"accountant": entry.plugin_id, "value": value, "error": error,
+                        "approximate": acc.approximate})
+    what = "epsilon" if args.sigma is not None else "sigma"
+    if args.json:
+        print(json.dumps({"generator": cls.generator_id, "rows": args.rows,
+                          "sample_rate": sample_rate, "steps": steps, "delta": delta,
+                          "sigma": args.sigma, "epsilon": args.epsilon, "quantity": what,
+                          "results": results}, indent=2))
+        return 0
+    given = f"sigma {args.sigma:g}" if args.sigma is not None else f"target epsilon {args.epsilon:g}"
+    print(f"{cls.generator_id}: {args.rows} rows, sample rate q = {sample_rate:.4g}, {steps} DP "
+          f"steps, {given}, delta {delta:.3g}")
+    print_table(["ACCOUNTANT", what.upper(), "NOTE"], rows)
+    return 0

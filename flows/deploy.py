@@ -72,6 +72,8 @@ def build_deployment(config: RunConfig, *, name: str, cron: str | None = None,
         description=f"privsynth: {config.generator} at epsilon={config.epsilon} on "
                     f"{config.input.name}, published to {config.output_dir}",
         tags=["privsynth"], work_pool_name=work_pool,
+        # One run at a time: runs of one config publish to the same run directory.
+        concurrency_limit=1,
         entrypoint_type=EntrypointType.MODULE_PATH)
 
 

@@ -7,13 +7,15 @@ one a ``synthesize`` subflow. At the end: ``summary.csv``, ``privacy_utility.png
 markdown artifact.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect validates flow parameters from the
+# annotations, and a flow shipped to a Dask worker is pickled by value, so the annotations must
+# be real objects, not names to resolve in a module the worker never imported.
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+
 from privsynth_core import pipeline
 from privsynth_core.config import RunConfig, SweepConfig
 from privsynth_core.errors import GeneratorError, PrivsynthError

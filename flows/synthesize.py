@@ -6,8 +6,9 @@ task runner (threads, or a Dask cluster). The run directory appears atomically a
 (:mod:`privsynth_core.runs`); a markdown artifact summarises the run in the Prefect UI.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect validates flow parameters from the
+# annotations, and a flow shipped to a Dask worker is pickled by value, so the annotations must
+# be real objects, not names to resolve in a module the worker never imported.
 import re
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+
 from privsynth_core import pipeline
 from privsynth_core.config import RunConfig
 from privsynth_core.runs import NOT_DP_LABEL, RunResult, begin_run, check_output_dir

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
+
 from privsynth_core import pipeline
 from privsynth_core.errors import InputFileError, PrivsynthError
 from privsynth_core.runs import RunResult, publish_run
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import TaskRun
     from prefect.context import TaskRunContext
     from prefect.states import State
+
     from privsynth_core.config import RunConfig
     from privsynth_core.evaluation import EvaluationResult
     from privsynth_core.pipeline import InputInfo

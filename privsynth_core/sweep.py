@@ -37,7 +37,7 @@ def grid_cost(cells: list[RunConfig], *, fingerprint: str,
         schema_path: the resolved domain if it is cached already; None if it must be resolved
             (then no model can be known to be cached, and the domain's cost counts).
     """
-    from .pipeline import fit_key, is_complete_model, cache_dir
+    from .pipeline import cache_dir, fit_key, is_complete_model
 
     if len({(c.input, c.domain_hash()) for c in cells}) > 1:
         raise ConfigError("a sweep runs over one dataset and one domain; every cell must share "
@@ -73,8 +73,9 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
     remaining = status.remaining
     if cost.epsilon > remaining.epsilon * (1 + 1e-9) or cost.delta > remaining.delta * (1 + 1e-9):
         raise BudgetExceededError(
-            f"the sweep's {len(cells)} runs could spend {cost} on {status.label or fingerprint[:12]}"
-            f" but only {remaining} of its budget {status.budget} is left; nothing was run. "
+            f"the sweep's {len(cells)} runs could spend {cost} on "
+            f"{status.label or fingerprint[:12]} but only {remaining} of its budget "
+            f"{status.budget} is left; nothing was run. "
             f"Drop cells (generators, epsilons, seeds), lower the epsilons, or raise the budget "
             f"with `privsynth budget set` if the data custodian agrees")
     return cost

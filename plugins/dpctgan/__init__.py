@@ -144,6 +144,20 @@ class DPCTGANParams(GeneratorParams):
     )
     critic_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="critic dropout rate")
     embedding_dim: int = Field(128, ge=1, le=4096, description="latent noise dimension")
+    marginal_loss_weight: float = Field(
+        1.0, ge=0.0, le=1000.0,
+        description="weight of the generator's loss pulling its column marginals towards the "
+                    "noisy marginals (post-processing: free); 0 turns it off",
+    )
+    numeric_bins: int = Field(
+        20, ge=2, le=1000,
+        description="bins over each number's bounds (CTGAN's modes, from the domain only); also "
+                    "the most marginal groups per number",
+    )
+    max_exact_values: int = Field(
+        100, ge=0, le=10_000,
+        description="integer columns with at most this many values are one-hot over their values",
+    )
     gumbel_tau: float = Field(0.2, gt=0.0, le=10.0, description="Gumbel-softmax temperature")
     grad_sample_mode: Literal["ghost", "hooks", "functorch"] = Field(
         "ghost", description="Opacus per-record clipping: ghost (fastest), hooks or functorch",
@@ -296,11 +310,8 @@ def gdp_mu(epsilon: float, delta: float) -> float:
 
 
 def marginal_columns(schema: Schema) -> tuple[str, ...]:
-    """The discrete (categorical and boolean) columns: the ones conditional vectors cover."""
-    from privsynth_core.schema import ColumnKind
-
-    return tuple(c.name for c in schema.columns
-                 if c.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN))
+    """The columns whose noisy marginals are released: all of them."""
+    return tuple(schema.names)
 
 
 class DPCTGANGenerator(Generator):
@@ -471,13 +482,11 @@ class DPCTGANGenerator(Generator):
         )
 
     def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
-        from privsynth_core.encoding import TableEncoder
-
-        from ._model import sample_rows
+        from ._model import make_encoder, sample_rows
 
         assert self.schema is not None
-        return sample_rows(self._net, TableEncoder(self.schema), self._marginals, self.p, n_rows,
-                           seed=seed)
+        return sample_rows(self._net, make_encoder(self.schema, self.p), self._marginals, self.p,
+                           n_rows, seed=seed)
 
     def _save_state(self, directory: Path) -> None:
         import json
@@ -492,9 +501,7 @@ class DPCTGANGenerator(Generator):
     def _load_state(self, directory: Path) -> None:
         import json
 
-        from privsynth_core.encoding import TableEncoder
-
-        from ._model import load_generator
+        from ._model import load_generator, make_encoder
 
         assert self.schema is not None
         try:
@@ -505,7 +512,7 @@ class DPCTGANGenerator(Generator):
             raise GeneratorError(
                 f"cannot read {directory / MARGINALS_FILE}: {exc}; the model directory is damaged"
             ) from None
-        encoder = TableEncoder(self.schema)
+        encoder = make_encoder(self.schema, self.p)
         self._net = load_generator(directory / WEIGHTS_FILE, encoder, self._marginals, self.p)
 
 

@@ -1,17 +1,15 @@
 """torch and Opacus internals of DP-CTGAN; imported only when a model is fitted or used.
 
 One critic step (:meth:`DPCTGANTrainer.critic_step`) is one step of the Poisson-subsampled
-Gaussian mechanism:
-
-1. the fake term of the critic loss reads no private data (the generator's rows, conditioned on
-   draws from the already-released noisy marginals): its ordinary gradient is taken with Opacus'
-   per-sample hooks switched off;
-2. the real term of each sampled record ``x_i`` -- the critic's loss on ``(x_i, c_i)``, where
-   ``c_i`` is ``x_i``'s own category of a randomly chosen discrete column -- goes through Opacus:
-   per-record gradients (or, in ghost mode, their norms) clipped to ``max_grad_norm``, summed,
-   plus Gaussian noise of std ``sigma * max_grad_norm`` of each parameter's shape, divided by
-   the *expected* batch size ``q * n``;
-3. the optimizer steps on (2) + (1).
+Gaussian mechanism. The critic sees one batch: the Poisson-sampled real records ``x_i``, each with
+the condition ``c_i`` = its own category of a randomly chosen discrete column (a function of that
+record only), and ``round(q * n)`` generated rows (a public constant) with conditions drawn from
+the already-released noisy marginals. Every row's gradient of its own loss term is clipped to
+``max_grad_norm`` by Opacus (ghost clipping by default), the clipped gradients are summed,
+Gaussian noise of std ``sigma * max_grad_norm`` of each parameter's shape is added, and the sum is
+divided by the *expected* batch size ``q * n``. A real record changes exactly one clipped term, so
+the sensitivity is ``max_grad_norm``; the generated rows read no private data (clipping them only
+keeps the real and fake halves of the loss on one scale).
 
 The unclipped gradient Opacus' first backward pass leaves in ``p.grad`` is always overwritten by
 the noised sum in (2) before any update reads it.
@@ -36,15 +34,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from privsynth_core import ConfigError, GeneratorError, Progress
-from privsynth_core.encoding import TableEncoder
+
+from ._encoding import CTGANEncoder
 
 if TYPE_CHECKING:
-    from privsynth_core import Accountant, Table
+    from privsynth_core import Accountant, Schema, Table
     from privsynth_core.generator import ProgressCallback
 
     from . import DPCTGANParams, DPPlan
 
 SAMPLE_CHUNK_ROWS = 16_384
+
+
+def make_encoder(schema: Schema, params: DPCTGANParams) -> CTGANEncoder:
+    """The encoder of a schema under these parameters (built from the domain only)."""
+    return CTGANEncoder(schema, numeric_bins=params.numeric_bins,
+                        max_exact_values=params.max_exact_values)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -90,7 +95,7 @@ class GeneratorNet(nn.Module):
         encoder: the schema's encoder (output layout and activations).
     """
 
-    def __init__(self, in_dim: int, widths: Sequence[int], encoder: TableEncoder) -> None:
+    def __init__(self, in_dim: int, widths: Sequence[int], encoder: CTGANEncoder) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         dim = in_dim
@@ -150,9 +155,9 @@ class Conditioner:
         device: where the tensors live.
     """
 
-    def __init__(self, encoder: TableEncoder, marginals: dict[str, list[float]],
+    def __init__(self, encoder: CTGANEncoder, marginals: dict[str, list[float]],
                  device: torch.device) -> None:
-        self.spans = [s for s in encoder.onehot_spans if s.column in marginals]
+        self.spans = [s for s in encoder.discrete_spans if s.column in marginals]
         self.device = device
         self.k = len(self.spans)
         widths = [s.width for s in self.spans]
@@ -203,26 +208,58 @@ class Conditioner:
 
 
 def noisy_marginals(
-    encoded: torch.Tensor, encoder: TableEncoder, columns: Sequence[str], sigma_m: float
+    encoded: torch.Tensor, encoder: CTGANEncoder, columns: Sequence[str], sigma_m: float
 ) -> dict[str, list[float]]:
-    """The Gaussian mechanism on the ``k`` discrete columns' histograms, post-processed.
+    """The Gaussian mechanism on the ``k`` columns' group histograms, post-processed.
 
-    Each record adds one count to at most one cell of each histogram, so the concatenated
-    histograms have L2 sensitivity ``sqrt(k)`` under add/remove-one; each count gets noise of std
-    ``sigma_m * sqrt(k)`` (noise multiplier ``sigma_m``), drawn from fresh OS randomness. Negative
-    counts are set to 0 and each histogram normalised (uniform if nothing is left).
+    Each record adds one count to at most one group of each column's histogram, so the ``k``
+    histograms together have L2 sensitivity ``sqrt(k)`` under add/remove-one; each count gets
+    noise of std ``sigma_m * sqrt(k)`` (noise multiplier ``sigma_m``), drawn from fresh OS
+    randomness. Negative counts are set to 0 and each histogram normalised (uniform if nothing
+    is left).
     """
-    spans = [s for s in encoder.onehot_spans if s.column in set(columns)]
+    groups = [g for g in encoder.groups if g.column in set(columns)]
     rng = np.random.default_rng(secrets.randbits(128))
-    std = sigma_m * math.sqrt(len(spans))
+    std = sigma_m * math.sqrt(len(groups))
     out: dict[str, list[float]] = {}
-    for span in spans:
-        counts = encoded[:, span.start:span.end].sum(dim=0).double().cpu().numpy()
+    for group in groups:
+        slots = encoded[:, group.span.start:group.span.end].sum(dim=0).double().cpu().numpy()
+        counts = np.bincount(np.asarray(group.group_of_slot), weights=slots,
+                             minlength=group.n_groups)
         noisy = np.clip(counts + rng.normal(0.0, std, size=counts.shape), 0.0, None)
         total = noisy.sum()
-        out[span.column] = (noisy / total if total > 0 else np.full(span.width, 1 / span.width)
-                            ).tolist()
+        out[group.column] = (noisy / total if total > 0
+                             else np.full(group.n_groups, 1 / group.n_groups)).tolist()
     return out
+
+
+class MarginalLoss:
+    """KL divergence from the noisy marginals to the generator's batch marginals.
+
+    The generator's softmax probabilities of each column's one-hot group are summed into the
+    column's marginal groups and averaged over the batch; the loss is
+    ``sum_columns KL(noisy || generated)``. It reads only DP outputs: post-processing.
+    """
+
+    def __init__(self, encoder: CTGANEncoder, marginals: dict[str, list[float]],
+                 device: torch.device) -> None:
+        self.terms: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
+        for group in encoder.groups:
+            if group.column not in marginals:
+                continue
+            to_group = torch.zeros(group.span.width, group.n_groups, device=device)
+            to_group[torch.arange(group.span.width), torch.tensor(group.group_of_slot)] = 1.0
+            target = torch.tensor(marginals[group.column], dtype=torch.float32, device=device)
+            self.terms.append((group.span.start, group.span.end, to_group, target))
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        """The loss for a batch of raw generator outputs."""
+        total = raw.new_zeros(())
+        for start, end, to_group, target in self.terms:
+            generated = (torch.softmax(raw[:, start:end], dim=1) @ to_group).mean(dim=0)
+            total = total + (target * (torch.log(target + 1e-8) - torch.log(generated + 1e-8))
+                             ).sum()
+        return total
 
 
 class PoissonSampler:
@@ -252,6 +289,7 @@ class DPCTGANTrainer:
     Args:
         encoder: the schema's encoder.
         conditioner: conditional vectors (from the noisy marginals).
+        marginal_loss: the generator's marginal-matching loss (None: not used).
         params: the generator's parameters.
         n_rows: rows in the private table (public, as in all DP-SGD accounting).
         noise_multiplier: DP-SGD's sigma.
@@ -261,8 +299,9 @@ class DPCTGANTrainer:
 
     def __init__(
         self,
-        encoder: TableEncoder,
+        encoder: CTGANEncoder,
         conditioner: Conditioner,
+        marginal_loss: MarginalLoss | None,
         params: DPCTGANParams,
         *,
         n_rows: int,
@@ -275,6 +314,7 @@ class DPCTGANTrainer:
         from opacus.validators import ModuleValidator
 
         self.params, self.device, self.cond = params, device, conditioner
+        self.marginal_loss = marginal_loss
         self.ghost = params.grad_sample_mode == "ghost"
         self.generator = GeneratorNet(params.embedding_dim + conditioner.dim,
                                       params.generator_dim, encoder).to(device)
@@ -344,6 +384,11 @@ class DPCTGANTrainer:
     def critic_step(self, real: torch.Tensor) -> float:
         """One DP critic step on the Poisson batch ``real`` (encoded rows, possibly empty).
 
+        Real and fake rows go through the critic as one batch and every row's gradient is
+        clipped: the fake rows need no clipping for privacy (they read no private data, and their
+        number is a public constant), but clipping them too keeps the two halves of the loss on
+        the same scale.
+
         Returns:
             The critic loss; it reads real rows, so it is for the person running the fit only
             (not DP, never stored).
@@ -353,45 +398,27 @@ class DPCTGANTrainer:
         self.critic.train()
         with torch.no_grad():
             raw, cond, _, _ = self.fake_rows(self.fake_batch_size)
-            fake = self.generator.activate(raw, self.params.gumbel_tau)
-        with self.hooks_off():
-            fake_loss = self._fake_loss(self.critic(torch.cat([fake, cond], dim=1))).mean()
-            fake_grads = torch.autograd.grad(fake_loss, self.critic_params)
-        real_loss = 0.0
-        if real.shape[0] > 0:
-            x = torch.cat([real, self.cond.from_rows(real)], dim=1)
-            per_record = self._real_loss(self.critic(x).squeeze(1))
-            if self.ghost:
-                from opacus.utils.fast_gradient_clipping_utils import (
-                    DPTensorFastGradientClipping,
-                )
+            fake = torch.cat([self.generator.activate(raw, self.params.gumbel_tau), cond], dim=1)
+        m = real.shape[0]
+        batch = torch.cat([torch.cat([real, self.cond.from_rows(real)], dim=1), fake], dim=0)
+        scores = self.critic(batch).squeeze(1)
+        per_row = torch.cat([self._real_loss(scores[:m]), self._fake_loss(scores[m:])])
+        if self.ghost:
+            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
-                DPTensorFastGradientClipping(self.critic, opt, per_record, "mean").backward()
-                self.last_norms = self.critic.per_sample_gradient_norms
-            else:
-                per_record.mean().backward()
-            real_loss = float(per_record.detach().mean())
-            stepped = opt.pre_step()  # clip, sum, add noise, divide by q * n
+            DPTensorFastGradientClipping(self.critic, opt, per_row, "mean").backward()
+            self.last_norms = self.critic.per_sample_gradient_norms
         else:
-            self._noise_only()
-            stepped = True
-        if stepped:
-            for param, grad in zip(self.critic_params, fake_grads, strict=True):
-                param.grad.add_(grad)  # type: ignore[union-attr]
+            per_row.mean().backward()
+        # Clip, sum, add noise of std sigma * C, divide by the expected batch size q * n.
+        if opt.pre_step():
             opt.original_optimizer.step()
         if not self.bce:
             with torch.no_grad():
                 for param in self.critic_params:
                     param.clamp_(-self.params.critic_weight_clip, self.params.critic_weight_clip)
-        return real_loss + float(fake_loss.detach())
-
-    def _noise_only(self) -> None:
-        """An empty Poisson batch still releases a noised (all-noise) gradient."""
-        std = self.critic_opt.noise_multiplier * self.critic_opt.max_grad_norm
-        for param in self.critic_params:
-            noise = torch.normal(0.0, std, size=param.shape, device=param.device,
-                                 generator=self.noise_generator)
-            param.grad = noise / self.expected_batch_size
+        detached = per_row.detach()
+        return float(detached[:m].mean()) + float(detached[m:].mean()) if m else float("nan")
 
     def generator_step(self) -> float:
         """One generator step against the (DP) critic; reads no private data."""
@@ -402,11 +429,31 @@ class DPCTGANTrainer:
             scores = self.critic(torch.cat([fake, cond], dim=1))
             adversarial = F.softplus(-scores).mean() if self.bce else -scores.mean()
             loss = adversarial + self.cond.loss(raw, col, cat)
+            if self.marginal_loss is not None:
+                loss = loss + self.params.marginal_loss_weight * self.marginal_loss(raw)
             grads = torch.autograd.grad(loss, self.generator_params)
         for param, grad in zip(self.generator_params, grads, strict=True):
             param.grad = grad
         self.generator_opt.step()
         return float(loss.detach())
+
+
+def recalibrate_batchnorm(trainer: DPCTGANTrainer, batches: int = 20) -> None:
+    """Replace the generator's BatchNorm running averages by exact statistics of its final
+    weights (generated rows only: no privacy cost), so that sampling in eval mode -- one row at
+    a time if need be -- matches what the critic saw in training."""
+    net = trainer.generator
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm1d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the passes below
+    net.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            trainer.fake_rows(trainer.fake_batch_size)
+    for bn in norms:
+        bn.momentum = 0.1
+    net.eval()
 
 
 @dataclass
@@ -455,14 +502,16 @@ def _train(
     progress: ProgressCallback | None,
     device: torch.device,
 ) -> TrainResult:
-    encoder = TableEncoder(table.schema)
+    encoder = make_encoder(table.schema, params)
     data = torch.from_numpy(encoder.encode(table.frame)).to(device)
     marginals: dict[str, list[float]] = {}
     if plan.marginals_noise is not None:
         marginals = noisy_marginals(data, encoder, plan.marginal_columns, plan.marginals_noise)
         accountant.step(noise_multiplier=plan.marginals_noise, sample_rate=1.0)
+    loss = (MarginalLoss(encoder, marginals, device)
+            if marginals and params.marginal_loss_weight > 0 else None)
     trainer = DPCTGANTrainer(
-        encoder, Conditioner(encoder, marginals, device), params, n_rows=table.n_rows,
+        encoder, Conditioner(encoder, marginals, device), loss, params, n_rows=table.n_rows,
         noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, device=device,
     )
     sampler = PoissonSampler(table.n_rows, plan.sample_rate)
@@ -494,6 +543,7 @@ def _train(
         if steps >= plan.allowed_steps:
             break
     elapsed = time.perf_counter() - started
+    recalibrate_batchnorm(trainer)
     return TrainResult(
         generator=trainer.generator.to("cpu").eval(),
         marginals=marginals,
@@ -510,7 +560,7 @@ def _train(
 
 
 def sample_rows(
-    net: GeneratorNet, encoder: TableEncoder, marginals: dict[str, list[float]],
+    net: GeneratorNet, encoder: CTGANEncoder, marginals: dict[str, list[float]],
     params: DPCTGANParams, n_rows: int, *, seed: int | None,
 ) -> pl.DataFrame:
     """``n_rows`` synthetic rows, conditions drawn from the noisy marginals (as CTGAN samples
@@ -538,7 +588,7 @@ def sample_rows(
 
 
 def load_generator(
-    path: Path, encoder: TableEncoder, marginals: dict[str, list[float]], params: DPCTGANParams
+    path: Path, encoder: CTGANEncoder, marginals: dict[str, list[float]], params: DPCTGANParams
 ) -> GeneratorNet:
     """Rebuild the generator from saved weights (``torch.load`` of tensors only).
 

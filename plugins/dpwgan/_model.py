@@ -20,6 +20,7 @@ the noised sum in (2) before any update reads it. The generator's steps read the
 
 from __future__ import annotations
 
+import copy
 import secrets
 import time
 import warnings
@@ -221,13 +222,16 @@ class DPWGANTrainer:
         self.critic_opt = optimizer_cls(
             _optimizer(self.critic.parameters(), params, params.critic_lr),
             noise_multiplier=noise_multiplier, max_grad_norm=clip,
-            expected_batch_size=self.expected_batch_size,  # type: ignore[arg-type]
+            expected_batch_size=self.expected_batch_size,
             loss_reduction="mean", generator=self.noise_generator,
         )
         self.generator_opt = _optimizer(self.generator.parameters(), params, params.generator_lr)
         self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
         self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
         self.last_fake: torch.Tensor | None = None
+        # The averaged generator is post-processing of the generator's weights: free of cost.
+        self.average = copy.deepcopy(self.generator) if params.generator_ema > 0 else None
+        self.generator_steps = 0
 
     def latent(self, n: int) -> torch.Tensor:
         """Latent vectors for training (global, seeded torch RNG)."""
@@ -272,7 +276,7 @@ class DPWGANTrainer:
 
             DPTensorFastGradientClipping(self.critic, opt, per_row, "mean").backward()
         else:
-            per_row.mean().backward()
+            per_row.mean().backward()  # type: ignore[no-untyped-call]
         # Clip every row, sum, add N(0, (sigma C)^2) per parameter, divide by q * n; the
         # unclipped gradient the backward pass left in p.grad is overwritten here.
         if opt.pre_step():
@@ -294,7 +298,21 @@ class DPWGANTrainer:
         for param, grad in zip(self.generator_params, grads, strict=True):
             param.grad = grad
         self.generator_opt.step()
+        self.generator_steps += 1
+        if self.average is not None:
+            # Warm-up (as TensorFlow's ExponentialMovingAverage) so the random initial weights
+            # do not linger in the average of a short run.
+            t = self.generator_steps
+            decay = min(self.params.generator_ema, (1 + t) / (10 + t))
+            with torch.no_grad():
+                for kept, current in zip(self.average.parameters(), self.generator.parameters(),
+                                         strict=True):
+                    kept.lerp_(current, 1 - decay)
         return float(loss.detach())
+
+    def final_generator(self) -> GeneratorNet:
+        """The generator to keep: the weight average if enabled, else the last weights."""
+        return self.average if self.average is not None else self.generator
 
 
 @dataclass
@@ -374,7 +392,7 @@ def _train(
         if steps >= plan.allowed_steps:
             break
     elapsed = time.perf_counter() - started
-    net = trainer.generator.to("cpu").eval()
+    net = trainer.final_generator().to("cpu").eval()
     return TrainResult(
         generator=net,
         steps=steps,

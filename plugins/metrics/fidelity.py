@@ -19,6 +19,7 @@ keep their own code, so they count fully against the synthetic table.
 
 from __future__ import annotations
 
+import weakref
 from itertools import combinations
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +36,7 @@ from ._common import (
     discretise,
     distribution,
     encode,
+    limit_threads,
     ordinal_matrix,
     row_keys,
     sample_rows,
@@ -258,12 +260,13 @@ class Marginal2WayTVDMetric(Metric):
 _PROPENSITY_CACHE: list[tuple[Any, ...]] = []
 
 
+@limit_threads
 def _propensity(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema,
                 seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Out-of-fold probabilities that each row is synthetic (3-fold gradient boosting) on equal
     samples of both tables; cached for the last pair so pMSE and detection AUC share one fit."""
     for cached in _PROPENSITY_CACHE:
-        if cached[0] is real and cached[1] is synthetic and cached[2] == (schema, seed):
+        if cached[0]() is real and cached[1]() is synthetic and cached[2] == (schema, seed):
             return cached[3], cached[4], list(cached[5])
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import GroupKFold
@@ -294,7 +297,9 @@ def _propensity(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema,
         )
         model.fit(x[train], y[train])
         prob[test] = model.predict_proba(x[test])[:, 1]
-    _PROPENSITY_CACHE[:] = [(real, synthetic, (schema, seed), y, prob, tuple(notes))]
+    # Weak references: the cache never keeps a table alive, and a dead one never matches.
+    _PROPENSITY_CACHE[:] = [(weakref.ref(real), weakref.ref(synthetic), (schema, seed), y,
+                             prob, tuple(notes))]
     return y, prob, notes
 
 

@@ -22,6 +22,7 @@ data and one-hot categoricals scaled so that two different categories are 1 apar
 from __future__ import annotations
 
 import math
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from privsynth_core.metric import Metric, MetricResult, Verdict
 from ._common import (
     check_frames,
     encode,
+    limit_threads,
     onehot_matrices,
     ordinal_matrix,
     row_keys,
@@ -59,6 +61,7 @@ def _need_holdout(metric_id: str, holdout: pl.DataFrame | None) -> pl.DataFrame:
     return holdout
 
 
+@limit_threads
 def _nearest(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
     """Distances from each query row to its ``k`` nearest reference rows (sorted)."""
     from sklearn.neighbors import NearestNeighbors
@@ -139,13 +142,14 @@ class _DistanceMetric(Metric):
         cached for the last inputs, so DCR and NNDR share one search."""
         key = (schema, seed)
         for cached in _NEIGHBOUR_CACHE:
-            if (cached[0] is real and cached[1] is synthetic and cached[2] is holdout
+            if (cached[0]() is real and cached[1]() is synthetic and cached[2]() is holdout
                     and cached[3] == key):
                 return cached[4], cached[5], list(cached[6])
         train_x, hold_x, syn_x, notes = self._embed(real, synthetic, holdout, schema, seed,
                                                     REAL_MAX_ROWS, NEIGHBOUR_SYNTHETIC_ROWS)
         d_train, d_hold = _nearest(train_x, syn_x, k=2), _nearest(hold_x, syn_x, k=2)
-        _NEIGHBOUR_CACHE[:] = [(real, synthetic, holdout, key, d_train, d_hold, tuple(notes))]
+        _NEIGHBOUR_CACHE[:] = [(weakref.ref(real), weakref.ref(synthetic), weakref.ref(holdout),
+                                key, d_train, d_hold, tuple(notes))]
         return d_train, d_hold, notes
 
 
@@ -288,11 +292,16 @@ class MIAClassifierMetric(Metric):
     def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
                 holdout: pl.DataFrame | None = None, target: str | None = None,
                 seed: int = 0) -> MetricResult:
+        holdout = _need_holdout(self.metric_id, holdout)
+        check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
+        return self._attack(real, synthetic, holdout, schema, seed)
+
+    @limit_threads
+    def _attack(self, real: pl.DataFrame, synthetic: pl.DataFrame, holdout: pl.DataFrame,
+                schema: Schema, seed: int) -> MetricResult:
         from sklearn.ensemble import RandomForestClassifier
         from sklearn.metrics import roc_auc_score
 
-        holdout = _need_holdout(self.metric_id, holdout)
-        check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
         if holdout.height < 20:
             raise MetricError("mia_classifier needs a holdout of at least 20 rows")
         # Half the holdout is the attacker's reference data, the other half the non-members.

@@ -21,6 +21,7 @@ from ._common import (
     check_frames,
     encode,
     is_numeric_kind,
+    limit_threads,
     onehot_matrices,
     ordinal_matrix,
     trainable,
@@ -132,6 +133,7 @@ class TSTRMetric(Metric):
             notes=notes,
         )
 
+    @limit_threads
     def _score(self, tables: dict[str, pl.DataFrame], schema: Schema, target: str, task: str,
                seed: int, notes: list[str]) -> tuple[list[list[Any]], list[tuple[float, float]]]:
         from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score

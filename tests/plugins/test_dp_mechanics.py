@@ -7,6 +7,7 @@ code really did to the critic's parameters.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -24,53 +25,51 @@ TINY = {"critic_layers": "32:leaky_relu,16:elu", "generator_layers": "32:relu",
         "latent_dim": 8, "device": "cpu", "seed": 0}
 
 
-def _per_record_clipped_sum(
-    critic: nn.Module, params: dict[str, torch.Tensor], real: torch.Tensor, clip: float
+def _clipped_sum(
+    critic: nn.Module, params: dict[str, torch.Tensor], rows: torch.Tensor, sign: float,
+    clip: float,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Sum of per-record gradients of ``-D(x_i)`` clipped to ``clip``, raw and clipped norms."""
+    """Sum of per-row gradients of ``sign * D(x)`` clipped to ``clip``; raw and clipped norms."""
     from torch.func import functional_call, grad, vmap
 
     def loss_one(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return -functional_call(critic, p, (x.unsqueeze(0),)).squeeze()
+        return sign * functional_call(critic, p, (x.unsqueeze(0),)).squeeze()
 
-    per_record = vmap(grad(loss_one), in_dims=(None, 0))(params, real)
-    norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in per_record.values()))
+    per_row = vmap(grad(loss_one), in_dims=(None, 0))(params, rows)
+    norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in per_row.values()))
     factor = (clip / (norms + 1e-6)).clamp(max=1.0)
-    clipped = {k: torch.einsum("i,i...->...", factor, g) for k, g in per_record.items()}
+    clipped = {k: torch.einsum("i,i...->...", factor, g) for k, g in per_row.items()}
     return clipped, norms, norms * factor
 
 
-@pytest.mark.parametrize("mode", ["ghost", "hooks"])
-def test_critic_step_is_clipped_sum_plus_noise_of_each_parameters_shape(
-    adult_small: Table, mode: str
-) -> None:
-    torch.manual_seed(0)
-    encoder = TableEncoder(adult_small.schema)
-    sigma, clip, n = 1.3, 0.05, adult_small.n_rows
-    params = DPWGANParams(**TINY, max_grad_norm=clip, grad_sample_mode=mode)
-    trainer = DPWGANTrainer(encoder, params, n_rows=n, noise_multiplier=sigma, sample_rate=0.2,
-                            device=torch.device("cpu"))
-    index = PoissonSampler(n, 0.2).draw()
-    real = torch.from_numpy(encoder.encode(adult_small.frame[index]))
+def _step_and_check(
+    trainer: DPWGANTrainer, real: torch.Tensor, params: DPWGANParams, sigma: float
+) -> dict[str, torch.Tensor]:
+    """Take one critic step; check it against an independent recomputation; return the noise."""
+    clip = params.max_grad_norm
     named = list(trainer.critic._module.named_parameters())
-    before = {k: p.detach().clone().requires_grad_(True) for k, p in named}
+    before = {k: p.detach().clone() for k, p in named}
 
     trainer.critic_step(real)
 
-    plain = mlp(encoder.output_dim, params.critic_layers, 1)
-    clipped, raw_norms, clipped_norms = _per_record_clipped_sum(plain, before, real, clip)
-    assert (clipped_norms <= clip * (1 + 1e-5)).all()
-    assert (raw_norms > clip).float().mean() > 0.5  # the bound really bites in this test
+    plain = mlp(trainer.critic._module[0].in_features, params.critic_layers, 1)
     assert trainer.last_fake is not None
-    fake_loss = torch.func.functional_call(plain, before, (trainer.last_fake,)).mean()
-    fake_grads = torch.autograd.grad(fake_loss, list(before.values()))
+    assert len(trainer.last_fake) == round(trainer.expected_batch_size)
+    fake_sum, _, fake_clipped = _clipped_sum(plain, before, trainer.last_fake, 1.0, clip)
+    assert (fake_clipped <= clip * (1 + 1e-5)).all()
+    total = fake_sum
+    if len(real):
+        real_sum, raw, clipped = _clipped_sum(plain, before, real, -1.0, clip)
+        assert (clipped <= clip * (1 + 1e-5)).all()  # every record's gradient is bounded
+        assert (raw > clip).float().mean() > 0.5  # and the bound really bites in this test
+        total = {k: real_sum[k] + fake_sum[k] for k in total}
     ebs = trainer.expected_batch_size
     noises = {}
-    for (name, param), fake_grad in zip(named, fake_grads, strict=True):
-        # What Opacus summed is exactly the clipped per-record sum: no unclipped real gradient.
-        torch.testing.assert_close(param.summed_grad, clipped[name], rtol=1e-4, atol=1e-5)
-        # The update used (clipped sum + noise) / (q n) + the fake term, nothing else.
-        noise = (param.grad - fake_grad) * ebs - param.summed_grad
+    for name, param in named:
+        # What Opacus summed is exactly the clipped per-row sum: no unclipped real gradient.
+        torch.testing.assert_close(param.summed_grad, total[name], rtol=1e-4, atol=1e-5)
+        # The update used (clipped sum + noise) / (q n), nothing else.
+        noise = param.grad * ebs - param.summed_grad
         assert noise.shape == param.shape
         noises[name] = noise
         if noise.numel() >= 500:
@@ -79,27 +78,36 @@ def test_critic_step_is_clipped_sum_plus_noise_of_each_parameters_shape(
         else:
             assert (noise.abs() > 0).all()
             assert noise.abs().max().item() < 6 * sigma * clip
-    # Independent draws per parameter (not one tensor reused or broadcast).
-    biases = [v for k, v in noises.items() if k.endswith("bias")]
-    assert all(not torch.allclose(a[: len(b)], b[: len(a)]) for a, b in zip(biases, biases[1:]))
     # Weight clipping after the step.
     for param in trainer.critic_params:
         assert param.abs().max().item() <= params.weight_clip * (1 + 1e-6)  # float32
+    return noises
 
 
-def test_empty_poisson_batch_still_releases_pure_noise(adult_small: Table) -> None:
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_critic_step_is_clipped_sum_plus_noise_of_each_parameters_shape(
+    adult_small: Table, mode: str
+) -> None:
+    torch.manual_seed(0)
+    encoder = TableEncoder(adult_small.schema)
+    sigma, n = 1.3, adult_small.n_rows
+    params = DPWGANParams(**TINY, max_grad_norm=0.05, grad_sample_mode=mode)
+    trainer = DPWGANTrainer(encoder, params, n_rows=n, noise_multiplier=sigma, sample_rate=0.2,
+                            device=torch.device("cpu"))
+    index = PoissonSampler(n, 0.2).draw()
+    real = torch.from_numpy(encoder.encode(adult_small.frame[index]))
+    noises = _step_and_check(trainer, real, params, sigma)
+    # Independent draws per parameter (not one tensor reused or broadcast).
+    biases = [v for k, v in noises.items() if k.endswith("bias")]
+    assert all(not torch.allclose(a[: len(b)], b[: len(a)]) for a, b in itertools.pairwise(biases))
+
+
+def test_empty_poisson_batch_still_releases_noise(adult_small: Table) -> None:
     encoder = TableEncoder(adult_small.schema)
     params = DPWGANParams(**{**TINY, "critic_layers": "256:relu"}, max_grad_norm=0.5)
     trainer = DPWGANTrainer(encoder, params, n_rows=1000, noise_multiplier=2.0, sample_rate=0.01,
                             device=torch.device("cpu"))
-    trainer.critic_step(torch.zeros((0, encoder.output_dim)))
-    assert trainer.last_fake is not None
-    weight = trainer.critic_params[0]
-    plain = mlp(encoder.output_dim, params.critic_layers, 1)
-    assert weight.grad is not None and weight.grad.shape == weight.shape
-    # The fake term is bounded by weight clipping; the noise dominates: std sigma*C/(q n).
-    assert weight.grad.std().item() == pytest.approx(2.0 * 0.5 / 10, rel=0.15)
-    assert sum(1 for m in plain.modules() if isinstance(m, nn.Linear)) == 2
+    _step_and_check(trainer, torch.zeros((0, encoder.output_dim)), params, 2.0)
 
 
 def test_critic_has_no_batchnorm_and_only_linear_activation_dropout(adult_small: Table) -> None:
@@ -126,7 +134,7 @@ def test_sampler_is_poisson_over_the_whole_table() -> None:
     assert counts.min() > 0 and (counts > 0).all()  # the whole table, not a fixed subset
     assert all(len(np.unique(b)) == len(b) for b in batches)  # no repeats within a batch
     # Not a shuffled partition: consecutive batches overlap as independent draws do.
-    overlaps = [len(np.intersect1d(a, b)) for a, b in zip(batches, batches[1:])]
+    overlaps = [len(np.intersect1d(a, b)) for a, b in itertools.pairwise(batches)]
     assert np.mean(overlaps) == pytest.approx(n * q * q, rel=0.3)
     # Secret randomness: two samplers built the same way draw different batches.
     assert not np.array_equal(PoissonSampler(n, q).draw(), PoissonSampler(n, q).draw())

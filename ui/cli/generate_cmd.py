@@ -221,6 +221,7 @@ def fit_cmd(args: argparse.Namespace) -> int:
     budget = None
     if cls.is_dp:
         delta = args.delta if args.delta is not None else default_delta(table.n_rows)
+        assert args.epsilon is not None  # checked above
         budget = PrivacyBudget(args.epsilon, delta)
     generator = cls(params)
     bar = None if args.quiet else TextProgress()
@@ -316,7 +317,8 @@ def privacy_cmd(args: argparse.Namespace) -> int:
                           "sigma": args.sigma, "epsilon": args.epsilon, "quantity": what,
                           "results": results}, indent=2))
         return 0
-    given = f"sigma {args.sigma:g}" if args.sigma is not None else f"target epsilon {args.epsilon:g}"
+    given = (f"sigma {args.sigma:g}" if args.sigma is not None
+             else f"target epsilon {args.epsilon:g}")
     print(f"{cls.generator_id}: {args.rows} rows, sample rate q = {sample_rate:.4g}, {steps} DP "
           f"steps, {given}, delta {delta:.3g}")
     print_table(["ACCOUNTANT", what.upper(), "NOTE"], rows)

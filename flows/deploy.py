@@ -62,7 +62,7 @@ def build_deployment(config: RunConfig, *, name: str, cron: str | None = None,
     The flow is referenced by module path (``privsynth_flows.synthesize.synthesize``), so any
     process or worker with privsynth installed can run it, whatever its working directory.
     """
-    from prefect.deployments.runner import EntrypointType
+    from prefect.types.entrypoint import EntrypointType
 
     from .synthesize import synthesize
 

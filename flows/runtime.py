@@ -62,7 +62,7 @@ def make_task_runner(
     if kind != "dask":
         raise ConfigError(f"unknown task runner {kind!r}; choose one of {', '.join(TASK_RUNNERS)}")
     try:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask.task_runners import DaskTaskRunner
     except ImportError:
         raise ConfigError("the dask task runner needs prefect-dask: pip install prefect-dask"
                           ) from None

@@ -30,9 +30,8 @@ from privsynth_core.runs import RunResult, publish_run
 
 if TYPE_CHECKING:
     from prefect import Task
-    from prefect.client.schemas.objects import TaskRun
+    from prefect.client.schemas.objects import State, TaskRun
     from prefect.context import TaskRunContext
-    from prefect.states import State
 
     from privsynth_core.config import RunConfig
     from privsynth_core.evaluation import EvaluationResult

@@ -128,7 +128,7 @@ class DPWGANParams(GeneratorParams):
         "rmsprop", description="rmsprop (as in the WGAN and DPGAN papers) or adam",
     )
     critic_lr: float = Field(1e-3, gt=0.0, le=1.0, description="critic learning rate")
-    generator_lr: float = Field(1e-3, gt=0.0, le=1.0, description="generator learning rate")
+    generator_lr: float = Field(3e-4, gt=0.0, le=1.0, description="generator learning rate")
     generator_ema: float = Field(
         0.995, ge=0.0, lt=1.0,
         description="keep an exponential moving average of the generator's weights with this "
@@ -144,7 +144,7 @@ class DPWGANParams(GeneratorParams):
         description="generator hidden layers, e.g. '256:relu,256:relu'",
     )
     critic_layers: tuple[Layer, ...] = Field(
-        _layers((256, "leaky_relu"), (256, "leaky_relu")), min_length=1, max_length=16,
+        _layers((128, "leaky_relu"), (128, "leaky_relu")), min_length=1, max_length=16,
         description="critic hidden layers (no BatchNorm), e.g. '256:leaky_relu,128:leaky_relu'",
     )
     categorical_output: Literal["gumbel_softmax", "softmax"] = Field(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,9 +119,8 @@ class DPSGDMarginalsGenerator(Generator):
                     time.sleep(p.step_seconds)
             acc.step(noise_multiplier=sigma, sample_rate=q, num_steps=block)
             if self.checkpoints is not None:
-                snapshot = logits.copy()
                 self.checkpoints.save(step=acc.steps_taken, accountant_state=acc.state_dict(),
-                                      write=lambda d, s=snapshot: np.save(d / "logits.npy", s))
+                                      write=partial(_save_logits, logits.copy()))
             if progress is not None:
                 progress(Progress(epoch=1, epochs=1, step=acc.steps_taken,
                                   epsilon=acc.get_epsilon(delta=budget.delta)))
@@ -145,7 +145,7 @@ class DPSGDMarginalsGenerator(Generator):
         grad = weights.sum() * probs - np.bincount(batch.ravel(), np.repeat(weights, batch.shape[1]),
                                                    minlength=logits.size)
         noisy = (grad + rng.normal(0.0, sigma * p.clip, size=logits.size)) / (p.sample_rate * n)
-        return logits - p.lr * noisy
+        return np.asarray(logits - p.lr * noisy, dtype=float)
 
     def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
         assert self.schema is not None and isinstance(self.params, DPSGDMarginalsParams)
@@ -174,7 +174,11 @@ class DPSGDMarginalsGenerator(Generator):
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
-    return e / e.sum()
+    return np.asarray(e / e.sum(), dtype=float)
+
+
+def _save_logits(logits: np.ndarray, directory: Path) -> None:
+    np.save(directory / "logits.npy", logits)
 
 
 @hookimpl

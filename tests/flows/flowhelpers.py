@@ -31,4 +31,5 @@ def run_config(adult_files: dict[str, Path], output: Path, **overrides: Any) -> 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     """A run directory's manifest."""
-    return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    return data

@@ -47,8 +47,8 @@ def test_sweep_on_existing_local_dask_cluster(
     fingerprint = set_budget(adult_files["train"], epsilon=2.0)
     config = _sweep(adult_files, tmp_path / "sweep", generators=["independent"],
                     epsilons=[0.2, 0.5], seeds=[0, 1])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
         runner = make_task_runner("dask", address=cluster.scheduler_address)
         result = sweep.with_options(task_runner=runner)(config)
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)

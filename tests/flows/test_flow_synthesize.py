@@ -176,4 +176,22 @@ def test_synthesize_run_directory_contents(
     text = found[0].data
     assert "not DP, custodian-only" in text and "report.html" in text
     assert "epsilon = 2.5" in text
-    assert result.headlines and all(h["metric_id"] in config.metrics for h in result.headlines)
+    assert result.headlines and all(h["metric_id"] in (config.metrics or [])
+                                    for h in result.headlines)
+
+
+def test_evaluate_flow_rescores_a_published_run(
+    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+) -> None:
+    import json
+
+    from privsynth_flows.synthesize import evaluate, synthesize
+
+    fingerprint = set_budget(adult_files["train"], epsilon=2)
+    result = synthesize(run_config_from_dict(run_config(adult_files, tmp_path / "run")))
+    manifest_before = (result.run_dir / "manifest.json").read_bytes()
+    report = evaluate(result.run_dir, metrics=["ks", "exact_copy_rate"])
+    data = json.loads((report / "metrics.json").read_text())
+    assert [m["metric_id"] for m in data["metrics"]] == ["ks", "exact_copy_rate"]
+    assert (result.run_dir / "manifest.json").read_bytes() == manifest_before
+    assert len(PrivacyLedger().entries(fingerprint)) == 1  # evaluation spends nothing

@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "accountants_cmd",
     "generate_cmd",
     "run_cmd",
+    "ui_cmd",
+    "users_cmd",
 )
 
 

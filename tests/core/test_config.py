@@ -1,0 +1,118 @@
+"""RunConfig / SweepConfig: validation through the registry, YAML loading, stable hashes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from privsynth_core.config import (
+    RunConfig,
+    load_run_config,
+    load_sweep_config,
+    run_config_from_dict,
+)
+from privsynth_core.datasets import ADULT_SCHEMA_PATH
+from privsynth_core.errors import ConfigError
+
+
+def _base(tmp_path: Path, **extra: object) -> dict[str, object]:
+    return {"input": str(tmp_path / "data.csv"), "schema_path": str(ADULT_SCHEMA_PATH),
+            "generator": "independent", "epsilon": 1.0, "output_dir": str(tmp_path / "run"),
+            **extra}
+
+
+def test_config_lists_every_problem_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "input": "data.csv", "generator": "independent", "params": {"bins": 1, "colour": 2},
+        "metrics": ["tvd", "no-such-metric"], "rows": 0, "unknown_key": True,
+        "domain": "dp", "output_dir": "out"}))
+    with pytest.raises(ConfigError) as info:
+        load_run_config(path)
+    text = str(info.value)
+    for expected in ("rows", "unknown_key", "domain_epsilon", "bins", "colour",
+                     "no-such-metric", "needs a target epsilon"):
+        assert expected in text, expected
+    assert "problem(s)" in text and str(path) in text
+
+
+def test_config_unknown_generator_lists_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown generator 'nope'; available: .*independent"):
+        run_config_from_dict(_base(tmp_path, generator="nope"))
+
+
+def test_config_yaml_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump({"input": "../data/x.csv", "generator": "independent",
+                                    "epsilon": 0.5, "output_dir": "runs/a"}))
+    config = load_run_config(path)
+    assert config.input == (tmp_path / "data" / "x.csv").resolve()
+    assert config.output_dir == (folder / "runs" / "a").resolve()
+
+
+def test_config_is_frozen_and_params_normalised(tmp_path: Path) -> None:
+    config = run_config_from_dict(_base(tmp_path))
+    assert config.params == {"bins": 32, "seed": None}  # defaults filled in from the plugin
+    with pytest.raises(Exception, match="frozen"):
+        config.epsilon = 2.0
+
+
+def test_config_hash_is_stable_and_fit_hash_ignores_evaluation(tmp_path: Path) -> None:
+    a = run_config_from_dict(_base(tmp_path))
+    b = run_config_from_dict(dict(reversed(list(_base(tmp_path, params={"bins": 32}).items()))))
+    assert a.config_hash() == b.config_hash() and len(a.config_hash()) == 64
+    c = run_config_from_dict(_base(tmp_path, metrics=["tvd"], rows=10,
+                                   output_dir=str(tmp_path / "elsewhere")))
+    assert c.config_hash() != a.config_hash()
+    assert c.fit_hash() == a.fit_hash()  # same model: the cache is reused
+    assert run_config_from_dict(_base(tmp_path, seed=1)).fit_hash() != a.fit_hash()
+    assert run_config_from_dict(_base(tmp_path, epsilon=2.0)).fit_hash() != a.fit_hash()
+
+
+def test_fit_hash_follows_schema_content_not_path(tmp_path: Path) -> None:
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(ADULT_SCHEMA_PATH.read_text())
+    a = run_config_from_dict(_base(tmp_path))
+    b = run_config_from_dict(_base(tmp_path, schema_path=str(copy)))
+    assert a.fit_hash() == b.fit_hash()
+    copy.write_text(ADULT_SCHEMA_PATH.read_text().replace("- 100", "- 99", 1))
+    assert run_config_from_dict(_base(tmp_path, schema_path=str(copy))).fit_hash() != \
+        a.fit_hash()
+
+
+def test_config_round_trips_through_json(tmp_path: Path) -> None:
+    config = run_config_from_dict(_base(tmp_path, domain="dp", domain_epsilon=0.2,
+                                        metrics=["tvd"], target="income"))
+    again = RunConfig.model_validate(config.model_dump(mode="json"))
+    assert again == config and again.config_hash() == config.config_hash()
+    assert config.total_epsilon == pytest.approx(1.2)
+
+
+def test_sweep_config_builds_one_valid_run_per_cell(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({
+        "base": {"input": "data.csv", "schema_path": str(ADULT_SCHEMA_PATH),
+                 "metrics": ["tvd"]},
+        "grid": {"generators": ["independent"], "epsilons": [0.5, 1.0], "seeds": [0, 1, 2],
+                 "params": {"independent": {"bins": 8}}},
+        "output_dir": "sweep"}))
+    sweep = load_sweep_config(path)
+    cells = sweep.cells()
+    assert len(cells) == 6
+    assert {c.output_dir.name for c in cells} >= {"independent-eps0.5-seed0",
+                                                   "independent-eps1-seed2"}
+    assert all(c.params["bins"] == 8 and c.input == tmp_path / "data.csv" for c in cells)
+
+
+def test_sweep_config_reports_invalid_cells(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({
+        "base": {"input": "data.csv"},
+        "grid": {"generators": ["independent", "nope"], "epsilons": [1.0]},
+        "output_dir": "sweep"}))
+    with pytest.raises(ConfigError, match="cell nope-eps1-seed0: generator: unknown generator"):
+        load_sweep_config(path)

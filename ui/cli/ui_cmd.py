@@ -1,0 +1,54 @@
+"""``privsynth ui``: the browser app (sign-in, each user's own workspace), served locally."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``ui`` command."""
+    parser = subparsers.add_parser(
+        "ui", help="start the browser app (accounts, upload, train, generate, evaluate)",
+        description="Serve the privsynth web app: users sign in (accounts in "
+        "$PRIVSYNTH_HOME/users.sqlite; see `privsynth users`) and each works in a workspace of "
+        "their own. Binds to 127.0.0.1 by default; put it behind an HTTPS reverse proxy before "
+        "opening it to a network. Sends no analytics and makes no outbound calls.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--data-dir", action="append", default=None, metavar="DIR",
+                        help="a server folder whose CSV/Parquet files users may pick (repeat for "
+                        "more; also PRIVSYNTH_UI_DATA_DIRS)")
+    parser.add_argument("--max-upload-mb", type=float, default=None,
+                        help="largest upload, in MiB (default 200; PRIVSYNTH_UI_MAX_UPLOAD_MB)")
+    parser.add_argument("--no-signup", action="store_true",
+                        help="visitors cannot create accounts; the operator adds them with "
+                        "`privsynth users add` (also PRIVSYNTH_UI_SIGNUP=0)")
+    parser.add_argument("--max-trainings", type=int, default=None,
+                        help="trainings that may run at once, all users together (default 2)")
+    parser.set_defaults(func=ui_cmd)
+
+
+def ui_cmd(args: argparse.Namespace) -> int:
+    """Start the server and block until interrupted."""
+    import os
+    from pathlib import Path
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from privsynth_ui.settings import UISettings
+    from privsynth_ui.web import serve
+
+    overrides: dict[str, Any] = {}
+    if args.data_dir:
+        overrides["data_dirs"] = tuple(Path(d) for d in args.data_dir)
+    if args.max_upload_mb is not None:
+        overrides["max_upload_bytes"] = int(args.max_upload_mb * 2**20)
+    if args.no_signup:
+        overrides["allow_signup"] = False
+    if args.max_trainings is not None:
+        overrides["max_trainings"] = args.max_trainings
+    serve(UISettings.from_env(**overrides), host=args.host, port=args.port)
+    return 0

@@ -1,0 +1,120 @@
+"""The one door every event handler goes through: who is asking, and what errors may say.
+
+:func:`gated` wraps a handler ``fn(workspace, *inputs)`` into the function Gradio calls. The
+user comes only from the session (``gr.Request.username``, set by the login cookie on every
+request, page or HTTP API alike); a handler never takes a user name from the client, so it can
+only ever open the caller's own workspace.
+
+Errors: a :class:`~privsynth_core.errors.PrivsynthError` (a user's mistake, a refused budget,
+an id that is not theirs) becomes a readable ``gr.Error``; anything else is a bug: it is logged
+with a reference id and the page shows only "internal error <id>", never a traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import gradio as gr
+
+from privsynth_core.errors import PrivsynthError
+
+from .workspace import Workspace
+
+log = logging.getLogger("privsynth.ui")
+
+
+def internal_error(exc: BaseException | None = None) -> gr.Error:
+    """Log the exception being handled under a fresh reference; the error the page shows."""
+    reference = uuid.uuid4().hex[:8]
+    log.exception("internal error %s", reference, exc_info=exc or True)
+    return gr.Error(f"internal error {reference}: something went wrong on the server. The "
+                    f"operator can find the details in the server log under this reference.",
+                    title="Internal error", print_exception=False)
+
+
+@contextmanager
+def error_boundary() -> Iterator[None]:
+    """Turn what a handler raises into what the page may show."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except PrivsynthError as exc:
+        raise gr.Error(str(exc), title="Cannot do that", duration=None,
+                       print_exception=False) from None
+    except Exception as exc:
+        raise internal_error(exc) from None
+
+
+def workspace_for(home: Any, request: gr.Request | None) -> Workspace:
+    """The signed-in user's workspace.
+
+    Raises:
+        gr.Error: no user is signed in on this request.
+    """
+    user = getattr(request, "username", None) if request is not None else None
+    if not user:
+        raise gr.Error("you are not signed in; open the app's sign-in page",
+                       title="Not signed in", print_exception=False)
+    return Workspace(home, str(user))
+
+
+def _inputs(fn: Callable[..., Any]) -> int:
+    """How many page inputs ``fn(workspace, *inputs)`` takes (its parameters after the first)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise TypeError(f"{fn.__name__} takes *args: give gated() its number of inputs")
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _present(handler: Callable[..., Any], fn: Callable[..., Any], n_inputs: int) -> None:
+    # Gradio passes the request only to a *positional* parameter annotated gr.Request, at its
+    # position: give the wrapper the signature (input_0, ..., input_n-1, request).
+    params = [inspect.Parameter(f"input_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+              for i in range(n_inputs)]
+    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    annotation=gr.Request))
+    handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    handler.__annotations__ = {"request": gr.Request}
+    handler.__name__ = fn.__name__
+    handler.__qualname__ = fn.__name__
+    handler.__doc__ = fn.__doc__
+
+
+def gated(home: Any, fn: Callable[..., Any], n_inputs: int | None = None) -> Callable[..., Any]:
+    """The Gradio handler for ``fn(workspace, *inputs)``: user from the session, errors mapped.
+
+    Args:
+        home: privsynth's state folder (the workspaces live under it).
+        fn: the handler proper.
+        n_inputs: how many inputs it takes (needed only when ``fn`` takes ``*inputs``).
+    """
+    count = _inputs(fn) if n_inputs is None else n_inputs
+
+    def handler(*args: Any) -> Any:
+        *inputs, request = args
+        with error_boundary():
+            return fn(workspace_for(home, request), *inputs)
+
+    _present(handler, fn, count)
+    return handler
+
+
+def gated_stream(home: Any, fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """Like :func:`gated`, for a handler that yields updates (a generator)."""
+
+    def handler(*args: Any) -> Iterator[Any]:
+        *inputs, request = args
+        with error_boundary():
+            yield from fn(workspace_for(home, request), *inputs)
+
+    _present(handler, fn, _inputs(fn))
+    return handler
+
+
+__all__ = ["error_boundary", "gated", "gated_stream", "internal_error", "workspace_for"]

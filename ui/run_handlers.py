@@ -1,0 +1,363 @@
+"""What the Train, Generate, Evaluate and Budget tabs do, over privsynth_core.
+
+Training itself runs in a background thread (:mod:`privsynth_ui.training`); this module holds
+the steps: check a plan and price it, train and save, sample, evaluate, and the tables of
+budgets, ledger entries and runs. Nothing here imports Gradio.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from privsynth_core.errors import ConfigError, DomainError, GeneratorError
+from privsynth_core.ledger import PrivacyBudget
+
+from .workspace import DatasetRecord, RunRecord, Workspace, now
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from privsynth_core.generator import ProgressCallback
+
+    from .settings import UISettings
+
+
+def default_delta(n_rows: int) -> float:
+    """The default training delta: at most 1e-5 and well below 1/n."""
+    return min(1e-5, 1.0 / (10 * max(n_rows, 1)))
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """A validated training request: nothing has been charged or written yet."""
+
+    dataset: DatasetRecord
+    generator: str
+    params: dict[str, Any]
+    budget: PrivacyBudget | None
+    accountant: str
+
+
+def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: dict[str, Any],
+                   epsilon: float | None, delta: float | None,
+                   accountant: str) -> TrainingRequest:
+    """Validate a training request before any work: dataset, domain, plugin, params, budget.
+
+    Raises:
+        NotFoundError, DomainError, UnknownPluginError, ConfigError, BudgetExceededError.
+    """
+    from privsynth_core.errors import BudgetExceededError
+    from privsynth_core.registry import accountants, generators
+
+    dataset = ws.dataset(dataset_id)
+    cls = generators().get(str(generator_id or ""))
+    normalised = cls.make_params(dict(params or {})).model_dump(mode="json")
+    budget = None
+    if cls.is_dp:
+        if not dataset.domain or not dataset.schema_path.is_file():
+            raise DomainError("this dataset's domain is not fixed yet: on the Data tab, confirm "
+                              "it as public or learn it with DP, then train")
+        if epsilon is None or not epsilon > 0:
+            raise ConfigError(f"{cls.generator_id} is differentially private: give a target "
+                              f"epsilon > 0")
+        budget = PrivacyBudget(float(epsilon), float(delta or 0.0))
+        accountants().get(str(accountant or ""))
+        left = ws.ledger.status(dataset.fingerprint).remaining
+        if budget.epsilon > left.epsilon * (1 + 1e-9) or budget.delta > left.delta * (1 + 1e-9):
+            raise BudgetExceededError(
+                f"this training would reserve {budget}, but only {left} of the budget of "
+                f"{dataset.name} is left; lower epsilon/delta, or raise the budget on the "
+                f"Budget & runs tab if you, as the data's custodian, agree")
+    return TrainingRequest(dataset, cls.generator_id, normalised, budget, str(accountant or ""))
+
+
+def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: dict[str, Any],
+              epsilon: float | None, delta: float | None, accountant: str) -> str:
+    """"What will this spend": the reservation against the budget left, and the DP-SGD plan.
+
+    Reads only public things (the row count, the parameters); never the data.
+    """
+    from privsynth_core.errors import AccountingError, PrivsynthError
+    from privsynth_core.registry import accountants, generators
+
+    if not dataset_id:
+        return "Choose a dataset (top of the page) to see what a training would spend."
+    dataset = ws.dataset(dataset_id)
+    cls = generators().get(str(generator_id or ""))
+    if not cls.is_dp:
+        return ("⚠ **NOT differentially private.** This generator spends no budget because it "
+                "gives no guarantee at all: its model and synthetic rows must not leave the "
+                "custodian. The run is recorded in the ledger as non-DP.")
+    status = ws.ledger.status(dataset.fingerprint)
+    left = status.remaining
+    eps, dlt = float(epsilon or 0), float(delta or 0)
+    fits = eps <= left.epsilon * (1 + 1e-9) and dlt <= left.delta * (1 + 1e-9)
+    lines = [
+        f"**This training reserves ε = {eps:g}, δ = {dlt:g}** of the budget of *{dataset.name}* "
+        f"(ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
+        f"left now: ε = {left.epsilon:.4g}, δ = {left.delta:.3g}).",
+        (f"Left afterwards: at least ε = {left.epsilon - eps:.4g}, δ = {left.delta - dlt:.3g} "
+         f"(the accountant settles the reservation to what training really spent)."
+         if fits else "❌ **This does not fit in the budget left**: lower ε or δ."),
+    ]
+    plan_fn = getattr(cls, "dp_plan", None)
+    if plan_fn is not None and eps > 0:
+        try:
+            made = cls.make_params(dict(params or {}))
+            sample_rate, steps = plan_fn(n_rows=dataset.rows, params=made)
+            acc = accountants().get(str(accountant or ""))
+            given = getattr(made, "sigma", None) or getattr(made, "noise_multiplier", None)
+            if given:
+                spent = acc.epsilon_for(noise_multiplier=given, sample_rate=sample_rate,
+                                        steps=steps, delta=dlt)
+                noise = f"noise multiplier σ = {given:g} (given) would spend ε ≈ {spent:.4g}"
+            else:
+                sigma = acc.noise_for(target_epsilon=eps, delta=dlt, sample_rate=sample_rate,
+                                      steps=steps)
+                noise = f"noise multiplier σ ≈ {sigma:.3g} ({acc.accountant_id} accountant)"
+            lines.append(f"DP-SGD plan: {dataset.rows} rows, sample rate q = {sample_rate:.3g}, "
+                         f"{steps} critic steps, {noise}. Training stops before a step would "
+                         f"go over the target.")
+        except (AccountingError, ConfigError) as exc:
+            lines.append(f"DP-SGD plan: {exc}")
+        except PrivsynthError as exc:
+            lines.append(f"Cannot price this plan: {exc}")
+    return "\n\n".join(lines)
+
+
+def new_run(ws: Workspace, request: TrainingRequest) -> RunRecord:
+    """Record a run about to start (status ``running``)."""
+    run_id, folder = ws.new_run_dir()
+    record = RunRecord(
+        run_id=run_id, dataset_id=request.dataset.dataset_id,
+        dataset_name=request.dataset.name, generator=request.generator, params=request.params,
+        epsilon=request.budget.epsilon if request.budget else None,
+        delta=request.budget.delta if request.budget else None,
+        accountant=request.accountant, private=request.budget is not None, created=now(),
+        directory=folder)
+    ws.save_run(record)
+    return record
+
+
+def train(ws: Workspace, record: RunRecord, progress: ProgressCallback) -> RunRecord:
+    """Fit the run's generator on its dataset and save the model (the ledger is charged here).
+
+    The generator reserves its whole target before reading the data and settles to what the
+    accountant says it spent; an error or a cancel after that keeps the reservation charged.
+    """
+    from privsynth_core.registry import generators
+    from privsynth_core.schema import Schema
+    from privsynth_core.table import Table
+
+    dataset = ws.dataset(record.dataset_id)
+    cls = generators().get(record.generator)
+    generator = cls(cls.make_params(record.params))
+    schema_path = dataset.schema_path if dataset.schema_path.is_file() else \
+        dataset.draft_schema_path
+    table = Table.load(dataset.train_path, Schema.load(schema_path))
+    budget = (PrivacyBudget(record.epsilon, record.delta or 0.0)
+              if record.epsilon is not None else None)
+    summary = generator.fit(table, budget=budget, accountant=record.accountant or "rdp",
+                            ledger=ws.ledger, run_id=record.run_id, progress=progress)
+    generator.save(record.model_dir, overwrite=True)
+    record.status, record.finished = "done", now()
+    record.spent_epsilon, record.spent_delta = summary.epsilon, summary.delta
+    record.steps = summary.steps
+    record.message = ("stopped early: the next step would have gone over the target"
+                      if summary.stopped_early else "")
+    ws.save_run(record)
+    return record
+
+
+def finish_run(ws: Workspace, record: RunRecord, status: str, message: str) -> None:
+    """Record a run that failed or was cancelled (what the ledger kept is in its entries)."""
+    record.status, record.finished, record.message = status, now(), message
+    ws.save_run(record)
+
+
+# -- generate ---------------------------------------------------------------------------------
+
+
+def _done_run(ws: Workspace, run_id: str) -> RunRecord:
+    record = ws.run(run_id)
+    if record.status != "done" or not record.model_dir.is_dir():
+        raise GeneratorError(f"run {record.run_id} has no trained model (status: "
+                             f"{record.status}); choose a finished run")
+    return record
+
+
+def generate(ws: Workspace, settings: UISettings, run_id: str, rows: Any,
+             seed: Any) -> tuple[Path, pl.DataFrame]:
+    """Sample ``rows`` synthetic rows from a run's model into ``samples/`` (post-processing).
+
+    Raises:
+        NotFoundError, GeneratorError, ConfigError.
+    """
+    from privsynth_core.fileio import atomic_write
+    from privsynth_core.generator import Generator
+
+    record = _done_run(ws, run_id)
+    n = _int(rows, "rows", 1, settings.max_sample_rows)
+    seed_value = _int(seed, "seed", 0, 2**32 - 1)
+    frame = Generator.load(record.model_dir).sample(n, seed=seed_value)
+    label = "" if record.private else "-NOT-DP"
+    path = record.samples_dir / f"synthetic-{record.run_id[:6]}-{n}rows-seed{seed_value}{label}.csv"
+    atomic_write(path, frame.write_csv)
+    return path, frame
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not number.is_integer() or not low <= number <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high:,}, got {value!r}")
+    return int(number)
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationView:
+    """An evaluation as the Evaluate tab shows it (computed on real data: NOT DP)."""
+
+    headlines: list[list[Any]]
+    groups: dict[str, list[list[Any]]]
+    distribution_plots: list[Path]
+    correlation_plots: list[Path]
+    report_dir: Path
+    sample: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def latest_sample(record: RunRecord) -> Path | None:
+    """The most recent synthetic table of a run, if any."""
+    found = sorted(record.samples_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def evaluate(ws: Workspace, settings: UISettings, run_id: str, *, target: str | None,
+             quick: bool, seed: int = 0) -> EvaluationView:
+    """Score the run's latest synthetic table against the real rows and write its report.
+
+    Without a synthetic table yet, one as large as the training data is drawn (seed 0).
+
+    Raises:
+        NotFoundError, GeneratorError, MetricError, SchemaError.
+    """
+    from privsynth_core.evaluation import evaluate as run_evaluation
+    from privsynth_core.evaluation import load_manifest
+    from privsynth_core.schema import Schema
+    from privsynth_core.table import read_frame
+
+    record = _done_run(ws, run_id)
+    dataset = ws.dataset(record.dataset_id)
+    sample = latest_sample(record)
+    if sample is None:
+        sample, _ = generate(ws, settings, run_id, dataset.rows, 0)
+    manifest = load_manifest(record.model_dir)
+    schema = Schema.from_dict(manifest["schema"], source="the model manifest")
+    target = target if target and target in schema.names else None
+    holdout = read_frame(dataset.holdout_path) if dataset.holdout_path else None
+    result = run_evaluation(
+        read_frame(dataset.train_path), read_frame(sample), schema=schema, holdout=holdout,
+        target=target, manifest=manifest, seed=seed, references=not quick,
+        output_dir=record.report_dir, overwrite=True)
+    headlines = [[h.name, h.group, _num(h.value), _num(h.ceiling), _num(h.floor),
+                  h.verdict, h.verdict_text] for h in result.headlines]
+    groups: dict[str, list[list[Any]]] = {"fidelity": [], "utility": [], "privacy": []}
+    for res in result.results:
+        level, why = result.verdicts.get(res.metric_id, ("unknown", ""))
+        groups.setdefault(res.group, []).append(
+            [res.name, _num(res.value), res.direction.replace("_", " "), level, why])
+    plots = record.report_dir / "plots"
+    notes = [f"{s.metric_id} skipped: {s.reason}" for s in result.skipped]
+    notes += [f"report section {k} failed: {v}" for k, v in result.section_errors.items()]
+    return EvaluationView(
+        headlines=headlines, groups=groups,
+        distribution_plots=sorted(plots.glob("dist_*.png")),
+        correlation_plots=sorted(p for p in plots.glob("*.png")
+                                 if p.name.startswith(("correlation", "pair"))),
+        report_dir=record.report_dir, sample=sample, notes=notes)
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return round(float(value), 4)
+
+
+def target_choices(ws: Workspace, run_id: str | None) -> list[str]:
+    """Columns a utility metric can predict (categorical and boolean), last column first."""
+    if not run_id:
+        return []
+    record = ws.run(run_id)
+    manifest_path = record.model_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return []
+    columns = json.loads(manifest_path.read_text(encoding="utf-8"))["schema"]["columns"]
+    names = [c["name"] for c in columns if c["kind"] in ("categorical", "boolean")]
+    return list(reversed(names))
+
+
+# -- budget and runs --------------------------------------------------------------------------
+
+
+def budget_rows(ws: Workspace) -> list[list[Any]]:
+    """One row per dataset: budget, spent, left, non-DP runs."""
+    rows = []
+    for dataset in ws.datasets():
+        try:
+            s = ws.ledger.status(dataset.fingerprint)
+        except Exception:  # a dataset without a budget shows as such
+            rows.append([dataset.name, dataset.dataset_id, None, None, None, None, None, None,
+                         0])
+            continue
+        rows.append([dataset.name, dataset.dataset_id, s.budget.epsilon, s.budget.delta,
+                     _num(s.spent.epsilon), s.spent.delta, _num(s.remaining.epsilon),
+                     s.remaining.delta, s.non_private_runs])
+    return rows
+
+
+def ledger_rows(ws: Workspace, dataset_id: str) -> list[list[Any]]:
+    """The dataset's ledger entries, oldest first."""
+    dataset = ws.dataset(dataset_id)
+    return [[e.entry_id, e.created_at, e.mechanism, e.status,
+             None if e.status == "non-dp" else _num(e.epsilon),
+             None if e.status == "non-dp" else e.delta, e.run_id[:16]]
+            for e in ws.ledger.entries(dataset.fingerprint)]
+
+
+def run_rows(ws: Workspace, dataset_id: str | None = None) -> list[list[Any]]:
+    """The runs (of one dataset, or all), newest first."""
+    return [[r.run_id, r.created, r.dataset_name, r.generator,
+             r.epsilon if r.private else "NOT DP", _num(r.spent_epsilon), r.status, r.message]
+            for r in ws.runs(dataset_id)]
+
+
+def set_budget(ws: Workspace, dataset_id: str, epsilon: Any, delta: Any) -> None:
+    """Change a dataset's budget (never below what is already spent).
+
+    Raises:
+        NotFoundError, ConfigError, BudgetExceededError.
+    """
+    dataset = ws.dataset(dataset_id)
+    try:
+        eps, dlt = float(epsilon), float(delta)
+    except (TypeError, ValueError):
+        raise ConfigError("the budget needs a number for epsilon and for delta") from None
+    ws.ledger.set_budget(dataset.fingerprint, epsilon=eps, delta=dlt, label=dataset.name)
+
+
+def run_details(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """A run's record and the files it holds (for the API and deep links)."""
+    record = ws.run(run_id)
+    data = {k: v for k, v in record.__dict__.items() if k != "directory"}
+    data["samples"] = sorted(p.name for p in record.samples_dir.glob("*.csv"))
+    data["report"] = (record.report_dir / "report.html").is_file()
+    return data

@@ -1,0 +1,137 @@
+"""How things look on the page: small formatting helpers (HTML, markdown, plot frames) and the
+staging of files handed to the browser. No Gradio import, no privacy logic."""
+
+from __future__ import annotations
+
+import html
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from privsynth_core.generator import Progress
+
+    from .training import TrainingJob
+    from .workspace import DatasetRecord, Workspace
+
+NOT_DP_BANNER = (
+    '<div class="ps-notdp"><strong>NOT differentially private.</strong> Everything on this tab '
+    "compares the synthetic rows with the real ones, so it contains statistics of the private "
+    "data. It is not covered by the DP guarantee: keep it with the data custodian. Only the "
+    "synthetic table and the model are for release.</div>"
+)
+
+CSS = """
+.ps-notdp{border:2px solid #b42318;background:#fef3f2;color:#7a1a12;padding:10px 14px;
+border-radius:8px;margin:4px 0 8px}
+.ps-bar{height:14px;background:#e4e7ec;border-radius:7px;overflow:hidden;margin:6px 0}
+.ps-bar>div{height:100%;background:#2e6bd9;transition:width .4s}
+.ps-bar.done>div{background:#12b76a}.ps-bar.failed>div{background:#d92d20}
+.ps-bar.cancelled>div{background:#f79009}
+.ps-user{text-align:right}
+.ps-notice p{color:#b42318;font-weight:600}
+"""
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number for display ("–" for none)."""
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
+    """One paragraph about the current dataset: size, domain state, budget."""
+    if record is None:
+        return "No dataset yet: add a CSV or Parquet table on the **Data** tab."
+    domain = {"public": "declared public", "dp":
+              f"learned with DP (ε = {record.domain_epsilon:g})"}.get(
+        record.domain, "**not fixed yet** (confirm or learn it on the Data tab)")
+    try:
+        status = ws.ledger.status(record.fingerprint)
+        budget = (f"budget ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
+                  f"left ε = {status.remaining.epsilon:.4g}, δ = {status.remaining.delta:.3g}")
+    except Exception:  # a missing budget is shown, not raised
+        budget = "no budget set"
+    holdout = f" + {record.holdout_rows:,} holdout" if record.holdout_rows else ""
+    return (f"**{html.escape(record.name)}**: {record.rows:,} training rows{holdout}, "
+            f"{len(record.columns)} columns · domain {domain} · {budget}")
+
+
+def progress_html(job: TrainingJob) -> str:
+    """The live progress of a training: bar, epoch, losses, epsilon so far."""
+    last: Progress | None = job.history[-1] if job.history else None
+    run = job.run
+    state = job.outcome if job.finished.is_set() else "running"
+    fraction = 0.0
+    if last is not None:
+        fraction = last.epoch / max(last.epochs, 1)
+    if state == "done":
+        fraction = 1.0
+    parts = []
+    if last is not None:
+        parts.append(f"epoch {last.epoch} / {last.epochs}")
+        parts += [f"{k} loss {v:.4g}" for k, v in last.losses.items()]
+        if last.epsilon is not None and run.epsilon is not None:
+            parts.append(f"ε so far {last.epsilon:.4g} of {run.epsilon:g}")
+    else:
+        parts.append("preparing (loading the data, planning the noise)…")
+    headline = {
+        "running": "Training",
+        "done": "Training finished",
+        "failed": "Training failed",
+        "cancelled": "Training cancelled",
+    }[state]
+    detail = " · ".join(parts)
+    message = f"<p>{html.escape(job.message)}</p>" if job.message else ""
+    if state == "done":
+        spent = (f"spent ε = {fmt(run.spent_epsilon)}, δ = {fmt(run.spent_delta, 3)}"
+                 if run.private else "NOT differentially private")
+        message = (f"<p>Run <code>{run.run_id}</code>: {spent}. Draw rows on the "
+                   f"<b>Generate</b> tab.</p>")
+    return (f"<div><b>{headline}</b> — {html.escape(run.generator)}, run "
+            f"<code>{run.run_id}</code><div class='ps-bar {state}'><div style='width:"
+            f"{fraction * 100:.0f}%'></div></div>{html.escape(detail)}{message}</div>")
+
+
+def loss_frame(job: TrainingJob | None) -> pd.DataFrame:
+    """The losses so far, long format (epoch, loss, value) for a line plot."""
+    import pandas as pd
+
+    rows = []
+    for progress in job.history if job is not None else []:
+        for name, value in progress.losses.items():
+            if value == value:  # NaN losses are not plotted
+                rows.append({"epoch": progress.epoch, "loss": name, "value": float(value)})
+    return pd.DataFrame(rows, columns=["epoch", "loss", "value"])
+
+
+def stage(cache_dir: Path, source: Path, *, name: str | None = None) -> str:
+    """Copy ``source`` into the app's private cache for the browser to download.
+
+    Gradio serves only files in its cache; the workspace is never exposed as a whole. Staged
+    copies older than an hour are removed as new ones come.
+    """
+    root = cache_dir / "staging"
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - 3600
+    for old in root.iterdir():
+        if old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(dir=root))
+    target = folder / (name or source.name)
+    if source.is_dir():
+        archive = shutil.make_archive(str(target.with_suffix("")), "zip", source)
+        return archive
+    shutil.copy2(source, target)
+    return str(target)
+
+
+def table_value(rows: list[list[Any]], headers: list[str]) -> dict[str, Any]:
+    """A Dataframe value with its headers (an empty table keeps its columns)."""
+    return {"data": rows or [], "headers": headers}
+
+
+__all__ = ["CSS", "NOT_DP_BANNER", "dataset_info", "loss_frame", "progress_html", "stage"]

@@ -1,0 +1,239 @@
+"""The web server: sign-up, sign-in and sign-out pages, the session cookie, the Gradio page
+mounted behind them, and the route that serves a user's own reports.
+
+Routes::
+
+    /              -> /app/ (or the sign-in page)
+    /login         sign in (form)          /signup   create an account (unless switched off)
+    /logout        end the session         /healthz  liveness, no data
+    /app/...       the Gradio page and its HTTP API; every request needs a session
+    /files/runs/<run id>/report/...   a run's report, only for the run's owner
+
+Gradio learns the user through ``auth_dependency`` (the session cookie), for the page and for
+every API call alike, and each handler opens only that user's workspace (see
+:mod:`privsynth_ui.gate`). Nothing here calls out to the network.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+# FastAPI reads the route functions' annotations at run time: these names must be importable.
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+
+from .auth import LoginError, UserStore
+from .settings import UISettings
+
+if TYPE_CHECKING:
+    from .training import TrainingJobs
+
+COOKIE = "privsynth_session"
+APP_PATH = "/app"
+log = logging.getLogger("privsynth.ui")
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{title} · privsynth</title>
+<style>
+body{{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f2f4f7;
+color:#101828;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}}
+main{{background:#fff;padding:32px 36px;border-radius:12px;box-shadow:0 4px 24px #1018281a;
+width:340px}}h1{{font-size:22px;margin:0 0 4px}}p.sub{{color:#475467;margin:0 0 20px;
+font-size:14px}}label{{display:block;font-size:14px;font-weight:600;margin:14px 0 4px}}
+input{{width:100%;box-sizing:border-box;padding:9px 11px;border:1px solid #d0d5dd;
+border-radius:8px;font-size:15px}}button{{margin-top:22px;width:100%;padding:10px;border:0;
+border-radius:8px;background:#2e6bd9;color:#fff;font-size:15px;font-weight:600;cursor:pointer}}
+.msg{{background:#fef3f2;border:1px solid #fda29b;color:#b42318;padding:8px 12px;
+border-radius:8px;font-size:14px}}.ok{{background:#ecfdf3;border-color:#75e0a7;color:#067647}}
+.alt{{font-size:14px;margin-top:18px;text-align:center}}a{{color:#2e6bd9}}</style></head>
+<body><main><h1>privsynth</h1><p class="sub">Differentially private synthetic tables</p>
+{body}</main></body></html>"""
+
+
+def _page(title: str, body: str, status: int = 200) -> Response:
+    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status,
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+
+
+def _message(text: str, ok: bool = False) -> str:
+    return f'<p class="msg{" ok" if ok else ""}" role="alert">{html.escape(text)}</p>' \
+        if text else ""
+
+
+def login_page(message: str = "", *, next_url: str = APP_PATH + "/", signup: bool = True,
+               ok: bool = False, status: int = 200) -> Response:
+    """The sign-in form."""
+    alt = ('<p class="alt">No account yet? <a href="/signup">Create one</a></p>' if signup
+           else '<p class="alt">Accounts are created by the operator.</p>')
+    body = (_message(message, ok) + '<form method="post" action="/login">'
+
+            f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
+            '<label for="username">User name</label><input id="username" name="username" '
+            'autocomplete="username" required autofocus>'
+            '<label for="password">Password</label><input id="password" name="password" '
+            'type="password" autocomplete="current-password" required>'
+            f'<button type="submit">Sign in</button></form>{alt}')
+    return _page("Sign in", body, status)
+
+
+def signup_page(message: str = "", status: int = 200) -> Response:
+    """The account creation form."""
+    body = (_message(message) + '<form method="post" action="/signup">'
+
+            '<label for="username">User name</label><input id="username" name="username" '
+            'autocomplete="username" required autofocus pattern="[a-z0-9][a-z0-9._\\-]{2,31}" '
+            'title="3-32 lowercase letters, digits, ., _ or -">'
+            '<label for="password">Password (8 characters or more)</label><input id="password" '
+            'name="password" type="password" autocomplete="new-password" minlength="8" required>'
+            '<label for="password2">Password again</label><input id="password2" '
+            'name="password2" type="password" autocomplete="new-password" required>'
+            '<button type="submit">Create account</button></form>'
+            '<p class="alt">Have an account? <a href="/login">Sign in</a></p>')
+    return _page("Create an account", body, status)
+
+
+def _safe_next(value: str | None) -> str:
+    # Only paths of this app: no open redirect to another site.
+    if value and value.startswith(APP_PATH) and "//" not in value and "\\" not in value:
+        return value
+    return APP_PATH + "/"
+
+
+def create_app(settings: UISettings | None = None, *, store: UserStore | None = None,
+               jobs: TrainingJobs | None = None) -> FastAPI:
+    """The whole web app: sign-in pages, the Gradio page under ``/app``, report files."""
+    import gradio as gr
+
+    from .app import build_demo
+    from .views import CSS
+    from .workspace import NotFoundError, Workspace
+
+    settings = settings or UISettings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Uploads and downloads in transit stay in a folder of this app, not in a shared /tmp.
+    os.environ["GRADIO_TEMP_DIR"] = str(settings.cache_dir)
+    store = store or UserStore(settings.users_db, failure_delay=settings.failure_delay)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    def session_user(request: Request) -> str | None:
+        return store.user_for_token(request.cookies.get(COOKIE))
+
+    def signed_in(user: str, next_url: str, secure: bool) -> Response:
+        response = RedirectResponse(_safe_next(next_url), status_code=303)
+        response.set_cookie(COOKIE, store.create_session(user), httponly=True,
+                            samesite="lax", secure=secure, path="/",
+                            max_age=int(store.session_seconds))
+        return response
+
+    @app.middleware("http")
+    async def page_needs_session(request: Request, call_next: Any) -> Any:
+        # A browser opening the page unsigned goes to the sign-in form, not to a 401 JSON.
+        if request.method == "GET" and request.url.path in (APP_PATH, APP_PATH + "/") and \
+                session_user(request) is None:
+            wanted = APP_PATH + "/" + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(wanted)}", status_code=303)
+        return await call_next(request)
+
+    @app.get("/")
+    def root() -> Response:
+        return RedirectResponse(APP_PATH + "/", status_code=303)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return PlainTextResponse("ok")
+
+    @app.get("/login")
+    def login_form(next: str = "", bye: str = "") -> Response:
+        return login_page("You are signed out." if bye else "", next_url=_safe_next(next),
+                          signup=settings.allow_signup, ok=bool(bye))
+
+    @app.post("/login")
+    def login(request: Request, username: str = Form(""), password: str = Form(""),
+              next: str = Form("")) -> Response:
+        try:
+            user = store.verify(username, password)
+        except LoginError as exc:
+            return login_page(str(exc), next_url=_safe_next(next), signup=settings.allow_signup,
+                              status=401)
+        return signed_in(user, next, request.url.scheme == "https")
+
+    @app.get("/signup")
+    def signup_form() -> Response:
+        if not settings.allow_signup:
+            return login_page("Sign-up is switched off on this server; ask the operator for an "
+                              "account.", signup=False, status=404)
+        return signup_page()
+
+    @app.post("/signup")
+    def signup(request: Request, username: str = Form(""), password: str = Form(""),
+               password2: str = Form("")) -> Response:
+        from privsynth_core.errors import PrivsynthError
+
+        if not settings.allow_signup:
+            return login_page("Sign-up is switched off on this server.", signup=False,
+                              status=404)
+        name = username.strip().lower()
+        if password != password2:
+            return signup_page("The two passwords differ.", status=400)
+        try:
+            store.add_user(name, password)
+        except PrivsynthError as exc:
+            return signup_page(str(exc), status=400)
+        log.info("account %s created by sign-up", name)
+        return signed_in(name, APP_PATH + "/", request.url.scheme == "https")
+
+    @app.get("/logout")
+    def logout(request: Request) -> Response:
+        store.end_session(request.cookies.get(COOKIE))
+        response = RedirectResponse("/login?bye=1", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @app.get("/files/runs/{run_id}/{path:path}")
+    def run_file(run_id: str, path: str, request: Request) -> Response:
+        user = session_user(request)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        try:
+            record = Workspace(settings.home, user).run(run_id)
+        except NotFoundError:
+            return PlainTextResponse("not found", status_code=404)
+        base = record.directory.resolve()
+        target = (base / path).resolve()
+        allowed = any(target.is_relative_to(base / sub) for sub in ("report", "samples"))
+        if not allowed or not target.is_file():
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(target, headers={"Cache-Control": "no-store",
+                                             "X-Content-Type-Options": "nosniff"})
+
+    demo = build_demo(settings, jobs=jobs)
+    return gr.mount_gradio_app(
+        app, demo, path=APP_PATH, auth_dependency=session_user, footer_links=["api"],
+        max_file_size=settings.max_upload_bytes, show_error=False, css=CSS,
+        theme=gr.themes.Default(primary_hue="blue"))
+
+
+def serve(settings: UISettings, *, host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    app = create_app(settings)
+    print(f"privsynth ui: http://{host}:{port}/  (data: {settings.home})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+__all__ = ["COOKIE", "create_app", "login_page", "serve", "signup_page"]

@@ -3,7 +3,7 @@
 - With ``PREFECT_API_URL`` set, flows report to that server (``prefect server start``, or
   Prefect Cloud). Without it, Prefect starts a temporary local server for the process (≈6-9 s
   once); flow-run heartbeats are switched off there, since nothing outlives the process to
-  watch them and they cost about a second per flow run.
+  watch them and they cost about a second per flow run, and so is its usage telemetry.
 - Task runners: ``thread`` (the default: a thread pool in this process) or ``dask`` (Prefect's
   Dask integration, ``prefect-dask``): a new local cluster, or an existing one given by its
   scheduler address (``--dask-address`` / ``PRIVSYNTH_DASK_ADDRESS``).
@@ -11,15 +11,34 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from privsynth_core.errors import ConfigError
+from privsynth_core.errors import ConfigError, PrivsynthError
 
 DASK_ADDRESS_ENV = "PRIVSYNTH_DASK_ADDRESS"
 TASK_RUNNERS = ("thread", "dask")
+
+
+_PREFECT_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.engine",
+                    "prefect.task_engine", "prefect.flow_engine")
+
+
+class UserErrorFilter(logging.Filter):
+    """Log a :class:`PrivsynthError` as its one-line message, without Prefect's traceback.
+
+    Such errors are the user's to fix (a wrong schema, an exhausted budget) and their message
+    says how; a traceback through Prefect's engine only hides it. Other exceptions keep theirs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PrivsynthError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 @contextmanager
@@ -28,14 +47,26 @@ def prefect_session() -> Iterator[None]:
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
         temporary_settings,
     )
 
-    if PREFECT_API_URL.value():
-        yield
-        return
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
+    quiet = UserErrorFilter()
+    loggers = [logging.getLogger(name) for name in _PREFECT_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        if PREFECT_API_URL.value():
+            yield
+        else:
+            # The temporary server sends no usage telemetry: privsynth runs next to private
+            # data, often on machines with no way out.
+            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                                     PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+                yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def make_task_runner(

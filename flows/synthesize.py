@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from privsynth_core import pipeline
 from privsynth_core.config import RunConfig
 from privsynth_core.runs import NOT_DP_LABEL, RunResult, begin_run, check_output_dir
+from privsynth_core.sweep import check_grid_budget
 
 from . import tasks
 
@@ -87,6 +88,12 @@ def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
         logger.info(note)
     tick("validate")
     domain_dir = pipeline.cache_dir() / "domains" / pipeline.domain_key(config, info.fingerprint)
+    if config.epsilon is not None and not resume:
+        # Refuse a run the budget cannot cover before a DP domain is paid for in vain. (A
+        # resumed fit continues under its own reservation, already counted.)
+        check_grid_budget([config], fingerprint=info.fingerprint, schema_path=(
+            domain_dir / pipeline.SCHEMA_FILE if pipeline.is_complete_domain(domain_dir)
+            else None))
     schema = tasks.resolve_domain.with_options(
         refresh_cache=not pipeline.is_complete_domain(domain_dir))(
         config, info.fingerprint, str(domain_dir), run_id)

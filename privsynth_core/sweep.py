@@ -61,7 +61,10 @@ def grid_cost(cells: list[RunConfig], *, fingerprint: str,
 def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
                       schema_path: str | Path | None,
                       ledger: PrivacyLedger | None = None) -> PrivacyBudget:
-    """Refuse a grid whose cost exceeds the dataset's remaining budget; return the cost.
+    """Refuse a grid (or a single run) whose cost exceeds the dataset's remaining budget.
+
+    Returns:
+        The cost: what the runs can reserve, caches taken into account.
 
     Raises:
         BudgetNotSetError: the dataset has no budget.
@@ -73,11 +76,10 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
     remaining = status.remaining
     if cost.epsilon > remaining.epsilon * (1 + 1e-9) or cost.delta > remaining.delta * (1 + 1e-9):
         raise BudgetExceededError(
-            f"the sweep's {len(cells)} runs could spend {cost} on "
-            f"{status.label or fingerprint[:12]} but only {remaining} of its budget "
-            f"{status.budget} is left; nothing was run. "
-            f"Drop cells (generators, epsilons, seeds), lower the epsilons, or raise the budget "
-            f"with `privsynth budget set` if the data custodian agrees")
+            f"{'the sweep' if len(cells) > 1 else 'the run'} ({len(cells)} run(s)) could spend "
+            f"{cost} on {status.label or fingerprint[:12]} but only {remaining} of its budget "
+            f"{status.budget} is left; nothing was run. Lower the epsilons, drop runs, or raise "
+            f"the budget with `privsynth budget set` if the data custodian agrees")
     return cost
 
 

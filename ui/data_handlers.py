@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .settings import UISettings
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
-SCHEMA_HEADERS = ["column", "kind", "nullable", "lower", "upper", "categories (separated by |)"]
+SCHEMA_HEADERS = ["column", "kind", "nulls", "lower", "upper", "categories (separated by |)"]
 HOLDOUT_SEED = 0
 _MAX_LISTED = 500
 
@@ -55,7 +55,14 @@ def add_uploaded(ws: Workspace, settings: UISettings, upload: str | Path | None,
     """
     if not upload:
         raise InputFileError("choose a CSV or Parquet file to upload first")
-    path = Path(upload)
+    path = Path(upload).resolve()
+    uploads = settings.cache_dir.resolve()
+    # Only a file that really came through the upload route: a client of the HTTP API could
+    # otherwise name any path on the server (and have it read, then deleted).
+    if not path.is_relative_to(uploads) or path.is_relative_to(uploads / "staging") or \
+            not path.is_file():
+        raise InputFileError("refused: that file was not uploaded to this server; upload a "
+                             "CSV or Parquet file")
     try:
         _suffix(path.name)
         _check_size(path, settings.max_upload_bytes, path.name)

@@ -281,9 +281,18 @@ def evaluate(ws: Workspace, settings: UISettings, run_id: str, *, target: str | 
     return EvaluationView(
         headlines=headlines, groups=groups,
         distribution_plots=sorted(plots.glob("dist_*.png")),
-        correlation_plots=sorted(p for p in plots.glob("*.png")
-                                 if p.name.startswith(("correlation", "pair"))),
+        correlation_plots=sorted(
+            (p for p in plots.glob("*.png") if p.name.startswith(("correlation", "pair"))),
+            key=_plot_order),
         report_dir=record.report_dir, sample=sample, notes=notes)
+
+
+def _plot_order(path: Path) -> int:
+    """Real first, then synthetic, their difference, the pairwise plot, anything else."""
+    for rank, word in enumerate(("real", "synthetic", "difference", "pair")):
+        if word in path.name:
+            return rank
+    return 9
 
 
 def _num(value: float | None) -> float | None:
@@ -338,6 +347,16 @@ def run_rows(ws: Workspace, dataset_id: str | None = None) -> list[list[Any]]:
     return [[r.run_id, r.created, r.dataset_name, r.generator,
              r.epsilon if r.private else "NOT DP", _num(r.spent_epsilon), r.status, r.message]
             for r in ws.runs(dataset_id)]
+
+
+def budget_of(ws: Workspace, dataset_id: str) -> PrivacyBudget | None:
+    """The dataset's total budget (None if none is set)."""
+    from privsynth_core.errors import BudgetNotSetError
+
+    try:
+        return ws.ledger.status(ws.dataset(dataset_id).fingerprint).budget
+    except BudgetNotSetError:
+        return None
 
 
 def set_budget(ws: Workspace, dataset_id: str, epsilon: Any, delta: Any) -> None:

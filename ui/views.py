@@ -25,6 +25,10 @@ NOT_DP_BANNER = (
     "synthetic table and the model are for release.</div>"
 )
 
+PLOT_COLOURS = ("#2e6bd9", "#e07b39", "#12b76a", "#d92d20", "#7a5af8", "#667085")
+COLOUR_NAMES = dict(zip(PLOT_COLOURS, ("blue", "orange", "green", "red", "purple", "grey"),
+                        strict=True))
+
 CSS = """
 .ps-notdp{border:2px solid #b42318;background:#fef3f2;color:#7a1a12;padding:10px 14px;
 border-radius:8px;margin:4px 0 8px}
@@ -96,8 +100,12 @@ def progress_html(job: TrainingJob) -> str:
             f"{fraction * 100:.0f}%'></div></div>{html.escape(detail)}{message}</div>")
 
 
-def loss_frame(job: TrainingJob | None) -> pd.DataFrame:
-    """The losses so far, long format (epoch, loss, value) for a line plot."""
+def loss_frame(job: TrainingJob | None) -> pd.DataFrame | None:
+    """The losses so far, long format (epoch, loss, value) for a line plot; None before any.
+
+    Never an empty frame: the plot fixes its scales from the first value it gets, and an empty
+    one leaves it unable to draw the lines that come later.
+    """
     import pandas as pd
 
     rows = []
@@ -105,7 +113,13 @@ def loss_frame(job: TrainingJob | None) -> pd.DataFrame:
         for name, value in progress.losses.items():
             if value == value:  # NaN losses are not plotted
                 rows.append({"epoch": progress.epoch, "loss": name, "value": float(value)})
-    return pd.DataFrame(rows, columns=["epoch", "loss", "value"])
+    if not rows:
+        return None
+    return pd.DataFrame({
+        "epoch": pd.Series([r["epoch"] for r in rows], dtype="int64"),
+        "loss": pd.Series([r["loss"] for r in rows], dtype="str"),
+        "value": pd.Series([r["value"] for r in rows], dtype="float64"),
+    })
 
 
 def stage(cache_dir: Path, source: Path, *, name: str | None = None) -> str:

@@ -219,6 +219,10 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
                                              "X-Content-Type-Options": "nosniff"})
 
     demo = build_demo(settings, jobs=jobs)
+    # launch() sets this; mount_gradio_app() does not, and without it Gradio skips its check
+    # that file paths sent by a client were uploaded (gradio 6.31). Our upload handler checks
+    # again on its own.
+    demo.has_launched = True
     return gr.mount_gradio_app(
         app, demo, path=APP_PATH, auth_dependency=session_user, footer_links=["api"],
         max_file_size=settings.max_upload_bytes, show_error=False, css=CSS,

@@ -120,6 +120,12 @@ class DPCTGANParams(GeneratorParams):
         description="share of epsilon for the noisy marginals behind the conditional vectors "
                     "(the composed total stays the target); 0: no conditional vectors",
     )
+    focus_columns: tuple[str, ...] = Field(
+        (), max_length=8,
+        description="columns whose two-way marginals with every other column are also released "
+                    "(noised, inside the same budget) and matched by the generator, e.g. the "
+                    "column a model will predict; empty: one-way marginals only",
+    )
     critic_loss: Literal["bce", "wgan"] = Field(
         "bce", description="bce: non-saturating GAN loss; wgan: Wasserstein loss with weight "
                            "clipping (no gradient penalty: it would read real data unclipped)",
@@ -178,6 +184,13 @@ class DPCTGANParams(GeneratorParams):
     @classmethod
     def _parse_widths(cls, value: Any) -> Any:
         return parse_widths(value)
+
+    @field_validator("focus_columns", mode="before")
+    @classmethod
+    def _parse_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
 
     @field_validator("generator_dim", "critic_dim")
     @classmethod
@@ -388,6 +401,15 @@ class DPCTGANGenerator(Generator):
             )
         if n_rows < 1:
             raise ConfigError(f"the table needs at least one row, got {n_rows}")
+        unknown = [c for c in self.p.focus_columns if c not in schema.names]
+        if unknown:
+            raise ConfigError(
+                f"focus_columns names column(s) not in the schema: {', '.join(unknown)}; "
+                f"columns: {', '.join(schema.names)}"
+            )
+        if self.p.focus_columns and self.p.marginals_share == 0:
+            raise ConfigError("focus_columns needs marginals_share > 0 (the two-way marginals "
+                              "are paid for from that share)")
         columns = marginal_columns(schema) if self.p.marginals_share > 0 else ()
         sigma_m = None
         if columns:
@@ -468,6 +490,8 @@ class DPCTGANGenerator(Generator):
                     "marginals_share": self.p.marginals_share,
                     "marginals_noise_multiplier": plan.marginals_noise,
                     "marginals_columns": list(plan.marginal_columns),
+                    "focus_columns": list(self.p.focus_columns),
+                    "marginal_tables": result.n_tables,
                     "dpsgd_epsilon_alone": sgd_alone,
                     "total_epsilon_composed": result.epsilon,
                     "composition": f"{accountant} accountant over the marginals (one Gaussian "

@@ -36,6 +36,7 @@ from torch import nn
 from privsynth_core import ConfigError, GeneratorError, Progress
 
 from ._encoding import CTGANEncoder
+from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_marginals
 
 if TYPE_CHECKING:
     from privsynth_core import Accountant, Schema, Table
@@ -137,129 +138,6 @@ def critic_net(in_dim: int, widths: Sequence[int], dropout: float) -> nn.Sequent
         dim = width
     layers.append(nn.Linear(dim, 1))
     return nn.Sequential(*layers)
-
-
-# -- conditional vectors --------------------------------------------------------------------------
-
-
-class Conditioner:
-    """CTGAN's conditional vectors over the discrete columns' one-hot groups.
-
-    A conditional vector is the concatenation of every discrete column's one-hot group, all
-    zeros except the chosen category of one chosen column.
-
-    Args:
-        encoder: the schema's encoder.
-        marginals: column name -> category probabilities (the noisy marginals, DP); empty:
-            no conditional vectors (``dim == 0``).
-        device: where the tensors live.
-    """
-
-    def __init__(self, encoder: CTGANEncoder, marginals: dict[str, list[float]],
-                 device: torch.device) -> None:
-        self.spans = [s for s in encoder.discrete_spans if s.column in marginals]
-        self.device = device
-        self.k = len(self.spans)
-        widths = [s.width for s in self.spans]
-        self.offsets = np.cumsum([0, *widths])[:-1].tolist()
-        self.dim = int(sum(widths))
-        data_index = [i for s in self.spans for i in range(s.start, s.end)]
-        self.data_index = torch.tensor(data_index, dtype=torch.long, device=device)
-        self.block_mask = torch.zeros(max(self.k, 1), max(self.dim, 1), device=device)
-        probs = torch.zeros(max(self.k, 1), max(widths, default=1), device=device)
-        for j, span in enumerate(self.spans):
-            self.block_mask[j, self.offsets[j]:self.offsets[j] + span.width] = 1.0
-            p = torch.tensor(marginals[span.column], dtype=torch.float32)
-            probs[j, :span.width] = p[:span.width]
-        self.probs = probs
-        self.offsets_t = torch.tensor(self.offsets or [0], dtype=torch.long, device=device)
-
-    def from_rows(self, rows: torch.Tensor, generator: torch.Generator | None = None
-                  ) -> torch.Tensor:
-        """Each row's own category of one uniformly chosen discrete column (real side)."""
-        if self.k == 0:
-            return rows.new_zeros((rows.shape[0], 0))
-        col = torch.randint(self.k, (rows.shape[0],), device=rows.device, generator=generator)
-        return rows[:, self.data_index] * self.block_mask[col]
-
-    def draw(self, n: int, generator: torch.Generator | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``n`` conditions from the noisy marginals: (vectors, column index, category index)."""
-        if self.k == 0:
-            empty = torch.zeros(n, dtype=torch.long, device=self.device)
-            return torch.zeros(n, 0, device=self.device), empty, empty
-        col = torch.randint(self.k, (n,), device=self.device, generator=generator)
-        cat = torch.multinomial(self.probs[col], 1, generator=generator).squeeze(1)
-        cond = torch.zeros(n, self.dim, device=self.device)
-        cond[torch.arange(n, device=self.device), self.offsets_t[col] + cat] = 1.0
-        return cond, col, cat
-
-    def loss(self, raw: torch.Tensor, col: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        """CTGAN's conditional loss: cross-entropy of the conditioned group vs its category."""
-        if self.k == 0:
-            return raw.new_zeros(())
-        total = raw.new_zeros(())
-        for j, span in enumerate(self.spans):
-            rows = col == j
-            if bool(rows.any()):
-                total = total + F.cross_entropy(raw[rows, span.start:span.end], cat[rows],
-                                                reduction="sum")
-        return total / raw.shape[0]
-
-
-def noisy_marginals(
-    encoded: torch.Tensor, encoder: CTGANEncoder, columns: Sequence[str], sigma_m: float
-) -> dict[str, list[float]]:
-    """The Gaussian mechanism on the ``k`` columns' group histograms, post-processed.
-
-    Each record adds one count to at most one group of each column's histogram, so the ``k``
-    histograms together have L2 sensitivity ``sqrt(k)`` under add/remove-one; each count gets
-    noise of std ``sigma_m * sqrt(k)`` (noise multiplier ``sigma_m``), drawn from fresh OS
-    randomness. Negative counts are set to 0 and each histogram normalised (uniform if nothing
-    is left).
-    """
-    groups = [g for g in encoder.groups if g.column in set(columns)]
-    rng = np.random.default_rng(secrets.randbits(128))
-    std = sigma_m * math.sqrt(len(groups))
-    out: dict[str, list[float]] = {}
-    for group in groups:
-        slots = encoded[:, group.span.start:group.span.end].sum(dim=0).double().cpu().numpy()
-        counts = np.bincount(np.asarray(group.group_of_slot), weights=slots,
-                             minlength=group.n_groups)
-        noisy = np.clip(counts + rng.normal(0.0, std, size=counts.shape), 0.0, None)
-        total = noisy.sum()
-        out[group.column] = (noisy / total if total > 0
-                             else np.full(group.n_groups, 1 / group.n_groups)).tolist()
-    return out
-
-
-class MarginalLoss:
-    """KL divergence from the noisy marginals to the generator's batch marginals.
-
-    The generator's softmax probabilities of each column's one-hot group are summed into the
-    column's marginal groups and averaged over the batch; the loss is
-    ``sum_columns KL(noisy || generated)``. It reads only DP outputs: post-processing.
-    """
-
-    def __init__(self, encoder: CTGANEncoder, marginals: dict[str, list[float]],
-                 device: torch.device) -> None:
-        self.terms: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
-        for group in encoder.groups:
-            if group.column not in marginals:
-                continue
-            to_group = torch.zeros(group.span.width, group.n_groups, device=device)
-            to_group[torch.arange(group.span.width), torch.tensor(group.group_of_slot)] = 1.0
-            target = torch.tensor(marginals[group.column], dtype=torch.float32, device=device)
-            self.terms.append((group.span.start, group.span.end, to_group, target))
-
-    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
-        """The loss for a batch of raw generator outputs."""
-        total = raw.new_zeros(())
-        for start, end, to_group, target in self.terms:
-            generated = (torch.softmax(raw[:, start:end], dim=1) @ to_group).mean(dim=0)
-            total = total + (target * (torch.log(target + 1e-8) - torch.log(generated + 1e-8))
-                             ).sum()
-        return total
 
 
 class PoissonSampler:
@@ -462,6 +340,7 @@ class TrainResult:
 
     generator: GeneratorNet
     marginals: dict[str, list[float]]
+    n_tables: int
     steps: int
     generator_steps: int
     epsilon: float
@@ -504,14 +383,16 @@ def _train(
 ) -> TrainResult:
     encoder = make_encoder(table.schema, params)
     data = torch.from_numpy(encoder.encode(table.frame)).to(device)
-    marginals: dict[str, list[float]] = {}
+    marginals = NoisyMarginals()
     if plan.marginals_noise is not None:
-        marginals = noisy_marginals(data, encoder, plan.marginal_columns, plan.marginals_noise)
+        marginals = release_marginals(data, encoder, plan.marginal_columns, params.focus_columns,
+                                      plan.marginals_noise)
         accountant.step(noise_multiplier=plan.marginals_noise, sample_rate=1.0)
     loss = (MarginalLoss(encoder, marginals, device)
-            if marginals and params.marginal_loss_weight > 0 else None)
+            if marginals.n_tables and params.marginal_loss_weight > 0 else None)
     trainer = DPCTGANTrainer(
-        encoder, Conditioner(encoder, marginals, device), loss, params, n_rows=table.n_rows,
+        encoder, Conditioner(encoder, marginals.one_way, device), loss, params,
+        n_rows=table.n_rows,
         noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, device=device,
     )
     sampler = PoissonSampler(table.n_rows, plan.sample_rate)
@@ -546,7 +427,8 @@ def _train(
     recalibrate_batchnorm(trainer)
     return TrainResult(
         generator=trainer.generator.to("cpu").eval(),
-        marginals=marginals,
+        marginals=marginals.one_way,
+        n_tables=marginals.n_tables,
         steps=steps,
         generator_steps=generator_steps,
         epsilon=accountant.get_epsilon(delta=delta),

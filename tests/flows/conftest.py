@@ -132,9 +132,10 @@ def prefect_env(prefect_server: dict[str, str]) -> Iterator[dict[str, str]]:
             os.environ[key] = value
 
 
-@pytest.fixture(scope="package", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def light_reports() -> Iterator[None]:
-    """Block the heavy report sections for the flow tests (see the module docstring)."""
+    """Block the heavy report sections for each flow test module (see the module docstring);
+    module scope, so tests elsewhere in the same session get every plugin back."""
     saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
     os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
     reset_plugins()

@@ -195,3 +195,18 @@ def test_evaluate_flow_rescores_a_published_run(
     assert [m["metric_id"] for m in data["metrics"]] == ["ks", "exact_copy_rate"]
     assert (result.run_dir / "manifest.json").read_bytes() == manifest_before
     assert len(PrivacyLedger().entries(fingerprint)) == 1  # evaluation spends nothing
+
+
+def test_synthesize_refuses_before_paying_for_a_dp_domain(
+    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+) -> None:
+    from privsynth_core.errors import BudgetExceededError
+    from privsynth_flows.synthesize import synthesize
+
+    fingerprint = set_budget(adult_files["train"], epsilon=1.0)
+    # The domain (0.5) fits the budget, domain + training (1.3) does not: nothing is spent.
+    config = run_config_from_dict(run_config(adult_files, tmp_path / "run", domain="dp",
+                                             domain_epsilon=0.5, epsilon=0.8))
+    with pytest.raises(BudgetExceededError, match="nothing was run"):
+        synthesize(config)
+    assert PrivacyLedger().entries(fingerprint) == []

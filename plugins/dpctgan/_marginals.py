@@ -1,0 +1,201 @@
+"""The noisy marginals of DP-CTGAN: their release (the only non-SGD use of private data), the
+conditional vectors drawn from them, and the generator loss that pulls towards them.
+
+Released once, before training, with the Gaussian mechanism:
+
+- a one-way histogram of every column over its marginal groups (categories; bins or runs of
+  values for numbers; the null slot), and
+- for each *focus* column (``focus_columns``; none by default), a two-way histogram of it with
+  every other column.
+
+Each record adds one count to at most one cell of each of the ``k`` histograms, so together they
+have L2 sensitivity ``sqrt(k)`` under add/remove-one; each count gets noise of std
+``sigma_m * sqrt(k)`` drawn from fresh OS randomness. Negative counts become 0 and each histogram
+is normalised (uniform if nothing is left). Everything built from them afterwards is
+post-processing.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._encoding import CTGANEncoder, MarginalGroup
+
+
+@dataclass
+class NoisyMarginals:
+    """The released histograms, normalised.
+
+    Attributes:
+        one_way: column -> probabilities over its marginal groups.
+        two_way: ``(focus column, other column)`` -> joint probabilities (rows: focus groups).
+    """
+
+    one_way: dict[str, list[float]] = field(default_factory=dict)
+    two_way: dict[tuple[str, str], list[list[float]]] = field(default_factory=dict)
+
+    @property
+    def n_tables(self) -> int:
+        """How many histograms were released."""
+        return len(self.one_way) + len(self.two_way)
+
+
+def focus_pairs(columns: Sequence[str], focus: Sequence[str]) -> list[tuple[str, str]]:
+    """The two-way tables released for ``focus``: each focus column with every other column,
+    each unordered pair once."""
+    pairs: list[tuple[str, str]] = []
+    seen: set[frozenset[str]] = set()
+    for f in focus:
+        for other in columns:
+            key = frozenset((f, other))
+            if other != f and key not in seen:
+                seen.add(key)
+                pairs.append((f, other))
+    return pairs
+
+
+def _group_onehot(encoded: torch.Tensor, group: MarginalGroup) -> torch.Tensor:
+    """``(n, n_groups)`` 0/1 matrix: the group each row falls in (all zero for none)."""
+    to_group = torch.zeros(group.span.width, group.n_groups, dtype=encoded.dtype,
+                           device=encoded.device)
+    to_group[torch.arange(group.span.width), torch.tensor(group.group_of_slot)] = 1.0
+    return encoded[:, group.span.start:group.span.end] @ to_group
+
+
+def release_marginals(
+    encoded: torch.Tensor, encoder: CTGANEncoder, columns: Sequence[str],
+    focus: Sequence[str], sigma_m: float,
+) -> NoisyMarginals:
+    """The Gaussian mechanism (noise multiplier ``sigma_m``) on the one-way histograms of
+    ``columns`` and the two-way histograms of the focus pairs; see the module docstring."""
+    groups = {g.column: g for g in encoder.groups if g.column in set(columns)}
+    pairs = focus_pairs(list(groups), focus)
+    std = sigma_m * math.sqrt(len(groups) + len(pairs))
+    rng = np.random.default_rng(secrets.randbits(128))
+    onehots = {name: _group_onehot(encoded, g).double() for name, g in groups.items()}
+
+    def noisy(counts: np.ndarray) -> np.ndarray:
+        values = np.clip(counts + rng.normal(0.0, std, size=counts.shape), 0.0, None)
+        total = values.sum()
+        return values / total if total > 0 else np.full(counts.shape, 1.0 / counts.size)
+
+    out = NoisyMarginals()
+    for name, onehot in onehots.items():
+        out.one_way[name] = noisy(onehot.sum(dim=0).cpu().numpy()).tolist()
+    for f, other in pairs:
+        joint = (onehots[f].T @ onehots[other]).cpu().numpy()
+        out.two_way[(f, other)] = noisy(joint).tolist()
+    return out
+
+
+class Conditioner:
+    """CTGAN's conditional vectors over the discrete columns' one-hot groups.
+
+    A conditional vector is the concatenation of every discrete column's one-hot group, all
+    zeros except the chosen category of one chosen column.
+
+    Args:
+        encoder: the schema's encoder.
+        one_way: column -> category probabilities (noisy marginals, DP); columns without one
+            are left out; empty: no conditional vectors (``dim == 0``).
+        device: where the tensors live.
+    """
+
+    def __init__(self, encoder: CTGANEncoder, one_way: dict[str, list[float]],
+                 device: torch.device) -> None:
+        self.spans = [s for s in encoder.discrete_spans if s.column in one_way]
+        self.device = device
+        self.k = len(self.spans)
+        widths = [s.width for s in self.spans]
+        self.offsets = np.cumsum([0, *widths])[:-1].tolist()
+        self.dim = int(sum(widths))
+        data_index = [i for s in self.spans for i in range(s.start, s.end)]
+        self.data_index = torch.tensor(data_index, dtype=torch.long, device=device)
+        self.block_mask = torch.zeros(max(self.k, 1), max(self.dim, 1), device=device)
+        probs = torch.zeros(max(self.k, 1), max(widths, default=1), device=device)
+        for j, span in enumerate(self.spans):
+            self.block_mask[j, self.offsets[j]:self.offsets[j] + span.width] = 1.0
+            probs[j, :span.width] = torch.tensor(one_way[span.column], dtype=torch.float32)
+        self.probs = probs
+        self.offsets_t = torch.tensor(self.offsets or [0], dtype=torch.long, device=device)
+
+    def from_rows(self, rows: torch.Tensor, generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+        """Each row's own category of one uniformly chosen discrete column (real side)."""
+        if self.k == 0:
+            return rows.new_zeros((rows.shape[0], 0))
+        col = torch.randint(self.k, (rows.shape[0],), device=rows.device, generator=generator)
+        return rows[:, self.data_index] * self.block_mask[col]
+
+    def draw(self, n: int, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` conditions from the noisy marginals: (vectors, column index, category index)."""
+        if self.k == 0:
+            empty = torch.zeros(n, dtype=torch.long, device=self.device)
+            return torch.zeros(n, 0, device=self.device), empty, empty
+        col = torch.randint(self.k, (n,), device=self.device, generator=generator)
+        cat = torch.multinomial(self.probs[col], 1, generator=generator).squeeze(1)
+        cond = torch.zeros(n, self.dim, device=self.device)
+        cond[torch.arange(n, device=self.device), self.offsets_t[col] + cat] = 1.0
+        return cond, col, cat
+
+    def loss(self, raw: torch.Tensor, col: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        """CTGAN's conditional loss: cross-entropy of the conditioned group vs its category."""
+        total = raw.new_zeros(())
+        for j, span in enumerate(self.spans):
+            rows = col == j
+            if bool(rows.any()):
+                total = total + F.cross_entropy(raw[rows, span.start:span.end], cat[rows],
+                                                reduction="sum")
+        return total / max(raw.shape[0], 1)
+
+
+class MarginalLoss:
+    """KL divergence from the noisy marginals to the generator's expected marginals.
+
+    Decoding draws each column of a row independently from its softmax, so for a batch of raw
+    outputs the expected one-way marginal of a column is the batch mean of its group
+    probabilities, and the expected two-way marginal of two columns is the batch mean of the
+    outer product of theirs. The loss is the sum of ``KL(noisy || expected)`` over every
+    released table. It reads only DP outputs: post-processing, no privacy cost.
+    """
+
+    def __init__(self, encoder: CTGANEncoder, marginals: NoisyMarginals,
+                 device: torch.device) -> None:
+        self.maps: dict[str, tuple[int, int, torch.Tensor]] = {}
+        for group in encoder.groups:
+            to_group = torch.zeros(group.span.width, group.n_groups, device=device)
+            to_group[torch.arange(group.span.width), torch.tensor(group.group_of_slot)] = 1.0
+            self.maps[group.column] = (group.span.start, group.span.end, to_group)
+        self.one_way = [(c, torch.tensor(p, device=device)) for c, p in
+                        marginals.one_way.items()]
+        self.two_way = [(a, b, torch.tensor(p, device=device)) for (a, b), p in
+                        marginals.two_way.items()]
+
+    def _probs(self, raw: torch.Tensor, column: str) -> torch.Tensor:
+        start, end, to_group = self.maps[column]
+        return torch.softmax(raw[:, start:end], dim=1) @ to_group
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        """The loss for a batch of raw generator outputs."""
+        probs = {c: self._probs(raw, c) for c in self.maps}
+        total = raw.new_zeros(())
+        for column, target in self.one_way:
+            total = total + _kl(target, probs[column].mean(dim=0))
+        for a, b, target in self.two_way:
+            total = total + _kl(target, probs[a].T @ probs[b] / raw.shape[0])
+        return total
+
+
+def _kl(target: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    return (target * (torch.log(target + 1e-8) - torch.log(generated + 1e-8))).sum()

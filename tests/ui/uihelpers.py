@@ -1,0 +1,105 @@
+"""Helpers of the browser-app tests: settings, a dataset with a trained run, a live server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+from privsynth_core.datasets import adult_frame
+from privsynth_ui import data_handlers as data
+from privsynth_ui import run_handlers as runs
+from privsynth_ui.settings import UISettings
+from privsynth_ui.workspace import DatasetRecord, RunRecord, Workspace
+
+PASSWORD = "correct horse battery"
+
+
+def adult_csv(path: Path, n: int = 2000, seed: int = 7) -> Path:
+    """A seeded n-row sample of the embedded Adult table, as CSV."""
+    adult_frame().sample(n, seed=seed).write_csv(path)
+    return path
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> UISettings:
+    """Settings with a private home under ``tmp_path`` and no sign-in delay."""
+    values: dict[str, Any] = {"home": tmp_path / "home", "failure_delay": 0.0}
+    values.update(overrides)
+    return UISettings(**values)
+
+
+def as_upload(settings: UISettings, source: Path) -> Path:
+    """Put ``source`` where Gradio's upload route would have put it."""
+    folder = settings.cache_dir / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return Path(shutil.copy(source, folder / source.name))
+
+
+def rows_of(record: DatasetRecord) -> list[list[Any]]:
+    """The dataset's schema table as the page holds it."""
+    return data.schema_rows(data.current_schema(record))
+
+
+def trained_run(ws: Workspace, settings: UISettings, csv: Path,
+                epsilon: float = 0.5) -> tuple[DatasetRecord, RunRecord]:
+    """A dataset (domain declared public) with a finished ``independent`` run, trained inline."""
+    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name=csv.name,
+                               holdout_share=0.2, exclude="")
+    record = data.set_domain(ws, record.dataset_id, rows_of(record), mode="public",
+                             epsilon=None, delta=None)
+    plan = runs.check_training(ws, record.dataset_id, "independent", {}, epsilon, 0.0, "rdp")
+    run = runs.new_run(ws, plan)
+    run = runs.train(ws, run, lambda progress: None)
+    return record, run
+
+
+def free_port() -> int:
+    """A TCP port free on localhost right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread; yield its base URL."""
+    import uvicorn
+
+    port = free_port()
+    # Clients hold event streams open: do not wait long for them at shutdown.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def sign_in(base: str, user: str, password: str = PASSWORD) -> dict[str, str]:
+    """Sign in through the form; return the session cookie."""
+    response = httpx.post(f"{base}/login", data={"username": user, "password": password,
+                                                  "next": "/app/"})
+    assert response.status_code == 303, response.text
+    return dict(response.cookies)
+
+
+def head_rows(path: Path, n: int) -> pl.DataFrame:
+    """The first rows of a CSV file."""
+    return pl.read_csv(path, n_rows=n, infer_schema=False)

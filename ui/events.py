@@ -1,0 +1,308 @@
+"""The page's event handlers: what each button and selection does, over the user's workspace.
+
+:class:`PageEvents` holds the operator's settings and the training jobs; each method takes the
+caller's :class:`~privsynth_ui.workspace.Workspace` first (given by
+:func:`privsynth_ui.gate.gated`, from the session, never from the client) and the page's inputs,
+calls :mod:`privsynth_ui.data_handlers` / :mod:`privsynth_ui.run_handlers`, and returns what the
+page shows. ``app.py`` lays the page out and wires these to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from privsynth_core.registry import generators
+
+from . import data_handlers as data
+from . import run_handlers as runs
+from . import views
+from .forms import collect_params, field_specs
+from .settings import UISettings
+from .training import TrainingJob, TrainingJobs
+from .workspace import NotFoundError, Workspace
+
+BUDGET_HEADERS = ["dataset", "id", "budget ε", "budget δ", "spent ε", "spent δ", "left ε",
+                  "left δ", "non-DP runs"]
+LEDGER_HEADERS = ["entry", "time", "mechanism", "status", "ε", "δ", "run"]
+RUN_HEADERS = ["run", "created", "dataset", "generator", "target ε", "spent ε", "status", "note"]
+HEADLINE_HEADERS = ["score", "group", "value", "real-data ceiling", "shuffled floor", "verdict",
+                    "why"]
+METRIC_HEADERS = ["metric", "value", "direction", "verdict", "why"]
+
+
+class PageEvents:
+    """The handlers of one page (one app), sharing its settings and training jobs.
+
+    Args:
+        settings: the operator's settings.
+        jobs: the trainings of every user of this app.
+    """
+
+    def __init__(self, settings: UISettings, jobs: TrainingJobs) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.gen_ids = generators().names()
+        self.forms = {g: field_specs(generators().get(g).Params) for g in self.gen_ids}
+
+    def stage(self, path: Path, name: str | None = None) -> str:
+        """A copy of ``path`` in the app's cache, for the browser to fetch."""
+        return views.stage(self.settings.cache_dir, path, name=name)
+
+    def on_load(self, ws: Workspace, wanted: str | None) -> tuple[Any, ...]:
+        """The page as it opens: who is signed in, their datasets, a deep-linked run (?run=ID)."""
+        choices = dataset_choices(ws)
+        current = choices[0][1] if choices else None
+        message, run_value = "", None
+        if wanted:
+            try:
+                record = ws.run(wanted)
+                current, run_value = record.dataset_id, record.run_id
+                message = f"Opened run `{record.run_id}`."
+            except NotFoundError:
+                message = f"Run `{str(wanted)[:40]}` not found."
+        badge = f"Signed in as **{ws.user}** · [Sign out](/logout)"
+        return (badge, message, gr.update(choices=choices, value=current),
+                gr.update(choices=data.server_files(self.settings)), run_value)
+
+    def select_dataset(self, ws: Workspace, dataset_id: str | None,
+                       wanted_run: str | None) -> tuple[Any, ...]:
+        """Show a dataset: its summary, schema table, runs and default delta."""
+        """The page as it opens: who is signed in, their datasets, a deep-linked run (?run=ID)."""
+        if not dataset_id:
+            return (views.dataset_info(ws, None), gr.update(), "", gr.update(choices=[]),
+                    gr.update(choices=[]), gr.update(), "public")
+        record = ws.dataset(dataset_id)
+        schema = data.current_schema(record)
+        choices = run_choices(ws, record.dataset_id)
+        latest = choices[0][1] if choices else None
+        if wanted_run in {value for _, value in choices}:
+            latest = wanted_run  # a deep link (?run=ID) to one of this dataset's runs
+        return (views.dataset_info(ws, record), views.table_value(
+            data.schema_rows(schema), data.SCHEMA_HEADERS), data.excluded_text(schema),
+            gr.update(choices=choices, value=latest),
+            gr.update(choices=choices, value=latest),
+            gr.update(value=runs.default_delta(record.rows)), record.domain or "public")
+
+    def add_upload(self, ws: Workspace, file: Any, name: str, share: float,
+                   exclude: str) -> Any:
+        """Add an uploaded CSV/Parquet file as a new dataset."""
+        record = data.add_uploaded(ws, self.settings, file, name=name, holdout_share=share,
+                                   exclude=exclude)
+        return gr.update(choices=dataset_choices(ws), value=record.dataset_id), None
+
+    def add_server(self, ws: Workspace, choice: str, name: str, share: float,
+                   exclude: str) -> Any:
+        """Add a file from an operator-allowed server folder as a new dataset."""
+        record = data.add_server_file(ws, self.settings, choice, name=name, holdout_share=share,
+                                      exclude=exclude)
+        return gr.update(choices=dataset_choices(ws), value=record.dataset_id)
+
+    def save_schema(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
+        """Add a file from an operator-allowed server folder as a new dataset."""
+        schema = data.save_draft(ws, dataset_id, table_rows(rows))
+        gr.Info("Schema saved; fix the domain again before training.", duration=4)
+        return (views.table_value(data.schema_rows(schema), data.SCHEMA_HEADERS),
+                views.dataset_info(ws, ws.dataset(dataset_id)))
+
+    def fix_domain(self, ws: Workspace, dataset_id: str, rows: Any, mode: str, eps: float | None,
+                   dlt: float | None) -> Any:
+        """Fix the dataset's domain: declared public, or learned with DP (charged)."""
+        """Save the edited schema table as the dataset's draft."""
+        record = data.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
+                                 delta=dlt)
+        schema = data.current_schema(record)
+        gr.Info("Domain fixed: " + ("declared public." if mode == "public" else
+                                    f"learned with DP for ε = {record.domain_epsilon:g}."),
+                duration=4)
+        return (views.table_value(data.schema_rows(schema), data.SCHEMA_HEADERS),
+                views.dataset_info(ws, record))
+
+    def choose_generator(self, ws: Workspace, gid: str) -> list[Any]:
+        """Show the chosen generator's description and parameter form."""
+        return [describe(gid)] + [gr.update(visible=g == gid) for g in self.gen_ids]
+
+    def collect(self, ws: Workspace, gid: str, *values: Any) -> str:
+        """Show the chosen generator's description and parameter form."""
+        if gid not in self.forms:
+            generators().get(str(gid))  # raises UnknownPluginError listing the valid ids
+        offset = 0
+        for g in self.gen_ids:
+            if g == gid:
+                break
+            offset += len(self.forms[g])
+        own = list(values[offset:offset + len(self.forms[gid])])
+        return json.dumps(collect_params(self.forms[gid], own), indent=2)
+
+    def preview_cost(self, ws: Workspace, dataset_id: str, gid: str, params: str, eps: float,
+                     dlt: float, acc: str) -> str:
+        """What a training would spend, before anything is charged."""
+        """The chosen generator's form values as a JSON object of parameters."""
+        return runs.plan_text(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
+
+    def train(self, ws: Workspace, dataset_id: str, gid: str, params: str, eps: float,
+              dlt: float, acc: str) -> Iterator[Any]:
+        """Train a generator on the dataset, yielding live progress until it ends."""
+        plan = runs.check_training(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
+        record = runs.new_run(ws, plan)
+
+        def work(job: TrainingJob) -> None:
+            runs.train(ws, job.run, job.report)
+
+        def finish(job: TrainingJob) -> None:
+            if job.outcome != "done":
+                runs.finish_run(ws, job.run, job.outcome, job.message)
+
+        job = self.jobs.start(ws.user, record, work, finish)
+        yield from watch(job)
+
+    def cancel(self, ws: Workspace) -> str:
+        """Ask the caller's running training to stop at its next epoch."""
+        job = self.jobs.cancel(ws.user)
+        if job is None:
+            return "No training of yours is running."
+        return (f"Cancelling run `{job.run.run_id}` at the end of the current epoch. The "
+                f"ledger keeps its whole reservation: the data has been used.")
+
+    def after_train(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
+        """Ask the caller's running training to stop at its next epoch."""
+        choices = run_choices(ws, dataset_id)
+        latest = choices[0][1] if choices else None
+        record = ws.dataset(dataset_id) if dataset_id else None
+        return (gr.update(choices=choices, value=latest),
+                gr.update(choices=choices, value=latest), views.dataset_info(ws, record))
+
+    def generate(self, ws: Workspace, run_id: str, n: float, seed: float) -> tuple[Any, ...]:
+        """Refresh the run lists and the dataset summary after a training."""
+        path, frame = runs.generate(ws, self.settings, run_id, n, seed)
+        record = ws.run(run_id)
+        note = (f"{frame.height:,} rows drawn from run `{record.run_id}` "
+                f"(ε = {views.fmt(record.spent_epsilon)}): post-processing of the DP model, "
+                f"free and shareable." if record.private else
+                "⚠ **NOT differentially private**: these rows must not be released.")
+        return self.stage(path), frame.head(20).to_pandas(), note
+
+    def targets(self, ws: Workspace, run_id: str | None) -> Any:
+        """Draw synthetic rows from a trained run: file, preview and a note on its privacy."""
+        choices = runs.target_choices(ws, run_id)
+        return gr.update(choices=choices, value=choices[0] if choices else None)
+
+    def evaluate(self, ws: Workspace, run_id: str, tgt: str | None, fast: bool) -> tuple[Any, ...]:
+        """The columns a utility metric can predict, for a run."""
+        view = runs.evaluate(ws, self.settings, run_id, target=tgt, quick=fast)
+        link = (f"<p><a href='/files/runs/{run_id}/report/report.html' target='_blank' "
+                f"rel='noopener'>Open the full report</a> (NOT DP: custodian-only)</p>")
+        note = (f"Evaluated `{view.sample.name}` against the real training rows."
+                + "".join(f"\n- {n}" for n in view.notes))
+        return (views.table_value(view.headlines, HEADLINE_HEADERS),
+                *(views.table_value(view.groups.get(g, []), METRIC_HEADERS)
+                  for g in ("fidelity", "utility", "privacy")),
+                [(self.stage(p), p.stem.split("_", 2)[-1]) for p in view.distribution_plots],
+                [(self.stage(p), p.stem.replace("_", " ")) for p in view.correlation_plots],
+                link, self.stage(view.report_dir, name="privsynth-report-NOT-DP"), note)
+
+    def overview(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
+        """Evaluate a run's synthetic rows against the real ones (NOT DP)."""
+        ledger = runs.ledger_rows(ws, dataset_id) if dataset_id else []
+        budget = runs.budget_of(ws, dataset_id) if dataset_id else None
+        return (views.table_value(runs.budget_rows(ws), BUDGET_HEADERS),
+                views.table_value(ledger, LEDGER_HEADERS),
+                views.table_value(runs.run_rows(ws), RUN_HEADERS),
+                budget.epsilon if budget else None, budget.delta if budget else None)
+
+    def set_budget(self, ws: Workspace, dataset_id: str, eps: float, dlt: float) -> tuple[Any, ...]:
+        """Budgets of every dataset, the current dataset's ledger, every run."""
+        runs.set_budget(ws, dataset_id, eps, dlt)
+        return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
+
+    def run_details(self, ws: Workspace, run_id: str) -> dict[str, Any]:
+        """Change the current dataset's budget (never below what is spent)."""
+        return runs.run_details(ws, run_id)
+
+    def domain_cost_text(self, ws: Workspace, dataset_id: str | None, mode: str, eps: float,
+                         dlt: float) -> str:
+        """What the chosen domain step would cost."""
+        """A run's record, by id (only the caller's own runs)."""
+        return data.domain_cost_text(ws, dataset_id, mode, eps, dlt)
+
+    def show_dp_inputs(self, ws: Workspace, mode: str) -> Any:
+        """Show the epsilon/delta inputs only for a DP domain."""
+        return gr.update(visible=mode == "dp")
+
+    def server_list(self, ws: Workspace) -> Any:
+        """The files of the operator-allowed server folders."""
+        return gr.update(choices=data.server_files(self.settings))
+
+
+def dataset_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """(label, id) of the user's datasets, newest first."""
+    return [(d.label, d.dataset_id) for d in ws.datasets()]
+
+
+def run_choices(ws: Workspace, dataset_id: str | None) -> list[tuple[str, str]]:
+    """(label, id) of the user's finished runs (of one dataset), newest first."""
+    return [(r.label, r.run_id) for r in ws.runs(dataset_id or None) if r.status == "done"]
+
+
+def watch(job: TrainingJob) -> Iterator[tuple[str, Any]]:
+    """Yield the job's progress about twice a second until it ends, then its final state."""
+    while not job.finished.wait(0.5):
+        yield views.progress_html(job), loss_plot(job)
+    yield views.progress_html(job), loss_plot(job)
+
+
+def loss_plot(job: TrainingJob) -> Any:
+    """The loss plot's update, with its colours named in the label (the legend gets clipped)."""
+    frame = views.loss_frame(job)
+    if frame is None:
+        return gr.update(value=None)
+    names = sorted(set(frame["loss"]))
+    colours = dict(zip(names, views.PLOT_COLOURS, strict=False))
+    legend = ", ".join(f"{n} ({views.COLOUR_NAMES[c]})" for n, c in colours.items())
+    return gr.update(value=frame, color_map=colours,
+                     label=f"Losses per epoch: {legend} (on real rows: for you, not released)")
+
+
+def describe(generator_id: str | None) -> str:
+    """A generator's description, flagged when it is not differentially private."""
+    if not generator_id:
+        return "No generator is installed."
+    cls = generators().get(generator_id)
+    label = "" if cls.is_dp else "⚠ **NOT differentially private.** "
+    return label + (cls.description or generator_id)
+
+
+def table_rows(value: Any) -> list[list[Any]]:
+    """Rows of a Dataframe value (pandas frame, dict or list)."""
+    if value is None:
+        return []
+    if hasattr(value, "values") and hasattr(value, "columns"):
+        return [list(r) for r in value.values.tolist()]
+    if isinstance(value, dict):
+        return [list(r) for r in value.get("data", [])]
+    return [list(r) for r in value]
+
+
+def parse_params(text: str | None) -> dict[str, Any]:
+    """The parameters JSON object sent with a training request.
+
+    Raises:
+        ConfigError: not JSON, or not an object.
+    """
+    from privsynth_core.errors import ConfigError
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError("the parameters are not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ConfigError("the parameters must be a JSON object of name: value")
+    return value
+
+

@@ -3,6 +3,7 @@
 - :func:`privsynth_flows.synthesize.synthesize`: one run, load to publish;
 - :func:`privsynth_flows.synthesize.evaluate`: re-score a published run;
 - :func:`privsynth_flows.sweep.sweep`: generators x epsilons x seeds, budget checked up front;
+- :func:`privsynth_flows.audit.audit`: empirical privacy audit, training runs fanned out;
 - :mod:`privsynth_flows.deploy`: scheduled deployments (``privsynth deploy``);
 - :mod:`privsynth_flows.runtime`: the Prefect API and the task runner (threads or Dask).
 

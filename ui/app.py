@@ -75,7 +75,7 @@ def build_demo(settings: UISettings | None = None, *,
                    delete_cache=(3600, 86400)) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("## privsynth · differentially private synthetic tables")
-            user_badge = gr.Markdown(elem_classes="ps-user", elem_id="ps-user")
+            user_badge = gr.HTML(elem_classes="ps-user", elem_id="ps-user")
         notice = gr.Markdown(elem_classes="ps-notice", elem_id="ps-notice")
         with gr.Row(equal_height=True):
             # Ids lists are per user, filled at run time: the handlers check every id against the
@@ -92,12 +92,14 @@ def build_demo(settings: UISettings | None = None, *,
                     gr.Markdown("### Add a table")
                     upload = gr.File(label=f"Upload CSV or Parquet (at most "
                                      f"{settings.max_upload_bytes / 2**20:g} MB)",
-                                     file_types=[".csv", ".tsv", ".gz", ".parquet"])
+                                     file_types=data.UPLOAD_TYPES,
+                                     elem_id="ps-upload")
                     add_upload_btn = gr.Button("Add uploaded file", variant="primary")
                     with gr.Accordion("…or pick a file in a server folder",
                                       open=bool(settings.data_dirs)):
                         server_file = gr.Dropdown(
                             label="Server file", choices=[], allow_custom_value=True,
+                            elem_id="ps-server-file",
                             info="only the folders the operator allowed" if
                             settings.data_dirs else "the operator allowed no server folder")
                         add_server_btn = gr.Button("Add server file")
@@ -115,7 +117,7 @@ def build_demo(settings: UISettings | None = None, *,
                         headers=data.SCHEMA_HEADERS,
                         datatype=["str", "str", "bool", "str", "str", "str"],
                         interactive=True, wrap=True, static_columns=[0],
-                        column_widths=["16%", "14%", "9%", "10%", "10%", "41%"],
+                        column_widths=["15%", "13%", "11%", "10%", "10%", "41%"],
                         max_height=420, label="Schema")
                     save_schema_btn = gr.Button("Save edits", size="sm")
                     domain_mode = gr.Radio(DOMAIN_CHOICES, value="public",
@@ -133,7 +135,7 @@ def build_demo(settings: UISettings | None = None, *,
                          for g in gen_ids], value=default_gen, label="Generator")
                     gen_desc = gr.Markdown(describe(default_gen))
                     groups: dict[str, Any] = {}
-                    fields: dict[str, list[gr.components.Component]] = {}
+                    fields: dict[str, list[Any]] = {}
                     for gid in gen_ids:
                         with gr.Accordion(f"Parameters of {gid}", open=True,
                                           visible=gid == default_gen) as group:
@@ -244,10 +246,12 @@ def build_demo(settings: UISettings | None = None, *,
                        ).then(g(ev.domain_cost_text), [dataset, domain_mode, domain_eps,
                                                     domain_delta], domain_cost,
                               api_visibility="undocumented")
+        # The progress tracker would paint a failed add's "Error" over the dataset box; the
+        # error's message shows in its own pop-up anyway.
         add_upload_btn.click(g(ev.add_upload), [upload, new_name, holdout, leave_out],
-                             [dataset, upload], api_name="add_upload")
-        add_server_btn.click(g(ev.add_server), [server_file, new_name, holdout, leave_out], dataset,
-                             api_name="add_server_file")
+                             [dataset, upload], api_name="add_upload", show_progress="hidden")
+        add_server_btn.click(g(ev.add_server), [server_file, new_name, holdout, leave_out],
+                             dataset, api_name="add_server_file", show_progress="hidden")
         save_schema_btn.click(g(ev.save_schema), [dataset, schema_df], [schema_df, dataset_md],
                               api_name="save_schema")
         domain_mode.change(g(ev.show_dp_inputs), domain_mode, domain_dp_row,
@@ -265,9 +269,9 @@ def build_demo(settings: UISettings | None = None, *,
         plan_inputs = [dataset, generator, params_json, epsilon, delta, accountant]
         gr.on([generator.change, epsilon.change, delta.change, accountant.change,
                dataset.change, *(f.change for f in all_fields)],
-              g(ev.collect, 1 + len(all_fields)), [generator, *all_fields], params_json,
-              api_visibility="undocumented", trigger_mode="always_last").success(
-            g(ev.preview_cost), plan_inputs, plan_md, api_name="preview_cost")
+              g(ev.preview, 5 + len(all_fields)),
+              [dataset, generator, epsilon, delta, accountant, *all_fields],
+              [params_json, plan_md], api_name="preview_cost", trigger_mode="always_last")
         train_btn.click(g(ev.collect, 1 + len(all_fields)), [generator, *all_fields], params_json,
                         api_visibility="undocumented").success(
             gated_stream(home, ev.train), plan_inputs, [progress, losses], api_name="train",
@@ -292,8 +296,8 @@ def build_demo(settings: UISettings | None = None, *,
                              [*overview_outputs, dataset_md], api_name="set_budget")
         run_lookup_btn.click(g(ev.run_details), run_lookup, run_json, api_name="run_details")
         server_file.focus(g(ev.server_list), None, server_file, api_visibility="undocumented")
-    demo.queue(default_concurrency_limit=8)
-    return demo
+    queued: gr.Blocks = demo.queue(default_concurrency_limit=8)
+    return queued
 
 
 def __getattr__(name: str) -> Any:

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 from privsynth_core.errors import DomainError, InputFileError, SchemaError
 from privsynth_core.schema import ColumnKind, ExcludedColumn, Schema
 
-from .workspace import DatasetRecord, NotFoundError, Workspace, now
+from .workspace import DatasetRecord, NotFoundError, Workspace, new_id, now
 
 if TYPE_CHECKING:
     from .settings import UISettings
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
+UPLOAD_TYPES = [".csv", ".tsv", ".gz", ".parquet", ".pq"]
 SCHEMA_HEADERS = ["column", "kind", "nulls", "lower", "upper", "categories (separated by |)"]
 HOLDOUT_SEED = 0
 _MAX_LISTED = 500
@@ -308,10 +309,20 @@ def set_domain(ws: Workspace, dataset_id: str, rows: list[list[Any]], *, mode: s
     elif mode == "dp":
         if not epsilon or epsilon <= 0:
             raise DomainError("learning the domain with DP needs an epsilon > 0 (e.g. 0.1)")
-        table = prepare_table(record.train_path, schema_path=record.draft_schema_path,
-                              domain="dp", domain_epsilon=float(epsilon),
-                              domain_delta=float(delta or 1e-6), ledger=ws.ledger,
-                              run_id=f"domain-{record.dataset_id}")
+        run_id = f"domain-{record.dataset_id}-{new_id()}"
+        try:
+            table = prepare_table(record.train_path, schema_path=record.draft_schema_path,
+                                  domain="dp", domain_epsilon=float(epsilon),
+                                  domain_delta=float(delta or 1e-6), ledger=ws.ledger,
+                                  run_id=run_id)
+        except DomainError as exc:
+            # Each column is charged as it is learned: say what this failed attempt spent.
+            spent = [e for e in ws.ledger.entries(record.fingerprint) if e.run_id == run_id]
+            if spent:
+                raise DomainError(
+                    f"{exc}. The {len(spent)} column(s) learned before this one were charged "
+                    f"ε = {sum(e.epsilon for e in spent):.4g} (see Budget & runs)") from None
+            raise
         record.domain_epsilon, record.domain_delta = float(epsilon), float(delta or 1e-6)
     else:
         raise DomainError(f"unknown domain choice {mode!r}: public or dp")

@@ -9,6 +9,7 @@ page shows. ``app.py`` lays the page out and wires these to it.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,14 +66,15 @@ class PageEvents:
                 message = f"Opened run `{record.run_id}`."
             except NotFoundError:
                 message = f"Run `{str(wanted)[:40]}` not found."
-        badge = f"Signed in as **{ws.user}** · [Sign out](/logout)"
+        # Plain HTML: a Markdown link would open a new tab, and signing out belongs in this one.
+        badge = (f"<p>Signed in as <b>{html.escape(ws.user)}</b> · "
+                 f"<a href='/logout' target='_self'>Sign out</a></p>")
         return (badge, message, gr.update(choices=choices, value=current),
                 gr.update(choices=data.server_files(self.settings)), run_value)
 
     def select_dataset(self, ws: Workspace, dataset_id: str | None,
                        wanted_run: str | None) -> tuple[Any, ...]:
         """Show a dataset: its summary, schema table, runs and default delta."""
-        """The page as it opens: who is signed in, their datasets, a deep-linked run (?run=ID)."""
         if not dataset_id:
             return (views.dataset_info(ws, None), gr.update(), "", gr.update(choices=[]),
                     gr.update(choices=[]), gr.update(), "public")
@@ -103,7 +105,7 @@ class PageEvents:
         return gr.update(choices=dataset_choices(ws), value=record.dataset_id)
 
     def save_schema(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
-        """Add a file from an operator-allowed server folder as a new dataset."""
+        """Save the edited schema table as the dataset's draft."""
         schema = data.save_draft(ws, dataset_id, table_rows(rows))
         gr.Info("Schema saved; fix the domain again before training.", duration=4)
         return (views.table_value(data.schema_rows(schema), data.SCHEMA_HEADERS),
@@ -112,7 +114,6 @@ class PageEvents:
     def fix_domain(self, ws: Workspace, dataset_id: str, rows: Any, mode: str, eps: float | None,
                    dlt: float | None) -> Any:
         """Fix the dataset's domain: declared public, or learned with DP (charged)."""
-        """Save the edited schema table as the dataset's draft."""
         record = data.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
                                  delta=dlt)
         schema = data.current_schema(record)
@@ -127,7 +128,7 @@ class PageEvents:
         return [describe(gid)] + [gr.update(visible=g == gid) for g in self.gen_ids]
 
     def collect(self, ws: Workspace, gid: str, *values: Any) -> str:
-        """Show the chosen generator's description and parameter form."""
+        """The chosen generator's form values as a JSON object of parameters."""
         if gid not in self.forms:
             generators().get(str(gid))  # raises UnknownPluginError listing the valid ids
         offset = 0
@@ -138,10 +139,19 @@ class PageEvents:
         own = list(values[offset:offset + len(self.forms[gid])])
         return json.dumps(collect_params(self.forms[gid], own), indent=2)
 
+    def preview(self, ws: Workspace, dataset_id: str, gid: str, eps: float, dlt: float,
+                acc: str, *values: Any) -> tuple[str, str]:
+        """The form's parameters as JSON, and what a training with them would spend.
+
+        One step, not two chained ones: a chained step is dropped while its previous run is
+        still pending, and the page would show the price of older values.
+        """
+        params = self.collect(ws, gid, *values)
+        return params, runs.plan_text(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
+
     def preview_cost(self, ws: Workspace, dataset_id: str, gid: str, params: str, eps: float,
                      dlt: float, acc: str) -> str:
         """What a training would spend, before anything is charged."""
-        """The chosen generator's form values as a JSON object of parameters."""
         return runs.plan_text(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
 
     def train(self, ws: Workspace, dataset_id: str, gid: str, params: str, eps: float,
@@ -169,7 +179,7 @@ class PageEvents:
                 f"ledger keeps its whole reservation: the data has been used.")
 
     def after_train(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
-        """Ask the caller's running training to stop at its next epoch."""
+        """Refresh the run lists and the dataset summary after a training."""
         choices = run_choices(ws, dataset_id)
         latest = choices[0][1] if choices else None
         record = ws.dataset(dataset_id) if dataset_id else None
@@ -177,7 +187,7 @@ class PageEvents:
                 gr.update(choices=choices, value=latest), views.dataset_info(ws, record))
 
     def generate(self, ws: Workspace, run_id: str, n: float, seed: float) -> tuple[Any, ...]:
-        """Refresh the run lists and the dataset summary after a training."""
+        """Draw synthetic rows from a trained run: file, preview and a note on its privacy."""
         path, frame = runs.generate(ws, self.settings, run_id, n, seed)
         record = ws.run(run_id)
         note = (f"{frame.height:,} rows drawn from run `{record.run_id}` "
@@ -187,12 +197,12 @@ class PageEvents:
         return self.stage(path), frame.head(20).to_pandas(), note
 
     def targets(self, ws: Workspace, run_id: str | None) -> Any:
-        """Draw synthetic rows from a trained run: file, preview and a note on its privacy."""
+        """The columns a utility metric can predict, for a run."""
         choices = runs.target_choices(ws, run_id)
         return gr.update(choices=choices, value=choices[0] if choices else None)
 
     def evaluate(self, ws: Workspace, run_id: str, tgt: str | None, fast: bool) -> tuple[Any, ...]:
-        """The columns a utility metric can predict, for a run."""
+        """Evaluate a run's synthetic rows against the real ones (NOT DP)."""
         view = runs.evaluate(ws, self.settings, run_id, target=tgt, quick=fast)
         link = (f"<p><a href='/files/runs/{run_id}/report/report.html' target='_blank' "
                 f"rel='noopener'>Open the full report</a> (NOT DP: custodian-only)</p>")
@@ -206,7 +216,7 @@ class PageEvents:
                 link, self.stage(view.report_dir, name="privsynth-report-NOT-DP"), note)
 
     def overview(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
-        """Evaluate a run's synthetic rows against the real ones (NOT DP)."""
+        """Budgets of every dataset, the current dataset's ledger, every run."""
         ledger = runs.ledger_rows(ws, dataset_id) if dataset_id else []
         budget = runs.budget_of(ws, dataset_id) if dataset_id else None
         return (views.table_value(runs.budget_rows(ws), BUDGET_HEADERS),
@@ -215,18 +225,17 @@ class PageEvents:
                 budget.epsilon if budget else None, budget.delta if budget else None)
 
     def set_budget(self, ws: Workspace, dataset_id: str, eps: float, dlt: float) -> tuple[Any, ...]:
-        """Budgets of every dataset, the current dataset's ledger, every run."""
+        """Change the current dataset's budget (never below what is spent)."""
         runs.set_budget(ws, dataset_id, eps, dlt)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
     def run_details(self, ws: Workspace, run_id: str) -> dict[str, Any]:
-        """Change the current dataset's budget (never below what is spent)."""
+        """A run's record, by id (only the caller's own runs)."""
         return runs.run_details(ws, run_id)
 
     def domain_cost_text(self, ws: Workspace, dataset_id: str | None, mode: str, eps: float,
                          dlt: float) -> str:
         """What the chosen domain step would cost."""
-        """A run's record, by id (only the caller's own runs)."""
         return data.domain_cost_text(ws, dataset_id, mode, eps, dlt)
 
     def show_dp_inputs(self, ws: Workspace, mode: str) -> Any:

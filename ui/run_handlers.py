@@ -319,11 +319,13 @@ def target_choices(ws: Workspace, run_id: str | None) -> list[str]:
 
 def budget_rows(ws: Workspace) -> list[list[Any]]:
     """One row per dataset: budget, spent, left, non-DP runs."""
-    rows = []
+    from privsynth_core.errors import BudgetNotSetError
+
+    rows: list[list[Any]] = []
     for dataset in ws.datasets():
         try:
             s = ws.ledger.status(dataset.fingerprint)
-        except Exception:  # a dataset without a budget shows as such
+        except BudgetNotSetError:  # shown as such
             rows.append([dataset.name, dataset.dataset_id, None, None, None, None, None, None,
                          0])
             continue

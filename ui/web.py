@@ -223,10 +223,11 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
     # that file paths sent by a client were uploaded (gradio 6.31). Our upload handler checks
     # again on its own.
     demo.has_launched = True
-    return gr.mount_gradio_app(
+    mounted: FastAPI = gr.mount_gradio_app(
         app, demo, path=APP_PATH, auth_dependency=session_user, footer_links=["api"],
         max_file_size=settings.max_upload_bytes, show_error=False, css=CSS,
         theme=gr.themes.Default(primary_hue="blue"))
+    return mounted
 
 
 def serve(settings: UISettings, *, host: str = "127.0.0.1", port: int = 7860) -> None:

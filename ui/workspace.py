@@ -133,8 +133,8 @@ class RunRecord:
     def label(self) -> str:
         """What dropdowns show."""
         target = f"ε={self.epsilon:g}" if self.epsilon is not None else "NOT DP"
-        return (f"{self.generator} {target} · {self.dataset_name} · {self.run_id[:6]} "
-                f"({self.status})")
+        status = "" if self.status == "done" else f" ({self.status})"
+        return f"{self.generator} {target} · {self.dataset_name} · {self.run_id[:6]}{status}"
 
 
 def _load(cls: type[Any], path: Path) -> Any:

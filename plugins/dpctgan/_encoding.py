@@ -158,8 +158,8 @@ class CTGANEncoder:
                 exprs.append(offset.alias(col.name + OFFSET_SUFFIX))
         return self.inner.encode(frame.select(exprs))
 
-    def decode(self, array: npt.NDArray[np.floating], *, rng: np.random.Generator | None
-               ) -> pl.DataFrame:
+    def decode(self, array: npt.NDArray[np.floating], *,
+               rng: np.random.Generator | None = None) -> pl.DataFrame:
         """Generator output -> a frame with the schema's columns and exact dtypes."""
         derived = self.inner.decode(array, rng=rng)
         out: list[pl.Series] = []

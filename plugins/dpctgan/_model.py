@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from privsynth_core import Accountant, Schema, Table
     from privsynth_core.generator import ProgressCallback
 
-    from . import DPCTGANParams, DPPlan
+    from . import DPCTGANParams
+    from ._plan import DPPlan
 
 SAMPLE_CHUNK_ROWS = 16_384
 
@@ -224,7 +225,7 @@ class DPCTGANTrainer:
         self.critic_opt = optimizer_cls(
             torch.optim.Adam(self.critic.parameters(), lr=params.critic_lr, betas=(0.5, 0.9)),
             noise_multiplier=noise_multiplier, max_grad_norm=clip,
-            expected_batch_size=self.expected_batch_size,  # type: ignore[arg-type]
+            expected_batch_size=self.expected_batch_size,
             loss_reduction="mean", generator=self.noise_generator,
         )
         self.generator_opt = torch.optim.Adam(
@@ -287,7 +288,8 @@ class DPCTGANTrainer:
             DPTensorFastGradientClipping(self.critic, opt, per_row, "mean").backward()
             self.last_norms = self.critic.per_sample_gradient_norms
         else:
-            per_row.mean().backward()
+            mean_loss: Any = per_row.mean()  # torch's backward is untyped for mypy
+            mean_loss.backward()
         # Clip, sum, add noise of std sigma * C, divide by the expected batch size q * n.
         if opt.pre_step():
             opt.original_optimizer.step()

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "run_cmd",
     "ui_cmd",
     "users_cmd",
+    "audit_cmd",
 )
 
 

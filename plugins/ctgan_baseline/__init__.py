@@ -7,18 +7,17 @@ data: every one of those is what DESIGN §4 forbids in DP mode. Its output carri
 guarantee**: the description, ``privsynth plugins list``, the model manifest and the ledger say
 so (the ledger records the fit as non-DP and refuses to treat it as private).
 
-Persistence: SDV 2.x can only save a synthesizer as a cloudpickle of the whole object (its RDT
-transformers and scikit-learn mixtures have no other serialisation), so that pickle is kept
-*inside the model directory* as ``sdv_ctgan.pkl``, and its SHA-256 is written into the manifest
-and checked before anything is unpickled. Unpickling runs code: load only model directories you
-made or trust. Everything else (parameters, schema, fit summary) is in the JSON manifest.
+Persistence without pickle: SDV can only save a synthesizer as a cloudpickle (unpickling runs
+code), so the fitted object graph is written as a JSON state tree plus a ``torch.save`` of plain
+tensors, and rebuilt on load from an allow-list of classes without running any of their code
+(see ``_state``). A loaded model samples exactly the rows the fitted one did.
 
 sdv and torch load inside the methods, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -46,7 +45,8 @@ if TYPE_CHECKING:
     from privsynth_core import PrivacyBudget, Schema, Table
     from privsynth_core.generator import ProgressCallback
 
-PICKLE_FILE = "sdv_ctgan.pkl"
+STATE_FILE = "sdv_state.json"
+TENSORS_FILE = "sdv_tensors.pt"
 _TABLE = "table"
 
 
@@ -129,14 +129,6 @@ def _seeded(seed: int | None, threads: int) -> Iterator[None]:
         torch.set_num_threads(old_threads)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class CTGANGenerator(Generator):
     """SDV's CTGAN, unmodified: a quality reference that is NOT differentially private."""
 
@@ -163,6 +155,16 @@ class CTGANGenerator(Generator):
         assert isinstance(self.params, CTGANParams)
         return self.params
 
+    def _sdv_kwargs(self) -> dict[str, Any]:
+        p = self.p
+        return {
+            "epochs": p.epochs, "batch_size": p.batch_size, "embedding_dim": p.embedding_dim,
+            "generator_dim": p.generator_dim, "discriminator_dim": p.discriminator_dim,
+            "generator_lr": p.generator_lr, "discriminator_lr": p.discriminator_lr,
+            "discriminator_steps": p.discriminator_steps, "pac": p.pac,
+            "log_frequency": p.log_frequency, "enable_gpu": p.device != "cpu",
+        }
+
     def _fit(
         self,
         table: Table,
@@ -179,13 +181,7 @@ class CTGANGenerator(Generator):
         p = self.p
         if p.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU here")
-        synth = CTGANSynthesizer(
-            sdv_metadata(table.schema), epochs=p.epochs, batch_size=p.batch_size,
-            embedding_dim=p.embedding_dim, generator_dim=p.generator_dim,
-            discriminator_dim=p.discriminator_dim, generator_lr=p.generator_lr,
-            discriminator_lr=p.discriminator_lr, discriminator_steps=p.discriminator_steps,
-            pac=p.pac, log_frequency=p.log_frequency, enable_gpu=p.device != "cpu",
-        )
+        synth = CTGANSynthesizer(sdv_metadata(table.schema), **self._sdv_kwargs())
         started = time.perf_counter()
         with _seeded(p.seed, p.num_threads):
             try:
@@ -233,29 +229,64 @@ class CTGANGenerator(Generator):
             raise GeneratorError(f"SDV's CTGAN produced rows outside the schema: {exc}") from exc
 
     def _save_state(self, directory: Path) -> None:
-        path = directory / PICKLE_FILE
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self._synth.save(str(path))
-        assert self.fit_summary is not None
-        # The manifest is written after this hook: it records the pickle's hash.
-        self.fit_summary.extra["sdv_pickle_sha256"] = _sha256(path)
+        import torch
+
+        from ._state import StateError, dump
+
+        try:
+            tree, tensors = dump(self._synth, skip=_placeholders(self._synth))
+        except StateError as exc:
+            raise GeneratorError(
+                f"cannot save this SDV CTGAN model without pickling it: {exc}"
+            ) from None
+        (directory / STATE_FILE).write_text(json.dumps(tree), encoding="utf-8")
+        torch.save(tensors, directory / TENSORS_FILE)
 
     def _load_state(self, directory: Path) -> None:
-        path = directory / PICKLE_FILE
-        expected = (self.fit_summary.extra if self.fit_summary else {}).get("sdv_pickle_sha256")
-        if not path.is_file():
-            raise GeneratorError(f"{directory} has no {PICKLE_FILE}: the model is incomplete")
-        if not expected or _sha256(path) != expected:
-            raise GeneratorError(
-                f"{path} does not match the SHA-256 recorded in the manifest; refusing to "
-                f"unpickle it (the directory was changed or damaged)"
-            )
-        from sdv.utils import load_synthesizer
+        import torch
+        from sdv.single_table import CTGANSynthesizer
 
+        from ._state import StateError, load
+
+        assert self.schema is not None
+        try:
+            tree = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+            tensors = torch.load(directory / TENSORS_FILE, map_location="cpu", weights_only=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise GeneratorError(f"cannot read the CTGAN model in {directory}: {exc}") from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._synth = load_synthesizer(str(path))
+            skeleton = CTGANSynthesizer(sdv_metadata(self.schema), **self._sdv_kwargs())
+        skipped = {name: _resolve(skeleton, name) for name in _PLACEHOLDERS}
+        try:
+            self._synth = load(tree, tensors, skipped=skipped)
+        except (StateError, KeyError, TypeError, AttributeError, ImportError) as exc:
+            raise GeneratorError(
+                f"the CTGAN model in {directory} does not fit this SDV version or is damaged: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+
+# Unfitted parts of a synthesizer that are rebuilt from the schema instead of being stored: the
+# metadata objects and the per-sdtype transformer templates (one holds a Faker instance).
+_PLACEHOLDERS = ("_input_metadata", "_original_metadata", "_data_processor.metadata",
+                 "_data_processor._transformers_by_sdtype")
+
+
+def _resolve(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _placeholders(synth: Any) -> dict[int, str]:
+    found = {}
+    for name in _PLACEHOLDERS:
+        try:
+            found[id(_resolve(synth, name))] = name
+        except AttributeError:
+            continue
+    return found
 
 
 @hookimpl

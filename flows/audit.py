@@ -1,0 +1,71 @@
+"""The ``audit`` flow: an empirical privacy audit whose training runs fan out on the task runner.
+
+check -> one ``audit_trial`` task per training run (parallel on the flow's task runner: a thread
+pool, or a Dask cluster via :func:`privsynth_flows.runtime.make_task_runner`, as in the sweep)
+-> pooled one-run bound -> ``audit.json``, ``roc.png``, ``summary.md`` -> markdown artifact.
+
+Every trial trains on a canary-augmented copy of the private table, charged to a throwaway
+ledger inside the task: the audit is a custodian-side test, and its models and samples are
+discarded, never published (see :mod:`privsynth_core.audit`).
+"""
+
+# No `from __future__ import annotations`: Prefect validates flow parameters from the
+# annotations, and a flow shipped to a Dask worker is pickled by value (see flows/sweep.py).
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from privsynth_core import audit as core_audit
+from privsynth_core.audit import AuditConfig, AuditResult, TrialResult
+
+from . import tasks
+from .synthesize import _artifact_key
+
+
+@dataclass
+class AuditOutput:
+    """A finished audit: its verdict and the directory holding its files."""
+
+    result: AuditResult
+    output_dir: Path
+
+
+@task(retries=0)
+def audit_trial(config: AuditConfig, index: int) -> TrialResult:
+    """One training run on canary-augmented data, scored from its synthetic output only."""
+    return core_audit.run_trial(config, index)
+
+
+@task(**tasks.IO)
+def write_audit(result: AuditResult, directory: str, overwrite: bool) -> str:
+    """Write audit.json, roc.png and summary.md atomically (custodian-only outputs)."""
+    return str(core_audit.write_audit(result, directory, overwrite=overwrite))
+
+
+@flow(name="audit", log_prints=True)
+def audit(config: AuditConfig, output_dir: str, overwrite: bool = False) -> AuditOutput:
+    """Audit a generator's epsilon claim with canaries; write the report to ``output_dir``.
+
+    Raises:
+        UnknownPluginError, ConfigError: the audit cannot run (nothing was trained).
+    """
+    core_audit.check_config(config)
+    target = Path(output_dir)
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        from privsynth_core.errors import InputFileError
+
+        raise InputFileError(f"output directory {target} already exists and is not empty; "
+                             f"choose another path or pass --overwrite")
+    futures = [audit_trial.submit(config, i) for i in range(config.runs)]
+    trials = [future.result() for future in futures]
+    result = core_audit.summarise(config, trials)
+    write_audit(result, output_dir, overwrite)
+    create_markdown_artifact(core_audit.summary_markdown(result),
+                             key=_artifact_key(f"audit-{config.generator}-{target.name}"),
+                             description="privsynth privacy audit (custodian-only)")
+    print(f"audit of {config.generator}: claimed epsilon {result.claimed_epsilon:g}, "
+          f"lower bound {result.epsilon_lower_bound:.3f} (ceiling {result.ceiling:.3f})"
+          + (" -- REFUTED" if result.refuted else ""))
+    return AuditOutput(result, target)

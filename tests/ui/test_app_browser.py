@@ -1,0 +1,249 @@
+"""The browser app in a real headless Chromium (Playwright), served by `privsynth ui`.
+
+The walk: sign up, sign out, sign in, upload a 2,000-row Adult sample, confirm the domain, train
+a short DP run with live progress, generate and download rows, evaluate and open the report,
+check the ledger. Then two users try to reach each other's run through the page, and the page
+refuses path traversal and an oversize upload. Screenshots go to ``$PRIVSYNTH_UI_SCREENSHOTS``
+(or a temporary folder, printed).
+
+Needs the ``playwright`` Python package and a system Chromium (``/usr/bin/chromium``; no browser
+is downloaded). Without them these tests are skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from uihelpers import PASSWORD, adult_csv, free_port, settings_for, trained_run
+
+from privsynth_ui.auth import UserStore
+from privsynth_ui.workspace import Workspace
+
+CHROMIUM = os.environ.get("PRIVSYNTH_CHROMIUM", "/usr/bin/chromium")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="the browser tests need the playwright package")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+expect = playwright_api.expect
+WAIT = 120_000  # ms; a loaded CI machine trains and evaluates slowly
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`privsynth ui` in a subprocess on a free port, with an allowed folder and a 1 MB limit."""
+    tmp = tmp_path_factory.mktemp("browser")
+    folder = tmp / "shared"
+    folder.mkdir()
+    adult_csv(folder / "adult-server.csv", n=500)
+    home = tmp / "home"
+    port = free_port()
+    env = {**os.environ, "PRIVSYNTH_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False",
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    log = (tmp / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "privsynth_ui.cli", "ui", "--port", str(port), "--data-dir",
+         str(folder), "--max-upload-mb", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp / "server.log").read_text())
+            time.sleep(0.2)
+        shots = Path(os.environ.get("PRIVSYNTH_UI_SCREENSHOTS") or tmp / "screenshots")
+        shots.mkdir(parents=True, exist_ok=True)
+        print(f"\nscreenshots: {shots}")
+        yield {"base": base, "home": home, "tmp": tmp, "shots": shots,
+               "log": tmp / "server.log"}
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as play:
+        chromium = play.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield chromium
+        chromium.close()
+
+
+def _page(browser: Any, hosts: set[str] | None = None) -> Any:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    if hosts is not None:
+        page.on("request", lambda request: hosts.add(urlparse(request.url).netloc))
+    return page
+
+
+def _sign_in(page: Any, base: str, user: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base}/login")
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    expect(page.locator("#ps-user")).to_contain_text(user, timeout=WAIT)
+
+
+def _toast(page: Any, text: str) -> None:
+    expect(page.get_by_test_id("toast-body").filter(has_text=text).first).to_be_visible(
+        timeout=WAIT)
+
+
+def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> None:
+    base, shots, started = app["base"], app["shots"], time.monotonic()
+    hosts: set[str] = set()
+    page = _page(browser, hosts)
+    page.goto(f"{base}/app/")
+    expect(page).to_have_url(f"{base}/login?next=/app/")
+    page.screenshot(path=shots / "01-sign-in.png")
+    page.get_by_role("link", name="Create one").click()
+    page.fill("#username", "alice")
+    page.fill("#password", PASSWORD)
+    page.fill("#password2", PASSWORD)
+    page.screenshot(path=shots / "02-sign-up.png")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#ps-user")).to_contain_text("alice", timeout=WAIT)
+    page.get_by_role("link", name="Sign out").click()
+    expect(page.locator("p.msg")).to_have_text("You are signed out.")
+    _sign_in(page, base, "alice")
+
+    # Data: upload, look at the inferred schema, declare the domain public.
+    sample = adult_csv(app["tmp"] / "adult2000.csv", n=2000)
+    page.set_input_files("#ps-upload input[type=file]", sample)
+    expect(page.locator("#ps-upload")).to_contain_text("adult2000.csv")
+    page.get_by_role("button", name="Add uploaded file").click()
+    info = page.locator("#ps-dataset-info")
+    expect(info).to_contain_text("1,600 training rows + 400 holdout", timeout=WAIT)
+    expect(info).to_contain_text("not fixed yet")
+    expect(page.get_by_role("grid", name="Schema")).to_contain_text("native-country")
+    page.screenshot(path=shots / "03-data.png", full_page=True)
+    page.get_by_role("button", name="Fix the domain").click()
+    expect(info).to_contain_text("domain declared public", timeout=WAIT)
+
+    # Train: a short DP-SGD run, priced first, with live progress.
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_label("epochs", exact=True).fill("2")
+    page.get_by_label("batch size", exact=True).fill("200")
+    page.get_by_label("batch size", exact=True).press("Tab")
+    plan = page.locator("#ps-plan")
+    expect(plan).to_contain_text("16 critic steps", timeout=WAIT)
+    expect(plan).to_contain_text("This training reserves ε = 1, δ = 1e-05")
+    page.get_by_role("button", name="Train", exact=True).click()
+    progress = page.locator("#ps-progress")
+    expect(progress).to_contain_text("Training finished", timeout=WAIT)
+    expect(progress).to_contain_text("epoch 2 / 2")
+    expect(progress).to_contain_text("ε so far")
+    expect(page.get_by_text("Losses per epoch: critic (blue), generator (orange)")
+           ).to_be_visible()
+    page.screenshot(path=shots / "04-train.png", full_page=True)
+
+    # Generate and download.
+    page.get_by_role("tab", name="Generate").click()
+    page.get_by_label("Rows", exact=True).fill("500")
+    page.get_by_label("Seed", exact=True).fill("7")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.locator("#ps-gen-note")).to_contain_text("500 rows drawn", timeout=WAIT)
+    page.screenshot(path=shots / "05-generate.png", full_page=True)
+    with page.expect_download() as download:
+        page.locator("a[download]").first.click()
+    rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
+    assert rows[0][:2] == ["age", "workclass"] and len(rows) == 501
+    assert download.value.suggested_filename.endswith("500rows-seed7.csv")
+
+    # Evaluate, and open the full report.
+    page.get_by_role("tab", name="Evaluate").click()
+    expect(page.get_by_text("NOT differentially private.").first).to_be_visible()
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    expect(page.locator("#ps-eval-note")).to_contain_text("Evaluated", timeout=WAIT)
+    expect(page.get_by_role("grid", name="Headline scores")).to_contain_text(
+        "DP guarantee (epsilon)")
+    page.screenshot(path=shots / "06-evaluate.png", full_page=True)
+    with page.context.expect_page() as opened:
+        page.locator("#ps-report-link a").click()
+    report = opened.value
+    expect(report.get_by_text("Custodian only — NOT for release.")).to_be_visible(timeout=WAIT)
+    report.screenshot(path=shots / "07-report.png")
+    report.close()
+
+    # Budget & runs: the training is in the ledger, settled to what it spent.
+    page.get_by_role("tab", name="Budget & runs").click()
+    ledger = page.get_by_role("grid", name="Ledger of the current dataset")
+    expect(ledger).to_contain_text("dpwgan training", timeout=WAIT)
+    expect(ledger).to_contain_text("spent")
+    page.screenshot(path=shots / "08-budget.png", full_page=True)
+    assert hosts == {urlparse(base).netloc}, f"requests left localhost: {hosts}"
+    print(f"browser walk: {time.monotonic() - started:.1f}s")
+
+
+def test_users_cannot_reach_each_others_runs_through_the_page(app: dict[str, Any],
+                                                              browser: Any) -> None:
+    base, home = app["base"], app["home"]
+    store = UserStore(home / "users.sqlite")
+    for user in ("carol", "dave"):
+        store.add_user(user, PASSWORD)
+    settings = settings_for(app["tmp"] / "unused", home=home)
+    _, run = trained_run(Workspace(home, "carol"), settings,
+                         adult_csv(app["tmp"] / "carol.csv", n=600))
+    page = _page(browser)
+    _sign_in(page, base, "dave")
+    page.goto(f"{base}/app/?run={run.run_id}")
+    expect(page.locator("#ps-notice")).to_contain_text(f"Run {run.run_id} not found",
+                                                       timeout=WAIT)
+    page.screenshot(path=app["shots"] / "09-other-users-run.png")
+    page.get_by_role("tab", name="Budget & runs").click()
+    page.get_by_label("Run id").fill(run.run_id)
+    page.get_by_role("button", name="Show run").click()
+    _toast(page, f"run '{run.run_id}' not found")
+    answer = page.goto(f"{base}/files/runs/{run.run_id}/samples/")
+    assert answer is not None and answer.status == 404
+    owner = _page(browser)
+    _sign_in(owner, base, "carol")
+    owner.goto(f"{base}/app/?run={run.run_id}")
+    expect(owner.locator("#ps-notice")).to_contain_text(f"Opened run {run.run_id}",
+                                                        timeout=WAIT)
+
+
+def test_the_page_refuses_traversal_and_oversize_uploads(app: dict[str, Any],
+                                                         browser: Any) -> None:
+    UserStore(app["home"] / "users.sqlite").add_user("erin", PASSWORD)
+    page = _page(browser)
+    _sign_in(page, app["base"], "erin")
+    big = adult_csv(app["tmp"] / "big.csv", n=12_000)
+    assert big.stat().st_size > 2**20
+    page.set_input_files("#ps-upload input[type=file]", big)
+    _toast(page, 'exceed the maximum allowed size of 1.0 Mb: "big.csv"')
+    picker = page.locator("#ps-server-file input")
+    for attempt in ("../../etc/passwd", "shared/../home/users.sqlite"):
+        picker.fill(attempt)
+        picker.press("Enter")
+        page.get_by_role("button", name="Add server file").click()
+        _toast(page, f"refused: '{attempt}' is not a table file inside the server folders")
+    page.screenshot(path=app["shots"] / "10-refusals.png")
+    # The allowed folder's own file works.
+    picker.fill("shared/adult-server.csv")
+    picker.press("Enter")
+    page.get_by_role("button", name="Add server file").click()
+    expect(page.locator("#ps-dataset-info")).to_contain_text("400 training rows", timeout=WAIT)
+    assert Workspace(app["home"], "erin").datasets()[0].source == "server: shared/adult-server.csv"
+    assert "Traceback" not in app["log"].read_text()

@@ -10,7 +10,7 @@ its own, without a signed-in user, every handler refuses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 
@@ -31,9 +31,6 @@ from .forms import FieldSpec
 from .gate import error_boundary, gated, gated_stream, workspace_for
 from .settings import UISettings
 from .training import TrainingJobs
-
-if TYPE_CHECKING:
-    pass
 
 DOMAIN_CHOICES = [
     ("Declare public: I confirm these bounds and categories reveal nothing about anyone", "public"),
@@ -68,11 +65,8 @@ def build_demo(settings: UISettings | None = None, *,
     gen_ids = gen_registry.names()
     default_gen = "dpwgan" if "dpwgan" in gen_ids else (gen_ids[0] if gen_ids else None)
 
-    def stage(path: Any, name: str | None = None) -> str:
-        return views.stage(settings.cache_dir, path, name=name)
-
     with gr.Blocks(title="privsynth", analytics_enabled=False,
-                   delete_cache=(3600, 86400)) as demo:
+                   delete_cache=(900, 3600)) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("## privsynth · differentially private synthetic tables")
             user_badge = gr.HTML(elem_classes="ps-user", elem_id="ps-user")
@@ -83,8 +77,7 @@ def build_demo(settings: UISettings | None = None, *,
             dataset = gr.Dropdown(label="Dataset", choices=[], scale=2, interactive=True,
                                   allow_custom_value=True,
                                   info="all tabs work on this dataset")
-            dataset_md = gr.Markdown(views.dataset_info(None, None),  # type: ignore[arg-type]
-                                     elem_id="ps-dataset-info")
+            dataset_md = gr.Markdown(views.NO_DATASET, elem_id="ps-dataset-info")
 
         with gr.Tabs():
             with gr.Tab("Data"), gr.Row():
@@ -117,7 +110,7 @@ def build_demo(settings: UISettings | None = None, *,
                         headers=data.SCHEMA_HEADERS,
                         datatype=["str", "str", "bool", "str", "str", "str"],
                         interactive=True, wrap=True, static_columns=[0],
-                        column_widths=["15%", "13%", "11%", "10%", "10%", "41%"],
+                        column_widths=["14%", "15%", "11%", "10%", "10%", "40%"],
                         max_height=420, label="Schema")
                     save_schema_btn = gr.Button("Save edits", size="sm")
                     domain_mode = gr.Radio(DOMAIN_CHOICES, value="public",
@@ -163,9 +156,8 @@ def build_demo(settings: UISettings | None = None, *,
                         cancel_btn = gr.Button("Cancel training", variant="stop")
                     cancel_note = gr.Markdown(elem_id="ps-cancel-note")
                     progress = gr.HTML(elem_id="ps-progress")
-                    losses = gr.LinePlot(x="epoch", y="value",
-                                         color="loss", label="Losses (on real rows: for you, "
-                                         "not released)", height=300)
+                    losses = gr.LinePlot(x="epoch", y="value", color="loss", height=300,
+                                         label="Losses (on real rows: for you, not released)")
 
             with gr.Tab("Generate"):
                 with gr.Row():
@@ -200,9 +192,9 @@ def build_demo(settings: UISettings | None = None, *,
                             group_dfs[group_name] = gr.Dataframe(
                                 headers=METRIC_HEADERS, interactive=False, wrap=True,
                                 column_widths=["28%", "8%", "12%", "8%", "44%"])
-                dist_gallery = gr.Gallery(label="Distributions: real (blue) vs synthetic (orange)",
-                                          columns=3,
-                                          height="auto", object_fit="contain")
+                dist_gallery = gr.Gallery(
+                    label="Distributions: real (blue) vs synthetic (orange)", columns=3,
+                    height="auto", object_fit="contain")
                 corr_gallery = gr.Gallery(label="Correlations: real, synthetic, difference",
                                           columns=2, height="auto", object_fit="contain")
                 with gr.Row():
@@ -241,11 +233,10 @@ def build_demo(settings: UISettings | None = None, *,
                   api_name="session")
         dataset_outputs = [dataset_md, schema_df, excluded_md, gen_run, eval_run, delta,
                            domain_mode]
+        domain_inputs = [dataset, domain_mode, domain_eps, domain_delta]
         dataset.change(g(ev.select_dataset), [dataset, run_value], dataset_outputs,
-                       api_name="select_dataset"
-                       ).then(g(ev.domain_cost_text), [dataset, domain_mode, domain_eps,
-                                                    domain_delta], domain_cost,
-                              api_visibility="undocumented")
+                       api_name="select_dataset").then(
+            g(ev.domain_cost_text), domain_inputs, domain_cost, api_visibility="undocumented")
         # The progress tracker would paint a failed add's "Error" over the dataset box; the
         # error's message shows in its own pop-up anyway.
         add_upload_btn.click(g(ev.add_upload), [upload, new_name, holdout, leave_out],
@@ -257,13 +248,11 @@ def build_demo(settings: UISettings | None = None, *,
         domain_mode.change(g(ev.show_dp_inputs), domain_mode, domain_dp_row,
                            api_visibility="undocumented")
         gr.on([domain_mode.change, domain_eps.change, domain_delta.change],
-              g(ev.domain_cost_text), [dataset, domain_mode, domain_eps, domain_delta], domain_cost,
-              api_name="domain_cost")
+              g(ev.domain_cost_text), domain_inputs, domain_cost, api_name="domain_cost")
         domain_btn.click(g(ev.fix_domain), [dataset, schema_df, domain_mode, domain_eps,
-                                         domain_delta], [schema_df, dataset_md],
+                                            domain_delta], [schema_df, dataset_md],
                          api_name="set_domain").then(
-            g(ev.domain_cost_text), [dataset, domain_mode, domain_eps, domain_delta], domain_cost,
-            api_visibility="undocumented")
+            g(ev.domain_cost_text), domain_inputs, domain_cost, api_visibility="undocumented")
         generator.change(g(ev.choose_generator), generator, [gen_desc, *groups.values()],
                          api_name="choose_generator")
         plan_inputs = [dataset, generator, params_json, epsilon, delta, accountant]

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from privsynth_core.errors import BudgetNotSetError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -46,10 +48,13 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
+NO_DATASET = "No dataset yet: add a CSV or Parquet table on the **Data** tab."
+
+
 def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
     """One paragraph about the current dataset: size, domain state, budget."""
     if record is None:
-        return "No dataset yet: add a CSV or Parquet table on the **Data** tab."
+        return NO_DATASET
     domain = {"public": "declared public", "dp":
               f"learned with DP (ε = {record.domain_epsilon:g})"}.get(
         record.domain, "**not fixed yet** (confirm or learn it on the Data tab)")
@@ -57,7 +62,7 @@ def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
         status = ws.ledger.status(record.fingerprint)
         budget = (f"budget ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
                   f"left ε = {status.remaining.epsilon:.4g}, δ = {status.remaining.delta:.3g}")
-    except Exception:  # a missing budget is shown, not raised
+    except BudgetNotSetError:
         budget = "no budget set"
     holdout = f" + {record.holdout_rows:,} holdout" if record.holdout_rows else ""
     return (f"**{html.escape(record.name)}**: {record.rows:,} training rows{holdout}, "
@@ -126,11 +131,12 @@ def stage(cache_dir: Path, source: Path, *, name: str | None = None) -> str:
     """Copy ``source`` into the app's private cache for the browser to download.
 
     Gradio serves only files in its cache; the workspace is never exposed as a whole. Staged
-    copies older than an hour are removed as new ones come.
+    copies older than ten minutes are removed as new ones come (Gradio has copied them into
+    its own cache by then, which it clears after an hour).
     """
     root = cache_dir / "staging"
     root.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - 3600
+    cutoff = time.time() - 600
     for old in root.iterdir():
         if old.stat().st_mtime < cutoff:
             shutil.rmtree(old, ignore_errors=True)

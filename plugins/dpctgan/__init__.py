@@ -8,14 +8,22 @@ row selection, pac > 1, gradient penalties on real data outside the clipped path
 in the last epoch). This one keeps CTGAN's architecture and conditional idea and changes every
 piece that touches the private table:
 
-- **encoding** from the schema's domain only (:class:`privsynth_core.encoding.TableEncoder`:
-  bounds-scaled scalars, one-hot categories); nothing is fitted on the data;
-- **conditional vectors from DP-noised marginals**: one Gaussian-noised histogram per discrete
-  column, released once, charged inside the same budget (see "budget split" below). The critic's
-  real side takes each sampled record's *own* category of a randomly chosen discrete column as its
-  condition (a function of that record only, so it stays inside its clipped gradient); the fake
-  side draws conditions from the noisy marginals. No ``log_frequency`` and no row selection by
-  category: ``marginals_share = 0`` drops conditional vectors altogether;
+- **encoding from the domain only** (``_encoding``): CTGAN's mode-specific normalisation with
+  the Gaussian-mixture modes (fitted on raw data) replaced by public ones: each number is one-hot
+  over equal-width bins of its bounds plus a scalar inside the bin, or one-hot over its values
+  for integers with few of them; categories come from the schema. Built on the shared
+  :class:`privsynth_core.encoding.TableEncoder`; nothing is fitted on the data;
+- **conditional vectors from DP-noised marginals** (``_marginals``): one Gaussian-noised
+  histogram per column, released once and charged inside the same budget (see "budget split").
+  The critic's real side takes each sampled record's *own* category of a randomly chosen discrete
+  column as its condition (a function of that record only, so it stays inside its clipped
+  gradient); the fake side draws conditions from the noisy marginals, as CTGAN's sampler draws
+  them from the training frequencies. No ``log_frequency``, no row selection by category;
+  ``marginals_share = 0`` drops conditional vectors altogether;
+- the generator also gets a **marginal loss**: the KL divergence from the noisy marginals to its
+  own expected marginals (post-processing of the release, free). With ``focus_columns`` (e.g. the
+  column a model will predict) the two-way marginals of each focus column with every other column
+  are released too, inside the same budget, and matched the same way;
 - **Poisson sampling** over the whole table (each row independently with rate
   ``q = batch_size / n_rows``), **pac = 1**, **per-record clipping** to ``max_grad_norm`` and
   Gaussian noise of std ``sigma * max_grad_norm`` on the critic only (Opacus; ghost clipping by
@@ -25,10 +33,10 @@ piece that touches the private table:
   clipped path, so it is dropped. The critic is trained with the (non-saturating) GAN loss
   (``critic_loss = "bce"``, default: bounded, needs no Lipschitz constraint) or the Wasserstein
   loss with weight clipping (``"wgan"``);
-- the fake-row term of the critic loss and every generator step read no private data: they are
-  post-processing of already-released (noised) quantities and cost nothing;
-- the number of fake rows per step is the public constant ``round(q * n)``, never the size of the
-  sampled real batch (that would make one record move two gradients);
+- the generated rows in a critic step read no private data and their number is the public
+  constant ``round(q * n)``, never the size of the sampled real batch (that would let one record
+  move two gradients); they go through the same clipped path only to keep both halves of the loss
+  on one scale. Generator steps read no private data and cost nothing;
 - **accounting**: sigma is calibrated with the chosen accountant plugin so that the noisy
   marginals *composed with* the planned DP-SGD steps end at or under the target; training stops
   *before* a step would pass it, and the epsilon reported is the accountant's value for the
@@ -37,18 +45,18 @@ piece that touches the private table:
   never from ``seed`` (a known seed would let anyone replay the noise). ``seed`` fixes weight
   initialisation, latent draws and condition choices only.
 
-**Budget split.** With ``k`` discrete columns, each record adds one count to each of the ``k``
-histograms, so their concatenation has L2 sensitivity ``sqrt(k)`` (add/remove one record). Each
-count gets Gaussian noise of std ``sigma_m * sqrt(k)``: the Gaussian mechanism with noise
-multiplier ``sigma_m``, which the accountant records as one step at sample rate 1, composed with
-the DP-SGD steps that follow. The split is made in Gaussian-DP terms, where privacy costs add up
-as mu squared: with ``mu`` the mu-GDP equivalent of the target (epsilon, delta),
-``sigma_m = 1 / (sqrt(marginals_share) * mu)``, and DP-SGD's sigma is then calibrated by the
-chosen accountant on the *composition* of both, so the total is the target. (A split in epsilon
-terms would be misleading: composition is sub-additive, and RDP cannot even certify a small
-epsilon for one Gaussian release at delta 1e-5.) The reported epsilon is the accountant's
-composed total; the fit summary also gives what DP-SGD alone would have spent, so the marginals'
-real price is visible.
+**Budget split.** With ``k`` released histograms (one per column, plus the focus pairs), each
+record adds one count to at most one cell of each, so together they have L2 sensitivity
+``sqrt(k)`` (add/remove one record). Each count gets Gaussian noise of std ``sigma_m * sqrt(k)``:
+the Gaussian mechanism with noise multiplier ``sigma_m``, which the accountant records as one
+step at sample rate 1, composed with the DP-SGD steps that follow. The split is made in
+Gaussian-DP terms, where privacy costs add up as mu squared: with ``mu`` the mu-GDP equivalent of
+the target (epsilon, delta), ``sigma_m = 1 / (sqrt(marginals_share) * mu)`` (share 0.1 by
+default, 0.3 with focus columns), and DP-SGD's sigma is then calibrated by the chosen accountant
+on the *composition* of both, so the total is the target. (A split in epsilon terms would be
+misleading: composition is sub-additive, and RDP cannot even certify a small epsilon for one
+Gaussian release at delta 1e-5.) The reported epsilon is the accountant's composed total; the fit
+summary also gives what DP-SGD alone would have spent, so the marginals' real price is visible.
 
 torch and opacus load inside the methods (see ``_model``), so importing this module is cheap.
 """

@@ -235,7 +235,9 @@ class DPCTGANTrainer:
         self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
         self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
         self.bce = params.critic_loss == "bce"
-        self.last_norms: torch.Tensor | None = None  # per-record norms of the last step (tests)
+        # The last critic step's input rows (real first) and real-row count: for audits/tests.
+        self.last_batch: torch.Tensor | None = None
+        self.last_real_rows = 0
 
     @contextmanager
     def hooks_off(self) -> Iterator[None]:
@@ -280,13 +282,13 @@ class DPCTGANTrainer:
             fake = torch.cat([self.generator.activate(raw, self.params.gumbel_tau), cond], dim=1)
         m = real.shape[0]
         batch = torch.cat([torch.cat([real, self.cond.from_rows(real)], dim=1), fake], dim=0)
+        self.last_batch, self.last_real_rows = batch.detach(), m
         scores = self.critic(batch).squeeze(1)
         per_row = torch.cat([self._real_loss(scores[:m]), self._fake_loss(scores[m:])])
         if self.ghost:
             from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
             DPTensorFastGradientClipping(self.critic, opt, per_row, "mean").backward()
-            self.last_norms = self.critic.per_sample_gradient_norms
         else:
             mean_loss: Any = per_row.mean()  # torch's backward is untyped for mypy
             mean_loss.backward()

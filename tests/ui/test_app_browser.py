@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -157,6 +158,17 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     expect(page.get_by_text("Losses per epoch: critic (blue), generator (orange)")
            ).to_be_visible()
     page.screenshot(path=shots / "04-train.png", full_page=True)
+    # A long run, cancelled after its first epoch: its reservation stays charged.
+    page.get_by_label("epochs", exact=True).fill("20000")
+    page.get_by_label("epochs", exact=True).press("Tab")
+    expect(plan).to_contain_text("160000 critic steps", timeout=WAIT)
+    page.get_by_role("button", name="Train", exact=True).click()
+    expect(progress).to_contain_text(re.compile(r"epoch \d+ / 20000"), timeout=WAIT)
+    page.get_by_role("button", name="Cancel training").click()
+    expect(page.locator("#ps-cancel-note")).to_contain_text("Cancelling run")
+    expect(progress).to_contain_text("Training cancelled", timeout=WAIT)
+    expect(progress).to_contain_text("keeps the run's whole reservation charged")
+    page.screenshot(path=shots / "04b-cancelled.png", full_page=True)
 
     # Generate and download.
     page.get_by_role("tab", name="Generate").click()
@@ -191,6 +203,8 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     ledger = page.get_by_role("grid", name="Ledger of the current dataset")
     expect(ledger).to_contain_text("dpwgan training", timeout=WAIT)
     expect(ledger).to_contain_text("spent")
+    expect(ledger).to_contain_text("reserved")  # the cancelled run's reservation
+    expect(page.get_by_role("grid", name="Your runs")).to_contain_text("cancelled")
     page.screenshot(path=shots / "08-budget.png", full_page=True)
     assert hosts == {urlparse(base).netloc}, f"requests left localhost: {hosts}"
     print(f"browser walk: {time.monotonic() - started:.1f}s")

@@ -3,7 +3,6 @@ rules as the page (two users who try to reach each other's runs; files a client 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,6 @@ from privsynth_ui.auth import UserStore
 from privsynth_ui.settings import UISettings
 from privsynth_ui.web import create_app
 from privsynth_ui.workspace import Workspace
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")

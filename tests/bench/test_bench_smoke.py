@@ -1,0 +1,62 @@
+"""CI smoke of the benchmarks: both entry points at tiny sizes, so the bench never rots.
+
+Only the embedded Adult table is read (never ../shared); SmartNoise is not run (its environment
+is a separate install). Asserts that the tables and files are produced, not timing values.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from privsynth_core.datasets import ADULT_PATH, adult_frame
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_peers_smoke(tmp_path: Path) -> None:
+    proc = _bench("peers", "--rows", "500", "--test-rows", "300", "--sample-rows", "500",
+                  "--epochs", "1", "--methods", "real,independent,dpwgan", "--epsilons", "1",
+                  "--data", str(ADULT_PATH), "--out", str(tmp_path), "--timeout", "240")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (folder,) = tmp_path.iterdir()
+    table = (folder / "peers.md").read_text(encoding="utf-8")
+    assert "| method | epsilon | fit s |" in table
+    assert "threads: 1 per child" in table
+    for label in ("real sample (ceiling)", "privsynth independent", "privsynth DP-WGAN"):
+        assert label in table and label in proc.stdout
+    rows = json.loads((folder / "peers.json").read_text(encoding="utf-8"))["rows"]
+    assert [r["method"] for r in rows] == ["real", "independent", "dpwgan"]
+    for row in rows:
+        assert "error" not in row, row
+        for key in ("marginal_2way_tvd", "tstr", "detection_auc", "mia_classifier"):
+            assert row[key] is not None and 0.0 <= row[key] <= 1.0, (row["method"], key)
+    for row in rows[1:]:
+        assert row["fit_s"] > 0 and row["sample_s"] > 0 and row["peak_rss_mb"] > 0
+    png = folder / "peers_privacy_utility.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scale_smoke(tmp_path: Path) -> None:
+    data = tmp_path / "adult-5k.csv"
+    adult_frame(5000, seed=3).write_csv(data)
+    proc = _bench("scale", "--data", str(data), "--sizes", "5000", "--sample-rows", "2000",
+                  "--target", "income", "--out", str(tmp_path / "results"), "--timeout", "240")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (folder,) = (tmp_path / "results").iterdir()
+    table = (folder / "scale.md").read_text(encoding="utf-8")
+    assert "load+validate+domain s" in table and "1 DP epoch s" in table
+    (row,) = json.loads((folder / "scale.json").read_text(encoding="utf-8"))["rows"]
+    assert not [k for k in row if k.endswith("_error")], row
+    assert row["load"]["rows"] == pl.read_csv(data).height
+    assert row["train"]["generator"] in {"dpctgan", "dpwgan"}
+    assert row["evaluate"]["evaluate_s"] > 0 and "tstr" in row["evaluate"]["metric_s"]

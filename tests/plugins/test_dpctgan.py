@@ -1,0 +1,322 @@
+"""DP-CTGAN's own DP mechanics, checked directly rather than trusted.
+
+The clipped sum is recomputed with ``torch.func`` and compared with what Opacus handed the
+optimizer; the Poisson sampler, the accountant's epsilon for the marginals plus the steps really
+taken, the refusal of a plan with no step, the noisy marginals' scale and their charge inside the
+budget, and the domain of the output are each measured. (Fit/sample/save/load, seeds and the
+ledger are in ``test_generator_contract.py``, which runs every generator.)
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import torch.nn.functional as F
+
+from privsynth_core import (
+    AccountingError,
+    Column,
+    ColumnKind,
+    ConfigError,
+    PrivacyBudget,
+    PrivacyLedger,
+    Progress,
+    Schema,
+    Table,
+)
+from privsynth_core.registry import accountants
+from privsynth_plugins.dpctgan import DPCTGANGenerator, DPCTGANParams
+from privsynth_plugins.dpctgan._encoding import CTGANEncoder
+from privsynth_plugins.dpctgan._marginals import Conditioner, release_marginals
+from privsynth_plugins.dpctgan._model import (
+    DPCTGANTrainer,
+    PoissonSampler,
+    critic_net,
+    make_encoder,
+)
+from privsynth_plugins.dpctgan._plan import gdp_mu
+
+TINY = {"critic_dim": "32,16", "generator_dim": "32", "embedding_dim": 8, "device": "cpu",
+        "seed": 0}
+
+
+def _trainer(table: Table, params: DPCTGANParams, sigma: float, q: float,
+             one_way: dict[str, list[float]] | None = None) -> DPCTGANTrainer:
+    encoder = make_encoder(table.schema, params)
+    if one_way is None:
+        data = torch.from_numpy(encoder.encode(table.frame))
+        one_way = release_marginals(data, encoder, table.schema.names, (), 20.0).one_way
+    conditioner = Conditioner(encoder, one_way, torch.device("cpu"))
+    return DPCTGANTrainer(encoder, conditioner, None, params, n_rows=table.n_rows,
+                          noise_multiplier=sigma, sample_rate=q, device=torch.device("cpu"))
+
+
+def _per_row_clipped_sum(
+    trainer: DPCTGANTrainer, before: dict[str, torch.Tensor], clip: float
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Recompute, from scratch, the sum of every row's clipped gradient in the last step."""
+    from torch.func import functional_call, grad, vmap
+
+    assert trainer.last_batch is not None
+    batch, m = trainer.last_batch, trainer.last_real_rows
+    plain = critic_net(batch.shape[1], trainer.params.critic_dim, 0.0)
+    is_real = (torch.arange(len(batch)) < m).float()
+
+    def loss_one(p: dict[str, torch.Tensor], x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        score = functional_call(plain, p, (x.unsqueeze(0),)).squeeze()
+        return real * F.softplus(-score) + (1 - real) * F.softplus(score)
+
+    per_row = vmap(grad(loss_one), in_dims=(None, 0, 0))(before, batch, is_real)
+    norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in per_row.values()))
+    factor = (clip / (norms + 1e-6)).clamp(max=1.0)
+    return ({k: torch.einsum("i,i...->...", factor, g) for k, g in per_row.items()},
+            norms, norms * factor)
+
+
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_critic_step_is_the_clipped_sum_of_every_row_plus_noise(
+    adult_small: Table, mode: str
+) -> None:
+    torch.manual_seed(0)
+    clip, sigma, q = 0.02, 1.7, 0.2
+    params = DPCTGANParams(**TINY, max_grad_norm=clip, grad_sample_mode=mode, critic_dropout=0.0)
+    trainer = _trainer(adult_small, params, sigma, q)
+    named = list(trainer.critic._module.named_parameters())
+    before = {k: p.detach().clone() for k, p in named}
+    index = PoissonSampler(adult_small.n_rows, q).draw()
+    real = torch.from_numpy(make_encoder(adult_small.schema, params)
+                            .encode(adult_small.frame[index]))
+    trainer.critic_step(real)
+
+    assert trainer.last_real_rows == len(index)
+    assert len(trainer.last_batch) - len(index) == round(q * adult_small.n_rows)  # fixed fakes
+    total, raw, clipped = _per_row_clipped_sum(trainer, before, clip)
+    m = trainer.last_real_rows
+    assert (clipped[:m] <= clip * (1 + 1e-5)).all()  # every record's gradient is bounded
+    assert (raw[:m] > clip).float().mean() > 0.5  # and the bound really bites here
+    expected = q * adult_small.n_rows
+    for name, param in named:
+        # Opacus summed exactly the clipped per-row gradients: nothing unclipped from real rows.
+        torch.testing.assert_close(param.summed_grad, total[name], rtol=1e-4, atol=1e-6)
+        # The update used (clipped sum + noise) / (q n); the noise has std sigma * C.
+        noise = param.grad * expected - param.summed_grad
+        if noise.numel() >= 500:
+            assert noise.std().item() == pytest.approx(sigma * clip, rel=0.12)
+        else:
+            assert (noise.abs() > 0).all() and noise.abs().max() < 6 * sigma * clip
+
+
+def test_one_record_moves_the_released_gradient_by_at_most_max_grad_norm(
+    adult_small: Table,
+) -> None:
+    """Sensitivity measured: the same step with and without one record, noise off."""
+    clip = 0.05
+    params = DPCTGANParams(**TINY, max_grad_norm=clip, critic_dropout=0.0)
+    encoder = make_encoder(adult_small.schema, params)
+    rows = torch.from_numpy(encoder.encode(adult_small.frame.head(60)))
+    one_way = release_marginals(torch.from_numpy(encoder.encode(adult_small.frame)), encoder,
+                                adult_small.schema.names, (), 20.0).one_way
+    grads = []
+    for batch in (rows, rows[:-1]):
+        torch.manual_seed(3)  # same weights, same fake rows, same conditions for shared rows
+        trainer = _trainer(adult_small, params, 0.0, 0.06, one_way)
+        trainer.critic_step(batch)
+        grads.append(torch.cat([p.summed_grad.flatten() for p in trainer.critic_params]))
+    moved = float((grads[0] - grads[1]).norm())
+    assert 0.5 * clip < moved <= clip * (1 + 1e-4)
+
+
+def test_sampler_is_poisson_with_mean_batch_q_n() -> None:
+    n, q, draws = 2000, 0.05, 400
+    sampler = PoissonSampler(n, q)
+    batches = [sampler.draw() for _ in range(draws)]
+    sizes = np.array([len(b) for b in batches])
+    sd = math.sqrt(n * q * (1 - q))
+    assert abs(sizes.mean() - n * q) < 4 * sd / math.sqrt(draws)
+    assert 0.75 * sd < sizes.std() < 1.25 * sd  # sizes vary as Binomial(n, q)
+    counts = np.bincount(np.concatenate(batches), minlength=n)
+    assert counts.mean() == pytest.approx(q * draws, rel=0.05) and counts.min() > 0
+    assert all(len(np.unique(b)) == len(b) for b in batches)
+    assert not np.array_equal(PoissonSampler(n, q).draw(), PoissonSampler(n, q).draw())
+
+
+def _fit(table: Table, ledger: PrivacyLedger, budget: PrivacyBudget, accountant: str = "rdp",
+         **params: object) -> tuple[DPCTGANGenerator, list[Progress]]:
+    ledger.set_budget(table.fingerprint(), epsilon=50.0, delta=1e-3)
+    generator = DPCTGANGenerator(**{**TINY, **params})
+    seen: list[Progress] = []
+    generator.fit(table, budget=budget, accountant=accountant, ledger=ledger, progress=seen.append)
+    return generator, seen
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_epsilon_is_the_accountants_value_for_marginals_plus_steps_taken(
+    adult_small: Table, ledger: PrivacyLedger, accountant: str
+) -> None:
+    budget = PrivacyBudget(3.0, 1e-5)
+    generator, seen = _fit(adult_small, ledger, budget, accountant, noise_multiplier=1.2,
+                           batch_size=100, epochs=40)
+    summary = generator.fit_summary
+    assert summary is not None and summary.stopped_early  # the budget ends the run
+    acc = accountants().get(accountant)
+    q, sigma_m = 100 / adult_small.n_rows, summary.extra["budget_split"][
+        "marginals_noise_multiplier"]
+    assert summary.accountant_state["history"] == [[sigma_m, 1.0, 1], [1.2, q, summary.steps]]
+
+    def composed(steps: int) -> float:
+        a = acc()
+        a.step(noise_multiplier=sigma_m, sample_rate=1.0)
+        a.step(noise_multiplier=1.2, sample_rate=q, num_steps=steps)
+        return a.get_epsilon(delta=1e-5)
+
+    assert summary.epsilon == pytest.approx(composed(summary.steps), rel=1e-12)
+    assert summary.epsilon <= budget.epsilon < composed(summary.steps + 1)  # stopped in time
+    assert seen[-1].epsilon == pytest.approx(summary.epsilon, rel=1e-12)
+    assert [p.epsilon for p in seen] == sorted(p.epsilon for p in seen)
+    (entry,) = ledger.entries(adult_small.fingerprint())
+    assert entry.status == "spent" and entry.epsilon == pytest.approx(summary.epsilon, rel=1e-12)
+
+
+def test_noisy_marginals_are_charged_inside_the_budget(
+    adult_small: Table, ledger: PrivacyLedger
+) -> None:
+    budget = PrivacyBudget(2.0, 1e-5)
+    generator, _ = _fit(adult_small, ledger, budget, batch_size=200, epochs=3,
+                        focus_columns="income")
+    summary = generator.fit_summary
+    assert summary is not None and not summary.stopped_early and summary.steps == 15
+    split = summary.extra["budget_split"]
+    # The split: sigma_m = 1 / (sqrt(share) * mu), share 0.3 by default with a focus column.
+    assert split["marginals_share"] == 0.3
+    assert split["marginals_noise_multiplier"] == pytest.approx(
+        1 / (math.sqrt(0.3) * gdp_mu(2.0, 1e-5)))
+    assert split["marginal_tables"] == 15 + 14  # one-way for all, two-way income x each other
+    # The marginals really cost something, and the total still meets the target.
+    assert split["dpsgd_epsilon_alone"] < summary.epsilon <= budget.epsilon
+    assert summary.epsilon >= 0.97 * budget.epsilon  # sigma calibrated on the composition
+
+    plain, _ = _fit(adult_small, PrivacyLedger(ledger.path.with_name("other.sqlite")), budget,
+                    batch_size=200, epochs=3, marginals_share=0.0)
+    assert plain.fit_summary is not None
+    assert plain.fit_summary.accountant_state["history"][0][1] != 1.0  # no marginals release
+    assert plain._net.seq[0].fc.in_features == TINY["embedding_dim"]  # no conditional vectors
+
+
+def test_marginals_noise_has_the_declared_scale(adult_small: Table) -> None:
+    params = DPCTGANParams(**TINY)
+    encoder = make_encoder(adult_small.schema, params)
+    data = torch.from_numpy(encoder.encode(adult_small.frame))
+    sigma_m, columns = 4.0, adult_small.schema.names
+    draws = np.array([release_marginals(data, encoder, columns, (), sigma_m).one_way["gender"]
+                      for _ in range(300)])
+    # Each count gets noise of std sigma_m * sqrt(k) (k tables, L2 sensitivity sqrt(k)); after
+    # normalising a two-cell histogram, p0 moves by about (e0 p1 - e1 p0) / n.
+    true = adult_small.frame["gender"].value_counts().sort("gender")["count"].to_numpy()
+    p = true / true.sum()
+    expected = sigma_m * math.sqrt(len(columns)) * math.sqrt((p**2).sum()) / adult_small.n_rows
+    assert draws[:, 0].std() == pytest.approx(expected, rel=0.15)
+    assert draws.mean(axis=0) == pytest.approx(p, abs=0.01)
+
+
+@pytest.mark.parametrize("noise", [0.3, None])
+def test_budget_that_allows_no_step_is_refused_before_anything_is_reserved(
+    adult_small: Table, ledger: PrivacyLedger, noise: float | None
+) -> None:
+    ledger.set_budget(adult_small.fingerprint(), epsilon=1.0, delta=1e-3)
+    generator = DPCTGANGenerator(**TINY, noise_multiplier=noise, batch_size=500)
+    tiny = PrivacyBudget(1e-4 if noise is None else 0.05, 1e-5)
+    with pytest.raises(AccountingError, match="0 training steps|no noise multiplier"):
+        generator.fit(adult_small, budget=tiny, ledger=ledger)
+    assert ledger.entries(adult_small.fingerprint()) == []
+    assert not generator.is_fitted
+
+
+def test_unknown_focus_column_is_refused_before_anything_is_reserved(
+    adult_small: Table, ledger: PrivacyLedger
+) -> None:
+    ledger.set_budget(adult_small.fingerprint(), epsilon=5.0, delta=1e-3)
+    generator = DPCTGANGenerator(**TINY, focus_columns="salary")
+    with pytest.raises(ConfigError, match="salary"):
+        generator.fit(adult_small, budget=PrivacyBudget(1.0, 1e-5), ledger=ledger)
+    assert ledger.entries(adult_small.fingerprint()) == []
+
+
+def _mixed_table() -> Table:
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pl.DataFrame({
+        "colour": rng.choice(["red", "green", "mauve", None], n).tolist(),  # mauve: off-domain
+        "size": rng.choice(["S", "M"], n).tolist(),
+        "flag": rng.random(n) < 0.3,
+        "score": np.where(rng.random(n) < 0.1, None, rng.normal(50, 10, n)).tolist(),
+        "visits": rng.integers(0, 20, n),
+        "when": [datetime(2020, 1, 1 + int(d)) for d in rng.integers(0, 28, n)],
+    })
+    schema = Schema(domain="public", columns=[
+        Column(name="colour", kind=ColumnKind.CATEGORICAL, nullable=True,
+               categories=("red", "green", "blue")),  # blue never occurs
+        Column(name="size", kind=ColumnKind.CATEGORICAL, categories=("S", "M", "L")),
+        Column(name="flag", kind=ColumnKind.BOOLEAN),
+        Column(name="score", kind=ColumnKind.CONTINUOUS, nullable=True, bounds=(0.0, 100.0)),
+        Column(name="visits", kind=ColumnKind.INTEGER, bounds=(0, 30)),
+        Column(name="when", kind=ColumnKind.DATETIME,
+               bounds=(datetime(2020, 1, 1), datetime(2020, 2, 1))),
+    ])
+    return Table.from_frame(frame, schema, name="mixed")
+
+
+def test_output_holds_only_domain_values_with_the_schemas_dtypes(ledger: PrivacyLedger) -> None:
+    table = _mixed_table()
+    generator, _ = _fit(table, ledger, PrivacyBudget(5.0, 1e-5), batch_size=50, epochs=2)
+    out = generator.sample(2000, seed=1)
+    assert out.schema == pl.Schema({"colour": pl.String, "size": pl.String, "flag": pl.Boolean,
+                                    "score": pl.Float64, "visits": pl.Int64,
+                                    "when": pl.Datetime("us")})
+    assert set(out["colour"].drop_nulls()) <= {"red", "green", "blue"}  # never "mauve"
+    assert set(out["size"]) <= {"S", "M", "L"} and out["size"].null_count() == 0
+    assert out["flag"].null_count() == 0 and out["visits"].null_count() == 0
+    assert out["visits"].min() >= 0 and out["visits"].max() <= 30
+    score = out["score"].drop_nulls()
+    assert score.min() >= 0.0 and score.max() <= 100.0
+    assert datetime(2020, 1, 1) <= out["when"].min() and out["when"].max() <= datetime(2020, 2, 1)
+
+
+def test_encoder_is_built_from_the_domain_and_round_trips(adult_small: Table) -> None:
+    table = _mixed_table()
+    encoder = CTGANEncoder(table.schema, numeric_bins=10, max_exact_values=40)
+    assert encoder.numeric["visits"].exact and not encoder.numeric["score"].exact
+    again = CTGANEncoder(table.schema, numeric_bins=10, max_exact_values=40)
+    assert again.output_dim == encoder.output_dim  # nothing depends on data
+    back = encoder.decode(encoder.encode(table.frame))
+    for name in ("colour", "size", "flag", "visits"):
+        assert back[name].equals(table.frame[name])
+    assert back["score"].is_null().equals(table.frame["score"].is_null())
+    diff = (back["score"] - table.frame["score"]).abs().drop_nulls()
+    assert diff.max() < 1e-6  # bin + offset is exact up to float error
+    adult = CTGANEncoder(adult_small.schema, numeric_bins=20, max_exact_values=100)
+    assert adult.decode(adult.encode(adult_small.frame)).equals(adult_small.frame)
+
+
+def test_dp_plan_matches_the_steps_a_fit_takes(adult_small: Table, ledger: PrivacyLedger) -> None:
+    params = DPCTGANParams(**TINY, batch_size=250, epochs=2)
+    assert DPCTGANGenerator.dp_plan(n_rows=1000, params=params) == (0.25, 8)
+    generator, seen = _fit(adult_small, ledger, PrivacyBudget(4.0, 1e-5), batch_size=250,
+                           epochs=2)
+    assert generator.fit_summary is not None and generator.fit_summary.steps == 8
+    assert [p.epoch for p in seen] == [1, 2] and all(p.losses for p in seen)
+    with pytest.raises(ConfigError, match="epochs is empty"):
+        DPCTGANGenerator.dp_plan(n_rows=1000, params=DPCTGANParams(epochs=None))
+
+
+def test_importing_the_plugins_loads_no_torch_or_sdv() -> None:
+    code = ("import sys, privsynth_plugins.dpctgan, privsynth_plugins.ctgan_baseline; "
+            "print(sorted(m for m in ('torch', 'opacus', 'sdv', 'ctgan') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

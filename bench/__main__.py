@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 
@@ -15,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     peers.register(sub)
     scale.register(sub)
     args = parser.parse_args(argv)
+    # SIGTERM becomes SystemExit, so subprocess.run kills the running child instead of orphaning it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return int(args.func(args))
 
 

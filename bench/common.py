@@ -1,9 +1,10 @@
 """Shared helpers of the benchmarks: data, child processes, results folders, machine facts.
 
 Every measured step runs in its own child process so that its peak memory is that process'
-maximum resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``, reported by the child itself:
-interpreter and imported libraries included), and so a step that runs too long can be stopped
-without losing the rest of the run.
+maximum resident set size (``VmHWM`` of /proc/self/status, reported by the child itself:
+interpreter and imported libraries included; not ``ru_maxrss``, which on Linux also counts the
+parent's memory at the fork), and so a step that runs too long can be stopped without losing the
+rest of the run.
 """
 
 from __future__ import annotations

@@ -25,7 +25,18 @@ DELTA = 1e-5
 
 
 def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    ``VmHWM`` from /proc (the high-water mark of this process' own memory, fresh after exec);
+    ``ru_maxrss`` would also count the parent's memory at the fork on Linux.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +23,13 @@ from pydantic import Field
 
 from privsynth_core import FitSummary, Generator, GeneratorParams, Progress, hookimpl
 from privsynth_core.schema import Column, ColumnKind
+from privsynth_core.validation import datetime_to_float
 
 if TYPE_CHECKING:
     from privsynth_core import PrivacyBudget, Table
     from privsynth_core.generator import ProgressCallback
 
 _STATE_FILE = "histograms.json"
-_EPOCH = np.datetime64("1970-01-01T00:00:00", "us")
 
 
 class IndependentParams(GeneratorParams):
@@ -47,10 +48,9 @@ def _numeric(series: pl.Series, column: Column) -> np.ndarray:
 def _bounds(column: Column) -> tuple[float, float]:
     assert column.bounds is not None
     lower, upper = column.bounds
-    if column.kind is ColumnKind.DATETIME:
-        return tuple(  # type: ignore[return-value]
-            float((np.datetime64(b, "us") - _EPOCH).astype(np.int64)) for b in (lower, upper)
-        )
+    if isinstance(lower, datetime) and isinstance(upper, datetime):
+        # microseconds since the epoch, the unit of polars' Datetime("us")
+        return datetime_to_float(lower) * 1e6, datetime_to_float(upper) * 1e6
     return float(lower), float(upper)  # type: ignore[arg-type]
 
 

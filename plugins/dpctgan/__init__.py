@@ -259,6 +259,42 @@ class DPCTGANGenerator(Generator):
         steps_per_epoch = max(1, round(n_rows / params.batch_size))
         return sample_rate, steps_per_epoch * params.epochs
 
+    @classmethod
+    def price_plan(
+        cls,
+        *,
+        n_rows: int,
+        params: GeneratorParams,
+        schema: Schema | None,
+        accountant: str,
+        delta: float,
+        sigma: float | None = None,
+        epsilon: float | None = None,
+    ) -> float:
+        """What ``privsynth privacy`` prints for DP-CTGAN: the sigma a target needs.
+
+        DP-CTGAN releases noisy marginals before DP-SGD and calibrates their noise from the
+        target, so only a target epsilon can be priced (a bare DP-SGD sigma would leave the
+        marginals out and under-report), and the schema is needed (it says which marginals).
+
+        Raises:
+            ConfigError: ``sigma`` was given instead of a target, or no schema was given.
+        """
+        from privsynth_core import PrivacyBudget
+
+        if epsilon is None or sigma is not None:
+            raise ConfigError(
+                "dpctgan spends part of its budget on noisy marginals calibrated from the target "
+                "epsilon, so a bare DP-SGD sigma cannot be priced honestly; give --epsilon (the "
+                "output is the DP-SGD sigma that target leaves)"
+            )
+        if schema is None:
+            raise ConfigError("dpctgan's plan depends on the table's columns: give --schema")
+        generator = cls(params)
+        plan = generator.make_plan(n_rows=n_rows, schema=schema,
+                                   budget=PrivacyBudget(epsilon, delta), accountant=accountant)
+        return plan.noise_multiplier
+
     def make_plan(
         self, *, n_rows: int, schema: Schema, budget: PrivacyBudget, accountant: str
     ) -> DPPlan:

@@ -21,7 +21,7 @@ import math
 import secrets
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ from privsynth_core import ConfigError, GeneratorError, Progress
 
 from ._encoding import CTGANEncoder
 from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_marginals
+from ._nets import GeneratorNet, critic_net
 
 if TYPE_CHECKING:
     from privsynth_core import Accountant, Schema, Table
@@ -69,76 +70,6 @@ def resolve_device(choice: str) -> torch.device:
             "device 'cuda' was asked for but torch sees no CUDA GPU here; use device=cpu or auto"
         )
     return torch.device("cpu")
-
-
-# -- networks (CTGAN's architecture, ctgan.synthesizers.ctgan) -----------------------------------
-
-
-class Residual(nn.Module):
-    """CTGAN's residual block: ``cat(ReLU(BN(Linear(x))), x)``. BatchNorm is fine here: the
-    generator never sees real data."""
-
-    def __init__(self, in_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(in_dim, out_dim)
-        self.bn = nn.BatchNorm1d(out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the block."""
-        return torch.cat([F.relu(self.bn(self.fc(x))), x], dim=1)
-
-
-class GeneratorNet(nn.Module):
-    """CTGAN's generator: residual layers on ``[z, cond]``, a Linear to the encoded row.
-
-    Args:
-        in_dim: latent dimension plus conditional-vector width.
-        widths: residual layer widths.
-        encoder: the schema's encoder (output layout and activations).
-    """
-
-    def __init__(self, in_dim: int, widths: Sequence[int], encoder: CTGANEncoder) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        dim = in_dim
-        for width in widths:
-            layers.append(Residual(dim, width))
-            dim += width
-        layers.append(nn.Linear(dim, encoder.output_dim))
-        self.seq = nn.Sequential(*layers)
-        self.spans = [(s.start, s.end, s.is_group) for s in encoder.spans]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw outputs (logits for groups, pre-tanh for scalars)."""
-        out: torch.Tensor = self.seq(x)
-        return out
-
-    def activate(self, raw: torch.Tensor, gumbel_tau: float | None) -> torch.Tensor:
-        """tanh on scalars; Gumbel-softmax (training) or softmax (sampling) on each group."""
-        parts = []
-        for start, end, is_group in self.spans:
-            block = raw[:, start:end]
-            if not is_group:
-                parts.append(torch.tanh(block))
-            elif gumbel_tau is not None:
-                parts.append(F.gumbel_softmax(block, tau=gumbel_tau, hard=False, dim=1))
-            else:
-                parts.append(torch.softmax(block, dim=1))
-        return torch.cat(parts, dim=1)
-
-
-def critic_net(in_dim: int, widths: Sequence[int], dropout: float) -> nn.Sequential:
-    """CTGAN's discriminator with pac = 1: ``Linear -> LeakyReLU(0.2) -> Dropout`` per layer,
-    then a Linear to one score. Never BatchNorm (it mixes records in a batch)."""
-    layers: list[nn.Module] = []
-    dim = in_dim
-    for width in widths:
-        layers += [nn.Linear(dim, width), nn.LeakyReLU(0.2)]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        dim = width
-    layers.append(nn.Linear(dim, 1))
-    return nn.Sequential(*layers)
 
 
 class PoissonSampler:

@@ -26,9 +26,10 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
 def test_peers_smoke(tmp_path: Path) -> None:
     proc = _bench("peers", "--rows", "500", "--test-rows", "300", "--sample-rows", "500",
                   "--epochs", "1", "--methods", "real,independent,dpwgan", "--epsilons", "1",
-                  "--data", str(ADULT_PATH), "--out", str(tmp_path), "--timeout", "240")
+                  "--data", str(ADULT_PATH), "--out", str(tmp_path / "results"),
+                  "--timeout", "240")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (folder,) = tmp_path.iterdir()
+    (folder,) = (tmp_path / "results").iterdir()
     table = (folder / "peers.md").read_text(encoding="utf-8")
     assert "| method | epsilon | fit s |" in table
     assert "threads: 1 per child" in table

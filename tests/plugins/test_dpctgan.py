@@ -35,12 +35,8 @@ from privsynth_core.registry import accountants
 from privsynth_plugins.dpctgan import DPCTGANGenerator, DPCTGANParams
 from privsynth_plugins.dpctgan._encoding import CTGANEncoder
 from privsynth_plugins.dpctgan._marginals import Conditioner, release_marginals
-from privsynth_plugins.dpctgan._model import (
-    DPCTGANTrainer,
-    PoissonSampler,
-    critic_net,
-    make_encoder,
-)
+from privsynth_plugins.dpctgan._model import DPCTGANTrainer, PoissonSampler, make_encoder
+from privsynth_plugins.dpctgan._nets import critic_net
 from privsynth_plugins.dpctgan._plan import gdp_mu
 
 TINY = {"critic_dim": "32,16", "generator_dim": "32", "embedding_dim": 8, "device": "cpu",

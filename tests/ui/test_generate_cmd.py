@@ -123,3 +123,23 @@ def test_privacy_with_a_target_gives_the_noise_each_accountant_needs(
     assert "not trained with DP-SGD" in capsys.readouterr().err
     assert main(["privacy", "--rows", "100", "--sigma", "1", "--param", "epochs=0"]) == 2
     assert "epochs" in capsys.readouterr().err
+
+
+def test_privacy_prices_dpctgan_with_its_marginals_release(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """DP-CTGAN spends part of the target on noisy marginals: the sigma its plan leaves for
+    DP-SGD must be larger than a DP-SGD-only plan of the same steps would need, and a bare
+    sigma (which would leave the marginals out) is refused."""
+    base = ["privacy", "--generator", "dpctgan", "--rows", "10000", "--epochs", "30"]
+    assert main([*base, "--sigma", "1"]) == 2
+    assert "cannot be priced honestly" in capsys.readouterr().err
+    assert main([*base, "--epsilon", "1", "--json"]) == 2
+    assert "--schema" in capsys.readouterr().err
+    assert main([*base, "--epsilon", "1", "--schema", str(ADULT_SCHEMA_PATH), "--json"]) == 0
+    priced = json.loads(capsys.readouterr().out)
+    rdp = next(r for r in priced["results"] if r["accountant"] == "rdp")["value"]
+    dpsgd_only = accountants().get("rdp").noise_for(
+        target_epsilon=1.0, delta=priced["delta"], sample_rate=priced["sample_rate"],
+        steps=priced["steps"])
+    assert rdp > dpsgd_only * 1.01

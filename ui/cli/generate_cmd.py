@@ -80,6 +80,8 @@ def register(subparsers: Any) -> None:
     target.add_argument("--sigma", type=float, help="noise multiplier")
     target.add_argument("--epsilon", type=float, help="target epsilon (prints the sigma needed)")
     privacy.add_argument("--delta", type=float, help="delta (default: min(1e-5, 1/(10 rows)))")
+    privacy.add_argument("--schema", help="schema file (generators whose plan depends on the "
+                         "columns, e.g. dpctgan, need it)")
     _add_param_option(privacy)
     privacy.add_argument("--json", action="store_true", help="print JSON instead of a table")
     privacy.set_defaults(func=privacy_cmd)
@@ -294,10 +296,22 @@ def privacy_cmd(args: argparse.Namespace) -> int:
     sample_rate, steps = plan_fn(n_rows=args.rows, params=params)
     delta = args.delta if args.delta is not None else default_delta(args.rows)
     rows, results = [], []
+    # A generator that releases anything besides DP-SGD steps (e.g. dpctgan's noisy marginals)
+    # prices its own plan; pricing only the DP-SGD steps would under-report its epsilon.
+    price_plan = getattr(cls, "price_plan", None)
+    schema = None
+    if args.schema:
+        from privsynth_core.schema import Schema
+
+        schema = Schema.load(args.schema)
     for entry in accountants().entries():
         acc = entry.cls
         try:
-            if args.sigma is not None:
+            if price_plan is not None:
+                value = price_plan(n_rows=args.rows, params=params, schema=schema,
+                                   accountant=entry.plugin_id, delta=delta, sigma=args.sigma,
+                                   epsilon=args.epsilon)
+            elif args.sigma is not None:
                 value = acc.epsilon_for(noise_multiplier=args.sigma, sample_rate=sample_rate,
                                         steps=steps, delta=delta)
             else:

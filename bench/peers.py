@@ -240,7 +240,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         eps = "–" if r["method"] == "real" else ("not DP" if r["epsilon"] is None
                                                  else f"{r['epsilon']:g}")
-        ratio = f"{r['fit_ratio']:.2f}x" if r.get("fit_ratio") else None
+        ratio = f"{r['fit_ratio']:.3g}x" if r.get("fit_ratio") else None
         peak = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else None
         body.append([r["label"], eps, r.get("fit_s"), ratio, r.get("sample_s"), peak,
                      r.get("marginal_2way_tvd"), r.get("tstr"), r.get("detection_auc"),

@@ -108,11 +108,19 @@ def _g(row: dict[str, Any], step: str, key: str) -> Any:
     return round(value, 2) if isinstance(value, float) else value
 
 
+def _growth(row: dict[str, Any]) -> float | None:
+    """How far training raised the peak above the loaded table (the batch-bound target)."""
+    train = row.get("train", {})
+    if "fit_peak_rss_mb" not in train:
+        return None
+    return float(train["fit_peak_rss_mb"] - train["rss_before_fit_mb"])
+
+
 def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     m = info["machine"]
     headers = ["rows read (train rows)", "load+validate+domain s",
                "(read / infer / domain / validate)", "load peak MiB", "1 DP epoch s",
-               "train peak MiB", "generator (batch)",
+               "train peak MiB", "train MiB above pre-fit", "generator (batch)",
                f"sample {info['sample_rows']:,} s", "sample peak MiB", "evaluate s",
                "evaluate peak MiB", "errors"]
     body = []
@@ -124,6 +132,7 @@ def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         body.append([f"{r['file_rows']:,} ({r['train_rows']:,} train)",
                      _g(r, "load", "load_total_s"), parts, _g(r, "load", "load_peak_rss_mb"),
                      _g(r, "train", "epoch_s"), _g(r, "train", "fit_peak_rss_mb"),
+                     _growth(r),
                      f"{gen} ({_g(r, 'train', 'batch_size')})" if gen else None,
                      _g(r, "train", "sample_s"), _g(r, "train", "sample_peak_rss_mb"),
                      _g(r, "evaluate", "evaluate_s"), _g(r, "evaluate", "peak_rss_mb"),

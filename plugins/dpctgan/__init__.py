@@ -319,7 +319,7 @@ class DPCTGANGenerator(Generator):
     # -- Generator hooks --------------------------------------------------------------------
 
     def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
-        from ._model import resolve_device
+        from privsynth_core.dpsgd import resolve_device
 
         resolve_device(self.p.device)
         self.make_plan(n_rows=table.n_rows, schema=table.schema, budget=budget,

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privsynth_core import ConfigError, GeneratorError, Progress
+from privsynth_core import GeneratorError, Progress
+from privsynth_core.dpsgd import PoissonSampler, resolve_device
 
 from ._encoding import CTGANEncoder
 from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_marginals
@@ -55,39 +56,8 @@ def make_encoder(schema: Schema, params: DPCTGANParams) -> CTGANEncoder:
                         max_exact_values=params.max_exact_values)
 
 
-def resolve_device(choice: str) -> torch.device:
-    """The torch device for ``cpu`` / ``cuda`` / ``auto``.
-
-    Raises:
-        ConfigError: ``cuda`` was asked for and no CUDA device is available.
-    """
-    if choice == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if choice == "cuda":
-        raise ConfigError(
-            "device 'cuda' was asked for but torch sees no CUDA GPU here; use device=cpu or auto"
-        )
-    return torch.device("cpu")
 
 
-class PoissonSampler:
-    """Poisson sampling over the whole table: each row is in a batch independently with rate q.
-
-    Drawn as ``k ~ Binomial(n, q)`` then a uniform ``k``-subset: the same distribution (each
-    subset ``S`` has probability ``q^|S| (1-q)^(n-|S|)``) at a fraction of the cost. Seeded from
-    the OS: the sampling must stay secret for the amplification the accountant assumes.
-    """
-
-    def __init__(self, n_rows: int, sample_rate: float) -> None:
-        self.n_rows, self.sample_rate = n_rows, sample_rate
-        self.rng = np.random.default_rng(secrets.randbits(128))
-
-    def draw(self) -> np.ndarray:
-        """Indices of the rows in the next batch (may be empty)."""
-        k = int(self.rng.binomial(self.n_rows, self.sample_rate))
-        return np.sort(self.rng.choice(self.n_rows, size=k, replace=False))
 
 
 # -- training ---------------------------------------------------------------------------------

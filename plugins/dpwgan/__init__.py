@@ -267,7 +267,7 @@ class DPWGANGenerator(Generator):
     # -- Generator hooks --------------------------------------------------------------------
 
     def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
-        from ._model import resolve_device
+        from privsynth_core.dpsgd import resolve_device
 
         resolve_device(self.p.device)
         self.make_plan(n_rows=table.n_rows, budget=budget, accountant=accountant)

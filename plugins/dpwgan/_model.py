@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privsynth_core import ConfigError, GeneratorError, Progress
+from privsynth_core import GeneratorError, Progress
+from privsynth_core.dpsgd import PoissonSampler, resolve_device
 from privsynth_core.encoding import TableEncoder
 
 if TYPE_CHECKING:
@@ -57,21 +58,6 @@ _ACTIVATIONS: dict[str, Any] = {
 }
 
 
-def resolve_device(choice: str) -> torch.device:
-    """The torch device for ``cpu`` / ``cuda`` / ``auto``.
-
-    Raises:
-        ConfigError: ``cuda`` was asked for and no CUDA device is available.
-    """
-    if choice == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if choice == "cuda":
-        raise ConfigError(
-            "device 'cuda' was asked for but torch sees no CUDA GPU here; use device=cpu or auto"
-        )
-    return torch.device("cpu")
 
 
 def mlp(in_dim: int, layers: Sequence[Layer], out_dim: int) -> nn.Sequential:
@@ -121,26 +107,6 @@ def draw_latent(
     return torch.randn(shape, device=device, generator=generator)
 
 
-class PoissonSampler:
-    """Poisson sampling over the whole table: each row is in a batch independently with rate q.
-
-    Drawn as ``k ~ Binomial(n, q)`` then a uniform ``k``-subset, which is the same distribution
-    (every subset ``S`` has probability ``q^|S| (1-q)^(n-|S|)``) at a fraction of the cost.
-    The generator is seeded from the OS: the sampling must stay secret for the subsampling
-    amplification the accountant assumes.
-    """
-
-    def __init__(
-        self, n_rows: int, sample_rate: float, *, rng: np.random.Generator | None = None
-    ) -> None:
-        self.n_rows = n_rows
-        self.sample_rate = sample_rate
-        self.rng = rng or np.random.default_rng(secrets.randbits(128))
-
-    def draw(self) -> np.ndarray:
-        """Indices (sorted) of the rows in the next batch; may be empty."""
-        k = int(self.rng.binomial(self.n_rows, self.sample_rate))
-        return np.sort(self.rng.choice(self.n_rows, size=k, replace=False))
 
 
 class BatchSource:

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from privsynth_core import AccountingError, PrivacyBudget, PrivacyLedger, Progress, Table
+from privsynth_core.dpsgd import PoissonSampler
 from privsynth_core.encoding import TableEncoder
 from privsynth_core.registry import accountants
 from privsynth_plugins.dpwgan import DPWGANGenerator, DPWGANParams
-from privsynth_plugins.dpwgan._model import DPWGANTrainer, PoissonSampler, mlp
+from privsynth_plugins.dpwgan._model import DPWGANTrainer, mlp
 
 TINY = {"critic_layers": "32:leaky_relu,16:elu", "generator_layers": "32:relu",
         "latent_dim": 8, "device": "cpu", "seed": 0}

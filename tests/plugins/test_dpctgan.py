@@ -31,11 +31,12 @@ from privsynth_core import (
     Schema,
     Table,
 )
+from privsynth_core.dpsgd import PoissonSampler
 from privsynth_core.registry import accountants
 from privsynth_plugins.dpctgan import DPCTGANGenerator, DPCTGANParams
 from privsynth_plugins.dpctgan._encoding import CTGANEncoder
 from privsynth_plugins.dpctgan._marginals import Conditioner, release_marginals
-from privsynth_plugins.dpctgan._model import DPCTGANTrainer, PoissonSampler, make_encoder
+from privsynth_plugins.dpctgan._model import DPCTGANTrainer, make_encoder
 from privsynth_plugins.dpctgan._nets import critic_net
 from privsynth_plugins.dpctgan._plan import gdp_mu
 

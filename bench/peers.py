@@ -284,7 +284,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
             label = LABELS[method]
             if pts[0][0] is None:
                 ax.axhline(pts[0][1], linestyle="--" if method == "real" else ":",
-                           color="black" if method == "real" else None, label=label)
+                           color={"real": "black", "ctgan": "tab:gray"}.get(method, "tab:olive"),
+                           label=label)
             else:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         if dp_eps:

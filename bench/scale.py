@@ -91,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
             row[step] = res.data
             if not res.ok:
                 row[f"{step}_error"] = res.error
+    # Keep the children's logs, drop the bulky slices and synthetic tables.
+    for bulky in [*work.glob("data-*.csv"), *work.glob("train-*/synthetic.parquet")]:
+        bulky.unlink()
+    print(f"logs in {work}", flush=True)
     info = {"machine": machine(), "threads": args.threads, "data": str(data),
             "file_rows": frame.height, "holdout": holdout, "sample_rows": args.sample_rows,
             "wall_s": time.perf_counter() - started}

@@ -1,18 +1,22 @@
 """Pieces every DP-SGD generator needs, kept in one place because privacy depends on them.
 
 - :class:`PoissonSampler`: the sampling scheme the subsampled-Gaussian accountants assume.
-- :func:`resolve_device`: ``cpu`` / ``cuda`` / ``auto`` to a torch device (torch is imported only
-  when it is called, so importing this module stays cheap).
+- :func:`resolve_device`: ``cpu`` / ``cuda`` / ``auto`` to a torch device.
+- :func:`make_private_critic`: a critic wrapped for DP-SGD by Opacus, the same way for every
+  generator.
+
+torch and Opacus are imported only inside the functions, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, GeneratorError
 
 if TYPE_CHECKING:
     import torch
@@ -63,3 +67,64 @@ def resolve_device(choice: str) -> torch.device:
             "device 'cuda' was asked for but torch sees no CUDA GPU here; use device=cpu or auto"
         )
     return torch.device("cpu")
+
+
+def make_private_critic(
+    critic: torch.nn.Module,
+    optimizer: Callable[[Iterator[torch.nn.Parameter]], torch.optim.Optimizer],
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    expected_batch_size: float,
+    grad_sample_mode: str,
+) -> tuple[Any, Any]:
+    """Wrap a critic for DP-SGD with Opacus; return ``(private_critic, dp_optimizer)``.
+
+    - Refuses a module Opacus cannot clip per record (BatchNorm and the like).
+    - ``grad_sample_mode="ghost"``: ghost clipping (fast); ``"hooks"`` / ``"functorch"``: per-sample
+      gradients materialised.
+    - The noise generator is seeded from the OS, never from a user seed: a seed stored in a
+      manifest must not let anyone replay the noise.
+    - Gradients are averaged by ``expected_batch_size`` (``q * n``, a public constant), never by
+      the sampled batch's size, so one record moves a step by at most ``max_grad_norm``.
+
+    Args:
+        critic: the critic module (moved to its device already).
+        optimizer: builds the underlying optimizer from the wrapped critic's parameters.
+        noise_multiplier, max_grad_norm: sigma and the clipping bound C.
+        expected_batch_size: q * n.
+        grad_sample_mode: ``ghost``, ``hooks`` or ``functorch``.
+
+    Raises:
+        GeneratorError: the critic has layers that DP-SGD cannot handle.
+    """
+    import torch
+    from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
+    from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+    from opacus.validators import ModuleValidator
+
+    problems = ModuleValidator.validate(critic, strict=False)
+    if problems:
+        raise GeneratorError(f"the critic is not DP-SGD compatible: {problems}")
+    ghost = grad_sample_mode == "ghost"
+    private: Any
+    if ghost:
+        private = GradSampleModuleFastGradientClipping(
+            critic, batch_first=True, loss_reduction="mean", max_grad_norm=max_grad_norm,
+            use_ghost_clipping=True,
+        )
+    else:
+        private = GradSampleModule(
+            critic, batch_first=True, loss_reduction="mean",
+            force_functorch=grad_sample_mode == "functorch",
+        )
+    device = next(critic.parameters()).device
+    noise = torch.Generator(device=device)
+    noise.manual_seed(secrets.randbits(63))
+    optimizer_cls = DPOptimizerFastGradientClipping if ghost else DPOptimizer
+    dp_optimizer = optimizer_cls(
+        optimizer(private.parameters()), noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm, expected_batch_size=expected_batch_size,
+        loss_reduction="mean", generator=noise,
+    )
+    return private, dp_optimizer

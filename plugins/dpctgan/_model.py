@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privsynth_core import GeneratorError, Progress
-from privsynth_core.dpsgd import PoissonSampler, resolve_device
+from privsynth_core.dpsgd import PoissonSampler, make_private_critic, resolve_device
 
 from ._encoding import CTGANEncoder
 from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_marginals
@@ -89,45 +89,23 @@ class DPCTGANTrainer:
         sample_rate: float,
         device: torch.device,
     ) -> None:
-        from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
-        from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
-        from opacus.validators import ModuleValidator
-
         self.params, self.device, self.cond = params, device, conditioner
         self.marginal_loss = marginal_loss
         self.ghost = params.grad_sample_mode == "ghost"
         self.generator = GeneratorNet(params.embedding_dim + conditioner.dim,
                                       params.generator_dim, encoder).to(device)
         critic = critic_net(encoder.output_dim + conditioner.dim, params.critic_dim,
-                            params.critic_dropout)
-        problems = ModuleValidator.validate(critic, strict=False)
-        if problems:  # cannot happen with critic_net(); a guard against edits (e.g. BatchNorm)
-            raise GeneratorError(f"the critic is not DP-SGD compatible: {problems}")
-        critic.to(device)
+                            params.critic_dropout).to(device)
         self.expected_batch_size = sample_rate * n_rows
         # Public constant: tying it to the sampled batch's size would let one record move the
         # fake term too (sensitivity 2C instead of C).
         self.fake_batch_size = max(1, round(self.expected_batch_size))
-        clip = params.max_grad_norm
-        self.critic: Any
-        if self.ghost:
-            self.critic = GradSampleModuleFastGradientClipping(
-                critic, batch_first=True, loss_reduction="mean", max_grad_norm=clip,
-                use_ghost_clipping=True,
-            )
-        else:
-            self.critic = GradSampleModule(
-                critic, batch_first=True, loss_reduction="mean",
-                force_functorch=params.grad_sample_mode == "functorch",
-            )
-        self.noise_generator = torch.Generator(device=device)
-        self.noise_generator.manual_seed(secrets.randbits(63))
-        optimizer_cls = DPOptimizerFastGradientClipping if self.ghost else DPOptimizer
-        self.critic_opt = optimizer_cls(
-            torch.optim.Adam(self.critic.parameters(), lr=params.critic_lr, betas=(0.5, 0.9)),
-            noise_multiplier=noise_multiplier, max_grad_norm=clip,
+        self.critic, self.critic_opt = make_private_critic(
+            critic,
+            lambda ps: torch.optim.Adam(ps, lr=params.critic_lr, betas=(0.5, 0.9)),
+            noise_multiplier=noise_multiplier, max_grad_norm=params.max_grad_norm,
             expected_batch_size=self.expected_batch_size,
-            loss_reduction="mean", generator=self.noise_generator,
+            grad_sample_mode=params.grad_sample_mode,
         )
         self.generator_opt = torch.optim.Adam(
             self.generator.parameters(), lr=params.generator_lr, betas=(0.5, 0.9),

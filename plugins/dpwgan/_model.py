@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privsynth_core import GeneratorError, Progress
-from privsynth_core.dpsgd import PoissonSampler, resolve_device
+from privsynth_core.dpsgd import PoissonSampler, make_private_critic, resolve_device
 from privsynth_core.encoding import TableEncoder
 
 if TYPE_CHECKING:
@@ -154,42 +154,20 @@ class DPWGANTrainer:
         sample_rate: float,
         device: torch.device,
     ) -> None:
-        from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
-        from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
-        from opacus.validators import ModuleValidator
-
         self.params, self.device = params, device
         self.ghost = params.grad_sample_mode == "ghost"
         self.tau = params.gumbel_tau if params.categorical_output == "gumbel_softmax" else None
         self.generator = GeneratorNet(params.latent_dim, params.generator_layers, encoder)
         self.generator.to(device)
-        critic = mlp(encoder.output_dim, params.critic_layers, 1)
-        problems = ModuleValidator.validate(critic, strict=False)
-        if problems:  # cannot happen with mlp(); a guard against future edits (e.g. BatchNorm)
-            raise GeneratorError(f"the critic is not DP-SGD compatible: {problems}")
-        critic.to(device)
+        critic = mlp(encoder.output_dim, params.critic_layers, 1).to(device)
         self.expected_batch_size = sample_rate * n_rows
         self.fake_batch_size = max(1, round(self.expected_batch_size))
-        clip = params.max_grad_norm
-        self.critic: Any
-        if self.ghost:
-            self.critic = GradSampleModuleFastGradientClipping(
-                critic, batch_first=True, loss_reduction="mean", max_grad_norm=clip,
-                use_ghost_clipping=True,
-            )
-        else:
-            self.critic = GradSampleModule(
-                critic, batch_first=True, loss_reduction="mean",
-                force_functorch=params.grad_sample_mode == "functorch",
-            )
-        self.noise_generator = torch.Generator(device=device)
-        self.noise_generator.manual_seed(secrets.randbits(63))
-        optimizer_cls = DPOptimizerFastGradientClipping if self.ghost else DPOptimizer
-        self.critic_opt = optimizer_cls(
-            _optimizer(self.critic.parameters(), params, params.critic_lr),
-            noise_multiplier=noise_multiplier, max_grad_norm=clip,
+        self.critic, self.critic_opt = make_private_critic(
+            critic,
+            lambda ps: _optimizer(ps, params, params.critic_lr),
+            noise_multiplier=noise_multiplier, max_grad_norm=params.max_grad_norm,
             expected_batch_size=self.expected_batch_size,
-            loss_reduction="mean", generator=self.noise_generator,
+            grad_sample_mode=params.grad_sample_mode,
         )
         self.generator_opt = _optimizer(self.generator.parameters(), params, params.generator_lr)
         self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ._common import print_table
@@ -85,7 +86,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         print(f"skipped {skipped.metric_id}: {skipped.reason}")
     for section, error in result.section_errors.items():
         print(f"warning: report section {section} failed: {error}", file=sys.stderr)
-    print(f"\nreport: {args.output}/report.html (metrics.json, plots/ beside it) in "
+    print(f"\nreport: {Path(args.output) / 'report.html'} (metrics.json, plots/ beside it) in "
           f"{result.seconds.get('total', 0):.1f}s")
     print("The report contains statistics of the real data and is NOT covered by the DP "
           "guarantee: keep it with the data custodian. Only the synthetic table and the model "

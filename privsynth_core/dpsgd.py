@@ -11,7 +11,9 @@ torch and Opacus are imported only inside the functions, so importing this modul
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -128,3 +130,26 @@ def make_private_critic(
         loss_reduction="mean", generator=noise,
     )
     return private, dp_optimizer
+
+
+@contextmanager
+def training_session(device: torch.device, *, num_threads: int, seed: int | None) -> Iterator[None]:
+    """The torch state a DP-SGD fit runs in, restored afterwards.
+
+    Sets the thread count (one thread is often much faster for small networks on a busy box),
+    forks the global RNGs so a fit does not disturb the caller's, seeds them with ``seed`` (weights
+    and latent draws only; the DP noise and the sampler have their own OS-seeded generators) or
+    with OS entropy, and silences Opacus' harmless "full backward hook" warning.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ff]ull backward hook.*")
+            torch.manual_seed(seed if seed is not None else secrets.randbits(63))
+            yield
+    finally:
+        torch.set_num_threads(threads)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import secrets
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from privsynth_core import GeneratorError, Progress
-from privsynth_core.dpsgd import PoissonSampler, make_private_critic, resolve_device
+from privsynth_core.dpsgd import (
+    PoissonSampler,
+    make_private_critic,
+    resolve_device,
+    training_session,
+)
 
 from ._encoding import CTGANEncoder
 from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_marginals
@@ -243,16 +247,8 @@ def train(
 ) -> TrainResult:
     """Release the noisy marginals, then train under ``plan``; stop before passing the target."""
     device = resolve_device(params.device)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(params.num_threads)
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=cuda), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Ff]ull backward hook.*")
-            torch.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
-            return _train(table, params, plan, accountant, delta, progress, device)
-    finally:
-        torch.set_num_threads(threads)
+    with training_session(device, num_threads=params.num_threads, seed=params.seed):
+        return _train(table, params, plan, accountant, delta, progress, device)
 
 
 def _train(

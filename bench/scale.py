@@ -120,11 +120,18 @@ def _growth(row: dict[str, Any]) -> float | None:
     return float(train["fit_peak_rss_mb"] - train["rss_before_fit_mb"])
 
 
+def _own_peak(row: dict[str, Any]) -> float | None:
+    """Training's own peak above the RSS at its start (None where it could not be measured)."""
+    value = row.get("train", {}).get("fit_own_peak_mb")
+    return round(float(value)) if value is not None else None
+
+
 def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     m = info["machine"]
     headers = ["rows read (train rows)", "load+validate+domain s",
                "(read / infer / domain / validate)", "load peak MiB", "1 DP epoch s",
-               "train peak MiB", "train MiB above pre-fit", "generator (batch)",
+               "train peak MiB", "train MiB above pre-fit", "train's own peak MiB",
+               "generator (batch)",
                f"sample {info['sample_rows']:,} s", "sample peak MiB", "evaluate s",
                "evaluate peak MiB", "errors"]
     body = []
@@ -136,7 +143,7 @@ def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         body.append([f"{r['file_rows']:,} ({r['train_rows']:,} train)",
                      _g(r, "load", "load_total_s"), parts, _g(r, "load", "load_peak_rss_mb"),
                      _g(r, "train", "epoch_s"), _g(r, "train", "fit_peak_rss_mb"),
-                     _growth(r),
+                     _growth(r), _own_peak(r),
                      f"{gen} ({_g(r, 'train', 'batch_size')})" if gen else None,
                      _g(r, "train", "sample_s"), _g(r, "train", "sample_peak_rss_mb"),
                      _g(r, "evaluate", "evaluate_s"), _g(r, "evaluate", "peak_rss_mb"),
@@ -150,6 +157,10 @@ def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"- data: {info['data']} ({info['file_rows']:,} rows, shuffled, seed 0); holdout "
         f"{info['holdout']:,} rows kept out of training\n"
         f"- peak MiB: max RSS of the step's child process (interpreter and libraries included; "
-        f"the train column is the peak after training, the sample column after sampling)\n"
+        f"the train column is the peak after training, the sample column after sampling); "
+        f"train MiB above pre-fit: how far training raised the child's peak above the peak "
+        f"that loading left; train's own peak: the peak during training above the RSS when "
+        f"it started (the peak restarted via /proc/self/clear_refs), i.e. what training "
+        f"itself holds at most\n"
         f"- total wall time: {info['wall_s']:.0f} s\n\n"
         + markdown_table(headers, body) + "\n")

@@ -4,6 +4,7 @@
 - :func:`resolve_device`: ``cpu`` / ``cuda`` / ``auto`` to a torch device.
 - :func:`make_private_critic`: a critic wrapped for DP-SGD by Opacus, the same way for every
   generator.
+- :class:`BatchSource`: encoded rows by index, without a full encoded copy of a large table.
 
 torch and Opacus are imported only inside the functions, so importing this module stays cheap.
 """
@@ -14,14 +15,24 @@ import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import ConfigError, GeneratorError
 
 if TYPE_CHECKING:
+    import polars as pl
     import torch
+
+# Above this many bytes of encoded float32 rows, training does not keep the encoded table:
+# each Poisson batch is encoded as it is drawn, so training memory is bounded by the batch, not
+# by the table. Below it, one encoded copy is small and saves re-encoding every step (~35 ms per
+# 1,000 rows of a 43-column table on one core).
+ENCODED_TABLE_MAX_BYTES = 64 * 2**20
+# Rows per chunk of :meth:`BatchSource.chunks` are chosen to keep a chunk near this size.
+CHUNK_MAX_BYTES = 32 * 2**20
 
 
 class PoissonSampler:
@@ -153,3 +164,86 @@ def training_session(device: torch.device, *, num_threads: int, seed: int | None
             yield
     finally:
         torch.set_num_threads(threads)
+
+
+class RowEncoder(Protocol):
+    """What :class:`BatchSource` needs of an encoder: rows to float32 vectors of a fixed width."""
+
+    @property
+    def output_dim(self) -> int:
+        """Width of one encoded row."""
+        ...
+
+    def encode(self, frame: pl.DataFrame) -> npt.NDArray[np.float32]:
+        """Encode the rows of ``frame``, one output row per input row."""
+        ...
+
+
+class BatchSource:
+    """Encoded rows of a table by index, for DP-SGD batches and whole-table passes.
+
+    If the encoded table (float32) fits in ``max_encoded_bytes`` it is encoded once and kept on
+    ``device``; otherwise only the frame is kept and rows are encoded when asked for, so memory
+    is bounded by the batch (or chunk) instead of growing with the table. Encoding is row by row
+    and reads nothing but the schema's domain, so both ways give the same rows.
+
+    Args:
+        frame: the private rows, conformed to the encoder's schema.
+        encoder: turns rows into float32 vectors (``encode``, ``output_dim``).
+        device: where the returned tensors live.
+        max_encoded_bytes: the largest encoded table kept whole (0: never keep it; None:
+            :data:`ENCODED_TABLE_MAX_BYTES`).
+    """
+
+    def __init__(
+        self,
+        frame: pl.DataFrame,
+        encoder: RowEncoder,
+        device: torch.device,
+        *,
+        max_encoded_bytes: int | None = None,
+    ) -> None:
+        import torch
+
+        limit = ENCODED_TABLE_MAX_BYTES if max_encoded_bytes is None else max_encoded_bytes
+        self.frame, self.encoder, self.device = frame, encoder, device
+        self.n_rows = frame.height
+        self.data: torch.Tensor | None = None
+        if frame.height * encoder.output_dim * 4 <= limit:
+            self.data = torch.from_numpy(encoder.encode(frame)).to(device)
+
+    @property
+    def holds_table(self) -> bool:
+        """Whether the whole table is kept encoded (else rows are encoded on demand)."""
+        return self.data is not None
+
+    def get(self, index: npt.NDArray[np.integer[Any]]) -> torch.Tensor:
+        """The encoded rows at ``index`` (row numbers in the frame), in that order."""
+        import torch
+
+        if self.data is not None:
+            return self.data[torch.from_numpy(np.asarray(index, dtype=np.int64)).to(self.device)]
+        rows = self.frame[np.asarray(index, dtype=np.int64)]
+        return torch.from_numpy(self.encoder.encode(rows)).to(self.device)
+
+    def chunk_rows(self) -> int:
+        """Rows per chunk of :meth:`chunks` by default (about ``CHUNK_MAX_BYTES`` encoded)."""
+        return max(1, CHUNK_MAX_BYTES // (4 * max(self.encoder.output_dim, 1)))
+
+    def chunks(self, rows: int | None = None) -> Iterator[torch.Tensor]:
+        """The whole table encoded, as consecutive chunks of at most ``rows`` rows.
+
+        Raises:
+            ValueError: ``rows`` is below 1.
+        """
+        import torch
+
+        size = self.chunk_rows() if rows is None else rows
+        if size < 1:
+            raise ValueError(f"chunk rows must be >= 1, got {size}")
+        for start in range(0, self.n_rows, size):
+            if self.data is not None:
+                yield self.data[start:start + size]
+            else:
+                part = self.frame.slice(start, size)
+                yield torch.from_numpy(self.encoder.encode(part)).to(self.device)

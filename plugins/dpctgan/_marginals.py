@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from ._encoding import CTGANEncoder, MarginalGroup
 
@@ -64,38 +64,105 @@ def focus_pairs(columns: Sequence[str], focus: Sequence[str]) -> list[tuple[str,
     return pairs
 
 
-def _group_onehot(encoded: torch.Tensor, group: MarginalGroup) -> torch.Tensor:
-    """``(n, n_groups)`` 0/1 matrix: the group each row falls in (all zero for none)."""
-    to_group = torch.zeros(group.span.width, group.n_groups, dtype=encoded.dtype,
-                           device=encoded.device)
-    to_group[torch.arange(group.span.width), torch.tensor(group.group_of_slot)] = 1.0
-    return encoded[:, group.span.start:group.span.end] @ to_group
+@dataclass
+class MarginalCounts:
+    """The exact (noise-free, private) counts behind :class:`NoisyMarginals`; never released.
+
+    Attributes:
+        one_way: column -> count of rows in each of its marginal groups (int64).
+        two_way: ``(focus column, other column)`` -> joint counts (rows: focus groups).
+    """
+
+    one_way: dict[str, np.ndarray] = field(default_factory=dict)
+    two_way: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_tables(self) -> int:
+        """How many histograms there are (``k`` of the module docstring)."""
+        return len(self.one_way) + len(self.two_way)
+
+
+def _group_codes(chunk: torch.Tensor, group: MarginalGroup, slot_group: torch.Tensor
+                 ) -> torch.Tensor:
+    """Each row's marginal group (int64; -1 for a row with no slot set in the column's group).
+
+    An encoded group is one-hot: each row has at most one slot set (to 1), so the set slot is
+    the row's argmax wherever the row's maximum is positive.
+    """
+    block = chunk[:, group.span.start:group.span.end]
+    if block.shape[1] == 0:
+        return torch.full((chunk.shape[0],), -1, dtype=torch.long, device=chunk.device)
+    present = block.amax(dim=1) > 0
+    return torch.where(present, slot_group[block.argmax(dim=1)], -1)
+
+
+def count_marginals(
+    chunks: Iterable[torch.Tensor], encoder: CTGANEncoder, columns: Sequence[str],
+    focus: Sequence[str],
+) -> MarginalCounts:
+    """Exact counts of the one-way histograms of ``columns`` and the two-way histograms of the
+    focus pairs, accumulated over consecutive chunks of encoded rows.
+
+    Only one chunk and its per-column group codes are in memory at a time, so the pass is
+    bounded by the chunk, not the table; the counts are integers, so any chunking gives the
+    same result.
+    """
+    groups = {g.column: g for g in encoder.groups if g.column in set(columns)}
+    pairs = focus_pairs(list(groups), focus)
+    counts = MarginalCounts(
+        one_way={name: np.zeros(g.n_groups, dtype=np.int64) for name, g in groups.items()},
+        two_way={(f, o): np.zeros((groups[f].n_groups, groups[o].n_groups), dtype=np.int64)
+                 for f, o in pairs},
+    )
+    maps: dict[str, torch.Tensor] = {}
+    for chunk in chunks:
+        codes: dict[str, torch.Tensor] = {}
+        for name, group in groups.items():
+            if name not in maps:
+                maps[name] = torch.tensor(group.group_of_slot, dtype=torch.long,
+                                          device=chunk.device)
+            codes[name] = _group_codes(chunk, group, maps[name])
+            hits = codes[name][codes[name] >= 0]
+            counts.one_way[name] += torch.bincount(
+                hits, minlength=group.n_groups).cpu().numpy()
+        for f, other in pairs:
+            a, b = codes[f], codes[other]
+            both = (a >= 0) & (b >= 0)
+            width = groups[other].n_groups
+            cells = groups[f].n_groups * width
+            joint = torch.bincount(a[both] * width + b[both], minlength=cells)
+            counts.two_way[(f, other)] += joint.cpu().numpy().reshape(-1, width)
+    return counts
+
+
+def add_noise(counts: MarginalCounts, sigma_m: float) -> NoisyMarginals:
+    """The Gaussian mechanism (noise multiplier ``sigma_m``) on exact ``counts``: every count
+    gets noise of std ``sigma_m * sqrt(k)`` from fresh OS randomness, then each histogram is
+    clipped at 0 and normalised (post-processing); see the module docstring."""
+    std = sigma_m * math.sqrt(counts.n_tables)
+    rng = np.random.default_rng(secrets.randbits(128))
+
+    def noisy(exact: np.ndarray) -> np.ndarray:
+        values = np.clip(exact + rng.normal(0.0, std, size=exact.shape), 0.0, None)
+        total = values.sum()
+        return values / total if total > 0 else np.full(exact.shape, 1.0 / exact.size)
+
+    out = NoisyMarginals()
+    for name, one_way in counts.one_way.items():
+        out.one_way[name] = noisy(one_way).tolist()
+    for pair, joint in counts.two_way.items():
+        out.two_way[pair] = noisy(joint).tolist()
+    return out
 
 
 def release_marginals(
-    encoded: torch.Tensor, encoder: CTGANEncoder, columns: Sequence[str],
+    chunks: Iterable[torch.Tensor], encoder: CTGANEncoder, columns: Sequence[str],
     focus: Sequence[str], sigma_m: float,
 ) -> NoisyMarginals:
     """The Gaussian mechanism (noise multiplier ``sigma_m``) on the one-way histograms of
-    ``columns`` and the two-way histograms of the focus pairs; see the module docstring."""
-    groups = {g.column: g for g in encoder.groups if g.column in set(columns)}
-    pairs = focus_pairs(list(groups), focus)
-    std = sigma_m * math.sqrt(len(groups) + len(pairs))
-    rng = np.random.default_rng(secrets.randbits(128))
-    onehots = {name: _group_onehot(encoded, g).double() for name, g in groups.items()}
-
-    def noisy(counts: np.ndarray) -> np.ndarray:
-        values = np.clip(counts + rng.normal(0.0, std, size=counts.shape), 0.0, None)
-        total = values.sum()
-        return values / total if total > 0 else np.full(counts.shape, 1.0 / counts.size)
-
-    out = NoisyMarginals()
-    for name, onehot in onehots.items():
-        out.one_way[name] = noisy(onehot.sum(dim=0).cpu().numpy()).tolist()
-    for f, other in pairs:
-        joint = (onehots[f].T @ onehots[other]).cpu().numpy()
-        out.two_way[(f, other)] = noisy(joint).tolist()
-    return out
+    ``columns`` and the two-way histograms of the focus pairs, counted over ``chunks`` (the
+    whole table's encoded rows, chunk after chunk); see the module docstring."""
+    return add_noise(count_marginals(chunks, encoder, columns, focus), sigma_m)
 
 
 class Conditioner:

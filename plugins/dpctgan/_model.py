@@ -34,6 +34,7 @@ from torch import nn
 
 from privsynth_core import GeneratorError, Progress
 from privsynth_core.dpsgd import (
+    BatchSource,
     PoissonSampler,
     make_private_critic,
     resolve_device,
@@ -244,11 +245,18 @@ def train(
     accountant: Accountant,
     delta: float,
     progress: ProgressCallback | None,
+    max_encoded_bytes: int | None = None,
 ) -> TrainResult:
-    """Release the noisy marginals, then train under ``plan``; stop before passing the target."""
+    """Release the noisy marginals, then train under ``plan``; stop before passing the target.
+
+    ``max_encoded_bytes``: the largest encoded table kept whole in memory (default
+    :data:`privsynth_core.dpsgd.ENCODED_TABLE_MAX_BYTES`); above it, rows are encoded chunk by
+    chunk for the marginals and batch by batch for training.
+    """
     device = resolve_device(params.device)
     with training_session(device, num_threads=params.num_threads, seed=params.seed):
-        return _train(table, params, plan, accountant, delta, progress, device)
+        return _train(table, params, plan, accountant, delta, progress, device,
+                      max_encoded_bytes)
 
 
 def _train(
@@ -259,13 +267,14 @@ def _train(
     delta: float,
     progress: ProgressCallback | None,
     device: torch.device,
+    max_encoded_bytes: int | None,
 ) -> TrainResult:
     encoder = make_encoder(table.schema, params)
-    data = torch.from_numpy(encoder.encode(table.frame)).to(device)
+    source = BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
     marginals = NoisyMarginals()
     if plan.marginals_noise is not None:
-        marginals = release_marginals(data, encoder, plan.marginal_columns, params.focus_columns,
-                                      plan.marginals_noise)
+        marginals = release_marginals(source.chunks(), encoder, plan.marginal_columns,
+                                      params.focus_columns, plan.marginals_noise)
         accountant.step(noise_multiplier=plan.marginals_noise, sample_rate=1.0)
     loss = (MarginalLoss(encoder, marginals, device)
             if marginals.n_tables and params.marginal_loss_weight > 0 else None)
@@ -287,8 +296,7 @@ def _train(
             # marginals composed in): the step that would pass it is never taken.
             if steps >= plan.allowed_steps:
                 break
-            index = torch.from_numpy(sampler.draw()).to(device)
-            critic_losses.append(trainer.critic_step(data[index]))
+            critic_losses.append(trainer.critic_step(source.get(sampler.draw())))
             accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate)
             steps += 1
             for _ in range(params.generator_steps):

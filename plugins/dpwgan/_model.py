@@ -37,6 +37,7 @@ from torch import nn
 
 from privsynth_core import GeneratorError, Progress
 from privsynth_core.dpsgd import (
+    BatchSource,
     PoissonSampler,
     make_private_critic,
     resolve_device,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
     from . import DPPlan, DPWGANParams, Layer
 
 SAMPLE_CHUNK_ROWS = 16_384
-ENCODED_TABLE_MAX_BYTES = 512 * 2**20  # above this, batches are encoded as they are drawn
 
 _ACTIVATIONS: dict[str, Any] = {
     "relu": nn.ReLU,
@@ -60,8 +60,6 @@ _ACTIVATIONS: dict[str, Any] = {
     "gelu": nn.GELU,
     "elu": nn.ELU,
 }
-
-
 
 
 def mlp(in_dim: int, layers: Sequence[Layer], out_dim: int) -> nn.Sequential:
@@ -109,25 +107,6 @@ def draw_latent(
     if params.latent_distribution == "uniform":
         return torch.rand(shape, device=device, generator=generator) * 2 - 1
     return torch.randn(shape, device=device, generator=generator)
-
-
-
-
-class BatchSource:
-    """Encoded rows by index: the whole table encoded once (float32) or, when that would be
-    large, each batch encoded as it is drawn."""
-
-    def __init__(self, frame: pl.DataFrame, encoder: TableEncoder, device: torch.device) -> None:
-        self.frame, self.encoder, self.device = frame, encoder, device
-        self.data: torch.Tensor | None = None
-        if frame.height * encoder.output_dim * 4 <= ENCODED_TABLE_MAX_BYTES:
-            self.data = torch.from_numpy(encoder.encode(frame)).to(device)
-
-    def get(self, index: np.ndarray) -> torch.Tensor:
-        """The encoded rows at ``index``."""
-        if self.data is not None:
-            return self.data[torch.from_numpy(index).to(self.device)]
-        return torch.from_numpy(self.encoder.encode(self.frame[index])).to(self.device)
 
 
 def _optimizer(parameters: Any, params: DPWGANParams, lr: float) -> torch.optim.Optimizer:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 DELTA = 1e-5
+TORCH_METHODS = {"dpwgan", "dpctgan", "ctgan"}
 
 
 def rss_mb() -> float:
@@ -45,12 +46,11 @@ def _privsynth(method: str, epsilon: float | None, table: Any, epochs: int, thre
     from privsynth_core import PrivacyBudget
     from privsynth_core.registry import generators
 
-    params: dict[str, Any] = {"seed": seed}
-    if method in {"dpwgan", "dpctgan", "ctgan"}:
-        params.update(epochs=epochs, num_threads=threads)
-    if method in {"dpctgan", "ctgan"}:
-        params["device"] = "cpu"
-    gen = generators().get(method)(**params)
+    cls = generators().get(method)
+    params: dict[str, Any] = {"seed": seed, "epochs": epochs, "num_threads": threads,
+                              "device": "cpu"}
+    # each generator gets the settings it has (MST and AIM, say, have no epochs or seed)
+    gen = cls(**{k: v for k, v in params.items() if k in cls.Params.model_fields})
     budget = None if epsilon is None else PrivacyBudget(epsilon, DELTA)
     summary = gen.fit(table, budget=budget)
     return gen, (summary.epsilon if epsilon is not None else None)
@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"method": args.method, "threads": threads}
     try:
         import polars as pl
-        import torch
 
-        torch.set_num_threads(threads)
+        if args.method in TORCH_METHODS:  # others do not pay for importing torch
+            import torch
+
+            torch.set_num_threads(threads)
         os.environ.setdefault("PRIVSYNTH_HOME", tempfile.mkdtemp(prefix="privsynth-bench-"))
         from privsynth_core import PrivacyLedger, Table
         from privsynth_core.datasets import adult_schema

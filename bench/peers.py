@@ -37,11 +37,14 @@ from .common import (
 )
 
 PRIVSYNTH_DP = ["independent", "dpwgan", "dpctgan"]
+# privsynth-marginal (a separate distribution: plugins/marginal): benched when installed
+MARGINAL = ["mst", "aim"]
 NON_DP = ["ctgan", "gaussian_copula"]
 SMARTNOISE = ["sn_dpctgan", "sn_patectgan", "sn_mst", "sn_aim"]
-ALL_METHODS = ["real", *PRIVSYNTH_DP, *NON_DP, *SMARTNOISE]
+ALL_METHODS = ["real", *PRIVSYNTH_DP, *MARGINAL, *NON_DP, *SMARTNOISE]
 LABELS = {"real": "real sample (ceiling)", "independent": "privsynth independent",
           "dpwgan": "privsynth DP-WGAN", "dpctgan": "privsynth DP-CTGAN",
+          "mst": "privsynth-marginal MST", "aim": "privsynth-marginal AIM",
           "ctgan": "SDV CTGAN (not DP)", "gaussian_copula": "SDV GaussianCopula (not DP)",
           "sn_dpctgan": "SmartNoise DPCTGAN", "sn_patectgan": "SmartNoise PATECTGAN",
           "sn_mst": "SmartNoise MST", "sn_aim": "SmartNoise AIM"}

@@ -1,0 +1,172 @@
+"""MST and AIM (McKenna et al.): which marginals to measure, and with how much noise.
+
+Both spend a total ``rho`` (zCDP) through :class:`~.zcdp.ZCDPBudget`, so the plan can never
+overspend; the caller converts what was spent to (epsilon, delta).
+
+- **MST** (McKenna, Miklau & Sheldon 2021): a third of rho measures every 1-way marginal; a
+  third selects, with the exponential mechanism, the ``d - 1`` pairs of a maximum spanning tree
+  whose weights are how badly the 1-way (independent) model gets each pair wrong; the last
+  third measures those pairs. One model estimate.
+- **AIM** (McKenna, Mullins, Sheldon & Miklau 2022): 1-way marginals first, then rounds that
+  each select the marginal the current model gets most wrong (exponential mechanism, quality =
+  weighted L1 error minus the error expected from noise alone), measure it and re-estimate.
+  Two departures, both to bound time and memory on a 2-core machine: the number of selections
+  is fixed in advance (``selections``, each with an equal share of rho) instead of AIM's
+  adaptive noise halving, and each round selects ``selections / rounds`` marginals (one
+  exponential mechanism each, without replacement) before re-estimating, because every
+  re-estimate with new cliques costs a jax compilation. Candidates whose addition would make the
+  model larger than ``max_model_mb`` are dropped, as in AIM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .estimate import Measurement, PGMEstimator
+from .mechanisms import exponential_mechanism, gaussian_measure, marginal_counts
+from .zcdp import AIM_MEASUREMENT_SHARE, ZCDPBudget, exponential_rho, gaussian_rho
+
+RoundCallback = Callable[[int, int], None]
+# Noise a hair above, selection parameters a hair below their exact shares, so that rounding in
+# the sum of many costs can never take the total past rho.
+_SAFETY = 1e-9
+
+
+def _sigma(count: int, rho: float) -> float:
+    """Noise for ``count`` equal Gaussian measurements sharing ``rho``."""
+    return math.sqrt(count / (2 * rho)) * (1 + _SAFETY)
+
+
+def _epsilon0(count: int, rho: float) -> float:
+    """Exponential-mechanism parameter for ``count`` equal selections sharing ``rho``."""
+    return math.sqrt(8 * rho / count) * (1 - _SAFETY)
+
+
+def _measure(codes: np.ndarray, sizes: Sequence[int], clique: tuple[int, ...], sigma: float,
+             budget: ZCDPBudget, rng: np.random.Generator) -> Measurement:
+    budget.spend(f"measure {clique}", gaussian_rho(sigma))
+    noisy = gaussian_measure(marginal_counts(codes, sizes, clique), sigma, rng)
+    return Measurement(clique=clique, noisy=noisy, sigma=sigma)
+
+
+def mst(
+    codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
+    rng: np.random.Generator, *, iters: int, progress: RoundCallback | None = None,
+) -> list[Measurement]:
+    """Run MST; leaves the final model in ``estimator``; returns the measurements."""
+    d = len(sizes)
+    rho = budget.remaining
+    one_way_share = rho / 3 if d > 1 else rho
+    sigma1 = _sigma(d, one_way_share)
+    one_way = {i: _measure(codes, sizes, (i,), sigma1, budget, rng) for i in range(d)}
+    measurements = list(one_way.values())
+    if d > 1:
+        estimator.set_independent(measurements)
+        edges = _spanning_tree(codes, sizes, estimator, rho / 3, budget, rng)
+        sigma2 = _sigma(d - 1, budget.remaining)
+        measurements += [_measure(codes, sizes, e, sigma2, budget, rng) for e in edges]
+    if progress is not None:
+        progress(1, 1)
+    estimator.fit(measurements, iters=iters, warm=False)
+    return measurements
+
+
+def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEstimator,
+                   rho: float, budget: ZCDPBudget, rng: np.random.Generator
+                   ) -> list[tuple[int, int]]:
+    d = len(sizes)
+    weights = {}
+    for pair in itertools.combinations(range(d), 2):
+        exact = marginal_counts(codes, sizes, pair)
+        weights[pair] = float(np.abs(exact - independent.marginal(pair).ravel()).sum())
+    epsilon0 = _epsilon0(d - 1, rho)
+    component = list(range(d))  # union-find without path compression: d is small
+
+    def root(i: int) -> int:
+        while component[i] != i:
+            i = component[i]
+        return i
+
+    edges: list[tuple[int, int]] = []
+    for _ in range(d - 1):
+        candidates = [p for p in weights if root(p[0]) != root(p[1])]
+        quality = np.array([weights[p] for p in candidates])
+        budget.spend("select a tree edge", exponential_rho(epsilon0))
+        chosen = candidates[exponential_mechanism(quality, epsilon0, 1.0, rng)]
+        component[root(chosen[0])] = root(chosen[1])
+        edges.append(chosen)
+    return edges
+
+
+def aim(
+    codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
+    rng: np.random.Generator, *, selections: int, rounds: int, max_model_mb: float,
+    max_cells: int, iters: int, round_iters: int, progress: RoundCallback | None = None,
+) -> list[Measurement]:
+    """Run AIM (see the module docstring); leaves the final model in ``estimator``."""
+    d = len(sizes)
+    rho = budget.remaining
+    candidates = _aim_candidates(sizes, max_cells)
+    selections = min(selections, len(candidates)) if d > 1 else 0
+    # AIM's split: 90% of rho to measurements (the d 1-way ones and each selection's, equal
+    # noise), 10% to the selections' exponential mechanisms.
+    share = AIM_MEASUREMENT_SHARE if selections else 1.0
+    sigma = _sigma(d + selections, share * rho)
+    epsilon0 = _epsilon0(selections, (1 - share) * rho) if selections else 0.0
+    measurements = [_measure(codes, sizes, (i,), sigma, budget, rng) for i in range(d)]
+    rounds = max(1, min(rounds, selections)) if selections else 0
+    if rounds:
+        estimator.set_independent(measurements)  # the first selections need no estimate
+    else:
+        estimator.fit(measurements, iters=iters, warm=False)
+    measured = {m.clique for m in measurements}
+    per_round = [selections // rounds + (1 if r < selections % rounds else 0)
+                 for r in range(rounds)]
+    for r, count in enumerate(per_round, start=1):
+        cliques = [m.clique for m in measurements]
+        size_limit = max_model_mb * (r / rounds)
+        pool = {c: w for c, w in candidates.items() if c not in measured
+                and estimator.model_size_mb([*cliques, c]) <= size_limit}
+        for _ in range(count):
+            if not pool:
+                break
+            chosen = _worst_approximated(codes, sizes, pool, estimator, sigma, epsilon0,
+                                         budget, rng)
+            measurements.append(_measure(codes, sizes, chosen, sigma, budget, rng))
+            measured.add(chosen)
+            del pool[chosen]
+        estimator.fit(measurements, iters=iters if r == rounds else round_iters)
+        if progress is not None:
+            progress(r, rounds)
+    return measurements
+
+
+def _aim_candidates(sizes: Sequence[int], max_cells: int) -> dict[tuple[int, ...], float]:
+    """The workload's pairs (those of at most ``max_cells`` cells) with their weights.
+
+    The workload is every pair of columns; AIM weights a candidate by its overlap with the
+    workload, which for an all-pairs workload is the same for every pair, hence 1.
+    """
+    return {pair: 1.0 for pair in itertools.combinations(range(len(sizes)), 2)
+            if sizes[pair[0]] * sizes[pair[1]] <= max_cells}
+
+
+def _worst_approximated(
+    codes: np.ndarray, sizes: Sequence[int], pool: dict[tuple[int, ...], float],
+    estimator: PGMEstimator, sigma: float, epsilon0: float, budget: ZCDPBudget,
+    rng: np.random.Generator,
+) -> tuple[int, ...]:
+    keys = list(pool)
+    quality = np.empty(len(keys))
+    for k, clique in enumerate(keys):
+        cells = int(np.prod([sizes[i] for i in clique]))
+        error = np.abs(marginal_counts(codes, sizes, clique)
+                       - estimator.marginal(clique).ravel()).sum()
+        # the L1 error noise alone would leave on a measured marginal (AIM's bias term)
+        quality[k] = pool[clique] * (error - math.sqrt(2 / math.pi) * sigma * cells)
+    budget.spend("select a marginal", exponential_rho(epsilon0))
+    return keys[exponential_mechanism(quality, epsilon0, max(pool.values()), rng)]

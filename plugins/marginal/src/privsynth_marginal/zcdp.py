@@ -1,0 +1,119 @@
+"""Zero-concentrated DP (zCDP) bookkeeping and its conversion to (epsilon, delta).
+
+MST and AIM are analysed in rho-zCDP (Bun & Steinke 2016): a Gaussian measurement of a histogram
+(L2 sensitivity 1 under add/remove-one-record) with noise ``sigma`` costs ``1 / (2 sigma^2)``;
+an exponential-mechanism selection with parameter ``epsilon0`` costs ``epsilon0^2 / 8``
+(bounded-range analysis, Cesar & Rogers 2021); costs add up. The privacy ledger keeps
+(epsilon, delta), so the total rho is converted with the conversion of Canonne, Kamath &
+Steinke 2020 ("The Discrete Gaussian for Differential Privacy", Proposition 12 / Corollary 13):
+
+    delta(epsilon) = inf_{alpha > 1}
+        exp((alpha - 1)(alpha rho - epsilon)) / (alpha - 1) * (1 - 1/alpha)^alpha
+
+which is never worse than the classic ``epsilon = rho + 2 sqrt(rho ln(1/delta))`` (Bun & Steinke
+2016, Proposition 1.3). :func:`rho_for` inverts it: the largest rho whose conversion stays within
+the target (epsilon, delta).
+"""
+
+from __future__ import annotations
+
+import math
+
+# Bisection steps: 100 pin alpha to machine precision; 64 halvings of the outer brackets leave
+# them below 1e-18 of their width.
+_ALPHA_STEPS = 100
+_OUTER_STEPS = 64
+
+
+#: AIM's split of rho: this share to measurements, the rest to selections (McKenna et al. 2022).
+AIM_MEASUREMENT_SHARE = 0.9
+
+
+def delta_for(rho: float, epsilon: float) -> float:
+    """The smallest delta for which rho-zCDP implies (epsilon, delta)-DP (CKS 2020, Cor. 13)."""
+    if rho < 0 or epsilon < 0:
+        raise ValueError(f"rho and epsilon must be >= 0, got rho={rho}, epsilon={epsilon}")
+    if rho == 0:
+        return 0.0
+    # The exponent is convex in alpha: bisect on its derivative,
+    # (2 alpha - 1) rho - epsilon + log(1 - 1/alpha), for the minimising alpha.
+    lo, hi = 1.01, (epsilon + 1) / (2 * rho) + 2
+    for _ in range(_ALPHA_STEPS):
+        alpha = (lo + hi) / 2
+        derivative = (2 * alpha - 1) * rho - epsilon + math.log1p(-1.0 / alpha)
+        if derivative < 0:
+            lo = alpha
+        else:
+            hi = alpha
+    alpha = (lo + hi) / 2
+    log_delta = ((alpha - 1) * (alpha * rho - epsilon) + alpha * math.log1p(-1.0 / alpha)
+                 - math.log(alpha - 1.0))
+    return min(math.exp(log_delta), 1.0)
+
+
+def epsilon_for(rho: float, delta: float) -> float:
+    """The smallest epsilon for which rho-zCDP implies (epsilon, delta)-DP."""
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    if rho == 0:
+        return 0.0
+    lo, hi = 0.0, rho + 2 * math.sqrt(rho * math.log(1 / delta))  # classic bound: always enough
+    for _ in range(_OUTER_STEPS):
+        mid = (lo + hi) / 2
+        if delta_for(rho, mid) <= delta:
+            hi = mid
+        else:
+            lo = mid
+    return hi  # the upper end: delta_for(rho, hi) <= delta holds
+
+
+def rho_for(epsilon: float, delta: float) -> float:
+    """The largest rho whose conversion gives at most (epsilon, delta)."""
+    if epsilon <= 0 or not 0 < delta < 1:
+        raise ValueError(f"need epsilon > 0 and 0 < delta < 1, got ({epsilon}, {delta})")
+    lo, hi = 0.0, epsilon + 1.0
+    for _ in range(_OUTER_STEPS):
+        mid = (lo + hi) / 2
+        if epsilon_for(mid, delta) <= epsilon:
+            lo = mid
+        else:
+            hi = mid
+    return lo  # the lower end: epsilon_for(rho, lo) <= epsilon holds
+
+
+def gaussian_rho(sigma: float) -> float:
+    """zCDP cost of one Gaussian measurement of a histogram (L2 sensitivity 1) with ``sigma``."""
+    return 1.0 / (2.0 * sigma**2)
+
+
+def exponential_rho(epsilon0: float) -> float:
+    """zCDP cost of one exponential-mechanism selection with parameter ``epsilon0``."""
+    return epsilon0**2 / 8.0
+
+
+class ZCDPBudget:
+    """Spends a total rho mechanism by mechanism and refuses to go past it.
+
+    Args:
+        rho: the total.
+    """
+
+    def __init__(self, rho: float) -> None:
+        self.total = rho
+        self.spent = 0.0
+        self.log: list[tuple[str, float]] = []
+
+    @property
+    def remaining(self) -> float:
+        """Rho not yet spent."""
+        return max(self.total - self.spent, 0.0)
+
+    def spend(self, what: str, rho: float) -> None:
+        """Record ``rho`` spent on ``what``; refuses (a bug) to pass the total."""
+        if self.spent + rho > self.total:
+            raise RuntimeError(
+                f"zCDP plan error: {what} would spend rho={rho:.6g} with only "
+                f"{self.remaining:.6g} left; this is a bug in privsynth-marginal"
+            )
+        self.spent += rho
+        self.log.append((what, rho))

@@ -1,0 +1,121 @@
+"""MST and AIM on a table with known dependencies, at a budget so large that noise is negligible.
+
+Columns: A uniform, B a copy of A, C uniform and independent of A, D a copy of C. With almost no
+noise, MST's spanning tree must contain (A, B) and (C, D), and AIM must measure those first; both
+must spend their whole rho and never more. Each model estimate compiles a jax program (seconds),
+so the number of fits is kept small.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from privsynth_marginal.algorithms import _aim_candidates, aim, mst
+from privsynth_marginal.estimate import PGMEstimator
+from privsynth_marginal.mechanisms import marginal_counts
+from privsynth_marginal.zcdp import ZCDPBudget, rho_for
+
+N_ROWS = 2000
+ITERS = 1000  # compilation, not iterations, dominates a fit's time
+NAMES = ["A", "B", "C", "D"]
+
+
+def copies_table(sizes: tuple[int, int], seed: int) -> tuple[np.ndarray, list[int]]:
+    """Codes of (A, B = A, C, D = C) with A and C uniform on ``sizes``."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, sizes[0], N_ROWS)
+    c = rng.integers(0, sizes[1], N_ROWS)
+    return np.stack([a, a, c, c], axis=1), [sizes[0], sizes[0], sizes[1], sizes[1]]
+
+
+def huge_budget() -> ZCDPBudget:
+    return ZCDPBudget(rho_for(1e4, 1e-5))
+
+
+def assert_spent_exactly(budget: ZCDPBudget) -> None:
+    """All of rho, never more. The plan's noise is a deliberate 1e-9 (relative) above its exact
+    share, so rounding can never overspend: that leaves about 2e-9 of rho unspent."""
+    assert budget.spent <= budget.total
+    assert budget.spent == pytest.approx(budget.total, rel=1e-8)
+
+
+def test_mst_picks_the_copies_and_spends_its_rho() -> None:
+    codes, sizes = copies_table((3, 4), seed=0)
+    budget = huge_budget()
+    estimator = PGMEstimator(NAMES, sizes)
+    calls: list[tuple[int, int]] = []
+    measurements = mst(codes, sizes, budget, estimator, np.random.default_rng(1), iters=ITERS,
+                       progress=lambda done, total: calls.append((done, total)))
+    assert_spent_exactly(budget)
+    cliques = [m.clique for m in measurements]
+    assert cliques[:4] == [(0,), (1,), (2,), (3,)]
+    edges = cliques[4:]
+    assert len(edges) == 3 and {(0, 1), (2, 3)} <= set(edges)
+    tree = {tuple(sorted(e)) for e in edges}
+    assert len(tree) == 3 and _is_spanning_tree(tree, 4)
+    assert calls == [(1, 1)]
+    # with negligible noise the fitted model reproduces the measured pairs
+    for pair in [(0, 1), (2, 3)]:
+        exact = marginal_counts(codes, sizes, pair).reshape([sizes[i] for i in pair])
+        assert np.abs(estimator.marginal(pair) - exact).sum() < 0.01 * N_ROWS
+
+
+def _is_spanning_tree(edges: set[tuple[int, ...]], d: int) -> bool:
+    component = list(range(d))
+
+    def root(i: int) -> int:
+        while component[i] != i:
+            i = component[i]
+        return i
+
+    for a, b in edges:
+        if root(a) == root(b):
+            return False
+        component[root(a)] = root(b)
+    return len({root(i) for i in range(d)}) == 1
+
+
+def test_aim_measures_the_dependent_pairs_first_and_spends_its_rho() -> None:
+    codes, sizes = copies_table((3, 4), seed=2)
+    budget = huge_budget()
+    estimator = PGMEstimator(NAMES, sizes)
+    calls: list[tuple[int, int]] = []
+    measurements = aim(codes, sizes, budget, estimator, np.random.default_rng(3),
+                       selections=3, rounds=2, max_model_mb=100.0, max_cells=10_000,
+                       iters=ITERS, round_iters=50,
+                       progress=lambda done, total: calls.append((done, total)))
+    assert_spent_exactly(budget)
+    cliques = [m.clique for m in measurements]
+    assert cliques[:4] == [(0,), (1,), (2,), (3,)]
+    assert set(cliques[4:6]) == {(0, 1), (2, 3)}  # the first round's two selections
+    assert len(cliques) == 7 and len(set(cliques)) == 7  # never the same marginal twice
+    assert calls == [(1, 2), (2, 2)]
+    # equal noise on every measurement (AIM's plan here)
+    assert len({m.sigma for m in measurements}) == 1
+
+
+def test_aim_never_measures_a_pair_above_max_cells() -> None:
+    # (C, D) has 6 x 6 = 36 cells and is by far the worst-approximated pair; max_cells = 20
+    # keeps it out, and every other pair (at most 18 cells) is measured.
+    codes, sizes = copies_table((3, 6), seed=4)
+    budget = huge_budget()
+    estimator = PGMEstimator(NAMES, sizes)
+    measurements = aim(codes, sizes, budget, estimator, np.random.default_rng(5),
+                       selections=10, rounds=1, max_model_mb=100.0, max_cells=20,
+                       iters=ITERS, round_iters=50)
+    cliques = [m.clique for m in measurements]
+    assert (2, 3) not in cliques
+    assert all(int(np.prod([sizes[i] for i in c])) <= 20 for c in cliques)
+    expected = {p for p in itertools.combinations(range(4), 2) if p != (2, 3)}
+    assert set(cliques[4:]) == expected
+    assert cliques[4] == (0, 1)  # the only dependent pair left is chosen first
+    assert_spent_exactly(budget)  # selections capped at the 5 candidates, plan made for 5
+
+
+def test_aim_candidates_are_the_pairs_within_max_cells() -> None:
+    sizes = [2, 10, 3, 50]
+    assert set(_aim_candidates(sizes, 30)) == {(0, 1), (0, 2), (1, 2)}
+    assert set(_aim_candidates(sizes, 100)) == {(0, 1), (0, 2), (0, 3), (1, 2)}
+    assert _aim_candidates(sizes, 5) == {}

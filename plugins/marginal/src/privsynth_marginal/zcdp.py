@@ -18,6 +18,7 @@ the target (epsilon, delta).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 # Bisection steps: 100 pin alpha to machine precision; 64 halvings of the outer brackets leave
 # them below 1e-18 of their width.
@@ -57,28 +58,31 @@ def epsilon_for(rho: float, delta: float) -> float:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     if rho == 0:
         return 0.0
-    lo, hi = 0.0, rho + 2 * math.sqrt(rho * math.log(1 / delta))  # classic bound: always enough
-    for _ in range(_OUTER_STEPS):
-        mid = (lo + hi) / 2
-        if delta_for(rho, mid) <= delta:
-            hi = mid
-        else:
-            lo = mid
-    return hi  # the upper end: delta_for(rho, hi) <= delta holds
+    classic = rho + 2 * math.sqrt(rho * math.log(1 / delta))  # always enough
+    # delta_for falls as epsilon grows: the smallest epsilon that passes
+    return _boundary(lambda eps: delta_for(rho, eps) <= delta, 0.0, classic, passes_above=True)
 
 
 def rho_for(epsilon: float, delta: float) -> float:
     """The largest rho whose conversion gives at most (epsilon, delta)."""
     if epsilon <= 0 or not 0 < delta < 1:
         raise ValueError(f"need epsilon > 0 and 0 < delta < 1, got ({epsilon}, {delta})")
-    lo, hi = 0.0, epsilon + 1.0
+    # epsilon_for grows with rho: the largest rho that passes
+    return _boundary(lambda rho: epsilon_for(rho, delta) <= epsilon, 0.0, epsilon + 1.0,
+                     passes_above=False)
+
+
+def _boundary(passes: Callable[[float], bool], lo: float, hi: float, *,
+              passes_above: bool) -> float:
+    """Bisect a monotone test on ``[lo, hi]``; returns the end of the final bracket that
+    passes (so the answer is always on the safe side)."""
     for _ in range(_OUTER_STEPS):
         mid = (lo + hi) / 2
-        if epsilon_for(mid, delta) <= epsilon:
-            lo = mid
-        else:
+        if passes(mid) == passes_above:
             hi = mid
-    return lo  # the lower end: epsilon_for(rho, lo) <= epsilon holds
+        else:
+            lo = mid
+    return hi if passes_above else lo
 
 
 def gaussian_rho(sigma: float) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -21,24 +20,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .procmem import rss_mb
+
 DELTA = 1e-5
 TORCH_METHODS = {"dpwgan", "dpctgan", "ctgan"}
-
-
-def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB.
-
-    ``VmHWM`` from /proc (the high-water mark of this process' own memory, fresh after exec);
-    ``ru_maxrss`` would also count the parent's memory at the fork on Linux.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _privsynth(method: str, epsilon: float | None, table: Any, epochs: int, threads: int,

@@ -22,7 +22,6 @@ import ctypes
 import gc
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -30,36 +29,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .procmem import current_rss_mb, rss_mb
+
 HOLDOUT = 10_000
 JEMALLOC_CONF = "_RJEM_MALLOC_CONF"  # polars' bundled jemalloc reads its options from here
 
 
-def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB.
-
-    ``VmHWM`` from /proc (the high-water mark of this process' own memory, fresh after exec);
-    ``ru_maxrss`` would also count the parent's memory at the fork on Linux.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def current_rss_mb() -> float | None:
-    """Resident set size of this process now, in MiB (None where /proc is missing)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def restart_peak() -> float | None:

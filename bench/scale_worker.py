@@ -35,10 +35,6 @@ HOLDOUT = 10_000
 JEMALLOC_CONF = "_RJEM_MALLOC_CONF"  # polars' bundled jemalloc reads its options from here
 
 
-
-
-
-
 def restart_peak() -> float | None:
     """Restart the peak (``VmHWM``) from the current RSS and return that RSS in MiB.
 

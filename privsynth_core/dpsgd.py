@@ -5,6 +5,7 @@
 - :func:`make_private_critic`: a critic wrapped for DP-SGD by Opacus, the same way for every
   generator.
 - :class:`BatchSource`: encoded rows by index, without a full encoded copy of a large table.
+- :func:`activate_outputs`: a generator network's raw outputs to encoded-row values.
 
 torch and Opacus are imported only inside the functions, so importing this module stays cheap.
 """
@@ -247,3 +248,28 @@ class BatchSource:
             else:
                 part = self.frame.slice(start, size)
                 yield torch.from_numpy(self.encoder.encode(part)).to(self.device)
+
+
+def activate_outputs(raw: torch.Tensor, spans: list[tuple[int, int, bool]],
+                     gumbel_tau: float | None) -> torch.Tensor:
+    """A generator's raw outputs as encoded-row values: tanh on scalar spans; on one-hot group
+    spans, Gumbel-softmax samples (training, ``gumbel_tau`` set) or softmax probabilities.
+
+    Args:
+        raw: ``(batch, encoded width)`` network outputs.
+        spans: ``(start, end, is_group)`` of every span of the encoded row, in order.
+        gumbel_tau: Gumbel-softmax temperature, or None for plain softmax.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    parts = []
+    for start, end, is_group in spans:
+        block = raw[:, start:end]
+        if not is_group:
+            parts.append(torch.tanh(block))
+        elif gumbel_tau is not None:
+            parts.append(F.gumbel_softmax(block, tau=gumbel_tau, hard=False, dim=1))
+        else:
+            parts.append(torch.softmax(block, dim=1))
+    return torch.cat(parts, dim=1)

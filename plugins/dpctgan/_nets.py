@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from privsynth_core.dpsgd import activate_outputs
+
 if TYPE_CHECKING:
     from ._encoding import CTGANEncoder
 
@@ -60,16 +62,7 @@ class GeneratorNet(nn.Module):
 
     def activate(self, raw: torch.Tensor, gumbel_tau: float | None) -> torch.Tensor:
         """tanh on scalars; Gumbel-softmax (training) or softmax (sampling) on each group."""
-        parts = []
-        for start, end, is_group in self.spans:
-            block = raw[:, start:end]
-            if not is_group:
-                parts.append(torch.tanh(block))
-            elif gumbel_tau is not None:
-                parts.append(F.gumbel_softmax(block, tau=gumbel_tau, hard=False, dim=1))
-            else:
-                parts.append(torch.softmax(block, dim=1))
-        return torch.cat(parts, dim=1)
+        return activate_outputs(raw, self.spans, gumbel_tau)
 
 
 def critic_net(in_dim: int, widths: Sequence[int], dropout: float) -> nn.Sequential:

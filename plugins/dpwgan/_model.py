@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from privsynth_core import GeneratorError, Progress
 from privsynth_core.dpsgd import (
     BatchSource,
     PoissonSampler,
+    activate_outputs,
     make_private_critic,
     resolve_device,
     training_session,
@@ -87,16 +87,7 @@ class GeneratorNet(nn.Module):
         """Activated outputs; groups are Gumbel-softmax samples when ``gumbel_tau`` is set,
         else softmax probabilities."""
         raw = self.body(z)
-        parts = []
-        for start, end, is_group in self.spans:
-            block = raw[:, start:end]
-            if not is_group:
-                parts.append(torch.tanh(block))
-            elif gumbel_tau is not None:
-                parts.append(F.gumbel_softmax(block, tau=gumbel_tau, hard=False, dim=1))
-            else:
-                parts.append(torch.softmax(block, dim=1))
-        return torch.cat(parts, dim=1)
+        return activate_outputs(raw, self.spans, gumbel_tau)
 
 
 def draw_latent(

@@ -76,6 +76,26 @@ class BudgetExceededError(BudgetError):
     """A charge would take a dataset's spent privacy over its budget; nothing was charged."""
 
 
+class LedgerMissingError(BudgetError, FileNotFoundError):
+    """The privacy ledger is gone (missing, empty, or without its tables) where one existed.
+
+    The ledger never silently starts over: the message says how to restore it from a backup.
+    """
+
+
+class LedgerCorruptError(BudgetError, ValueError):
+    """The privacy ledger's file is damaged: SQLite cannot read it as a database."""
+
+
+class LedgerIntegrityError(BudgetError, ValueError):
+    """The privacy ledger's event log or tables were changed outside privsynth (or a backup
+    fails its hash chain); nothing is written to such a ledger."""
+
+
+class LedgerAccessError(BudgetError, PermissionError):
+    """The privacy ledger or its folder cannot be read or written (permissions, read-only)."""
+
+
 class NotFittedError(PrivsynthError, RuntimeError):
     """A generator was asked to sample or save before it was fitted."""
 
@@ -102,6 +122,10 @@ __all__ = [
     "DuplicatePluginError",
     "GeneratorError",
     "InputFileError",
+    "LedgerAccessError",
+    "LedgerCorruptError",
+    "LedgerIntegrityError",
+    "LedgerMissingError",
     "MetricError",
     "NotFittedError",
     "PluginError",

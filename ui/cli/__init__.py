@@ -7,13 +7,15 @@ command line is built, and heavy libraries only inside the command functions, so
 ``privsynth --help`` answers instantly.
 
 Errors: a :class:`~privsynth_core.errors.PrivsynthError` is printed as one readable message (exit
-code 2); anything else is a bug and keeps its traceback.
+code 2); anything else is a bug and keeps its traceback. A reader that closes the pipe early
+(``| head``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -59,13 +61,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return code
     except PrivsynthError as exc:
         print(f"privsynth: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("privsynth: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`privsynth budget show | head -1`): not an error. Point stdout at
+        # /dev/null so the interpreter's final flush of what is left does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def start_new(path: Path, *, note: str, by: str) -> None:
     previous = log.read_marker(path)
     moved = set_aside(path)
     if previous is not None:  # the old marker would otherwise be taken for this ledger's
-        log.marker_path(path).unlink()
+        log.remove_marker(path)
     create_database(path, {
         "reason": "new-ledger", "note": note, "by": by, "set_aside": moved,
         "previous": None if previous is None else {
@@ -148,7 +148,7 @@ def restore(path: Path, events: list[Event], *, backup: str, accept_loss: bool) 
                           f"loss (`--accept-loss`, recorded as an event)")
     moved = set_aside(path)
     if marker is not None:
-        log.marker_path(path).unlink()
+        log.remove_marker(path)
 
     def fill(conn: sqlite3.Connection) -> None:
         for event in events:

@@ -28,6 +28,7 @@ from .fileio import atomic_write_text
 
 GENESIS_HASH = "0" * 64
 MARKER_FORMAT = "privsynth-ledger-marker"
+MARKER_NAME = ".{name}.marker"
 UNREADABLE = "unreadable"  # the ledger id of a marker that exists but cannot be read
 
 # Event kinds that change the tables; "restore" only records that a backup was loaded.
@@ -281,7 +282,8 @@ def verify_events(events: list[Event], tables: State | None, marker: Marker | No
     if marker is not None and events:
         first = events[0].data() if events[0].kind == "init" else {}
         if marker.ledger_id == UNREADABLE:
-            problems.append("the marker next to the database is unreadable")
+            problems.append("the marker file next to the database is unreadable (if the rest is "
+                            "intact, deleting it lets privsynth write it again)")
         elif first.get("ledger_id") and marker.ledger_id != first["ledger_id"]:
             problems.append(f"the marker belongs to ledger {marker.ledger_id}, the database to "
                             f"ledger {first['ledger_id']}: the database was replaced")
@@ -314,7 +316,7 @@ class Marker:
 def marker_path(ledger_path: Path) -> Path:
     """Where the marker of ``ledger_path`` lives: hidden, and not matched by
     ``rm ledger.sqlite*``, the usual way a ledger gets "reset"."""
-    return ledger_path.with_name(f".{ledger_path.name}.marker")
+    return ledger_path.with_name(MARKER_NAME.format(name=ledger_path.name))
 
 
 def read_marker(ledger_path: Path) -> Marker | None:
@@ -325,10 +327,24 @@ def read_marker(ledger_path: Path) -> Marker | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Marker(str(data["ledger_id"]), str(data["created_at"]), int(data["events"]),
                       str(data["head"]))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError, KeyError, TypeError):
-        return Marker(UNREADABLE, "", 0, "") if path.exists() else None
+        return Marker(UNREADABLE, "", 0, "")
+
+
+def remove_marker(ledger_path: Path) -> None:
+    """Delete the marker (before a new ledger or a restore writes its own).
+
+    Raises:
+        LedgerAccessError: the folder is not writable.
+    """
+    try:
+        marker_path(ledger_path).unlink(missing_ok=True)
+    except OSError as exc:
+        raise LedgerAccessError(f"cannot replace the privacy ledger's marker next to "
+                                f"{ledger_path} ({exc.strerror or exc}); make the folder "
+                                f"writable") from exc
 
 
 def write_marker(ledger_path: Path, marker: Marker) -> None:

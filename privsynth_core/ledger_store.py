@@ -138,11 +138,17 @@ def history(path: Path) -> str | None:
     """
     if log.read_marker(path) is not None:
         return f"its marker {log.marker_path(path).name} shows that a ledger existed here"
-    held = [name + "/" for name in STATE_DIRS
-            if (path.parent / name).is_dir() and any((path.parent / name).iterdir())]
+    held = [name + "/" for name in STATE_DIRS if _holds_something(path.parent / name)]
     if held:
         return f"its folder holds privsynth state ({', '.join(held)})"
     return None
+
+
+def _holds_something(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and any(folder.iterdir())
+    except OSError:  # there, but unreadable: count it, a refusal is the safe side
+        return True
 
 
 def _current(conn: sqlite3.Connection) -> bool:
@@ -212,7 +218,10 @@ class LedgerStore:
                 return
             create_database(path, {"reason": "created", "note": "", "by": ""})
         if read_only:
-            conn = connect_ro(path)
+            try:
+                conn = connect_ro(path)
+            except sqlite3.Error as exc:
+                raise sqlite_error(exc, path) from exc
             try:
                 if not _current(conn):  # an old ledger: read a migrated copy, leave the file
                     self._memory = _memory_copy(conn, path)

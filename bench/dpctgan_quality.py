@@ -105,7 +105,7 @@ def run_dpctgan(table: Any, epsilon: float, delta: float, epochs: int, threads: 
     label = ", ".join(f"{k}={v}" for k, v in overrides.items())
     return {"name": f"DP-CTGAN eps={epsilon:g}" + (f" ({label})" if label else ""),
             "fit_s": fit_s,
-            "s_per_epoch": summary.extra["seconds_per_epoch"],
+            "s_per_epoch": summary.wall_seconds / max(summary.epochs, 1e-9),
             "synthetic": gen.sample(10_000, seed=0), "epsilon": summary.epsilon,
             "sigma": summary.noise_multiplier, "steps": summary.steps,
             "split": summary.extra["budget_split"], "target_epsilon": epsilon}

@@ -50,16 +50,14 @@ def write_sweep_summary(results: list[tuple[RunConfig, RunResult | None, str | N
 
 
 def _markdown(rows: list[dict[str, object]]) -> str:
-    metrics = sorted({k for r in rows for k in r} - {"generator", "epsilon", "seed", "status",
-                                                     "epsilon_spent", "delta_spent", "run_dir",
-                                                     "error"})
-    head = ["generator", "epsilon", "seed", "status", "epsilon spent", *metrics]
+    """The sweep for the Prefect UI: each cell's settings, status and end-to-end epsilon. No
+    metric goes into an artifact (they are computed on the real rows): see summary.csv."""
+    head = ["generator", "epsilon", "seed", "status", "epsilon spent (end to end)"]
     lines = [f"# privsynth sweep ({len(rows)} runs)", "",
-             f"Metrics are {NOT_DP_LABEL}.", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]
+             f"Metrics ({NOT_DP_LABEL}) are in the sweep's summary.csv, not here.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        values = [r["generator"], r["epsilon"], r["seed"], r["status"], r["epsilon_spent"],
-                  *(r.get(m) for m in metrics)]
+        values = [r["generator"], r["epsilon"], r["seed"], r["status"], r["epsilon_spent"]]
         lines.append("| " + " | ".join("-" if v is None else f"{v:.4g}" if isinstance(v, float)
                                         else str(v) for v in values) + " |")
     return "\n".join(lines)
@@ -78,15 +76,16 @@ def sweep(sweep_config: SweepConfig) -> SweepResult:
         check_output_dir(cell)
     first = cells[0]
     info = tasks.load_input(first)
-    tasks.validate_input(first, info.fingerprint)
+    tasks.validate_input(first, info.fingerprint,
+                         str(sweep_config.output_dir.parent / f".{sweep_config.output_dir.name}"
+                             f".validation.log"))
     domain_dir = pipeline.cache_dir() / "domains" / pipeline.domain_key(first, info.fingerprint)
     cached = pipeline.is_complete_domain(domain_dir)
     cost = check_grid_budget(cells, fingerprint=info.fingerprint,
                              schema_path=domain_dir / pipeline.SCHEMA_FILE if cached else None)
     print(f"the sweep's {len(cells)} runs can spend at most {cost}; the budget covers it")
     # Resolved once here, so parallel cells share it instead of each paying for a DP domain.
-    tasks.resolve_domain.with_options(refresh_cache=not cached)(
-        first, info.fingerprint, str(domain_dir), pipeline.new_run_id())
+    tasks.resolve_domain(first, str(domain_dir), pipeline.new_run_id())
     futures = [run_cell.submit(cell) for cell in cells]
     results: list[tuple[RunConfig, RunResult | None, str | None]] = []
     for cell, future in zip(cells, futures, strict=True):

@@ -12,14 +12,21 @@ task runner (threads, or a Dask cluster). The run directory appears atomically a
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from privsynth_core import pipeline
 from privsynth_core.config import RunConfig
-from privsynth_core.runs import NOT_DP_LABEL, RunResult, begin_run, check_output_dir
+from privsynth_core.privacy.release import CUSTODIAN_DIR, RELEASE_DIR
+from privsynth_core.runs import (
+    NOT_DP_LABEL,
+    VALIDATION_LOG,
+    RunResult,
+    begin_run,
+    check_output_dir,
+    custodian_manifest,
+)
 from privsynth_core.sweep import check_grid_budget
 
 from . import tasks
@@ -30,27 +37,26 @@ def _artifact_key(label: str) -> str:
 
 
 def run_markdown(result: RunResult) -> str:
-    """The run's summary for the Prefect UI: epsilon spent, headline metrics, report link."""
-    privacy = result.manifest["privacy"]
+    """The run's summary for the Prefect UI: the release's guarantee, its parts, where things are.
+
+    Only what the release itself states: no metric, count or other figure computed on the real
+    rows goes into an artifact (the report holds those, in the custodian folder).
+    """
+    privacy = result.release["privacy"]
     lines = [f"# privsynth run `{result.manifest['name']}`", ""]
-    if privacy["differentially_private"]:
-        lines.append(f"**Privacy guarantee of the released outputs:** epsilon = "
-                     f"{privacy['epsilon']:.4g}, delta = {privacy['delta']:.3g}")
+    if result.release.get("differentially_private"):
+        lines.append(f"**End-to-end guarantee of the release:** epsilon = "
+                     f"{privacy['epsilon']:.6g}, delta = {privacy['delta']:.3g} "
+                     f"({privacy['composition']}; {privacy['neighbours']})")
+        lines += ["", "| part | mechanism | epsilon | delta |", "|---|---|---|---|"]
+        for part in privacy["parts"]:
+            lines.append(f"| {part['step']} | {part['mechanism']} | {part['epsilon']:.4g} | "
+                         f"{part['delta']:.3g} |")
     else:
         lines.append("**NOT differentially private**: do not release these outputs.")
-    lines += ["", "| step | epsilon | delta | charged by this run |", "|---|---|---|---|"]
-    for step in privacy["by_step"]:
-        eps = "-" if step["epsilon"] is None else f"{step['epsilon']:.4g}"
-        delta = "-" if step["delta"] is None else f"{step['delta']:.3g}"
-        lines.append(f"| {step['step']} | {eps} | {delta} | "
-                     f"{'yes' if step.get('charged_by_this_run') else 'no'} |")
-    lines += ["", f"## Headline metrics ({NOT_DP_LABEL})", "",
-              "| metric | value | verdict |", "|---|---|---|"]
-    for row in result.headlines:
-        value = "-" if row["value"] is None else f"{row['value']:.4g}"
-        lines.append(f"| {row['name']} | {value} | {row['verdict']} |")
-    lines += ["", f"Report ({NOT_DP_LABEL}): [{result.report}]({result.report.as_uri()})",
-              f"Run directory: `{result.run_dir}`"]
+    lines += ["", f"Release (shareable): `{result.release_dir}`",
+              f"Custodian folder ({NOT_DP_LABEL}; the metrics and report are there): "
+              f"`{result.custodian_dir}`"]
     return "\n".join(lines)
 
 
@@ -84,8 +90,8 @@ def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
 
     info = tasks.load_input(config)
     tick("load")
-    for note in tasks.validate_input(config, info.fingerprint):
-        logger.info(note)
+    for note in tasks.validate_input(config, info.fingerprint, str(work / VALIDATION_LOG)):
+        logger.info(note)  # counts only: values of the rows stay in the custodian log
     tick("validate")
     domain_dir = pipeline.cache_dir() / "domains" / pipeline.domain_key(config, info.fingerprint)
     if config.epsilon is not None and not resume:
@@ -94,17 +100,11 @@ def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
         check_grid_budget([config], fingerprint=info.fingerprint, schema_path=(
             domain_dir / pipeline.SCHEMA_FILE if pipeline.is_complete_domain(domain_dir)
             else None))
-    schema = tasks.resolve_domain.with_options(
-        refresh_cache=not pipeline.is_complete_domain(domain_dir))(
-        config, info.fingerprint, str(domain_dir), run_id)
+    schema = tasks.resolve_domain(config, str(domain_dir), run_id)
     tick("domain")
-    model_dir = pipeline.cache_dir() / "models" / pipeline.fit_key(config, info.fingerprint,
-                                                                   schema)
-    model = tasks.fit_model.with_options(
-        refresh_cache=not pipeline.is_complete_model(model_dir))(
-        config, info.fingerprint, schema, str(model_dir), run_id, str(work / "checkpoints"))
+    model = tasks.fit_model(config, schema, run_id, str(work / "checkpoints"))
     tick("fit")
-    synthetic = tasks.sample_synthetic(model, config.rows or info.rows, config.seed,
+    synthetic = tasks.sample_synthetic(model, config.rows, config.seed,
                                        str(work / pipeline.SYNTHETIC_FILE))
     tick("sample")
     report = _evaluate_and_report(config, schema, synthetic, model, str(work / "report"))
@@ -126,15 +126,14 @@ def evaluate(run_dir: Path, metrics: list[str] | None = None) -> Path:
     Returns:
         The report folder (custodian-only: NOT DP).
     """
-    import json
 
     run_dir = Path(run_dir)
-    manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text("utf-8"))
-    data = dict(manifest["config"])
+    data = dict(custodian_manifest(run_dir)["config"])
     if metrics is not None:
         data["metrics"] = metrics
     config = RunConfig.model_validate(data)
-    model = str(run_dir / "model")
-    schema = str(run_dir / "model" / "domain.schema.yaml")
-    return Path(_evaluate_and_report(config, schema, str(run_dir / pipeline.SYNTHETIC_FILE),
-                                     model, str(run_dir / "report")))
+    model = str(run_dir / RELEASE_DIR / "model")
+    schema = str(run_dir / CUSTODIAN_DIR / "schema.yaml")
+    return Path(_evaluate_and_report(config, schema,
+                                     str(run_dir / RELEASE_DIR / pipeline.SYNTHETIC_FILE),
+                                     model, str(run_dir / CUSTODIAN_DIR / "report")))

@@ -6,13 +6,13 @@ every step reads its input from a file and writes its output atomically.
 - I/O tasks retry with backoff (``PRIVSYNTH_IO_RETRY_DELAYS``, seconds, default ``2,5,15``), on
   errors that a retry can cure: a file that is missing or unreadable right now, an OS error.
   A wrong schema, an unknown plugin or an exhausted budget fail at once.
-- ``fit_model`` never retries by itself (a retry would spend the budget again) and is cached on
-  (dataset fingerprint, fit hash of the config, seed, the domain's content) plus the task's
-  source. The flow forces a refresh when the cached model directory is missing, so a cache hit
-  always points at a model that exists. A hit costs no budget: the ledger is only charged
-  inside the fit itself.
-- ``resolve_domain`` is cached the same way: a DP domain is learned (and paid for) once per
-  dataset and domain settings.
+- ``resolve_domain`` and ``fit_model`` never retry (a retry could spend the budget again) and
+  use no Prefect cache: whether a domain or a model is already paid for is decided by
+  privsynth's own store and ledger (:func:`privsynth_core.pipeline.fit_model`), so a fit is
+  reused across flows, the CLI and another ``PREFECT_HOME`` alike, and no cache key derived
+  from the data reaches Prefect's server.
+- What a task logs (and so what reaches Prefect's server) is counts and paths, never a value
+  of the private rows: details go to the run's custodian log.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
-from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 
 from privsynth_core import pipeline
 from privsynth_core.errors import InputFileError, PrivsynthError
@@ -31,7 +30,6 @@ from privsynth_core.runs import RunResult, publish_run
 if TYPE_CHECKING:
     from prefect import Task
     from prefect.client.schemas.objects import State, TaskRun
-    from prefect.context import TaskRunContext
 
     from privsynth_core.config import RunConfig
     from privsynth_core.evaluation import EvaluationResult
@@ -60,16 +58,6 @@ IO: dict[str, Any] = {"retries": len(_DELAYS), "retry_delay_seconds": _DELAYS,
                       "retry_condition_fn": _transient}
 
 
-def _domain_key(context: TaskRunContext, params: dict[str, Any]) -> str:
-    return "domain-" + pipeline.domain_key(params["config"], params["fingerprint"])
-
-
-def _fit_key(context: TaskRunContext, params: dict[str, Any]) -> str:
-    # The model directory's name is this key, so the record and the directory go together.
-    return "fit-" + pipeline.fit_key(params["config"], params["fingerprint"],
-                                     params["schema_path"])
-
-
 @task(**IO)
 def load_input(config: RunConfig) -> InputInfo:
     """Read the private table: fingerprint, size, columns."""
@@ -77,30 +65,29 @@ def load_input(config: RunConfig) -> InputInfo:
 
 
 @task(**IO)
-def validate_input(config: RunConfig, fingerprint: str) -> list[str]:
-    """Check the table against its schema (and that the holdout is not the table)."""
+def validate_input(config: RunConfig, fingerprint: str, custodian_log: str) -> list[str]:
+    """Check the table against its schema (and that the holdout is not the table); counts only
+    come back, details go to ``custodian_log``."""
     pipeline.check_holdout(config, fingerprint)
-    return pipeline.validate_input(config)
+    return pipeline.validate_input(config, custodian_log)
 
 
-@task(retries=0, cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_domain_key),
-      persist_result=True)
-def resolve_domain(config: RunConfig, fingerprint: str, destination: str, run_id: str) -> str:
-    """Fix the domain: declared public, or learned with DP (charged to the ledger)."""
+@task(retries=0)
+def resolve_domain(config: RunConfig, destination: str, run_id: str) -> str:
+    """Fix the domain: declared public, or learned with DP (charged once, then reused)."""
     return str(pipeline.resolve_domain(config, destination, run_id=run_id))
 
 
-@task(retries=0, cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_fit_key),
-      persist_result=True)
-def fit_model(config: RunConfig, fingerprint: str, schema_path: str, model_dir: str,
-              run_id: str, checkpoint_dir: str | None) -> str:
-    """Train the generator (reserve, train, settle); never retried, cached on its inputs."""
-    return str(pipeline.fit_model(config, schema_path, model_dir, run_id=run_id,
+@task(retries=0)
+def fit_model(config: RunConfig, schema_path: str, run_id: str,
+              checkpoint_dir: str | None) -> str:
+    """Train the generator (reserve, train, settle), or reuse the stored model: never retried."""
+    return str(pipeline.fit_model(config, schema_path, run_id=run_id,
                                   checkpoint_dir=checkpoint_dir))
 
 
 @task(**IO)
-def sample_synthetic(model_dir: str, rows: int, seed: int, destination: str) -> str:
+def sample_synthetic(model_dir: str, rows: int | None, seed: int, destination: str) -> str:
     """Sample the synthetic table from the saved model (post-processing: free)."""
     return str(pipeline.sample_synthetic(model_dir, rows, seed=seed, destination=destination))
 

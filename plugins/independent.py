@@ -1,12 +1,15 @@
-"""The ``independent`` generator: one Laplace-noised histogram per column, sampled independently.
+"""The ``independent`` generator: one noisy histogram per column, sampled independently.
 
 A fast, honest baseline. Each column's histogram over its *domain* (bins between the bounds for
 numbers and datetimes, the categories, true/false, plus a null bin when the column is nullable)
-gets Laplace noise of scale ``k / epsilon`` for ``k`` columns: each record adds one count to each
-histogram, so every histogram has L1 sensitivity 1 and the ``k`` of them compose to
-``epsilon``-DP (delta = 0). Sampling draws every column on its own from its noisy histogram (a
-value uniformly inside a numeric bin), so the output keeps each column's distribution and **no
-relationship between columns**: a floor for the joint generators to beat.
+gets discrete Laplace noise of scale ``k / epsilon`` for ``k`` columns: each record adds one count
+to each histogram, so every histogram has L1 sensitivity 1 and the ``k`` of them compose to
+``epsilon``-DP (delta = 0). The noise is exact integer noise from a cryptographic source
+(OpenDP, :func:`privsynth_core.privacy.noise.discrete_laplace`), fresh on every fit: no
+parameter seeds it, so the manifest cannot replay it. Sampling draws every column on its own
+from its noisy histogram (a value uniformly inside a numeric bin), so the output keeps each
+column's distribution and **no relationship between columns**: a floor for the joint generators
+to beat. Sampling is post-processing, and its ``seed`` only fixes which rows are drawn.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import polars as pl
 from pydantic import Field
 
 from privsynth_core import FitSummary, Generator, GeneratorParams, Progress, hookimpl
+from privsynth_core.privacy.noise import discrete_laplace
 from privsynth_core.schema import Column, ColumnKind
 from privsynth_core.validation import datetime_to_float
 
@@ -33,10 +37,9 @@ _STATE_FILE = "histograms.json"
 
 
 class IndependentParams(GeneratorParams):
-    """Parameters of the independent-marginals generator."""
+    """Parameters of the independent-marginals generator (none of them seeds the noise)."""
 
     bins: int = Field(32, ge=2, le=1000, description="bins per numeric or datetime column")
-    seed: int | None = Field(None, description="noise seed (leave empty in real use)")
 
 
 def _numeric(series: pl.Series, column: Column) -> np.ndarray:
@@ -55,23 +58,23 @@ def _bounds(column: Column) -> tuple[float, float]:
 
 
 def _counts(series: pl.Series, column: Column, bins: int) -> np.ndarray:
-    """True counts per domain bin, then the null count (always present; 0 if not nullable)."""
+    """True counts (int64) per domain bin, then the null count (always there; 0 if not
+    nullable)."""
     nulls = series.null_count()
     present = series.drop_nulls()
     if column.kind is ColumnKind.CATEGORICAL:
         assert column.categories is not None
         index = {c: i for i, c in enumerate(column.categories)}
-        counts = np.zeros(len(index))
+        counts = np.zeros(len(index), dtype=np.int64)
         for value, n in present.value_counts().iter_rows():
             if value in index:  # conform() already turned out-of-domain values into nulls
                 counts[index[value]] += n
     elif column.kind is ColumnKind.BOOLEAN:
-        counts = np.array([float((~present).sum()), float(present.sum())])
+        counts = np.array([(~present).sum(), present.sum()], dtype=np.int64)
     else:
         lower, upper = _bounds(column)
         counts, _ = np.histogram(_numeric(present, column), bins=bins, range=(lower, upper))
-        counts = counts.astype(float)
-    return np.append(counts, float(nulls))
+    return np.append(counts, nulls).astype(np.int64)
 
 
 class IndependentGenerator(Generator):
@@ -79,10 +82,12 @@ class IndependentGenerator(Generator):
 
     generator_id = "independent"
     description = (
-        "Independent DP marginals: a Laplace-noised histogram per column (pure epsilon-DP). "
+        "Independent DP marginals: a histogram per column with exact discrete Laplace noise "
+        "(pure epsilon-DP). "
         "Fast baseline; keeps no relationship between columns"
     )
     is_dp = True
+    pure_epsilon = True
     Params = IndependentParams
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
@@ -98,13 +103,13 @@ class IndependentGenerator(Generator):
         progress: ProgressCallback | None,
     ) -> FitSummary:
         assert budget is not None and isinstance(self.params, IndependentParams)
-        rng = np.random.default_rng(self.params.seed)
         columns = table.schema.columns
         scale = len(columns) / budget.epsilon
         self._probabilities = {}
         for column in columns:
             counts = _counts(table.frame[column.name], column, self.params.bins)
-            noisy = counts + rng.laplace(scale=scale, size=counts.shape)
+            # integer noise on integer counts; floats only from here on (post-processing)
+            noisy = discrete_laplace(counts, scale=scale).astype(np.float64)
             if not column.nullable:
                 noisy[-1] = 0.0
             noisy = np.clip(noisy, 0.0, None)
@@ -118,7 +123,8 @@ class IndependentGenerator(Generator):
         return FitSummary(
             private=True, epsilon=budget.epsilon, delta=0.0, accountant_id="laplace",
             steps=len(columns), epochs=1.0,
-            extra={"mechanism": "Laplace histograms, basic composition over columns",
+            extra={"mechanism": "discrete Laplace histograms (exact, OpenDP), basic "
+                                "composition over columns",
                    "laplace_scale": scale},
         )
 

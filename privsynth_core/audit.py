@@ -61,8 +61,10 @@ from .audit_bounds import (
 from .encoding import FloatArray, TableEncoder
 from .errors import ConfigError
 from .fileio import atomic_directory
-from .ledger import PrivacyBudget, PrivacyLedger
+from .ledger import PrivacyLedger
+from .privacy.release import total
 from .schema import Schema
+from .service import create_generator, fit_generator
 from .table import Table
 
 AUDIT_FILE = "audit.json"
@@ -78,8 +80,8 @@ class AuditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input: str = Field(description="the private CSV or Parquet file")
-    schema_path: str | None = Field(default=None, description="schema file with a public domain")
-    confirm_public: bool = Field(default=False, description="confirm an inferred domain is public")
+    schema_path: str | None = Field(default=None,
+                                    description="reviewed schema file with a public domain")
     generator: str = Field(description="generator id")
     params: dict[str, Any] = Field(default_factory=dict, description="generator parameters")
     epsilon: float = Field(gt=0, description="the claimed (target) epsilon")
@@ -92,7 +94,7 @@ class AuditConfig(BaseModel):
     guess_fraction: float = Field(default=0.2, gt=0, le=1,
                                   description="share of canaries guessed (the rest abstain)")
     rows: int | None = Field(default=None, ge=1,
-                             description="synthetic rows per run (default: input rows)")
+                             description="synthetic rows per run (default: the released n̂)")
     confidence: float = Field(default=0.95, gt=0, lt=1, description="confidence of the bound")
     seed: int = Field(default=0,
                       description="seed of canaries, inclusion bits, sampling, tie-breaks")
@@ -176,8 +178,7 @@ def load_table(config: AuditConfig) -> Table:
     from .domain import prepare_table
 
     # The domain is public, so prepare_table spends nothing: no ledger is touched here.
-    return prepare_table(config.input, schema_path=config.schema_path, domain="public",
-                         confirm_public=config.confirm_public)
+    return prepare_table(config.input, schema_path=config.schema_path, domain="public")
 
 
 def check_config(config: AuditConfig) -> None:
@@ -222,7 +223,6 @@ def run_trial(config: AuditConfig, index: int, *, table: Table | None = None) ->
         index: which run (seeds its canaries, inclusion bits and sampling).
         table: the private table, if already loaded (else read from ``config.input``).
     """
-    from .registry import generators
 
     if table is None:
         table = load_table(config)
@@ -233,26 +233,29 @@ def run_trial(config: AuditConfig, index: int, *, table: Table | None = None) ->
     frame = pl.concat([table.frame, canaries.filter(pl.Series(members))],
                       how="vertical_relaxed")
     train = Table.from_frame(frame, table.schema, name=f"audit-{table.name}-run{index}")
-    cls = generators().get(config.generator)
-    generator = cls(cls.make_params(config.params))
-    budget = PrivacyBudget(config.epsilon, config.delta)
+    generator = create_generator(config.generator, config.params)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="privsynth-audit-") as tmp:
         # A throwaway ledger: the audit's trainings are tests on canary-augmented copies of
-        # the data, never released; the user's ledger is neither charged nor consulted.
+        # the data, never released; the user's ledger is neither charged nor consulted. Its
+        # budget covers the training and the released row count.
         ledger = PrivacyLedger(Path(tmp) / "audit-ledger.sqlite")
-        ledger.set_budget(train.fingerprint(), epsilon=budget.epsilon, delta=budget.delta,
+        ledger.set_budget(train.budget_key(), epsilon=2 * config.epsilon + 1.0,
+                          delta=min(2 * config.delta + 1e-9, 0.5),
                           label="privacy audit (throwaway)")
-        summary = generator.fit(train, budget=budget, accountant=config.accountant,
-                                ledger=ledger, run_id=f"audit-{index}")
+        fit_generator(train, generator, epsilon=config.epsilon, delta=config.delta,
+                      accountant=config.accountant, ledger=ledger, run_id=f"audit-{index}")
+    summary = generator.fit_summary
+    assert summary is not None
+    claimed_epsilon, claimed_delta = total(summary.spent)
     fit_seconds = time.perf_counter() - started
-    synthetic = generator.sample(config.rows or table.n_rows,
+    synthetic = generator.sample(config.rows or train.planning_rows,
                                  seed=int(rng.integers(0, 2**31 - 1)))
     encoder = TableEncoder(table.schema)
     distances = nearest_distances(encoder.encode(canaries), encoder.encode(synthetic))
     return TrialResult(index=index, members=members.tolist(), scores=(-distances).tolist(),
-                       kinds=kinds, epsilon_spent=float(summary.epsilon or 0.0),
-                       delta_spent=float(summary.delta or 0.0), fit_seconds=fit_seconds)
+                       kinds=kinds, epsilon_spent=claimed_epsilon,
+                       delta_spent=claimed_delta, fit_seconds=fit_seconds)
 
 
 # -- the verdict ---------------------------------------------------------------------------

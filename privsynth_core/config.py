@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, PrivsynthError
 
 DomainMode = Literal["public", "dp"]
+_CONFIRM_PUBLIC_REMOVED = (
+    "confirm_public: removed; a domain is never declared public unseen. Review the schema file, "
+    "run `privsynth schema confirm FILE`, and give the file as `schema_path`")
 
 
 def _file_digest(path: Path | None) -> str | None:
@@ -47,7 +50,7 @@ def _plugin_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | 
     Looked up through the registry, so a third-party generator's parameters are checked exactly
     like a built-in's.
     """
-    from .registry import accountants, generators, metrics
+    from .registry import generators, metrics
 
     problems: list[str] = []
     normalised = None
@@ -74,8 +77,10 @@ def _plugin_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | 
                             f"and cannot spend a budget; remove `epsilon` or pick a DP generator")
     accountant = data.get("accountant", "rdp")
     if isinstance(accountant, str) and (generator_cls is None or generator_cls.is_dp):
+        from .registry import settling_accountant
+
         try:
-            accountants().get(accountant)
+            settling_accountant(accountant)
         except PrivsynthError as exc:
             problems.append(f"accountant: {exc}")
     metric_ids = data.get("metrics")
@@ -91,6 +96,10 @@ def _plugin_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | 
 def _model_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
     """Problems that involve several settings or the plugin registry."""
     problems = []
+    if data.get("schema_path") in (None, ""):
+        problems.append("schema_path: a run needs a schema file a person has reviewed (`privsynth "
+                        "schema infer DATA -o schema.yaml`, review, `privsynth schema confirm "
+                        "schema.yaml`); with `domain: dp` only its names and kinds are used")
     if data.get("domain") == "dp" and data.get("domain_epsilon") is None:
         problems.append("domain_epsilon: `domain: dp` needs the epsilon to learn it with "
                         "(e.g. `domain_epsilon: 0.1`)")
@@ -109,18 +118,19 @@ class RunConfig(BaseModel):
     Attributes:
         name: a label for the run (shown in Prefect and the manifest).
         input: the private table (CSV or Parquet).
-        schema_path: its schema file. With ``domain: public`` the file's domain is used as
-            declared (an ``inferred`` file also needs ``confirm_public``); with ``domain: dp``
-            only its column names and kinds are used. Omitted: inferred from the data (then
-            ``confirm_public`` or ``domain: dp`` is required).
+        source: the data source ``input`` is an extract of; its budget is the source's, shared
+            by every extract (e.g. nightly ones). Default: the input's own content.
+        schema_path: its schema file, reviewed by a person: with ``domain: public`` its domain
+            is used as declared (``domain: public`` in the file, e.g. after ``privsynth schema
+            confirm``); with ``domain: dp`` only its column names, kinds and formats are used.
         domain: ``public`` (declared) or ``dp`` (learned with DP, charged to the ledger).
-        confirm_public: the data custodian confirms that an inferred domain is public.
         domain_epsilon, domain_delta: cost of learning the domain with DP.
         generator: the generator plugin's id.
         params: its parameters, checked against the plugin's ``Params`` (defaults filled in).
         epsilon, delta: the training target; ``epsilon`` must be omitted for a non-DP generator.
-        accountant: the accountant plugin's id for DP-SGD generators.
-        rows: synthetic rows to sample (default: as many as the input has).
+            ``delta`` defaults to ``1 / (10 n̂)`` (at most 1e-5) for the released row count n̂.
+        accountant: the accountant plugin's id for DP-SGD generators (never an approximation).
+        rows: synthetic rows to sample (default: the released row count n̂).
         metrics: metric ids to compute (default: every registered metric whose inputs exist).
         target: the column the utility metrics predict.
         holdout: real rows never used for training (privacy attacks, fidelity ceiling).
@@ -132,22 +142,31 @@ class RunConfig(BaseModel):
 
     name: str = Field("", description="a label for the run")
     input: Path = Field(description="the private table (CSV or Parquet)")
-    schema_path: Path | None = Field(None, description="schema file (.yaml/.json)")
+    source: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$",
+                               description="data source id whose budget this extract shares")
+    schema_path: Path = Field(description="reviewed schema file (.yaml/.json)")
     domain: DomainMode = Field("public", description="public (declared) or dp (learned with DP)")
-    confirm_public: bool = Field(False, description="confirm an inferred domain as public")
     domain_epsilon: float | None = Field(None, gt=0, description="epsilon of the DP domain")
     domain_delta: float = Field(1e-6, gt=0, lt=1, description="delta of the DP domain")
     generator: str = Field(description="generator id (see `privsynth plugins list`)")
     params: dict[str, Any] = Field(default_factory=dict, description="generator parameters")
     epsilon: float | None = Field(None, gt=0, description="training epsilon")
-    delta: float = Field(1e-5, ge=0, lt=1, description="training delta")
+    delta: float | None = Field(None, ge=0, lt=1,
+                                description="training delta (default: 1/(10 n̂), at most 1e-5)")
     accountant: str = Field("rdp", description="accountant id")
-    rows: int | None = Field(None, ge=1, description="synthetic rows (default: input rows)")
+    rows: int | None = Field(None, ge=1, description="synthetic rows (default: n̂)")
     metrics: list[str] | None = Field(None, description="metric ids (default: all applicable)")
     target: str | None = Field(None, description="target column of the utility metrics")
     holdout: Path | None = Field(None, description="real holdout table (never trained on)")
     seed: int = Field(0, ge=0, description="seed of sampling and evaluation")
     output_dir: Path = Field(description="the run directory")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "confirm_public" in data:
+            raise ValueError(_CONFIRM_PUBLIC_REMOVED)
+        return data
 
     @field_validator("input", "schema_path", "holdout", "output_dir")
     @classmethod
@@ -180,18 +199,18 @@ class RunConfig(BaseModel):
         """
         return _digest({
             "schema": _file_digest(self.schema_path), "domain": self.domain,
-            "confirm_public": self.confirm_public, "domain_epsilon": self.domain_epsilon,
-            "domain_delta": self.domain_delta, "generator": self.generator,
-            "params": self.params, "epsilon": self.epsilon, "delta": self.delta,
-            "accountant": self.accountant, "seed": self.seed,
+            "domain_epsilon": self.domain_epsilon, "domain_delta": self.domain_delta,
+            "generator": self.generator, "params": self.params, "epsilon": self.epsilon,
+            "delta": self.delta, "accountant": self.accountant, "seed": self.seed,
+            "source": self.source,
         })
 
     def domain_hash(self) -> str:
         """SHA-256 of what determines the run's domain (schema content and domain settings)."""
         return _digest({
             "schema": _file_digest(self.schema_path), "domain": self.domain,
-            "confirm_public": self.confirm_public, "domain_epsilon": self.domain_epsilon,
-            "domain_delta": self.domain_delta,
+            "domain_epsilon": self.domain_epsilon, "domain_delta": self.domain_delta,
+            "source": self.source,
         })
 
     @property

@@ -4,27 +4,30 @@ DESIGN §4.1: the domain (numeric bounds, category lists) is a privacy input. Ei
 public, or it is learned here with DP mechanisms whose cost is charged to the ledger:
 
 - **Numeric and datetime bounds**: two stages, each epsilon/2 of the column's share.
-  1. A coarse range from a Laplace-noised histogram over a fixed, data-independent partition of
-     the real line into sign-and-magnitude bins (0, ±[2^k, 2^(k+1))). Each record falls into one
-     bin, so the histogram has L1 sensitivity 1 and the noisy counts are epsilon-DP; picking the
-     outermost bins whose noisy count clears a threshold is post-processing. It needs a few dozen
-     records in a bin at epsilon around 1: tiny tables should declare their bounds.
-  2. The lower and upper bounds are DP quantiles (default 1% and 99%) by the exponential
-     mechanism of Smith (2011) over values clamped to that range (utility ``-|rank - q n|``,
-     sensitivity 1), each with half of the remaining epsilon. The bounds are therefore *not* the
-     data's min and max: a lone outlier does not move them, and values beyond are clamped.
-- **Categories**: a Laplace-noised count per distinct value, released only when it clears the
-  threshold ``1 + ln(1 / (2 delta)) / epsilon`` (stability-based histogram, Korolova et al. 2009;
-  Wilson et al. 2020). Comparing a noisy count with a fixed threshold is the same as comparing the
-  true count with a noisy one. Releasing a *data-dependent* set of keys is (epsilon, delta)-DP, not
-  pure DP: the delta is the chance a value held by one person gets through. A rare category is
-  dropped most of the time; its rows become missing for that column.
+  1. A coarse range from a histogram with discrete Laplace noise (scale ``1 / epsilon``) over a
+     fixed, data-independent partition of the real line into sign-and-magnitude bins
+     (0, ±[2^k, 2^(k+1))). Each record falls into one bin, so the histogram has L1 sensitivity 1
+     and the noisy counts are epsilon-DP; picking the outermost bins whose noisy count clears a
+     threshold is post-processing. It needs a few dozen records in a bin at epsilon around 1:
+     tiny tables should declare their bounds.
+  2. The lower and upper bounds are DP quantiles (default 1% and 99%), each with half of the
+     remaining epsilon: OpenDP's quantile mechanism (the utility ``-|rank - q n|`` of Smith 2011,
+     selected by exact report-noisy-max) over a public grid of :data:`QUANTILE_GRID` evenly spaced
+     candidates spanning that range. The bounds are therefore grid points, and *not* the data's
+     min and max: a lone outlier does not move them, and values beyond are clamped.
+- **Categories**: a count per distinct value with discrete Laplace noise (scale ``1 / epsilon``),
+  released only when it exceeds :func:`category_threshold` (stability-based histogram, Korolova
+  et al. 2009; Wilson et al. 2020). Comparing a noisy count with a fixed threshold is the same as
+  comparing the true count with a noisy one. Releasing a *data-dependent* set of keys is
+  (epsilon, delta)-DP, not pure DP: the delta is the chance a value held by one person gets
+  through. A rare category is dropped most of the time; its rows become missing for that column.
 - Column names and kinds are public metadata. Nullability is not read from the data: in DP mode
   every column is nullable and the generator learns the null rate under its own guarantee.
 
-Limitations an auditor should know: noise is drawn with numpy's PCG64 in floating point, which is
-not hardened against the floating-point attacks of Mironov (2012); the table's row count is
-treated as public, as DP-SGD accounting does.
+Every count here gets exact integer noise, and every quantile an exact selection, from OpenDP's
+samplers and a cryptographic source (:mod:`privsynth_core.privacy.noise`): nothing is floating-point
+noise open to the attacks of Mironov (2012), and nothing can be seeded. Limitation an auditor
+should know: the table's row count is treated as public, as DP-SGD accounting does.
 """
 
 from __future__ import annotations
@@ -39,12 +42,18 @@ import numpy as np
 import polars as pl
 
 from .errors import BudgetExceededError, DomainError, SchemaError
-from .ledger import PrivacyLedger
+from .ledger import PrivacyLedger, budget_key
+from .privacy.coupling import replayed
+from .privacy.noise import discrete_laplace, private_quantile
+from .privacy.release import SpentPart
 from .schema import Column, ColumnKind, Schema
 from .table import Table, fingerprint_frame, read_frame
 from .validation import cast_column
 
 DEFAULT_QUANTILES = (0.01, 0.99)
+#: Candidates of each DP quantile: evenly spaced over the coarse range, both ends included, so a
+#: bound is within 1/2048 of the range's width of where Smith's continuous mechanism would put it.
+QUANTILE_GRID = 2049
 _MAX_EXPONENT = 62  # bins up to ±2^63 cover every int64 and every sane float
 _MIN_EXPONENT = -20
 
@@ -54,20 +63,19 @@ def _magnitude_edges() -> np.ndarray:
     return np.array([-e for e in reversed(positive)] + [0.0] + positive)
 
 
-def dp_coarse_range(
-    values: np.ndarray, *, epsilon: float, rng: np.random.Generator
-) -> tuple[float, float]:
+def dp_coarse_range(values: np.ndarray, *, epsilon: float) -> tuple[float, float]:
     """An epsilon-DP range that holds most of ``values``, from a noisy magnitude histogram.
 
     Returns the outer edges of the outermost bins whose noisy count clears
     ``ln(50 * n_bins) / epsilon``, a threshold at which the chance that *any* empty bin clears
-    it is about 1%; ``(-1, 1)`` when none does. Bins with fewer records than that (outliers)
-    are left out of the range, which is the point.
+    it is under ``2 / (1 + e^-epsilon)`` percent (the discrete Laplace tail: 1% to 2%);
+    ``(-1, 1)`` when none does. Bins with fewer records than that (outliers) are left out of
+    the range, which is the point.
     """
     edges = _magnitude_edges()
     clipped = np.clip(values, edges[0], edges[-1])
     counts, _ = np.histogram(clipped, bins=edges)
-    noisy = counts + rng.laplace(scale=1.0 / epsilon, size=counts.shape)
+    noisy = discrete_laplace(counts, scale=1.0 / epsilon)
     keep = np.flatnonzero(noisy > math.log(50 * counts.size) / epsilon)
     if keep.size == 0:
         return -1.0, 1.0
@@ -75,70 +83,71 @@ def dp_coarse_range(
 
 
 def dp_quantile(
-    values: np.ndarray,
-    q: float,
-    *,
-    lower: float,
-    upper: float,
-    epsilon: float,
-    rng: np.random.Generator,
+    values: np.ndarray, q: float, *, lower: float, upper: float, epsilon: float
 ) -> float:
-    """The epsilon-DP ``q``-quantile of ``values`` within [lower, upper] (Smith 2011).
+    """The epsilon-DP ``q``-quantile of ``values`` within [lower, upper] (Smith 2011, on a grid).
 
-    The interval between consecutive sorted (clamped) values is chosen with probability
-    proportional to its length times ``exp(-epsilon |rank - q n| / 2)``, then a point uniformly
-    inside it.
+    OpenDP's quantile mechanism over :data:`QUANTILE_GRID` evenly spaced candidates from
+    ``lower`` to ``upper`` (public: the coarse range): a candidate ``c`` is scored by how far the
+    number of values below it is from ``q n``, and one is chosen by exact report-noisy-max,
+    epsilon-DP under add/remove-one. Smith's own mechanism draws a point inside the chosen
+    interval between data values; that needs floating-point sampling, the grid does not.
+    Missing (NaN) values are dropped first: each record has one value, so that is stable.
     """
     if not 0 <= q <= 1:
         raise DomainError(f"quantile must be in [0, 1], got {q}")
     if not upper > lower:
         return lower
-    points = np.concatenate([[lower], np.sort(np.clip(values, lower, upper)), [upper]])
-    widths = np.diff(points)
-    ranks = np.arange(widths.size)
-    utility = -np.abs(ranks - q * values.size)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(widths) + epsilon * utility / 2.0
-    if not np.isfinite(log_weights).any():
-        return float(points[round(q * (points.size - 1))])
-    log_weights -= log_weights.max()
-    weights = np.exp(log_weights)
-    index = rng.choice(widths.size, p=weights / weights.sum())
-    return float(rng.uniform(points[index], points[index + 1]))
+    present = np.clip(values[~np.isnan(values)], lower, upper)
+    return private_quantile(present, q, candidates=np.linspace(lower, upper, QUANTILE_GRID),
+                            epsilon=epsilon)
 
 
 def dp_bounds(
     values: np.ndarray,
     *,
     epsilon: float,
-    rng: np.random.Generator,
     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
 ) -> tuple[float, float]:
     """Epsilon-DP (lower, upper) bounds of ``values``: coarse range, then two DP quantiles."""
-    lo_range, hi_range = dp_coarse_range(values, epsilon=epsilon / 2, rng=rng)
+    lo_range, hi_range = dp_coarse_range(values, epsilon=epsilon / 2)
     lower = dp_quantile(values, quantiles[0], lower=lo_range, upper=hi_range,
-                        epsilon=epsilon / 4, rng=rng)
+                        epsilon=epsilon / 4)
     upper = dp_quantile(values, quantiles[1], lower=lo_range, upper=hi_range,
-                        epsilon=epsilon / 4, rng=rng)
+                        epsilon=epsilon / 4)
     if lower > upper:
         lower, upper = upper, lower
     return lower, upper
 
 
 def category_threshold(*, epsilon: float, delta: float) -> float:
-    """The release threshold of the stability-based histogram (Laplace noise, one value each)."""
-    return 1.0 + math.log(1.0 / (2.0 * delta)) / epsilon
+    """The release threshold of the stability-based histogram with discrete Laplace noise.
+
+    A value is released when its noisy count *exceeds* the returned integer ``t``: the smallest
+    ``t >= 0`` with ``t >= (ln(1 / delta) - ln(1 + e^-epsilon)) / epsilon``. A value held by one
+    person has count 1 and gets through when ``1 + Z > t``, that is ``Z >= t``, with
+    probability ``e^(-epsilon t) / (1 + e^-epsilon)`` for the discrete Laplace ``Z`` of scale
+    ``1 / epsilon`` (``P[Z = k]`` proportional to ``e^(-epsilon |k|)``; sum the geometric tail),
+    which the choice of ``t`` keeps at or under ``delta``.
+
+    The continuous Laplace's threshold ``1 + ln(1 / (2 delta)) / epsilon`` is not enough for
+    integer noise: depending on where it falls between two integers it lets through up to
+    ``2 delta / (1 + e^-epsilon)`` (1.46 delta at epsilon = 1). OpenDP's own thresholded
+    Laplace is not used because its 0.16 privacy map leaves out the mass at the threshold and
+    under-states delta by a factor ``e^epsilon`` (opendp/opendp#2922).
+    """
+    bound = (math.log(1.0 / delta) - math.log1p(math.exp(-epsilon))) / epsilon
+    # nudged up so that rounding in ``bound`` can only make the threshold higher, never lower
+    return float(max(math.ceil(bound + 1e-9 * max(1.0, abs(bound))), 0))
 
 
-def dp_categories(
-    values: pl.Series, *, epsilon: float, delta: float, rng: np.random.Generator
-) -> tuple[str, ...]:
-    """The (epsilon, delta)-DP set of categories whose noisy count clears the threshold."""
+def dp_categories(values: pl.Series, *, epsilon: float, delta: float) -> tuple[str, ...]:
+    """The (epsilon, delta)-DP set of categories whose noisy count exceeds the threshold."""
     counts = values.drop_nulls().value_counts()
     if counts.height == 0:
         return ()
     keys = counts[counts.columns[0]].cast(pl.String).to_list()
-    noisy = counts["count"].to_numpy() + rng.laplace(scale=1.0 / epsilon, size=len(keys))
+    noisy = discrete_laplace(counts["count"].to_numpy(), scale=1.0 / epsilon)
     threshold = category_threshold(epsilon=epsilon, delta=delta)
     return tuple(sorted(k for k, n in zip(keys, noisy, strict=True) if n > threshold))
 
@@ -159,14 +168,14 @@ def learn_domain(
     ledger: PrivacyLedger,
     fingerprint: str,
     run_id: str | None = None,
-    seed: int | None = None,
     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
 ) -> Schema:
     """Learn the domain of every column of ``skeleton`` from ``frame`` with DP, charging the ledger.
 
     The total ``epsilon`` is split equally over the columns that need a domain (booleans need
     none); ``delta`` goes to the categorical columns. Each column's mechanism is charged to the
-    ledger *before* it runs, as its own entry.
+    ledger *before* it runs, as its own entry. All noise is fresh, exact and from a
+    cryptographic source: no argument can seed it (DESIGN §4.9).
 
     Args:
         frame: the raw private data.
@@ -174,7 +183,6 @@ def learn_domain(
         epsilon, delta: the total spent on the domain.
         ledger, fingerprint: where the charges go.
         run_id: ties the entries to a run.
-        seed: only for tests; leave None in real use (fresh OS entropy).
         quantiles: the DP quantiles used as numeric bounds.
 
     Returns:
@@ -198,7 +206,6 @@ def learn_domain(
             f"{status.remaining} of the budget of {status.label or fingerprint[:12]} is left; "
             f"nothing was charged. Declare the domain public, or lower --domain-epsilon"
         )
-    rng = np.random.default_rng(seed)
     eps_each = epsilon / max(len(needing), 1)
     delta_each = delta / n_categorical if n_categorical else 0.0
     columns = []
@@ -212,10 +219,10 @@ def learn_domain(
         if col.kind is ColumnKind.CATEGORICAL:
             ledger.charge(fingerprint, mechanism=f"dp categories of {col.name!r}",
                           epsilon=eps_each, delta=delta_each, run_id=run_id,
-                          params={"mechanism": "laplace stability histogram",
+                          params={"mechanism": "discrete laplace stability histogram",
                                   "threshold": category_threshold(epsilon=eps_each,
                                                                   delta=delta_each)})
-            categories = dp_categories(series, epsilon=eps_each, delta=delta_each, rng=rng)
+            categories = dp_categories(series, epsilon=eps_each, delta=delta_each)
             if not categories:
                 raise DomainError(
                     f"no category of column {col.name!r} is frequent enough to be released at "
@@ -227,9 +234,9 @@ def learn_domain(
             continue
         ledger.charge(fingerprint, mechanism=f"dp bounds of {col.name!r}", epsilon=eps_each,
                       delta=0.0, run_id=run_id,
-                      params={"mechanism": "noisy magnitude histogram + exponential-mechanism "
-                              "quantiles", "quantiles": list(quantiles)})
-        lower, upper = dp_bounds(_to_float(series, col.kind), epsilon=eps_each, rng=rng,
+                      params={"mechanism": "discrete laplace magnitude histogram + "
+                              "report-noisy-max quantiles", "quantiles": list(quantiles)})
+        lower, upper = dp_bounds(_to_float(series, col.kind), epsilon=eps_each,
                                  quantiles=quantiles)
         bounds: tuple[float, float] | tuple[datetime, datetime]
         if col.kind is ColumnKind.INTEGER:
@@ -250,59 +257,69 @@ DomainChoice = Literal["public", "dp"]
 def prepare_table(
     data_path: str | Path,
     *,
-    schema_path: str | Path | None = None,
+    schema_path: str | Path | None,
     domain: DomainChoice = "public",
-    confirm_public: bool = False,
     domain_epsilon: float | None = None,
     domain_delta: float = 1e-6,
     ledger: PrivacyLedger | None = None,
     run_id: str | None = None,
     max_bytes: int | None = None,
-    seed: int | None = None,
+    source: str | None = None,
 ) -> Table:
     """Read a private table and give it a domain fit for a DP run.
 
+    The schema file is always a person's: a domain is never read off the rows unseen.
+
     Args:
         data_path: CSV or Parquet file.
-        schema_path: a schema file. With ``domain="public"`` its domain is used as declared
-            (a file still marked ``domain: inferred`` needs ``confirm_public``). With
-            ``domain="dp"`` only its names and kinds are used.
+        schema_path: the schema file. With ``domain="public"`` its domain is used as declared
+            (``domain: public``: written by hand, or an inferred draft a person reviewed and
+            confirmed with ``privsynth schema confirm``). With ``domain="dp"`` only its names,
+            kinds and formats are used, and they must have been reviewed too (a confirmed
+            skeleton or schema): one added row must not be able to change a column's kind.
         domain: ``"public"`` or ``"dp"``.
-        confirm_public: the user confirms that an inferred domain (from ``schema_path`` or, with
-            no schema, inferred now) is public; recorded as "public" in the manifest.
         domain_epsilon, domain_delta: the DP domain's cost (``domain="dp"`` only).
         ledger: the ledger to charge; default the user's.
         run_id: ties ledger entries to a run.
         max_bytes: refuse larger input files.
-        seed: for tests only.
+        source: the data source the file is an extract of (its budget is the source's).
 
     Raises:
         InputFileError, SchemaError, DomainError, BudgetNotSetError, BudgetExceededError.
     """
+    if domain not in ("public", "dp"):
+        raise DomainError(f"domain must be 'public' or 'dp', got {domain!r}")
+    if schema_path is None:
+        raise DomainError(
+            "a fit needs a schema file a person has reviewed: draft one with `privsynth schema "
+            "infer DATA -o schema.yaml` (or `--skeleton` for names and kinds only, to learn the "
+            "domain with DP), review it, then `privsynth schema confirm schema.yaml`")
+    schema = Schema.load(schema_path)
+    if schema.domain == "inferred":
+        raise DomainError(
+            f"{schema_path} was inferred from the private data and has not been reviewed: its "
+            f"kinds, bounds and categories are not private. Review it and declare it public with "
+            f"`privsynth schema confirm {schema_path}`"
+            + (" (for --domain dp only the names and kinds are used)" if domain == "dp" else ""))
+    if domain == "public" and schema.domain == "dp":
+        raise DomainError(f"{schema_path} holds a DP-learned domain; use it with --domain "
+                          f"public only as the saved output of an earlier run")
     frame = read_frame(data_path, max_bytes=max_bytes)
     name = Path(data_path).name
-    if schema_path is not None:
-        schema = Schema.load(schema_path)
-    else:
-        from .inference import infer_schema
-
-        schema = infer_schema(frame)
+    spent: list[SpentPart] = []
     if domain == "dp":
         if domain_epsilon is None:
             raise DomainError("learning the domain with DP needs --domain-epsilon (e.g. 0.1)")
         ledger = ledger or PrivacyLedger()
-        schema = learn_domain(frame, schema, epsilon=domain_epsilon, delta=domain_delta,
-                              ledger=ledger, fingerprint=fingerprint_frame(frame), run_id=run_id,
-                              seed=seed)
-    elif domain == "public":
-        if schema.domain == "inferred":
-            if not confirm_public:
-                raise DomainError(
-                    "the domain was inferred from the private data and is not private; review "
-                    "it and confirm it as public (--confirm-public / `domain: public` in the "
-                    "schema file), or learn it with DP (--domain dp --domain-epsilon E)"
-                )
-            schema = schema.confirm_public()
-    else:
-        raise DomainError(f"domain must be 'public' or 'dp', got {domain!r}")
-    return Table.from_frame(frame, schema, name=name)
+        run_id = run_id or uuid.uuid4().hex
+        key = budget_key(source, fingerprint_frame(frame))
+        first = max((e.entry_id for e in ledger.entries(key)), default=0)
+        schema = replayed("dp domain", lambda: learn_domain(
+            frame, schema, epsilon=domain_epsilon, delta=domain_delta, ledger=ledger,
+            fingerprint=key, run_id=run_id))
+        spent = [SpentPart("domain", e.mechanism, e.epsilon, e.delta, e.entry_id)
+                 for e in ledger.entries(key)
+                 if e.entry_id > first and e.run_id == run_id and e.status == "spent"]
+    table = Table.from_frame(frame, schema, name=name, source=source)
+    table.spent = spent
+    return table

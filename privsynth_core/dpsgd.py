@@ -149,9 +149,10 @@ def training_session(device: torch.device, *, num_threads: int, seed: int | None
     """The torch state a DP-SGD fit runs in, restored afterwards.
 
     Sets the thread count (one thread is often much faster for small networks on a busy box),
-    forks the global RNGs so a fit does not disturb the caller's, seeds them with ``seed`` (weights
-    and latent draws only; the DP noise and the sampler have their own OS-seeded generators) or
-    with OS entropy, and silences Opacus' harmless "full backward hook" warning.
+    forks the global RNGs so a fit does not disturb the caller's, seeds them with ``seed`` (the
+    initial weights only: the fit calls :func:`leave_seeded_phase` before its first DP step; the
+    DP noise and the sampler have their own OS-seeded generators) or with OS entropy, and
+    silences Opacus' harmless "full backward hook" warning.
     """
     import torch
 
@@ -165,6 +166,21 @@ def training_session(device: torch.device, *, num_threads: int, seed: int | None
             yield
     finally:
         torch.set_num_threads(threads)
+
+
+def leave_seeded_phase() -> None:
+    """Reseed the global torch RNGs (every device) from the OS: call it once the networks are
+    initialised and before the first DP step.
+
+    A user's seed may fix the initial weights; it must not fix any draw made while training: the
+    latent vectors, dropout masks, Gumbel noise and condition choices of a step are drawn from
+    the global RNGs, and how many of them a step draws can depend on the secret Poisson batch
+    (dropout over the real rows, conditions per real row). With a known seed, the state of the
+    RNGs after a step would then depend on the hidden sampling, and every later draw with it.
+    """
+    import torch
+
+    torch.manual_seed(secrets.randbits(63))
 
 
 class RowEncoder(Protocol):

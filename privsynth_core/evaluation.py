@@ -145,30 +145,27 @@ def type_frame(frame: pl.DataFrame | Table, schema: Schema, label: str) -> pl.Da
     """``frame``'s schema columns cast to their kinds, values left as they are.
 
     Unlike :func:`~privsynth_core.validation.conform`, values outside the domain are kept: an
-    unseen category is something an evaluation must see, not hide.
+    unseen category is something an evaluation must see, not hide. A value that does not
+    convert to its column's kind is read as missing, row by row, as a fit reads it: one bad
+    record never stops an evaluation.
 
     Raises:
-        SchemaError: columns are missing or values cannot be converted; all are listed.
+        SchemaError: columns of the schema are missing.
     """
     from .validation import cast_column, polars_dtype
 
     if not isinstance(frame, pl.DataFrame):
         frame = frame.frame
     missing = [n for n in schema.names if n not in frame.columns]
-    problems = [f"column(s) missing: {', '.join(missing)}"] if missing else []
+    if missing:
+        raise SchemaError(f"the {label} table does not fit the schema: column(s) missing: "
+                          f"{', '.join(missing)}")
     typed = {}
     for col in schema.columns:
-        if col.name in missing:
-            continue
         series = frame[col.name]
         if series.dtype != polars_dtype(col.kind):
-            series, bad = cast_column(series, col)
-            if bad:
-                problems.append(f"column {col.name!r}: values that are not {col.kind}, e.g. "
-                                f"{', '.join(repr(v) for v in bad)}")
+            series, _ = cast_column(series, col)
         typed[col.name] = series
-    if problems:
-        raise SchemaError(f"the {label} table does not fit the schema:", problems)
     return pl.DataFrame(typed)
 
 

@@ -5,8 +5,14 @@ Plugins subclass :class:`Generator` and implement :meth:`Generator._fit`,
 base class does what must be right for every generator, so no plugin can get it wrong:
 
 - a DP generator refuses a domain that was inferred from the private data and not confirmed;
+- the row count n̂ is released (charged) before anything else, and is the only size a plan may
+  use (:attr:`Table.planning_rows <privsynth_core.table.Table.planning_rows>`);
+- an approximate accountant (one that may under-report) never calibrates, reports or settles;
 - the whole target (epsilon, delta) is *reserved* in the ledger before ``_fit`` touches the data,
   then settled to what the accountant says was spent; a crash leaves the reservation counted;
+- the manifest states the end-to-end guarantee (domain + row count + training) with its parts,
+  and holds nothing computed from the rows outside a charged mechanism (no fingerprint, no
+  timing, no ledger id: those stay in :class:`FitSummary` for the custodian's files);
 - a non-DP generator is recorded as such in the ledger and labelled "not differentially private"
   in its manifest;
 - sampled output is checked against the schema (columns, dtypes, bounds, categories), so a
@@ -21,7 +27,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import ConfigError, DomainError, GeneratorError, NotFittedError
 from .fileio import atomic_directory
 from .ledger import PrivacyBudget, PrivacyLedger
+from .privacy.release import SpentPart, statement
 from .schema import Schema
 
 if TYPE_CHECKING:
@@ -83,7 +90,12 @@ class FitSummary:
             have exceeded the target.
         noise_multiplier: the DP-SGD noise multiplier used.
         sample_rate: the Poisson sampling rate used.
-        extra: plugin-specific figures.
+        extra: plugin-specific figures (never timings or anything else read off the rows).
+        domain_mode: where the domain came from (``public`` or ``dp``).
+        model_id: a random id of the fitted model.
+        noisy_rows: the released row count n̂ the fit planned with (a DP output).
+        dataset_fingerprint, wall_seconds, run_id, ledger_entry_id, spent: custodian-only
+            (see :data:`CUSTODIAN_FIELDS`).
     """
 
     private: bool
@@ -98,11 +110,36 @@ class FitSummary:
     sample_rate: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # Filled in by the base class:
-    dataset_fingerprint: str = ""
     domain_mode: str = ""
+    model_id: str = ""
+    noisy_rows: int | None = None
+    # Custodian-only (never written into the model's manifest, see CUSTODIAN_FIELDS):
+    dataset_fingerprint: str = ""
     wall_seconds: float = 0.0
     run_id: str = ""
     ledger_entry_id: int | None = None
+    spent: list[SpentPart] = field(default_factory=list)
+
+    def release_dict(self) -> dict[str, Any]:
+        """The summary as the model's (releasable) manifest holds it."""
+        data = asdict(self)
+        for name in (*CUSTODIAN_FIELDS, *_TOP_LEVEL_FIELDS):
+            data.pop(name, None)
+        return data
+
+    def custodian_dict(self) -> dict[str, Any]:
+        """What only the custodian may see: fingerprint, timing, run and ledger ids, parts."""
+        return {"dataset_fingerprint": self.dataset_fingerprint,
+                "wall_seconds": round(self.wall_seconds, 3), "run_id": self.run_id,
+                "ledger_entry_id": self.ledger_entry_id,
+                "spent": [{**p.public(), "ledger_entry": p.entry_id} for p in self.spent]}
+
+
+#: FitSummary fields computed from the private rows (or tying the model to the ledger) that
+#: never go into a release.
+CUSTODIAN_FIELDS = ("dataset_fingerprint", "wall_seconds", "run_id", "ledger_entry_id", "spent")
+#: FitSummary fields the manifest holds elsewhere (at its top level).
+_TOP_LEVEL_FIELDS = ("model_id",)
 
 
 class Generator(ABC):
@@ -112,6 +149,7 @@ class Generator(ABC):
         generator_id: lowercase id under which the plugin registers.
         description: one line; a non-DP generator must say "not differentially private".
         is_dp: whether the generator's output is covered by a DP guarantee.
+        pure_epsilon: whether that guarantee is pure epsilon-DP (delta 0).
         Params: the pydantic parameter model (a :class:`GeneratorParams` subclass).
 
     Args:
@@ -121,6 +159,8 @@ class Generator(ABC):
     generator_id: ClassVar[str]
     description: ClassVar[str] = ""
     is_dp: ClassVar[bool] = True
+    #: The guarantee is pure epsilon-DP (delta 0): its default delta is 0.
+    pure_epsilon: ClassVar[bool] = False
     Params: ClassVar[type[GeneratorParams]] = GeneratorParams
     #: The plugin resumes interrupted training from ``self.checkpoints`` (a
     #: :class:`~privsynth_core.checkpoint.CheckpointStore`, set during ``fit``), following the
@@ -202,26 +242,36 @@ class Generator(ABC):
         run_id = run_id or uuid.uuid4().hex
         self._check_fit_inputs(table, budget)
         ledger = ledger or PrivacyLedger()
-        fingerprint = table.fingerprint()
+        key, fingerprint = table.budget_key(), table.fingerprint()
         started = time.perf_counter()
         if budget is None:
             entry = ledger.record_non_private(
-                fingerprint, mechanism=self.generator_id, run_id=run_id,
+                key, mechanism=self.generator_id, run_id=run_id, extract=fingerprint,
                 params=self.params.model_dump(mode="json"),
             )
             summary = self._fit(table, budget=None, accountant=accountant, progress=progress)
             summary.private = False
+            spent: list[SpentPart] = []
+            summary_rows = None
         else:
+            from .privacy.count import COUNT_MECHANISM, ensure_row_count
+            from .registry import settling_accountant
+
+            settling_accountant(accountant)
+            # The size every plan uses is the released count, never the table's own.
+            count = ensure_row_count(ledger, key, extract=fingerprint, n_rows=table.n_rows,
+                                     run_id=run_id, also_needed=budget)
+            table.noisy_rows = summary_rows = count.value
             # Cheap checks that do not read the data (e.g. "this budget allows 0 steps") come
-            # first, so a refused plan spends nothing.
+            # first, so a refused plan spends nothing more.
             self._check_plan(table, budget=budget, accountant=accountant)
             self.checkpoints = checkpoints if self.supports_checkpoints else None
-            resumed = (self.checkpoints.open_reservation(ledger, fingerprint=fingerprint,
+            resumed = (self.checkpoints.open_reservation(ledger, fingerprint=key,
                                                         budget=budget)
                        if self.checkpoints is not None else None)
             entry = resumed or ledger.reserve(
-                fingerprint, mechanism=f"{self.generator_id} training", epsilon=budget.epsilon,
-                delta=budget.delta, run_id=run_id,
+                key, mechanism=f"{self.generator_id} training", epsilon=budget.epsilon,
+                delta=budget.delta, run_id=run_id, extract=fingerprint,
                 params={"generator": self.generator_id, "accountant": accountant,
                         **self.params.model_dump(mode="json")},
             )
@@ -245,11 +295,18 @@ class Generator(ABC):
                         "sample_rate": summary.sample_rate},
             )
             summary.private = True
+            spent = [*table.spent,
+                     SpentPart("row count", COUNT_MECHANISM, count.epsilon, 0.0, count.entry_id),
+                     SpentPart("training", f"{self.generator_id} training", summary.epsilon,
+                               summary.delta, entry.entry_id)]
         summary.dataset_fingerprint = fingerprint
         summary.domain_mode = table.schema.domain
         summary.wall_seconds = time.perf_counter() - started
         summary.run_id = run_id
         summary.ledger_entry_id = entry.entry_id
+        summary.model_id = uuid.uuid4().hex
+        summary.noisy_rows = summary_rows
+        summary.spent = spent
         self.schema = table.schema
         self.fit_summary = summary
         return summary
@@ -284,15 +341,16 @@ class Generator(ABC):
             "format_version": MANIFEST_FORMAT_VERSION,
             "generator_id": self.generator_id,
             "privsynth_version": __version__,
+            "model_id": summary.model_id,
             "differentially_private": summary.private,
             "privacy": (
-                {"epsilon": summary.epsilon, "delta": summary.delta,
-                 "accountant": summary.accountant_id, "domain": summary.domain_mode}
+                {**statement(summary.spent, accountant=summary.accountant_id),
+                 "domain": summary.domain_mode}
                 if summary.private else {"label": NOT_DP_LABEL}
             ),
             "params": self.params.model_dump(mode="json"),
-            "schema": self.schema.to_dict(),
-            "fit": asdict(summary),
+            "schema": self.schema.release_dict(),
+            "fit": summary.release_dict(),
         }
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -332,7 +390,10 @@ class Generator(ABC):
             raise GeneratorError(f"{path} holds a {generator_id} model, not a {cls.__name__}")
         instance = generator_cls(generator_cls.make_params(manifest["params"]))
         instance.schema = Schema.from_dict(manifest["schema"], source=str(manifest_path))
-        instance.fit_summary = FitSummary(**manifest["fit"])
+        known = {f.name for f in fields(FitSummary)} - set(CUSTODIAN_FIELDS)
+        instance.fit_summary = FitSummary(**{k: v for k, v in manifest["fit"].items()
+                                             if k in known})
+        instance.fit_summary.model_id = str(manifest.get("model_id", ""))
         instance._load_state(path)
         return instance
 
@@ -341,8 +402,8 @@ class Generator(ABC):
     def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         """Refuse a DP plan before anything is reserved (e.g. the budget allows no step).
 
-        Must not read the table's values; its size (``table.n_rows``) is treated as public,
-        as DP-SGD accounting does. The default accepts every plan.
+        Must not read the table's values, nor its exact size: the only size a plan may use is
+        ``table.planning_rows``, the released row count. The default accepts every plan.
         """
         return None
 

@@ -9,19 +9,24 @@ development data, or as a draft to edit.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 import polars as pl
 
 from .errors import SchemaError
-from .schema import Column, ColumnKind, ExcludedColumn, Schema
-from .validation import _FALSE, _TRUE, NULL_TOKENS
+from .schema import Column, ColumnKind, ExcludedColumn, ReviewFlag, Schema
+from .validation import _FALSE, _TRUE, DATETIME_FORMATS, NULL_TOKENS
 
 ID_NAME = re.compile(r"(^|[_\-\s])(id|uuid|guid|key|ssn|email|e-mail|name|phone)s?$", re.I)
 MIN_ROWS_FOR_ID = 20
 FREE_TEXT_MIN_DISTINCT = 100
 FREE_TEXT_DISTINCT_RATIO = 0.5
+#: Categories held by fewer rows than this are flagged for review in a draft.
+RARE_CATEGORY_ROWS = 10
 
 
 def _clean(series: pl.Series) -> pl.Series:
@@ -34,19 +39,34 @@ def _clean(series: pl.Series) -> pl.Series:
     ).to_series()
 
 
-def _looks_like_dates(values: pl.Series) -> pl.Series | None:
-    sample = values.head(50)
-    if not sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}").all():
-        return None
-    try:
-        parsed = values.str.to_datetime(strict=False, time_unit="us")
-    except pl.exceptions.PolarsError:
-        return None
-    return parsed if parsed.null_count() == 0 else None
+_DATE_SHAPE = r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
+
+
+def _date_format(values: pl.Series) -> tuple[str | None, pl.Series | None, list[str]]:
+    """The one datetime format that reads every value, the parsed values, and (when no single
+    format does but several together would) the formats found.
+
+    Every value is tried against the same fixed list (:data:`DATETIME_FORMATS`), so the order of
+    the rows never decides how they are read.
+    """
+    if not values.str.contains(_DATE_SHAPE).all():
+        return None, None, []
+    found = []
+    for fmt in DATETIME_FORMATS:
+        parsed = values.str.strptime(pl.Datetime("us"), fmt, strict=False)
+        ok = int(parsed.is_not_null().sum())
+        if ok == len(values):
+            return fmt, parsed, []
+        if ok:
+            found.append(fmt)
+    return None, None, found
 
 
 def _kind_of(series: pl.Series) -> tuple[ColumnKind | None, pl.Series, str | None]:
-    """Return (kind, typed non-null values, problem); kind None means "text"."""
+    """Return (kind, typed non-null values, problem); kind None means "text".
+
+    A datetime column read from text comes back named after the format that read it.
+    """
     values = series.drop_nulls()
     dtype = series.dtype
     if dtype == pl.Boolean:
@@ -80,14 +100,21 @@ def _kind_of(series: pl.Series) -> tuple[ColumnKind | None, pl.Series, str | Non
             f"({len(values) - numeric} values, e.g. {examples}); clean the text out, or declare "
             f"the column categorical in a schema file"
         )
-    dates = _looks_like_dates(values)
+    fmt, dates, several = _date_format(values)
     if dates is not None:
-        return ColumnKind.DATETIME, dates, None
+        return ColumnKind.DATETIME, dates.alias(fmt or ""), None  # the format, for the Column
+    if several:
+        return None, values, (
+            f"column {series.name!r} holds dates in several formats ({', '.join(several)}); "
+            f"declare it in a schema file as `kind: datetime` with the `format:` it is written "
+            f"in (values in other formats are read as missing), or clean the column"
+        )
     return None, values, None
 
 
 def infer_schema(
-    frame: pl.DataFrame, *, exclude: Iterable[str] = (), max_categories: int = 1000
+    frame: pl.DataFrame, *, exclude: Iterable[str] = (), max_categories: int = 1000,
+    lenient: bool = False,
 ) -> Schema:
     """Infer a schema (kinds, nullability, domain) from ``frame``. **Reads the data: not DP.**
 
@@ -98,17 +125,20 @@ def infer_schema(
         frame: the data (CSV text or typed columns).
         exclude: columns to leave out on purpose.
         max_categories: text columns with more distinct values are treated as free text.
+        lenient: leave out (with their reason) the columns that cannot be inferred, instead of
+            refusing: for a draft a person completes by hand (the web app's schema table).
 
     Raises:
-        SchemaError: a column is entirely empty, constant, or mixes numbers and text; every
-            problem is listed, each with what to do.
+        SchemaError: a column is entirely empty, constant, or mixes numbers and text (unless
+            ``lenient``); every problem is listed, each with what to do.
     """
     exclude = set(exclude)
     unknown = sorted(exclude - set(frame.columns))
     if unknown:
         raise SchemaError(f"cannot exclude column(s) not in the data: {', '.join(unknown)}")
     columns: list[Column] = []
-    excluded = [ExcludedColumn(name=n, reason="excluded on request") for n in sorted(exclude)]
+    review: list[ReviewFlag] = []
+    excluded = [ExcludedColumn(name=n, reason="requested") for n in sorted(exclude)]
     problems: list[str] = []
     n_rows = frame.height
     for name in frame.columns:
@@ -118,10 +148,12 @@ def infer_schema(
         nulls = series.null_count()
         if nulls == n_rows:
             problems.append(f"column {name!r} is entirely empty; exclude it (--exclude {name})")
+            excluded.append(ExcludedColumn(name=name, reason="empty"))
             continue
         kind, values, problem = _kind_of(series)
         if problem:
             problems.append(problem)
+            excluded.append(ExcludedColumn(name=name, reason="mixed"))
             continue
         distinct = values.n_unique()
         if distinct == 1 and nulls == 0:
@@ -129,6 +161,7 @@ def infer_schema(
                 f"column {name!r} holds one value only ({values[0]!r}); it carries no "
                 f"information: exclude it (--exclude {name}) or declare it in a schema file"
             )
+            excluded.append(ExcludedColumn(name=name, reason="constant"))
             continue
         unique_per_row = distinct == len(values) == n_rows and n_rows >= MIN_ROWS_FOR_ID
         if kind is None or kind is ColumnKind.INTEGER:
@@ -138,34 +171,36 @@ def infer_schema(
                 and int(values.max()) - int(values.min()) + 1 == n_rows  # type: ignore[arg-type]
             )
             if unique_per_row and (kind is None or consecutive or ID_NAME.search(name)):
-                excluded.append(ExcludedColumn(
-                    name=name,
-                    reason="ID-like: a different value in every row; synthesising it would copy "
-                    "identifiers (add it back in a schema file if it is not an identifier)",
-                ))
+                excluded.append(ExcludedColumn(name=name, reason="id_like"))
                 continue
         if kind is None:
             if distinct > max_categories or (
                 distinct >= FREE_TEXT_MIN_DISTINCT and distinct > FREE_TEXT_DISTINCT_RATIO * n_rows
             ):
-                excluded.append(ExcludedColumn(
-                    name=name,
-                    reason=f"free text: {distinct} distinct values in {n_rows} rows; declare it "
-                    f"categorical in a schema file to keep it",
-                ))
+                excluded.append(ExcludedColumn(name=name, reason="free_text"))
                 continue
-            categories = tuple(sorted(str(v) for v in values.unique().to_list()))
+            counts = values.cast(pl.String).value_counts()
+            categories = tuple(sorted(str(v) for v in counts[counts.columns[0]].to_list()))
+            rare = sorted(str(v) for v, n in counts.iter_rows() if n < RARE_CATEGORY_ROWS)
+            if rare:
+                review.append(ReviewFlag(column=name, issue="rare_categories", values=tuple(rare)))
             columns.append(Column(name=name, kind=ColumnKind.CATEGORICAL, nullable=nulls > 0,
                                   categories=categories))
         elif kind is ColumnKind.BOOLEAN:
             columns.append(Column(name=name, kind=kind, nullable=nulls > 0))
         else:
             lower, upper = values.min(), values.max()
+            # A datetime read from text carries its format as the series name (_kind_of).
+            fmt = (values.name or None) if kind is ColumnKind.DATETIME and series.dtype == \
+                pl.String else None
             if kind is not ColumnKind.DATETIME:
                 lower, upper = float(lower), float(upper)  # type: ignore[arg-type]
-            columns.append(Column(name=name, kind=kind, nullable=nulls > 0,
+            columns.append(Column(name=name, kind=kind, nullable=nulls > 0, format=fmt,
                                   bounds=(lower, upper)))  # type: ignore[arg-type]
-    if problems:
+            review.append(ReviewFlag(
+                column=name, issue="bounds_at_extremes",
+                values=_review_values(lower, upper), suggestion=round_limits(lower, upper)))
+    if problems and not lenient:
         raise SchemaError(
             f"cannot infer a schema ({len(problems)} problem(s)); fix the data or write a schema "
             f"file (see `privsynth schema infer --help`):",
@@ -176,4 +211,38 @@ def infer_schema(
             "no column is left to synthesise after excluding ID-like and free-text columns",
             [f"{e.name}: {e.reason}" for e in excluded],
         )
-    return Schema(domain="inferred", columns=tuple(columns), excluded=tuple(excluded))
+    return Schema(domain="inferred", columns=tuple(columns), excluded=tuple(excluded),
+                  review=tuple(review))
+
+
+def skeleton(schema: Schema) -> Schema:
+    """Names, kinds and formats only (no bounds, no categories, no review notes): the public
+    metadata a DP-learned domain starts from, once a person has reviewed and confirmed it."""
+    columns = [Column(name=c.name, kind=c.kind, nullable=c.nullable, format=c.format)
+               for c in schema.columns]
+    return Schema(domain="inferred", columns=tuple(columns), excluded=schema.excluded)
+
+
+def _review_values(lower: Any, upper: Any) -> tuple[Any, Any]:
+    if isinstance(lower, datetime):
+        return lower.isoformat(), upper.isoformat()
+    return float(lower), float(upper)
+
+
+def round_limits(lower: Any, upper: Any) -> tuple[Any, Any] | None:
+    """Round public limits around ``[lower, upper]``, to offer instead of the data's extremes.
+
+    Numbers go out to multiples of the power of ten just below the range's width (``17..90`` ->
+    ``10..90``; ``3..99,999`` -> ``0..100,000``); datetimes to whole years. A person still decides
+    whether they are public.
+    """
+    if isinstance(lower, datetime):
+        return (datetime(lower.year, 1, 1).isoformat(),
+                datetime(upper.year + 1, 1, 1).isoformat())
+    low, high = float(lower), float(upper)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    width = high - low
+    scale = width if width > 0 else max(abs(low), 1.0)
+    step = 10.0 ** math.floor(math.log10(scale))
+    return float(math.floor(low / step) * step), float(math.ceil(high / step) * step)

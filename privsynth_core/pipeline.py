@@ -6,9 +6,16 @@ only small values: paths, fingerprints, plain records. That is what lets the Pre
 (:mod:`privsynth_flows`) cache, retry and distribute the steps, and what lets
 :func:`privsynth_core.runs.run_pipeline` run the same steps with no orchestrator at all.
 
-Privacy: ``domain`` (in DP mode) and ``fit`` are the only steps that spend budget, both through
-the ledger; ``sample`` is post-processing; ``evaluate`` and ``report`` read the real data and
-produce custodian-only, non-DP outputs.
+Privacy: ``domain`` (in DP mode) and ``fit`` (with the released row count n̂) are the only steps
+that spend budget, both through the ledger; ``sample`` is post-processing; ``evaluate`` and
+``report`` read the real data and produce custodian-only, non-DP outputs. What a step returns to
+an orchestrator (and so may reach its logs or server) is a path or a count of problems, never a
+value of the data: details with example values go to the run's custodian log
+(:func:`validate_input`).
+
+Models and domains are kept in privsynth's own store under ``$PRIVSYNTH_HOME/cache``, keyed on
+(data, settings, seed): a second identical fit finds the model already paid for and reuses it,
+whichever orchestrator (or none) runs it.
 """
 
 from __future__ import annotations
@@ -22,27 +29,30 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import MetricError, SchemaError
 from .fileio import atomic_directory, atomic_write, atomic_write_text
-from .ledger import PrivacyBudget, PrivacyLedger, privsynth_home
+from .ledger import PrivacyLedger, privsynth_home
+from .privacy.release import SpentPart
 
 if TYPE_CHECKING:
     from .config import RunConfig
     from .evaluation import EvaluationResult
-    from .generator import ProgressCallback
+    from .generator import Generator, ProgressCallback
 
 SCHEMA_FILE = "schema.yaml"
 DOMAIN_RECORD = "domain.json"
 SYNTHETIC_FILE = "synthetic.csv"
+#: The schema a release holds next to its model (no excluded columns, no review notes).
+RELEASED_SCHEMA = "domain.schema.yaml"
 
 
 @dataclass(frozen=True)
 class InputInfo:
-    """What the load step learned about the private table (nothing here is released).
+    """What the load step learned about the private table (custodian-only: never released).
 
     Attributes:
         path: the file.
         fingerprint: the ledger's content hash of the rows.
-        sha256: hash of the file's bytes (for the manifest).
-        rows: number of rows (treated as public, as DP-SGD accounting does).
+        sha256: hash of the file's bytes (for the custodian's manifest).
+        rows: the exact number of rows (private: for the custodian's manifest only).
         columns: column names.
     """
 
@@ -104,23 +114,22 @@ def load_input(config: RunConfig) -> InputInfo:
                      frame.height, tuple(frame.columns))
 
 
-def validate_input(config: RunConfig) -> list[str]:
-    """Check the table against the schema file; return notes (values the domain will clamp).
+def validate_input(config: RunConfig, custodian_log: str | Path | None = None) -> list[str]:
+    """Check the table against the schema file; return notes (counts only) for the run's log.
 
-    In ``public`` mode every value must convert to its column's kind; values outside the
-    declared domain are allowed (they are clamped or dropped to missing by the fit) and are
-    reported as notes for the custodian's log, never written to a shareable output. In ``dp``
-    mode only the column names are checked (the domain does not exist yet).
+    The columns of the schema must be in the data (else an error: the header is public
+    metadata). In ``public`` mode, what conforming will do row by row (values read as missing,
+    clamped, rows dropped) is counted; the strict check with example values is appended to
+    ``custodian_log``, a file that stays with the custodian, never to the returned notes (which
+    an orchestrator may log on its server).
 
     Raises:
-        SchemaError: columns are missing or values do not convert; every problem listed.
+        SchemaError: columns of the schema are missing from the data.
     """
     from .schema import Schema
     from .table import read_frame
-    from .validation import conform, validate
+    from .validation import conform_report, validate
 
-    if config.schema_path is None:
-        return []
     schema = Schema.load(config.schema_path)
     frame = read_frame(config.input)
     missing = [name for name in schema.names if name not in frame.columns]
@@ -129,9 +138,14 @@ def validate_input(config: RunConfig) -> list[str]:
                           missing)
     if config.domain == "dp":
         return []
-    conform(frame, schema)
-    return [f"outside the declared domain (will be clamped or set missing): {p}"
-            for p in validate(frame, schema)]
+    _, report = conform_report(frame, schema)
+    if custodian_log is not None:
+        detail = validate(frame, schema)
+        if detail:
+            text = "".join(f"{line}\n" for line in ["validation (custodian-only: holds values "
+                                                    "of the private rows)", *detail])
+            atomic_write_text(custodian_log, text)
+    return report.lines()
 
 
 def check_holdout(config: RunConfig, fingerprint: str) -> None:
@@ -151,9 +165,10 @@ def check_holdout(config: RunConfig, fingerprint: str) -> None:
 def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -> Path:
     """Fix the run's domain and write it (``schema.yaml`` + ``domain.json``) to ``destination``.
 
-    ``public``: the declared schema (an inferred one needs ``confirm_public``); costs nothing.
-    ``dp``: bounds and categories learned with DP mechanisms, each charged to the ledger under
-    ``run_id`` before it runs.
+    ``public``: the declared schema (reviewed by a person); costs nothing. ``dp``: bounds and
+    categories learned with DP mechanisms, each charged to the ledger under ``run_id`` before it
+    runs. A domain already resolved at ``destination`` (the store's key covers the data and the
+    settings) is reused and costs nothing more.
 
     Returns:
         The schema file.
@@ -163,24 +178,27 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     """
     from .domain import prepare_table
 
+    if is_complete_domain(destination):
+        return Path(destination) / SCHEMA_FILE
     ledger = PrivacyLedger()
     table = prepare_table(
         config.input, schema_path=config.schema_path, domain=config.domain,
-        confirm_public=config.confirm_public, domain_epsilon=config.domain_epsilon,
-        domain_delta=config.domain_delta, ledger=ledger, run_id=run_id)
-    if config.domain == "dp":
-        entries = [e for e in ledger.entries(table.fingerprint()) if e.run_id == run_id]
-        record: dict[str, Any] = {
-            "mode": "dp", "epsilon": sum(e.epsilon for e in entries),
-            "delta": sum(e.delta for e in entries), "run_id": run_id,
-            "ledger_entries": [e.entry_id for e in entries]}
-    else:
-        record = {"mode": "public", "epsilon": 0.0, "delta": 0.0, "run_id": run_id,
-                  "ledger_entries": []}
+        domain_epsilon=config.domain_epsilon, domain_delta=config.domain_delta, ledger=ledger,
+        run_id=run_id, source=config.source)
+    record: dict[str, Any] = {
+        "mode": config.domain, "run_id": run_id,
+        "parts": [{**p.public(), "ledger_entry": p.entry_id} for p in table.spent]}
     with atomic_directory(destination, overwrite=True) as tmp:
         table.schema.save(tmp / SCHEMA_FILE)
         (tmp / DOMAIN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     return Path(destination) / SCHEMA_FILE
+
+
+def domain_parts(schema_path: str | Path) -> list[SpentPart]:
+    """The charged mechanisms the domain next to ``schema_path`` came from (custodian record)."""
+    record = domain_record(schema_path)
+    return [SpentPart(p["step"], p["mechanism"], p["epsilon"], p["delta"], p["ledger_entry"])
+            for p in record.get("parts", [])]
 
 
 def domain_record(schema_path: str | Path) -> dict[str, Any]:
@@ -193,48 +211,98 @@ def domain_record(schema_path: str | Path) -> dict[str, Any]:
 # -- fit and sample ---------------------------------------------------------------------------
 
 
+MODEL_SUBDIR = "model"
+FIT_RECORD = "fit.json"
+
+
+def model_store_entry(config: RunConfig, fingerprint: str, schema_path: str | Path) -> Path:
+    """Where the store keeps the model of this fit: one folder per (data, fit settings, seed,
+    domain), holding ``model/`` (releasable) and ``fit.json`` (custodian-only)."""
+    return cache_dir() / "models" / fit_key(config, fingerprint, schema_path)
+
+
 def fit_model(
     config: RunConfig,
     schema_path: str | Path,
-    model_dir: str | Path,
     *,
     run_id: str,
     checkpoint_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> Path:
-    """Train the configured generator on the table under ``schema_path``; save it atomically.
+    """Train the configured generator on the table under ``schema_path`` into the model store.
 
-    The generator reserves its whole target in the ledger before it reads the data and settles
-    to what it spent after (:meth:`~privsynth_core.generator.Generator.fit`). With
-    ``checkpoint_dir``, a generator that supports checkpoints saves them there and resumes an
-    interrupted attempt found there (:mod:`privsynth_core.checkpoint`).
+    A model already in the store for the same data, settings and seed is returned as it is: it
+    was paid for once (its ``fit.json`` names the ledger entries), and is never trained or
+    charged again. Otherwise the generator releases (or reuses) the row count, reserves its
+    target, trains, settles, and is saved atomically with its custodian record.
+
+    Returns:
+        The model directory (``<store entry>/model``).
 
     Raises:
         ConfigError, DomainError, BudgetNotSetError, BudgetExceededError, GeneratorError.
     """
     from .checkpoint import CheckpointStore
-    from .registry import generators
     from .schema import Schema
+    from .service import create_generator, fit_generator
     from .table import Table
 
-    generator_cls = generators().get(config.generator)
-    generator = generator_cls(generator_cls.make_params(config.params))
-    table = Table.load(config.input, Schema.load(schema_path))
-    budget = (PrivacyBudget(config.epsilon, config.delta) if config.epsilon is not None
-              else None)
-    generator.fit(table, budget=budget, accountant=config.accountant, ledger=PrivacyLedger(),
-                  run_id=run_id, progress=progress,
+    table = Table.load(config.input, Schema.load(schema_path), source=config.source)
+    entry = model_store_entry(config, table.fingerprint(), schema_path)
+    if is_complete_model(entry / MODEL_SUBDIR):
+        return entry / MODEL_SUBDIR
+    table.spent = domain_parts(schema_path)
+    generator = create_generator(config.generator, config.params)
+    fit_generator(table, generator, epsilon=config.epsilon, delta=config.delta,
+                  accountant=config.accountant, ledger=PrivacyLedger(), run_id=run_id,
+                  progress=progress,
                   checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None)
-    return generator.save(model_dir, overwrite=True)
+    summary = generator.fit_summary
+    assert summary is not None
+    with atomic_directory(entry, overwrite=True) as tmp:
+        generator.save(tmp / MODEL_SUBDIR)
+        Schema.load(schema_path).save_release(tmp / MODEL_SUBDIR / RELEASED_SCHEMA)
+        record = {"config_hash": config.fit_hash(), **summary.custodian_dict(),
+                  "noisy_rows": summary.noisy_rows}
+        (tmp / FIT_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return entry / MODEL_SUBDIR
 
 
-def sample_synthetic(model_dir: str | Path, rows: int, *, seed: int,
+def fit_record(model_dir: str | Path) -> dict[str, Any]:
+    """The custodian record of a stored model (ledger entries, fingerprint, timing)."""
+    data: dict[str, Any] = json.loads((Path(model_dir).parent / FIT_RECORD).read_text("utf-8"))
+    return data
+
+
+def sample_synthetic(model_dir: str | Path, rows: int | None, *, seed: int,
                      destination: str | Path) -> Path:
-    """Sample ``rows`` rows from the saved model into a CSV file (post-processing: free)."""
+    """Sample rows from the saved model into a CSV file (post-processing: free).
+
+    ``rows`` defaults to the released row count n̂ the model was fitted with (never the exact
+    size of the private table).
+    """
     from .generator import Generator
 
-    frame = Generator.load(model_dir).sample(rows, seed=seed)
+    generator = Generator.load(model_dir)
+    count = rows or default_rows(generator)
+    frame = generator.sample(count, seed=seed)
     return atomic_write(destination, frame.write_csv)
+
+
+def default_rows(generator: Generator) -> int:
+    """The default number of synthetic rows of a fitted model: its released row count n̂.
+
+    Raises:
+        ConfigError: the model has no released count (a non-DP model): give the rows.
+    """
+    from .errors import ConfigError
+    from .privacy.count import default_sample_rows
+
+    summary = generator.fit_summary
+    if summary is None or not summary.noisy_rows:
+        raise ConfigError("this model carries no released row count (it is not a DP model, or "
+                          "was saved by an older privsynth): say how many rows to sample")
+    return default_sample_rows(summary.noisy_rows)
 
 
 # -- evaluate and report ----------------------------------------------------------------------
@@ -309,9 +377,13 @@ def write_report(config: RunConfig, schema_path: str | Path, synthetic_path: str
     evaluation = merge_evaluations(parts)
     inputs = _evaluation_inputs(config, schema_path, synthetic_path)
     schema = inputs["schema"]
-    if not evaluation.inputs:
+    if not evaluation.inputs:  # no metric ran (e.g. `metrics: []`)
+        holdout_frame = inputs["holdout"]
         evaluation.inputs = {"columns": schema.names, "target": config.target,
-                             "seed": config.seed}
+                             "seed": config.seed, "real_rows": inputs["real"].height,
+                             "synthetic_rows": inputs["synthetic"].height,
+                             "holdout_rows": None if holdout_frame is None
+                             else holdout_frame.height}
     holdout = inputs["holdout"]
     write_html(evaluation, Path(destination),
                real=type_frame(inputs["real"], schema, "real"),
@@ -338,21 +410,28 @@ def new_run_id() -> str:
 
 
 __all__ = [
+    "FIT_RECORD",
+    "MODEL_SUBDIR",
+    "RELEASED_SCHEMA",
     "InputInfo",
     "cache_dir",
     "check_holdout",
+    "default_rows",
     "domain_key",
+    "domain_parts",
     "domain_record",
     "evaluate_metric",
     "file_sha256",
     "fit_key",
     "fit_model",
+    "fit_record",
     "headline_rows",
     "is_complete_domain",
     "is_complete_model",
     "load_input",
     "merge_evaluations",
     "metric_plan",
+    "model_store_entry",
     "new_run_id",
     "resolve_domain",
     "sample_synthetic",

@@ -154,6 +154,29 @@ def accountants() -> Registry[Accountant]:
     return _build("accountant", Accountant, "accountant_id", "register_accountants")
 
 
+def settling_accountant(accountant_id: str) -> type[Accountant]:
+    """The accountant that may calibrate noise, report an epsilon and settle the ledger.
+
+    An accountant marked ``approximate`` (it may under-report, e.g. GDP's CLT approximation)
+    is for comparisons only (``privsynth accountants compare``): a guarantee must come from an
+    upper bound.
+
+    Raises:
+        UnknownPluginError: no such accountant.
+        ConfigError: the accountant is an approximation.
+    """
+    from .errors import ConfigError
+
+    cls = accountants().get(accountant_id)
+    if cls.approximate:
+        valid = ", ".join(e.plugin_id for e in accountants().entries() if not e.cls.approximate)
+        raise ConfigError(
+            f"accountant {accountant_id!r} is an approximation that can under-report epsilon; it "
+            f"may be shown in comparisons (`privsynth accountants compare`) but never calibrates, "
+            f"reports or settles a fit. Use one of: {valid}")
+    return cls
+
+
 def metrics() -> Registry[Metric]:
     """The registry of metric classes."""
     from .metric import Metric

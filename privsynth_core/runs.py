@@ -1,19 +1,24 @@
-"""Run directories: the work area of a run in progress, the manifest, and the atomic publish.
+"""Run directories: the work area of a run in progress, the manifests, and the atomic publish.
 
 A run writes to ``RUN_DIR`` (the config's ``output_dir``) only at the very end, in one atomic
 step: until then everything lives in the hidden work area ``.<RUN_DIR name>.work/`` beside it
 (the run's state, the synthetic table and report being written, training checkpoints). A run
 killed at any point therefore leaves ``RUN_DIR`` as it was (absent, or the previous complete
 run) and no half-written output; ``privsynth run --resume RUN_DIR`` finds the work area and
-continues. A published run directory holds::
+continues. A published run directory holds two folders, kept apart because only one may leave::
 
-    manifest.json     config, hashes, versions, epsilon spent by step, domain mode, seed
-    synthetic.csv     the synthetic table (shareable)
-    model/            the trained generator (shareable: DP post-processing)
-    report/           report.html + metrics.json (custodian-only: NOT DP)
+    release/          what may be shared (nothing in it is computed from the rows outside a
+      synthetic.csv     charged mechanism: see privsynth_core.privacy.release)
+      model/            the trained generator, its manifest and the released schema
+      release.json      the end-to-end guarantee (domain + row count + training, with parts)
+    custodian/        NOT for release: computed on the real data
+      manifest.json     config, input hash and exact row count, timings, ledger entries
+      schema.yaml       the run's full schema (with excluded columns)
+      report/           report.html + metrics.json (NOT DP)
+      validation.log    what conforming the data changed, with example values (if anything)
 
-:func:`run_pipeline` runs every step in sequence with no orchestrator (no caching, no retries):
-the baseline the Prefect flows are measured against.
+:func:`run_pipeline` runs every step in sequence with no orchestrator (no retries), reusing the
+model store like the flows do.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from .pipeline import (
     file_sha256,
     headline_rows,
 )
+from .privacy.release import CUSTODIAN_DIR, RELEASE_DIR, RELEASE_MANIFEST
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -44,9 +50,10 @@ if TYPE_CHECKING:
 RUN_MANIFEST = "manifest.json"
 RUN_KIND = "privsynth-run"
 STATE_FILE = "run.json"
+VALIDATION_LOG = "validation.log"
 NOT_DP_LABEL = "computed on real data: not DP, custodian-only"
 _VERSIONED = ("privsynth", "polars", "numpy", "pydantic", "torch", "opacus", "prefect",
-              "prefect-dask", "sdv", "evidently")
+              "prefect-dask", "sdv", "evidently", "opendp")
 
 
 def work_dir_for(run_dir: str | Path) -> Path:
@@ -118,65 +125,103 @@ class RunResult:
 
     Attributes:
         run_dir: the run directory.
-        manifest: its manifest (shareable).
+        manifest: its custodian manifest (NOT for release).
+        release: its release manifest (shareable).
         headlines: headline scores (custodian-only: computed on real data, NOT DP).
-        report: the report page.
     """
 
     run_dir: Path
     manifest: dict[str, Any]
+    release: dict[str, Any] = field(default_factory=dict)
     headlines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def release_dir(self) -> Path:
+        """What may leave the custodian."""
+        return self.run_dir / RELEASE_DIR
+
+    @property
+    def custodian_dir(self) -> Path:
+        """What must not."""
+        return self.run_dir / CUSTODIAN_DIR
 
     @property
     def report(self) -> Path:
         """The custodian-only report page."""
-        return self.run_dir / "report" / "report.html"
+        return self.custodian_dir / "report" / "report.html"
 
     @property
     def epsilon(self) -> float | None:
-        """Epsilon of the released outputs (domain + training), None for a non-DP run."""
-        value = self.manifest["privacy"]["epsilon"]
+        """End-to-end epsilon of the release (domain + row count + training), None if not DP."""
+        value = self.release["privacy"].get("epsilon")
         return None if value is None else float(value)
 
 
-def build_manifest(config: RunConfig, *, run_id: str, info: InputInfo, schema_path: Path,
-                   model_dir: Path, synthetic_path: Path,
-                   timings: dict[str, float]) -> dict[str, Any]:
-    """The run manifest: what was run, on what, with which versions, and what it spent."""
-    domain = domain_record(schema_path)
+def custodian_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The custodian manifest of a published run.
+
+    Raises:
+        InputFileError: ``run_dir`` is not a published privsynth run.
+    """
+    path = Path(run_dir) / CUSTODIAN_DIR / RUN_MANIFEST
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InputFileError(f"{run_dir} is not a published privsynth run (no readable "
+                             f"{CUSTODIAN_DIR}/{RUN_MANIFEST})") from None
+    return data
+
+
+def build_release_manifest(config: RunConfig, *, model_dir: Path, release_id: str
+                           ) -> dict[str, Any]:
+    """The release manifest: what was released and its end-to-end guarantee, nothing else.
+
+    Every field is public (the settings, versions), random (the id), or the output of a charged
+    mechanism; the totals are the model's (domain + row count + training).
+    """
+    from .privacy.release import RELEASE_KIND, release_date
+
     model = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
-    fit = model.get("fit", {})
     private = bool(model.get("differentially_private"))
-    steps = [
-        {"step": "domain", "mode": domain["mode"], "epsilon": domain["epsilon"],
-         "delta": domain["delta"], "charged_by_this_run": domain["run_id"] == run_id
-         and domain["mode"] == "dp", "ledger_entries": domain["ledger_entries"]},
-        {"step": "fit", "generator": config.generator, "epsilon": fit.get("epsilon"),
-         "delta": fit.get("delta"), "accountant": fit.get("accountant_id"),
-         "charged_by_this_run": fit.get("run_id") == run_id,
-         "ledger_entries": [fit.get("ledger_entry_id")]},
-        {"step": "sample", "epsilon": 0.0, "delta": 0.0,
-         "note": "post-processing of the DP model: costs nothing"},
-        {"step": "evaluate+report", "epsilon": None, "delta": None,
-         "note": f"{NOT_DP_LABEL}; not part of the release"},
-    ]
-    total_eps = (domain["epsilon"] + (fit.get("epsilon") or 0.0)) if private else None
-    total_delta = (domain["delta"] + (fit.get("delta") or 0.0)) if private else None
     return {
-        "kind": RUN_KIND, "format_version": 1, "name": config.label, "run_id": run_id,
+        "kind": RELEASE_KIND, "format_version": 1, "release_id": release_id,
+        "created": release_date(), "generator": config.generator, "params": config.params,
+        "target": {"epsilon": config.epsilon, "delta": config.delta,
+                   "accountant": config.accountant if private else None},
+        "privacy": model["privacy"] if private else {"label": "NOT differentially private: "
+                                                     "do not release these outputs"},
+        "differentially_private": private,
+        "outputs": {"synthetic": SYNTHETIC_FILE, "model": "model"},
+        "versions": _versions(),
+    }
+
+
+def build_manifest(config: RunConfig, *, run_id: str, release_id: str, info: InputInfo,
+                   schema_path: Path, model_dir: Path, synthetic_path: Path,
+                   timings: dict[str, float]) -> dict[str, Any]:
+    """The custodian manifest: what was run, on what, what it spent (with ledger entries)."""
+    from .pipeline import fit_record
+
+    fit = fit_record(model_dir)
+    domain = domain_record(schema_path)
+    return {
+        "kind": RUN_KIND, "format_version": 2, "name": config.label, "run_id": run_id,
+        "release_id": release_id, "label": NOT_DP_LABEL,
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "seed": config.seed,
         "config": config.model_dump(mode="json"), "config_hash": config.config_hash(),
         "fit_hash": config.fit_hash(),
         "dataset": {"fingerprint": info.fingerprint, "input_sha256": info.sha256,
-                    "rows": info.rows},
-        "domain": {"mode": domain["mode"], "schema_sha256": file_sha256(schema_path)},
-        "privacy": {"differentially_private": private, "epsilon": total_eps,
-                    "delta": total_delta, "by_step": steps,
-                    "label": None if private else "NOT differentially private"},
-        "outputs": {"synthetic": {"path": SYNTHETIC_FILE, "sha256": file_sha256(synthetic_path)},
-                    "model": {"path": "model",
-                              "manifest_sha256": file_sha256(model_dir / "manifest.json")},
-                    "report": {"path": "report/report.html", "label": NOT_DP_LABEL}},
+                    "rows": info.rows, "noisy_rows": fit.get("noisy_rows"),
+                    "source": config.source},
+        "domain": {"mode": domain["mode"], "charged_by_run": domain["run_id"],
+                   "schema_sha256": file_sha256(schema_path)},
+        "spent": fit.get("spent", []),
+        "fit": {"run_id": fit.get("run_id"), "ledger_entry": fit.get("ledger_entry_id"),
+                "wall_seconds": fit.get("wall_seconds"),
+                "reused_from_store": fit.get("run_id") != run_id},
+        "outputs": {"synthetic_sha256": file_sha256(synthetic_path),
+                    "model_manifest_sha256": file_sha256(model_dir / "manifest.json"),
+                    "report": "report/report.html"},
         "versions": _versions(),
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -186,10 +231,9 @@ def _replaceable(run_dir: Path) -> bool:
     """A run directory may be replaced only by another run (a nightly refresh)."""
     if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
         return True
-    manifest = run_dir / RUN_MANIFEST
     try:
-        return bool(json.loads(manifest.read_text(encoding="utf-8")).get("kind") == RUN_KIND)
-    except (OSError, ValueError):
+        return custodian_manifest(run_dir).get("kind") == RUN_KIND
+    except InputFileError:
         return False
 
 
@@ -207,31 +251,46 @@ def check_output_dir(config: RunConfig) -> None:
 def publish_run(config: RunConfig, *, run_id: str, info: InputInfo, schema_path: str | Path,
                 model_dir: str | Path, synthetic_path: str | Path, report_dir: str | Path,
                 timings: dict[str, float]) -> RunResult:
-    """Assemble the run directory in one atomic step, then drop the work area.
+    """Assemble the run directory (``release/`` and ``custodian/``) in one atomic step, then
+    drop the work area.
 
     Raises:
         InputFileError: ``output_dir`` holds something other than a privsynth run.
     """
+    import uuid
+
     check_output_dir(config)
     run_dir = Path(config.output_dir)
-    manifest = build_manifest(config, run_id=run_id, info=info, schema_path=Path(schema_path),
-                              model_dir=Path(model_dir), synthetic_path=Path(synthetic_path),
-                              timings=timings)
+    model_dir, schema_path = Path(model_dir), Path(schema_path)
+    release_id = uuid.uuid4().hex
+    release = build_release_manifest(config, model_dir=model_dir, release_id=release_id)
+    manifest = build_manifest(config, run_id=run_id, release_id=release_id, info=info,
+                              schema_path=schema_path, model_dir=model_dir,
+                              synthetic_path=Path(synthetic_path), timings=timings)
+    log = work_dir_for(run_dir) / VALIDATION_LOG
     with atomic_directory(run_dir, overwrite=True) as tmp:
-        shutil.copy2(synthetic_path, tmp / SYNTHETIC_FILE)
-        shutil.copytree(model_dir, tmp / "model")
-        shutil.copytree(report_dir, tmp / "report")
-        shutil.copy2(schema_path, tmp / "model" / "domain.schema.yaml")
-        # The manifest goes in last: a run directory with a manifest is complete.
-        (tmp / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        shared, kept = tmp / RELEASE_DIR, tmp / CUSTODIAN_DIR
+        shared.mkdir()
+        kept.mkdir()
+        shutil.copy2(synthetic_path, shared / SYNTHETIC_FILE)
+        shutil.copytree(model_dir, shared / "model")
+        (shared / RELEASE_MANIFEST).write_text(json.dumps(release, indent=2), encoding="utf-8")
+        shutil.copytree(report_dir, kept / "report")
+        shutil.copy2(schema_path, kept / "schema.yaml")
+        if log.is_file():
+            shutil.copy2(log, kept / VALIDATION_LOG)
+        # The custodian manifest goes in last: a run directory with it is complete.
+        (kept / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     shutil.rmtree(work_dir_for(run_dir), ignore_errors=True)
-    return RunResult(run_dir, manifest, headline_rows(run_dir / "report"))
+    return RunResult(run_dir, manifest, release,
+                     headline_rows(run_dir / CUSTODIAN_DIR / "report"))
 
 
 def run_pipeline(config: RunConfig) -> RunResult:
-    """Run every step in sequence with no orchestrator: no caching, no retries, one process.
+    """Run every step in sequence with no orchestrator: no retries, one process.
 
-    Each call spends the budget again (the flows cache training; this does not).
+    Training goes through the model store, so a second identical run reuses the model instead
+    of paying again, exactly as the flows do.
     """
     from . import pipeline as p
 
@@ -248,15 +307,16 @@ def run_pipeline(config: RunConfig) -> RunResult:
     run_id, work = begin_run(config)
     info = p.load_input(config)
     tick("load")
-    p.validate_input(config)
+    p.validate_input(config, work / VALIDATION_LOG)
     p.check_holdout(config, info.fingerprint)
     tick("validate")
-    schema = p.resolve_domain(config, work / "domain", run_id=run_id)
+    schema = p.resolve_domain(
+        config, p.cache_dir() / "domains" / p.domain_key(config, info.fingerprint),
+        run_id=run_id)
     tick("domain")
-    model = p.fit_model(config, schema, work / "model", run_id=run_id,
-                        checkpoint_dir=work / "checkpoints")
+    model = p.fit_model(config, schema, run_id=run_id, checkpoint_dir=work / "checkpoints")
     tick("fit")
-    synthetic = p.sample_synthetic(model, config.rows or info.rows, seed=config.seed,
+    synthetic = p.sample_synthetic(model, config.rows, seed=config.seed,
                                    destination=work / SYNTHETIC_FILE)
     tick("sample")
     parts = [p.evaluate_metric(config, schema, synthetic, model, metric_id, required=required)
@@ -273,10 +333,13 @@ def run_pipeline(config: RunConfig) -> RunResult:
 __all__ = [
     "NOT_DP_LABEL",
     "RUN_MANIFEST",
+    "VALIDATION_LOG",
     "RunResult",
     "begin_run",
     "build_manifest",
+    "build_release_manifest",
     "check_output_dir",
+    "custodian_manifest",
     "interrupted_config",
     "publish_run",
     "run_pipeline",

@@ -33,6 +33,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_serializer,
+    field_validator,
     model_validator,
 )
 
@@ -72,6 +73,10 @@ class Column(BaseModel):
             strings in files for datetimes); values outside are clamped before training.
         categories: the allowed values of a categorical column, as strings; other values in the
             data are treated as missing, and never appear in synthetic output.
+        format: how a datetime column is written in text files (a ``strftime`` pattern such as
+            ``"%d/%m/%Y"``). Without one, each value is read by the first of a fixed list of ISO
+            8601 patterns that fits it (:data:`privsynth_core.validation.DATETIME_FORMATS`),
+            value by value, so no row decides how the others are read.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -81,6 +86,7 @@ class Column(BaseModel):
     nullable: bool = False
     bounds: tuple[Bound, Bound] | None = None
     categories: tuple[str, ...] | None = None
+    format: str | None = None
 
     @model_validator(mode="after")
     def _check_domain(self) -> Column:
@@ -115,6 +121,8 @@ class Column(BaseModel):
                     raise ValueError(f"column {name!r}: the category list has duplicates")
         elif self.bounds is not None or self.categories is not None:
             raise ValueError(f"column {name!r}: a boolean column takes no bounds or categories")
+        if self.format is not None and kind is not ColumnKind.DATETIME:
+            raise ValueError(f"column {name!r}: only a datetime column takes a format")
         return self
 
     @field_serializer("bounds")
@@ -137,13 +145,88 @@ class Column(BaseModel):
         return self.bounds is not None
 
 
+ExclusionReason = Literal["requested", "id_like", "free_text", "empty", "constant", "mixed"]
+
+#: What each exclusion code means; fixed texts, so no count or value of the data is ever stored
+#: with a schema (and excluded columns never appear in a release at all).
+EXCLUSION_TEXT: dict[str, str] = {
+    "requested": "left out on request",
+    "id_like": "ID-like: a different value in (almost) every row; synthesising it would copy "
+               "identifiers (add it back in the schema file if it is not an identifier)",
+    "free_text": "free text: too many distinct values to treat as categories (declare it "
+                 "categorical in the schema file to keep it)",
+    "empty": "entirely empty",
+    "constant": "holds one value only",
+    "mixed": "mixed values (numbers and text, or dates in several formats): declare its kind "
+             "(and a date format) in the schema to keep it",
+}
+
+
+def _reason_code(value: Any) -> Any:
+    """Read schema files written before reasons were codes (free text) as their code."""
+    if not isinstance(value, str) or value in EXCLUSION_TEXT:
+        return value
+    lowered = value.lower()
+    for code, marker in (("id_like", "id-like"), ("free_text", "free text"),
+                         ("requested", "on request")):
+        if marker in lowered:
+            return code
+    return value
+
+
 class ExcludedColumn(BaseModel):
-    """A column of the data that is not synthesised, and why."""
+    """A column of the data that is not synthesised, and why (a fixed code)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    reason: str
+    reason: ExclusionReason
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _legacy(cls, value: Any) -> Any:
+        return _reason_code(value)
+
+    @property
+    def text(self) -> str:
+        """What the reason means, for people."""
+        return EXCLUSION_TEXT[self.reason]
+
+
+ReviewIssue = Literal["bounds_at_extremes", "rare_categories"]
+
+
+class ReviewFlag(BaseModel):
+    """Something in an inferred draft a person must look at before declaring it public.
+
+    Attributes:
+        column: the column.
+        issue: ``bounds_at_extremes`` (the bounds are the data's own min and max, so they reveal
+            the most extreme people) or ``rare_categories`` (categories held by few rows).
+        values: the flagged values: ``[min, max]`` or the rare categories. The flag is resolved
+            when the file no longer holds them.
+        suggestion: a public alternative (round limits), when there is one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str
+    issue: ReviewIssue
+    values: tuple[Any, ...]
+    suggestion: tuple[Any, ...] | None = None
+
+    def describe(self) -> str:
+        """One line for people."""
+        if self.issue == "bounds_at_extremes":
+            hint = (f"; round public limits would be {list(self.suggestion)}"
+                    if self.suggestion else "")
+            return (f"column {self.column!r}: the bounds {list(self.values)} are the data's own "
+                    f"min and max{hint}, or learn them with DP (--domain dp)")
+        shown = ", ".join(repr(v) for v in self.values[:10])
+        more = f" and {len(self.values) - 10} more" if len(self.values) > 10 else ""
+        return (f"column {self.column!r}: {len(self.values)} rare categor"
+                f"{'y' if len(self.values) == 1 else 'ies'} ({shown}{more}) held by few rows; "
+                f"remove them from the list unless they are public knowledge")
 
 
 class Schema(BaseModel):
@@ -153,6 +236,7 @@ class Schema(BaseModel):
         columns: the synthesised columns, in output order.
         domain: ``"inferred"``, ``"public"`` or ``"dp"`` (see the module docstring).
         excluded: columns of the data left out of synthesis (ID-like, free text, ...).
+        review: in an inferred draft, what a person must look at before declaring it public.
         version: the file format version.
     """
 
@@ -162,6 +246,7 @@ class Schema(BaseModel):
     domain: DomainMode = "inferred"
     columns: tuple[Column, ...]
     excluded: tuple[ExcludedColumn, ...] = ()
+    review: tuple[ReviewFlag, ...] = ()
 
     @model_validator(mode="after")
     def _check_columns(self) -> Schema:
@@ -198,33 +283,82 @@ class Schema(BaseModel):
         """Columns whose domain is not specified yet."""
         return [c.name for c in self.columns if not c.has_domain]
 
-    def confirm_public(self) -> Schema:
+    def unresolved_review(self) -> list[ReviewFlag]:
+        """Review flags the file still holds (bounds still at the extremes, rare categories
+        still listed)."""
+        out = []
+        by_name = {c.name: c for c in self.columns}
+        for flag in self.review:
+            col = by_name.get(flag.column)
+            if col is None:
+                continue
+            if flag.issue == "bounds_at_extremes":
+                if col.bounds is not None and [_plain(b) for b in col.bounds] == [
+                        _plain(v) for v in flag.values]:
+                    out.append(flag)
+            elif set(col.categories or ()) & {str(v) for v in flag.values}:
+                out.append(flag)
+        return out
+
+    def confirm_public(self, *, accept_flagged: bool = False) -> Schema:
         """Return this schema declared public: the user vouches that nothing in its domain
         (bounds, categories) reveals anything about individuals in the private data.
 
+        A skeleton (names and kinds, no bounds or categories) may be confirmed too: its names
+        and kinds become public metadata, and its domain is then learned with DP.
+
+        Args:
+            accept_flagged: the person has read the review flags that are still unresolved
+                (bounds at the data's extremes, rare categories) and declares them public anyway.
+
         Raises:
-            SchemaError: a column has no domain yet.
+            SchemaError: review flags are unresolved and not accepted; every one is listed.
         """
-        if self.missing_domains:
+        unresolved = self.unresolved_review()
+        if unresolved and not accept_flagged:
             raise SchemaError(
-                "cannot declare the domain public: these columns have no domain yet; add "
-                "bounds/categories or learn them with DP",
-                self.missing_domains,
+                "the draft still holds values read off the private rows that need a decision "
+                "(edit the file, `privsynth schema confirm --round-bounds`, learn the domain with "
+                "DP, or `--accept-flagged` once you have checked they are public):",
+                [f.describe() for f in unresolved],
             )
-        return self.model_copy(update={"domain": "public"})
+        return self.model_copy(update={"domain": "public", "review": ()})
+
+    def with_round_bounds(self) -> Schema:
+        """A copy whose flagged bounds are replaced by their round public suggestions."""
+        suggestions = {f.column: f.suggestion for f in self.unresolved_review()
+                       if f.issue == "bounds_at_extremes" and f.suggestion}
+        columns = [c.model_copy(update={"bounds": tuple(suggestions[c.name])})
+                   if c.name in suggestions else c for c in self.columns]
+        return self.model_copy(update={"columns": tuple(columns)})
+
+    def release_dict(self) -> dict[str, Any]:
+        """The schema as a release may hold it: no excluded columns, no review notes."""
+        data = self.to_dict()
+        data.pop("excluded", None)
+        data.pop("review", None)
+        return data
 
     def with_columns(self, columns: list[Column], *, domain: DomainMode) -> Schema:
-        """A copy with the given columns and domain mode."""
+        """A copy with the given columns and domain mode (review notes dropped)."""
         return Schema(version=self.version, domain=domain, columns=tuple(columns),
                       excluded=self.excluded)
+
+    def save_release(self, path: str | Path) -> Path:
+        """Write the schema as a release holds it (:meth:`release_dict`), YAML, atomically."""
+        header = self.to_yaml().split("\n", 1)[0] + "\n"
+        atomic_write_text(path, header + yaml.safe_dump(self.release_dict(), sort_keys=False,
+                                                         allow_unicode=True))
+        return Path(path)
 
     # -- files -------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (nulls and empty lists left out, for a readable file)."""
         data = self.model_dump(mode="json", exclude_none=True)
-        if not data.get("excluded"):
-            data.pop("excluded", None)
+        for key in ("excluded", "review"):
+            if not data.get(key):
+                data.pop(key, None)
         for col in data["columns"]:
             if col.get("nullable") is False:
                 col.pop("nullable")
@@ -281,3 +415,12 @@ class Schema(BaseModel):
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise SchemaError(f"cannot read schema file {path}: {exc}") from None
         return cls.from_dict(data, source=f"schema file {path}")
+
+
+def _plain(value: Any) -> Any:
+    """Bounds as they compare in review flags: datetimes as ISO text, numbers as floats."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, int | float):
+        return float(value)
+    return value

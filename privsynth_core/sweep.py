@@ -27,17 +27,24 @@ SUMMARY_FILE = "summary.csv"
 PLOT_FILE = "privacy_utility.png"
 
 
+#: Upper bound on a fit's delta when the config leaves it to the default (``1/(10 n̂)``, at most
+#: this), for checking a budget before the row count is known.
+DEFAULT_DELTA_BOUND = 1e-5
+
+
 def grid_cost(cells: list[RunConfig], *, fingerprint: str,
-              schema_path: str | Path | None) -> PrivacyBudget:
-    """The most the grid can reserve: the uncached domain (once) and every uncached cell.
+              schema_path: str | Path | None, count_epsilon: float = 0.0) -> PrivacyBudget:
+    """The most the grid can reserve: the uncached domain (once), the row count if it is not
+    released yet (once), and every cell whose model is not in the store.
 
     Args:
         cells: the runs (one dataset, one domain setting).
         fingerprint: the dataset's fingerprint.
         schema_path: the resolved domain if it is cached already; None if it must be resolved
             (then no model can be known to be cached, and the domain's cost counts).
+        count_epsilon: what releasing the row count will cost (0 if already released).
     """
-    from .pipeline import cache_dir, fit_key, is_complete_model
+    from .pipeline import MODEL_SUBDIR, is_complete_model, model_store_entry
 
     if len({(c.input, c.domain_hash()) for c in cells}) > 1:
         raise ConfigError("a sweep runs over one dataset and one domain; every cell must share "
@@ -47,14 +54,18 @@ def grid_cost(cells: list[RunConfig], *, fingerprint: str,
     if schema_path is None and first.domain == "dp":
         epsilon += first.domain_epsilon or 0.0
         delta += first.domain_delta
+    training = False
     for cell in cells:
         if cell.epsilon is None:
             continue
         if schema_path is not None and is_complete_model(
-                cache_dir() / "models" / fit_key(cell, fingerprint, schema_path)):
+                model_store_entry(cell, fingerprint, schema_path) / MODEL_SUBDIR):
             continue
+        training = True
         epsilon += cell.epsilon
-        delta += cell.delta
+        delta += DEFAULT_DELTA_BOUND if cell.delta is None else cell.delta
+    if training:
+        epsilon += count_epsilon
     return PrivacyBudget(epsilon, min(delta, 0.999999))
 
 
@@ -70,14 +81,20 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
         BudgetNotSetError: the dataset has no budget.
         BudgetExceededError: the grid would overspend; nothing has been run or charged.
     """
+    from .ledger import budget_key
+    from .privacy.count import count_epsilon, released_row_count
+
     ledger = ledger or PrivacyLedger()
-    status = ledger.status(fingerprint)
-    cost = grid_cost(cells, fingerprint=fingerprint, schema_path=schema_path)
+    key = budget_key(cells[0].source, fingerprint)
+    status = ledger.status(key)
+    released = released_row_count(ledger, key, extract=fingerprint) is not None
+    cost = grid_cost(cells, fingerprint=fingerprint, schema_path=schema_path,
+                     count_epsilon=0.0 if released else count_epsilon(status.budget.epsilon))
     remaining = status.remaining
     if cost.epsilon > remaining.epsilon * (1 + 1e-9) or cost.delta > remaining.delta * (1 + 1e-9):
         raise BudgetExceededError(
             f"{'the sweep' if len(cells) > 1 else 'the run'} ({len(cells)} run(s)) could spend "
-            f"{cost} on {status.label or fingerprint[:12]} but only {remaining} of its budget "
+            f"{cost} on {status.label or key[:12]} but only {remaining} of its budget "
             f"{status.budget} is left; nothing was run. Lower the epsilons, drop runs, or raise "
             f"the budget with `privsynth budget set` if the data custodian agrees")
     return cost
@@ -93,8 +110,8 @@ def summary_rows(results: list[tuple[RunConfig, RunResult | None, str | None]]
                                "epsilon_spent": None, "delta_spent": None,
                                "run_dir": str(config.output_dir), "error": error or ""}
         if result is not None:
-            row["epsilon_spent"] = result.manifest["privacy"]["epsilon"]
-            row["delta_spent"] = result.manifest["privacy"]["delta"]
+            row["epsilon_spent"] = result.release["privacy"].get("epsilon")
+            row["delta_spent"] = result.release["privacy"].get("delta")
             for headline in result.headlines:
                 row[headline["metric_id"]] = headline["value"]
         rows.append(row)

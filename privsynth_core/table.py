@@ -17,7 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from .errors import InputFileError, SchemaError
+from .errors import InputFileError, PrivsynthError, SchemaError
+from .privacy.release import SpentPart
 from .schema import ColumnKind, Schema
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt")
@@ -217,11 +218,39 @@ class Table:
     schema: Schema
     name: str = "table"
     fingerprint_: str | None = field(default=None, repr=False)
+    #: The custodian-named data source the table is an extract of (its budget is the
+    #: source's); None: the table's own content fingerprint keys its budget.
+    source: str | None = None
+    #: The released row count n̂ (:mod:`privsynth_core.privacy.count`), once a fit released it.
+    noisy_rows: int | None = field(default=None, repr=False)
+    #: The charged mechanisms this table's domain came from (a DP-learned domain's entries).
+    spent: list[SpentPart] = field(default_factory=list, repr=False)
 
     @property
     def n_rows(self) -> int:
-        """Number of rows."""
+        """Number of rows. **Private**: read it only inside a DP mechanism; every public choice
+        that needs a size uses :attr:`planning_rows`."""
         return self.frame.height
+
+    @property
+    def planning_rows(self) -> int:
+        """The released row count n̂, the only size a plan or default may use.
+
+        Raises:
+            PrivsynthError: no count has been released for this table yet (a bug in the caller:
+                :meth:`privsynth_core.generator.Generator.fit` releases it first).
+        """
+        if self.noisy_rows is None:
+            raise PrivsynthError(
+                "no row count has been released for this table; plans must use the released "
+                "count n̂, never the exact size (this is a bug in the caller)")
+        return self.noisy_rows
+
+    def budget_key(self) -> str:
+        """The ledger key of the table's budget: its source id, or its content fingerprint."""
+        from .ledger import budget_key
+
+        return budget_key(self.source, self.fingerprint())
 
     def fingerprint(self) -> str:
         """A content hash of the data as read, all columns (independent of row order).
@@ -238,7 +267,8 @@ class Table:
         return self.fingerprint_
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame, schema: Schema, *, name: str = "table") -> Table:
+    def from_frame(cls, frame: pl.DataFrame, schema: Schema, *, name: str = "table",
+                   source: str | None = None) -> Table:
         """Conform ``frame`` to ``schema`` (select, cast, check) and wrap it.
 
         The fingerprint is taken over ``frame`` as given, with all its columns.
@@ -248,11 +278,12 @@ class Table:
         """
         from .validation import conform
 
-        return cls(conform(frame, schema), schema, name, fingerprint_frame(frame))
+        return cls(conform(frame, schema), schema, name, fingerprint_frame(frame), source=source)
 
     @classmethod
     def load(
-        cls, path: str | Path, schema: Schema | None = None, *, max_bytes: int | None = None
+        cls, path: str | Path, schema: Schema | None = None, *, max_bytes: int | None = None,
+        source: str | None = None,
     ) -> Table:
         """Read a file and conform it to ``schema``; without a schema, infer one (not DP).
 
@@ -265,7 +296,7 @@ class Table:
             from .inference import infer_schema
 
             schema = infer_schema(frame)
-        return cls.from_frame(frame, schema, name=Path(path).name)
+        return cls.from_frame(frame, schema, name=Path(path).name, source=source)
 
 
 def fingerprint_frame(frame: pl.DataFrame) -> str:

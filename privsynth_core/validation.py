@@ -1,9 +1,13 @@
 """Typing and validating tables against their schema (pandera over polars).
 
-- :func:`conform` types a raw frame (CSV text, or Parquet types) to the schema and checks it,
-  reporting **every** problem at once in one :class:`~privsynth_core.errors.SchemaError`.
-  Values outside the domain are not errors there: numbers are clamped to the bounds and unknown
-  categories become missing, as a DP pipeline must do with a public domain.
+- :func:`conform` types a raw frame (CSV text, or Parquet types) to the schema for a fit. Every
+  problem with a value is handled **row by row**, the documented way, so that no single record
+  can decide whether a fit runs (a release that fails for ``D`` + one row but not for ``D``
+  reveals that row): a value that does not convert becomes missing; numbers and datetimes
+  outside the bounds are clamped to them; a category outside the list becomes missing; and a
+  row left with a missing value in a column the schema says is not nullable is dropped. Only a
+  column missing from the header (public metadata) is an error. What was done is counted
+  (:class:`ConformReport`: counts, never values), for the custodian's log.
 - :func:`validate` is the strict check a person runs on their data (``privsynth data validate``):
   domain violations are reported too.
 - :func:`check_synthetic` guards every generator's output: exact columns and dtypes, values
@@ -12,6 +16,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +27,21 @@ from .errors import GeneratorError, SchemaError
 from .schema import Column, ColumnKind, Schema
 
 NULL_TOKENS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+#: How a datetime column without a declared ``format`` is read: each value by the first of these
+#: that fits it, so the order of rows never changes how a value is read. ISO 8601 first.
+DATETIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+    "%Y/%m/%d",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%d.%m.%Y",
+)
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 _EXAMPLES = 3
@@ -68,7 +88,7 @@ def cast_column(series: pl.Series, column: Column) -> tuple[pl.Series, list[Any]
         ).to_series()
     elif kind is ColumnKind.DATETIME:
         if series.dtype == pl.String:
-            cast = series.str.to_datetime(strict=False, time_unit="us")
+            cast = parse_datetimes(series, column.format)
         elif series.dtype in (pl.Date, pl.Datetime) or isinstance(series.dtype, pl.Datetime):
             cast = series.cast(pl.Datetime("us"))
         else:
@@ -91,6 +111,15 @@ def cast_column(series: pl.Series, column: Column) -> tuple[pl.Series, list[Any]
         ).to_series()
     failed = series.is_not_null() & cast.is_null()
     return cast, series.filter(failed).head(_EXAMPLES).to_list()
+
+
+def parse_datetimes(series: pl.Series, fmt: str | None) -> pl.Series:
+    """Text to datetimes, value by value: by ``fmt``, or by the first of
+    :data:`DATETIME_FORMATS` that reads the value (never a format guessed from one row)."""
+    if fmt is not None:
+        return series.str.strptime(pl.Datetime("us"), fmt, strict=False)
+    tries = [series.str.strptime(pl.Datetime("us"), f, strict=False) for f in DATETIME_FORMATS]
+    return pl.select(pl.coalesce(tries).alias(series.name)).to_series()
 
 
 def _domain_checks(column: Column) -> list[pa.Check]:
@@ -192,22 +221,92 @@ def clamp_to_domain(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:
     return frame.select(exprs)
 
 
-def conform(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:
-    """Type ``frame`` to ``schema``, check it, and bring it inside the domain.
+@dataclass
+class ConformReport:
+    """What :func:`conform` did to fit the data to its schema: counts per column, never values.
 
-    Returns a frame with exactly the schema's columns in schema order.
+    Attributes:
+        unreadable: values that did not convert to the column's kind (made missing).
+        clamped: numbers and datetimes outside the bounds (clamped to them).
+        unknown: categories outside the list (made missing).
+        dropped_rows: rows dropped for a missing value in a column that is not nullable.
+    """
+
+    unreadable: dict[str, int] = field(default_factory=dict)
+    clamped: dict[str, int] = field(default_factory=dict)
+    unknown: dict[str, int] = field(default_factory=dict)
+    dropped_rows: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was changed."""
+        return bool(self.unreadable or self.clamped or self.unknown or self.dropped_rows)
+
+    def lines(self) -> list[str]:
+        """One line per change, counts only (safe for logs the custodian does not control)."""
+        out = [f"column {c!r}: {n} value(s) not readable as its kind, read as missing"
+               for c, n in self.unreadable.items()]
+        out += [f"column {c!r}: {n} value(s) outside the bounds, clamped to them"
+                for c, n in self.clamped.items()]
+        out += [f"column {c!r}: {n} value(s) not among its categories, read as missing"
+                for c, n in self.unknown.items()]
+        if self.dropped_rows:
+            out.append(f"{self.dropped_rows} row(s) dropped: a missing value in a column that is "
+                       f"not nullable")
+        return out
+
+
+def conform(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:
+    """Type ``frame`` to ``schema`` and bring every row inside the domain, row by row.
+
+    Returns a frame with exactly the schema's columns in schema order; see the module docstring
+    for what happens to values that do not fit. :func:`conform_report` also says what was done.
 
     Raises:
-        SchemaError: columns are missing, values cannot be converted, or nulls appear where the
-            schema forbids them; every problem is listed.
+        SchemaError: columns of the schema are missing from the data.
     """
-    typed, problems = _type_frame(frame, schema)
-    if not problems:
-        problems = _run_pandera(typed, schema, check_domain=False)
-    if problems:
-        raise SchemaError(f"the data does not fit its schema ({len(problems)} problem(s)):",
-                          problems)
-    return clamp_to_domain(typed, schema)
+    return conform_report(frame, schema)[0]
+
+
+def conform_report(frame: pl.DataFrame, schema: Schema) -> tuple[pl.DataFrame, ConformReport]:
+    """:func:`conform`, and the counts of what it changed.
+
+    Raises:
+        SchemaError: columns of the schema are missing from the data.
+    """
+    missing = [c.name for c in schema.columns if c.name not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"the data does not fit its schema: column(s) missing from the data: "
+            f"{', '.join(missing)} (the data has: {', '.join(frame.columns)})")
+    report = ConformReport()
+    typed = {}
+    for col in schema.columns:
+        raw = _null_tokens(frame[col.name], col.kind)
+        cast, _ = cast_column(raw, col)
+        unreadable = int((raw.is_not_null() & cast.is_null()).sum())
+        if unreadable:
+            report.unreadable[col.name] = unreadable
+        if col.bounds is not None:
+            lower, upper = col.bounds
+            if col.kind is ColumnKind.INTEGER:
+                lower, upper = int(lower), int(upper)  # type: ignore[arg-type]
+            outside = int(((cast < lower) | (cast > upper)).fill_null(False).sum())
+            if outside:
+                report.clamped[col.name] = outside
+        elif col.categories is not None:
+            unknown = int((cast.is_not_null() & ~cast.is_in(list(col.categories))).sum())
+            if unknown:
+                report.unknown[col.name] = unknown
+        typed[col.name] = cast
+    inside = clamp_to_domain(pl.DataFrame(typed), schema)
+    required = [c.name for c in schema.columns if not c.nullable]
+    if required:
+        keep = pl.all_horizontal(pl.col(name).is_not_null() for name in required)
+        kept = inside.filter(keep)
+        report.dropped_rows = inside.height - kept.height
+        inside = kept
+    return inside, report
 
 
 def validate(frame: pl.DataFrame, schema: Schema) -> list[str]:

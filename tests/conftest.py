@@ -15,6 +15,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from prefect_fixtures import prefect_env, prefect_server  # noqa: F401 - session fixtures
+
 from privsynth_core import PrivacyLedger, Table
 from privsynth_core.datasets import adult_frame, adult_schema
 from privsynth_core.plugins import reset_plugins

@@ -151,7 +151,10 @@ def _add(ws: Workspace, settings: UISettings, source_path: Path, *, name: str, s
         raise InputFileError(f"{name} has {frame.height} rows: too few to keep a holdout; set "
                              f"the holdout share to 0")
     train = shuffled.head(frame.height - n_holdout) if n_holdout else frame
-    schema = infer_schema(train, exclude=excluded)
+    # Lenient: a column that cannot be inferred is left out of the draft (with its reason), not
+    # a refusal: the person completes the schema table by hand, and one odd row must never
+    # decide whether a dataset can be used at all.
+    schema = infer_schema(train, exclude=excluded, lenient=True)
     dataset_id, folder = ws.new_dataset_dir()
     try:
         train.write_csv(folder / "train.csv")
@@ -201,19 +204,21 @@ def excluded_text(schema: Schema) -> str:
     """Markdown list of the columns left out, and why."""
     if not schema.excluded:
         return ""
-    items = "\n".join(f"- **{e.name}**: {e.reason}" for e in schema.excluded)
+    items = "\n".join(f"- **{e.name}**: {e.text}" for e in schema.excluded)
     return f"Columns left out of synthesis:\n\n{items}"
 
 
-def rows_to_schema(rows: list[list[Any]], base: Schema) -> Schema:
+def rows_to_schema(rows: list[list[Any]], base: Schema,
+                   all_columns: list[str] | None = None) -> Schema:
     """Rebuild a (still unconfirmed) schema from the edited table.
 
-    Rows deleted in the table leave their column out; every problem is reported at once.
+    Rows deleted in the table leave their column out; a column of the data that the draft left
+    out (``all_columns`` lists them all) can be added back; every problem is reported at once.
 
     Raises:
         SchemaError: unknown columns, bad kinds, bounds that are not numbers, an invalid domain.
     """
-    known = set(base.names)
+    known = set(all_columns or ()) | set(base.names)
     problems: list[str] = []
     columns: list[dict[str, Any]] = []
     kinds = ", ".join(k.value for k in ColumnKind)
@@ -242,11 +247,13 @@ def rows_to_schema(rows: list[list[Any]], base: Schema) -> Schema:
     if problems:
         raise SchemaError("the schema table has problems:", problems)
     kept = {c["name"] for c in columns}
-    excluded = [e.model_dump() for e in base.excluded] + [
-        ExcludedColumn(name=n, reason="removed in the schema table").model_dump()
+    excluded = [e.model_dump() for e in base.excluded if e.name not in kept] + [
+        ExcludedColumn(name=n, reason="requested").model_dump()
         for n in base.names if n not in kept]
-    return Schema.from_dict({"domain": "inferred", "columns": columns, "excluded": excluded},
-                            source="the schema table")
+    # The draft's review flags stay with it: a flag is resolved only by changing its values.
+    review = [f.model_dump(mode="json") for f in base.review if f.column in kept]
+    return Schema.from_dict({"domain": "inferred", "columns": columns, "excluded": excluded,
+                             "review": review}, source="the schema table")
 
 
 def _bound(name: str, kind: str, text: str, problems: list[str]) -> Any:
@@ -273,7 +280,7 @@ def save_draft(ws: Workspace, dataset_id: str, rows: list[list[Any]]) -> Schema:
         NotFoundError, SchemaError.
     """
     record = ws.dataset(dataset_id)
-    schema = rows_to_schema(rows, Schema.load(record.draft_schema_path))
+    schema = rows_to_schema(rows, Schema.load(record.draft_schema_path), record.columns)
     schema.save(record.draft_schema_path)
     if record.domain:
         record.schema_path.unlink(missing_ok=True)
@@ -286,32 +293,40 @@ def save_draft(ws: Workspace, dataset_id: str, rows: list[list[Any]]) -> Schema:
 
 
 def set_domain(ws: Workspace, dataset_id: str, rows: list[list[Any]], *, mode: str,
-               epsilon: float | None, delta: float | None) -> DatasetRecord:
+               epsilon: float | None, delta: float | None,
+               accept_flagged: bool = False) -> DatasetRecord:
     """Fix the dataset's domain: the table declared public, or learned with DP (charged).
 
-    ``public``: the user confirms that the bounds and categories in the table reveal nothing
-    about any individual; the rows are checked against them. ``dp``: only the names and kinds
-    in the table are used; bounds and categories are learned by DP mechanisms charged to the
-    user's ledger.
+    ``public``: the user, having reviewed the table on the page, declares that its bounds and
+    categories reveal nothing about any individual. Review flags still unresolved (bounds that
+    are the data's own min/max, rare categories) refuse the step unless ``accept_flagged``.
+    ``dp``: only the names and kinds in the table (reviewed on the page) are used; bounds and
+    categories are learned by DP mechanisms charged to the ledger.
 
     Raises:
         NotFoundError, SchemaError, DomainError, BudgetNotSetError, BudgetExceededError.
     """
     from privsynth_core.domain import prepare_table
+    from privsynth_core.inference import skeleton
 
     record = ws.dataset(dataset_id)
-    save_draft(ws, dataset_id, rows)
+    draft = save_draft(ws, dataset_id, rows)
     record = ws.dataset(dataset_id)
+    reviewed = record.directory / "schema.reviewed.yaml"
     if mode == "public":
-        table = prepare_table(record.train_path, schema_path=record.draft_schema_path,
-                              domain="public", confirm_public=True, ledger=ws.ledger)
+        draft.confirm_public(accept_flagged=accept_flagged).save(reviewed)
+        table = prepare_table(record.train_path, schema_path=reviewed, domain="public",
+                              ledger=ws.ledger)
         record.domain_epsilon = record.domain_delta = 0.0
+        record.domain_parts = []
     elif mode == "dp":
         if not epsilon or epsilon <= 0:
             raise DomainError("learning the domain with DP needs an epsilon > 0 (e.g. 0.1)")
         run_id = f"domain-{record.dataset_id}-{new_id()}"
+        # The names and kinds were reviewed on the page; the bounds are learned, not used.
+        skeleton(draft).confirm_public().save(reviewed)
         try:
-            table = prepare_table(record.train_path, schema_path=record.draft_schema_path,
+            table = prepare_table(record.train_path, schema_path=reviewed,
                                   domain="dp", domain_epsilon=float(epsilon),
                                   domain_delta=float(delta or 1e-6), ledger=ws.ledger,
                                   run_id=run_id)
@@ -324,6 +339,7 @@ def set_domain(ws: Workspace, dataset_id: str, rows: list[list[Any]], *, mode: s
                     f"ε = {sum(e.epsilon for e in spent):.4g} (see Budget & runs)") from None
             raise
         record.domain_epsilon, record.domain_delta = float(epsilon), float(delta or 1e-6)
+        record.domain_parts = [{**p.public(), "entry_id": p.entry_id} for p in table.spent]
     else:
         raise DomainError(f"unknown domain choice {mode!r}: public or dp")
     table.schema.save(record.schema_path)

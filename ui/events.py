@@ -88,7 +88,8 @@ class PageEvents:
             data.schema_rows(schema), data.SCHEMA_HEADERS), data.excluded_text(schema),
             gr.update(choices=choices, value=latest),
             gr.update(choices=choices, value=latest),
-            gr.update(value=runs.default_delta(record.rows)), record.domain or "public")
+            # Empty delta: the default from the released row count (never the exact size).
+            gr.update(value=None), record.domain or "public")
 
     def add_upload(self, ws: Workspace, file: Any, name: str, share: float,
                    exclude: str) -> Any:

@@ -25,20 +25,33 @@ if TYPE_CHECKING:
     from .settings import UISettings
 
 
-def default_delta(n_rows: int) -> float:
-    """The default training delta: at most 1e-5 and well below 1/n."""
-    return min(1e-5, 1.0 / (10 * max(n_rows, 1)))
-
-
 @dataclass(frozen=True)
 class TrainingRequest:
-    """A validated training request: nothing has been charged or written yet."""
+    """A validated training request: nothing has been charged or written yet.
+
+    ``epsilon``/``delta`` are the target; ``delta`` None means the default from the released
+    row count (0 for a pure-epsilon generator).
+    """
 
     dataset: DatasetRecord
     generator: str
     params: dict[str, Any]
-    budget: PrivacyBudget | None
+    epsilon: float | None
+    delta: float | None
     accountant: str
+
+    @property
+    def private(self) -> bool:
+        """Whether the run is a DP fit."""
+        return self.epsilon is not None
+
+
+def _noisy_rows(ws: Workspace, dataset: DatasetRecord) -> int | None:
+    """The dataset's released row count n̂, if a DP step has released it already."""
+    from privsynth_core.privacy.count import released_row_count
+
+    found = released_row_count(ws.ledger, dataset.fingerprint, extract=dataset.fingerprint)
+    return found.value if found else None
 
 
 def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: dict[str, Any],
@@ -50,38 +63,50 @@ def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: di
         NotFoundError, DomainError, UnknownPluginError, ConfigError, BudgetExceededError.
     """
     from privsynth_core.errors import BudgetExceededError
-    from privsynth_core.registry import accountants, generators
+    from privsynth_core.privacy.count import count_epsilon
+    from privsynth_core.registry import generators, settling_accountant
+    from privsynth_core.sweep import DEFAULT_DELTA_BOUND
 
     dataset = ws.dataset(dataset_id)
     cls = generators().get(str(generator_id or ""))
     normalised = cls.make_params(dict(params or {})).model_dump(mode="json")
-    budget = None
-    if cls.is_dp:
-        if not dataset.domain or not dataset.schema_path.is_file():
-            raise DomainError("this dataset's domain is not fixed yet: on the Data tab, confirm "
-                              "it as public or learn it with DP, then train")
-        if epsilon is None or not epsilon > 0:
-            raise ConfigError(f"{cls.generator_id} is differentially private: give a target "
-                              f"epsilon > 0")
-        budget = PrivacyBudget(float(epsilon), float(delta or 0.0))
-        accountants().get(str(accountant or ""))
-        left = ws.ledger.status(dataset.fingerprint).remaining
-        if budget.epsilon > left.epsilon * (1 + 1e-9) or budget.delta > left.delta * (1 + 1e-9):
-            raise BudgetExceededError(
-                f"this training would reserve {budget}, but only {left} of the budget of "
-                f"{dataset.name} is left; lower epsilon/delta, or raise the budget on the "
-                f"Budget & runs tab if you, as the data's custodian, agree")
-    return TrainingRequest(dataset, cls.generator_id, normalised, budget, str(accountant or ""))
+    if not cls.is_dp:
+        return TrainingRequest(dataset, cls.generator_id, normalised, None, None,
+                               str(accountant or ""))
+    if not dataset.domain or not dataset.schema_path.is_file():
+        raise DomainError("this dataset's domain is not fixed yet: on the Data tab, confirm "
+                          "it as public or learn it with DP, then train")
+    if epsilon is None or not epsilon > 0:
+        raise ConfigError(f"{cls.generator_id} is differentially private: give a target "
+                          f"epsilon > 0")
+    settling_accountant(str(accountant or ""))
+    status = ws.ledger.status(dataset.fingerprint)
+    left = status.remaining
+    count = 0.0 if _noisy_rows(ws, dataset) else count_epsilon(status.budget.epsilon)
+    need_eps = float(epsilon) + count
+    need_delta = float(delta) if delta else (0.0 if cls.pure_epsilon else DEFAULT_DELTA_BOUND)
+    if need_eps > left.epsilon * (1 + 1e-9) or need_delta > left.delta * (1 + 1e-9):
+        raise BudgetExceededError(
+            f"this training would reserve ε = {need_eps:.4g}, δ = {need_delta:.3g} (with the "
+            f"released row count), but only ε = {left.epsilon:.4g}, δ = {left.delta:.3g} of the "
+            f"budget of {dataset.name} is left; lower epsilon/delta, or raise the budget on the "
+            f"Budget & runs tab if you, as the data's custodian, agree")
+    return TrainingRequest(dataset, cls.generator_id, normalised, float(epsilon),
+                           float(delta) if delta else None, str(accountant or ""))
 
 
 def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: dict[str, Any],
               epsilon: float | None, delta: float | None, accountant: str) -> str:
-    """"What will this spend": the reservation against the budget left, and the DP-SGD plan.
+    """"What will this spend": the reservation against the budget left, and the priced plan.
 
-    Reads only public things (the row count, the parameters); never the data.
+    Reads only public things (the released row count n̂, the parameters); never the data, and
+    prices with the one pricing rule every front end uses
+    (:func:`privsynth_core.service.price_plan`).
     """
     from privsynth_core.errors import AccountingError, PrivsynthError
-    from privsynth_core.registry import accountants, generators
+    from privsynth_core.privacy.count import count_epsilon, default_delta
+    from privsynth_core.registry import generators
+    from privsynth_core.service import price_plan
 
     if not dataset_id:
         return "Choose a dataset (top of the page) to see what a training would spend."
@@ -93,34 +118,44 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
                 "custodian. The run is recorded in the ledger as non-DP.")
     status = ws.ledger.status(dataset.fingerprint)
     left = status.remaining
-    eps, dlt = float(epsilon or 0), float(delta or 0)
-    fits = eps <= left.epsilon * (1 + 1e-9) and dlt <= left.delta * (1 + 1e-9)
+    noisy = _noisy_rows(ws, dataset)
+    count = 0.0 if noisy else count_epsilon(status.budget.epsilon)
+    eps = float(epsilon or 0)
+    dlt = float(delta) if delta else (0.0 if cls.pure_epsilon else
+                                      default_delta(noisy) if noisy else 1e-5)
+    fits = eps + count <= left.epsilon * (1 + 1e-9) and dlt <= left.delta * (1 + 1e-9)
+    count_text = (f" plus ε = {count:.3g} to release the row count once" if count else "")
     lines = [
-        f"**This training reserves ε = {eps:g}, δ = {dlt:g}** of the budget of *{dataset.name}* "
-        f"(ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
+        f"**This training reserves ε = {eps:g}, δ = {dlt:.3g}**{count_text} of the budget of "
+        f"*{dataset.name}* (ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
         f"left now: ε = {left.epsilon:.4g}, δ = {left.delta:.3g}).",
-        (f"Left afterwards: at least ε = {left.epsilon - eps:.4g}, δ = {left.delta - dlt:.3g} "
-         f"(the accountant settles the reservation to what training really spent)."
-         if fits else "❌ **This does not fit in the budget left**: lower ε or δ."),
+        (f"Left afterwards: at least ε = {left.epsilon - eps - count:.4g}, "
+         f"δ = {left.delta - dlt:.3g} (the accountant settles the reservation to what training "
+         f"really spent)." if fits else "❌ **This does not fit in the budget left**: lower ε or "
+         "δ."),
     ]
-    plan_fn = getattr(cls, "dp_plan", None)
-    if plan_fn is not None and eps > 0:
+    if getattr(cls, "dp_plan", None) is not None and eps > 0:
+        if noisy is None:
+            lines.append("DP-SGD plan: shown once the row count has been released (the first "
+                         "DP step on this dataset releases it; plans never use the exact size).")
+            return "\n\n".join(lines)
         try:
             made = cls.make_params(dict(params or {}))
-            sample_rate, steps = plan_fn(n_rows=dataset.rows, params=made)
-            acc = accountants().get(str(accountant or ""))
             given = getattr(made, "sigma", None) or getattr(made, "noise_multiplier", None)
-            if given:
-                spent = acc.epsilon_for(noise_multiplier=given, sample_rate=sample_rate,
-                                        steps=steps, delta=dlt)
-                noise = f"noise multiplier σ = {given:g} (given) would spend ε ≈ {spent:.4g}"
-            else:
-                sigma = acc.noise_for(target_epsilon=eps, delta=dlt, sample_rate=sample_rate,
-                                      steps=steps)
-                noise = f"noise multiplier σ ≈ {sigma:.3g} ({acc.accountant_id} accountant)"
-            lines.append(f"DP-SGD plan: {dataset.rows} rows, sample rate q = {sample_rate:.3g}, "
-                         f"{steps} critic steps, {noise}. Training stops before a step would "
-                         f"go over the target.")
+            from privsynth_core.schema import Schema
+
+            price = price_plan(cls.generator_id, made, rows=noisy, accountant=str(accountant),
+                               delta=dlt, schema=Schema.load(dataset.schema_path)
+                               if dataset.schema_path.is_file() else None,
+                               sigma=float(given) if given else None,
+                               epsilon=None if given else eps)
+            noise = (f"noise multiplier σ = {given:g} (given) would spend ε ≈ {price.epsilon:.4g}"
+                     if given else f"noise multiplier σ ≈ {price.sigma:.3g} ({accountant} "
+                     f"accountant)")
+            extra = f", including the {price.includes}" if price.includes else ""
+            lines.append(f"DP-SGD plan: released row count n̂ = {noisy}, sample rate q = "
+                         f"{price.sample_rate:.3g}, {price.steps} critic steps, {noise}{extra}. "
+                         f"Training stops before a step would go over the target.")
         except (AccountingError, ConfigError) as exc:
             lines.append(f"DP-SGD plan: {exc}")
         except PrivsynthError as exc:
@@ -134,10 +169,8 @@ def new_run(ws: Workspace, request: TrainingRequest) -> RunRecord:
     record = RunRecord(
         run_id=run_id, dataset_id=request.dataset.dataset_id,
         dataset_name=request.dataset.name, generator=request.generator, params=request.params,
-        epsilon=request.budget.epsilon if request.budget else None,
-        delta=request.budget.delta if request.budget else None,
-        accountant=request.accountant, private=request.budget is not None, created=now(),
-        directory=folder)
+        epsilon=request.epsilon, delta=request.delta, accountant=request.accountant,
+        private=request.private, created=now(), directory=folder)
     ws.save_run(record)
     return record
 
@@ -148,23 +181,29 @@ def train(ws: Workspace, record: RunRecord, progress: ProgressCallback) -> RunRe
     The generator reserves its whole target before reading the data and settles to what the
     accountant says it spent; an error or a cancel after that keeps the reservation charged.
     """
-    from privsynth_core.registry import generators
+    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core.privacy.release import SpentPart, total
     from privsynth_core.schema import Schema
+    from privsynth_core.service import create_generator, fit_generator
     from privsynth_core.table import Table
 
     dataset = ws.dataset(record.dataset_id)
-    cls = generators().get(record.generator)
-    generator = cls(cls.make_params(record.params))
+    generator = create_generator(record.generator, record.params)
     schema_path = dataset.schema_path if dataset.schema_path.is_file() else \
         dataset.draft_schema_path
     table = Table.load(dataset.train_path, Schema.load(schema_path))
-    budget = (PrivacyBudget(record.epsilon, record.delta or 0.0)
-              if record.epsilon is not None else None)
-    summary = generator.fit(table, budget=budget, accountant=record.accountant or "rdp",
-                            ledger=ws.ledger, run_id=record.run_id, progress=progress)
+    table.spent = [SpentPart(**part) for part in dataset.domain_parts]
+    ledger: PrivacyLedger = ws.ledger
+    fit_generator(table, generator, epsilon=record.epsilon, delta=record.delta,
+                  accountant=record.accountant or "rdp", ledger=ledger, run_id=record.run_id,
+                  progress=progress)
+    summary = generator.fit_summary
+    assert summary is not None
     generator.save(record.model_dir, overwrite=True)
     record.status, record.finished = "done", now()
-    record.spent_epsilon, record.spent_delta = summary.epsilon, summary.delta
+    # What the release states: end to end (domain + row count + training), as its manifest.
+    record.spent_epsilon, record.spent_delta = total(summary.spent) if summary.private else (
+        None, None)
     record.steps = summary.steps
     record.message = ("stopped early: the next step would have gone over the target"
                       if summary.stopped_early else "")

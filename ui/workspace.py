@@ -63,6 +63,8 @@ class DatasetRecord:
     domain: str = ""  # "", "public" or "dp"
     domain_epsilon: float = 0.0
     domain_delta: float = 0.0
+    #: The charged mechanisms a DP-learned domain came from (SpentPart fields, with ledger ids).
+    domain_parts: list[dict[str, Any]] = field(default_factory=list)
     directory: Path = field(default=Path(), compare=False, repr=False)
 
     @property

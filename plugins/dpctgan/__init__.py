@@ -300,7 +300,7 @@ class DPCTGANGenerator(Generator):
     ) -> DPPlan:
         """Work out the marginals' noise, DP-SGD's sigma and how many steps the budget allows.
 
-        Reads only public things: the table's size, its schema and the parameters.
+        Reads only public things: the released row count n̂, the schema and the parameters.
 
         Raises:
             AccountingError: the budget allows no training step, or no noise reaches it.
@@ -322,7 +322,7 @@ class DPCTGANGenerator(Generator):
         from privsynth_core.dpsgd import resolve_device
 
         resolve_device(self.p.device)
-        self.make_plan(n_rows=table.n_rows, schema=table.schema, budget=budget,
+        self.make_plan(n_rows=table.planning_rows, schema=table.schema, budget=budget,
                        accountant=accountant)
 
     def _fit(
@@ -340,7 +340,7 @@ class DPCTGANGenerator(Generator):
         from ._model import train
         from ._plan import composed_epsilon
 
-        plan = self.make_plan(n_rows=table.n_rows, schema=table.schema, budget=budget,
+        plan = self.make_plan(n_rows=table.planning_rows, schema=table.schema, budget=budget,
                               accountant=accountant)
         acc_cls = accountants().get(accountant)
         result = train(table, self.p, plan=plan, accountant=acc_cls(), delta=budget.delta,
@@ -380,7 +380,6 @@ class DPCTGANGenerator(Generator):
                 "generator_steps": result.generator_steps,
                 "grad_sample_mode": self.p.grad_sample_mode,
                 "device": result.device,
-                "seconds_per_epoch": result.seconds_per_epoch,
                 "plan": {k: v for k, v in asdict(plan).items() if k != "marginal_columns"},
             },
         )

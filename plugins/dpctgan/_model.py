@@ -36,6 +36,7 @@ from privsynth_core import GeneratorError, Progress
 from privsynth_core.dpsgd import (
     BatchSource,
     PoissonSampler,
+    leave_seeded_phase,
     make_private_critic,
     resolve_device,
     training_session,
@@ -76,7 +77,7 @@ class DPCTGANTrainer:
         conditioner: conditional vectors (from the noisy marginals).
         marginal_loss: the generator's marginal-matching loss (None: not used).
         params: the generator's parameters.
-        n_rows: rows in the private table (public, as in all DP-SGD accounting).
+        n_rows: the released row count n̂ (the true size is private).
         noise_multiplier: DP-SGD's sigma.
         sample_rate: the Poisson rate q.
         device: where to train.
@@ -278,11 +279,14 @@ def _train(
         accountant.step(noise_multiplier=plan.marginals_noise, sample_rate=1.0)
     loss = (MarginalLoss(encoder, marginals, device)
             if marginals.n_tables and params.marginal_loss_weight > 0 else None)
+    # Sizes come from the released row count n̂ (q * n̂ is the public expected batch size);
+    # only the Poisson sampler reads the table's true size, inside the mechanism.
     trainer = DPCTGANTrainer(
         encoder, Conditioner(encoder, marginals.one_way, device), loss, params,
-        n_rows=table.n_rows,
+        n_rows=table.planning_rows,
         noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, device=device,
     )
+    leave_seeded_phase()
     sampler = PoissonSampler(table.n_rows, plan.sample_rate)
     steps = generator_steps = 0
     epochs = params.epochs if params.epochs is not None else math.ceil(

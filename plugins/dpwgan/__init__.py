@@ -179,6 +179,7 @@ class DPPlan:
     allowed_steps: int
     noise_multiplier: float
     calibrated: bool
+    planning_rows: int
 
 
 class DPWGANGenerator(Generator):
@@ -225,6 +226,8 @@ class DPWGANGenerator(Generator):
     def make_plan(self, *, n_rows: int, budget: PrivacyBudget, accountant: str) -> DPPlan:
         """Work out sigma (given or calibrated) and how many steps the budget allows.
 
+        ``n_rows`` is the released row count n̂ (:attr:`privsynth_core.Table.planning_rows`).
+
         Raises:
             AccountingError: the budget allows no step at all, or no noise reaches it.
             UnknownPluginError: no such accountant.
@@ -260,7 +263,7 @@ class DPWGANGenerator(Generator):
                 f"nothing was charged"
             )
         plan = DPPlan(q, max(1, round(n_rows / self.p.batch_size)), planned, allowed, sigma,
-                      calibrated)
+                      calibrated, n_rows)
         self._plan = (key, plan)
         return plan
 
@@ -270,7 +273,7 @@ class DPWGANGenerator(Generator):
         from privsynth_core.dpsgd import resolve_device
 
         resolve_device(self.p.device)
-        self.make_plan(n_rows=table.n_rows, budget=budget, accountant=accountant)
+        self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
 
     def _fit(
         self,
@@ -287,7 +290,7 @@ class DPWGANGenerator(Generator):
 
         from ._model import train
 
-        plan = self.make_plan(n_rows=table.n_rows, budget=budget, accountant=accountant)
+        plan = self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
         result: TrainResult = train(
             table.frame, TableEncoder(table.schema), self.p, plan=plan,
             accountant=accountants().get(accountant)(), delta=budget.delta, progress=progress,
@@ -310,7 +313,6 @@ class DPWGANGenerator(Generator):
                 "noise_calibrated": plan.calibrated,
                 "grad_sample_mode": self.p.grad_sample_mode,
                 "device": result.device,
-                "seconds_per_epoch": result.seconds_per_epoch,
             },
         )
 

@@ -39,6 +39,7 @@ from privsynth_core.dpsgd import (
     BatchSource,
     PoissonSampler,
     activate_outputs,
+    leave_seeded_phase,
     make_private_critic,
     resolve_device,
     training_session,
@@ -112,7 +113,7 @@ class DPWGANTrainer:
     Args:
         encoder: the schema's encoder (its layout sizes both networks).
         params: the generator's parameters.
-        n_rows: rows in the private table (public, as in all DP-SGD accounting).
+        n_rows: the released row count n̂ (the true size is private).
         noise_multiplier: sigma.
         sample_rate: the Poisson rate q.
         device: where to train.
@@ -272,9 +273,12 @@ def _train(
     progress: ProgressCallback | None,
     device: torch.device,
 ) -> TrainResult:
-    trainer = DPWGANTrainer(encoder, params, n_rows=frame.height,
+    # The plan's sizes come from the released row count n̂ (q * n̂ is the public expected batch
+    # size); only the Poisson sampler below reads the table's true size, inside the mechanism.
+    trainer = DPWGANTrainer(encoder, params, n_rows=plan.planning_rows,
                             noise_multiplier=plan.noise_multiplier,
                             sample_rate=plan.sample_rate, device=device)
+    leave_seeded_phase()
     source = BatchSource(frame, encoder, device)
     sampler = PoissonSampler(frame.height, plan.sample_rate)
     steps = generator_steps = 0

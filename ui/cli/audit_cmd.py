@@ -38,10 +38,10 @@ def register(subparsers: Any) -> None:
                         help="share of canaries the attacker guesses on (0.2)")
     parser.add_argument("--crafted-fraction", type=float, default=0.5,
                         help="share of crafted outliers among the canaries (0.5)")
-    parser.add_argument("--rows", type=int, help="synthetic rows per run (default: input rows)")
-    parser.add_argument("--schema", help="schema file (YAML/JSON) with a public domain")
-    parser.add_argument("--confirm-public", action="store_true",
-                        help="confirm that an inferred domain reveals nothing private")
+    parser.add_argument("--rows", type=int,
+                        help="synthetic rows per run (default: the released row count n̂)")
+    parser.add_argument("--schema", help="the reviewed schema file (YAML/JSON) with a public "
+                        "domain (`privsynth schema confirm`)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the audit (0)")
     parser.add_argument("-o", "--output", required=True, help="directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty directory")
@@ -60,7 +60,7 @@ def audit_cmd(args: argparse.Namespace) -> int:
 
     try:
         config = AuditConfig(
-            input=args.data, schema_path=args.schema, confirm_public=args.confirm_public,
+            input=args.data, schema_path=args.schema,
             generator=args.generator, params=parse_param_items(args.param),
             epsilon=args.epsilon, delta=args.delta, accountant=args.accountant,
             canaries=args.canaries, runs=args.runs, crafted_fraction=args.crafted_fraction,

@@ -16,7 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from privsynth_core.errors import ConfigError
 
 from ._common import print_table
 
@@ -41,15 +44,21 @@ def register(subparsers: Any) -> None:
                      f"list`)")
     fit.add_argument("--epsilon", type=float, help="target epsilon of the training (DP generators)")
     fit.add_argument("--delta", type=float,
-                     help="target delta (default: min(1e-5, 1/(10 n)) for n rows)")
-    fit.add_argument("--accountant", default="rdp", help="privacy accountant id (default rdp)")
-    fit.add_argument("--schema", help="schema file (YAML/JSON) with the columns' domain")
+                     help="target delta (default: min(1e-5, 1/(10 n̂)) for the released row "
+                     "count n̂; 0 for pure-epsilon generators)")
+    fit.add_argument("--accountant", default="rdp",
+                     help="privacy accountant id (default rdp; approximations are refused)")
+    fit.add_argument("--schema", required=True,
+                     help="the reviewed schema file (YAML/JSON): `privsynth schema infer`, "
+                     "review, `privsynth schema confirm`")
     fit.add_argument("--domain", choices=("public", "dp"), default="public",
-                     help="use the schema's declared-public domain, or learn it with DP")
-    fit.add_argument("--confirm-public", action="store_true",
-                     help="confirm that an inferred domain reveals nothing private")
+                     help="use the schema's declared-public domain, or learn it with DP (then "
+                     "only the schema's names and kinds are used)")
     fit.add_argument("--domain-epsilon", type=float,
                      help="epsilon spent on learning the domain (with --domain dp)")
+    fit.add_argument("--source",
+                     help="the data source this file is an extract of (its budget is the "
+                     "source's; see `privsynth budget set --source`)")
     _add_param_option(fit)
     fit.add_argument("-o", "--output", required=True, help="model directory to write")
     fit.add_argument("--overwrite", action="store_true", help="replace a non-empty directory")
@@ -58,7 +67,8 @@ def register(subparsers: Any) -> None:
 
     sample = subparsers.add_parser("sample", help="draw synthetic rows from a saved model")
     sample.add_argument("model", help="model directory written by `privsynth fit`")
-    sample.add_argument("-n", "--rows", type=int, required=True, help="number of rows")
+    sample.add_argument("-n", "--rows", type=int,
+                        help="number of rows (default: the model's released row count n̂)")
     sample.add_argument("-o", "--output", required=True,
                         help="output file: .csv, or .parquet for Parquet")
     sample.add_argument("--seed", type=int, help="the same model and seed give the same rows")
@@ -72,14 +82,16 @@ def register(subparsers: Any) -> None:
         "each one needs for a target (--epsilon). Touches no data.",
     )
     privacy.add_argument("--generator", default=DEFAULT_GENERATOR, help="generator id")
-    privacy.add_argument("--rows", type=int, required=True, help="rows in the private table")
+    privacy.add_argument("--rows", type=int, required=True,
+                         help="rows to plan for (a fit plans with the released count n̂)")
     privacy.add_argument("--epochs", type=int, help="planned epochs")
     privacy.add_argument("--batch-size", type=int, help="expected (Poisson) batch size")
     privacy.add_argument("--n-critic", type=int, help="critic steps per generator step")
     target = privacy.add_mutually_exclusive_group(required=True)
     target.add_argument("--sigma", type=float, help="noise multiplier")
     target.add_argument("--epsilon", type=float, help="target epsilon (prints the sigma needed)")
-    privacy.add_argument("--delta", type=float, help="delta (default: min(1e-5, 1/(10 rows)))")
+    privacy.add_argument("--delta", type=float,
+                         help="delta (default: min(1e-5, 1/(10 rows)), as a fit's default)")
     privacy.add_argument("--schema", help="schema file (generators whose plan depends on the "
                          "columns, e.g. dpctgan, need it)")
     _add_param_option(privacy)
@@ -102,8 +114,6 @@ def parse_param_items(items: list[str]) -> dict[str, Any]:
     Raises:
         ConfigError: an item has no ``=`` or names a parameter twice.
     """
-    from privsynth_core.errors import ConfigError
-
     values: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -136,19 +146,12 @@ def build_params(cls: type[Generator], values: dict[str, Any]) -> GeneratorParam
     Raises:
         ConfigError: invalid or unknown parameters.
     """
-    from privsynth_core.errors import ConfigError
-
     try:
         return cls.make_params(values)
     except ConfigError as exc:
         raise ConfigError(
             f"{exc}\nparameters of {cls.generator_id}:\n{params_help(cls)}"
         ) from None
-
-
-def default_delta(n_rows: int) -> float:
-    """The default delta: well below 1/n (1/(10 n)), and at most 1e-5."""
-    return min(1e-5, 1.0 / (10 * max(n_rows, 1)))
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -190,15 +193,48 @@ class TextProgress:
 # -- commands ------------------------------------------------------------------------------
 
 
+def check_output_folder(output: Path, *, overwrite: bool) -> None:
+    """Refuse, before anything is read or charged, a model folder that cannot be written.
+
+    Raises:
+        InputFileError: it exists and is not empty (without ``overwrite``), it is the current
+            folder or a parent of it, or its parent folder is not writable.
+    """
+    import os
+
+    from privsynth_core.errors import InputFileError
+
+    resolved = output.resolve()
+    if resolved == Path.cwd().resolve() or Path.cwd().resolve().is_relative_to(resolved):
+        raise InputFileError(f"output {output} is the current folder (or holds it); give a new "
+                             f"folder for the model, e.g. -o model/")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
+        raise InputFileError(f"output {output} already exists and is not empty; choose another "
+                             f"path or pass --overwrite")
+    parent = resolved.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputFileError(f"cannot write the model to {output}: {parent} is not writable; "
+                             f"choose another folder")
+
+
+def describe_guarantee(manifest: dict[str, Any]) -> str:
+    """The end-to-end guarantee of a model manifest, with its parts, in one line."""
+    privacy = manifest["privacy"]
+    parts = " + ".join(f"{p['step']} {p['epsilon']:.4g}" for p in privacy["parts"])
+    return (f"epsilon={privacy['epsilon']:.4g}, delta={privacy['delta']:.3g} end to end "
+            f"({parts})")
+
+
 def fit_cmd(args: argparse.Namespace) -> int:
     """Fit a generator and save it."""
     import uuid
-    from pathlib import Path
 
     from privsynth_core.domain import prepare_table
-    from privsynth_core.errors import ConfigError, InputFileError
-    from privsynth_core.ledger import PrivacyBudget, PrivacyLedger
-    from privsynth_core.registry import accountants, generators
+    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core.registry import generators, settling_accountant
+    from privsynth_core.service import fit_generator
 
     cls = generators().get(args.generator)
     params = build_params(cls, parse_param_items(args.param))
@@ -206,42 +242,36 @@ def fit_cmd(args: argparse.Namespace) -> int:
         if args.epsilon is None:
             raise ConfigError(f"generator {cls.generator_id} is differentially private: give the "
                               f"target --epsilon of the training (and optionally --delta)")
-        accountants().get(args.accountant)  # an unknown accountant fails before any work
+        settling_accountant(args.accountant)  # refused before any work
     elif args.epsilon is not None or args.delta is not None:
         raise ConfigError(f"generator {cls.generator_id} is not differentially private: it "
                           f"takes no --epsilon/--delta")
     output = Path(args.output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not args.overwrite:
-        # Checked before training, so no budget is spent on a model that cannot be saved.
-        raise InputFileError(f"output {output} already exists and is not empty; choose another "
-                             f"path or pass --overwrite")
+    # Checked before anything is charged, so no budget is spent on a model that cannot be saved.
+    check_output_folder(output, overwrite=args.overwrite)
     ledger = PrivacyLedger()
     run_id = uuid.uuid4().hex
     table = prepare_table(args.data, schema_path=args.schema, domain=args.domain,
-                          confirm_public=args.confirm_public, domain_epsilon=args.domain_epsilon,
-                          ledger=ledger, run_id=run_id)
-    budget = None
-    if cls.is_dp:
-        delta = args.delta if args.delta is not None else default_delta(table.n_rows)
-        assert args.epsilon is not None  # checked above
-        budget = PrivacyBudget(args.epsilon, delta)
+                          domain_epsilon=args.domain_epsilon, ledger=ledger, run_id=run_id,
+                          source=args.source)
     generator = cls(params)
     bar = None if args.quiet else TextProgress()
     try:
-        summary = generator.fit(table, budget=budget, accountant=args.accountant, ledger=ledger,
-                                run_id=run_id, progress=bar)
+        fit_generator(table, generator, epsilon=args.epsilon, delta=args.delta,
+                      accountant=args.accountant, ledger=ledger, run_id=run_id, progress=bar)
     finally:
         if bar is not None:
             bar.close()
     generator.save(output, overwrite=args.overwrite)
+    summary = generator.fit_summary
+    assert summary is not None
     if summary.private:
         early = " (stopped early: the budget ran out)" if summary.stopped_early else ""
-        print(f"fitted {cls.generator_id} on {table.n_rows} rows: spent epsilon="
-              f"{summary.epsilon:.4g}, delta={summary.delta:.3g} ({summary.accountant_id}) in "
-              f"{summary.steps} steps{early}; model saved to {output}")
+        print(f"fitted {cls.generator_id} in {summary.steps} steps{early}; the model spends "
+              f"{describe_guarantee(generator.manifest())}; saved to {output}")
     else:
-        print(f"fitted {cls.generator_id} on {table.n_rows} rows: NOT differentially private, "
-              f"do not release its output; model saved to {output}")
+        print(f"fitted {cls.generator_id}: NOT differentially private, do not release its "
+              f"output; model saved to {output}")
     return 0
 
 
@@ -249,19 +279,21 @@ def sample_cmd(args: argparse.Namespace) -> int:
     """Sample rows from a saved model into a file."""
     from pathlib import Path
 
-    from privsynth_core.errors import ConfigError, InputFileError
+    from privsynth_core.errors import InputFileError
     from privsynth_core.fileio import atomic_write
     from privsynth_core.generator import Generator
+    from privsynth_core.pipeline import default_rows
 
     output = Path(args.output)
     if not output.name.lower().endswith(TABLE_SUFFIXES):
         raise ConfigError(f"output {output} must end in .csv or .parquet")
     if output.exists() and not args.overwrite:
         raise InputFileError(f"{output} already exists; choose another path or pass --overwrite")
-    if args.rows < 0:
+    if args.rows is not None and args.rows < 0:
         raise ConfigError(f"--rows must be >= 0, got {args.rows}")
     generator = Generator.load(args.model)
-    frame = generator.sample(args.rows, seed=args.seed)
+    rows = default_rows(generator) if args.rows is None else args.rows
+    frame = generator.sample(rows, seed=args.seed)
     if output.suffix.lower() == ".csv":
         atomic_write(output, lambda tmp: frame.write_csv(tmp))
     else:
@@ -273,14 +305,15 @@ def sample_cmd(args: argparse.Namespace) -> int:
 
 def privacy_cmd(args: argparse.Namespace) -> int:
     """Print what a training plan would spend under each registered accountant."""
-    from privsynth_core.errors import AccountingError, ConfigError
+    from privsynth_core.errors import AccountingError
+    from privsynth_core.privacy.count import default_delta
     from privsynth_core.registry import accountants, generators
+    from privsynth_core.service import price_plan
 
     cls = generators().get(args.generator)
-    plan_fn = getattr(cls, "dp_plan", None)
-    if plan_fn is None:
+    if getattr(cls, "dp_plan", None) is None:
         raise ConfigError(f"generator {cls.generator_id} is not trained with DP-SGD; it has no "
-                          f"training plan to price")
+                          f"training plan to price (it spends exactly its target)")
     if args.rows < 1:
         raise ConfigError(f"--rows must be >= 1, got {args.rows}")
     values = parse_param_items(args.param)
@@ -293,34 +326,26 @@ def privacy_cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"generator {cls.generator_id} has no parameter {name}")
         values[name] = given
     params = build_params(cls, values)
-    sample_rate, steps = plan_fn(n_rows=args.rows, params=params)
     delta = args.delta if args.delta is not None else default_delta(args.rows)
-    rows, results = [], []
-    # A generator that releases anything besides DP-SGD steps (e.g. dpctgan's noisy marginals)
-    # prices its own plan; pricing only the DP-SGD steps would under-report its epsilon.
-    price_plan = getattr(cls, "price_plan", None)
     schema = None
     if args.schema:
         from privsynth_core.schema import Schema
 
         schema = Schema.load(args.schema)
+    rows, results = [], []
+    sample_rate, steps = cls.dp_plan(n_rows=args.rows, params=params)  # type: ignore[attr-defined]
     for entry in accountants().entries():
         acc = entry.cls
         try:
-            if price_plan is not None:
-                value = price_plan(n_rows=args.rows, params=params, schema=schema,
-                                   accountant=entry.plugin_id, delta=delta, sigma=args.sigma,
-                                   epsilon=args.epsilon)
-            elif args.sigma is not None:
-                value = acc.epsilon_for(noise_multiplier=args.sigma, sample_rate=sample_rate,
-                                        steps=steps, delta=delta)
-            else:
-                value = acc.noise_for(target_epsilon=args.epsilon, delta=delta,
-                                      sample_rate=sample_rate, steps=steps)
+            price = price_plan(cls.generator_id, params, rows=args.rows,
+                               accountant=entry.plugin_id, delta=delta, schema=schema,
+                               sigma=args.sigma, epsilon=args.epsilon)
+            value = price.epsilon if args.sigma is not None else price.sigma
             text, error = f"{value:.4g}", None
         except AccountingError as exc:
             value, text, error = None, "n/a", str(exc)
-        note = "approximation: may under-report" if acc.approximate else ""
+        note = ("approximation: may under-report; never used to fit" if acc.approximate
+                else "")
         rows.append([entry.plugin_id, text, error or note])
         results.append({"accountant": entry.plugin_id, "value": value, "error": error,
                         "approximate": acc.approximate})

@@ -72,32 +72,29 @@ def _task_runner(args: argparse.Namespace) -> Any:
 
 
 def print_run(result: Any) -> None:
-    """Print where a run's outputs are, what it spent, and its headline scores."""
-    from privsynth_core.ledger import PrivacyLedger
+    """Print where a run's outputs are, what it spent (end to end, with parts), its scores."""
+    from privsynth_core.ledger import PrivacyLedger, budget_key
     from privsynth_core.runs import NOT_DP_LABEL
 
-    manifest = result.manifest
-    privacy = manifest["privacy"]
-    run_dir = result.run_dir
-    print(f"\nrun directory: {run_dir}")
-    print(f"  synthetic table  {run_dir / 'synthetic.csv'}   (shareable)")
-    print(f"  model            {run_dir / 'model'}   (shareable)")
-    print(f"  manifest         {run_dir / 'manifest.json'}   (shareable)")
-    print(f"  report           {result.report}   ({NOT_DP_LABEL})")
-    print(f"  metrics          {run_dir / 'report' / 'metrics.json'}   ({NOT_DP_LABEL})")
-    if privacy["differentially_private"]:
-        print(f"privacy guarantee of the outputs: epsilon={privacy['epsilon']:.4g}, "
+    release, manifest = result.release, result.manifest
+    privacy = release["privacy"]
+    print(f"\nrun directory: {result.run_dir}")
+    print(f"  release/    {result.release_dir}   (shareable: synthetic.csv, model/, release.json)")
+    print(f"  custodian/  {result.custodian_dir}   ({NOT_DP_LABEL}: manifest, report, logs)")
+    print(f"  report      {result.report}")
+    if release.get("differentially_private"):
+        print(f"guarantee of the release, end to end: epsilon={privacy['epsilon']:.6g}, "
               f"delta={privacy['delta']:.3g}")
+        for part in privacy["parts"]:
+            print(f"  {part['step']:<10} {part['mechanism']:<40} epsilon={part['epsilon']:.4g}  "
+                  f"delta={part['delta']:.3g}")
+        if manifest["fit"]["reused_from_store"]:
+            print("  (the model was reused from the store: this run charged no training)")
     else:
         print("NOT differentially private: do not release these outputs")
-    for step in privacy["by_step"]:
-        if step["step"] in ("domain", "fit"):
-            charged = "charged by this run" if step["charged_by_this_run"] else "reused (cached)"
-            eps = step["epsilon"]
-            print(f"  {step['step']:<7} epsilon={'-' if eps is None else format(eps, '.4g')}  "
-                  f"{charged if eps else ''}")
     try:
-        status = PrivacyLedger().status(manifest["dataset"]["fingerprint"])
+        dataset = manifest["dataset"]
+        status = PrivacyLedger().status(budget_key(dataset.get("source"), dataset["fingerprint"]))
         print(f"budget of {status.label or 'the dataset'}: spent {status.spent}, remaining "
               f"{status.remaining}")
     except Exception:  # a non-DP run on a dataset with no budget: nothing to show

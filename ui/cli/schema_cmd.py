@@ -26,39 +26,61 @@ def register(subparsers: Any) -> None:
                        help="leave a column out (repeatable)")
     infer.add_argument("--max-categories", type=int, default=1000,
                        help="text columns with more distinct values count as free text")
+    infer.add_argument("--skeleton", action="store_true",
+                       help="write names, kinds and formats only (no bounds or categories): the "
+                       "public metadata to review before learning the domain with DP")
     infer.set_defaults(func=infer_cmd)
 
     confirm = sub.add_parser(
         "confirm",
         help="declare a reviewed schema's domain public",
-        description="Mark the schema's domain as public: you vouch that its bounds and "
-        "categories reveal nothing about any individual in the private data.",
+        description="Mark the schema's domain as public: you vouch that its names, kinds, "
+        "bounds and categories reveal nothing about any individual in the private data. A "
+        "draft's review flags (bounds that are the data's own min/max, rare categories) must "
+        "be resolved first: edit the file, use --round-bounds, or --accept-flagged once you "
+        "have checked that those values are public knowledge.",
     )
     confirm.add_argument("schema", help="schema file to confirm (rewritten in place)")
+    confirm.add_argument("--round-bounds", action="store_true",
+                         help="replace bounds that are the data's min/max by round limits")
+    confirm.add_argument("--accept-flagged", action="store_true",
+                         help="declare the flagged values public after reviewing them")
     confirm.set_defaults(func=confirm_cmd)
 
 
 def infer_cmd(args: argparse.Namespace) -> int:
-    """Infer a schema and write it."""
-    from privsynth_core.inference import infer_schema
+    """Infer a schema (or a skeleton) and write it, with what a person must review."""
+    from privsynth_core.inference import infer_schema, skeleton
     from privsynth_core.table import read_frame
 
     frame = read_frame(args.data)
     schema = infer_schema(frame, exclude=args.exclude, max_categories=args.max_categories)
+    if args.skeleton:
+        schema = skeleton(schema)
     schema.save(args.output)
     for excluded in schema.excluded:
-        print(f"excluded column {excluded.name!r}: {excluded.reason}", file=sys.stderr)
-    print(f"wrote {args.output}: {len(schema.columns)} column(s), domain INFERRED from the data "
-          f"(not private). Review it, then run `privsynth schema confirm {args.output}` or use "
-          f"--domain dp when fitting.")
+        print(f"excluded column {excluded.name!r}: {excluded.text}", file=sys.stderr)
+    review = "" if args.skeleton else "".join(f"\n  review: {f.describe()}"
+                                               for f in schema.review)
+    what = "names and kinds" if args.skeleton else "domain"
+    print(f"wrote {args.output}: {len(schema.columns)} column(s), {what} INFERRED from the data "
+          f"(not private).{review}\nReview it, then run `privsynth schema confirm "
+          f"{args.output}`" + (" and fit with --domain dp." if args.skeleton else
+                               " (or use it as a skeleton with --domain dp)."))
     return 0
 
 
 def confirm_cmd(args: argparse.Namespace) -> int:
-    """Rewrite a schema file with ``domain: public``."""
+    """Rewrite a schema file with ``domain: public`` once its review flags are resolved."""
     from privsynth_core.schema import Schema
 
-    schema = Schema.load(args.schema).confirm_public()
+    schema = Schema.load(args.schema)
+    if args.round_bounds:
+        schema = schema.with_round_bounds()
+    schema = schema.confirm_public(accept_flagged=args.accept_flagged)
     schema.save(args.schema)
-    print(f"{args.schema}: domain declared public ({len(schema.columns)} columns)")
+    missing = schema.missing_domains
+    tail = (f"; {len(missing)} column(s) have no domain yet: learn it with --domain dp"
+            if missing else "")
+    print(f"{args.schema}: declared public ({len(schema.columns)} columns){tail}")
     return 0

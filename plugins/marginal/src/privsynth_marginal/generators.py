@@ -80,7 +80,7 @@ class _MarginalGenerator(Generator):
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
              estimator: PGMEstimator, rng: np.random.Generator,
-             progress: Callable[[int, int], None]) -> list[Measurement]:
+             progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
         raise NotImplementedError
 
     def _fit(
@@ -107,7 +107,8 @@ class _MarginalGenerator(Generator):
                 progress(Progress(epoch=done, epochs=total, step=len(zcdp.log),
                                   epsilon=epsilon_for(zcdp.spent, budget.delta)))
 
-        measurements = self._run(codes, discretiser.sizes, zcdp, estimator, rng, report)
+        measurements = self._run(codes, discretiser.sizes, zcdp, estimator, rng, report,
+                                 table.planning_rows)
         self._chain = estimator.chain()
         self._discretiser = discretiser
         names = discretiser.names
@@ -149,7 +150,7 @@ def default_selections(n_columns: int, rho: float, n_rows: int) -> int:
     """One selection per column; two per column when, even so, every measurement's noise would
     stay under 0.1% of the rows (e.g. Adult's 10,000 rows from epsilon 3 on).
 
-    The row count is treated as public, as it is in every DP-SGD plan of privsynth.
+    ``n_rows`` is the released row count n̂, never the table's exact size (which is private).
     """
     doubled = 2 * n_columns
     sigma = math.sqrt((n_columns + doubled) / (2 * AIM_MEASUREMENT_SHARE * rho))
@@ -167,7 +168,7 @@ class MSTGenerator(_MarginalGenerator):
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
              estimator: PGMEstimator, rng: np.random.Generator,
-             progress: Callable[[int, int], None]) -> list[Measurement]:
+             progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
         from .algorithms import mst
 
         assert isinstance(self.params, MSTParams)
@@ -186,14 +187,14 @@ class AIMGenerator(_MarginalGenerator):
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
              estimator: PGMEstimator, rng: np.random.Generator,
-             progress: Callable[[int, int], None]) -> list[Measurement]:
+             progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
         from .algorithms import aim
 
         p = self.params
         assert isinstance(p, AIMParams)
         return aim(codes, sizes, budget, estimator, rng,
                    selections=p.selections or default_selections(len(sizes), budget.total,
-                                                                 codes.shape[0]),
+                                                                 planning_rows),
                    rounds=p.rounds,
                    max_model_mb=p.max_model_mb, max_cells=p.max_cells, iters=p.iters,
                    round_iters=p.round_iters, progress=progress)

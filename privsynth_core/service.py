@@ -1,0 +1,188 @@
+"""One way through the product: the steps every front end (CLI, flows, web app, audit) calls.
+
+Each rule lives here once, so the front ends cannot drift apart:
+
+- :func:`create_generator`: a generator from its id and parameters (validated by its model);
+- :func:`target_budget`: the (epsilon, delta) a fit aims at, with the one default-delta rule
+  (``1 / (10 n̂)``, at most 1e-5, from the released row count; 0 for a pure-epsilon generator);
+- :func:`fit_generator`: release (or reuse) the row count n̂, fix the target, train under the
+  ledger given (never an implicit one), with progress;
+- :func:`price_plan`: what a training plan would spend, including everything a generator
+  releases besides DP-SGD steps (DP-CTGAN's noisy marginals).
+
+Nothing here reads the private rows except through :meth:`Generator.fit` and the row-count
+mechanism, both charged to the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import AccountingError, ConfigError
+from .ledger import PrivacyBudget
+from .privacy.count import default_delta, ensure_row_count
+
+if TYPE_CHECKING:
+    from .checkpoint import CheckpointStore
+    from .generator import Generator, GeneratorParams, ProgressCallback
+    from .ledger import PrivacyLedger
+    from .schema import Schema
+    from .table import Table
+
+
+def create_generator(generator_id: str, params: dict[str, Any] | None = None) -> Generator:
+    """A new generator of type ``generator_id`` with ``params`` (defaults filled in).
+
+    Raises:
+        UnknownPluginError: no such generator.
+        ConfigError: invalid parameters (all listed, with the known ones).
+    """
+    from .registry import generators
+
+    cls = generators().get(generator_id)
+    return cls(cls.make_params(dict(params or {})))
+
+
+def target_budget(generator: Generator, *, epsilon: float | None, delta: float | None,
+                  noisy_rows: int) -> PrivacyBudget | None:
+    """The fit's target: None for a non-DP generator, else (epsilon, delta or its default).
+
+    Raises:
+        ConfigError: a DP generator without epsilon, or a non-DP one with a budget.
+    """
+    if not generator.is_dp:
+        if epsilon is not None or delta is not None:
+            raise ConfigError(f"generator {generator.generator_id} is not differentially "
+                              f"private: it takes no epsilon or delta")
+        return None
+    if epsilon is None:
+        raise ConfigError(f"generator {generator.generator_id} is differentially private: give "
+                          f"the target epsilon of the training")
+    if delta is None:
+        delta = 0.0 if generator.pure_epsilon else default_delta(noisy_rows)
+    return PrivacyBudget(float(epsilon), float(delta))
+
+
+def fit_generator(
+    table: Table,
+    generator: Generator,
+    *,
+    epsilon: float | None,
+    delta: float | None,
+    accountant: str,
+    ledger: PrivacyLedger,
+    run_id: str,
+    progress: ProgressCallback | None = None,
+    checkpoints: CheckpointStore | None = None,
+) -> Generator:
+    """Train ``generator`` on ``table`` within (epsilon, delta), charging ``ledger``.
+
+    For a DP generator, the row count n̂ is released first (or reused: one per extract), the
+    default delta is derived from it, then the generator reserves its target, trains and
+    settles (:meth:`Generator.fit`). Returns the fitted generator.
+
+    Raises:
+        ConfigError, DomainError, BudgetNotSetError, BudgetExceededError, GeneratorError.
+    """
+    noisy_rows = 0
+    if generator.is_dp:
+        if epsilon is None:
+            raise ConfigError(f"generator {generator.generator_id} is differentially private: "
+                              f"give the target epsilon of the training")
+        from .registry import settling_accountant
+
+        settling_accountant(accountant)
+        count = ensure_row_count(
+            ledger, table.budget_key(), extract=table.fingerprint(), n_rows=table.n_rows,
+            run_id=run_id, also_needed=PrivacyBudget(float(epsilon), float(delta or 0.0)))
+        noisy_rows = count.value
+    budget = target_budget(generator, epsilon=epsilon, delta=delta, noisy_rows=noisy_rows)
+    generator.fit(table, budget=budget, accountant=accountant, ledger=ledger, run_id=run_id,
+                  progress=progress, checkpoints=checkpoints)
+    return generator
+
+
+@dataclass(frozen=True)
+class PlanPrice:
+    """What a DP-SGD training plan spends, before any data is read.
+
+    Attributes:
+        generator: the generator id.
+        rows: the row count the plan was priced for (n̂, or a size the user gave).
+        sample_rate: the Poisson rate q.
+        steps: planned DP-SGD steps.
+        accountant: the accountant that priced it.
+        epsilon: the epsilon the plan spends (given a sigma), or None.
+        sigma: the noise multiplier the plan needs (given a target epsilon), or None.
+        includes: what besides DP-SGD steps the price includes (e.g. noisy marginals).
+    """
+
+    generator: str
+    rows: int
+    sample_rate: float
+    steps: int
+    accountant: str
+    epsilon: float | None
+    sigma: float | None
+    includes: str = ""
+
+
+def price_plan(
+    generator_id: str,
+    params: GeneratorParams | dict[str, Any],
+    *,
+    rows: int,
+    accountant: str,
+    delta: float,
+    schema: Schema | None = None,
+    epsilon: float | None = None,
+    sigma: float | None = None,
+) -> PlanPrice:
+    """The one pricing rule: epsilon for a given sigma, or the sigma a target needs.
+
+    A generator that releases anything besides DP-SGD steps prices its own plan
+    (``price_plan`` classmethod; DP-CTGAN's noisy marginals), so nothing it releases is left
+    out of the price.
+
+    Raises:
+        ConfigError: the generator is not trained with DP-SGD, or the inputs do not fit it.
+        AccountingError: the accountant cannot price the plan.
+    """
+    from .registry import accountants, generators
+
+    cls = generators().get(generator_id)
+    made = params if not isinstance(params, dict) else cls.make_params(params)
+    plan_fn = getattr(cls, "dp_plan", None)
+    if plan_fn is None:
+        raise ConfigError(f"generator {cls.generator_id} is not trained with DP-SGD: it spends "
+                          f"exactly its target (epsilon, delta); there is no plan to price")
+    if rows < 1:
+        raise ConfigError(f"the plan needs a row count >= 1, got {rows}")
+    if (epsilon is None) == (sigma is None):
+        raise ConfigError("price a plan with either a noise multiplier (sigma) or a target "
+                          "epsilon, not both")
+    sample_rate, steps = plan_fn(n_rows=rows, params=made)
+    acc = accountants().get(accountant)
+    custom = getattr(cls, "price_plan", None)
+    if custom is not None:
+        value = custom(n_rows=rows, params=made, schema=schema, accountant=accountant,
+                       delta=delta, sigma=sigma, epsilon=epsilon)
+        includes = "noisy marginals released before DP-SGD"
+    elif sigma is not None:
+        value = acc.epsilon_for(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps,
+                                delta=delta)
+        includes = ""
+    else:
+        assert epsilon is not None
+        value = acc.noise_for(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate,
+                              steps=steps)
+        includes = ""
+    if not value == value:  # NaN
+        raise AccountingError(f"the {accountant} accountant could not price this plan")
+    return PlanPrice(cls.generator_id, rows, sample_rate, steps, accountant,
+                     epsilon=value if sigma is not None else None,
+                     sigma=value if epsilon is not None else None, includes=includes)
+
+
+__all__ = ["PlanPrice", "create_generator", "fit_generator", "price_plan", "target_budget"]

@@ -9,22 +9,37 @@ Released once, before training, with the Gaussian mechanism:
   every other column.
 
 Each record adds one count to at most one cell of each of the ``k`` histograms, so together they
-have L2 sensitivity ``sqrt(k)`` under add/remove-one; each count gets noise of std
-``sigma_m * sqrt(k)`` drawn from fresh OS randomness. Negative counts become 0 and each histogram
-is normalised (uniform if nothing is left). Everything built from them afterwards is
-post-processing.
+have L2 sensitivity ``sqrt(k)`` under add/remove-one. Each count gets exact discrete Gaussian
+noise (OpenDP, cryptographic source, never seeded) of scale
+``dominated_sigma(sigma_m * sqrt(k))``, a hair above ``sigma_m * sqrt(k)``. Then negative counts
+become 0 and each histogram is normalised (uniform if nothing is left); everything built from
+them afterwards is post-processing.
+
+The plan (:mod:`._plan`) accounts this release as one step of the *continuous* Gaussian
+mechanism with noise multiplier ``sigma_m`` and sample rate 1, composed with DP-SGD by the chosen
+accountant. For RDP that is sound at equal scale: the discrete Gaussian has the same Renyi
+divergences, ``alpha / (2 sigma^2)`` per unit of sensitivity, hence the same zCDP (Canonne, Kamath
+& Steinke 2020). For PRV, PLD and GDP it would not be: Canonne, Kamath & Steinke give the discrete
+Gaussian's exact (epsilon, delta) curve (their Theorem 7) but no dominance by the continuous
+one's, and there is none, the discrete delta being larger at epsilon = 0 (by a factor of about
+``1 + 1 / (24 sigma^2)``) and in the far tails. Widening each coordinate's scale to
+``dominated_sigma`` makes every coordinate's trade-off curve lie above the continuous Gaussian's
+at ``sigma_m * sqrt(k)``; by f-DP composition (Dong, Roth & Su 2022) the release is then at least
+as private as the continuous mechanism the plan counts, under every accountant. See
+:func:`privsynth_core.privacy.noise.dominated_sigma`.
 """
 
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from privsynth_core.privacy.noise import discrete_gaussian, dominated_sigma
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -135,23 +150,36 @@ def count_marginals(
     return counts
 
 
-def add_noise(counts: MarginalCounts, sigma_m: float) -> NoisyMarginals:
+def noise_scale(sigma_m: float, n_tables: int) -> float:
+    """The discrete Gaussian scale of every count: ``dominated_sigma(sigma_m * sqrt(k))``."""
+    return dominated_sigma(sigma_m * math.sqrt(n_tables))
+
+
+def noisy_counts(counts: MarginalCounts, sigma_m: float) -> MarginalCounts:
     """The Gaussian mechanism (noise multiplier ``sigma_m``) on exact ``counts``: every count
-    gets noise of std ``sigma_m * sqrt(k)`` from fresh OS randomness, then each histogram is
-    clipped at 0 and normalised (post-processing); see the module docstring."""
-    std = sigma_m * math.sqrt(counts.n_tables)
-    rng = np.random.default_rng(secrets.randbits(128))
+    plus exact discrete Gaussian noise of scale :func:`noise_scale` (int64 in, int64 out)."""
+    scale = noise_scale(sigma_m, counts.n_tables)
+    return MarginalCounts(
+        one_way={c: discrete_gaussian(v, sigma=scale) for c, v in counts.one_way.items()},
+        two_way={p: discrete_gaussian(v, sigma=scale) for p, v in counts.two_way.items()},
+    )
 
-    def noisy(exact: np.ndarray) -> np.ndarray:
-        values = np.clip(exact + rng.normal(0.0, std, size=exact.shape), 0.0, None)
+
+def add_noise(counts: MarginalCounts, sigma_m: float) -> NoisyMarginals:
+    """:func:`noisy_counts`, then each histogram clipped at 0 and normalised (post-processing,
+    in floats); see the module docstring."""
+
+    def normalised(noisy: np.ndarray) -> np.ndarray:
+        values = np.clip(noisy.astype(np.float64), 0.0, None)
         total = values.sum()
-        return values / total if total > 0 else np.full(exact.shape, 1.0 / exact.size)
+        return values / total if total > 0 else np.full(noisy.shape, 1.0 / noisy.size)
 
+    released = noisy_counts(counts, sigma_m)
     out = NoisyMarginals()
-    for name, one_way in counts.one_way.items():
-        out.one_way[name] = noisy(one_way).tolist()
-    for pair, joint in counts.two_way.items():
-        out.two_way[pair] = noisy(joint).tolist()
+    for name, one_way in released.one_way.items():
+        out.one_way[name] = normalised(one_way).tolist()
+    for pair, joint in released.two_way.items():
+        out.two_way[pair] = normalised(joint).tolist()
     return out
 
 

@@ -1,4 +1,5 @@
 """DP-SGD mechanics checked directly, not trusted: clipping, noise, sampling, accounting, refusal.
+(And the ``independent`` generator's noise: fresh on every fit, never seeded.)
 
 Each check recomputes what the mechanism must have done from first principles (per-record
 gradients by ``torch.func``, the accountant's own value) and compares it with what the training
@@ -13,14 +14,23 @@ import math
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from privsynth_core import AccountingError, PrivacyBudget, PrivacyLedger, Progress, Table
+from privsynth_core import (
+    AccountingError,
+    ConfigError,
+    PrivacyBudget,
+    PrivacyLedger,
+    Progress,
+    Table,
+)
 from privsynth_core.dpsgd import PoissonSampler
 from privsynth_core.encoding import TableEncoder
 from privsynth_core.registry import accountants
 from privsynth_plugins.dpwgan import DPWGANGenerator, DPWGANParams
 from privsynth_plugins.dpwgan._model import DPWGANTrainer, mlp
+from privsynth_plugins.independent import IndependentGenerator, IndependentParams
 
 TINY = {"critic_layers": "32:leaky_relu,16:elu", "generator_layers": "32:relu",
         "latent_dim": 8, "device": "cpu", "seed": 0}
@@ -207,3 +217,33 @@ def test_budget_that_allows_no_step_is_refused_and_charges_nothing(
     assert ledger.entries(adult_small.fingerprint()) == []
     assert ledger.status(adult_small.fingerprint()).spent.epsilon == 0.0
     assert not generator.is_fitted
+
+
+# -- the independent generator: discrete Laplace histograms, never seeded -----------------------
+
+
+def test_independent_fits_draw_fresh_noise(adult_small: Table, ledger: PrivacyLedger) -> None:
+    """No parameter seeds the noise, so two fits of one table release different histograms.
+
+    Each count gets discrete Laplace noise of scale 15 / epsilon = 15; the ~150 cells of two
+    fits all agree with probability under (sum_k P(k)^2)^150 < 0.04^150.
+    """
+    ledger.set_budget(adult_small.fingerprint(), epsilon=10.0, delta=1e-5)
+    fits = []
+    for _ in range(2):
+        generator = IndependentGenerator()
+        summary = generator.fit(adult_small, budget=PrivacyBudget(1.0, 0.0), ledger=ledger)
+        assert summary.extra["laplace_scale"] == pytest.approx(15 / 1.0)
+        assert "discrete Laplace" in summary.extra["mechanism"]
+        fits.append(generator._probabilities)
+    assert fits[0].keys() == fits[1].keys()
+    assert any(fits[0][c] != fits[1][c] for c in fits[0])
+    assert sum(fits[0][c] != fits[1][c] for c in fits[0]) >= 10  # not one column by chance
+
+
+def test_independent_refuses_a_noise_seed() -> None:
+    with pytest.raises(ValidationError, match="seed"):
+        IndependentParams(seed=1)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="seed"):
+        IndependentGenerator(seed=1)
+    assert "seed" not in IndependentParams.model_fields

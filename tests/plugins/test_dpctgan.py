@@ -42,6 +42,8 @@ from privsynth_plugins.dpctgan._marginals import (
     Conditioner,
     count_marginals,
     focus_pairs,
+    noise_scale,
+    noisy_counts,
     release_marginals,
 )
 from privsynth_plugins.dpctgan._model import DPCTGANTrainer, make_encoder
@@ -214,20 +216,37 @@ def test_noisy_marginals_are_charged_inside_the_budget(
     assert plain._net.seq[0].fc.in_features == TINY["embedding_dim"]  # no conditional vectors
 
 
-def test_marginals_noise_has_the_declared_scale(adult_small: Table) -> None:
+def test_marginals_noise_is_exact_integer_noise_of_the_declared_scale(adult_small: Table) -> None:
     params = DPCTGANParams(**TINY)
     encoder = make_encoder(adult_small.schema, params)
     data = torch.from_numpy(encoder.encode(adult_small.frame))
     sigma_m, columns = 4.0, adult_small.schema.names
-    draws = np.array([release_marginals([data], encoder, columns, (), sigma_m).one_way["gender"]
-                      for _ in range(300)])
-    # Each count gets noise of std sigma_m * sqrt(k) (k tables, L2 sensitivity sqrt(k)); after
-    # normalising a two-cell histogram, p0 moves by about (e0 p1 - e1 p0) / n.
-    true = adult_small.frame["gender"].value_counts().sort("gender")["count"].to_numpy()
-    p = true / true.sum()
-    expected = sigma_m * math.sqrt(len(columns)) * math.sqrt((p**2).sum()) / adult_small.n_rows
-    assert draws[:, 0].std() == pytest.approx(expected, rel=0.15)
-    assert draws.mean(axis=0) == pytest.approx(p, abs=0.01)
+    exact = count_marginals([data], encoder, columns, ())
+    k = exact.n_tables
+    # k tables, L2 sensitivity sqrt(k): std sigma_m sqrt(k), widened by a hair so that the
+    # continuous Gaussian the plan accounts dominates it (dominated_sigma)
+    scale = noise_scale(sigma_m, k)
+    assert scale == pytest.approx(sigma_m * math.sqrt(k) + 1 / (12 * sigma_m * math.sqrt(k)))
+    noise = []
+    for _ in range(40):
+        noisy = noisy_counts(exact, sigma_m)
+        for name, counts in exact.one_way.items():
+            assert noisy.one_way[name].dtype == np.int64 == counts.dtype
+            noise.append(noisy.one_way[name] - counts)
+    values = np.concatenate(noise).astype(np.float64)
+    n = values.size
+    # The discrete Gaussian of scale ~15.5 has mean 0 and variance scale^2 to within 1e-2000;
+    # each bound is 5.5 standard errors (std: about scale / sqrt(2n)): false failure < 4e-8.
+    assert abs(values.mean()) < 5.5 * scale / math.sqrt(n)
+    assert abs(values.std() - scale) < 5.5 * scale / math.sqrt(2 * n)
+    # and the released marginals are the clipped, normalised noisy counts
+    released = release_marginals([data], encoder, columns, (), sigma_m).one_way["gender"]
+    assert min(released) >= 0 and sum(released) == pytest.approx(1.0)
+    true = exact.one_way["gender"] / exact.one_way["gender"].sum()
+    # normalising a 2-cell histogram of n rows moves p0 by about (e0 p1 - e1 p0) / n: std
+    # scale * sqrt(p0^2 + p1^2) / n; 5.5 of those fails a correct release with P < 4e-8
+    tolerance = 5.5 * scale * math.sqrt((true**2).sum()) / exact.one_way["gender"].sum()
+    assert np.asarray(released) == pytest.approx(true, abs=tolerance)
 
 
 @pytest.mark.parametrize("noise", [0.3, None])

@@ -46,7 +46,7 @@ def test_mst_picks_the_copies_and_spends_its_rho() -> None:
     budget = huge_budget()
     estimator = PGMEstimator(NAMES, sizes)
     calls: list[tuple[int, int]] = []
-    measurements = mst(codes, sizes, budget, estimator, np.random.default_rng(1), iters=ITERS,
+    measurements = mst(codes, sizes, budget, estimator, iters=ITERS,
                        progress=lambda done, total: calls.append((done, total)))
     assert_spent_exactly(budget)
     cliques = [m.clique for m in measurements]
@@ -82,9 +82,8 @@ def test_aim_measures_the_dependent_pairs_first_and_spends_its_rho() -> None:
     budget = huge_budget()
     estimator = PGMEstimator(NAMES, sizes)
     calls: list[tuple[int, int]] = []
-    measurements = aim(codes, sizes, budget, estimator, np.random.default_rng(3),
-                       selections=3, rounds=2, max_model_mb=100.0, max_cells=10_000,
-                       iters=ITERS, round_iters=50,
+    measurements = aim(codes, sizes, budget, estimator, selections=3, rounds=2,
+                       max_model_mb=100.0, max_cells=10_000, iters=ITERS, round_iters=50,
                        progress=lambda done, total: calls.append((done, total)))
     assert_spent_exactly(budget)
     cliques = [m.clique for m in measurements]
@@ -102,9 +101,8 @@ def test_aim_never_measures_a_pair_above_max_cells() -> None:
     codes, sizes = copies_table((3, 6), seed=4)
     budget = huge_budget()
     estimator = PGMEstimator(NAMES, sizes)
-    measurements = aim(codes, sizes, budget, estimator, np.random.default_rng(5),
-                       selections=10, rounds=1, max_model_mb=100.0, max_cells=20,
-                       iters=ITERS, round_iters=50)
+    measurements = aim(codes, sizes, budget, estimator, selections=10, rounds=1,
+                       max_model_mb=100.0, max_cells=20, iters=ITERS, round_iters=50)
     cliques = [m.clique for m in measurements]
     assert (2, 3) not in cliques
     assert all(int(np.prod([sizes[i] for i in c])) <= 20 for c in cliques)

@@ -20,6 +20,8 @@ from privsynth_marginal.zcdp import (
 )
 from scipy.stats import norm
 
+from privsynth_core.privacy import noise
+
 
 def exact_gaussian_delta(sigma: float, epsilon: float) -> float:
     """Balle & Wang (2018), Theorem 8, sensitivity 1."""
@@ -69,6 +71,25 @@ def test_delta_falls_as_epsilon_grows() -> None:
 def test_mechanism_costs() -> None:
     assert gaussian_rho(10.0) == pytest.approx(0.005)
     assert exponential_rho(0.2) == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.7, 3.0, 41.0, 1e4])
+def test_gaussian_cost_is_opendps_privacy_map_of_the_discrete_gaussian(sigma: float) -> None:
+    # the measurements draw OpenDP's discrete Gaussian; the plan charges 1 / (2 sigma^2) for it
+    assert gaussian_rho(sigma) == pytest.approx(noise.gaussian_rho(sigma), rel=1e-12)
+
+
+@pytest.mark.parametrize(("epsilon0", "sensitivity"), [(0.1, 1.0), (1.0, 1.0), (2.0, 3.5)])
+def test_selection_cost_bounds_opendps_privacy_map(epsilon0: float, sensitivity: float) -> None:
+    # OpenDP's Gumbel noisy max at the scale the mechanism uses maps to epsilon0^2 / 8 at most
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    noisy_max = dp.m.make_noisy_max(
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+        dp.linf_distance(T=float, monotonic=False), dp.zero_concentrated_divergence(),
+        scale=2 * sensitivity / epsilon0)
+    assert noisy_max.map(sensitivity) == pytest.approx(exponential_rho(epsilon0), rel=1e-9)
 
 
 def test_budget_refuses_to_overspend() -> None:

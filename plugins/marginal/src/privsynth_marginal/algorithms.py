@@ -16,6 +16,10 @@ overspend; the caller converts what was spent to (epsilon, delta).
   exponential mechanism each, without replacement) before re-estimating, because every
   re-estimate with new cliques costs a jax compilation. Candidates whose addition would make the
   model larger than ``max_model_mb`` are dropped, as in AIM.
+
+Every noisy count and every selection is drawn exactly by OpenDP from a cryptographic source
+(:mod:`.mechanisms`): nothing here takes a seed. The measured counts stay integers until the
+noise is on; the estimator gets them as floats.
 """
 
 from __future__ import annotations
@@ -47,28 +51,33 @@ def _epsilon0(count: int, rho: float) -> float:
 
 
 def _measure(codes: np.ndarray, sizes: Sequence[int], clique: tuple[int, ...], sigma: float,
-             budget: ZCDPBudget, rng: np.random.Generator) -> Measurement:
+             budget: ZCDPBudget) -> Measurement:
     budget.spend(f"measure {clique}", gaussian_rho(sigma))
-    noisy = gaussian_measure(marginal_counts(codes, sizes, clique), sigma, rng)
-    return Measurement(clique=clique, noisy=noisy, sigma=sigma)
+    noisy = gaussian_measure(marginal_counts(codes, sizes, clique), sigma)
+    # exact integers until the noise is on; float64 holds them exactly (below 2^53)
+    return Measurement(clique=clique, noisy=noisy.astype(np.float64), sigma=sigma)
 
 
 def mst(
     codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
-    rng: np.random.Generator, *, iters: int, progress: RoundCallback | None = None,
+    rng: object = None, *, iters: int, progress: RoundCallback | None = None,
 ) -> list[Measurement]:
-    """Run MST; leaves the final model in ``estimator``; returns the measurements."""
+    """Run MST; leaves the final model in ``estimator``; returns the measurements.
+
+    ``rng`` is ignored (every draw is OpenDP's); it stays only so that callers that still pass
+    one keep working.
+    """
     d = len(sizes)
     rho = budget.remaining
     one_way_share = rho / 3 if d > 1 else rho
     sigma1 = _sigma(d, one_way_share)
-    one_way = {i: _measure(codes, sizes, (i,), sigma1, budget, rng) for i in range(d)}
+    one_way = {i: _measure(codes, sizes, (i,), sigma1, budget) for i in range(d)}
     measurements = list(one_way.values())
     if d > 1:
         estimator.set_independent(measurements)
-        edges = _spanning_tree(codes, sizes, estimator, rho / 3, budget, rng)
+        edges = _spanning_tree(codes, sizes, estimator, rho / 3, budget)
         sigma2 = _sigma(d - 1, budget.remaining)
-        measurements += [_measure(codes, sizes, e, sigma2, budget, rng) for e in edges]
+        measurements += [_measure(codes, sizes, e, sigma2, budget) for e in edges]
     if progress is not None:
         progress(1, 1)
     estimator.fit(measurements, iters=iters, warm=False)
@@ -76,8 +85,7 @@ def mst(
 
 
 def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEstimator,
-                   rho: float, budget: ZCDPBudget, rng: np.random.Generator
-                   ) -> list[tuple[int, int]]:
+                   rho: float, budget: ZCDPBudget) -> list[tuple[int, int]]:
     d = len(sizes)
     weights = {}
     for pair in itertools.combinations(range(d), 2):
@@ -96,7 +104,7 @@ def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEsti
         candidates = [p for p in weights if root(p[0]) != root(p[1])]
         quality = np.array([weights[p] for p in candidates])
         budget.spend("select a tree edge", exponential_rho(epsilon0))
-        chosen = candidates[exponential_mechanism(quality, epsilon0, 1.0, rng)]
+        chosen = candidates[exponential_mechanism(quality, epsilon0, 1.0)]
         component[root(chosen[0])] = root(chosen[1])
         edges.append(chosen)
     return edges
@@ -104,10 +112,13 @@ def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEsti
 
 def aim(
     codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
-    rng: np.random.Generator, *, selections: int, rounds: int, max_model_mb: float,
+    rng: object = None, *, selections: int, rounds: int, max_model_mb: float,
     max_cells: int, iters: int, round_iters: int, progress: RoundCallback | None = None,
 ) -> list[Measurement]:
-    """Run AIM (see the module docstring); leaves the final model in ``estimator``."""
+    """Run AIM (see the module docstring); leaves the final model in ``estimator``.
+
+    ``rng`` is ignored, as in :func:`mst`.
+    """
     d = len(sizes)
     rho = budget.remaining
     candidates = _aim_candidates(sizes, max_cells)
@@ -117,7 +128,7 @@ def aim(
     share = AIM_MEASUREMENT_SHARE if selections else 1.0
     sigma = _sigma(d + selections, share * rho)
     epsilon0 = _epsilon0(selections, (1 - share) * rho) if selections else 0.0
-    measurements = [_measure(codes, sizes, (i,), sigma, budget, rng) for i in range(d)]
+    measurements = [_measure(codes, sizes, (i,), sigma, budget) for i in range(d)]
     rounds = max(1, min(rounds, selections)) if selections else 0
     if rounds:
         estimator.set_independent(measurements)  # the first selections need no estimate
@@ -135,8 +146,8 @@ def aim(
             if not pool:
                 break
             chosen = _worst_approximated(codes, sizes, pool, estimator, sigma, epsilon0,
-                                         budget, rng)
-            measurements.append(_measure(codes, sizes, chosen, sigma, budget, rng))
+                                         budget)
+            measurements.append(_measure(codes, sizes, chosen, sigma, budget))
             measured.add(chosen)
             del pool[chosen]
         estimator.fit(measurements, iters=iters if r == rounds else round_iters)
@@ -158,7 +169,6 @@ def _aim_candidates(sizes: Sequence[int], max_cells: int) -> dict[tuple[int, ...
 def _worst_approximated(
     codes: np.ndarray, sizes: Sequence[int], pool: dict[tuple[int, ...], float],
     estimator: PGMEstimator, sigma: float, epsilon0: float, budget: ZCDPBudget,
-    rng: np.random.Generator,
 ) -> tuple[int, ...]:
     keys = list(pool)
     quality = np.empty(len(keys))
@@ -169,4 +179,4 @@ def _worst_approximated(
         # the L1 error noise alone would leave on a measured marginal (AIM's bias term)
         quality[k] = pool[clique] * (error - math.sqrt(2 / math.pi) * sigma * cells)
     budget.spend("select a marginal", exponential_rho(epsilon0))
-    return keys[exponential_mechanism(quality, epsilon0, max(pool.values()), rng)]
+    return keys[exponential_mechanism(quality, epsilon0, max(pool.values()))]

@@ -86,7 +86,11 @@ def _boundary(passes: Callable[[float], bool], lo: float, hi: float, *,
 
 
 def gaussian_rho(sigma: float) -> float:
-    """zCDP cost of one Gaussian measurement of a histogram (L2 sensitivity 1) with ``sigma``."""
+    """zCDP cost of one Gaussian measurement of a histogram (L2 sensitivity 1) with ``sigma``.
+
+    The same for the discrete Gaussian the measurements draw (Canonne, Kamath & Steinke 2020);
+    it agrees with OpenDP's privacy map, :func:`privsynth_core.privacy.noise.gaussian_rho`.
+    """
     return 1.0 / (2.0 * sigma**2)
 
 

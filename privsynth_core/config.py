@@ -144,7 +144,9 @@ class RunConfig(BaseModel):
     input: Path = Field(description="the private table (CSV or Parquet)")
     source: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$",
                                description="data source id whose budget this extract shares")
-    schema_path: Path = Field(description="reviewed schema file (.yaml/.json)")
+    # Required, but checked with the settings across fields (_model_problems) for one clear
+    # message, not pydantic's bare "Field required".
+    schema_path: Path = Field(None, description="reviewed schema file (.yaml/.json)")
     domain: DomainMode = Field("public", description="public (declared) or dp (learned with DP)")
     domain_epsilon: float | None = Field(None, gt=0, description="epsilon of the DP domain")
     domain_delta: float = Field(1e-6, gt=0, lt=1, description="delta of the DP domain")

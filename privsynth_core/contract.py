@@ -17,6 +17,7 @@ Failures raise ``AssertionError`` with a message that names the broken promise.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import polars as pl
 
 from .generator import Generator
 from .ledger import PrivacyBudget, PrivacyLedger
+from .privacy.count import COUNT_MECHANISM
 from .table import Table
 from .validation import polars_dtype
 
@@ -109,22 +111,37 @@ def check_save_load(generator: Generator, directory: Path, n_rows: int = CONTRAC
 
 def check_ledger(generator: Generator, table: Table, ledger: PrivacyLedger,
                  budget: PrivacyBudget = CONTRACT_BUDGET) -> None:
-    """One ledger entry for the fit; a DP fit spent at most its target, a non-DP one says so."""
+    """The ledger holds what the fit released, and the manifest states exactly that.
+
+    A DP fit: the released row count (one entry, pure epsilon) and the training (one entry,
+    settled at most at its target); the manifest's end-to-end total equals the ledger's sum
+    over those entries to the last digit. A non-DP fit: one ``non-dp`` entry, and it says so.
+    """
     summary = generator.fit_summary
     assert summary is not None, "not fitted"
-    entries = ledger.entries(table.fingerprint())
-    assert len(entries) == 1, f"expected one ledger entry, found {len(entries)}"
-    (entry,) = entries
-    assert entry.entry_id == summary.ledger_entry_id
+    entries = ledger.entries(table.budget_key())
     if generator.is_dp:
+        by_mechanism = {e.mechanism: e for e in entries}
+        assert len(entries) == 2 and COUNT_MECHANISM in by_mechanism, (
+            f"expected the row count and the training in the ledger, found "
+            f"{[e.mechanism for e in entries]}")
+        entry = next(e for e in entries if e.mechanism != COUNT_MECHANISM)
+        assert entry.entry_id == summary.ledger_entry_id
         assert summary.private and summary.epsilon is not None and summary.delta is not None
         assert summary.epsilon <= budget.epsilon and summary.delta <= budget.delta, (
             f"spent ({summary.epsilon}, {summary.delta}) over the target {budget}")
         assert entry.status == "spent", f"ledger entry is {entry.status!r}"
         assert abs(entry.epsilon - summary.epsilon) <= 1e-12 * max(summary.epsilon, 1.0)
-        spent = ledger.status(table.fingerprint()).spent
-        assert spent.epsilon <= budget.epsilon and spent.delta <= budget.delta
+        privacy = generator.manifest()["privacy"]
+        assert privacy["epsilon"] == math.fsum(e.epsilon for e in entries), (
+            "the manifest's end-to-end epsilon is not the ledger's total")
+        assert privacy["delta"] == math.fsum(e.delta for e in entries)
+        count = by_mechanism[COUNT_MECHANISM]
+        assert count.delta == 0 and summary.noisy_rows == count.params["noisy_rows"]
     else:
+        assert len(entries) == 1, f"expected one ledger entry, found {len(entries)}"
+        (entry,) = entries
+        assert entry.entry_id == summary.ledger_entry_id
         assert not summary.private and entry.status == "non-dp"
         assert "not differentially private" in generator.description.lower(), (
             "a non-DP generator's description must say 'not differentially private'")

@@ -26,7 +26,7 @@ import json
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -218,6 +218,7 @@ class Generator(ABC):
         run_id: str | None = None,
         progress: ProgressCallback | None = None,
         checkpoints: CheckpointStore | None = None,
+        ledger_params: Mapping[str, Any] | None = None,
     ) -> FitSummary:
         """Train on a private table, spending at most ``budget``.
 
@@ -233,6 +234,9 @@ class Generator(ABC):
                 it holds an interrupted attempt at the same training (same dataset and budget,
                 reservation still open), training resumes under that attempt's reservation
                 instead of reserving again. Ignored by generators without checkpoint support.
+            ledger_params: recorded with the fit's ledger entry from the moment it is made (the
+                model store's key, so that a reservation left open by a killed fit is found:
+                :mod:`privsynth_core.store`).
 
         Raises:
             ConfigError: a DP generator got no budget, or a non-DP generator got one.
@@ -247,7 +251,7 @@ class Generator(ABC):
         if budget is None:
             entry = ledger.record_non_private(
                 key, mechanism=self.generator_id, run_id=run_id, extract=fingerprint,
-                params=self.params.model_dump(mode="json"),
+                params={**self.params.model_dump(mode="json"), **dict(ledger_params or {})},
             )
             summary = self._fit(table, budget=None, accountant=accountant, progress=progress)
             summary.private = False
@@ -258,6 +262,8 @@ class Generator(ABC):
             from .registry import settling_accountant
 
             settling_accountant(accountant)
+            # What can be refused without any size is refused before anything is charged.
+            self._check_params(table, budget=budget, accountant=accountant)
             # The size every plan uses is the released count, never the table's own.
             count = ensure_row_count(ledger, key, extract=fingerprint, n_rows=table.n_rows,
                                      run_id=run_id, also_needed=budget)
@@ -273,7 +279,7 @@ class Generator(ABC):
                 key, mechanism=f"{self.generator_id} training", epsilon=budget.epsilon,
                 delta=budget.delta, run_id=run_id, extract=fingerprint,
                 params={"generator": self.generator_id, "accountant": accountant,
-                        **self.params.model_dump(mode="json")},
+                        **self.params.model_dump(mode="json"), **dict(ledger_params or {})},
             )
             if self.checkpoints is not None and resumed is None:
                 self.checkpoints.record_reservation(entry)
@@ -399,8 +405,19 @@ class Generator(ABC):
 
     # -- plugin hooks ---------------------------------------------------------------------------
 
+    def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+        """Refuse, before anything at all is charged, what needs no size to refuse: parameters
+        that do not fit the schema, a device that is not there, a delta the analysis cannot use.
+
+        Must not read the table's values or its size. The default accepts everything.
+        """
+        return None
+
     def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
-        """Refuse a DP plan before anything is reserved (e.g. the budget allows no step).
+        """Refuse a DP plan before the training is reserved (e.g. the budget allows no step).
+
+        Runs after the row count is released (it needs n̂), so a refusal here costs that
+        count's small epsilon only, and the count is reused by the next attempt.
 
         Must not read the table's values, nor its exact size: the only size a plan may use is
         ``table.planning_rows``, the released row count. The default accepts every plan.

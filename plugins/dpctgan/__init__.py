@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from privsynth_core import (
+    AccountingError,
     ConfigError,
     FitSummary,
     Generator,
@@ -318,10 +319,20 @@ class DPCTGANGenerator(Generator):
 
     # -- Generator hooks --------------------------------------------------------------------
 
-    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         from privsynth_core.dpsgd import resolve_device
 
         resolve_device(self.p.device)
+        unknown = [c for c in self.p.focus_columns if c not in table.schema.names]
+        if unknown:
+            raise ConfigError(
+                f"focus_columns names column(s) not in the schema: {', '.join(unknown)}; "
+                f"columns: {', '.join(table.schema.names)}")
+        if not 0 < budget.delta < 1:
+            raise AccountingError(f"DP-SGD needs a delta in (0, 1), got {budget.delta:g}; use "
+                                  f"one well below 1/rows, e.g. 1e-5")
+
+    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         self.make_plan(n_rows=table.planning_rows, schema=table.schema, budget=budget,
                        accountant=accountant)
 

@@ -269,10 +269,15 @@ class DPWGANGenerator(Generator):
 
     # -- Generator hooks --------------------------------------------------------------------
 
-    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         from privsynth_core.dpsgd import resolve_device
 
         resolve_device(self.p.device)
+        if not 0 < budget.delta < 1:
+            raise AccountingError(f"DP-SGD needs a delta in (0, 1), got {budget.delta:g}; use "
+                                  f"one well below 1/rows, e.g. 1e-5")
+
+    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
 
     def _fit(

@@ -48,15 +48,33 @@ def test_config_yaml_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     folder.mkdir()
     path = folder / "run.yaml"
     path.write_text(yaml.safe_dump({"input": "../data/x.csv", "generator": "independent",
-                                    "epsilon": 0.5, "output_dir": "runs/a"}))
+                                    "schema_path": "schema.yaml", "epsilon": 0.5,
+                                    "output_dir": "runs/a"}))
     config = load_run_config(path)
     assert config.input == (tmp_path / "data" / "x.csv").resolve()
     assert config.output_dir == (folder / "runs" / "a").resolve()
+    assert config.schema_path == (folder / "schema.yaml").resolve()
+
+
+def test_a_run_needs_a_reviewed_schema_and_never_confirms_one_unseen(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    del data["schema_path"]
+    with pytest.raises(ConfigError, match="schema_path: a run needs a schema file a person "
+                                          "has reviewed") as info:
+        run_config_from_dict(data)
+    assert "Field required" not in str(info.value)
+    with pytest.raises(ConfigError, match="confirm_public: removed"):
+        run_config_from_dict(_base(tmp_path, confirm_public=True))
+
+
+def test_an_approximate_accountant_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="accountant: accountant 'gdp' is an approximation"):
+        run_config_from_dict(_base(tmp_path, accountant="gdp"))
 
 
 def test_config_is_frozen_and_params_normalised(tmp_path: Path) -> None:
     config = run_config_from_dict(_base(tmp_path))
-    assert config.params == {"bins": 32, "seed": None}  # defaults filled in from the plugin
+    assert config.params == {"bins": 32}  # defaults filled in from the plugin
     with pytest.raises(Exception, match="frozen"):
         config.epsilon = 2.0
 
@@ -111,7 +129,7 @@ def test_sweep_config_builds_one_valid_run_per_cell(tmp_path: Path) -> None:
 def test_sweep_config_reports_invalid_cells(tmp_path: Path) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({
-        "base": {"input": "data.csv"},
+        "base": {"input": "data.csv", "schema_path": str(ADULT_SCHEMA_PATH)},
         "grid": {"generators": ["independent", "nope"], "epsilons": [1.0]},
         "output_dir": "sweep"}))
     with pytest.raises(ConfigError, match="cell nope-eps1-seed0: generator: unknown generator"):

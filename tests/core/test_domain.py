@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from scipy.stats import binomtest
 
-from privsynth_core import BudgetExceededError, DomainError, PrivacyLedger
+from privsynth_core import BudgetExceededError, ColumnKind, DomainError, PrivacyLedger
 from privsynth_core.datasets import adult_schema
 from privsynth_core.domain import (
     QUANTILE_GRID,
@@ -21,6 +21,7 @@ from privsynth_core.domain import (
     learn_domain,
     prepare_table,
 )
+from privsynth_core.inference import infer_schema, skeleton
 from privsynth_core.table import fingerprint_frame
 
 
@@ -149,13 +150,42 @@ def test_learn_domain_over_budget_charges_nothing(
     assert ledger.entries(fingerprint) == []
 
 
-def test_prepare_table_needs_confirmation_for_an_inferred_domain(
+def test_prepare_table_needs_a_schema_a_person_reviewed(
     tmp_path: Path, adult_raw: pl.DataFrame, ledger: PrivacyLedger
 ) -> None:
     path = _adult_file(tmp_path, adult_raw, 500)
-    with pytest.raises(DomainError, match="confirm it as public"):
-        prepare_table(path, ledger=ledger)
-    table = prepare_table(path, confirm_public=True, ledger=ledger)
+    with pytest.raises(DomainError, match="needs a schema file a person has reviewed"):
+        prepare_table(path, schema_path=None, ledger=ledger)
+    draft = infer_schema(pl.read_csv(path, infer_schema=False))
+    draft.save(tmp_path / "draft.yaml")
+    for domain in ("public", "dp"):  # a draft nobody reviewed is refused in both modes
+        with pytest.raises(DomainError, match="has not been reviewed"):
+            prepare_table(path, schema_path=tmp_path / "draft.yaml", domain=domain,  # type: ignore[arg-type]
+                          domain_epsilon=1.0, ledger=ledger)
+    adult_schema().save(tmp_path / "declared.yaml")
+    table = prepare_table(path, schema_path=tmp_path / "declared.yaml", ledger=ledger)
     assert table.schema.domain == "public" and table.n_rows == 500
     with pytest.raises(DomainError, match="--domain-epsilon"):
-        prepare_table(path, domain="dp", ledger=ledger)
+        prepare_table(path, schema_path=tmp_path / "declared.yaml", domain="dp", ledger=ledger)
+
+
+def test_a_dp_domain_takes_kinds_from_the_confirmed_skeleton_never_from_the_rows(
+    tmp_path: Path, adult_raw: pl.DataFrame, ledger: PrivacyLedger
+) -> None:
+    frame = adult_raw.sample(3000, seed=4).select("age", "gender", "hours-per-week")
+    # One added row would make an inferred "age" text and "hours-per-week" fractional.
+    odd = pl.DataFrame({"age": ["unknown"], "gender": ["Male"], "hours-per-week": ["40.5"]})
+    path = tmp_path / "data.csv"
+    pl.concat([frame, odd]).write_csv(path)
+    skeleton(infer_schema(frame)).confirm_public().save(tmp_path / "skeleton.yaml")
+    ledger.set_budget(fingerprint_frame(pl.read_csv(path, infer_schema=False)), epsilon=5,
+                      delta=1e-4)
+    table = prepare_table(path, schema_path=tmp_path / "skeleton.yaml", domain="dp",
+                          domain_epsilon=3.0, ledger=ledger)
+    kinds = {c.name: c.kind for c in table.schema.columns}
+    assert kinds == {"age": ColumnKind.INTEGER, "gender": ColumnKind.CATEGORICAL,
+                     "hours-per-week": ColumnKind.INTEGER}
+    assert table.schema.domain == "dp" and all(c.has_domain for c in table.schema.columns)
+    # The odd row is read row by row (its values become missing): it refuses nothing.
+    assert [p.step for p in table.spent] == ["domain"] * 3
+    assert sum(p.epsilon for p in table.spent) == pytest.approx(3.0)

@@ -128,16 +128,22 @@ def test_round_trip_through_conform_of_a_raw_text_table() -> None:
 def test_out_of_domain_values_encode_as_null_slot_or_all_zeros() -> None:
     schema = _schema()
     raw = _frame().with_columns(
-        pl.Series("c", ["a", "zzz", "c", "a", "c"]), pl.Series("cn", ["u", "other", "v", None, "u"])
+        pl.Series("c", ["a", "zzz", "c", "a", "c"]), pl.Series("cn", ["u", "v", "other", None, "u"])
     )
-    table = Table.from_frame(raw, schema)  # conform makes unknown categories missing
+    # conform makes unknown categories missing; a row left with a missing value where the
+    # column is not nullable ("zzz" in c) is dropped, row by row.
+    table = Table.from_frame(raw, schema)
+    assert table.n_rows == 4 and "zzz" not in table.frame["c"].to_list()
     enc = TableEncoder(schema)
     array = enc.encode(table.frame)
-    c, cn = enc.column_spans("c")[0], enc.column_spans("cn")[0]
-    assert array[1, c.start:c.end].tolist() == [0, 0, 0]
-    assert array[1, cn.start:cn.end].tolist() == [0, 0, 1]  # the null slot
-    decoded = enc.decode(array, rng=np.random.default_rng(1))
-    assert decoded["c"][1] in schema.column("c").categories  # never the unknown value
+    cn = enc.column_spans("cn")[0]
+    assert array[1, cn.start:cn.end].tolist() == [0, 0, 1]  # "other": the null slot
+    # A missing value that reaches the encoder anyway encodes as all zeros.
+    c = enc.column_spans("c")[0]
+    missing = enc.encode(table.frame.with_columns(pl.lit(None, pl.String).alias("c")))
+    assert missing[0, c.start:c.end].tolist() == [0, 0, 0]
+    decoded = enc.decode(missing, rng=np.random.default_rng(1))
+    assert decoded["c"][0] in schema.column("c").categories  # never an unknown value
     assert decoded["cn"][1] is None
 
 

@@ -64,14 +64,23 @@ def test_schema_load_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         Schema.load(tmp_path / "nope.yaml")
 
 
-def test_confirm_public_needs_every_domain() -> None:
-    schema = Schema(domain="inferred",
-                    columns=(Column(name="x", kind=ColumnKind.CONTINUOUS),))
-    with pytest.raises(SchemaError, match="no domain yet"):
-        schema.confirm_public()
-    ok = schema.model_copy(update={"columns": (Column(name="x", kind=ColumnKind.CONTINUOUS,
-                                                      bounds=(0.0, 1.0)),)})
-    assert ok.confirm_public().domain == "public"
+def test_a_confirmed_skeleton_has_public_kinds_and_no_domain_yet() -> None:
+    skeleton = Schema(domain="inferred",
+                      columns=(Column(name="x", kind=ColumnKind.CONTINUOUS),))
+    confirmed = skeleton.confirm_public()
+    # Names and kinds are public now; the domain is left to be learned with DP.
+    assert confirmed.domain == "public" and confirmed.missing_domains == ["x"]
+
+
+def test_a_release_holds_no_excluded_columns_or_review_notes() -> None:
+    schema = Schema.from_dict({
+        "domain": "inferred", "columns": [{"name": "x", "kind": "integer", "bounds": [1, 9]}],
+        "excluded": [{"name": "id", "reason": "ID-like: a different value in 2997 of 3000 rows"}],
+        "review": [{"column": "x", "issue": "bounds_at_extremes", "values": [1, 9]}]})
+    assert schema.excluded[0].reason == "id_like"  # old free-text reasons read as codes
+    released = schema.release_dict()
+    assert "excluded" not in released and "review" not in released
+    assert "2997" not in str(released)
 
 
 def test_duplicate_columns_are_refused() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -17,22 +16,19 @@ from privsynth_core.table import fingerprint_frame, read_frame
 from privsynth_ui.cli import main
 
 
-def test_help_answers_fast_without_heavy_imports() -> None:
+def test_help_imports_no_heavy_library() -> None:
+    # Speed is measured in bench/ (a loaded machine makes wall-clock assertions flaky); what
+    # makes `--help` fast is that none of the heavy libraries is imported, and that is checked.
     code = (
-        "import sys, time; t = time.perf_counter(); from privsynth_ui.cli import build_parser; "
-        "build_parser().format_help(); print(time.perf_counter() - t); "
-        "print([m for m in ('torch', 'opacus', 'sdv', 'evidently', 'gradio', 'prefect') "
-        "if m in sys.modules])"
+        "import sys; from privsynth_ui.cli import build_parser; build_parser().format_help(); "
+        "print([m for m in ('torch', 'opacus', 'sdv', 'evidently', 'gradio', 'prefect', "
+        "'jax', 'opendp') if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, env=os.environ.copy())
-    elapsed, heavy = result.stdout.strip().splitlines()
-    assert heavy == "[]"
-    assert float(elapsed) < 1.0
-    started = time.perf_counter()
+    assert result.stdout.strip() == "[]"
     subprocess.run([sys.executable, "-m", "privsynth_ui.cli", "--help"], check=True,
                    capture_output=True, timeout=60)
-    assert time.perf_counter() - started < 5.0  # interpreter start included, on a busy box
 
 
 def test_schema_infer_confirm_validate_flow(
@@ -44,8 +40,20 @@ def test_schema_infer_confirm_validate_flow(
     assert main(["schema", "infer", str(data), "-o", str(schema_path)]) == 0
     assert "domain INFERRED" in capsys.readouterr().out
     assert yaml.safe_load(schema_path.read_text())["domain"] == "inferred"
-    assert main(["schema", "confirm", str(schema_path)]) == 0
-    assert yaml.safe_load(schema_path.read_text())["domain"] == "public"
+    # The draft's min/max bounds and rare categories are listed, and nothing is confirmed
+    # until a person decides about them.
+    capsys.readouterr()
+    assert main(["schema", "confirm", str(schema_path)]) == 2
+    err = capsys.readouterr().err
+    assert "'age': the bounds [17.0, 90.0] are the data's own min and max" in err
+    assert "rare categor" in err and "round public limits would be [10.0, 90.0]" in err
+    assert yaml.safe_load(schema_path.read_text())["domain"] == "inferred"
+    assert main(["schema", "confirm", str(schema_path), "--round-bounds",
+                 "--accept-flagged"]) == 0
+    confirmed = yaml.safe_load(schema_path.read_text())
+    assert confirmed["domain"] == "public" and "review" not in confirmed
+    age = next(c for c in confirmed["columns"] if c["name"] == "age")
+    assert age["bounds"] == [10, 90]
     assert main(["data", "validate", str(data), "--schema", str(schema_path)]) == 0
     # Rows outside the confirmed domain are all reported at once.
     bad = tmp_path / "bad.csv"

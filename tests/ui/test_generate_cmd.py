@@ -35,11 +35,19 @@ def test_fit_then_sample_csv_and_parquet(
                  "--schema", str(ADULT_SCHEMA_PATH), "-o", str(model), *FAST])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "spent epsilon=" in captured.out and str(model) in captured.out
+    assert "the model spends epsilon=" in captured.out and str(model) in captured.out
+    assert "end to end (row count" in captured.out  # the total, with its parts
     assert "epoch 2/2" in captured.err and "epsilon" in captured.err  # the progress bar
-    (entry,) = ledger.entries(fingerprint_frame(read_frame(adult_csv)))
+    count, entry = ledger.entries(fingerprint_frame(read_frame(adult_csv)))
+    assert count.mechanism == "noisy row count" and count.delta == 0
     assert entry.status == "spent" and entry.epsilon <= 2.0
-    assert entry.delta == 1e-5  # default: min(1e-5, 1/(10 n))
+    assert entry.delta == 1e-5  # default: min(1e-5, 1/(10 n̂))
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["privacy"]["epsilon"] == count.epsilon + entry.epsilon
+    # Sampling without -n draws the released count n̂, never the table's exact size.
+    default = tmp_path / "default.csv"
+    assert main(["sample", str(model), "-o", str(default), "--seed", "1"]) == 0
+    assert pl.read_csv(default).height == count.params["noisy_rows"]
 
     csv, parquet = tmp_path / "syn.csv", tmp_path / "syn.parquet"
     assert main(["sample", str(model), "-n", "300", "-o", str(csv), "--seed", "5"]) == 0
@@ -78,13 +86,24 @@ def test_fit_refusals_spend_nothing(
     assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", str(occupied),
                  *FAST]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["fit", str(adult_csv), "--epsilon", "0.001", *schema, "-o", out, *FAST,
-                 "--param", "sigma=0.5"]) == 2
-    assert "allows 0 training steps" in capsys.readouterr().err
     assert main(["fit", str(adult_csv), "--epsilon", "1", "--accountant", "nope", *schema,
                  "-o", out, *FAST]) == 2
     assert "unknown accountant 'nope'" in capsys.readouterr().err
+    assert main(["fit", str(adult_csv), "--epsilon", "1", "--accountant", "gdp", *schema,
+                 "-o", out, *FAST]) == 2
+    assert "is an approximation" in capsys.readouterr().err
+    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", str(Path.cwd()),
+                 *FAST]) == 2
+    assert "current folder" in capsys.readouterr().err
     assert ledger.entries(fingerprint_frame(read_frame(adult_csv))) == []
+    # A plan needs the released row count to be priced: a plan the budget cannot run costs
+    # that count (reused by the next attempt), and no training is reserved.
+    for _ in range(2):
+        assert main(["fit", str(adult_csv), "--epsilon", "0.001", *schema, "-o", out, *FAST,
+                     "--param", "sigma=0.5"]) == 2
+        assert "allows 0 training steps" in capsys.readouterr().err
+    [count] = ledger.entries(fingerprint_frame(read_frame(adult_csv)))
+    assert count.mechanism == "noisy row count"
     assert not Path(out).exists()
 
 

@@ -69,7 +69,7 @@ class _MarginalGenerator(Generator):
         self._chain: SamplingChain | None = None
         self._discretiser: Discretiser | None = None
 
-    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         if budget.delta <= 0:
             raise ConfigError(
                 f"{self.generator_id} is analysed in zero-concentrated DP, which gives "

@@ -146,7 +146,8 @@ class RunConfig(BaseModel):
                                description="data source id whose budget this extract shares")
     # Required, but checked with the settings across fields (_model_problems) for one clear
     # message, not pydantic's bare "Field required".
-    schema_path: Path = Field(None, description="reviewed schema file (.yaml/.json)")
+    schema_path: Path = Field(None,  # type: ignore[assignment]
+                              description="reviewed schema file (.yaml/.json)")
     domain: DomainMode = Field("public", description="public (declared) or dp (learned with DP)")
     domain_epsilon: float | None = Field(None, gt=0, description="epsilon of the DP domain")
     domain_delta: float = Field(1e-6, gt=0, lt=1, description="delta of the DP domain")

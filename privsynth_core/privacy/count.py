@@ -9,10 +9,10 @@ come from ``n̂``, a count released once per extract by the discrete Laplace mec
 never written anywhere that may leave the custodian.
 
 The count costs ``COUNT_BUDGET_SHARE`` (1%) of the source's total epsilon, at least
-``MIN_COUNT_EPSILON`` and at most ``MAX_COUNT_EPSILON``, is released the first time a DP mechanism needs it, and is then reused
-for free (post-processing) by every later fit on the same extract: the ledger entry holds the
-released value. A count charged to one run is part of the guarantee of every release derived
-from it, and each such release lists it among its parts.
+``MIN_COUNT_EPSILON`` and at most ``MAX_COUNT_EPSILON``; it is released the first time a DP
+mechanism needs it, and is then reused for free (post-processing) by every later fit on the
+same extract: the ledger entry holds the released value. A count charged to one run is part of
+the guarantee of every release derived from it, and each such release lists it among its parts.
 """
 
 from __future__ import annotations
@@ -119,10 +119,10 @@ def ensure_row_count(
         return max(noisy, 1)  # post-processing: a table has at least one row
 
     value = replayed(COUNT_MECHANISM, release)
-    entry = ledger.charge(key, mechanism=COUNT_MECHANISM, epsilon=epsilon, delta=0.0,
-                          run_id=run_id, extract=extract, params={"mechanism": "discrete Laplace, sensitivity 1",
-                                                 "scale": 1.0 / epsilon, "extract": extract,
-                                                 "noisy_rows": value})
+    entry = ledger.charge(
+        key, mechanism=COUNT_MECHANISM, epsilon=epsilon, delta=0.0, run_id=run_id,
+        extract=extract, params={"mechanism": "discrete Laplace, sensitivity 1",
+                                 "scale": 1.0 / epsilon, "extract": extract, "noisy_rows": value})
     return _from_entry(entry, fresh=True)
 
 

@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from privsynth_core import Table
-from privsynth_core.dpsgd import ENCODED_TABLE_MAX_BYTES, BatchSource, PoissonSampler
+from privsynth_core.dpsgd import (
+    ENCODED_TABLE_MAX_BYTES,
+    BatchSource,
+    PoissonSampler,
+    leave_seeded_phase,
+    training_session,
+)
 from privsynth_core.encoding import TableEncoder
 
 CPU = torch.device("cpu")
@@ -66,3 +72,18 @@ def test_threshold_is_on_the_encoded_bytes(adult_small: Table) -> None:
                                                             CPU).holds_table
     with pytest.raises(ValueError, match="chunk rows"):
         next(BatchSource(adult_small.frame, encoder, CPU).chunks(0))
+
+
+def test_a_seed_fixes_the_initial_weights_but_no_draw_made_while_training() -> None:
+    """A user seed may fix the initialisation; every draw after ``leave_seeded_phase`` (latents,
+    dropout masks, Gumbel noise, conditions: their number can depend on the secret Poisson
+    batch) comes from the OS, so a known seed cannot replay them."""
+    device = torch.device("cpu")
+    weights, draws = [], []
+    for _ in range(2):
+        with training_session(device, num_threads=1, seed=7):
+            weights.append(torch.nn.Linear(4, 4).weight.detach().clone())
+            leave_seeded_phase()
+            draws.append(torch.randn(8))
+    assert torch.equal(weights[0], weights[1])  # the seed still fixes the initial weights
+    assert not torch.equal(draws[0], draws[1])  # ... and nothing drawn while training

@@ -171,7 +171,9 @@ def test_reported_epsilon_is_the_accountants_value_for_the_steps_taken(
     summary = generator.fit_summary
     assert summary is not None
     acc = accountants().get(accountant)
-    q = 100 / adult_small.n_rows
+    # The plan's sample rate comes from the released row count n̂, never the exact size.
+    q = 100 / summary.noisy_rows
+    assert summary.sample_rate == q
     allowed = acc.max_steps_for(target_epsilon=4.0, delta=1e-5, noise_multiplier=1.5,
                                 sample_rate=q)
     assert 0 < allowed < 400  # the budget ends the run early
@@ -184,7 +186,8 @@ def test_reported_epsilon_is_the_accountants_value_for_the_steps_taken(
                            delta=1e-5) > budget.epsilon
     assert seen[-1].step == summary.steps and seen[-1].epsilon == pytest.approx(exact, rel=1e-12)
     assert [p.epsilon for p in seen] == sorted(p.epsilon for p in seen)
-    (entry,) = ledger.entries(adult_small.fingerprint())
+    count, entry = ledger.entries(adult_small.fingerprint())
+    assert count.params["noisy_rows"] == summary.noisy_rows
     assert entry.status == "spent" and entry.epsilon == pytest.approx(summary.epsilon, rel=1e-12)
     assert entry.params["steps"] == summary.steps
 
@@ -196,26 +199,32 @@ def test_calibrated_sigma_spends_close_to_the_target(
     generator, _ = _fit(adult_small, ledger, budget, "rdp", batch_size=200, epochs=4)
     summary = generator.fit_summary
     assert summary is not None and summary.extra["noise_calibrated"]
-    assert summary.steps == 4 * 5 and not summary.stopped_early
+    assert summary.noisy_rows is not None
+    steps = 4 * max(1, round(summary.noisy_rows / 200))  # epochs x steps per epoch, from n̂
+    assert summary.steps == steps and not summary.stopped_early
     assert 0.97 * budget.epsilon <= summary.epsilon <= budget.epsilon
     rdp = accountants().get("rdp")
     assert summary.epsilon == pytest.approx(rdp.epsilon_for(
-        noise_multiplier=summary.noise_multiplier, sample_rate=0.2, steps=20, delta=1e-5),
-        rel=1e-12)
+        noise_multiplier=summary.noise_multiplier, sample_rate=200 / summary.noisy_rows,
+        steps=steps, delta=1e-5), rel=1e-12)
 
 
 @pytest.mark.parametrize("sigma", [0.3, None])
-def test_budget_that_allows_no_step_is_refused_and_charges_nothing(
+def test_budget_that_allows_no_step_is_refused_before_the_training_is_reserved(
     adult_small: Table, ledger: PrivacyLedger, sigma: float | None
 ) -> None:
     ledger.set_budget(adult_small.fingerprint(), epsilon=1.0, delta=1e-3)
     generator = DPWGANGenerator(**TINY, sigma=sigma, batch_size=500)
     tiny = PrivacyBudget(1e-4 if sigma is None else 0.05, 1e-5)
-    with pytest.raises(AccountingError, match="0 training steps|no noise multiplier") as info:
-        generator.fit(adult_small, budget=tiny, ledger=ledger)
-    assert "epsilon" in str(info.value)
-    assert ledger.entries(adult_small.fingerprint()) == []
-    assert ledger.status(adult_small.fingerprint()).spent.epsilon == 0.0
+    for _ in range(2):
+        with pytest.raises(AccountingError, match="0 training steps|no noise multiplier") as info:
+            generator.fit(adult_small, budget=tiny, ledger=ledger)
+        assert "epsilon" in str(info.value)
+    # Pricing the plan needed the released row count; it was charged once and reused, and
+    # no training was reserved.
+    [count] = ledger.entries(adult_small.fingerprint())
+    assert count.mechanism == "noisy row count"
+    assert ledger.status(adult_small.fingerprint()).spent.epsilon == count.epsilon
     assert not generator.is_fitted
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -185,9 +186,15 @@ def test_manifest_keeps_no_real_data_statistics(
     generator.save(tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["differentially_private"] is True
-    assert manifest["privacy"]["epsilon"] <= 5.0
+    training = manifest["privacy"]["parts"][-1]
+    assert training["step"] == "training" and training["epsilon"] <= 5.0
+    assert manifest["privacy"]["epsilon"] == math.fsum(
+        p["epsilon"] for p in manifest["privacy"]["parts"])  # end to end, with the row count
     text = json.dumps(manifest)
     assert "critic_loss" not in text and '"losses"' not in text
+    # Nothing computed from the rows outside a mechanism: no fingerprint, timing or ledger id.
+    for word in ("fingerprint", "seconds", "ledger_entry", "run_id", adult_small.fingerprint()):
+        assert word not in text, word
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["generator.pt", "manifest.json"]
 
 

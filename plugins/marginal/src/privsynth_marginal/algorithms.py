@@ -60,12 +60,12 @@ def _measure(codes: np.ndarray, sizes: Sequence[int], clique: tuple[int, ...], s
 
 def mst(
     codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
-    rng: object = None, *, iters: int, progress: RoundCallback | None = None,
+    *, iters: int, progress: RoundCallback | None = None,
 ) -> list[Measurement]:
     """Run MST; leaves the final model in ``estimator``; returns the measurements.
 
-    ``rng`` is ignored (every draw is OpenDP's); it stays only so that callers that still pass
-    one keep working.
+    Every random draw (measurement noise, selections) is OpenDP's, from the OS: nothing here
+    can be seeded.
     """
     d = len(sizes)
     rho = budget.remaining
@@ -112,12 +112,12 @@ def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEsti
 
 def aim(
     codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
-    rng: object = None, *, selections: int, rounds: int, max_model_mb: float,
+    *, selections: int, rounds: int, max_model_mb: float,
     max_cells: int, iters: int, round_iters: int, progress: RoundCallback | None = None,
 ) -> list[Measurement]:
     """Run AIM (see the module docstring); leaves the final model in ``estimator``.
 
-    ``rng`` is ignored, as in :func:`mst`.
+    As in :func:`mst`, every random draw is OpenDP's.
     """
     d = len(sizes)
     rho = budget.remaining

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -79,7 +78,7 @@ class _MarginalGenerator(Generator):
             raise ConfigError(f"{self.generator_id} needs a table with at least one column")
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator, rng: np.random.Generator,
+             estimator: PGMEstimator,
              progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
         raise NotImplementedError
 
@@ -97,9 +96,7 @@ class _MarginalGenerator(Generator):
         discretiser = Discretiser(table.schema, self.params.bins)
         codes = discretiser.encode(table.frame)
         zcdp = ZCDPBudget(rho_for(budget.epsilon, budget.delta))
-        # DP noise and selections always come from the OS's entropy: no seed can make them
-        # predictable.
-        rng = np.random.default_rng(secrets.randbits(128))
+        # DP noise and selections are OpenDP's, from the OS's entropy: no seed reaches them.
         estimator = PGMEstimator(discretiser.names, discretiser.sizes)
 
         def report(done: int, total: int) -> None:
@@ -107,7 +104,7 @@ class _MarginalGenerator(Generator):
                 progress(Progress(epoch=done, epochs=total, step=len(zcdp.log),
                                   epsilon=epsilon_for(zcdp.spent, budget.delta)))
 
-        measurements = self._run(codes, discretiser.sizes, zcdp, estimator, rng, report,
+        measurements = self._run(codes, discretiser.sizes, zcdp, estimator, report,
                                  table.planning_rows)
         self._chain = estimator.chain()
         self._discretiser = discretiser
@@ -167,12 +164,12 @@ class MSTGenerator(_MarginalGenerator):
     Params = MSTParams
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator, rng: np.random.Generator,
+             estimator: PGMEstimator,
              progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
         from .algorithms import mst
 
         assert isinstance(self.params, MSTParams)
-        return mst(codes, sizes, budget, estimator, rng, iters=self.params.iters,
+        return mst(codes, sizes, budget, estimator, iters=self.params.iters,
                    progress=progress)
 
 
@@ -186,13 +183,13 @@ class AIMGenerator(_MarginalGenerator):
     Params = AIMParams
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator, rng: np.random.Generator,
+             estimator: PGMEstimator,
              progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
         from .algorithms import aim
 
         p = self.params
         assert isinstance(p, AIMParams)
-        return aim(codes, sizes, budget, estimator, rng,
+        return aim(codes, sizes, budget, estimator,
                    selections=p.selections or default_selections(len(sizes), budget.total,
                                                                  planning_rows),
                    rounds=p.rounds,

@@ -242,9 +242,7 @@ def learn_domain(
         if col.kind is ColumnKind.INTEGER:
             bounds = (float(math.floor(lower)), float(math.ceil(upper)))
         elif col.kind is ColumnKind.DATETIME:
-            epoch = datetime(1970, 1, 1)
-            bounds = (epoch + timedelta(seconds=math.floor(lower)),
-                      epoch + timedelta(seconds=math.ceil(upper)))
+            bounds = (_datetime_at(math.floor(lower)), _datetime_at(math.ceil(upper)))
         else:
             bounds = (lower, upper)
         columns.append(Column(name=col.name, kind=col.kind, nullable=True, bounds=bounds))
@@ -323,3 +321,15 @@ def prepare_table(
     table = Table.from_frame(frame, schema, name=name, source=source)
     table.spent = spent
     return table
+
+
+_EPOCH = datetime(1970, 1, 1)
+# The seconds of datetime.min and datetime.max: a DP bound far out (the coarse range's
+# power-of-two bins reach 2^62 seconds) is post-processed to the representable range.
+_FIRST_SECOND = (datetime.min - _EPOCH).total_seconds()
+_LAST_SECOND = (datetime.max.replace(microsecond=0) - _EPOCH).total_seconds()
+
+
+def _datetime_at(seconds: float) -> datetime:
+    """The datetime ``seconds`` after the epoch, clamped to what a datetime can hold."""
+    return _EPOCH + timedelta(seconds=min(max(seconds, _FIRST_SECOND), _LAST_SECOND))

@@ -12,9 +12,10 @@ or a bound read off the rows, a timing, a value that only one row can move) is a
 reported as one.
 
 The adversarial row (:func:`adversarial_row`) is built from the schema to be as disruptive as
-one record can be, in every column at once: a number far beyond its bounds, a category nobody
-else has, text in a numeric column (which would turn an inferred integer into text), a
-fractional value in an integer column, a word in a boolean, a date written in another format.
+one record can be, in every column at once, while still being kept by conforming (so the
+neighbour really has one more row everywhere, its size included): a number far beyond its
+bounds, a category nobody else has, a fractional value in an integer column and a word in a
+boolean (each of which would flip an inferred kind), a date written in another format.
 
 Used by the test suite for every DP generator, domain mode and front end, and by ``privsynth
 audit --release RUN_DIR`` on the custodian's own data.
@@ -148,31 +149,40 @@ def leaks(differences: list[Difference]) -> list[Difference]:
 
 
 def adversarial_row(schema: Schema, template: pl.DataFrame) -> pl.DataFrame:
-    """One row, as raw text like a CSV holds it, that is adversarial in every column at once.
+    """One row, as raw text like a CSV holds it, that is adversarial in every column at once,
+    and still kept by :func:`~privsynth_core.validation.conform` (so it really is one more
+    person in everything the mechanisms see, row count included).
 
-    ``template`` gives the file's columns (those outside the schema get an empty value).
+    Per column: a number far beyond its bounds (clamped); in a nullable column, a value that
+    would flip an inferred kind (a fractional integer, a word in a boolean, a category nobody
+    else has: read as missing); a date ten years past the bound, written in another format;
+    in a column that is not nullable, where a missing value would drop the row, a category at
+    the end of the list. ``template`` gives the file's columns (those outside the schema get a
+    new, unique value, as an excluded ID column would).
     """
     row: dict[str, str] = {name: "" for name in template.columns}
     by_name = {c.name: c for c in schema.columns}
     for name in template.columns:
         column = by_name.get(name)
         if column is None:
-            row[name] = "neighbour-0001"  # e.g. an excluded ID column: a new, unique value
+            row[name] = "neighbour-0001"
             continue
+        upper = column.bounds[1] if column.bounds else None
         if column.kind is ColumnKind.CATEGORICAL:
-            row[name] = "Atlantis (a category nobody else has)"
+            row[name] = ("Atlantis (a category nobody else has)" if column.nullable
+                         else (column.categories or ("Atlantis",))[-1])
         elif column.kind is ColumnKind.BOOLEAN:
-            row[name] = "maybe"  # neither true nor false: would make an inferred kind text
+            row[name] = "maybe" if column.nullable else "true"
         elif column.kind is ColumnKind.INTEGER:
-            upper = float(column.bounds[1]) if column.bounds else 0.0  # type: ignore[arg-type]
-            # Beyond the bounds, and fractional: would turn an inferred integer into a float.
-            row[name] = f"{abs(upper) * 10 + 1000:.0f}.5"
+            big = abs(float(upper)) * 10 + 1000 if upper is not None else 1e6  # type: ignore[arg-type]
+            # Fractional (an inferred integer would become a float) where it may be missing.
+            row[name] = f"{big:.0f}.5" if column.nullable else f"{big:.0f}"
         elif column.kind is ColumnKind.CONTINUOUS:
-            upper = float(column.bounds[1]) if column.bounds else 0.0  # type: ignore[arg-type]
-            row[name] = repr(abs(upper) * 1000 + 1e6)
+            big = abs(float(upper)) * 1000 + 1e6 if upper is not None else 1e9  # type: ignore[arg-type]
+            row[name] = repr(big)
         else:
-            stamp = (column.bounds[1] if column.bounds and isinstance(column.bounds[1], datetime)
-                     else datetime(2000, 1, 1)) + timedelta(days=3650)
+            stamp = (upper if isinstance(upper, datetime) else datetime(2000, 1, 1)) \
+                + timedelta(days=3650)
             row[name] = stamp.strftime("%d.%m.%Y")  # another format than the file's
     return pl.DataFrame({k: [v] for k, v in row.items()}, schema={k: pl.String for k in row})
 

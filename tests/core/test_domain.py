@@ -189,3 +189,12 @@ def test_a_dp_domain_takes_kinds_from_the_confirmed_skeleton_never_from_the_rows
     # The odd row is read row by row (its values become missing): it refuses nothing.
     assert [p.step for p in table.spent] == ["domain"] * 3
     assert sum(p.epsilon for p in table.spent) == pytest.approx(3.0)
+
+
+def test_a_far_datetime_bound_is_clamped_to_what_a_datetime_holds() -> None:
+    # The coarse range's bins reach 2^62 seconds; a DP bound out there is post-processed to
+    # the representable range instead of failing the release.
+    from privsynth_core.domain import _datetime_at
+
+    assert _datetime_at(2.0**62).year == 9999 and _datetime_at(-(2.0**62)).year == 1
+    assert _datetime_at(86_400).isoformat() == "1970-01-02T00:00:00"

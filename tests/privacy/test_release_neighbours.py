@@ -92,13 +92,16 @@ def every_generator_and_light_reports() -> Iterator[None]:
 
 # -- the tables ---------------------------------------------------------------------------------
 
+# Nullable and required columns of every kind, so the adversarial row hits both ways a value
+# can be handled (read as missing, clamped) and is still kept: D' has one row more than D.
 DECLARED = Schema(domain="public", columns=(
     Column(name="age", kind=ColumnKind.INTEGER, bounds=(0.0, 100.0)),
-    Column(name="hours", kind=ColumnKind.INTEGER, bounds=(0.0, 100.0)),
+    Column(name="hours", kind=ColumnKind.INTEGER, nullable=True, bounds=(0.0, 100.0)),
     Column(name="weight", kind=ColumnKind.CONTINUOUS, bounds=(0.0, 1_500_000.0)),
-    Column(name="gender", kind=ColumnKind.CATEGORICAL, categories=("Female", "Male")),
+    Column(name="gender", kind=ColumnKind.CATEGORICAL, nullable=True,
+           categories=("Female", "Male")),
     Column(name="income", kind=ColumnKind.CATEGORICAL, categories=("<=50K", ">50K")),
-    Column(name="married", kind=ColumnKind.BOOLEAN),
+    Column(name="married", kind=ColumnKind.BOOLEAN, nullable=True),
     Column(name="visit", kind=ColumnKind.DATETIME, nullable=True,
            bounds=(datetime(2015, 1, 1), datetime(2030, 1, 1))),
 ))

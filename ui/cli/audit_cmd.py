@@ -6,6 +6,12 @@ each canary's membership from the synthetic output only, and writes a lower boun
 95% confidence, the largest bound this many canaries could certify, and the attack's ROC curve
 to ``audit.json``, ``roc.png`` and ``summary.md``. Exit code 0 whether or not the claim is
 refuted (read the verdict); 2 on errors.
+
+``privsynth audit --release RUN_DIR -o OUT`` checks a published run's release instead: it
+releases again for the run's table and for the table plus one adversarial row (coupled, in
+scratch ledgers) and says which fields of the release would differ, and whether a charged
+mechanism explains each (``neighbours.md``, ``neighbours.json``). Exit code 0 when nothing
+leaks, 1 when something does.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ def register(subparsers: Any) -> None:
         "training runs are charged to a throwaway ledger and never published; the outputs "
         "are computed on the real data: custodian-only.",
     )
-    parser.add_argument("data", help="the private CSV or Parquet file")
-    parser.add_argument("--generator", required=True, help="generator id to audit")
+    parser.add_argument("data", nargs="?", help="the private CSV or Parquet file")
+    parser.add_argument("--release", metavar="RUN_DIR",
+                        help="check a published run's release against a neighbouring table "
+                        "instead (no membership attack); writes neighbours.md/.json")
+    parser.add_argument("--generator", help="generator id to audit")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a generator parameter (repeatable)")
-    parser.add_argument("--epsilon", type=float, required=True, help="the claimed epsilon")
+    parser.add_argument("--epsilon", type=float, help="the claimed epsilon")
     parser.add_argument("--delta", type=float, default=1e-5, help="the target delta (1e-5)")
     parser.add_argument("--accountant", default="rdp", help="accountant id (default rdp)")
     parser.add_argument("--canaries", type=int, default=100, help="canaries per run (100)")
@@ -49,6 +58,36 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=audit_cmd)
 
 
+def release_audit_cmd(args: argparse.Namespace) -> int:
+    """Diff the run's release against a coupled release on the table plus one adversarial row."""
+    import json
+    import tempfile
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from privsynth_core.fileio import atomic_directory
+    from privsynth_core.privacy.neighbours import check_run_release
+
+    with tempfile.TemporaryDirectory(prefix="privsynth-neighbours-") as work:
+        check = check_run_release(args.release, work)
+    with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
+        (tmp / "neighbours.md").write_text(check.report(), encoding="utf-8")
+        (tmp / "neighbours.json").write_text(json.dumps(
+            {"run_dir": str(check.run_dir), "leaks": len(check.leaks),
+             "differences": [{**asdict(d), "allowed": asdict(d.allowed) if d.allowed else None}
+                             for d in check.differences]}, indent=2, default=str),
+            encoding="utf-8")
+    for difference in check.leaks:
+        print(f"LEAK  {difference.describe()}")
+    allowed = len(check.differences) - len(check.leaks)
+    verdict = (f"{len(check.leaks)} field(s) of the release depend on the rows outside a charged "
+               f"mechanism" if check.leaks else "no leak: every field that differs is a "
+               "mechanism output, a random id or the date")
+    print(f"neighbour check of {args.release}: {verdict} ({allowed} explained difference(s)); "
+          f"report in {Path(args.output) / 'neighbours.md'} (custodian-only)")
+    return 1 if check.leaks else 0
+
+
 def audit_cmd(args: argparse.Namespace) -> int:
     """Run the audit flow and print its verdict."""
     from pydantic import ValidationError
@@ -57,6 +96,15 @@ def audit_cmd(args: argparse.Namespace) -> int:
     from privsynth_core.errors import ConfigError
 
     from .generate_cmd import parse_param_items
+
+    if args.release:
+        if args.data or args.generator or args.epsilon is not None:
+            raise ConfigError("--release checks a published run: give RUN_DIR and -o only (the "
+                              "data, generator and epsilon are the run's)")
+        return release_audit_cmd(args)
+    if not args.data or not args.generator or args.epsilon is None:
+        raise ConfigError("the membership audit needs DATA, --generator and --epsilon (or use "
+                          "--release RUN_DIR to check a published run's release)")
 
     try:
         config = AuditConfig(

@@ -6,6 +6,10 @@ handler of :mod:`privsynth_ui.data_handlers` / :mod:`privsynth_ui.run_handlers` 
 plugin registries and each generator's form from its ``Params`` model, so a new plugin shows up
 with no change here. Serve it with :func:`privsynth_ui.web.create_app` (sign-in, sessions): on
 its own, without a signed-in user, every handler refuses.
+
+Controls only a custodian may use (the draft schema, fixing a domain, budgets, the evaluation)
+start hidden and are shown by the page's load event to custodians; the handlers refuse them to
+analysts whatever the page shows.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from . import data_handlers as data
 from . import views
 from .events import (
     BUDGET_HEADERS,
+    CUSTODIAN_BLOCKS,
     HEADLINE_HEADERS,
     LEDGER_HEADERS,
     METRIC_HEADERS,
@@ -32,8 +37,15 @@ from .gate import error_boundary, gated, gated_stream, workspace_for
 from .settings import UISettings
 from .training import TrainingJobs
 
+
+def settling_accountants() -> list[str]:
+    """Accountants that may calibrate and settle a fit (approximate ones are left out)."""
+    registry = accountants()
+    return [a for a in registry.names() if not registry.get(a).approximate]
+
+
 DOMAIN_CHOICES = [
-    ("Declare public: I confirm these bounds and categories reveal nothing about anyone", "public"),
+    ("Declare public: these bounds and categories reveal nothing about anyone", "public"),
     ("Learn with DP: spend some budget to learn bounds and categories privately", "dp"),
 ]
 
@@ -99,27 +111,44 @@ def build_demo(settings: UISettings | None = None, *,
                     new_name = gr.Textbox(label="Name (optional)")
                     holdout = gr.Slider(0, 0.5, value=0.2, step=0.05,
                                         label="Share of rows kept aside as holdout",
-                                        info="never trained on; used by the evaluation")
+                                        info="never trained on; used by the evaluation; the "
+                                        "budget is the whole file's, whatever the share")
                     leave_out = gr.Textbox(label="Leave out columns (comma-separated)")
+                    source_id = gr.Textbox(
+                        label="Data source id (custodians, optional)", visible=False,
+                        elem_id="ps-source-id",
+                        info="declare the population this file is an extract of (e.g. "
+                        "claims): every extract of it shares one budget; never changes")
                 with gr.Column(scale=2):
-                    gr.Markdown("### Schema and domain\nInferred from your data, so **not "
-                                "private**: check the bounds and categories, edit them, "
-                                "delete a row to leave a column out.")
+                    gr.Markdown("### Schema and domain\nOne domain per data source, fixed by a "
+                                "custodian for everyone who uses it. The draft is inferred from "
+                                "the rows, so **not private**: check the flagged bounds and "
+                                "categories, edit them, delete a row to leave a column out.")
                     excluded_md = gr.Markdown()
+                    review_md = gr.Markdown(elem_id="ps-review")
                     schema_df = gr.Dataframe(
                         headers=data.SCHEMA_HEADERS,
-                        datatype=["str", "str", "bool", "str", "str", "str"],
-                        interactive=True, wrap=True, static_columns=[0],
-                        column_widths=["14%", "15%", "11%", "10%", "10%", "40%"],
-                        max_height=420, label="Schema")
-                    save_schema_btn = gr.Button("Save edits", size="sm")
-                    domain_mode = gr.Radio(DOMAIN_CHOICES, value="public",
-                                           label="Domain of the run")
-                    with gr.Row(visible=False) as domain_dp_row:
-                        domain_eps = gr.Number(0.1, label="ε for the domain", minimum=0)
-                        domain_delta = gr.Number(1e-6, label="δ for the domain", minimum=0)
-                    domain_cost = gr.Markdown(elem_id="ps-domain-cost")
-                    domain_btn = gr.Button("Fix the domain", variant="primary")
+                        datatype=["str", "str", "bool", "str", "str", "str", "str"],
+                        interactive=False, wrap=True, static_columns=[0, 6],
+                        column_widths=["12%", "11%", "7%", "9%", "9%", "30%", "22%"],
+                        max_height=420, label="Schema", elem_id="ps-schema")
+                    with gr.Column(visible=False) as domain_controls:
+                        with gr.Row():
+                            save_schema_btn = gr.Button("Save edits", size="sm")
+                            round_btn = gr.Button("Use round public limits", size="sm",
+                                                  elem_id="ps-round")
+                        domain_mode = gr.Radio(DOMAIN_CHOICES, value=None,
+                                               label="Fix the domain of this data source",
+                                               elem_id="ps-domain-mode")
+                        with gr.Row(visible=False) as domain_dp_row:
+                            domain_eps = gr.Number(0.1, label="ε for the domain", minimum=0)
+                            domain_delta = gr.Number(1e-6, label="δ for the domain", minimum=0)
+                        accept_flagged = gr.Checkbox(
+                            False, label="I have checked these values are public",
+                            elem_id="ps-accept-flagged",
+                            info="needed to declare public while values are still flagged")
+                        domain_cost = gr.Markdown(elem_id="ps-domain-cost")
+                        domain_btn = gr.Button("Fix the domain", variant="primary")
 
             with gr.Tab("Train"), gr.Row():
                 with gr.Column(scale=3):
@@ -147,7 +176,9 @@ def build_demo(settings: UISettings | None = None, *,
                         epsilon = gr.Number(1.0, label="Target ε", minimum=0)
                         delta = gr.Number(1e-5, label="Target δ", minimum=0,
                                           info="well below 1/rows; 0 for pure-DP generators")
-                    accountant = gr.Dropdown(accountants().names(), value="rdp",
+                    # Approximate accountants (GDP) may under-report: never offered for a fit
+                    # (and refused by the handlers: registry.settling_accountant).
+                    accountant = gr.Dropdown(settling_accountants(), value="rdp",
                                              label="Accountant")
                     gr.Markdown("#### What this will spend")
                     plan_md = gr.Markdown(elem_id="ps-plan")
@@ -157,7 +188,8 @@ def build_demo(settings: UISettings | None = None, *,
                     cancel_note = gr.Markdown(elem_id="ps-cancel-note")
                     progress = gr.HTML(elem_id="ps-progress")
                     losses = gr.LinePlot(x="epoch", y="value", color="loss", height=300,
-                                         label="Losses (on real rows: for you, not released)")
+                                         visible=False,
+                                         label="Losses (on real rows: custodians only)")
 
             with gr.Tab("Generate"):
                 with gr.Row():
@@ -172,7 +204,7 @@ def build_demo(settings: UISettings | None = None, *,
                 gen_preview = gr.Dataframe(label="Preview (first 20 rows)", interactive=False,
                                            max_height=420)
 
-            with gr.Tab("Evaluate"):
+            with gr.Tab("Evaluate", visible=False) as eval_tab:
                 gr.HTML(views.NOT_DP_BANNER)
                 with gr.Row():
                     eval_run = gr.Dropdown(label="Trained run", choices=[], scale=2,
@@ -202,14 +234,23 @@ def build_demo(settings: UISettings | None = None, *,
                     report_zip = gr.File(label="Full report (zip)")
 
             with gr.Tab("Budget & runs") as budget_tab:
-                budgets_df = gr.Dataframe(headers=BUDGET_HEADERS, label="Budgets of your "
-                                          "datasets", interactive=False)
-                with gr.Row():
-                    budget_eps = gr.Number(label="New budget ε", minimum=0)
-                    budget_delta = gr.Number(label="New budget δ", minimum=0)
-                    set_budget_btn = gr.Button("Set the current dataset's budget")
+                budgets_df = gr.Dataframe(headers=BUDGET_HEADERS, label="Budgets of the data "
+                                          "sources of your datasets (shared by every user)",
+                                          interactive=False)
+                with gr.Column(visible=False) as budget_admin:
+                    with gr.Row():
+                        budget_eps = gr.Number(label="New budget ε", minimum=0)
+                        budget_delta = gr.Number(label="New budget δ", minimum=0)
+                        set_budget_btn = gr.Button("Set the budget of the current dataset's "
+                                                   "data source")
+                    with gr.Row():
+                        admin_entry = gr.Number(label="Reservation (ledger entry id)",
+                                                precision=0)
+                        admin_note = gr.Textbox(label="Note (why)", scale=2)
+                        close_btn = gr.Button("Close the reservation")
+                        ack_btn = gr.Button("Acknowledge the non-DP runs")
                 ledger_df = gr.Dataframe(headers=LEDGER_HEADERS, interactive=False, wrap=True,
-                                         label="Ledger of the current dataset")
+                                         label="Ledger of the current dataset's data source")
                 runs_df = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True,
                                        label="Your runs")
                 with gr.Row():
@@ -229,29 +270,38 @@ def build_demo(settings: UISettings | None = None, *,
                 return ev.on_load(workspace_for(home, request), wanted)
 
         run_value = gr.State()
-        demo.load(load_with_request, None, [user_badge, notice, dataset, server_file, run_value],
+        custodian_blocks = [source_id, domain_controls, losses, eval_tab, budget_admin]
+        assert len(custodian_blocks) == CUSTODIAN_BLOCKS
+        demo.load(load_with_request, None,
+                  [user_badge, notice, dataset, server_file, run_value, *custodian_blocks],
                   api_name="session")
-        dataset_outputs = [dataset_md, schema_df, excluded_md, gen_run, eval_run, delta,
-                           domain_mode]
+        dataset_outputs = [dataset_md, schema_df, excluded_md, review_md, gen_run, eval_run,
+                           delta, domain_mode]
         domain_inputs = [dataset, domain_mode, domain_eps, domain_delta]
         dataset.change(g(ev.select_dataset), [dataset, run_value], dataset_outputs,
                        api_name="select_dataset").then(
             g(ev.domain_cost_text), domain_inputs, domain_cost, api_visibility="undocumented")
         # The progress tracker would paint a failed add's "Error" over the dataset box; the
         # error's message shows in its own pop-up anyway.
-        add_upload_btn.click(g(ev.add_upload), [upload, new_name, holdout, leave_out],
+        add_upload_btn.click(g(ev.add_upload), [upload, new_name, holdout, leave_out, source_id],
                              [dataset, upload], api_name="add_upload", show_progress="hidden")
-        add_server_btn.click(g(ev.add_server), [server_file, new_name, holdout, leave_out],
+        add_server_btn.click(g(ev.add_server), [server_file, new_name, holdout, leave_out,
+                                                source_id],
                              dataset, api_name="add_server_file", show_progress="hidden")
-        save_schema_btn.click(g(ev.save_schema), [dataset, schema_df], [schema_df, dataset_md],
-                              api_name="save_schema")
+        edit_outputs = [schema_df, dataset_md, review_md]
+        # A refused step would paint "Error" over the table it came from; its message shows in
+        # a pop-up anyway.
+        save_schema_btn.click(g(ev.save_schema), [dataset, schema_df], edit_outputs,
+                              api_name="save_schema", show_progress="hidden")
+        round_btn.click(g(ev.round_limits), [dataset, schema_df], edit_outputs,
+                        api_name="round_limits", show_progress="hidden")
         domain_mode.change(g(ev.show_dp_inputs), domain_mode, domain_dp_row,
                            api_visibility="undocumented")
         gr.on([domain_mode.change, domain_eps.change, domain_delta.change],
               g(ev.domain_cost_text), domain_inputs, domain_cost, api_name="domain_cost")
         domain_btn.click(g(ev.fix_domain), [dataset, schema_df, domain_mode, domain_eps,
-                                            domain_delta], [schema_df, dataset_md],
-                         api_name="set_domain").then(
+                                            domain_delta, accept_flagged], edit_outputs,
+                         api_name="set_domain", show_progress="hidden").then(
             g(ev.domain_cost_text), domain_inputs, domain_cost, api_visibility="undocumented")
         generator.change(g(ev.choose_generator), generator, [gen_desc, *groups.values()],
                          api_name="choose_generator")
@@ -283,6 +333,10 @@ def build_demo(settings: UISettings | None = None, *,
                           api_visibility="undocumented")
         set_budget_btn.click(g(ev.set_budget), [dataset, budget_eps, budget_delta],
                              [*overview_outputs, dataset_md], api_name="set_budget")
+        close_btn.click(g(ev.close_reservation), [dataset, admin_entry, admin_note],
+                        [*overview_outputs, dataset_md], api_name="close_reservation")
+        ack_btn.click(g(ev.acknowledge), [dataset, admin_note], [*overview_outputs, dataset_md],
+                      api_name="acknowledge_non_dp")
         run_lookup_btn.click(g(ev.run_details), run_lookup, run_json, api_name="run_details")
         server_file.focus(g(ev.server_list), None, server_file, api_visibility="undocumented")
     queued: gr.Blocks = demo.queue(default_concurrency_limit=8)

@@ -11,6 +11,18 @@ Everything lives in one SQLite file (``$PRIVSYNTH_HOME/users.sqlite``):
 
 User names double as workspace folder names, so they are restricted to lowercase letters,
 digits, ``.``, ``_`` and ``-`` (no path can be built from them).
+
+**Roles.** Every account has one role, stored with it (:data:`ROLES`):
+
+- ``analyst`` (the default, and all that sign-up gives): trains within a data source's budget,
+  downloads synthetic tables; never sees an inferred draft schema, an evaluation, or an exact
+  row count;
+- ``custodian``: sets and raises budgets, reviews and fixes domains (declared public or learned
+  with DP), reads the evaluations (NOT DP), acknowledges non-DP runs and closes reservations.
+
+The *operator* is not an account: whoever runs ``privsynth ui`` and ``privsynth users`` on the
+server (accounts, roles, data folders). Only the operator changes a role, from the command
+line. A users table from before roles is migrated on open: its accounts become analysts.
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ from pathlib import Path
 from privsynth_core.errors import ConfigError, PrivsynthError
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
+ANALYST, CUSTODIAN = "analyst", "custodian"
+ROLES = (ANALYST, CUSTODIAN)
 MIN_PASSWORD = 8
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 # Checked against when the name is unknown, so that costs the same hashing time as a real check.
@@ -42,7 +56,8 @@ CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
     password TEXT NOT NULL,
     created REAL NOT NULL,
-    last_login REAL
+    last_login REAL,
+    role TEXT NOT NULL DEFAULT 'analyst'
 );
 CREATE TABLE IF NOT EXISTS failures (
     username TEXT PRIMARY KEY,
@@ -70,6 +85,7 @@ class UserInfo:
     created: str
     last_login: str
     locked: bool
+    role: str = ANALYST
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -109,6 +125,17 @@ def check_new_credentials(username: str, password: str) -> None:
         raise ConfigError("the password must not be the user name")
 
 
+def check_role(role: str) -> str:
+    """``role`` if it is one of :data:`ROLES`.
+
+    Raises:
+        ConfigError: an unknown role (the valid ones are listed).
+    """
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}; a role is one of: {', '.join(ROLES)}")
+    return role
+
+
 def _iso(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -136,6 +163,10 @@ class UserStore:
         self.session_seconds = session_hours * 3600
         with self._db() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+            if "role" not in columns:
+                # Accounts from before roles: analysts until the operator says otherwise.
+                db.execute("ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'analyst'")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -148,17 +179,19 @@ class UserStore:
 
     # -- accounts -------------------------------------------------------------------------
 
-    def add_user(self, username: str, password: str) -> None:
-        """Create an account.
+    def add_user(self, username: str, password: str, *, role: str = ANALYST) -> None:
+        """Create an account with a role (:data:`ROLES`; an analyst unless the operator says).
 
         Raises:
-            ConfigError: a bad name or password, or the name is taken.
+            ConfigError: a bad name, password or role, or the name is taken.
         """
         check_new_credentials(username, password)
+        check_role(role)
         with self._db() as db:
             try:
-                db.execute("INSERT INTO users VALUES (?, ?, ?, NULL)",
-                           (username, hash_password(password), time.time()))
+                db.execute("INSERT INTO users (username, password, created, last_login, role) "
+                           "VALUES (?, ?, ?, NULL, ?)",
+                           (username, hash_password(password), time.time(), role))
             except sqlite3.IntegrityError:
                 raise ConfigError(f"the user name {username!r} is taken; choose another"
                                   ) from None
@@ -174,6 +207,25 @@ class UserStore:
             changed = db.execute("UPDATE users SET password = ? WHERE username = ?",
                                  (hash_password(password), username)).rowcount
             db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+        if not changed:
+            raise ConfigError(f"no user {username!r}")
+
+    def role(self, username: str) -> str | None:
+        """The account's role; None if there is no such account."""
+        with self._db() as db:
+            row = db.execute("SELECT role FROM users WHERE username = ?", (username,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_role(self, username: str, role: str) -> None:
+        """Change an account's role (the operator's command; it applies to the next request).
+
+        Raises:
+            ConfigError: no such user, or an unknown role.
+        """
+        check_role(role)
+        with self._db() as db:
+            changed = db.execute("UPDATE users SET role = ? WHERE username = ?",
+                                 (role, username)).rowcount
         if not changed:
             raise ConfigError(f"no user {username!r}")
 
@@ -196,10 +248,10 @@ class UserStore:
         now = time.time()
         with self._db() as db:
             rows = db.execute(
-                "SELECT u.username, u.created, u.last_login, COALESCE(f.locked_until, 0) "
+                "SELECT u.username, u.created, u.last_login, COALESCE(f.locked_until, 0), u.role "
                 "FROM users u LEFT JOIN failures f ON f.username = u.username "
                 "ORDER BY u.username").fetchall()
-        return [UserInfo(r[0], _iso(r[1]), _iso(r[2]), r[3] > now) for r in rows]
+        return [UserInfo(r[0], _iso(r[1]), _iso(r[2]), r[3] > now, r[4]) for r in rows]
 
     def unlock(self, username: str) -> None:
         """Clear an account name's failed sign-ins and lock."""
@@ -285,4 +337,5 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-__all__ = ["LoginError", "UserInfo", "UserStore", "check_password", "hash_password"]
+__all__ = ["ANALYST", "CUSTODIAN", "ROLES", "LoginError", "UserInfo", "UserStore", "check_password",
+           "check_role", "hash_password"]

@@ -25,12 +25,21 @@ from . import views
 from .forms import collect_params, field_specs
 from .settings import UISettings
 from .training import TrainingJob, TrainingJobs
-from .workspace import NotFoundError, Workspace
+from .workspace import DatasetRecord, NotFoundError, Workspace
 
-BUDGET_HEADERS = ["dataset", "id", "budget ε", "budget δ", "spent ε", "spent δ", "left ε",
-                  "left δ", "non-DP runs"]
+#: How many custodian-only blocks of the page ``on_load`` shows or hides (see app.py).
+CUSTODIAN_BLOCKS = 5
+ANALYST_SCHEMA_LABEL = "Schema: the fixed domain (not fixed yet)"
+NOT_FIXED_FOR_ANALYSTS = (
+    "The domain of this data source is **not fixed yet**. A data custodian reviews the draft "
+    "inferred from the rows (it is not private, so analysts do not see it) and declares it "
+    "public or learns it with DP; then it shows here and you can train.")
+
+BUDGET_HEADERS = ["data source", "your datasets", "budget ε", "budget δ", "spent ε", "spent δ",
+                  "left ε", "left δ", "non-DP runs"]
 LEDGER_HEADERS = ["entry", "time", "mechanism", "status", "ε", "δ", "run"]
-RUN_HEADERS = ["run", "created", "dataset", "generator", "target ε", "spent ε", "status", "note"]
+RUN_HEADERS = ["run", "created", "dataset", "generator", "target ε", "ε end to end", "status",
+               "note"]
 HEADLINE_HEADERS = ["score", "group", "value", "real-data ceiling", "shuffled floor", "verdict",
                     "why"]
 METRIC_HEADERS = ["metric", "value", "direction", "verdict", "why"]
@@ -55,7 +64,9 @@ class PageEvents:
         return views.stage(self.settings.cache_dir, path, name=name)
 
     def on_load(self, ws: Workspace, wanted: str | None) -> tuple[Any, ...]:
-        """The page as it opens: who is signed in, their datasets, a deep-linked run (?run=ID)."""
+        """The page as it opens: who is signed in, their datasets, a deep-linked run (?run=ID),
+        and the custodian's controls shown only to custodians (the handlers refuse them to
+        analysts whatever the page shows)."""
         choices = dataset_choices(ws)
         current = choices[0][1] if choices else None
         message, run_value = "", None
@@ -67,62 +78,91 @@ class PageEvents:
             except NotFoundError:
                 message = f"Run `{str(wanted)[:40]}` not found."
         # Plain HTML: a Markdown link would open a new tab, and signing out belongs in this one.
-        badge = (f"<p>Signed in as <b>{html.escape(ws.user)}</b> · "
+        badge = (f"<p>Signed in as <b>{html.escape(ws.user)}</b> ({ws.role}) · "
                  f"<a href='/logout' target='_self'>Sign out</a></p>")
+        custodian = gr.update(visible=ws.is_custodian)
         return (badge, message, gr.update(choices=choices, value=current),
-                gr.update(choices=data.server_files(self.settings)), run_value)
+                gr.update(choices=data.server_files(self.settings)), run_value,
+                *([custodian] * CUSTODIAN_BLOCKS))
 
     def select_dataset(self, ws: Workspace, dataset_id: str | None,
                        wanted_run: str | None) -> tuple[Any, ...]:
         """Show a dataset: its summary, schema table, runs and default delta."""
         if not dataset_id:
-            return (views.dataset_info(ws, None), gr.update(), "", gr.update(choices=[]),
-                    gr.update(choices=[]), gr.update(), "public")
+            return (views.dataset_info(ws, None), gr.update(), "", "", gr.update(choices=[]),
+                    gr.update(choices=[]), gr.update(), None)
         record = ws.dataset(dataset_id)
-        schema = data.current_schema(record)
         choices = run_choices(ws, record.dataset_id)
         latest = choices[0][1] if choices else None
         if wanted_run in {value for _, value in choices}:
             latest = wanted_run  # a deep link (?run=ID) to one of this dataset's runs
-        return (views.dataset_info(ws, record), views.table_value(
-            data.schema_rows(schema), data.SCHEMA_HEADERS), data.excluded_text(schema),
-            gr.update(choices=choices, value=latest),
-            gr.update(choices=choices, value=latest),
-            # Empty delta: the default from the released row count (never the exact size).
-            gr.update(value=None), record.domain or "public")
+        return (views.dataset_info(ws, record), *self._schema_view(ws, record),
+                gr.update(choices=choices, value=latest),
+                gr.update(choices=choices, value=latest),
+                # Empty delta: the default from the released row count (never the exact size).
+                gr.update(value=None),
+                None)  # nothing preselected: the custodian chooses public or DP each time
+
+    @staticmethod
+    def _schema_view(ws: Workspace, record: DatasetRecord) -> tuple[Any, str, str]:
+        """The schema table, the columns left out, and the review summary, as the caller may
+        see them (an analyst: the fixed domain only, never the draft)."""
+        schema = data.visible_schema(ws, record)
+        if schema is None:
+            return (gr.update(value=views.table_value([], data.SCHEMA_HEADERS),
+                              interactive=False, label=ANALYST_SCHEMA_LABEL), "",
+                    NOT_FIXED_FOR_ANALYSTS)
+        editable = ws.is_custodian
+        how = "declared public" if schema.domain == "public" else "learned with DP"
+        label = ("Schema: the draft inferred from the rows (NOT private; custodians only)"
+                 if schema.domain == "inferred" else f"Schema: the fixed domain ({how})")
+        return (gr.update(value=views.table_value(data.schema_rows(schema),
+                                                  data.SCHEMA_HEADERS),
+                          interactive=editable, label=label),
+                data.excluded_text(schema), data.review_text(schema) if editable else "")
 
     def add_upload(self, ws: Workspace, file: Any, name: str, share: float,
-                   exclude: str) -> Any:
-        """Add an uploaded CSV/Parquet file as a new dataset."""
+                   exclude: str, source_id: str) -> Any:
+        """Add an uploaded CSV/Parquet file as a new dataset (an extract of its data source)."""
         record = data.add_uploaded(ws, self.settings, file, name=name, holdout_share=share,
-                                   exclude=exclude)
+                                   exclude=exclude, source_id=source_id or "")
         return gr.update(choices=dataset_choices(ws), value=record.dataset_id), None
 
     def add_server(self, ws: Workspace, choice: str, name: str, share: float,
-                   exclude: str) -> Any:
+                   exclude: str, source_id: str) -> Any:
         """Add a file from an operator-allowed server folder as a new dataset."""
         record = data.add_server_file(ws, self.settings, choice, name=name, holdout_share=share,
-                                      exclude=exclude)
+                                      exclude=exclude, source_id=source_id or "")
         return gr.update(choices=dataset_choices(ws), value=record.dataset_id)
 
-    def save_schema(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
-        """Save the edited schema table as the dataset's draft."""
-        schema = data.save_draft(ws, dataset_id, table_rows(rows))
-        gr.Info("Schema saved; fix the domain again before training.", duration=4)
-        return (views.table_value(data.schema_rows(schema), data.SCHEMA_HEADERS),
-                views.dataset_info(ws, ws.dataset(dataset_id)))
+    def _after_edit(self, ws: Workspace, dataset_id: str) -> tuple[Any, ...]:
+        record = ws.dataset(dataset_id)
+        table, _, review = self._schema_view(ws, record)
+        return table, views.dataset_info(ws, record), review
 
-    def fix_domain(self, ws: Workspace, dataset_id: str, rows: Any, mode: str, eps: float | None,
-                   dlt: float | None) -> Any:
-        """Fix the dataset's domain: declared public, or learned with DP (charged)."""
-        record = data.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
-                                 delta=dlt)
-        schema = data.current_schema(record)
-        gr.Info("Domain fixed: " + ("declared public." if mode == "public" else
-                                    f"learned with DP for ε = {record.domain_epsilon:g}."),
+    def save_schema(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
+        """Save the edited schema table as the dataset's draft (custodians)."""
+        data.save_draft(ws, dataset_id, table_rows(rows))
+        gr.Info("Draft saved; fix the domain again before anyone trains on this source.",
                 duration=4)
-        return (views.table_value(data.schema_rows(schema), data.SCHEMA_HEADERS),
-                views.dataset_info(ws, record))
+        return self._after_edit(ws, dataset_id)
+
+    def round_limits(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
+        """Replace the bounds that are the data's own min/max by round public limits."""
+        data.use_round_limits(ws, dataset_id, table_rows(rows))
+        gr.Info("Flagged bounds replaced by round public limits (draft saved).", duration=4)
+        return self._after_edit(ws, dataset_id)
+
+    def fix_domain(self, ws: Workspace, dataset_id: str, rows: Any, mode: str | None,
+                   eps: float | None, dlt: float | None, accept: bool) -> Any:
+        """Fix the data source's domain: declared public, or learned with DP (charged)."""
+        record = data.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
+                                 delta=dlt, accept_flagged=bool(accept))
+        state = data.domain_of(ws, record)
+        gr.Info("Domain fixed for every user of this data source: " + (
+            "declared public." if state.mode == "public" else
+            f"learned with DP for ε = {state.epsilon:g}."), duration=4)
+        return self._after_edit(ws, dataset_id)
 
     def choose_generator(self, ws: Workspace, gid: str) -> list[Any]:
         """Show the chosen generator's description and parameter form."""
@@ -169,7 +209,7 @@ class PageEvents:
                 runs.finish_run(ws, job.run, job.outcome, job.message)
 
         job = self.jobs.start(ws.user, record, work, finish)
-        yield from watch(job)
+        yield from watch(job, show_losses=ws.is_custodian)
 
     def cancel(self, ws: Workspace) -> str:
         """Ask the caller's running training to stop at its next epoch."""
@@ -192,8 +232,8 @@ class PageEvents:
         path, frame = runs.generate(ws, self.settings, run_id, n, seed)
         record = ws.run(run_id)
         note = (f"{frame.height:,} rows drawn from run `{record.run_id}` "
-                f"(ε = {views.fmt(record.spent_epsilon)}): post-processing of the DP model, "
-                f"free and shareable." if record.private else
+                f"({runs.privacy_text(record)}): post-processing of the DP model, free and "
+                f"shareable." if record.private else
                 "⚠ **NOT differentially private**: these rows must not be released.")
         return self.stage(path), frame.head(20).to_pandas(), note
 
@@ -230,12 +270,26 @@ class PageEvents:
         runs.set_budget(ws, dataset_id, eps, dlt)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
+    def acknowledge(self, ws: Workspace, dataset_id: str, note: str) -> tuple[Any, ...]:
+        """Acknowledge the non-DP runs on the current dataset's data source (custodians)."""
+        count = runs.acknowledge_non_dp(ws, dataset_id, note)
+        gr.Info(f"{count} non-DP run(s) acknowledged.", duration=4)
+        return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
+
+    def close_reservation(self, ws: Workspace, dataset_id: str, entry_id: Any,
+                          note: str) -> tuple[Any, ...]:
+        """Close a reservation left open by a training that died (custodians)."""
+        running = {j.run.run_id for j in self.jobs.running()}
+        runs.close_reservation(ws, dataset_id, entry_id, note, running)
+        gr.Info("Reservation closed: recorded as spent in full.", duration=4)
+        return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
+
     def run_details(self, ws: Workspace, run_id: str) -> dict[str, Any]:
         """A run's record, by id (only the caller's own runs)."""
         return runs.run_details(ws, run_id)
 
-    def domain_cost_text(self, ws: Workspace, dataset_id: str | None, mode: str, eps: float,
-                         dlt: float) -> str:
+    def domain_cost_text(self, ws: Workspace, dataset_id: str | None, mode: str | None,
+                         eps: float, dlt: float) -> str:
         """What the chosen domain step would cost."""
         return data.domain_cost_text(ws, dataset_id, mode, eps, dlt)
 
@@ -249,8 +303,8 @@ class PageEvents:
 
 
 def dataset_choices(ws: Workspace) -> list[tuple[str, str]]:
-    """(label, id) of the user's datasets, newest first."""
-    return [(d.label, d.dataset_id) for d in ws.datasets()]
+    """(label, id) of the user's datasets, newest first (exact sizes for custodians only)."""
+    return [(d.label(exact_size=ws.is_custodian), d.dataset_id) for d in ws.datasets()]
 
 
 def run_choices(ws: Workspace, dataset_id: str | None) -> list[tuple[str, str]]:
@@ -258,11 +312,18 @@ def run_choices(ws: Workspace, dataset_id: str | None) -> list[tuple[str, str]]:
     return [(r.label, r.run_id) for r in ws.runs(dataset_id or None) if r.status == "done"]
 
 
-def watch(job: TrainingJob) -> Iterator[tuple[str, Any]]:
-    """Yield the job's progress about twice a second until it ends, then its final state."""
+def watch(job: TrainingJob, *, show_losses: bool = True) -> Iterator[tuple[str, Any]]:
+    """Yield the job's progress about twice a second until it ends, then its final state.
+
+    Losses are computed on the real rows: only a custodian sees them.
+    """
+    def state() -> tuple[str, Any]:
+        plot = loss_plot(job) if show_losses else gr.update(value=None)
+        return views.progress_html(job, show_losses=show_losses), plot
+
     while not job.finished.wait(0.5):
-        yield views.progress_html(job), loss_plot(job)
-    yield views.progress_html(job), loss_plot(job)
+        yield state()
+    yield state()
 
 
 def loss_plot(job: TrainingJob) -> Any:

@@ -3,7 +3,8 @@
 :func:`gated` wraps a handler ``fn(workspace, *inputs)`` into the function Gradio calls. The
 user comes only from the session (``gr.Request.username``, set by the login cookie on every
 request, page or HTTP API alike); a handler never takes a user name from the client, so it can
-only ever open the caller's own workspace.
+only ever open the caller's own workspace. The role comes from the account, read on every
+request, so an operator's role change applies at once.
 
 Errors: a :class:`~privsynth_core.errors.PrivsynthError` (a user's mistake, a refused budget,
 an id that is not theirs) becomes a readable ``gr.Error``; anything else is a bug: it is logged
@@ -17,12 +18,14 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from privsynth_core.errors import PrivsynthError
 
+from .auth import UserStore
 from .workspace import Workspace
 
 log = logging.getLogger("privsynth.ui")
@@ -52,16 +55,17 @@ def error_boundary() -> Iterator[None]:
 
 
 def workspace_for(home: Any, request: gr.Request | None) -> Workspace:
-    """The signed-in user's workspace.
+    """The signed-in user's workspace, with their role from the account store.
 
     Raises:
-        gr.Error: no user is signed in on this request.
+        gr.Error: no user is signed in on this request (or the account is gone).
     """
     user = getattr(request, "username", None) if request is not None else None
-    if not user:
+    role = UserStore(Path(home) / "users.sqlite").role(str(user)) if user else None
+    if not user or role is None:
         raise gr.Error("you are not signed in; open the app's sign-in page",
                        title="Not signed in", print_exception=False)
-    return Workspace(home, str(user))
+    return Workspace(home, str(user), role=role)
 
 
 def _inputs(fn: Callable[..., Any]) -> int:

@@ -3,6 +3,10 @@
 Training itself runs in a background thread (:mod:`privsynth_ui.training`); this module holds
 the steps: check a plan and price it, train and save, sample, evaluate, and the tables of
 budgets, ledger entries and runs. Nothing here imports Gradio.
+
+Every budget here is a data source's, in the one shared ledger (``DatasetRecord.key``), and only
+a custodian sets one; an analyst trains DP generators within it, never a non-DP one, and never
+runs or reads an evaluation (it is computed on the real rows).
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from privsynth_core.errors import ConfigError, DomainError, GeneratorError
-from privsynth_core.ledger import PrivacyBudget
+from privsynth_core.errors import BudgetNotSetError, ConfigError, DomainError, GeneratorError
+from privsynth_core.ledger import DatasetBudget, PrivacyBudget, short_key
+from privsynth_core.table import Table
 
+from .data_handlers import NO_BUDGET, domain_of
 from .workspace import DatasetRecord, RunRecord, Workspace, now
 
 if TYPE_CHECKING:
@@ -23,6 +29,21 @@ if TYPE_CHECKING:
     from privsynth_core.generator import ProgressCallback
 
     from .settings import UISettings
+
+
+@dataclass
+class SourceExtract(Table):
+    """A table that is an extract of a data source whose budget key it carries.
+
+    ``Table.budget_key()`` is the key of a source id, or the extract's own content; an upload's
+    train split is neither: its budget is its parent file's (the whole file's content).
+    """
+
+    parent_key: str = ""
+
+    def budget_key(self) -> str:
+        """The parent source's key."""
+        return self.parent_key or super().budget_key()
 
 
 @dataclass(frozen=True)
@@ -46,12 +67,24 @@ class TrainingRequest:
         return self.epsilon is not None
 
 
-def _noisy_rows(ws: Workspace, dataset: DatasetRecord) -> int | None:
-    """The dataset's released row count n̂, if a DP step has released it already."""
+def noisy_rows(ws: Workspace, dataset: DatasetRecord) -> int | None:
+    """The extract's released row count n̂, if a DP step has released it already."""
     from privsynth_core.privacy.count import released_row_count
 
-    found = released_row_count(ws.ledger, dataset.fingerprint, extract=dataset.fingerprint)
+    found = released_row_count(ws.ledger, dataset.key, extract=dataset.fingerprint)
     return found.value if found else None
+
+
+def source_status(ws: Workspace, dataset: DatasetRecord) -> DatasetBudget:
+    """The budget of the dataset's data source.
+
+    Raises:
+        BudgetNotSetError: none set yet (the message says to ask the custodian).
+    """
+    try:
+        return ws.ledger.status(dataset.key)
+    except BudgetNotSetError:
+        raise BudgetNotSetError(NO_BUDGET) from None
 
 
 def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: dict[str, Any],
@@ -71,26 +104,30 @@ def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: di
     cls = generators().get(str(generator_id or ""))
     normalised = cls.make_params(dict(params or {})).model_dump(mode="json")
     if not cls.is_dp:
+        ws.require_custodian(f"train {cls.generator_id}, which is NOT differentially private "
+                             f"(its model and rows must never leave the custodian)")
         return TrainingRequest(dataset, cls.generator_id, normalised, None, None,
                                str(accountant or ""))
-    if not dataset.domain or not dataset.schema_path.is_file():
-        raise DomainError("this dataset's domain is not fixed yet: on the Data tab, confirm "
-                          "it as public or learn it with DP, then train")
+    if not domain_of(ws, dataset).fixed:
+        raise DomainError(
+            "the domain of this data source is not fixed yet: " + (
+                "on the Data tab, declare it public or learn it with DP, then train"
+                if ws.is_custodian else "ask the data custodian to fix it, then train"))
     if epsilon is None or not epsilon > 0:
         raise ConfigError(f"{cls.generator_id} is differentially private: give a target "
                           f"epsilon > 0")
     settling_accountant(str(accountant or ""))
-    status = ws.ledger.status(dataset.fingerprint)
+    status = source_status(ws, dataset)
     left = status.remaining
-    count = 0.0 if _noisy_rows(ws, dataset) else count_epsilon(status.budget.epsilon)
+    count = 0.0 if noisy_rows(ws, dataset) else count_epsilon(status.budget.epsilon)
     need_eps = float(epsilon) + count
     need_delta = float(delta) if delta else (0.0 if cls.pure_epsilon else DEFAULT_DELTA_BOUND)
     if need_eps > left.epsilon * (1 + 1e-9) or need_delta > left.delta * (1 + 1e-9):
         raise BudgetExceededError(
             f"this training would reserve ε = {need_eps:.4g}, δ = {need_delta:.3g} (with the "
             f"released row count), but only ε = {left.epsilon:.4g}, δ = {left.delta:.3g} of the "
-            f"budget of {dataset.name} is left; lower epsilon/delta, or raise the budget on the "
-            f"Budget & runs tab if you, as the data's custodian, agree")
+            f"budget of this data source is left; lower epsilon/delta, or ask the data "
+            f"custodian to raise the budget")
     return TrainingRequest(dataset, cls.generator_id, normalised, float(epsilon),
                            float(delta) if delta else None, str(accountant or ""))
 
@@ -116,9 +153,13 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
         return ("⚠ **NOT differentially private.** This generator spends no budget because it "
                 "gives no guarantee at all: its model and synthetic rows must not leave the "
                 "custodian. The run is recorded in the ledger as non-DP.")
-    status = ws.ledger.status(dataset.fingerprint)
+    try:
+        status = ws.ledger.status(dataset.key)
+    except BudgetNotSetError:
+        return ("**No budget set yet for this data source**: ask the data custodian to set one. "
+                "Nothing can be trained on it until then.")
     left = status.remaining
-    noisy = _noisy_rows(ws, dataset)
+    noisy = noisy_rows(ws, dataset)
     count = 0.0 if noisy else count_epsilon(status.budget.epsilon)
     eps = float(epsilon or 0)
     dlt = float(delta) if delta else (0.0 if cls.pure_epsilon else
@@ -127,8 +168,9 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
     count_text = (f" plus ε = {count:.3g} to release the row count once" if count else "")
     lines = [
         f"**This training reserves ε = {eps:g}, δ = {dlt:.3g}**{count_text} of the budget of "
-        f"*{dataset.name}* (ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
-        f"left now: ε = {left.epsilon:.4g}, δ = {left.delta:.3g}).",
+        f"the data source `{short_key(dataset.key)}` (ε = {status.budget.epsilon:g}, "
+        f"δ = {status.budget.delta:g}, shared by everyone who uses it; left now: "
+        f"ε = {left.epsilon:.4g}, δ = {left.delta:.3g}).",
         (f"Left afterwards: at least ε = {left.epsilon - eps - count:.4g}, "
          f"δ = {left.delta - dlt:.3g} (the accountant settles the reservation to what training "
          f"really spent)." if fits else "❌ **This does not fit in the budget left**: lower ε or "
@@ -144,9 +186,10 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
             given = getattr(made, "sigma", None) or getattr(made, "noise_multiplier", None)
             from privsynth_core.schema import Schema
 
+            domain = domain_of(ws, dataset)
             price = price_plan(cls.generator_id, made, rows=noisy, accountant=str(accountant),
-                               delta=dlt, schema=Schema.load(dataset.schema_path)
-                               if dataset.schema_path.is_file() else None,
+                               delta=dlt, schema=Schema.load(domain.schema_path)
+                               if domain.fixed else None,
                                sigma=float(given) if given else None,
                                epsilon=None if given else eps)
             noise = (f"noise multiplier σ = {given:g} (given) would spend ε ≈ {price.epsilon:.4g}"
@@ -181,22 +224,31 @@ def train(ws: Workspace, record: RunRecord, progress: ProgressCallback) -> RunRe
     The generator reserves its whole target before reading the data and settles to what the
     accountant says it spent; an error or a cancel after that keeps the reservation charged.
     """
-    from privsynth_core.ledger import PrivacyLedger
     from privsynth_core.privacy.release import SpentPart, total
     from privsynth_core.schema import Schema
     from privsynth_core.service import create_generator, fit_generator
-    from privsynth_core.table import Table
 
     dataset = ws.dataset(record.dataset_id)
     generator = create_generator(record.generator, record.params)
-    schema_path = dataset.schema_path if dataset.schema_path.is_file() else \
-        dataset.draft_schema_path
-    table = Table.load(dataset.train_path, Schema.load(schema_path))
-    table.spent = [SpentPart(**part) for part in dataset.domain_parts]
-    ledger: PrivacyLedger = ws.ledger
-    fit_generator(table, generator, epsilon=record.epsilon, delta=record.delta,
-                  accountant=record.accountant or "rdp", ledger=ledger, run_id=record.run_id,
-                  progress=progress)
+    domain = domain_of(ws, dataset)
+    if domain.fixed:
+        schema = Schema.load(domain.schema_path)
+    elif not record.private:  # a custodian's non-DP baseline may use the draft as it is
+        schema = Schema.load(dataset.draft_schema_path)
+    else:
+        raise DomainError("the domain of this data source was unfixed before training started; "
+                          "ask the data custodian to fix it again")
+    table = SourceExtract.load(dataset.train_path, schema, source=dataset.source)
+    assert isinstance(table, SourceExtract)
+    table.parent_key = dataset.key
+    # A DP-learned domain was released before: its cost is part of this release's guarantee.
+    table.spent = [SpentPart(**part) for part in domain.parts] if domain.mode == "dp" else []
+    try:
+        fit_generator(table, generator, epsilon=record.epsilon, delta=record.delta,
+                      accountant=record.accountant or "rdp", ledger=ws.ledger,
+                      run_id=record.run_id, progress=progress)
+    except BudgetNotSetError:
+        raise BudgetNotSetError(NO_BUDGET) from None
     summary = generator.fit_summary
     assert summary is not None
     generator.save(record.model_dir, overwrite=True)
@@ -204,6 +256,7 @@ def train(ws: Workspace, record: RunRecord, progress: ProgressCallback) -> RunRe
     # What the release states: end to end (domain + row count + training), as its manifest.
     record.spent_epsilon, record.spent_delta = total(summary.spent) if summary.private else (
         None, None)
+    record.privacy_parts = [p.public() for p in summary.spent] if summary.private else []
     record.steps = summary.steps
     record.message = ("stopped early: the next step would have gone over the target"
                       if summary.stopped_early else "")
@@ -239,6 +292,8 @@ def generate(ws: Workspace, settings: UISettings, run_id: str, rows: Any,
     from privsynth_core.generator import Generator
 
     record = _done_run(ws, run_id)
+    if not record.private:
+        ws.require_custodian("draw rows from a model that is NOT differentially private")
     n = _int(rows, "rows", 1, settings.max_sample_rows)
     seed_value = _int(seed, "seed", 0, 2**32 - 1)
     frame = Generator.load(record.model_dir).sample(n, seed=seed_value)
@@ -294,6 +349,8 @@ def evaluate(ws: Workspace, settings: UISettings, run_id: str, *, target: str | 
     from privsynth_core.schema import Schema
     from privsynth_core.table import read_frame
 
+    ws.require_custodian("run or read an evaluation: it compares the synthetic rows with the "
+                         "real ones, so it is NOT differentially private")
     record = _done_run(ws, run_id)
     dataset = ws.dataset(record.dataset_id)
     sample = latest_sample(record)
@@ -357,61 +414,114 @@ def target_choices(ws: Workspace, run_id: str | None) -> list[str]:
 
 
 def budget_rows(ws: Workspace) -> list[list[Any]]:
-    """One row per dataset: budget, spent, left, non-DP runs."""
-    from privsynth_core.errors import BudgetNotSetError
-
-    rows: list[list[Any]] = []
+    """One row per data source of the user's datasets: budget, spent, left, non-DP runs."""
+    by_key: dict[str, list[str]] = {}
     for dataset in ws.datasets():
+        by_key.setdefault(dataset.key, []).append(dataset.name)
+    rows: list[list[Any]] = []
+    for key, names in by_key.items():
+        shown = [short_key(key), ", ".join(dict.fromkeys(names))]
         try:
-            s = ws.ledger.status(dataset.fingerprint)
+            s = ws.ledger.status(key)
         except BudgetNotSetError:  # shown as such
-            rows.append([dataset.name, dataset.dataset_id, None, None, None, None, None, None,
-                         0])
+            rows.append([*shown, None, None, None, None, None, None, "no budget set yet"])
             continue
-        rows.append([dataset.name, dataset.dataset_id, s.budget.epsilon, s.budget.delta,
-                     _num(s.spent.epsilon), s.spent.delta, _num(s.remaining.epsilon),
-                     s.remaining.delta, s.non_private_runs])
+        non_dp = (f"{s.non_private_runs} (unbounded: not acknowledged)" if s.unbounded
+                  else str(s.non_private_runs))
+        rows.append([*shown, s.budget.epsilon, s.budget.delta, _num(s.spent.epsilon),
+                     s.spent.delta, _num(s.remaining.epsilon), s.remaining.delta, non_dp])
     return rows
 
 
 def ledger_rows(ws: Workspace, dataset_id: str) -> list[list[Any]]:
-    """The dataset's ledger entries, oldest first."""
+    """The ledger entries of the dataset's data source (everyone's), oldest first.
+
+    An analyst sees the runs of others (other users, the CLI, the flows) only as "not yours".
+    """
     dataset = ws.dataset(dataset_id)
+    own = {r.run_id for r in ws.runs()} | {f"domain-{d.dataset_id}" for d in ws.datasets()}
+
+    def run_of(run_id: str) -> str:
+        if ws.is_custodian or run_id in own or run_id[:len("domain-") + 16] in own:
+            return run_id[:24]
+        return "(not yours)"
+
     return [[e.entry_id, e.created_at, e.mechanism, e.status,
              None if e.status == "non-dp" else _num(e.epsilon),
-             None if e.status == "non-dp" else e.delta, e.run_id[:16]]
-            for e in ws.ledger.entries(dataset.fingerprint)]
+             None if e.status == "non-dp" else e.delta, run_of(e.run_id)]
+            for e in ws.ledger.entries(dataset.key)]
 
 
 def run_rows(ws: Workspace, dataset_id: str | None = None) -> list[list[Any]]:
-    """The runs (of one dataset, or all), newest first."""
+    """The runs (of one dataset, or all), newest first; ε spent is the end-to-end total."""
     return [[r.run_id, r.created, r.dataset_name, r.generator,
              r.epsilon if r.private else "NOT DP", _num(r.spent_epsilon), r.status, r.message]
             for r in ws.runs(dataset_id)]
 
 
 def budget_of(ws: Workspace, dataset_id: str) -> PrivacyBudget | None:
-    """The dataset's total budget (None if none is set)."""
-    from privsynth_core.errors import BudgetNotSetError
-
+    """The total budget of the dataset's data source (None if none is set)."""
     try:
-        return ws.ledger.status(ws.dataset(dataset_id).fingerprint).budget
+        return ws.ledger.status(ws.dataset(dataset_id).key).budget
     except BudgetNotSetError:
         return None
 
 
 def set_budget(ws: Workspace, dataset_id: str, epsilon: Any, delta: Any) -> None:
-    """Change a dataset's budget (never below what is already spent).
+    """Set or change the budget of the dataset's data source (custodians only; never below what
+    is already spent). It is the one budget of that source for every user and front end.
 
     Raises:
-        NotFoundError, ConfigError, BudgetExceededError.
+        RoleError, NotFoundError, ConfigError, BudgetExceededError.
     """
+    ws.require_custodian("set or change the budget of a data source")
     dataset = ws.dataset(dataset_id)
     try:
         eps, dlt = float(epsilon), float(delta)
     except (TypeError, ValueError):
         raise ConfigError("the budget needs a number for epsilon and for delta") from None
-    ws.ledger.set_budget(dataset.fingerprint, epsilon=eps, delta=dlt, label=dataset.name)
+    label = dataset.origin if dataset.source or dataset.origin.startswith("server") else \
+        f"{dataset.origin} (content {dataset.source_fingerprint[:12]})"
+    ws.ledger.set_budget(dataset.key, epsilon=eps, delta=dlt, label=label[:200])
+
+
+def acknowledge_non_dp(ws: Workspace, dataset_id: str, note: str) -> int:
+    """Record that a custodian has seen the non-DP runs on the dataset's data source.
+
+    Raises:
+        RoleError, NotFoundError, ConfigError (no note), BudgetError (nothing to acknowledge).
+    """
+    ws.require_custodian("acknowledge non-DP runs")
+    return ws.ledger.acknowledge_non_dp(ws.dataset(dataset_id).key, note=str(note or ""),
+                                        by=f"web:{ws.user}")
+
+
+def close_reservation(ws: Workspace, dataset_id: str, entry_id: Any, note: str,
+                      running: set[str]) -> None:
+    """Close a reservation of the dataset's data source left open by a training that died: it
+    is recorded as spent in full (custodians only).
+
+    Args:
+        running: run ids training right now in this app (their reservations are not left open).
+
+    Raises:
+        RoleError, NotFoundError, ConfigError, BudgetError.
+    """
+    from privsynth_core.errors import BudgetError
+
+    ws.require_custodian("close a reservation")
+    key = ws.dataset(dataset_id).key
+    try:
+        wanted = int(float(entry_id))
+    except (TypeError, ValueError):
+        raise ConfigError("give the ledger entry id of the reservation") from None
+    found = [e for e in ws.ledger.open_reservations(key) if e.entry_id == wanted]
+    if not found:
+        raise BudgetError(f"entry {wanted} is not an open reservation of this data source")
+    if found[0].run_id in running:
+        raise BudgetError(f"entry {wanted} belongs to a training that is still running; it "
+                          f"settles itself when it ends (or cancel it)")
+    ws.ledger.close_reservation(wanted, note=str(note or ""), by=f"web:{ws.user}")
 
 
 def run_details(ws: Workspace, run_id: str) -> dict[str, Any]:
@@ -419,5 +529,16 @@ def run_details(ws: Workspace, run_id: str) -> dict[str, Any]:
     record = ws.run(run_id)
     data = {k: v for k, v in record.__dict__.items() if k != "directory"}
     data["samples"] = sorted(p.name for p in record.samples_dir.glob("*.csv"))
-    data["report"] = (record.report_dir / "report.html").is_file()
+    data["report"] = ws.is_custodian and (record.report_dir / "report.html").is_file()
     return data
+
+
+def privacy_text(record: RunRecord) -> str:
+    """What a finished run's release states, end to end, with its parts."""
+    if not record.private:
+        return "NOT differentially private"
+    if record.spent_epsilon is None:
+        return "nothing spent yet"
+    parts = " + ".join(f"{p['step']} {p['epsilon']:.3g}" for p in record.privacy_parts)
+    return (f"ε = {record.spent_epsilon:.4g}, δ = {record.spent_delta or 0:.3g} end to end"
+            + (f" ({parts})" if parts else ""))

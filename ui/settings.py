@@ -19,25 +19,27 @@ class UISettings:
     """What the operator decides for every user of the app.
 
     Attributes:
-        home: privsynth's state folder; accounts in ``users.sqlite``, each user's work in
-            ``workspaces/<user>/`` (their own ledger, datasets, runs, reports).
+        home: privsynth's state folder: the one privacy ledger every front end shares
+            (``ledger.sqlite``), accounts in ``users.sqlite``, each data source's fixed domain
+            in ``sources/``, each user's datasets and runs in ``workspaces/<user>/``.
         data_dirs: server folders whose CSV/Parquet files users may pick (read-only); nothing
             outside them can be reached.
         max_upload_bytes: largest file a user may upload or pick.
-        allow_signup: whether visitors may create their own account.
+        allow_signup: whether visitors may create their own (analyst) account. Default: only
+            when no data folder is exposed, since sign-up would hand its files to anyone who can
+            reach the page.
         max_trainings: trainings that may run at once (all users together).
-        default_budget: (epsilon, delta) budget a new dataset starts with; its owner can change
-            it (the budget guards the owner's own releases).
         max_sample_rows: most synthetic rows one request may generate.
         failure_delay: seconds a failed sign-in waits before answering.
+
+    No budget is ever set here: a data source gets one only from a custodian.
     """
 
     home: Path = field(default_factory=privsynth_home)
     data_dirs: tuple[Path, ...] = ()
     max_upload_bytes: int = 200 * 2**20
-    allow_signup: bool = True
+    allow_signup: bool | None = None
     max_trainings: int = 2
-    default_budget: tuple[float, float] = (5.0, 1e-4)
     max_sample_rows: int = 1_000_000
     failure_delay: float = 0.5
 
@@ -50,6 +52,8 @@ class UISettings:
             resolved.append(path)
         object.__setattr__(self, "data_dirs", tuple(resolved))
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+        if self.allow_signup is None:
+            object.__setattr__(self, "allow_signup", not resolved)
         if self.max_upload_bytes < 1:
             raise ConfigError("the upload limit must be at least 1 byte")
 
@@ -57,6 +61,11 @@ class UISettings:
     def users_db(self) -> Path:
         """The accounts database."""
         return self.home / "users.sqlite"
+
+    @property
+    def ledger_path(self) -> Path:
+        """The privacy ledger shared by every user, the CLI and the flows."""
+        return self.home / "ledger.sqlite"
 
     @property
     def cache_dir(self) -> Path:

@@ -120,6 +120,11 @@ class TrainingJobs:
         with self._lock:
             return self._jobs.get(user)
 
+    def running(self) -> list[TrainingJob]:
+        """Every training still running, all users."""
+        with self._lock:
+            return [j for j in self._jobs.values() if not j.finished.is_set()]
+
     def cancel(self, user: str) -> TrainingJob | None:
         """Ask the user's running training to stop; None if nothing is running."""
         job = self.get(user)

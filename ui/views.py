@@ -52,25 +52,51 @@ NO_DATASET = "No dataset yet: add a CSV or Parquet table on the **Data** tab."
 
 
 def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
-    """One paragraph about the current dataset: size, domain state, budget."""
+    """One paragraph about the current dataset: source, size, domain state, budget.
+
+    The exact size goes only to a custodian; an analyst sees the released count n̂ (a DP
+    output), once a training has released it.
+    """
+    from privsynth_core.ledger import short_key
+
+    from .data_handlers import domain_of
+    from .run_handlers import noisy_rows
+
     if record is None:
         return NO_DATASET
-    domain = {"public": "declared public", "dp":
-              f"learned with DP (ε = {record.domain_epsilon:g})"}.get(
-        record.domain, "**not fixed yet** (confirm or learn it on the Data tab)")
+    state = domain_of(ws, record)
+    who = f" by {html.escape(state.fixed_by)}" if state.fixed_by else ""
+    domain = {"public": f"declared public{who}",
+              "dp": f"learned with DP{who} (ε = {state.epsilon:g})"}.get(
+        state.mode if state.fixed else "",
+        "**not fixed yet** (" + ("declare it public or learn it with DP below"
+                                 if ws.is_custodian else "ask the data custodian") + ")")
     try:
-        status = ws.ledger.status(record.fingerprint)
+        status = ws.ledger.status(record.key)
         budget = (f"budget ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
                   f"left ε = {status.remaining.epsilon:.4g}, δ = {status.remaining.delta:.3g}")
+        if status.unbounded:
+            budget += " · ⚠ **unbounded**: a non-DP run is not acknowledged"
     except BudgetNotSetError:
-        budget = "no budget set"
-    holdout = f" + {record.holdout_rows:,} holdout" if record.holdout_rows else ""
-    return (f"**{html.escape(record.name)}**: {record.rows:,} training rows{holdout}, "
-            f"{len(record.columns)} columns · domain {domain} · {budget}")
+        budget = "**no budget set yet**" + (
+            ": set one on the Budget & runs tab" if ws.is_custodian
+            else ": ask the data custodian")
+    if ws.is_custodian:
+        holdout = f" + {record.holdout_rows:,} holdout" if record.holdout_rows else ""
+        size = f"{record.rows:,} training rows{holdout}"
+    else:
+        released = noisy_rows(ws, record)
+        size = (f"about {released:,} training rows (released noisy count)" if released
+                else "size not released yet (the first training releases a noisy count)")
+    return (f"**{html.escape(record.name)}** · data source `{html.escape(short_key(record.key))}`"
+            f" · {size}, {len(record.columns)} columns · domain {domain} · {budget}")
 
 
-def progress_html(job: TrainingJob) -> str:
-    """The live progress of a training: bar, epoch, losses, epsilon so far."""
+def progress_html(job: TrainingJob, *, show_losses: bool = True) -> str:
+    """The live progress of a training: bar, epoch, losses (custodians: they are computed on
+    the real rows), epsilon so far, and at the end what the release states."""
+    from .run_handlers import privacy_text
+
     last: Progress | None = job.history[-1] if job.history else None
     run = job.run
     state = job.outcome if job.finished.is_set() else "running"
@@ -82,7 +108,8 @@ def progress_html(job: TrainingJob) -> str:
     parts = []
     if last is not None:
         parts.append(f"epoch {last.epoch} / {last.epochs}")
-        parts += [f"{k} loss {v:.4g}" for k, v in last.losses.items()]
+        if show_losses:
+            parts += [f"{k} loss {v:.4g}" for k, v in last.losses.items()]
         if last.epsilon is not None and run.epsilon is not None:
             parts.append(f"ε so far {last.epsilon:.4g} of {run.epsilon:g}")
     else:
@@ -96,10 +123,8 @@ def progress_html(job: TrainingJob) -> str:
     detail = " · ".join(parts)
     message = f"<p>{html.escape(job.message)}</p>" if job.message else ""
     if state == "done":
-        spent = (f"spent ε = {fmt(run.spent_epsilon)}, δ = {fmt(run.spent_delta, 3)}"
-                 if run.private else "NOT differentially private")
-        message = (f"<p>Run <code>{run.run_id}</code>: {spent}. Draw rows on the "
-                   f"<b>Generate</b> tab.</p>")
+        message = (f"<p>Run <code>{run.run_id}</code>: {html.escape(privacy_text(run))}. Draw "
+                   f"rows on the <b>Generate</b> tab.</p>")
     return (f"<div><b>{headline}</b> — {html.escape(run.generator)}, run "
             f"<code>{run.run_id}</code><div class='ps-bar {state}'><div style='width:"
             f"{fraction * 100:.0f}%'></div></div>{html.escape(detail)}{message}</div>")

@@ -7,11 +7,14 @@ Routes::
     /login         sign in (form)          /signup   create an account (unless switched off)
     /logout        end the session         /healthz  liveness, no data
     /app/...       the Gradio page and its HTTP API; every request needs a session
-    /files/runs/<run id>/report/...   a run's report, only for the run's owner
+    /files/runs/<run id>/report/...   a run's evaluation report and plots (NOT DP): only for the
+                                      run's owner, and only while they are a custodian
+    /files/runs/<run id>/samples/...  a run's synthetic tables, for the run's owner
 
 Gradio learns the user through ``auth_dependency`` (the session cookie), for the page and for
-every API call alike, and each handler opens only that user's workspace (see
-:mod:`privsynth_ui.gate`). Nothing here calls out to the network.
+every API call alike, and each handler opens only that user's workspace, with the role of their
+account (see :mod:`privsynth_ui.gate`). Sign-up creates analysts only. Nothing here calls out to
+the network.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from fastapi.responses import (
     Response,
 )
 
-from .auth import LoginError, UserStore
+from .auth import ANALYST, CUSTODIAN, LoginError, UserStore
 from .settings import UISettings
 
 if TYPE_CHECKING:
@@ -117,10 +120,14 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
 
     from .app import build_demo
     from .views import CSS
-    from .workspace import NotFoundError, Workspace
+    from .workspace import NotFoundError, Workspace, shared_ledger
 
     settings = settings or UISettings.from_env()
     settings.home.mkdir(parents=True, exist_ok=True)
+    # The one ledger of this home, opened (created on a first start) before any workspace: a
+    # missing ledger where one existed stops the server here, with how to restore it.
+    shared_ledger(settings.home)
+    signup_open = bool(settings.allow_signup)
     settings.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Uploads and downloads in transit stay in a folder of this app, not in a shared /tmp.
     os.environ["GRADIO_TEMP_DIR"] = str(settings.cache_dir)
@@ -157,7 +164,7 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
     @app.get("/login")
     def login_form(next: str = "", bye: str = "") -> Response:
         return login_page("You are signed out." if bye else "", next_url=_safe_next(next),
-                          signup=settings.allow_signup, ok=bool(bye))
+                          signup=signup_open, ok=bool(bye))
 
     @app.post("/login")
     def login(request: Request, username: str = Form(""), password: str = Form(""),
@@ -165,13 +172,13 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
         try:
             user = store.verify(username, password)
         except LoginError as exc:
-            return login_page(str(exc), next_url=_safe_next(next), signup=settings.allow_signup,
+            return login_page(str(exc), next_url=_safe_next(next), signup=signup_open,
                               status=401)
         return signed_in(user, next, request.url.scheme == "https")
 
     @app.get("/signup")
     def signup_form() -> Response:
-        if not settings.allow_signup:
+        if not signup_open:
             return login_page("Sign-up is switched off on this server; ask the operator for an "
                               "account.", signup=False, status=404)
         return signup_page()
@@ -181,17 +188,17 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
                password2: str = Form("")) -> Response:
         from privsynth_core.errors import PrivsynthError
 
-        if not settings.allow_signup:
+        if not signup_open:
             return login_page("Sign-up is switched off on this server.", signup=False,
                               status=404)
         name = username.strip().lower()
         if password != password2:
             return signup_page("The two passwords differ.", status=400)
         try:
-            store.add_user(name, password)
+            store.add_user(name, password, role=ANALYST)  # never more than an analyst
         except PrivsynthError as exc:
             return signup_page(str(exc), status=400)
-        log.info("account %s created by sign-up", name)
+        log.info("account %s (analyst) created by sign-up", name)
         return signed_in(name, APP_PATH + "/", request.url.scheme == "https")
 
     @app.get("/logout")
@@ -215,6 +222,13 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
         allowed = any(target.is_relative_to(base / sub) for sub in ("report", "samples"))
         if not allowed or not target.is_file():
             return PlainTextResponse("not found", status_code=404)
+        # The report and its plots are computed on the real rows (NOT DP): custodians only,
+        # checked against the account now (a role taken away takes the reports with it); a
+        # non-DP model's samples likewise.
+        custodian = store.role(user) == CUSTODIAN
+        if not custodian and (target.is_relative_to(base / "report") or not record.private):
+            return PlainTextResponse("forbidden: only a data custodian may open this (it is "
+                                     "NOT differentially private)", status_code=403)
         return FileResponse(target, headers={"Cache-Control": "no-store",
                                              "X-Content-Type-Options": "nosniff"})
 

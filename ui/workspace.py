@@ -1,20 +1,28 @@
-"""Each user's own space: datasets, runs, their files, and a privacy ledger of their own.
+"""Each user's own space (datasets, runs, their files), over the one ledger every user shares.
 
-``$PRIVSYNTH_HOME/workspaces/<user>/``::
+``$PRIVSYNTH_HOME/``::
 
-    ledger.sqlite                 the user's budgets and spending (one per dataset fingerprint)
-    datasets/<id>/dataset.json    what was added, its size, fingerprint and domain state
-                  train.csv       the private rows a generator trains on
-                  holdout.csv     real rows kept aside for evaluation (never trained on)
-                  schema.draft.yaml   the inferred schema, as edited (NOT private)
-                  schema.yaml     the confirmed domain: declared public, or learned with DP
-    runs/<id>/run.json            generator, parameters, target, status, what was spent
-              model/              the saved generator
-              samples/            synthetic tables drawn from it
-              report/             the evaluation (NOT DP: custodian-only)
+    ledger.sqlite                 THE privacy ledger: one budget per data source, shared by every
+                                  user of the web app, the CLI and the flows
+    sources/                      each data source's fixed domain (see privsynth_ui.sources)
+    workspaces/<user>/
+      datasets/<id>/dataset.json  what was added: its data source, fingerprints, sizes
+                    train.csv     the private rows a generator trains on
+                    holdout.csv   real rows kept aside for evaluation (never trained on)
+                    schema.draft.yaml   the inferred schema, as edited (NOT private)
+      runs/<id>/run.json          generator, parameters, target, status, what the release states
+                model/            the saved generator
+                samples/          synthetic tables drawn from it
+                report/           the evaluation (NOT DP: custodians only)
+
+A dataset is one *extract* (the train split) of a *data source*: a server file, an uploaded file,
+or a source id a custodian declared. Its budget key (:attr:`DatasetRecord.key`) is the source's,
+so every user's extracts of one source, with any holdout share, spend from one budget.
 
 Every look-up goes through a user's :class:`Workspace`, and ids are checked against a strict
 pattern before they touch a path, so another user's id, or a made-up one, is simply "not found".
+The workspace also carries the caller's role (from the account, never from the client):
+:meth:`Workspace.require_custodian` is how a handler refuses an analyst.
 """
 
 from __future__ import annotations
@@ -29,13 +37,24 @@ from typing import Any
 
 from privsynth_core.errors import PrivsynthError
 from privsynth_core.fileio import atomic_write_text
-from privsynth_core.ledger import PrivacyLedger
+from privsynth_core.ledger import PrivacyLedger, budget_key
+
+from .auth import ANALYST, CUSTODIAN, ROLES
 
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
 class NotFoundError(PrivsynthError, LookupError):
     """A dataset or run id that is not in the user's workspace."""
+
+
+class RoleError(PrivsynthError, PermissionError):
+    """The caller's role does not allow the action (an analyst asking for a custodian's)."""
+
+
+def shared_ledger(home: Path) -> PrivacyLedger:
+    """The one privacy ledger of this privsynth home (``<home>/ledger.sqlite``)."""
+    return PrivacyLedger(Path(home) / "ledger.sqlite")
 
 
 def new_id() -> str:
@@ -50,22 +69,34 @@ def now() -> str:
 
 @dataclass
 class DatasetRecord:
-    """A dataset the user added (``dataset.json``)."""
+    """A dataset the user added (``dataset.json``): one extract of a data source.
+
+    Attributes:
+        origin: where it came from, for people (``server: folder/file.csv``, ``upload: x.csv``).
+        source: the data source id (a server file's, or one a custodian declared); None for an
+            upload, whose source is its content (``source_fingerprint``).
+        source_fingerprint: content fingerprint of the whole file, before the holdout split.
+        fingerprint: content fingerprint of the extract trained on (``train.csv``).
+        rows, holdout_rows: exact sizes. **Private**: shown to custodians only.
+    """
 
     dataset_id: str
     name: str
-    source: str
+    origin: str
     created: str
     rows: int
     holdout_rows: int
     columns: list[str]
     fingerprint: str
-    domain: str = ""  # "", "public" or "dp"
-    domain_epsilon: float = 0.0
-    domain_delta: float = 0.0
-    #: The charged mechanisms a DP-learned domain came from (SpentPart fields, with ledger ids).
-    domain_parts: list[dict[str, Any]] = field(default_factory=list)
+    source_fingerprint: str
+    source: str | None = None
+    added_by: str = ""
     directory: Path = field(default=Path(), compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """The budget key of the data source (``source:<id>``, or the whole file's content)."""
+        return budget_key(self.source, self.source_fingerprint)
 
     @property
     def train_path(self) -> Path:
@@ -83,15 +114,10 @@ class DatasetRecord:
         """The inferred (and edited) schema."""
         return self.directory / "schema.draft.yaml"
 
-    @property
-    def schema_path(self) -> Path:
-        """The confirmed domain (exists once the domain is public or learned with DP)."""
-        return self.directory / "schema.yaml"
-
-    @property
-    def label(self) -> str:
-        """What dropdowns show."""
-        return f"{self.name} ({self.rows} rows, {self.dataset_id[:6]})"
+    def label(self, *, exact_size: bool) -> str:
+        """What dropdowns show (the exact size only to a custodian)."""
+        size = f"{self.rows} rows, " if exact_size else ""
+        return f"{self.name} ({size}{self.dataset_id[:6]})"
 
 
 @dataclass
@@ -114,6 +140,8 @@ class RunRecord:
     spent_delta: float | None = None
     steps: int = 0
     message: str = ""
+    #: What the release states it spent, end to end: its parts (domain, row count, training).
+    privacy_parts: list[dict[str, Any]] = field(default_factory=list)
     directory: Path = field(default=Path(), compare=False, repr=False)
 
     @property
@@ -141,6 +169,11 @@ class RunRecord:
 
 def _load(cls: type[Any], path: Path) -> Any:
     data = json.loads(path.read_text(encoding="utf-8"))
+    if cls is DatasetRecord and "origin" not in data:
+        # A dataset from before data sources: its "source" was the origin text, and the train
+        # rows were their own population.
+        data["origin"], data["source"] = data.get("source", ""), None
+        data.setdefault("source_fingerprint", data.get("fingerprint", ""))
     known = {f.name for f in fields(cls)} - {"directory"}
     return cls(**{k: v for k, v in data.items() if k in known}, directory=path.parent)
 
@@ -151,32 +184,53 @@ def _save(record: DatasetRecord | RunRecord, name: str) -> None:
 
 
 class Workspace:
-    """One user's folder and ledger.
+    """One user's folder, their role, and the shared ledger and data sources.
 
     Args:
         home: privsynth's state folder.
         user: a user name (already checked by the account store; checked again here).
+        role: the account's role (:data:`privsynth_ui.auth.ROLES`), from the account store.
+
+    Raises:
+        NotFoundError: not a valid user name.
+        LedgerMissingError: the shared ledger is missing where one existed.
     """
 
-    def __init__(self, home: Path, user: str) -> None:
+    def __init__(self, home: Path, user: str, role: str = ANALYST) -> None:
         from .auth import USERNAME_RE
+        from .sources import Sources
 
         if not USERNAME_RE.match(user):
             raise NotFoundError("no such user")
+        if role not in ROLES:
+            raise RoleError(f"unknown role {role!r}")
         self.user = user
-        self.root = Path(home) / "workspaces" / user
+        self.role = role
+        self.home = Path(home)
+        # Opened (created on a first use) before any workspace folder exists: the ledger refuses
+        # to start anew in a home that already holds privsynth state.
+        self.ledger = shared_ledger(self.home)
+        self.sources = Sources(self.home)
+        self.root = self.home / "workspaces" / user
         self.datasets_dir = self.root / "datasets"
         self.runs_dir = self.root / "runs"
         for folder in (self.datasets_dir, self.runs_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self._ledger: PrivacyLedger | None = None
 
     @property
-    def ledger(self) -> PrivacyLedger:
-        """The user's own privacy ledger."""
-        if self._ledger is None:
-            self._ledger = PrivacyLedger(self.root / "ledger.sqlite")
-        return self._ledger
+    def is_custodian(self) -> bool:
+        """Whether the caller is a data custodian (of every source on this server)."""
+        return self.role == CUSTODIAN
+
+    def require_custodian(self, action: str) -> None:
+        """Refuse ``action`` unless the caller is a data custodian.
+
+        Raises:
+            RoleError: the caller is an analyst.
+        """
+        if not self.is_custodian:
+            raise RoleError(f"only a data custodian can {action}; you are signed in as an "
+                            f"analyst: ask a custodian of this server")
 
     # -- datasets -------------------------------------------------------------------------
 
@@ -251,4 +305,5 @@ class Workspace:
         return path
 
 
-__all__ = ["DatasetRecord", "NotFoundError", "RunRecord", "Workspace", "new_id", "now"]
+__all__ = ["DatasetRecord", "NotFoundError", "RoleError", "RunRecord", "Workspace", "new_id",
+           "now", "shared_ledger"]

@@ -1,4 +1,5 @@
-"""Accounts of the browser app: slow salted hashes, throttled sign-in, sessions, operator CLI."""
+"""Accounts of the browser app: slow salted hashes, throttled sign-in, sessions, roles, the
+operator's CLI, and who may sign up."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from privsynth_core.errors import ConfigError
 from privsynth_ui.auth import LoginError, UserStore, check_password
 from privsynth_ui.cli import main
+from privsynth_ui.settings import UISettings
 from privsynth_ui.workspace import Workspace
 
 
@@ -108,8 +110,20 @@ def test_users_command(privsynth_home: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["users", "add", "erin", "--password-stdin"]) == 0
     store = UserStore(privsynth_home / "users.sqlite")
     assert store.verify("erin", "erin's password") == "erin"
+    assert store.role("erin") == "analyst"  # unless the operator says otherwise
+    monkeypatch.setattr("sys.stdin", io.StringIO("fay's password\n"))
+    assert main(["users", "add", "fay", "--role", "custodian", "--password-stdin"]) == 0
+    assert store.role("fay") == "custodian"
     assert main(["users", "list"]) == 0
-    assert "erin" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "ROLE" in listed and "erin  analyst" in listed and "fay   custodian" in listed
+    assert main(["users", "role", "erin", "custodian"]) == 0
+    assert store.role("erin") == "custodian"
+    assert "erin is now a custodian" in capsys.readouterr().out
+    assert main(["users", "role", "nobody", "analyst"]) == 2
+    assert "no user 'nobody'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses a role that does not exist
+        main(["users", "role", "erin", "operator"])
     monkeypatch.setattr("sys.stdin", io.StringIO("a new password\n"))
     assert main(["users", "passwd", "erin", "--password-stdin"]) == 0
     assert store.verify("erin", "a new password") == "erin"
@@ -119,3 +133,31 @@ def test_users_command(privsynth_home: Path, monkeypatch: pytest.MonkeyPatch,
     assert not workspace.exists() and not store.exists("erin")
     assert main(["users", "remove", "erin"]) == 2
     assert "no user 'erin'" in capsys.readouterr().err
+
+
+def test_roles_are_stored_with_the_account_and_old_tables_are_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "users.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE users (username TEXT PRIMARY KEY, password TEXT NOT NULL, "
+                "created REAL NOT NULL, last_login REAL)")
+    old.execute("INSERT INTO users VALUES ('olga', 'x', 0, NULL)")
+    old.commit()
+    old.close()
+    store = UserStore(path)
+    assert store.role("olga") == "analyst"  # accounts from before roles: analysts
+    store.add_user("carl", "carl's password", role="custodian")
+    assert [(u.username, u.role) for u in store.users()] == [("carl", "custodian"),
+                                                            ("olga", "analyst")]
+    assert store.role("nobody") is None
+    with pytest.raises(ConfigError, match="unknown role 'admin'"):
+        store.add_user("dora", "dora's password", role="admin")
+    with pytest.raises(ConfigError, match="unknown role"):
+        store.set_role("olga", "operator")
+    assert not store.exists("dora")
+
+
+def test_sign_up_is_off_by_default_when_data_folders_are_exposed(tmp_path: Path) -> None:
+    assert UISettings(home=tmp_path).allow_signup is True
+    assert UISettings(home=tmp_path, data_dirs=(tmp_path,)).allow_signup is False
+    assert UISettings(home=tmp_path, data_dirs=(tmp_path,), allow_signup=True).allow_signup
+    assert UISettings(home=tmp_path, allow_signup=False).allow_signup is False

@@ -1,10 +1,14 @@
 """The browser app in a real headless Chromium (Playwright), served by `privsynth ui`.
 
-The walk: sign up, sign out, sign in, upload a 2,000-row Adult sample, confirm the domain, train
-a short DP run with live progress, generate and download rows, evaluate and open the report,
-check the ledger. Then two users try to reach each other's run through the page, and the page
-refuses path traversal and an oversize upload. Screenshots go to ``$PRIVSYNTH_UI_SCREENSHOTS``
-(or a temporary folder, printed).
+The custodian's walk: sign in, upload a 2,000-row Adult sample, review the flagged values of the
+draft and declare the domain public, set the data source's budget, train a short DP run with
+live progress, generate and download rows, evaluate and open the report, check the ledger. The
+declare-public step on its own: flags shown, refused until the confirmation is ticked, round
+limits resolving the bound flags. An analyst's walk: sign up, add a server file, be told to ask
+the custodian, then train within the budget the custodian set and never see a draft or an
+evaluation. Then two users try to reach each other's run through the page, and the page refuses
+path traversal and an oversize upload. Screenshots go to ``$PRIVSYNTH_UI_SCREENSHOTS`` (or a
+temporary folder, printed).
 
 Needs the ``playwright`` Python package and a system Chromium (``/usr/bin/chromium``; no browser
 is downloaded). Without them these tests are skipped, saying why.
@@ -26,8 +30,17 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from uihelpers import PASSWORD, adult_csv, free_port, settings_for, trained_run
+from uihelpers import (
+    PASSWORD,
+    adult_csv,
+    custodian,
+    free_port,
+    prepare_source,
+    settings_for,
+    trained_run,
+)
 
+from privsynth_ui import data_handlers as data
 from privsynth_ui.auth import UserStore
 from privsynth_ui.workspace import Workspace
 
@@ -42,11 +55,13 @@ WAIT = 120_000  # ms; a loaded CI machine trains and evaluates slowly
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`privsynth ui` in a subprocess on a free port, with an allowed folder and a 1 MB limit."""
+    """`privsynth ui` in a subprocess on a free port, with an allowed folder, a 1 MB limit and
+    sign-up switched on (it is off by default with a data folder)."""
     tmp = tmp_path_factory.mktemp("browser")
     folder = tmp / "shared"
     folder.mkdir()
     adult_csv(folder / "adult-server.csv", n=500)
+    adult_csv(folder / "adult-team.csv", n=500, seed=9)
     home = tmp / "home"
     port = free_port()
     env = {**os.environ, "PRIVSYNTH_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False",
@@ -54,7 +69,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     log = (tmp / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "privsynth_ui.cli", "ui", "--port", str(port), "--data-dir",
-         str(folder), "--max-upload-mb", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+         str(folder), "--max-upload-mb", "1", "--signup"], env=env, stdout=log,
+        stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -111,36 +127,100 @@ def _toast(page: Any, text: str) -> None:
         timeout=WAIT)
 
 
+def _add_user(app: dict[str, Any], user: str, role: str = "analyst") -> None:
+    """What the operator does with `privsynth users add NAME --role ROLE`."""
+    UserStore(app["home"] / "users.sqlite").add_user(user, PASSWORD, role=role)
+
+
+def _declare_public(page: Any, *, review: bool) -> None:
+    """On the Data tab, as a custodian: round limits, tick the confirmation, fix the domain."""
+    if review:
+        page.locator("#ps-domain-mode").get_by_text("Declare public").click()
+    page.get_by_role("button", name="Use round public limits").click()
+    expect(page.locator("#ps-review")).to_contain_text("0 column(s) whose bounds", timeout=WAIT)
+    page.get_by_label("I have checked these values are public").check()
+    if not review:
+        page.locator("#ps-domain-mode").get_by_text("Declare public").click()
+    page.get_by_role("button", name="Fix the domain").click()
+    expect(page.locator("#ps-dataset-info")).to_contain_text("domain declared public",
+                                                             timeout=WAIT)
+
+
+def test_declaring_a_domain_public_needs_its_flags_reviewed(app: dict[str, Any],
+                                                            browser: Any) -> None:
+    _add_user(app, "cleo", "custodian")
+    page = _page(browser)
+    _sign_in(page, app["base"], "cleo")
+    expect(page.locator("#ps-user")).to_contain_text("(custodian)")
+    picker = page.locator("#ps-server-file input")
+    picker.fill("shared/adult-server.csv")
+    picker.press("Enter")
+    page.get_by_role("button", name="Add server file").click()
+    info = page.locator("#ps-dataset-info")
+    expect(info).to_contain_text("not fixed yet", timeout=WAIT)
+    schema = page.get_by_role("grid", name="Schema")
+    review = page.locator("#ps-review")
+    # The draft shows which bounds are the data's own min/max and which categories are rare.
+    expect(schema).to_contain_text("bounds are the data's own min and max", timeout=WAIT)
+    expect(schema).to_contain_text("⚠ rare:")
+    expect(review).to_contain_text("value(s) to review")
+    # Nothing is preselected: fixing without a choice is refused.
+    page.get_by_role("button", name="Fix the domain").click()
+    _toast(page, "choose how to fix the domain")
+    page.locator("#ps-domain-mode").get_by_text("Declare public").click()
+    page.get_by_role("button", name="Fix the domain").click()
+    _toast(page, "need a decision")
+    expect(info).to_contain_text("not fixed yet")
+    page.screenshot(path=app["shots"] / "03a-review-refused.png", full_page=True)
+    # Round public limits resolve every bound flag; the rare categories stay flagged.
+    page.get_by_role("button", name="Use round public limits").click()
+    expect(review).to_contain_text("0 column(s) whose bounds", timeout=WAIT)
+    expect(schema).not_to_contain_text("bounds are the data's own min and max")
+    expect(schema).to_contain_text("⚠ rare:")
+    page.get_by_role("button", name="Fix the domain").click()
+    _toast(page, "need a decision")
+    expect(info).to_contain_text("not fixed yet")
+    # Only the explicit confirmation declares the rest public.
+    page.get_by_label("I have checked these values are public").check()
+    page.get_by_role("button", name="Fix the domain").click()
+    expect(info).to_contain_text("domain declared public by cleo", timeout=WAIT)
+    page.screenshot(path=app["shots"] / "03b-review-done.png", full_page=True)
+
+
 def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> None:
     base, shots, started = app["base"], app["shots"], time.monotonic()
+    _add_user(app, "cora", "custodian")
     hosts: set[str] = set()
     page = _page(browser, hosts)
     page.goto(f"{base}/app/")
     expect(page).to_have_url(f"{base}/login?next=/app/")
     page.screenshot(path=shots / "01-sign-in.png")
-    page.get_by_role("link", name="Create one").click()
-    page.fill("#username", "alice")
-    page.fill("#password", PASSWORD)
-    page.fill("#password2", PASSWORD)
-    page.screenshot(path=shots / "02-sign-up.png")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.locator("#ps-user")).to_contain_text("alice", timeout=WAIT)
-    page.get_by_role("link", name="Sign out").click()
-    expect(page.locator("p.msg")).to_have_text("You are signed out.")
-    _sign_in(page, base, "alice")
+    _sign_in(page, base, "cora")
 
-    # Data: upload, look at the inferred schema, declare the domain public.
+    # Data: upload, review the inferred schema, declare the domain public.
     sample = adult_csv(app["tmp"] / "adult2000.csv", n=2000)
     page.set_input_files("#ps-upload input[type=file]", sample)
     expect(page.locator("#ps-upload")).to_contain_text("adult2000.csv")
     page.get_by_role("button", name="Add uploaded file").click()
     info = page.locator("#ps-dataset-info")
-    expect(info).to_contain_text("1,600 training rows + 400 holdout", timeout=WAIT)
+    expect(info).to_contain_text(re.compile(r"[\d,]+ training rows \+ [\d,]+ holdout"),
+                                 timeout=WAIT)
     expect(info).to_contain_text("not fixed yet")
+    expect(info).to_contain_text("no budget set yet")
     expect(page.get_by_role("grid", name="Schema")).to_contain_text("native-country")
     page.screenshot(path=shots / "03-data.png", full_page=True)
-    page.get_by_role("button", name="Fix the domain").click()
-    expect(info).to_contain_text("domain declared public", timeout=WAIT)
+    _declare_public(page, review=False)
+
+    # Budget: nothing has one until the custodian sets it.
+    page.get_by_role("tab", name="Budget & runs").click()
+    # Wait for the tab's own refresh, which fills the inputs with the current budget (none).
+    expect(page.get_by_role("grid", name="Budgets of the data sources")).to_contain_text(
+        "no budget set yet", timeout=WAIT)
+    page.get_by_label("New budget ε").fill("5")
+    page.get_by_label("New budget δ").fill("0.0001")
+    page.get_by_label("New budget δ").press("Tab")
+    page.get_by_role("button", name=re.compile("^Set the budget")).click()
+    expect(info).to_contain_text("budget ε = 5, δ = 0.0001", timeout=WAIT)
 
     # Train: a short DP-SGD run, priced first, with live progress.
     page.get_by_role("tab", name="Train").click()
@@ -148,20 +228,23 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     page.get_by_label("batch size", exact=True).fill("200")
     page.get_by_label("batch size", exact=True).press("Tab")
     plan = page.locator("#ps-plan")
-    expect(plan).to_contain_text("16 critic steps", timeout=WAIT)
-    expect(plan).to_contain_text("This training reserves ε = 1, δ = 1e-05")
+    expect(plan).to_contain_text("This training reserves ε = 1, δ = 1e-05", timeout=WAIT)
+    expect(plan).to_contain_text("plus ε = 0.05 to release the row count once")
+    expect(plan).to_contain_text("shown once the row count has been released")
     page.get_by_role("button", name="Train", exact=True).click()
     progress = page.locator("#ps-progress")
     expect(progress).to_contain_text("Training finished", timeout=WAIT)
     expect(progress).to_contain_text("epoch 2 / 2")
     expect(progress).to_contain_text("ε so far")
+    expect(progress).to_contain_text(re.compile(r"end to end \(row count 0\.05 \+ training"))
     expect(page.get_by_text("Losses per epoch: critic (blue), generator (orange)")
            ).to_be_visible()
     page.screenshot(path=shots / "04-train.png", full_page=True)
     # A long run, cancelled after its first epoch: its reservation stays charged.
     page.get_by_label("epochs", exact=True).fill("20000")
     page.get_by_label("epochs", exact=True).press("Tab")
-    expect(plan).to_contain_text("160000 critic steps", timeout=WAIT)
+    expect(plan).to_contain_text(re.compile(r"released row count n̂ = \d+.* \d+ critic steps"),
+                                 timeout=WAIT)
     page.get_by_role("button", name="Train", exact=True).click()
     expect(progress).to_contain_text(re.compile(r"epoch \d+ / 20000"), timeout=WAIT)
     page.get_by_role("button", name="Cancel training").click()
@@ -198,10 +281,11 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     report.screenshot(path=shots / "07-report.png")
     report.close()
 
-    # Budget & runs: the training is in the ledger, settled to what it spent.
+    # Budget & runs: the row count and the training are in the ledger, settled to what it spent.
     page.get_by_role("tab", name="Budget & runs").click()
-    ledger = page.get_by_role("grid", name="Ledger of the current dataset")
+    ledger = page.get_by_role("grid", name="Ledger of the current dataset's data source")
     expect(ledger).to_contain_text("dpwgan training", timeout=WAIT)
+    expect(ledger).to_contain_text("noisy row count")
     expect(ledger).to_contain_text("spent")
     expect(ledger).to_contain_text("reserved")  # the cancelled run's reservation
     expect(page.get_by_role("grid", name="Your runs")).to_contain_text("cancelled")
@@ -210,12 +294,74 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     print(f"browser walk: {time.monotonic() - started:.1f}s")
 
 
+def test_an_analyst_trains_within_the_budget_a_custodian_set(app: dict[str, Any],
+                                                             browser: Any) -> None:
+    base, home = app["base"], app["home"]
+    page = _page(browser)
+    page.goto(f"{base}/login")
+    page.get_by_role("link", name="Create one").click()
+    page.fill("#username", "alice")
+    page.fill("#password", PASSWORD)
+    page.fill("#password2", PASSWORD)
+    page.screenshot(path=app["shots"] / "02-sign-up.png")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#ps-user")).to_contain_text("alice", timeout=WAIT)
+    expect(page.locator("#ps-user")).to_contain_text("(analyst)")  # all that sign-up gives
+    page.get_by_role("link", name="Sign out").click()
+    expect(page.locator("p.msg")).to_have_text("You are signed out.")
+    _sign_in(page, base, "alice")
+    picker = page.locator("#ps-server-file input")
+    picker.fill("shared/adult-team.csv")
+    picker.press("Enter")
+    page.get_by_role("button", name="Add server file").click()
+    info = page.locator("#ps-dataset-info")
+    expect(info).to_contain_text("not fixed yet (ask the data custodian)", timeout=WAIT)
+    expect(info).to_contain_text("size not released yet")
+    expect(page.locator("#ps-review")).to_contain_text("not fixed yet")
+    # No draft, no domain controls, no evaluation, no budget controls for an analyst.
+    expect(page.get_by_role("grid", name="Schema")).not_to_contain_text("age")
+    for hidden in (page.get_by_role("button", name="Fix the domain"),
+                   page.get_by_role("button", name="Use round public limits"),
+                   page.get_by_role("tab", name="Evaluate"),
+                   page.get_by_label("Data source id (custodians, optional)")):
+        expect(hidden).to_be_hidden()
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_role("button", name="Train", exact=True).click()
+    _toast(page, "ask the data custodian to fix it")
+    page.screenshot(path=app["shots"] / "11-analyst-waits.png", full_page=True)
+    # A custodian (here through the handlers, as the page would) prepares the same server file.
+    settings = settings_for(app["tmp"] / "unused", home=home,
+                            data_dirs=(app["tmp"] / "shared",))
+    keeper = custodian(settings, "keeper")
+    record = data.add_server_file(keeper, settings, "shared/adult-team.csv", name="",
+                                  holdout_share=0.2, exclude="")
+    prepare_source(keeper, record, budget=(3.0, 1e-4))
+    page.reload()
+    expect(info).to_contain_text("domain declared public by keeper", timeout=WAIT)
+    expect(info).to_contain_text("budget ε = 3")
+    expect(page.get_by_role("grid", name="Schema")).to_contain_text("age")  # the fixed domain
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_label("epochs", exact=True).fill("1")
+    page.get_by_label("epochs", exact=True).press("Tab")
+    expect(page.locator("#ps-plan")).to_contain_text("shared by everyone who uses it",
+                                                     timeout=WAIT)
+    page.get_by_role("button", name="Train", exact=True).click()
+    progress = page.locator("#ps-progress")
+    expect(progress).to_contain_text("Training finished", timeout=WAIT)
+    expect(progress).to_contain_text("end to end")
+    expect(progress).not_to_contain_text("loss")  # computed on real rows: custodians only
+    expect(info).to_contain_text("released noisy count")
+    (run,) = Workspace(home, "alice").runs()
+    page.screenshot(path=app["shots"] / "12-analyst-trained.png", full_page=True)
+    answer = page.goto(f"{base}/files/runs/{run.run_id}/report/report.html")
+    assert answer is not None and answer.status == 404  # never evaluated: an analyst cannot
+
+
 def test_users_cannot_reach_each_others_runs_through_the_page(app: dict[str, Any],
                                                               browser: Any) -> None:
     base, home = app["base"], app["home"]
-    store = UserStore(home / "users.sqlite")
     for user in ("carol", "dave"):
-        store.add_user(user, PASSWORD)
+        _add_user(app, user)
     settings = settings_for(app["tmp"] / "unused", home=home)
     _, run = trained_run(Workspace(home, "carol"), settings,
                          adult_csv(app["tmp"] / "carol.csv", n=600))
@@ -240,7 +386,7 @@ def test_users_cannot_reach_each_others_runs_through_the_page(app: dict[str, Any
 
 def test_the_page_refuses_traversal_and_oversize_uploads(app: dict[str, Any],
                                                          browser: Any) -> None:
-    UserStore(app["home"] / "users.sqlite").add_user("erin", PASSWORD)
+    _add_user(app, "erin")
     page = _page(browser)
     _sign_in(page, app["base"], "erin")
     big = adult_csv(app["tmp"] / "big.csv", n=12_000)
@@ -258,6 +404,9 @@ def test_the_page_refuses_traversal_and_oversize_uploads(app: dict[str, Any],
     picker.fill("shared/adult-server.csv")
     picker.press("Enter")
     page.get_by_role("button", name="Add server file").click()
-    expect(page.locator("#ps-dataset-info")).to_contain_text("400 training rows", timeout=WAIT)
-    assert Workspace(app["home"], "erin").datasets()[0].source == "server: shared/adult-server.csv"
+    expect(page.locator("#ps-dataset-info")).to_contain_text(
+        "data source source:shared.adult-server.csv-", timeout=WAIT)
+    added = Workspace(app["home"], "erin").datasets()[0]
+    assert added.origin == "server: shared/adult-server.csv"
+    assert added.source is not None and added.source.startswith("shared.adult-server.csv-")
     assert "Traceback" not in app["log"].read_text()

@@ -1,5 +1,6 @@
 """The browser app's handlers, called directly: data, schema, domain, budget, training, sampling,
-evaluation, isolation between users, and the error gate. No browser, no server."""
+evaluation, data sources shared by users, roles, isolation between users, and the error gate. No
+browser, no server: real SQLite ledger, real files, real generators."""
 
 from __future__ import annotations
 
@@ -14,11 +15,21 @@ from typing import Any, Literal
 import gradio as gr
 import pytest
 from pydantic import Field
-from uihelpers import adult_csv, as_upload, rows_of, settings_for, trained_run
+from uihelpers import (
+    adult_csv,
+    as_upload,
+    custodian,
+    prepare_source,
+    rows_of,
+    settings_for,
+    train_inline,
+    trained_run,
+)
 
 from privsynth_core import FitSummary, Generator, GeneratorParams, hookimpl
 from privsynth_core.errors import (
     BudgetExceededError,
+    BudgetNotSetError,
     ConfigError,
     DomainError,
     InputFileError,
@@ -29,11 +40,12 @@ from privsynth_core.plugins import pm
 from privsynth_core.registry import generators, reset_registries
 from privsynth_ui import data_handlers as data
 from privsynth_ui import run_handlers as runs
+from privsynth_ui import views
 from privsynth_ui.events import PageEvents
 from privsynth_ui.forms import collect_params, field_specs
 from privsynth_ui.gate import gated, gated_stream
 from privsynth_ui.training import BusyError, TrainingJobs
-from privsynth_ui.workspace import NotFoundError, Workspace
+from privsynth_ui.workspace import NotFoundError, RoleError, Workspace
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +203,9 @@ def test_server_folders_list_tables_and_refuse_traversal(tmp_path: Path, csv: Pa
     ws = Workspace(settings.home, "alice")
     record = data.add_server_file(ws, settings, "shared/sub/copy.csv", name="", holdout_share=0.2,
                                   exclude="")
-    assert (record.rows, record.holdout_rows, record.source) == (
-        1600, 400, "server: shared/sub/copy.csv")
+    assert record.rows + record.holdout_rows == 2000 and 300 < record.holdout_rows < 500
+    assert record.origin == "server: shared/sub/copy.csv"
+    assert record.source is not None and record.source.startswith("shared.sub.copy.csv-")
     assert (folder / "sub" / "copy.csv").exists()
     small = settings_for(tmp_path, data_dirs=(folder,), max_upload_bytes=1000)
     with pytest.raises(InputFileError, match="over this server's limit"):
@@ -203,10 +216,11 @@ def test_server_folders_list_tables_and_refuse_traversal(tmp_path: Path, csv: Pa
 def test_schema_table_edits_round_trip_and_report_every_problem(tmp_path: Path,
                                                                 csv: Path) -> None:
     settings = settings_for(tmp_path)
-    ws = Workspace(settings.home, "alice")
+    ws = custodian(settings)
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
                                holdout_share=0.2, exclude="fnlwgt")
-    schema = data.current_schema(record)
+    schema = data.visible_schema(ws, record)
+    assert schema is not None
     assert schema.domain == "inferred" and "fnlwgt" not in schema.names
     rows = rows_of(record)
     assert data.rows_to_schema(rows, schema) == schema  # the table round-trips exactly
@@ -225,38 +239,83 @@ def test_schema_table_edits_round_trip_and_report_every_problem(tmp_path: Path,
         data.save_draft(ws, record.dataset_id, [["age", "integer", False, "9", "1", ""]])
 
 
-def test_domain_public_costs_nothing_dp_is_charged(tmp_path: Path, csv: Path) -> None:
+def test_the_draft_shows_its_review_flags_and_round_limits_resolve_the_bounds(
+        tmp_path: Path, csv: Path) -> None:
     settings = settings_for(tmp_path)
-    ws = Workspace(settings.home, "alice")
+    ws = custodian(settings)
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
                                holdout_share=0.2, exclude="")
-    status = ws.ledger.status(record.fingerprint)
-    assert (status.budget.epsilon, status.budget.delta) == settings.default_budget
-    public = data.set_domain(ws, record.dataset_id, rows_of(record), mode="public",
-                             epsilon=None, delta=None)
-    assert public.domain == "public" and data.current_schema(public).domain == "public"
-    assert ws.ledger.entries(record.fingerprint) == []
+    rows = {r[0]: r for r in rows_of(record)}
+    assert rows["age"][6].startswith("⚠ bounds are the data's own min and max (round:")
+    assert rows["workclass"][6].startswith("⚠ rare: ")
+    assert "value(s) to review" in data.review_text(data.visible_schema(ws, record))
+    with pytest.raises(DomainError, match="choose how to fix the domain"):
+        data.set_domain(ws, record.dataset_id, rows_of(record), mode=None, epsilon=None,
+                        delta=None)
+    with pytest.raises(SchemaError, match="need a decision") as refused:
+        data.set_domain(ws, record.dataset_id, rows_of(record), mode="public", epsilon=None,
+                        delta=None)
+    assert any("'age'" in p for p in refused.value.problems)
+    assert not data.domain_of(ws, record).fixed
+    rounded = data.use_round_limits(ws, record.dataset_id, rows_of(record))
+    assert {f.issue for f in rounded.unresolved_review()} == {"rare_categories"}
+    assert rounded.column("age").bounds == (10.0, 90.0)
+    assert all("bounds" not in r[6] for r in data.schema_rows(rounded))
+    # Editing a rare category away resolves its flag too.
+    edited = [[*r[:5], " | ".join(c for c in r[5].split(" | ") if c != "Without-pay"), r[6]]
+              if r[0] == "workclass" else r for r in data.schema_rows(rounded)]
+    saved = data.save_draft(ws, record.dataset_id, edited)
+    assert "workclass" not in {f.column for f in saved.unresolved_review()}
+    with pytest.raises(SchemaError, match="need a decision"):
+        data.set_domain(ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None)
+    data.set_domain(ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None,
+                    accept_flagged=True)
+    state = data.domain_of(ws, record)
+    assert (state.mode, state.fixed_by) == ("public", "cora") and state.fixed
+    fixed = data.visible_schema(ws, record)
+    assert fixed is not None and fixed.domain == "public" and fixed.review == ()
+    assert ws.ledger.entries(record.key) == []  # declaring public costs nothing
+
+
+def test_a_dp_domain_is_charged_to_the_data_source(tmp_path: Path, csv: Path) -> None:
+    settings = settings_for(tmp_path)
+    ws = custodian(settings)
+    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
+                               holdout_share=0.2, exclude="")
+    assert "No budget set yet" in data.domain_cost_text(ws, record.dataset_id, "dp", 0.3, 1e-6)
+    with pytest.raises(BudgetNotSetError, match="ask the data custodian"):
+        data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=1.0,
+                        delta=1e-6)
+    runs.set_budget(ws, record.dataset_id, 5.0, 1e-4)
     assert "fits in" in data.domain_cost_text(ws, record.dataset_id, "dp", 0.3, 1e-6)
     assert "does not fit" in data.domain_cost_text(ws, record.dataset_id, "dp", 50, 1e-6)
     with pytest.raises(BudgetExceededError):
         data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=50.0,
                         delta=1e-6)
-    assert ws.ledger.entries(record.fingerprint) == []  # refused before any charge
+    assert ws.ledger.entries(record.key) == []  # refused before any charge
     with pytest.raises(DomainError, match=r"were charged ε = 0\.0\d+"):
         # 0.3 over 15 columns: a rare-enough category list fails after other columns paid.
         data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=0.3,
                         delta=1e-6)
-    failed = ws.ledger.status(record.fingerprint).spent.epsilon
+    failed = ws.ledger.status(record.key).spent.epsilon
     assert 0 < failed < 0.3
-    learned = data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=3.0,
-                              delta=1e-6)
-    assert learned.domain == "dp" and data.current_schema(learned).domain == "dp"
-    spent = ws.ledger.status(record.fingerprint).spent
+    data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=3.0, delta=1e-6)
+    state = data.domain_of(ws, record)
+    assert (state.mode, state.epsilon) == ("dp", 3.0)
+    assert sum(p["epsilon"] for p in state.parts) == pytest.approx(3.0)
+    learned = data.visible_schema(ws, record)
+    assert learned is not None and learned.domain == "dp"
+    spent = ws.ledger.status(record.key).spent
     assert spent.epsilon == pytest.approx(3.0 + failed)
     assert 1e-6 <= spent.delta <= 2e-6  # this attempt's δ, plus part of the failed one's
-    # Editing the table afterwards unfixes the domain: it must be confirmed again.
+    # A release made with the DP domain states the domain's cost among its parts.
+    run = train_inline(ws, record, epsilon=0.5)
+    assert [p["step"] for p in run.privacy_parts].count("domain") == len(state.parts)
+    assert run.spent_epsilon == pytest.approx(3.0 + 0.05 + 0.5)
+    assert "domain 0.2 + " in runs.privacy_text(run) and "end to end" in runs.privacy_text(run)
+    # Editing the draft afterwards unfixes the source's domain: it must be fixed again.
     data.save_draft(ws, record.dataset_id, rows_of(ws.dataset(record.dataset_id)))
-    assert ws.dataset(record.dataset_id).domain == ""
+    assert not data.domain_of(ws, record).fixed
 
 
 # -- training, sampling, evaluation ---------------------------------------------------------------
@@ -265,13 +324,17 @@ def test_domain_public_costs_nothing_dp_is_charged(tmp_path: Path, csv: Path) ->
 def test_training_requests_are_checked_and_priced_before_anything_runs(
         tmp_path: Path, csv: Path) -> None:
     settings = settings_for(tmp_path)
-    ws = Workspace(settings.home, "alice")
+    ws = custodian(settings)
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
                                holdout_share=0.2, exclude="")
     with pytest.raises(DomainError, match="not fixed yet"):
         runs.check_training(ws, record.dataset_id, "independent", {}, 1.0, 0.0, "rdp")
-    data.set_domain(ws, record.dataset_id, rows_of(record), mode="public", epsilon=None,
-                    delta=None)
+    prepare_source(ws, record, budget=None)
+    assert "No budget set yet" in runs.plan_text(ws, record.dataset_id, "dpwgan", {}, 1.0, 1e-5,
+                                                 "rdp")
+    with pytest.raises(BudgetNotSetError, match="ask the data custodian"):
+        runs.check_training(ws, record.dataset_id, "independent", {}, 1.0, 0.0, "rdp")
+    runs.set_budget(ws, record.dataset_id, 5.0, 1e-4)
     with pytest.raises(BudgetExceededError, match="only"):
         runs.check_training(ws, record.dataset_id, "independent", {}, 6.0, 0.0, "rdp")
     with pytest.raises(UnknownPluginError, match="available"):
@@ -280,28 +343,41 @@ def test_training_requests_are_checked_and_priced_before_anything_runs(
         runs.check_training(ws, record.dataset_id, "independent", {"bins": 1}, 1.0, 0.0, "rdp")
     with pytest.raises(ConfigError, match="epsilon > 0"):
         runs.check_training(ws, record.dataset_id, "independent", {}, None, 0.0, "rdp")
+    # An approximate accountant never settles a fit: not offered, and refused if sent.
+    from privsynth_ui.app import settling_accountants
+
+    assert "rdp" in settling_accountants() and "gdp" not in settling_accountants()
+    with pytest.raises(ConfigError, match="approximation"):
+        runs.check_training(ws, record.dataset_id, "dpwgan", {}, 1.0, 1e-5, "gdp")
     text = runs.plan_text(ws, record.dataset_id, "dpwgan", {"epochs": 3, "batch_size": 200},
                           1.0, 1e-5, "rdp")
-    assert "reserves ε = 1, δ = 1e-05" in text and "24 critic steps" in text
-    assert "noise multiplier σ ≈" in text
+    assert "reserves ε = 1, δ = 1e-05" in text and "to release the row count once" in text
+    assert "shown once the row count has been released" in text  # never priced on exact n
+    train_inline(ws, record, epsilon=0.2)  # releases n̂
+    text = runs.plan_text(ws, record.dataset_id, "dpwgan", {"epochs": 3, "batch_size": 200},
+                          1.0, 1e-5, "rdp")
+    assert "released row count n̂ = " in text and "noise multiplier σ ≈" in text
+    assert "to release the row count" not in text  # reused for free
     assert "does not fit" in runs.plan_text(ws, record.dataset_id, "dpwgan", {}, 9.0, 1e-5,
                                             "rdp")
     assert "NOT differentially private" in runs.plan_text(ws, record.dataset_id, "ctgan", {},
                                                           None, None, "rdp")
-    assert ws.runs() == [] and ws.ledger.entries(record.fingerprint) == []
+    assert len(ws.runs()) == 1
 
 
 def test_train_generate_evaluate(tmp_path: Path, csv: Path) -> None:
     settings = settings_for(tmp_path)
-    ws = Workspace(settings.home, "alice")
+    ws = custodian(settings)
     record, run = trained_run(ws, settings, csv, epsilon=0.5)
-    assert (run.status, run.spent_epsilon, run.private) == ("done", 0.5, True)
-    status = ws.ledger.status(record.fingerprint)
-    assert status.spent.epsilon == pytest.approx(0.5)
+    # The release states its end-to-end guarantee: the row count and the training.
+    assert (run.status, run.spent_epsilon, run.private) == ("done", 0.55, True)
+    assert [p["step"] for p in run.privacy_parts] == ["row count", "training"]
+    status = ws.ledger.status(record.key)
+    assert status.spent.epsilon == pytest.approx(0.55)
     path, frame = runs.generate(ws, settings, run.run_id, 300, 3)
     again, frame2 = runs.generate(ws, settings, run.run_id, "300", 3.0)
     assert frame.height == 300 and frame.equals(frame2) and path == again
-    assert ws.ledger.status(record.fingerprint).spent.epsilon == pytest.approx(0.5)  # free
+    assert ws.ledger.status(record.key).spent.epsilon == pytest.approx(0.55)  # free
     for rows, seed in ((0, 1), (2_000_000, 1), (10, -1), ("ten", 1), (1.5, 1)):
         with pytest.raises(ConfigError):
             runs.generate(ws, settings, run.run_id, rows, seed)
@@ -323,11 +399,10 @@ def test_train_generate_evaluate(tmp_path: Path, csv: Path) -> None:
 
 def test_cancelling_a_training_keeps_its_reservation_charged(tmp_path: Path, csv: Path) -> None:
     settings = settings_for(tmp_path)
-    ws = Workspace(settings.home, "alice")
+    ws = custodian(settings)
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
                                holdout_share=0.2, exclude="")
-    data.set_domain(ws, record.dataset_id, rows_of(record), mode="public", epsilon=None,
-                    delta=None)
+    prepare_source(ws, record)
     plan = runs.check_training(ws, record.dataset_id, "dpwgan",
                                {"epochs": 500, "batch_size": 400}, 1.0, 1e-5, "rdp")
     jobs = TrainingJobs(max_running=1)
@@ -337,22 +412,208 @@ def test_cancelling_a_training_keeps_its_reservation_charged(tmp_path: Path, csv
         if job.outcome != "done":
             runs.finish_run(ws, job.run, job.outcome, job.message)
 
-    job = jobs.start("alice", run, lambda j: runs.train(ws, j.run, j.report), finish)
+    job = jobs.start("cora", run, lambda j: runs.train(ws, j.run, j.report), finish)
     with pytest.raises(BusyError, match="already training"):
-        jobs.start("alice", run, lambda j: None, finish)
+        jobs.start("cora", run, lambda j: None, finish)
     with pytest.raises(BusyError, match="limit"):
         jobs.start("bob", run, lambda j: None, finish)
     deadline = time.monotonic() + 120
     while not job.history and time.monotonic() < deadline:
         time.sleep(0.05)
     assert job.history, "no progress report came"
-    assert jobs.cancel("bob") is None and jobs.cancel("alice") is job
+    # A custodian cannot close the reservation of a training that is still running.
+    reserved = ws.ledger.open_reservations(record.key)[0]
+    with pytest.raises(Exception, match="still running"):
+        runs.close_reservation(ws, record.dataset_id, reserved.entry_id, "oops",
+                               {j.run.run_id for j in jobs.running()})
+    assert jobs.cancel("bob") is None and jobs.cancel("cora") is job
     assert job.finished.wait(120)
     assert job.outcome == "cancelled" and "keeps the run's whole reservation" in job.message
     assert ws.run(run.run_id).status == "cancelled"
-    entries = ws.ledger.entries(record.fingerprint)
-    assert [(e.status, e.epsilon) for e in entries] == [("reserved", 1.0)]
+    entries = ws.ledger.entries(record.key)
+    assert [(e.mechanism, e.status, e.epsilon) for e in entries] == [
+        ("noisy row count", "spent", 0.05), ("dpwgan training", "reserved", 1.0)]
     assert job.history[-1].epoch < 500
+    # Closed by a custodian: recorded as spent in full, with the note.
+    runs.close_reservation(ws, record.dataset_id, reserved.entry_id, "cancelled in a test",
+                           set())
+    assert ws.ledger.entry(reserved.entry_id).status == "spent"
+    assert ws.ledger.open_reservations(record.key) == []
+
+
+# -- one budget per data source, roles -----------------------------------------------------------
+
+
+def test_three_users_on_one_server_file_share_one_budget(tmp_path: Path, csv: Path,
+                                                         privsynth_home: Path) -> None:
+    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core.privacy.count import count_epsilon
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "adult.csv").write_bytes(csv.read_bytes())
+    # The web app's home is the CLI's: PrivacyLedger() below is what `privsynth budget` opens.
+    settings = settings_for(tmp_path, home=privsynth_home, data_dirs=(folder,))
+    cora, ann, ben = custodian(settings), Workspace(settings.home, "ann"), \
+        Workspace(settings.home, "ben")
+    added = {ws.user: data.add_server_file(ws, settings, "shared/adult.csv", name="",
+                                           holdout_share=share, exclude="")
+             for ws, share in ((cora, 0.2), (ann, 0.2), (ben, 0.3))}
+    key = added["cora"].key
+    assert key.startswith("source:shared.adult.csv-")
+    assert {r.key for r in added.values()} == {key}
+    # The same share gives the same extract; another share another extract of the same source.
+    assert added["ann"].fingerprint == added["cora"].fingerprint != added["ben"].fingerprint
+    # Nothing gets a budget on its own, and an analyst cannot give one.
+    assert PrivacyLedger().datasets() == []
+    with pytest.raises(DomainError, match="ask the data custodian to fix it"):
+        runs.check_training(ann, added["ann"].dataset_id, "independent", {}, 0.5, 0.0, "rdp")
+    prepare_source(cora, added["cora"], budget=None)
+    with pytest.raises(BudgetNotSetError, match="no budget set yet .* ask the data custodian"):
+        runs.check_training(ann, added["ann"].dataset_id, "independent", {}, 0.5, 0.0, "rdp")
+    with pytest.raises(RoleError, match="only a data custodian"):
+        runs.set_budget(ann, added["ann"].dataset_id, 100.0, 0.1)
+    runs.set_budget(cora, added["cora"].dataset_id, 2.0, 1e-4)
+    trained = [train_inline(ws, added[ws.user], epsilon=0.5) for ws in (cora, ann, ben)]
+    # One budget, every user's charges in it: two extracts released a count each.
+    (only,) = PrivacyLedger().datasets()
+    assert only.key == key and only.budget.epsilon == 2.0
+    entries = PrivacyLedger().entries(key)
+    assert [e.mechanism for e in entries].count("noisy row count") == 2
+    count = count_epsilon(2.0)  # 1% of the source's budget, once per extract
+    assert only.spent.epsilon == pytest.approx(0.5 * 3 + count * 2)
+    assert {e.extract for e in entries} == {added["cora"].fingerprint, added["ben"].fingerprint}
+    assert all(r.spent_epsilon == pytest.approx(0.5 + count) for r in trained)
+    # A re-add with yet another holdout share is the same source, and the budget runs out for
+    # everyone alike.
+    again = data.add_server_file(ann, settings, "shared/adult.csv", name="", holdout_share=0.1,
+                                 exclude="")
+    assert again.key == key
+    with pytest.raises(BudgetExceededError, match="ask the data custodian"):
+        runs.check_training(ann, again.dataset_id, "independent", {}, 0.5, 0.0, "rdp")
+    # Each sees the one shared budget; an analyst sees no exact size, and no other user's runs.
+    assert runs.budget_rows(ann)[0][0] == key
+    assert runs.budget_rows(ben)[0][6] == pytest.approx(2.0 - 1.5 - 2 * count)
+    info = views.dataset_info(ann, added["ann"])
+    assert "released noisy count" in info and f"{added['ann'].rows:,}" not in info
+    assert f"{added['cora'].rows:,} training rows" in views.dataset_info(cora, added["cora"])
+    assert str(added["ann"].rows) not in added["ann"].label(exact_size=False)
+    shown = {row[6] for row in runs.ledger_rows(ann, added["ann"].dataset_id)}
+    assert shown == {"(not yours)", trained[1].run_id}
+
+
+def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Path) -> None:
+    settings = settings_for(tmp_path)
+    ann = Workspace(settings.home, "ann")
+    record, run = trained_run(ann, settings, csv)  # a custodian prepared the source
+    events = PageEvents(settings, TrainingJobs())
+    schema = data.visible_schema(ann, record)
+    assert schema is not None and schema.domain == "public"  # the fixed domain, never the draft
+    refusals: list[Callable[[], Any]] = [
+        lambda: runs.set_budget(ann, record.dataset_id, 100.0, 0.1),
+        lambda: data.set_domain(ann, record.dataset_id, rows_of(record), mode="public",
+                                epsilon=None, delta=None, accept_flagged=True),
+        lambda: data.set_domain(ann, record.dataset_id, rows_of(record), mode="dp",
+                                epsilon=1.0, delta=1e-6),
+        lambda: data.save_draft(ann, record.dataset_id, rows_of(record)),
+        lambda: data.use_round_limits(ann, record.dataset_id, rows_of(record)),
+        lambda: runs.evaluate(ann, settings, run.run_id, target="income", quick=True),
+        lambda: events.evaluate(ann, run.run_id, "income", True),
+        lambda: runs.check_training(ann, record.dataset_id, "ctgan", {}, None, None, "rdp"),
+        lambda: runs.acknowledge_non_dp(ann, record.dataset_id, "seen"),
+        lambda: runs.close_reservation(ann, record.dataset_id, 1, "dead", set()),
+        lambda: data.add_uploaded(ann, settings, as_upload(settings, csv), name="",
+                                  holdout_share=0.2, exclude="", source_id="mine"),
+    ]
+    for refused in refusals:
+        with pytest.raises(RoleError, match="only a data custodian"):
+            refused()
+    assert not (run.report_dir / "report.html").exists()
+    assert runs.run_details(ann, run.run_id)["report"] is False
+    # The page shows an analyst the fixed domain read-only, and neither draft nor flags.
+    table, _, review = events._schema_view(ann, record)
+    assert table["interactive"] is False and review == ""
+    assert all(row[6] == "" for row in table["value"]["data"])
+    # Before a custodian fixes the domain, an analyst sees no schema at all.
+    fresh = data.add_uploaded(ann, settings, as_upload(settings, _other_csv(tmp_path)),
+                              name="", holdout_share=0.0, exclude="")
+    assert data.visible_schema(ann, fresh) is None
+    table, _, note = events._schema_view(ann, fresh)
+    assert table["value"]["data"] == [] and "not fixed yet" in note
+    # Generating from a DP run is an analyst's job; it is free.
+    path, _ = runs.generate(ann, settings, run.run_id, 20, 1)
+    assert path.is_file()
+
+
+def _other_csv(tmp_path: Path) -> Path:
+    return adult_csv(tmp_path / "other.csv", n=300, seed=11)
+
+
+def test_an_uploads_source_is_its_content_or_what_a_custodian_declared(
+        tmp_path: Path, csv: Path, privsynth_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from privsynth_core.table import fingerprint_frame, read_frame
+    from privsynth_ui.cli import main
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "same.csv").write_bytes(csv.read_bytes())
+    settings = settings_for(tmp_path, home=privsynth_home, data_dirs=(folder,))
+    cora, ann = custodian(settings), Workspace(settings.home, "ann")
+    other = _other_csv(tmp_path)
+    first = data.add_uploaded(ann, settings, as_upload(settings, other), name="",
+                              holdout_share=0.2, exclude="")
+    second = data.add_uploaded(ann, settings, as_upload(settings, other), name="",
+                               holdout_share=0.4, exclude="")
+    whole = fingerprint_frame(read_frame(other))
+    assert first.source is None and first.key == second.key == whole
+    assert first.fingerprint != second.fingerprint  # two extracts of one source
+    # The key is the file's content, as the CLI computes it: a budget set there is this one.
+    assert main(["budget", "set", str(other), "--epsilon", "2", "--delta", "1e-5"]) == 0
+    assert ann.ledger.status(first.key).budget.epsilon == 2.0
+    # A server file's rows uploaded again spend from the server file's source.
+    served = data.add_server_file(ann, settings, "shared/same.csv", name="", holdout_share=0.2,
+                                  exclude="")
+    copy = data.add_uploaded(ann, settings, as_upload(settings, csv), name="",
+                             holdout_share=0.2, exclude="")
+    assert copy.key == served.key and served.source is not None
+    # A custodian declares a source id for new content; then everyone's adds use it.
+    declared = tmp_path / "declared.csv"
+    adult_csv(declared, n=400, seed=5)
+    mine = data.add_uploaded(cora, settings, as_upload(settings, declared), name="",
+                             holdout_share=0.2, exclude="", source_id="claims")
+    theirs = data.add_uploaded(ann, settings, as_upload(settings, declared), name="",
+                               holdout_share=0.0, exclude="")
+    assert mine.key == theirs.key == "source:claims"
+    with pytest.raises(ConfigError, match="never changes"):
+        data.add_uploaded(cora, settings, as_upload(settings, declared), name="",
+                          holdout_share=0.2, exclude="", source_id="other")
+    # Once budget was spent on a file under its own source, no declaration may start it over.
+    spent_on = data.add_server_file(cora, settings, "shared/same.csv", name="",
+                                    holdout_share=0.2, exclude="")
+    prepare_source(cora, spent_on)
+    train_inline(cora, spent_on, epsilon=0.1)
+    with pytest.raises(ConfigError, match="start its budget over"):
+        data.add_server_file(cora, settings, "shared/same.csv", name="", holdout_share=0.2,
+                             exclude="", source_id="renamed")
+    with pytest.raises(ConfigError, match="invalid data source id"):
+        data.add_uploaded(cora, settings, as_upload(settings, csv), name="",
+                          holdout_share=0.2, exclude="", source_id="no spaces please")
+
+
+def test_the_holdout_split_is_row_by_row(csv: Path) -> None:
+    import polars as pl
+
+    frame = pl.read_csv(csv, infer_schema=False)
+    extra = frame.head(1).with_columns(pl.lit("999999").alias("fnlwgt"))
+    train, holdout = data.split_rows(frame, 0.2)
+    train2, holdout2 = data.split_rows(pl.concat([frame, extra]), 0.2)
+    assert holdout is not None and holdout2 is not None
+    # One more person changes the split by at most that person: stable under add/remove-one.
+    assert train2.height + holdout2.height == frame.height + 1
+    assert {train.height, train.height + 1} >= {train2.height}
+    assert frame.filter(pl.Series(frame.hash_rows(seed=0).is_in(
+        train.hash_rows(seed=0).implode()))).height == train.height
+    assert train2.join(train, on=frame.columns, how="anti").height <= 1
 
 
 # -- isolation and the gate ----------------------------------------------------------------------
@@ -361,9 +622,9 @@ def test_cancelling_a_training_keeps_its_reservation_charged(tmp_path: Path, csv
 def test_one_users_ids_are_not_found_in_another_users_workspace(tmp_path: Path,
                                                                 csv: Path) -> None:
     settings = settings_for(tmp_path)
-    alice = Workspace(settings.home, "alice")
+    alice = custodian(settings, "alice")
     record, run = trained_run(alice, settings, csv)
-    bob = Workspace(settings.home, "bob")
+    bob = custodian(settings, "bob")  # even a custodian reaches only their own workspace
     for lookup, item in ((bob.run, run.run_id), (bob.dataset, record.dataset_id)):
         with pytest.raises(NotFoundError, match="not found"):
             lookup(item)
@@ -388,10 +649,15 @@ def test_one_users_ids_are_not_found_in_another_users_workspace(tmp_path: Path,
 
 def test_the_gate_takes_the_user_from_the_session_and_maps_errors(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from privsynth_ui.auth import UserStore
+
+    store = UserStore(tmp_path / "users.sqlite")
+    store.add_user("alice", "alice's password", role="custodian")
+    store.add_user("bob", "bob's password")
     seen: list[str] = []
 
     def handler(ws: Workspace, value: str) -> str:
-        seen.append(ws.user)
+        seen.append(f"{ws.user}:{ws.role}")
         if value == "user-error":
             raise ConfigError("a readable message")
         if value == "bug":
@@ -402,9 +668,14 @@ def test_the_gate_takes_the_user_from_the_session_and_maps_errors(
     params = list(inspect.signature(wrapped).parameters.values())
     assert [p.name for p in params] == ["input_0", "request"]
     assert params[-1].annotation is gr.Request  # where Gradio puts the request
-    assert wrapped("ok", gr.Request(username="alice")) == "ok" and seen == ["alice"]
+    assert wrapped("ok", gr.Request(username="alice")) == "ok" and seen == ["alice:custodian"]
     with pytest.raises(gr.Error, match="not signed in"):
         wrapped("ok", gr.Request(username=None))
+    with pytest.raises(gr.Error, match="not signed in"):
+        wrapped("ok", gr.Request(username="ghost"))  # a session outliving its account
+    store.set_role("alice", "analyst")  # the operator's change applies to the next request
+    wrapped("ok", gr.Request(username="alice"))
+    assert seen[-1] == "alice:analyst"
     with pytest.raises(gr.Error, match="^'a readable message'$"):
         wrapped("user-error", gr.Request(username="alice"))
     with caplog.at_level(logging.ERROR, logger="privsynth.ui"), \

@@ -1,5 +1,6 @@
 """The served app over HTTP: sign-in pages, sessions, and the Gradio HTTP API enforcing the same
-rules as the page (two users who try to reach each other's runs; files a client may not name)."""
+rules as the page (two users who try to reach each other's runs; files a client may not name; an
+analyst asking for what only a custodian may do or see; who may sign up)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from uihelpers import PASSWORD, adult_csv, serve, settings_for, sign_in, trained_run
+from uihelpers import PASSWORD, adult_csv, custodian, serve, settings_for, sign_in, trained_run
 
+from privsynth_ui import data_handlers as data
 from privsynth_ui.auth import UserStore
 from privsynth_ui.settings import UISettings
 from privsynth_ui.web import create_app
@@ -19,16 +21,21 @@ from privsynth_ui.workspace import Workspace
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One server for the module: alice owns a trained run, bob owns nothing."""
+    """One server for the module: alice (custodian) owns a trained run, bob (analyst) owns
+    nothing, ann (analyst) owns a trained run on a source a custodian prepared."""
     tmp = tmp_path_factory.mktemp("site")
     settings = settings_for(tmp, max_upload_bytes=300_000, allow_signup=False)
     store = UserStore(settings.users_db, failure_delay=0, max_failures=3, lock_seconds=60)
-    for user in ("alice", "bob"):
+    store.add_user("alice", PASSWORD, role="custodian")
+    for user in ("bob", "ann"):
         store.add_user(user, PASSWORD)
-    _, run = trained_run(Workspace(settings.home, "alice"), settings,
-                         adult_csv(tmp / "adult.csv"))
+    csv = adult_csv(tmp / "adult.csv")
+    _, run = trained_run(custodian(settings, "alice"), settings, csv)
+    ann_data, ann_run = trained_run(Workspace(settings.home, "ann"), settings,
+                                    adult_csv(tmp / "ann.csv", n=800, seed=3))
     with serve(create_app(settings, store=store)) as base:
-        yield {"base": base, "settings": settings, "run": run, "store": store, "tmp": tmp}
+        yield {"base": base, "settings": settings, "run": run, "store": store, "tmp": tmp,
+               "ann_data": ann_data, "ann_run": ann_run}
 
 
 @pytest.fixture
@@ -104,9 +111,11 @@ def test_each_user_reaches_only_their_own_run_through_the_api(site: dict[str, An
     from gradio_client.exceptions import AppError
 
     for api, args in (("/run_details", [run_id]), ("/generate", [run_id, 5, 1]),
-                      ("/evaluate", [run_id, "income", True]), ("/targets", [run_id])):
+                      ("/targets", [run_id])):
         with pytest.raises(AppError, match=f"run '{run_id}' not found"):
             bob.predict(*args, api_name=api)
+    with pytest.raises(AppError, match="only a data custodian"):
+        bob.predict(run_id, "income", True, api_name="/evaluate")
     report = f"{base}/files/runs/{run_id}/report/report.html"
     alice_cookies, bob_cookies = sign_in(base, "alice"), sign_in(base, "bob")
     alice.predict(run_id, "income", True, api_name="/evaluate")
@@ -129,12 +138,12 @@ def test_the_api_refuses_files_that_were_not_uploaded(site: dict[str, Any]) -> N
     alice_data = next(Workspace(settings.home, "alice").datasets_dir.glob("*/train.csv"))
     for path in (str(alice_data), "/etc/passwd", str(settings.users_db)):
         answer = _call(base, cookies, "add_upload",
-                       [{"path": path, "meta": {"_type": "gradio.FileData"}}, "", 0.2, ""])
+                       [{"path": path, "meta": {"_type": "gradio.FileData"}}, "", 0.2, "", ""])
         assert "event: error" in answer, answer
     assert alice_data.exists() and settings.users_db.exists()
     assert Workspace(settings.home, "bob").datasets() == []
     for choice in ("../home/users.sqlite", "/etc/passwd", "data/../../etc/passwd"):
-        answer = _call(base, cookies, "add_server_file", [choice, "", 0.2, ""])
+        answer = _call(base, cookies, "add_server_file", [choice, "", 0.2, "", ""])
         assert "refused" in answer, answer
 
 
@@ -155,10 +164,77 @@ def test_uploads_over_the_limit_are_refused(site: dict[str, Any]) -> None:
     uploaded = response.json()[0]
     assert Path(uploaded).resolve().is_relative_to(site["settings"].cache_dir.resolve())
     answer = _call(base, cookies, "add_upload",
-                   [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "mine", 0.2, ""])
+                   [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "mine", 0.2, "", ""])
     assert "event: complete" in answer, answer
     assert [d.name for d in Workspace(site["settings"].home, "bob").datasets()] == ["mine"]
     assert not Path(uploaded).exists()  # the private upload is not kept in the cache
+
+
+def test_an_analyst_cannot_set_a_budget_fix_a_domain_or_open_a_report(
+        site: dict[str, Any], client: Any) -> None:
+    from gradio_client.exceptions import AppError
+
+    base, store = site["base"], site["store"]
+    dataset_id, run = site["ann_data"].dataset_id, site["ann_run"]
+    ann = client("ann")
+    table = {"headers": data.SCHEMA_HEADERS, "data": [["age", "integer", False, "0", "100", "",
+                                                       ""]], "metadata": None}
+    for api, args in (("/set_budget", [dataset_id, 100.0, 0.1]),
+                      ("/set_domain", [dataset_id, table, "public", 0.1, 1e-6, True]),
+                      ("/set_domain", [dataset_id, table, "dp", 1.0, 1e-6, False]),
+                      ("/save_schema", [dataset_id, table]),
+                      ("/round_limits", [dataset_id, table]),
+                      ("/evaluate", [run.run_id, "income", True]),
+                      ("/acknowledge_non_dp", [dataset_id, "seen it"]),
+                      ("/close_reservation", [dataset_id, 1, "dead"])):
+        with pytest.raises(AppError, match="only a data custodian"):
+            ann.predict(*args, api_name=api)
+    # The page's API gives an analyst the fixed domain and no draft, no review flags.
+    shown = ann.predict(dataset_id, None, api_name="/select_dataset")
+    assert "not private" not in str(shown[1]) and "⚠" not in str(shown[1])
+    assert "released noisy count" in shown[0] and f"{site['ann_data'].rows:,}" not in shown[0]
+    # Reports and plots are computed on the real rows: never served to an analyst, even for
+    # her own run (here one evaluated while she was a custodian, then her role was taken back).
+    store.set_role("ann", "custodian")
+    ann_custodian = client("ann")
+    ann_custodian.predict(run.run_id, "income", True, api_name="/evaluate")
+    store.set_role("ann", "analyst")
+    ann.predict(run.run_id, 5, 1, api_name="/generate")
+    cookies = sign_in(base, "ann")
+    files = f"{base}/files/runs/{run.run_id}"
+    plot = next((run.report_dir / "plots").glob("*.png")).name
+    for path in ("report/report.html", f"report/plots/{plot}"):
+        answer = httpx.get(f"{files}/{path}", cookies=cookies)
+        assert answer.status_code == 403 and "only a data custodian" in answer.text, path
+    sample = sorted(run.samples_dir.glob("*.csv"))[0].name
+    assert httpx.get(f"{files}/samples/{sample}", cookies=cookies).status_code == 200
+    store.set_role("ann", "custodian")  # the operator's change applies to the next request
+    try:
+        assert httpx.get(f"{files}/report/report.html", cookies=cookies).status_code == 200
+    finally:
+        store.set_role("ann", "analyst")
+
+
+def test_sign_up_is_off_with_data_folders_and_gives_analysts(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    closed = settings_for(tmp_path / "closed", data_dirs=(folder,))
+    opened = settings_for(tmp_path / "open", data_dirs=(folder,), allow_signup=True)
+    form = {"username": "newbie", "password": PASSWORD, "password2": PASSWORD}
+    with serve(create_app(closed)) as base:
+        assert httpx.get(f"{base}/signup").status_code == 404
+        assert "Accounts are created by the operator" in httpx.get(f"{base}/login").text
+        assert httpx.post(f"{base}/signup", data=form).status_code == 404
+    assert not UserStore(closed.users_db).exists("newbie")
+    with serve(create_app(opened)) as base:
+        answer = httpx.post(f"{base}/signup", data=form)
+        assert answer.status_code == 303
+        # Whatever a visitor sends, sign-up gives an analyst account.
+        sneaky = httpx.post(f"{base}/signup", data={**form, "username": "sneaky",
+                                                    "role": "custodian"})
+        assert sneaky.status_code == 303
+    store = UserStore(opened.users_db)
+    assert store.role("newbie") == "analyst" and store.role("sneaky") == "analyst"
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

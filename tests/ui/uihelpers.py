@@ -1,4 +1,5 @@
-"""Helpers of the browser-app tests: settings, a dataset with a trained run, a live server."""
+"""Helpers of the browser-app tests: settings, accounts with roles, a data source a custodian
+has prepared, a dataset with a trained run, a live server."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ import httpx
 import polars as pl
 
 from privsynth_core.datasets import adult_frame
+from privsynth_core.schema import Schema
 from privsynth_ui import data_handlers as data
 from privsynth_ui import run_handlers as runs
+from privsynth_ui.auth import CUSTODIAN
 from privsynth_ui.settings import UISettings
 from privsynth_ui.workspace import DatasetRecord, RunRecord, Workspace
 
 PASSWORD = "correct horse battery"
+BUDGET = (5.0, 1e-4)
 
 
 def adult_csv(path: Path, n: int = 2000, seed: int = 7) -> Path:
@@ -44,22 +48,48 @@ def as_upload(settings: UISettings, source: Path) -> Path:
     return Path(shutil.copy(source, folder / source.name))
 
 
+def custodian(settings: UISettings, user: str = "cora") -> Workspace:
+    """A custodian's workspace (the role the gate would read from the account)."""
+    return Workspace(settings.home, user, role=CUSTODIAN)
+
+
 def rows_of(record: DatasetRecord) -> list[list[Any]]:
-    """The dataset's schema table as the page holds it."""
-    return data.schema_rows(data.current_schema(record))
+    """The dataset's draft schema table as the page holds it (what a custodian sees)."""
+    return data.schema_rows(Schema.load(record.draft_schema_path))
+
+
+def prepare_source(ws: Workspace, record: DatasetRecord,
+                   budget: tuple[float, float] | None = BUDGET) -> None:
+    """As a custodian: round public limits, declare the domain public (the rare categories
+    checked), and set the data source's budget."""
+    rounded = data.use_round_limits(ws, record.dataset_id, rows_of(record))
+    data.set_domain(ws, record.dataset_id, data.schema_rows(rounded), mode="public",
+                    epsilon=None, delta=None, accept_flagged=True)
+    if budget is not None:
+        runs.set_budget(ws, record.dataset_id, *budget)
+
+
+def train_inline(ws: Workspace, record: DatasetRecord, epsilon: float = 0.5) -> RunRecord:
+    """A finished ``independent`` run on the dataset, trained in this thread."""
+    plan = runs.check_training(ws, record.dataset_id, "independent", {}, epsilon, 0.0, "rdp")
+    return runs.train(ws, runs.new_run(ws, plan), lambda progress: None)
 
 
 def trained_run(ws: Workspace, settings: UISettings, csv: Path,
                 epsilon: float = 0.5) -> tuple[DatasetRecord, RunRecord]:
-    """A dataset (domain declared public) with a finished ``independent`` run, trained inline."""
+    """An uploaded dataset with a finished ``independent`` run. A custodian (``ws`` itself if
+    it is one) declares its source's domain public and gives it a budget first."""
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name=csv.name,
                                holdout_share=0.2, exclude="")
-    record = data.set_domain(ws, record.dataset_id, rows_of(record), mode="public",
-                             epsilon=None, delta=None)
-    plan = runs.check_training(ws, record.dataset_id, "independent", {}, epsilon, 0.0, "rdp")
-    run = runs.new_run(ws, plan)
-    run = runs.train(ws, run, lambda progress: None)
-    return record, run
+    if ws.is_custodian:
+        prepare_source(ws, record)
+    else:
+        keeper = custodian(settings, "keeper")
+        copy = data.add_uploaded(keeper, settings, as_upload(settings, csv), name=csv.name,
+                                 holdout_share=0.2, exclude="")
+        assert copy.key == record.key
+        prepare_source(keeper, copy)
+    return record, train_inline(ws, record, epsilon)
 
 
 def free_port() -> int:

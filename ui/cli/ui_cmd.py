@@ -10,9 +10,11 @@ def register(subparsers: Any) -> None:
     """Add the ``ui`` command."""
     parser = subparsers.add_parser(
         "ui", help="start the browser app (accounts, upload, train, generate, evaluate)",
-        description="Serve the privsynth web app: users sign in (accounts in "
+        description="Serve the privsynth web app: users sign in (accounts and their roles in "
         "$PRIVSYNTH_HOME/users.sqlite; see `privsynth users`) and each works in a workspace of "
-        "their own. Binds to 127.0.0.1 by default; put it behind an HTTPS reverse proxy before "
+        "their own; every budget is a data source's, in the one ledger "
+        "$PRIVSYNTH_HOME/ledger.sqlite that the CLI and the flows share, and only a custodian "
+        "sets one. Binds to 127.0.0.1 by default; put it behind an HTTPS reverse proxy before "
         "opening it to a network. Sends no analytics and makes no outbound calls.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -22,9 +24,14 @@ def register(subparsers: Any) -> None:
                         "more; also PRIVSYNTH_UI_DATA_DIRS)")
     parser.add_argument("--max-upload-mb", type=float, default=None,
                         help="largest upload, in MiB (default 200; PRIVSYNTH_UI_MAX_UPLOAD_MB)")
-    parser.add_argument("--no-signup", action="store_true",
+    signup = parser.add_mutually_exclusive_group()
+    signup.add_argument("--no-signup", dest="signup", action="store_false", default=None,
                         help="visitors cannot create accounts; the operator adds them with "
-                        "`privsynth users add` (also PRIVSYNTH_UI_SIGNUP=0)")
+                        "`privsynth users add` (also PRIVSYNTH_UI_SIGNUP=0). The default when "
+                        "a --data-dir is given")
+    signup.add_argument("--signup", dest="signup", action="store_true",
+                        help="visitors may create analyst accounts, even with --data-dir "
+                        "(also PRIVSYNTH_UI_SIGNUP=1); the default without one")
     parser.add_argument("--max-trainings", type=int, default=None,
                         help="trainings that may run at once, all users together (default 2)")
     parser.set_defaults(func=ui_cmd)
@@ -46,8 +53,8 @@ def ui_cmd(args: argparse.Namespace) -> int:
         overrides["data_dirs"] = tuple(Path(d) for d in args.data_dir)
     if args.max_upload_mb is not None:
         overrides["max_upload_bytes"] = int(args.max_upload_mb * 2**20)
-    if args.no_signup:
-        overrides["allow_signup"] = False
+    if args.signup is not None:
+        overrides["allow_signup"] = args.signup
     if args.max_trainings is not None:
         overrides["max_trainings"] = args.max_trainings
     serve(UISettings.from_env(**overrides), host=args.host, port=args.port)

@@ -119,6 +119,23 @@ def test_a_third_party_plugin_installed_with_pip_is_registered(tmp_path: Path) -
     computed = _run(code, env)
     assert computed.returncode == 0, computed.stderr
     assert float(computed.stdout) == pytest.approx(0.0)
+    # ... and so is its DP generator, which passes privsynth's generator contract.
+    assert rows["joint_histogram"]["distribution"] == "privsynth-example-plugin"
+    code = (
+        "import tempfile, pathlib; from privsynth_core.registry import generators; "
+        "from privsynth_core.datasets import load_adult; from privsynth_core import contract; "
+        "t = load_adult(2000); cols = ['age', 'gender', 'income']; "
+        "t = type(t)(t.frame.select(cols), t.schema.with_columns("
+        "[t.schema.column(c) for c in cols], domain='public')); "
+        "d = pathlib.Path(tempfile.mkdtemp()); "
+        "g, tab, ledger = contract.fit_for_contract(generators().get('joint_histogram'), t, d); "
+        "contract.check_output_schema(g, tab); contract.check_seeded_sampling(g); "
+        "contract.check_save_load(g, d / 'model'); contract.check_ledger(g, tab, ledger); "
+        "print('contract ok')"
+    )
+    fitted = _run(code, {**env, "PRIVSYNTH_HOME": str(tmp_path / "home")})
+    assert fitted.returncode == 0, fitted.stderr
+    assert fitted.stdout.strip().endswith("contract ok")
 
 
 def test_a_misspelled_hook_is_refused(fresh_plugins: None) -> None:

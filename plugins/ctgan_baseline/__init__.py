@@ -291,5 +291,19 @@ def _placeholders(synth: Any) -> dict[int, str]:
 
 @hookimpl
 def register_generators(register: Callable[[type[Generator]], None]) -> None:
-    """Register the non-DP CTGAN baseline."""
-    register(CTGANGenerator)
+    """Register the non-DP CTGAN baseline, when SDV (the ``privsynth[sdv]`` extra) is installed.
+
+    Only whether SDV can be found is checked (no import): listing plugins stays cheap.
+    """
+    if sdv_installed():
+        register(CTGANGenerator)
+
+
+def sdv_installed() -> bool:
+    """Whether SDV, which the baseline wraps, is installed (the ``sdv`` extra)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec("sdv") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation counts as absent
+        return False

@@ -1,4 +1,5 @@
-"""An example third-party privsynth plugin: the ``mean_gap`` fidelity metric."""
+"""An example third-party privsynth plugin: the ``mean_gap`` fidelity metric and the
+``joint_histogram`` DP generator (:mod:`.joint_histogram`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from privsynth_core import Metric, MetricResult, hookimpl
+from privsynth_core import Generator, Metric, MetricResult, hookimpl
 from privsynth_core.schema import ColumnKind, Schema
 
 
@@ -51,3 +52,11 @@ class MeanGapMetric(Metric):
 def register_metrics(register: Callable[[type[Metric]], None]) -> None:
     """Contribute the ``mean_gap`` metric."""
     register(MeanGapMetric)
+
+
+@hookimpl
+def register_generators(register: Callable[[type[Generator]], None]) -> None:
+    """Contribute the ``joint_histogram`` generator (imported here: numpy and polars only)."""
+    from .joint_histogram import JointHistogramGenerator
+
+    register(JointHistogramGenerator)

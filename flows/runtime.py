@@ -7,6 +7,12 @@
 - Task runners: ``thread`` (the default: a thread pool in this process) or ``dask`` (Prefect's
   Dask integration, ``prefect-dask``): a new local cluster, or an existing one given by its
   scheduler address (``--dask-address`` / ``PRIVSYNTH_DASK_ADDRESS``).
+- No runner reruns a fit. The local cluster privsynth starts has
+  ``distributed.scheduler.allowed-failures`` 0: a task whose worker dies fails at once
+  (``KilledWorker``) instead of being rescheduled. An existing cluster keeps its own setting
+  (Dask's default reschedules a task up to 3 times), which privsynth cannot change from a
+  client; there a rescheduled fit reaches the model store, finds its own open reservation and
+  refuses (:mod:`privsynth_core.store`), so it is still never trained or paid twice.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from privsynth_core.errors import ConfigError, PrivsynthError
 
 DASK_ADDRESS_ENV = "PRIVSYNTH_DASK_ADDRESS"
 TASK_RUNNERS = ("thread", "dask")
+#: ``distributed.scheduler.allowed-failures`` of the clusters privsynth starts: a task whose
+#: worker died is failed, not run again elsewhere (it may have reserved budget).
+ALLOWED_FAILURES = 0
 
 
 _PREFECT_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.engine",
@@ -102,4 +111,6 @@ def make_task_runner(
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": n_workers, "processes": processes,
-                                          "threads_per_worker": 1, "dashboard_address": None})
+                                          "threads_per_worker": 1, "dashboard_address": None,
+                                          "scheduler_kwargs": {
+                                              "allowed_failures": ALLOWED_FAILURES}})

@@ -5,6 +5,12 @@ The whole grid's budget is checked against the ledger before any cell starts
 cells run as parallel tasks on the flow's task runner (a thread pool, or a Dask cluster), each
 one a ``synthesize`` subflow. At the end: ``summary.csv``, ``privacy_utility.png`` and a
 markdown artifact.
+
+A cell is never run twice: ``run_cell`` does not retry, the local Dask cluster privsynth starts
+fails a task whose worker died instead of rescheduling it (:mod:`privsynth_flows.runtime`), and a
+rescheduled fit on another cluster is refused by the model store. A cell that fails, its worker
+killed included, is reported as failed in the summary with the ledger reservation its fit left
+open (``privsynth budget reservations`` lists it; the custodian closes it after review).
 """
 
 # No `from __future__ import annotations` here: Prefect validates flow parameters from the
@@ -20,7 +26,13 @@ from privsynth_core import pipeline
 from privsynth_core.config import RunConfig, SweepConfig
 from privsynth_core.errors import GeneratorError, PrivsynthError
 from privsynth_core.runs import NOT_DP_LABEL, RunResult, check_output_dir
-from privsynth_core.sweep import check_grid_budget, summary_rows, write_summary
+from privsynth_core.store import describe_reservations
+from privsynth_core.sweep import (
+    cell_reservations,
+    check_grid_budget,
+    summary_rows,
+    write_summary,
+)
 
 from . import tasks
 from .synthesize import _artifact_key, synthesize
@@ -63,7 +75,17 @@ def _markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="sweep", log_prints=True)
+def _cell_error(cell: RunConfig, exc: BaseException, *, fingerprint: str, schema: str
+                ) -> tuple[str, list[int]]:
+    """A failed cell's error for the summary, naming the reservation its fit left open."""
+    text = str(exc) if isinstance(exc, PrivsynthError) else f"{type(exc).__name__}: {exc}"
+    entries = cell_reservations(cell, fingerprint=fingerprint, schema_path=schema)
+    if entries and not all(f"#{e.entry_id} " in text for e in entries):
+        text += "\n" + describe_reservations(entries)
+    return text, [e.entry_id for e in entries]
+
+
+@flow(name="sweep", log_prints=True, retries=0)
 def sweep(sweep_config: SweepConfig) -> SweepResult:
     """Run every cell of the grid, after checking that the budget covers all of them.
 
@@ -85,19 +107,22 @@ def sweep(sweep_config: SweepConfig) -> SweepResult:
                              schema_path=domain_dir / pipeline.SCHEMA_FILE if cached else None)
     print(f"the sweep's {len(cells)} runs can spend at most {cost}; the budget covers it")
     # Resolved once here, so parallel cells share it instead of each paying for a DP domain.
-    tasks.resolve_domain(first, str(domain_dir), pipeline.new_run_id())
+    schema = tasks.resolve_domain(first, str(domain_dir), pipeline.new_run_id())
     futures = [run_cell.submit(cell) for cell in cells]
     results: list[tuple[RunConfig, RunResult | None, str | None]] = []
+    failed: list[str] = []
     for cell, future in zip(cells, futures, strict=True):
         try:
             results.append((cell, future.result(), None))
-        except PrivsynthError as exc:
-            results.append((cell, None, str(exc)))
+        except Exception as exc:  # a dead worker (KilledWorker) too: reported, never rerun
+            error, open_ids = _cell_error(cell, exc, fingerprint=info.fingerprint, schema=schema)
+            results.append((cell, None, error))
+            held = ", ".join(f"#{i}" for i in open_ids)
+            failed.append(f"{cell.label} (open reservation {held})" if held else cell.label)
     summary, plot = write_sweep_summary(results, str(sweep_config.output_dir))
     create_markdown_artifact(_markdown(summary_rows(results)),
                              key=_artifact_key(f"sweep-{sweep_config.output_dir.name}"),
                              description=f"privsynth sweep ({NOT_DP_LABEL})")
-    failed = [cell.label for cell, result, _ in results if result is None]
     if failed:
         raise GeneratorError(f"{len(failed)} of {len(cells)} sweep runs failed: "
                              f"{', '.join(failed)}; see {summary}")

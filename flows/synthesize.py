@@ -3,7 +3,9 @@
 ``synthesize`` = load -> validate -> domain -> fit -> sample -> evaluate -> report -> publish,
 as thin tasks (:mod:`privsynth_flows.tasks`). Metrics fan out as parallel tasks on the flow's
 task runner (threads, or a Dask cluster). The run directory appears atomically at the end
-(:mod:`privsynth_core.runs`); a markdown artifact summarises the run in the Prefect UI.
+(:mod:`privsynth_core.runs`); a markdown artifact summarises the run in the Prefect UI. Runs of
+one run directory take turns (:func:`privsynth_core.runs.claim_run_dir`), and identical fits are
+trained and paid for once (:mod:`privsynth_core.store`).
 """
 
 # No `from __future__ import annotations` here: Prefect validates flow parameters from the
@@ -20,11 +22,13 @@ from privsynth_core import pipeline
 from privsynth_core.config import RunConfig
 from privsynth_core.privacy.release import CUSTODIAN_DIR, RELEASE_DIR
 from privsynth_core.runs import (
+    CHECKPOINTS_DIR,
     NOT_DP_LABEL,
     VALIDATION_LOG,
     RunResult,
     begin_run,
     check_output_dir,
+    claim_run_dir,
     custodian_manifest,
 )
 from privsynth_core.sweep import check_grid_budget
@@ -69,7 +73,9 @@ def _evaluate_and_report(config: RunConfig, schema: str, synthetic: str, model: 
     return tasks.write_report(config, schema, synthetic, model, parts, destination)
 
 
-@flow(name="synthesize", log_prints=True)
+# retries=0 here and on the fit's task, whatever PREFECT_FLOWS_DEFAULT_RETRIES says: a retry
+# of a flow that reserved budget must not train again (the model store refuses it anyway).
+@flow(name="synthesize", log_prints=True, retries=0)
 def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
     """Run one synthesis: a DP synthetic table, its model, manifest, metrics and report.
 
@@ -80,36 +86,41 @@ def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
     """
     logger = get_run_logger()
     check_output_dir(config)
-    run_id, work = begin_run(config, resume=resume)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    # One run at a time per run directory: a second one waits, then reuses the stored model.
+    with claim_run_dir(config.output_dir):
+        run_id, work = begin_run(config, resume=resume)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
 
-    def tick(step: str) -> None:
-        nonlocal clock
-        timings[step], clock = time.perf_counter() - clock, time.perf_counter()
+        def tick(step: str) -> None:
+            nonlocal clock
+            timings[step], clock = time.perf_counter() - clock, time.perf_counter()
 
-    info = tasks.load_input(config)
-    tick("load")
-    for note in tasks.validate_input(config, info.fingerprint, str(work / VALIDATION_LOG)):
-        logger.info(note)  # counts only: values of the rows stay in the custodian log
-    tick("validate")
-    domain_dir = pipeline.cache_dir() / "domains" / pipeline.domain_key(config, info.fingerprint)
-    if config.epsilon is not None and not resume:
-        # Refuse a run the budget cannot cover before a DP domain is paid for in vain. (A
-        # resumed fit continues under its own reservation, already counted.)
-        check_grid_budget([config], fingerprint=info.fingerprint, schema_path=(
-            domain_dir / pipeline.SCHEMA_FILE if pipeline.is_complete_domain(domain_dir)
-            else None))
-    schema = tasks.resolve_domain(config, str(domain_dir), run_id)
-    tick("domain")
-    model = tasks.fit_model(config, schema, run_id, str(work / "checkpoints"))
-    tick("fit")
-    synthetic = tasks.sample_synthetic(model, config.rows, config.seed,
-                                       str(work / pipeline.SYNTHETIC_FILE))
-    tick("sample")
-    report = _evaluate_and_report(config, schema, synthetic, model, str(work / "report"))
-    tick("evaluate+report")
-    result = tasks.publish(config, run_id, info, schema, model, synthetic, report, timings)
+        info = tasks.load_input(config)
+        tick("load")
+        for note in tasks.validate_input(config, info.fingerprint, str(work / VALIDATION_LOG)):
+            # A warning (values were clamped, read as missing or dropped), with counts only:
+            # the values of the rows stay in the custodian's log.
+            logger.warning(note)
+        tick("validate")
+        domain_dir = (pipeline.cache_dir() / "domains"
+                      / pipeline.domain_key(config, info.fingerprint))
+        if config.epsilon is not None and not resume:
+            # Refuse a run the budget cannot cover before a DP domain is paid for in vain. (A
+            # resumed fit continues under its own reservation, already counted.)
+            check_grid_budget([config], fingerprint=info.fingerprint, schema_path=(
+                domain_dir / pipeline.SCHEMA_FILE if pipeline.is_complete_domain(domain_dir)
+                else None))
+        schema = tasks.resolve_domain(config, str(domain_dir), run_id)
+        tick("domain")
+        model = tasks.fit_model(config, schema, run_id, str(work / CHECKPOINTS_DIR))
+        tick("fit")
+        synthetic = tasks.sample_synthetic(model, config.rows, config.seed,
+                                           str(work / pipeline.SYNTHETIC_FILE))
+        tick("sample")
+        report = _evaluate_and_report(config, schema, synthetic, model, str(work / "report"))
+        tick("evaluate+report")
+        result = tasks.publish(config, run_id, info, schema, model, synthetic, report, timings)
     create_markdown_artifact(run_markdown(result), key=_artifact_key(config.label),
                              description=f"privsynth run {config.label} ({NOT_DP_LABEL})")
     return result

@@ -10,7 +10,9 @@ every step reads its input from a file and writes its output atomically.
   use no Prefect cache: whether a domain or a model is already paid for is decided by
   privsynth's own store and ledger (:func:`privsynth_core.pipeline.fit_model`), so a fit is
   reused across flows, the CLI and another ``PREFECT_HOME`` alike, and no cache key derived
-  from the data reaches Prefect's server.
+  from the data reaches Prefect's server. Should a runner run a fit again anyway (a retry
+  setting, Dask rescheduling the task of a dead worker), the store refuses it while the first
+  attempt's reservation is open (:mod:`privsynth_core.store`).
 - What a task logs (and so what reaches Prefect's server) is counts and paths, never a value
   of the private rows: details go to the run's custodian log.
 """

@@ -15,7 +15,9 @@ value of the data: details with example values go to the run's custodian log
 
 Models and domains are kept in privsynth's own store under ``$PRIVSYNTH_HOME/cache``, keyed on
 (data, settings, seed): a second identical fit finds the model already paid for and reuses it,
-whichever orchestrator (or none) runs it.
+whichever orchestrator (or none) runs it; one running at the same time waits for it; and a fit
+whose earlier attempt died after reserving its budget is refused rather than paid twice
+(:mod:`privsynth_core.store`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MetricError, SchemaError
-from .fileio import atomic_directory, atomic_write, atomic_write_text
+from .fileio import atomic_directory, atomic_write, atomic_write_text, remove_stale_siblings
 from .ledger import PrivacyLedger, privsynth_home
 from .privacy.release import SpentPart
 
@@ -168,7 +170,9 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     ``public``: the declared schema (reviewed by a person); costs nothing. ``dp``: bounds and
     categories learned with DP mechanisms, each charged to the ledger under ``run_id`` before it
     runs. A domain already resolved at ``destination`` (the store's key covers the data and the
-    settings) is reused and costs nothing more.
+    settings) is reused and costs nothing more. Resolving holds the entry's lock
+    (:func:`privsynth_core.store.exclusive_lock`), so processes resolving the same DP domain at
+    once pay for it once: the others wait, then reuse it.
 
     Returns:
         The schema file.
@@ -177,21 +181,28 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
         DomainError, SchemaError, BudgetNotSetError, BudgetExceededError.
     """
     from .domain import prepare_table
+    from .store import exclusive_lock
 
+    destination = Path(destination)
     if is_complete_domain(destination):
-        return Path(destination) / SCHEMA_FILE
-    ledger = PrivacyLedger()
-    table = prepare_table(
-        config.input, schema_path=config.schema_path, domain=config.domain,
-        domain_epsilon=config.domain_epsilon, domain_delta=config.domain_delta, ledger=ledger,
-        run_id=run_id, source=config.source)
-    record: dict[str, Any] = {
-        "mode": config.domain, "run_id": run_id,
-        "parts": [{**p.public(), "ledger_entry": p.entry_id} for p in table.spent]}
-    with atomic_directory(destination, overwrite=True) as tmp:
-        table.schema.save(tmp / SCHEMA_FILE)
-        (tmp / DOMAIN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
-    return Path(destination) / SCHEMA_FILE
+        return destination / SCHEMA_FILE
+    with exclusive_lock(destination, what=f"the domain {destination.name[:12]} (another "
+                                          f"process is resolving the same domain)"):
+        if is_complete_domain(destination):  # resolved by the process we waited for
+            return destination / SCHEMA_FILE
+        remove_stale_siblings(destination)
+        ledger = PrivacyLedger()
+        table = prepare_table(
+            config.input, schema_path=config.schema_path, domain=config.domain,
+            domain_epsilon=config.domain_epsilon, domain_delta=config.domain_delta,
+            ledger=ledger, run_id=run_id, source=config.source)
+        record: dict[str, Any] = {
+            "mode": config.domain, "run_id": run_id,
+            "parts": [{**p.public(), "ledger_entry": p.entry_id} for p in table.spent]}
+        with atomic_directory(destination, overwrite=True) as tmp:
+            table.schema.save(tmp / SCHEMA_FILE)
+            (tmp / DOMAIN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return destination / SCHEMA_FILE
 
 
 def domain_parts(schema_path: str | Path) -> list[SpentPart]:
@@ -231,41 +242,68 @@ def fit_model(
 ) -> Path:
     """Train the configured generator on the table under ``schema_path`` into the model store.
 
-    A model already in the store for the same data, settings and seed is returned as it is: it
-    was paid for once (its ``fit.json`` names the ledger entries), and is never trained or
-    charged again. Otherwise the generator releases (or reuses) the row count, reserves its
-    target, trains, settles, and is saved atomically with its custodian record.
+    A fit is paid for once per (data, settings with seed, domain), whoever runs it and however
+    (:mod:`privsynth_core.store`):
+
+    - a complete model in the store is returned as it is: its ``fit.json`` names the ledger
+      entries it was paid by, and it is never trained or charged again;
+    - otherwise the entry's lock is taken for the whole train-and-save: a second identical fit
+      waits, then returns the model the first one saved;
+    - holding the lock, an open reservation of the same fit (its attempt died, or failed after
+      reserving) is refused with :class:`~privsynth_core.store.UnfinishedFitError` instead of
+      paying again, unless ``checkpoint_dir`` holds that attempt's checkpoints (a resume);
+    - then the generator releases (or reuses) the row count, reserves its target with the store
+      key in the entry's params, trains, settles, and is saved atomically with its custodian
+      record.
 
     Returns:
         The model directory (``<store entry>/model``).
 
     Raises:
-        ConfigError, DomainError, BudgetNotSetError, BudgetExceededError, GeneratorError.
+        UnfinishedFitError, ConfigError, DomainError, BudgetNotSetError, BudgetExceededError,
+        GeneratorError.
     """
     from .checkpoint import CheckpointStore
     from .schema import Schema
     from .service import create_generator, fit_generator
+    from .store import CHECKPOINTS_PARAM, FIT_KEY_PARAM, check_unfinished, exclusive_lock
     from .table import Table
 
     table = Table.load(config.input, Schema.load(schema_path), source=config.source)
     entry = model_store_entry(config, table.fingerprint(), schema_path)
     if is_complete_model(entry / MODEL_SUBDIR):
         return entry / MODEL_SUBDIR
-    table.spent = domain_parts(schema_path)
-    generator = create_generator(config.generator, config.params)
-    fit_generator(table, generator, epsilon=config.epsilon, delta=config.delta,
-                  accountant=config.accountant, ledger=PrivacyLedger(), run_id=run_id,
-                  progress=progress,
-                  checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None)
-    summary = generator.fit_summary
-    assert summary is not None
-    with atomic_directory(entry, overwrite=True) as tmp:
-        generator.save(tmp / MODEL_SUBDIR)
-        Schema.load(schema_path).save_release(tmp / MODEL_SUBDIR / RELEASED_SCHEMA)
-        record = {"config_hash": config.fit_hash(), **summary.custodian_dict(),
-                  "noisy_rows": summary.noisy_rows}
-        (tmp / FIT_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    with exclusive_lock(entry, what=f"the model {entry.name[:12]} (another process is training "
+                                    f"the same model; it is reused when saved)"):
+        if is_complete_model(entry / MODEL_SUBDIR):  # saved by the process we waited for
+            return entry / MODEL_SUBDIR
+        ledger = PrivacyLedger()
+        check_unfinished(ledger, table.budget_key(), entry.name, checkpoint_dir=checkpoint_dir)
+        remove_stale_siblings(entry)
+        table.spent = domain_parts(schema_path)
+        generator = create_generator(config.generator, config.params)
+        params: dict[str, Any] = {FIT_KEY_PARAM: entry.name}
+        if checkpoint_dir is not None:
+            params[CHECKPOINTS_PARAM] = str(checkpoint_dir)
+        fit_generator(table, generator, epsilon=config.epsilon, delta=config.delta,
+                      accountant=config.accountant, ledger=ledger, run_id=run_id,
+                      progress=progress, ledger_params=params,
+                      checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None)
+        summary = generator.fit_summary
+        assert summary is not None
+        with atomic_directory(entry, overwrite=True) as tmp:
+            generator.save(tmp / MODEL_SUBDIR)
+            Schema.load(schema_path).save_release(tmp / MODEL_SUBDIR / RELEASED_SCHEMA)
+            record = {"config_hash": config.fit_hash(), FIT_KEY_PARAM: entry.name,
+                      "ledger_id": ledger.ledger_id, **summary.custodian_dict(),
+                      "noisy_rows": summary.noisy_rows}
+            (tmp / FIT_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     return entry / MODEL_SUBDIR
+
+
+def fit_reused(model_dir: str | Path, run_id: str) -> bool:
+    """Whether the stored model was trained (and paid for) by another run than ``run_id``."""
+    return bool(fit_record(model_dir).get("run_id") != run_id)
 
 
 def fit_record(model_dir: str | Path) -> dict[str, Any]:
@@ -425,6 +463,7 @@ __all__ = [
     "fit_key",
     "fit_model",
     "fit_record",
+    "fit_reused",
     "headline_rows",
     "is_complete_domain",
     "is_complete_model",

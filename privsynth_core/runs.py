@@ -18,15 +18,22 @@ continues. A published run directory holds two folders, kept apart because only 
       validation.log    what conforming the data changed, with example values (if anything)
 
 :func:`run_pipeline` runs every step in sequence with no orchestrator (no retries), reusing the
-model store like the flows do.
+model store like the flows do. One run at a time writes a run directory: a run holds it
+(:func:`claim_run_dir`) from :func:`begin_run` to :func:`publish_run`, and a second run of the
+same directory waits for the first. Both remove the temporary siblings that killed writers left
+beside the run directory (:func:`privsynth_core.fileio.remove_stale_siblings`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -34,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, InputFileError
-from .fileio import atomic_directory, atomic_write_text
+from .fileio import atomic_directory, atomic_write_text, remove_stale_siblings
 from .pipeline import (
     SYNTHETIC_FILE,
     InputInfo,
@@ -50,6 +57,7 @@ if TYPE_CHECKING:
 RUN_MANIFEST = "manifest.json"
 RUN_KIND = "privsynth-run"
 STATE_FILE = "run.json"
+CHECKPOINTS_DIR = "checkpoints"
 VALIDATION_LOG = "validation.log"
 NOT_DP_LABEL = "computed on real data: not DP, custodian-only"
 _VERSIONED = ("privsynth", "polars", "numpy", "pydantic", "torch", "opacus", "prefect",
@@ -62,17 +70,58 @@ def work_dir_for(run_dir: str | Path) -> Path:
     return run_dir.parent / f".{run_dir.name}.work"
 
 
-def begin_run(config: RunConfig, *, resume: bool = False) -> tuple[str, Path]:
-    """Open the run's work area; return ``(run_id, work_dir)``.
+@contextmanager
+def claim_run_dir(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir`` for one run, from :func:`begin_run` to :func:`publish_run`.
 
+    Runs that publish the same directory take turns: a second one waits for the first (and
+    then reuses its model from the store) instead of discarding the first one's work area under
+    it. The hold is an OS lock (:func:`privsynth_core.store.exclusive_lock`), released when
+    the block ends or the process dies; so a work area found while holding it has no live
+    owner.
+    """
+    from .store import exclusive_lock
+
+    with exclusive_lock(run_dir, what=f"the run directory {run_dir} (another run is writing "
+                                      f"it)"):
+        yield
+
+
+def _interrupted_reservation(work: Path) -> str | None:
+    """Why an interrupted run's work area must be kept: its training reservation is still open
+    and its checkpoints can resume it (None when it can be discarded)."""
+    from .errors import BudgetError
+    from .ledger import PrivacyLedger
+    from .store import describe_reservations, resumable_entry
+
+    entry_id = resumable_entry(work / CHECKPOINTS_DIR)
+    if entry_id is None:
+        return None
+    try:
+        entry = PrivacyLedger().entry(entry_id)
+    except BudgetError:
+        return None
+    return describe_reservations([entry]) if entry.status == "reserved" else None
+
+
+def begin_run(config: RunConfig, *, resume: bool = False) -> tuple[str, Path]:
+    """Open the run's work area; return ``(run_id, work_dir)``. Call it inside
+    :func:`claim_run_dir`.
+
+    Stale temporary siblings of the run directory (left by killed writers) are removed first.
     Without ``resume``, an interrupted run's work area is discarded (its ledger reservations
-    stay counted). With ``resume``, its run id is reused, so its checkpoints are picked up.
+    stay counted), unless its checkpoints can still resume a training whose reservation is open:
+    that is refused, so the only way on is ``--resume`` or a custodian's close, never a second
+    payment. With ``resume``, its run id is reused, so its checkpoints are picked up.
 
     Raises:
         ConfigError: ``resume`` was asked for a different configuration.
+        UnfinishedFitError: an interrupted run's training can still be resumed.
     """
     from .pipeline import new_run_id
+    from .store import UnfinishedFitError
 
+    remove_stale_siblings(config.output_dir)
     work = work_dir_for(config.output_dir)
     state_path = work / STATE_FILE
     if resume and state_path.is_file():
@@ -83,13 +132,19 @@ def begin_run(config: RunConfig, *, resume: bool = False) -> tuple[str, Path]:
                               f"alone, or start afresh without --resume")
         return str(state["run_id"]), work
     if work.exists():
+        reason = _interrupted_reservation(work)
+        if reason is not None:
+            raise UnfinishedFitError(
+                f"an earlier run writing {config.output_dir} was interrupted mid-training and "
+                f"its work area is kept:\n{reason}", [])
         shutil.rmtree(work)
     work.mkdir(parents=True)
     run_id = new_run_id()
     atomic_write_text(state_path, json.dumps(
         {"run_id": run_id, "config_hash": config.config_hash(),
          "config": config.model_dump(mode="json"),
-         "started": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2))
+         "started": datetime.now(UTC).isoformat(timespec="seconds"),
+         "owner": {"pid": os.getpid(), "host": socket.gethostname()}}, indent=2))
     return run_id, work
 
 
@@ -261,6 +316,7 @@ def publish_run(config: RunConfig, *, run_id: str, info: InputInfo, schema_path:
 
     check_output_dir(config)
     run_dir = Path(config.output_dir)
+    remove_stale_siblings(run_dir)
     model_dir, schema_path = Path(model_dir), Path(schema_path)
     release_id = uuid.uuid4().hex
     release = build_release_manifest(config, model_dir=model_dir, release_id=release_id)
@@ -290,7 +346,8 @@ def run_pipeline(config: RunConfig) -> RunResult:
     """Run every step in sequence with no orchestrator: no retries, one process.
 
     Training goes through the model store, so a second identical run reuses the model instead
-    of paying again, exactly as the flows do.
+    of paying again, exactly as the flows do; two runs of one run directory take turns
+    (:func:`claim_run_dir`).
     """
     from . import pipeline as p
 
@@ -304,33 +361,38 @@ def run_pipeline(config: RunConfig) -> RunResult:
         timings[step] = now - clock
         clock = now
 
-    run_id, work = begin_run(config)
-    info = p.load_input(config)
-    tick("load")
-    p.validate_input(config, work / VALIDATION_LOG)
-    p.check_holdout(config, info.fingerprint)
-    tick("validate")
-    schema = p.resolve_domain(
-        config, p.cache_dir() / "domains" / p.domain_key(config, info.fingerprint),
-        run_id=run_id)
-    tick("domain")
-    model = p.fit_model(config, schema, run_id=run_id, checkpoint_dir=work / "checkpoints")
-    tick("fit")
-    synthetic = p.sample_synthetic(model, config.rows, seed=config.seed,
-                                   destination=work / SYNTHETIC_FILE)
-    tick("sample")
-    parts = [p.evaluate_metric(config, schema, synthetic, model, metric_id, required=required)
-             for metric_id, required in p.metric_plan(config)]
-    tick("evaluate")
-    report = p.write_report(config, schema, synthetic, model, parts, work / "report")
-    tick("report")
-    result = publish_run(config, run_id=run_id, info=info, schema_path=schema, model_dir=model,
-                         synthetic_path=synthetic, report_dir=report, timings=timings)
-    tick("publish")
+    with claim_run_dir(config.output_dir):
+        run_id, work = begin_run(config)
+        info = p.load_input(config)
+        tick("load")
+        p.validate_input(config, work / VALIDATION_LOG)
+        p.check_holdout(config, info.fingerprint)
+        tick("validate")
+        schema = p.resolve_domain(
+            config, p.cache_dir() / "domains" / p.domain_key(config, info.fingerprint),
+            run_id=run_id)
+        tick("domain")
+        model = p.fit_model(config, schema, run_id=run_id,
+                            checkpoint_dir=work / CHECKPOINTS_DIR)
+        tick("fit")
+        synthetic = p.sample_synthetic(model, config.rows, seed=config.seed,
+                                       destination=work / SYNTHETIC_FILE)
+        tick("sample")
+        parts = [p.evaluate_metric(config, schema, synthetic, model, metric_id,
+                                   required=required)
+                 for metric_id, required in p.metric_plan(config)]
+        tick("evaluate")
+        report = p.write_report(config, schema, synthetic, model, parts, work / "report")
+        tick("report")
+        result = publish_run(config, run_id=run_id, info=info, schema_path=schema,
+                             model_dir=model, synthetic_path=synthetic, report_dir=report,
+                             timings=timings)
+        tick("publish")
     return result
 
 
 __all__ = [
+    "CHECKPOINTS_DIR",
     "NOT_DP_LABEL",
     "RUN_MANIFEST",
     "VALIDATION_LOG",
@@ -339,6 +401,7 @@ __all__ = [
     "build_manifest",
     "build_release_manifest",
     "check_output_dir",
+    "claim_run_dir",
     "custodian_manifest",
     "interrupted_config",
     "publish_run",

@@ -16,6 +16,7 @@ mechanism, both charged to the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,12 +76,14 @@ def fit_generator(
     run_id: str,
     progress: ProgressCallback | None = None,
     checkpoints: CheckpointStore | None = None,
+    ledger_params: Mapping[str, Any] | None = None,
 ) -> Generator:
     """Train ``generator`` on ``table`` within (epsilon, delta), charging ``ledger``.
 
     For a DP generator, the row count n̂ is released first (or reused: one per extract), the
     default delta is derived from it, then the generator reserves its target, trains and
-    settles (:meth:`Generator.fit`). Returns the fitted generator.
+    settles (:meth:`Generator.fit`); ``ledger_params`` go into the training's ledger entry (the
+    model store's key). Returns the fitted generator.
 
     Raises:
         ConfigError, DomainError, BudgetNotSetError, BudgetExceededError, GeneratorError.
@@ -99,7 +102,7 @@ def fit_generator(
         noisy_rows = count.value
     budget = target_budget(generator, epsilon=epsilon, delta=delta, noisy_rows=noisy_rows)
     generator.fit(table, budget=budget, accountant=accountant, ledger=ledger, run_id=run_id,
-                  progress=progress, checkpoints=checkpoints)
+                  progress=progress, checkpoints=checkpoints, ledger_params=ledger_params)
     return generator
 
 

@@ -1,10 +1,15 @@
 """Sweeps: a grid of runs over one dataset, its budget checked up front, and its summary.
 
 :func:`grid_cost` adds up what the whole grid can reserve in the ledger, counting only what is
-not cached yet (the learned domain, once, and each cell whose model is not saved), and
-:func:`check_grid_budget` refuses the sweep **before any cell starts** when the dataset's
-remaining budget cannot cover it all: cells run in parallel, so every reservation must fit at
-once. :func:`write_summary` writes ``summary.csv`` and the privacy-utility plot
+not paid for yet (the learned domain, once, and each cell whose model is not in the store and
+has no open reservation), and :func:`check_grid_budget` refuses the sweep **before any cell
+starts** when the dataset's remaining budget cannot cover it all: cells run in parallel, so
+every reservation must fit at once. Whether a cell is paid for is decided by privsynth's own
+model store and ledger (:mod:`privsynth_core.store`), never by an orchestrator's cache. A cell
+whose fit left an open reservation (its worker died) is not trained again: it fails, and
+:func:`cell_reservations` names the reservation for the custodian.
+
+:func:`write_summary` writes ``summary.csv`` and the privacy-utility plot
 ``privacy_utility.png`` (both computed on real data: custodian-only).
 """
 
@@ -21,6 +26,7 @@ from .ledger import PrivacyBudget, PrivacyLedger
 
 if TYPE_CHECKING:
     from .config import RunConfig
+    from .ledger import LedgerEntry
     from .runs import RunResult
 
 SUMMARY_FILE = "summary.csv"
@@ -33,7 +39,8 @@ DEFAULT_DELTA_BOUND = 1e-5
 
 
 def grid_cost(cells: list[RunConfig], *, fingerprint: str,
-              schema_path: str | Path | None, count_epsilon: float = 0.0) -> PrivacyBudget:
+              schema_path: str | Path | None, count_epsilon: float = 0.0,
+              unfinished: frozenset[str] = frozenset()) -> PrivacyBudget:
     """The most the grid can reserve: the uncached domain (once), the row count if it is not
     released yet (once), and every cell whose model is not in the store.
 
@@ -43,8 +50,11 @@ def grid_cost(cells: list[RunConfig], *, fingerprint: str,
         schema_path: the resolved domain if it is cached already; None if it must be resolved
             (then no model can be known to be cached, and the domain's cost counts).
         count_epsilon: what releasing the row count will cost (0 if already released).
+        unfinished: store keys with an open training reservation: such a cell is refused, or
+            resumed under that reservation, which the ledger already counts; it costs nothing
+            more.
     """
-    from .pipeline import MODEL_SUBDIR, is_complete_model, model_store_entry
+    from .pipeline import MODEL_SUBDIR, fit_key, is_complete_model, model_store_entry
 
     if len({(c.input, c.domain_hash()) for c in cells}) > 1:
         raise ConfigError("a sweep runs over one dataset and one domain; every cell must share "
@@ -58,8 +68,10 @@ def grid_cost(cells: list[RunConfig], *, fingerprint: str,
     for cell in cells:
         if cell.epsilon is None:
             continue
-        if schema_path is not None and is_complete_model(
-                model_store_entry(cell, fingerprint, schema_path) / MODEL_SUBDIR):
+        if schema_path is not None and (
+                fit_key(cell, fingerprint, schema_path) in unfinished
+                or is_complete_model(model_store_entry(cell, fingerprint, schema_path)
+                                     / MODEL_SUBDIR)):
             continue
         training = True
         epsilon += cell.epsilon
@@ -74,6 +86,9 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
                       ledger: PrivacyLedger | None = None) -> PrivacyBudget:
     """Refuse a grid (or a single run) whose cost exceeds the dataset's remaining budget.
 
+    Models in the store and fits with an open reservation cost nothing more (both are already
+    in the ledger's spent total).
+
     Returns:
         The cost: what the runs can reserve, caches taken into account.
 
@@ -83,13 +98,17 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
     """
     from .ledger import budget_key
     from .privacy.count import count_epsilon, released_row_count
+    from .store import FIT_KEY_PARAM
 
     ledger = ledger or PrivacyLedger()
     key = budget_key(cells[0].source, fingerprint)
     status = ledger.status(key)
     released = released_row_count(ledger, key, extract=fingerprint) is not None
+    unfinished = frozenset(str(e.params[FIT_KEY_PARAM]) for e in ledger.open_reservations(key)
+                           if FIT_KEY_PARAM in e.params)
     cost = grid_cost(cells, fingerprint=fingerprint, schema_path=schema_path,
-                     count_epsilon=0.0 if released else count_epsilon(status.budget.epsilon))
+                     count_epsilon=0.0 if released else count_epsilon(status.budget.epsilon),
+                     unfinished=unfinished)
     remaining = status.remaining
     if cost.epsilon > remaining.epsilon * (1 + 1e-9) or cost.delta > remaining.delta * (1 + 1e-9):
         raise BudgetExceededError(
@@ -98,6 +117,17 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
             f"{status.budget} is left; nothing was run. Lower the epsilons, drop runs, or raise "
             f"the budget with `privsynth budget set` if the data custodian agrees")
     return cost
+
+
+def cell_reservations(cell: RunConfig, *, fingerprint: str, schema_path: str | Path,
+                      ledger: PrivacyLedger | None = None) -> list[LedgerEntry]:
+    """The open training reservations of a cell's fit (left by an attempt that died)."""
+    from .ledger import budget_key
+    from .pipeline import fit_key
+    from .store import open_fit_reservations
+
+    return open_fit_reservations(ledger or PrivacyLedger(), budget_key(cell.source, fingerprint),
+                                 fit_key(cell, fingerprint, schema_path))
 
 
 def summary_rows(results: list[tuple[RunConfig, RunResult | None, str | None]]
@@ -182,4 +212,5 @@ def _plot(rows: list[dict[str, Any]], metric: tuple[str, str], target: Path) -> 
         plt.close(fig)
 
 
-__all__ = ["check_grid_budget", "grid_cost", "summary_rows", "write_summary"]
+__all__ = ["cell_reservations", "check_grid_budget", "grid_cost", "summary_rows",
+           "write_summary"]

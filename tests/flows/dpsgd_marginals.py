@@ -6,7 +6,9 @@ It learns one softmax distribution per column (the logits of the column's domain
 standard deviation ``sigma * clip`` on the sum, noise calibrated by the run's accountant so the
 planned steps meet the target. Training is in blocks of ``checkpoint_every`` steps, each logged
 ahead and checkpointed after, following :mod:`privsynth_core.checkpoint`. ``step_seconds`` slows
-every step down so a test can kill the process mid-training.
+every step down so a test can kill the process mid-training, and ``pid_dir`` tells it which
+process trains (a file named after the pid, written when training starts). The
+``test-dpsgd-marginals-nockpt`` variant trains the same way without checkpoints.
 
 Per-record gradient of column c's NLL w.r.t. its logits: ``p_c - onehot(x_c)``, so the clipped
 sum over a batch is ``(sum_i w_i) p - sum_i w_i onehot(x_i)`` with ``w_i = min(1, C / |g_i|)``
@@ -16,6 +18,7 @@ and ``|g_i|^2 = sum_c (|p_c|^2 - 2 p_c[x_ic] + 1)``.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -47,6 +50,8 @@ class DPSGDMarginalsParams(GeneratorParams):
     checkpoint_every: int = Field(10, ge=1, description="steps per logged block / checkpoint")
     step_seconds: float = Field(0.0, ge=0, description="pause per step (tests only)")
     seed: int | None = Field(None, description="sampling and noise seed (tests only)")
+    pid_dir: str | None = Field(None, description="folder for a file named after the training "
+                                "process's pid (tests only)")
 
 
 def _codes(series: pl.Series, column: Column, bins: int) -> tuple[np.ndarray, int]:
@@ -86,6 +91,9 @@ class DPSGDMarginalsGenerator(Generator):
              progress: ProgressCallback | None) -> FitSummary:
         assert budget is not None and isinstance(self.params, DPSGDMarginalsParams)
         p = self.params
+        if p.pid_dir is not None:
+            Path(p.pid_dir).mkdir(parents=True, exist_ok=True)
+            (Path(p.pid_dir) / str(os.getpid())).write_text(str(budget.epsilon), encoding="utf-8")
         acc_cls = accountants().get(accountant)
         acc = acc_cls()
         n, q = table.n_rows, p.sample_rate
@@ -172,6 +180,14 @@ class DPSGDMarginalsGenerator(Generator):
         self._logits = json.loads((directory / "logits.json").read_text(encoding="utf-8"))
 
 
+class NoCheckpointMarginalsGenerator(DPSGDMarginalsGenerator):
+    """The same training, without checkpoint support (an interrupted fit cannot resume)."""
+
+    generator_id = "test-dpsgd-marginals-nockpt"
+    description = "test-only: per-column marginals trained with DP-SGD, no checkpoints"
+    supports_checkpoints = False
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
     return np.asarray(e / e.sum(), dtype=float)
@@ -183,5 +199,6 @@ def _save_logits(logits: np.ndarray, directory: Path) -> None:
 
 @hookimpl
 def register_generators(register: Callable[[type[Generator]], None]) -> None:
-    """Contribute the test generator."""
+    """Contribute the test generators."""
     register(DPSGDMarginalsGenerator)
+    register(NoCheckpointMarginalsGenerator)

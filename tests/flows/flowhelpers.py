@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from privsynth_core import PrivacyLedger
+from privsynth_core.ledger import LedgerEntry
+from privsynth_core.privacy.release import CUSTODIAN_DIR, RELEASE_DIR, RELEASE_MANIFEST
 from privsynth_core.table import fingerprint_frame, read_frame
 
 CHEAP_METRICS = ["tvd", "ks", "marginal_2way_tvd"]
@@ -30,6 +36,76 @@ def run_config(adult_files: dict[str, Path], output: Path, **overrides: Any) -> 
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """A run directory's manifest."""
-    data: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    """A run directory's custodian manifest."""
+    path = run_dir / CUSTODIAN_DIR / "manifest.json"
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def read_release(run_dir: Path) -> dict[str, Any]:
+    """A run directory's release manifest (its end-to-end guarantee)."""
+    path = run_dir / RELEASE_DIR / RELEASE_MANIFEST
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def read_model_manifest(run_dir: Path) -> dict[str, Any]:
+    """The manifest of a run's released model."""
+    path = run_dir / RELEASE_DIR / "model" / "manifest.json"
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def training_entries(fingerprint: str) -> list[LedgerEntry]:
+    """The training entries of a dataset (not its released row count or DP domain)."""
+    return [e for e in PrivacyLedger().entries(fingerprint) if e.mechanism.endswith("training")]
+
+
+def spent_epsilon(fingerprint: str) -> float:
+    """What the ledger counts as spent on the dataset (open reservations included)."""
+    return PrivacyLedger().status(fingerprint).spent.epsilon
+
+
+FLOWS_DIR = Path(__file__).parent
+#: Runs the CLI in a fresh process with the test generators registered. With ``go`` set, the
+#: process first finishes its imports, says so (``<go>.ready.<pid>``), then waits for the file
+#: ``go``: processes released together start their runs together.
+LAUNCHER = """
+import os, sys, time
+sys.path.insert(0, {flows!r})
+from privsynth_core.plugins import load_plugins, pm
+load_plugins()
+import dpsgd_marginals
+pm.register(dpsgd_marginals, name="test-dpsgd")
+from privsynth_ui.cli import main
+import privsynth_flows.synthesize
+go = {go!r}
+if go:
+    open(go + ".ready." + str(os.getpid()), "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.02)
+sys.exit(main({args!r}))
+"""
+
+
+def start_cli(args: list[str], *, log: Path, env: dict[str, str] | None = None,
+              go: Path | None = None) -> subprocess.Popen[bytes]:
+    """``privsynth ARGS`` in a new process (its own session, output to ``log``)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER.format(flows=str(FLOWS_DIR), args=args,
+                                                   go=str(go) if go else "")],
+            env=env if env is not None else os.environ.copy(), stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def release_together(go: Path, processes: list[subprocess.Popen[bytes]],
+                     timeout: float = 180) -> None:
+    """Wait until every process is ready, then let them all start at once."""
+    deadline = time.monotonic() + timeout
+    while len(list(go.parent.glob(go.name + ".ready.*"))) < len(processes):
+        for proc in processes:
+            assert proc.poll() is None, f"process {proc.pid} exited early ({proc.returncode})"
+        assert time.monotonic() < deadline, "the processes never got ready"
+        time.sleep(0.05)
+    go.touch()

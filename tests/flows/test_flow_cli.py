@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flowhelpers import CHEAP_METRICS, read_manifest, run_config, set_budget
+from flowhelpers import (
+    CHEAP_METRICS,
+    read_manifest,
+    read_release,
+    run_config,
+    set_budget,
+    training_entries,
+)
 
-from privsynth_core import PrivacyLedger
+from privsynth_core import PrivacyLedger, pipeline
 from privsynth_core.config import run_config_from_dict
 from privsynth_core.runs import run_pipeline
 from privsynth_ui.cli import main
@@ -27,15 +34,18 @@ def test_cli_run_on_dask_then_cached_rerun(
     assert main(["run", str(config_path), "--task-runner", "dask", "--dask-workers", "2"]) == 0
     out = capsys.readouterr().out
     assert f"run directory: {tmp_path / 'run'}" in out
-    assert "report.html   (computed on real data: not DP, custodian-only)" in out
-    assert "fit     epsilon=0.5  charged by this run" in out
-    report = json.loads((tmp_path / "run" / "report" / "metrics.json").read_text())
+    assert "custodian/" in out and "(computed on real data: not DP, custodian-only" in out
+    assert "guarantee of the release, end to end" in out and "training" in out
+    assert "reused from the store" not in out
+    report = json.loads((tmp_path / "run" / "custodian" / "report" / "metrics.json").read_text())
     assert {m["metric_id"] for m in report["metrics"]} == set(CHEAP_METRICS)
+    entries = PrivacyLedger().entries(fingerprint)
 
     assert main(["run", str(config_path)]) == 0
     out = capsys.readouterr().out
-    assert "fit     epsilon=0.5  reused (cached)" in out
-    assert len(PrivacyLedger().entries(fingerprint)) == 1
+    assert "(the model was reused from the store: this run charged no training)" in out
+    assert PrivacyLedger().entries(fingerprint) == entries
+    assert len(training_entries(fingerprint)) == 1
 
 
 def test_cli_sweep_writes_summary(
@@ -53,7 +63,8 @@ def test_cli_sweep_writes_summary(
     out = capsys.readouterr().out
     assert f"summary  {tmp_path / 'sweep' / 'summary.csv'}" in out
     assert (tmp_path / "sweep" / "privacy_utility.png").is_file()
-    assert (tmp_path / "sweep" / "independent-eps0.3-seed0" / "manifest.json").is_file()
+    assert read_manifest(tmp_path / "sweep" / "independent-eps0.3-seed0")["config"]["epsilon"] \
+        == 0.3
 
 
 def test_cli_demo_with_independent(
@@ -64,9 +75,11 @@ def test_cli_demo_with_independent(
                  "--epsilon", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "no budget was set for the demo dataset" in out and "DEMO budget" in out
-    assert f"synthetic table  {out_dir / 'run' / 'synthetic.csv'}" in out
+    assert f"release/    {out_dir / 'run' / 'release'}" in out
     manifest = read_manifest(out_dir / "run")
-    assert manifest["privacy"]["epsilon"] == 0.5 and manifest["domain"]["mode"] == "public"
+    training = next(p for p in read_release(out_dir / "run")["privacy"]["parts"]
+                    if p["step"] == "training")
+    assert training["epsilon"] == 0.5 and manifest["domain"]["mode"] == "public"
     assert manifest["dataset"]["rows"] == 1000
 
 
@@ -76,8 +89,11 @@ def test_core_pipeline_without_prefect_matches_flow_layout(
     fingerprint = set_budget(adult_files["train"], epsilon=2)
     config = run_config_from_dict(run_config(adult_files, tmp_path / "run"))
     result = run_pipeline(config)
-    assert sorted(p.name for p in result.run_dir.iterdir()) == [
-        "manifest.json", "model", "report", "synthetic.csv"]
+    assert sorted(p.name for p in result.run_dir.iterdir()) == ["custodian", "release"]
     assert set(result.manifest["timings_seconds"]) == {
         "load", "validate", "domain", "fit", "sample", "evaluate", "report"}
-    assert PrivacyLedger().entries(fingerprint)[0].epsilon == 0.5
+    (trained,) = training_entries(fingerprint)
+    assert trained.epsilon == 0.5
+    # The entry names the model store entry it paid for, and that entry names it back.
+    stored = pipeline.cache_dir() / "models" / trained.params["fit_key"] / "model"
+    assert pipeline.fit_record(stored)["ledger_entry_id"] == trained.entry_id

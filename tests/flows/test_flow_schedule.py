@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flowhelpers import read_manifest, run_config, set_budget
+from flowhelpers import read_manifest, read_release, run_config, set_budget
 
 PRIVSYNTH_BIN = Path(sys.executable).parent / "privsynth"
 
@@ -65,7 +65,9 @@ def test_deploy_interval_schedule_runs_and_completes(
     assert run.expected_start_time is not None
     manifest = read_manifest(tmp_path / "nightly")
     assert manifest["name"] == "nightly-test"
-    assert manifest["privacy"]["epsilon"] == 0.5
+    training = next(p for p in read_release(tmp_path / "nightly")["privacy"]["parts"]
+                    if p["step"] == "training")
+    assert training["epsilon"] == 0.5
 
 
 def test_deploy_cron_on_work_pool_registers_schedule(

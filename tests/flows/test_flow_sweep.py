@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from flowhelpers import CHEAP_METRICS, read_manifest, set_budget
+from flowhelpers import CHEAP_METRICS, read_manifest, read_release, set_budget, training_entries
 
 from privsynth_core import PrivacyLedger
 from privsynth_core.config import SweepConfig
@@ -57,7 +57,7 @@ def test_sweep_on_existing_local_dask_cluster(
     # (load, validate, domain, summary) ran here.
     assert sum(executed.values()) == 4, executed
     assert len(result.runs) == 4 and all(r is not None for r in result.runs)
-    entries = PrivacyLedger().entries(fingerprint)
+    entries = training_entries(fingerprint)
     assert sorted(e.epsilon for e in entries) == pytest.approx([0.2, 0.2, 0.5, 0.5])
     with open(result.summary, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -67,5 +67,6 @@ def test_sweep_on_existing_local_dask_cluster(
     assert result.plot is not None and result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for run in result.runs:
         assert run is not None
-        manifest = read_manifest(run.run_dir)
-        assert manifest["privacy"]["epsilon"] == pytest.approx(manifest["config"]["epsilon"])
+        training = next(p for p in read_release(run.run_dir)["privacy"]["parts"]
+                        if p["step"] == "training")
+        assert training["epsilon"] == pytest.approx(read_manifest(run.run_dir)["config"]["epsilon"])

@@ -1,4 +1,4 @@
-"""The synthesize flow: a complete run directory, retries of flaky I/O, the training cache."""
+"""The synthesize flow: a complete run directory, retries of flaky I/O, the model store."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowhelpers import read_manifest, run_config, set_budget
+from flowhelpers import (
+    read_manifest,
+    read_model_manifest,
+    read_release,
+    run_config,
+    set_budget,
+    spent_epsilon,
+    training_entries,
+)
 
 from privsynth_core import PrivacyLedger, pipeline
 from privsynth_core.config import run_config_from_dict
@@ -58,7 +66,7 @@ def test_synthesize_flaky_input_succeeds_after_retries(
     assert attempts[1] - attempts[0] >= 0.2 and attempts[2] - attempts[1] >= 0.4
     load_runs = _task_runs(state.state_details.flow_run_id)["load_input"]
     assert load_runs[0].run_count == 3 and load_runs[0].state.is_completed()
-    assert (tmp_path / "run" / "manifest.json").is_file()
+    assert (tmp_path / "run" / "custodian" / "manifest.json").is_file()
 
 
 def test_synthesize_schema_error_is_not_retried(
@@ -70,54 +78,48 @@ def test_synthesize_schema_error_is_not_retried(
     bad_schema.write_text(adult_files["schema"].read_text().replace("name: age", "name: agee"))
     config = run_config_from_dict(run_config(adult_files, tmp_path / "run",
                                              schema_path=str(bad_schema)))
-    started = time.perf_counter()
+    state = synthesize(config, return_state=True)
+    assert state.is_failed()
     with pytest.raises(SchemaError, match="agee"):
-        synthesize(config)
-    assert time.perf_counter() - started < 10
+        state.result()
+    (validate,) = _task_runs(state.state_details.flow_run_id)["validate_input"]
+    assert validate.run_count == 1  # a user error: never retried
     assert not (tmp_path / "run").exists()
 
 
-def test_synthesize_rerun_hits_cache_and_spends_nothing(
+def test_synthesize_rerun_reuses_the_stored_model_and_spends_nothing(
     prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
     dpsgd_plugin: str,
 ) -> None:
     from privsynth_flows.synthesize import synthesize
 
     fingerprint = set_budget(adult_files["train"], epsilon=3, delta=1e-4)
-    # A DP-SGD generator that trains for a few seconds, so the saving is visible.
     config = run_config_from_dict(run_config(
         adult_files, tmp_path / "run", generator=dpsgd_plugin, epsilon=1.0, delta=1e-5,
-        metrics=["tvd"], params={"steps": 120, "step_seconds": 0.02, "checkpoint_every": 20}))
+        metrics=["tvd"], params={"steps": 120, "checkpoint_every": 20}))
     ledger = PrivacyLedger()
 
-    started = time.perf_counter()
     first = synthesize(config)
-    first_seconds = time.perf_counter() - started
+    (trained,) = training_entries(fingerprint)
+    assert trained.status == "spent" and 0 < trained.epsilon <= 1.0
     entries_after_first = ledger.entries(fingerprint)
-    assert [e.status for e in entries_after_first] == ["spent"]
-    spent = entries_after_first[0].epsilon
-    assert 0 < spent <= 1.0
-    assert first.manifest["privacy"]["epsilon"] == pytest.approx(spent)
+    assert first.manifest["fit"]["reused_from_store"] is False
 
-    started = time.perf_counter()
     second = synthesize(config, return_state=True)
-    second_seconds = time.perf_counter() - started
     assert second.is_completed()
     assert ledger.entries(fingerprint) == entries_after_first  # nothing charged
-    fit_runs = _task_runs(second.state_details.flow_run_id)["fit_model"]
-    assert fit_runs[0].state.name == "Cached"
-    assert second_seconds < 0.5 * first_seconds, (first_seconds, second_seconds)
     manifest = read_manifest(tmp_path / "run")
-    fit_step = next(s for s in manifest["privacy"]["by_step"] if s["step"] == "fit")
-    assert fit_step["charged_by_this_run"] is False
-    assert manifest["privacy"]["epsilon"] == pytest.approx(spent)
+    assert manifest["fit"]["reused_from_store"] is True
+    assert manifest["fit"]["ledger_entry"] == trained.entry_id  # paid by the first run
+    assert read_release(tmp_path / "run")["privacy"]["epsilon"] == pytest.approx(
+        spent_epsilon(fingerprint))
     assert not work_dir_for(tmp_path / "run").exists()
 
 
-def test_synthesize_cache_miss_when_model_dir_is_gone(
+def test_synthesize_retrains_when_the_stored_model_is_gone(
     prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
 ) -> None:
-    """A cached record whose model directory was deleted must not be trusted."""
+    """A store entry that was deleted is not trusted: the model is trained (and paid) again."""
     import shutil
 
     from privsynth_flows.synthesize import synthesize
@@ -127,8 +129,8 @@ def test_synthesize_cache_miss_when_model_dir_is_gone(
     synthesize(config)
     shutil.rmtree(pipeline.cache_dir() / "models")
     result = synthesize(config)
-    assert len(PrivacyLedger().entries(fingerprint)) == 2  # trained (and paid) again
-    assert (result.run_dir / "model" / "manifest.json").is_file()
+    assert len(training_entries(fingerprint)) == 2
+    assert (result.release_dir / "model" / "manifest.json").is_file()
 
 
 def test_synthesize_run_directory_contents(
@@ -145,27 +147,30 @@ def test_synthesize_run_directory_contents(
         rows=500, seed=7))
     result = synthesize(config)
     run_dir = tmp_path / "run"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["manifest.json", "model", "report",
-                                                         "synthetic.csv"]
-    assert (run_dir / "report" / "report.html").is_file()
-    assert (run_dir / "report" / "metrics.json").is_file()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["custodian", "release"]
+    assert sorted(p.name for p in (run_dir / "release").iterdir()) == [
+        "model", "release.json", "synthetic.csv"]
+    assert (run_dir / "custodian" / "report" / "report.html").is_file()
+    assert (run_dir / "custodian" / "report" / "metrics.json").is_file()
     manifest = read_manifest(run_dir)
     assert manifest["config"]["seed"] == 7 and manifest["seed"] == 7
     assert manifest["config_hash"] == config.config_hash()
     assert manifest["dataset"]["fingerprint"] == fingerprint
     assert manifest["domain"]["mode"] == "dp"
-    steps = {s["step"]: s for s in manifest["privacy"]["by_step"]}
     entries = PrivacyLedger().entries(fingerprint)
     domain_spent = sum(e.epsilon for e in entries if e.mechanism.startswith("dp "))
-    assert steps["domain"]["epsilon"] == pytest.approx(domain_spent) == pytest.approx(2.0)
-    assert steps["domain"]["charged_by_this_run"] is True
-    assert steps["fit"]["epsilon"] == pytest.approx(0.5)
-    assert manifest["privacy"]["epsilon"] == pytest.approx(2.5)
-    assert sum(e.epsilon for e in entries) == pytest.approx(2.5)
-    assert manifest["outputs"]["synthetic"]["sha256"] == pipeline.file_sha256(
-        run_dir / "synthetic.csv")
+    assert domain_spent == pytest.approx(2.0)
+    release = read_release(run_dir)
+    parts = {p["step"]: p for p in release["privacy"]["parts"]}
+    assert parts["training"]["epsilon"] == pytest.approx(0.5)
+    # The guarantee covers everything the ledger charged for this release, and only that.
+    assert release["privacy"]["epsilon"] == pytest.approx(sum(e.epsilon for e in entries))
+    assert read_model_manifest(run_dir)["privacy"]["epsilon"] == pytest.approx(
+        release["privacy"]["epsilon"])
+    assert manifest["outputs"]["synthetic_sha256"] == pipeline.file_sha256(
+        result.release_dir / "synthetic.csv")
     assert {"privsynth", "prefect", "polars"} <= set(manifest["versions"])
-    assert len((run_dir / "synthetic.csv").read_text().splitlines()) == 501
+    assert len((result.release_dir / "synthetic.csv").read_text().splitlines()) == 501
 
     async def artifact() -> Any:
         async with get_client() as client:
@@ -174,8 +179,8 @@ def test_synthesize_run_directory_contents(
     found = [a for a in asyncio.run(artifact()) if a.key == "privsynth-contents-test"]
     assert found, "no markdown artifact for the run"
     text = found[0].data
-    assert "not DP, custodian-only" in text and "report.html" in text
-    assert "epsilon = 2.5" in text
+    assert "not DP, custodian-only" in text and "custodian" in text
+    assert f"epsilon = {release['privacy']['epsilon']:.6g}" in text
     assert result.headlines and all(h["metric_id"] in (config.metrics or [])
                                     for h in result.headlines)
 
@@ -189,12 +194,13 @@ def test_evaluate_flow_rescores_a_published_run(
 
     fingerprint = set_budget(adult_files["train"], epsilon=2)
     result = synthesize(run_config_from_dict(run_config(adult_files, tmp_path / "run")))
-    manifest_before = (result.run_dir / "manifest.json").read_bytes()
+    manifest_before = (result.custodian_dir / "manifest.json").read_bytes()
+    entries_before = PrivacyLedger().entries(fingerprint)
     report = evaluate(result.run_dir, metrics=["ks", "exact_copy_rate"])
     data = json.loads((report / "metrics.json").read_text())
     assert [m["metric_id"] for m in data["metrics"]] == ["ks", "exact_copy_rate"]
-    assert (result.run_dir / "manifest.json").read_bytes() == manifest_before
-    assert len(PrivacyLedger().entries(fingerprint)) == 1  # evaluation spends nothing
+    assert (result.custodian_dir / "manifest.json").read_bytes() == manifest_before
+    assert PrivacyLedger().entries(fingerprint) == entries_before  # evaluation spends nothing
 
 
 def test_synthesize_refuses_before_paying_for_a_dp_domain(

@@ -2,7 +2,9 @@
 
 - ``fit`` reads the private table with its domain (public schema, or learned with DP), trains the
   chosen generator within the target (epsilon, delta), shows progress on stderr and saves the
-  model directory (JSON manifest + weights).
+  model directory (JSON manifest + weights). It trains through the model store that
+  ``privsynth run`` uses: the same data, settings and domain are trained and paid for once, and
+  a second identical fit copies the stored model out for free.
 - ``sample`` draws rows from a saved model into a CSV or Parquet file (written atomically).
 - ``privacy`` answers "what would this training plan spend?" before any data is touched: the
   epsilon of a DP-SGD plan under every registered accountant (or the noise each one needs).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -228,13 +231,19 @@ def describe_guarantee(manifest: dict[str, Any]) -> str:
 
 
 def fit_cmd(args: argparse.Namespace) -> int:
-    """Fit a generator and save it."""
+    """Fit a generator through the model store and save a copy of the model.
+
+    The fit goes through the same store as ``privsynth run`` (:func:`privsynth_core.pipeline.
+    fit_model`): a model already trained and paid for with the same data, settings and domain is
+    copied out without training or charging again; an identical fit running elsewhere is waited
+    for; a fit whose earlier attempt left its reservation open is refused.
+    """
     import uuid
 
-    from privsynth_core.domain import prepare_table
-    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core import pipeline
+    from privsynth_core.config import run_config_from_dict
+    from privsynth_core.fileio import atomic_directory
     from privsynth_core.registry import generators, settling_accountant
-    from privsynth_core.service import fit_generator
 
     cls = generators().get(args.generator)
     params = build_params(cls, parse_param_items(args.param))
@@ -249,26 +258,39 @@ def fit_cmd(args: argparse.Namespace) -> int:
     output = Path(args.output)
     # Checked before anything is charged, so no budget is spent on a model that cannot be saved.
     check_output_folder(output, overwrite=args.overwrite)
-    ledger = PrivacyLedger()
+    config = run_config_from_dict({
+        "input": args.data, "schema_path": args.schema, "domain": args.domain,
+        "domain_epsilon": args.domain_epsilon, "source": args.source,
+        "generator": cls.generator_id, "params": params.model_dump(mode="json"),
+        "epsilon": args.epsilon, "delta": args.delta, "accountant": args.accountant,
+        "output_dir": output})
     run_id = uuid.uuid4().hex
-    table = prepare_table(args.data, schema_path=args.schema, domain=args.domain,
-                          domain_epsilon=args.domain_epsilon, ledger=ledger, run_id=run_id,
-                          source=args.source)
-    generator = cls(params)
+    info = pipeline.load_input(config)
+    schema = pipeline.resolve_domain(
+        config, pipeline.cache_dir() / "domains" / pipeline.domain_key(config, info.fingerprint),
+        run_id=run_id)
     bar = None if args.quiet else TextProgress()
     try:
-        fit_generator(table, generator, epsilon=args.epsilon, delta=args.delta,
-                      accountant=args.accountant, ledger=ledger, run_id=run_id, progress=bar)
+        stored = pipeline.fit_model(config, schema, run_id=run_id, progress=bar)
     finally:
         if bar is not None:
             bar.close()
-    generator.save(output, overwrite=args.overwrite)
-    summary = generator.fit_summary
-    assert summary is not None
-    if summary.private:
-        early = " (stopped early: the budget ran out)" if summary.stopped_early else ""
-        print(f"fitted {cls.generator_id} in {summary.steps} steps{early}; the model spends "
-              f"{describe_guarantee(generator.manifest())}; saved to {output}")
+    with atomic_directory(output, overwrite=args.overwrite) as tmp:
+        shutil.copytree(stored, tmp, dirs_exist_ok=True)
+    manifest = json.loads((output / "manifest.json").read_text(encoding="utf-8"))
+    fit, private = manifest["fit"], bool(manifest.get("differentially_private"))
+    if pipeline.fit_reused(stored, run_id):
+        record = pipeline.fit_record(stored)
+        paid = (f"paid for by run {str(record.get('run_id'))[:12]}, ledger entry "
+                f"#{record.get('ledger_entry_id')}")
+        what = (f"it spends {describe_guarantee(manifest)}" if private
+                else "NOT differentially private, do not release its output")
+        print(f"reused the {cls.generator_id} model already trained with these data and "
+              f"settings ({paid}): nothing was trained or charged now; {what}; saved to {output}")
+    elif private:
+        early = " (stopped early: the budget ran out)" if fit.get("stopped_early") else ""
+        print(f"fitted {cls.generator_id} in {fit.get('steps')} steps{early}; the model spends "
+              f"{describe_guarantee(manifest)}; saved to {output}")
     else:
         print(f"fitted {cls.generator_id}: NOT differentially private, do not release its "
               f"output; model saved to {output}")

@@ -1,7 +1,7 @@
 """The Gradio page: Data, Train, Generate, Evaluate, Budget & runs.
 
 ``build_demo(settings)`` lays the page out and wires every event, with an ``api_name``, to a
-handler of :mod:`privsynth_ui.data_handlers` / :mod:`privsynth_ui.run_handlers` through
+handler of the ``*_handlers`` modules (data, domain, runs, budget) through
 :func:`privsynth_ui.gate.gated` (user from the session, errors mapped). Dropdowns come from the
 plugin registries and each generator's form from its ``Params`` model, so a new plugin shows up
 with no change here. Serve it with :func:`privsynth_ui.web.create_app` (sign-in, sessions): on
@@ -21,6 +21,7 @@ import gradio as gr
 from privsynth_core.registry import accountants, generators
 
 from . import data_handlers as data
+from . import domain_handlers as domain
 from . import views
 from .events import (
     BUDGET_HEADERS,
@@ -127,7 +128,7 @@ def build_demo(settings: UISettings | None = None, *,
                     excluded_md = gr.Markdown()
                     review_md = gr.Markdown(elem_id="ps-review")
                     schema_df = gr.Dataframe(
-                        headers=data.SCHEMA_HEADERS,
+                        headers=domain.SCHEMA_HEADERS,
                         datatype=["str", "str", "bool", "str", "str", "str", "str"],
                         interactive=False, wrap=True, static_columns=[0, 6],
                         column_widths=["12%", "11%", "7%", "9%", "9%", "30%", "22%"],

@@ -3,7 +3,7 @@
 :class:`PageEvents` holds the operator's settings and the training jobs; each method takes the
 caller's :class:`~privsynth_ui.workspace.Workspace` first (given by
 :func:`privsynth_ui.gate.gated`, from the session, never from the client) and the page's inputs,
-calls :mod:`privsynth_ui.data_handlers` / :mod:`privsynth_ui.run_handlers`, and returns what the
+calls the ``*_handlers`` modules (data, domain, runs, budget), and returns what the
 page shows. ``app.py`` lays the page out and wires these to it.
 """
 
@@ -19,7 +19,9 @@ import gradio as gr
 
 from privsynth_core.registry import generators
 
+from . import budget_handlers as budget
 from . import data_handlers as data
+from . import domain_handlers as domain
 from . import run_handlers as runs
 from . import views
 from .forms import collect_params, field_specs
@@ -107,19 +109,19 @@ class PageEvents:
     def _schema_view(ws: Workspace, record: DatasetRecord) -> tuple[Any, str, str]:
         """The schema table, the columns left out, and the review summary, as the caller may
         see them (an analyst: the fixed domain only, never the draft)."""
-        schema = data.visible_schema(ws, record)
+        schema = domain.visible_schema(ws, record)
         if schema is None:
-            return (gr.update(value=views.table_value([], data.SCHEMA_HEADERS),
+            return (gr.update(value=views.table_value([], domain.SCHEMA_HEADERS),
                               interactive=False, label=ANALYST_SCHEMA_LABEL), "",
                     NOT_FIXED_FOR_ANALYSTS)
         editable = ws.is_custodian
         how = "declared public" if schema.domain == "public" else "learned with DP"
         label = ("Schema: the draft inferred from the rows (NOT private; custodians only)"
                  if schema.domain == "inferred" else f"Schema: the fixed domain ({how})")
-        return (gr.update(value=views.table_value(data.schema_rows(schema),
-                                                  data.SCHEMA_HEADERS),
+        return (gr.update(value=views.table_value(domain.schema_rows(schema),
+                                                  domain.SCHEMA_HEADERS),
                           interactive=editable, label=label),
-                data.excluded_text(schema), data.review_text(schema) if editable else "")
+                domain.excluded_text(schema), domain.review_text(schema) if editable else "")
 
     def add_upload(self, ws: Workspace, file: Any, name: str, share: float,
                    exclude: str, source_id: str) -> Any:
@@ -142,23 +144,23 @@ class PageEvents:
 
     def save_schema(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
         """Save the edited schema table as the dataset's draft (custodians)."""
-        data.save_draft(ws, dataset_id, table_rows(rows))
+        domain.save_draft(ws, dataset_id, table_rows(rows))
         gr.Info("Draft saved; fix the domain again before anyone trains on this source.",
                 duration=4)
         return self._after_edit(ws, dataset_id)
 
     def round_limits(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
         """Replace the bounds that are the data's own min/max by round public limits."""
-        data.use_round_limits(ws, dataset_id, table_rows(rows))
+        domain.use_round_limits(ws, dataset_id, table_rows(rows))
         gr.Info("Flagged bounds replaced by round public limits (draft saved).", duration=4)
         return self._after_edit(ws, dataset_id)
 
     def fix_domain(self, ws: Workspace, dataset_id: str, rows: Any, mode: str | None,
                    eps: float | None, dlt: float | None, accept: bool) -> Any:
         """Fix the data source's domain: declared public, or learned with DP (charged)."""
-        record = data.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
+        record = domain.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
                                  delta=dlt, accept_flagged=bool(accept))
-        state = data.domain_of(ws, record)
+        state = domain.domain_of(ws, record)
         gr.Info("Domain fixed for every user of this data source: " + (
             "declared public." if state.mode == "public" else
             f"learned with DP for ε = {state.epsilon:g}."), duration=4)
@@ -258,21 +260,21 @@ class PageEvents:
 
     def overview(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
         """Budgets of every dataset, the current dataset's ledger, every run."""
-        ledger = runs.ledger_rows(ws, dataset_id) if dataset_id else []
-        budget = runs.budget_of(ws, dataset_id) if dataset_id else None
-        return (views.table_value(runs.budget_rows(ws), BUDGET_HEADERS),
+        ledger = budget.ledger_rows(ws, dataset_id) if dataset_id else []
+        total = budget.budget_of(ws, dataset_id) if dataset_id else None
+        return (views.table_value(budget.budget_rows(ws), BUDGET_HEADERS),
                 views.table_value(ledger, LEDGER_HEADERS),
                 views.table_value(runs.run_rows(ws), RUN_HEADERS),
-                budget.epsilon if budget else None, budget.delta if budget else None)
+                total.epsilon if total else None, total.delta if total else None)
 
     def set_budget(self, ws: Workspace, dataset_id: str, eps: float, dlt: float) -> tuple[Any, ...]:
         """Change the current dataset's budget (never below what is spent)."""
-        runs.set_budget(ws, dataset_id, eps, dlt)
+        budget.set_budget(ws, dataset_id, eps, dlt)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
     def acknowledge(self, ws: Workspace, dataset_id: str, note: str) -> tuple[Any, ...]:
         """Acknowledge the non-DP runs on the current dataset's data source (custodians)."""
-        count = runs.acknowledge_non_dp(ws, dataset_id, note)
+        count = budget.acknowledge_non_dp(ws, dataset_id, note)
         gr.Info(f"{count} non-DP run(s) acknowledged.", duration=4)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
@@ -280,7 +282,7 @@ class PageEvents:
                           note: str) -> tuple[Any, ...]:
         """Close a reservation left open by a training that died (custodians)."""
         running = {j.run.run_id for j in self.jobs.running()}
-        runs.close_reservation(ws, dataset_id, entry_id, note, running)
+        budget.close_reservation(ws, dataset_id, entry_id, note, running)
         gr.Info("Reservation closed: recorded as spent in full.", duration=4)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
@@ -291,7 +293,7 @@ class PageEvents:
     def domain_cost_text(self, ws: Workspace, dataset_id: str | None, mode: str | None,
                          eps: float, dlt: float) -> str:
         """What the chosen domain step would cost."""
-        return data.domain_cost_text(ws, dataset_id, mode, eps, dlt)
+        return domain.domain_cost_text(ws, dataset_id, mode, eps, dlt)
 
     def show_dp_inputs(self, ws: Workspace, mode: str) -> Any:
         """Show the epsilon/delta inputs only for a DP domain."""

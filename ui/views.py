@@ -59,8 +59,8 @@ def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
     """
     from privsynth_core.ledger import short_key
 
-    from .data_handlers import domain_of
-    from .run_handlers import noisy_rows
+    from .budget_handlers import noisy_rows
+    from .domain_handlers import domain_of
 
     if record is None:
         return NO_DATASET

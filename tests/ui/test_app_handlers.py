@@ -38,7 +38,9 @@ from privsynth_core.errors import (
 )
 from privsynth_core.plugins import pm
 from privsynth_core.registry import generators, reset_registries
+from privsynth_ui import budget_handlers as budget
 from privsynth_ui import data_handlers as data
+from privsynth_ui import domain_handlers as domain
 from privsynth_ui import run_handlers as runs
 from privsynth_ui import views
 from privsynth_ui.events import PageEvents
@@ -219,24 +221,24 @@ def test_schema_table_edits_round_trip_and_report_every_problem(tmp_path: Path,
     ws = custodian(settings)
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
                                holdout_share=0.2, exclude="fnlwgt")
-    schema = data.visible_schema(ws, record)
+    schema = domain.visible_schema(ws, record)
     assert schema is not None
     assert schema.domain == "inferred" and "fnlwgt" not in schema.names
     rows = rows_of(record)
-    assert data.rows_to_schema(rows, schema) == schema  # the table round-trips exactly
+    assert domain.rows_to_schema(rows, schema) == schema  # the table round-trips exactly
     edited = [[*r[:3], "18", "80", r[5]] if r[0] == "age" else r for r in rows
               if r[0] != "race"]
-    saved = data.save_draft(ws, record.dataset_id, edited)
+    saved = domain.save_draft(ws, record.dataset_id, edited)
     assert saved.column("age").bounds == (18.0, 80.0)
     assert "race" not in saved.names
     assert {e.name for e in saved.excluded} == {"fnlwgt", "race"}
     bad = [["age", "integr", False, "1", "2", ""], ["hours-per-week", "integer", False, "x", "9",
                                                     ""], ["ssn", "integer", False, "", "", ""]]
     with pytest.raises(SchemaError) as caught:
-        data.save_draft(ws, record.dataset_id, bad)
+        domain.save_draft(ws, record.dataset_id, bad)
     assert len(caught.value.problems) == 3
     with pytest.raises(SchemaError, match="lower bound 9"):
-        data.save_draft(ws, record.dataset_id, [["age", "integer", False, "9", "1", ""]])
+        domain.save_draft(ws, record.dataset_id, [["age", "integer", False, "9", "1", ""]])
 
 
 def test_the_draft_shows_its_review_flags_and_round_limits_resolve_the_bounds(
@@ -248,31 +250,31 @@ def test_the_draft_shows_its_review_flags_and_round_limits_resolve_the_bounds(
     rows = {r[0]: r for r in rows_of(record)}
     assert rows["age"][6].startswith("⚠ bounds are the data's own min and max (round:")
     assert rows["workclass"][6].startswith("⚠ rare: ")
-    assert "value(s) to review" in data.review_text(data.visible_schema(ws, record))
+    assert "value(s) to review" in domain.review_text(domain.visible_schema(ws, record))
     with pytest.raises(DomainError, match="choose how to fix the domain"):
-        data.set_domain(ws, record.dataset_id, rows_of(record), mode=None, epsilon=None,
+        domain.set_domain(ws, record.dataset_id, rows_of(record), mode=None, epsilon=None,
                         delta=None)
     with pytest.raises(SchemaError, match="need a decision") as refused:
-        data.set_domain(ws, record.dataset_id, rows_of(record), mode="public", epsilon=None,
+        domain.set_domain(ws, record.dataset_id, rows_of(record), mode="public", epsilon=None,
                         delta=None)
     assert any("'age'" in p for p in refused.value.problems)
-    assert not data.domain_of(ws, record).fixed
-    rounded = data.use_round_limits(ws, record.dataset_id, rows_of(record))
+    assert not domain.domain_of(ws, record).fixed
+    rounded = domain.use_round_limits(ws, record.dataset_id, rows_of(record))
     assert {f.issue for f in rounded.unresolved_review()} == {"rare_categories"}
     assert rounded.column("age").bounds == (10.0, 90.0)
-    assert all("bounds" not in r[6] for r in data.schema_rows(rounded))
+    assert all("bounds" not in r[6] for r in domain.schema_rows(rounded))
     # Editing a rare category away resolves its flag too.
     edited = [[*r[:5], " | ".join(c for c in r[5].split(" | ") if c != "Without-pay"), r[6]]
-              if r[0] == "workclass" else r for r in data.schema_rows(rounded)]
-    saved = data.save_draft(ws, record.dataset_id, edited)
+              if r[0] == "workclass" else r for r in domain.schema_rows(rounded)]
+    saved = domain.save_draft(ws, record.dataset_id, edited)
     assert "workclass" not in {f.column for f in saved.unresolved_review()}
     with pytest.raises(SchemaError, match="need a decision"):
-        data.set_domain(ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None)
-    data.set_domain(ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None,
+        domain.set_domain(ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None)
+    domain.set_domain(ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None,
                     accept_flagged=True)
-    state = data.domain_of(ws, record)
+    state = domain.domain_of(ws, record)
     assert (state.mode, state.fixed_by) == ("public", "cora") and state.fixed
-    fixed = data.visible_schema(ws, record)
+    fixed = domain.visible_schema(ws, record)
     assert fixed is not None and fixed.domain == "public" and fixed.review == ()
     assert ws.ledger.entries(record.key) == []  # declaring public costs nothing
 
@@ -282,28 +284,28 @@ def test_a_dp_domain_is_charged_to_the_data_source(tmp_path: Path, csv: Path) ->
     ws = custodian(settings)
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
                                holdout_share=0.2, exclude="")
-    assert "No budget set yet" in data.domain_cost_text(ws, record.dataset_id, "dp", 0.3, 1e-6)
+    assert "No budget set yet" in domain.domain_cost_text(ws, record.dataset_id, "dp", 0.3, 1e-6)
     with pytest.raises(BudgetNotSetError, match="ask the data custodian"):
-        data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=1.0,
+        domain.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=1.0,
                         delta=1e-6)
-    runs.set_budget(ws, record.dataset_id, 5.0, 1e-4)
-    assert "fits in" in data.domain_cost_text(ws, record.dataset_id, "dp", 0.3, 1e-6)
-    assert "does not fit" in data.domain_cost_text(ws, record.dataset_id, "dp", 50, 1e-6)
+    budget.set_budget(ws, record.dataset_id, 5.0, 1e-4)
+    assert "fits in" in domain.domain_cost_text(ws, record.dataset_id, "dp", 0.3, 1e-6)
+    assert "does not fit" in domain.domain_cost_text(ws, record.dataset_id, "dp", 50, 1e-6)
     with pytest.raises(BudgetExceededError):
-        data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=50.0,
+        domain.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=50.0,
                         delta=1e-6)
     assert ws.ledger.entries(record.key) == []  # refused before any charge
     with pytest.raises(DomainError, match=r"were charged ε = 0\.0\d+"):
         # 0.3 over 15 columns: a rare-enough category list fails after other columns paid.
-        data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=0.3,
+        domain.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=0.3,
                         delta=1e-6)
     failed = ws.ledger.status(record.key).spent.epsilon
     assert 0 < failed < 0.3
-    data.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=3.0, delta=1e-6)
-    state = data.domain_of(ws, record)
+    domain.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=3.0, delta=1e-6)
+    state = domain.domain_of(ws, record)
     assert (state.mode, state.epsilon) == ("dp", 3.0)
     assert sum(p["epsilon"] for p in state.parts) == pytest.approx(3.0)
-    learned = data.visible_schema(ws, record)
+    learned = domain.visible_schema(ws, record)
     assert learned is not None and learned.domain == "dp"
     spent = ws.ledger.status(record.key).spent
     assert spent.epsilon == pytest.approx(3.0 + failed)
@@ -314,8 +316,8 @@ def test_a_dp_domain_is_charged_to_the_data_source(tmp_path: Path, csv: Path) ->
     assert run.spent_epsilon == pytest.approx(3.0 + 0.05 + 0.5)
     assert "domain 0.2 + " in runs.privacy_text(run) and "end to end" in runs.privacy_text(run)
     # Editing the draft afterwards unfixes the source's domain: it must be fixed again.
-    data.save_draft(ws, record.dataset_id, rows_of(ws.dataset(record.dataset_id)))
-    assert not data.domain_of(ws, record).fixed
+    domain.save_draft(ws, record.dataset_id, rows_of(ws.dataset(record.dataset_id)))
+    assert not domain.domain_of(ws, record).fixed
 
 
 # -- training, sampling, evaluation ---------------------------------------------------------------
@@ -334,7 +336,7 @@ def test_training_requests_are_checked_and_priced_before_anything_runs(
                                                  "rdp")
     with pytest.raises(BudgetNotSetError, match="ask the data custodian"):
         runs.check_training(ws, record.dataset_id, "independent", {}, 1.0, 0.0, "rdp")
-    runs.set_budget(ws, record.dataset_id, 5.0, 1e-4)
+    budget.set_budget(ws, record.dataset_id, 5.0, 1e-4)
     with pytest.raises(BudgetExceededError, match="only"):
         runs.check_training(ws, record.dataset_id, "independent", {}, 6.0, 0.0, "rdp")
     with pytest.raises(UnknownPluginError, match="available"):
@@ -392,9 +394,9 @@ def test_train_generate_evaluate(tmp_path: Path, csv: Path) -> None:
     details = runs.run_details(ws, run.run_id)
     assert details["report"] and details["samples"] == [path.name]
     assert runs.run_rows(ws)[0][:1] == [run.run_id]
-    runs.set_budget(ws, record.dataset_id, 4.0, 1e-4)
+    budget.set_budget(ws, record.dataset_id, 4.0, 1e-4)
     with pytest.raises(BudgetExceededError):
-        runs.set_budget(ws, record.dataset_id, 0.1, 1e-4)  # below what is spent
+        budget.set_budget(ws, record.dataset_id, 0.1, 1e-4)  # below what is spent
 
 
 def test_cancelling_a_training_keeps_its_reservation_charged(tmp_path: Path, csv: Path) -> None:
@@ -424,7 +426,7 @@ def test_cancelling_a_training_keeps_its_reservation_charged(tmp_path: Path, csv
     # A custodian cannot close the reservation of a training that is still running.
     reserved = ws.ledger.open_reservations(record.key)[0]
     with pytest.raises(Exception, match="still running"):
-        runs.close_reservation(ws, record.dataset_id, reserved.entry_id, "oops",
+        budget.close_reservation(ws, record.dataset_id, reserved.entry_id, "oops",
                                {j.run.run_id for j in jobs.running()})
     assert jobs.cancel("bob") is None and jobs.cancel("cora") is job
     assert job.finished.wait(120)
@@ -435,7 +437,7 @@ def test_cancelling_a_training_keeps_its_reservation_charged(tmp_path: Path, csv
         ("noisy row count", "spent", 0.05), ("dpwgan training", "reserved", 1.0)]
     assert job.history[-1].epoch < 500
     # Closed by a custodian: recorded as spent in full, with the note.
-    runs.close_reservation(ws, record.dataset_id, reserved.entry_id, "cancelled in a test",
+    budget.close_reservation(ws, record.dataset_id, reserved.entry_id, "cancelled in a test",
                            set())
     assert ws.ledger.entry(reserved.entry_id).status == "spent"
     assert ws.ledger.open_reservations(record.key) == []
@@ -472,8 +474,8 @@ def test_three_users_on_one_server_file_share_one_budget(tmp_path: Path, csv: Pa
     with pytest.raises(BudgetNotSetError, match="no budget set yet .* ask the data custodian"):
         runs.check_training(ann, added["ann"].dataset_id, "independent", {}, 0.5, 0.0, "rdp")
     with pytest.raises(RoleError, match="only a data custodian"):
-        runs.set_budget(ann, added["ann"].dataset_id, 100.0, 0.1)
-    runs.set_budget(cora, added["cora"].dataset_id, 2.0, 1e-4)
+        budget.set_budget(ann, added["ann"].dataset_id, 100.0, 0.1)
+    budget.set_budget(cora, added["cora"].dataset_id, 2.0, 1e-4)
     trained = [train_inline(ws, added[ws.user], epsilon=0.5) for ws in (cora, ann, ben)]
     # One budget, every user's charges in it: two extracts released a count each.
     (only,) = PrivacyLedger().datasets()
@@ -492,13 +494,13 @@ def test_three_users_on_one_server_file_share_one_budget(tmp_path: Path, csv: Pa
     with pytest.raises(BudgetExceededError, match="ask the data custodian"):
         runs.check_training(ann, again.dataset_id, "independent", {}, 0.5, 0.0, "rdp")
     # Each sees the one shared budget; an analyst sees no exact size, and no other user's runs.
-    assert runs.budget_rows(ann)[0][0] == key
-    assert runs.budget_rows(ben)[0][6] == pytest.approx(2.0 - 1.5 - 2 * count)
+    assert budget.budget_rows(ann)[0][0] == key
+    assert budget.budget_rows(ben)[0][6] == pytest.approx(2.0 - 1.5 - 2 * count)
     info = views.dataset_info(ann, added["ann"])
     assert "released noisy count" in info and f"{added['ann'].rows:,}" not in info
     assert f"{added['cora'].rows:,} training rows" in views.dataset_info(cora, added["cora"])
     assert str(added["ann"].rows) not in added["ann"].label(exact_size=False)
-    shown = {row[6] for row in runs.ledger_rows(ann, added["ann"].dataset_id)}
+    shown = {row[6] for row in budget.ledger_rows(ann, added["ann"].dataset_id)}
     assert shown == {"(not yours)", trained[1].run_id}
 
 
@@ -507,21 +509,21 @@ def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Pat
     ann = Workspace(settings.home, "ann")
     record, run = trained_run(ann, settings, csv)  # a custodian prepared the source
     events = PageEvents(settings, TrainingJobs())
-    schema = data.visible_schema(ann, record)
+    schema = domain.visible_schema(ann, record)
     assert schema is not None and schema.domain == "public"  # the fixed domain, never the draft
     refusals: list[Callable[[], Any]] = [
-        lambda: runs.set_budget(ann, record.dataset_id, 100.0, 0.1),
-        lambda: data.set_domain(ann, record.dataset_id, rows_of(record), mode="public",
+        lambda: budget.set_budget(ann, record.dataset_id, 100.0, 0.1),
+        lambda: domain.set_domain(ann, record.dataset_id, rows_of(record), mode="public",
                                 epsilon=None, delta=None, accept_flagged=True),
-        lambda: data.set_domain(ann, record.dataset_id, rows_of(record), mode="dp",
+        lambda: domain.set_domain(ann, record.dataset_id, rows_of(record), mode="dp",
                                 epsilon=1.0, delta=1e-6),
-        lambda: data.save_draft(ann, record.dataset_id, rows_of(record)),
-        lambda: data.use_round_limits(ann, record.dataset_id, rows_of(record)),
+        lambda: domain.save_draft(ann, record.dataset_id, rows_of(record)),
+        lambda: domain.use_round_limits(ann, record.dataset_id, rows_of(record)),
         lambda: runs.evaluate(ann, settings, run.run_id, target="income", quick=True),
         lambda: events.evaluate(ann, run.run_id, "income", True),
         lambda: runs.check_training(ann, record.dataset_id, "ctgan", {}, None, None, "rdp"),
-        lambda: runs.acknowledge_non_dp(ann, record.dataset_id, "seen"),
-        lambda: runs.close_reservation(ann, record.dataset_id, 1, "dead", set()),
+        lambda: budget.acknowledge_non_dp(ann, record.dataset_id, "seen"),
+        lambda: budget.close_reservation(ann, record.dataset_id, 1, "dead", set()),
         lambda: data.add_uploaded(ann, settings, as_upload(settings, csv), name="",
                                   holdout_share=0.2, exclude="", source_id="mine"),
     ]
@@ -537,7 +539,7 @@ def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Pat
     # Before a custodian fixes the domain, an analyst sees no schema at all.
     fresh = data.add_uploaded(ann, settings, as_upload(settings, _other_csv(tmp_path)),
                               name="", holdout_share=0.0, exclude="")
-    assert data.visible_schema(ann, fresh) is None
+    assert domain.visible_schema(ann, fresh) is None
     table, _, note = events._schema_view(ann, fresh)
     assert table["value"]["data"] == [] and "not fixed yet" in note
     # Generating from a DP run is an analyst's job; it is free.
@@ -632,7 +634,7 @@ def test_one_users_ids_are_not_found_in_another_users_workspace(tmp_path: Path,
                     "", None, 12):
         with pytest.raises(NotFoundError):
             bob.run(made_up)
-    assert bob.runs() == [] and bob.datasets() == [] and runs.budget_rows(bob) == []
+    assert bob.runs() == [] and bob.datasets() == [] and budget.budget_rows(bob) == []
     events = PageEvents(settings, TrainingJobs())
     for call in (lambda: events.generate(bob, run.run_id, 10, 0),
                  lambda: events.evaluate(bob, run.run_id, "income", True),

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from uihelpers import PASSWORD, adult_csv, custodian, serve, settings_for, sign_in, trained_run
 
-from privsynth_ui import data_handlers as data
+from privsynth_ui import domain_handlers as domain
 from privsynth_ui.auth import UserStore
 from privsynth_ui.settings import UISettings
 from privsynth_ui.web import create_app
@@ -177,7 +177,7 @@ def test_an_analyst_cannot_set_a_budget_fix_a_domain_or_open_a_report(
     base, store = site["base"], site["store"]
     dataset_id, run = site["ann_data"].dataset_id, site["ann_run"]
     ann = client("ann")
-    table = {"headers": data.SCHEMA_HEADERS, "data": [["age", "integer", False, "0", "100", "",
+    table = {"headers": domain.SCHEMA_HEADERS, "data": [["age", "integer", False, "0", "100", "",
                                                        ""]], "metadata": None}
     for api, args in (("/set_budget", [dataset_id, 100.0, 0.1]),
                       ("/set_domain", [dataset_id, table, "public", 0.1, 1e-6, True]),

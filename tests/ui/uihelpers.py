@@ -18,7 +18,9 @@ import polars as pl
 
 from privsynth_core.datasets import adult_frame
 from privsynth_core.schema import Schema
+from privsynth_ui import budget_handlers
 from privsynth_ui import data_handlers as data
+from privsynth_ui import domain_handlers as domain
 from privsynth_ui import run_handlers as runs
 from privsynth_ui.auth import CUSTODIAN
 from privsynth_ui.settings import UISettings
@@ -55,18 +57,18 @@ def custodian(settings: UISettings, user: str = "cora") -> Workspace:
 
 def rows_of(record: DatasetRecord) -> list[list[Any]]:
     """The dataset's draft schema table as the page holds it (what a custodian sees)."""
-    return data.schema_rows(Schema.load(record.draft_schema_path))
+    return domain.schema_rows(Schema.load(record.draft_schema_path))
 
 
 def prepare_source(ws: Workspace, record: DatasetRecord,
                    budget: tuple[float, float] | None = BUDGET) -> None:
     """As a custodian: round public limits, declare the domain public (the rare categories
     checked), and set the data source's budget."""
-    rounded = data.use_round_limits(ws, record.dataset_id, rows_of(record))
-    data.set_domain(ws, record.dataset_id, data.schema_rows(rounded), mode="public",
+    rounded = domain.use_round_limits(ws, record.dataset_id, rows_of(record))
+    domain.set_domain(ws, record.dataset_id, domain.schema_rows(rounded), mode="public",
                     epsilon=None, delta=None, accept_flagged=True)
     if budget is not None:
-        runs.set_budget(ws, record.dataset_id, *budget)
+        budget_handlers.set_budget(ws, record.dataset_id, *budget)
 
 
 def train_inline(ws: Workspace, record: DatasetRecord, epsilon: float = 0.5) -> RunRecord:

@@ -220,6 +220,8 @@ class DPCTGANGenerator(Generator):
         "per-record clipping, pac=1), conditions from DP-noised marginals, domain-only encoding"
     )
     is_dp = True
+    #: An interrupted fit resumes from its last checkpoint under its original reservation.
+    supports_checkpoints = True
     Params = DPCTGANParams
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
@@ -354,8 +356,9 @@ class DPCTGANGenerator(Generator):
         plan = self.make_plan(n_rows=table.planning_rows, schema=table.schema, budget=budget,
                               accountant=accountant)
         acc_cls = accountants().get(accountant)
-        result = train(table, self.p, plan=plan, accountant=acc_cls(), delta=budget.delta,
-                       progress=progress)
+        result = train(table, self.p, plan=plan, accountant=acc_cls(),
+                       target_epsilon=budget.epsilon, delta=budget.delta, progress=progress,
+                       checkpoints=self.checkpoints)
         self._net = result.generator
         self._marginals = result.marginals
         sgd_alone = composed_epsilon(
@@ -391,6 +394,8 @@ class DPCTGANGenerator(Generator):
                 "generator_steps": result.generator_steps,
                 "grad_sample_mode": self.p.grad_sample_mode,
                 "device": result.device,
+                "resumed_from_step": result.resumed_from,
+                "lost_steps_counted": result.lost_steps,
                 "plan": {k: v for k, v in asdict(plan).items() if k != "marginal_columns"},
             },
         )

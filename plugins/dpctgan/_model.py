@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,15 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privsynth_core import GeneratorError, Progress
+from privsynth_core import GeneratorError
 from privsynth_core.dpsgd import (
     BatchSource,
-    PoissonSampler,
     leave_seeded_phase,
     make_private_critic,
     resolve_device,
     training_session,
 )
+from privsynth_core.privacy.dpsgd_loop import StepPlan, cpu_state, restore, run_dpsgd
 
 from ._encoding import CTGANEncoder
 from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_marginals
@@ -48,6 +47,7 @@ from ._nets import GeneratorNet, critic_net
 
 if TYPE_CHECKING:
     from privsynth_core import Accountant, Schema, Table
+    from privsynth_core.checkpoint import CheckpointStore
     from privsynth_core.generator import ProgressCallback
 
     from . import DPCTGANParams
@@ -123,6 +123,7 @@ class DPCTGANTrainer:
         # The last critic step's input rows (real first) and real-row count: for audits/tests.
         self.last_batch: torch.Tensor | None = None
         self.last_real_rows = 0
+        self.generator_steps_taken = 0
 
     @contextmanager
     def hooks_off(self) -> Iterator[None]:
@@ -202,7 +203,30 @@ class DPCTGANTrainer:
         for param, grad in zip(self.generator_params, grads, strict=True):
             param.grad = grad
         self.generator_opt.step()
+        self.generator_steps_taken += 1
         return float(loss.detach())
+
+    def generator_steps(self, step: int) -> float | None:
+        """``generator_steps`` generator updates after every critic step (no private data)."""
+        loss = None
+        for _ in range(self.params.generator_steps):
+            loss = self.generator_step()
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks and optimisers on the CPU: a checkpoint."""
+        return {"critic": cpu_state(self.critic), "generator": cpu_state(self.generator),
+                "critic_opt": cpu_state(self.critic_opt.original_optimizer),
+                "generator_opt": cpu_state(self.generator_opt),
+                "generator_steps": self.generator_steps_taken}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint (see :meth:`state_dict`)."""
+        self.critic.load_state_dict(state["critic"])
+        self.generator.load_state_dict(state["generator"])
+        self.critic_opt.original_optimizer.load_state_dict(state["critic_opt"])
+        self.generator_opt.load_state_dict(state["generator_opt"])
+        self.generator_steps_taken = int(state["generator_steps"])
 
 
 def recalibrate_batchnorm(trainer: DPCTGANTrainer, batches: int = 20) -> None:
@@ -236,6 +260,19 @@ class TrainResult:
     accountant_state: dict[str, Any]
     device: str
     seconds_per_epoch: float
+    resumed_from: int = 0
+    lost_steps: int = 0
+
+
+def _marginals_state(marginals: NoisyMarginals) -> dict[str, Any]:
+    """The released marginals as JSON (saved with checkpoints, so a resume never re-releases)."""
+    return {"one_way": marginals.one_way,
+            "two_way": [[f, o, table] for (f, o), table in marginals.two_way.items()]}
+
+
+def _marginals_from(state: dict[str, Any]) -> NoisyMarginals:
+    return NoisyMarginals(one_way={k: list(v) for k, v in state["one_way"].items()},
+                          two_way={(f, o): table for f, o, table in state["two_way"]})
 
 
 def train(
@@ -244,20 +281,24 @@ def train(
     *,
     plan: DPPlan,
     accountant: Accountant,
+    target_epsilon: float,
     delta: float,
     progress: ProgressCallback | None,
     max_encoded_bytes: int | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> TrainResult:
-    """Release the noisy marginals, then train under ``plan``; stop before passing the target.
+    """Release the noisy marginals, then train under ``plan`` with the shared DP-SGD loop
+    (:func:`privsynth_core.privacy.dpsgd_loop.run_dpsgd`); stop before passing the target.
 
     ``max_encoded_bytes``: the largest encoded table kept whole in memory (default
     :data:`privsynth_core.dpsgd.ENCODED_TABLE_MAX_BYTES`); above it, rows are encoded chunk by
-    chunk for the marginals and batch by batch for training.
+    chunk for the marginals and batch by batch for training. With ``checkpoints`` holding an
+    interrupted attempt, training resumes from it, reusing the marginals it released.
     """
     device = resolve_device(params.device)
     with training_session(device, num_threads=params.num_threads, seed=params.seed):
-        return _train(table, params, plan, accountant, delta, progress, device,
-                      max_encoded_bytes)
+        return _train(table, params, plan, accountant, target_epsilon, delta, progress, device,
+                      max_encoded_bytes, checkpoints)
 
 
 def _train(
@@ -265,67 +306,58 @@ def _train(
     params: DPCTGANParams,
     plan: DPPlan,
     accountant: Accountant,
+    target_epsilon: float,
     delta: float,
     progress: ProgressCallback | None,
     device: torch.device,
     max_encoded_bytes: int | None,
+    checkpoints: CheckpointStore | None,
 ) -> TrainResult:
     encoder = make_encoder(table.schema, params)
     source = BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
+    resumed = restore(checkpoints, accountant)
     marginals = NoisyMarginals()
-    if plan.marginals_noise is not None:
+    if resumed is not None and "one_way" in resumed.extra_state:
+        marginals = _marginals_from(resumed.extra_state)  # released once: never again
+    elif plan.marginals_noise is not None:
+        if checkpoints is not None:  # write-ahead, as every DP step
+            checkpoints.log_steps(noise_multiplier=plan.marginals_noise, sample_rate=1.0,
+                                  num_steps=1)
         marginals = release_marginals(source.chunks(), encoder, plan.marginal_columns,
                                       params.focus_columns, plan.marginals_noise)
         accountant.step(noise_multiplier=plan.marginals_noise, sample_rate=1.0)
     loss = (MarginalLoss(encoder, marginals, device)
             if marginals.n_tables and params.marginal_loss_weight > 0 else None)
     # Sizes come from the released row count n̂ (q * n̂ is the public expected batch size);
-    # only the Poisson sampler reads the table's true size, inside the mechanism.
+    # only the Poisson sampler reads the table's true size, inside the loop.
     trainer = DPCTGANTrainer(
         encoder, Conditioner(encoder, marginals.one_way, device), loss, params,
         n_rows=table.planning_rows,
         noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, device=device,
     )
     leave_seeded_phase()
-    sampler = PoissonSampler(table.n_rows, plan.sample_rate)
-    steps = generator_steps = 0
     epochs = params.epochs if params.epochs is not None else math.ceil(
         plan.allowed_steps / plan.steps_per_epoch)
-    started = time.perf_counter()
-    generator_loss = float("nan")
-    for epoch in range(1, epochs + 1):
-        critic_losses = []
-        for _ in range(plan.steps_per_epoch):
-            # allowed_steps is the accountant's largest step count under the target (with the
-            # marginals composed in): the step that would pass it is never taken.
-            if steps >= plan.allowed_steps:
-                break
-            critic_losses.append(trainer.critic_step(source.get(sampler.draw())))
-            accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate)
-            steps += 1
-            for _ in range(params.generator_steps):
-                generator_loss = trainer.generator_step()
-                generator_steps += 1
-        if progress is not None and critic_losses:
-            progress(Progress(
-                epoch=epoch, epochs=epochs, step=steps,
-                losses={"critic": float(np.mean(critic_losses)), "generator": generator_loss},
-                epsilon=accountant.get_epsilon(delta=delta),
-            ))
-        if steps >= plan.allowed_steps:
-            break
-    elapsed = time.perf_counter() - started
+    loop = run_dpsgd(
+        trainer, source,
+        plan=StepPlan(plan.noise_multiplier, plan.sample_rate, plan.steps_per_epoch,
+                      plan.allowed_steps, epochs),
+        accountant=accountant, target_epsilon=target_epsilon, delta=delta, progress=progress,
+        checkpoints=checkpoints, resumed=resumed, extra_state=_marginals_state(marginals))
     recalibrate_batchnorm(trainer)
+    this_attempt = max(loop.steps - loop.resumed_from, 1)
     return TrainResult(
         generator=trainer.generator.to("cpu").eval(),
         marginals=marginals.one_way,
         n_tables=marginals.n_tables,
-        steps=steps,
-        generator_steps=generator_steps,
-        epsilon=accountant.get_epsilon(delta=delta),
-        accountant_state=accountant.state_dict(),
+        steps=loop.steps,
+        generator_steps=trainer.generator_steps_taken,
+        epsilon=loop.epsilon,
+        accountant_state=loop.accountant_state,
         device=str(device),
-        seconds_per_epoch=elapsed / max(steps / plan.steps_per_epoch, 1e-9),
+        seconds_per_epoch=loop.seconds / max(this_attempt / plan.steps_per_epoch, 1e-9),
+        resumed_from=loop.resumed_from,
+        lost_steps=loop.lost_steps,
     )
 
 

@@ -191,6 +191,8 @@ class DPWGANGenerator(Generator):
         "configurable architectures"
     )
     is_dp = True
+    #: An interrupted fit resumes from its last checkpoint under its original reservation.
+    supports_checkpoints = True
     Params = DPWGANParams
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
@@ -298,7 +300,8 @@ class DPWGANGenerator(Generator):
         plan = self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
         result: TrainResult = train(
             table.frame, TableEncoder(table.schema), self.p, plan=plan,
-            accountant=accountants().get(accountant)(), delta=budget.delta, progress=progress,
+            accountant=accountants().get(accountant)(), target_epsilon=budget.epsilon,
+            delta=budget.delta, progress=progress, checkpoints=self.checkpoints,
         )
         self._net = result.generator
         return FitSummary(
@@ -318,6 +321,8 @@ class DPWGANGenerator(Generator):
                 "noise_calibrated": plan.calibrated,
                 "grad_sample_mode": self.p.grad_sample_mode,
                 "device": result.device,
+                "resumed_from_step": result.resumed_from,
+                "lost_steps_counted": result.lost_steps,
             },
         )
 

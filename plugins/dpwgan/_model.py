@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import secrets
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,10 +33,9 @@ import polars as pl
 import torch
 from torch import nn
 
-from privsynth_core import GeneratorError, Progress
+from privsynth_core import GeneratorError
 from privsynth_core.dpsgd import (
     BatchSource,
-    PoissonSampler,
     activate_outputs,
     leave_seeded_phase,
     make_private_critic,
@@ -45,9 +43,11 @@ from privsynth_core.dpsgd import (
     training_session,
 )
 from privsynth_core.encoding import TableEncoder
+from privsynth_core.privacy.dpsgd_loop import StepPlan, cpu_state, restore, run_dpsgd
 
 if TYPE_CHECKING:
     from privsynth_core import Accountant
+    from privsynth_core.checkpoint import CheckpointStore
     from privsynth_core.generator import ProgressCallback
 
     from . import DPPlan, DPWGANParams, Layer
@@ -150,7 +150,7 @@ class DPWGANTrainer:
         self.last_fake: torch.Tensor | None = None
         # The averaged generator is post-processing of the generator's weights: free of cost.
         self.average = copy.deepcopy(self.generator) if params.generator_ema > 0 else None
-        self.generator_steps = 0
+        self.generator_steps_taken = 0
 
     def latent(self, n: int) -> torch.Tensor:
         """Latent vectors for training (global, seeded torch RNG)."""
@@ -217,11 +217,11 @@ class DPWGANTrainer:
         for param, grad in zip(self.generator_params, grads, strict=True):
             param.grad = grad
         self.generator_opt.step()
-        self.generator_steps += 1
+        self.generator_steps_taken += 1
         if self.average is not None:
             # Warm-up (as TensorFlow's ExponentialMovingAverage) so the random initial weights
             # do not linger in the average of a short run.
-            t = self.generator_steps
+            t = self.generator_steps_taken
             decay = min(self.params.generator_ema, (1 + t) / (10 + t))
             with torch.no_grad():
                 for kept, current in zip(self.average.parameters(), self.generator.parameters(),
@@ -232,6 +232,28 @@ class DPWGANTrainer:
     def final_generator(self) -> GeneratorNet:
         """The generator to keep: the weight average if enabled, else the last weights."""
         return self.average if self.average is not None else self.generator
+
+    def generator_steps(self, step: int) -> float | None:
+        """One generator step after every ``n_critic`` critic steps (reads no private data)."""
+        return self.generator_step() if step % self.params.n_critic == 0 else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimisers and the weight average, on the CPU: a checkpoint."""
+        return {"critic": cpu_state(self.critic), "generator": cpu_state(self.generator),
+                "critic_opt": cpu_state(self.critic_opt.original_optimizer),
+                "generator_opt": cpu_state(self.generator_opt),
+                "average": cpu_state(self.average) if self.average is not None else None,
+                "generator_steps": self.generator_steps_taken}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint (see :meth:`state_dict`)."""
+        self.critic.load_state_dict(state["critic"])
+        self.generator.load_state_dict(state["generator"])
+        self.critic_opt.original_optimizer.load_state_dict(state["critic_opt"])
+        self.generator_opt.load_state_dict(state["generator_opt"])
+        if self.average is not None and state["average"] is not None:
+            self.average.load_state_dict(state["average"])
+        self.generator_steps_taken = int(state["generator_steps"])
 
 
 @dataclass
@@ -245,6 +267,8 @@ class TrainResult:
     accountant_state: dict[str, Any]
     device: str
     seconds_per_epoch: float
+    resumed_from: int = 0
+    lost_steps: int = 0
 
 
 def train(
@@ -254,68 +278,36 @@ def train(
     *,
     plan: DPPlan,
     accountant: Accountant,
+    target_epsilon: float,
     delta: float,
     progress: ProgressCallback | None,
+    checkpoints: CheckpointStore | None = None,
 ) -> TrainResult:
-    """Fit a DPWGAN on ``frame`` under ``plan``; stops before a step would pass the target."""
+    """Fit a DPWGAN on ``frame`` under ``plan`` with the shared DP-SGD loop
+    (:func:`privsynth_core.privacy.dpsgd_loop.run_dpsgd`): stops before a step would pass the
+    target, and resumes from ``checkpoints`` when they hold an interrupted attempt."""
     device = resolve_device(params.device)
     with training_session(device, num_threads=params.num_threads, seed=params.seed):
-        return _train(frame, encoder, params, plan, accountant, delta, progress, device)
-
-
-def _train(
-    frame: pl.DataFrame,
-    encoder: TableEncoder,
-    params: DPWGANParams,
-    plan: DPPlan,
-    accountant: Accountant,
-    delta: float,
-    progress: ProgressCallback | None,
-    device: torch.device,
-) -> TrainResult:
-    # The plan's sizes come from the released row count n̂ (q * n̂ is the public expected batch
-    # size); only the Poisson sampler below reads the table's true size, inside the mechanism.
-    trainer = DPWGANTrainer(encoder, params, n_rows=plan.planning_rows,
-                            noise_multiplier=plan.noise_multiplier,
-                            sample_rate=plan.sample_rate, device=device)
-    leave_seeded_phase()
-    source = BatchSource(frame, encoder, device)
-    sampler = PoissonSampler(frame.height, plan.sample_rate)
-    steps = generator_steps = 0
-    started = time.perf_counter()
-    generator_loss = float("nan")
-    for epoch in range(1, params.epochs + 1):
-        critic_losses = []
-        for _ in range(plan.steps_per_epoch):
-            # allowed_steps is the accountant's largest step count under the target: the step
-            # that would pass it is never taken.
-            if steps >= plan.allowed_steps:
-                break
-            critic_losses.append(trainer.critic_step(source.get(sampler.draw())))
-            accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate)
-            steps += 1
-            if steps % params.n_critic == 0:
-                generator_loss = trainer.generator_step()
-                generator_steps += 1
-        if progress is not None and critic_losses:
-            progress(Progress(
-                epoch=epoch, epochs=params.epochs, step=steps,
-                losses={"critic": float(np.mean(critic_losses)), "generator": generator_loss},
-                epsilon=accountant.get_epsilon(delta=delta),
-            ))
-        if steps >= plan.allowed_steps:
-            break
-    elapsed = time.perf_counter() - started
+        resumed = restore(checkpoints, accountant)
+        # The plan's sizes come from the released row count n̂ (q * n̂ is the public expected
+        # batch size); only the Poisson sampler reads the table's true size, inside the loop.
+        trainer = DPWGANTrainer(encoder, params, n_rows=plan.planning_rows,
+                                noise_multiplier=plan.noise_multiplier,
+                                sample_rate=plan.sample_rate, device=device)
+        leave_seeded_phase()
+        loop = run_dpsgd(
+            trainer, BatchSource(frame, encoder, device),
+            plan=StepPlan(plan.noise_multiplier, plan.sample_rate, plan.steps_per_epoch,
+                          plan.allowed_steps, params.epochs),
+            accountant=accountant, target_epsilon=target_epsilon, delta=delta,
+            progress=progress, checkpoints=checkpoints, resumed=resumed)
     net = trainer.final_generator().to("cpu").eval()
+    this_attempt = max(loop.steps - loop.resumed_from, 1)
     return TrainResult(
-        generator=net,
-        steps=steps,
-        generator_steps=generator_steps,
-        epsilon=accountant.get_epsilon(delta=delta),
-        accountant_state=accountant.state_dict(),
-        device=str(device),
-        seconds_per_epoch=elapsed / max(steps / plan.steps_per_epoch, 1e-9),
-    )
+        generator=net, steps=loop.steps, generator_steps=trainer.generator_steps_taken,
+        epsilon=loop.epsilon, accountant_state=loop.accountant_state, device=str(device),
+        seconds_per_epoch=loop.seconds / max(this_attempt / plan.steps_per_epoch, 1e-9),
+        resumed_from=loop.resumed_from, lost_steps=loop.lost_steps)
 
 
 def sample_rows(

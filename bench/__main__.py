@@ -1,4 +1,5 @@
-"""``python -m bench {peers,scale}``: one entry point for the benchmarks."""
+"""``python -m bench {peers,scale,faults}``: one entry point for the benchmarks and the
+fault-injection loop."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the sub-command and run it."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    from . import peers, scale
+    from . import faults, peers, scale
 
     peers.register(sub)
     scale.register(sub)
+    faults.register(sub)
     args = parser.parse_args(argv)
     # SIGTERM becomes SystemExit, so subprocess.run kills the running child instead of orphaning it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

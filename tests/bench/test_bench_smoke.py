@@ -1,4 +1,4 @@
-"""CI smoke of the benchmarks: both entry points at tiny sizes, so the bench never rots.
+"""CI smoke of the benchmarks: every entry point at tiny sizes, so the bench never rots.
 
 Only the embedded Adult table is read (never ../shared); SmartNoise is not run (its environment
 is a separate install). Asserts that the tables and files are produced, not timing values.
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from privsynth_core.datasets import ADULT_PATH, adult_frame
 
@@ -61,3 +62,36 @@ def test_scale_smoke(tmp_path: Path) -> None:
     assert row["load"]["rows"] == pl.read_csv(data).height
     assert row["train"]["generator"] in {"dpctgan", "dpwgan"}
     assert row["evaluate"]["evaluate_s"] > 0 and "tstr" in row["evaluate"]["metric_s"]
+
+
+def _faults(tmp_path: Path, faults: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    proc = subprocess.run([sys.executable, "-m", "bench", "faults", "--iterations", "1",
+                           "--faults", faults, "--out", str(tmp_path / "results"),
+                           "--scratch", str(tmp_path / "scratch"), "--timeout", "240"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    (folder,) = (tmp_path / "results").iterdir()
+    return proc, (folder / "faults.md").read_text(encoding="utf-8")
+
+
+def test_faults_smoke(tmp_path: Path) -> None:
+    """One iteration of two faults: the harness (Prefect server, scratch homes, children
+    released together, the table) and two of its checks."""
+    proc, table = _faults(tmp_path, "ledger-deleted,two-runs-at-once")
+    assert "| fault | run | expected | observed | as expected | ledger before | ledger after |" \
+        in table
+    rows = [line for line in table.splitlines() if line.startswith("| ledger-deleted")
+            or line.startswith("| two-runs-at-once")]
+    assert len(rows) == 2 and all("| yes |" in row for row in rows), table
+    assert "unreadable (LedgerMissingError)" in rows[0]
+    assert "1 training charge(s)" in rows[1] and "ε spent" in rows[1]
+    assert "two-runs-at-once #1: as expected" in proc.stdout
+
+
+@pytest.mark.slow
+def test_faults_every_fault_once(tmp_path: Path) -> None:
+    from bench.faults import FAULTS
+
+    _, table = _faults(tmp_path, ",".join(FAULTS))
+    assert "**NO**" not in table
+    assert table.count("| yes |") == len(FAULTS) + 2  # run-killed has three steps

@@ -15,6 +15,7 @@ import yaml
 from flowhelpers import read_manifest, read_release, run_config, set_budget
 
 PRIVSYNTH_BIN = Path(sys.executable).parent / "privsynth"
+PREFECT_BIN = Path(sys.executable).parent / "prefect"
 
 
 async def _deployment_runs(name: str) -> list[Any]:
@@ -112,3 +113,19 @@ def test_deploy_without_server_explains(tmp_path: Path, adult_files: dict[str, P
                            "0 2 * * *"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "prefect server start" in done.stderr and "PREFECT_API_URL" in done.stderr
+
+
+def test_zombie_run_automation_of_the_docs_is_accepted(prefect_env: dict[str, str]) -> None:
+    """The automation docs/flows.md tells operators to create (examples/flows/) is valid."""
+    from prefect.automations import Automation
+
+    path = Path(__file__).parents[2] / "examples" / "flows" / "crash-zombie-runs.yaml"
+    assert str(path.relative_to(path.parents[2])) in (
+        Path(__file__).parents[2] / "docs" / "flows.md").read_text()
+    done = subprocess.run([str(PREFECT_BIN), "automation", "create", "--from-file", str(path)],
+                          env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found: Any = Automation.read(name="privsynth - crash zombie flow runs")  # sync here
+    assert found.enabled and found.trigger.posture == "Proactive"
+    assert found.trigger.within.total_seconds() == 600
+    assert [a.type for a in found.actions] == ["change-flow-run-state"]

@@ -63,11 +63,6 @@ class UISettings:
         return self.home / "users.sqlite"
 
     @property
-    def ledger_path(self) -> Path:
-        """The privacy ledger shared by every user, the CLI and the flows."""
-        return self.home / "ledger.sqlite"
-
-    @property
     def cache_dir(self) -> Path:
         """Gradio's file cache (uploads and downloads in transit), private to this app."""
         return self.home / "ui-cache"

@@ -168,6 +168,7 @@ def learn_domain(
     ledger: PrivacyLedger,
     fingerprint: str,
     run_id: str | None = None,
+    extract: str | None = None,
     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
 ) -> Schema:
     """Learn the domain of every column of ``skeleton`` from ``frame`` with DP, charging the ledger.
@@ -183,6 +184,7 @@ def learn_domain(
         epsilon, delta: the total spent on the domain.
         ledger, fingerprint: where the charges go.
         run_id: ties the entries to a run.
+        extract: the content fingerprint of the rows read, recorded with each entry.
         quantiles: the DP quantiles used as numeric bounds.
 
     Returns:
@@ -217,7 +219,8 @@ def learn_domain(
             raise SchemaError(f"column {col.name!r} of the schema is not in the data")
         series, _ = cast_column(frame[col.name], col)
         if col.kind is ColumnKind.CATEGORICAL:
-            ledger.charge(fingerprint, mechanism=f"dp categories of {col.name!r}",
+            ledger.charge(fingerprint, extract=extract,
+                          mechanism=f"dp categories of {col.name!r}",
                           epsilon=eps_each, delta=delta_each, run_id=run_id,
                           params={"mechanism": "discrete laplace stability histogram",
                                   "threshold": category_threshold(epsilon=eps_each,
@@ -232,7 +235,8 @@ def learn_domain(
             columns.append(Column(name=col.name, kind=col.kind, nullable=True,
                                   categories=categories))
             continue
-        ledger.charge(fingerprint, mechanism=f"dp bounds of {col.name!r}", epsilon=eps_each,
+        ledger.charge(fingerprint, extract=extract, mechanism=f"dp bounds of {col.name!r}",
+                      epsilon=eps_each,
                       delta=0.0, run_id=run_id,
                       params={"mechanism": "discrete laplace magnitude histogram + "
                               "report-noisy-max quantiles", "quantiles": list(quantiles)})
@@ -263,6 +267,7 @@ def prepare_table(
     run_id: str | None = None,
     max_bytes: int | None = None,
     source: str | None = None,
+    parent_key: str | None = None,
 ) -> Table:
     """Read a private table and give it a domain fit for a DP run.
 
@@ -281,6 +286,8 @@ def prepare_table(
         run_id: ties ledger entries to a run.
         max_bytes: refuse larger input files.
         source: the data source the file is an extract of (its budget is the source's).
+        parent_key: the budget key of the source the file was split from (see
+            :attr:`Table.parent_key`), when the caller knows it.
 
     Raises:
         InputFileError, SchemaError, DomainError, BudgetNotSetError, BudgetExceededError.
@@ -310,15 +317,17 @@ def prepare_table(
             raise DomainError("learning the domain with DP needs --domain-epsilon (e.g. 0.1)")
         ledger = ledger or PrivacyLedger()
         run_id = run_id or uuid.uuid4().hex
-        key = budget_key(source, fingerprint_frame(frame))
+        extract = fingerprint_frame(frame)
+        key = parent_key or budget_key(source, extract)
         first = max((e.entry_id for e in ledger.entries(key)), default=0)
         schema = replayed("dp domain", lambda: learn_domain(
             frame, schema, epsilon=domain_epsilon, delta=domain_delta, ledger=ledger,
-            fingerprint=key, run_id=run_id))
+            fingerprint=key, run_id=run_id, extract=extract))
         spent = [SpentPart("domain", e.mechanism, e.epsilon, e.delta, e.entry_id)
                  for e in ledger.entries(key)
                  if e.entry_id > first and e.run_id == run_id and e.status == "spent"]
     table = Table.from_frame(frame, schema, name=name, source=source)
+    table.parent_key = parent_key
     table.spent = spent
     return table
 

@@ -221,6 +221,9 @@ class Table:
     #: The custodian-named data source the table is an extract of (its budget is the
     #: source's); None: the table's own content fingerprint keys its budget.
     source: str | None = None
+    #: The budget key of the source this table was split from, when the caller knows it (the
+    #: web app's train split of an upload is charged to the whole file's key); overrides both.
+    parent_key: str | None = field(default=None, repr=False)
     #: The released row count n̂ (:mod:`privsynth_core.privacy.count`), once a fit released it.
     noisy_rows: int | None = field(default=None, repr=False)
     #: The charged mechanisms this table's domain came from (a DP-learned domain's entries).
@@ -247,10 +250,11 @@ class Table:
         return self.noisy_rows
 
     def budget_key(self) -> str:
-        """The ledger key of the table's budget: its source id, or its content fingerprint."""
+        """The ledger key of the table's budget: its parent's key, its source id, or its content
+        fingerprint, in that order."""
         from .ledger import budget_key
 
-        return budget_key(self.source, self.fingerprint())
+        return self.parent_key or budget_key(self.source, self.fingerprint())
 
     def fingerprint(self) -> str:
         """A content hash of the data as read, all columns (independent of row order).

@@ -8,6 +8,7 @@ analyst never gets a draft (:func:`visible_schema`). No Gradio here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from privsynth_core.errors import BudgetNotSetError, DomainError, SchemaError
@@ -249,39 +250,31 @@ def set_domain(ws: Workspace, dataset_id: str, rows: list[list[Any]], *, mode: s
 
 def _learn_domain(ws: Workspace, record: DatasetRecord, skeleton: Schema, epsilon: float,
                   delta: float) -> tuple[Schema, list[dict[str, Any]]]:
-    """Learn the domain from the dataset's train rows, charged to the source's budget.
+    """Learn the domain from the dataset's train rows, charged to the source's budget."""
+    import tempfile
 
-    (Not :func:`privsynth_core.domain.prepare_table`: it charges the key of a source id or of
-    the rows it reads, and an upload's source is the whole file's content, not the train
-    split's.)
-    """
-    from privsynth_core.domain import learn_domain
-    from privsynth_core.privacy.coupling import replayed
-    from privsynth_core.table import read_frame
+    from privsynth_core.domain import prepare_table
 
-    frame = read_frame(record.train_path)
     run_id = f"domain-{record.dataset_id}-{new_id()}"
     key = record.key
-    first = max((e.entry_id for e in ws.ledger.entries(key)), default=0)
-    try:
-        schema = replayed("dp domain", lambda: learn_domain(
-            frame, skeleton, epsilon=epsilon, delta=delta, ledger=ws.ledger, fingerprint=key,
-            run_id=run_id))
-    except BudgetNotSetError:
-        raise BudgetNotSetError(NO_BUDGET) from None
-    except DomainError as exc:
-        # Each column is charged as it is learned: say what this failed attempt spent.
-        spent = [e for e in ws.ledger.entries(key) if e.run_id == run_id]
-        if spent:
-            raise DomainError(
-                f"{exc}. The {len(spent)} column(s) learned before this one were charged "
-                f"ε = {sum(e.epsilon for e in spent):.4g} (see Budget & runs)") from None
-        raise
-    parts = [{"step": "domain", "mechanism": e.mechanism, "epsilon": e.epsilon,
-              "delta": e.delta, "entry_id": e.entry_id}
-             for e in ws.ledger.entries(key)
-             if e.entry_id > first and e.run_id == run_id and e.status == "spent"]
-    return schema, parts
+    with tempfile.TemporaryDirectory(prefix="privsynth-skeleton-") as tmp:
+        path = skeleton.save(Path(tmp) / "skeleton.yaml")
+        try:
+            table = prepare_table(record.train_path, schema_path=path, domain="dp",
+                                  domain_epsilon=epsilon, domain_delta=delta, ledger=ws.ledger,
+                                  run_id=run_id, source=record.source, parent_key=key)
+        except BudgetNotSetError:
+            raise BudgetNotSetError(NO_BUDGET) from None
+        except DomainError as exc:
+            # Each column is charged as it is learned: say what this failed attempt spent.
+            spent = [e for e in ws.ledger.entries(key) if e.run_id == run_id]
+            if spent:
+                raise DomainError(
+                    f"{exc}. The {len(spent)} column(s) learned before this one were charged "
+                    f"ε = {sum(e.epsilon for e in spent):.4g} (see Budget & runs)") from None
+            raise
+    parts = [{**p.public(), "entry_id": p.entry_id} for p in table.spent]
+    return table.schema, parts
 
 
 def domain_cost_text(ws: Workspace, dataset_id: str | None, mode: str | None,

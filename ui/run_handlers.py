@@ -33,20 +33,6 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class SourceExtract(Table):
-    """A table that is an extract of a data source whose budget key it carries.
-
-    ``Table.budget_key()`` is the key of a source id, or the extract's own content; an upload's
-    train split is neither: its budget is its parent file's (the whole file's content).
-    """
-
-    parent_key: str = ""
-
-    def budget_key(self) -> str:
-        """The parent source's key."""
-        return self.parent_key or super().budget_key()
-
-
 @dataclass(frozen=True)
 class TrainingRequest:
     """A validated training request: nothing has been charged or written yet.
@@ -219,8 +205,8 @@ def train(ws: Workspace, record: RunRecord, progress: ProgressCallback) -> RunRe
     else:
         raise DomainError("the domain of this data source was unfixed before training started; "
                           "ask the data custodian to fix it again")
-    table = SourceExtract.load(dataset.train_path, schema, source=dataset.source)
-    assert isinstance(table, SourceExtract)
+    table = Table.load(dataset.train_path, schema, source=dataset.source)
+    # The train split is an extract of the dataset's source: its budget is the source's.
     table.parent_key = dataset.key
     # A DP-learned domain was released before: its cost is part of this release's guarantee.
     table.spent = [SpentPart(**part) for part in domain.parts] if domain.mode == "dp" else []

@@ -183,23 +183,25 @@ def _flow(generator: str, domain: str, tables: dict[str, Path], side: str, out: 
 
 def _webapp(generator: str, domain: str, tables: dict[str, Path], side: str, out: Path) -> Path:
     from privsynth_ui import data_handlers as data
+    from privsynth_ui import domain_handlers as domains
     from privsynth_ui import run_handlers as runs
     from privsynth_ui.settings import UISettings
     from privsynth_ui.workspace import Workspace
 
     settings = UISettings(home=out / "app", failure_delay=0.0)
-    ws = Workspace(settings.home, "alice")
+    # A custodian: fixing a source's domain and setting its budget are theirs to do.
+    ws = Workspace(settings.home, "alice", role="custodian")
     upload = settings.cache_dir / "upload" / "table.csv"
     upload.parent.mkdir(parents=True)
     shutil.copy(tables[side], upload)
     record = data.add_uploaded(ws, settings, upload, name="table.csv", holdout_share=0.0,
                                exclude="")
-    ws.ledger.set_budget(record.fingerprint, **BUDGET)
+    ws.ledger.set_budget(record.key, **BUDGET)
     # The person fills the schema table on the page with the declared domain (public), or
     # with the reviewed names and kinds (dp).
-    record = data.set_domain(ws, record.dataset_id, data.schema_rows(DECLARED), mode=domain,
-                             epsilon=DOMAIN_EPSILON if domain == "dp" else None, delta=None,
-                             accept_flagged=True)
+    record = domains.set_domain(ws, record.dataset_id, domains.schema_rows(DECLARED),
+                                mode=domain, epsilon=DOMAIN_EPSILON if domain == "dp" else None,
+                                delta=None, accept_flagged=True)
     request = runs.check_training(ws, record.dataset_id, generator, TINY[generator], EPSILON,
                                   None, "rdp")
     run = runs.train(ws, runs.new_run(ws, request), lambda progress: None)

@@ -155,10 +155,14 @@ def describe_reservations(entries: list[LedgerEntry]) -> str:
         if run_dir is not None and resumable_entry(checkpoints) == entry.entry_id:
             lines.append(f"  its checkpoints are kept: resume it with `privsynth run --resume "
                          f"{run_dir}`")
-    ids = " ".join(str(e.entry_id) for e in entries)
+    if len(entries) == 1:
+        how = f"closes it with `privsynth budget close {entries[0].entry_id} --note \"...\"`"
+    else:
+        how = (f"closes each with `privsynth budget close ID --note \"...\"` (IDs "
+               f"{', '.join(str(e.entry_id) for e in entries)})")
     lines.append(f"review with `privsynth budget reservations`; once reviewed, the data custodian "
-                 f"closes it with `privsynth budget close {ids} --note \"...\"` (it stays counted "
-                 f"in full, with the note in the ledger's history), and the fit can run again")
+                 f"{how} (it stays counted in full, with the note in the ledger's history), and "
+                 f"the fit can run again")
     return "\n".join(lines)
 
 

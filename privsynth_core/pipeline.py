@@ -184,6 +184,9 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     from .store import exclusive_lock
 
     destination = Path(destination)
+    # The ledger first: in a fresh home it is created (with its marker) before any other state
+    # exists, so the store's folders never make a first run look like a lost ledger.
+    PrivacyLedger()
     if is_complete_domain(destination):
         return destination / SCHEMA_FILE
     with exclusive_lock(destination, what=f"the domain {destination.name[:12]} (another "
@@ -271,6 +274,7 @@ def fit_model(
 
     table = Table.load(config.input, Schema.load(schema_path), source=config.source)
     entry = model_store_entry(config, table.fingerprint(), schema_path)
+    PrivacyLedger()  # before the store's lock files (see resolve_domain)
     if is_complete_model(entry / MODEL_SUBDIR):
         return entry / MODEL_SUBDIR
     with exclusive_lock(entry, what=f"the model {entry.name[:12]} (another process is training "

@@ -80,8 +80,12 @@ def claim_run_dir(run_dir: str | Path) -> Iterator[None]:
     the block ends or the process dies; so a work area found while holding it has no live
     owner.
     """
+    from .ledger import PrivacyLedger
     from .store import exclusive_lock
 
+    # The ledger before the lock file: in a fresh home it is created (with its marker) before
+    # any other state, so a first run under $PRIVSYNTH_HOME/runs never looks like a lost ledger.
+    PrivacyLedger()
     with exclusive_lock(run_dir, what=f"the run directory {run_dir} (another run is writing "
                                       f"it)"):
         yield

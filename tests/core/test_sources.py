@@ -69,3 +69,14 @@ def test_without_a_source_an_extract_has_no_budget_until_a_custodian_sets_one(
     with pytest.raises(BudgetNotSetError, match="privsynth budget set"):
         _run(data, tmp_path / "run", source=None)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_first_run_in_a_fresh_home_creates_its_ledger_before_any_other_state(
+    tmp_path: Path, privsynth_home: Path,
+) -> None:
+    data = _extract(tmp_path, "extract", 600)
+    # The run directory inside the home: its work area must not make the home look used.
+    with pytest.raises(BudgetNotSetError):
+        _run(data, privsynth_home / "runs" / "first", source=None)
+    assert (privsynth_home / "ledger.sqlite").is_file()
+    assert PrivacyLedger().verify() == []

@@ -144,20 +144,20 @@ def price_plan(
 ) -> PlanPrice:
     """The one pricing rule: epsilon for a given sigma, or the sigma a target needs.
 
-    A generator that releases anything besides DP-SGD steps prices its own plan
-    (``price_plan`` classmethod; DP-CTGAN's noisy marginals), so nothing it releases is left
-    out of the price.
+    Every DP-SGD generator (:class:`~privsynth_core.privacy.dpsgd_generator.DPSGDGenerator`)
+    declares its plan and prices it; one that releases anything besides DP-SGD steps
+    (DP-CTGAN's noisy marginals) includes that in its price, so nothing it releases is left out.
 
     Raises:
         ConfigError: the generator is not trained with DP-SGD, or the inputs do not fit it.
         AccountingError: the accountant cannot price the plan.
     """
-    from .registry import accountants, generators
+    from .privacy.dpsgd_generator import DPSGDGenerator
+    from .registry import generators
 
     cls = generators().get(generator_id)
     made = params if not isinstance(params, dict) else cls.make_params(params)
-    plan_fn = getattr(cls, "dp_plan", None)
-    if plan_fn is None:
+    if not issubclass(cls, DPSGDGenerator):
         raise ConfigError(f"generator {cls.generator_id} is not trained with DP-SGD: it spends "
                           f"exactly its target (epsilon, delta); there is no plan to price")
     if rows < 1:
@@ -165,27 +165,29 @@ def price_plan(
     if (epsilon is None) == (sigma is None):
         raise ConfigError("price a plan with either a noise multiplier (sigma) or a target "
                           "epsilon, not both")
-    sample_rate, steps = plan_fn(n_rows=rows, params=made)
-    acc = accountants().get(accountant)
-    custom = getattr(cls, "price_plan", None)
-    if custom is not None:
-        value = custom(n_rows=rows, params=made, schema=schema, accountant=accountant,
-                       delta=delta, sigma=sigma, epsilon=epsilon)
-        includes = "noisy marginals released before DP-SGD"
-    elif sigma is not None:
-        value = acc.epsilon_for(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps,
-                                delta=delta)
-        includes = ""
-    else:
-        assert epsilon is not None
-        value = acc.noise_for(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate,
-                              steps=steps)
-        includes = ""
+    sample_rate, steps = cls.dp_plan(n_rows=rows, params=made)
+    value = cls.price_plan(n_rows=rows, params=made, schema=schema, accountant=accountant,
+                           delta=delta, sigma=sigma, epsilon=epsilon)
     if not value == value:  # NaN
         raise AccountingError(f"the {accountant} accountant could not price this plan")
     return PlanPrice(cls.generator_id, rows, sample_rate, steps, accountant,
                      epsilon=value if sigma is not None else None,
-                     sigma=value if epsilon is not None else None, includes=includes)
+                     sigma=value if epsilon is not None else None, includes=cls.also_releases)
 
 
-__all__ = ["PlanPrice", "create_generator", "fit_generator", "price_plan", "target_budget"]
+def is_dpsgd(generator_id: str) -> bool:
+    """Whether the generator trains with DP-SGD (so :func:`price_plan` can price its plans)."""
+    from .privacy.dpsgd_generator import DPSGDGenerator
+    from .registry import generators
+
+    return issubclass(generators().get(generator_id), DPSGDGenerator)
+
+
+__all__ = [
+    "PlanPrice",
+    "create_generator",
+    "fit_generator",
+    "is_dpsgd",
+    "price_plan",
+    "target_budget",
+]

@@ -78,6 +78,7 @@ from privsynth_core import (
     GeneratorParams,
     hookimpl,
 )
+from privsynth_core.privacy.dpsgd_generator import DPSGDGenerator
 
 if TYPE_CHECKING:
     import polars as pl
@@ -211,7 +212,7 @@ class DPCTGANParams(GeneratorParams):
         return value
 
 
-class DPCTGANGenerator(Generator):
+class DPCTGANGenerator(DPSGDGenerator):
     """DP-CTGAN: CTGAN's architecture and conditional training with DP-SGD on the critic."""
 
     generator_id = "dpctgan"
@@ -220,8 +221,7 @@ class DPCTGANGenerator(Generator):
         "per-record clipping, pac=1), conditions from DP-noised marginals, domain-only encoding"
     )
     is_dp = True
-    #: An interrupted fit resumes from its last checkpoint under its original reservation.
-    supports_checkpoints = True
+    also_releases = "noisy marginals released before DP-SGD"
     Params = DPCTGANParams
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:

@@ -46,6 +46,7 @@ from privsynth_core import (
     GeneratorParams,
     hookimpl,
 )
+from privsynth_core.privacy.dpsgd_generator import DPSGDGenerator
 
 if TYPE_CHECKING:
     import polars as pl
@@ -182,7 +183,7 @@ class DPPlan:
     planning_rows: int
 
 
-class DPWGANGenerator(Generator):
+class DPWGANGenerator(DPSGDGenerator):
     """DPWGAN (Xie et al. 2018): WGAN, weight-clipped critic trained with DP-SGD (Opacus)."""
 
     generator_id = "dpwgan"
@@ -191,8 +192,6 @@ class DPWGANGenerator(Generator):
         "configurable architectures"
     )
     is_dp = True
-    #: An interrupted fit resumes from its last checkpoint under its original reservation.
-    supports_checkpoints = True
     Params = DPWGANParams
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:

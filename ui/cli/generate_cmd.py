@@ -330,10 +330,10 @@ def privacy_cmd(args: argparse.Namespace) -> int:
     from privsynth_core.errors import AccountingError
     from privsynth_core.privacy.count import default_delta
     from privsynth_core.registry import accountants, generators
-    from privsynth_core.service import price_plan
+    from privsynth_core.service import is_dpsgd, price_plan
 
     cls = generators().get(args.generator)
-    if getattr(cls, "dp_plan", None) is None:
+    if not is_dpsgd(cls.generator_id):
         raise ConfigError(f"generator {cls.generator_id} is not trained with DP-SGD; it has no "
                           f"training plan to price (it spends exactly its target)")
     if args.rows < 1:
@@ -355,7 +355,10 @@ def privacy_cmd(args: argparse.Namespace) -> int:
 
         schema = Schema.load(args.schema)
     rows, results = [], []
-    sample_rate, steps = cls.dp_plan(n_rows=args.rows, params=params)  # type: ignore[attr-defined]
+    from privsynth_core.privacy.dpsgd_generator import DPSGDGenerator
+
+    assert issubclass(cls, DPSGDGenerator)  # checked above
+    sample_rate, steps = cls.dp_plan(n_rows=args.rows, params=params)
     for entry in accountants().entries():
         acc = entry.cls
         try:

@@ -145,18 +145,24 @@ class Column(BaseModel):
         return self.bounds is not None
 
 
-ExclusionReason = Literal["requested", "id_like", "free_text", "empty", "constant", "mixed"]
+ExclusionReason = Literal["requested", "id_like", "free_text", "many_values", "split_marker",
+                          "empty", "constant", "mixed"]
 
 #: What each exclusion code means; fixed texts, so no count or value of the data is ever stored
 #: with a schema (and excluded columns never appear in a release at all).
 EXCLUSION_TEXT: dict[str, str] = {
     "requested": "left out on request",
     "id_like": "ID-like: a different value in (almost) every row; synthesising it would copy "
-               "identifiers (add it back in the schema file if it is not an identifier)",
-    "free_text": "free text: too many distinct values to treat as categories (declare it "
-                 "categorical in the schema file to keep it)",
+               "identifiers (add it back in the schema file only if it is not an identifier)",
+    "free_text": "free text (sentences, notes): too many distinct values to treat as "
+                 "categories, and text can name people; privsynth does not synthesise it",
+    "many_values": "too many distinct values to treat as categories (codes or identifiers?); "
+                   "declare it categorical in the schema file only if every value is public "
+                   "and it is not an identifier",
+    "split_marker": "a train/test split marker, not data: synthesising it would invent a split "
+                    "(add it back in the schema file if it is data)",
     "empty": "entirely empty",
-    "constant": "holds one value only",
+    "constant": "holds one value only (apart from missing values): it carries no information",
     "mixed": "mixed values (numbers and text, or dates in several formats): declare its kind "
              "(and a date format) in the schema to keep it",
 }
@@ -328,7 +334,8 @@ class Schema(BaseModel):
         """A copy whose flagged bounds are replaced by their round public suggestions."""
         suggestions = {f.column: f.suggestion for f in self.unresolved_review()
                        if f.issue == "bounds_at_extremes" and f.suggestion}
-        columns = [c.model_copy(update={"bounds": tuple(suggestions[c.name])})
+        # Validated, not copied: a datetime's suggestion is ISO text until parsed.
+        columns = [Column.model_validate({**c.model_dump(), "bounds": list(suggestions[c.name])})
                    if c.name in suggestions else c for c in self.columns]
         return self.model_copy(update={"columns": tuple(columns)})
 

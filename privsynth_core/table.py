@@ -17,13 +17,23 @@ from typing import Any
 
 import polars as pl
 
+from .csv_text import (
+    SEPARATORS,
+    check_separator,
+    csv_separator,
+    header_line,
+    read_head,
+    separator_name,
+    sniff_separator,
+    text_head,
+    unescape_quoted_names,
+)
 from .errors import InputFileError, PrivsynthError, SchemaError
 from .privacy.release import SpentPart
 from .schema import ColumnKind, Schema
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-_SNIFF_BYTES = 1 << 16
 
 
 def _file_kind(path: Path) -> str:
@@ -61,43 +71,22 @@ def check_input_path(path: str | Path, *, max_bytes: int | None = None) -> Path:
     return path
 
 
-def _csv_header(path: Path, separator: str) -> list[str]:
-    """The header row, read with Python's csv module (so duplicates are seen before polars)."""
-    opener = __import__("gzip").open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as fh:
-            head = fh.read(_SNIFF_BYTES)
-    except OSError as exc:
-        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A cut in the middle of a multi-byte character at the sniff boundary is not an error.
-        if exc.start < len(head) - 4:
-            raise InputFileError(
-                f"{path} is not UTF-8 text (byte 0x{head[exc.start]:02x} at offset {exc.start}); "
-                f"re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`) or export it as Parquet"
-            ) from None
-        text = head[: exc.start].decode("utf-8")
-    text = text.lstrip("\ufeff")
-    if not text.strip():
-        raise InputFileError(f"{path} has no header row; the first line must name the columns")
-    header = next(csv.reader(io.StringIO(text.splitlines()[0]), delimiter=separator))
-    return [h.strip() for h in header]
-
-
 def _check_columns(path: Path, names: list[str]) -> None:
     problems = []
     blanks = [i + 1 for i, n in enumerate(names) if not n]
     if blanks:
         problems.append(f"columns at positions {blanks} have no name")
+    broken = [n for n in names if any(ch in n for ch in "\r\n\t\x00")]
+    if broken:
+        problems.append(f"column names {', '.join(repr(n) for n in broken)} hold a line break "
+                        f"or tab")
     dupes = sorted({n for n in names if n and names.count(n) > 1})
     if dupes:
         problems.append(f"duplicate column names: {', '.join(dupes)}")
     if problems:
         raise InputFileError(
             f"{path}: the header is not usable ({'; '.join(problems)}); give every column a "
-            f"unique name"
+            f"unique name on one line"
         )
 
 
@@ -112,25 +101,46 @@ def read_frame(
 
     CSV columns are read as text, exactly as written: typing is the job of the schema
     (:func:`privsynth_core.validation.conform`) or of inference, so codes like ``"007"`` keep
-    their zeros and a stray word in a numeric column is reported, not guessed around.
+    their zeros and a stray word in a numeric column is reported, not guessed around. The field
+    separator is found in the header line (:func:`csv_separator`) unless one is given.
 
     Args:
         path: the file.
         schema: unused by the reader itself (kept for symmetry with :meth:`Table.load`).
         max_bytes: refuse files larger than this.
-        separator: CSV field separator; default ``","`` (``"\\t"`` for ``.tsv``).
+        separator: CSV field separator; default: sniffed from the header among ``, ; \\t |``.
 
     Raises:
-        InputFileError: the file is missing, empty, not UTF-8, ragged, has a bad header or no rows.
+        InputFileError: the file is missing, empty, not UTF-8 text, damaged, ragged, has a bad
+            header, nested (non-tabular) Parquet columns, or no rows.
+    """
+    return read_table_file(path, max_bytes=max_bytes, separator=separator)[0]
+
+
+def read_table_file(
+    path: str | Path, *, max_bytes: int | None = None, separator: str | None = None,
+) -> tuple[pl.DataFrame, str | None]:
+    """:func:`read_frame`, and the separator the CSV was read with (None for Parquet), so a
+    command can say which one it used.
+
+    Raises:
+        InputFileError: as :func:`read_frame`.
     """
     path = check_input_path(path, max_bytes=max_bytes)
     kind = _file_kind(path)
+    sep: str | None = None
     try:
         if kind == "parquet":
+            _check_flat(path, pl.scan_parquet(path).collect_schema())
             frame = pl.scan_parquet(path).collect(engine="streaming")
         else:
-            sep = separator or ("\t" if path.name.lower().endswith(".tsv") else ",")
-            names = _csv_header(path, sep)
+            header = header_line(text_head(path, read_head(path)))
+            if separator is not None:
+                check_separator(separator)
+            default = "\t" if path.name.lower().endswith(".tsv") else ","
+            sep = separator or sniff_separator(header, default=default)
+            raw_names = next(csv.reader(io.StringIO(header), delimiter=sep), [])
+            names = [h.strip() for h in raw_names]
             _check_columns(path, names)
             _check_ragged(path, sep, len(names))
             if path.name.lower().endswith(".gz"):
@@ -142,14 +152,38 @@ def read_frame(
                 ).collect(engine="streaming")
             # Blank lines (often a trailing one) come back as all-null rows: not data.
             frame = frame.filter(~pl.all_horizontal(pl.all().is_null()))
+            frame = unescape_quoted_names(frame, raw_names)
     except InputFileError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise InputFileError(_explain_read_error(path, exc)) from None
     _check_columns(path, frame.columns)
     if frame.height == 0:
-        raise InputFileError(f"{path} has a header but no data rows; give a file with rows")
-    return frame
+        what = "columns" if kind == "parquet" else "a header"
+        raise InputFileError(f"{path} has {what} but no data rows; give a file with rows")
+    return frame, sep
+
+
+def _check_flat(path: Path, schema: pl.Schema) -> None:
+    """Refuse Parquet columns that are not flat values (lists, structs, raw bytes)."""
+    nested = {name: dtype for name, dtype in schema.items()
+              if isinstance(dtype, pl.List | pl.Array | pl.Struct)
+              or dtype in (pl.Binary, pl.Object)}
+    if nested:
+        shown = ", ".join(f"{name!r} ({_dtype_word(dtype)})" for name, dtype in nested.items())
+        raise InputFileError(
+            f"{path}: column(s) {shown} do not hold one plain value per row; privsynth "
+            f"synthesises flat tables (numbers, text, booleans, dates): flatten those columns "
+            f"(e.g. one column per field, or a list joined into one text value) or drop them, "
+            f"and export the file again")
+
+
+def _dtype_word(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.List | pl.Array):
+        return "lists"
+    if isinstance(dtype, pl.Struct):
+        return "nested records"
+    return "raw bytes" if dtype == pl.Binary else "objects"
 
 
 def _check_ragged(path: Path, separator: str, n_fields: int) -> None:
@@ -326,4 +360,15 @@ def kinds_summary(schema: Schema) -> dict[ColumnKind, int]:
     return counts
 
 
-__all__ = ["SchemaError", "Table", "check_input_path", "fingerprint_frame", "read_frame"]
+__all__ = [
+    "SEPARATORS",
+    "SchemaError",
+    "Table",
+    "check_input_path",
+    "csv_separator",
+    "fingerprint_frame",
+    "read_frame",
+    "read_table_file",
+    "separator_name",
+    "sniff_separator",
+]

@@ -63,8 +63,13 @@ def test_schema_infer_confirm_validate_flow(
     capsys.readouterr()
     assert main(["data", "validate", str(bad), "--schema", str(schema_path)]) == 1
     out = capsys.readouterr().out
-    assert "2 problem(s)" in out and "'age': 50 value(s) outside" in out
-    assert "'native-country': 50 value(s) not among its categories" in out
+    # Counts, and what a fit does with each (no value of the rows unless asked for).
+    assert "3 problem(s)" in out and "'age': 50 value(s) outside the bounds, clamped" in out
+    assert "'native-country': 50 value(s) not among its categories, read as missing" in out
+    assert "50 row(s) dropped" in out and "Atlantis" not in out
+    assert main(["data", "validate", str(bad), "--schema", str(schema_path),
+                 "--show-values"]) == 1
+    assert "'Atlantis'" in capsys.readouterr().out
 
 
 def test_budget_set_and_show(

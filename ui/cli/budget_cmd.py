@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from ._common import print_table
+from ._data import add_separator_option, read_data
 
 
 def register(subparsers: Any) -> None:
@@ -72,6 +73,7 @@ def _target(parser: argparse.ArgumentParser, what: str = "") -> None:
     parser.add_argument("data", nargs="?", help=f"the private CSV or Parquet file {what}".strip())
     parser.add_argument("--source", metavar="NAME",
                         help="a data source id instead of a file: its extracts share one budget")
+    add_separator_option(parser)
 
 
 def _note(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -88,9 +90,9 @@ def _key(args: argparse.Namespace, *, required: bool = True) -> str | None:
     if args.source:
         return budget_key(args.source, "")
     if args.data:
-        from privsynth_core.table import fingerprint_frame, read_frame
+        from privsynth_core.table import fingerprint_frame
 
-        return fingerprint_frame(read_frame(args.data))
+        return fingerprint_frame(read_data(args.data, args.separator))
     if required:
         raise ConfigError("give the data file, or --source NAME")
     return None

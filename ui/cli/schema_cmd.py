@@ -6,6 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from ._common import print_table
+from ._data import add_separator_option, read_data
+
 
 def register(subparsers: Any) -> None:
     """Add the ``schema`` command group."""
@@ -29,6 +32,7 @@ def register(subparsers: Any) -> None:
     infer.add_argument("--skeleton", action="store_true",
                        help="write names, kinds and formats only (no bounds or categories): the "
                        "public metadata to review before learning the domain with DP")
+    add_separator_option(infer)
     infer.set_defaults(func=infer_cmd)
 
     confirm = sub.add_parser(
@@ -49,15 +53,19 @@ def register(subparsers: Any) -> None:
 
 
 def infer_cmd(args: argparse.Namespace) -> int:
-    """Infer a schema (or a skeleton) and write it, with what a person must review."""
-    from privsynth_core.inference import infer_schema, skeleton
-    from privsynth_core.table import read_frame
+    """Infer a schema (or a skeleton), write it, and show what was guessed and why.
 
-    frame = read_frame(args.data)
-    schema = infer_schema(frame, exclude=args.exclude, max_categories=args.max_categories)
-    if args.skeleton:
-        schema = skeleton(schema)
+    The table of guesses goes to stderr with the rest of the custodian's notes (it names the
+    columns and the reasons, never a value of the data); stdout says what was written.
+    """
+    from privsynth_core.inference import infer_draft, skeleton
+
+    frame = read_data(args.data, args.separator)
+    draft = infer_draft(frame, exclude=args.exclude, max_categories=args.max_categories)
+    schema = skeleton(draft.schema) if args.skeleton else draft.schema
     schema.save(args.output)
+    print("what was guessed, and why (review every row):", file=sys.stderr)
+    print_table(["COLUMN", "KIND", "WHY", "FLAGS"], draft.rows(), file=sys.stderr)
     for excluded in schema.excluded:
         print(f"excluded column {excluded.name!r}: {excluded.text}", file=sys.stderr)
     review = "" if args.skeleton else "".join(f"\n  review: {f.describe()}"

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from .errors import InputFileError, MetricError, SchemaError
+from .errors import MetricError, SchemaError
+from .generator import Progress, ProgressCallback
 from .metric import Metric, MetricResult, Verdict
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ class Headline:
     ideal: float | None = None
     verdict: Verdict = "unknown"
     verdict_text: str = ""
+    #: Where the score falls short most: e.g. ``"worst pairs: age × income (0.21), ..."``
+    #: (from the metric's ``details["worst"]``).
+    worst: list[str] = field(default_factory=list)
+    #: What to know about the reference points (one that could not be computed, a model that
+    #: failed, a score beyond its ceiling).
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,30 +182,22 @@ def shuffle_columns(frame: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
-    """Read a model manifest: a ``manifest.json`` file or a model folder holding one.
+    """Read and check a model manifest (see :func:`privsynth_core.guarantee.load_manifest`).
 
     Raises:
-        InputFileError: no such file, or not a JSON object.
+        InputFileError, GeneratorError: unreadable, or not a valid model manifest.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read the model manifest {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputFileError(f"{path} is not a privsynth model manifest (not a JSON object)")
-    return data
+    from .guarantee import load_manifest as load
+
+    return load(path)
 
 
-def _guarantee(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
-    if manifest is None:
-        return None
-    privacy = dict(manifest.get("privacy") or {})
-    privacy["differentially_private"] = bool(manifest.get("differentially_private"))
-    privacy["generator"] = manifest.get("generator_id")
-    return privacy
+def _for_metrics(manifest: dict[str, Any] | None,
+                 guarantee: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The manifest as metrics read it: its privacy block replaced by the reported guarantee."""
+    if manifest is None or guarantee is None or not guarantee.get("differentially_private"):
+        return manifest
+    return {**manifest, "privacy": guarantee}
 
 
 def _select(metric_ids: list[str] | None) -> tuple[list[type[Metric]], bool]:
@@ -243,6 +242,8 @@ def evaluate(
     references: bool = True,
     output_dir: str | Path | None = None,
     overwrite: bool = False,
+    record: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> EvaluationResult:
     """Score ``synthetic`` against ``real`` with metric plugins; optionally write the report.
 
@@ -254,11 +255,17 @@ def evaluate(
             available and skips the rest (listed in ``skipped``). Named metrics must run.
         holdout: real rows the generator never saw (privacy attacks, the fidelity ceiling).
         target: the column the utility metrics predict.
-        manifest: the model manifest (its DP guarantee is reported as it is).
+        manifest: the model manifest; the guarantee reported is the ledger's where the
+            custodian's record of the model is found, else the manifest's, marked as not
+            verified (:func:`privsynth_core.guarantee.verified_guarantee`).
         seed: seed of every sample and model.
         references: compute the ceiling and floor of headline scores.
         output_dir: write ``metrics.json``, ``report.html`` and plots there, atomically.
         overwrite: replace a non-empty ``output_dir``.
+        record: the custodian's record of the model (a run's ``custodian/manifest.json``);
+            default: looked up in the model store by the model's id.
+        progress: called before each metric (unit ``metric``; writing the report counts as
+            one more) and once at the end.
 
     Raises:
         MetricError: a named metric cannot run (e.g. no target given), or ``target`` is not a
@@ -273,12 +280,27 @@ def evaluate(
     real_f = type_frame(real, schema, "real")
     syn_f = type_frame(synthetic, schema, "synthetic")
     hold_f = type_frame(holdout, schema, "holdout") if holdout is not None else None
+    from .guarantee import verified_guarantee
+
+    guarantee = verified_guarantee(manifest, record)
+    # Metrics read the guarantee to report (the ledger's, where known), not the file's.
+    manifest_for_metrics = _for_metrics(manifest, guarantee)
     classes, explicit = _select(metric_ids)
     results: list[MetricResult] = []
-    metrics: dict[str, Metric] = {}
+    headlines: list[Headline] = []
+    verdicts: dict[str, tuple[Verdict, str]] = {}
     skipped: list[SkippedMetric] = []
     seconds: dict[str, float] = {}
-    for cls in classes:
+    shuffled = shuffle_columns(real_f, seed) if references else None
+    # The report (plots, Evidently) counts as one more unit: it can take as long as a metric.
+    units = len(classes) + (1 if output_dir is not None else 0)
+
+    def report(done: int, stage: str) -> None:
+        if progress is not None:
+            progress(Progress(epoch=done, epochs=units, step=done, unit="metric", stage=stage))
+
+    for done, cls in enumerate(classes):
+        report(done, cls.metric_id)
         reason = _missing_input(cls, hold_f, target, manifest)
         if reason and not explicit:
             skipped.append(SkippedMetric(cls.metric_id, reason))
@@ -287,35 +309,27 @@ def evaluate(
         tick = time.perf_counter()
         try:
             result = _run(metric, real_f, syn_f, schema=schema, holdout=hold_f, target=target,
-                          manifest=manifest, seed=seed)
+                          manifest=manifest_for_metrics, seed=seed)
         except MetricError as exc:
             if explicit:
                 raise
             skipped.append(SkippedMetric(cls.metric_id, str(exc)))
             continue
-        seconds[cls.metric_id] = time.perf_counter() - tick
         results.append(result)
-        metrics[cls.metric_id] = metric
-    headlines = []
-    verdicts: dict[str, tuple[Verdict, str]] = {}
-    shuffled = shuffle_columns(real_f, seed) if references else None
-    for result in results:
-        metric = metrics[result.metric_id]
         headline = None
         if metric.headline:
-            tick = time.perf_counter()
             headline = _headline(metric, result, real_f, shuffled, hold_f, schema, target,
-                                 manifest, seed)
-            seconds[result.metric_id] += time.perf_counter() - tick
+                                 manifest_for_metrics, seed)
             headlines.append(headline)
         verdicts[result.metric_id] = _verdict(metric, result, headline)
         if headline is not None:
             headline.verdict, headline.verdict_text = verdicts[result.metric_id]
+        seconds[cls.metric_id] = time.perf_counter() - tick
     headlines.sort(key=lambda h: _GROUP_ORDER.get(h.group, 9))
     seconds["metrics_total"] = time.perf_counter() - started
     evaluation = EvaluationResult(
         results=results, headlines=headlines, verdicts=verdicts, skipped=skipped,
-        guarantee=_guarantee(manifest), seconds=seconds,
+        guarantee=guarantee, seconds=seconds,
         inputs={"real_rows": real_f.height, "synthetic_rows": syn_f.height,
                 "holdout_rows": hold_f.height if hold_f is not None else None,
                 "columns": schema.names, "target": target, "seed": seed},
@@ -323,16 +337,34 @@ def evaluate(
     if output_dir is not None:
         from .report_html import write_report
 
+        report(len(classes), "writing the report")
         write_report(evaluation, Path(output_dir), real=real_f, synthetic=syn_f,
-                     holdout=hold_f, schema=schema, target=target, manifest=manifest, seed=seed,
-                     overwrite=overwrite)
+                     holdout=hold_f, schema=schema, target=target,
+                     manifest=manifest_for_metrics, seed=seed, overwrite=overwrite)
         evaluation.seconds["total"] = time.perf_counter() - started
         # Rewrite metrics.json so it carries the final timings too (still atomic).
         from .fileio import atomic_write_text
 
         atomic_write_text(Path(output_dir) / "metrics.json",
                           json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
+    if units:
+        report(units, "done")
     return evaluation
+
+
+def _reference(metric: Metric, real: pl.DataFrame, other: pl.DataFrame, what: str,
+               notes: list[str], **kwargs: Any) -> float | None:
+    """One reference score, or None (with a note saying why) when it cannot be computed."""
+    try:
+        value = _run(metric, real, other, **kwargs).value
+    except Exception as exc:  # a reference point must never cost the user the evaluation
+        notes.append(f"the {what} could not be computed ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0] if str(exc) else ''}); judged without it")
+        return None
+    if not math.isfinite(value):
+        notes.append(f"the {what} has no finite value; judged without it")
+        return None
+    return float(value)
 
 
 def _headline(metric: Metric, result: MetricResult, real: pl.DataFrame,
@@ -340,19 +372,38 @@ def _headline(metric: Metric, result: MetricResult, real: pl.DataFrame,
               target: str | None, manifest: dict[str, Any] | None, seed: int) -> Headline:
     """The headline entry of ``result`` with its reference points (see the module docstring)."""
     head = Headline(result.metric_id, result.name, result.group, result.value, result.direction,
-                    ideal=result.details.get("ideal"))
+                    ideal=result.details.get("ideal"), worst=_worst(result.details.get("worst")))
+    head.notes += [str(n) for n in result.details.get("reference_notes", [])]
     ceiling = result.details.get("ceiling")
-    if isinstance(ceiling, int | float):
+    if isinstance(ceiling, int | float) and math.isfinite(ceiling):
         head.ceiling = float(ceiling)
     # Privacy scores are judged against chance (their ideal), not against shuffled copies.
     if shuffled is None or result.group == "privacy":
         return head
     if head.ceiling is None and holdout is not None and not metric.needs_holdout:
-        head.ceiling = _run(metric, real, holdout, schema=schema, holdout=None, target=target,
-                            manifest=manifest, seed=seed).value
-    head.floor = _run(metric, real, shuffled, schema=schema, holdout=holdout, target=target,
-                      manifest=manifest, seed=seed).value
+        head.ceiling = _reference(metric, real, holdout, "real-holdout ceiling", head.notes,
+                                  schema=schema, holdout=None, target=target,
+                                  manifest=manifest, seed=seed)
+    head.floor = _reference(metric, real, shuffled, "shuffled-columns floor", head.notes,
+                            schema=schema, holdout=holdout, target=target, manifest=manifest,
+                            seed=seed)
     return head
+
+
+def _worst(worst: Any) -> list[str]:
+    """``details["worst"]`` (``{"pairs": [[a, b, value], ...], "columns": [[c, value], ...]}``)
+    as lines for people."""
+    if not isinstance(worst, dict):
+        return []
+    lines = []
+    for what, items in worst.items():
+        shown = []
+        for item in items or []:
+            *names, value = item
+            shown.append(f"{' × '.join(str(n) for n in names)} ({value:.3g})")
+        if shown:
+            lines.append(f"worst {what}: {', '.join(shown)}")
+    return lines
 
 
 def _verdict(metric: Metric, result: MetricResult,
@@ -377,6 +428,12 @@ def _verdict(metric: Metric, result: MetricResult,
             share = sign * (value - floor) / gap
             level: Verdict = "good" if share >= 0.8 else "fair" if share >= 0.5 else "poor"
             if share >= 1:
+                if share > 1.05 and headline is not None:
+                    headline.notes.append(
+                        f"the score is better than the real-data reference ({value:.3g} vs "
+                        f"{ceiling:.3g}); a synthetic table rarely beats real data, so the "
+                        f"reference is probably unreliable here (a small holdout, or a "
+                        f"reference model that did poorly): read it with care")
                 return level, (f"{texts[level]}: as good as the real-data reference "
                                f"({ceiling:.3g}; shuffled columns: {floor:.3g})")
             return level, (f"{texts[level]}: {share:.0%} of the way from independent columns "

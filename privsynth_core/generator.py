@@ -27,7 +27,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -62,13 +62,35 @@ class GeneratorParams(BaseModel):
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress report from a running fit (shown as a progress bar, or live in the UI)."""
+    """A progress report from a running fit or evaluation (a progress bar, or live in the UI).
+
+    Attributes:
+        epoch: units done so far (epochs, rounds, stages, metrics: see ``unit``).
+        epochs: units planned in all.
+        step: optimiser steps (or mechanisms run) so far.
+        losses: training losses. They are computed on real rows: show them to the custodian
+            only (a terminal, the custodian's page), never in a log, artifact or release.
+        epsilon: privacy spent so far.
+        unit: what ``epoch`` counts, singular (``"epoch"``, ``"round"``, ``"stage"``,
+            ``"metric"``), for the display ("round 3/10").
+        stage: what is being done now, in a few words (e.g. ``"measuring 2-way marginals"``).
+
+    Elapsed time and the estimate of the rest are the display's to compute (from when the
+    first report came and the fraction ``epoch / epochs``): a report carries no clock time.
+    """
 
     epoch: int
     epochs: int
     step: int
     losses: dict[str, float] = field(default_factory=dict)
     epsilon: float | None = None
+    unit: str = "epoch"
+    stage: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """How much is done, between 0 and 1."""
+        return min(max(self.epoch / max(self.epochs, 1), 0.0), 1.0)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -376,31 +398,49 @@ class Generator(ABC):
     def load(cls, path: str | Path) -> Generator:
         """Load a model saved by :meth:`save`, dispatching on its ``generator_id``.
 
+        The folder is checked before it is used, so a damaged, edited or foreign model is
+        refused with a message instead of loading wrong or failing later: the manifest
+        (:func:`privsynth_core.model_manifest.read_manifest`: format version, keys, a privacy
+        statement that adds up), the parameters and schema, the plugin's own files (any
+        failure to read them), and a one-row trial sample.
+
         Raises:
-            GeneratorError: the directory holds no valid privsynth model.
+            GeneratorError: the directory holds no valid privsynth model, or a damaged one.
             UnknownPluginError: the generator that made it is not installed.
         """
+        from .model_manifest import read_manifest
         from .registry import generators
 
         path = Path(path)
         manifest_path = path / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise GeneratorError(f"{path} holds no privsynth model (no {MANIFEST_NAME})")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            generator_id = manifest["generator_id"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise GeneratorError(f"{manifest_path} is not a valid model manifest: {exc}") from None
+        manifest = read_manifest(path)
+        generator_id = manifest["generator_id"]
         generator_cls = generators().get(generator_id)
         if cls is not Generator and not issubclass(generator_cls, cls):
             raise GeneratorError(f"{path} holds a {generator_id} model, not a {cls.__name__}")
-        instance = generator_cls(generator_cls.make_params(manifest["params"]))
-        instance.schema = Schema.from_dict(manifest["schema"], source=str(manifest_path))
-        known = {f.name for f in fields(FitSummary)} - set(CUSTODIAN_FIELDS)
-        instance.fit_summary = FitSummary(**{k: v for k, v in manifest["fit"].items()
-                                             if k in known})
+        try:
+            params = generator_cls.make_params(manifest["params"])
+        except ConfigError as exc:
+            raise GeneratorError(f"{manifest_path}: its parameters are not valid for this "
+                                 f"privsynth ({exc}); the manifest was edited, or comes from "
+                                 f"another version: fit the model again") from None
+        instance = generator_cls(params)
+        instance.schema = Schema.from_dict(manifest["schema"],
+                                           source=f"the schema in {manifest_path}")
+        fit = {k: v for k, v in manifest["fit"].items() if k not in CUSTODIAN_FIELDS}
+        instance.fit_summary = FitSummary(**fit)
         instance.fit_summary.model_id = str(manifest.get("model_id", ""))
-        instance._load_state(path)
+        try:
+            instance._load_state(path)
+            instance.sample(1)  # a trial: the files must agree with each other and the schema
+        except (NotFittedError, ConfigError) as exc:
+            raise GeneratorError(f"{path}: cannot use this model: {exc}") from None
+        except Exception as exc:  # any plugin failure on these files means they are damaged
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise GeneratorError(
+                f"{path}: the {generator_id} model's files are damaged or do not match its "
+                f"manifest ({type(exc).__name__}{': ' + detail if detail else ''}); copy the "
+                f"folder again from where `privsynth fit` wrote it, or fit again") from None
         return instance
 
     # -- plugin hooks ---------------------------------------------------------------------------

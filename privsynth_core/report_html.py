@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .evaluation import NOT_DP_NOTICE, EvaluationResult
+from .evaluation import NOT_DP_NOTICE, EvaluationResult, Headline
 from .fileio import atomic_directory
 from .report import ReportContext, SectionOutput
 
@@ -91,12 +91,17 @@ def _guarantee_html(evaluation: EvaluationResult) -> str:
         return ('<div class="guarantee notdp"><b>Privacy guarantee: none.</b> The model that '
                 'made this table is NOT differentially private '
                 f'(generator {_fmt(g.get("generator"))}).</div>')
+    source = g.get("source")
+    where = f" <b>{html.escape(str(source))}</b>." if source else ""
+    warning = (f'<p class="error">Warning: {html.escape(str(g["warning"]))}.</p>'
+               if g.get("warning") else "")
+    css = "guarantee" if g.get("verified", True) and not g.get("warning") else "guarantee notdp"
     return (
-        f'<div class="guarantee"><b>Privacy guarantee:</b> (ε = {_fmt(g.get("epsilon"))}, '
-        f'δ = {_fmt(g.get("delta"))})-differential privacy, computed by the '
+        f'<div class="{css}"><b>Privacy guarantee:</b> (ε = {_fmt(g.get("epsilon"))}, '
+        f'δ = {_fmt(g.get("delta"))})-differential privacy end to end, computed by the '
         f'{_fmt(g.get("accountant"))} accountant; domain: {_fmt(g.get("domain"))}; generator '
-        f'{_fmt(g.get("generator"))}. It covers the synthetic table and the manifest only — not '
-        f'this report.</div>'
+        f'{_fmt(g.get("generator"))};{where} It covers the synthetic table and the manifest only '
+        f'— not this report.{warning}</div>'
     )
 
 
@@ -106,7 +111,7 @@ def _summary(evaluation: EvaluationResult) -> str:
         f"{'lower' if h.direction == 'lower_is_better' else 'higher'} is better</span></td>"
         f"<td class=num><b>{_fmt(h.value)}</b></td><td class=num>{_fmt(h.ceiling)}</td>"
         f"<td class=num>{_fmt(h.floor)}</td><td class=num>{_fmt(h.ideal)}</td>"
-        f"<td>{_chip(h.verdict, h.verdict_text)}</td></tr>"
+        f"<td>{_chip(h.verdict, h.verdict_text)}{_headline_notes(h)}</td></tr>"
         for h in evaluation.headlines
     )
     inputs = evaluation.inputs
@@ -114,7 +119,7 @@ def _summary(evaluation: EvaluationResult) -> str:
         _guarantee_html(evaluation)
         + "<table><tr><th>headline score</th><th>value</th><th>real holdout<br>(ceiling)</th>"
         "<th>shuffled columns<br>(floor)</th><th>ideal</th><th>verdict</th></tr>"
-        + rows + "</table>"
+        + rows + "</table>" + _VERDICT_LEGEND
         + '<p class="note">Ceiling: the score of a real holdout sample against the training data '
         "(what a perfect generator could hope for; for TSTR, models trained on real data). "
         "Floor: the score of a copy of the real data with every column shuffled independently "
@@ -124,6 +129,24 @@ def _summary(evaluation: EvaluationResult) -> str:
         + (f"; target column <code>{html.escape(str(inputs['target']))}</code>"
            if inputs["target"] else "") + ".</p>"
     )
+
+
+def _headline_notes(headline: Headline) -> str:
+    """Where a headline score falls short most, and notes on its reference points."""
+    lines = [*headline.worst, *headline.notes]
+    if not lines:
+        return ""
+    return "<ul class=note>" + "".join(f"<li>{html.escape(n)}</li>" for n in lines) + "</ul>"
+
+
+_VERDICT_LEGEND = (
+    '<p class="note">Verdicts: <span class="chip good">good</span> close to the real data (most '
+    'of the way from independent columns to the real-holdout reference, or within the metric\'s '
+    'good limit); <span class="chip fair">fair</span> useful, with visible gaps; '
+    '<span class="chip poor">poor</span> little better than a copy of the real data with every '
+    "column shuffled (for privacy metrics: a measurable leak). Each verdict's text says what it "
+    "was measured against; the worst columns and pairs are listed under it.</p>"
+)
 
 
 def _group(evaluation: EvaluationResult, group: str, intro: str) -> str:

@@ -368,6 +368,10 @@ class DPGuaranteeMetric(Metric):
                 "domain_mode"),
             "generator": manifest.get("generator_id"),
             "label": privacy.get("label"),
+            # set by the evaluation from the custodian's records and the ledger
+            "verified": privacy.get("verified"),
+            "source": privacy.get("source"),
+            "warning": privacy.get("warning"),
         }
         return MetricResult(
             metric_id=self.metric_id, name=self.name, group=self.group,
@@ -383,6 +387,12 @@ class DPGuaranteeMetric(Metric):
             return "poor", "no guarantee: the model is NOT differentially private"
         eps, delta = d["epsilon"], d["delta"]
         where = f"ε = {eps:.3g}, δ = {delta:.1e} ({d.get('accountant')} accountant)"
+        if d.get("verified") is True:
+            where += ", checked against the privacy ledger"
+        elif d.get("verified") is False:
+            where += ", as the model's manifest states it (not checked against the ledger)"
+        if d.get("warning"):
+            return "poor", f"{where}; but {d['warning']}"
         if d.get("domain") == "inferred":
             return "poor", f"{where}, but the domain was inferred from the data: not end-to-end DP"
         if eps <= 1:

@@ -5,11 +5,14 @@ random forest) are trained once on the synthetic table and once on real training
 are scored on the same real test rows: the holdout when one is given, otherwise a 30 % split of
 the real table that the TRTR models never see. Classification (categorical or boolean target)
 reports ROC AUC and accuracy; regression (numeric target) reports R² and MAE. The headline value
-is the mean TSTR score (AUC or R²); the TRTR mean is its ceiling.
+is the mean TSTR score (AUC or R²); the TRTR mean is its ceiling. A model family that fails on
+the real rows (an error, or a TRTR score far below the best family's) is left out of both means
+and named in the notes, so one failed reference model never lowers the ceiling under the score.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -117,8 +120,10 @@ class TSTRMetric(Metric):
         task = "regression" if is_numeric_kind(schema.column(target).kind) else "classification"
         rows, scores = self._score(tables, schema, target, task, seed, notes)
         primary = "ROC AUC" if task == "classification" else "R²"
-        tstr = float(np.mean([s[0] for s in scores]))
-        trtr = float(np.mean([s[1] for s in scores]))
+        kept, reference_notes = _robust_models(scores)
+        notes += reference_notes
+        tstr = float(np.mean([scores[m][0] for m in kept]))
+        trtr = float(np.mean([scores[m][1] for m in kept]))
         second = "accuracy" if task == "classification" else "MAE"
         return MetricResult(
             metric_id=self.metric_id, name=f"TSTR {primary} ({target})", group=self.group,
@@ -127,6 +132,7 @@ class TSTRMetric(Metric):
             details={
                 "target": target, "task": task, "score": primary, "trtr": trtr,
                 "ceiling": trtr, "ratio": tstr / trtr if trtr else None,
+                "models": kept, "reference_notes": reference_notes,
                 "table": {"columns": ["model", f"TSTR {primary}", f"TRTR {primary}",
                                       f"TSTR {second}", f"TRTR {second}"], "rows": rows},
             },
@@ -135,7 +141,10 @@ class TSTRMetric(Metric):
 
     @limit_threads
     def _score(self, tables: dict[str, pl.DataFrame], schema: Schema, target: str, task: str,
-               seed: int, notes: list[str]) -> tuple[list[list[Any]], list[tuple[float, float]]]:
+               seed: int, notes: list[str]
+               ) -> tuple[list[list[Any]], dict[str, tuple[float, float | None]]]:
+        """Per model family: the display row, and (TSTR, TRTR) primary scores; a TRTR of None
+        means the model failed to train on the real rows."""
         from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score
 
         features = [n for n in schema.names if n != target]
@@ -150,35 +159,73 @@ class TSTRMetric(Metric):
         ordinal = [ordinal_matrix(enc, i) for i in range(3)]
         classes = np.unique(np.concatenate(y_all)) if task == "classification" else None
         rows: list[list[Any]] = []
-        scores: list[tuple[float, float]] = []
+        scores: dict[str, tuple[float, float | None]] = {}
+        chance = 0.5 if task == "classification" else 0.0
         for model_name in _models(task, seed):
-            figures = []
+            figures: list[tuple[float, float] | None] = []
             for train_index in (0, 1):  # synthetic, then real
                 model = _models(task, seed)[model_name]
                 x_train = dense[train_index] if "linear" in model_name or "logistic" in model_name \
                     else ordinal[train_index]
                 x_test = dense[2] if x_train is dense[train_index] else ordinal[2]
                 y_train, y_test = y_all[train_index], y_all[2]
-                if task == "regression":
+                label = "synthetic" if train_index == 0 else "real"
+                try:
+                    if task == "regression":
+                        model.fit(trainable(x_train), y_train)
+                        pred = model.predict(x_test)
+                        figures.append((float(r2_score(y_test, pred)),
+                                        float(mean_absolute_error(y_test, pred))))
+                        continue
+                    if np.unique(y_train).size < 2:
+                        notes.append(f"{model_name}: the {label} training rows hold one class "
+                                     f"only; scored as chance (AUC 0.5)")
+                        majority = np.full_like(y_test, y_train[0])
+                        figures.append((0.5, float(accuracy_score(y_test, majority))))
+                        continue
                     model.fit(trainable(x_train), y_train)
-                    pred = model.predict(x_test)
-                    figures.append((float(r2_score(y_test, pred)),
-                                    float(mean_absolute_error(y_test, pred))))
-                    continue
-                if np.unique(y_train).size < 2:
-                    label = "synthetic" if train_index == 0 else "real"
-                    notes.append(f"{model_name}: the {label} training rows hold one class only; "
-                                 f"scored as chance (AUC 0.5)")
-                    majority = np.full_like(y_test, y_train[0])
-                    figures.append((0.5, float(accuracy_score(y_test, majority))))
-                    continue
-                model.fit(trainable(x_train), y_train)
-                figures.append(_classification_scores(model, x_test, y_test, classes))
-            (tstr, tstr2), (trtr, trtr2) = figures
+                    figures.append(_classification_scores(model, x_test, y_test, classes))
+                except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+                    notes.append(f"{model_name} failed to train on the {label} rows "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+                    figures.append(None)
+            synthetic_fig, real_fig = figures
+            tstr, tstr2 = synthetic_fig if synthetic_fig is not None else (chance, math.nan)
+            trtr, trtr2 = real_fig if real_fig is not None else (math.nan, math.nan)
             rows.append([model_name, round(tstr, 4), round(trtr, 4), round(tstr2, 4),
                          round(trtr2, 4)])
-            scores.append((tstr, trtr))
+            scores[model_name] = (tstr, None if real_fig is None else trtr)
         return rows, scores
+
+
+#: A model whose real-data (TRTR) score is this far below the best model's is taken to have
+#: failed on this table, not to set its ceiling.
+REFERENCE_FAILURE_GAP = 0.1
+
+
+def _robust_models(scores: dict[str, tuple[float, float | None]]
+                   ) -> tuple[list[str], list[str]]:
+    """The model families whose TRTR reference is sound, and notes on those left out.
+
+    A family that failed to train on the real rows, or scored far below the best family on
+    them (by :data:`REFERENCE_FAILURE_GAP`), is left out of *both* means: its TRTR would drag
+    the ceiling down until a synthetic table "beats" real data, and keeping its TSTR alone
+    would compare different model sets. When every family is suspect, all are kept.
+    """
+    real = {m: t for m, (_, t) in scores.items() if t is not None and math.isfinite(t)}
+    if not real:
+        return list(scores), ["every model failed to train on the real rows: the TRTR ceiling "
+                              "is not meaningful"]
+    best = max(real.values())
+    kept = [m for m, t in real.items() if t >= best - REFERENCE_FAILURE_GAP]
+    notes = []
+    for model, (_, trtr) in scores.items():
+        if model in kept:
+            continue
+        why = ("failed to train on the real rows" if trtr is None else
+               f"scored {trtr:.3f} on real data, far below the best model ({best:.3f})")
+        notes.append(f"{model} {why}: left out of both the TSTR score and its TRTR ceiling")
+    return kept, notes
 
 
 def _classification_scores(model: Any, x_test: np.ndarray, y_test: np.ndarray,

@@ -8,7 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from privsynth_core import PrivacyBudget, PrivacyLedger, Table
 from privsynth_core.datasets import adult_schema
+from privsynth_core.registry import generators
 from privsynth_ui.cli import main
 
 
@@ -19,13 +21,13 @@ def tables(tmp_path: Path, adult_raw: pl.DataFrame) -> Path:
     for i, name in enumerate(("real", "synthetic", "holdout")):
         raw.slice(i * 400, 400).write_csv(tmp_path / f"{name}.csv")
     adult_schema().save(tmp_path / "schema.yaml")
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "manifest.json").write_text(json.dumps({
-        "generator_id": "dpwgan", "differentially_private": True,
-        "privacy": {"epsilon": 0.5, "delta": 1e-5, "accountant": "prv", "domain": "public"},
-        "schema": adult_schema().to_dict(),
-    }))
+    # A real model (saved outside the store, so its guarantee cannot be checked here).
+    table = Table.from_frame(raw.slice(0, 400), adult_schema(), name="real")
+    ledger = PrivacyLedger()
+    ledger.set_budget(table.budget_key(), epsilon=3, delta=1e-4)
+    generator = generators().get("independent")()
+    generator.fit(table, budget=PrivacyBudget(0.5, 0.0), ledger=ledger)
+    generator.save(tmp_path / "model")
     return tmp_path
 
 
@@ -40,7 +42,8 @@ def test_evaluate_prints_headlines_and_writes_the_report(
     assert code == 0
     assert "HEADLINE SCORE" in out and "2-way marginal TVD" in out and "TSTR" in out
     assert "report: out/report.html" in out and "NOT covered by the DP guarantee" in out
-    assert "strong guarantee" in out  # epsilon 0.5 from the manifest; schema from it too
+    assert "strong guarantee" in out  # epsilon 0.5 (+ the row count) from the manifest
+    assert "as stated by the model's manifest (not verified against the ledger" in out
     data = json.loads((tables / "out" / "metrics.json").read_text())
     assert {m["metric_id"] for m in data["metrics"]} == {
         "marginal_2way_tvd", "tstr", "mia_distance", "dp_guarantee", "ks"}

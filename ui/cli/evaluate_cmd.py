@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import print_table
+from ._data import add_separator_option, read_data
 
 
 def register(subparsers: Any) -> None:
@@ -30,28 +31,40 @@ def register(subparsers: Any) -> None:
                         "inferred from the real table)")
     parser.add_argument("--metrics", help="comma-separated metric ids (default: every metric "
                         "whose inputs are given); see `privsynth plugins list`")
-    parser.add_argument("--manifest", help="model folder or manifest.json (reports the DP "
-                        "guarantee)")
+    parser.add_argument("--manifest", help="the model folder, its manifest.json, or a run "
+                        "directory: reports the DP guarantee (checked against the privacy ledger "
+                        "where this installation has the custodian's record of the model)")
     parser.add_argument("--seed", type=int, default=0, help="seed of samples and models")
     parser.add_argument("--no-references", action="store_true",
                         help="skip the ceiling/floor reference points (faster)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_separator_option(parser)
     parser.set_defaults(func=evaluate_cmd)
 
 
 def evaluate_cmd(args: argparse.Namespace) -> int:
-    """Run the evaluation and print the headline scores."""
-    from privsynth_core.evaluation import evaluate, load_manifest
+    """Run the evaluation and print the headline scores, where each falls short, and the
+    guarantee (from the ledger where it can be checked)."""
+    from privsynth_core.errors import InputFileError
+    from privsynth_core.evaluation import evaluate
+    from privsynth_core.guarantee import load_model_evidence
     from privsynth_core.schema import Schema
-    from privsynth_core.table import read_frame
 
-    manifest = load_manifest(args.manifest) if args.manifest else None
-    real = read_frame(args.real)
-    synthetic = read_frame(args.synthetic)
-    holdout = read_frame(args.holdout) if args.holdout else None
+    from .generate_cmd import TextProgress
+
+    output = Path(args.output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and \
+            not args.overwrite:
+        raise InputFileError(f"output {output} already exists and is not empty; choose another "
+                             f"folder or pass --overwrite")
+    manifest, record = load_model_evidence(args.manifest) if args.manifest else (None, None)
+    real = read_data(args.real, args.separator)
+    synthetic = read_data(args.synthetic, args.separator)
+    holdout = read_data(args.holdout, args.separator) if args.holdout else None
     if args.schema:
         schema = Schema.load(args.schema)
-    elif manifest is not None and "schema" in manifest:
+    elif manifest is not None:
         schema = Schema.from_dict(manifest["schema"], source=f"the schema in {args.manifest}")
     else:
         from privsynth_core.inference import infer_schema
@@ -61,11 +74,17 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
               file=sys.stderr)
     metric_ids = [m.strip() for m in args.metrics.split(",") if m.strip()] \
         if args.metrics else None
-    result = evaluate(
-        real, synthetic, schema=schema, metric_ids=metric_ids, holdout=holdout,
-        target=args.target, manifest=manifest, seed=args.seed,
-        references=not args.no_references, output_dir=args.output, overwrite=args.overwrite,
-    )
+    bar = None if args.quiet else TextProgress()
+    try:
+        result = evaluate(
+            real, synthetic, schema=schema, metric_ids=metric_ids, holdout=holdout,
+            target=args.target, manifest=manifest, seed=args.seed,
+            references=not args.no_references, output_dir=args.output,
+            overwrite=args.overwrite, record=record, progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     rows = [
         [h.name, _fmt(h.value), _fmt(h.ceiling), _fmt(h.floor), h.verdict.upper(),
          h.verdict_text]
@@ -73,6 +92,9 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     ]
     if rows:
         print_table(["HEADLINE SCORE", "VALUE", "CEILING", "FLOOR", "VERDICT", "WHY"], rows)
+        for h in result.headlines:
+            for line in [*h.worst, *h.notes]:
+                print(f"  {h.metric_id}: {line}")
     else:
         print("no headline metric ran")
     others = [r for r in result.results if r.metric_id not in {h.metric_id for h in
@@ -84,14 +106,33 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
                       result.verdicts[r.metric_id][0].upper()] for r in others])
     for skipped in result.skipped:
         print(f"skipped {skipped.metric_id}: {skipped.reason}")
+    guarantee = result.guarantee
+    if guarantee is not None:
+        print(f"\n{describe_guarantee(guarantee)}")
     for section, error in result.section_errors.items():
         print(f"warning: report section {section} failed: {error}", file=sys.stderr)
-    print(f"\nreport: {Path(args.output) / 'report.html'} (metrics.json, plots/ beside it) in "
+    print(f"\nreport: {output / 'report.html'} (metrics.json, plots/ beside it) in "
           f"{result.seconds.get('total', 0):.1f}s")
     print("The report contains statistics of the real data and is NOT covered by the DP "
           "guarantee: keep it with the data custodian. Only the synthetic table and the model "
           "manifest are for release.")
+    print("Verdicts: GOOD = close to the real data (or to its real-holdout reference); FAIR = "
+          "useful, with visible gaps; POOR = little better than independent columns (or, for "
+          "privacy, a leak); the WHY column and the report say what each is measured against.")
     return 0
+
+
+def describe_guarantee(guarantee: dict[str, Any]) -> str:
+    """The guarantee an evaluation reports, in words: where the figure comes from, and a
+    warning when the model's manifest states another."""
+    if not guarantee.get("differentially_private"):
+        return (f"privacy guarantee: none (the {guarantee.get('generator')} model is NOT "
+                f"differentially private)")
+    text = (f"privacy guarantee: epsilon={_fmt(guarantee.get('epsilon'))}, "
+            f"delta={guarantee.get('delta'):.3g} end to end, {guarantee.get('source', '')}")
+    if guarantee.get("warning"):
+        text += f"\nWARNING: {guarantee['warning']}"
+    return text
 
 
 def _fmt(value: float | None) -> str:

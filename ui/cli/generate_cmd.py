@@ -19,6 +19,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,28 +162,54 @@ def build_params(cls: type[Generator], values: dict[str, Any]) -> GeneratorParam
 
 
 class TextProgress:
-    """A one-line progress bar on stderr (a line per update when stderr is not a terminal)."""
+    """A one-line progress bar on stderr (a line per update when stderr is not a terminal).
 
-    def __init__(self, stream: Any = None, width: int = 24) -> None:
+    It counts in the report's own unit (epoch, round, stage, metric), shows the time since the
+    bar was made and an estimate of the time left (from the fraction done, once there is one).
+    Training losses are computed on real rows: they are shown on a terminal only, never written
+    to a file or pipe that stderr may be going to (a log).
+
+    Args:
+        stream: where to write (default stderr).
+        width: characters of the bar.
+        clock: a monotonic clock in seconds (for tests).
+    """
+
+    def __init__(self, stream: Any = None, width: int = 24,
+                 clock: Callable[[], float] | None = None) -> None:
+        import time
+
         self.stream = stream or sys.stderr
         self.width = width
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.clock = clock or time.monotonic
+        self.started = self.clock()
         self.last_shown = -1.0
+        self.last_stage = ""
         self.shown_any = False
 
     def __call__(self, progress: Progress) -> None:
         """Show one update."""
-        fraction = progress.epoch / max(progress.epochs, 1)
-        if not self.live and fraction < 1 and fraction - self.last_shown < 0.1:
+        fraction = progress.fraction
+        new_stage = progress.stage != self.last_stage
+        if not self.live and fraction < 1 and fraction - self.last_shown < 0.1 and not new_stage:
             return  # in logs, about ten lines per fit
-        self.last_shown = fraction
+        self.last_shown, self.last_stage = fraction, progress.stage
         filled = round(self.width * fraction)
-        losses = "  ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
-        eps = "" if progress.epsilon is None else f"  epsilon {progress.epsilon:.4g}"
-        line = (f"[{'#' * filled}{'-' * (self.width - filled)}] epoch {progress.epoch}/"
-                f"{progress.epochs}  {losses}{eps}")
+        stage = f" ({progress.stage})" if progress.stage else ""
+        parts = [f"[{'#' * filled}{'-' * (self.width - filled)}] {progress.unit} "
+                 f"{progress.epoch}/{progress.epochs}{stage}"]
+        if self.live and progress.losses:
+            parts.append("  ".join(f"{k} {v:.4g}" for k, v in progress.losses.items()))
+        if progress.epsilon is not None:
+            parts.append(f"epsilon {progress.epsilon:.4g}")
+        elapsed = self.clock() - self.started
+        timing = f"elapsed {_duration(elapsed)}"
+        if 0 < fraction < 1:
+            timing += f", about {_duration(elapsed * (1 - fraction) / fraction)} left"
+        parts.append(timing)
         end = "" if self.live else "\n"
-        self.stream.write(("\r\x1b[2K" if self.live else "") + line + end)
+        self.stream.write(("\r\x1b[2K" if self.live else "") + "  ".join(parts) + end)
         self.stream.flush()
         self.shown_any = True
 
@@ -191,6 +218,14 @@ class TextProgress:
         if self.live and self.shown_any:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    """``75.2`` -> ``"1:15"``; ``3725`` -> ``"1:02:05"``."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -298,8 +333,8 @@ def fit_cmd(args: argparse.Namespace) -> int:
 
 
 def sample_cmd(args: argparse.Namespace) -> int:
-    """Sample rows from a saved model into a file."""
-    from pathlib import Path
+    """Sample rows from a saved model into a file (checked writable before the model is read)."""
+    import os
 
     from privsynth_core.errors import InputFileError
     from privsynth_core.fileio import atomic_write
@@ -309,8 +344,17 @@ def sample_cmd(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if not output.name.lower().endswith(TABLE_SUFFIXES):
         raise ConfigError(f"output {output} must end in .csv or .parquet")
+    if output.is_dir():
+        raise InputFileError(f"output {output} is a folder; give a file name such as "
+                             f"{output / 'synthetic.csv'}")
     if output.exists() and not args.overwrite:
         raise InputFileError(f"{output} already exists; choose another path or pass --overwrite")
+    parent = output.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputFileError(f"cannot write {output}: {parent} is not writable; choose another "
+                             f"folder")
     if args.rows is not None and args.rows < 0:
         raise ConfigError(f"--rows must be >= 0, got {args.rows}")
     generator = Generator.load(args.model)

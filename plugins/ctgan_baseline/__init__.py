@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -108,6 +109,81 @@ def sdv_metadata(schema: Schema) -> Any:
     return Metadata.load_from_dict({"tables": {_TABLE: {"columns": columns}}})
 
 
+_EPOCH_CALLBACKS: dict[int, Callable[[int], None]] = {}
+
+
+def _install_epoch_hook() -> None:
+    """Make ctgan's epoch loop report each finished epoch to the fit running in this thread.
+
+    ctgan's ``CTGAN.fit`` has no callback; it iterates its epochs through the module's ``tqdm``.
+    That name is replaced (once, idempotently) by a wrapper that calls the callback registered
+    for the current thread, if any, as each epoch ends; other threads and callers see plain
+    tqdm.
+    """
+    import ctgan.synthesizers.ctgan as module
+
+    original = module.tqdm
+    if getattr(original, "_privsynth_hook", False):
+        return
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        inner = original(*args, **kwargs)
+        callback = _EPOCH_CALLBACKS.get(threading.get_ident())
+        return inner if callback is None else _Reporting(inner, callback)
+
+    hooked._privsynth_hook = True  # type: ignore[attr-defined]
+    module.tqdm = hooked
+
+
+class _Reporting:
+    """An epoch iterator that reports ``done`` epochs each time the next one is asked for."""
+
+    def __init__(self, inner: Any, callback: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._callback = callback
+
+    def __iter__(self) -> Iterator[Any]:
+        done = 0
+        for item in self._inner:
+            if done:
+                self._callback(done)
+            yield item
+            done += 1
+        self._callback(done)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)  # set_description etc.
+
+
+@contextmanager
+def _epoch_reports(synth: Any, epochs: int, progress: ProgressCallback | None) -> Iterator[None]:
+    """Report every finished epoch of SDV's CTGAN fit (with its last losses) to ``progress``.
+
+    The losses are computed on real rows: the progress display shows them to the custodian
+    only (see :class:`privsynth_core.generator.Progress`).
+    """
+    if progress is None:
+        yield
+        return
+    _install_epoch_hook()
+
+    def report(done: int) -> None:
+        losses: dict[str, float] = {}
+        values = getattr(getattr(synth, "_model", None), "loss_values", None)
+        if values is not None and len(values):
+            last = values.iloc[-1]
+            losses = {"generator": float(last.get("Generator Loss", math.nan)),
+                      "critic": float(last.get("Discriminator Loss", math.nan))}
+        progress(Progress(epoch=done, epochs=epochs, step=done, losses=losses))
+
+    key = threading.get_ident()
+    _EPOCH_CALLBACKS[key] = report
+    try:
+        yield
+    finally:
+        _EPOCH_CALLBACKS.pop(key, None)
+
+
 @contextmanager
 def _seeded(seed: int | None, threads: int) -> Iterator[None]:
     """Global numpy/torch RNGs seeded for the block (then restored), torch threads set."""
@@ -183,7 +259,7 @@ class CTGANGenerator(Generator):
             raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU here")
         synth = CTGANSynthesizer(sdv_metadata(table.schema), **self._sdv_kwargs())
         started = time.perf_counter()
-        with _seeded(p.seed, p.num_threads):
+        with _seeded(p.seed, p.num_threads), _epoch_reports(synth, p.epochs, progress):
             try:
                 synth.fit({_TABLE: table.frame.to_pandas()})
             except Exception as exc:  # SDV raises many kinds; none may reach the user raw
@@ -193,14 +269,6 @@ class CTGANGenerator(Generator):
                 ) from exc
         elapsed = time.perf_counter() - started
         self._synth = synth
-        losses: dict[str, float] = {}
-        values = getattr(synth._model, "loss_values", None)
-        if values is not None and len(values):
-            last = values.iloc[-1]
-            losses = {"generator": float(last.get("Generator Loss", math.nan)),
-                      "critic": float(last.get("Discriminator Loss", math.nan))}
-        if progress is not None:
-            progress(Progress(epoch=p.epochs, epochs=p.epochs, step=0, losses=losses))
         return FitSummary(
             private=False, epochs=float(p.epochs),
             extra={"label": NOT_DP_LABEL, "library": "sdv.single_table.CTGANSynthesizer",

@@ -45,9 +45,9 @@ def test_mst_picks_the_copies_and_spends_its_rho() -> None:
     codes, sizes = copies_table((3, 4), seed=0)
     budget = huge_budget()
     estimator = PGMEstimator(NAMES, sizes)
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, str]] = []
     measurements = mst(codes, sizes, budget, estimator, iters=ITERS,
-                       progress=lambda done, total: calls.append((done, total)))
+                       progress=lambda done, total, stage: calls.append((done, total, stage)))
     assert_spent_exactly(budget)
     cliques = [m.clique for m in measurements]
     assert cliques[:4] == [(0,), (1,), (2,), (3,)]
@@ -55,7 +55,9 @@ def test_mst_picks_the_copies_and_spends_its_rho() -> None:
     assert len(edges) == 3 and {(0, 1), (2, 3)} <= set(edges)
     tree = {tuple(sorted(e)) for e in edges}
     assert len(tree) == 3 and _is_spanning_tree(tree, 4)
-    assert calls == [(1, 1)]
+    # every stage is reported before it runs, so a long one is never silent
+    assert [(done, total) for done, total, _ in calls] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    assert calls[3][2] == "estimating the graphical model"
     # with negligible noise the fitted model reproduces the measured pairs
     for pair in [(0, 1), (2, 3)]:
         exact = marginal_counts(codes, sizes, pair).reshape([sizes[i] for i in pair])
@@ -81,16 +83,19 @@ def test_aim_measures_the_dependent_pairs_first_and_spends_its_rho() -> None:
     codes, sizes = copies_table((3, 4), seed=2)
     budget = huge_budget()
     estimator = PGMEstimator(NAMES, sizes)
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, str]] = []
     measurements = aim(codes, sizes, budget, estimator, selections=3, rounds=2,
                        max_model_mb=100.0, max_cells=10_000, iters=ITERS, round_iters=50,
-                       progress=lambda done, total: calls.append((done, total)))
+                       progress=lambda done, total, stage: calls.append((done, total, stage)))
     assert_spent_exactly(budget)
     cliques = [m.clique for m in measurements]
     assert cliques[:4] == [(0,), (1,), (2,), (3,)]
     assert set(cliques[4:6]) == {(0, 1), (2, 3)}  # the first round's two selections
     assert len(cliques) == 7 and len(set(cliques)) == 7  # never the same marginal twice
-    assert calls == [(1, 2), (2, 2)]
+    # reported before the 1-way measurements (no silent start), then before and after each round
+    assert [(done, total) for done, total, _ in calls] == [(0, 2), (0, 2), (1, 2), (1, 2),
+                                                           (2, 2)]
+    assert calls[0][2] == "measuring 1-way marginals" and calls[1][2].startswith("round 1")
     # equal noise on every measurement (AIM's plan here)
     assert len({m.sigma for m in measurements}) == 1
 

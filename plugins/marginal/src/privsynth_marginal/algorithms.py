@@ -34,7 +34,9 @@ from .estimate import Measurement, PGMEstimator
 from .mechanisms import exponential_mechanism, gaussian_measure, marginal_counts
 from .zcdp import AIM_MEASUREMENT_SHARE, ZCDPBudget, exponential_rho, gaussian_rho
 
-RoundCallback = Callable[[int, int], None]
+#: ``progress(done, total, stage)``: units done of ``total`` (MST's stages, AIM's rounds) and
+#: what runs next, in a few words.
+RoundCallback = Callable[[int, int, str], None]
 # Noise a hair above, selection parameters a hair below their exact shares, so that rounding in
 # the sum of many costs can never take the total past rho.
 _SAFETY = 1e-9
@@ -67,20 +69,27 @@ def mst(
     Every random draw (measurement noise, selections) is OpenDP's, from the OS: nothing here
     can be seeded.
     """
+    def stage(done: int, what: str) -> None:
+        if progress is not None:
+            progress(done, 4, what)
+
     d = len(sizes)
     rho = budget.remaining
     one_way_share = rho / 3 if d > 1 else rho
     sigma1 = _sigma(d, one_way_share)
+    stage(0, "measuring 1-way marginals")
     one_way = {i: _measure(codes, sizes, (i,), sigma1, budget) for i in range(d)}
     measurements = list(one_way.values())
     if d > 1:
         estimator.set_independent(measurements)
+        stage(1, "selecting a spanning tree of pairs")
         edges = _spanning_tree(codes, sizes, estimator, rho / 3, budget)
         sigma2 = _sigma(d - 1, budget.remaining)
+        stage(2, "measuring the tree's pairs")
         measurements += [_measure(codes, sizes, e, sigma2, budget) for e in edges]
-    if progress is not None:
-        progress(1, 1)
+    stage(3, "estimating the graphical model")
     estimator.fit(measurements, iters=iters, warm=False)
+    stage(4, "done")
     return measurements
 
 
@@ -128,8 +137,10 @@ def aim(
     share = AIM_MEASUREMENT_SHARE if selections else 1.0
     sigma = _sigma(d + selections, share * rho)
     epsilon0 = _epsilon0(selections, (1 - share) * rho) if selections else 0.0
-    measurements = [_measure(codes, sizes, (i,), sigma, budget) for i in range(d)]
     rounds = max(1, min(rounds, selections)) if selections else 0
+    if progress is not None:
+        progress(0, max(rounds, 1), "measuring 1-way marginals")
+    measurements = [_measure(codes, sizes, (i,), sigma, budget) for i in range(d)]
     if rounds:
         estimator.set_independent(measurements)  # the first selections need no estimate
     else:
@@ -138,6 +149,9 @@ def aim(
     per_round = [selections // rounds + (1 if r < selections % rounds else 0)
                  for r in range(rounds)]
     for r, count in enumerate(per_round, start=1):
+        if progress is not None:
+            progress(r - 1, rounds, f"round {r}: selecting and measuring {count} marginal"
+                                    f"{'s' if count != 1 else ''}, then estimating")
         cliques = [m.clique for m in measurements]
         size_limit = max_model_mb * (r / rounds)
         pool = {c: w for c, w in candidates.items() if c not in measured
@@ -152,7 +166,9 @@ def aim(
             del pool[chosen]
         estimator.fit(measurements, iters=iters if r == rounds else round_iters)
         if progress is not None:
-            progress(r, rounds)
+            progress(r, rounds, "done" if r == rounds else f"round {r} done")
+    if not rounds and progress is not None:
+        progress(1, 1, "done")
     return measurements
 
 

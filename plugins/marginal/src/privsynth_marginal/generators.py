@@ -62,6 +62,8 @@ class _MarginalGenerator(Generator):
     """Shared fit, sample, save and load of the marginal-based generators."""
 
     is_dp: ClassVar[bool] = True
+    #: What the progress reports count (MST: its stages; AIM: its rounds).
+    progress_unit: ClassVar[str] = "stage"
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
@@ -79,7 +81,7 @@ class _MarginalGenerator(Generator):
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
              estimator: PGMEstimator,
-             progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
+             progress: Callable[[int, int, str], None], planning_rows: int) -> list[Measurement]:
         raise NotImplementedError
 
     def _fit(
@@ -99,10 +101,11 @@ class _MarginalGenerator(Generator):
         # DP noise and selections are OpenDP's, from the OS's entropy: no seed reaches them.
         estimator = PGMEstimator(discretiser.names, discretiser.sizes)
 
-        def report(done: int, total: int) -> None:
+        def report(done: int, total: int, stage: str) -> None:
             if progress is not None:
                 progress(Progress(epoch=done, epochs=total, step=len(zcdp.log),
-                                  epsilon=epsilon_for(zcdp.spent, budget.delta)))
+                                  epsilon=epsilon_for(zcdp.spent, budget.delta),
+                                  unit=self.progress_unit, stage=stage))
 
         measurements = self._run(codes, discretiser.sizes, zcdp, estimator, report,
                                  table.planning_rows)
@@ -165,7 +168,7 @@ class MSTGenerator(_MarginalGenerator):
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
              estimator: PGMEstimator,
-             progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
+             progress: Callable[[int, int, str], None], planning_rows: int) -> list[Measurement]:
         from .algorithms import mst
 
         assert isinstance(self.params, MSTParams)
@@ -177,6 +180,7 @@ class AIMGenerator(_MarginalGenerator):
     """AIM (McKenna et al. 2022): adaptively measures the marginals the model gets most wrong."""
 
     generator_id = "aim"
+    progress_unit = "round"
     description = (
         "AIM: adaptively selected noisy marginals combined by a graphical model "
         "(private-pgm); zCDP. Best fidelity at small epsilon; model size capped")
@@ -184,7 +188,7 @@ class AIMGenerator(_MarginalGenerator):
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
              estimator: PGMEstimator,
-             progress: Callable[[int, int], None], planning_rows: int) -> list[Measurement]:
+             progress: Callable[[int, int, str], None], planning_rows: int) -> list[Measurement]:
         from .algorithms import aim
 
         p = self.params

@@ -12,6 +12,12 @@ Reference points (DESIGN §4.6; issue 11):
 - the **floor**: the score of a copy of the real data with every column shuffled independently:
   perfect marginals and no joint structure at all.
 
+A reference point that cannot be computed is left out with a note (it never costs the
+evaluation), and a score beyond its real-data ceiling is flagged as a sign that the reference is
+unreliable. Each fidelity headline names where it falls short most (``Headline.worst``: the
+metric's ``details["worst"]`` columns and pairs). The guarantee reported is the ledger's where
+the custodian's records allow (:mod:`privsynth_core.guarantee`).
+
 Everything here reads the real data: the results are **not** covered by the DP guarantee.
 """
 
@@ -92,7 +98,9 @@ class EvaluationResult:
         headlines: the headline scores with reference points and verdicts.
         verdicts: metric id -> (level, sentence) for every result.
         skipped: metrics that did not run (missing input, not applicable).
-        guarantee: the privacy block of the model manifest, when one was given.
+        guarantee: the privacy guarantee to report, when a manifest was given: the ledger's
+            figures where the custodian's record of the model was found, else the manifest's,
+            marked not verified (:func:`privsynth_core.guarantee.verified_guarantee`).
         inputs: row counts, columns, target, seed.
         seconds: wall time per metric (references included) and in total.
         output_dir: where the report was written, if it was.

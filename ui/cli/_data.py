@@ -32,7 +32,8 @@ def read_data(path: str, separator: str | None = None) -> pl.DataFrame:
     from privsynth_core.table import read_table_file, separator_name
 
     frame, used = read_table_file(path, separator=separator)
-    if used is not None and used != "," and separator is None:
+    expected = "\t" if path.lower().endswith(".tsv") else ","
+    if used is not None and used != expected and separator is None:
         print(f"note: {path}: fields separated by {separator_name(used)} (found in its header "
               f"line; give --separator to choose another)", file=sys.stderr)
     return frame

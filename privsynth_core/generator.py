@@ -445,6 +445,16 @@ class Generator(ABC):
 
     # -- plugin hooks ---------------------------------------------------------------------------
 
+    def check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+        """Refuse, before anything is charged, what needs no size to refuse (see
+        :meth:`_check_params`); callers that release something before :meth:`fit` (the row
+        count) call it first.
+
+        Raises:
+            ConfigError, AccountingError: the parameters or the budget do not fit the table.
+        """
+        self._check_params(table, budget=budget, accountant=accountant)
+
     def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         """Refuse, before anything at all is charged, what needs no size to refuse: parameters
         that do not fit the schema, a device that is not there, a delta the analysis cannot use.

@@ -73,6 +73,7 @@ from .ledger_types import (
     PrivacyBudget,
     budget_key,
     short_key,
+    shortfall,
 )
 
 HOME_ENV = "PRIVSYNTH_HOME"
@@ -373,8 +374,7 @@ class PrivacyLedger:
                     raise BudgetExceededError(
                         f"{mechanism} would spend {amount} on {current.label or short_key(key)}, "
                         f"but only {current.remaining} of its budget {current.budget} is left; "
-                        f"nothing was charged. Lower epsilon/delta, or raise the budget with "
-                        f"`privsynth budget set` if the data custodian agrees")
+                        f"nothing was charged. {shortfall(amount, current.remaining)}")
             stamp = now()
             cur = conn.execute(
                 "INSERT INTO entries (budget_key, run_id, mechanism, epsilon, delta, status, "

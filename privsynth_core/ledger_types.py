@@ -125,3 +125,13 @@ class DatasetBudget:
             max(self.budget.epsilon - self.spent.epsilon, 0.0),
             max(self.budget.delta - self.spent.delta, 0.0),
         )
+
+
+def shortfall(spend: PrivacyBudget, left: PrivacyBudget) -> str:
+    """What to lower when ``spend`` does not fit ``left``: only what does not fit (a pure
+    epsilon-DP spend is never told to lower delta)."""
+    eps = spend.epsilon > left.epsilon * (1 + 1e-9) + 1e-15
+    dlt = spend.delta > left.delta * (1 + 1e-9) + 1e-15
+    what = "epsilon and delta" if eps and dlt else "delta" if dlt else "epsilon"
+    return (f"Lower {what}, or raise the budget with `privsynth budget set` if the data "
+            f"custodian agrees")

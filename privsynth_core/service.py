@@ -96,6 +96,11 @@ def fit_generator(
         from .registry import settling_accountant
 
         settling_accountant(accountant)
+        # What needs no size is refused before the row count is released: the default delta
+        # (from n̂) is not known yet, so the check sees the bound it can take.
+        generator.check_params(table, budget=PrivacyBudget(float(epsilon), float(
+            delta if delta is not None else 0.0 if generator.pure_epsilon else 1e-5)),
+            accountant=accountant)
         count = ensure_row_count(
             ledger, table.budget_key(), extract=table.fingerprint(), n_rows=table.n_rows,
             run_id=run_id, also_needed=PrivacyBudget(float(epsilon), float(delta or 0.0)))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BudgetExceededError
 from ..ledger import PrivacyBudget
+from ..ledger_types import shortfall
 from .coupling import replayed
 from .noise import discrete_laplace
 
@@ -105,15 +106,13 @@ def ensure_row_count(
     epsilon = count_epsilon(status.budget.epsilon)
     more = also_needed or PrivacyBudget(0.0, 0.0)
     left = status.remaining
-    if epsilon + more.epsilon > left.epsilon * (1 + 1e-9) or more.delta > left.delta * (1 + 1e-9):
+    spend = PrivacyBudget(epsilon + more.epsilon, more.delta)
+    if spend.epsilon > left.epsilon * (1 + 1e-9) or spend.delta > left.delta * (1 + 1e-9):
         raise BudgetExceededError(
-            f"this would spend (epsilon={epsilon + more.epsilon:.4g}, delta={more.delta:.3g}) on "
-            f"{status.label or key[:12]} (the released row count, epsilon={epsilon:.4g}, then "
-            f"{more}) but only {left} is left; nothing was charged. Lower epsilon or delta, or "
-            f"raise the budget with `privsynth budget set` if the data custodian agrees"
+            f"this would spend {spend} on {status.label or key[:12]} (the released row count, "
+            f"epsilon={epsilon:.4g}, then {more}) but only {left} is left; nothing was charged. "
+            f"{shortfall(spend, left)}"
         )
-    # The noisy value is recorded in the same insert that charges it, so a count is either
-    # charged and remembered, or (over budget) thrown away unused: never used uncharged.
     def release() -> int:
         noisy = int(discrete_laplace([n_rows], scale=1.0 / epsilon)[0])
         return max(noisy, 1)  # post-processing: a table has at least one row

@@ -74,10 +74,6 @@ def test_plugins_show_of_an_unknown_id_lists_the_known_ones(
 # -- items 1 and 2: refusals before anything is charged, blaming the right thing -------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the refusal texts in privsynth_core/privacy/count.py (ensure_row_count) and "
-    "privsynth_core/ledger.py (charge) say 'Lower epsilon or delta' whatever the fit; both "
-    "files are outside this change (see the issue #21 report)"))
 def test_a_refused_pure_epsilon_fit_never_blames_delta(
     adult_files: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -101,10 +97,8 @@ def test_generator_limits_are_refused_before_anything_is_charged(
     assert main(["fit", "adult.csv", "--schema", str(CORPUS / "schema_missing_column.yaml"),
                  "--generator", "independent", "--epsilon", "1", "-o", "m"]) == 2
     assert "blood_type" in capsys.readouterr().err
-    # No training reserved or charged, no model written. (The released row count may have been
-    # charged: privsynth_core.service.fit_generator releases it before the generator's own
-    # checks run; it is reused by the next fit of the extract. See the issue #21 report.)
-    assert [e.mechanism for e in entries()] in ([], ["noisy row count"])
+    # Nothing charged (not even the row count), no model written.
+    assert entries() == []
     assert PrivacyLedger().open_reservations() == [] and not Path("m").exists()
 
 

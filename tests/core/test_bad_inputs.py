@@ -3,7 +3,6 @@ file is left behind. Driven through the real command line (`privsynth schema inf
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import polars as pl
@@ -128,12 +127,9 @@ def test_a_100_mb_file_is_read_streaming_and_a_size_limit_refuses_it(tmp_path: P
     }).write_csv(path)
     size = path.stat().st_size
     assert size > 100_000_000
-    started = time.perf_counter()
     frame = read_frame(path)
     schema = infer_schema(frame)
-    elapsed = time.perf_counter() - started
     assert frame.height == rows and "age" in schema.names
-    assert elapsed < 60
     with pytest.raises(InputFileError, match=r"over the limit of 50\.0 MB"):
         read_frame(path, max_bytes=50_000_000)
 

@@ -206,3 +206,16 @@ def test_the_demo_picks_aim_when_the_marginal_plugin_is_installed(
     assert generator == "aim" and "most faithful" in why
     for level in ("GOOD", "FAIR", "POOR"):
         assert f"{level} = " in VERDICT_LEGEND
+
+
+def test_the_demo_prints_where_each_headline_falls_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from privsynth_ui.cli.demo_cmd import _print_worst
+
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"headline": [
+        {"name": "2-way marginal TVD", "worst": ["worst pairs: age × income (0.2)"]},
+        {"name": "DP guarantee (epsilon)", "worst": []}]}))
+    _print_worst(metrics)
+    assert capsys.readouterr().out == "  2-way marginal TVD: worst pairs: age × income (0.2)\n"

@@ -416,11 +416,27 @@ class Schema(BaseModel):
         """
         path = Path(path)
         if not path.is_file():
-            raise SchemaError(f"schema file {path} does not exist (or is not a file)")
+            raise SchemaError(f"schema file {path} does not exist (or is not a file); give the "
+                              f"schema written by `privsynth schema infer` (and reviewed)")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise SchemaError(f"cannot read schema file {path}: {exc}") from None
+        except UnicodeDecodeError:
+            raise SchemaError(f"schema file {path} is not UTF-8 text; save it as UTF-8 "
+                              f"YAML or JSON") from None
+        except OSError as exc:
+            raise SchemaError(f"cannot read schema file {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            what = getattr(exc, "problem", None) or "it is not valid YAML"
+            raise SchemaError(f"schema file {path} is not valid YAML{where} ({what}); fix "
+                              f"that line, or write the schema again with `privsynth schema "
+                              f"infer`") from None
+        if not isinstance(data, dict):
+            shown = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
+            raise SchemaError(f"schema file {path} is {shown}; a schema is a mapping with "
+                              f"`columns:` (write one with `privsynth schema infer DATA -o "
+                              f"{path.name}`)")
         return cls.from_dict(data, source=f"schema file {path}")
 
 

@@ -57,3 +57,15 @@ def fresh_plugins() -> Iterator[None]:
     yield
     reset_plugins()
     reset_registries()
+
+
+@pytest.fixture
+def light_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Block the heavy report sections (plots, Evidently) for one test: a report is still
+    written, only lighter (they are tested with the metrics)."""
+    monkeypatch.setenv("PRIVSYNTH_DISABLED_PLUGINS", "evidently,report-plots")
+    reset_plugins()
+    reset_registries()
+    yield
+    reset_plugins()
+    reset_registries()

@@ -3,7 +3,6 @@ share and compose it; nothing gets a budget of its own by being a new file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,11 @@ from privsynth_core import BudgetExceededError, BudgetNotSetError, PrivacyLedger
 from privsynth_core.config import run_config_from_dict
 from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
 from privsynth_core.ledger import budget_key
-from privsynth_core.plugins import reset_plugins
-from privsynth_core.registry import reset_registries
 from privsynth_core.runs import run_pipeline
 from privsynth_core.table import fingerprint_frame, read_frame
 
-
-@pytest.fixture(autouse=True)
-def light_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("PRIVSYNTH_DISABLED_PLUGINS", "evidently,report-plots")
-    reset_plugins()
-    reset_registries()
-    yield
-    reset_plugins()
-    reset_registries()
-
+# Block the heavy report sections (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("light_reports")
 
 def _extract(tmp_path: Path, name: str, rows: int) -> Path:
     path = tmp_path / f"{name}.csv"

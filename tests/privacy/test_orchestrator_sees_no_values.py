@@ -4,8 +4,6 @@ private rows nor a metric computed on them: checked against a real server's API.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +13,14 @@ import pytest
 from privsynth_core import PrivacyLedger
 from privsynth_core.config import run_config_from_dict
 from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
-from privsynth_core.plugins import reset_plugins
-from privsynth_core.registry import reset_registries
 from privsynth_core.table import fingerprint_frame, read_frame
 
 SECRET_AGE = "107"  # a value only one row holds (outside the bounds: clamped, and counted)
 SECRET_COUNTRY = "Atlantis"
 
 
-@pytest.fixture(autouse=True)
-def light_reports() -> Iterator[None]:
-    saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
-    os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
-    reset_plugins()
-    reset_registries()
-    yield
-    if saved is None:
-        os.environ.pop("PRIVSYNTH_DISABLED_PLUGINS", None)
-    else:
-        os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = saved
-    reset_plugins()
-    reset_registries()
-
+# Block the heavy report sections (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("light_reports")
 
 async def _server_text(flow_run_id: Any) -> str:
     from prefect.client.orchestration import get_client

@@ -28,19 +28,8 @@ from privsynth_core.runs import RunResult, run_pipeline
 from privsynth_core.table import fingerprint_frame, read_frame
 from privsynth_ui.cli import main
 
-
-@pytest.fixture(autouse=True)
-def light_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Block the heavy report sections (plots, Evidently): a report is written, only lighter."""
-    from privsynth_core.plugins import reset_plugins
-
-    monkeypatch.setenv("PRIVSYNTH_DISABLED_PLUGINS", "evidently,report-plots")
-    reset_plugins()
-    reset_registries()
-    yield
-    reset_plugins()
-    reset_registries()
-
+# Block the heavy report sections (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("light_reports")
 
 def _data(tmp_path: Path, n: int = 800) -> Path:
     path = tmp_path / "adult.csv"

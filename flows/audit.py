@@ -21,6 +21,7 @@ from privsynth_core import audit as core_audit
 from privsynth_core.audit import AuditConfig, AuditResult, TrialResult
 
 from . import tasks
+from .runtime import using_home
 from .synthesize import _artifact_key
 
 
@@ -45,12 +46,21 @@ def write_audit(result: AuditResult, directory: str, overwrite: bool) -> str:
 
 
 @flow(name="audit", log_prints=True)
-def audit(config: AuditConfig, output_dir: str, overwrite: bool = False) -> AuditOutput:
+def audit(config: AuditConfig, output_dir: str, overwrite: bool = False,
+          home: Path | None = None) -> AuditOutput:
     """Audit a generator's epsilon claim with canaries; write the report to ``output_dir``.
+
+    ``home``: the privsynth home the run works in (default ``$PRIVSYNTH_HOME``; the trainings
+    are charged to throwaway ledgers either way).
 
     Raises:
         UnknownPluginError, ConfigError: the audit cannot run (nothing was trained).
     """
+    with using_home(home):
+        return _audit(config, output_dir, overwrite)
+
+
+def _audit(config: AuditConfig, output_dir: str, overwrite: bool) -> AuditOutput:
     core_audit.check_config(config)
     target = Path(output_dir)
     if target.is_dir() and any(target.iterdir()) and not overwrite:

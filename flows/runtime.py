@@ -7,6 +7,9 @@
 - Task runners: ``thread`` (the default: a thread pool in this process) or ``dask`` (Prefect's
   Dask integration, ``prefect-dask``): a new local cluster, or an existing one given by its
   scheduler address (``--dask-address`` / ``PRIVSYNTH_DASK_ADDRESS``).
+- A flow run started for an application (the web app, :mod:`privsynth_flows.served`) names
+  the privsynth home whose ledger and model store it uses as a parameter: :func:`using_home`
+  points ``PRIVSYNTH_HOME`` there for the run (its process is the run's own).
 - No runner reruns a fit. The local cluster privsynth starts has
   ``distributed.scheduler.allowed-failures`` 0: a task whose worker dies fails at once
   (``KilledWorker``) instead of being rescheduled. An existing cluster keeps its own setting
@@ -76,6 +79,30 @@ def prefect_session() -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(quiet)
+
+
+@contextmanager
+def using_home(home: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Run the block with ``PRIVSYNTH_HOME`` set to ``home`` (the ledger, the model store and
+    the DP domains there); nothing changes when ``home`` is None.
+
+    The variable is process-wide: it is meant for a flow run in a process of its own (a served
+    deployment's run), whose tasks (threads too) then all use that home.
+    """
+    from privsynth_core.ledger import HOME_ENV
+
+    if home is None:
+        yield
+        return
+    saved = os.environ.get(HOME_ENV)
+    os.environ[HOME_ENV] = str(home)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(HOME_ENV, None)
+        else:
+            os.environ[HOME_ENV] = saved
 
 
 def make_task_runner(

@@ -1,4 +1,5 @@
-"""The ``synthesize`` flow (one run, start to finish) and the ``evaluate`` flow (re-score a run).
+"""The ``synthesize`` flow (one run, start to finish), the ``evaluate`` flow (re-score a run) and
+the ``generate`` flow (draw more rows from a run's model).
 
 ``synthesize`` = load -> validate -> domain -> fit -> sample -> evaluate -> report -> publish,
 as thin tasks (:mod:`privsynth_flows.tasks`). Metrics fan out as parallel tasks on the flow's
@@ -6,6 +7,12 @@ task runner (threads, or a Dask cluster). The run directory appears atomically a
 (:mod:`privsynth_core.runs`); a markdown artifact summarises the run in the Prefect UI. Runs of
 one run directory take turns (:func:`privsynth_core.runs.claim_run_dir`), and identical fits are
 trained and paid for once (:mod:`privsynth_core.store`).
+
+Every flow here takes an optional ``home``: the privsynth home (its ledger, model store and DP
+domains) the run uses, for an application whose served flows run for several homes (the web
+app: :mod:`privsynth_flows.served`). A flow run's parameters are stored on the Prefect server,
+so they hold settings and paths only: an application passes a configuration *file*
+(``config_file``) when the configuration holds more (a ledger key that is a content hash).
 """
 
 # No `from __future__ import annotations` here: Prefect validates flow parameters from the
@@ -19,7 +26,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from privsynth_core import pipeline
-from privsynth_core.config import RunConfig
+from privsynth_core.config import RunConfig, load_run_config
+from privsynth_core.errors import ConfigError
 from privsynth_core.privacy.release import CUSTODIAN_DIR, RELEASE_DIR
 from privsynth_core.runs import (
     CHECKPOINTS_DIR,
@@ -34,6 +42,7 @@ from privsynth_core.runs import (
 from privsynth_core.sweep import check_grid_budget
 
 from . import tasks
+from .runtime import using_home
 
 
 def _artifact_key(label: str) -> str:
@@ -76,14 +85,32 @@ def _evaluate_and_report(config: RunConfig, schema: str, synthetic: str, model: 
 # retries=0 here and on the fit's task, whatever PREFECT_FLOWS_DEFAULT_RETRIES says: a retry
 # of a flow that reserved budget must not train again (the model store refuses it anyway).
 @flow(name="synthesize", log_prints=True, retries=0)
-def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
+def synthesize(config: RunConfig | None = None, resume: bool = False,
+               config_file: Path | None = None, home: Path | None = None,
+               losses_file: Path | None = None) -> RunResult:
     """Run one synthesis: a DP synthetic table, its model, manifest, metrics and report.
 
     Args:
-        config: the run configuration.
+        config: the run configuration (or give ``config_file``).
         resume: continue the interrupted run that was writing ``config.output_dir`` (its
             checkpoints and its open ledger reservation) instead of starting afresh.
+        config_file: a run configuration file (YAML), read when the run starts.
+        home: the privsynth home whose ledger and model store the run uses (default
+            ``$PRIVSYNTH_HOME``).
+        losses_file: where the fit appends its losses (computed on real rows: a custodian-side
+            file; they never reach Prefect).
+
+    Raises:
+        ConfigError: neither or both of ``config`` and ``config_file`` given.
     """
+    if (config is None) == (config_file is None):
+        raise ConfigError("give the run configuration, or its file (config_file), not both")
+    with using_home(home):
+        return _synthesize(config or load_run_config(Path(str(config_file))), resume,
+                           None if losses_file is None else str(losses_file))
+
+
+def _synthesize(config: RunConfig, resume: bool, losses_file: str | None) -> RunResult:
     logger = get_run_logger()
     check_output_dir(config)
     # One run at a time per run directory: a second one waits, then reuses the stored model.
@@ -113,7 +140,8 @@ def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
                 else None))
         schema = tasks.resolve_domain(config, str(domain_dir), run_id)
         tick("domain")
-        model = tasks.fit_model(config, schema, run_id, str(work / CHECKPOINTS_DIR))
+        model = tasks.fit_model(config, schema, run_id, str(work / CHECKPOINTS_DIR),
+                                losses_file)
         tick("fit")
         synthetic = tasks.sample_synthetic(model, config.rows, config.seed,
                                            str(work / pipeline.SYNTHETIC_FILE))
@@ -127,24 +155,54 @@ def synthesize(config: RunConfig, resume: bool = False) -> RunResult:
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(run_dir: Path, metrics: list[str] | None = None) -> Path:
+def evaluate(run_dir: Path, metrics: list[str] | None = None, target: str | None = None,
+             synthetic: Path | None = None, all_metrics: bool = False,
+             home: Path | None = None) -> Path:
     """Re-score a published run against the real data, replacing its ``report/`` atomically.
 
     Args:
         run_dir: a run directory written by ``synthesize``.
         metrics: metric ids; default: those of the run's configuration.
+        target: the column the utility metrics predict; default: the configuration's.
+        synthetic: a table drawn from the run's model to score (default: the release's own).
+        all_metrics: every registered metric whose inputs exist (the others are skipped),
+            instead of ``metrics``.
+        home: the privsynth home of the run's model store (default ``$PRIVSYNTH_HOME``).
 
     Returns:
         The report folder (custodian-only: NOT DP).
     """
 
     run_dir = Path(run_dir)
-    data = dict(custodian_manifest(run_dir)["config"])
-    if metrics is not None:
-        data["metrics"] = metrics
-    config = RunConfig.model_validate(data)
-    model = str(run_dir / RELEASE_DIR / "model")
-    schema = str(run_dir / CUSTODIAN_DIR / "schema.yaml")
-    return Path(_evaluate_and_report(config, schema,
-                                     str(run_dir / RELEASE_DIR / pipeline.SYNTHETIC_FILE),
-                                     model, str(run_dir / CUSTODIAN_DIR / "report")))
+    with using_home(home):
+        data = dict(custodian_manifest(run_dir)["config"])
+        if metrics is not None or all_metrics:
+            data["metrics"] = None if all_metrics else metrics
+        if target is not None:
+            data["target"] = target
+        config = RunConfig.model_validate(data)
+        model = str(run_dir / RELEASE_DIR / "model")
+        schema = str(run_dir / CUSTODIAN_DIR / "schema.yaml")
+        table = synthetic or run_dir / RELEASE_DIR / pipeline.SYNTHETIC_FILE
+        return Path(_evaluate_and_report(config, schema, str(table), model,
+                                         str(run_dir / CUSTODIAN_DIR / "report")))
+
+
+@flow(name="generate", log_prints=True, retries=0)
+def generate(model_dir: Path, rows: int | None, seed: int, destination: Path,
+             home: Path | None = None) -> Path:
+    """Draw ``rows`` synthetic rows from a saved model into ``destination`` (CSV).
+
+    Post-processing of the DP model: it reads no private data and spends nothing.
+
+    Args:
+        model_dir: the model (a run's ``release/model``).
+        rows: how many (default: the released row count n̂ the model was fitted with).
+        seed: seed of the sampling.
+        destination: the CSV file to write (atomically).
+        home: the privsynth home (default ``$PRIVSYNTH_HOME``).
+    """
+    with using_home(home):
+        path = tasks.sample_synthetic(str(model_dir), rows, seed, str(destination))
+    print(f"synthetic rows written to {path}")
+    return Path(path)

@@ -14,7 +14,8 @@ every step reads its input from a file and writes its output atomically.
   setting, Dask rescheduling the task of a dead worker), the store refuses it while the first
   attempt's reservation is open (:mod:`privsynth_core.store`).
 - What a task logs (and so what reaches Prefect's server) is counts and paths, never a value
-  of the private rows: details go to the run's custodian log.
+  of the private rows: details go to the run's custodian log. The fit's live progress is a
+  progress artifact with units, steps and epsilon only (:mod:`privsynth_flows.progress`).
 """
 
 from __future__ import annotations
@@ -82,10 +83,20 @@ def resolve_domain(config: RunConfig, destination: str, run_id: str) -> str:
 
 @task(retries=0)
 def fit_model(config: RunConfig, schema_path: str, run_id: str,
-              checkpoint_dir: str | None) -> str:
-    """Train the generator (reserve, train, settle), or reuse the stored model: never retried."""
-    return str(pipeline.fit_model(config, schema_path, run_id=run_id,
-                                  checkpoint_dir=checkpoint_dir))
+              checkpoint_dir: str | None, losses_file: str | None = None) -> str:
+    """Train the generator (reserve, train, settle), or reuse the stored model: never retried.
+
+    Progress goes to a Prefect progress artifact (units, steps, epsilon: no loss); the losses,
+    computed on the real rows, only to ``losses_file`` when one is given
+    (:mod:`privsynth_flows.progress`).
+    """
+    from .progress import FitReporter
+
+    reporter = FitReporter(config.epsilon, losses_file)
+    model = pipeline.fit_model(config, schema_path, run_id=run_id,
+                               checkpoint_dir=checkpoint_dir, progress=reporter)
+    reporter.finish()
+    return str(model)
 
 
 @task(**IO)

@@ -120,6 +120,12 @@ class RunConfig(BaseModel):
         input: the private table (CSV or Parquet).
         source: the data source ``input`` is an extract of; its budget is the source's, shared
             by every extract (e.g. nightly ones). Default: the input's own content.
+        budget_key: the ledger key to charge, when ``input`` was split from a larger file whose
+            budget it spends (the web app's train split of an upload is charged to the whole
+            file's content key; :attr:`privsynth_core.table.Table.parent_key`). It overrides
+            ``source``. A key of the form ``source:<id>`` or a content fingerprint (64 hex
+            digits); a fingerprint is a hash of private rows, so keep such a configuration with
+            the custodian (a file), never in an orchestrator's parameters. Default: none.
         schema_path: its schema file, reviewed by a person: with ``domain: public`` its domain
             is used as declared (``domain: public`` in the file, e.g. after ``privsynth schema
             confirm``); with ``domain: dp`` only its column names, kinds and formats are used.
@@ -144,6 +150,9 @@ class RunConfig(BaseModel):
     input: Path = Field(description="the private table (CSV or Parquet)")
     source: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$",
                                description="data source id whose budget this extract shares")
+    budget_key: str | None = Field(
+        None, pattern=r"^(source:[A-Za-z0-9._-]{1,64}|[0-9a-f]{64})$",
+        description="ledger key of the file this input was split from (overrides source)")
     # Required, but checked with the settings across fields (_model_problems) for one clear
     # message, not pydantic's bare "Field required".
     schema_path: Path = Field(None,  # type: ignore[assignment]
@@ -205,7 +214,7 @@ class RunConfig(BaseModel):
             "domain_epsilon": self.domain_epsilon, "domain_delta": self.domain_delta,
             "generator": self.generator, "params": self.params, "epsilon": self.epsilon,
             "delta": self.delta, "accountant": self.accountant, "seed": self.seed,
-            "source": self.source,
+            "source": self.source, **self._charged_to(),
         })
 
     def domain_hash(self) -> str:
@@ -213,8 +222,13 @@ class RunConfig(BaseModel):
         return _digest({
             "schema": _file_digest(self.schema_path), "domain": self.domain,
             "domain_epsilon": self.domain_epsilon, "domain_delta": self.domain_delta,
-            "source": self.source,
+            "source": self.source, **self._charged_to(),
         })
+
+    def _charged_to(self) -> dict[str, str]:
+        # Only when set: the hashes of every configuration without it (and so the model store's
+        # keys of models already paid for) stay what they were.
+        return {"budget_key": self.budget_key} if self.budget_key is not None else {}
 
     @property
     def total_epsilon(self) -> float:

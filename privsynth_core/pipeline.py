@@ -198,7 +198,7 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
         table = prepare_table(
             config.input, schema_path=config.schema_path, domain=config.domain,
             domain_epsilon=config.domain_epsilon, domain_delta=config.domain_delta,
-            ledger=ledger, run_id=run_id, source=config.source)
+            ledger=ledger, run_id=run_id, source=config.source, parent_key=config.budget_key)
         record: dict[str, Any] = {
             "mode": config.domain, "run_id": run_id,
             "parts": [{**p.public(), "ledger_entry": p.entry_id} for p in table.spent]}
@@ -273,6 +273,8 @@ def fit_model(
     from .table import Table
 
     table = Table.load(config.input, Schema.load(schema_path), source=config.source)
+    # An extract of a larger file spends that file's budget (the configuration's budget key).
+    table.parent_key = config.budget_key
     entry = model_store_entry(config, table.fingerprint(), schema_path)
     PrivacyLedger()  # before the store's lock files (see resolve_domain)
     if is_complete_model(entry / MODEL_SUBDIR):

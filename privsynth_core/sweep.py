@@ -101,7 +101,7 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
     from .store import FIT_KEY_PARAM
 
     ledger = ledger or PrivacyLedger()
-    key = budget_key(cells[0].source, fingerprint)
+    key = cells[0].budget_key or budget_key(cells[0].source, fingerprint)
     status = ledger.status(key)
     released = released_row_count(ledger, key, extract=fingerprint) is not None
     unfinished = frozenset(str(e.params[FIT_KEY_PARAM]) for e in ledger.open_reservations(key)
@@ -126,7 +126,8 @@ def cell_reservations(cell: RunConfig, *, fingerprint: str, schema_path: str | P
     from .pipeline import fit_key
     from .store import open_fit_reservations
 
-    return open_fit_reservations(ledger or PrivacyLedger(), budget_key(cell.source, fingerprint),
+    key = cell.budget_key or budget_key(cell.source, fingerprint)
+    return open_fit_reservations(ledger or PrivacyLedger(), key,
                                  fit_key(cell, fingerprint, schema_path))
 
 

@@ -1,13 +1,16 @@
 """The Gradio page: Data, Train, Generate, Evaluate, Budget & runs.
 
 ``build_demo(settings)`` lays the page out and wires every event, with an ``api_name``, to a
-handler of the ``*_handlers`` modules (data, domain, runs, budget) through
-:func:`privsynth_ui.gate.gated` (user from the session, errors mapped). Dropdowns come from the
+handler of the ``*_handlers`` modules (data, domain, runs, evaluations, budget) through
+:func:`privsynth_ui.gate.gated` (user from the session, errors mapped). Trainings, generations,
+evaluations and audits are Prefect flow runs (:mod:`privsynth_ui.training`); the page follows a
+training from its flow run, and again after a reload. Dropdowns come from the
 plugin registries and each generator's form from its ``Params`` model, so a new plugin shows up
 with no change here. Serve it with :func:`privsynth_ui.web.create_app` (sign-in, sessions): on
 its own, without a signed-in user, every handler refuses.
 
-Controls only a custodian may use (the draft schema, fixing a domain, budgets, the evaluation)
+Controls only a custodian may use (the draft schema, fixing a domain, budgets, the evaluation,
+the audit)
 start hidden and are shown by the page's load event to custodians; the handlers refuse them to
 analysts whatever the page shows.
 """
@@ -36,7 +39,7 @@ from .events import (
 from .forms import FieldSpec
 from .gate import error_boundary, gated, gated_stream, workspace_for
 from .settings import UISettings
-from .training import TrainingJobs
+from .training import WebFlows
 
 
 def settling_accountants() -> list[str]:
@@ -68,12 +71,17 @@ def _field(spec: FieldSpec) -> gr.components.Component:
 
 
 def build_demo(settings: UISettings | None = None, *,
-               jobs: TrainingJobs | None = None) -> gr.Blocks:
-    """The page, its events and their API, for the given operator settings."""
+               flows: WebFlows | None = None) -> gr.Blocks:
+    """The page, its events and their API, for the given operator settings.
+
+    Args:
+        settings: the operator's settings.
+        flows: the app's flow runs (default: the app's own served flows, started on first use).
+    """
     settings = settings or UISettings.from_env()
-    jobs = jobs or TrainingJobs(settings.max_trainings)
+    flows = flows or WebFlows(settings)
     home = settings.home
-    ev = PageEvents(settings, jobs)
+    ev = PageEvents(settings, flows)
     gen_registry = generators()
     gen_ids = gen_registry.names()
     default_gen = "dpwgan" if "dpwgan" in gen_ids else (gen_ids[0] if gen_ids else None)
@@ -212,7 +220,6 @@ def build_demo(settings: UISettings | None = None, *,
                                            allow_custom_value=True)
                     target = gr.Dropdown(label="Target column (utility)", choices=[],
                                          allow_custom_value=True)
-                    quick = gr.Checkbox(False, label="Quick (no reference points)")
                 evaluate_btn = gr.Button("Evaluate", variant="primary")
                 eval_note = gr.Markdown(elem_id="ps-eval-note")
                 headline_df = gr.Dataframe(
@@ -233,6 +240,17 @@ def build_demo(settings: UISettings | None = None, *,
                 with gr.Row():
                     report_link = gr.HTML(elem_id="ps-report-link")
                     report_zip = gr.File(label="Full report (zip)")
+                with gr.Accordion("Privacy audit of the run's generator (canaries)", open=False):
+                    gr.Markdown("Trains the run's generator again with canary records on the "
+                                "real rows (charged to throwaway ledgers, not to the source) "
+                                "and attacks its output: a 95% lower bound on epsilon, to hold "
+                                "against the claim. Takes as long as a training or more.")
+                    with gr.Row():
+                        canaries = gr.Number(100, label="Canaries", precision=0, minimum=4)
+                        audit_btn = gr.Button("Audit", elem_id="ps-audit")
+                    audit_md = gr.Markdown(elem_id="ps-audit-summary")
+                    audit_roc = gr.Image(label="Attack ROC curve", type="filepath",
+                                         interactive=False)
 
             with gr.Tab("Budget & runs") as budget_tab:
                 budgets_df = gr.Dataframe(headers=BUDGET_HEADERS, label="Budgets of the data "
@@ -275,7 +293,10 @@ def build_demo(settings: UISettings | None = None, *,
         assert len(custodian_blocks) == CUSTODIAN_BLOCKS
         demo.load(load_with_request, None,
                   [user_badge, notice, dataset, server_file, run_value, *custodian_blocks],
-                  api_name="session")
+                  api_name="session").then(
+            # A training goes on without the page: a reload follows it again (its flow run).
+            gated_stream(home, ev.resume), None, [progress, losses], api_name="resume_training",
+            concurrency_limit=None, show_progress="hidden")
         dataset_outputs = [dataset_md, schema_df, excluded_md, review_md, gen_run, eval_run,
                            delta, domain_mode]
         domain_inputs = [dataset, domain_mode, domain_eps, domain_delta]
@@ -323,14 +344,17 @@ def build_demo(settings: UISettings | None = None, *,
         generate_btn.click(g(ev.generate), [gen_run, gen_rows, gen_seed],
                            [gen_file, gen_preview, gen_note], api_name="generate")
         eval_run.change(g(ev.targets), eval_run, target, api_name="targets")
-        evaluate_btn.click(g(ev.evaluate), [eval_run, target, quick],
+        evaluate_btn.click(g(ev.evaluate), [eval_run, target],
                            [headline_df, *group_dfs.values(), dist_gallery, corr_gallery,
                             report_link, report_zip, eval_note], api_name="evaluate",
                            concurrency_limit=2)
+        audit_btn.click(g(ev.audit), [eval_run, canaries], [audit_md, audit_roc],
+                        api_name="audit", concurrency_limit=1)
         overview_inputs = [dataset]
         overview_outputs = [budgets_df, ledger_df, runs_df, budget_eps, budget_delta]
         dataset.change(g(ev.overview), overview_inputs, overview_outputs, api_name="overview")
-        budget_tab.select(g(ev.overview), overview_inputs, overview_outputs,
+        # Opening the tab refreshes the tables only: inputs typed meanwhile stay as they are.
+        budget_tab.select(g(ev.refresh_overview), overview_inputs, overview_outputs,
                           api_visibility="undocumented")
         set_budget_btn.click(g(ev.set_budget), [dataset, budget_eps, budget_delta],
                              [*overview_outputs, dataset_md], api_name="set_budget")

@@ -1,9 +1,10 @@
 """The page's event handlers: what each button and selection does, over the user's workspace.
 
-:class:`PageEvents` holds the operator's settings and the training jobs; each method takes the
-caller's :class:`~privsynth_ui.workspace.Workspace` first (given by
-:func:`privsynth_ui.gate.gated`, from the session, never from the client) and the page's inputs,
-calls the ``*_handlers`` modules (data, domain, runs, budget), and returns what the
+:class:`PageEvents` holds the operator's settings and the app's flow runs
+(:class:`~privsynth_ui.training.WebFlows`); each method takes the caller's
+:class:`~privsynth_ui.workspace.Workspace` first (given by :func:`privsynth_ui.gate.gated`, from
+the session, never from the client) and the page's inputs, calls the ``*_handlers`` modules
+(data, domain, runs, evaluations, budget), and returns what the
 page shows. ``app.py`` lays the page out and wires these to it.
 """
 
@@ -18,16 +19,18 @@ from typing import Any
 import gradio as gr
 
 from privsynth_core.registry import generators
+from privsynth_flows.progress import read_losses
 
 from . import budget_handlers as budget
 from . import data_handlers as data
 from . import domain_handlers as domain
+from . import eval_handlers as evals
 from . import run_handlers as runs
 from . import views
 from .forms import collect_params, field_specs
 from .settings import UISettings
-from .training import TrainingJob, TrainingJobs
-from .workspace import DatasetRecord, NotFoundError, Workspace
+from .training import WebFlows
+from .workspace import DatasetRecord, NotFoundError, RunRecord, Workspace
 
 #: How many custodian-only blocks of the page ``on_load`` shows or hides (see app.py).
 CUSTODIAN_BLOCKS = 5
@@ -48,16 +51,16 @@ METRIC_HEADERS = ["metric", "value", "direction", "verdict", "why"]
 
 
 class PageEvents:
-    """The handlers of one page (one app), sharing its settings and training jobs.
+    """The handlers of one page (one app), sharing its settings and flow runs.
 
     Args:
         settings: the operator's settings.
-        jobs: the trainings of every user of this app.
+        flows: the app's flow runs (every training, generation, evaluation, audit).
     """
 
-    def __init__(self, settings: UISettings, jobs: TrainingJobs) -> None:
+    def __init__(self, settings: UISettings, flows: WebFlows) -> None:
         self.settings = settings
-        self.jobs = jobs
+        self.flows = flows
         self.gen_ids = generators().names()
         self.forms = {g: field_specs(generators().get(g).Params) for g in self.gen_ids}
 
@@ -199,27 +202,38 @@ class PageEvents:
 
     def train(self, ws: Workspace, dataset_id: str, gid: str, params: str, eps: float,
               dlt: float, acc: str) -> Iterator[Any]:
-        """Train a generator on the dataset, yielding live progress until it ends."""
+        """Train a generator on the dataset (a ``synthesize`` flow run), yielding its live
+        progress until it ends."""
         plan = runs.check_training(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
-        record = runs.new_run(ws, plan)
+        record = runs.train(ws, runs.new_run(ws, plan), self.flows)
+        yield from self.watch(ws, record)
 
-        def work(job: TrainingJob) -> None:
-            runs.train(ws, job.run, job.report)
+    def resume(self, ws: Workspace) -> Iterator[Any]:
+        """After a reload: the caller's latest training, followed live if it still runs."""
+        record = runs.latest_training(ws)
+        if record is None:
+            yield "", gr.update(value=None)
+            return
+        yield from self.watch(ws, record)
 
-        def finish(job: TrainingJob) -> None:
-            if job.outcome != "done":
-                runs.finish_run(ws, job.run, job.outcome, job.message)
-
-        job = self.jobs.start(ws.user, record, work, finish)
-        yield from watch(job, show_losses=ws.is_custodian)
+    def watch(self, ws: Workspace, record: RunRecord) -> Iterator[tuple[str, Any]]:
+        """The training's progress (:meth:`privsynth_ui.training.WebFlows.follow`) as the page
+        shows it. Losses are computed on the real rows: only a custodian sees them, read from
+        the run's folder (they never pass through Prefect)."""
+        for now, view in self.flows.follow(ws, record, refresh=runs.refresh):
+            losses = read_losses(now.losses_path) if ws.is_custodian else []
+            plot = loss_plot(losses) if ws.is_custodian else gr.update(value=None)
+            yield views.progress_html(now, view, show_losses=ws.is_custodian,
+                                      losses=losses), plot
 
     def cancel(self, ws: Workspace) -> str:
-        """Ask the caller's running training to stop at its next epoch."""
-        job = self.jobs.cancel(ws.user)
-        if job is None:
+        """Cancel the caller's running training: its flow run is cancelled in Prefect."""
+        record = runs.cancel(ws, self.flows)
+        if record is None:
             return "No training of yours is running."
-        return (f"Cancelling run `{job.run.run_id}` at the end of the current epoch. The "
-                f"ledger keeps its whole reservation: the data has been used.")
+        return (f"Cancelling run `{record.run_id}` (Prefect flow run `{record.flow_run_id}`). "
+                f"If it has started training, the ledger keeps its whole reservation: the data "
+                f"has been used.")
 
     def after_train(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
         """Refresh the run lists and the dataset summary after a training."""
@@ -230,8 +244,9 @@ class PageEvents:
                 gr.update(choices=choices, value=latest), views.dataset_info(ws, record))
 
     def generate(self, ws: Workspace, run_id: str, n: float, seed: float) -> tuple[Any, ...]:
-        """Draw synthetic rows from a trained run: file, preview and a note on its privacy."""
-        path, frame = runs.generate(ws, self.settings, run_id, n, seed)
+        """Draw synthetic rows from a trained run (a ``generate`` flow run): file, preview and a
+        note on its privacy."""
+        path, frame = runs.generate(ws, self.settings, run_id, n, seed, self.flows)
         record = ws.run(run_id)
         note = (f"{frame.height:,} rows drawn from run `{record.run_id}` "
                 f"({runs.privacy_text(record)}): post-processing of the DP model, free and "
@@ -244,9 +259,10 @@ class PageEvents:
         choices = runs.target_choices(ws, run_id)
         return gr.update(choices=choices, value=choices[0] if choices else None)
 
-    def evaluate(self, ws: Workspace, run_id: str, tgt: str | None, fast: bool) -> tuple[Any, ...]:
-        """Evaluate a run's synthetic rows against the real ones (NOT DP)."""
-        view = runs.evaluate(ws, self.settings, run_id, target=tgt, quick=fast)
+    def evaluate(self, ws: Workspace, run_id: str, tgt: str | None) -> tuple[Any, ...]:
+        """Evaluate a run's synthetic rows against the real ones (an ``evaluate`` flow run;
+        NOT DP)."""
+        view = evals.evaluate(ws, run_id, target=tgt, flows=self.flows)
         link = (f"<p><a href='/files/runs/{run_id}/report/report.html' target='_blank' "
                 f"rel='noopener'>Open the full report</a> (NOT DP: custodian-only)</p>")
         note = (f"Evaluated `{view.sample.name}` against the real training rows."
@@ -258,14 +274,23 @@ class PageEvents:
                 [(self.stage(p), p.stem.replace("_", " ")) for p in view.correlation_plots],
                 link, self.stage(view.report_dir, name="privsynth-report-NOT-DP"), note)
 
+    def audit(self, ws: Workspace, run_id: str, canaries: float) -> tuple[Any, ...]:
+        """Audit a run's generator with canaries (an ``audit`` flow run; NOT DP)."""
+        view = evals.audit(ws, run_id, canaries=canaries, flows=self.flows)
+        return view.summary, self.stage(view.roc) if view.roc is not None else None
+
     def overview(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
         """Budgets of every dataset, the current dataset's ledger, every run."""
         ledger = budget.ledger_rows(ws, dataset_id) if dataset_id else []
         total = budget.budget_of(ws, dataset_id) if dataset_id else None
         return (views.table_value(budget.budget_rows(ws), BUDGET_HEADERS),
                 views.table_value(ledger, LEDGER_HEADERS),
-                views.table_value(runs.run_rows(ws), RUN_HEADERS),
+                views.table_value(runs.run_rows(ws, self.flows), RUN_HEADERS),
                 total.epsilon if total else None, total.delta if total else None)
+
+    def refresh_overview(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
+        """The tables of :meth:`overview`, leaving the budget inputs as the user typed them."""
+        return (*self.overview(ws, dataset_id)[:3], gr.skip(), gr.skip())
 
     def set_budget(self, ws: Workspace, dataset_id: str, eps: float, dlt: float) -> tuple[Any, ...]:
         """Change the current dataset's budget (never below what is spent)."""
@@ -281,14 +306,14 @@ class PageEvents:
     def close_reservation(self, ws: Workspace, dataset_id: str, entry_id: Any,
                           note: str) -> tuple[Any, ...]:
         """Close a reservation left open by a training that died (custodians)."""
-        running = {j.run.run_id for j in self.jobs.running()}
+        running = runs.trainings_in_flight(ws, dataset_id)
         budget.close_reservation(ws, dataset_id, entry_id, note, running)
         gr.Info("Reservation closed: recorded as spent in full.", duration=4)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
     def run_details(self, ws: Workspace, run_id: str) -> dict[str, Any]:
         """A run's record, by id (only the caller's own runs)."""
-        return runs.run_details(ws, run_id)
+        return runs.run_details(ws, run_id, self.flows)
 
     def domain_cost_text(self, ws: Workspace, dataset_id: str | None, mode: str | None,
                          eps: float, dlt: float) -> str:
@@ -314,23 +339,9 @@ def run_choices(ws: Workspace, dataset_id: str | None) -> list[tuple[str, str]]:
     return [(r.label, r.run_id) for r in ws.runs(dataset_id or None) if r.status == "done"]
 
 
-def watch(job: TrainingJob, *, show_losses: bool = True) -> Iterator[tuple[str, Any]]:
-    """Yield the job's progress about twice a second until it ends, then its final state.
-
-    Losses are computed on the real rows: only a custodian sees them.
-    """
-    def state() -> tuple[str, Any]:
-        plot = loss_plot(job) if show_losses else gr.update(value=None)
-        return views.progress_html(job, show_losses=show_losses), plot
-
-    while not job.finished.wait(0.5):
-        yield state()
-    yield state()
-
-
-def loss_plot(job: TrainingJob) -> Any:
+def loss_plot(losses: list[dict[str, Any]]) -> Any:
     """The loss plot's update, with its colours named in the label (the legend gets clipped)."""
-    frame = views.loss_frame(job)
+    frame = views.loss_frame(losses)
     if frame is None:
         return gr.update(value=None)
     names = sorted(set(frame["loss"]))

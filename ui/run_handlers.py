@@ -1,38 +1,43 @@
-"""What the Train, Generate and Evaluate tabs do, over privsynth_core.
+"""What the Train and Generate tabs do: check and price a training, then start it, follow it and
+draw rows from it, each a Prefect flow run (:mod:`privsynth_ui.training`).
 
-Training itself runs in a background thread (:mod:`privsynth_ui.training`); this module holds
-the steps: check a plan and price it (through :mod:`privsynth_core.service`), train and save,
-sample, evaluate, and the table of runs. Nothing here imports Gradio.
+- :func:`check_training` validates a request and prices it (through
+  :mod:`privsynth_core.service`) before anything runs; :func:`new_run` records the run and writes
+  its configuration (:mod:`privsynth_ui.run_setup`); :func:`train` submits its ``synthesize``
+  flow run, the flow ``privsynth run`` uses: the model store trains and pays an identical fit
+  once, and the run directory is ``privsynth run``'s (``release/`` + ``custodian/``).
+- :func:`refresh` brings a run's record up to date from its flow run's state in Prefect's API,
+  and records what its release states once it has completed.
+- :func:`generate` samples rows from a run's model with the ``generate`` flow (post-processing).
 
-Every budget is a data source's (:mod:`privsynth_ui.budget_handlers`); an analyst trains DP
-generators within it, never a non-DP one, and never runs or reads an evaluation (it is computed
-on the real rows).
+Evaluations and audits (custodians only) are :mod:`privsynth_ui.eval_handlers`. Every budget is
+a data source's (:mod:`privsynth_ui.budget_handlers`); an analyst trains DP generators within
+it, never a non-DP one. Nothing here imports Gradio.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from privsynth_core.errors import BudgetNotSetError, ConfigError, DomainError, GeneratorError
 from privsynth_core.ledger import short_key
-from privsynth_core.table import Table
 
-from .budget_handlers import NO_BUDGET, noisy_rows, num, source_status
+from .budget_handlers import noisy_rows, num, source_status
 from .domain_handlers import domain_of
 from .workspace import DatasetRecord, RunRecord, Workspace, now
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from privsynth_core.generator import ProgressCallback
+    from privsynth_flows.served import RunView
 
     from .settings import UISettings
+    from .training import WebFlows
 
 
-@dataclass
 @dataclass(frozen=True)
 class TrainingRequest:
     """A validated training request: nothing has been charged or written yet.
@@ -73,13 +78,15 @@ def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: di
     if not cls.is_dp:
         ws.require_custodian(f"train {cls.generator_id}, which is NOT differentially private "
                              f"(its model and rows must never leave the custodian)")
-        return TrainingRequest(dataset, cls.generator_id, normalised, None, None,
-                               str(accountant or ""))
+    # A run reads a reviewed domain (the flow refuses a draft), whatever the generator.
     if not domain_of(ws, dataset).fixed:
         raise DomainError(
             "the domain of this data source is not fixed yet: " + (
                 "on the Data tab, declare it public or learn it with DP, then train"
                 if ws.is_custodian else "ask the data custodian to fix it, then train"))
+    if not cls.is_dp:
+        return TrainingRequest(dataset, cls.generator_id, normalised, None, None,
+                               str(accountant or ""))
     if epsilon is None or not epsilon > 0:
         raise ConfigError(f"{cls.generator_id} is differentially private: give a target "
                           f"epsilon > 0")
@@ -174,67 +181,172 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
 
 
 def new_run(ws: Workspace, request: TrainingRequest) -> RunRecord:
-    """Record a run about to start (status ``running``)."""
+    """Record a run about to start (status ``running``) and write its run configuration.
+
+    Raises:
+        DomainError: the source's domain was unfixed meanwhile.
+    """
+    from .run_setup import write_config
+
     run_id, folder = ws.new_run_dir()
     record = RunRecord(
         run_id=run_id, dataset_id=request.dataset.dataset_id,
         dataset_name=request.dataset.name, generator=request.generator, params=request.params,
         epsilon=request.epsilon, delta=request.delta, accountant=request.accountant,
         private=request.private, created=now(), directory=folder)
+    write_config(ws, record, request.dataset, domain_of(ws, request.dataset))
     ws.save_run(record)
     return record
 
 
-def train(ws: Workspace, record: RunRecord, progress: ProgressCallback) -> RunRecord:
-    """Fit the run's generator on its dataset and save the model (the ledger is charged here).
+def train(ws: Workspace, record: RunRecord, flows: WebFlows) -> RunRecord:
+    """Start the run's ``synthesize`` flow run (the ledger is charged there, by the flow).
 
-    The generator reserves its whole target before reading the data and settles to what the
-    accountant says it spent; an error or a cancel after that keeps the reservation charged.
+    The fit reserves its whole target before reading the data and settles to what the
+    accountant says it spent; an error or a cancel after that keeps the reservation open.
+
+    Raises:
+        BusyError, FlowServiceError: nothing was started (the run is recorded as failed).
     """
-    from privsynth_core.privacy.release import SpentPart, total
-    from privsynth_core.schema import Schema
-    from privsynth_core.service import create_generator, fit_generator
+    try:
+        record.flow_run_id = flows.start_training(ws, record)
+    except Exception as exc:
+        record.status, record.finished = "failed", now()
+        record.message = f"not started: {exc}"
+        ws.save_run(record)
+        raise
+    record.flow_run_url = flows.ui_url(record.flow_run_id)
+    ws.save_run(record)
+    return record
+
+
+#: A Prefect state type -> the run's status.
+_STATUS = {"COMPLETED": "done", "FAILED": "failed", "CANCELLED": "cancelled",
+           "CRASHED": "crashed", "CANCELLING": "cancelling"}
+
+
+def refresh(ws: Workspace, record: RunRecord, flows: WebFlows | None,
+            view: RunView | None = None) -> RunRecord:
+    """Bring the record up to date from its flow run (given, or read from Prefect's API).
+
+    A run that has ended keeps its status; one that completed gets what its release states
+    (end to end, with parts); one that was cancelled or crashed names the reservation it left
+    open in the ledger, if any.
+    """
+    if record.finished_running:
+        return record
+    if not record.flow_run_id:
+        # Trained in a thread by an app from before flow runs, and cut off by its restart.
+        record.status, record.finished = "crashed", now()
+        record.message = "interrupted when the server restarted"
+        ws.save_run(record)
+        return record
+    if view is None:
+        if flows is None:
+            return record
+        view = flows.read(record.flow_run_id, details=False)
+    status = _STATUS.get(view.state, "running")
+    if status == record.status:
+        return record
+    record.status = status
+    if record.finished_running:
+        record.finished = now()
+        if status == "done":
+            _record_release(record)
+        else:
+            record.message = _ended_message(ws, record, view)
+    ws.save_run(record)
+    return record
+
+
+def _record_release(record: RunRecord) -> None:
+    """What a completed run's release states: end to end (domain + row count + training)."""
+    release = json.loads((record.run_dir / "release" / "release.json").read_text("utf-8"))
+    model = json.loads((record.model_dir / "manifest.json").read_text("utf-8"))
+    manifest = json.loads((record.run_dir / "custodian" / "manifest.json").read_text("utf-8"))
+    privacy = release.get("privacy", {})
+    if release.get("differentially_private"):
+        record.spent_epsilon, record.spent_delta = privacy["epsilon"], privacy["delta"]
+        record.privacy_parts = list(privacy.get("parts", []))
+    fit = model.get("fit", {})
+    record.steps = int(fit.get("steps") or 0)
+    notes = []
+    if manifest.get("fit", {}).get("reused_from_store"):
+        notes.append("the model was already trained with these data and settings: reused, "
+                     "nothing trained or charged now")
+    if fit.get("stopped_early"):
+        notes.append("stopped early: the next step would have gone over the target")
+    record.message = "; ".join(notes)
+
+
+def open_reservations(ws: Workspace, record: RunRecord) -> list[int]:
+    """The ledger reservations the run's fit left open (cancelled or killed mid-training)."""
+    from privsynth_core.runs import CHECKPOINTS_DIR
+    from privsynth_core.store import CHECKPOINTS_PARAM
 
     dataset = ws.dataset(record.dataset_id)
-    generator = create_generator(record.generator, record.params)
-    domain = domain_of(ws, dataset)
-    if domain.fixed:
-        schema = Schema.load(domain.schema_path)
-    elif not record.private:  # a custodian's non-DP baseline may use the draft as it is
-        schema = Schema.load(dataset.draft_schema_path)
-    else:
-        raise DomainError("the domain of this data source was unfixed before training started; "
-                          "ask the data custodian to fix it again")
-    table = Table.load(dataset.train_path, schema, source=dataset.source)
-    # The train split is an extract of the dataset's source: its budget is the source's.
-    table.parent_key = dataset.key
-    # A DP-learned domain was released before: its cost is part of this release's guarantee.
-    table.spent = [SpentPart(**part) for part in domain.parts] if domain.mode == "dp" else []
-    try:
-        fit_generator(table, generator, epsilon=record.epsilon, delta=record.delta,
-                      accountant=record.accountant or "rdp", ledger=ws.ledger,
-                      run_id=record.run_id, progress=progress)
-    except BudgetNotSetError:
-        raise BudgetNotSetError(NO_BUDGET) from None
-    summary = generator.fit_summary
-    assert summary is not None
-    generator.save(record.model_dir, overwrite=True)
-    record.status, record.finished = "done", now()
-    # What the release states: end to end (domain + row count + training), as its manifest.
-    record.spent_epsilon, record.spent_delta = total(summary.spent) if summary.private else (
-        None, None)
-    record.privacy_parts = [p.public() for p in summary.spent] if summary.private else []
-    record.steps = summary.steps
-    record.message = ("stopped early: the next step would have gone over the target"
-                      if summary.stopped_early else "")
-    ws.save_run(record)
-    return record
+    mine = str(record.work_dir / CHECKPOINTS_DIR)
+    return [e.entry_id for e in ws.ledger.open_reservations(dataset.key)
+            if e.params.get(CHECKPOINTS_PARAM) == mine]
 
 
-def finish_run(ws: Workspace, record: RunRecord, status: str, message: str) -> None:
-    """Record a run that failed or was cancelled (what the ledger kept is in its entries)."""
-    record.status, record.finished, record.message = status, now(), message
-    ws.save_run(record)
+def _ended_message(ws: Workspace, record: RunRecord, view: RunView) -> str:
+    held = open_reservations(ws, record)
+    kept = ""
+    if held:
+        ids = ", ".join(f"#{i}" for i in held)
+        kept = (f"The data was already used, so the ledger keeps the run's whole reservation "
+                f"charged (entry {ids}, open until a data custodian reviews and closes it).")
+    if record.status == "cancelled":
+        return f"Cancelled. {kept}" if kept else "Cancelled before it used the data: nothing " \
+            "was charged."
+    why = view.message or record.status
+    return f"{why} {kept}".strip()
+
+
+def trainings_in_flight(ws: Workspace, dataset_id: str) -> set[str]:
+    """The ledger run ids of the data source's open reservations whose fit is training now.
+
+    The model store's rule (:mod:`privsynth_core.store`): a fit holds its store entry's OS lock
+    for the whole train-and-save, so an open reservation whose entry is locked belongs to a
+    live training (whoever runs it: a flow run of this app, the CLI, a worker), and one whose
+    entry is free was left by an attempt that died or was cancelled.
+    """
+    import fcntl
+    import os
+
+    from privsynth_core.store import FIT_KEY_PARAM, lock_path
+
+    busy: set[str] = set()
+    for entry in ws.ledger.open_reservations(ws.dataset(dataset_id).key):
+        store_key = entry.params.get(FIT_KEY_PARAM)
+        path = lock_path(ws.home / "cache" / "models" / str(store_key))
+        if not store_key or not path.is_file():
+            continue
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            busy.add(entry.run_id)
+        finally:
+            os.close(fd)
+    return busy
+
+
+def cancel(ws: Workspace, flows: WebFlows) -> RunRecord | None:
+    """Cancel the caller's running training (its flow run); None if none is running."""
+    for record in ws.runs():
+        if record.flow_run_id and not refresh(ws, record, flows).finished_running:
+            flows.cancel(record.flow_run_id)
+            return record
+    return None
+
+
+def latest_training(ws: Workspace) -> RunRecord | None:
+    """The caller's most recent run (a training in progress first)."""
+    found = ws.runs()
+    running = [r for r in found if not r.finished_running]
+    return (running or found)[0] if found else None
 
 
 # -- generate ---------------------------------------------------------------------------------
@@ -248,26 +360,26 @@ def _done_run(ws: Workspace, run_id: str) -> RunRecord:
     return record
 
 
-def generate(ws: Workspace, settings: UISettings, run_id: str, rows: Any,
-             seed: Any) -> tuple[Path, pl.DataFrame]:
-    """Sample ``rows`` synthetic rows from a run's model into ``samples/`` (post-processing).
+def generate(ws: Workspace, settings: UISettings, run_id: str, rows: Any, seed: Any,
+             flows: WebFlows) -> tuple[Path, pl.DataFrame]:
+    """Sample ``rows`` synthetic rows from a run's model into ``samples/`` (post-processing),
+    with the ``generate`` flow.
 
     Raises:
-        NotFoundError, GeneratorError, ConfigError.
+        NotFoundError, GeneratorError, ConfigError, FlowServiceError.
     """
-    from privsynth_core.fileio import atomic_write
-    from privsynth_core.generator import Generator
+    import polars as pl
 
     record = _done_run(ws, run_id)
     if not record.private:
         ws.require_custodian("draw rows from a model that is NOT differentially private")
     n = _int(rows, "rows", 1, settings.max_sample_rows)
     seed_value = _int(seed, "seed", 0, 2**32 - 1)
-    frame = Generator.load(record.model_dir).sample(n, seed=seed_value)
     label = "" if record.private else "-NOT-DP"
     path = record.samples_dir / f"synthetic-{record.run_id[:6]}-{n}rows-seed{seed_value}{label}.csv"
-    atomic_write(path, frame.write_csv)
-    return path, frame
+    flows.run(ws, "generate", {"model_dir": str(record.model_dir), "rows": n, "seed": seed_value,
+                               "destination": str(path)}, what=f"generate from {record.run_id}")
+    return path, pl.read_csv(path, infer_schema=False)
 
 
 def _int(value: Any, name: str, low: int, high: int) -> int:
@@ -280,82 +392,10 @@ def _int(value: Any, name: str, low: int, high: int) -> int:
     return int(number)
 
 
-# -- evaluate ---------------------------------------------------------------------------------
-
-
-@dataclass
-class EvaluationView:
-    """An evaluation as the Evaluate tab shows it (computed on real data: NOT DP)."""
-
-    headlines: list[list[Any]]
-    groups: dict[str, list[list[Any]]]
-    distribution_plots: list[Path]
-    correlation_plots: list[Path]
-    report_dir: Path
-    sample: Path
-    notes: list[str] = field(default_factory=list)
-
-
 def latest_sample(record: RunRecord) -> Path | None:
-    """The most recent synthetic table of a run, if any."""
+    """The most recent synthetic table drawn from a run, if any."""
     found = sorted(record.samples_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
-
-
-def evaluate(ws: Workspace, settings: UISettings, run_id: str, *, target: str | None,
-             quick: bool, seed: int = 0) -> EvaluationView:
-    """Score the run's latest synthetic table against the real rows and write its report.
-
-    Without a synthetic table yet, one as large as the training data is drawn (seed 0).
-
-    Raises:
-        NotFoundError, GeneratorError, MetricError, SchemaError.
-    """
-    from privsynth_core.evaluation import evaluate as run_evaluation
-    from privsynth_core.evaluation import load_manifest
-    from privsynth_core.schema import Schema
-    from privsynth_core.table import read_frame
-
-    ws.require_custodian("run or read an evaluation: it compares the synthetic rows with the "
-                         "real ones, so it is NOT differentially private")
-    record = _done_run(ws, run_id)
-    dataset = ws.dataset(record.dataset_id)
-    sample = latest_sample(record)
-    if sample is None:
-        sample, _ = generate(ws, settings, run_id, dataset.rows, 0)
-    manifest = load_manifest(record.model_dir)
-    schema = Schema.from_dict(manifest["schema"], source="the model manifest")
-    target = target if target and target in schema.names else None
-    holdout = read_frame(dataset.holdout_path) if dataset.holdout_path else None
-    result = run_evaluation(
-        read_frame(dataset.train_path), read_frame(sample), schema=schema, holdout=holdout,
-        target=target, manifest=manifest, seed=seed, references=not quick,
-        output_dir=record.report_dir, overwrite=True)
-    headlines = [[h.name, h.group, num(h.value), num(h.ceiling), num(h.floor),
-                  h.verdict, h.verdict_text] for h in result.headlines]
-    groups: dict[str, list[list[Any]]] = {"fidelity": [], "utility": [], "privacy": []}
-    for res in result.results:
-        level, why = result.verdicts.get(res.metric_id, ("unknown", ""))
-        groups.setdefault(res.group, []).append(
-            [res.name, num(res.value), res.direction.replace("_", " "), level, why])
-    plots = record.report_dir / "plots"
-    notes = [f"{s.metric_id} skipped: {s.reason}" for s in result.skipped]
-    notes += [f"report section {k} failed: {v}" for k, v in result.section_errors.items()]
-    return EvaluationView(
-        headlines=headlines, groups=groups,
-        distribution_plots=sorted(plots.glob("dist_*.png")),
-        correlation_plots=sorted(
-            (p for p in plots.glob("*.png") if p.name.startswith(("correlation", "pair"))),
-            key=_plot_order),
-        report_dir=record.report_dir, sample=sample, notes=notes)
-
-
-def _plot_order(path: Path) -> int:
-    """Real first, then synthetic, their difference, the pairwise plot, anything else."""
-    for rank, word in enumerate(("real", "synthetic", "difference", "pair")):
-        if word in path.name:
-            return rank
-    return 9
 
 
 def target_choices(ws: Workspace, run_id: str | None) -> list[str]:
@@ -374,16 +414,19 @@ def target_choices(ws: Workspace, run_id: str | None) -> list[str]:
 # -- budget and runs --------------------------------------------------------------------------
 
 
-def run_rows(ws: Workspace, dataset_id: str | None = None) -> list[list[Any]]:
-    """The runs (of one dataset, or all), newest first; ε spent is the end-to-end total."""
+def run_rows(ws: Workspace, flows: WebFlows | None,
+             dataset_id: str | None = None) -> list[list[Any]]:
+    """The runs (of one dataset, or all), newest first, with their state from Prefect; ε spent
+    is the end-to-end total."""
     return [[r.run_id, r.created, r.dataset_name, r.generator,
              r.epsilon if r.private else "NOT DP", num(r.spent_epsilon), r.status, r.message]
-            for r in ws.runs(dataset_id)]
+            for r in (refresh(ws, r, flows) for r in ws.runs(dataset_id))]
 
 
-def run_details(ws: Workspace, run_id: str) -> dict[str, Any]:
-    """A run's record and the files it holds (for the API and deep links)."""
-    record = ws.run(run_id)
+def run_details(ws: Workspace, run_id: str, flows: WebFlows | None = None) -> dict[str, Any]:
+    """A run's record (its state from Prefect) and the files it holds (for the API and deep
+    links)."""
+    record = refresh(ws, ws.run(run_id), flows)
     data = {k: v for k, v in record.__dict__.items() if k != "directory"}
     data["samples"] = sorted(p.name for p in record.samples_dir.glob("*.csv"))
     data["report"] = ws.is_custodian and (record.report_dir / "report.html").is_file()

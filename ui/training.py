@@ -1,137 +1,160 @@
-"""Training in the background: one thread per run, live progress, cancel.
+"""The web app's flow runs: every training, generation, evaluation and audit is a Prefect flow run.
 
-A fit can take minutes, longer than a browser request should hang on; it runs in a thread of
-its own and reports every :class:`~privsynth_core.generator.Progress` into its
-:class:`TrainingJob`, which the page polls. Each user has at most one training at a time, and the
-server at most ``max_running`` in all.
+The app triggers the flows ``privsynth run`` uses (``synthesize``, ``evaluate``, ``generate``,
+``audit``), served by a Prefect runner in a subprocess of the app
+(:class:`privsynth_flows.served.FlowService`): against the configured Prefect server
+(``PREFECT_API_URL``; the page then links each run to Prefect's UI), else Prefect's local
+server started for the app. A flow run's parameters are the user's workspace files (the run's
+configuration file, its losses file) and the privsynth home of the shared ledger; its state,
+task runs and training progress are read back from Prefect's API, so a run is found again,
+with its true state, after a reload or a restart of the app.
 
-Cancelling sets a flag that the progress callback checks: the fit stops at its next progress
-report (the end of an epoch) by raising :class:`TrainingCancelled`. By then the data has been
-used, so the ledger keeps the run's whole reservation charged: privsynth never refunds a DP
-mechanism that touched the data.
+Cancel is Prefect's: the run goes ``Cancelling`` and the runner kills its process. A training
+cancelled after it reserved its budget keeps that reservation open in the ledger (the data was
+read): never refunded, listed for a custodian to review and close. Stopping the app stops the
+runner, which cancels the runs in flight.
+
+Each user trains one run at a time, and the app at most ``max_trainings`` at once: counted from
+Prefect's API (runs of the app's ``synthesize`` deployment that have not ended). Nothing here
+imports Gradio.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from privsynth_core.errors import PrivsynthError
-from privsynth_core.generator import Progress
+from privsynth_flows.served import FlowService, FlowServiceError, InlineFlows, RunView
 
-from .workspace import RunRecord
+if TYPE_CHECKING:
+    from .settings import UISettings
+    from .workspace import RunRecord, Workspace
 
 log = logging.getLogger("privsynth.ui")
-
-
-class TrainingCancelled(PrivsynthError):
-    """The user cancelled the training."""
+TAG = "privsynth-web"
+#: Seconds between two looks at a training's flow run.
+WATCH_SECONDS = 1.0
 
 
 class BusyError(PrivsynthError, RuntimeError):
     """A training is already running for this user, or the server is at its limit."""
 
 
-@dataclass
-class TrainingJob:
-    """One training in progress (or just finished)."""
-
-    user: str
-    run: RunRecord
-    cancel_requested: threading.Event = field(default_factory=threading.Event)
-    finished: threading.Event = field(default_factory=threading.Event)
-    history: list[Progress] = field(default_factory=list)
-    outcome: str = "running"  # running, done, failed, cancelled
-    message: str = ""
-
-    def report(self, progress: Progress) -> None:
-        """The fit's progress callback: record, then stop here if a cancel was asked for."""
-        self.history.append(progress)
-        if self.cancel_requested.is_set():
-            raise TrainingCancelled(f"training cancelled after epoch {progress.epoch} of "
-                                    f"{progress.epochs}")
+def service_name(settings: UISettings) -> str:
+    """The name of the app's deployments: one per privsynth home."""
+    return "privsynth-web-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
 
 
-Work = Callable[[TrainingJob], None]
-Finish = Callable[[TrainingJob], None]
-
-
-class TrainingJobs:
-    """The trainings of every user of one app.
+class WebFlows:
+    """The app's flow runs, over one :class:`~privsynth_flows.served.FlowService`.
 
     Args:
-        max_running: trainings that may run at once, all users together.
+        settings: the operator's settings (home, ``max_trainings``).
+        service: the served flows (default: this app's own, started on first use; its runner's
+            output goes to ``<home>/logs/flow-runner.log``); :class:`InlineFlows` runs each
+            flow in the caller's thread instead (no cancel: for checks that need one process).
     """
 
-    def __init__(self, max_running: int = 2) -> None:
-        self.max_running = max_running
-        self._lock = threading.Lock()
-        self._jobs: dict[str, TrainingJob] = {}
+    def __init__(self, settings: UISettings,
+                 service: FlowService | InlineFlows | None = None) -> None:
+        self.settings = settings
+        self.service: FlowService | InlineFlows = service or FlowService(
+            service_name(settings), log_path=settings.home / "logs" / "flow-runner.log")
+        self._own = service is None
 
-    def start(self, user: str, run: RunRecord, work: Work, finish: Finish) -> TrainingJob:
-        """Run ``work(job)`` in a thread; ``finish(job)`` records the outcome whatever happens.
+    def start_in_background(self) -> threading.Thread:
+        """Start the runner (and a local Prefect server if none is configured) without
+        waiting: the first training does not wait for it then."""
+        def start() -> None:
+            try:
+                self.service.start()
+            except Exception:
+                log.exception("the flow runner did not start; flow runs will be refused")
+
+        thread = threading.Thread(target=start, name="privsynth-flows-start", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Stop the runner if this app started it (runs in flight are cancelled)."""
+        if self._own:
+            self.service.stop()
+
+    # -- flow runs ---------------------------------------------------------------------------
+
+    def start_training(self, ws: Workspace, record: RunRecord) -> str:
+        """Submit the run's ``synthesize`` flow run; return its id.
 
         Raises:
-            BusyError: the user already trains, or the server is at its limit.
+            BusyError: the user trains already, or the app is at its limit.
+            FlowServiceError: the flows cannot be served.
         """
-        with self._lock:
-            current = self._jobs.get(user)
-            if current is not None and not current.finished.is_set():
-                raise BusyError(f"you are already training run {current.run.run_id}; wait for "
-                                f"it or cancel it first")
-            running = sum(not j.finished.is_set() for j in self._jobs.values())
-            if running >= self.max_running:
-                raise BusyError(f"the server is running {running} trainings, its limit; try "
-                                f"again in a little while")
-            job = TrainingJob(user, run)
-            self._jobs[user] = job
-        thread = threading.Thread(target=self._run, args=(job, work, finish),
-                                  name=f"privsynth-train-{run.run_id}", daemon=True)
-        thread.start()
-        return job
+        self.service.start()
+        mine = self.service.active("synthesize", tags=[TAG, user_tag(ws.user)])
+        if mine:
+            raise BusyError(f"you are already training (flow run {mine[0]}); wait for it or "
+                            f"cancel it first")
+        running = self.service.active("synthesize", tags=[TAG])
+        if len(running) >= self.settings.max_trainings:
+            raise BusyError(f"the server is running {len(running)} trainings, its limit; try "
+                            f"again in a little while")
+        return str(self.service.submit(
+            "synthesize", {"config_file": str(record.config_path), "home": str(ws.home),
+                           "losses_file": str(record.losses_path)},
+            run_name=f"{record.generator} · {ws.user} · {record.run_id}",
+            tags=[TAG, user_tag(ws.user), f"run:{record.run_id}"]))
 
-    @staticmethod
-    def _run(job: TrainingJob, work: Work, finish: Finish) -> None:
-        try:
-            work(job)
-            job.outcome = "done"
-        except TrainingCancelled as exc:
-            job.outcome, job.message = "cancelled", (
-                f"{exc}. The data was already used, so the ledger keeps the run's whole "
-                f"reservation charged")
-        except PrivsynthError as exc:
-            job.outcome, job.message = "failed", str(exc)
-        except Exception:
-            reference = uuid.uuid4().hex[:8]
-            log.exception("internal error %s in training run %s", reference, job.run.run_id)
-            job.outcome, job.message = "failed", f"internal error {reference}"
-        finally:
-            try:
-                finish(job)
-            except Exception:
-                log.exception("could not record the end of training run %s", job.run.run_id)
-            job.finished.set()
+    def run(self, ws: Workspace, flow: str, parameters: dict[str, Any], *, what: str,
+            timeout: float = 3600) -> RunView:
+        """Run a flow to its end (generate, evaluate, audit) and return its final state.
 
-    def get(self, user: str) -> TrainingJob | None:
-        """The user's latest training, if any since the server started."""
-        with self._lock:
-            return self._jobs.get(user)
+        Raises:
+            FlowServiceError: the flows cannot be served, or the run did not complete (its
+                state's message says why).
+        """
+        flow_run = self.service.submit(flow, {**parameters, "home": str(ws.home)},
+                                       run_name=f"{what} · {ws.user}",
+                                       tags=[TAG, user_tag(ws.user)])
+        view = self.service.wait(flow_run, timeout=timeout)
+        if view.state != "COMPLETED":
+            raise FlowServiceError(f"{what} did not complete ({view.state_name.lower()}"
+                                   + (f": {view.message}" if view.message else "") + ")")
+        return view
 
-    def running(self) -> list[TrainingJob]:
-        """Every training still running, all users."""
-        with self._lock:
-            return [j for j in self._jobs.values() if not j.finished.is_set()]
+    def follow(self, ws: Workspace, record: RunRecord, *,
+               refresh: Callable[[Workspace, RunRecord, WebFlows, RunView | None], RunRecord]
+               ) -> Iterator[tuple[RunRecord, RunView | None]]:
+        """The training's record and flow run about once a second until the run has ended
+        (``refresh`` brings the record up to date from the flow run's state), then once more."""
+        while True:
+            view = self.read(record.flow_run_id) if record.flow_run_id else None
+            record = refresh(ws, record, self, view)
+            yield record, view
+            if record.finished_running:
+                return
+            time.sleep(WATCH_SECONDS)
 
-    def cancel(self, user: str) -> TrainingJob | None:
-        """Ask the user's running training to stop; None if nothing is running."""
-        job = self.get(user)
-        if job is None or job.finished.is_set():
-            return None
-        job.cancel_requested.set()
-        return job
+    def read(self, flow_run_id: str, *, details: bool = True) -> RunView:
+        """A flow run's state now (and its tasks and progress)."""
+        return self.service.read(flow_run_id, details=details)
+
+    def cancel(self, flow_run_id: str) -> None:
+        """Cancel a flow run (Prefect's cancel: the runner kills it)."""
+        self.service.cancel(flow_run_id)
+
+    def ui_url(self, flow_run_id: str) -> str:
+        """The flow run's page in Prefect's UI ("" without a configured server)."""
+        return self.service.ui_url(flow_run_id) or ""
 
 
-__all__ = ["BusyError", "TrainingCancelled", "TrainingJob", "TrainingJobs"]
+def user_tag(user: str) -> str:
+    """The tag of a user's flow runs (to count their trainings)."""
+    return f"user:{user}"
+
+
+__all__ = ["BusyError", "FlowServiceError", "WebFlows", "service_name", "user_tag"]

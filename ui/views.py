@@ -15,10 +15,9 @@ from privsynth_core.errors import BudgetNotSetError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from privsynth_core.generator import Progress
+    from privsynth_flows.served import RunView
 
-    from .training import TrainingJob
-    from .workspace import DatasetRecord, Workspace
+    from .workspace import DatasetRecord, RunRecord, Workspace
 
 NOT_DP_BANNER = (
     '<div class="ps-notdp"><strong>NOT differentially private.</strong> Everything on this tab '
@@ -37,7 +36,9 @@ border-radius:8px;margin:4px 0 8px}
 .ps-bar{height:14px;background:#e4e7ec;border-radius:7px;overflow:hidden;margin:6px 0}
 .ps-bar>div{height:100%;background:#2e6bd9;transition:width .4s}
 .ps-bar.done>div{background:#12b76a}.ps-bar.failed>div{background:#d92d20}
-.ps-bar.cancelled>div{background:#f79009}
+.ps-bar.cancelled>div,.ps-bar.cancelling>div{background:#f79009}
+.ps-bar.crashed>div{background:#d92d20}
+.ps-flow{color:#475467;font-size:13px}
 .ps-user{text-align:right}
 .ps-notice p{color:#b42318;font-weight:600}
 """
@@ -92,45 +93,65 @@ def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
             f" · {size}, {len(record.columns)} columns · domain {domain} · {budget}")
 
 
-def progress_html(job: TrainingJob, *, show_losses: bool = True) -> str:
-    """The live progress of a training: bar, epoch, losses (custodians: they are computed on
-    the real rows), epsilon so far, and at the end what the release states."""
+#: The synthesize flow's tasks as the progress line names them.
+STEP_NAMES = {"load_input": "load", "validate_input": "validate", "resolve_domain": "domain",
+              "fit_model": "fit", "sample_synthetic": "sample", "evaluate_metric": "metrics",
+              "write_report": "report", "publish": "publish"}
+_MARK = {"COMPLETED": "✓", "RUNNING": "…", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "✗"}
+_HEADLINE = {"running": "Training", "cancelling": "Cancelling the training",
+             "done": "Training finished", "failed": "Training failed",
+             "cancelled": "Training cancelled", "crashed": "Training crashed"}
+
+
+def progress_html(run: RunRecord, view: RunView | None, *, show_losses: bool = True,
+                  losses: list[dict[str, Any]] | None = None) -> str:
+    """A training's progress: its flow run's state, the fit's units and epsilon so far (from
+    the flow run's progress artifact), the last losses (custodians: they are computed on the
+    real rows, and never pass through Prefect), and at the end what the release states."""
     from .run_handlers import privacy_text
 
-    last: Progress | None = job.history[-1] if job.history else None
-    run = job.run
-    state = job.outcome if job.finished.is_set() else "running"
-    fraction = 0.0
-    if last is not None:
-        fraction = last.epoch / max(last.epochs, 1)
-    if state == "done":
-        fraction = 1.0
+    state = run.status
+    progress = view.progress if view is not None else None
+    fraction = 1.0 if state == "done" else progress.fraction if progress is not None else 0.0
     parts = []
-    if last is not None:
-        parts.append(f"epoch {last.epoch} / {last.epochs}")
-        if show_losses:
-            parts += [f"{k} loss {v:.4g}" for k, v in last.losses.items()]
-        if last.epsilon is not None and run.epsilon is not None:
-            parts.append(f"ε so far {last.epsilon:.4g} of {run.epsilon:g}")
-    else:
-        parts.append("preparing (loading the data, planning the noise)…")
-    headline = {
-        "running": "Training",
-        "done": "Training finished",
-        "failed": "Training failed",
-        "cancelled": "Training cancelled",
-    }[state]
-    detail = " · ".join(parts)
-    message = f"<p>{html.escape(job.message)}</p>" if job.message else ""
+    if progress is not None:
+        parts.append(f"{progress.unit} {progress.done} / {progress.planned}")
+        if show_losses and losses:
+            parts += [f"{k} loss {v:.4g}" for k, v in losses[-1].get("losses", {}).items()]
+        if progress.epsilon is not None and run.epsilon is not None:
+            parts.append(f"ε so far {progress.epsilon:.4g} of {run.epsilon:g}")
+    elif state == "running":
+        waiting = view is None or view.state in ("SCHEDULED", "PENDING")
+        parts.append("waiting for the flow runner…" if waiting
+                     else "preparing (loading the data, fixing the domain)…")
+    steps = " · ".join(f"{STEP_NAMES.get(name, name)} {_MARK.get(kind, '·')}"
+                       for name, kind in _unique_steps(view))
+    message = f"<p>{html.escape(run.message)}</p>" if run.message else ""
     if state == "done":
         message = (f"<p>Run <code>{run.run_id}</code>: {html.escape(privacy_text(run))}. Draw "
-                   f"rows on the <b>Generate</b> tab.</p>")
-    return (f"<div><b>{headline}</b> — {html.escape(run.generator)}, run "
+                   f"rows on the <b>Generate</b> tab.</p>" + message)
+    link = (f" · <a href='{html.escape(run.flow_run_url)}' target='_blank' rel='noopener'>flow "
+            f"run in Prefect</a>" if run.flow_run_url else "")
+    flow = (f"<p class='ps-flow'>Prefect flow run <code>{html.escape(run.flow_run_id)}</code> "
+            f"({html.escape(view.state_name if view else state)}){link}"
+            + (f"<br>steps: {html.escape(steps)}" if steps else "") + "</p>"
+            if run.flow_run_id else "")
+    return (f"<div><b>{_HEADLINE.get(state, state)}</b> — {html.escape(run.generator)}, run "
             f"<code>{run.run_id}</code><div class='ps-bar {state}'><div style='width:"
-            f"{fraction * 100:.0f}%'></div></div>{html.escape(detail)}{message}</div>")
+            f"{fraction * 100:.0f}%'></div></div>{html.escape(' · '.join(parts))}{message}"
+            f"{flow}</div>")
 
 
-def loss_frame(job: TrainingJob | None) -> pd.DataFrame | None:
+def _unique_steps(view: RunView | None) -> list[tuple[str, str]]:
+    """The flow run's tasks in order, one entry per task (the metric tasks fan out)."""
+    seen: dict[str, str] = {}
+    for name, kind in view.tasks if view is not None else []:
+        if name not in seen or kind != "COMPLETED":
+            seen[name] = kind
+    return list(seen.items())
+
+
+def loss_frame(rows: list[dict[str, Any]]) -> pd.DataFrame | None:
     """The losses so far, long format (epoch, loss, value) for a line plot; None before any.
 
     Never an empty frame: the plot fixes its scales from the first value it gets, and an empty
@@ -138,17 +159,18 @@ def loss_frame(job: TrainingJob | None) -> pd.DataFrame | None:
     """
     import pandas as pd
 
-    rows = []
-    for progress in job.history if job is not None else []:
-        for name, value in progress.losses.items():
+    points = []
+    for row in rows:
+        for name, value in row.get("losses", {}).items():
             if value == value:  # NaN losses are not plotted
-                rows.append({"epoch": progress.epoch, "loss": name, "value": float(value)})
-    if not rows:
+                points.append({"epoch": row.get("epoch", 0), "loss": name,
+                               "value": float(value)})
+    if not points:
         return None
     return pd.DataFrame({
-        "epoch": pd.Series([r["epoch"] for r in rows], dtype="int64"),
-        "loss": pd.Series([r["loss"] for r in rows], dtype="str"),
-        "value": pd.Series([r["value"] for r in rows], dtype="float64"),
+        "epoch": pd.Series([r["epoch"] for r in points], dtype="int64"),
+        "loss": pd.Series([r["loss"] for r in points], dtype="str"),
+        "value": pd.Series([r["value"] for r in points], dtype="float64"),
     })
 
 

@@ -7,21 +7,26 @@ Routes::
     /login         sign in (form)          /signup   create an account (unless switched off)
     /logout        end the session         /healthz  liveness, no data
     /app/...       the Gradio page and its HTTP API; every request needs a session
-    /files/runs/<run id>/report/...   a run's evaluation report and plots (NOT DP): only for the
-                                      run's owner, and only while they are a custodian
+    /files/runs/<run id>/report/...   a run's evaluation report and plots (NOT DP; the run
+                                      directory's custodian/report/): only for the run's owner,
+                                      and only while they are a custodian
     /files/runs/<run id>/samples/...  a run's synthetic tables, for the run's owner
 
 Gradio learns the user through ``auth_dependency`` (the session cookie), for the page and for
 every API call alike, and each handler opens only that user's workspace, with the role of their
 account (see :mod:`privsynth_ui.gate`). Sign-up creates analysts only. Nothing here calls out to
-the network.
+the network but the Prefect server the app's flow runs report to (:mod:`privsynth_ui.training`),
+whose runner :func:`serve` starts with the app and the app's shutdown stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -39,7 +44,7 @@ from .auth import ANALYST, CUSTODIAN, LoginError, UserStore
 from .settings import UISettings
 
 if TYPE_CHECKING:
-    from .training import TrainingJobs
+    from .training import WebFlows
 
 COOKIE = "privsynth_session"
 APP_PATH = "/app"
@@ -114,11 +119,19 @@ def _safe_next(value: str | None) -> str:
 
 
 def create_app(settings: UISettings | None = None, *, store: UserStore | None = None,
-               jobs: TrainingJobs | None = None) -> FastAPI:
-    """The whole web app: sign-in pages, the Gradio page under ``/app``, report files."""
+               flows: WebFlows | None = None) -> FastAPI:
+    """The whole web app: sign-in pages, the Gradio page under ``/app``, report files.
+
+    Args:
+        settings: the operator's settings.
+        store: the accounts (default: ``<home>/users.sqlite``).
+        flows: the app's flow runs (default: its own served flows, started on first use and
+            stopped, with the runs in flight, when the app shuts down).
+    """
     import gradio as gr
 
     from .app import build_demo
+    from .training import WebFlows
     from .views import CSS
     from .workspace import NotFoundError, Workspace, shared_ledger
 
@@ -132,7 +145,16 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
     # Uploads and downloads in transit stay in a folder of this app, not in a shared /tmp.
     os.environ["GRADIO_TEMP_DIR"] = str(settings.cache_dir)
     store = store or UserStore(settings.users_db, failure_delay=settings.failure_delay)
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    flows = flows or WebFlows(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # The runner cancels the runs in flight (their state says so), then stops.
+        await asyncio.to_thread(flows.stop)
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.flows = flows
 
     def session_user(request: Request) -> str | None:
         return store.user_for_token(request.cookies.get(COOKIE))
@@ -217,22 +239,25 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
             record = Workspace(settings.home, user).run(run_id)
         except NotFoundError:
             return PlainTextResponse("not found", status_code=404)
-        base = record.directory.resolve()
-        target = (base / path).resolve()
-        allowed = any(target.is_relative_to(base / sub) for sub in ("report", "samples"))
-        if not allowed or not target.is_file():
+        folder, _, rest = path.partition("/")
+        roots = {"report": record.report_dir, "samples": record.samples_dir}
+        if folder not in roots or not rest:
+            return PlainTextResponse("not found", status_code=404)
+        base = roots[folder].resolve()
+        target = (base / rest).resolve()
+        if not target.is_relative_to(base) or not target.is_file():
             return PlainTextResponse("not found", status_code=404)
         # The report and its plots are computed on the real rows (NOT DP): custodians only,
         # checked against the account now (a role taken away takes the reports with it); a
         # non-DP model's samples likewise.
         custodian = store.role(user) == CUSTODIAN
-        if not custodian and (target.is_relative_to(base / "report") or not record.private):
+        if not custodian and (folder == "report" or not record.private):
             return PlainTextResponse("forbidden: only a data custodian may open this (it is "
                                      "NOT differentially private)", status_code=403)
         return FileResponse(target, headers={"Cache-Control": "no-store",
                                              "X-Content-Type-Options": "nosniff"})
 
-    demo = build_demo(settings, jobs=jobs)
+    demo = build_demo(settings, flows=flows)
     # launch() sets this; mount_gradio_app() does not, and without it Gradio skips its check
     # that file paths sent by a client were uploaded (gradio 6.31). Our upload handler checks
     # again on its own.
@@ -250,8 +275,13 @@ def serve(settings: UISettings, *, host: str = "127.0.0.1", port: int = 7860) ->
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
+    # One line per Prefect API call (the page follows flow runs) would drown the server's log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)
-    print(f"privsynth ui: http://{host}:{port}/  (data: {settings.home})", flush=True)
+    # Ready before the first training asks for it (a local Prefect server takes seconds).
+    app.state.flows.start_in_background()
+    print(f"privsynth ui: http://{host}:{port}/  (data: {settings.home}; flow runner output: "
+          f"{settings.home / 'logs' / 'flow-runner.log'})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -10,10 +10,17 @@
                     train.csv     the private rows a generator trains on
                     holdout.csv   real rows kept aside for evaluation (never trained on)
                     schema.draft.yaml   the inferred schema, as edited (NOT private)
-      runs/<id>/run.json          generator, parameters, target, status, what the release states
-                model/            the saved generator
-                samples/          synthetic tables drawn from it
-                report/           the evaluation (NOT DP: custodians only)
+      runs/<id>/run.json          generator, parameters, target, its Prefect flow run, status,
+                                  what the release states
+                config.yaml       the run configuration the flow run reads (with the budget key)
+                schema.yaml       the source's fixed domain, as the run used it
+                run/              the run directory, as `privsynth run` writes it:
+                  release/          synthetic.csv, model/, release.json (what may leave)
+                  custodian/        manifest.json, schema.yaml, report/ (NOT DP: custodians only)
+                .run.work/        the flow run's work area while it runs (kept if interrupted)
+                losses.jsonl      training losses (computed on real rows: custodians only)
+                samples/          synthetic tables drawn from the model later
+                audit/            the privacy audit of the run's generator (custodians only)
 
 A dataset is one *extract* (the train split) of a *data source*: a server file, an uploaded file,
 or a source id a custodian declared. Its budget key (:attr:`DatasetRecord.key`) is the source's,
@@ -120,9 +127,15 @@ class DatasetRecord:
         return f"{self.name} ({size}{self.dataset_id[:6]})"
 
 
+#: Statuses of a run (from its flow run's state), and those that will not change any more.
+RUN_STATUSES = ("running", "cancelling", "done", "failed", "cancelled", "crashed")
+FINAL_STATUSES = frozenset({"done", "failed", "cancelled", "crashed"})
+
+
 @dataclass
 class RunRecord:
-    """A training run (``run.json``)."""
+    """A training run (``run.json``): a flow run of the ``synthesize`` flow, and what its
+    release states once it has ended. While it runs, its status comes from Prefect's API."""
 
     run_id: str
     dataset_id: str
@@ -133,7 +146,10 @@ class RunRecord:
     delta: float | None
     accountant: str
     private: bool
-    status: str = "running"  # running, done, failed, cancelled
+    status: str = "running"  # one of RUN_STATUSES
+    #: The Prefect flow run that trains it (the ``synthesize`` flow), and where Prefect shows it.
+    flow_run_id: str = ""
+    flow_run_url: str = ""
     created: str = ""
     finished: str = ""
     spent_epsilon: float | None = None
@@ -145,9 +161,35 @@ class RunRecord:
     directory: Path = field(default=Path(), compare=False, repr=False)
 
     @property
+    def finished_running(self) -> bool:
+        """Whether the run has ended (its status will not change any more)."""
+        return self.status in FINAL_STATUSES
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory the flow run publishes (``release/`` and ``custodian/``)."""
+        return self.directory / "run"
+
+    @property
+    def config_path(self) -> Path:
+        """The run configuration the flow run reads."""
+        return self.directory / "config.yaml"
+
+    @property
+    def losses_path(self) -> Path:
+        """The training losses (computed on real rows: custodians only)."""
+        return self.directory / "losses.jsonl"
+
+    @property
+    def work_dir(self) -> Path:
+        """The flow run's work area (hidden, beside the run directory) while it runs."""
+        return self.directory / ".run.work"
+
+    @property
     def model_dir(self) -> Path:
-        """The saved generator."""
-        return self.directory / "model"
+        """The saved generator (in the release; a run from before flow runs kept it at the top)."""
+        legacy = self.directory / "model"
+        return legacy if legacy.is_dir() else self.run_dir / "release" / "model"
 
     @property
     def samples_dir(self) -> Path:
@@ -156,8 +198,13 @@ class RunRecord:
 
     @property
     def report_dir(self) -> Path:
-        """The evaluation report (NOT DP)."""
-        return self.directory / "report"
+        """The evaluation report (NOT DP): the run directory's custodian report."""
+        return self.run_dir / "custodian" / "report"
+
+    @property
+    def audit_dir(self) -> Path:
+        """The privacy audit of the run's generator (custodians only)."""
+        return self.directory / "audit"
 
     @property
     def label(self) -> str:
@@ -305,5 +352,5 @@ class Workspace:
         return path
 
 
-__all__ = ["DatasetRecord", "NotFoundError", "RoleError", "RunRecord", "Workspace", "new_id",
-           "now", "shared_ledger"]
+__all__ = ["FINAL_STATUSES", "RUN_STATUSES", "DatasetRecord", "NotFoundError", "RoleError",
+           "RunRecord", "Workspace", "new_id", "now", "shared_ledger"]

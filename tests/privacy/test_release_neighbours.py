@@ -182,13 +182,19 @@ def _flow(generator: str, domain: str, tables: dict[str, Path], side: str, out: 
 
 
 def _webapp(generator: str, domain: str, tables: dict[str, Path], side: str, out: Path) -> Path:
+    from privsynth_flows.served import InlineFlows
     from privsynth_ui import data_handlers as data
     from privsynth_ui import domain_handlers as domains
     from privsynth_ui import run_handlers as runs
     from privsynth_ui.settings import UISettings
+    from privsynth_ui.training import WebFlows
     from privsynth_ui.workspace import Workspace
 
     settings = UISettings(home=out / "app", failure_delay=0.0)
+    # The app's flow runs (synthesize, generate) run in this process: the coupling of the row
+    # count and the DP domain works within one process (privacy/coupling.py); the app serves
+    # the same flows from a runner process.
+    flows = WebFlows(settings, InlineFlows())
     # A custodian: fixing a source's domain and setting its budget are theirs to do.
     ws = Workspace(settings.home, "alice", role="custodian")
     upload = settings.cache_dir / "upload" / "table.csv"
@@ -204,8 +210,9 @@ def _webapp(generator: str, domain: str, tables: dict[str, Path], side: str, out
                                 delta=None, accept_flagged=True)
     request = runs.check_training(ws, record.dataset_id, generator, TINY[generator], EPSILON,
                                   None, "rdp")
-    run = runs.train(ws, runs.new_run(ws, request), lambda progress: None)
-    sample, _ = runs.generate(ws, settings, run.run_id, 1000, 3)
+    run = runs.refresh(ws, runs.train(ws, runs.new_run(ws, request), flows), flows)
+    assert run.status == "done", run.message
+    sample, _ = runs.generate(ws, settings, run.run_id, 1000, 3, flows)
     release = out / "release"
     shutil.copytree(run.model_dir, release / "model")
     shutil.copy(sample, release / "synthetic.csv")

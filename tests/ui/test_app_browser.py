@@ -2,7 +2,10 @@
 
 The custodian's walk: sign in, upload a 2,000-row Adult sample, review the flagged values of the
 draft and declare the domain public, set the data source's budget, train a short DP run with
-live progress, generate and download rows, evaluate and open the report, check the ledger. The
+live progress (a flow run of the app's served ``synthesize`` flow, found in the Prefect API, with
+the run directory of ``privsynth run``), cancel a long one (its flow run cancelled, its
+reservation kept), find it again after a reload, generate and download rows (a ``generate`` flow
+run), evaluate and open the report, check the ledger. The
 declare-public step on its own: flags shown, refused until the confirmation is ticked, round
 limits resolving the bound flags. An analyst's walk: sign up, add a server file, be told to ask
 the custodian, then train within the budget the custodian set and never see a draft or an
@@ -30,6 +33,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from served_flows import flow_service as _session_runner
 from uihelpers import (
     PASSWORD,
     adult_csv,
@@ -40,9 +44,13 @@ from uihelpers import (
     trained_run,
 )
 
+from privsynth_flows.served import FlowService
 from privsynth_ui import data_handlers as data
 from privsynth_ui.auth import UserStore
+from privsynth_ui.training import WebFlows
 from privsynth_ui.workspace import Workspace
+
+flow_service = _session_runner  # the session's served runner, as this module's fixture
 
 CHROMIUM = os.environ.get("PRIVSYNTH_CHROMIUM", "/usr/bin/chromium")
 playwright_api = pytest.importorskip(
@@ -54,9 +62,12 @@ WAIT = 120_000  # ms; a loaded CI machine trains and evaluates slowly
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def app(tmp_path_factory: pytest.TempPathFactory,
+        prefect_env: dict[str, str]) -> Iterator[dict[str, Any]]:
     """`privsynth ui` in a subprocess on a free port, with an allowed folder, a 1 MB limit and
-    sign-up switched on (it is off by default with a data folder)."""
+    sign-up switched on (it is off by default with a data folder). It reports to the session's
+    Prefect server (``PREFECT_API_URL``) and serves its flows from a runner of its own; the
+    Evidently report section is blocked (it takes most of a report's time)."""
     tmp = tmp_path_factory.mktemp("browser")
     folder = tmp / "shared"
     folder.mkdir()
@@ -65,7 +76,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     home = tmp / "home"
     port = free_port()
     env = {**os.environ, "PRIVSYNTH_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False",
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **prefect_env,
+           "PRIVSYNTH_DISABLED_PLUGINS": "evidently"}
     log = (tmp / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "privsynth_ui.cli", "ui", "--port", str(port), "--data-dir",
@@ -90,7 +102,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                "log": tmp / "server.log"}
     finally:
         server.terminate()
-        server.wait(30)
+        server.wait(120)  # its runner cancels what is in flight first
         log.close()
 
 
@@ -130,6 +142,30 @@ def _toast(page: Any, text: str) -> None:
 def _add_user(app: dict[str, Any], user: str, role: str = "analyst") -> None:
     """What the operator does with `privsynth users add NAME --role ROLE`."""
     UserStore(app["home"] / "users.sqlite").add_user(user, PASSWORD, role=role)
+
+
+def _flow_run(flow_run_id: str) -> dict[str, Any]:
+    """A flow run as the session's Prefect API reports it: its flow, deployment, state and
+    parameters."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+        assert run.deployment_id is not None and run.state is not None
+        return {"flow": client.read_flow(run.flow_id).name,
+                "deployment": client.read_deployment(run.deployment_id).name,
+                "state": run.state.type.value, "parameters": run.parameters}
+
+
+def _flow_runs_of(user: str) -> list[str]:
+    """The flows of the app's flow runs for ``user`` (by their tag), from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[f"user:{user}"])))
+        return [client.read_flow(run.flow_id).name for run in runs]
 
 
 def _declare_public(page: Any, *, review: bool) -> None:
@@ -213,7 +249,7 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
 
     # Budget: nothing has one until the custodian sets it.
     page.get_by_role("tab", name="Budget & runs").click()
-    # Wait for the tab's own refresh, which fills the inputs with the current budget (none).
+    # Wait for the tab's tables (opening it leaves the inputs as they are typed).
     expect(page.get_by_role("grid", name="Budgets of the data sources")).to_contain_text(
         "no budget set yet", timeout=WAIT)
     page.get_by_label("New budget ε").fill("5")
@@ -237,9 +273,24 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     expect(progress).to_contain_text("epoch 2 / 2")
     expect(progress).to_contain_text("ε so far")
     expect(progress).to_contain_text(re.compile(r"end to end \(row count 0\.05 \+ training"))
+    expect(progress).to_contain_text("fit ✓")
     expect(page.get_by_text("Losses per epoch: critic (blue), generator (orange)")
            ).to_be_visible()
     page.screenshot(path=shots / "04-train.png", full_page=True)
+    # The training was a flow run of the served `synthesize` flow, in Prefect's API, and its
+    # run directory is that of `privsynth run`.
+    (trained,) = Workspace(app["home"], "cora").runs()
+    flow_run = _flow_run(trained.flow_run_id)
+    assert (flow_run["flow"], flow_run["state"]) == ("synthesize", "COMPLETED")
+    assert flow_run["deployment"].startswith("privsynth-web-")
+    assert flow_run["parameters"]["config_file"] == str(trained.config_path)
+    assert flow_run["parameters"]["home"] == str(app["home"])
+    assert sorted(p.name for p in (trained.run_dir / "release").iterdir()) == [
+        "model", "release.json", "synthetic.csv"]
+    assert {"manifest.json", "report", "schema.yaml"} <= {
+        p.name for p in (trained.run_dir / "custodian").iterdir()}
+    link = page.locator("#ps-progress a", has_text="flow run in Prefect")
+    assert trained.flow_run_id in (link.get_attribute("href") or "")
     # A long run, cancelled after its first epoch: its reservation stays charged.
     page.get_by_label("epochs", exact=True).fill("20000")
     page.get_by_label("epochs", exact=True).press("Tab")
@@ -252,6 +303,14 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     expect(progress).to_contain_text("Training cancelled", timeout=WAIT)
     expect(progress).to_contain_text("keeps the run's whole reservation charged")
     page.screenshot(path=shots / "04b-cancelled.png", full_page=True)
+    cancelled = next(r for r in Workspace(app["home"], "cora").runs() if r.run_id != trained.run_id)
+    assert _flow_run(cancelled.flow_run_id)["state"] == "CANCELLED"
+    # A reload finds the run again, with its state from Prefect.
+    page.reload()
+    expect(page.locator("#ps-user")).to_contain_text("cora", timeout=WAIT)
+    page.get_by_role("tab", name="Train").click()
+    expect(progress).to_contain_text("Training cancelled", timeout=WAIT)
+    expect(progress).to_contain_text(cancelled.run_id)
 
     # Generate and download.
     page.get_by_role("tab", name="Generate").click()
@@ -265,6 +324,7 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
     assert rows[0][:2] == ["age", "workclass"] and len(rows) == 501
     assert download.value.suggested_filename.endswith("500rows-seed7.csv")
+    assert "generate" in _flow_runs_of("cora")
 
     # Evaluate, and open the full report.
     page.get_by_role("tab", name="Evaluate").click()
@@ -353,18 +413,20 @@ def test_an_analyst_trains_within_the_budget_a_custodian_set(app: dict[str, Any]
     expect(info).to_contain_text("released noisy count")
     (run,) = Workspace(home, "alice").runs()
     page.screenshot(path=app["shots"] / "12-analyst-trained.png", full_page=True)
+    # The run's report exists (custodian/), and is not an analyst's to open.
     answer = page.goto(f"{base}/files/runs/{run.run_id}/report/report.html")
-    assert answer is not None and answer.status == 404  # never evaluated: an analyst cannot
+    assert answer is not None and answer.status == 403
 
 
-def test_users_cannot_reach_each_others_runs_through_the_page(app: dict[str, Any],
-                                                              browser: Any) -> None:
+def test_users_cannot_reach_each_others_runs_through_the_page(
+        app: dict[str, Any], browser: Any, flow_service: FlowService) -> None:
     base, home = app["base"], app["home"]
     for user in ("carol", "dave"):
         _add_user(app, user)
     settings = settings_for(app["tmp"] / "unused", home=home)
     _, run = trained_run(Workspace(home, "carol"), settings,
-                         adult_csv(app["tmp"] / "carol.csv", n=600))
+                         adult_csv(app["tmp"] / "carol.csv", n=600),
+                         flows=WebFlows(settings, flow_service))
     page = _page(browser)
     _sign_in(page, base, "dave")
     page.goto(f"{base}/app/?run={run.run_id}")

@@ -1,6 +1,10 @@
 """The browser app's handlers, called directly: data, schema, domain, budget, training, sampling,
 evaluation, data sources shared by users, roles, isolation between users, and the error gate. No
-browser, no server: real SQLite ledger, real files, real generators."""
+browser, no web server: real SQLite ledger, real files, real generators, and every training,
+generation and evaluation a real flow run on the session's Prefect server: executed by the
+session's served runner (a subprocess, as in the app) where cancel, progress, reload and the
+served flows are what is tested, and in this thread (``InlineFlows``) where only their
+outcome is."""
 
 from __future__ import annotations
 
@@ -8,17 +12,19 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import gradio as gr
 import pytest
 from pydantic import Field
+from served_flows import flow_service as _session_runner
 from uihelpers import (
     adult_csv,
     as_upload,
     custodian,
+    inline_flows,
     prepare_source,
     rows_of,
     settings_for,
@@ -36,23 +42,58 @@ from privsynth_core.errors import (
     SchemaError,
     UnknownPluginError,
 )
-from privsynth_core.plugins import pm
+from privsynth_core.plugins import pm, reset_plugins
 from privsynth_core.registry import generators, reset_registries
+from privsynth_flows.served import FlowService, InlineFlows
 from privsynth_ui import budget_handlers as budget
 from privsynth_ui import data_handlers as data
 from privsynth_ui import domain_handlers as domain
+from privsynth_ui import eval_handlers as evals
 from privsynth_ui import run_handlers as runs
 from privsynth_ui import views
 from privsynth_ui.events import PageEvents
 from privsynth_ui.forms import collect_params, field_specs
 from privsynth_ui.gate import gated, gated_stream
-from privsynth_ui.training import BusyError, TrainingJobs
+from privsynth_ui.settings import UISettings
+from privsynth_ui.training import BusyError, WebFlows
 from privsynth_ui.workspace import NotFoundError, RoleError, Workspace
+
+flow_service = _session_runner  # the session's served runner, as this module's fixture
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_and_light_reports(prefect_env: dict[str, str]) -> Iterator[None]:
+    """Flow runs report to the session's server; those run in this thread write reports
+    without their heavy sections (plots, Evidently): the served runner keeps the plots."""
+    saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
+    os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
+    reset_plugins()
+    reset_registries()
+    yield
+    if saved is None:
+        os.environ.pop("PRIVSYNTH_DISABLED_PLUGINS")
+    else:
+        os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = saved
+    reset_plugins()
+    reset_registries()
 
 
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return adult_csv(tmp_path_factory.mktemp("adult") / "adult2000.csv")
+
+
+def served(settings: UISettings, service: FlowService) -> WebFlows:
+    """The app's flow runs, executed by the session's served runner."""
+    return WebFlows(settings, service)
+
+
+def _wait_until(condition: Callable[[], Any], timeout: float = 300, what: str = "it") -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return value
 
 
 # -- forms ---------------------------------------------------------------------------------------
@@ -137,7 +178,8 @@ def test_a_new_plugin_gets_a_dropdown_entry_and_a_form_with_no_ui_code(
     pm.register(_ToyPlugin(), name="toy-plugin")
     try:
         reset_registries()
-        events = PageEvents(settings_for(tmp_path), TrainingJobs())
+        settings = settings_for(tmp_path)
+        events = PageEvents(settings, WebFlows(settings, InlineFlows()))
         assert "toy" in events.gen_ids
         kinds = {s.name: (s.kind, s.optional) for s in events.forms["toy"]}
         assert kinds == {"depth": ("int", False), "rate": ("float", True),
@@ -367,39 +409,104 @@ def test_training_requests_are_checked_and_priced_before_anything_runs(
     assert len(ws.runs()) == 1
 
 
-def test_train_generate_evaluate(tmp_path: Path, csv: Path) -> None:
+def test_train_generate_evaluate_as_flow_runs(tmp_path: Path, csv: Path,
+                                             flow_service: FlowService) -> None:
     settings = settings_for(tmp_path)
     ws = custodian(settings)
-    record, run = trained_run(ws, settings, csv, epsilon=0.5)
+    flows = served(settings, flow_service)
+    record, run = trained_run(ws, settings, csv, epsilon=0.5, flows=flows)
     # The release states its end-to-end guarantee: the row count and the training.
     assert (run.status, run.spent_epsilon, run.private) == ("done", 0.55, True)
     assert [p["step"] for p in run.privacy_parts] == ["row count", "training"]
     status = ws.ledger.status(record.key)
     assert status.spent.epsilon == pytest.approx(0.55)
-    path, frame = runs.generate(ws, settings, run.run_id, 300, 3)
-    again, frame2 = runs.generate(ws, settings, run.run_id, "300", 3.0)
+    # The run is a flow run of `synthesize`, with the run directory of `privsynth run`.
+    view = flows.read(run.flow_run_id)
+    assert view.state == "COMPLETED" and ("fit_model", "COMPLETED") in view.tasks
+    assert sorted(p.name for p in (run.run_dir / "release").iterdir()) == [
+        "model", "release.json", "synthetic.csv"]
+    assert (run.run_dir / "custodian" / "manifest.json").is_file()
+    path, frame = runs.generate(ws, settings, run.run_id, 300, 3, flows)
+    again, frame2 = runs.generate(ws, settings, run.run_id, "300", 3.0, flows)
     assert frame.height == 300 and frame.equals(frame2) and path == again
     assert ws.ledger.status(record.key).spent.epsilon == pytest.approx(0.55)  # free
     for rows, seed in ((0, 1), (2_000_000, 1), (10, -1), ("ten", 1), (1.5, 1)):
         with pytest.raises(ConfigError):
-            runs.generate(ws, settings, run.run_id, rows, seed)
+            runs.generate(ws, settings, run.run_id, rows, seed, flows)
     assert runs.target_choices(ws, run.run_id)[0] == "income"
-    view = runs.evaluate(ws, settings, run.run_id, target="income", quick=True)
+    view = evals.evaluate(ws, run.run_id, target="income", flows=flows)
     assert (view.report_dir / "report.html").is_file() and view.sample == path
+    assert view.report_dir == run.run_dir / "custodian" / "report"
     names = {row[0] for row in view.headlines}
     assert "DP guarantee (epsilon)" in names and any("TSTR" in n for n in names)
     assert view.groups["privacy"] and view.groups["utility"] and view.groups["fidelity"]
     assert view.distribution_plots and view.correlation_plots[0].name.startswith(
         "correlation_real")
-    details = runs.run_details(ws, run.run_id)
+    details = runs.run_details(ws, run.run_id, flows)
     assert details["report"] and details["samples"] == [path.name]
-    assert runs.run_rows(ws)[0][:1] == [run.run_id]
+    assert details["flow_run_id"] == run.flow_run_id
+    # The audit flow: canaries on the real rows, charged to throwaway ledgers only.
+    audited = evals.audit(ws, run.run_id, canaries=16, flows=flows)
+    assert audited.result["claimed_epsilon"] == 0.5 and audited.result["canaries_total"] == 16
+    assert "epsilon" in audited.summary and run.audit_dir.is_dir()
+    assert ws.ledger.status(record.key).spent.epsilon == pytest.approx(0.55)
+    assert runs.run_rows(ws, flows)[0][:1] == [run.run_id]
     budget.set_budget(ws, record.dataset_id, 4.0, 1e-4)
     with pytest.raises(BudgetExceededError):
         budget.set_budget(ws, record.dataset_id, 0.1, 1e-4)  # below what is spent
 
 
-def test_cancelling_a_training_keeps_its_reservation_charged(tmp_path: Path, csv: Path) -> None:
+def test_cancelling_a_training_cancels_its_flow_run_and_keeps_its_reservation(
+        tmp_path: Path, csv: Path, flow_service: FlowService) -> None:
+    settings = settings_for(tmp_path, max_trainings=1)
+    ws = custodian(settings)
+    flows = served(settings, flow_service)
+    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
+                               holdout_share=0.2, exclude="")
+    prepare_source(ws, record)
+    plan = runs.check_training(ws, record.dataset_id, "dpwgan",
+                               {"epochs": 500, "batch_size": 400}, 1.0, 1e-5, "rdp")
+    run = runs.train(ws, runs.new_run(ws, plan), flows)
+    assert run.flow_run_id and run.status == "running"
+    with pytest.raises(BusyError, match="already training"):
+        runs.train(ws, runs.new_run(ws, plan), flows)
+    bob = Workspace(settings.home, "bob")
+    with pytest.raises(BusyError, match="limit"):
+        flows.start_training(bob, run)
+    _wait_until(lambda: flows.read(run.flow_run_id).progress, what="training progress")
+    # A custodian cannot close the reservation of a training that is still running.
+    reserved = _wait_until(lambda: [e for e in ws.ledger.open_reservations(record.key)
+                                    if e.mechanism == "dpwgan training"], what="reservation")[0]
+    with pytest.raises(Exception, match="still running"):
+        budget.close_reservation(ws, record.dataset_id, reserved.entry_id, "oops",
+                                 runs.trainings_in_flight(ws, record.dataset_id))
+    assert runs.cancel(bob, flows) is None
+    cancelling = runs.cancel(ws, flows)
+    assert cancelling is not None and cancelling.run_id == run.run_id
+    final = flows.service.wait(run.flow_run_id, timeout=120)
+    assert final.state == "CANCELLED"
+    cancelled = runs.refresh(ws, ws.run(run.run_id), flows)
+    assert cancelled.status == "cancelled"
+    assert f"entry #{reserved.entry_id}, open until a data custodian" in cancelled.message
+    entries = ws.ledger.entries(record.key)
+    assert [(e.mechanism, e.status, e.epsilon) for e in entries] == [
+        ("noisy row count", "spent", 0.05), ("dpwgan training", "reserved", 1.0)]
+    progress = flows.read(run.flow_run_id).progress
+    assert progress is not None and progress.done < 500
+    assert runs.trainings_in_flight(ws, record.dataset_id) == set()
+    # Closed by a custodian: recorded as spent in full, with the note.
+    budget.close_reservation(ws, record.dataset_id, reserved.entry_id, "cancelled in a test",
+                             runs.trainings_in_flight(ws, record.dataset_id))
+    assert ws.ledger.entry(reserved.entry_id).status == "spent"
+    assert ws.ledger.open_reservations(record.key) == []
+
+
+def test_a_training_is_found_again_with_its_state_from_prefect(
+        tmp_path: Path, csv: Path, flow_service: FlowService) -> None:
+    """A reload, or a new app over the same home: the run is followed again from its flow run,
+    and a cancel made in Prefect's UI (not through the page) is what the page then shows."""
+    from prefect.states import Cancelling
+
     settings = settings_for(tmp_path)
     ws = custodian(settings)
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
@@ -407,40 +514,20 @@ def test_cancelling_a_training_keeps_its_reservation_charged(tmp_path: Path, csv
     prepare_source(ws, record)
     plan = runs.check_training(ws, record.dataset_id, "dpwgan",
                                {"epochs": 500, "batch_size": 400}, 1.0, 1e-5, "rdp")
-    jobs = TrainingJobs(max_running=1)
-    run = runs.new_run(ws, plan)
-
-    def finish(job: Any) -> None:
-        if job.outcome != "done":
-            runs.finish_run(ws, job.run, job.outcome, job.message)
-
-    job = jobs.start("cora", run, lambda j: runs.train(ws, j.run, j.report), finish)
-    with pytest.raises(BusyError, match="already training"):
-        jobs.start("cora", run, lambda j: None, finish)
-    with pytest.raises(BusyError, match="limit"):
-        jobs.start("bob", run, lambda j: None, finish)
-    deadline = time.monotonic() + 120
-    while not job.history and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert job.history, "no progress report came"
-    # A custodian cannot close the reservation of a training that is still running.
-    reserved = ws.ledger.open_reservations(record.key)[0]
-    with pytest.raises(Exception, match="still running"):
-        budget.close_reservation(ws, record.dataset_id, reserved.entry_id, "oops",
-                               {j.run.run_id for j in jobs.running()})
-    assert jobs.cancel("bob") is None and jobs.cancel("cora") is job
-    assert job.finished.wait(120)
-    assert job.outcome == "cancelled" and "keeps the run's whole reservation" in job.message
-    assert ws.run(run.run_id).status == "cancelled"
-    entries = ws.ledger.entries(record.key)
-    assert [(e.mechanism, e.status, e.epsilon) for e in entries] == [
-        ("noisy row count", "spent", 0.05), ("dpwgan training", "reserved", 1.0)]
-    assert job.history[-1].epoch < 500
-    # Closed by a custodian: recorded as spent in full, with the note.
-    budget.close_reservation(ws, record.dataset_id, reserved.entry_id, "cancelled in a test",
-                           set())
-    assert ws.ledger.entry(reserved.entry_id).status == "spent"
-    assert ws.ledger.open_reservations(record.key) == []
+    run = runs.train(ws, runs.new_run(ws, plan), served(settings, flow_service))
+    # Another app object (a restarted server): it knows the run from its record and Prefect.
+    events = PageEvents(settings, served(settings, flow_service))
+    watching = events.resume(ws)
+    shown, _ = next(watching)
+    assert run.run_id in shown and run.flow_run_id in shown
+    while "ε so far" not in shown:
+        shown, _ = next(watching)
+    with flow_service.client() as client:  # what Prefect's UI does
+        client.set_flow_run_state(run.flow_run_id, Cancelling())
+    last = list(watching)[-1][0]
+    assert "Training cancelled" in last and "keeps the run&#x27;s whole reservation" in last
+    (row,) = runs.run_rows(ws, None)
+    assert row[6] == "cancelled"
 
 
 # -- one budget per data source, roles -----------------------------------------------------------
@@ -477,38 +564,42 @@ def test_three_users_on_one_server_file_share_one_budget(tmp_path: Path, csv: Pa
         budget.set_budget(ann, added["ann"].dataset_id, 100.0, 0.1)
     budget.set_budget(cora, added["cora"].dataset_id, 2.0, 1e-4)
     trained = [train_inline(ws, added[ws.user], epsilon=0.5) for ws in (cora, ann, ben)]
-    # One budget, every user's charges in it: two extracts released a count each.
+    # One budget, every user's charges in it: two extracts released a count each. Ann's fit is
+    # cora's (same extract, same settings): the model store trained and charged it once.
     (only,) = PrivacyLedger().datasets()
     assert only.key == key and only.budget.epsilon == 2.0
     entries = PrivacyLedger().entries(key)
     assert [e.mechanism for e in entries].count("noisy row count") == 2
+    assert [e.mechanism for e in entries].count("independent training") == 2
     count = count_epsilon(2.0)  # 1% of the source's budget, once per extract
-    assert only.spent.epsilon == pytest.approx(0.5 * 3 + count * 2)
+    assert only.spent.epsilon == pytest.approx(0.5 * 2 + count * 2)
     assert {e.extract for e in entries} == {added["cora"].fingerprint, added["ben"].fingerprint}
     assert all(r.spent_epsilon == pytest.approx(0.5 + count) for r in trained)
+    assert "reused, nothing trained or charged now" in trained[1].message
     # A re-add with yet another holdout share is the same source, and the budget runs out for
     # everyone alike.
     again = data.add_server_file(ann, settings, "shared/adult.csv", name="", holdout_share=0.1,
                                  exclude="")
     assert again.key == key
     with pytest.raises(BudgetExceededError, match="ask the data custodian"):
-        runs.check_training(ann, again.dataset_id, "independent", {}, 0.5, 0.0, "rdp")
+        runs.check_training(ann, again.dataset_id, "independent", {}, 1.0, 0.0, "rdp")
     # Each sees the one shared budget; an analyst sees no exact size, and no other user's runs.
     assert budget.budget_rows(ann)[0][0] == key
-    assert budget.budget_rows(ben)[0][6] == pytest.approx(2.0 - 1.5 - 2 * count)
+    assert budget.budget_rows(ben)[0][6] == pytest.approx(2.0 - 1.0 - 2 * count)
     info = views.dataset_info(ann, added["ann"])
     assert "released noisy count" in info and f"{added['ann'].rows:,}" not in info
     assert f"{added['cora'].rows:,} training rows" in views.dataset_info(cora, added["cora"])
     assert str(added["ann"].rows) not in added["ann"].label(exact_size=False)
     shown = {row[6] for row in budget.ledger_rows(ann, added["ann"].dataset_id)}
-    assert shown == {"(not yours)", trained[1].run_id}
+    assert shown == {"(not yours)"}  # cora's and ben's runs; ann's reused cora's model
 
 
 def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Path) -> None:
     settings = settings_for(tmp_path)
     ann = Workspace(settings.home, "ann")
     record, run = trained_run(ann, settings, csv)  # a custodian prepared the source
-    events = PageEvents(settings, TrainingJobs())
+    flows = inline_flows(ann)
+    events = PageEvents(settings, flows)
     schema = domain.visible_schema(ann, record)
     assert schema is not None and schema.domain == "public"  # the fixed domain, never the draft
     refusals: list[Callable[[], Any]] = [
@@ -519,8 +610,10 @@ def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Pat
                                 epsilon=1.0, delta=1e-6),
         lambda: domain.save_draft(ann, record.dataset_id, rows_of(record)),
         lambda: domain.use_round_limits(ann, record.dataset_id, rows_of(record)),
-        lambda: runs.evaluate(ann, settings, run.run_id, target="income", quick=True),
-        lambda: events.evaluate(ann, run.run_id, "income", True),
+        lambda: evals.evaluate(ann, run.run_id, target="income", flows=flows),
+        lambda: events.evaluate(ann, run.run_id, "income"),
+        lambda: evals.audit(ann, run.run_id, canaries=20, flows=flows),
+        lambda: events.audit(ann, run.run_id, 20),
         lambda: runs.check_training(ann, record.dataset_id, "ctgan", {}, None, None, "rdp"),
         lambda: budget.acknowledge_non_dp(ann, record.dataset_id, "seen"),
         lambda: budget.close_reservation(ann, record.dataset_id, 1, "dead", set()),
@@ -530,7 +623,8 @@ def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Pat
     for refused in refusals:
         with pytest.raises(RoleError, match="only a data custodian"):
             refused()
-    assert not (run.report_dir / "report.html").exists()
+    # The run's own report (custodian/) exists, and stays the custodian's.
+    assert (run.report_dir / "report.html").exists()
     assert runs.run_details(ann, run.run_id)["report"] is False
     # The page shows an analyst the fixed domain read-only, and neither draft nor flags.
     table, _, review = events._schema_view(ann, record)
@@ -543,7 +637,7 @@ def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Pat
     table, _, note = events._schema_view(ann, fresh)
     assert table["value"]["data"] == [] and "not fixed yet" in note
     # Generating from a DP run is an analyst's job; it is free.
-    path, _ = runs.generate(ann, settings, run.run_id, 20, 1)
+    path, _ = runs.generate(ann, settings, run.run_id, 20, 1, flows)
     assert path.is_file()
 
 
@@ -635,9 +729,10 @@ def test_one_users_ids_are_not_found_in_another_users_workspace(tmp_path: Path,
         with pytest.raises(NotFoundError):
             bob.run(made_up)
     assert bob.runs() == [] and bob.datasets() == [] and budget.budget_rows(bob) == []
-    events = PageEvents(settings, TrainingJobs())
+    events = PageEvents(settings, inline_flows(bob))
     for call in (lambda: events.generate(bob, run.run_id, 10, 0),
-                 lambda: events.evaluate(bob, run.run_id, "income", True),
+                 lambda: events.evaluate(bob, run.run_id, "income"),
+                 lambda: events.audit(bob, run.run_id, 20),
                  lambda: events.run_details(bob, run.run_id),
                  lambda: events.select_dataset(bob, record.dataset_id, None),
                  lambda: events.set_budget(bob, record.dataset_id, 100.0, 0.1)):

@@ -1,6 +1,7 @@
 """The served app over HTTP: sign-in pages, sessions, and the Gradio HTTP API enforcing the same
 rules as the page (two users who try to reach each other's runs; files a client may not name; an
-analyst asking for what only a custodian may do or see; who may sign up)."""
+analyst asking for what only a custodian may do or see; who may sign up). Its trainings,
+generations and evaluations are flow runs of the session's served runner."""
 
 from __future__ import annotations
 
@@ -10,17 +11,23 @@ from typing import Any
 
 import httpx
 import pytest
+from served_flows import flow_service as _session_runner
 from uihelpers import PASSWORD, adult_csv, custodian, serve, settings_for, sign_in, trained_run
 
+from privsynth_flows.served import FlowService
 from privsynth_ui import domain_handlers as domain
 from privsynth_ui.auth import UserStore
 from privsynth_ui.settings import UISettings
+from privsynth_ui.training import WebFlows
 from privsynth_ui.web import create_app
 from privsynth_ui.workspace import Workspace
 
+flow_service = _session_runner  # the session's served runner, as this module's fixture
+
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def site(tmp_path_factory: pytest.TempPathFactory,
+         flow_service: FlowService) -> Iterator[dict[str, Any]]:
     """One server for the module: alice (custodian) owns a trained run, bob (analyst) owns
     nothing, ann (analyst) owns a trained run on a source a custodian prepared."""
     tmp = tmp_path_factory.mktemp("site")
@@ -30,10 +37,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     for user in ("bob", "ann"):
         store.add_user(user, PASSWORD)
     csv = adult_csv(tmp / "adult.csv")
-    _, run = trained_run(custodian(settings, "alice"), settings, csv)
+    flows = WebFlows(settings, flow_service)
+    _, run = trained_run(custodian(settings, "alice"), settings, csv, flows=flows)
     ann_data, ann_run = trained_run(Workspace(settings.home, "ann"), settings,
-                                    adult_csv(tmp / "ann.csv", n=800, seed=3))
-    with serve(create_app(settings, store=store)) as base:
+                                    adult_csv(tmp / "ann.csv", n=800, seed=3), flows=flows)
+    with serve(create_app(settings, store=store, flows=flows)) as base:
         yield {"base": base, "settings": settings, "run": run, "store": store, "tmp": tmp,
                "ann_data": ann_data, "ann_run": ann_run}
 
@@ -115,10 +123,10 @@ def test_each_user_reaches_only_their_own_run_through_the_api(site: dict[str, An
         with pytest.raises(AppError, match=f"run '{run_id}' not found"):
             bob.predict(*args, api_name=api)
     with pytest.raises(AppError, match="only a data custodian"):
-        bob.predict(run_id, "income", True, api_name="/evaluate")
+        bob.predict(run_id, "income", api_name="/evaluate")
     report = f"{base}/files/runs/{run_id}/report/report.html"
     alice_cookies, bob_cookies = sign_in(base, "alice"), sign_in(base, "bob")
-    alice.predict(run_id, "income", True, api_name="/evaluate")
+    alice.predict(run_id, "income", api_name="/evaluate")
     assert httpx.get(report, cookies=alice_cookies).status_code == 200
     assert httpx.get(report, cookies=bob_cookies).status_code == 404
     assert httpx.get(report).status_code == 303  # to the sign-in page
@@ -184,7 +192,8 @@ def test_an_analyst_cannot_set_a_budget_fix_a_domain_or_open_a_report(
                       ("/set_domain", [dataset_id, table, "dp", 1.0, 1e-6, False]),
                       ("/save_schema", [dataset_id, table]),
                       ("/round_limits", [dataset_id, table]),
-                      ("/evaluate", [run.run_id, "income", True]),
+                      ("/evaluate", [run.run_id, "income"]),
+                      ("/audit", [run.run_id, 20]),
                       ("/acknowledge_non_dp", [dataset_id, "seen it"]),
                       ("/close_reservation", [dataset_id, 1, "dead"])):
         with pytest.raises(AppError, match="only a data custodian"):
@@ -197,7 +206,7 @@ def test_an_analyst_cannot_set_a_budget_fix_a_domain_or_open_a_report(
     # her own run (here one evaluated while she was a custodian, then her role was taken back).
     store.set_role("ann", "custodian")
     ann_custodian = client("ann")
-    ann_custodian.predict(run.run_id, "income", True, api_name="/evaluate")
+    ann_custodian.predict(run.run_id, "income", api_name="/evaluate")
     store.set_role("ann", "analyst")
     ann.predict(run.run_id, 5, 1, api_name="/generate")
     cookies = sign_in(base, "ann")

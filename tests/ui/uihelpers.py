@@ -1,5 +1,5 @@
 """Helpers of the browser-app tests: settings, accounts with roles, a data source a custodian
-has prepared, a dataset with a trained run, a live server."""
+has prepared, a dataset with a trained run (a real flow run), a live server."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ import polars as pl
 
 from privsynth_core.datasets import adult_frame
 from privsynth_core.schema import Schema
+from privsynth_flows.served import InlineFlows
 from privsynth_ui import budget_handlers
 from privsynth_ui import data_handlers as data
 from privsynth_ui import domain_handlers as domain
 from privsynth_ui import run_handlers as runs
 from privsynth_ui.auth import CUSTODIAN
 from privsynth_ui.settings import UISettings
+from privsynth_ui.training import WebFlows
 from privsynth_ui.workspace import DatasetRecord, RunRecord, Workspace
 
 PASSWORD = "correct horse battery"
@@ -71,14 +73,25 @@ def prepare_source(ws: Workspace, record: DatasetRecord,
         budget_handlers.set_budget(ws, record.dataset_id, *budget)
 
 
-def train_inline(ws: Workspace, record: DatasetRecord, epsilon: float = 0.5) -> RunRecord:
-    """A finished ``independent`` run on the dataset, trained in this thread."""
+def inline_flows(ws: Workspace) -> WebFlows:
+    """The web app's flow runs executed in this thread (:class:`InlineFlows`): real
+    ``synthesize`` flow runs on the session's Prefect server, without a runner's start-up."""
+    return WebFlows(UISettings(home=ws.home, failure_delay=0.0), InlineFlows())
+
+
+def train_inline(ws: Workspace, record: DatasetRecord, epsilon: float = 0.5,
+                 flows: WebFlows | None = None) -> RunRecord:
+    """A finished ``independent`` run on the dataset (its ``synthesize`` flow run run to its
+    end: in this thread, or by the given flows' runner)."""
+    flows = flows or inline_flows(ws)
     plan = runs.check_training(ws, record.dataset_id, "independent", {}, epsilon, 0.0, "rdp")
-    return runs.train(ws, runs.new_run(ws, plan), lambda progress: None)
+    run = runs.train(ws, runs.new_run(ws, plan), flows)
+    view = flows.service.wait(run.flow_run_id, timeout=600)
+    return runs.refresh(ws, run, flows, view)
 
 
-def trained_run(ws: Workspace, settings: UISettings, csv: Path,
-                epsilon: float = 0.5) -> tuple[DatasetRecord, RunRecord]:
+def trained_run(ws: Workspace, settings: UISettings, csv: Path, epsilon: float = 0.5,
+                flows: WebFlows | None = None) -> tuple[DatasetRecord, RunRecord]:
     """An uploaded dataset with a finished ``independent`` run. A custodian (``ws`` itself if
     it is one) declares its source's domain public and gives it a budget first."""
     record = data.add_uploaded(ws, settings, as_upload(settings, csv), name=csv.name,
@@ -91,7 +104,7 @@ def trained_run(ws: Workspace, settings: UISettings, csv: Path,
                                  holdout_share=0.2, exclude="")
         assert copy.key == record.key
         prepare_source(keeper, copy)
-    return record, train_inline(ws, record, epsilon)
+    return record, train_inline(ws, record, epsilon, flows)
 
 
 def free_port() -> int:

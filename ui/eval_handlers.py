@@ -1,0 +1,149 @@
+"""What the Evaluate tab does (custodians only): evaluate a run, audit its generator, each a Prefect
+flow run of the flows ``privsynth`` uses (``evaluate``, ``audit``).
+
+Both read the real rows, so what they produce is NOT covered by the DP guarantee: only a
+custodian may run or read them (:meth:`~privsynth_ui.workspace.Workspace.require_custodian`),
+and they stay in the run's folder (``run/custodian/report/``, ``audit/``). What reaches Prefect
+is what the flows send: paths, settings and states, never a figure. Nothing here imports Gradio.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from privsynth_core.errors import ConfigError, GeneratorError
+
+from .budget_handlers import num
+from .run_handlers import _done_run, latest_sample
+
+if TYPE_CHECKING:
+    from .training import WebFlows
+    from .workspace import RunRecord, Workspace
+
+NOT_DP_ACTION = ("run or read an evaluation: it compares the synthetic rows with the real ones, "
+                 "so it is NOT differentially private")
+
+
+@dataclass
+class EvaluationView:
+    """An evaluation as the Evaluate tab shows it (computed on real data: NOT DP)."""
+
+    headlines: list[list[Any]]
+    groups: dict[str, list[list[Any]]]
+    distribution_plots: list[Path]
+    correlation_plots: list[Path]
+    report_dir: Path
+    sample: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def _evaluable(ws: Workspace, run_id: str) -> RunRecord:
+    record = _done_run(ws, run_id)
+    if not (record.run_dir / "custodian" / "manifest.json").is_file():
+        raise GeneratorError(f"run {record.run_id} was trained before runs were flow runs and "
+                             f"has no run directory to evaluate; train it again")
+    return record
+
+
+def evaluate(ws: Workspace, run_id: str, *, target: str | None,
+             flows: WebFlows) -> EvaluationView:
+    """Score the run's latest synthetic table (else its release's) against the real rows with
+    the ``evaluate`` flow, every metric whose inputs exist; the report replaces the run's.
+
+    Raises:
+        RoleError, NotFoundError, GeneratorError, FlowServiceError.
+    """
+    ws.require_custodian(NOT_DP_ACTION)
+    record = _evaluable(ws, run_id)
+    sample = latest_sample(record) or record.run_dir / "release" / "synthetic.csv"
+    flows.run(ws, "evaluate", {"run_dir": str(record.run_dir), "target": target or None,
+                               "synthetic": str(sample), "all_metrics": True},
+              what=f"evaluate {record.run_id}")
+    return evaluation_view(record, sample)
+
+
+def evaluation_view(record: RunRecord, sample: Path) -> EvaluationView:
+    """The run's report as the Evaluate tab shows it (from ``metrics.json`` and its plots)."""
+    data = json.loads((record.report_dir / "metrics.json").read_text(encoding="utf-8"))
+    headlines = [[h["name"], h["group"], num(h["value"]), num(h.get("ceiling")),
+                  num(h.get("floor")), h.get("verdict", "unknown"), h.get("verdict_text", "")]
+                 for h in data.get("headline", [])]
+    groups: dict[str, list[list[Any]]] = {"fidelity": [], "utility": [], "privacy": []}
+    for metric in data.get("metrics", []):
+        level, why = metric.get("verdict") or ("unknown", "")
+        groups.setdefault(metric["group"], []).append(
+            [metric["name"], num(metric.get("value")),
+             str(metric.get("direction", "")).replace("_", " "), level, why])
+    plots = record.report_dir / "plots"
+    notes = [f"{s['metric_id']} skipped: {s['reason']}" for s in data.get("skipped", [])]
+    notes += [f"report section {k} failed: {v}"
+              for k, v in (data.get("section_errors") or {}).items()]
+    return EvaluationView(
+        headlines=headlines, groups=groups,
+        distribution_plots=sorted(plots.glob("dist_*.png")),
+        correlation_plots=sorted(
+            (p for p in plots.glob("*.png") if p.name.startswith(("correlation", "pair"))),
+            key=_plot_order),
+        report_dir=record.report_dir, sample=sample, notes=notes)
+
+
+def _plot_order(path: Path) -> int:
+    """Real first, then synthetic, their difference, the pairwise plot, anything else."""
+    for rank, word in enumerate(("real", "synthetic", "difference", "pair")):
+        if word in path.name:
+            return rank
+    return 9
+
+
+@dataclass
+class AuditView:
+    """A privacy audit of a run's generator (custodian-only)."""
+
+    summary: str
+    roc: Path | None
+    result: dict[str, Any]
+
+
+def audit(ws: Workspace, run_id: str, *, canaries: Any, flows: WebFlows) -> AuditView:
+    """Audit the run's generator and settings with canaries (the ``audit`` flow): its trainings
+    are charged to throwaway ledgers, never to the source's budget.
+
+    Raises:
+        RoleError, NotFoundError, GeneratorError, ConfigError, FlowServiceError.
+    """
+    from pydantic import ValidationError
+
+    from privsynth_core.audit import AuditConfig
+
+    ws.require_custodian("audit a generator: the audit trains on the real rows and its "
+                         "figures are NOT differentially private")
+    record = _evaluable(ws, run_id)
+    if not record.private or record.epsilon is None:
+        raise ConfigError("only a DP run makes a claim to audit")
+    try:
+        count = int(float(canaries))
+    except (TypeError, ValueError):
+        raise ConfigError(f"canaries must be a whole number, got {canaries!r}") from None
+    dataset = ws.dataset(record.dataset_id)
+    try:
+        config = AuditConfig(
+            input=str(dataset.train_path),
+            schema_path=str(record.run_dir / "custodian" / "schema.yaml"),
+            generator=record.generator, params=record.params, epsilon=record.epsilon,
+            delta=record.delta or 1e-5, accountant=record.accountant or "rdp", canaries=count)
+    except ValidationError as exc:
+        raise ConfigError(f"cannot audit with these settings: {exc.errors()[0]['msg']}"
+                          ) from None
+    flows.run(ws, "audit", {"config": config.model_dump(mode="json"),
+                            "output_dir": str(record.audit_dir), "overwrite": True},
+              what=f"audit {record.run_id}")
+    roc = record.audit_dir / "roc.png"
+    return AuditView(summary=(record.audit_dir / "summary.md").read_text(encoding="utf-8"),
+                     roc=roc if roc.is_file() else None,
+                     result=json.loads((record.audit_dir / "audit.json").read_text("utf-8")))
+
+
+__all__ = ["AuditView", "EvaluationView", "audit", "evaluate", "evaluation_view"]

@@ -107,12 +107,36 @@ async def _serve(name: str) -> None:
         await closed.wait()
         while not runner.started:  # asked to stop before start() got going
             await asyncio.sleep(0.05)
+        await _let_ended_runs_exit(runner)
         await runner.astop()  # cancels the runs in flight, then ends start()
 
     threading.Thread(target=watch_parent, name="privsynth-parent", daemon=True).start()
     stopper = asyncio.create_task(stop_when_asked())
     await runner.start()
     stopper.cancel()
+
+
+async def _let_ended_runs_exit(runner: Any, timeout: float = 30) -> None:
+    """Wait (a little) for the processes of runs that have already ended to exit.
+
+    The runner's stop cancels every run whose process it still tracks, and forces the state
+    ``Cancelled``, even over a run that has just completed and whose process is exiting: its
+    state would then no longer be true. (This reads the runner's process table, a Prefect 3.8
+    internal: without it, this wait is skipped.)
+    """
+    table = getattr(runner, "_process_manager", None)
+    if table is None or not hasattr(table, "flow_run_ids"):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ended = []
+        for flow_run_id in table.flow_run_ids():
+            state = (await runner._client.read_flow_run(flow_run_id)).state
+            if state is not None and state.is_final():
+                ended.append(flow_run_id)
+        if not ended:
+            return
+        await asyncio.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,9 +232,12 @@ class FlowService:
             self._stop_runner()
             if self._api_url is None:
                 from prefect.server.api.server import SubprocessASGIServer
+                from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
 
                 self._local = SubprocessASGIServer()
-                self._local.start(timeout=int(timeout))
+                # No usage telemetry from a server next to private data (as for a lone run's).
+                with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+                    self._local.start(timeout=int(timeout))
                 self._api_url = str(self._local.api_url)
             self.mark_orphans_crashed()
             env = {**os.environ, "PREFECT_API_URL": self._api_url, "PYTHONUNBUFFERED": "1",

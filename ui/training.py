@@ -132,7 +132,14 @@ class WebFlows:
         """The training's record and flow run about once a second until the run has ended
         (``refresh`` brings the record up to date from the flow run's state), then once more."""
         while True:
-            view = self.read(record.flow_run_id) if record.flow_run_id else None
+            view = None
+            if record.flow_run_id:
+                try:
+                    view = self.read(record.flow_run_id)
+                except FlowServiceError:
+                    if not record.finished_running:
+                        raise
+                    # An ended run's record says all there is; Prefect only adds its steps.
             record = refresh(ws, record, self, view)
             yield record, view
             if record.finished_running:
@@ -140,8 +147,19 @@ class WebFlows:
             time.sleep(WATCH_SECONDS)
 
     def read(self, flow_run_id: str, *, details: bool = True) -> RunView:
-        """A flow run's state now (and its tasks and progress)."""
-        return self.service.read(flow_run_id, details=details)
+        """A flow run's state now (and its tasks and progress).
+
+        Raises:
+            FlowServiceError: Prefect's API cannot be reached.
+        """
+        try:
+            return self.service.read(flow_run_id, details=details)
+        except FlowServiceError:
+            raise
+        except Exception as exc:  # httpx's, Prefect's: the server is down or unreachable
+            raise FlowServiceError(f"cannot read flow run {flow_run_id} from the Prefect "
+                                   f"server ({type(exc).__name__}: {exc}); try again when it "
+                                   f"is back") from None
 
     def cancel(self, flow_run_id: str) -> None:
         """Cancel a flow run (Prefect's cancel: the runner kills it)."""

@@ -200,9 +200,15 @@ def test_a_stopped_runner_cancels_its_runs_and_a_new_one_marks_orphans_crashed(
                           delta=1e-5, params={**TINY_WGAN, "epochs": 20000})
     flow_run = _submit(service, config, privsynth_home)
     _wait_for(lambda: service.read(flow_run).progress, what="training progress")
+    # A quick run that has just completed when the runner stops (its process still exiting).
+    (tmp_path / "quick").mkdir()
+    quick = _submit(service, _config_file(adult_files, tmp_path / "quick", split["key"],
+                                          epsilon=0.2), privsynth_home)
+    assert service.wait(quick, poll=0.05).state == "COMPLETED"
     service.stop()
     view = service.read(flow_run, details=False)
     assert (view.state, view.message) == ("CANCELLED", "Runner is shutting down.")
+    assert service.read(quick, details=False).state == "COMPLETED"  # still true
     # A run its runner could not mark (the machine went down): left Running for good...
     with service.client() as client:
         deployment = client.read_deployment_by_name(f"generate/{service.name}")

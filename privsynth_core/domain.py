@@ -34,16 +34,19 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from .errors import BudgetExceededError, DomainError, SchemaError
 from .ledger import PrivacyLedger, budget_key
 from .privacy.coupling import replayed
+from .privacy.histograms import category_counts, magnitude_counts, magnitude_edges, numeric_values
 from .privacy.noise import discrete_laplace, private_quantile
 from .privacy.release import SpentPart
 from .schema import Column, ColumnKind, Schema
@@ -54,15 +57,6 @@ DEFAULT_QUANTILES = (0.01, 0.99)
 #: Candidates of each DP quantile: evenly spaced over the coarse range, both ends included, so a
 #: bound is within 1/2048 of the range's width of where Smith's continuous mechanism would put it.
 QUANTILE_GRID = 2049
-_MAX_EXPONENT = 62  # bins up to ±2^63 cover every int64 and every sane float
-_MIN_EXPONENT = -20
-
-
-def _magnitude_edges() -> np.ndarray:
-    positive = [2.0**k for k in range(_MIN_EXPONENT, _MAX_EXPONENT + 2)]
-    return np.array([-e for e in reversed(positive)] + [0.0] + positive)
-
-
 def dp_coarse_range(values: np.ndarray, *, epsilon: float) -> tuple[float, float]:
     """An epsilon-DP range that holds most of ``values``, from a noisy magnitude histogram.
 
@@ -72,9 +66,17 @@ def dp_coarse_range(values: np.ndarray, *, epsilon: float) -> tuple[float, float
     ``(-1, 1)`` when none does. Bins with fewer records than that (outliers) are left out of
     the range, which is the point.
     """
-    edges = _magnitude_edges()
-    clipped = np.clip(values, edges[0], edges[-1])
-    counts, _ = np.histogram(clipped, bins=edges)
+    return coarse_range_from_counts(magnitude_counts(values), epsilon=epsilon)
+
+
+def coarse_range_from_counts(counts: npt.ArrayLike, *, epsilon: float) -> tuple[float, float]:
+    """The release of :func:`dp_coarse_range` from the exact magnitude-histogram ``counts``
+    (:func:`~privsynth_core.privacy.histograms.magnitude_counts`, of the whole table or summed
+    over its partitions): discrete Laplace noise once, then the threshold (post-processing)."""
+    edges = magnitude_edges()
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape != (edges.size - 1,):
+        raise DomainError(f"a magnitude histogram has {edges.size - 1} bins, got {counts.shape}")
     noisy = discrete_laplace(counts, scale=1.0 / epsilon)
     keep = np.flatnonzero(noisy > math.log(50 * counts.size) / epsilon)
     if keep.size == 0:
@@ -143,20 +145,21 @@ def category_threshold(*, epsilon: float, delta: float) -> float:
 
 def dp_categories(values: pl.Series, *, epsilon: float, delta: float) -> tuple[str, ...]:
     """The (epsilon, delta)-DP set of categories whose noisy count exceeds the threshold."""
-    counts = values.drop_nulls().value_counts()
-    if counts.height == 0:
+    return categories_from_counts(category_counts(values), epsilon=epsilon, delta=delta)
+
+
+def categories_from_counts(counts: Mapping[str, int], *, epsilon: float,
+                           delta: float) -> tuple[str, ...]:
+    """The release of :func:`dp_categories` from exact per-value ``counts``
+    (:func:`~privsynth_core.privacy.histograms.category_counts`, of the whole table or summed
+    over its partitions): discrete Laplace noise once per value, then the threshold."""
+    if not counts:
         return ()
-    keys = counts[counts.columns[0]].cast(pl.String).to_list()
-    noisy = discrete_laplace(counts["count"].to_numpy(), scale=1.0 / epsilon)
+    keys = sorted(counts)
+    noisy = discrete_laplace(np.array([counts[k] for k in keys], dtype=np.int64),
+                             scale=1.0 / epsilon)
     threshold = category_threshold(epsilon=epsilon, delta=delta)
-    return tuple(sorted(k for k, n in zip(keys, noisy, strict=True) if n > threshold))
-
-
-def _to_float(series: pl.Series, kind: ColumnKind) -> np.ndarray:
-    values = series.drop_nulls()
-    if kind is ColumnKind.DATETIME:
-        values = values.dt.epoch("us").cast(pl.Float64) / 1e6
-    return values.cast(pl.Float64).to_numpy()
+    return tuple(k for k, n in zip(keys, noisy, strict=True) if n > threshold)
 
 
 def learn_domain(
@@ -240,7 +243,7 @@ def learn_domain(
                       delta=0.0, run_id=run_id,
                       params={"mechanism": "discrete laplace magnitude histogram + "
                               "report-noisy-max quantiles", "quantiles": list(quantiles)})
-        lower, upper = dp_bounds(_to_float(series, col.kind), epsilon=eps_each,
+        lower, upper = dp_bounds(numeric_values(series, col.kind), epsilon=eps_each,
                                  quantiles=quantiles)
         bounds: tuple[float, float] | tuple[datetime, datetime]
         if col.kind is ColumnKind.INTEGER:

@@ -1,0 +1,398 @@
+"""Partitioned tables: a directory or glob of Parquet (or CSV) files, read one partition at a time.
+
+A table too large for one process is given as its parts: ``data/`` (every ``.parquet`` /
+``.csv`` file under it, Hive-style subfolders included; names starting with ``_`` or ``.``,
+such as ``_SUCCESS``, are skipped) or a glob (``data/part-*.parquet``). Each partition is read
+with the single-file reader (:func:`privsynth_core.table.read_frame`, so every bad-input check
+applies, naming the file), conformed to the schema (:func:`privsynth_core.validation.conform`,
+which works row by row, so conforming the parts is conforming the whole) and reduced, in the
+same task, to what the run needs:
+
+- the header, the number of rows, and counts of what conforming changed (never values);
+- a content fingerprint that does not depend on how the rows are split into files or ordered
+  (:func:`partition_fingerprint`);
+- the exact counts of :mod:`privsynth_core.privacy.histograms` that a :class:`CountPlan` asks
+  for: the ``independent`` generator's per-column histograms and the DP domain's magnitude
+  histograms and category counts.
+
+The tasks run on any :class:`concurrent.futures.Executor`: a Dask cluster's
+(``distributed.Client(address).get_executor()``, see :mod:`privsynth_flows.runtime`), a process
+pool, or none (one partition after another in this process). Only those small results travel
+back; the caller sums them (:func:`count_partitions`) and releases them with the same mechanism
+code as a single-machine run (noise once, centrally). No process ever holds more than one
+partition. Errors in a partition come back as one message that names its file.
+
+What this module does **not** do yet (issue #19): fit a generator from the counts (the
+``independent`` plugin needs a hunk that reads :attr:`PartitionCounts.histograms` instead of its
+own frame), DP quantiles from partitions, and the MST/AIM/DP-CTGAN marginals and DP-SGD batches.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import polars as pl
+
+from .errors import InputFileError, PrivsynthError, SchemaError
+from .privacy.histograms import (
+    IntArray,
+    add_category_counts,
+    category_counts,
+    column_histogram,
+    magnitude_counts,
+    numeric_values,
+)
+from .schema import ColumnKind, Schema
+from .table import CSV_SUFFIXES, PARQUET_SUFFIXES
+from .validation import ConformReport, cast_column, conform_report
+
+_GLOB_CHARS = "*?["
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def is_partitioned(spec: str | Path) -> bool:
+    """Whether ``spec`` names a partitioned table (a directory, or a glob pattern)."""
+    text = str(spec)
+    return any(ch in text for ch in _GLOB_CHARS) or Path(text).expanduser().is_dir()
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    return None
+
+
+def _skipped(path: Path) -> bool:
+    return path.name.startswith(("_", "."))
+
+
+def discover_partitions(spec: str | Path) -> list[Path]:
+    """The partition files of ``spec`` (a directory or a glob), sorted by path.
+
+    Raises:
+        InputFileError: nothing matches; a match is not a data file; or Parquet and CSV files
+            are mixed (one table is one format).
+    """
+    text = str(Path(spec).expanduser()) if not any(c in str(spec) for c in _GLOB_CHARS) \
+        else str(spec)
+    if Path(text).is_dir():
+        found = sorted(p for p in Path(text).rglob("*")
+                       if p.is_file() and not _skipped(p) and _kind(p) is not None
+                       and not any(_skipped(Path(part)) for part in p.relative_to(text).parts))
+        where = f"the directory {text}"
+    else:
+        matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+        found = [p for p in matches if p.is_file()]
+        unsupported = [p for p in found if _kind(p) is None]
+        if unsupported:
+            raise InputFileError(
+                f"{text} matches {len(unsupported)} file(s) that are not Parquet or CSV (e.g. "
+                f"{unsupported[0]}); narrow the pattern to the table's parts (e.g. "
+                f"'part-*.parquet')")
+        where = f"the pattern {text}"
+    if not found:
+        raise InputFileError(
+            f"{where} holds no Parquet (.parquet) or CSV (.csv, .csv.gz, .tsv) files; give a "
+            f"directory of the table's parts or a glob that matches them")
+    kinds = {_kind(p) for p in found}
+    if len(kinds) > 1:
+        first_csv = next(p for p in found if _kind(p) == "csv")
+        raise InputFileError(
+            f"{where} mixes Parquet and CSV files (e.g. {first_csv}); a partitioned table is "
+            f"one format: convert or move the odd ones out")
+    return found
+
+
+@dataclass(frozen=True)
+class CountPlan:
+    """Which exact counts one pass over the partitions takes, besides the row count.
+
+    Attributes:
+        histogram_bins: take every schema column's domain histogram
+            (:func:`~privsynth_core.privacy.histograms.column_histogram`, the ``independent``
+            generator's) with this many bins per numeric column; None: none. Needs a domain.
+        domain: take the DP domain's counts on the raw (typed, not yet conformed) values: the
+            magnitude histogram of every numeric and datetime column and the category counts of
+            every categorical column.
+    """
+
+    histogram_bins: int | None = None
+    domain: bool = False
+
+
+@dataclass
+class PartitionCounts:
+    """What one pass over a partitioned table found (summed over its partitions).
+
+    Everything here is **custodian-only**: the row counts and the exact counts are private and
+    may leave only through a mechanism (:mod:`privsynth_core.privacy.count` for the rows, the
+    release functions of :mod:`privsynth_core.domain` or the generator for the counts).
+
+    Attributes:
+        files: the partition files, in order.
+        columns: their (common) header.
+        raw_rows: rows read, before conforming (private).
+        rows: rows kept by conforming: the table's size ``n`` (private).
+        partition_rows: raw rows per partition (private; for sampling the evaluation).
+        fingerprint: the content fingerprint of the rows (:func:`partition_fingerprint`).
+        report: what conforming changed, summed (counts only).
+        histograms: exact domain histogram per column (``CountPlan.histogram_bins``).
+        magnitudes: exact magnitude histogram per numeric/datetime column (``CountPlan.domain``).
+        categories: exact count per value per categorical column (``CountPlan.domain``).
+    """
+
+    files: tuple[str, ...]
+    columns: tuple[str, ...]
+    raw_rows: int
+    rows: int
+    partition_rows: tuple[int, ...]
+    fingerprint: str
+    report: ConformReport = field(default_factory=ConformReport)
+    histograms: dict[str, IntArray] = field(default_factory=dict)
+    magnitudes: dict[str, IntArray] = field(default_factory=dict)
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class _PartResult:
+    """One partition's share (or the one-line error that stopped it)."""
+
+    file: str
+    error: str | None = None
+    schema_error: bool = False
+    columns: tuple[str, ...] = ()
+    raw_rows: int = 0
+    rows: int = 0
+    hash_sums: tuple[int, int] = (0, 0)
+    report: ConformReport = field(default_factory=ConformReport)
+    histograms: dict[str, IntArray] = field(default_factory=dict)
+    magnitudes: dict[str, IntArray] = field(default_factory=dict)
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+_HASH_SEEDS = (42, 7)
+
+
+def _row_hash_sums(frame: pl.DataFrame) -> tuple[int, int]:
+    """Two 64-bit sums (mod 2^64) of the rows' hashes under two seeds, values taken as text."""
+    ordered = frame.select(pl.col(c).cast(pl.String) for c in sorted(frame.columns))
+    sums = []
+    for seed in _HASH_SEEDS:
+        hashes = ordered.hash_rows(seed=seed).to_numpy().astype(np.uint64)
+        sums.append(int(hashes.sum(dtype=np.uint64)))  # wraps: a sum mod 2^64
+    return sums[0], sums[1]
+
+
+def partition_fingerprint(columns: Sequence[str], rows: int, sums: tuple[int, int]) -> str:
+    """The content fingerprint of a partitioned table: SHA-256 over its sorted column names, its
+    raw row count and two sums mod 2^64 of its rows' hashes (an additive multiset hash).
+
+    It is the same however the rows are split into files or ordered, and changes with any row
+    added, removed or edited (up to a 2^-128 accident). It is **not** the single-file
+    fingerprint of :func:`privsynth_core.table.fingerprint_frame` (that one sorts every row hash
+    in one process): the same rows as one file and as a partitioned table are different
+    extracts, so name their data source (``source:``) to share one budget between them.
+    """
+    digest = hashlib.sha256(b"privsynth partitioned table v1\n")
+    digest.update(repr(sorted(columns)).encode())
+    digest.update(f"{rows}:{sums[0]}:{sums[1]}".encode())
+    return digest.hexdigest()
+
+
+def _count_one(path: str, schema: Schema, plan: CountPlan) -> _PartResult:
+    """Read, check, conform and count one partition (runs on a worker)."""
+    from .table import read_frame
+
+    out = _PartResult(path)
+    try:
+        frame = read_frame(path)
+        out.columns = tuple(frame.columns)
+        out.raw_rows = frame.height
+        out.hash_sums = _row_hash_sums(frame)
+        missing = [name for name in schema.names if name not in frame.columns]
+        if missing:
+            raise SchemaError(f"the partition lacks column(s) of the schema: "
+                              f"{', '.join(missing)}")
+        if plan.domain:
+            for col in schema.columns:
+                if col.kind is ColumnKind.CATEGORICAL:
+                    series, _ = cast_column(frame[col.name], col)
+                    out.categories[col.name] = category_counts(series)
+                elif col.kind is not ColumnKind.BOOLEAN:
+                    series, _ = cast_column(frame[col.name], col)
+                    out.magnitudes[col.name] = magnitude_counts(numeric_values(series, col.kind))
+        conformed, out.report = conform_report(frame, schema)
+        out.rows = conformed.height
+        if plan.histogram_bins is not None:
+            for col in schema.columns:
+                out.histograms[col.name] = column_histogram(conformed[col.name], col,
+                                                            plan.histogram_bins)
+    except PrivsynthError as exc:
+        # The message only (the reader's messages name the file; the caller names it in the
+        # others), never a traceback from a worker, never a value of the rows.
+        out.error = str(exc) or type(exc).__name__
+        out.schema_error = isinstance(exc, SchemaError)
+    return out
+
+
+def map_partitions(fn: Callable[[_T], _R], items: Iterable[_T],
+                   executor: Executor | None = None) -> list[_R]:
+    """``fn`` over ``items`` on ``executor`` (in order), or one after another in this process."""
+    if executor is None:
+        return [fn(item) for item in items]
+    return list(executor.map(fn, items))
+
+
+def _add_report(total: ConformReport, part: ConformReport) -> None:
+    for mine, theirs in ((total.unreadable, part.unreadable), (total.clamped, part.clamped),
+                         (total.unknown, part.unknown)):
+        for name, n in theirs.items():
+            mine[name] = mine.get(name, 0) + n
+    total.dropped_rows += part.dropped_rows
+
+
+def _sum_arrays(total: dict[str, IntArray], part: dict[str, IntArray]) -> None:
+    for name, counts in part.items():
+        total[name] = total[name] + counts if name in total else counts.copy()
+
+
+def count_partitions(
+    spec: str | Path | Sequence[str | Path],
+    schema: Schema,
+    *,
+    plan: CountPlan | None = None,
+    executor: Executor | None = None,
+) -> PartitionCounts:
+    """One pass over a partitioned table: check, conform and count every partition, then sum.
+
+    Args:
+        spec: a directory or glob (:func:`discover_partitions`), or the partition files.
+        schema: the table's schema (a domain is needed for ``plan.histogram_bins``).
+        plan: the exact counts to take besides the rows (default: none).
+        executor: where the partitions are read (a Dask cluster's executor); default: this
+            process, one partition at a time.
+
+    Raises:
+        InputFileError: no partitions; a partition cannot be read; or the partitions' columns
+            disagree (the file and the columns are named; never a value).
+        SchemaError: a partition lacks columns of the schema (the file is named).
+    """
+    plan = plan or CountPlan()
+    if plan.histogram_bins is not None and schema.missing_domains:
+        raise SchemaError("per-column histograms need a domain for every column; missing for: "
+                          + ", ".join(schema.missing_domains))
+    files = ([str(p) for p in spec] if isinstance(spec, list | tuple)
+             else [str(p) for p in discover_partitions(spec)])  # type: ignore[arg-type]
+    if not files:
+        raise InputFileError("a partitioned table needs at least one partition file")
+    parts = map_partitions(partial(_count_one, schema=schema, plan=plan), files, executor)
+    # Unreadable parts first, then parts whose header disagrees (more telling than "lacks a
+    # schema column" when one part has a renamed column), then the schema's own checks.
+    for part in parts:
+        if part.error is not None and not part.schema_error:
+            text = part.error if part.file in part.error else f"{part.file}: {part.error}"
+            raise InputFileError(f"partition {text}")
+    header = parts[0].columns
+    for part in parts[1:]:
+        if set(part.columns) != set(header):
+            missing = [c for c in header if c not in part.columns]
+            extra = [c for c in part.columns if c not in header]
+            what = "; ".join(s for s in (
+                f"lacks {', '.join(missing)}" if missing else "",
+                f"has extra {', '.join(extra)}" if extra else "") if s)
+            raise InputFileError(
+                f"the partitions' columns disagree: {part.file} {what} (compared with "
+                f"{parts[0].file}); every part of a table must have the same columns")
+    for part in parts:
+        if part.error is not None:
+            raise SchemaError(f"partition {part.file}: {part.error}")
+    result = PartitionCounts(
+        files=tuple(files), columns=tuple(header), raw_rows=sum(p.raw_rows for p in parts),
+        rows=sum(p.rows for p in parts), partition_rows=tuple(p.raw_rows for p in parts),
+        fingerprint="")
+    sums = [0, 0]
+    for part in parts:
+        sums = [(s + h) % (1 << 64) for s, h in zip(sums, part.hash_sums, strict=True)]
+        _add_report(result.report, part.report)
+        _sum_arrays(result.histograms, part.histograms)
+        _sum_arrays(result.magnitudes, part.magnitudes)
+        for name, counts in part.categories.items():
+            add_category_counts(result.categories.setdefault(name, {}), counts)
+    result.fingerprint = partition_fingerprint(header, result.raw_rows, (sums[0], sums[1]))
+    return result
+
+
+def _sample_one(task: tuple[str, int, int], columns: Sequence[str]) -> pl.DataFrame:
+    """``k`` rows drawn uniformly without replacement from one partition (runs on a worker)."""
+    from .table import read_frame
+
+    path, k, seed = task
+    frame = read_frame(path).select(columns)
+    if k >= frame.height:
+        return frame
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(frame.height, size=k, replace=False))
+    return frame[picks]
+
+
+def sample_partitions(
+    files: Sequence[str],
+    partition_rows: Sequence[int],
+    n: int,
+    *,
+    columns: Sequence[str],
+    seed: int,
+    executor: Executor | None = None,
+) -> pl.DataFrame:
+    """A uniform sample of ``n`` rows without replacement from a partitioned table.
+
+    How many rows each partition gives is one multivariate hypergeometric draw over the
+    partitions' row counts (so every set of ``n`` rows is equally likely); each partition then
+    draws its share on a worker and only the sample travels back. For the evaluation, which is
+    custodian-only and not DP: the seed may fix it. All rows when ``n`` is at least the total.
+
+    Args:
+        files: the partition files (as :attr:`PartitionCounts.files`).
+        partition_rows: their raw row counts (:attr:`PartitionCounts.partition_rows`).
+        n: the sample size.
+        columns: the columns to keep (partitions may order them differently).
+        seed: seed of the draw.
+        executor: where the partitions are read; default: this process.
+    """
+    if n < 1:
+        raise InputFileError(f"the evaluation sample needs at least one row, got {n}")
+    rows = np.asarray(partition_rows, dtype=np.int64)
+    seeds = np.random.SeedSequence(seed).spawn(len(files) + 1)
+    if n >= int(rows.sum()):
+        shares = rows
+    else:
+        shares = np.random.default_rng(seeds[-1]).multivariate_hypergeometric(
+            rows, n, method="marginals")
+    tasks = [(f, int(k), int(s.generate_state(1)[0]))
+             for f, k, s in zip(files, shares, seeds[:-1], strict=True) if k > 0]
+    frames = map_partitions(partial(_sample_one, columns=list(columns)), tasks, executor)
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+__all__ = [
+    "CountPlan",
+    "PartitionCounts",
+    "count_partitions",
+    "discover_partitions",
+    "is_partitioned",
+    "map_partitions",
+    "partition_fingerprint",
+    "sample_partitions",
+]

@@ -1,0 +1,228 @@
+"""Partitioned tables: read as parts, checked per part, counted in one pass with the same exact
+counts as one machine, and released by the same mechanism code (issue #19)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from privsynth_core import InputFileError, PrivacyLedger, SchemaError, Table
+from privsynth_core import domain as domain_module
+from privsynth_core.datasets import adult_schema
+from privsynth_core.domain import categories_from_counts, coarse_range_from_counts
+from privsynth_core.partitions import (
+    CountPlan,
+    count_partitions,
+    discover_partitions,
+    is_partitioned,
+    sample_partitions,
+)
+from privsynth_core.privacy import count as count_module
+from privsynth_core.privacy.count import ensure_row_count
+from privsynth_core.privacy.histograms import (
+    category_counts,
+    column_histogram,
+    magnitude_counts,
+    numeric_values,
+)
+from privsynth_core.schema import ColumnKind
+from privsynth_core.validation import cast_column
+
+BINS = 16
+PLAN = CountPlan(histogram_bins=BINS, domain=True)
+
+
+def _write_parts(frame: pl.DataFrame, directory: Path, parts: int, *, csv: bool = False) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    size = -(-frame.height // parts)
+    for i in range(parts):
+        chunk = frame.slice(i * size, size)
+        if csv:
+            chunk.write_csv(directory / f"part-{i:03d}.csv")
+        else:
+            chunk.write_parquet(directory / f"part-{i:03d}.parquet")
+    return directory
+
+
+@pytest.fixture
+def adult_3k(adult_raw: pl.DataFrame) -> pl.DataFrame:
+    """3,000 raw Adult rows (text, as read from the CSV)."""
+    return adult_raw.sample(3000, seed=3)
+
+
+def _single_machine_counts(frame: pl.DataFrame) -> dict[str, object]:
+    schema = adult_schema()
+    table = Table.from_frame(frame, schema)
+    hist = {c.name: column_histogram(table.frame[c.name], c, BINS) for c in schema.columns}
+    mags, cats = {}, {}
+    for col in schema.columns:
+        series, _ = cast_column(frame[col.name], col)
+        if col.kind is ColumnKind.CATEGORICAL:
+            cats[col.name] = category_counts(series)
+        elif col.kind is not ColumnKind.BOOLEAN:
+            mags[col.name] = magnitude_counts(numeric_values(series, col.kind))
+    return {"rows": table.n_rows, "hist": hist, "mags": mags, "cats": cats}
+
+
+@pytest.mark.parametrize("csv", [False, True], ids=["parquet", "csv"])
+def test_partitioned_counts_equal_the_single_machine_counts_exactly(
+    adult_3k: pl.DataFrame, tmp_path: Path, csv: bool
+) -> None:
+    parts = _write_parts(adult_3k, tmp_path / "t", 4, csv=csv)
+    with ThreadPoolExecutor(2) as pool:
+        counts = count_partitions(parts, adult_schema(), plan=PLAN, executor=pool)
+    single = _single_machine_counts(adult_3k)
+    assert counts.raw_rows == 3000 and counts.rows == single["rows"]
+    assert set(counts.histograms) == set(adult_schema().names)
+    for name, vector in single["hist"].items():  # type: ignore[attr-defined]
+        assert np.array_equal(counts.histograms[name], vector), name
+    for name, vector in single["mags"].items():  # type: ignore[attr-defined]
+        assert np.array_equal(counts.magnitudes[name], vector), name
+    assert counts.categories == single["cats"]
+
+
+def test_the_histograms_are_those_of_the_independent_generator(
+    adult_3k: pl.DataFrame, tmp_path: Path
+) -> None:
+    from privsynth_plugins.independent import _counts
+
+    table = Table.from_frame(adult_3k, adult_schema())
+    counts = count_partitions(_write_parts(adult_3k, tmp_path / "t", 3), adult_schema(),
+                              plan=CountPlan(histogram_bins=BINS))
+    for col in table.schema.columns:
+        assert np.array_equal(counts.histograms[col.name],
+                              _counts(table.frame[col.name], col, BINS)), col.name
+
+
+def test_the_fingerprint_ignores_how_rows_are_split_and_sees_one_more_row(
+    adult_3k: pl.DataFrame, tmp_path: Path
+) -> None:
+    schema = adult_schema()
+    four = count_partitions(_write_parts(adult_3k, tmp_path / "a", 4), schema)
+    shuffled = adult_3k.sample(fraction=1.0, shuffle=True, seed=9)
+    seven = count_partitions(_write_parts(shuffled, tmp_path / "b", 7), schema)
+    plus = count_partitions(_write_parts(pl.concat([adult_3k, adult_3k.head(1)]),
+                                         tmp_path / "c", 4), schema)
+    assert four.fingerprint == seven.fingerprint
+    assert plus.fingerprint != four.fingerprint
+
+
+def test_one_added_row_moves_every_count_vector_by_at_most_one(
+    adult_3k: pl.DataFrame, tmp_path: Path
+) -> None:
+    # The neighbour: D plus one row that is odd everywhere it can be (out of every bound, an
+    # unknown category, missing values), in a partition of its own.
+    schema = adult_schema()
+    base = _write_parts(adult_3k, tmp_path / "d", 3)
+    odd = {c: "" for c in adult_3k.columns}
+    for col in schema.columns:
+        if col.kind in (ColumnKind.INTEGER, ColumnKind.CONTINUOUS):
+            odd[col.name] = "1e15"
+        elif col.kind is ColumnKind.CATEGORICAL:
+            odd[col.name] = "a category nobody has"
+    d = count_partitions(base, schema, plan=PLAN)
+    pl.DataFrame([odd]).select(adult_3k.columns).write_parquet(base / "part-999.parquet")
+    d_plus = count_partitions(base, schema, plan=PLAN)
+    assert 0 <= d_plus.rows - d.rows <= 1
+    for group in ("histograms", "magnitudes"):
+        for name, vector in getattr(d, group).items():
+            assert np.abs(getattr(d_plus, group)[name] - vector).sum() <= 1, (group, name)
+    for name, values in d.categories.items():
+        after = d_plus.categories[name]
+        assert sum(abs(after.get(k, 0) - values.get(k, 0))
+                   for k in set(after) | set(values)) <= 1, name
+
+
+def test_the_releases_go_through_the_same_noise_function_on_the_same_counts(
+    adult_3k: pl.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    ledger: PrivacyLedger,
+) -> None:
+    seen: list[np.ndarray] = []
+    real = domain_module.discrete_laplace
+
+    def recording(counts: object, *, scale: float) -> np.ndarray:
+        seen.append(np.asarray(counts).copy())
+        return real(counts, scale=scale)
+
+    monkeypatch.setattr(domain_module, "discrete_laplace", recording)
+    monkeypatch.setattr(count_module, "discrete_laplace", recording)
+    counts = count_partitions(_write_parts(adult_3k, tmp_path / "t", 4), adult_schema(),
+                              plan=PLAN)
+    age, _ = cast_column(adult_3k["age"], adult_schema().column("age"))
+    domain_module.dp_coarse_range(numeric_values(age, ColumnKind.INTEGER), epsilon=1.0)
+    coarse_range_from_counts(counts.magnitudes["age"], epsilon=1.0)
+    assert np.array_equal(seen[0], seen[1])
+    work, _ = cast_column(adult_3k["workclass"], adult_schema().column("workclass"))
+    domain_module.dp_categories(work, epsilon=1.0, delta=1e-6)
+    categories_from_counts(counts.categories["workclass"], epsilon=1.0, delta=1e-6)
+    assert np.array_equal(seen[2], seen[3])
+    # n̂: the row-count mechanism is handed the summed exact count
+    ledger.set_budget("k", epsilon=1.0, delta=1e-5)
+    ensure_row_count(ledger, "k", extract=counts.fingerprint, n_rows=counts.rows, run_id="r")
+    assert seen[4].tolist() == [Table.from_frame(adult_3k, adult_schema()).n_rows]
+
+
+def test_discovery_reads_directories_and_globs_and_skips_marker_files(
+    adult_3k: pl.DataFrame, tmp_path: Path
+) -> None:
+    parts = _write_parts(adult_3k, tmp_path / "t" / "year=2020", 2)
+    (parts / "_SUCCESS").write_text("")
+    (parts / ".part-000.parquet.crc").write_text("x")
+    assert is_partitioned(tmp_path / "t") and is_partitioned(f"{tmp_path}/t/*/*.parquet")
+    assert not is_partitioned(parts / "part-000.parquet")
+    assert [p.name for p in discover_partitions(tmp_path / "t")] == [
+        "part-000.parquet", "part-001.parquet"]
+    assert len(discover_partitions(f"{tmp_path}/t/**/*.parquet")) == 2
+
+
+def test_bad_partitioned_inputs_get_one_message_naming_the_file_never_a_value(
+    adult_3k: pl.DataFrame, tmp_path: Path
+) -> None:
+    schema = adult_schema()
+    with pytest.raises(InputFileError, match="no Parquet"):
+        count_partitions(f"{tmp_path}/nothing-*.parquet", schema)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="no Parquet"):
+        count_partitions(tmp_path / "empty", schema)
+    mixed = _write_parts(adult_3k, tmp_path / "mixed", 2)
+    adult_3k.head(5).write_csv(mixed / "extra.csv")
+    with pytest.raises(InputFileError, match="mixes Parquet and CSV"):
+        count_partitions(mixed, schema)
+    disagree = _write_parts(adult_3k, tmp_path / "disagree", 3)
+    adult_3k.head(9).rename({"age": "years"}).write_parquet(disagree / "part-001.parquet")
+    with pytest.raises(InputFileError, match="part-001.parquet lacks age; has extra years"):
+        count_partitions(disagree, schema)
+    lacking = _write_parts(adult_3k.drop("age"), tmp_path / "lacking", 2)
+    with pytest.raises(SchemaError, match=r"part-000.parquet.*lacks column\(s\) of the schema: "
+                                          r"age"):
+        count_partitions(lacking, schema)
+    broken = _write_parts(adult_3k, tmp_path / "broken", 2)
+    (broken / "part-001.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(InputFileError, match="part-001.parquet") as caught:
+        count_partitions(broken, schema)
+    assert "Traceback" not in str(caught.value)
+    secret = adult_3k["native-country"][0]
+    assert secret not in str(caught.value)
+
+
+def test_the_evaluation_sample_is_uniform_over_the_partitions_and_of_the_stated_size(
+    tmp_path: Path,
+) -> None:
+    frame = pl.DataFrame({"id": list(range(40)), "x": ["v"] * 40})
+    small = tmp_path / "s"
+    small.mkdir()
+    frame.head(10).write_parquet(small / "a.parquet")
+    frame.tail(30).write_parquet(small / "b.parquet")
+    files, rows = [str(small / "a.parquet"), str(small / "b.parquet")], [10, 30]
+    from_first = []
+    for seed in range(200):
+        sample = sample_partitions(files, rows, 8, columns=["id", "x"], seed=seed)
+        assert sample.height == 8 and sample["id"].n_unique() == 8
+        from_first.append(int((sample["id"] < 10).sum()))
+    # hypergeometric mean 8 * 10 / 40 = 2, sd about 1.1: the mean of 200 draws is within 0.25
+    assert abs(np.mean(from_first) - 2.0) < 0.25
+    assert sample_partitions(files, rows, 100, columns=["x", "id"], seed=0).height == 40

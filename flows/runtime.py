@@ -7,6 +7,10 @@
 - Task runners: ``thread`` (the default: a thread pool in this process) or ``dask`` (Prefect's
   Dask integration, ``prefect-dask``): a new local cluster, or an existing one given by its
   scheduler address (``--dask-address`` / ``PRIVSYNTH_DASK_ADDRESS``).
+- A partitioned input (a directory or glob of Parquet/CSV parts) is read one partition per
+  task on the cluster at the run's ``dask_address`` (:func:`partition_executor`): loading,
+  validation and the evaluation's sample. Without an address its partitions are read one
+  after another in the task's own process (one partition in memory at a time).
 - A flow run started for an application (the web app, :mod:`privsynth_flows.served`) names
   the privsynth home whose ledger and model store it uses as a parameter: :func:`using_home`
   points ``PRIVSYNTH_HOME`` there for the run (its process is the run's own).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any
 
@@ -141,3 +146,36 @@ def make_task_runner(
                                           "threads_per_worker": 1, "dashboard_address": None,
                                           "scheduler_kwargs": {
                                               "allowed_failures": ALLOWED_FAILURES}})
+
+
+@contextmanager
+def partition_executor(address: str | None, *,
+                       timeout: float = 30) -> Iterator[Executor | None]:
+    """An executor on the Dask cluster at ``address`` for reading partitions, or None.
+
+    The partitions' tasks (:mod:`privsynth_core.partitions`) are plain functions; a
+    ``distributed.Client``'s executor runs them on the cluster's workers, and only their small
+    results (counts, a sample) come back. None when ``address`` is empty: the caller reads the
+    partitions in turn. ``timeout``: seconds to wait for the scheduler.
+
+    Raises:
+        ConfigError: dask.distributed is missing, or the scheduler cannot be reached.
+    """
+    if not address:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("reading partitions on a Dask cluster needs dask.distributed: "
+                          "pip install distributed") from None
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}); check the "
+            f"address (tcp://HOST:8786) and that the scheduler is running") from None
+    try:
+        yield client.get_executor(pure=False)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()  # type: ignore[no-untyped-call]

@@ -30,6 +30,8 @@ from privsynth_core import pipeline
 from privsynth_core.errors import InputFileError, PrivsynthError
 from privsynth_core.runs import RunResult, publish_run
 
+from .runtime import partition_executor
+
 if TYPE_CHECKING:
     from prefect import Task
     from prefect.client.schemas.objects import State, TaskRun
@@ -63,8 +65,9 @@ IO: dict[str, Any] = {"retries": len(_DELAYS), "retry_delay_seconds": _DELAYS,
 
 @task(**IO)
 def load_input(config: RunConfig) -> InputInfo:
-    """Read the private table: fingerprint, size, columns."""
-    return pipeline.load_input(config)
+    """Read the private table: fingerprint, size, columns (a partitioned one on the cluster)."""
+    with partition_executor(config.dask_address) as executor:
+        return pipeline.load_input(config, executor=executor)
 
 
 @task(**IO)
@@ -72,7 +75,8 @@ def validate_input(config: RunConfig, fingerprint: str, custodian_log: str) -> l
     """Check the table against its schema (and that the holdout is not the table); counts only
     come back, details go to ``custodian_log``."""
     pipeline.check_holdout(config, fingerprint)
-    return pipeline.validate_input(config, custodian_log)
+    with partition_executor(config.dask_address) as executor:
+        return pipeline.validate_input(config, custodian_log, executor=executor)
 
 
 @task(retries=0)
@@ -109,16 +113,18 @@ def sample_synthetic(model_dir: str, rows: int | None, seed: int, destination: s
 def evaluate_metric(config: RunConfig, schema_path: str, synthetic_path: str, model_dir: str,
                     metric_id: str, required: bool) -> EvaluationResult:
     """One metric on real vs synthetic (computed on real data: not DP, custodian-only)."""
-    return pipeline.evaluate_metric(config, schema_path, synthetic_path, model_dir, metric_id,
-                                    required=required)
+    with partition_executor(config.dask_address) as executor:
+        return pipeline.evaluate_metric(config, schema_path, synthetic_path, model_dir,
+                                        metric_id, required=required, executor=executor)
 
 
 @task(**IO)
 def write_report(config: RunConfig, schema_path: str, synthetic_path: str, model_dir: str,
                  parts: list[EvaluationResult], destination: str) -> str:
     """Write metrics.json and report.html (custodian-only)."""
-    return str(pipeline.write_report(config, schema_path, synthetic_path, model_dir, parts,
-                                     destination))
+    with partition_executor(config.dask_address) as executor:
+        return str(pipeline.write_report(config, schema_path, synthetic_path, model_dir, parts,
+                                         destination, executor=executor))
 
 
 @task(**IO)

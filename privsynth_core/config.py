@@ -117,7 +117,8 @@ class RunConfig(BaseModel):
 
     Attributes:
         name: a label for the run (shown in Prefect and the manifest).
-        input: the private table (CSV or Parquet).
+        input: the private table: a CSV or Parquet file, or a partitioned table (a directory
+            or glob of them).
         source: the data source ``input`` is an extract of; its budget is the source's, shared
             by every extract (e.g. nightly ones). Default: the input's own content.
         budget_key: the ledger key to charge, when ``input`` was split from a larger file whose
@@ -142,6 +143,11 @@ class RunConfig(BaseModel):
         holdout: real rows never used for training (privacy attacks, fidelity ceiling).
         seed: seed of sampling and evaluation; part of the training cache key.
         output_dir: the run directory; it appears complete, or not at all.
+        dask_address: scheduler of an existing Dask cluster: the flow's tasks run there, and a
+            partitioned ``input`` (a directory or glob of Parquet/CSV parts) is read there one
+            partition per task (:mod:`privsynth_core.partitions`). Default: none.
+        eval_sample_rows: how many real rows the metrics read from a partitioned input, drawn
+            uniformly from its partitions (the report states it). Default 100,000.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -172,6 +178,13 @@ class RunConfig(BaseModel):
     holdout: Path | None = Field(None, description="real holdout table (never trained on)")
     seed: int = Field(0, ge=0, description="seed of sampling and evaluation")
     output_dir: Path = Field(description="the run directory")
+    dask_address: str | None = Field(
+        None, pattern=r"^(tcp|tls|ucx|inproc)://\S+$",
+        description="scheduler of an existing Dask cluster (tcp://HOST:8786): the flow's tasks "
+                    "and a partitioned input's reading run there (not part of the run's hash)")
+    eval_sample_rows: int | None = Field(
+        None, ge=1, description="real rows the metrics read, a uniform sample, when the input is "
+                                "partitioned (default 100,000)")
 
     @model_validator(mode="before")
     @classmethod
@@ -200,8 +213,14 @@ class RunConfig(BaseModel):
     # -- identity -----------------------------------------------------------------------------
 
     def config_hash(self) -> str:
-        """SHA-256 of the whole configuration (stable across processes and key order)."""
-        return _digest(self.model_dump(mode="json"))
+        """SHA-256 of the whole configuration (stable across processes and key order).
+
+        Where it runs (``dask_address``) is left out: the same run on another cluster is the
+        same run. ``eval_sample_rows`` enters only when set, so configurations without it hash
+        as they did before it existed.
+        """
+        unset = {"eval_sample_rows"} if self.eval_sample_rows is None else set()
+        return _digest(self.model_dump(mode="json", exclude={"dask_address", *unset}))
 
     def fit_hash(self) -> str:
         """SHA-256 of what determines the trained model, and only that.

@@ -55,6 +55,8 @@ from .table import CSV_SUFFIXES, PARQUET_SUFFIXES
 from .validation import ConformReport, cast_column, conform_report
 
 _GLOB_CHARS = "*?["
+#: Real rows the metrics read from a partitioned table unless the run says otherwise.
+DEFAULT_EVAL_SAMPLE_ROWS = 100_000
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -334,6 +336,23 @@ def count_partitions(
     return result
 
 
+def _rows_of(path: str) -> int:
+    """Rows of one partition as the reader reads them (Parquet: from its metadata)."""
+    from .table import read_frame
+
+    if _kind(Path(path)) == "parquet":
+        try:
+            return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+        except (pl.exceptions.PolarsError, OSError):
+            pass  # let the reader say what is wrong with the file
+    return read_frame(path).height
+
+
+def partition_rows(files: Sequence[str], executor: Executor | None = None) -> list[int]:
+    """The raw row count of each partition (private: for drawing the evaluation's sample)."""
+    return map_partitions(_rows_of, list(files), executor)
+
+
 def _sample_one(task: tuple[str, int, int], columns: Sequence[str]) -> pl.DataFrame:
     """``k`` rows drawn uniformly without replacement from one partition (runs on a worker)."""
     from .table import read_frame
@@ -387,6 +406,7 @@ def sample_partitions(
 
 
 __all__ = [
+    "DEFAULT_EVAL_SAMPLE_ROWS",
     "CountPlan",
     "PartitionCounts",
     "count_partitions",
@@ -394,5 +414,6 @@ __all__ = [
     "is_partitioned",
     "map_partitions",
     "partition_fingerprint",
+    "partition_rows",
     "sample_partitions",
 ]

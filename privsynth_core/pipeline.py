@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import MetricError, SchemaError
+from .errors import ConfigError, MetricError, SchemaError
 from .fileio import atomic_directory, atomic_write, atomic_write_text, remove_stale_siblings
 from .ledger import PrivacyLedger, privsynth_home
 from .privacy.release import SpentPart
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from .config import RunConfig
     from .evaluation import EvaluationResult
     from .generator import Generator, ProgressCallback
@@ -51,9 +53,11 @@ class InputInfo:
     """What the load step learned about the private table (custodian-only: never released).
 
     Attributes:
-        path: the file.
+        path: the file (or the directory or glob of a partitioned table).
         fingerprint: the ledger's content hash of the rows.
-        sha256: hash of the file's bytes (for the custodian's manifest).
+        sha256: hash of the file's bytes (for the custodian's manifest); for a partitioned
+            table, of its files' names and sizes (hashing every byte would take a pass of its
+            own).
         rows: the exact number of rows (private: for the custodian's manifest only).
         columns: column names.
     """
@@ -103,21 +107,47 @@ def is_complete_domain(domain_dir: str | Path) -> bool:
 # -- load and validate ------------------------------------------------------------------------
 
 
-def load_input(config: RunConfig) -> InputInfo:
+def _partitions_digest(files: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(b"partitions\n")
+    for name in files:
+        digest.update(f"{name}\t{Path(name).stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def load_input(config: RunConfig, *, executor: Executor | None = None) -> InputInfo:
     """Read the private table: fingerprint, size and columns.
 
+    A partitioned input (a directory or glob) is read one partition per task on ``executor``
+    (a Dask cluster's; default: in turn, in this process) and checked against the schema on the
+    way (:func:`privsynth_core.partitions.count_partitions`).
+
     Raises:
-        InputFileError: the file is missing, unreadable or not a table.
+        InputFileError: the file is missing, unreadable or not a table; a partition is, or the
+            partitions' columns disagree.
+        SchemaError: a partition lacks columns of the schema.
     """
+    from .partitions import count_partitions, is_partitioned
     from .table import fingerprint_frame, read_frame
 
+    if is_partitioned(config.input):
+        from .schema import Schema
+
+        counts = count_partitions(config.input, Schema.load(config.schema_path),
+                                  executor=executor)
+        return InputInfo(str(config.input), counts.fingerprint,
+                         _partitions_digest(counts.files), counts.raw_rows, counts.columns)
     frame = read_frame(config.input)
     return InputInfo(str(config.input), fingerprint_frame(frame), file_sha256(config.input),
                      frame.height, tuple(frame.columns))
 
 
-def validate_input(config: RunConfig, custodian_log: str | Path | None = None) -> list[str]:
+def validate_input(config: RunConfig, custodian_log: str | Path | None = None, *,
+                   executor: Executor | None = None) -> list[str]:
     """Check the table against the schema file; return notes (counts only) for the run's log.
+
+    A partitioned input is checked and conformed partition by partition on ``executor`` (see
+    :func:`load_input`); its notes are the summed counts, and no per-value detail is collected
+    (``custodian_log`` is not written).
 
     The columns of the schema must be in the data (else an error: the header is public
     metadata). In ``public`` mode, what conforming will do row by row (values read as missing,
@@ -128,11 +158,15 @@ def validate_input(config: RunConfig, custodian_log: str | Path | None = None) -
     Raises:
         SchemaError: columns of the schema are missing from the data.
     """
+    from .partitions import count_partitions, is_partitioned
     from .schema import Schema
     from .table import read_frame
     from .validation import conform_report, validate
 
     schema = Schema.load(config.schema_path)
+    if is_partitioned(config.input):
+        counts = count_partitions(config.input, schema, executor=executor)
+        return [] if config.domain == "dp" else counts.report.lines()
     frame = read_frame(config.input)
     missing = [name for name in schema.names if name not in frame.columns]
     if missing:
@@ -152,7 +186,10 @@ def validate_input(config: RunConfig, custodian_log: str | Path | None = None) -
 
 def check_holdout(config: RunConfig, fingerprint: str) -> None:
     """Refuse a holdout that is the training table itself (its attacks would mean nothing)."""
-    if config.holdout is None:
+    from .partitions import is_partitioned
+
+    # A partitioned input's fingerprint is of another kind (a multiset hash): not comparable.
+    if config.holdout is None or is_partitioned(config.input):
         return
     from .table import fingerprint_frame, read_frame
 
@@ -183,6 +220,7 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     from .domain import prepare_table
     from .store import exclusive_lock
 
+    refuse_partitioned_fit(config)
     destination = Path(destination)
     # The ledger first: in a fresh home it is created (with its marker) before any other state
     # exists, so the store's folders never make a first run look like a lost ledger.
@@ -220,6 +258,27 @@ def domain_record(schema_path: str | Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(
         (Path(schema_path).parent / DOMAIN_RECORD).read_text(encoding="utf-8"))
     return data
+
+
+def refuse_partitioned_fit(config: RunConfig) -> None:
+    """Refuse, before anything is charged, a domain or a fit on a partitioned input.
+
+    Loading, validating and the evaluation's sample read partitions on the cluster, and the
+    private statistics they need are counted there (:mod:`privsynth_core.partitions`); no
+    generator reads those counts yet, and loading the whole table into one process is what a
+    partitioned input is for avoiding (issue #19).
+
+    Raises:
+        ConfigError: ``config.input`` is partitioned.
+    """
+    from .partitions import is_partitioned
+
+    if is_partitioned(config.input):
+        raise ConfigError(
+            f"{config.input} is a partitioned table: privsynth reads and checks it on the "
+            f"cluster, but no generator fits from partitions yet ({config.generator} needs the "
+            f"whole table in one process); fit on one file (a sample of the parts), and score "
+            f"the run on the partitioned table with `evaluate`. Nothing was charged")
 
 
 # -- fit and sample ---------------------------------------------------------------------------
@@ -272,6 +331,7 @@ def fit_model(
     from .store import CHECKPOINTS_PARAM, FIT_KEY_PARAM, check_unfinished, exclusive_lock
     from .table import Table
 
+    refuse_partitioned_fit(config)
     table = Table.load(config.input, Schema.load(schema_path), source=config.source)
     # An extract of a larger file spends that file's budget (the configuration's budget key).
     table.parent_key = config.budget_key
@@ -363,18 +423,59 @@ def metric_plan(config: RunConfig) -> list[tuple[str, bool]]:
 
 
 def _evaluation_inputs(config: RunConfig, schema_path: str | Path,
-                       synthetic_path: str | Path) -> dict[str, Any]:
+                       synthetic_path: str | Path,
+                       executor: Executor | None = None) -> dict[str, Any]:
     from .schema import Schema
     from .table import read_frame
 
-    return {"real": read_frame(config.input), "synthetic": read_frame(synthetic_path),
-            "schema": Schema.load(schema_path),
+    real, sample = real_rows(config, executor=executor)
+    return {"real": real, "real_sample": sample,
+            "synthetic": read_frame(synthetic_path), "schema": Schema.load(schema_path),
             "holdout": read_frame(config.holdout) if config.holdout else None}
+
+
+def real_rows(config: RunConfig, *,
+              executor: Executor | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """The real rows the metrics read, and what sample they are (None: the whole table).
+
+    A single file is read whole. A partitioned input is never loaded: the metrics read a
+    uniform sample of ``config.eval_sample_rows`` rows (default
+    :data:`~privsynth_core.partitions.DEFAULT_EVAL_SAMPLE_ROWS`) drawn on ``executor``, seeded
+    by the run's seed (the evaluation is custodian-only and not DP), and the report says so.
+    """
+    from .partitions import (
+        DEFAULT_EVAL_SAMPLE_ROWS,
+        discover_partitions,
+        is_partitioned,
+        partition_rows,
+        sample_partitions,
+    )
+    from .table import read_frame
+
+    if not is_partitioned(config.input):
+        return read_frame(config.input), None
+    files = [str(p) for p in discover_partitions(config.input)]
+    rows = partition_rows(files, executor)
+    size = config.eval_sample_rows or DEFAULT_EVAL_SAMPLE_ROWS
+    frame = sample_partitions(files, rows, size, columns=_header(files[0]), seed=config.seed,
+                              executor=executor)
+    return frame, {"rows": frame.height, "requested": size, "partitions": len(files),
+                   "population_rows": sum(rows), "uniform": True}
+
+
+def _header(path: str) -> list[str]:
+    import polars as pl
+
+    from .table import read_frame
+
+    if path.lower().endswith((".parquet", ".pq")):
+        return list(pl.scan_parquet(path).collect_schema().names())
+    return read_frame(path).columns
 
 
 def evaluate_metric(config: RunConfig, schema_path: str | Path, synthetic_path: str | Path,
                     model_dir: str | Path, metric_id: str, *,
-                    required: bool) -> EvaluationResult:
+                    required: bool, executor: Executor | None = None) -> EvaluationResult:
     """Compute one metric (with its reference points) on the real and synthetic tables.
 
     A metric that is not ``required`` and cannot run on these inputs comes back as skipped.
@@ -385,7 +486,8 @@ def evaluate_metric(config: RunConfig, schema_path: str | Path, synthetic_path: 
     """
     from .evaluation import EvaluationResult, SkippedMetric, evaluate, load_manifest
 
-    inputs = _evaluation_inputs(config, schema_path, synthetic_path)
+    inputs = _evaluation_inputs(config, schema_path, synthetic_path, executor)
+    inputs.pop("real_sample")
     try:
         return evaluate(**inputs, metric_ids=[metric_id], target=config.target,
                         manifest=load_manifest(model_dir), seed=config.seed)
@@ -413,13 +515,17 @@ def merge_evaluations(parts: list[EvaluationResult]) -> EvaluationResult:
 
 def write_report(config: RunConfig, schema_path: str | Path, synthetic_path: str | Path,
                  model_dir: str | Path, parts: list[EvaluationResult],
-                 destination: str | Path) -> Path:
-    """Write ``metrics.json`` and ``report.html`` (custodian-only, NOT DP) to ``destination``."""
+                 destination: str | Path, *, executor: Executor | None = None) -> Path:
+    """Write ``metrics.json`` and ``report.html`` (custodian-only, NOT DP) to ``destination``.
+
+    For a partitioned input the report states the sample the metrics read
+    (``inputs.real_sample``: its size, of how many rows in how many partitions).
+    """
     from .evaluation import load_manifest, type_frame
     from .report_html import write_report as write_html
 
     evaluation = merge_evaluations(parts)
-    inputs = _evaluation_inputs(config, schema_path, synthetic_path)
+    inputs = _evaluation_inputs(config, schema_path, synthetic_path, executor)
     schema = inputs["schema"]
     if not evaluation.inputs:  # no metric ran (e.g. `metrics: []`)
         holdout_frame = inputs["holdout"]
@@ -428,6 +534,8 @@ def write_report(config: RunConfig, schema_path: str | Path, synthetic_path: str
                              "synthetic_rows": inputs["synthetic"].height,
                              "holdout_rows": None if holdout_frame is None
                              else holdout_frame.height}
+    if inputs["real_sample"] is not None:
+        evaluation.inputs["real_sample"] = inputs["real_sample"]
     holdout = inputs["holdout"]
     write_html(evaluation, Path(destination),
                real=type_frame(inputs["real"], schema, "real"),
@@ -478,6 +586,8 @@ __all__ = [
     "metric_plan",
     "model_store_entry",
     "new_run_id",
+    "real_rows",
+    "refuse_partitioned_fit",
     "resolve_domain",
     "sample_synthetic",
     "validate_input",

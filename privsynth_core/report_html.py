@@ -124,8 +124,12 @@ def _summary(evaluation: EvaluationResult) -> str:
         "(what a perfect generator could hope for; for TSTR, models trained on real data). "
         "Floor: the score of a copy of the real data with every column shuffled independently "
         "— right marginals, no joint structure — so a fidelity score near it says little. "
-        f"Compared: {inputs['real_rows']:,} real rows, {inputs['synthetic_rows']:,} synthetic "
-        "rows" + (f", {inputs['holdout_rows']:,} holdout rows" if inputs["holdout_rows"] else "")
+        f"Compared: {inputs['real_rows']:,} real rows"
+        + (f" (a uniform sample of the {sample['population_rows']:,} rows of the partitioned "
+           f"input's {sample['partitions']:,} partitions)"
+           if (sample := inputs.get("real_sample")) else "")
+        + f", {inputs['synthetic_rows']:,} synthetic rows"
+        + (f", {inputs['holdout_rows']:,} holdout rows" if inputs["holdout_rows"] else "")
         + (f"; target column <code>{html.escape(str(inputs['target']))}</code>"
            if inputs["target"] else "") + ".</p>"
     )

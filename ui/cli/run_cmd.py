@@ -2,7 +2,9 @@
 
 - ``privsynth run CONFIG.yaml`` runs the ``synthesize`` flow once (on a temporary local Prefect
   server, or the server in ``PREFECT_API_URL``); ``--resume RUN_DIR`` continues an interrupted
-  run; ``--task-runner dask`` runs the metric fan-out on a Dask cluster.
+  run; ``--task-runner dask`` runs the metric fan-out on a Dask cluster; ``--dask-address``
+  (or ``dask_address:`` in the config) runs it on an existing cluster, where a partitioned
+  input is read too.
 - ``privsynth deploy CONFIG.yaml --cron "0 2 * * *"`` creates a scheduled deployment and serves
   it (or registers it on a work pool with ``--work-pool``).
 - ``privsynth sweep SWEEP.yaml`` runs a grid of generators x epsilons x seeds.
@@ -21,7 +23,8 @@ def _runner_options(parser: argparse.ArgumentParser) -> None:
                         help="where tasks run: threads of this process (default) or Dask")
     parser.add_argument("--dask-address", metavar="ADDRESS",
                         help="scheduler of an existing Dask cluster (tcp://host:8786; default "
-                             "$PRIVSYNTH_DASK_ADDRESS; none: start a local cluster)")
+                             "the config's dask_address, then $PRIVSYNTH_DASK_ADDRESS; none: "
+                             "start a local cluster): tasks and partitioned inputs run there")
     parser.add_argument("--dask-workers", type=int, default=2, metavar="N",
                         help="workers of the local Dask cluster (default 2)")
 
@@ -64,11 +67,14 @@ def register(subparsers: Any) -> None:
     sweep.set_defaults(func=sweep_cmd)
 
 
-def _task_runner(args: argparse.Namespace) -> Any:
+def _task_runner(args: argparse.Namespace, address: str | None = None) -> Any:
+    """The flow's task runner: Dask on ``address`` (the flag's, else the run config's) whenever
+    there is one, whatever ``--task-runner`` says; else as ``--task-runner`` says."""
     from privsynth_flows.runtime import make_task_runner
 
-    return make_task_runner(args.task_runner, address=args.dask_address,
-                            n_workers=args.dask_workers)
+    address = args.dask_address or address
+    kind = "dask" if address else args.task_runner
+    return make_task_runner(kind, address=address, n_workers=args.dask_workers)
 
 
 def print_run(result: Any) -> None:
@@ -126,8 +132,11 @@ def run_cmd(args: argparse.Namespace) -> int:
     from privsynth_flows.runtime import prefect_session
     from privsynth_flows.synthesize import synthesize
 
+    if args.dask_address:
+        # The flag wins over the file; where a run runs is not part of its hash (resume works).
+        config = config.model_copy(update={"dask_address": args.dask_address})
     flow = synthesize
-    runner = _task_runner(args)
+    runner = _task_runner(args, config.dask_address)
     if runner is not None:
         flow = synthesize.with_options(task_runner=runner)
     with prefect_session():

@@ -1,0 +1,155 @@
+"""A partitioned table on an existing Dask cluster (issue #19): read, checked and counted there,
+the evaluation's sample drawn there, and `privsynth run --dask-address` using the cluster."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from flowhelpers import run_config, set_budget
+
+from privsynth_core import PrivacyLedger, pipeline
+from privsynth_core.config import run_config_from_dict
+from privsynth_core.datasets import adult_schema
+from privsynth_core.errors import ConfigError
+from privsynth_core.partitions import CountPlan, count_partitions
+from privsynth_core.privacy.count import COUNT_MECHANISM, ensure_row_count
+from privsynth_core.runs import run_pipeline
+from privsynth_core.table import read_frame
+from privsynth_flows import tasks
+from privsynth_flows.runtime import partition_executor
+from privsynth_ui.cli import main
+
+PLAN = CountPlan(histogram_bins=16, domain=True)
+
+
+@pytest.fixture(scope="module")
+def cluster_address() -> Iterator[str]:
+    """A real Dask cluster of 2 single-threaded workers (threads of this process: cheap to
+    start), reached only through its scheduler address, as a user's existing cluster is."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,  # type: ignore[no-untyped-call]
+                      dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture
+def parts(adult_files: dict[str, Path], tmp_path: Path) -> Path:
+    """The 2,000-row Adult training file as 4 Parquet partitions."""
+    frame = read_frame(adult_files["train"])
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(4):
+        frame.slice(i * 500, 500).write_parquet(folder / f"part-{i}.parquet")
+    return folder
+
+
+def test_the_cluster_counts_a_partitioned_table_exactly_as_one_process_does(
+    cluster_address: str, parts: Path, adult_files: dict[str, Path], tmp_path: Path,
+) -> None:
+    config = run_config_from_dict(run_config(adult_files, tmp_path / "run", input=str(parts),
+                                             dask_address=cluster_address))
+    info = tasks.load_input.fn(config)
+    assert info.rows == 2000 and info.columns == tuple(read_frame(adult_files["train"]).columns)
+    assert tasks.validate_input.fn(config, info.fingerprint,
+                                   str(tmp_path / "validation.log")) == []
+    here = count_partitions(parts, adult_schema(), plan=PLAN)
+    with partition_executor(cluster_address) as executor:
+        assert executor is not None
+        there = count_partitions(parts, adult_schema(), plan=PLAN, executor=executor)
+    assert there.fingerprint == here.fingerprint == info.fingerprint
+    assert there.rows == here.rows
+    for name, counts in here.histograms.items():
+        assert np.array_equal(there.histograms[name], counts), name
+    for name, counts in here.magnitudes.items():
+        assert np.array_equal(there.magnitudes[name], counts), name
+    assert there.categories == here.categories
+    # n̂: the summed exact count goes through the row-count mechanism once, centrally
+    ledger = PrivacyLedger()
+    ledger.set_budget("source:parts", epsilon=1.0, delta=1e-5)
+    count = ensure_row_count(ledger, "source:parts", extract=there.fingerprint,
+                             n_rows=there.rows, run_id="r")
+    assert [e.mechanism for e in ledger.entries("source:parts")] == [COUNT_MECHANISM]
+    assert abs(count.value - there.rows) < 2000  # noise of scale 100 at epsilon 0.01
+
+
+def test_a_fit_on_a_partitioned_input_is_refused_before_anything_is_charged(
+    parts: Path, adult_files: dict[str, Path], tmp_path: Path,
+) -> None:
+    config = run_config_from_dict(run_config(adult_files, tmp_path / "run", input=str(parts),
+                                             source="parts"))
+    PrivacyLedger().set_budget("source:parts", epsilon=2.0, delta=1e-5)
+    with pytest.raises(ConfigError, match="no generator fits from partitions yet"):
+        pipeline.resolve_domain(config, tmp_path / "domain", run_id="r")
+    with pytest.raises(ConfigError, match="Nothing was charged"):
+        pipeline.fit_model(config, adult_files["schema"], run_id="r")
+    assert PrivacyLedger().entries("source:parts") == []
+
+
+def test_metrics_read_a_uniform_sample_of_the_stated_size_on_the_cluster(
+    cluster_address: str, parts: Path, adult_files: dict[str, Path], tmp_path: Path,
+) -> None:
+    set_budget(adult_files["train"], epsilon=2)
+    result = run_pipeline(run_config_from_dict(run_config(
+        adult_files, tmp_path / "run", metrics=["tvd"], holdout=None)))
+    model = str(result.release_dir / "model")
+    synthetic = str(result.release_dir / pipeline.SYNTHETIC_FILE)
+    config = run_config_from_dict(run_config(
+        adult_files, tmp_path / "scored", input=str(parts), metrics=["tvd"], holdout=None,
+        eval_sample_rows=600, dask_address=cluster_address))
+    schema = str(adult_files["schema"])
+    part = tasks.evaluate_metric.fn(config, schema, synthetic, model, "tvd", True)
+    assert part.inputs["real_rows"] == 600
+    report = Path(tasks.write_report.fn(config, schema, synthetic, model, [part],
+                                        str(tmp_path / "report")))
+    inputs = json.loads((report / "metrics.json").read_text())["inputs"]
+    assert inputs["real_rows"] == 600
+    assert inputs["real_sample"] == {"rows": 600, "requested": 600, "partitions": 4,
+                                     "population_rows": 2000, "uniform": True}
+    assert "a uniform sample of the 2,000 rows" in (report / "report.html").read_text()
+    # the same seed draws the same sample: the report's figures can be reproduced
+    first, _ = pipeline.real_rows(config)
+    again, _ = pipeline.real_rows(config)
+    assert first.equals(again) and first.height == 600
+    assert first.join(read_frame(adult_files["train"]), on=first.columns, how="anti").height == 0
+
+
+def test_cli_run_with_a_dask_address_reads_the_partitions_on_that_cluster(
+    prefect_env: dict[str, str], cluster_address: str, parts: Path,
+    adult_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from distributed import Client
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(run_config(adult_files, tmp_path / "run", input=str(parts),
+                                              source="parts", holdout=None)))
+    PrivacyLedger().set_budget("source:parts", epsilon=2.0, delta=1e-5)
+    with Client(cluster_address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        before = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+        # load and validate run on the cluster; the fit is refused (one message, no charge)
+        assert main(["run", str(path), "--dask-address", cluster_address]) == 2
+        after = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+    assert "no generator fits from partitions yet" in capsys.readouterr().err
+    # at least one task per partition for loading and one for validating
+    assert after - before >= 8
+    assert PrivacyLedger().entries("source:parts") == []
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dask_address_is_checked_and_left_out_of_the_run_hash(
+    adult_files: dict[str, Path], tmp_path: Path,
+) -> None:
+    base = run_config(adult_files, tmp_path / "run")
+    plain = run_config_from_dict(base)
+    there = run_config_from_dict({**base, "dask_address": "tcp://10.0.0.5:8786"})
+    assert plain.config_hash() == there.config_hash()
+    with pytest.raises(Exception, match="dask_address"):
+        run_config_from_dict({**base, "dask_address": "10.0.0.5"})
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
+        with partition_executor("tcp://127.0.0.1:9", timeout=2):
+            pass

@@ -62,9 +62,12 @@ _R = TypeVar("_R")
 
 
 def is_partitioned(spec: str | Path) -> bool:
-    """Whether ``spec`` names a partitioned table (a directory, or a glob pattern)."""
-    text = str(spec)
-    return any(ch in text for ch in _GLOB_CHARS) or Path(text).expanduser().is_dir()
+    """Whether ``spec`` names a partitioned table (a directory, or a glob pattern); an existing
+    file is never one, even with ``[`` or ``*`` in its name."""
+    path = Path(str(spec)).expanduser()
+    if path.is_file():
+        return False
+    return path.is_dir() or any(ch in str(spec) for ch in _GLOB_CHARS)
 
 
 def _kind(path: Path) -> str | None:

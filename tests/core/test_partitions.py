@@ -174,6 +174,9 @@ def test_discovery_reads_directories_and_globs_and_skips_marker_files(
     (parts / ".part-000.parquet.crc").write_text("x")
     assert is_partitioned(tmp_path / "t") and is_partitioned(f"{tmp_path}/t/*/*.parquet")
     assert not is_partitioned(parts / "part-000.parquet")
+    odd_name = tmp_path / "extract[2020].csv"
+    adult_3k.head(3).write_csv(odd_name)
+    assert not is_partitioned(odd_name)
     assert [p.name for p in discover_partitions(tmp_path / "t")] == [
         "part-000.parquet", "part-001.parquet"]
     assert len(discover_partitions(f"{tmp_path}/t/**/*.parquet")) == 2

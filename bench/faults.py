@@ -55,25 +55,7 @@ TEST_FLOWS = REPO_DIR / "tests" / "flows"
 SLOW_GENERATOR = "test-dpsgd-marginals"
 #: Runs ``privsynth`` in a child with the test generators registered (and in its Dask workers,
 #: through a preload), optionally waiting for a start file so children begin together.
-LAUNCHER = """
-import os, sys, time
-sys.path.insert(0, {flows!r})
-import dask
-import distributed
-dask.config.set({{"distributed.worker.preload": [{preload!r}]}})
-from privsynth_core.plugins import load_plugins, pm
-load_plugins()
-import dpsgd_marginals
-pm.register(dpsgd_marginals, name="test-dpsgd")
-from privsynth_ui.cli import main
-import privsynth_flows.synthesize
-go = {go!r}
-if go:
-    open(go + ".ready." + str(os.getpid()), "w").close()
-    while not os.path.exists(go):
-        time.sleep(0.02)
-sys.exit(main({args!r}))
-"""
+LAUNCH_CLI = TEST_FLOWS / "launch_cli.py"
 
 
 def register(sub: Any) -> None:
@@ -150,10 +132,9 @@ class Scratch:
     def start(self, args: list[str], log: str, *, go: Path | None = None,
               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """``privsynth ARGS`` in a child (own session; output to ``<folder>/<log>.log``)."""
-        code = LAUNCHER.format(flows=str(TEST_FLOWS), preload=str(TEST_FLOWS / "dask_preload.py"),
-                               go=str(go) if go else "", args=args)
+        command = [sys.executable, str(LAUNCH_CLI), *(["--go", str(go)] if go else []), *args]
         with open(self.folder / f"{log}.log", "wb") as out:
-            return subprocess.Popen([sys.executable, "-c", code], env=env or self.env,
+            return subprocess.Popen(command, env=env or self.env,
                                     cwd=REPO_DIR, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,10 @@ import pytest
 from privsynth_core import PrivacyLedger
 from privsynth_core.datasets import adult_schema
 from privsynth_core.guarantee import load_manifest, verified_guarantee
-from privsynth_core.plugins import reset_plugins
-from privsynth_core.registry import reset_registries
 from privsynth_ui.cli import main
 
-
-@pytest.fixture(autouse=True)
-def light_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No plots or Evidently page: the guarantee is what these reports are read for."""
-    monkeypatch.setenv("PRIVSYNTH_DISABLED_PLUGINS", "evidently,report-plots")
-    reset_plugins()
-    reset_registries()
-    yield
-    monkeypatch.delenv("PRIVSYNTH_DISABLED_PLUGINS")
-    reset_plugins()
-    reset_registries()
+# No plots or Evidently page: the guarantee is what these reports are read for.
+pytestmark = pytest.mark.usefixtures("light_reports")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -19,8 +18,6 @@ from privsynth_core.config import RunConfig, run_config_from_dict
 from privsynth_core.datasets import ADULT_SCHEMA_PATH
 from privsynth_core.errors import BudgetExceededError
 from privsynth_core.fileio import host_tag, remove_stale_siblings
-from privsynth_core.plugins import reset_plugins
-from privsynth_core.registry import reset_registries
 from privsynth_core.runs import run_pipeline
 from privsynth_core.store import (
     FIT_KEY_PARAM,
@@ -31,21 +28,7 @@ from privsynth_core.store import (
 from privsynth_core.sweep import check_grid_budget
 from privsynth_core.table import fingerprint_frame, read_frame
 
-
-@pytest.fixture(scope="module", autouse=True)
-def light_reports() -> Iterator[None]:
-    """Runs here need a report written, not its heavy sections (plots, Evidently)."""
-    saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
-    os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
-    reset_plugins()
-    reset_registries()
-    yield
-    reset_plugins()
-    if saved is None:
-        os.environ.pop("PRIVSYNTH_DISABLED_PLUGINS")
-    else:
-        os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = saved
-    reset_registries()
+pytestmark = pytest.mark.usefixtures("light_reports")  # a report is written, not its heavy sections
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
-from privsynth_core.plugins import load_plugins, pm, reset_plugins
+from privsynth_core.plugins import load_plugins, pm
 from privsynth_core.registry import reset_registries
 
 FLOWS_DIR = Path(__file__).parent
@@ -22,21 +22,10 @@ PREFECT_BIN = Path(sys.executable).parent / "prefect"
 os.environ.setdefault("PRIVSYNTH_IO_RETRY_DELAYS", "0.2,0.4,0.8")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def light_reports() -> Iterator[None]:
-    """Block the heavy report sections for each flow test module (see the module docstring);
-    module scope, so tests elsewhere in the same session get every plugin back."""
-    saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
-    os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
-    reset_plugins()
-    reset_registries()
-    yield
-    reset_plugins()
-    if saved is None:
-        os.environ.pop("PRIVSYNTH_DISABLED_PLUGINS")
-    else:
-        os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = saved
-    reset_registries()
+@pytest.fixture(autouse=True)
+def _light_reports(light_reports: None) -> None:
+    """Every flow test writes its reports without the heavy sections (see the module
+    docstring): ``tests/conftest.py``'s fixture, for each test."""
 
 
 @pytest.fixture

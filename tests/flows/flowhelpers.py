@@ -67,25 +67,8 @@ def spent_epsilon(fingerprint: str) -> float:
 
 
 FLOWS_DIR = Path(__file__).parent
-#: Runs the CLI in a fresh process with the test generators registered. With ``go`` set, the
-#: process first finishes its imports, says so (``<go>.ready.<pid>``), then waits for the file
-#: ``go``: processes released together start their runs together.
-LAUNCHER = """
-import os, sys, time
-sys.path.insert(0, {flows!r})
-from privsynth_core.plugins import load_plugins, pm
-load_plugins()
-import dpsgd_marginals
-pm.register(dpsgd_marginals, name="test-dpsgd")
-from privsynth_ui.cli import main
-import privsynth_flows.synthesize
-go = {go!r}
-if go:
-    open(go + ".ready." + str(os.getpid()), "w").close()
-    while not os.path.exists(go):
-        time.sleep(0.02)
-sys.exit(main({args!r}))
-"""
+#: ``privsynth ARGS`` in a fresh process with the test generators registered (see its docstring).
+LAUNCH_CLI = FLOWS_DIR / "launch_cli.py"
 
 
 def start_cli(args: list[str], *, log: Path, env: dict[str, str] | None = None,
@@ -93,8 +76,7 @@ def start_cli(args: list[str], *, log: Path, env: dict[str, str] | None = None,
     """``privsynth ARGS`` in a new process (its own session, output to ``log``)."""
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER.format(flows=str(FLOWS_DIR), args=args,
-                                                   go=str(go) if go else "")],
+            [sys.executable, str(LAUNCH_CLI), *(["--go", str(go)] if go else []), *args],
             env=env if env is not None else os.environ.copy(), stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -32,16 +32,7 @@ from privsynth_core.runs import work_dir_for
 from privsynth_ui.cli import main
 
 FLOWS_DIR = Path(__file__).parent
-LAUNCHER = """
-import sys
-sys.path.insert(0, {flows!r})
-from privsynth_core.plugins import load_plugins, pm
-load_plugins()
-import dpsgd_marginals
-pm.register(dpsgd_marginals, name="test-dpsgd")
-from privsynth_ui.cli import main
-sys.exit(main(["run", {config!r}]))
-"""
+LAUNCH_CLI = FLOWS_DIR / "launch_cli.py"
 
 
 def _files(folder: Path) -> set[str]:
@@ -62,7 +53,7 @@ def test_run_killed_mid_training_is_refused_then_resumed(
 
     log = open(tmp_path / "child.log", "wb")  # noqa: SIM115
     child = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER.format(flows=str(FLOWS_DIR), config=str(config_path))],
+        [sys.executable, str(LAUNCH_CLI), "run", str(config_path)],
         env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # Kill once two checkpoints exist and the next block has been logged (mid-block).

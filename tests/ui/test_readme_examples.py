@@ -6,15 +6,12 @@ from __future__ import annotations
 import random
 import re
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.plugins import reset_plugins
-from privsynth_core.registry import reset_registries
 from privsynth_ui.cli import main
 
 README = Path(__file__).parents[2] / "README.md"
@@ -56,19 +53,6 @@ def test_the_readme_block_parses_into_privsynth_commands() -> None:
     assert commands and all(c.startswith("privsynth ") for c in commands)
     assert [shlex.split(c)[1] for c in commands] == [
         "schema", "schema", "budget", "fit", "sample", "evaluate", "budget"]
-
-
-@pytest.fixture
-def light_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The report's plots and Evidently page are tested with the metrics; here they would only
-    take time (the commands themselves run exactly as the README writes them)."""
-    monkeypatch.setenv("PRIVSYNTH_DISABLED_PLUGINS", "evidently,report-plots")
-    reset_plugins()
-    reset_registries()
-    yield
-    monkeypatch.delenv("PRIVSYNTH_DISABLED_PLUGINS")
-    reset_plugins()
-    reset_registries()
 
 
 def test_every_readme_command_runs_as_written(

@@ -50,12 +50,12 @@ def test_synthesize_flaky_input_succeeds_after_retries(
     real_load = pipeline.load_input
     attempts: list[float] = []
 
-    def flaky_load(config: Any) -> Any:
+    def flaky_load(config: Any, **kwargs: Any) -> Any:
         # Injected fault: the first two reads fail as a flaky network file system would.
         attempts.append(time.monotonic())
         if len(attempts) <= 2:
             raise OSError(5, "Input/output error (injected)")
-        return real_load(config)
+        return real_load(config, **kwargs)
 
     monkeypatch.setattr(pipeline, "load_input", flaky_load)
     config = run_config_from_dict(run_config(adult_files, tmp_path / "run"))

@@ -263,45 +263,54 @@ class UserStore:
     def verify(self, username: str, password: str) -> str:
         """Check a sign-in; return the user name.
 
+        The attempt is counted as a failure *before* the password is checked, in one
+        transaction with the lock check, and forgiven only when it succeeds: concurrent
+        attempts cannot all pass the lock check first, so no more than ``max_failures``
+        passwords are ever checked per lock period, however many requests arrive at once.
+
         Raises:
             LoginError: wrong name or password (the message does not say which), or the name
                 is locked after too many failures.
         """
         username = username.strip().lower()
-        now = time.time()
+        self._reserve_attempt(username)
         with self._db() as db:
-            lock = db.execute("SELECT locked_until FROM failures WHERE username = ?",
-                              (username,)).fetchone()
-            if lock is not None and lock[0] > now:
-                minutes = max(1, round((lock[0] - now) / 60))
-                raise LoginError(f"too many failed sign-ins: this account is locked for about "
-                                 f"{minutes} more minute(s); try later, or ask the operator "
-                                 f"(`privsynth users unlock {username}`)")
             row = db.execute("SELECT password FROM users WHERE username = ?",
                              (username,)).fetchone()
         stored = row[0] if row else _DUMMY_HASH
         if not check_password(password, stored) or row is None:
-            self._failed(username)
+            if self.failure_delay:
+                time.sleep(self.failure_delay)
             raise LoginError("wrong user name or password")
         with self._db() as db:
             db.execute("DELETE FROM failures WHERE username = ?", (username,))
-            db.execute("UPDATE users SET last_login = ? WHERE username = ?", (now, username))
+            db.execute("UPDATE users SET last_login = ? WHERE username = ?",
+                       (time.time(), username))
         return username
 
-    def _failed(self, username: str) -> None:
+    def _reserve_attempt(self, username: str) -> None:
+        """Count one attempt as failed, atomically with the lock check; refuse when locked."""
+        now = time.time()
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT count FROM failures WHERE username = ?",
-                             (username,)).fetchone()
-            count = (row[0] if row else 0) + 1
-            locked_until = 0.0
-            if count >= self.max_failures:
-                count, locked_until = 0, time.time() + self.lock_seconds
-            db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
-                       (username, count, locked_until))
-            db.execute("COMMIT")
-        if self.failure_delay:
-            time.sleep(self.failure_delay)
+            try:
+                row = db.execute("SELECT count, locked_until FROM failures WHERE username = ?",
+                                 (username,)).fetchone()
+                count, locked_until = (row[0], row[1]) if row else (0, 0.0)
+                if locked_until > now:
+                    minutes = max(1, round((locked_until - now) / 60))
+                    raise LoginError(
+                        f"too many failed sign-ins: this account is locked for about {minutes} "
+                        f"more minute(s); try later, or ask the operator (`privsynth users "
+                        f"unlock {username}`)")
+                count += 1
+                if count >= self.max_failures:
+                    # This attempt is the last one checked before the lock; its success lifts it.
+                    count, locked_until = 0, now + self.lock_seconds
+                db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
+                           (username, count, locked_until))
+            finally:
+                db.execute("COMMIT")
 
     # -- sessions -------------------------------------------------------------------------
 

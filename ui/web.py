@@ -40,7 +40,7 @@ from fastapi.responses import (
     Response,
 )
 
-from .auth import ANALYST, CUSTODIAN, LoginError, UserStore
+from .auth import ANALYST, CUSTODIAN, LoginError, UserStore, check_new_credentials
 from .settings import UISettings
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 COOKIE = "privsynth_session"
 APP_PATH = "/app"
 log = logging.getLogger("privsynth.ui")
+SIGNED_UP = ("If that user name was free, your account is created: sign in with it. If you "
+             "cannot sign in, the name was taken: create an account with another name.")
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -206,7 +208,7 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
         return signup_page()
 
     @app.post("/signup")
-    def signup(request: Request, username: str = Form(""), password: str = Form(""),
+    def signup(username: str = Form(""), password: str = Form(""),
                password2: str = Form("")) -> Response:
         from privsynth_core.errors import PrivsynthError
 
@@ -217,11 +219,18 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
         if password != password2:
             return signup_page("The two passwords differ.", status=400)
         try:
-            store.add_user(name, password, role=ANALYST)  # never more than an analyst
+            # A bad name or a weak password is refused whether or not the name is taken.
+            check_new_credentials(name, password)
         except PrivsynthError as exc:
             return signup_page(str(exc), status=400)
-        log.info("account %s (analyst) created by sign-up", name)
-        return signed_in(name, APP_PATH + "/", request.url.scheme == "https")
+        try:
+            store.add_user(name, password, role=ANALYST)  # never more than an analyst
+            log.info("account %s (analyst) created by sign-up", name)
+        except PrivsynthError:
+            # A taken name gets the very answer a free one gets (and costs the same hashing
+            # time): sign-up must not tell a visitor which user names exist.
+            log.info("sign-up refused: the name %s is taken", name)
+        return login_page(SIGNED_UP, signup=True, ok=True)
 
     @app.get("/logout")
     def logout(request: Request) -> Response:

@@ -365,7 +365,8 @@ def test_an_analyst_trains_within_the_budget_a_custodian_set(app: dict[str, Any]
     page.fill("#password2", PASSWORD)
     page.screenshot(path=app["shots"] / "02-sign-up.png")
     page.get_by_role("button", name="Create account").click()
-    expect(page.locator("#ps-user")).to_contain_text("alice", timeout=WAIT)
+    expect(page.locator("p.msg")).to_contain_text("your account is created")
+    _sign_in(page, base, "alice")
     expect(page.locator("#ps-user")).to_contain_text("(analyst)")  # all that sign-up gives
     page.get_by_role("link", name="Sign out").click()
     expect(page.locator("p.msg")).to_have_text("You are signed out.")

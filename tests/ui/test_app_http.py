@@ -6,6 +6,7 @@ generations and evaluations are flow runs of the session's served runner."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -237,11 +238,22 @@ def test_sign_up_is_off_with_data_folders_and_gives_analysts(tmp_path: Path) -> 
     assert not UserStore(closed.users_db).exists("newbie")
     with serve(create_app(opened)) as base:
         answer = httpx.post(f"{base}/signup", data=form)
-        assert answer.status_code == 303
+        assert answer.status_code == 200 and "your account is created" in answer.text
+        assert "privsynth_session" not in answer.cookies
         # Whatever a visitor sends, sign-up gives an analyst account.
         sneaky = httpx.post(f"{base}/signup", data={**form, "username": "sneaky",
                                                     "role": "custodian"})
-        assert sneaky.status_code == 303
+        assert sneaky.status_code == 200
+        # A taken name gets the same answer as a free one: sign-up tells no one which names
+        # exist (issue #20 item 8); the taken account keeps its password.
+        taken = httpx.post(f"{base}/signup", data={**form, "password": "another password",
+                                                   "password2": "another password"})
+        free = httpx.post(f"{base}/signup", data={**form, "username": "freshname",
+                                                  "password": "another password",
+                                                  "password2": "another password"})
+        assert (taken.status_code, taken.text) == (free.status_code, free.text)
+        assert dict(taken.cookies) == dict(free.cookies) == {}
+        sign_in(base, "newbie")
     store = UserStore(opened.users_db)
     assert store.role("newbie") == "analyst" and store.role("sneaky") == "analyst"
 
@@ -257,3 +269,24 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
 
     with pytest.raises(ConfigError, match="does not exist"):
         UISettings(home=tmp_path, data_dirs=(tmp_path / "missing",))
+
+
+def test_parallel_sign_in_attempts_check_no_more_passwords_than_the_lock_allows(
+        site: dict[str, Any]) -> None:
+    # Issue #20 item 5: 31 concurrent guesses used to all pass the lock check before any failure
+    # was counted. Every attempt is counted before its password is checked: at most
+    # max_failures (3 here) passwords are checked, whatever arrives at once.
+    base, store = site["base"], site["store"]
+    store.add_user("victor", PASSWORD)
+    guesses = [f"guess number {i}" for i in range(30)] + [PASSWORD]
+
+    def attempt(password: str) -> httpx.Response:
+        return httpx.post(f"{base}/login", data={"username": "victor", "password": password},
+                          timeout=120)
+
+    with ThreadPoolExecutor(len(guesses)) as pool:
+        answers = list(pool.map(attempt, guesses))
+    checked = [a for a in answers if a.status_code == 303 or "wrong user name" in a.text]
+    assert len(checked) <= store.max_failures, [a.status_code for a in answers]
+    assert all(a.status_code == 303 or "wrong user name" in a.text or "locked" in a.text
+               for a in answers)

@@ -38,8 +38,13 @@ def separator_name(separator: str) -> str:
     return f"{name} '{shown}'" if name else f"'{shown}'"
 
 
-def read_head(path: Path) -> bytes:
-    """The first bytes of a file (decompressed for ``.gz``), with clear errors for damage."""
+def read_head(path: Path, max_bytes: int | None = None) -> bytes:
+    """The first bytes of a file (decompressed for ``.gz``), with clear errors for damage.
+
+    A ``.gz`` is read to its end in bounded chunks; with ``max_bytes`` its *decompressed* size
+    is held to that limit too, so a small compressed file that expands to gigabytes (a gzip
+    bomb) is refused here, before anything decompresses it into memory.
+    """
     import gzip
     import zlib
 
@@ -57,8 +62,14 @@ def read_head(path: Path) -> bytes:
             head = fh.read(_SNIFF_BYTES)
             # A .gz must be whole: read to its end, so a cut-off download is refused here
             # rather than read as a shorter table.
-            while fh.read(1 << 20):
-                pass
+            total = len(head)
+            while chunk := fh.read(1 << 20):
+                total += len(chunk)
+                if max_bytes is not None and total > max_bytes:
+                    raise InputFileError(
+                        f"{path.name} decompresses to over {max_bytes / 1e6:.1f} MB, the limit "
+                        f"on a table's size; use a smaller extract or ask the operator to "
+                        f"raise the limit")
             return head
     except InputFileError:
         raise

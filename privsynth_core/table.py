@@ -134,7 +134,7 @@ def read_table_file(
             _check_flat(path, pl.scan_parquet(path).collect_schema())
             frame = pl.scan_parquet(path).collect(engine="streaming")
         else:
-            header = header_line(text_head(path, read_head(path)))
+            header = header_line(text_head(path, read_head(path, max_bytes)))
             if separator is not None:
                 check_separator(separator)
             default = "\t" if path.name.lower().endswith(".tsv") else ","

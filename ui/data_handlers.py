@@ -59,7 +59,8 @@ def _check_size(path: Path, limit: int, shown: str) -> None:
 
 def add_uploaded(ws: Workspace, settings: UISettings, upload: str | Path | None, *, name: str,
                  holdout_share: float, exclude: str, source_id: str = "") -> DatasetRecord:
-    """Add a file the user uploaded; the upload's temporary copy is deleted afterwards.
+    """Add a file the user uploaded; the upload's temporary copy is deleted once it is added
+    (kept after a refusal, so the user can retry with other settings).
 
     Its data source is its content (the whole file's fingerprint), unless a custodian declared a
     source id for that content, or declares one now (``source_id``, custodians only).
@@ -82,12 +83,17 @@ def add_uploaded(ws: Workspace, settings: UISettings, upload: str | Path | None,
     try:
         _suffix(path.name)
         _check_size(path, settings.max_upload_bytes, path.name)
-        return _add(ws, settings, path, name=name or path.name, origin=f"upload: {path.name}",
-                    server_path=None, holdout_share=holdout_share, exclude=exclude,
-                    declare=source_id)
-    finally:
-        # Private rows must not linger in the server's shared upload cache.
-        path.unlink(missing_ok=True)
+    except InputFileError:
+        path.unlink(missing_ok=True)  # no retry can make it fit: do not keep its rows
+        raise
+    record = _add(ws, settings, path, name=name or path.name, origin=f"upload: {path.name}",
+                  server_path=None, holdout_share=holdout_share, exclude=exclude,
+                  declare=source_id)
+    # Added: private rows must not linger in the server's upload cache. A refused add keeps
+    # the upload for a retry; it is served to its uploader only and deleted when they sign
+    # out, or when the app restarts (privsynth_ui.guard).
+    path.unlink(missing_ok=True)
+    return record
 
 
 def server_files(settings: UISettings) -> list[str]:

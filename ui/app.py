@@ -284,7 +284,7 @@ def build_demo(settings: UISettings | None = None, *,
 
         def load_with_request(request: gr.Request) -> tuple[Any, ...]:
             # The one handler that reads the request beyond its user: the ?run=ID deep link.
-            with error_boundary():
+            with error_boundary(home):
                 wanted = dict(request.query_params or {}).get("run")
                 return ev.on_load(workspace_for(home, request), wanted)
 

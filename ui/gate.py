@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ import gradio as gr
 from privsynth_core.errors import PrivsynthError
 
 from .auth import UserStore
+from .guard import custody_of
+from .settings import cache_dir_of
 from .workspace import Workspace
 
 log = logging.getLogger("privsynth.ui")
@@ -40,15 +43,24 @@ def internal_error(exc: BaseException | None = None) -> gr.Error:
                     title="Internal error", print_exception=False)
 
 
+def redact_paths(message: str, home: Any) -> str:
+    """``message`` with every path under privsynth's state folder ``home`` cut to its file
+    name: the page never shows where the server keeps its files."""
+    root = re.escape(str(Path(home).resolve()))
+    return re.sub(root + r"(?:/[^\s'\"/:;,]+)*/([^\s'\"/:;,]+)", r"\1", message)
+
+
 @contextmanager
-def error_boundary() -> Iterator[None]:
-    """Turn what a handler raises into what the page may show."""
+def error_boundary(home: Any = None) -> Iterator[None]:
+    """Turn what a handler raises into what the page may show (with ``home``: no server path
+    under it)."""
     try:
         yield
     except gr.Error:
         raise
     except PrivsynthError as exc:
-        raise gr.Error(str(exc), title="Cannot do that", duration=None,
+        message = str(exc) if home is None else redact_paths(str(exc), home)
+        raise gr.Error(message, title="Cannot do that", duration=None,
                        print_exception=False) from None
     except Exception as exc:
         raise internal_error(exc) from None
@@ -66,6 +78,12 @@ def workspace_for(home: Any, request: gr.Request | None) -> Workspace:
         raise gr.Error("you are not signed in; open the app's sign-in page",
                        title="Not signed in", print_exception=False)
     return Workspace(home, str(user), role=role)
+
+
+def _hand_out(home: Any, result: Any, user: str) -> None:
+    # The files a handler returns are served from the app's cache to this user only
+    # (privsynth_ui.guard): never to another signed-in user who learns their URL.
+    custody_of(cache_dir_of(home)).hand_out(result, user)
 
 
 def _inputs(fn: Callable[..., Any]) -> int:
@@ -102,8 +120,11 @@ def gated(home: Any, fn: Callable[..., Any], n_inputs: int | None = None) -> Cal
 
     def handler(*args: Any) -> Any:
         *inputs, request = args
-        with error_boundary():
-            return fn(workspace_for(home, request), *inputs)
+        with error_boundary(home):
+            ws = workspace_for(home, request)
+            result = fn(ws, *inputs)
+            _hand_out(home, result, ws.user)
+            return result
 
     _present(handler, fn, count)
     return handler
@@ -114,11 +135,22 @@ def gated_stream(home: Any, fn: Callable[..., Iterator[Any]]) -> Callable[..., I
 
     def handler(*args: Any) -> Iterator[Any]:
         *inputs, request = args
-        with error_boundary():
-            yield from fn(workspace_for(home, request), *inputs)
+        with error_boundary(home):
+            ws = workspace_for(home, request)
+            updates = fn(ws, *inputs)
+            try:
+                for update in updates:
+                    _hand_out(home, update, ws.user)
+                    yield update
+            finally:
+                # As `yield from` would: the page going away closes the handler at once.
+                close = getattr(updates, "close", None)
+                if close is not None:
+                    close()
 
     _present(handler, fn, _inputs(fn))
     return handler
 
 
-__all__ = ["error_boundary", "gated", "gated_stream", "internal_error", "workspace_for"]
+__all__ = ["error_boundary", "gated", "gated_stream", "internal_error", "redact_paths",
+           "workspace_for"]

@@ -65,7 +65,7 @@ class UISettings:
     @property
     def cache_dir(self) -> Path:
         """Gradio's file cache (uploads and downloads in transit), private to this app."""
-        return self.home / "ui-cache"
+        return cache_dir_of(self.home)
 
     @classmethod
     def from_env(cls, **overrides: object) -> UISettings:
@@ -80,3 +80,8 @@ class UISettings:
             values["allow_signup"] = os.environ[SIGNUP_ENV].lower() not in ("0", "false", "no")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def cache_dir_of(home: str | Path) -> Path:
+    """The web app's file cache under privsynth's state folder ``home``."""
+    return Path(home) / "ui-cache"

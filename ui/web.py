@@ -13,10 +13,13 @@ Routes::
     /files/runs/<run id>/samples/...  a run's synthetic tables, for the run's owner
 
 Gradio learns the user through ``auth_dependency`` (the session cookie), for the page and for
-every API call alike, and each handler opens only that user's workspace, with the role of their
-account (see :mod:`privsynth_ui.gate`). Sign-up creates analysts only. Nothing here calls out to
-the network but the Prefect server the app's flow runs report to (:mod:`privsynth_ui.training`),
-whose runner :func:`serve` starts with the app and the app's shutdown stops.
+every API call alike; :mod:`privsynth_ui.guard` binds files in transit and Gradio session hashes
+to their user, hides server-wide statistics and forbids framing. Report files carry a
+Content-Security-Policy (third-party HTML runs sandboxed). Each handler opens only the user's
+workspace, with the role of their account (see :mod:`privsynth_ui.gate`). Sign-up creates
+analysts only. Nothing here calls out to the network but the Prefect server the app's flow runs
+report to (:mod:`privsynth_ui.training`), whose runner :func:`serve` starts with the app and the
+app's shutdown stops.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -40,6 +44,7 @@ from fastapi.responses import (
     Response,
 )
 
+from . import guard
 from .auth import ANALYST, CUSTODIAN, LoginError, UserStore, check_new_credentials
 from .settings import UISettings
 
@@ -113,6 +118,23 @@ def signup_page(message: str = "", status: int = 200) -> Response:
     return _page("Create an account", body, status)
 
 
+# privsynth's own report page runs no script and shows only its own plots and frames; any
+# other HTML in a report folder is a third party's (Evidently's), which embeds data values in
+# its scripts: it runs sandboxed, in an origin of its own, without the user's cookies, so a
+# value that breaks out of its script (``</script>``) cannot act in the reader's session.
+_OWN_REPORT_POLICY = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                      "frame-src 'self'; frame-ancestors 'self'; base-uri 'none'; "
+                      "form-action 'none'")
+_THIRD_PARTY_POLICY = "sandbox allow-scripts; frame-ancestors 'self'; form-action 'none'"
+
+
+def _file_policy(target: Path) -> str:
+    """The Content-Security-Policy of a run file served to its owner."""
+    if target.suffix.lower() in (".html", ".htm", ".svg", ".xml", ".xhtml"):
+        return _OWN_REPORT_POLICY if target.name == "report.html" else _THIRD_PARTY_POLICY
+    return "default-src 'none'; frame-ancestors 'self'"
+
+
 def _safe_next(value: str | None) -> str:
     # Only paths of this app: no open redirect to another site.
     if value and value.startswith(APP_PATH) and "//" not in value and "\\" not in value:
@@ -144,6 +166,9 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
     shared_ledger(settings.home)
     signup_open = bool(settings.allow_signup)
     settings.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # What a previous run left in transit (uploads not added, downloads) belongs to no one now.
+    custody = guard.custody_of(settings.cache_dir)
+    custody.clear()
     # Uploads and downloads in transit stay in a folder of this app, not in a shared /tmp.
     os.environ["GRADIO_TEMP_DIR"] = str(settings.cache_dir)
     store = store or UserStore(settings.users_db, failure_delay=settings.failure_delay)
@@ -234,7 +259,11 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
 
     @app.get("/logout")
     def logout(request: Request) -> Response:
+        user = session_user(request)
         store.end_session(request.cookies.get(COOKIE))
+        if user is not None:
+            # Their downloads and raw uploads in transit are no longer needed.
+            custody.sign_out(user)
         response = RedirectResponse("/login?bye=1", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -264,13 +293,30 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
             return PlainTextResponse("forbidden: only a data custodian may open this (it is "
                                      "NOT differentially private)", status_code=403)
         return FileResponse(target, headers={"Cache-Control": "no-store",
-                                             "X-Content-Type-Options": "nosniff"})
+                                             "X-Content-Type-Options": "nosniff",
+                                             "Content-Security-Policy": _file_policy(target),
+                                             "X-Frame-Options": "SAMEORIGIN"})
 
     demo = build_demo(settings, flows=flows)
     # launch() sets this; mount_gradio_app() does not, and without it Gradio skips its check
     # that file paths sent by a client were uploaded (gradio 6.31). Our upload handler checks
     # again on its own.
     demo.has_launched = True
+
+    def events(event_id: str) -> tuple[str | None, str | None]:
+        # An event's user and session as Gradio's queue holds them (a finished event is found
+        # by its id among the sessions' pending ids, as Gradio's own route does).
+        queue = demo._queue
+        event = queue.event_ids_to_events.get(event_id)
+        if event is not None:
+            return event.username, event.session_hash
+        for session_hash, ids in list(queue.pending_event_ids_session.items()):
+            if event_id in ids:
+                return None, session_hash
+        return None, None
+
+    # Added after page_needs_session, so it runs first, on every request.
+    guard.install(app, prefix=APP_PATH, custody=custody, user_of=session_user, events=events)
     mounted: FastAPI = gr.mount_gradio_app(
         app, demo, path=APP_PATH, auth_dependency=session_user, footer_links=["api"],
         max_file_size=settings.max_upload_bytes, show_error=False, css=CSS,

@@ -156,7 +156,10 @@ def partition_executor(address: str | None, *,
     The partitions' tasks (:mod:`privsynth_core.partitions`) are plain functions; a
     ``distributed.Client``'s executor runs them on the cluster's workers, and only their small
     results (counts, a sample) come back. None when ``address`` is empty: the caller reads the
-    partitions in turn. ``timeout``: seconds to wait for the scheduler.
+    partitions in turn. ``timeout``: seconds to wait for the scheduler. Called inside a task on
+    a worker, it uses that worker's cluster through ``distributed.worker_client`` (which
+    secedes from the worker's threads while waiting: no deadlock when every thread runs a task
+    that waits for partitions).
 
     Raises:
         ConfigError: dask.distributed is missing, or the scheduler cannot be reached.
@@ -165,10 +168,21 @@ def partition_executor(address: str | None, *,
         yield None
         return
     try:
-        from distributed import Client
+        from distributed import Client, get_worker, worker_client
     except ImportError:
         raise ConfigError("reading partitions on a Dask cluster needs dask.distributed: "
                           "pip install distributed") from None
+    try:
+        get_worker()
+    except ValueError:
+        pass  # not inside a Dask task: connect to the scheduler below
+    else:
+        # Inside a task on a worker (the flow's tasks run on the cluster): a client of the
+        # worker's own cluster that secedes from the worker's thread pool while it waits, so
+        # tasks waiting for their partitions cannot hold every thread the partitions need.
+        with worker_client() as inner:
+            yield inner.get_executor(pure=False)
+        return
     try:
         client = Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError) as exc:

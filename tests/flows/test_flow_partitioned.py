@@ -141,6 +141,25 @@ def test_cli_run_with_a_dask_address_reads_the_partitions_on_that_cluster(
     assert not (tmp_path / "run").exists()
 
 
+def _count_on_cluster(folder: str, address: str) -> int:
+    """A task that reads partitions on its own cluster, as the flow's tasks do on a worker."""
+    with partition_executor(address) as executor:
+        return count_partitions(folder, adult_schema(), executor=executor).rows
+
+
+def test_tasks_on_every_worker_thread_waiting_for_partitions_do_not_deadlock(
+    cluster_address: str, parts: Path,
+) -> None:
+    from distributed import Client
+
+    # Two workers of one thread each, both busy with a task that waits for 4 partition tasks:
+    # without seceding from the thread pool, nothing would be left to run the partitions.
+    with Client(cluster_address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        futures = client.map(_count_on_cluster, [str(parts)] * 3, [cluster_address] * 3,
+                             pure=False)
+        assert [f.result(timeout=120) for f in futures] == [2000] * 3
+
+
 def test_a_dask_address_is_checked_and_left_out_of_the_run_hash(
     adult_files: dict[str, Path], tmp_path: Path,
 ) -> None:

@@ -44,7 +44,7 @@ import numpy.typing as npt
 import polars as pl
 
 from .errors import BudgetExceededError, DomainError, SchemaError
-from .ledger import PrivacyLedger, budget_key
+from .ledger import PrivacyBudget, PrivacyLedger, budget_key
 from .privacy.coupling import replayed
 from .privacy.histograms import category_counts, magnitude_counts, magnitude_edges, numeric_values
 from .privacy.noise import discrete_laplace, private_quantile
@@ -205,7 +205,7 @@ def learn_domain(
         raise DomainError("learning a domain with DP needs epsilon > 0 (and delta in (0, 1) for "
                           "categorical columns)")
     status = ledger.status(fingerprint)
-    if status.remaining.epsilon < epsilon or status.remaining.delta < delta:
+    if not PrivacyBudget(epsilon, delta).fits_within(status.remaining):
         raise BudgetExceededError(
             f"learning the domain would spend (epsilon={epsilon:g}, delta={delta:g}) but only "
             f"{status.remaining} of the budget of {status.label or fingerprint[:12]} is left; "

@@ -72,12 +72,12 @@ from .ledger_types import (
     LedgerEntry,
     PrivacyBudget,
     budget_key,
+    over_limit,
     short_key,
     shortfall,
 )
 
 HOME_ENV = "PRIVSYNTH_HOME"
-_REL_TOL = 1e-9  # float sums of epsilons may differ in the last bits
 _ENTRY_COLUMNS = ("entry_id, budget_key, run_id, mechanism, epsilon, delta, status, params, "
                   "created_at, extract")
 
@@ -131,7 +131,7 @@ class PrivacyLedger:
         budget = PrivacyBudget(epsilon, delta)
         with self._store.write() as conn:
             spent = _spent(conn, key)
-            if _over(spent.epsilon, budget.epsilon) or _over(spent.delta, budget.delta):
+            if not spent.fits_within(budget):
                 raise BudgetExceededError(
                     f"cannot set the budget of {short_key(key)} to {budget}: {spent} has "
                     f"already been spent; a budget can only cover what is spent"
@@ -204,7 +204,8 @@ class PrivacyLedger:
         spent = PrivacyBudget(epsilon, delta)
         with self._store.write() as conn:
             row = _open_reservation(conn, entry_id)
-            if _over(spent.epsilon, row[0]) or _over(spent.delta, row[1]):
+            # (the reserved row may be a non-DP run's infinite epsilon: compare the numbers)
+            if over_limit(spent.epsilon, row[0]) or over_limit(spent.delta, row[1]):
                 raise BudgetError(
                     f"cannot settle entry {entry_id} at {spent}: only "
                     f"(epsilon={row[0]:.4g}, delta={row[1]:.3g}) was reserved"
@@ -369,8 +370,8 @@ class PrivacyLedger:
         with self._store.write() as conn:
             if amount is not None:
                 current = _status(conn, key)
-                if _over(current.spent.epsilon + epsilon, current.budget.epsilon) or _over(
-                        current.spent.delta + delta, current.budget.delta):
+                after = PrivacyBudget(current.spent.epsilon + epsilon, current.spent.delta + delta)
+                if not after.fits_within(current.budget):
                     raise BudgetExceededError(
                         f"{mechanism} would spend {amount} on {current.label or short_key(key)}, "
                         f"but only {current.remaining} of its budget {current.budget} is left; "
@@ -442,10 +443,6 @@ def _status(conn: sqlite3.Connection, key: str) -> DatasetBudget:
         "AND status = 'non-dp'", (_acknowledged(conn, key), key)).fetchone()
     return DatasetBudget(key, row[0], PrivacyBudget(row[1], row[2]), _spent(conn, key),
                          int(non_dp), int(unacknowledged))
-
-
-def _over(value: float, limit: float) -> bool:
-    return value > limit * (1 + _REL_TOL) + 1e-15
 
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:

@@ -46,6 +46,15 @@ def short_key(key: str) -> str:
     return key if key.startswith(SOURCE_PREFIX) else key[:12]
 
 
+#: Relative tolerance of every "does it fit" comparison (:meth:`PrivacyBudget.fits_within`).
+BUDGET_REL_TOL = 1e-9
+
+
+def over_limit(value: float, limit: float) -> bool:
+    """Whether ``value`` exceeds ``limit`` by more than :data:`BUDGET_REL_TOL` allows."""
+    return value > limit * (1 + BUDGET_REL_TOL) + 1e-15
+
+
 @dataclass(frozen=True)
 class PrivacyBudget:
     """An (epsilon, delta) pair: a budget, a target, or an amount spent."""
@@ -68,6 +77,15 @@ class PrivacyBudget:
 
     def __str__(self) -> str:
         return f"(epsilon={self.epsilon:.4g}, delta={self.delta:.3g})"
+
+    def fits_within(self, limit: PrivacyBudget) -> bool:
+        """Whether spending this amount stays within ``limit`` (what is left, or a total).
+
+        The one rule every budget check uses (the ledger's charges, the sweep's and the row
+        count's pre-checks, the DP domain's): a relative tolerance of 1e-9 absorbs the rounding of
+        sums of floats, so a plan that adds up to exactly what is left is not refused for 1e-16.
+        """
+        return not (over_limit(self.epsilon, limit.epsilon) or over_limit(self.delta, limit.delta))
 
 
 @dataclass(frozen=True)

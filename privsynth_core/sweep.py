@@ -110,7 +110,7 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
                      count_epsilon=0.0 if released else count_epsilon(status.budget.epsilon),
                      unfinished=unfinished)
     remaining = status.remaining
-    if cost.epsilon > remaining.epsilon * (1 + 1e-9) or cost.delta > remaining.delta * (1 + 1e-9):
+    if not cost.fits_within(remaining):
         raise BudgetExceededError(
             f"{'the sweep' if len(cells) > 1 else 'the run'} ({len(cells)} run(s)) could spend "
             f"{cost} on {status.label or key[:12]} but only {remaining} of its budget "

@@ -107,7 +107,7 @@ def ensure_row_count(
     more = also_needed or PrivacyBudget(0.0, 0.0)
     left = status.remaining
     spend = PrivacyBudget(epsilon + more.epsilon, more.delta)
-    if spend.epsilon > left.epsilon * (1 + 1e-9) or spend.delta > left.delta * (1 + 1e-9):
+    if not spend.fits_within(left):
         raise BudgetExceededError(
             f"this would spend {spend} on {status.label or key[:12]} (the released row count, "
             f"epsilon={epsilon:.4g}, then {more}) but only {left} is left; nothing was charged. "

@@ -27,7 +27,7 @@ from privsynth_core import (
     PrivacyLedger,
 )
 from privsynth_core.errors import BudgetError
-from privsynth_core.ledger import budget_key
+from privsynth_core.ledger import PrivacyBudget, budget_key
 
 FP = "a" * 64
 
@@ -460,3 +460,13 @@ def test_extracts_of_one_source_compose_and_sources_stay_apart(ledger: PrivacyLe
     assert ledger.status(claims).source == "claims" and ledger.verify() == []
     with pytest.raises(BudgetNotSetError, match="--source other"):
         ledger.status(budget_key("other", "x"))
+
+
+def test_one_fit_rule_absorbs_float_rounding_and_nothing_more() -> None:
+    left = PrivacyBudget(0.3, 1e-5)
+    # 0.1 + 0.2 is 0.30000000000000004: a plan that adds up to what is left fits.
+    assert PrivacyBudget(0.1 + 0.2, 1e-5).fits_within(left)
+    assert not PrivacyBudget(0.3 * (1 + 1e-6), 1e-5).fits_within(left)
+    assert not PrivacyBudget(0.3, 1.1e-5).fits_within(left)
+    assert PrivacyBudget(0.0, 0.0).fits_within(PrivacyBudget(0.0, 0.0))
+

@@ -25,6 +25,7 @@ import polars as pl
 from pydantic import Field
 
 from privsynth_core import FitSummary, Generator, GeneratorParams, Progress, hookimpl
+from privsynth_core.generator import Suitability, TableProfile
 from privsynth_core.privacy.noise import discrete_laplace
 from privsynth_core.schema import Column, ColumnKind
 from privsynth_core.validation import datetime_to_float
@@ -93,6 +94,12 @@ class IndependentGenerator(Generator):
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._probabilities: dict[str, list[float]] = {}
+
+    @classmethod
+    def suitability(cls, profile: TableProfile) -> Suitability:
+        """A floor: every column kept on its own, none of their relationships."""
+        return Suitability(0.2, "independent: a noisy histogram per column (pure epsilon-DP); "
+                                "keeps no relationship between columns")
 
     def _fit(
         self,

@@ -20,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, PrivsynthError
+
+if TYPE_CHECKING:
+    from .registry import GeneratorChoice
 
 DomainMode = Literal["public", "dp"]
 _CONFIRM_PUBLIC_REMOVED = (
@@ -65,7 +68,11 @@ def _plugin_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | 
         params = data.get("params") or {}
         if isinstance(params, dict):
             try:
-                normalised = generator_cls.make_params(params).model_dump(mode="json")
+                # the run's target (public, the user's) shapes the fit where the generator
+                # can use it: AIM's and MST's selections, DP-CTGAN's focus
+                target = data.get("target")
+                normalised = generator_cls.make_params(generator_cls.params_for_target(
+                    params, target if isinstance(target, str) else None)).model_dump(mode="json")
             except PrivsynthError as exc:
                 problems.append(f"params: {exc}")
         epsilon = data.get("epsilon")
@@ -109,6 +116,32 @@ def _model_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | N
     return problems + plugin_problems, normalised
 
 
+def chosen_generator(data: dict[str, Any]) -> GeneratorChoice | None:
+    """The generator a run configuration without one gets: the installed DP generator that
+    serves its table best (:func:`privsynth_core.registry.choose_generator`, from the schema
+    file, which is public, and the run's target; ``delta: 0`` keeps it to pure-epsilon
+    generators). None when there is no readable schema file to choose from (the missing
+    generator is then reported as such)."""
+    from .registry import choose_generator, generators
+    from .schema import Schema
+
+    path = data.get("schema_path")
+    if not isinstance(path, (str, Path)) or not str(path):
+        return None
+    try:
+        schema = Schema.load(Path(path).expanduser().resolve())
+    except (PrivsynthError, OSError):
+        return None
+    target = data.get("target")
+    installed = [e.plugin_id for e in generators().entries()
+                 if data.get("delta") != 0 or e.cls.pure_epsilon]
+    try:
+        return choose_generator(schema, None, installed,
+                                target=target if isinstance(target, str) else None)
+    except PrivsynthError:
+        return None
+
+
 class RunConfig(BaseModel):
     """One synthesis run: load, validate, domain, fit, sample, evaluate, report, publish.
 
@@ -132,14 +165,17 @@ class RunConfig(BaseModel):
             confirm``); with ``domain: dp`` only its column names, kinds and formats are used.
         domain: ``public`` (declared) or ``dp`` (learned with DP, charged to the ledger).
         domain_epsilon, domain_delta: cost of learning the domain with DP.
-        generator: the generator plugin's id.
+        generator: the generator plugin's id; omitted: the installed DP generator that serves
+            the table best (:func:`chosen_generator`).
         params: its parameters, checked against the plugin's ``Params`` (defaults filled in).
         epsilon, delta: the training target; ``epsilon`` must be omitted for a non-DP generator.
             ``delta`` defaults to ``1 / (10 n̂)`` (at most 1e-5) for the released row count n̂.
         accountant: the accountant plugin's id for DP-SGD generators (never an approximation).
         rows: synthetic rows to sample (default: the released row count n̂).
         metrics: metric ids to compute (default: every registered metric whose inputs exist).
-        target: the column the utility metrics predict.
+        target: the column the utility metrics predict; generators that can use it are told
+            (:meth:`~privsynth_core.generator.Generator.params_for_target`: AIM's and MST's
+            selections, DP-CTGAN's ``focus_columns``).
         holdout: real rows never used for training (privacy attacks, fidelity ceiling).
         seed: seed of sampling and evaluation; part of the training cache key.
         output_dir: the run directory; it appears complete, or not at all.
@@ -166,7 +202,8 @@ class RunConfig(BaseModel):
     domain: DomainMode = Field("public", description="public (declared) or dp (learned with DP)")
     domain_epsilon: float | None = Field(None, gt=0, description="epsilon of the DP domain")
     domain_delta: float = Field(1e-6, gt=0, lt=1, description="delta of the DP domain")
-    generator: str = Field(description="generator id (see `privsynth plugins list`)")
+    generator: str = Field(description="generator id (see `privsynth plugins list`); omitted: "
+                           "the installed DP generator that serves the table best")
     params: dict[str, Any] = Field(default_factory=dict, description="generator parameters")
     epsilon: float | None = Field(None, gt=0, description="training epsilon")
     delta: float | None = Field(None, ge=0, lt=1,
@@ -174,7 +211,8 @@ class RunConfig(BaseModel):
     accountant: str = Field("rdp", description="accountant id")
     rows: int | None = Field(None, ge=1, description="synthetic rows (default: n̂)")
     metrics: list[str] | None = Field(None, description="metric ids (default: all applicable)")
-    target: str | None = Field(None, description="target column of the utility metrics")
+    target: str | None = Field(None, description="target column of the utility metrics; "
+                               "generators that can weigh it do")
     holdout: Path | None = Field(None, description="real holdout table (never trained on)")
     seed: int = Field(0, ge=0, description="seed of sampling and evaluation")
     output_dir: Path = Field(description="the run directory")
@@ -191,6 +229,10 @@ class RunConfig(BaseModel):
     def _removed_keys(cls, data: Any) -> Any:
         if isinstance(data, dict) and "confirm_public" in data:
             raise ValueError(_CONFIRM_PUBLIC_REMOVED)
+        if isinstance(data, dict) and data.get("generator") in (None, ""):
+            choice = chosen_generator(data)
+            if choice is not None:
+                data = {**data, "generator": choice.generator_id}
         return data
 
     @field_validator("input", "schema_path", "holdout", "output_dir")

@@ -37,7 +37,7 @@ from .errors import ConfigError, DomainError, GeneratorError, NotFittedError
 from .fileio import atomic_directory
 from .ledger import PrivacyBudget, PrivacyLedger
 from .privacy.release import SpentPart, statement
-from .schema import Schema
+from .schema import ColumnKind, Schema
 
 if TYPE_CHECKING:
     import polars as pl
@@ -94,6 +94,51 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class TableProfile:
+    """What a generator is told about a table when asked how well it suits it: public facts
+    only (the schema, the released row count, the user's target), never the rows.
+
+    Attributes:
+        columns: how many columns the schema has.
+        kinds: how many columns of each kind.
+        max_categories: the longest category list (0 without categorical columns).
+        rows: the released row count n̂, or None when none has been released yet.
+        target: the column a model will predict, when the user named one.
+    """
+
+    columns: int
+    kinds: Mapping[ColumnKind, int]
+    max_categories: int = 0
+    rows: int | None = None
+    target: str | None = None
+
+    @classmethod
+    def of(cls, schema: Schema, *, rows: int | None = None,
+           target: str | None = None) -> TableProfile:
+        """The profile of a table with ``schema`` (``rows``: its released row count n̂)."""
+        kinds: dict[ColumnKind, int] = {}
+        for column in schema.columns:
+            kinds[column.kind] = kinds.get(column.kind, 0) + 1
+        longest = max((len(c.categories or ()) for c in schema.columns), default=0)
+        return cls(columns=len(schema.columns), kinds=kinds, max_categories=longest,
+                   rows=rows, target=target)
+
+
+@dataclass(frozen=True)
+class Suitability:
+    """How well a generator serves a table, as it declares it (:meth:`Generator.suitability`).
+
+    Attributes:
+        score: from 0 (cannot serve it) to 1 (as well as any generator can); the chooser
+            (:func:`privsynth_core.registry.choose_generator`) takes the highest.
+        why: one sentence for the user: why this score, with figures where they help.
+    """
+
+    score: float
+    why: str
 
 
 @dataclass
@@ -442,6 +487,42 @@ class Generator(ABC):
                 f"manifest ({type(exc).__name__}{': ' + detail if detail else ''}); copy the "
                 f"folder again from where `privsynth fit` wrote it, or fit again") from None
         return instance
+
+    # -- choosing a generator ---------------------------------------------------------------------
+
+    @classmethod
+    def suitability(cls, profile: TableProfile) -> Suitability | None:
+        """How well this generator serves a table like ``profile``; override to declare it.
+
+        Called by :func:`privsynth_core.registry.choose_generator` (``privsynth fit`` without
+        ``--generator``, the demo, the web app) for every installed DP generator, so core can
+        choose without naming any plugin. Read only the profile (public facts: width, kinds,
+        the released row count when there is one, the target); keep it cheap, with no imports
+        of heavy libraries. Scores of the built-ins, for calibration: a generator that keeps
+        no relationship between columns 0.2, a DP-SGD GAN 0.4-0.6, marginal-based generators
+        within their limits 0.85-0.95.
+
+        Returns:
+            A :class:`Suitability`, or None for no opinion (chosen only when nothing installed
+            has one).
+        """
+        return None
+
+    @classmethod
+    def params_for_target(cls, values: Mapping[str, Any], target: str | None) -> dict[str, Any]:
+        """``values`` (parameters given by the user) with the user's target column applied.
+
+        The default sets a ``target`` parameter when the generator's ``Params`` has one and
+        the user did not set it (absent or empty); a generator whose use of the target is
+        spelled differently overrides this. Without a target nothing changes. The target is
+        public (the user's choice), so it may shape a fit and be written in its manifest.
+        :class:`~privsynth_core.config.RunConfig` applies it (so ``privsynth run``, the flows
+        and the web app get it), and so does ``privsynth fit --target``.
+        """
+        out = dict(values)
+        if target is not None and "target" in cls.Params.model_fields and not out.get("target"):
+            out["target"] = target
+        return out
 
     # -- plugin hooks ---------------------------------------------------------------------------
 

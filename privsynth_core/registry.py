@@ -17,10 +17,13 @@ from .errors import DuplicatePluginError, PluginError, UnknownPluginError
 from .plugins import load_plugins, plugin_origin, pm
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .accountant import Accountant
     from .generator import Generator
     from .metric import Metric
     from .report import ReportSection
+    from .schema import Schema
 
 T = TypeVar("T")
 
@@ -175,6 +178,68 @@ def settling_accountant(accountant_id: str) -> type[Accountant]:
             f"may be shown in comparisons (`privsynth accountants compare`) but never calibrates, "
             f"reports or settles a fit. Use one of: {valid}")
     return cls
+
+
+@dataclass(frozen=True)
+class GeneratorChoice:
+    """The generator :func:`choose_generator` picked, why, and how the others ranked.
+
+    Attributes:
+        generator_id: the chosen generator.
+        why: one sentence for the user (the generator's own reason, and that it was chosen).
+        ranking: every DP generator considered, best first, as ``(id, score, why)``; a
+            generator without an opinion has score None.
+    """
+
+    generator_id: str
+    why: str
+    ranking: tuple[tuple[str, float | None, str], ...]
+
+
+def choose_generator(schema: Schema, noisy_rows: int | None = None,
+                     installed: Iterable[str] | None = None, *,
+                     target: str | None = None) -> GeneratorChoice:
+    """The DP generator that serves a table best, among those installed, and why.
+
+    Each generator declares how well it suits the table (:meth:`Generator.suitability`, from
+    public facts only: the schema, the released row count n̂ when there is one, the target);
+    the highest score wins, ties go to the id first in alphabetical order. Core names no
+    generator: what is installed decides. The CLI (``privsynth fit`` without ``--generator``),
+    the demo and the web app call this.
+
+    Args:
+        schema: the table's schema.
+        noisy_rows: the released row count n̂, if one has been released (never the exact
+            count).
+        installed: the generator ids to choose among (default: every registered DP generator).
+        target: the column a model will predict, when the user named one.
+
+    Raises:
+        ConfigError: no DP generator is installed (or none of ``installed`` is one).
+    """
+    from .errors import ConfigError
+    from .generator import TableProfile
+
+    registry = generators()
+    ids = list(installed) if installed is not None else registry.names()
+    profile = TableProfile.of(schema, rows=noisy_rows, target=target)
+    ranked: list[tuple[str, float | None, str]] = []
+    for generator_id in ids:
+        cls = registry.get(generator_id)
+        if not cls.is_dp:
+            continue
+        opinion = cls.suitability(profile)
+        ranked.append((generator_id, None, "declares no suitability") if opinion is None
+                      else (generator_id, float(opinion.score), opinion.why))
+    if not ranked:
+        raise ConfigError("no differentially private generator is installed; see `privsynth "
+                          "plugins list`")
+    ranked.sort(key=lambda r: (-(r[1] if r[1] is not None else -1.0), r[0]))
+    best_id, score, why = ranked[0]
+    reason = (f"{why} (chosen among {len(ranked)} installed DP generator"
+              f"{'s' if len(ranked) != 1 else ''}"
+              f"{'' if score is not None else '; none declares how well it suits a table'})")
+    return GeneratorChoice(best_id, reason, tuple(ranked))
 
 
 def metrics() -> Registry[Metric]:

@@ -46,6 +46,7 @@ from privsynth_core import (
     GeneratorParams,
     hookimpl,
 )
+from privsynth_core.generator import Suitability, TableProfile
 from privsynth_core.privacy.dpsgd_generator import DPSGDGenerator
 
 if TYPE_CHECKING:
@@ -198,6 +199,14 @@ class DPWGANGenerator(DPSGDGenerator):
         super().__init__(params, **kwargs)
         self._net: Any = None  # the torch generator network, on CPU once fitted
         self._plan: tuple[tuple[Any, ...], DPPlan] | None = None
+
+    @classmethod
+    def suitability(cls, profile: TableProfile) -> Suitability:
+        """A general DP GAN: below DP-CTGAN on mixed tables, weaker still on few rows."""
+        if profile.rows is not None and profile.rows < 2000:
+            return Suitability(0.25, f"DPWGAN: a DP-SGD GAN, which learns little from "
+                                     f"{profile.rows:,} rows at a small epsilon")
+        return Suitability(0.4, "DPWGAN: a DP-SGD Wasserstein GAN (a general baseline)")
 
     @property
     def p(self) -> DPWGANParams:

@@ -134,3 +134,31 @@ def test_sweep_config_reports_invalid_cells(tmp_path: Path) -> None:
         "output_dir": "sweep"}))
     with pytest.raises(ConfigError, match="cell nope-eps1-seed0: generator: unknown generator"):
         load_sweep_config(path)
+
+
+def test_the_runs_target_reaches_the_generators_that_can_use_it(tmp_path: Path) -> None:
+    # DP-CTGAN focuses on the target (privsynth run, the flows and the web app build a
+    # RunConfig, so they all get it); without a target its params are the defaults
+    focused = run_config_from_dict(_base(tmp_path, generator="dpctgan", target="income"))
+    assert focused.params["focus_columns"] == ["income"]
+    plain = run_config_from_dict(_base(tmp_path, generator="dpctgan"))
+    assert plain.params["focus_columns"] == []
+    assert plain.fit_hash() != focused.fit_hash()  # a different fit, never a cache hit
+    # the user's own choice stands; a generator that cannot use a target is unchanged
+    own = run_config_from_dict(_base(tmp_path, generator="dpctgan", target="income",
+                                     params={"focus_columns": ["age"]}))
+    assert own.params["focus_columns"] == ["age"]
+    independent = run_config_from_dict(_base(tmp_path, target="income"))
+    assert independent.params == run_config_from_dict(_base(tmp_path)).params
+
+
+def test_a_run_without_a_generator_gets_the_best_suited_one(tmp_path: Path) -> None:
+    base = {k: v for k, v in _base(tmp_path).items() if k != "generator"}
+    # the built-ins (the suite's default plugins): DP-CTGAN declares itself the best of them,
+    # from the schema file (public) alone
+    assert run_config_from_dict(base).generator == "dpctgan"
+    assert run_config_from_dict({**base, "delta": 0}).generator == "independent"
+    # no schema to choose from: the missing generator is reported with the missing schema
+    with pytest.raises(ConfigError, match="generator") as raised:
+        run_config_from_dict({k: v for k, v in base.items() if k != "schema_path"})
+    assert "schema_path" in str(raised.value)

@@ -71,3 +71,23 @@ def test_registry_refuses_wrong_base_and_bad_ids() -> None:
 
     with pytest.raises(PluginError, match="lowercase"):
         registry.register(BadId, plugin_name="p")
+
+
+def test_choose_generator_takes_the_best_suited_installed_dp_generator() -> None:
+    from privsynth_core.datasets import adult_schema
+    from privsynth_core.errors import ConfigError
+    from privsynth_core.registry import choose_generator
+
+    # the built-ins declare their suitability; core names none of them
+    choice = choose_generator(adult_schema())
+    assert choice.generator_id == "dpctgan" and "DP-CTGAN" in choice.why
+    assert [r[0] for r in choice.ranking] == ["dpctgan", "dpwgan", "independent"]
+    assert "chosen among 3 installed DP generators" in choice.why
+    # few released rows: the DP-SGD GANs say they learn little, still above the floor
+    few = choose_generator(adult_schema(), noisy_rows=500)
+    assert dict((r[0], r[1]) for r in few.ranking)["dpctgan"] < dict(
+        (r[0], r[1]) for r in choice.ranking)["dpctgan"]
+    assert choose_generator(adult_schema(), installed=["independent"]).generator_id == \
+        "independent"
+    with pytest.raises(ConfigError, match="no differentially private generator"):
+        choose_generator(adult_schema(), installed=[])

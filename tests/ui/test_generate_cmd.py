@@ -68,7 +68,7 @@ def test_fit_then_sample_csv_and_parquet(
 def test_fit_refusals_spend_nothing(
     adult_csv: Path, tmp_path: Path, ledger: PrivacyLedger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    schema = ["--schema", str(ADULT_SCHEMA_PATH)]
+    schema = ["--generator", "dpwgan", "--schema", str(ADULT_SCHEMA_PATH)]
     out = str(tmp_path / "m")
     assert main(["fit", str(adult_csv), *schema, "-o", out, *FAST]) == 2
     assert "give the target --epsilon" in capsys.readouterr().err
@@ -107,6 +107,29 @@ def test_fit_refusals_spend_nothing(
     assert not Path(out).exists()
 
 
+def test_fit_without_a_generator_chooses_one_and_says_why(
+    adult_csv: Path, tmp_path: Path, ledger: PrivacyLedger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the built-ins only (the suite's default plugins): DP-CTGAN declares itself the best of
+    # them; the refusal (no --epsilon) comes after the choice and spends nothing
+    schema = ["--schema", str(ADULT_SCHEMA_PATH)]
+    assert main(["fit", str(adult_csv), *schema, "-o", str(tmp_path / "m")]) == 2
+    captured = capsys.readouterr()
+    assert "generator dpctgan: DP-CTGAN" in captured.out
+    assert "--generator ID chooses another" in captured.out
+    assert "give the target --epsilon" in captured.err
+    # a target that is not a column: one message naming the columns, before anything is read
+    assert main(["fit", str(adult_csv), *schema, "--target", "incme", "--epsilon", "1",
+                 "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "'incme' is not a column" in err and "income" in err
+    # --delta 0 keeps the choice to pure-epsilon generators
+    assert main(["fit", str(adult_csv), *schema, "--delta", "0",
+                 "-o", str(tmp_path / "m")]) == 2
+    assert "generator independent:" in capsys.readouterr().out
+    assert ledger.entries(fingerprint_frame(read_frame(adult_csv))) == []
+
+
 def test_privacy_prices_the_plan_with_every_accountant(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -130,8 +153,8 @@ def test_privacy_prices_the_plan_with_every_accountant(
 def test_privacy_with_a_target_gives_the_noise_each_accountant_needs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["privacy", "--rows", "5000", "--epochs", "2", "--batch-size", "100",
-                 "--epsilon", "1", "--json"]) == 0
+    assert main(["privacy", "--generator", "dpwgan", "--rows", "5000", "--epochs", "2",
+                 "--batch-size", "100", "--epsilon", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["delta"] == 1e-5 and report["quantity"] == "sigma"
     rdp = accountants().get("rdp")
@@ -140,7 +163,8 @@ def test_privacy_with_a_target_gives_the_noise_each_accountant_needs(
                            delta=1e-5) <= 1.0
     assert main(["privacy", "--generator", "independent", "--rows", "10", "--sigma", "1"]) == 2
     assert "not trained with DP-SGD" in capsys.readouterr().err
-    assert main(["privacy", "--rows", "100", "--sigma", "1", "--param", "epochs=0"]) == 2
+    assert main(["privacy", "--generator", "dpwgan", "--rows", "100", "--sigma", "1",
+                 "--param", "epochs=0"]) == 2
     assert "epochs" in capsys.readouterr().err
 
 

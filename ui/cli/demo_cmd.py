@@ -1,9 +1,10 @@
 """``privsynth demo``: the whole pipeline on the embedded UCI Adult table, in about a minute.
 
 It draws a training sample and a disjoint holdout from Adult, sets a demo budget for that sample
-if it has none, runs the ``synthesize`` flow with the most faithful DP generator installed
-(AIM when the ``privsynth-marginal`` plugin is there, else DP-CTGAN) on Adult's declared-public
-schema, prints where every output is, and says what the verdicts mean.
+if it has none, runs the ``synthesize`` flow with the DP generator installed that serves Adult
+best (:func:`privsynth_core.registry.choose_generator`: AIM when the ``privsynth-marginal``
+plugin is there, else DP-CTGAN) on Adult's declared-public schema, prints where every output
+is, and says what the verdicts mean.
 """
 
 from __future__ import annotations
@@ -12,17 +13,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-#: The demo's choice, best first (Adult, epsilon 1, bench/results: AIM's 2-way TVD 0.087 and
-#: TSTR AUC 0.87, MST's 0.08-0.09, DP-CTGAN's 0.11-0.12), with why, for the person watching.
-DEFAULT_GENERATORS = (
-    ("aim", "the most faithful generator at small epsilon (plugin privsynth-marginal)"),
-    ("mst", "close behind AIM at small epsilon (plugin privsynth-marginal)"),
-    ("dpctgan", "the most faithful built-in generator (install the privsynth-marginal plugin "
-                "for AIM, which does better at small epsilon)"),
-    ("dpwgan", "a built-in DP GAN"),
-    ("independent", "the only DP generator installed: it keeps no relationship between "
-                    "columns"),
-)
+#: Said when the marginal plugin is missing: the built-ins' best is well behind it.
+MARGINAL_HINT = ("install the privsynth-marginal plugin for AIM, which does better at small "
+                 "epsilon")
 DEMO_DELTA = 1e-5
 #: The end-to-end epsilon of the demo's release when no --epsilon is given.
 DEMO_TOTAL_EPSILON = 1.0
@@ -47,8 +40,8 @@ def register(subparsers: Any) -> None:
                       help="folder for the demo's data and run (default ./privsynth-demo)")
     demo.add_argument("--rows", type=int, default=5000,
                       help="training rows drawn from Adult (default 5000; 48,842 at most)")
-    demo.add_argument("--generator", help="generator id (default: the first registered of "
-                                          + ", ".join(g for g, _ in DEFAULT_GENERATORS) + ")")
+    demo.add_argument("--generator", help="generator id (default: the installed DP generator "
+                                          "that serves Adult best, as `privsynth fit` chooses)")
     demo.add_argument("--epsilon", type=float,
                       help="training epsilon (default: whatever makes the release's end-to-end "
                       f"epsilon {DEMO_TOTAL_EPSILON:g} once the row count's share is added)")
@@ -56,19 +49,16 @@ def register(subparsers: Any) -> None:
 
 
 def _default_generator() -> tuple[str, str]:
-    """The best DP generator installed (:data:`DEFAULT_GENERATORS`), and why it was chosen."""
-    from privsynth_core.errors import ConfigError
-    from privsynth_core.registry import generators
+    """The DP generator installed that serves Adult best, and why: the rule `privsynth fit`
+    follows without ``--generator`` (:func:`privsynth_core.registry.choose_generator`)."""
+    from privsynth_core.datasets import adult_schema
+    from privsynth_core.registry import choose_generator, generators
 
-    registry = generators()
-    for generator_id, why in DEFAULT_GENERATORS:
-        if generator_id in registry:
-            return generator_id, why
-    dp = [entry.plugin_id for entry in registry.entries() if entry.cls.is_dp]
-    if not dp:
-        raise ConfigError("no differentially private generator is installed; see "
-                          "`privsynth plugins list`")
-    return dp[0], "the first DP generator installed"
+    choice = choose_generator(adult_schema(), target="income")
+    why = choice.why
+    if "aim" not in generators():
+        why = f"{why}; {MARGINAL_HINT}"
+    return choice.generator_id, why
 
 
 def _write_data(folder: Path, rows: int) -> tuple[Path, Path]:
@@ -154,12 +144,11 @@ def demo_cmd(args: argparse.Namespace) -> int:
         epsilon = round(DEMO_TOTAL_EPSILON - share, 6)
         print(f"epsilon {epsilon:g} for training + {share:g} for the released row count = "
               f"{DEMO_TOTAL_EPSILON:g} end to end")
-    # The demo predicts income: DP-CTGAN can spend part of its budget on income's two-way
-    # marginals (inside the same epsilon), which is what a user with that target would ask for.
-    # AIM and MST get one cell per value of Adult's integer columns (age, hours-per-week: up to
-    # 99 values), so a spike such as a 40-hour week is not smeared over its neighbours.
-    params: dict[str, Any] = ({"focus_columns": ["income"]} if generator == "dpctgan" else
-                              {"bins": 100} if generator in ("aim", "mst") else {})
+    # The demo predicts income: the run's target makes the generators that can use it do so
+    # (AIM's and MST's selections, DP-CTGAN's focus_columns; RunConfig applies it). AIM and MST
+    # get one cell per value of Adult's integer columns (age, hours-per-week: up to 99 values),
+    # so a spike such as a 40-hour week is not smeared over its neighbours.
+    params: dict[str, Any] = {"bins": 100} if generator in ("aim", "mst") else {}
     config = run_config_from_dict({
         "name": f"adult-demo-{generator}", "input": str(train_path),
         "schema_path": str(ADULT_SCHEMA_PATH), "domain": "public", "generator": generator,

@@ -30,7 +30,6 @@ from ._common import print_table
 if TYPE_CHECKING:
     from privsynth_core import Generator, GeneratorParams, Progress
 
-DEFAULT_GENERATOR = "dpwgan"
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
@@ -43,9 +42,14 @@ def register(subparsers: Any) -> None:
         "(`privsynth budget set`).",
     )
     fit.add_argument("data", help="the private CSV or Parquet file")
-    fit.add_argument("--generator", default=DEFAULT_GENERATOR,
-                     help=f"generator id (default {DEFAULT_GENERATOR}; see `privsynth plugins "
-                     f"list`)")
+    fit.add_argument("--generator",
+                     help="generator id (default: the installed DP generator that serves the "
+                     "table best, e.g. AIM with privsynth-marginal, MST for wide tables; the "
+                     "choice and why are printed; see `privsynth plugins list`)")
+    fit.add_argument("--target",
+                     help="the column a model will predict: generators that can weigh it do "
+                     "(AIM's and MST's selections, DP-CTGAN's focus_columns); nothing changes "
+                     "without it")
     fit.add_argument("--epsilon", type=float, help="target epsilon of the training (DP generators)")
     fit.add_argument("--delta", type=float,
                      help="target delta (default: min(1e-5, 1/(10 n̂)) for the released row "
@@ -85,7 +89,8 @@ def register(subparsers: Any) -> None:
         "registered accountant for a given noise multiplier (--sigma), or the noise multiplier "
         "each one needs for a target (--epsilon). Touches no data.",
     )
-    privacy.add_argument("--generator", default=DEFAULT_GENERATOR, help="generator id")
+    privacy.add_argument("--generator", required=True,
+                         help="id of a generator trained with DP-SGD (dpctgan, dpwgan, ...)")
     privacy.add_argument("--rows", type=int, required=True,
                          help="rows to plan for (a fit plans with the released count n̂)")
     privacy.add_argument("--epochs", type=int, help="planned epochs")
@@ -278,10 +283,11 @@ def fit_cmd(args: argparse.Namespace) -> int:
     from privsynth_core import pipeline
     from privsynth_core.config import run_config_from_dict
     from privsynth_core.fileio import atomic_directory
-    from privsynth_core.registry import generators, settling_accountant
+    from privsynth_core.registry import settling_accountant
 
-    cls = generators().get(args.generator)
-    params = build_params(cls, parse_param_items(args.param))
+    cls = _fit_generator(args)
+    params = build_params(cls, cls.params_for_target(parse_param_items(args.param),
+                                                     args.target))
     if cls.is_dp:
         if args.epsilon is None:
             raise ConfigError(f"generator {cls.generator_id} is differentially private: give the "
@@ -298,7 +304,7 @@ def fit_cmd(args: argparse.Namespace) -> int:
         "domain_epsilon": args.domain_epsilon, "source": args.source,
         "generator": cls.generator_id, "params": params.model_dump(mode="json"),
         "epsilon": args.epsilon, "delta": args.delta, "accountant": args.accountant,
-        "output_dir": output})
+        "target": args.target, "output_dir": output})
     run_id = uuid.uuid4().hex
     info = pipeline.load_input(config)
     schema = pipeline.resolve_domain(
@@ -326,10 +332,64 @@ def fit_cmd(args: argparse.Namespace) -> int:
         early = " (stopped early: the budget ran out)" if fit.get("stopped_early") else ""
         print(f"fitted {cls.generator_id} in {fit.get('steps')} steps{early}; the model spends "
               f"{describe_guarantee(manifest)}; saved to {output}")
+        for line in spending_lines(fit.get("extra") or {}):
+            print(f"  {line}")
     else:
         print(f"fitted {cls.generator_id}: NOT differentially private, do not release its "
               f"output; model saved to {output}")
     return 0
+
+
+def _fit_generator(args: argparse.Namespace) -> type[Generator]:
+    """The generator ``--generator`` names, or the one that serves the table best (said why).
+
+    The choice reads the schema file (public) only; ``--delta 0`` keeps it to pure-epsilon
+    generators. A ``--target`` must be a column of the schema.
+    """
+    from privsynth_core.registry import choose_generator, generators
+    from privsynth_core.schema import Schema
+
+    registry = generators()
+    if args.generator is not None and args.target is None:
+        return registry.get(args.generator)
+    schema = Schema.load(args.schema)
+    if args.target is not None and args.target not in schema.names:
+        raise ConfigError(f"--target {args.target!r} is not a column of {args.schema}; columns: "
+                          f"{', '.join(schema.names)}")
+    if args.generator is not None:
+        return registry.get(args.generator)
+    installed = [e.plugin_id for e in registry.entries()
+                 if args.delta != 0 or e.cls.pure_epsilon]
+    choice = choose_generator(schema, None, installed, target=args.target)
+    print(f"generator {choice.generator_id}: {choice.why}; --generator ID chooses another")
+    return registry.get(choice.generator_id)
+
+
+def spending_lines(extra: dict[str, Any]) -> list[str]:
+    """What a fit's summary says it spent its budget on, what it left and what its measurements
+    covered, as lines for the user (from the ``budget_use`` and ``coverage`` entries a
+    generator may put in its summary; nothing when it has none)."""
+    lines = []
+    use = extra.get("budget_use") or {}
+    shares = use.get("share") or {}
+    if shares:
+        lines.append("spent on: " + ", ".join(f"{what} {share:.0%}"
+                                               for what, share in shares.items()))
+    if use.get("unspent_why"):
+        lines.append(f"unspent: epsilon {use.get('unspent_epsilon', 0.0):.3g} "
+                     f"({use['unspent_why']})")
+    for column, values in (extra.get("point_masses") or {}).items():
+        if values:
+            shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
+            lines.append(f"{column}: point masses learned under DP at {shown}")
+    cover = extra.get("coverage") or {}
+    if cover.get("target") is not None and not cover.get("marginals_with_target"):
+        lines.append(f"no measured marginal includes the target {cover['target']!r}: its "
+                     f"relationships come from the model's structure only")
+    alone = cover.get("columns_in_no_measured_pair") or []
+    if alone:
+        lines.append("in no measured pair (kept only as 1-way marginals): " + ", ".join(alone))
+    return lines
 
 
 def sample_cmd(args: argparse.Namespace) -> int:

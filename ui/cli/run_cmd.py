@@ -112,6 +112,20 @@ def print_run(result: Any) -> None:
             print(f"  {row['name']:<48} {value:>10}  {row['verdict']}")
 
 
+def _say_chosen_generator(path: Path, config: Any) -> None:
+    """When the configuration names no generator, say which one was chosen and why."""
+    import yaml
+
+    from privsynth_core.config import chosen_generator
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and data.get("generator") in (None, ""):
+        choice = chosen_generator(config.model_dump())
+        if choice is not None:
+            print(f"generator {choice.generator_id}: {choice.why}; `generator:` in the "
+                  f"configuration chooses another")
+
+
 def run_cmd(args: argparse.Namespace) -> int:
     """Run the synthesize flow."""
     from privsynth_core.config import load_run_config
@@ -129,6 +143,7 @@ def run_cmd(args: argparse.Namespace) -> int:
                               f"in {args.resume}; resume with --resume {args.resume} alone")
     else:
         config = load_run_config(args.config)
+        _say_chosen_generator(Path(args.config), config)
     from privsynth_flows.runtime import prefect_session
     from privsynth_flows.synthesize import synthesize
 

@@ -122,3 +122,28 @@ def test_aim_candidates_are_the_pairs_within_max_cells() -> None:
     assert set(_aim_candidates(sizes, 30)) == {(0, 1), (0, 2), (1, 2)}
     assert set(_aim_candidates(sizes, 100)) == {(0, 1), (0, 2), (0, 3), (1, 2)}
     assert _aim_candidates(sizes, 5) == {}
+
+
+def test_a_target_weighs_its_pairs_and_without_one_nothing_changes() -> None:
+    sizes = [2, 10, 3, 50]
+    plain = _aim_candidates(sizes, 100)
+    assert _aim_candidates(sizes, 100, target=None, target_weight=3.0) == plain
+    weighted = _aim_candidates(sizes, 100, target=0, target_weight=3.0)
+    assert set(weighted) == set(plain)  # the same candidates, other weights
+    assert weighted == {p: 3.0 if 0 in p else 1.0 for p in plain}
+
+
+def test_mst_gathers_its_tree_around_the_target() -> None:
+    # A, B and C are copies of one column: every pair among them is equally informative, so
+    # without a target the tree takes any two of the three pairs; with C as the target (pairs
+    # with it weigh 3x) and negligible noise it takes both of C's. D is independent.
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 3, N_ROWS)
+    codes = np.stack([a, a, a, rng.integers(0, 3, N_ROWS)], axis=1)
+    sizes = [3, 3, 3, 3]
+    budget = huge_budget()
+    measurements = mst(codes, sizes, budget, PGMEstimator(NAMES, sizes), iters=50, target=2,
+                       target_weight=3.0)
+    edges = {m.clique for m in measurements[4:]}
+    assert {(0, 2), (1, 2)} <= edges and (0, 1) not in edges
+    assert_spent_exactly(budget)

@@ -54,7 +54,8 @@ def _epsilon0(count: int, rho: float) -> float:
 
 def _measure(codes: np.ndarray, sizes: Sequence[int], clique: tuple[int, ...], sigma: float,
              budget: ZCDPBudget) -> Measurement:
-    budget.spend(f"measure {clique}", gaussian_rho(sigma))
+    kind = "1-way marginals" if len(clique) == 1 else "selected marginals"
+    budget.spend(f"measure {clique}", gaussian_rho(sigma), kind=kind)
     noisy = gaussian_measure(marginal_counts(codes, sizes, clique), sigma)
     # exact integers until the noise is on; float64 holds them exactly (below 2^53)
     return Measurement(clique=clique, noisy=noisy.astype(np.float64), sigma=sigma)
@@ -62,12 +63,15 @@ def _measure(codes: np.ndarray, sizes: Sequence[int], clique: tuple[int, ...], s
 
 def mst(
     codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
-    *, iters: int, progress: RoundCallback | None = None,
+    *, iters: int, progress: RoundCallback | None = None, target: int | None = None,
+    target_weight: float = 1.0,
 ) -> list[Measurement]:
     """Run MST; leaves the final model in ``estimator``; returns the measurements.
 
-    Every random draw (measurement noise, selections) is OpenDP's, from the OS: nothing here
-    can be seeded.
+    With a ``target`` column, the quality of a pair that includes it is multiplied by
+    ``target_weight`` (and the selections' sensitivity with it), so the tree gathers around the
+    target. Every random draw (measurement noise, selections) is OpenDP's, from the OS: nothing
+    here can be seeded.
     """
     def stage(done: int, what: str) -> None:
         if progress is not None:
@@ -83,7 +87,8 @@ def mst(
     if d > 1:
         estimator.set_independent(measurements)
         stage(1, "selecting a spanning tree of pairs")
-        edges = _spanning_tree(codes, sizes, estimator, rho / 3, budget)
+        edges = _spanning_tree(codes, sizes, estimator, rho / 3, budget, target=target,
+                               target_weight=target_weight)
         sigma2 = _sigma(d - 1, budget.remaining)
         stage(2, "measuring the tree's pairs")
         measurements += [_measure(codes, sizes, e, sigma2, budget) for e in edges]
@@ -94,12 +99,17 @@ def mst(
 
 
 def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEstimator,
-                   rho: float, budget: ZCDPBudget) -> list[tuple[int, int]]:
+                   rho: float, budget: ZCDPBudget, *, target: int | None = None,
+                   target_weight: float = 1.0) -> list[tuple[int, int]]:
     d = len(sizes)
     weights = {}
+    scale = {pair: target_weight if target in pair else 1.0
+             for pair in itertools.combinations(range(d), 2)}
+    sensitivity = max(scale.values(), default=1.0)
     for pair in itertools.combinations(range(d), 2):
         exact = marginal_counts(codes, sizes, pair)
-        weights[pair] = float(np.abs(exact - independent.marginal(pair).ravel()).sum())
+        weights[pair] = scale[pair] * float(np.abs(exact - independent.marginal(pair).ravel())
+                                            .sum())
     epsilon0 = _epsilon0(d - 1, rho)
     component = list(range(d))  # union-find without path compression: d is small
 
@@ -112,8 +122,8 @@ def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEsti
     for _ in range(d - 1):
         candidates = [p for p in weights if root(p[0]) != root(p[1])]
         quality = np.array([weights[p] for p in candidates])
-        budget.spend("select a tree edge", exponential_rho(epsilon0))
-        chosen = candidates[exponential_mechanism(quality, epsilon0, 1.0)]
+        budget.spend("select a tree edge", exponential_rho(epsilon0), kind="selections")
+        chosen = candidates[exponential_mechanism(quality, epsilon0, sensitivity)]
         component[root(chosen[0])] = root(chosen[1])
         edges.append(chosen)
     return edges
@@ -123,14 +133,16 @@ def aim(
     codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
     *, selections: int, rounds: int, max_model_mb: float,
     max_cells: int, iters: int, round_iters: int, progress: RoundCallback | None = None,
+    target: int | None = None, target_weight: float = 1.0,
 ) -> list[Measurement]:
     """Run AIM (see the module docstring); leaves the final model in ``estimator``.
 
-    As in :func:`mst`, every random draw is OpenDP's.
+    With a ``target`` column, the workload weighs the pairs that include it ``target_weight``
+    times the others. As in :func:`mst`, every random draw is OpenDP's.
     """
     d = len(sizes)
     rho = budget.remaining
-    candidates = _aim_candidates(sizes, max_cells)
+    candidates = _aim_candidates(sizes, max_cells, target=target, target_weight=target_weight)
     selections = min(selections, len(candidates)) if d > 1 else 0
     # AIM's split: 90% of rho to measurements (the d 1-way ones and each selection's, equal
     # noise), 10% to the selections' exponential mechanisms.
@@ -172,13 +184,16 @@ def aim(
     return measurements
 
 
-def _aim_candidates(sizes: Sequence[int], max_cells: int) -> dict[tuple[int, ...], float]:
+def _aim_candidates(sizes: Sequence[int], max_cells: int, *, target: int | None = None,
+                    target_weight: float = 1.0) -> dict[tuple[int, ...], float]:
     """The workload's pairs (those of at most ``max_cells`` cells) with their weights.
 
     The workload is every pair of columns; AIM weights a candidate by its overlap with the
-    workload, which for an all-pairs workload is the same for every pair, hence 1.
+    workload, which for an all-pairs workload is the same for every pair, hence 1. A target
+    column (the user's, public) weighs its pairs ``target_weight`` times more.
     """
-    return {pair: 1.0 for pair in itertools.combinations(range(len(sizes)), 2)
+    return {pair: (target_weight if target in pair else 1.0)
+            for pair in itertools.combinations(range(len(sizes)), 2)
             if sizes[pair[0]] * sizes[pair[1]] <= max_cells}
 
 
@@ -194,5 +209,5 @@ def _worst_approximated(
                        - estimator.marginal(clique).ravel()).sum()
         # the L1 error noise alone would leave on a measured marginal (AIM's bias term)
         quality[k] = pool[clique] * (error - math.sqrt(2 / math.pi) * sigma * cells)
-    budget.spend("select a marginal", exponential_rho(epsilon0))
+    budget.spend("select a marginal", exponential_rho(epsilon0), kind="selections")
     return keys[exponential_mechanism(quality, epsilon0, max(pool.values()))]

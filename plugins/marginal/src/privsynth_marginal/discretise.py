@@ -1,18 +1,20 @@
-"""Columns to cells and back, from the schema's domain alone (no data is read to build them).
+"""Columns to cells and back.
 
 Every column becomes a small set of cells (the attribute of the graphical model):
 
 - categorical: one cell per category; boolean: false, true;
 - integer with at most ``bins`` values between its bounds: one cell per value (exact);
-- any other number or datetime: the lower bound and the upper bound are cells of their own
-  (zero-inflated amounts and top-coded values put point masses exactly there), and the open
-  interval between them is cut into ``bins - 2`` equal-width cells, consecutive whole numbers for
-  integers;
+- any other number or datetime: ``bins`` cells **learned under DP** (:mod:`.cells`, over
+  :mod:`privsynth_core.privacy.cells`): cut where the data's mass lies, a value held by many
+  rows a cell of its own, and decoded by the noisy shape of the data inside each cell. The
+  learning is a charged mechanism; what it outputs is stored in the model (``model.npz``);
+- without learned cells (``cells_share = 0``, or a model saved before they existed): the lower
+  and the upper bound are cells of their own and the interval between them is cut into
+  ``bins - 2`` equal-width cells, decoded uniformly (consecutive whole numbers for integers);
 - a nullable column has one more cell, for null.
 
-The cut points come from the schema's bounds, never from the data's quantiles (which would leak).
-Decoding draws a value uniformly within its cell (integers as integers), so synthetic numbers are
-spread like real ones at the cells' resolution instead of piling up on bin midpoints.
+Nothing here reads data to build the cells: equal-width cells come from the schema's bounds,
+learned ones from the noisy counts handed in.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from privsynth_core import Column, ColumnKind, Schema
+from privsynth_core.privacy.cells import LearnedCells
 from privsynth_core.validation import polars_dtype
 
 _EPOCH = datetime(1970, 1, 1)
@@ -56,6 +59,7 @@ class ColumnCells:
         lower, upper: the bounds (floats; datetimes in microseconds).
         edges: for binned numbers, the cut points of the interior cells (``n_values - 1``
             cells between the two bound cells need ``n_values - 1`` edges).
+        learned: cells learned under DP (then ``edges`` is unused).
     """
 
     column: Column
@@ -64,6 +68,7 @@ class ColumnCells:
     lower: float = 0.0
     upper: float = 0.0
     edges: tuple[float, ...] = ()
+    learned: LearnedCells | None = None
 
     @property
     def size(self) -> int:
@@ -101,6 +106,8 @@ class ColumnCells:
         return codes
 
     def _numeric_codes(self, values: np.ndarray) -> np.ndarray:
+        if self.learned is not None:
+            return self.learned.encode(values)
         if self.exact:
             return np.clip(np.round(values - self.lower), 0, self.n_values - 1).astype(np.int64)
         interior = 1 + np.searchsorted(np.asarray(self.edges), values, side="right")
@@ -129,6 +136,14 @@ class ColumnCells:
 
     def _decode_numeric(self, codes: np.ndarray, rng: np.random.Generator) -> pl.Series:
         name, kind = self.column.name, self.column.kind
+        if self.learned is not None:
+            learned = self.learned.decode(codes, rng)
+            if kind is ColumnKind.DATETIME:
+                return pl.Series(name, learned.astype(np.int64), dtype=pl.Int64).cast(
+                    pl.Datetime("us"))
+            if kind is ColumnKind.INTEGER:
+                return pl.Series(name, learned, dtype=pl.Float64).cast(pl.Int64)
+            return pl.Series(name, learned, dtype=pl.Float64)
         if self.exact:
             return pl.Series(name, self.lower + codes, dtype=pl.Float64).cast(pl.Int64)
         # cell c covers [starts[c], ends[c]); the bound cells are single points
@@ -156,9 +171,34 @@ def _as_float(series: pl.Series, kind: ColumnKind) -> np.ndarray:
     return series.cast(pl.Float64).to_numpy()
 
 
-def column_cells(column: Column, bins: int) -> ColumnCells:
-    """The cells of one column under a resolution of ``bins`` cells per number."""
+def numeric_bounds(column: Column) -> tuple[float, float]:
+    """A number or datetime column's bounds as floats (datetimes in microseconds; integers
+    rounded inwards to whole numbers)."""
+    lower, upper = _float_bounds(column)
+    if column.kind is ColumnKind.INTEGER:
+        lower, upper = float(np.ceil(lower)), float(np.floor(upper))
+    return lower, upper
+
+
+def learnable(column: Column, bins: int) -> bool:
+    """Whether the column's cells are worth learning: a number or datetime that is neither
+    one cell per value (an integer with at most ``bins`` values) nor a single value."""
+    if column.kind not in (ColumnKind.CONTINUOUS, ColumnKind.INTEGER, ColumnKind.DATETIME):
+        return False
+    lower, upper = numeric_bounds(column)
+    if column.kind is ColumnKind.INTEGER:
+        return upper - lower + 1 > bins
+    return upper > lower
+
+
+def column_cells(column: Column, bins: int, learned: LearnedCells | None = None) -> ColumnCells:
+    """The cells of one column under a resolution of ``bins`` cells per number (``learned``:
+    the cells learned under DP for a learnable number, see :func:`learnable`)."""
     kind = column.kind
+    if learned is not None:
+        lower, upper = numeric_bounds(column)
+        return ColumnCells(column, n_values=learned.n_cells, lower=lower, upper=upper,
+                           learned=learned)
     if kind is ColumnKind.CATEGORICAL:
         assert column.categories is not None
         return ColumnCells(column, n_values=len(column.categories))
@@ -186,11 +226,20 @@ class Discretiser:
     Args:
         schema: the table's schema; every column needs its domain (bounds or categories).
         bins: cells per binned number or datetime (bounds included).
+        learned: cells learned under DP, by column name (the others are built from the
+            schema alone).
     """
 
-    def __init__(self, schema: Schema, bins: int) -> None:
+    def __init__(self, schema: Schema, bins: int,
+                 learned: dict[str, LearnedCells] | None = None) -> None:
         self.schema = schema
-        self.columns = [column_cells(c, bins) for c in schema.columns]
+        learned = learned or {}
+        self.columns = [column_cells(c, bins, learned.get(c.name)) for c in schema.columns]
+
+    @property
+    def learned(self) -> dict[str, LearnedCells]:
+        """The learned cells, by column name."""
+        return {c.column.name: c.learned for c in self.columns if c.learned is not None}
 
     @property
     def names(self) -> list[str]:

@@ -12,6 +12,7 @@ import polars as pl
 from pydantic import Field
 
 from privsynth_core import ConfigError, FitSummary, Generator, GeneratorParams, Progress
+from privsynth_core.generator import Suitability, TableProfile
 
 from .discretise import Discretiser
 from .sampler import SamplingChain
@@ -25,16 +26,29 @@ if TYPE_CHECKING:
 
 CHAIN_FILE = "model.npz"
 ACCOUNTING = "zcdp (Canonne, Kamath & Steinke 2020 conversion)"
+#: Past this many columns AIM's fit is no longer a matter of minutes on one core (census KDD,
+#: 43 columns x 100k rows: 14 minutes and 2 GB on a loaded 2-core machine, issue #18; its model
+#: estimates and selections grow with the width): MST serves wider tables better.
+AIM_MAX_COLUMNS = 40
 
 
 class MarginalParams(GeneratorParams):
     """Parameters shared by MST and AIM."""
 
     bins: int = Field(32, ge=3, le=1024, description=(
-        "cells per number or datetime column, its two bounds included (integers with fewer "
-        "values get one cell each); more cells: finer numbers but more noise per cell"))
+        "cells per number or datetime column (integers with fewer values get one cell each); "
+        "more cells: finer numbers but more noise per cell"))
+    cells_share: float = Field(0.1, ge=0.0, le=0.5, description=(
+        "share of the budget (rho) spent on fine noisy 1-way histograms of the numbers and "
+        "datetimes, from which their cells, point masses and within-cell shapes are learned; "
+        "0: equal-width cells over the public bounds, decoded uniformly"))
     iters: int = Field(1000, ge=10, le=100_000, description=(
         "mirror-descent iterations of the final model estimate"))
+    target: str | None = Field(None, description=(
+        "the column a model will predict (public: the user's choice); its pairs weigh more "
+        "in the selections (AIM's workload, MST's tree). Empty: every pair weighs the same"))
+    target_weight: float = Field(3.0, ge=1.0, le=100.0, description=(
+        "how much more a pair with the target weighs in the selections"))
 
 
 class MSTParams(MarginalParams):
@@ -70,6 +84,12 @@ class _MarginalGenerator(Generator):
         self._chain: SamplingChain | None = None
         self._discretiser: Discretiser | None = None
 
+    @property
+    def p(self) -> MarginalParams:
+        """The parameters, typed."""
+        assert isinstance(self.params, MarginalParams)
+        return self.params
+
     def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         if budget.delta <= 0:
             raise ConfigError(
@@ -78,10 +98,18 @@ class _MarginalGenerator(Generator):
                 "1 / rows), or use the 'independent' generator for pure epsilon-DP")
         if not table.schema.columns:
             raise ConfigError(f"{self.generator_id} needs a table with at least one column")
+        target = self.p.target
+        if target is not None and target not in table.schema.names:
+            raise ConfigError(f"target {target!r} is not a column of the schema; columns: "
+                              f"{', '.join(table.schema.names)}")
+
+    def _progress_total(self, columns: int) -> int:
+        """How many units the progress reports of a fit over ``columns`` columns count to."""
+        raise NotImplementedError
 
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator,
-             progress: Callable[[int, int, str], None], planning_rows: int) -> list[Measurement]:
+             estimator: PGMEstimator, progress: Callable[[int, int, str], None],
+             planning_rows: int, target: int | None) -> list[Measurement]:
         raise NotImplementedError
 
     def _fit(
@@ -92,14 +120,12 @@ class _MarginalGenerator(Generator):
         accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
-        assert budget is not None and isinstance(self.params, MarginalParams)
+        assert budget is not None
+        from .cells import learn_cells, plan_cells, point_masses
         from .estimate import PGMEstimator
 
-        discretiser = Discretiser(table.schema, self.params.bins)
-        codes = discretiser.encode(table.frame)
+        p = self.p
         zcdp = ZCDPBudget(rho_for(budget.epsilon, budget.delta))
-        # DP noise and selections are OpenDP's, from the OS's entropy: no seed reaches them.
-        estimator = PGMEstimator(discretiser.names, discretiser.sizes)
 
         def report(done: int, total: int, stage: str) -> None:
             if progress is not None:
@@ -107,11 +133,25 @@ class _MarginalGenerator(Generator):
                                   epsilon=epsilon_for(zcdp.spent, budget.delta),
                                   unit=self.progress_unit, stage=stage))
 
+        # The numeric cells first (a share of rho, charged here), then the marginals on them.
+        plan = plan_cells(table.schema, p.bins, p.cells_share * zcdp.total)
+        if plan.columns:
+            # before the algorithm's first unit, counted in its units: nothing done yet
+            report(0, self._progress_total(len(table.schema.columns)),
+                   f"learning the cells of {len(plan.columns)} numeric column"
+                         f"{'s' if len(plan.columns) != 1 else ''}")
+        learned = learn_cells(plan, table.schema, table.frame, p.bins, zcdp)
+        discretiser = Discretiser(table.schema, p.bins, learned)
+        codes = discretiser.encode(table.frame)
+        # DP noise and selections are OpenDP's, from the OS's entropy: no seed reaches them.
+        estimator = PGMEstimator(discretiser.names, discretiser.sizes)
+        names = discretiser.names
+        target = names.index(p.target) if p.target is not None else None
         measurements = self._run(codes, discretiser.sizes, zcdp, estimator, report,
-                                 table.planning_rows)
+                                 table.planning_rows, target)
         self._chain = estimator.chain()
         self._discretiser = discretiser
-        names = discretiser.names
+        measured = [[names[i] for i in m.clique] for m in measurements]
         return FitSummary(
             private=True,
             epsilon=epsilon_for(zcdp.spent, budget.delta),
@@ -122,9 +162,13 @@ class _MarginalGenerator(Generator):
             extra={
                 "rho_spent": zcdp.spent,
                 "rho_budget": zcdp.total,
-                "measured_marginals": [[names[i] for i in m.clique] for m in measurements],
+                "measured_marginals": measured,
                 "noise_sigmas": sorted({round(m.sigma, 6) for m in measurements}),
                 "cells_per_column": dict(zip(names, discretiser.sizes, strict=True)),
+                "numeric_cells": plan.summary(),
+                "point_masses": point_masses(learned, table.schema),
+                "budget_use": budget_use(zcdp, budget.delta),
+                "coverage": coverage(measured, names, p.target),
                 "accountant_note": "the accountant option is not used: MST/AIM compose "
                                    "Gaussian and exponential mechanisms in zCDP",
             },
@@ -137,13 +181,56 @@ class _MarginalGenerator(Generator):
         return self._discretiser.decode(codes, rng)
 
     def _save_state(self, directory: Path) -> None:
-        assert self._chain is not None
-        self._chain.save(directory / CHAIN_FILE)
+        assert self._chain is not None and self._discretiser is not None
+        names = self._discretiser.names
+        # the learned cells are mechanism outputs: stored with the model, keyed by position
+        extra = {name: array for column, cells in self._discretiser.learned.items()
+                 for name, array in cells.arrays(f"cells_{names.index(column)}_").items()}
+        self._chain.save(directory / CHAIN_FILE, extra=extra)
 
     def _load_state(self, directory: Path) -> None:
-        assert self.schema is not None and isinstance(self.params, MarginalParams)
-        self._chain = SamplingChain.load(directory / CHAIN_FILE)
-        self._discretiser = Discretiser(self.schema, self.params.bins)
+        assert self.schema is not None
+        from privsynth_core.privacy.cells import LearnedCells
+
+        self._chain, arrays = SamplingChain.load_with(directory / CHAIN_FILE)
+        learned = {}
+        for i, name in enumerate(self.schema.names):
+            if f"cells_{i}_first" in arrays:
+                learned[name] = LearnedCells.from_arrays(arrays, f"cells_{i}_")
+        self._discretiser = Discretiser(self.schema, self.p.bins, learned)
+
+
+def budget_use(zcdp: ZCDPBudget, delta: float) -> dict[str, Any]:
+    """What the fit's rho went on, by kind of mechanism, and what was left unspent and why."""
+    parts = zcdp.by_kind
+    unspent = max(zcdp.total - zcdp.spent, 0.0)
+    out: dict[str, Any] = {
+        "rho": dict(parts),
+        "share": {k: round(v / zcdp.total, 4) for k, v in parts.items()} if zcdp.total else {},
+        "unspent_rho": unspent,
+        "unspent_epsilon": max(epsilon_for(zcdp.total, delta) - epsilon_for(zcdp.spent, delta),
+                               0.0),
+    }
+    if unspent > 1e-6 * zcdp.total:
+        out["unspent_why"] = (
+            "no marginal was left to select within max_cells and max_model_mb; the rest of "
+            "the budget was not spent (and is not charged)")
+    return out
+
+
+def coverage(measured: list[list[str]], names: list[str], target: str | None) -> dict[str, Any]:
+    """What the measured marginals covered: columns never in a measured pair or triple, and
+    (with a target) how many measured marginals include it and which columns they join it to."""
+    joined = {name for clique in measured if len(clique) > 1 for name in clique}
+    out: dict[str, Any] = {"columns_in_no_measured_pair": [n for n in names
+                                                           if n not in joined]}
+    if target is not None:
+        with_target = [c for c in measured if len(c) > 1 and target in c]
+        out["target"] = target
+        out["marginals_with_target"] = len(with_target)
+        out["columns_measured_with_target"] = sorted({n for c in with_target for n in c}
+                                                     - {target})
+    return out
 
 
 def default_selections(n_columns: int, rho: float, n_rows: int) -> int:
@@ -166,14 +253,25 @@ class MSTGenerator(_MarginalGenerator):
         "by a graphical model (private-pgm); zCDP. Fast, strong at small epsilon")
     Params = MSTParams
 
+    @classmethod
+    def suitability(cls, profile: TableProfile) -> Suitability:
+        """Faithful at small epsilon and fast at any width: the choice for wide tables."""
+        if profile.columns > AIM_MAX_COLUMNS:
+            return Suitability(0.9, f"MST: a spanning tree of noisy pairs fits {profile.columns}"
+                                    f" columns in minutes, where AIM would take much longer")
+        return Suitability(0.85, "MST: noisy 1-way marginals and a spanning tree of pairs; "
+                                 "fast, close behind AIM")
+
+    def _progress_total(self, columns: int) -> int:
+        return 4  # MST's stages (see .algorithms.mst)
+
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator,
-             progress: Callable[[int, int, str], None], planning_rows: int) -> list[Measurement]:
+             estimator: PGMEstimator, progress: Callable[[int, int, str], None],
+             planning_rows: int, target: int | None) -> list[Measurement]:
         from .algorithms import mst
 
-        assert isinstance(self.params, MSTParams)
-        return mst(codes, sizes, budget, estimator, iters=self.params.iters,
-                   progress=progress)
+        return mst(codes, sizes, budget, estimator, iters=self.p.iters, progress=progress,
+                   target=target, target_weight=self.p.target_weight)
 
 
 class AIMGenerator(_MarginalGenerator):
@@ -186,16 +284,33 @@ class AIMGenerator(_MarginalGenerator):
         "(private-pgm); zCDP. Best fidelity at small epsilon; model size capped")
     Params = AIMParams
 
+    @classmethod
+    def suitability(cls, profile: TableProfile) -> Suitability:
+        """The most faithful at small epsilon, up to :data:`AIM_MAX_COLUMNS` columns."""
+        if profile.columns > AIM_MAX_COLUMNS:
+            return Suitability(0.5, f"AIM: {profile.columns} columns is past the "
+                                    f"{AIM_MAX_COLUMNS} it fits in minutes on one core")
+        return Suitability(0.95, "AIM: adaptively selected noisy marginals, the most faithful "
+                                 "at small epsilon (Adult, epsilon 1: TSTR AUC 0.87)")
+
+    def _progress_total(self, columns: int) -> int:
+        # AIM's rounds; the selections it finds worth making may end it in fewer
+        p = self.params
+        assert isinstance(p, AIMParams)
+        return max(1, min(p.rounds, p.selections) if p.selections else p.rounds)
+
     def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator,
-             progress: Callable[[int, int, str], None], planning_rows: int) -> list[Measurement]:
+             estimator: PGMEstimator, progress: Callable[[int, int, str], None],
+             planning_rows: int, target: int | None) -> list[Measurement]:
         from .algorithms import aim
 
         p = self.params
         assert isinstance(p, AIMParams)
         return aim(codes, sizes, budget, estimator,
-                   selections=p.selections or default_selections(len(sizes), budget.total,
+                   selections=p.selections or default_selections(len(sizes),
+                                                                 budget.remaining,
                                                                  planning_rows),
                    rounds=p.rounds,
                    max_model_mb=p.max_model_mb, max_cells=p.max_cells, iters=p.iters,
-                   round_iters=p.round_iters, progress=progress)
+                   round_iters=p.round_iters, progress=progress, target=target,
+                   target_weight=p.target_weight)

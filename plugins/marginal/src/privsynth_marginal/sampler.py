@@ -50,10 +50,12 @@ class SamplingChain:
                 block[:, column] = np.minimum((u >= cdf[row]).sum(axis=1), size - 1)
         return codes
 
-    def save(self, path: Path) -> None:
-        """Write the chain to ``path`` (an ``.npz``; the structure in its JSON entry)."""
+    def save(self, path: Path, *, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Write the chain to ``path`` (an ``.npz``; the structure in its JSON entry), with the
+        ``extra`` arrays beside it (names must not start with ``table_`` or be ``structure``)."""
         structure = json.dumps({"order": self.order, "parents": self.parents})
-        arrays: dict[str, Any] = {f"table_{i}": t for i, t in enumerate(self.tables)}
+        arrays: dict[str, Any] = dict(extra or {})
+        arrays.update({f"table_{i}": t for i, t in enumerate(self.tables)})
         arrays["structure"] = np.array(structure)
         with path.open("wb") as handle:
             np.savez_compressed(handle, **arrays)
@@ -61,10 +63,18 @@ class SamplingChain:
     @classmethod
     def load(cls, path: Path) -> SamplingChain:
         """Read a chain written by :meth:`save` (never unpickles)."""
+        return cls.load_with(path)[0]
+
+    @classmethod
+    def load_with(cls, path: Path) -> tuple[SamplingChain, dict[str, np.ndarray]]:
+        """Read a chain written by :meth:`save`, and the other arrays stored with it."""
         with np.load(path, allow_pickle=False) as data:
             structure = json.loads(str(data["structure"]))
             tables = [np.asarray(data[f"table_{i}"]) for i in range(len(structure["order"]))]
-        return cls(order=structure["order"], parents=structure["parents"], tables=tables)
+            others = {name: np.asarray(data[name]) for name in data.files
+                      if name != "structure" and not name.startswith("table_")}
+        chain = cls(order=structure["order"], parents=structure["parents"], tables=tables)
+        return chain, others
 
 
 def conditional(joint: np.ndarray, fallback: np.ndarray) -> np.ndarray:

@@ -110,14 +110,17 @@ class ZCDPBudget:
         self.total = rho
         self.spent = 0.0
         self.log: list[tuple[str, float]] = []
+        #: rho spent by kind of mechanism (what the fit summary states)
+        self.by_kind: dict[str, float] = {}
 
     @property
     def remaining(self) -> float:
         """Rho not yet spent."""
         return max(self.total - self.spent, 0.0)
 
-    def spend(self, what: str, rho: float) -> None:
-        """Record ``rho`` spent on ``what``; refuses (a bug) to pass the total."""
+    def spend(self, what: str, rho: float, *, kind: str = "other") -> None:
+        """Record ``rho`` spent on ``what`` (of kind ``kind``, e.g. ``"selections"``); refuses
+        (a bug) to pass the total."""
         if self.spent + rho > self.total:
             raise RuntimeError(
                 f"zCDP plan error: {what} would spend rho={rho:.6g} with only "
@@ -125,3 +128,4 @@ class ZCDPBudget:
             )
         self.spent += rho
         self.log.append((what, rho))
+        self.by_kind[kind] = self.by_kind.get(kind, 0.0) + rho

@@ -95,3 +95,20 @@ def test_faults_every_fault_once(tmp_path: Path) -> None:
     _, table = _faults(tmp_path, ",".join(FAULTS))
     assert "**NO**" not in table
     assert table.count("| yes |") == len(FAULTS) + 2  # run-killed has three steps
+
+
+def test_tables_smoke(tmp_path: Path) -> None:
+    # Adult only (the embedded copy when ../shared is absent), the fast independent generator
+    folder = tmp_path / "results"
+    proc = _bench("tables", "--tables", "adult", "--generators", "independent", "--rows", "600",
+                  "--variants", "bins=8;default", "--out", str(folder))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads((folder / "tables.json").read_text(encoding="utf-8"))["rows"]
+    assert [r["variant"] for r in rows] == ["bins=8", "default"]
+    for row in rows:
+        assert 0 <= row["tvd_2way"] <= 1 and row["worst_ks_column"] is not None
+        # the references are computed once per table, not per fit
+        assert (row["tvd_real_holdout"], row["tvd_shuffled"]) == (
+            rows[0]["tvd_real_holdout"], rows[0]["tvd_shuffled"])
+        assert row["tstr"] is not None  # income is Adult's target
+    assert "| adult | independent |" in (folder / "tables.md").read_text(encoding="utf-8")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -227,7 +228,17 @@ def test_an_analyst_cannot_set_a_budget_fix_a_domain_or_open_a_report(
         store.set_role("ann", "analyst")
 
 
-def test_sign_up_is_off_with_data_folders_and_gives_analysts(tmp_path: Path) -> None:
+def _keep_gradio_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restore Gradio's cache folder (process-wide: each app sets it) after a test that makes
+    apps of its own, so the module's server goes on accepting its uploads."""
+    current = os.environ.get("GRADIO_TEMP_DIR")
+    if current is not None:
+        monkeypatch.setenv("GRADIO_TEMP_DIR", current)
+
+
+def test_sign_up_is_off_with_data_folders_and_gives_analysts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _keep_gradio_cache(monkeypatch)
     folder = tmp_path / "shared"
     folder.mkdir()
     closed = settings_for(tmp_path / "closed", data_dirs=(folder,))
@@ -368,7 +379,9 @@ def test_server_wide_statistics_and_framing_are_refused(site: dict[str, Any]) ->
         assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], path
 
 
-def test_the_cache_of_files_in_transit_is_emptied_at_start(tmp_path: Path) -> None:
+def test_the_cache_of_files_in_transit_is_emptied_at_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _keep_gradio_cache(monkeypatch)
     # Issue #20 item 2: after a restart no staged file is left for anyone to fetch.
     settings = settings_for(tmp_path)
     left = settings.cache_dir / "0123abcd" / "synthetic.csv"

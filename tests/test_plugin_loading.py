@@ -151,3 +151,32 @@ def test_a_misspelled_hook_is_refused(fresh_plugins: None) -> None:
     pm.register(Misspelled(), name="misspelled")
     with pytest.raises(PluginError, match="unknown hook"):
         load_plugins()
+
+
+def test_the_example_generator_puts_no_null_cell_in_a_column_that_cannot_hold_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every cell as likely as any (what enough noise can make of the histogram): still no
+    null in a column the schema declares not nullable, and a null cell where it may be null."""
+    import numpy as np
+
+    from privsynth_core.datasets import load_adult
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    from privsynth_example_plugin.joint_histogram import JointHistogramGenerator
+
+    schema = load_adult(10).schema
+    columns = ("age", "gender", "income")
+    schema = schema.with_columns([schema.column(c) for c in columns], domain="public")
+    nullable = schema.with_columns(
+        [schema.column("age").model_copy(update={"nullable": True}),
+         *(schema.column(c) for c in columns[1:])], domain="public")
+    for table_schema, nulls_allowed in ((schema, False), (nullable, True)):
+        generator = JointHistogramGenerator(bins=4)
+        sizes = generator._sizes(table_schema.columns)
+        generator.schema = table_schema
+        # a uniform histogram stands in for a fit
+        generator._weights = np.full(int(np.prod(sizes)), 1 / np.prod(sizes)).tolist()
+        nulls = generator._sample(4000, seed=0).null_count()
+        assert nulls["gender"].item() == nulls["income"].item() == 0
+        assert (nulls["age"].item() > 0) is nulls_allowed

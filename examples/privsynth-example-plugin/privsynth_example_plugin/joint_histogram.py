@@ -1,12 +1,12 @@
 """An example third-party DP generator: ``joint_histogram``, one noisy histogram of the whole table.
 
 Every column is cut into cells from its public domain alone (its categories; ``bins`` equal-width
-bins of its bounds; false/true; plus a null cell), and the table becomes one histogram over every
-combination of cells. One record adds one count to one cell, so the histogram has L1
-sensitivity 1 and discrete Laplace noise of scale ``1 / epsilon`` makes it epsilon-DP (add/remove
-one record). Rows are drawn from the noisy histogram (negative counts as 0), a number uniformly
-inside its cell. It keeps every correlation, but only suits tables whose cells multiply to a
-small number: ``max_cells`` refuses the others before anything is charged.
+bins of its bounds; false/true; plus a null cell for a nullable column), and the table becomes
+one histogram over every combination of cells. One record adds one count to one cell, so the
+histogram has L1 sensitivity 1 and discrete Laplace noise of scale ``1 / epsilon`` makes it
+epsilon-DP (add/remove one record). Rows are drawn from the noisy histogram (negative counts as
+0), a number uniformly inside its cell. It keeps every correlation, but only suits tables whose
+cells multiply to a small number: ``max_cells`` refuses the others before anything is charged.
 """
 
 from __future__ import annotations
@@ -33,13 +33,16 @@ class JointHistogramParams(GeneratorParams):
 
 
 def _size(col: Column, bins: int) -> int:
-    """Cells of one column: its values, plus one for null."""
-    if col.kind is ColumnKind.CATEGORICAL:
-        return len(col.categories or ()) + 1
-    return (2 if col.kind is ColumnKind.BOOLEAN else bins) + 1
+    """Cells of one column: its values, plus one for null when the column may be null (a null
+    cell in a column that cannot hold one would, once noise makes it positive, put nulls where
+    the schema forbids them)."""
+    values = (len(col.categories or ()) if col.kind is ColumnKind.CATEGORICAL
+              else 2 if col.kind is ColumnKind.BOOLEAN else bins)
+    return values + 1 if col.nullable else values
 
 
 def _encode(col: Column, series: pl.Series, bins: int) -> np.ndarray:
+    # (a null in a column declared not nullable never reaches a generator: conforming drops it)
     null = _size(col, bins) - 1
     if col.kind is ColumnKind.CATEGORICAL:
         index = {c: i for i, c in enumerate(col.categories or ())}
@@ -53,7 +56,7 @@ def _encode(col: Column, series: pl.Series, bins: int) -> np.ndarray:
 
 
 def _decode(col: Column, codes: np.ndarray, bins: int, rng: np.random.Generator) -> pl.Series:
-    null = codes == _size(col, bins) - 1
+    null = codes == _size(col, bins) - 1 if col.nullable else np.zeros(codes.size, dtype=bool)
     if col.kind is ColumnKind.CATEGORICAL:
         values: Any = np.array([*(col.categories or ()), None], dtype=object)[codes]
     elif col.kind is ColumnKind.BOOLEAN:

@@ -219,7 +219,12 @@ def build_demo(settings: UISettings | None = None, *,
                     eval_run = gr.Dropdown(label="Trained run", choices=[], scale=2,
                                            allow_custom_value=True)
                     target = gr.Dropdown(label="Target column (utility)", choices=[],
-                                         allow_custom_value=True)
+                                         value="", allow_custom_value=True,
+                                         info="default: the target named at training")
+                    eval_sample = gr.Dropdown(
+                        label="Synthetic table to score", choices=[], value="", scale=2,
+                        allow_custom_value=True,
+                        info="default: the release's, as large as the training table (n̂)")
                 evaluate_btn = gr.Button("Evaluate", variant="primary")
                 eval_note = gr.Markdown(elem_id="ps-eval-note")
                 headline_df = gr.Dataframe(
@@ -343,8 +348,8 @@ def build_demo(settings: UISettings | None = None, *,
         cancel_btn.click(g(ev.cancel), None, cancel_note, api_name="cancel_training")
         generate_btn.click(g(ev.generate), [gen_run, gen_rows, gen_seed],
                            [gen_file, gen_preview, gen_note], api_name="generate")
-        eval_run.change(g(ev.targets), eval_run, target, api_name="targets")
-        evaluate_btn.click(g(ev.evaluate), [eval_run, target],
+        eval_run.change(g(ev.targets), eval_run, [target, eval_sample], api_name="targets")
+        evaluate_btn.click(g(ev.evaluate), [eval_run, target, eval_sample],
                            [headline_df, *group_dfs.values(), dist_gallery, corr_gallery,
                             report_link, report_zip, eval_note], api_name="evaluate",
                            concurrency_limit=2)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from privsynth_core.errors import ConfigError, GeneratorError
 
 from .budget_handlers import num
-from .run_handlers import _done_run, latest_sample
+from .run_handlers import _done_run, trained_target
 
 if TYPE_CHECKING:
     from .training import WebFlows
@@ -38,6 +38,8 @@ class EvaluationView:
     report_dir: Path
     sample: Path
     notes: list[str] = field(default_factory=list)
+    #: what was scored, for the page: the table, its row count, the target
+    what: str = ""
 
 
 def _evaluable(ws: Workspace, run_id: str) -> RunRecord:
@@ -48,21 +50,66 @@ def _evaluable(ws: Workspace, run_id: str) -> RunRecord:
     return record
 
 
-def evaluate(ws: Workspace, run_id: str, *, target: str | None,
-             flows: WebFlows) -> EvaluationView:
-    """Score the run's latest synthetic table (else its release's) against the real rows with
-    the ``evaluate`` flow, every metric whose inputs exist; the report replaces the run's.
+#: The value of the sample choice that means the release's own table (the default).
+RELEASE_SAMPLE = ""
+
+
+def _rows_in(path: Path) -> int:
+    """Rows of a synthetic table (post-processing output: counting them reveals nothing)."""
+    import polars as pl
+
+    return int(pl.scan_csv(path, infer_schema=False).select(pl.len()).collect().item())
+
+
+def sample_choices(ws: Workspace, run_id: str | None) -> list[tuple[str, str]]:
+    """(label, value) of the tables an evaluation of the run can score: first (the default) the
+    release's own table, drawn at the training table's size (the released row count n̂, never
+    the exact count), then the tables drawn on the Generate tab, newest first."""
+    if not run_id:
+        return []
+    record = ws.run(run_id)
+    release = record.run_dir / "release" / "synthetic.csv"
+    size = f"{_rows_in(release):,} rows: the training table's size" if release.is_file() else ""
+    choices = [(f"the release's table ({size})" if size else "the release's table",
+                RELEASE_SAMPLE)]
+    drawn = sorted(record.samples_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime,
+                   reverse=True)
+    return choices + [(p.name, p.name) for p in drawn]
+
+
+def evaluate(ws: Workspace, run_id: str, *, target: str | None, flows: WebFlows,
+             sample: str | None = RELEASE_SAMPLE) -> EvaluationView:
+    """Score a synthetic table of the run against the real rows with the ``evaluate`` flow,
+    every metric whose inputs exist; the report replaces the run's.
+
+    ``sample`` is the name of a table drawn on the Generate tab, or empty for the default: the
+    release's own table, drawn at the training table's size (the released row count n̂), so
+    the scores are those of a table as large as the real one. ``target`` empty: the target
+    named at training, if any.
 
     Raises:
         RoleError, NotFoundError, GeneratorError, FlowServiceError.
     """
     ws.require_custodian(NOT_DP_ACTION)
     record = _evaluable(ws, run_id)
-    sample = latest_sample(record) or record.run_dir / "release" / "synthetic.csv"
-    flows.run(ws, "evaluate", {"run_dir": str(record.run_dir), "target": target or None,
-                               "synthetic": str(sample), "all_metrics": True},
+    if sample:
+        # A name from the list, never a path: anything else is not one of the run's tables.
+        table = record.samples_dir / Path(str(sample)).name
+        if Path(str(sample)).name != sample or not table.is_file():
+            raise GeneratorError(f"run {record.run_id} has no drawn table named {sample!r}; "
+                                 f"choose one from the list")
+    else:
+        table = record.run_dir / "release" / "synthetic.csv"
+    chosen = target or trained_target(record)
+    flows.run(ws, "evaluate", {"run_dir": str(record.run_dir), "target": chosen or None,
+                               "synthetic": str(table), "all_metrics": True},
               what=f"evaluate {record.run_id}")
-    return evaluation_view(record, sample)
+    view = evaluation_view(record, table)
+    which = ("the release's table" if not sample else f"`{table.name}`")
+    view.what = (f"Evaluated {which} ({_rows_in(table):,} rows) against the real training rows"
+                 + (f", target column `{chosen}`." if chosen else
+                    ", no target column (no utility metric)."))
+    return view
 
 
 def evaluation_view(record: RunRecord, sample: Path) -> EvaluationView:
@@ -146,4 +193,5 @@ def audit(ws: Workspace, run_id: str, *, canaries: Any, flows: WebFlows) -> Audi
                      result=json.loads((record.audit_dir / "audit.json").read_text("utf-8")))
 
 
-__all__ = ["AuditView", "EvaluationView", "audit", "evaluate", "evaluation_view"]
+__all__ = ["RELEASE_SAMPLE", "AuditView", "EvaluationView", "audit", "evaluate",
+           "evaluation_view", "sample_choices"]

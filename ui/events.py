@@ -254,19 +254,25 @@ class PageEvents:
                 "⚠ **NOT differentially private**: these rows must not be released.")
         return self.stage(path), frame.head(20).to_pandas(), note
 
-    def targets(self, ws: Workspace, run_id: str | None) -> Any:
-        """The columns a utility metric can predict, for a run."""
-        choices = runs.target_choices(ws, run_id)
-        return gr.update(choices=choices, value=choices[0] if choices else None)
+    def targets(self, ws: Workspace, run_id: str | None) -> tuple[Any, Any]:
+        """The columns a utility metric can predict for a run (default: the target named at
+        training, else none), and the tables it can score (default: the release's, at the
+        training table's size)."""
+        columns = runs.target_choices(ws, run_id)
+        trained = runs.trained_target(ws.run(run_id)) if run_id else None
+        samples = evals.sample_choices(ws, run_id)
+        return (gr.update(choices=[("(none)", ""), *((c, c) for c in columns)],
+                          value=trained if trained in columns else ""),
+                gr.update(choices=samples, value=evals.RELEASE_SAMPLE))
 
-    def evaluate(self, ws: Workspace, run_id: str, tgt: str | None) -> tuple[Any, ...]:
-        """Evaluate a run's synthetic rows against the real ones (an ``evaluate`` flow run;
-        NOT DP)."""
-        view = evals.evaluate(ws, run_id, target=tgt, flows=self.flows)
+    def evaluate(self, ws: Workspace, run_id: str, tgt: str | None,
+                 sample: str | None = evals.RELEASE_SAMPLE) -> tuple[Any, ...]:
+        """Evaluate a synthetic table of a run against the real rows (an ``evaluate`` flow
+        run; NOT DP)."""
+        view = evals.evaluate(ws, run_id, target=tgt, flows=self.flows, sample=sample)
         link = (f"<p><a href='/files/runs/{run_id}/report/report.html' target='_blank' "
                 f"rel='noopener'>Open the full report</a> (NOT DP: custodian-only)</p>")
-        note = (f"Evaluated `{view.sample.name}` against the real training rows."
-                + "".join(f"\n- {n}" for n in view.notes))
+        note = view.what + "".join(f"\n- {n}" for n in view.notes)
         return (views.table_value(view.headlines, HEADLINE_HEADERS),
                 *(views.table_value(view.groups.get(g, []), METRIC_HEADERS)
                   for g in ("fidelity", "utility", "privacy")),

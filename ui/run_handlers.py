@@ -392,14 +392,8 @@ def _int(value: Any, name: str, low: int, high: int) -> int:
     return int(number)
 
 
-def latest_sample(record: RunRecord) -> Path | None:
-    """The most recent synthetic table drawn from a run, if any."""
-    found = sorted(record.samples_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
 def target_choices(ws: Workspace, run_id: str | None) -> list[str]:
-    """Columns a utility metric can predict (categorical and boolean), last column first."""
+    """Columns a utility metric can predict (categorical and boolean), in the table's order."""
     if not run_id:
         return []
     record = ws.run(run_id)
@@ -407,8 +401,18 @@ def target_choices(ws: Workspace, run_id: str | None) -> list[str]:
     if not manifest_path.is_file():
         return []
     columns = json.loads(manifest_path.read_text(encoding="utf-8"))["schema"]["columns"]
-    names = [c["name"] for c in columns if c["kind"] in ("categorical", "boolean")]
-    return list(reversed(names))
+    return [c["name"] for c in columns if c["kind"] in ("categorical", "boolean")]
+
+
+def trained_target(record: RunRecord) -> str | None:
+    """The target column named when the run was trained (its run configuration's), if any."""
+    import yaml
+
+    if not record.config_path.is_file():
+        return None
+    config = yaml.safe_load(record.config_path.read_text(encoding="utf-8")) or {}
+    target = config.get("target")
+    return str(target) if target else None
 
 
 # -- budget and runs --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from privsynth_core.errors import (
     BudgetNotSetError,
     ConfigError,
     DomainError,
+    GeneratorError,
     InputFileError,
     SchemaError,
     UnknownPluginError,
@@ -433,9 +434,24 @@ def test_train_generate_evaluate_as_flow_runs(tmp_path: Path, csv: Path,
     for rows, seed in ((0, 1), (2_000_000, 1), (10, -1), ("ten", 1), (1.5, 1)):
         with pytest.raises(ConfigError):
             runs.generate(ws, settings, run.run_id, rows, seed, flows)
-    assert runs.target_choices(ws, run.run_id)[0] == "income"
-    view = evals.evaluate(ws, run.run_id, target="income", flows=flows)
+    # Evaluate scores, by default, the release's table: as large as the training table (the
+    # released n̂, not the 300 rows drawn last), and says so; the target is the user's pick,
+    # by default the one named at training (none here), never "the last categorical column".
+    assert "income" in runs.target_choices(ws, run.run_id)
+    assert runs.trained_target(run) is None
+    n_hat = budget.noisy_rows(ws, record)
+    assert n_hat and evals.sample_choices(ws, run.run_id) == [
+        (f"the release's table ({n_hat:,} rows: the training table's size)", ""),
+        (path.name, path.name)]
+    default = evals.evaluate(ws, run.run_id, target=None, flows=flows)
+    assert default.sample == run.run_dir / "release" / "synthetic.csv"
+    assert f"the release's table ({n_hat:,} rows)" in default.what
+    assert "no target column" in default.what
+    with pytest.raises(GeneratorError):
+        evals.evaluate(ws, run.run_id, target=None, flows=flows, sample="../release.json")
+    view = evals.evaluate(ws, run.run_id, target="income", flows=flows, sample=path.name)
     assert (view.report_dir / "report.html").is_file() and view.sample == path
+    assert f"`{path.name}` (300 rows)" in view.what and "target column `income`" in view.what
     assert view.report_dir == run.run_dir / "custodian" / "report"
     names = {row[0] for row in view.headlines}
     assert "DP guarantee (epsilon)" in names and any("TSTR" in n for n in names)

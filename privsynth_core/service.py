@@ -188,11 +188,39 @@ def is_dpsgd(generator_id: str) -> bool:
     return issubclass(generators().get(generator_id), DPSGDGenerator)
 
 
+def spending_lines(extra: dict[str, Any]) -> list[str]:
+    """What a fit's summary says it spent its budget on, what it left and what its measurements
+    covered, as lines for the user (from the ``budget_use`` and ``coverage`` entries a
+    generator may put in its summary; nothing when it has none)."""
+    lines = []
+    use = extra.get("budget_use") or {}
+    shares = use.get("share") or {}
+    if shares:
+        lines.append("spent on: " + ", ".join(f"{what} {share:.0%}"
+                                               for what, share in shares.items()))
+    if use.get("unspent_why"):
+        lines.append(f"unspent: epsilon {use.get('unspent_epsilon', 0.0):.3g} "
+                     f"({use['unspent_why']})")
+    for column, values in (extra.get("point_masses") or {}).items():
+        if values:
+            shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
+            lines.append(f"{column}: point masses learned under DP at {shown}")
+    cover = extra.get("coverage") or {}
+    if cover.get("target") is not None and not cover.get("marginals_with_target"):
+        lines.append(f"no measured marginal includes the target {cover['target']!r}: its "
+                     f"relationships come from the model's structure only")
+    alone = cover.get("columns_in_no_measured_pair") or []
+    if alone:
+        lines.append("in no measured pair (kept only as 1-way marginals): " + ", ".join(alone))
+    return lines
+
+
 __all__ = [
     "PlanPrice",
     "create_generator",
     "fit_generator",
     "is_dpsgd",
     "price_plan",
+    "spending_lines",
     "target_budget",
 ]

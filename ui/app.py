@@ -164,6 +164,10 @@ def build_demo(settings: UISettings | None = None, *,
                     generator = gr.Dropdown(
                         [(f"{g}{'' if gen_registry.get(g).is_dp else ' (NOT DP)'}", g)
                          for g in gen_ids], value=default_gen, label="Generator")
+                    train_target = gr.Dropdown(
+                        label="Target column (optional)", choices=[("(none)", "")], value="",
+                        info="the column a model will predict: generators that can weigh it do")
+                    gen_why = gr.Markdown(elem_id="ps-gen-why")
                     gen_desc = gr.Markdown(describe(default_gen))
                     groups: dict[str, Any] = {}
                     fields: dict[str, list[Any]] = {}
@@ -332,6 +336,10 @@ def build_demo(settings: UISettings | None = None, *,
             g(ev.domain_cost_text), domain_inputs, domain_cost, api_visibility="undocumented")
         generator.change(g(ev.choose_generator), generator, [gen_desc, *groups.values()],
                          api_name="choose_generator")
+        dataset.change(g(ev.train_targets), dataset, [train_target, generator, gen_why],
+                       api_name="train_targets")
+        train_target.input(g(ev.suggest_generator), [dataset, train_target], [generator, gen_why],
+                           api_name="suggest_generator")
         plan_inputs = [dataset, generator, params_json, epsilon, delta, accountant]
         gr.on([generator.change, epsilon.change, delta.change, accountant.change,
                dataset.change, *(f.change for f in all_fields)],
@@ -340,7 +348,8 @@ def build_demo(settings: UISettings | None = None, *,
               [params_json, plan_md], api_name="preview_cost", trigger_mode="always_last")
         train_btn.click(g(ev.collect, 1 + len(all_fields)), [generator, *all_fields], params_json,
                         api_visibility="undocumented").success(
-            gated_stream(home, ev.train), plan_inputs, [progress, losses], api_name="train",
+            gated_stream(home, ev.train), [*plan_inputs, train_target], [progress, losses],
+            api_name="train",
             concurrency_limit=None).then(
             g(ev.after_train), dataset, [gen_run, eval_run, dataset_md],
             api_visibility="undocumented").then(

@@ -249,8 +249,14 @@ async def _check(request: Any, path: str, custody: Custody,
     files: list[str] = []
     if (found := _FILE_ROUTE.match(path)) and request.method in ("GET", "HEAD"):
         files.append(unquote(found["path"]))
-    if request.method == "POST" and _JSON_BODY.match(path) and \
-            int(request.headers.get("content-length") or 0) <= _MAX_JSON:
+    if request.method == "POST" and _JSON_BODY.match(path):
+        # Every such body is read and checked: one the guard would not read (too big, or of no
+        # stated length) is refused, never passed on unchecked to Gradio, which would accept it.
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            return _refuse(411, "a call needs a Content-Length")
+        if int(length) > _MAX_JSON:
+            return _refuse(413, "the call is too large")
         try:
             body = json.loads(await request.body() or b"null")
         except ValueError:

@@ -55,6 +55,8 @@ def run_config(ws: Workspace, record: RunRecord, dataset: DatasetRecord,
         "domain": domain.mode, "generator": record.generator, "params": record.params,
         "epsilon": record.epsilon, "delta": record.delta,
         "accountant": record.accountant or "rdp",
+        # the user's target: RunConfig hands it to the generator (params_for_target)
+        "target": record.target,
         # A DP model samples n̂ rows by default; a non-DP one has no released count.
         "rows": None if record.private else dataset.rows,
         # The custodian evaluates on the Evaluate tab; the run itself computes no metric.

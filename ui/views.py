@@ -128,8 +128,10 @@ def progress_html(run: RunRecord, view: RunView | None, *, show_losses: bool = T
                        for name, kind in _unique_steps(view))
     message = f"<p>{html.escape(run.message)}</p>" if run.message else ""
     if state == "done":
+        spending = "".join(f"<li>{html.escape(line)}</li>" for line in run.spending)
         message = (f"<p>Run <code>{run.run_id}</code>: {html.escape(privacy_text(run))}. Draw "
-                   f"rows on the <b>Generate</b> tab.</p>" + message)
+                   f"rows on the <b>Generate</b> tab.</p>"
+                   + (f"<ul class='ps-spending'>{spending}</ul>" if spending else "") + message)
     link = (f" · <a href='{html.escape(run.flow_run_url)}' target='_blank' rel='noopener'>flow "
             f"run in Prefect</a>" if run.flow_run_url else "")
     flow = (f"<p class='ps-flow'>Prefect flow run <code>{html.escape(run.flow_run_id)}</code> "

@@ -158,6 +158,10 @@ class RunRecord:
     message: str = ""
     #: What the release states it spent, end to end: its parts (domain, row count, training).
     privacy_parts: list[dict[str, Any]] = field(default_factory=list)
+    #: The column named at training as the target (the run configuration's ``target``).
+    target: str | None = None
+    #: What the fit's summary says it spent its budget on and what it covered (lines).
+    spending: list[str] = field(default_factory=list)
     directory: Path = field(default=Path(), compare=False, repr=False)
 
     @property

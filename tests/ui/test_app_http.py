@@ -356,6 +356,16 @@ def test_files_in_transit_belong_to_their_owner(site: dict[str, Any]) -> None:
     file_arg = {"path": upload, "meta": {"_type": "gradio.FileData"}}
     taken = _call(base, ann, "add_upload", [file_arg, "stolen", 0.0, "", ""])
     assert "event: complete" not in taken, taken
+    # ... nor by a call too large for the guard to read, nor by one of no stated length: both
+    # are refused, never passed on unchecked (a 50 MiB padded body used to go through).
+    call = f"{base}/app/gradio_api/call/add_upload"
+    padded = json.dumps({"data": [file_arg, "stolen", 0.0, "", ""],
+                         "pad": "x" * (50 * 2**20)}).encode()
+    assert httpx.post(call, content=padded, cookies=ann, timeout=60,
+                      headers={"content-type": "application/json"}).status_code == 413
+    chunked = json.dumps({"data": [file_arg, "stolen", 0.0, "", ""]}).encode()
+    assert httpx.post(call, content=iter([chunked]), cookies=ann,
+                      headers={"content-type": "application/json"}).status_code == 411
     assert "stolen" not in [d.name for d in Workspace(settings.home, "ann").datasets()]
     assert "event: complete" in _call(base, bob, "add_upload", [file_arg, "bobs", 0.0, "", ""])
     # Signing out removes alice's download: not even she (signed in again) gets it back.

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from privsynth_core.errors import ConfigError
+from privsynth_core.service import spending_lines
 
 from ._common import print_table
 
@@ -363,33 +364,6 @@ def _fit_generator(args: argparse.Namespace) -> type[Generator]:
     choice = choose_generator(schema, None, installed, target=args.target)
     print(f"generator {choice.generator_id}: {choice.why}; --generator ID chooses another")
     return registry.get(choice.generator_id)
-
-
-def spending_lines(extra: dict[str, Any]) -> list[str]:
-    """What a fit's summary says it spent its budget on, what it left and what its measurements
-    covered, as lines for the user (from the ``budget_use`` and ``coverage`` entries a
-    generator may put in its summary; nothing when it has none)."""
-    lines = []
-    use = extra.get("budget_use") or {}
-    shares = use.get("share") or {}
-    if shares:
-        lines.append("spent on: " + ", ".join(f"{what} {share:.0%}"
-                                               for what, share in shares.items()))
-    if use.get("unspent_why"):
-        lines.append(f"unspent: epsilon {use.get('unspent_epsilon', 0.0):.3g} "
-                     f"({use['unspent_why']})")
-    for column, values in (extra.get("point_masses") or {}).items():
-        if values:
-            shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
-            lines.append(f"{column}: point masses learned under DP at {shown}")
-    cover = extra.get("coverage") or {}
-    if cover.get("target") is not None and not cover.get("marginals_with_target"):
-        lines.append(f"no measured marginal includes the target {cover['target']!r}: its "
-                     f"relationships come from the model's structure only")
-    alone = cover.get("columns_in_no_measured_pair") or []
-    if alone:
-        lines.append("in no measured pair (kept only as 1-way marginals): " + ", ".join(alone))
-    return lines
 
 
 def sample_cmd(args: argparse.Namespace) -> int:

@@ -169,6 +169,24 @@ class PageEvents:
             f"learned with DP for ε = {state.epsilon:g}."), duration=4)
         return self._after_edit(ws, dataset_id)
 
+    def train_targets(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, Any, str]:
+        """A dataset's columns as training targets (none chosen), and the generator that serves
+        it best, with why."""
+        schema = domain.visible_schema(ws, ws.dataset(dataset_id)) if dataset_id else None
+        names = schema.names if schema is not None else []
+        return (gr.update(choices=[("(none)", ""), *((n, n) for n in names)], value=""),
+                *self.suggest_generator(ws, dataset_id, ""))
+
+    def suggest_generator(self, ws: Workspace, dataset_id: str | None,
+                          tgt: str | None) -> tuple[Any, str]:
+        """The generator choice's default: the installed DP generator that serves the dataset
+        (and its target) best (:func:`privsynth_core.registry.choose_generator`), and why."""
+        found = runs.suggested_generator(ws, dataset_id, tgt or None)
+        if found is None:
+            return gr.update(), ""
+        gid, why = found
+        return gr.update(value=gid), f"Suggested: **{gid}**: {why}."
+
     def choose_generator(self, ws: Workspace, gid: str) -> list[Any]:
         """Show the chosen generator's description and parameter form."""
         return [describe(gid)] + [gr.update(visible=g == gid) for g in self.gen_ids]
@@ -201,10 +219,12 @@ class PageEvents:
         return runs.plan_text(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
 
     def train(self, ws: Workspace, dataset_id: str, gid: str, params: str, eps: float,
-              dlt: float, acc: str) -> Iterator[Any]:
+              dlt: float, acc: str, tgt: str | None = None) -> Iterator[Any]:
         """Train a generator on the dataset (a ``synthesize`` flow run), yielding its live
-        progress until it ends."""
-        plan = runs.check_training(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
+        progress until it ends. ``tgt``: the column a model will predict, if any (the run
+        configuration's ``target``)."""
+        plan = runs.check_training(ws, dataset_id, gid, parse_params(params), eps, dlt, acc,
+                                   target=tgt or None)
         record = runs.train(ws, runs.new_run(ws, plan), self.flows)
         yield from self.watch(ws, record)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from privsynth_core.errors import BudgetNotSetError, ConfigError, DomainError, GeneratorError
 from privsynth_core.ledger import short_key
+from privsynth_core.service import spending_lines
 
 from .budget_handlers import noisy_rows, num, source_status
 from .domain_handlers import domain_of
@@ -52,6 +53,9 @@ class TrainingRequest:
     epsilon: float | None
     delta: float | None
     accountant: str
+    #: the column a model will predict, if the user named one (weighed by the generators
+    #: that can: :meth:`privsynth_core.generator.Generator.params_for_target`)
+    target: str | None = None
 
     @property
     def private(self) -> bool:
@@ -61,8 +65,9 @@ class TrainingRequest:
 
 def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: dict[str, Any],
                    epsilon: float | None, delta: float | None,
-                   accountant: str) -> TrainingRequest:
-    """Validate a training request before any work: dataset, domain, plugin, params, budget.
+                   accountant: str, target: str | None = None) -> TrainingRequest:
+    """Validate a training request before any work: dataset, domain, plugin, params, target,
+    budget.
 
     Raises:
         NotFoundError, DomainError, UnknownPluginError, ConfigError, BudgetExceededError.
@@ -84,9 +89,17 @@ def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: di
             "the domain of this data source is not fixed yet: " + (
                 "on the Data tab, declare it public or learn it with DP, then train"
                 if ws.is_custodian else "ask the data custodian to fix it, then train"))
+    target = str(target) if target else None
+    if target is not None:
+        from privsynth_core.schema import Schema
+
+        names = Schema.load(domain_of(ws, dataset).schema_path).names
+        if target not in names:
+            raise ConfigError(f"the target {target!r} is not a column of {dataset.name}; choose "
+                              f"one of its columns, or none")
     if not cls.is_dp:
         return TrainingRequest(dataset, cls.generator_id, normalised, None, None,
-                               str(accountant or ""))
+                               str(accountant or ""), target)
     if epsilon is None or not epsilon > 0:
         raise ConfigError(f"{cls.generator_id} is differentially private: give a target "
                           f"epsilon > 0")
@@ -103,7 +116,7 @@ def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: di
             f"budget of this data source is left; lower epsilon/delta, or ask the data "
             f"custodian to raise the budget")
     return TrainingRequest(dataset, cls.generator_id, normalised, float(epsilon),
-                           float(delta) if delta else None, str(accountant or ""))
+                           float(delta) if delta else None, str(accountant or ""), target)
 
 
 def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: dict[str, Any],
@@ -180,6 +193,31 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
     return "\n\n".join(lines)
 
 
+def suggested_generator(ws: Workspace, dataset_id: str | None,
+                        target: str | None = None) -> tuple[str, str] | None:
+    """The DP generator that serves the dataset best, and why
+    (:func:`privsynth_core.registry.choose_generator`, as ``privsynth fit`` without
+    ``--generator``): from public things only, the source's schema (its fixed domain, else the
+    draft a custodian sees), the released row count n̂ if there is one, and the target. None
+    when there is no schema the caller may see or no DP generator is installed."""
+    from privsynth_core.registry import choose_generator
+
+    from .domain_handlers import visible_schema
+
+    if not dataset_id:
+        return None
+    dataset = ws.dataset(dataset_id)
+    schema = visible_schema(ws, dataset)
+    if schema is None:
+        return None
+    try:
+        choice = choose_generator(schema, noisy_rows(ws, dataset),
+                                  target=target if target in schema.names else None)
+    except ConfigError:
+        return None
+    return choice.generator_id, choice.why
+
+
 def new_run(ws: Workspace, request: TrainingRequest) -> RunRecord:
     """Record a run about to start (status ``running``) and write its run configuration.
 
@@ -193,7 +231,7 @@ def new_run(ws: Workspace, request: TrainingRequest) -> RunRecord:
         run_id=run_id, dataset_id=request.dataset.dataset_id,
         dataset_name=request.dataset.name, generator=request.generator, params=request.params,
         epsilon=request.epsilon, delta=request.delta, accountant=request.accountant,
-        private=request.private, created=now(), directory=folder)
+        private=request.private, created=now(), directory=folder, target=request.target)
     write_config(ws, record, request.dataset, domain_of(ws, request.dataset))
     ws.save_run(record)
     return record
@@ -270,6 +308,7 @@ def _record_release(record: RunRecord) -> None:
         record.privacy_parts = list(privacy.get("parts", []))
     fit = model.get("fit", {})
     record.steps = int(fit.get("steps") or 0)
+    record.spending = spending_lines(fit.get("extra") or {})
     notes = []
     if manifest.get("fit", {}).get("reused_from_store"):
         notes.append("the model was already trained with these data and settings: reused, "

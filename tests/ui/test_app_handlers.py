@@ -472,6 +472,67 @@ def test_train_generate_evaluate_as_flow_runs(tmp_path: Path, csv: Path,
         budget.set_budget(ws, record.dataset_id, 0.1, 1e-4)  # below what is spent
 
 
+@pytest.fixture
+def marginal_plugin() -> Iterator[None]:
+    """The marginal generators (AIM, MST) installed, as a user would have them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PRIVSYNTH_LOAD_PLUGINS", "privsynth,privsynth-marginal")
+        reset_plugins()
+        reset_registries()
+        yield
+    reset_plugins()
+    reset_registries()
+
+
+def test_the_train_tab_suggests_the_best_generator_and_trains_with_a_target(
+        tmp_path: Path, csv: Path, marginal_plugin: None) -> None:
+    """The generator choice defaults to the one ``privsynth fit`` would choose, with its why; a
+    target named for the training is the run configuration's (the generator weighs it), the
+    Evaluate tab's default target, and the fit's spending shows where the run ends."""
+    import json
+
+    import polars as pl
+    import yaml
+
+    from privsynth_core.registry import choose_generator
+    from privsynth_core.schema import Schema
+    from privsynth_core.service import spending_lines
+
+    settings = settings_for(tmp_path)
+    ws = custodian(settings)
+    small = tmp_path / "adult_small.csv"  # a small table: MST fits it in seconds
+    pl.read_csv(csv).select("age", "gender", "race", "income").head(600).write_csv(small)
+    record = data.add_uploaded(ws, settings, as_upload(settings, small), name=small.name,
+                               holdout_share=0.2, exclude="")
+    prepare_source(ws, record, budget=(4.0, 1e-4))
+    events = PageEvents(settings, inline_flows(ws))
+    schema = Schema.load(domain.domain_of(ws, record).schema_path)
+    for target in ("", "income"):
+        best = choose_generator(schema, None, target=target or None)
+        assert runs.suggested_generator(ws, record.dataset_id, target) == (
+            best.generator_id, best.why)
+        generator, why = events.suggest_generator(ws, record.dataset_id, target)
+        assert generator["value"] == best.generator_id and best.why in why
+    targets, generator, why = events.train_targets(ws, record.dataset_id)
+    assert targets["value"] == "" and ("income", "income") in targets["choices"]
+    assert generator["value"] == choose_generator(schema, None).generator_id
+    with pytest.raises(ConfigError, match="not a column"):
+        runs.check_training(ws, record.dataset_id, "mst", {}, 1.0, None, "rdp", target="nope")
+    plan = runs.check_training(ws, record.dataset_id, "mst", {}, 1.0, None, "rdp",
+                               target="income")
+    flows = inline_flows(ws)
+    run = runs.train(ws, runs.new_run(ws, plan), flows)
+    run = runs.refresh(ws, run, flows, flows.service.wait(run.flow_run_id, timeout=600))
+    assert run.status == "done", run.message
+    config = yaml.safe_load(run.config_path.read_text(encoding="utf-8"))
+    assert config["target"] == "income" and config["params"]["target"] == "income"
+    model = json.loads((run.model_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert run.spending and run.spending == spending_lines(model["fit"]["extra"])
+    shown = views.progress_html(run, None)
+    assert all(views.html.escape(line) in shown for line in run.spending)
+    assert events.targets(ws, run.run_id)[0]["value"] == "income"
+
+
 def test_cancelling_a_training_cancels_its_flow_run_and_keeps_its_reservation(
         tmp_path: Path, csv: Path, flow_service: FlowService) -> None:
     settings = settings_for(tmp_path, max_trainings=1)

@@ -18,6 +18,7 @@ from typing import Any
 
 import gradio as gr
 
+from privsynth_core.errors import PrivsynthError
 from privsynth_core.registry import generators
 from privsynth_flows.progress import read_losses
 
@@ -28,6 +29,7 @@ from . import eval_handlers as evals
 from . import run_handlers as runs
 from . import views
 from .forms import collect_params, field_specs
+from .gate import redact_paths
 from .settings import UISettings
 from .training import WebFlows
 from .workspace import DatasetRecord, NotFoundError, RunRecord, Workspace
@@ -160,9 +162,29 @@ class PageEvents:
 
     def fix_domain(self, ws: Workspace, dataset_id: str, rows: Any, mode: str | None,
                    eps: float | None, dlt: float | None, accept: bool) -> Any:
-        """Fix the data source's domain: declared public, or learned with DP (charged)."""
-        record = domain.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
-                                 delta=dlt, accept_flagged=bool(accept))
+        """Fix the data source's domain: declared public, or learned with DP (charged).
+
+        A failed DP learning leaves the domain in force as it was; it may have charged the
+        columns it learned before failing, so the page shows the budget as it is now and says
+        what failed and which domain still holds (the edited table stays as typed)."""
+        try:
+            record = domain.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
+                                       delta=dlt, accept_flagged=bool(accept))
+        except PrivsynthError as exc:
+            if mode != "dp":
+                raise
+            current = ws.dataset(dataset_id)
+            state = domain.domain_of(ws, current)
+            kept = ("The domain is not fixed: nobody can train on this source yet."
+                    if not state.fixed else
+                    "The domain in force is unchanged: " + (
+                        "declared public" if state.mode == "public" else
+                        f"learned with DP for ε = {state.epsilon:g}")
+                    + (f" by {state.fixed_by}." if state.fixed_by else "."))
+            failed = redact_paths(f"Learning the domain with DP failed: {exc}", ws.home)
+            gr.Warning(f"{failed} {kept}", title="Domain not learned", duration=None)
+            return (gr.skip(), views.dataset_info(ws, current),
+                    f"**{html.escape(failed)}**\n\n{html.escape(kept)}")
         state = domain.domain_of(ws, record)
         gr.Info("Domain fixed for every user of this data source: " + (
             "declared public." if state.mode == "public" else

@@ -363,6 +363,34 @@ def test_a_dp_domain_is_charged_to_the_data_source(tmp_path: Path, csv: Path) ->
     assert not domain.domain_of(ws, record).fixed
 
 
+def test_a_failed_dp_domain_keeps_the_domain_in_force_and_the_page_says_so(
+        tmp_path: Path, csv: Path) -> None:
+    settings = settings_for(tmp_path)
+    ws = custodian(settings)
+    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name=csv.name,
+                               holdout_share=0.2, exclude="")
+    prepare_source(ws, record, budget=(1.0, 1e-5))
+    before = domain.domain_of(ws, record)
+    schema_before = before.schema_path.read_bytes()
+    events = PageEvents(settings, inline_flows(ws))
+    rows = domain.schema_rows(domain.visible_schema(ws, record))
+    # Too little epsilon: 'workclass' has no category frequent enough to release, after two
+    # columns were learned (and charged).
+    table, info, review = events.fix_domain(ws, record.dataset_id, rows, "dp", 0.001, 1e-6,
+                                            False)
+    after = domain.domain_of(ws, record)
+    assert (after.fixed, after.mode, after.fixed_by) == (True, "public", "cora")
+    assert after.schema_path.read_bytes() == schema_before
+    spent = ws.ledger.status(record.key).spent.epsilon
+    assert 0 < spent < 0.001
+    # The page: the budget as it is now, what failed, and which domain still holds.
+    assert f"left ε = {1.0 - spent:.4g}" in info and "declared public by cora" in info
+    assert "Learning the domain with DP failed" in review and "workclass" in review
+    assert "The domain in force is unchanged: declared public by cora." in review
+    assert isinstance(table, type(gr.skip()))
+    runs.check_training(ws, record.dataset_id, "dpwgan", {}, 0.5, 1e-6, "rdp")  # still usable
+
+
 # -- training, sampling, evaluation ---------------------------------------------------------------
 
 

@@ -154,7 +154,11 @@ class _MarginalGenerator(Generator):
         measured = [[names[i] for i in m.clique] for m in measurements]
         return FitSummary(
             private=True,
-            epsilon=epsilon_for(zcdp.spent, budget.delta),
+            # The whole planned rho, even when AIM ran out of candidates early: whether it does
+            # depends on its (data-dependent) selections, so a smaller stated figure would be
+            # neither a valid guarantee nor free of the data (privacy filters bound the total,
+            # not the realised sum).
+            epsilon=epsilon_for(zcdp.total, budget.delta),
             delta=budget.delta,
             accountant_id=ACCOUNTING,
             steps=len(measurements),
@@ -201,20 +205,22 @@ class _MarginalGenerator(Generator):
 
 
 def budget_use(zcdp: ZCDPBudget, delta: float) -> dict[str, Any]:
-    """What the fit's rho went on, by kind of mechanism, and what was left unspent and why."""
+    """What the fit's rho went on, by kind of mechanism, and what went unused and why (the fit
+    is charged its whole planned rho either way)."""
     parts = zcdp.by_kind
-    unspent = max(zcdp.total - zcdp.spent, 0.0)
+    unused = max(zcdp.total - zcdp.spent, 0.0)
     out: dict[str, Any] = {
         "rho": dict(parts),
         "share": {k: round(v / zcdp.total, 4) for k, v in parts.items()} if zcdp.total else {},
-        "unspent_rho": unspent,
+        "unspent_rho": unused,
         "unspent_epsilon": max(epsilon_for(zcdp.total, delta) - epsilon_for(zcdp.spent, delta),
                                0.0),
     }
-    if unspent > 1e-6 * zcdp.total:
+    if unused > 1e-6 * zcdp.total:
         out["unspent_why"] = (
             "no marginal was left to select within max_cells and max_model_mb; the rest of "
-            "the budget was not spent (and is not charged)")
+            "the budget went unused but is charged all the same (when a fit stops depends on "
+            "its selections, so only the planned total is a guarantee)")
     return out
 
 

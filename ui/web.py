@@ -200,7 +200,12 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
                 session_user(request) is None:
             wanted = APP_PATH + "/" + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(wanted)}", status_code=303)
-        return await call_next(request)
+        response = await call_next(request)
+        if request.method == "GET" and request.url.path in (APP_PATH, APP_PATH + "/"):
+            # Never kept by the browser: after sign-out, Back asks the server again and gets
+            # the sign-in form, not a stale page whose every call fails with a red "Error".
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.get("/")
     def root() -> Response:

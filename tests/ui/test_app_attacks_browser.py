@@ -181,3 +181,16 @@ def test_a_session_hash_gives_another_user_nothing(site: dict[str, Any], browser
     page.get_by_role("tab", name="Budget & runs").click()
     expect(page.get_by_text("Your runs")).to_be_visible()
     page.context.close()
+
+
+def test_back_after_sign_out_asks_to_sign_in_again(site: dict[str, Any], browser: Any) -> None:
+    """After sign-out, Back shows the sign-in form (the page is never kept by the browser),
+    not the old page whose every call fails with a red "Error" (issue #20 item 17)."""
+    base = site["base"]
+    page = _signed_in_page(browser, base, "mallory")
+    page.get_by_role("link", name="Sign out").click()
+    expect(page.locator("#username")).to_be_visible(timeout=WAIT)
+    page.go_back()
+    expect(page.locator("#username")).to_be_visible(timeout=WAIT)
+    assert "/login" in page.url and page.locator("#ps-user").count() == 0
+    page.context.close()

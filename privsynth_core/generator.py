@@ -364,8 +364,11 @@ class Generator(ABC):
                 )
             ledger.settle(
                 entry.entry_id, epsilon=summary.epsilon, delta=summary.delta,
+                # the accountant the fit used (AIM and MST compose in zCDP whatever the
+                # option said), over the option recorded at the reservation
                 params={"steps": summary.steps, "noise_multiplier": summary.noise_multiplier,
-                        "sample_rate": summary.sample_rate},
+                        "sample_rate": summary.sample_rate,
+                        "accountant": summary.accountant_id or accountant},
             )
             summary.private = True
             spent = [*table.spent,

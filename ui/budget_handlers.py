@@ -40,9 +40,18 @@ def source_status(ws: Workspace, dataset: DatasetRecord) -> DatasetBudget:
 
 
 def num(value: float | None) -> float | None:
+    """An epsilon as the page shows it: 4 decimals (None for a missing or infinite one)."""
     if value is None or value != value or value in (float("inf"), float("-inf")):
         return None
     return round(float(value), 4)
+
+
+def small(value: float | None) -> float | None:
+    """A delta as the page shows it: 3 significant digits, as ``PrivacyBudget`` prints it
+    (a sum of deltas, such as 1e-5 - 1.1e-7, would otherwise show some 20 digits)."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return float(f"{float(value):.3g}")
 
 
 def budget_rows(ws: Workspace) -> list[list[Any]]:
@@ -60,8 +69,9 @@ def budget_rows(ws: Workspace) -> list[list[Any]]:
             continue
         non_dp = (f"{s.non_private_runs} (unbounded: not acknowledged)" if s.unbounded
                   else str(s.non_private_runs))
-        rows.append([*shown, s.budget.epsilon, s.budget.delta, num(s.spent.epsilon),
-                     s.spent.delta, num(s.remaining.epsilon), s.remaining.delta, non_dp])
+        rows.append([*shown, s.budget.epsilon, small(s.budget.delta), num(s.spent.epsilon),
+                     small(s.spent.delta), num(s.remaining.epsilon), small(s.remaining.delta),
+                     non_dp])
     return rows
 
 
@@ -80,7 +90,7 @@ def ledger_rows(ws: Workspace, dataset_id: str) -> list[list[Any]]:
 
     return [[e.entry_id, e.created_at, e.mechanism, e.status,
              None if e.status == "non-dp" else num(e.epsilon),
-             None if e.status == "non-dp" else e.delta, run_of(e.run_id)]
+             None if e.status == "non-dp" else small(e.delta), run_of(e.run_id)]
             for e in ws.ledger.entries(dataset.key)]
 
 
@@ -159,5 +169,6 @@ __all__ = [
     "noisy_rows",
     "num",
     "set_budget",
+    "small",
     "source_status",
 ]

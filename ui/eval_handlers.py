@@ -154,6 +154,19 @@ class AuditView:
     result: dict[str, Any]
 
 
+def _requested_accountant(record: RunRecord) -> str:
+    """The accountant option the run was trained with (its configuration's): the record holds
+    what the fit accounted with, which a generator with its own accounting (AIM, MST) states
+    and which is no option to train with."""
+    import yaml
+
+    if record.config_path.is_file():
+        config = yaml.safe_load(record.config_path.read_text(encoding="utf-8")) or {}
+        if config.get("accountant"):
+            return str(config["accountant"])
+    return record.accountant or "rdp"
+
+
 def audit(ws: Workspace, run_id: str, *, canaries: Any, flows: WebFlows) -> AuditView:
     """Audit the run's generator and settings with canaries (the ``audit`` flow): its trainings
     are charged to throwaway ledgers, never to the source's budget.
@@ -180,7 +193,8 @@ def audit(ws: Workspace, run_id: str, *, canaries: Any, flows: WebFlows) -> Audi
             input=str(dataset.train_path),
             schema_path=str(record.run_dir / "custodian" / "schema.yaml"),
             generator=record.generator, params=record.params, epsilon=record.epsilon,
-            delta=record.delta or 1e-5, accountant=record.accountant or "rdp", canaries=count)
+            delta=record.delta or 1e-5, accountant=_requested_accountant(record),
+            canaries=count)
     except ValidationError as exc:
         raise ConfigError(f"cannot audit with these settings: {exc.errors()[0]['msg']}"
                           ) from None

@@ -103,6 +103,8 @@ def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: di
     if epsilon is None or not epsilon > 0:
         raise ConfigError(f"{cls.generator_id} is differentially private: give a target "
                           f"epsilon > 0")
+    if cls.pure_epsilon:
+        delta = None  # pure epsilon-DP: it reserves and spends no delta, whatever the box says
     settling_accountant(str(accountant or ""))
     status = source_status(ws, dataset)
     left = status.remaining
@@ -149,12 +151,15 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
     noisy = noisy_rows(ws, dataset)
     count = 0.0 if noisy else count_epsilon(status.budget.epsilon)
     eps = float(epsilon or 0)
-    dlt = float(delta) if delta else (0.0 if cls.pure_epsilon else
-                                      default_delta(noisy) if noisy else 1e-5)
+    # A pure epsilon-DP generator reserves no delta, whatever the delta box says.
+    dlt = 0.0 if cls.pure_epsilon else float(delta) if delta else (
+        default_delta(noisy) if noisy else 1e-5)
     fits = eps + count <= left.epsilon * (1 + 1e-9) and dlt <= left.delta * (1 + 1e-9)
     count_text = (f" plus ε = {count:.3g} to release the row count once" if count else "")
+    pure = " (pure ε-DP: no δ)" if cls.pure_epsilon else ""
     lines = [
-        f"**This training reserves ε = {eps:g}, δ = {dlt:.3g}**{count_text} of the budget of "
+        f"**This training reserves ε = {eps:g}, δ = {dlt:.3g}**{pure}{count_text} of the "
+        f"budget of "
         f"the data source `{short_key(dataset.key)}` (ε = {status.budget.epsilon:g}, "
         f"δ = {status.budget.delta:g}, shared by everyone who uses it; left now: "
         f"ε = {left.epsilon:.4g}, δ = {left.delta:.3g}).",
@@ -307,6 +312,8 @@ def _record_release(record: RunRecord) -> None:
         record.spent_epsilon, record.spent_delta = privacy["epsilon"], privacy["delta"]
         record.privacy_parts = list(privacy.get("parts", []))
     fit = model.get("fit", {})
+    # What the fit accounted with (AIM and MST compose in zCDP whatever the option said).
+    record.accountant = str(model.get("privacy", {}).get("accountant") or record.accountant)
     record.steps = int(fit.get("steps") or 0)
     record.spending = spending_lines(fit.get("extra") or {})
     notes = []

@@ -559,6 +559,32 @@ def test_the_train_tab_suggests_the_best_generator_and_trains_with_a_target(
     shown = views.progress_html(run, None)
     assert all(views.html.escape(line) in shown for line in run.spending)
     assert events.targets(ws, run.run_id)[0]["value"] == "income"
+    # MST composes in zCDP whatever the accountant option said: the run records what it used.
+    assert run.accountant.startswith("zcdp") and plan.accountant == "rdp"
+
+
+def test_deltas_read_short_pure_dp_reserves_no_delta_and_runs_record_their_accounting(
+        tmp_path: Path, csv: Path) -> None:
+    settings = settings_for(tmp_path)
+    ws = custodian(settings)
+    record, run = trained_run(ws, settings, csv, epsilon=0.5)
+    # A delta is shown to 3 significant digits (PrivacyBudget's), not as the float sum it is.
+    ws.ledger.reserve(record.key, mechanism="elsewhere", epsilon=0.1, delta=1e-6 / 9,
+                      run_id="another-front-end")
+    row = budget.budget_rows(ws)[0]
+    assert row[3] == 1e-4 and row[5] == 1.11e-7 and row[7] == 9.99e-5
+    assert budget.ledger_rows(ws, record.dataset_id)[-1][5] == 1.11e-7
+    # `independent` is pure epsilon-DP: it reserves no delta, whatever the delta box says.
+    plan = runs.check_training(ws, record.dataset_id, "independent", {}, 0.2, 1e-5, "rdp")
+    assert plan.delta is None
+    assert "reserves ε = 0.2, δ = 0** (pure ε-DP: no δ)" in runs.plan_text(
+        ws, record.dataset_id, "independent", {}, 0.2, 1e-5, "rdp")
+    assert "δ = 1e-05" in runs.plan_text(ws, record.dataset_id, "dpwgan", {}, 0.2, 1e-5, "rdp")
+    # A run records the accounting its fit used (here exact Laplace), in its record and in the
+    # ledger, not the accountant option it was given.
+    assert run.accountant == "laplace"
+    training = [e for e in ws.ledger.entries(record.key) if e.mechanism == "independent training"]
+    assert training[0].params["accountant"] == "laplace"
 
 
 def test_cancelling_a_training_cancels_its_flow_run_and_keeps_its_reservation(

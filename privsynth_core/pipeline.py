@@ -143,7 +143,7 @@ def load_input(config: RunConfig, *, executor: Executor | None = None) -> InputI
 
 def validate_input(config: RunConfig, custodian_log: str | Path | None = None, *,
                    executor: Executor | None = None) -> list[str]:
-    """Check the table against the schema file; return notes (counts only) for the run's log.
+    """Check the table against the schema file; return what conforming changes, as counts.
 
     A partitioned input is checked and conformed partition by partition on ``executor`` (see
     :func:`load_input`); its notes are the summed counts, and no per-value detail is collected
@@ -151,9 +151,10 @@ def validate_input(config: RunConfig, custodian_log: str | Path | None = None, *
 
     The columns of the schema must be in the data (else an error: the header is public
     metadata). In ``public`` mode, what conforming will do row by row (values read as missing,
-    clamped, rows dropped) is counted; the strict check with example values is appended to
-    ``custodian_log``, a file that stays with the custodian, never to the returned notes (which
-    an orchestrator may log on its server).
+    clamped, rows dropped) is counted; those counts and the strict check with example values
+    go to ``custodian_log``, a file that stays with the custodian. The returned counts are for
+    the custodian too (a terminal of theirs): they are derived from the rows outside any DP
+    mechanism, so they never go to an orchestrator's log.
 
     Raises:
         SchemaError: columns of the schema are missing from the data.
@@ -175,13 +176,15 @@ def validate_input(config: RunConfig, custodian_log: str | Path | None = None, *
     if config.domain == "dp":
         return []
     _, report = conform_report(frame, schema)
+    notes = report.lines()
     if custodian_log is not None:
         detail = validate(frame, schema)
-        if detail:
-            text = "".join(f"{line}\n" for line in ["validation (custodian-only: holds values "
-                                                    "of the private rows)", *detail])
+        if notes or detail:
+            text = "".join(f"{line}\n" for line in [
+                "validation (custodian-only: counts and values of the private rows)",
+                *notes, *detail])
             atomic_write_text(custodian_log, text)
-    return report.lines()
+    return notes
 
 
 def check_holdout(config: RunConfig, fingerprint: str) -> None:

@@ -1,9 +1,11 @@
-"""What reaches Prefect's server (logs, artifacts) carries counts and paths, never a value of the
-private rows nor a metric computed on them: checked against a real server's API."""
+"""What reaches Prefect's server (logs, artifacts) carries paths and the release's guarantee,
+never a count, value or hash of the private rows nor a metric computed on them: checked against
+a real server's API."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
 from privsynth_core.table import fingerprint_frame, read_frame
 
 SECRET_AGE = "107"  # a value only one row holds (outside the bounds: clamped, and counted)
+COUNT_NOTE = "1 value(s) outside the bounds"  # what conforming did, counted from the rows
 SECRET_COUNTRY = "Atlantis"
 
 
@@ -39,7 +42,7 @@ async def _server_text(flow_run_id: Any) -> str:
     return "\n".join([log.message for log in logs] + [str(a.data) for a in artifacts])
 
 
-def test_a_flow_run_logs_counts_and_publishes_no_value_or_metric(
+def test_a_flow_run_logs_and_publishes_no_count_value_or_metric(
     prefect_env: dict[str, str], tmp_path: Path,
 ) -> None:
     from privsynth_flows.synthesize import synthesize
@@ -57,18 +60,28 @@ def test_a_flow_run_logs_counts_and_publishes_no_value_or_metric(
         "epsilon": 1.0, "metrics": ["tvd"], "output_dir": str(tmp_path / "run")})
     from prefect_fixtures import _drain_prefect_workers
 
-    state = synthesize(config, return_state=True)
+    # The run's own log lines at INFO (the session's Prefect runs at WARNING), so the check
+    # below reads what a default server receives.
+    flow_log = logging.getLogger("prefect.flow_runs")
+    level = flow_log.level
+    flow_log.setLevel(logging.INFO)
+    try:
+        state = synthesize(config, return_state=True)
+    finally:
+        flow_log.setLevel(level)
     result = state.result()
     _drain_prefect_workers()  # logs are sent in batches
     text = asyncio.run(_server_text(state.state_details.flow_run_id))
-    # The note reached the server (a warning: values were clamped), as a count.
-    assert "1 value(s) outside the bounds" in text
-    assert "End-to-end guarantee" in text  # and the artifact did
+    # The log says where the custodian finds what conforming changed; the counts stay there.
+    assert "validation.log (never sent to Prefect)" in text
+    assert COUNT_NOTE not in text and "outside the bounds" not in text
+    assert "End-to-end guarantee" in text  # and the artifact reached the server
     for secret in (SECRET_AGE, SECRET_COUNTRY, result.manifest["dataset"]["fingerprint"]):
         assert secret not in text, secret
     # No metric either: the headline values live only in the custodian's report.
     for row in result.headlines:
         if row["value"] is not None:
             assert f"{row['value']:.4g}" not in text, row["name"]
-    # The custodian's own log has the examples.
-    assert SECRET_AGE in (result.custodian_dir / "validation.log").read_text()
+    # The custodian's own log has the counts and the examples.
+    custodian_log = (result.custodian_dir / "validation.log").read_text()
+    assert COUNT_NOTE in custodian_log and SECRET_AGE in custodian_log

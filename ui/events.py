@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from privsynth_core.errors import PrivsynthError
+from privsynth_core.errors import BudgetError, DomainError
 from privsynth_core.registry import generators
 from privsynth_flows.progress import read_losses
 
@@ -170,7 +170,9 @@ class PageEvents:
         try:
             record = domain.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
                                        delta=dlt, accept_flagged=bool(accept))
-        except PrivsynthError as exc:
+        except (DomainError, BudgetError) as exc:
+            # Only the learning's own failures: a refused caller, an unknown dataset or a
+            # table with problems are errors as before (nothing was tried).
             if mode != "dp":
                 raise
             current = ws.dataset(dataset_id)

@@ -168,6 +168,14 @@ def _flow_runs_of(user: str) -> list[str]:
         return [client.read_flow(run.flow_id).name for run in runs]
 
 
+def _choose_generator(page: Any, generator_id: str) -> None:
+    """Pick a generator other than the one the page suggests for the dataset."""
+    page.get_by_role("combobox", name="Generator", exact=True).click()
+    page.get_by_role("option", name=generator_id, exact=True).click()
+    expect(page.get_by_role("combobox", name="Generator", exact=True)).to_have_value(
+        generator_id)
+
+
 def _declare_public(page: Any, *, review: bool) -> None:
     """On the Data tab, as a custodian: round limits, tick the confirmation, fix the domain."""
     if review:
@@ -258,8 +266,11 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     page.get_by_role("button", name=re.compile("^Set the budget")).click()
     expect(info).to_contain_text("budget ε = 5, δ = 0.0001", timeout=WAIT)
 
-    # Train: a short DP-SGD run, priced first, with live progress.
+    # Train: the page suggests the generator that serves the table best, and says why (here
+    # DP-CTGAN among the built-ins); a short DP-SGD run of another, priced first, live.
     page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#ps-gen-why")).to_contain_text("Suggested: dpctgan", timeout=WAIT)
+    _choose_generator(page, "dpwgan")
     page.get_by_label("epochs", exact=True).fill("2")
     page.get_by_label("batch size", exact=True).fill("200")
     page.get_by_label("batch size", exact=True).press("Tab")
@@ -402,6 +413,8 @@ def test_an_analyst_trains_within_the_budget_a_custodian_set(app: dict[str, Any]
     expect(info).to_contain_text("budget ε = 3")
     expect(page.get_by_role("grid", name="Schema")).to_contain_text("age")  # the fixed domain
     page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#ps-gen-why")).to_contain_text("Suggested", timeout=WAIT)
+    _choose_generator(page, "dpwgan")
     page.get_by_label("epochs", exact=True).fill("1")
     page.get_by_label("epochs", exact=True).press("Tab")
     expect(page.locator("#ps-plan")).to_contain_text("shared by everyone who uses it",

@@ -24,6 +24,7 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300, check=False)
 
 
+@pytest.mark.extended  # the bench's harness; CI runs it
 def test_peers_smoke(tmp_path: Path) -> None:
     proc = _bench("peers", "--rows", "500", "--test-rows", "300", "--sample-rows", "500",
                   "--epochs", "1", "--methods", "real,independent,dpwgan", "--epsilons", "1",
@@ -48,6 +49,7 @@ def test_peers_smoke(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.extended  # the bench's harness; CI runs it
 def test_scale_smoke(tmp_path: Path) -> None:
     data = tmp_path / "adult-5k.csv"
     adult_frame(5000, seed=3).write_csv(data)
@@ -74,6 +76,7 @@ def _faults(tmp_path: Path, faults: str) -> tuple[subprocess.CompletedProcess[st
     return proc, (folder / "faults.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.extended  # the bench's harness; CI runs it
 def test_faults_smoke(tmp_path: Path) -> None:
     """One iteration of two faults: the harness (Prefect server, scratch homes, children
     released together, the table) and two of its checks."""

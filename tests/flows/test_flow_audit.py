@@ -12,6 +12,7 @@ from privsynth_core.audit import AuditConfig
 from privsynth_ui.cli import main
 
 
+@pytest.mark.extended  # the audit's claim: test_cli_audit_writes_json_plot_and_summary
 def test_audit_flow_runs_trials_on_dask(
     prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
 ) -> None:

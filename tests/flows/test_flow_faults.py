@@ -201,6 +201,7 @@ def _check_worker_fault(fingerprint: str, tmp_path: Path, message: str,
     return failed["error"]
 
 
+@pytest.mark.extended  # the store's refusal: tests/core/test_store.py
 def test_killed_dask_worker_fails_its_cell_without_rerun(
     prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
     dpsgd_plugin: str, capsys: pytest.CaptureFixture[str],
@@ -221,6 +222,7 @@ def test_killed_dask_worker_fails_its_cell_without_rerun(
     assert "KilledWorker" in error
 
 
+@pytest.mark.extended  # the store's refusal: tests/core/test_store.py
 def test_rescheduled_fit_on_an_existing_cluster_is_refused(
     prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
     dpsgd_plugin: str, capsys: pytest.CaptureFixture[str],

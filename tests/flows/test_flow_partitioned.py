@@ -91,6 +91,7 @@ def test_a_fit_on_a_partitioned_input_is_refused_before_anything_is_charged(
     assert PrivacyLedger().entries("source:parts") == []
 
 
+@pytest.mark.extended  # the sample's claim: tests/core/test_partitions.py
 def test_metrics_read_a_uniform_sample_of_the_stated_size_on_the_cluster(
     cluster_address: str, parts: Path, adult_files: dict[str, Path], tmp_path: Path,
 ) -> None:
@@ -147,6 +148,7 @@ def _count_on_cluster(folder: str, address: str) -> int:
         return count_partitions(folder, adult_schema(), executor=executor).rows
 
 
+@pytest.mark.extended  # the cluster's: test_cli_run_with_a_dask_address_reads_...
 def test_tasks_on_every_worker_thread_waiting_for_partitions_do_not_deadlock(
     cluster_address: str, parts: Path,
 ) -> None:

@@ -188,6 +188,7 @@ def test_cancel_stops_a_training_and_keeps_its_reservation_open(
     assert not (tmp_path / "run").exists() and (tmp_path / ".run.work").is_dir()
 
 
+@pytest.mark.extended  # cancel: test_cancel_stops_a_training_and_keeps_its_reservation_open
 def test_a_stopped_runner_cancels_its_runs_and_a_new_one_marks_orphans_crashed(
         prefect_env: dict[str, str], adult_files: dict[str, Path], split: dict[str, Any],
         tmp_path: Path, privsynth_home: Path) -> None:

@@ -30,8 +30,14 @@ RESULTS_DIR = BENCH_DIR / "results"
 def thread_env(threads: int) -> dict[str, str]:
     """Environment of a child process with every thread pool pinned to ``threads``."""
     env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                 "NUMEXPR_NUM_THREADS", "POLARS_MAX_THREADS", "BENCH_THREADS"):
+    for name in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        "POLARS_MAX_THREADS",
+        "BENCH_THREADS",
+    ):
         env[name] = str(threads)
     env.setdefault("PYTHONHASHSEED", "0")
     env["PYTHONPATH"] = str(REPO_DIR) + os.pathsep + env.get("PYTHONPATH", "")
@@ -41,19 +47,33 @@ def thread_env(threads: int) -> dict[str, str]:
 def machine() -> dict[str, Any]:
     """Facts about this machine, written next to every result."""
     try:
-        cpu = next((line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), platform.processor())
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
     except OSError:
         cpu = platform.processor()
     try:
-        mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text()
-                      .splitlines() if line.startswith("MemTotal"))
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
         mem = f"{mem_kb / 2**20:.1f} GiB"
     except (OSError, StopIteration):
         mem = "unknown"
-    return {"host": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(), "memory": mem,
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def results_dir(root: Path | None, label: str) -> Path:
@@ -75,17 +95,31 @@ class ChildResult:
     wall_s: float = 0.0
 
 
-def run_child(command: list[str], *, result_path: Path, threads: int, timeout: float,
-              log_path: Path | None = None) -> ChildResult:
+def run_child(
+    command: list[str],
+    *,
+    result_path: Path,
+    threads: int,
+    timeout: float,
+    log_path: Path | None = None,
+) -> ChildResult:
     """Run ``command`` (which writes JSON to ``result_path``) with a timeout and pinned threads."""
     started = time.perf_counter()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
-        proc = subprocess.run(command, env=thread_env(threads), cwd=REPO_DIR, stdout=log,
-                              stderr=log, timeout=timeout, check=False)
+        proc = subprocess.run(
+            command,
+            env=thread_env(threads),
+            cwd=REPO_DIR,
+            stdout=log,
+            stderr=log,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        return ChildResult(False, error=f"timed out after {timeout:.0f} s",
-                           wall_s=time.perf_counter() - started)
+        return ChildResult(
+            False, error=f"timed out after {timeout:.0f} s", wall_s=time.perf_counter() - started
+        )
     finally:
         if log_path:
             log.close()  # type: ignore[union-attr]
@@ -95,8 +129,9 @@ def run_child(command: list[str], *, result_path: Path, threads: int, timeout: f
         if data.get("error"):
             return ChildResult(False, data, error=str(data["error"]), wall_s=wall)
         return ChildResult(True, data, wall_s=wall)
-    return ChildResult(False, error=f"exit code {proc.returncode}, no result (see log)",
-                       wall_s=wall)
+    return ChildResult(
+        False, error=f"exit code {proc.returncode}, no result (see log)", wall_s=wall
+    )
 
 
 def python() -> str:

@@ -50,14 +50,18 @@ def load_split(seed: int, n_train: int, n_test: int) -> tuple[pl.DataFrame, pl.D
     return frame.head(n_train), frame.slice(n_train, n_test), str(source)
 
 
-def score(train: pl.DataFrame, test: pl.DataFrame, synthetic: pl.DataFrame, schema: Any
-          ) -> tuple[float, float]:
+def score(
+    train: pl.DataFrame, test: pl.DataFrame, synthetic: pl.DataFrame, schema: Any
+) -> tuple[float, float]:
     """(2-way TVD vs the training rows, TSTR HistGradientBoosting ROC AUC on the test rows)."""
     from privsynth_core.registry import metrics
 
     tvd = metrics().get("marginal_2way_tvd")().compute(train, synthetic, schema=schema).value
-    tstr = metrics().get("tstr")().compute(train, synthetic, schema=schema, holdout=test,
-                                           target="income", seed=0)
+    tstr = (
+        metrics()
+        .get("tstr")()
+        .compute(train, synthetic, schema=schema, holdout=test, target="income", seed=0)
+    )
     row = next(r for r in tstr.details["table"]["rows"] if r[0] == "gradient boosting")
     return float(tvd), float(row[1])
 
@@ -67,8 +71,11 @@ def real_reference(train: pl.DataFrame, test: pl.DataFrame, schema: Any) -> tupl
     from privsynth_core.registry import metrics
 
     tvd = metrics().get("marginal_2way_tvd")().compute(train, test, schema=schema).value
-    tstr = metrics().get("tstr")().compute(train, train, schema=schema, holdout=test,
-                                           target="income", seed=0)
+    tstr = (
+        metrics()
+        .get("tstr")()
+        .compute(train, train, schema=schema, holdout=test, target="income", seed=0)
+    )
     row = next(r for r in tstr.details["table"]["rows"] if r[0] == "gradient boosting")
     return float(tvd), float(row[2])
 
@@ -86,29 +93,46 @@ def run_ctgan(table: Any, epochs: int, threads: int, seed: int) -> dict[str, Any
     gen.fit(table, budget=None)
     full = time.perf_counter() - started
     per_epoch = (full - one) / (epochs - 1) if epochs > 1 else full
-    return {"name": "SDV CTGAN (NOT DP)", "fit_s": full, "s_per_epoch": per_epoch,
-            "synthetic": gen.sample(10_000, seed=0), "epsilon": None}
+    return {
+        "name": "SDV CTGAN (NOT DP)",
+        "fit_s": full,
+        "s_per_epoch": per_epoch,
+        "synthetic": gen.sample(10_000, seed=0),
+        "epsilon": None,
+    }
 
 
-def run_dpctgan(table: Any, epsilon: float, delta: float, epochs: int, threads: int,
-                seed: int, accountant: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def run_dpctgan(
+    table: Any,
+    epsilon: float,
+    delta: float,
+    epochs: int,
+    threads: int,
+    seed: int,
+    accountant: str,
+    overrides: dict[str, Any],
+) -> dict[str, Any]:
     """DP-CTGAN at (epsilon, delta) for ``epochs``."""
     from privsynth_core import PrivacyBudget
     from privsynth_core.registry import generators
 
-    params = {"epochs": epochs, "num_threads": threads, "seed": seed, "device": "cpu",
-              **overrides}
+    params = {"epochs": epochs, "num_threads": threads, "seed": seed, "device": "cpu", **overrides}
     gen = generators().get("dpctgan")(**params)
     started = time.perf_counter()
     summary = gen.fit(table, budget=PrivacyBudget(epsilon, delta), accountant=accountant)
     fit_s = time.perf_counter() - started
     label = ", ".join(f"{k}={v}" for k, v in overrides.items())
-    return {"name": f"DP-CTGAN eps={epsilon:g}" + (f" ({label})" if label else ""),
-            "fit_s": fit_s,
-            "s_per_epoch": summary.wall_seconds / max(summary.epochs, 1e-9),
-            "synthetic": gen.sample(10_000, seed=0), "epsilon": summary.epsilon,
-            "sigma": summary.noise_multiplier, "steps": summary.steps,
-            "split": summary.extra["budget_split"], "target_epsilon": epsilon}
+    return {
+        "name": f"DP-CTGAN eps={epsilon:g}" + (f" ({label})" if label else ""),
+        "fit_s": fit_s,
+        "s_per_epoch": summary.wall_seconds / max(summary.epochs, 1e-9),
+        "synthetic": gen.sample(10_000, seed=0),
+        "epsilon": summary.epsilon,
+        "sigma": summary.noise_multiplier,
+        "steps": summary.steps,
+        "split": summary.extra["budget_split"],
+        "target_epsilon": epsilon,
+    }
 
 
 def _value(text: str) -> Any:
@@ -129,11 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="model seed (not the DP noise)")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--skip-ctgan", action="store_true")
-    parser.add_argument("--dp-param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a DP-CTGAN parameter, e.g. batch_size=2000")
-    parser.add_argument("--focus", action="store_true",
-                        help="also run DP-CTGAN with focus_columns=income (two-way marginals of "
-                             "the target, paid from the same budget)")
+    parser.add_argument(
+        "--dp-param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a DP-CTGAN parameter, e.g. batch_size=2000",
+    )
+    parser.add_argument(
+        "--focus",
+        action="store_true",
+        help="also run DP-CTGAN with focus_columns=income (two-way marginals of "
+        "the target, paid from the same budget)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.dp_param)}
@@ -150,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     table = Table.from_frame(train, schema, name="adult-train-10k")
     test = Table.from_frame(test, schema).frame
     PrivacyLedger().set_budget(table.fingerprint(), epsilon=1000.0, delta=0.5)
-    print(f"data: {source}; train {table.n_rows} rows, test {test.height} rows; "
-          f"epochs {args.epochs}; torch threads {args.threads}; DP overrides {overrides}")
+    print(
+        f"data: {source}; train {table.n_rows} rows, test {test.height} rows; "
+        f"epochs {args.epochs}; torch threads {args.threads}; DP overrides {overrides}"
+    )
 
     rows: list[dict[str, Any]] = []
     tvd, auc = real_reference(table.frame, test, schema)
@@ -165,12 +199,23 @@ def main(argv: list[str] | None = None) -> int:
     variants = [overrides] + ([{**overrides, "focus_columns": "income"}] if args.focus else [])
     for epsilon in args.epsilons:
         for variant in variants:
-            result = run_dpctgan(table, epsilon, args.delta, args.epochs, args.threads,
-                                 args.seed, args.accountant, variant)
+            result = run_dpctgan(
+                table,
+                epsilon,
+                args.delta,
+                args.epochs,
+                args.threads,
+                args.seed,
+                args.accountant,
+                variant,
+            )
             rows.append(result)
-            print(f"  {result['name']}: fit {result['fit_s']:.1f} s, sigma "
-                  f"{result['sigma']:.3f}, steps {result['steps']}, epsilon spent "
-                  f"{result['epsilon']:.4f}, split {result['split']}", flush=True)
+            print(
+                f"  {result['name']}: fit {result['fit_s']:.1f} s, sigma "
+                f"{result['sigma']:.3f}, steps {result['steps']}, epsilon spent "
+                f"{result['epsilon']:.4f}, split {result['split']}",
+                flush=True,
+            )
     for row in rows:
         if "synthetic" in row:
             row["tvd"], row["auc"] = score(table.frame, test, row.pop("synthetic"), schema)
@@ -180,15 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         per = row.get("s_per_epoch")
-        ratio = (f"{per / ctgan_epoch:.2f}x" if per is not None and ctgan_epoch
-                 and row.get("epsilon") is not None else "")
+        ratio = (
+            f"{per / ctgan_epoch:.2f}x"
+            if per is not None and ctgan_epoch and row.get("epsilon") is not None
+            else ""
+        )
         goal = TARGETS.get(row.get("target_epsilon", -1.0))
         target = ""
         if goal is not None:
             ok = row["tvd"] <= goal[0] and row["auc"] >= goal[1]
             target = f"TVD<={goal[0]}, AUC>={goal[1]}: {'met' if ok else 'NOT met'}"
-        print(f"| {row['name']} | {'' if per is None else f'{per:.2f}'} | {ratio} | "
-              f"{row.get('fit_s', 0):.1f} | {row['tvd']:.3f} | {row['auc']:.3f} | {target} |")
+        print(
+            f"| {row['name']} | {'' if per is None else f'{per:.2f}'} | {ratio} | "
+            f"{row.get('fit_s', 0):.1f} | {row['tvd']:.3f} | {row['auc']:.3f} | {target} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
     return 0

@@ -60,11 +60,16 @@ LAUNCH_CLI = TEST_FLOWS / "launch_cli.py"
 
 def register(sub: Any) -> None:
     """Add the ``faults`` sub-command."""
-    p = sub.add_parser("faults", help="inject ledger and runner faults, print the ledger's fate",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "faults",
+        help="inject ledger and runner faults, print the ledger's fate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--iterations", type=int, default=3, help="runs of each fault (default 3)")
-    p.add_argument("--faults", default=",".join(FAULTS),
-                   help=f"comma-separated subset of {', '.join(FAULTS)}")
+    p.add_argument(
+        "--faults", default=",".join(FAULTS), help=f"comma-separated subset of {', '.join(FAULTS)}"
+    )
     p.add_argument("--prefect-api-url", help="use this Prefect server instead of starting one")
     p.add_argument("--scratch", type=Path, help="scratch folder (default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
@@ -102,12 +107,18 @@ class Scratch:
         adult_frame().head(2000).write_csv(self.data)
         self.fingerprint = fingerprint_frame(read_frame(self.data))
         PrivacyLedger().set_budget(self.fingerprint, epsilon=5.0, delta=1e-4, label="faults")
-        self.env = {**os.environ, "PRIVSYNTH_HOME": str(self.home), "PREFECT_API_URL": api_url,
-                    "PREFECT_HOME": str(folder / "prefect-home"),
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    "PREFECT_LOGGING_LEVEL": "WARNING", "PRIVSYNTH_LOAD_PLUGINS": "privsynth",
-                    "PRIVSYNTH_DISABLED_PLUGINS": "evidently,report-plots",
-                    "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_DIR)}
+        self.env = {
+            **os.environ,
+            "PRIVSYNTH_HOME": str(self.home),
+            "PREFECT_API_URL": api_url,
+            "PREFECT_HOME": str(folder / "prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PRIVSYNTH_LOAD_PLUGINS": "privsynth",
+            "PRIVSYNTH_DISABLED_PLUGINS": "evidently,report-plots",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(REPO_DIR),
+        }
 
     def config(self, name: str, **overrides: Any) -> Path:
         """A run configuration (YAML) publishing to ``<folder>/out/<name>``."""
@@ -115,28 +126,51 @@ class Scratch:
 
         from privsynth_core.datasets import ADULT_SCHEMA_PATH
 
-        data = {"input": str(self.data), "schema_path": str(ADULT_SCHEMA_PATH),
-                "generator": "independent", "epsilon": 0.5, "metrics": ["tvd"], "rows": 300,
-                "output_dir": str(self.folder / "out" / name), **overrides}
+        data = {
+            "input": str(self.data),
+            "schema_path": str(ADULT_SCHEMA_PATH),
+            "generator": "independent",
+            "epsilon": 0.5,
+            "metrics": ["tvd"],
+            "rows": 300,
+            "output_dir": str(self.folder / "out" / name),
+            **overrides,
+        }
         path = self.folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data), encoding="utf-8")
         return path
 
     def slow(self, name: str, steps: int = 300, **overrides: Any) -> Path:
         """A configuration of the slowed checkpointing DP-SGD test generator."""
-        params = {"steps": steps, "step_seconds": 0.02, "checkpoint_every": 25,
-                  "pid_dir": str(self.folder / "pids")}
-        return self.config(name, generator=SLOW_GENERATOR, epsilon=1.0, delta=1e-5,
-                           params=params, **overrides)
+        params = {
+            "steps": steps,
+            "step_seconds": 0.02,
+            "checkpoint_every": 25,
+            "pid_dir": str(self.folder / "pids"),
+        }
+        return self.config(
+            name, generator=SLOW_GENERATOR, epsilon=1.0, delta=1e-5, params=params, **overrides
+        )
 
-    def start(self, args: list[str], log: str, *, go: Path | None = None,
-              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        args: list[str],
+        log: str,
+        *,
+        go: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         """``privsynth ARGS`` in a child (own session; output to ``<folder>/<log>.log``)."""
         command = [sys.executable, str(LAUNCH_CLI), *(["--go", str(go)] if go else []), *args]
         with open(self.folder / f"{log}.log", "wb") as out:
-            return subprocess.Popen(command, env=env or self.env,
-                                    cwd=REPO_DIR, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            return subprocess.Popen(
+                command,
+                env=env or self.env,
+                cwd=REPO_DIR,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def finish(self, proc: subprocess.Popen[bytes]) -> int:
         """Wait for a child (killed with its group past the timeout)."""
@@ -170,11 +204,15 @@ class Scratch:
         """The training entries (not the row count), oldest first."""
         from privsynth_core import PrivacyLedger
 
-        return [e for e in PrivacyLedger(read_only=True).entries(self.fingerprint)
-                if e.mechanism.endswith("training")]
+        return [
+            e
+            for e in PrivacyLedger(read_only=True).entries(self.fingerprint)
+            if e.mechanism.endswith("training")
+        ]
 
-    def kill_when_training(self, *, signal_group: subprocess.Popen[bytes] | None = None,
-                           checkpoint: Path | None = None) -> int | None:
+    def kill_when_training(
+        self, *, signal_group: subprocess.Popen[bytes] | None = None, checkpoint: Path | None = None
+    ) -> int | None:
         """SIGKILL the process that trains once its reservation is open (and, given
         ``checkpoint``, a checkpoint exists); return its pid."""
         from privsynth_core import PrivacyLedger
@@ -221,10 +259,22 @@ def _ledger_fault(damage: Callable[[Path], None], what: str) -> Callable[[Scratc
         code, out = s.cli(["run", str(s.config("after"))], "after")
         untouched = (ledger.read_bytes() if ledger.exists() else None) == left
         ok = code == 2 and untouched and not (s.folder / "out" / "after").exists()
-        observed = (f"exit {code}: {_refusal(out, s.home) or 'no refusal'}; file "
-                    f"{'left as found' if untouched else 'CHANGED'}")
-        return [Row("", 0, f"refused, {what} left as found, no new budget", observed, ok,
-                    before, s.state())]
+        observed = (
+            f"exit {code}: {_refusal(out, s.home) or 'no refusal'}; file "
+            f"{'left as found' if untouched else 'CHANGED'}"
+        )
+        return [
+            Row(
+                "",
+                0,
+                f"refused, {what} left as found, no new budget",
+                observed,
+                ok,
+                before,
+                s.state(),
+            )
+        ]
+
     return fault
 
 
@@ -249,13 +299,23 @@ def two_runs_at_once(s: Scratch) -> list[Row]:
         time.sleep(0.05)
     go.touch()
     codes = [s.finish(p) for p in procs]
-    reused = sum("reused from the store" in (s.folder / f"run{i}.log").read_text(errors="replace")
-                 for i in range(2))
+    reused = sum(
+        "reused from the store" in (s.folder / f"run{i}.log").read_text(errors="replace")
+        for i in range(2)
+    )
     trainings = s.trainings()
     ok = codes == [0, 0] and len(trainings) == 1 and reused == 1
-    return [Row("", 0, "both succeed; one training charge; the other reuses it",
-                f"exits {codes}; {len(trainings)} training charge(s); {reused} reused", ok,
-                before, s.state())]
+    return [
+        Row(
+            "",
+            0,
+            "both succeed; one training charge; the other reuses it",
+            f"exits {codes}; {len(trainings)} training charge(s); {reused} reused",
+            ok,
+            before,
+            s.state(),
+        )
+    ]
 
 
 def other_prefect_home(s: Scratch) -> list[Row]:
@@ -268,9 +328,18 @@ def other_prefect_home(s: Scratch) -> list[Row]:
     added = len(s.trainings()) - entries
     reused = "reused from the store" in out
     ok = code1 == 0 and code2 == 0 and added == 0 and reused
-    return [Row("", 0, "second run reuses the stored model; no charge",
-                f"exits {[code1, code2]}; {added} new training charge(s); "
-                f"{'reused' if reused else 'NOT reused'}", ok, before, s.state())]
+    return [
+        Row(
+            "",
+            0,
+            "second run reuses the stored model; no charge",
+            f"exits {[code1, code2]}; {added} new training charge(s); "
+            f"{'reused' if reused else 'NOT reused'}",
+            ok,
+            before,
+            s.state(),
+        )
+    ]
 
 
 def dask_worker_killed(s: Scratch) -> list[Row]:
@@ -279,17 +348,33 @@ def dask_worker_killed(s: Scratch) -> list[Row]:
     from privsynth_core.datasets import ADULT_SCHEMA_PATH
 
     before = s.state()
-    params = {"steps": 400, "step_seconds": 0.02, "checkpoint_every": 25,
-              "pid_dir": str(s.folder / "pids")}
+    params = {
+        "steps": 400,
+        "step_seconds": 0.02,
+        "checkpoint_every": 25,
+        "pid_dir": str(s.folder / "pids"),
+    }
     sweep = s.folder / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "base": {"input": str(s.data), "schema_path": str(ADULT_SCHEMA_PATH),
-                 "metrics": ["tvd"], "rows": 300, "delta": 1e-5},
-        "grid": {"generators": [SLOW_GENERATOR], "epsilons": [1.0],
-                 "params": {SLOW_GENERATOR: params}},
-        "output_dir": str(s.folder / "sweep")}))
-    proc = s.start(["sweep", str(sweep), "--task-runner", "dask", "--dask-workers", "1"],
-                   "sweep")
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "base": {
+                    "input": str(s.data),
+                    "schema_path": str(ADULT_SCHEMA_PATH),
+                    "metrics": ["tvd"],
+                    "rows": 300,
+                    "delta": 1e-5,
+                },
+                "grid": {
+                    "generators": [SLOW_GENERATOR],
+                    "epsilons": [1.0],
+                    "params": {SLOW_GENERATOR: params},
+                },
+                "output_dir": str(s.folder / "sweep"),
+            }
+        )
+    )
+    proc = s.start(["sweep", str(sweep), "--task-runner", "dask", "--dask-workers", "1"], "sweep")
     killed = s.kill_when_training()
     code = s.finish(proc)
     out = (s.folder / "sweep.log").read_text(errors="replace")
@@ -297,10 +382,19 @@ def dask_worker_killed(s: Scratch) -> list[Row]:
     opened = [e.entry_id for e in trainings if e.status == "reserved"]
     named = bool(opened) and f"open reservation #{opened[0]}" in out
     ok = killed is not None and code == 2 and len(trainings) == 1 and len(opened) == 1 and named
-    return [Row("", 0, "cell failed, naming its open reservation; not rerun, no second charge",
-                f"worker {'killed' if killed else 'NOT killed'}; exit {code}; "
-                f"{len(trainings)} training charge(s), {len(opened)} open"
-                f"{', named in the failure' if named else ''}", ok, before, s.state())]
+    return [
+        Row(
+            "",
+            0,
+            "cell failed, naming its open reservation; not rerun, no second charge",
+            f"worker {'killed' if killed else 'NOT killed'}; exit {code}; "
+            f"{len(trainings)} training charge(s), {len(opened)} open"
+            f"{', named in the failure' if named else ''}",
+            ok,
+            before,
+            s.state(),
+        )
+    ]
 
 
 def run_killed(s: Scratch) -> list[Row]:
@@ -310,32 +404,60 @@ def run_killed(s: Scratch) -> list[Row]:
     run_dir = s.folder / "out" / "killed"
     before = s.state()
     proc = s.start(["run", str(config)], "killed")
-    killed = s.kill_when_training(signal_group=proc,
-                                  checkpoint=work_dir_for(run_dir) / "checkpoints")
+    killed = s.kill_when_training(
+        signal_group=proc, checkpoint=work_dir_for(run_dir) / "checkpoints"
+    )
     proc.wait()
     trainings = s.trainings()
-    rows = [Row("", 0, "reservation stays open; nothing published",
-                f"{'killed' if killed else 'NOT killed'}; {len(trainings)} training "
-                f"charge(s), {sum(e.status == 'reserved' for e in trainings)} open; run dir "
-                f"{'present' if run_dir.exists() else 'absent'}",
-                killed is not None and len(trainings) == 1 and trainings[0].status == "reserved"
-                and not run_dir.exists(), before, s.state())]
+    rows = [
+        Row(
+            "",
+            0,
+            "reservation stays open; nothing published",
+            f"{'killed' if killed else 'NOT killed'}; {len(trainings)} training "
+            f"charge(s), {sum(e.status == 'reserved' for e in trainings)} open; run dir "
+            f"{'present' if run_dir.exists() else 'absent'}",
+            killed is not None
+            and len(trainings) == 1
+            and trainings[0].status == "reserved"
+            and not run_dir.exists(),
+            before,
+            s.state(),
+        )
+    ]
     before = s.state()
     code, out = s.cli(["run", str(config)], "rerun")
     named = bool(trainings) and f"reservation #{trainings[0].entry_id}" in out
-    rows.append(Row("", 0, "plain rerun refused, naming it; nothing charged",
-                    f"exit {code}; {len(s.trainings())} training charge(s)"
-                    f"{'; reservation named' if named else ''}",
-                    code == 2 and named and len(s.trainings()) == 1, before, s.state()))
+    rows.append(
+        Row(
+            "",
+            0,
+            "plain rerun refused, naming it; nothing charged",
+            f"exit {code}; {len(s.trainings())} training charge(s)"
+            f"{'; reservation named' if named else ''}",
+            code == 2 and named and len(s.trainings()) == 1,
+            before,
+            s.state(),
+        )
+    )
     before = s.state()
     code, _ = s.cli(["run", "--resume", str(run_dir)], "resume")
     after = s.trainings()
-    rows.append(Row("", 0, "--resume settles the same reservation",
-                    f"exit {code}; {len(after)} training charge(s), "
-                    f"{after[0].status if after else '-'}",
-                    code == 0 and len(after) == 1 and after[0].status == "spent"
-                    and bool(trainings) and after[0].entry_id == trainings[0].entry_id,
-                    before, s.state()))
+    rows.append(
+        Row(
+            "",
+            0,
+            "--resume settles the same reservation",
+            f"exit {code}; {len(after)} training charge(s), {after[0].status if after else '-'}",
+            code == 0
+            and len(after) == 1
+            and after[0].status == "spent"
+            and bool(trainings)
+            and after[0].entry_id == trainings[0].entry_id,
+            before,
+            s.state(),
+        )
+    )
     return rows
 
 
@@ -352,8 +474,9 @@ with atomic_directory(sys.argv[1], overwrite=True) as tmp:
 def stale_partial(s: Scratch) -> list[Row]:
     config = s.config("stale")
     run_dir = s.folder / "out" / "stale"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run_dir)], env=s.env,
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(run_dir)], env=s.env, stdout=subprocess.PIPE, text=True
+    )
     assert writer.stdout is not None
     writer.stdout.readline()  # its hidden .partial folder is being written
     writer.kill()  # SIGKILL mid-publish: the .partial stays behind
@@ -363,9 +486,17 @@ def stale_partial(s: Scratch) -> list[Row]:
     code, _ = s.cli(["run", str(config)], "stale")
     after = [p.name for p in run_dir.parent.glob(".stale.*.partial")]
     ok = bool(left) and code == 0 and not after and run_dir.is_dir()
-    return [Row("", 0, "the next run removes the dead writer's .partial and publishes",
-                f"{len(left)} stale .partial before, {len(after)} after; exit {code}", ok,
-                before, s.state())]
+    return [
+        Row(
+            "",
+            0,
+            "the next run removes the dead writer's .partial and publishes",
+            f"{len(left)} stale .partial before, {len(after)} after; exit {code}",
+            ok,
+            before,
+            s.state(),
+        )
+    ]
 
 
 FAULTS: dict[str, Callable[[Scratch], list[Row]]] = {
@@ -378,8 +509,9 @@ FAULTS: dict[str, Callable[[Scratch], list[Row]]] = {
     "run-killed": run_killed,
     "stale-partial": stale_partial,
 }
-_STEPS = {"run-killed": ["kill -9 `privsynth run` mid-training", "… then rerun it",
-                         "… then `--resume`"]}
+_STEPS = {
+    "run-killed": ["kill -9 `privsynth run` mid-training", "… then rerun it", "… then `--resume`"]
+}
 
 
 # -- the Prefect server -----------------------------------------------------------------------
@@ -391,14 +523,30 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
     env.pop("PREFECT_API_URL", None)
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "server.log", "wb") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start",
-                                 "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -433,8 +581,10 @@ def run(args: argparse.Namespace) -> int:
     chosen = [f.strip() for f in args.faults.split(",") if f.strip()]
     unknown = [f for f in chosen if f not in FAULTS]
     if unknown:
-        print(f"unknown fault(s) {', '.join(unknown)}; choose from {', '.join(FAULTS)}",
-              file=sys.stderr)
+        print(
+            f"unknown fault(s) {', '.join(unknown)}; choose from {', '.join(FAULTS)}",
+            file=sys.stderr,
+        )
         return 2
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="privsynth-faults-"))
     scratch.mkdir(parents=True, exist_ok=True)
@@ -452,8 +602,11 @@ def run(args: argparse.Namespace) -> int:
                 for step, row in enumerate(FAULTS[name](world)):
                     row.fault, row.iteration = labels[min(step, len(labels) - 1)], i
                     rows.append(row)
-                    print(f"{row.fault} #{i}: {'as expected' if row.ok else 'UNEXPECTED'}: "
-                          f"{row.observed}", flush=True)
+                    print(
+                        f"{row.fault} #{i}: {'as expected' if row.ok else 'UNEXPECTED'}: "
+                        f"{row.observed}",
+                        flush=True,
+                    )
     finally:
         if server is not None:
             stop_prefect_server(server)
@@ -461,14 +614,29 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     table = markdown_table(
         ["fault", "run", "expected", "observed", "as expected", "ledger before", "ledger after"],
-        [[r.fault, r.iteration, r.expected, r.observed, "yes" if r.ok else "**NO**", r.before,
-          r.after] for r in rows])
+        [
+            [
+                r.fault,
+                r.iteration,
+                r.expected,
+                r.observed,
+                "yes" if r.ok else "**NO**",
+                r.before,
+                r.after,
+            ]
+            for r in rows
+        ],
+    )
     folder = results_dir(args.out, "faults")
-    header = (f"# privsynth faults ({args.iterations} iteration(s), "
-              f"{time.perf_counter() - started:.0f} s)\n\n")
+    header = (
+        f"# privsynth faults ({args.iterations} iteration(s), "
+        f"{time.perf_counter() - started:.0f} s)\n\n"
+    )
     (folder / "faults.md").write_text(header + table + "\n", encoding="utf-8")
-    (folder / "faults.json").write_text(json.dumps(
-        {"machine": machine(), "rows": [asdict(r) for r in rows]}, indent=2), encoding="utf-8")
+    (folder / "faults.json").write_text(
+        json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows]}, indent=2),
+        encoding="utf-8",
+    )
     print("\n" + table)
     print(f"\nwritten to {folder / 'faults.md'}")
     return 0 if all(r.ok for r in rows) else 1

@@ -26,14 +26,19 @@ DELTA = 1e-5
 TORCH_METHODS = {"dpwgan", "dpctgan", "ctgan"}
 
 
-def _privsynth(method: str, epsilon: float | None, table: Any, epochs: int, threads: int,
-               seed: int) -> Any:
+def _privsynth(
+    method: str, epsilon: float | None, table: Any, epochs: int, threads: int, seed: int
+) -> Any:
     from privsynth_core import PrivacyBudget
     from privsynth_core.registry import generators
 
     cls = generators().get(method)
-    params: dict[str, Any] = {"seed": seed, "epochs": epochs, "num_threads": threads,
-                              "device": "cpu"}
+    params: dict[str, Any] = {
+        "seed": seed,
+        "epochs": epochs,
+        "num_threads": threads,
+        "device": "cpu",
+    }
     # each generator gets the settings it has (MST and AIM, say, have no epochs or seed)
     gen = cls(**{k: v for k, v in params.items() if k in cls.Params.model_fields})
     budget = None if epsilon is None else PrivacyBudget(epsilon, DELTA)
@@ -81,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         epsilon = None if args.epsilon == "none" else float(args.epsilon)
         schema = adult_schema()
-        table = Table.from_frame(pl.read_csv(args.train, infer_schema=False), schema,
-                                 name="train")
+        table = Table.from_frame(pl.read_csv(args.train, infer_schema=False), schema, name="train")
         PrivacyLedger().set_budget(table.fingerprint(), epsilon=1e6, delta=0.5)
         if args.method == "gaussian_copula":
             import sdv  # noqa: F401  (import cost outside the timed fit)
@@ -92,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             model = _gaussian_copula(table, args.seed)
             spent = None
         else:
-            model, spent = _privsynth(args.method, epsilon, table, args.epochs, threads,
-                                      args.seed)
+            model, spent = _privsynth(args.method, epsilon, table, args.epochs, threads, args.seed)
         result["fit_s"] = time.perf_counter() - tick
         tick = time.perf_counter()
         if args.method == "gaussian_copula":

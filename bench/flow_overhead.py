@@ -30,14 +30,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--full-report", action="store_true",
-                        help="keep every report section (plots, Evidently)")
+    parser.add_argument(
+        "--full-report", action="store_true", help="keep every report section (plots, Evidently)"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="privsynth-overhead-"))
-    os.environ.update({"PRIVSYNTH_HOME": str(tmp / "home"), "PREFECT_HOME": str(tmp / "prefect"),
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "OMP_NUM_THREADS": "1",
-                       "PREFECT_LOGGING_LEVEL": "WARNING"})
+    os.environ.update(
+        {
+            "PRIVSYNTH_HOME": str(tmp / "home"),
+            "PREFECT_HOME": str(tmp / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "OMP_NUM_THREADS": "1",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
     os.environ.pop("PREFECT_API_URL", None)
     if not args.full_report:
         os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
@@ -54,11 +61,17 @@ def main() -> int:
     PrivacyLedger().set_budget(fingerprint_frame(frame), epsilon=1000, delta=0.5)
 
     def config(seed: int, name: str):  # type: ignore[no-untyped-def]
-        return run_config_from_dict({
-            "input": str(data), "schema_path": str(ADULT_SCHEMA_PATH),
-            "generator": "independent", "epsilon": 1.0,
-            "metrics": ["tvd", "ks", "marginal_2way_tvd"], "seed": seed,
-            "output_dir": str(tmp / "runs" / name)})
+        return run_config_from_dict(
+            {
+                "input": str(data),
+                "schema_path": str(ADULT_SCHEMA_PATH),
+                "generator": "independent",
+                "epsilon": 1.0,
+                "metrics": ["tvd", "ks", "marginal_2way_tvd"],
+                "seed": seed,
+                "output_dir": str(tmp / "runs" / name),
+            }
+        )
 
     def timed(fn, *a, **kw) -> float:  # type: ignore[no-untyped-def]
         start = time.perf_counter()
@@ -77,16 +90,20 @@ def main() -> int:
         cached = [timed(synthesize, config(200, "flow-0")) for _ in range(args.repeats)]
 
     med_core, med_flow = statistics.median(core), statistics.median(flow)
-    print(f"\nprivsynth flow overhead: {args.rows} Adult rows, independent generator, "
-          f"3 metrics, report sections {'all' if args.full_report else 'core only'}, "
-          f"median of {args.repeats}, python {sys.version.split()[0]}")
+    print(
+        f"\nprivsynth flow overhead: {args.rows} Adult rows, independent generator, "
+        f"3 metrics, report sections {'all' if args.full_report else 'core only'}, "
+        f"median of {args.repeats}, python {sys.version.split()[0]}"
+    )
     print(f"  core (no Prefect)          {med_core:7.2f} s   {_fmt(core)}")
     print(f"  flow, first (temp server)  {first:7.2f} s")
     print(f"  flow                       {med_flow:7.2f} s   {_fmt(flow)}")
     print(f"  flow, cached training      {statistics.median(cached):7.2f} s   {_fmt(cached)}")
-    print(f"  overhead per flow run      {med_flow - med_core:+7.2f} s "
-          f"({(med_flow / med_core - 1) * 100:+.0f}%); first run also "
-          f"{first - med_flow:+.2f} s of server start")
+    print(
+        f"  overhead per flow run      {med_flow - med_core:+7.2f} s "
+        f"({(med_flow / med_core - 1) * 100:+.0f}%); first run also "
+        f"{first - med_flow:+.2f} s of server start"
+    )
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

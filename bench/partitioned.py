@@ -38,8 +38,12 @@ POOL_ROWS = 1_000_000
 
 def register(sub: Any) -> None:
     """Add the ``scale-partitioned`` sub-command."""
-    p = sub.add_parser("scale-partitioned", help="partitioned vs single-process counts (1M, 10M)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "scale-partitioned",
+        help="partitioned vs single-process counts (1M, 10M)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--sizes", default="1000000,10000000", help="comma-separated row counts")
     p.add_argument("--rows-per-part", type=int, default=250_000)
     p.add_argument("--workers", type=int, default=2)
@@ -74,7 +78,8 @@ def _write_table(data: Path, work: Path, parts: int, rows_per_part: int) -> Path
     pool = generator.sample(min(POOL_ROWS, parts * rows_per_part), seed=0)
     for i in range(parts):
         pool.sample(rows_per_part, with_replacement=True, seed=i).write_parquet(
-            folder / f"part-{i:04d}.parquet")
+            folder / f"part-{i:04d}.parquet"
+        )
     return folder
 
 
@@ -102,58 +107,102 @@ def run(args: argparse.Namespace) -> int:
             (folder / f"part-{i:04d}.parquet").symlink_to(every / f"part-{i:04d}.parquet")
         single = work / f"single-{n}.parquet"
         pl.scan_parquet(sorted(folder.glob("*.parquet"))).sink_parquet(single)
-        row: dict[str, Any] = {"rows": k * per, "partitions": k,
-                               "disk_mb": round(single.stat().st_size / 2**20, 1)}
+        row: dict[str, Any] = {
+            "rows": k * per,
+            "partitions": k,
+            "disk_mb": round(single.stat().st_size / 2**20, 1),
+        }
         for mode, source in (("single", single), ("cluster", folder)):
             out = work / f"{mode}-{n}"
-            cmd = [python(), "-m", "bench.partitioned_worker", mode, str(source),
-                   str(ADULT_SCHEMA_PATH), str(out), "--workers", str(args.workers),
-                   "--memory-limit", args.memory_limit]
-            res = run_child(cmd, result_path=out / "result.json", threads=1,
-                            timeout=args.timeout, log_path=work / f"{mode}-{n}.log")
-            print(f"  {mode} {n:,} rows: {'ok' if res.ok else res.error} ({res.wall_s:.0f} s)",
-                  flush=True)
+            cmd = [
+                python(),
+                "-m",
+                "bench.partitioned_worker",
+                mode,
+                str(source),
+                str(ADULT_SCHEMA_PATH),
+                str(out),
+                "--workers",
+                str(args.workers),
+                "--memory-limit",
+                args.memory_limit,
+            ]
+            res = run_child(
+                cmd,
+                result_path=out / "result.json",
+                threads=1,
+                timeout=args.timeout,
+                log_path=work / f"{mode}-{n}.log",
+            )
+            print(
+                f"  {mode} {n:,} rows: {'ok' if res.ok else res.error} ({res.wall_s:.0f} s)",
+                flush=True,
+            )
             row[mode] = res.data if res.ok else {"error": res.error}
         single.unlink()
         rows.append(row)
     shutil.rmtree(every)
-    info = {"machine": machine(), "workers": args.workers, "memory_limit": args.memory_limit,
-            "rows_per_part": per, "write_s": round(write_s, 1),
-            "wall_s": round(time.perf_counter() - started, 1)}
+    info = {
+        "machine": machine(),
+        "workers": args.workers,
+        "memory_limit": args.memory_limit,
+        "rows_per_part": per,
+        "write_s": round(write_s, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
     text = _markdown(info, rows)
     out_dir = results_dir(args.out, "partitioned")
     (out_dir / "partitioned.md").write_text(text, encoding="utf-8")
-    (out_dir / "partitioned.json").write_text(json.dumps({"info": info, "rows": rows},
-                                                         indent=2), encoding="utf-8")
+    (out_dir / "partitioned.json").write_text(
+        json.dumps({"info": info, "rows": rows}, indent=2), encoding="utf-8"
+    )
     print(text)
     print(f"written to {out_dir}; logs in {work}")
     return 0
 
 
 def _ratio(a: Any, b: Any) -> str:
-    return f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) and b \
-        else "-"
+    return (
+        f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) and b else "-"
+    )
 
 
 def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     m = info["machine"]
-    headers = ["rows", "partitions", "Parquet MiB", "single s", "single peak MiB",
-               "partitioned s", "worker peaks MiB", "client peak MiB", "time ratio (part/single)",
-               "peak ratio (worst worker/single)", "same counts"]
+    headers = [
+        "rows",
+        "partitions",
+        "Parquet MiB",
+        "single s",
+        "single peak MiB",
+        "partitioned s",
+        "worker peaks MiB",
+        "client peak MiB",
+        "time ratio (part/single)",
+        "peak ratio (worst worker/single)",
+        "same counts",
+    ]
     body = []
     for r in rows:
         s, c = r["single"], r["cluster"]
         peaks = c.get("worker_peaks_mb") or []
         worst = max(peaks) if peaks else None
         same = (s.get("digest") == c.get("digest")) if "digest" in s and "digest" in c else None
-        body.append([f"{r['rows']:,}", r["partitions"], r["disk_mb"],
-                     round(s["wall_s"], 1) if "wall_s" in s else s.get("error"),
-                     round(s["peak_mb"]) if "peak_mb" in s else None,
-                     round(c["wall_s"], 1) if "wall_s" in c else c.get("error"),
-                     " / ".join(str(round(p)) for p in peaks) or None,
-                     round(c["peak_mb"]) if "peak_mb" in c else None,
-                     _ratio(c.get("wall_s"), s.get("wall_s")), _ratio(worst, s.get("peak_mb")),
-                     {True: "yes", False: "NO", None: "-"}[same]])
+        body.append(
+            [
+                f"{r['rows']:,}",
+                r["partitions"],
+                r["disk_mb"],
+                round(s["wall_s"], 1) if "wall_s" in s else s.get("error"),
+                round(s["peak_mb"]) if "peak_mb" in s else None,
+                round(c["wall_s"], 1) if "wall_s" in c else c.get("error"),
+                " / ".join(str(round(p)) for p in peaks) or None,
+                round(c["peak_mb"]) if "peak_mb" in c else None,
+                _ratio(c.get("wall_s"), s.get("wall_s")),
+                _ratio(worst, s.get("peak_mb")),
+                {True: "yes", False: "NO", None: "-"}[same],
+            ]
+        )
     return (
         "# privsynth: partitioned vs single-process private statistics (issue #19)\n\n"
         f"- machine: {m['host']}, {m['cpu']}, {m['cores']} cores, {m['memory']}; "
@@ -165,5 +214,5 @@ def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"(memory_limit {info['memory_limit']}, 1 thread each), one partition per task\n"
         "- counts: every column's 32-bin domain histogram, the DP domain's magnitude "
         "histograms and category counts, n; peak MiB = max RSS (libraries included)\n"
-        f"- total wall time: {info['wall_s']} s\n\n"
-        + markdown_table(headers, body) + "\n")
+        f"- total wall time: {info['wall_s']} s\n\n" + markdown_table(headers, body) + "\n"
+    )

@@ -31,8 +31,12 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _digest(rows: int, histograms: dict[str, Any], magnitudes: dict[str, Any],
-            categories: dict[str, dict[str, int]]) -> str:
+def _digest(
+    rows: int,
+    histograms: dict[str, Any],
+    magnitudes: dict[str, Any],
+    categories: dict[str, dict[str, int]],
+) -> str:
     digest = hashlib.sha256(str(rows).encode())
     for group in (histograms, magnitudes):
         for name in sorted(group):
@@ -66,8 +70,12 @@ def single(path: str, schema_path: str) -> dict[str, Any]:
     table = Table.from_frame(frame, schema)
     histograms = {c.name: column_histogram(table.frame[c.name], c, BINS) for c in schema.columns}
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "peak_mb": _peak_mb(), "worker_peaks_mb": [],
-            "digest": _digest(table.n_rows, histograms, magnitudes, categories)}
+    return {
+        "wall_s": wall,
+        "peak_mb": _peak_mb(),
+        "worker_peaks_mb": [],
+        "digest": _digest(table.n_rows, histograms, magnitudes, categories),
+    }
 
 
 def cluster(directory: str, schema_path: str, workers: int, memory_limit: str) -> dict[str, Any]:
@@ -78,21 +86,33 @@ def cluster(directory: str, schema_path: str, workers: int, memory_limit: str) -
     from privsynth_core.schema import Schema
 
     schema = Schema.load(schema_path)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                      memory_limit=memory_limit, dashboard_address=None) as local, \
-            Client(local.scheduler_address) as client:  # type: ignore[no-untyped-call]
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,  # type: ignore[no-untyped-call]
+            memory_limit=memory_limit,
+            dashboard_address=None,
+        ) as local,
+        Client(local.scheduler_address) as client,
+    ):  # type: ignore[no-untyped-call]
         client.wait_for_workers(workers)
         started = time.perf_counter()
-        counts = count_partitions(directory, schema,
-                                  plan=CountPlan(histogram_bins=BINS, domain=True),
-                                  executor=client.get_executor(pure=False))
+        counts = count_partitions(
+            directory,
+            schema,
+            plan=CountPlan(histogram_bins=BINS, domain=True),
+            executor=client.get_executor(pure=False),
+        )
         wall = time.perf_counter() - started
         peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"wall_s": wall, "peak_mb": _peak_mb(),
-            "worker_peaks_mb": sorted(peaks.values(), reverse=True),
-            "partitions": len(counts.files),
-            "digest": _digest(counts.rows, counts.histograms, counts.magnitudes,
-                              counts.categories)}
+    return {
+        "wall_s": wall,
+        "peak_mb": _peak_mb(),
+        "worker_peaks_mb": sorted(peaks.values(), reverse=True),
+        "partitions": len(counts.files),
+        "digest": _digest(counts.rows, counts.histograms, counts.magnitudes, counts.categories),
+    }
 
 
 def main() -> int:
@@ -107,8 +127,11 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        result = (single(args.data, args.schema) if args.mode == "single"
-                  else cluster(args.data, args.schema, args.workers, args.memory_limit))
+        result = (
+            single(args.data, args.schema)
+            if args.mode == "single"
+            else cluster(args.data, args.schema, args.workers, args.memory_limit)
+        )
     except Exception as exc:  # reported in the table, not as a traceback
         result = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
     (args.out / "result.json").write_text(json.dumps(result), encoding="utf-8")

@@ -42,38 +42,61 @@ MARGINAL = ["mst", "aim"]
 NON_DP = ["ctgan", "gaussian_copula"]
 SMARTNOISE = ["sn_dpctgan", "sn_patectgan", "sn_mst", "sn_aim"]
 ALL_METHODS = ["real", *PRIVSYNTH_DP, *MARGINAL, *NON_DP, *SMARTNOISE]
-LABELS = {"real": "real sample (ceiling)", "independent": "privsynth independent",
-          "dpwgan": "privsynth DP-WGAN", "dpctgan": "privsynth DP-CTGAN",
-          "mst": "privsynth-marginal MST", "aim": "privsynth-marginal AIM",
-          "ctgan": "SDV CTGAN (not DP)", "gaussian_copula": "SDV GaussianCopula (not DP)",
-          "sn_dpctgan": "SmartNoise DPCTGAN", "sn_patectgan": "SmartNoise PATECTGAN",
-          "sn_mst": "SmartNoise MST", "sn_aim": "SmartNoise AIM"}
+LABELS = {
+    "real": "real sample (ceiling)",
+    "independent": "privsynth independent",
+    "dpwgan": "privsynth DP-WGAN",
+    "dpctgan": "privsynth DP-CTGAN",
+    "mst": "privsynth-marginal MST",
+    "aim": "privsynth-marginal AIM",
+    "ctgan": "SDV CTGAN (not DP)",
+    "gaussian_copula": "SDV GaussianCopula (not DP)",
+    "sn_dpctgan": "SmartNoise DPCTGAN",
+    "sn_patectgan": "SmartNoise PATECTGAN",
+    "sn_mst": "SmartNoise MST",
+    "sn_aim": "SmartNoise AIM",
+}
 METRICS = ["marginal_2way_tvd", "tstr", "detection_auc", "mia_classifier"]
 TARGET = "income"
 
 
 def register(sub: Any) -> None:
     """Add the ``peers`` sub-command."""
-    p = sub.add_parser("peers", help="privsynth vs SDV and SmartNoise on Adult",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "peers",
+        help="privsynth vs SDV and SmartNoise on Adult",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--rows", type=int, default=10_000, help="training rows (10,000)")
     p.add_argument("--test-rows", type=int, default=5_000, help="disjoint test rows (5,000)")
     p.add_argument("--sample-rows", type=int, default=10_000, help="rows sampled per method")
     p.add_argument("--epochs", type=int, default=30, help="epochs of every GAN")
-    p.add_argument("--methods", default=",".join(ALL_METHODS),
-                   help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+    p.add_argument(
+        "--methods",
+        default=",".join(ALL_METHODS),
+        help=f"comma-separated subset of {','.join(ALL_METHODS)}",
+    )
     p.add_argument("--epsilons", default="1,3,10", help="comma-separated epsilons of DP methods")
-    p.add_argument("--reference", default="ctgan",
-                   help="method whose fit time is 1.0x (default ctgan, else the first run)")
+    p.add_argument(
+        "--reference",
+        default="ctgan",
+        help="method whose fit time is 1.0x (default ctgan, else the first run)",
+    )
     p.add_argument("--threads", type=int, default=1, help="threads of every child (torch, BLAS)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per (method, epsilon)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", type=Path,
-                   help="Adult CSV (default ../shared/datasets/adult.csv.gz, else the embedded "
-                        "copy)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="Adult CSV (default ../shared/datasets/adult.csv.gz, else the embedded copy)",
+    )
     p.add_argument("--out", type=Path, help="results root (default bench/results)")
-    p.add_argument("--no-install", action="store_true",
-                   help="do not create SmartNoise's environment; skip it if absent")
+    p.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not create SmartNoise's environment; skip it if absent",
+    )
     p.set_defaults(func=run)
 
 
@@ -89,8 +112,7 @@ def _spec(schema: Any) -> list[dict[str, Any]]:
     spec = []
     for col in schema.columns:
         numeric = col.kind.value in {"integer", "float"}
-        item: dict[str, Any] = {"name": col.name,
-                                "kind": "numeric" if numeric else "categorical"}
+        item: dict[str, Any] = {"name": col.name, "kind": "numeric" if numeric else "categorical"}
         if numeric:
             item["lower"], item["upper"] = col.bounds
         spec.append(item)
@@ -103,8 +125,11 @@ def _scores(train: Any, test: Any, synthetic: Any, schema: Any) -> dict[str, flo
     out: dict[str, float | None] = {}
     for metric_id in METRICS:
         try:
-            res = metrics().get(metric_id)().compute(train, synthetic, schema=schema,
-                                                     holdout=test, target=TARGET, seed=0)
+            res = (
+                metrics()
+                .get(metric_id)()
+                .compute(train, synthetic, schema=schema, holdout=test, target=TARGET, seed=0)
+            )
             out[metric_id] = float(res.value)
         except Exception as exc:  # a metric failing on one method must not stop the table
             print(f"    {metric_id} failed: {type(exc).__name__}: {exc}", flush=True)
@@ -112,22 +137,47 @@ def _scores(train: Any, test: Any, synthetic: Any, schema: Any) -> dict[str, flo
     return out
 
 
-def _job(method: str, epsilon: float | None, args: argparse.Namespace, work: Path,
-         train_csv: Path, spec: Path, sn_python: Path | None) -> ChildResult:
+def _job(
+    method: str,
+    epsilon: float | None,
+    args: argparse.Namespace,
+    work: Path,
+    train_csv: Path,
+    spec: Path,
+    sn_python: Path | None,
+) -> ChildResult:
     tag = f"{method}-{'nondp' if epsilon is None else f'eps{epsilon:g}'}"
     out = work / tag
     out.mkdir(parents=True, exist_ok=True)
     if method.startswith("sn_"):
         assert sn_python is not None
-        cmd = [str(sn_python), str(Path(__file__).with_name("smartnoise_worker.py")),
-               method[3:], str(epsilon), str(train_csv), str(spec), str(out)]
+        cmd = [
+            str(sn_python),
+            str(Path(__file__).with_name("smartnoise_worker.py")),
+            method[3:],
+            str(epsilon),
+            str(train_csv),
+            str(spec),
+            str(out),
+        ]
     else:
-        cmd = [python(), "-m", "bench.fit_worker", method,
-               "none" if epsilon is None else str(epsilon), str(train_csv), str(out)]
-    cmd += ["--rows", str(args.sample_rows), "--epochs", str(args.epochs),
-            "--seed", str(args.seed)]
-    return run_child(cmd, result_path=out / "result.json", threads=args.threads,
-                     timeout=args.timeout, log_path=work / f"{tag}.log")
+        cmd = [
+            python(),
+            "-m",
+            "bench.fit_worker",
+            method,
+            "none" if epsilon is None else str(epsilon),
+            str(train_csv),
+            str(out),
+        ]
+    cmd += ["--rows", str(args.sample_rows), "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    return run_child(
+        cmd,
+        result_path=out / "result.json",
+        threads=args.threads,
+        timeout=args.timeout,
+        log_path=work / f"{tag}.log",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     for method in methods:
-        for epsilon in ([None] if method in {"real", *NON_DP} else epsilons):
+        for epsilon in [None] if method in {"real", *NON_DP} else epsilons:
             row: dict[str, Any] = {"method": method, "label": LABELS[method], "epsilon": epsilon}
             rows.append(row)
             if method == "real":
@@ -186,19 +236,29 @@ def run(args: argparse.Namespace) -> int:
                 continue
             tick = time.perf_counter()
             res = _job(method, epsilon, args, work, train_csv, spec, sn_python)
-            print(f"  {row['label']} eps={epsilon}: "
-                  f"{'ok' if res.ok else res.error} ({time.perf_counter() - tick:.0f} s)",
-                  flush=True)
-            row.update({k: res.data.get(k) for k in
-                        ("fit_s", "sample_s", "peak_rss_mb", "import_rss_mb", "epsilon_spent")})
+            print(
+                f"  {row['label']} eps={epsilon}: "
+                f"{'ok' if res.ok else res.error} ({time.perf_counter() - tick:.0f} s)",
+                flush=True,
+            )
+            row.update(
+                {
+                    k: res.data.get(k)
+                    for k in ("fit_s", "sample_s", "peak_rss_mb", "import_rss_mb", "epsilon_spent")
+                }
+            )
             if not res.ok:
                 row["error"] = res.error
                 continue
             tag_dir = work / f"{method}-{'nondp' if epsilon is None else f'eps{epsilon:g}'}"
-            syn_path = next(p for p in (tag_dir / "synthetic.parquet", tag_dir / "synthetic.csv")
-                            if p.is_file())
-            raw = (pl.read_parquet(syn_path) if syn_path.suffix == ".parquet"
-                   else pl.read_csv(syn_path, infer_schema=False))
+            syn_path = next(
+                p for p in (tag_dir / "synthetic.parquet", tag_dir / "synthetic.csv") if p.is_file()
+            )
+            raw = (
+                pl.read_parquet(syn_path)
+                if syn_path.suffix == ".parquet"
+                else pl.read_csv(syn_path, infer_schema=False)
+            )
             try:
                 synthetic = type_frame(raw.select(schema.names), schema, "synthetic")
             except Exception as exc:
@@ -213,41 +273,87 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(rows: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path, source: Path,
-           sn_note: str, started: float, *, plot: bool) -> str:
+def _write(
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    out_dir: Path,
+    source: Path,
+    sn_note: str,
+    started: float,
+    *,
+    plot: bool,
+) -> str:
     """Write the table and JSON (after every job, so an interrupted run keeps what it did)."""
-    reference = next((r for r in rows if r["method"] == args.reference and r.get("fit_s")),
-                     next((r for r in rows if r.get("fit_s")), None))
+    reference = next(
+        (r for r in rows if r["method"] == args.reference and r.get("fit_s")),
+        next((r for r in rows if r.get("fit_s")), None),
+    )
     for row in rows:
         if reference and row.get("fit_s"):
             row["fit_ratio"] = row["fit_s"] / reference["fit_s"]
-    info = {"machine": machine(), "threads": args.threads, "source": str(source),
-            "rows": args.rows, "test_rows": args.test_rows, "sample_rows": args.sample_rows,
-            "epochs": args.epochs, "seed": args.seed, "delta": 1e-5, "smartnoise": sn_note,
-            "reference": reference["label"] if reference else None,
-            "wall_s": time.perf_counter() - started}
+    info = {
+        "machine": machine(),
+        "threads": args.threads,
+        "source": str(source),
+        "rows": args.rows,
+        "test_rows": args.test_rows,
+        "sample_rows": args.sample_rows,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "delta": 1e-5,
+        "smartnoise": sn_note,
+        "reference": reference["label"] if reference else None,
+        "wall_s": time.perf_counter() - started,
+    }
     table = _table(rows)
     text = _markdown(info, table)
     (out_dir / "peers.md").write_text(text, encoding="utf-8")
-    (out_dir / "peers.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2),
-                                        encoding="utf-8")
+    (out_dir / "peers.json").write_text(
+        json.dumps({"info": info, "rows": rows}, indent=2), encoding="utf-8"
+    )
     if plot:
         _plot(rows, out_dir / "peers_privacy_utility.png")
     return text
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    headers = ["method", "epsilon", "fit s", "x ref", "sample s", "peak MiB", "2-way TVD ↓",
-               "TSTR AUC ↑", "detection AUC (0.5 best)", "MIA AUC (0.5 best)", "note"]
+    headers = [
+        "method",
+        "epsilon",
+        "fit s",
+        "x ref",
+        "sample s",
+        "peak MiB",
+        "2-way TVD ↓",
+        "TSTR AUC ↑",
+        "detection AUC (0.5 best)",
+        "MIA AUC (0.5 best)",
+        "note",
+    ]
     body = []
     for r in rows:
-        eps = "–" if r["method"] == "real" else ("not DP" if r["epsilon"] is None
-                                                 else f"{r['epsilon']:g}")
+        eps = (
+            "–"
+            if r["method"] == "real"
+            else ("not DP" if r["epsilon"] is None else f"{r['epsilon']:g}")
+        )
         ratio = f"{r['fit_ratio']:.3g}x" if r.get("fit_ratio") else None
         peak = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else None
-        body.append([r["label"], eps, r.get("fit_s"), ratio, r.get("sample_s"), peak,
-                     r.get("marginal_2way_tvd"), r.get("tstr"), r.get("detection_auc"),
-                     r.get("mia_classifier"), r.get("error", "")])
+        body.append(
+            [
+                r["label"],
+                eps,
+                r.get("fit_s"),
+                ratio,
+                r.get("sample_s"),
+                peak,
+                r.get("marginal_2way_tvd"),
+                r.get("tstr"),
+                r.get("detection_auc"),
+                r.get("mia_classifier"),
+                r.get("error", ""),
+            ]
+        )
     return markdown_table(headers, body)
 
 
@@ -266,7 +372,8 @@ def _markdown(info: dict[str, Any], table: str) -> str:
         f"- SmartNoise: {info['smartnoise'] or 'not run'}\n"
         f"- peak MiB: max RSS of the child process that fitted and sampled "
         f"(interpreter and libraries included)\n"
-        f"- total wall time: {info['wall_s']:.0f} s\n\n{table}\n")
+        f"- total wall time: {info['wall_s']:.0f} s\n\n{table}\n"
+    )
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -277,18 +384,26 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     dp_eps = sorted({r["epsilon"] for r in rows if r["epsilon"] is not None})
-    for ax, key, title in ((axes[0], "tstr", "TSTR ROC AUC (higher is better)"),
-                           (axes[1], "marginal_2way_tvd", "2-way marginal TVD (lower is better)")):
+    for ax, key, title in (
+        (axes[0], "tstr", "TSTR ROC AUC (higher is better)"),
+        (axes[1], "marginal_2way_tvd", "2-way marginal TVD (lower is better)"),
+    ):
         for method in dict.fromkeys(r["method"] for r in rows):
-            pts = [(r["epsilon"], r.get(key)) for r in rows
-                   if r["method"] == method and r.get(key) is not None]
+            pts = [
+                (r["epsilon"], r.get(key))
+                for r in rows
+                if r["method"] == method and r.get(key) is not None
+            ]
             if not pts:
                 continue
             label = LABELS[method]
             if pts[0][0] is None:
-                ax.axhline(pts[0][1], linestyle="--" if method == "real" else ":",
-                           color={"real": "black", "ctgan": "tab:gray"}.get(method, "tab:olive"),
-                           label=label)
+                ax.axhline(
+                    pts[0][1],
+                    linestyle="--" if method == "real" else ":",
+                    color={"real": "black", "ctgan": "tab:gray"}.get(method, "tab:olive"),
+                    label=label,
+                )
             else:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         if dp_eps:

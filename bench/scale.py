@@ -32,16 +32,28 @@ STEPS = ["load", "train", "evaluate"]
 
 def register(sub: Any) -> None:
     """Add the ``scale`` sub-command."""
-    p = sub.add_parser("scale", help="census KDD at 30k..300k rows", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=SHARED_DATASETS / "census_kdd.csv.gz",
-                   help="the census KDD file (default ../shared/datasets/census_kdd.csv.gz)")
-    p.add_argument("--sizes", default="30000,100000,300000",
-                   help="comma-separated row counts (capped at the file's rows)")
+    p = sub.add_parser(
+        "scale",
+        help="census KDD at 30k..300k rows",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED_DATASETS / "census_kdd.csv.gz",
+        help="the census KDD file (default ../shared/datasets/census_kdd.csv.gz)",
+    )
+    p.add_argument(
+        "--sizes",
+        default="30000,100000,300000",
+        help="comma-separated row counts (capped at the file's rows)",
+    )
     p.add_argument("--sample-rows", type=int, default=1_000_000)
     p.add_argument("--steps", default=",".join(STEPS), help="subset of load,train,evaluate")
-    p.add_argument("--target", default="income_gt_50k",
-                   help="the column TSTR predicts (skipped when absent)")
+    p.add_argument(
+        "--target", default="income_gt_50k", help="the column TSTR predicts (skipped when absent)"
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1800, help="seconds per step and size")
     p.add_argument("--out", type=Path, help="results root (default bench/results)")
@@ -71,23 +83,40 @@ def run(args: argparse.Namespace) -> int:
         # holdout stays out of every training slice; at full size the file is the whole table.
         train_n = min(n, frame.height - holdout)
         path = work / f"data-{n}.csv"
-        part = (frame if n >= frame.height
-                else pl.concat([frame.head(train_n), frame.tail(holdout)]))
+        part = frame if n >= frame.height else pl.concat([frame.head(train_n), frame.tail(holdout)])
         part.write_csv(path)
         row: dict[str, Any] = {"rows": n, "train_rows": train_n, "file_rows": part.height}
         rows.append(row)
         for step in steps:
             out = work / f"{step}-{n}"
-            cmd = [python(), "-m", "bench.scale_worker", step, str(path), str(out),
-                   "--train-rows", str(train_n), "--sample-rows", str(args.sample_rows),
-                   "--target", args.target]
+            cmd = [
+                python(),
+                "-m",
+                "bench.scale_worker",
+                step,
+                str(path),
+                str(out),
+                "--train-rows",
+                str(train_n),
+                "--sample-rows",
+                str(args.sample_rows),
+                "--target",
+                args.target,
+            ]
             if step == "evaluate" and not (work / f"train-{n}" / "synthetic.parquet").is_file():
                 row["evaluate_error"] = "no synthetic table (train step failed or skipped)"
                 continue
-            res = run_child(cmd, result_path=out / "result.json", threads=args.threads,
-                            timeout=args.timeout, log_path=work / f"{step}-{n}.log")
-            print(f"  {step} {n} rows: {'ok' if res.ok else res.error} ({res.wall_s:.0f} s)",
-                  flush=True)
+            res = run_child(
+                cmd,
+                result_path=out / "result.json",
+                threads=args.threads,
+                timeout=args.timeout,
+                log_path=work / f"{step}-{n}.log",
+            )
+            print(
+                f"  {step} {n} rows: {'ok' if res.ok else res.error} ({res.wall_s:.0f} s)",
+                flush=True,
+            )
             row[step] = res.data
             if not res.ok:
                 row[f"{step}_error"] = res.error
@@ -95,13 +124,20 @@ def run(args: argparse.Namespace) -> int:
     for bulky in [*work.glob("data-*.csv"), *work.glob("train-*/synthetic.parquet")]:
         bulky.unlink()
     print(f"logs in {work}", flush=True)
-    info = {"machine": machine(), "threads": args.threads, "data": str(data),
-            "file_rows": frame.height, "holdout": holdout, "sample_rows": args.sample_rows,
-            "wall_s": time.perf_counter() - started}
+    info = {
+        "machine": machine(),
+        "threads": args.threads,
+        "data": str(data),
+        "file_rows": frame.height,
+        "holdout": holdout,
+        "sample_rows": args.sample_rows,
+        "wall_s": time.perf_counter() - started,
+    }
     text = _markdown(info, rows)
     (out_dir / "scale.md").write_text(text, encoding="utf-8")
-    (out_dir / "scale.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2),
-                                        encoding="utf-8")
+    (out_dir / "scale.json").write_text(
+        json.dumps({"info": info, "rows": rows}, indent=2), encoding="utf-8"
+    )
     print(text)
     print(f"written to {out_dir}")
     return 0
@@ -128,26 +164,47 @@ def _own_peak(row: dict[str, Any]) -> float | None:
 
 def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     m = info["machine"]
-    headers = ["rows read (train rows)", "load+validate+domain s",
-               "(read / infer / domain / validate)", "load peak MiB", "1 DP epoch s",
-               "train peak MiB", "train MiB above pre-fit", "train's own peak MiB",
-               "generator (batch)",
-               f"sample {info['sample_rows']:,} s", "sample peak MiB", "evaluate s",
-               "evaluate peak MiB", "errors"]
+    headers = [
+        "rows read (train rows)",
+        "load+validate+domain s",
+        "(read / infer / domain / validate)",
+        "load peak MiB",
+        "1 DP epoch s",
+        "train peak MiB",
+        "train MiB above pre-fit",
+        "train's own peak MiB",
+        "generator (batch)",
+        f"sample {info['sample_rows']:,} s",
+        "sample peak MiB",
+        "evaluate s",
+        "evaluate peak MiB",
+        "errors",
+    ]
     body = []
     for r in rows:
-        parts = " / ".join(str(_g(r, "load", k)) for k in ("read_s", "infer_s", "domain_s",
-                                                            "validate_s"))
+        parts = " / ".join(
+            str(_g(r, "load", k)) for k in ("read_s", "infer_s", "domain_s", "validate_s")
+        )
         gen = r.get("train", {}).get("generator")
         errors = "; ".join(f"{k[:-6]}: {v}" for k, v in r.items() if k.endswith("_error"))
-        body.append([f"{r['file_rows']:,} ({r['train_rows']:,} train)",
-                     _g(r, "load", "load_total_s"), parts, _g(r, "load", "load_peak_rss_mb"),
-                     _g(r, "train", "epoch_s"), _g(r, "train", "fit_peak_rss_mb"),
-                     _growth(r), _own_peak(r),
-                     f"{gen} ({_g(r, 'train', 'batch_size')})" if gen else None,
-                     _g(r, "train", "sample_s"), _g(r, "train", "sample_peak_rss_mb"),
-                     _g(r, "evaluate", "evaluate_s"), _g(r, "evaluate", "peak_rss_mb"),
-                     errors])
+        body.append(
+            [
+                f"{r['file_rows']:,} ({r['train_rows']:,} train)",
+                _g(r, "load", "load_total_s"),
+                parts,
+                _g(r, "load", "load_peak_rss_mb"),
+                _g(r, "train", "epoch_s"),
+                _g(r, "train", "fit_peak_rss_mb"),
+                _growth(r),
+                _own_peak(r),
+                f"{gen} ({_g(r, 'train', 'batch_size')})" if gen else None,
+                _g(r, "train", "sample_s"),
+                _g(r, "train", "sample_peak_rss_mb"),
+                _g(r, "evaluate", "evaluate_s"),
+                _g(r, "evaluate", "peak_rss_mb"),
+                errors,
+            ]
+        )
     return (
         f"# privsynth at scale: census KDD\n\n"
         f"- machine: {m['host']}, {m['cpu']}, {m['cores']} cores, {m['memory']}; "
@@ -162,5 +219,5 @@ def _markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"that loading left; train's own peak: the peak during training above the RSS when "
         f"it started (the peak restarted via /proc/self/clear_refs), i.e. what training "
         f"itself holds at most\n"
-        f"- total wall time: {info['wall_s']:.0f} s\n\n"
-        + markdown_table(headers, body) + "\n")
+        f"- total wall time: {info['wall_s']:.0f} s\n\n" + markdown_table(headers, body) + "\n"
+    )

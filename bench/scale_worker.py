@@ -73,19 +73,20 @@ def prepare(path: Path, times: dict[str, float]) -> Any:
     fingerprint = fingerprint_frame(frame)
     ledger = PrivacyLedger()
     ledger.set_budget(fingerprint, epsilon=1e6, delta=0.5)
-    schema = learn_domain(frame, skeleton, epsilon=1.0, delta=1e-6, ledger=ledger,
-                          fingerprint=fingerprint)
+    schema = learn_domain(
+        frame, skeleton, epsilon=1.0, delta=1e-6, ledger=ledger, fingerprint=fingerprint
+    )
     times["domain_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     table = Table.from_frame(frame, schema, name=path.name)
     times["validate_s"] = time.perf_counter() - tick
-    times["load_total_s"] = sum(times[k] for k in ("read_s", "infer_s", "domain_s",
-                                                   "validate_s"))
+    times["load_total_s"] = sum(times[k] for k in ("read_s", "infer_s", "domain_s", "validate_s"))
     return table
 
 
-def train(table: Any, n_rows: int, sample_rows: int, out: Path, result: dict[str, Any],
-          threads: int) -> None:
+def train(
+    table: Any, n_rows: int, sample_rows: int, out: Path, result: dict[str, Any], threads: int
+) -> None:
     """One DP epoch on the first ``n_rows`` rows, then sample ``sample_rows`` rows."""
     from privsynth_core import PrivacyBudget, PrivacyLedger, Table
     from privsynth_core.registry import generators
@@ -109,8 +110,7 @@ def train(table: Any, n_rows: int, sample_rows: int, out: Path, result: dict[str
     tick = time.perf_counter()
     summary = gen.fit(part, budget=PrivacyBudget(3.0, 1e-6))
     result["fit_s"] = time.perf_counter() - tick
-    result["epoch_s"] = (summary.wall_seconds / summary.epochs if summary.epochs
-                         else result["fit_s"])
+    result["epoch_s"] = summary.wall_seconds / summary.epochs if summary.epochs else result["fit_s"]
     peak = rss_mb()
     if start is not None:
         result["fit_own_peak_mb"] = peak - start
@@ -122,21 +122,27 @@ def train(table: Any, n_rows: int, sample_rows: int, out: Path, result: dict[str
     synthetic.head(n_rows).write_parquet(out / "synthetic.parquet")
 
 
-def evaluate_step(table: Any, n_rows: int, out: Path, result: dict[str, Any],
-                  target: str) -> None:
+def evaluate_step(table: Any, n_rows: int, out: Path, result: dict[str, Any], target: str) -> None:
     """Every metric and the report's references on ``n_rows`` real vs synthetic rows."""
     import polars as pl
 
     from privsynth_core.evaluation import evaluate
 
-    synthetic = pl.read_parquet(out.parent / out.name.replace("evaluate", "train")
-                                / "synthetic.parquet")
+    synthetic = pl.read_parquet(
+        out.parent / out.name.replace("evaluate", "train") / "synthetic.parquet"
+    )
     real = table.frame.head(n_rows)
     holdout = table.frame.tail(HOLDOUT)
     result["rss_before_mb"] = rss_mb()
     tick = time.perf_counter()
-    res = evaluate(real, synthetic, schema=table.schema, holdout=holdout,
-                   target=target if target in table.schema.names else None, seed=0)
+    res = evaluate(
+        real,
+        synthetic,
+        schema=table.schema,
+        holdout=holdout,
+        target=target if target in table.schema.names else None,
+        seed=0,
+    )
     result["evaluate_s"] = time.perf_counter() - tick
     result["metric_s"] = {k: round(v, 2) for k, v in res.seconds.items()}
     result["skipped"] = [s.metric_id for s in res.skipped]
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         os.environ.setdefault("PRIVSYNTH_HOME", tempfile.mkdtemp(prefix="privsynth-bench-"))
         import polars  # noqa: F401  (import cost outside the timings)
+
         if args.step != "load":
             import torch
 

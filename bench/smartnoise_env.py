@@ -22,8 +22,13 @@ def _works(python: Path) -> str | None:
     """None if ``python`` can import snsynth, else why not."""
     if not python.is_file():
         return "no environment yet"
-    proc = subprocess.run([str(python), "-c", "import snsynth, opacus; print(opacus.__version__)"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [str(python), "-c", "import snsynth, opacus; print(opacus.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if proc.returncode == 0:
         return None
     return (proc.stderr.strip().splitlines() or ["import failed"])[-1]
@@ -41,24 +46,43 @@ def ensure(*, install: bool = True, timeout: float = 1800) -> tuple[Path | None,
         ENV_DIR.parent.mkdir(parents=True, exist_ok=True)
         try:
             if not python.is_file():
-                subprocess.run([interpreter, "-m", "venv", str(ENV_DIR)], check=True,
-                               capture_output=True, timeout=300)
+                subprocess.run(
+                    [interpreter, "-m", "venv", str(ENV_DIR)],
+                    check=True,
+                    capture_output=True,
+                    timeout=300,
+                )
             with open(log, "w", encoding="utf-8") as out:
-                proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES],
-                                      stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
-                                      check=False)
+                proc = subprocess.run(
+                    [str(python), "-m", "pip", "install", "-q", *PACKAGES],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    check=False,
+                )
         except (subprocess.SubprocessError, OSError) as exc:
             return None, f"could not be installed: {type(exc).__name__}: {exc}"
         if proc.returncode != 0:
-            lines = [ln for ln in log.read_text(encoding="utf-8").splitlines()
-                     if ln.startswith("ERROR")]
-            return None, ("could not be installed: "
-                          + (lines[-1] if lines else f"pip exit code {proc.returncode}"))
+            lines = [
+                ln for ln in log.read_text(encoding="utf-8").splitlines() if ln.startswith("ERROR")
+            ]
+            return None, (
+                "could not be installed: "
+                + (lines[-1] if lines else f"pip exit code {proc.returncode}")
+            )
         problem = _works(python)
     if problem is not None:
         return None, f"could not be installed: {problem}"
     versions = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(', '.join(p + ' ' + "
-         "m.version(p) for p in ('smartnoise-synth', 'opacus', 'torch')))"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m; print(', '.join(p + ' ' + "
+            "m.version(p) for p in ('smartnoise-synth', 'opacus', 'torch')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     return python, versions.stdout.strip()

@@ -79,21 +79,29 @@ def main(argv: list[str] | None = None) -> int:
         data = data[[c["name"] for c in spec]]
         cube = args.method in {"mst", "aim"}
         constraints = {
-            c["name"]: (BinTransformer(bins=args.bins, lower=c["lower"], upper=c["upper"])
-                        if cube else
-                        MinMaxTransformer(lower=c["lower"], upper=c["upper"], negative=False))
-            for c in nums}
+            c["name"]: (
+                BinTransformer(bins=args.bins, lower=c["lower"], upper=c["upper"])
+                if cube
+                else MinMaxTransformer(lower=c["lower"], upper=c["upper"], negative=False)
+            )
+            for c in nums
+        }
         transformer = TableTransformer.create(
-            data, style="cube" if cube else "gan", categorical_columns=cats,
-            constraints=constraints)
+            data, style="cube" if cube else "gan", categorical_columns=cats, constraints=constraints
+        )
         kwargs: dict[str, Any] = {"delta": DELTA}
         if not cube:
             kwargs.update(epochs=args.epochs, cuda=False, verbose=False)
         synth = Synthesizer.create(args.method, epsilon=args.epsilon, **kwargs)
         result["import_rss_mb"] = rss_mb()
         tick = time.perf_counter()
-        synth.fit(data, transformer=transformer, categorical_columns=cats,
-                  continuous_columns=[c["name"] for c in nums], preprocessor_eps=0.0)
+        synth.fit(
+            data,
+            transformer=transformer,
+            categorical_columns=cats,
+            continuous_columns=[c["name"] for c in nums],
+            preprocessor_eps=0.0,
+        )
         result["fit_s"] = time.perf_counter() - tick
         tick = time.perf_counter()
         synthetic = synth.sample(args.rows)

@@ -42,16 +42,26 @@ DELTA = 1e-5
 
 def register(sub: Any) -> None:
     """Add the ``tables`` sub-command."""
-    p = sub.add_parser("tables", help="fidelity on every shared table (issue #18)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "tables",
+        help="fidelity on every shared table (issue #18)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--tables", default=",".join(TABLES), help="comma-separated table names")
     p.add_argument("--generators", default="aim", help="comma-separated generator ids")
     p.add_argument("--epsilons", default="1", help="comma-separated epsilons")
     p.add_argument("--rows", type=int, default=15_000, help="rows sampled from each table")
-    p.add_argument("--variants", default="default",
-                   help="';'-separated parameter sets, each 'name=value,...' or 'default'")
-    p.add_argument("--target-aware", action="store_true",
-                   help="give the generators the table's target (params_for_target)")
+    p.add_argument(
+        "--variants",
+        default="default",
+        help="';'-separated parameter sets, each 'name=value,...' or 'default'",
+    )
+    p.add_argument(
+        "--target-aware",
+        action="store_true",
+        help="give the generators the table's target (params_for_target)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="results folder (default bench/results/<date>-tables)")
     p.set_defaults(func=run)
@@ -113,14 +123,18 @@ def float_dtype() -> Any:
     return pl.Float64
 
 
-def _metric(metric_id: str, train: Any, synthetic: Any, holdout: Any, schema: Any,
-            target: str | None) -> float | None:
+def _metric(
+    metric_id: str, train: Any, synthetic: Any, holdout: Any, schema: Any, target: str | None
+) -> float | None:
     from privsynth_core.registry import metrics
 
     try:
-        return float(metrics().get(metric_id)().compute(train, synthetic, schema=schema,
-                                                        holdout=holdout, target=target,
-                                                        seed=0).value)
+        return float(
+            metrics()
+            .get(metric_id)()
+            .compute(train, synthetic, schema=schema, holdout=holdout, target=target, seed=0)
+            .value
+        )
     except Exception as exc:  # one metric failing must not stop the table
         print(f"    {metric_id} failed: {type(exc).__name__}: {exc}", flush=True)
         return None
@@ -129,8 +143,12 @@ def _metric(metric_id: str, train: Any, synthetic: Any, holdout: Any, schema: An
 def _shuffled(train: Any, seed: int) -> Any:
     import polars as pl
 
-    return pl.DataFrame({c: train[c].sample(fraction=1.0, shuffle=True, seed=seed + i)
-                         for i, c in enumerate(train.columns)})
+    return pl.DataFrame(
+        {
+            c: train[c].sample(fraction=1.0, shuffle=True, seed=seed + i)
+            for i, c in enumerate(train.columns)
+        }
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,14 +165,17 @@ def run(args: argparse.Namespace) -> int:
     for name in [t.strip() for t in args.tables.split(",") if t.strip()]:
         train, holdout, schema = _load(name, args.rows, args.seed)
         target = TABLES[name][1] if TABLES[name][1] in schema.names else None
-        floor = _metric("marginal_2way_tvd", train, _shuffled(train, args.seed), holdout,
-                        schema, None)
+        floor = _metric(
+            "marginal_2way_tvd", train, _shuffled(train, args.seed), holdout, schema, None
+        )
         ceiling = _metric("marginal_2way_tvd", train, holdout, holdout, schema, None)
         table = Table.from_frame(train, schema, name=name)
         PrivacyLedger().set_budget(table.fingerprint(), epsilon=1e6, delta=0.5)
-        print(f"{name}: {train.height} training rows, {len(schema.columns)} columns, target "
-              f"{target}; 2-way TVD of a real holdout {fmt(ceiling)}, shuffled {fmt(floor)}",
-              flush=True)
+        print(
+            f"{name}: {train.height} training rows, {len(schema.columns)} columns, target "
+            f"{target}; 2-way TVD of a real holdout {fmt(ceiling)}, shuffled {fmt(floor)}",
+            flush=True,
+        )
         for generator_id in args.generators.split(","):
             cls = generators().get(generator_id.strip())
             for epsilon in (float(e) for e in args.epsilons.split(",")):
@@ -168,29 +189,71 @@ def run(args: argparse.Namespace) -> int:
                     fit_s = time.perf_counter() - tick
                     synthetic = generator.sample(train.height, seed=args.seed)
                     column, ks = _worst_ks(holdout, synthetic, schema)
-                    row = {"table": name, "generator": cls.generator_id, "epsilon": epsilon,
-                           "variant": label, "target_aware": args.target_aware,
-                           "tvd_2way": _metric("marginal_2way_tvd", train, synthetic, holdout,
-                                               schema, None),
-                           "tvd_real_holdout": ceiling, "tvd_shuffled": floor,
-                           "worst_ks": ks, "worst_ks_column": column,
-                           "tstr": _metric("tstr", train, synthetic, holdout, schema, target)
-                           if target else None,
-                           "fit_s": fit_s, "epsilon_spent": summary.epsilon}
+                    row = {
+                        "table": name,
+                        "generator": cls.generator_id,
+                        "epsilon": epsilon,
+                        "variant": label,
+                        "target_aware": args.target_aware,
+                        "tvd_2way": _metric(
+                            "marginal_2way_tvd", train, synthetic, holdout, schema, None
+                        ),
+                        "tvd_real_holdout": ceiling,
+                        "tvd_shuffled": floor,
+                        "worst_ks": ks,
+                        "worst_ks_column": column,
+                        "tstr": _metric("tstr", train, synthetic, holdout, schema, target)
+                        if target
+                        else None,
+                        "fit_s": fit_s,
+                        "epsilon_spent": summary.epsilon,
+                    }
                     rows.append(row)
-                    print(f"  {cls.generator_id} eps={epsilon:g} {label}: 2-way TVD "
-                          f"{fmt(row['tvd_2way'])}, worst KS {fmt(ks)} ({column}), TSTR "
-                          f"{fmt(row['tstr'])}, fit {fit_s:.0f} s", flush=True)
+                    print(
+                        f"  {cls.generator_id} eps={epsilon:g} {label}: 2-way TVD "
+                        f"{fmt(row['tvd_2way'])}, worst KS {fmt(ks)} ({column}), TSTR "
+                        f"{fmt(row['tstr'])}, fit {fit_s:.0f} s",
+                        flush=True,
+                    )
     out = args.out or results_dir(None, "tables")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tables.json").write_text(json.dumps({"machine": machine(), "args": {
-        k: str(v) for k, v in vars(args).items() if k != "func"}, "rows": rows}, indent=1))
-    headers = ["table", "generator", "epsilon", "variant", "2-way TVD", "real holdout",
-               "shuffled", "worst KS (column)", "TSTR", "fit s"]
-    table_rows = [[r["table"], r["generator"], r["epsilon"], r["variant"], fmt(r["tvd_2way"]),
-                   fmt(r["tvd_real_holdout"]), fmt(r["tvd_shuffled"]),
-                   f"{fmt(r['worst_ks'])} ({r['worst_ks_column']})", fmt(r["tstr"]),
-                   fmt(r["fit_s"], 1)] for r in rows]
+    (out / "tables.json").write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
+    headers = [
+        "table",
+        "generator",
+        "epsilon",
+        "variant",
+        "2-way TVD",
+        "real holdout",
+        "shuffled",
+        "worst KS (column)",
+        "TSTR",
+        "fit s",
+    ]
+    table_rows = [
+        [
+            r["table"],
+            r["generator"],
+            r["epsilon"],
+            r["variant"],
+            fmt(r["tvd_2way"]),
+            fmt(r["tvd_real_holdout"]),
+            fmt(r["tvd_shuffled"]),
+            f"{fmt(r['worst_ks'])} ({r['worst_ks_column']})",
+            fmt(r["tstr"]),
+            fmt(r["fit_s"], 1),
+        ]
+        for r in rows
+    ]
     (out / "tables.md").write_text(markdown_table(headers, table_rows) + "\n")
     print(f"\nwrote {out / 'tables.md'}")
     return 0

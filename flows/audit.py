@@ -46,8 +46,9 @@ def write_audit(result: AuditResult, directory: str, overwrite: bool) -> str:
 
 
 @flow(name="audit", log_prints=True)
-def audit(config: AuditConfig, output_dir: str, overwrite: bool = False,
-          home: Path | None = None) -> AuditOutput:
+def audit(
+    config: AuditConfig, output_dir: str, overwrite: bool = False, home: Path | None = None
+) -> AuditOutput:
     """Audit a generator's epsilon claim with canaries; write the report to ``output_dir``.
 
     ``home``: the privsynth home the run works in (default ``$PRIVSYNTH_HOME``; the trainings
@@ -66,8 +67,10 @@ def _audit(config: AuditConfig, output_dir: str, overwrite: bool) -> AuditOutput
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         from privsynth_core.errors import InputFileError
 
-        raise InputFileError(f"output directory {target} already exists and is not empty; "
-                             f"choose another path or pass --overwrite")
+        raise InputFileError(
+            f"output directory {target} already exists and is not empty; "
+            f"choose another path or pass --overwrite"
+        )
     futures = [audit_trial.submit(config, i) for i in range(config.runs)]
     trials = [future.result() for future in futures]
     result = core_audit.summarise(config, trials)
@@ -79,6 +82,7 @@ def _audit(config: AuditConfig, output_dir: str, overwrite: bool) -> AuditOutput
         f"and the attack's figures are custodian-only (computed on the real data and its "
         f"canaries): `{target}` (audit.json, summary.md, roc.png).",
         key=_artifact_key(f"audit-{config.generator}-{target.name}"),
-        description="privsynth privacy audit (custodian-only results not shown)")
+        description="privsynth privacy audit (custodian-only results not shown)",
+    )
     print(f"audit of {config.generator} written to {target} (custodian-only)")
     return AuditOutput(result, target)

@@ -23,8 +23,9 @@ def _schedule(cron: str | None, interval: float | None, timezone: str | None) ->
     from prefect.schedules import Cron, Interval
 
     if (cron is None) == (interval is None):
-        raise ConfigError("give exactly one schedule: --cron 'MIN HOUR DOM MON DOW' or "
-                          "--interval SECONDS")
+        raise ConfigError(
+            "give exactly one schedule: --cron 'MIN HOUR DOM MON DOW' or --interval SECONDS"
+        )
     if cron is not None:
         try:
             return Cron(cron, timezone=timezone)
@@ -50,13 +51,20 @@ def require_server() -> str:
             "scheduled runs need a Prefect server, and none is configured: start one with "
             "`prefect server start` and point privsynth at it with "
             "`export PREFECT_API_URL=http://127.0.0.1:4200/api` (or `prefect config set "
-            "PREFECT_API_URL=...`); the temporary server of a single run never schedules runs")
+            "PREFECT_API_URL=...`); the temporary server of a single run never schedules runs"
+        )
     return str(url)
 
 
-def build_deployment(config: RunConfig, *, name: str, cron: str | None = None,
-                     interval: float | None = None, timezone: str | None = None,
-                     work_pool: str | None = None) -> Any:
+def build_deployment(
+    config: RunConfig,
+    *,
+    name: str,
+    cron: str | None = None,
+    interval: float | None = None,
+    timezone: str | None = None,
+    work_pool: str | None = None,
+) -> Any:
     """The ``synthesize`` deployment for ``config`` (a ``RunnerDeployment``), not yet applied.
 
     The flow is referenced by module path (``privsynth_flows.synthesize.synthesize``), so any
@@ -67,14 +75,17 @@ def build_deployment(config: RunConfig, *, name: str, cron: str | None = None,
     from .synthesize import synthesize
 
     return synthesize.to_deployment(
-        name=name, schedules=[_schedule(cron, interval, timezone)],
+        name=name,
+        schedules=[_schedule(cron, interval, timezone)],
         parameters={"config": config.model_dump(mode="json")},
         description=f"privsynth: {config.generator} at epsilon={config.epsilon} on "
-                    f"{config.input.name}, published to {config.output_dir}",
-        tags=["privsynth"], work_pool_name=work_pool,
+        f"{config.input.name}, published to {config.output_dir}",
+        tags=["privsynth"],
+        work_pool_name=work_pool,
         # One run at a time: runs of one config publish to the same run directory.
         concurrency_limit=1,
-        entrypoint_type=EntrypointType.MODULE_PATH)
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
 
 
 def serve(deployment: Any) -> None:

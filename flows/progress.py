@@ -32,7 +32,8 @@ log = logging.getLogger("privsynth")
 MIN_INTERVAL = 0.5
 _DESCRIPTION = re.compile(
     r"^(?P<unit>[a-z]+) (?P<done>\d+) of (?P<planned>\d+) · step (?P<step>\d+)"
-    r"(?: · epsilon (?P<epsilon>[0-9.e+-]+)(?: of (?P<target>[0-9.e+-]+))?)?$")
+    r"(?: · epsilon (?P<epsilon>[0-9.e+-]+)(?: of (?P<target>[0-9.e+-]+))?)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,14 @@ def parse_progress(description: str | None) -> FitProgress | None:
     if found is None:
         return None
     eps, target = found["epsilon"], found["target"]
-    return FitProgress(found["unit"], int(found["done"]), int(found["planned"]),
-                       int(found["step"]), float(eps) if eps else None,
-                       float(target) if target else None)
+    return FitProgress(
+        found["unit"],
+        int(found["done"]),
+        int(found["planned"]),
+        int(found["step"]),
+        float(eps) if eps else None,
+        float(target) if target else None,
+    )
 
 
 class FitReporter:
@@ -82,8 +88,13 @@ class FitReporter:
         min_interval: seconds between two artifact updates.
     """
 
-    def __init__(self, target: float | None, losses_file: str | Path | None = None, *,
-                 min_interval: float = MIN_INTERVAL) -> None:
+    def __init__(
+        self,
+        target: float | None,
+        losses_file: str | Path | None = None,
+        *,
+        min_interval: float = MIN_INTERVAL,
+    ) -> None:
         self.target = target
         self.losses_file = Path(losses_file) if losses_file else None
         self.min_interval = min_interval
@@ -97,11 +108,14 @@ class FitReporter:
         if self.losses_file is not None and progress.losses:
             self._append_losses(progress)
         self.latest = FitProgress(
-            progress.unit or "epoch", int(progress.epoch), int(progress.epochs),
+            progress.unit or "epoch",
+            int(progress.epoch),
+            int(progress.epochs),
             int(progress.step),
-            None if progress.epsilon is None else float(progress.epsilon), self.target)
-        if time.monotonic() - self._last >= self.min_interval or \
-                progress.epoch >= progress.epochs:
+            None if progress.epsilon is None else float(progress.epsilon),
+            self.target,
+        )
+        if time.monotonic() - self._last >= self.min_interval or progress.epoch >= progress.epochs:
             self._publish(self.latest)
 
     def finish(self) -> None:
@@ -109,13 +123,17 @@ class FitReporter:
         if self.latest is None:
             return
         done = self.latest
-        self._publish(FitProgress(done.unit, done.planned, done.planned, done.step,
-                                  done.epsilon, done.target))
+        self._publish(
+            FitProgress(done.unit, done.planned, done.planned, done.step, done.epsilon, done.target)
+        )
 
     def _append_losses(self, progress: Progress) -> None:
         assert self.losses_file is not None
-        line = {"unit": progress.unit, "epoch": progress.epoch,
-                "losses": {k: float(v) for k, v in progress.losses.items()}}
+        line = {
+            "unit": progress.unit,
+            "epoch": progress.epoch,
+            "losses": {k: float(v) for k, v in progress.losses.items()},
+        }
         self.losses_file.parent.mkdir(parents=True, exist_ok=True)
         with self.losses_file.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(line) + "\n")
@@ -129,14 +147,19 @@ class FitReporter:
         try:
             if self._artifact is None:
                 self._artifact = create_progress_artifact(
-                    progress=100 * progress.fraction, description=progress.describe())
+                    progress=100 * progress.fraction, description=progress.describe()
+                )
             else:
-                update_progress_artifact(self._artifact, progress=100 * progress.fraction,
-                                         description=progress.describe())
+                update_progress_artifact(
+                    self._artifact,
+                    progress=100 * progress.fraction,
+                    description=progress.describe(),
+                )
         except Exception as exc:  # progress is a display: never let it stop a paid fit
             self._broken = True
-            log.warning("training progress is not shown in Prefect (%s: %s)",
-                        type(exc).__name__, exc)
+            log.warning(
+                "training progress is not shown in Prefect (%s: %s)", type(exc).__name__, exc
+            )
 
 
 def read_losses(path: str | Path) -> list[dict[str, Any]]:

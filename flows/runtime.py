@@ -40,8 +40,13 @@ TASK_RUNNERS = ("thread", "dask")
 ALLOWED_FAILURES = 0
 
 
-_PREFECT_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.engine",
-                    "prefect.task_engine", "prefect.flow_engine")
+_PREFECT_LOGGERS = (
+    "prefect.task_runs",
+    "prefect.flow_runs",
+    "prefect.engine",
+    "prefect.task_engine",
+    "prefect.flow_engine",
+)
 
 
 class UserErrorFilter(logging.Filter):
@@ -78,8 +83,9 @@ def prefect_session() -> Iterator[None]:
         else:
             # The temporary server sends no usage telemetry: privsynth runs next to private
             # data, often on machines with no way out.
-            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-                                     PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+            with temporary_settings(
+                {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_ANALYTICS_ENABLED: False}
+            ):
                 yield
     finally:
         for logger in loggers:
@@ -136,21 +142,26 @@ def make_task_runner(
     try:
         from prefect_dask.task_runners import DaskTaskRunner
     except ImportError:
-        raise ConfigError("the dask task runner needs prefect-dask: pip install prefect-dask"
-                          ) from None
+        raise ConfigError(
+            "the dask task runner needs prefect-dask: pip install prefect-dask"
+        ) from None
     address = address or os.environ.get(DASK_ADDRESS_ENV) or None
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                          cluster_kwargs={"n_workers": n_workers, "processes": processes,
-                                          "threads_per_worker": 1, "dashboard_address": None,
-                                          "scheduler_kwargs": {
-                                              "allowed_failures": ALLOWED_FAILURES}})
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": n_workers,
+            "processes": processes,
+            "threads_per_worker": 1,
+            "dashboard_address": None,
+            "scheduler_kwargs": {"allowed_failures": ALLOWED_FAILURES},
+        },
+    )
 
 
 @contextmanager
-def partition_executor(address: str | None, *,
-                       timeout: float = 30) -> Iterator[Executor | None]:
+def partition_executor(address: str | None, *, timeout: float = 30) -> Iterator[Executor | None]:
     """An executor on the Dask cluster at ``address`` for reading partitions, or None.
 
     The partitions' tasks (:mod:`privsynth_core.partitions`) are plain functions; a
@@ -170,8 +181,9 @@ def partition_executor(address: str | None, *,
     try:
         from distributed import Client, get_worker, worker_client
     except ImportError:
-        raise ConfigError("reading partitions on a Dask cluster needs dask.distributed: "
-                          "pip install distributed") from None
+        raise ConfigError(
+            "reading partitions on a Dask cluster needs dask.distributed: pip install distributed"
+        ) from None
     try:
         get_worker()
     except ValueError:
@@ -188,7 +200,8 @@ def partition_executor(address: str | None, *,
     except (OSError, TimeoutError) as exc:
         raise ConfigError(
             f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}); check the "
-            f"address (tcp://HOST:8786) and that the scheduler is running") from None
+            f"address (tcp://HOST:8786) and that the scheduler is running"
+        ) from None
     try:
         yield client.get_executor(pure=False)  # type: ignore[no-untyped-call]
     finally:

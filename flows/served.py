@@ -89,8 +89,11 @@ async def _serve(name: str) -> None:
     runner = Runner(name=f"privsynth-{name}", pause_on_shutdown=False)
     for flow_name in FLOWS:
         deployment = await _flow(flow_name).ato_deployment(
-            name=name, entrypoint_type=EntrypointType.MODULE_PATH, tags=["privsynth"],
-            description=f"privsynth's {flow_name} flow, served for the application {name}")
+            name=name,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            tags=["privsynth"],
+            description=f"privsynth's {flow_name} flow, served for the application {name}",
+        )
         await runner.aadd_deployment(deployment)
     loop = asyncio.get_running_loop()
     closed = asyncio.Event()
@@ -141,8 +144,9 @@ async def _let_ended_runs_exit(runner: Any, timeout: float = 30) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m privsynth_flows.served NAME``: serve the flows until stdin closes."""
-    parser = argparse.ArgumentParser(prog="python -m privsynth_flows.served",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m privsynth_flows.served", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("name", help="the deployments' name (the application's service name)")
     args = parser.parse_args(argv)
     asyncio.run(_serve(args.name))
@@ -198,8 +202,9 @@ class FlowService:
         env: extra environment of the runner and its runs.
     """
 
-    def __init__(self, name: str, *, log_path: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, *, log_path: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log_path = log_path
         self.env = dict(env or {})
@@ -216,8 +221,11 @@ class FlowService:
     @property
     def started(self) -> bool:
         """Whether the runner is up."""
-        return self._process is not None and self._process.poll() is None and \
-            len(self._deployments) == len(FLOWS)
+        return (
+            self._process is not None
+            and self._process.poll() is None
+            and len(self._deployments) == len(FLOWS)
+        )
 
     def start(self, timeout: float = 180) -> None:
         """Start the runner (and Prefect's local server if none is configured); return when its
@@ -240,16 +248,24 @@ class FlowService:
                     self._local.start(timeout=int(timeout))
                 self._api_url = str(self._local.api_url)
             self.mark_orphans_crashed()
-            env = {**os.environ, "PREFECT_API_URL": self._api_url, "PYTHONUNBUFFERED": "1",
-                   **self.env}
+            env = {
+                **os.environ,
+                "PREFECT_API_URL": self._api_url,
+                "PYTHONUNBUFFERED": "1",
+                **self.env,
+            }
             env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", RUNNER_POLL_SECONDS)
             if self.log_path is not None:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
                 self._log = self.log_path.open("ab")
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "privsynth_flows.served", self.name],
-                stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT if self._log
-                else None, env=env, start_new_session=True)
+                stdin=subprocess.PIPE,
+                stdout=self._log,
+                stderr=subprocess.STDOUT if self._log else None,
+                env=env,
+                start_new_session=True,
+            )
             self._wait_for_deployments(timeout)
 
     def _wait_for_deployments(self, timeout: float) -> None:
@@ -264,13 +280,15 @@ class FlowService:
                     self._stop_runner()
                     raise FlowServiceError(
                         f"the flow runner did not start (see {self.log_path or 'the log'}); "
-                        f"flow runs cannot be started")
+                        f"flow runs cannot be started"
+                    )
                 for flow_name in FLOWS:
                     if flow_name in found:
                         continue
                     try:
                         found[flow_name] = str(
-                            client.read_deployment_by_name(f"{flow_name}/{self.name}").id)
+                            client.read_deployment_by_name(f"{flow_name}/{self.name}").id
+                        )
                     except ObjectNotFound:
                         time.sleep(0.2)
         self._deployments = found
@@ -314,12 +332,21 @@ class FlowService:
         with self.client() as client:
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[self.name])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType(s) for s in _ORPHANED]))))
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType(s) for s in _ORPHANED])
+                    )
+                ),
+            )
             for run in runs:
-                client.set_flow_run_state(run.id, Crashed(
-                    message="the application that ran this flow run stopped while it was in "
-                            "flight"), force=True)
+                client.set_flow_run_state(
+                    run.id,
+                    Crashed(
+                        message="the application that ran this flow run stopped while it was in "
+                        "flight"
+                    ),
+                    force=True,
+                )
         return [str(run.id) for run in runs]
 
     @contextmanager
@@ -330,14 +357,23 @@ class FlowService:
 
         if self._api_url is None:
             raise FlowServiceError("the flow service is not started")
-        with SyncPrefectClient(self._api_url, auth_string=PREFECT_API_AUTH_STRING.value(),
-                               api_key=PREFECT_API_KEY.value()) as client:
+        with SyncPrefectClient(
+            self._api_url,
+            auth_string=PREFECT_API_AUTH_STRING.value(),
+            api_key=PREFECT_API_KEY.value(),
+        ) as client:
             yield client
 
     # -- flow runs ---------------------------------------------------------------------------
 
-    def submit(self, flow_name: str, parameters: dict[str, Any], *, run_name: str,
-               tags: list[str] | None = None) -> str:
+    def submit(
+        self,
+        flow_name: str,
+        parameters: dict[str, Any],
+        *,
+        run_name: str,
+        tags: list[str] | None = None,
+    ) -> str:
         """Create a flow run of the served ``flow_name`` (the runner starts it within about a
         second); return its id. Parameters are stored on the server: settings and paths only.
 
@@ -347,8 +383,11 @@ class FlowService:
         self.start()
         with self.client() as client:
             run = client.create_flow_run_from_deployment(
-                self._deployments[flow_name], parameters=parameters, name=run_name,  # type: ignore[arg-type]
-                tags=tags or [])
+                self._deployments[flow_name],  # type: ignore[arg-type]
+                parameters=parameters,
+                name=run_name,
+                tags=tags or [],
+            )
         return str(run.id)
 
     def read(self, flow_run_id: str, *, details: bool = True) -> RunView:
@@ -364,19 +403,27 @@ class FlowService:
         with self.client() as client:
             run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
             state = run.state
-            view = RunView(flow_run_id, state.type.value if state else "SCHEDULED",
-                           (state.name or state.type.value.title()) if state else "Scheduled",
-                           _message(state.message if state else None))
+            view = RunView(
+                flow_run_id,
+                state.type.value if state else "SCHEDULED",
+                (state.name or state.type.value.title()) if state else "Scheduled",
+                _message(state.message if state else None),
+            )
             if not details:
                 return view
-            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[run.id])))
-            tasks.sort(key=lambda t: (t.start_time or t.expected_start_time or t.created or 0))
-            view.tasks = [(t.name.rsplit("-", 1)[0], t.state.type.value if t.state else "")
-                          for t in tasks]
-            found = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]),
-                type=ArtifactFilterType(any_=["progress"])))
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            )
+            tasks.sort(key=lambda t: t.start_time or t.expected_start_time or t.created or 0)
+            view.tasks = [
+                (t.name.rsplit("-", 1)[0], t.state.type.value if t.state else "") for t in tasks
+            ]
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]),
+                    type=ArtifactFilterType(any_=["progress"]),
+                )
+            )
         for artifact in found:
             progress = parse_progress(artifact.description)
             if progress is not None:
@@ -403,8 +450,9 @@ class FlowService:
             if state is None or state.is_final() or state.is_cancelling():
                 return
             if state.is_scheduled():
-                client.set_flow_run_state(run.id, Cancelled(
-                    message="cancelled before it started"), force=True)
+                client.set_flow_run_state(
+                    run.id, Cancelled(message="cancelled before it started"), force=True
+                )
             else:
                 client.set_flow_run_state(run.id, Cancelling(message="cancelled by the user"))
 
@@ -427,9 +475,12 @@ class FlowService:
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[self.name])),
                 flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(
-                        any_=[StateType(s) for s in ACTIVE])),
-                    tags=FlowRunFilterTags(all_=tags) if tags else None))
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType(s) for s in ACTIVE])
+                    ),
+                    tags=FlowRunFilterTags(all_=tags) if tags else None,
+                ),
+            )
         return [str(run.id) for run in runs]
 
     def ui_url(self, flow_run_id: str) -> str | None:
@@ -461,15 +512,24 @@ class InlineFlows:
     def stop(self, timeout: float = 0) -> None:
         """Nothing to stop."""
 
-    def submit(self, flow_name: str, parameters: dict[str, Any], *, run_name: str,
-               tags: list[str] | None = None) -> str:
+    def submit(
+        self,
+        flow_name: str,
+        parameters: dict[str, Any],
+        *,
+        run_name: str,
+        tags: list[str] | None = None,
+    ) -> str:
         """Run the flow now, here; return its flow run's id (its state: :meth:`read`)."""
         flow = _flow(flow_name).with_options(flow_run_name=run_name)
         state = flow(**parameters, return_state=True)
         flow_run_id = str(state.state_details.flow_run_id)
-        self._views[flow_run_id] = RunView(flow_run_id, state.type.value,
-                                           state.name or state.type.value.title(),
-                                           _message(state.message))
+        self._views[flow_run_id] = RunView(
+            flow_run_id,
+            state.type.value,
+            state.name or state.type.value.title(),
+            _message(state.message),
+        )
         return flow_run_id
 
     def read(self, flow_run_id: str, *, details: bool = True) -> RunView:
@@ -498,7 +558,7 @@ def _message(text: str | None) -> str:
     text = text or ""
     for prefix in ("Flow run encountered an exception: ", "Task run encountered an exception: "):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
             head, sep, rest = text.partition(": ")
             if sep and head.isidentifier():
                 text = rest

@@ -55,8 +55,9 @@ def run_cell(config: RunConfig) -> RunResult:
 
 
 @task(**tasks.IO)
-def write_sweep_summary(results: list[tuple[RunConfig, RunResult | None, str | None]],
-                        directory: str) -> tuple[Path, Path | None]:
+def write_sweep_summary(
+    results: list[tuple[RunConfig, RunResult | None, str | None]], directory: str
+) -> tuple[Path, Path | None]:
     """Write summary.csv and the privacy-utility plot (computed on real data: custodian-only)."""
     return write_summary(results, directory)
 
@@ -65,18 +66,29 @@ def _markdown(rows: list[dict[str, object]]) -> str:
     """The sweep for the Prefect UI: each cell's settings, status and end-to-end epsilon. No
     metric goes into an artifact (they are computed on the real rows): see summary.csv."""
     head = ["generator", "epsilon", "seed", "status", "epsilon spent (end to end)"]
-    lines = [f"# privsynth sweep ({len(rows)} runs)", "",
-             f"Metrics ({NOT_DP_LABEL}) are in the sweep's summary.csv, not here.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# privsynth sweep ({len(rows)} runs)",
+        "",
+        f"Metrics ({NOT_DP_LABEL}) are in the sweep's summary.csv, not here.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in rows:
         values = [r["generator"], r["epsilon"], r["seed"], r["status"], r["epsilon_spent"]]
-        lines.append("| " + " | ".join("-" if v is None else f"{v:.4g}" if isinstance(v, float)
-                                        else str(v) for v in values) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in values
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
-def _cell_error(cell: RunConfig, exc: BaseException, *, fingerprint: str, schema: str
-                ) -> tuple[str, list[int]]:
+def _cell_error(
+    cell: RunConfig, exc: BaseException, *, fingerprint: str, schema: str
+) -> tuple[str, list[int]]:
     """A failed cell's error for the summary, naming the reservation its fit left open."""
     text = str(exc) if isinstance(exc, PrivsynthError) else f"{type(exc).__name__}: {exc}"
     entries = cell_reservations(cell, fingerprint=fingerprint, schema_path=schema)
@@ -98,13 +110,18 @@ def sweep(sweep_config: SweepConfig) -> SweepResult:
         check_output_dir(cell)
     first = cells[0]
     info = tasks.load_input(first)
-    tasks.validate_input(first, info.fingerprint,
-                         str(sweep_config.output_dir.parent / f".{sweep_config.output_dir.name}"
-                             f".validation.log"))
+    tasks.validate_input(
+        first,
+        info.fingerprint,
+        str(sweep_config.output_dir.parent / f".{sweep_config.output_dir.name}.validation.log"),
+    )
     domain_dir = pipeline.cache_dir() / "domains" / pipeline.domain_key(first, info.fingerprint)
     cached = pipeline.is_complete_domain(domain_dir)
-    cost = check_grid_budget(cells, fingerprint=info.fingerprint,
-                             schema_path=domain_dir / pipeline.SCHEMA_FILE if cached else None)
+    cost = check_grid_budget(
+        cells,
+        fingerprint=info.fingerprint,
+        schema_path=domain_dir / pipeline.SCHEMA_FILE if cached else None,
+    )
     print(f"the sweep's {len(cells)} runs can spend at most {cost}; the budget covers it")
     # Resolved once here, so parallel cells share it instead of each paying for a DP domain.
     schema = tasks.resolve_domain(first, str(domain_dir), pipeline.new_run_id())
@@ -120,10 +137,13 @@ def sweep(sweep_config: SweepConfig) -> SweepResult:
             held = ", ".join(f"#{i}" for i in open_ids)
             failed.append(f"{cell.label} (open reservation {held})" if held else cell.label)
     summary, plot = write_sweep_summary(results, str(sweep_config.output_dir))
-    create_markdown_artifact(_markdown(summary_rows(results)),
-                             key=_artifact_key(f"sweep-{sweep_config.output_dir.name}"),
-                             description=f"privsynth sweep ({NOT_DP_LABEL})")
+    create_markdown_artifact(
+        _markdown(summary_rows(results)),
+        key=_artifact_key(f"sweep-{sweep_config.output_dir.name}"),
+        description=f"privsynth sweep ({NOT_DP_LABEL})",
+    )
     if failed:
-        raise GeneratorError(f"{len(failed)} of {len(cells)} sweep runs failed: "
-                             f"{', '.join(failed)}; see {summary}")
+        raise GeneratorError(
+            f"{len(failed)} of {len(cells)} sweep runs failed: {', '.join(failed)}; see {summary}"
+        )
     return SweepResult(sweep_config.output_dir, summary, plot, [r for _, r, _ in results])

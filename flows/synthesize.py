@@ -58,26 +58,35 @@ def run_markdown(result: RunResult) -> str:
     privacy = result.release["privacy"]
     lines = [f"# privsynth run `{result.manifest['name']}`", ""]
     if result.release.get("differentially_private"):
-        lines.append(f"**End-to-end guarantee of the release:** epsilon = "
-                     f"{privacy['epsilon']:.6g}, delta = {privacy['delta']:.3g} "
-                     f"({privacy['composition']}; {privacy['neighbours']})")
+        lines.append(
+            f"**End-to-end guarantee of the release:** epsilon = "
+            f"{privacy['epsilon']:.6g}, delta = {privacy['delta']:.3g} "
+            f"({privacy['composition']}; {privacy['neighbours']})"
+        )
         lines += ["", "| part | mechanism | epsilon | delta |", "|---|---|---|---|"]
         for part in privacy["parts"]:
-            lines.append(f"| {part['step']} | {part['mechanism']} | {part['epsilon']:.4g} | "
-                         f"{part['delta']:.3g} |")
+            lines.append(
+                f"| {part['step']} | {part['mechanism']} | {part['epsilon']:.4g} | "
+                f"{part['delta']:.3g} |"
+            )
     else:
         lines.append("**NOT differentially private**: do not release these outputs.")
-    lines += ["", f"Release (shareable): `{result.release_dir}`",
-              f"Custodian folder ({NOT_DP_LABEL}; the metrics and report are there): "
-              f"`{result.custodian_dir}`"]
+    lines += [
+        "",
+        f"Release (shareable): `{result.release_dir}`",
+        f"Custodian folder ({NOT_DP_LABEL}; the metrics and report are there): "
+        f"`{result.custodian_dir}`",
+    ]
     return "\n".join(lines)
 
 
-def _evaluate_and_report(config: RunConfig, schema: str, synthetic: str, model: str,
-                         destination: str) -> str:
-    futures = [tasks.evaluate_metric.submit(config, schema, synthetic, model, metric_id,
-                                            required)
-               for metric_id, required in pipeline.metric_plan(config)]
+def _evaluate_and_report(
+    config: RunConfig, schema: str, synthetic: str, model: str, destination: str
+) -> str:
+    futures = [
+        tasks.evaluate_metric.submit(config, schema, synthetic, model, metric_id, required)
+        for metric_id, required in pipeline.metric_plan(config)
+    ]
     parts = [future.result() for future in futures]
     return tasks.write_report(config, schema, synthetic, model, parts, destination)
 
@@ -85,9 +94,13 @@ def _evaluate_and_report(config: RunConfig, schema: str, synthetic: str, model: 
 # retries=0 here and on the fit's task, whatever PREFECT_FLOWS_DEFAULT_RETRIES says: a retry
 # of a flow that reserved budget must not train again (the model store refuses it anyway).
 @flow(name="synthesize", log_prints=True, retries=0)
-def synthesize(config: RunConfig | None = None, resume: bool = False,
-               config_file: Path | None = None, home: Path | None = None,
-               losses_file: Path | None = None) -> RunResult:
+def synthesize(
+    config: RunConfig | None = None,
+    resume: bool = False,
+    config_file: Path | None = None,
+    home: Path | None = None,
+    losses_file: Path | None = None,
+) -> RunResult:
     """Run one synthesis: a DP synthetic table, its model, manifest, metrics and report.
 
     Args:
@@ -106,8 +119,11 @@ def synthesize(config: RunConfig | None = None, resume: bool = False,
     if (config is None) == (config_file is None):
         raise ConfigError("give the run configuration, or its file (config_file), not both")
     with using_home(home):
-        return _synthesize(config or load_run_config(Path(str(config_file))), resume,
-                           None if losses_file is None else str(losses_file))
+        return _synthesize(
+            config or load_run_config(Path(str(config_file))),
+            resume,
+            None if losses_file is None else str(losses_file),
+        )
 
 
 def _synthesize(config: RunConfig, resume: bool, losses_file: str | None) -> RunResult:
@@ -128,38 +144,56 @@ def _synthesize(config: RunConfig, resume: bool, losses_file: str | None) -> Run
         tasks.validate_input(config, info.fingerprint, str(work / VALIDATION_LOG))
         # The same line whatever the rows hold: what conforming changed (counts, examples) is
         # derived from the rows outside any DP mechanism, so it stays in the custodian's file.
-        logger.info("the input was checked against its schema; what conforming changes, if "
-                    "anything, is in the run's %s/%s (never sent to Prefect)", CUSTODIAN_DIR,
-                    VALIDATION_LOG)
+        logger.info(
+            "the input was checked against its schema; what conforming changes, if "
+            "anything, is in the run's %s/%s (never sent to Prefect)",
+            CUSTODIAN_DIR,
+            VALIDATION_LOG,
+        )
         tick("validate")
-        domain_dir = (pipeline.cache_dir() / "domains"
-                      / pipeline.domain_key(config, info.fingerprint))
+        domain_dir = (
+            pipeline.cache_dir() / "domains" / pipeline.domain_key(config, info.fingerprint)
+        )
         if config.epsilon is not None and not resume:
             # Refuse a run the budget cannot cover before a DP domain is paid for in vain. (A
             # resumed fit continues under its own reservation, already counted.)
-            check_grid_budget([config], fingerprint=info.fingerprint, schema_path=(
-                domain_dir / pipeline.SCHEMA_FILE if pipeline.is_complete_domain(domain_dir)
-                else None))
+            check_grid_budget(
+                [config],
+                fingerprint=info.fingerprint,
+                schema_path=(
+                    domain_dir / pipeline.SCHEMA_FILE
+                    if pipeline.is_complete_domain(domain_dir)
+                    else None
+                ),
+            )
         schema = tasks.resolve_domain(config, str(domain_dir), run_id)
         tick("domain")
-        model = tasks.fit_model(config, schema, run_id, str(work / CHECKPOINTS_DIR),
-                                losses_file)
+        model = tasks.fit_model(config, schema, run_id, str(work / CHECKPOINTS_DIR), losses_file)
         tick("fit")
-        synthetic = tasks.sample_synthetic(model, config.rows, config.seed,
-                                           str(work / pipeline.SYNTHETIC_FILE))
+        synthetic = tasks.sample_synthetic(
+            model, config.rows, config.seed, str(work / pipeline.SYNTHETIC_FILE)
+        )
         tick("sample")
         report = _evaluate_and_report(config, schema, synthetic, model, str(work / "report"))
         tick("evaluate+report")
         result = tasks.publish(config, run_id, info, schema, model, synthetic, report, timings)
-    create_markdown_artifact(run_markdown(result), key=_artifact_key(config.label),
-                             description=f"privsynth run {config.label} ({NOT_DP_LABEL})")
+    create_markdown_artifact(
+        run_markdown(result),
+        key=_artifact_key(config.label),
+        description=f"privsynth run {config.label} ({NOT_DP_LABEL})",
+    )
     return result
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(run_dir: Path, metrics: list[str] | None = None, target: str | None = None,
-             synthetic: Path | None = None, all_metrics: bool = False,
-             home: Path | None = None) -> Path:
+def evaluate(
+    run_dir: Path,
+    metrics: list[str] | None = None,
+    target: str | None = None,
+    synthetic: Path | None = None,
+    all_metrics: bool = False,
+    home: Path | None = None,
+) -> Path:
     """Re-score a published run against the real data, replacing its ``report/`` atomically.
 
     Args:
@@ -186,13 +220,17 @@ def evaluate(run_dir: Path, metrics: list[str] | None = None, target: str | None
         model = str(run_dir / RELEASE_DIR / "model")
         schema = str(run_dir / CUSTODIAN_DIR / "schema.yaml")
         table = synthetic or run_dir / RELEASE_DIR / pipeline.SYNTHETIC_FILE
-        return Path(_evaluate_and_report(config, schema, str(table), model,
-                                         str(run_dir / CUSTODIAN_DIR / "report")))
+        return Path(
+            _evaluate_and_report(
+                config, schema, str(table), model, str(run_dir / CUSTODIAN_DIR / "report")
+            )
+        )
 
 
 @flow(name="generate", log_prints=True, retries=0)
-def generate(model_dir: Path, rows: int | None, seed: int, destination: Path,
-             home: Path | None = None) -> Path:
+def generate(
+    model_dir: Path, rows: int | None, seed: int, destination: Path, home: Path | None = None
+) -> Path:
     """Draw ``rows`` synthetic rows from a saved model into ``destination`` (CSV).
 
     Post-processing of the DP model: it reads no private data and spends nothing.

@@ -48,8 +48,9 @@ def _retry_delays() -> list[float]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise PrivsynthError(f"{RETRY_DELAYS_ENV} must be comma-separated seconds, got {text!r}"
-                             ) from None
+        raise PrivsynthError(
+            f"{RETRY_DELAYS_ENV} must be comma-separated seconds, got {text!r}"
+        ) from None
 
 
 def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -59,8 +60,11 @@ def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bo
 
 
 _DELAYS = _retry_delays()
-IO: dict[str, Any] = {"retries": len(_DELAYS), "retry_delay_seconds": _DELAYS,
-                      "retry_condition_fn": _transient}
+IO: dict[str, Any] = {
+    "retries": len(_DELAYS),
+    "retry_delay_seconds": _DELAYS,
+    "retry_condition_fn": _transient,
+}
 
 
 @task(**IO)
@@ -86,8 +90,13 @@ def resolve_domain(config: RunConfig, destination: str, run_id: str) -> str:
 
 
 @task(retries=0)
-def fit_model(config: RunConfig, schema_path: str, run_id: str,
-              checkpoint_dir: str | None, losses_file: str | None = None) -> str:
+def fit_model(
+    config: RunConfig,
+    schema_path: str,
+    run_id: str,
+    checkpoint_dir: str | None,
+    losses_file: str | None = None,
+) -> str:
     """Train the generator (reserve, train, settle), or reuse the stored model: never retried.
 
     Progress goes to a Prefect progress artifact (units, steps, epsilon: no loss); the losses,
@@ -97,8 +106,9 @@ def fit_model(config: RunConfig, schema_path: str, run_id: str,
     from .progress import FitReporter
 
     reporter = FitReporter(config.epsilon, losses_file)
-    model = pipeline.fit_model(config, schema_path, run_id=run_id,
-                               checkpoint_dir=checkpoint_dir, progress=reporter)
+    model = pipeline.fit_model(
+        config, schema_path, run_id=run_id, checkpoint_dir=checkpoint_dir, progress=reporter
+    )
     reporter.finish()
     return str(model)
 
@@ -110,27 +120,70 @@ def sample_synthetic(model_dir: str, rows: int | None, seed: int, destination: s
 
 
 @task(**IO)
-def evaluate_metric(config: RunConfig, schema_path: str, synthetic_path: str, model_dir: str,
-                    metric_id: str, required: bool) -> EvaluationResult:
+def evaluate_metric(
+    config: RunConfig,
+    schema_path: str,
+    synthetic_path: str,
+    model_dir: str,
+    metric_id: str,
+    required: bool,
+) -> EvaluationResult:
     """One metric on real vs synthetic (computed on real data: not DP, custodian-only)."""
     with partition_executor(config.dask_address) as executor:
-        return pipeline.evaluate_metric(config, schema_path, synthetic_path, model_dir,
-                                        metric_id, required=required, executor=executor)
+        return pipeline.evaluate_metric(
+            config,
+            schema_path,
+            synthetic_path,
+            model_dir,
+            metric_id,
+            required=required,
+            executor=executor,
+        )
 
 
 @task(**IO)
-def write_report(config: RunConfig, schema_path: str, synthetic_path: str, model_dir: str,
-                 parts: list[EvaluationResult], destination: str) -> str:
+def write_report(
+    config: RunConfig,
+    schema_path: str,
+    synthetic_path: str,
+    model_dir: str,
+    parts: list[EvaluationResult],
+    destination: str,
+) -> str:
     """Write metrics.json and report.html (custodian-only)."""
     with partition_executor(config.dask_address) as executor:
-        return str(pipeline.write_report(config, schema_path, synthetic_path, model_dir, parts,
-                                         destination, executor=executor))
+        return str(
+            pipeline.write_report(
+                config,
+                schema_path,
+                synthetic_path,
+                model_dir,
+                parts,
+                destination,
+                executor=executor,
+            )
+        )
 
 
 @task(**IO)
-def publish(config: RunConfig, run_id: str, info: InputInfo, schema_path: str, model_dir: str,
-            synthetic_path: str, report_dir: str, timings: dict[str, float]) -> RunResult:
+def publish(
+    config: RunConfig,
+    run_id: str,
+    info: InputInfo,
+    schema_path: str,
+    model_dir: str,
+    synthetic_path: str,
+    report_dir: str,
+    timings: dict[str, float],
+) -> RunResult:
     """Assemble the run directory atomically (manifest last)."""
-    return publish_run(config, run_id=run_id, info=info, schema_path=Path(schema_path),
-                       model_dir=Path(model_dir), synthetic_path=Path(synthetic_path),
-                       report_dir=Path(report_dir), timings=timings)
+    return publish_run(
+        config,
+        run_id=run_id,
+        info=info,
+        schema_path=Path(schema_path),
+        model_dir=Path(model_dir),
+        synthetic_path=Path(synthetic_path),
+        report_dir=Path(report_dir),
+        timings=timings,
+    )

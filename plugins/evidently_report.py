@@ -34,8 +34,10 @@ def _drift_summary(snapshot: Any) -> tuple[str, list[list[Any]]]:
         kind = str(config.get("type", ""))
         if kind.endswith("DriftedColumnsCount") and not headline:
             value = metric.get("value", {})
-            headline = (f"Evidently flags {int(value.get('count', 0))} column(s) as drifted "
-                        f"({float(value.get('share', 0)):.0%} of columns).")
+            headline = (
+                f"Evidently flags {int(value.get('count', 0))} column(s) as drifted "
+                f"({float(value.get('share', 0)):.0%} of columns)."
+            )
         elif kind.endswith("ValueDrift"):
             threshold = config.get("threshold")
             score = metric.get("value")
@@ -65,10 +67,12 @@ class EvidentlySection(ReportSection):
         schema = context.schema
         numeric = [c.name for c in schema.columns if c.kind.is_numeric]
         datetimes = [c.name for c in schema.columns if c.kind is ColumnKind.DATETIME]
-        categorical = [c.name for c in schema.columns
-                       if c.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)]
-        definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical,
-                                    datetime_columns=datetimes)
+        categorical = [
+            c.name for c in schema.columns if c.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)
+        ]
+        definition = DataDefinition(
+            numerical_columns=numeric, categorical_columns=categorical, datetime_columns=datetimes
+        )
         reference = Dataset.from_pandas(real.to_pandas(), data_definition=definition)
         current = Dataset.from_pandas(synthetic.to_pandas(), data_definition=definition)
         with warnings.catch_warnings():
@@ -81,9 +85,11 @@ class EvidentlySection(ReportSection):
             headline, rows = _drift_summary(snapshot)
         except (ValueError, TypeError, AttributeError):  # the summary is a courtesy only
             headline, rows = "", []
-        parts = [f"<p>{html.escape(headline)} Reference: the real table; current: the "
-                 f"synthetic table. <a href=\"{EVIDENTLY_FILE}\">Open the full Evidently report"
-                 f"</a> (a separate page in this folder; it needs no network).</p>"]
+        parts = [
+            f"<p>{html.escape(headline)} Reference: the real table; current: the "
+            f'synthetic table. <a href="{EVIDENTLY_FILE}">Open the full Evidently report'
+            f"</a> (a separate page in this folder; it needs no network).</p>"
+        ]
         if rows:
             body = "".join(
                 f"<tr><td>{html.escape(str(col))}</td><td>{html.escape(str(method))}</td>"
@@ -95,8 +101,10 @@ class EvidentlySection(ReportSection):
                 "<th>column</th><th>test</th><th>score</th><th>threshold</th></tr>"
                 f"{body}</table></details>"
             )
-        parts.append(f'<iframe class="evidently" src="{EVIDENTLY_FILE}" loading="lazy" '
-                     f'title="Evidently report"></iframe>')
+        parts.append(
+            f'<iframe class="evidently" src="{EVIDENTLY_FILE}" loading="lazy" '
+            f'title="Evidently report"></iframe>'
+        )
         return SectionOutput(html="".join(parts), files=[EVIDENTLY_FILE], notes=notes)
 
 

@@ -98,8 +98,11 @@ class IndependentGenerator(Generator):
     @classmethod
     def suitability(cls, profile: TableProfile) -> Suitability:
         """A floor: every column kept on its own, none of their relationships."""
-        return Suitability(0.2, "independent: a noisy histogram per column (pure epsilon-DP); "
-                                "keeps no relationship between columns")
+        return Suitability(
+            0.2,
+            "independent: a noisy histogram per column (pure epsilon-DP); "
+            "keeps no relationship between columns",
+        )
 
     def _fit(
         self,
@@ -128,11 +131,17 @@ class IndependentGenerator(Generator):
         if progress is not None:
             progress(Progress(epoch=1, epochs=1, step=len(columns), epsilon=budget.epsilon))
         return FitSummary(
-            private=True, epsilon=budget.epsilon, delta=0.0, accountant_id="laplace",
-            steps=len(columns), epochs=1.0,
-            extra={"mechanism": "discrete Laplace histograms (exact, OpenDP), basic "
-                                "composition over columns",
-                   "laplace_scale": scale},
+            private=True,
+            epsilon=budget.epsilon,
+            delta=0.0,
+            accountant_id="laplace",
+            steps=len(columns),
+            epochs=1.0,
+            extra={
+                "mechanism": "discrete Laplace histograms (exact, OpenDP), basic "
+                "composition over columns",
+                "laplace_scale": scale,
+            },
         )
 
     def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
@@ -159,8 +168,9 @@ def _decode(
     name = column.name
     if column.kind is ColumnKind.CATEGORICAL:
         assert column.categories is not None
-        values = np.array(column.categories, dtype=object)[np.minimum(picks, len(column.categories)
-                                                                      - 1)]
+        values = np.array(column.categories, dtype=object)[
+            np.minimum(picks, len(column.categories) - 1)
+        ]
         return pl.Series(name, values, dtype=pl.String).set(pl.Series(is_null), None)
     if column.kind is ColumnKind.BOOLEAN:
         return pl.Series(name, picks == 1, dtype=pl.Boolean).set(pl.Series(is_null), None)
@@ -169,8 +179,9 @@ def _decode(
     values = lower + (np.minimum(picks, bins - 1) + rng.uniform(size=picks.size)) * width
     values = np.clip(values, lower, upper)
     if column.kind is ColumnKind.INTEGER:
-        series = pl.Series(name, np.clip(np.round(values), np.ceil(lower), np.floor(upper)),
-                           dtype=pl.Float64).cast(pl.Int64)
+        series = pl.Series(
+            name, np.clip(np.round(values), np.ceil(lower), np.floor(upper)), dtype=pl.Float64
+        ).cast(pl.Int64)
     elif column.kind is ColumnKind.DATETIME:
         series = pl.Series(name, values.astype(np.int64), dtype=pl.Int64).cast(pl.Datetime("us"))
     else:

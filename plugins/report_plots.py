@@ -79,8 +79,12 @@ class DistributionsSection(ReportSection):
             fig = _figure(3.6, 2.5)
             ax = fig.add_subplot()
             if is_numeric_kind(schema.column(column).kind):
-                self._histogram(ax, enc.tables[0][column], enc.tables[1][column],
-                                schema.column(column).kind.value)
+                self._histogram(
+                    ax,
+                    enc.tables[0][column],
+                    enc.tables[1][column],
+                    schema.column(column).kind.value,
+                )
             else:
                 self._bars(ax, enc.tables[0][column], enc.tables[1][column], enc.labels[column])
             score = _column_score(context, column)
@@ -89,13 +93,16 @@ class DistributionsSection(ReportSection):
             rel, img = _save(fig, directory, _safe_name(column, index))
             files.append(rel)
             cells.append(f'<figure class="plot">{img}</figure>')
-        legend = (f'<p class="legend"><span style="color:{REAL_COLOUR}">■ real</span> '
-                  f'<span style="color:{SYNTHETIC_COLOUR}">■ synthetic</span> — shares of rows; '
-                  f'numeric columns over the real data\'s 0.5-99.5 % range (the share of rows '
-                  f'outside it is printed as "not shown: real / synthetic"); bar charts show the '
-                  f'{MAX_BARS} most frequent real categories.</p>')
+        legend = (
+            f'<p class="legend"><span style="color:{REAL_COLOUR}">■ real</span> '
+            f'<span style="color:{SYNTHETIC_COLOUR}">■ synthetic</span> — shares of rows; '
+            f"numeric columns over the real data's 0.5-99.5 % range (the share of rows "
+            f'outside it is printed as "not shown: real / synthetic"); bar charts show the '
+            f"{MAX_BARS} most frequent real categories.</p>"
+        )
         return SectionOutput(
-            html=legend + '<div class="grid">' + "".join(cells) + "</div>", files=files,
+            html=legend + '<div class="grid">' + "".join(cells) + "</div>",
+            files=files,
         )
 
     @staticmethod
@@ -120,8 +127,15 @@ class DistributionsSection(ReportSection):
             inside = (values >= edges[0]) & (values <= edges[-1])
             outside.append(1 - inside.mean())
             weights = np.full(int(inside.sum()), 1 / values.size)
-            ax.hist(values[inside] / scale, bins=edges / scale, weights=weights, histtype=style,
-                    color=colour, alpha=0.55 if style == "bar" else 1.0, linewidth=1.6)
+            ax.hist(
+                values[inside] / scale,
+                bins=edges / scale,
+                weights=weights,
+                histtype=style,
+                color=colour,
+                alpha=0.55 if style == "bar" else 1.0,
+                linewidth=1.6,
+            )
         if kind == "datetime":
             ax.xaxis_date()
         nulls = (1 - r.size / real.size, 1 - s.size / max(synthetic.size, 1))
@@ -131,8 +145,15 @@ class DistributionsSection(ReportSection):
         if max(nulls) > 0:
             lines.append(f"missing: {nulls[0]:.1%} / {nulls[1]:.1%}")
         if lines:
-            ax.text(0.98, 0.95, "\n".join(lines), ha="right", va="top", fontsize=7,
-                    transform=ax.transAxes)
+            ax.text(
+                0.98,
+                0.95,
+                "\n".join(lines),
+                ha="right",
+                va="top",
+                fontsize=7,
+                transform=ax.transAxes,
+            )
 
     @staticmethod
     def _bars(ax: Any, real: np.ndarray, synthetic: np.ndarray, labels: list[str]) -> None:
@@ -175,26 +196,40 @@ class CorrelationsSection(ReportSection):
             enc = encode(context.schema, [context.real, context.synthetic])
             columns = enc.columns
             sizes = {n: len(enc.labels[n]) for n in enc.categorical}
-            real_m, syn_m = (association_matrix(t, enc.numeric, sizes, columns)
-                             for t in enc.tables)
+            real_m, syn_m = (association_matrix(t, enc.numeric, sizes, columns) for t in enc.tables)
         panels = [
             ("correlation_real.png", "real", real_m, "RdBu_r", -1.0, 1.0),
             ("correlation_synthetic.png", "synthetic", syn_m, "RdBu_r", -1.0, 1.0),
-            ("correlation_difference.png", "|real − synthetic|", np.abs(real_m - syn_m), "Reds",
-             0.0, 0.5),
+            (
+                "correlation_difference.png",
+                "|real − synthetic|",
+                np.abs(real_m - syn_m),
+                "Reds",
+                0.0,
+                0.5,
+            ),
         ]
         tvd = context.result("marginal_2way_tvd")
         if tvd is not None and len(tvd.details.get("columns", [])) >= 2:
             pair = np.array(tvd.details["pair_tvd"])
-            panels.append(("pair_tvd.png", "2-way marginal TVD per pair", pair, "Reds", 0.0,
-                           max(0.2, float(pair.max()))))
+            panels.append(
+                (
+                    "pair_tvd.png",
+                    "2-way marginal TVD per pair",
+                    pair,
+                    "Reds",
+                    0.0,
+                    max(0.2, float(pair.max())),
+                )
+            )
             columns_for = {"pair_tvd.png": tvd.details["columns"]}
         else:
             columns_for = {}
         files, cells = [], []
         for name, title, matrix, cmap, vmin, vmax in panels:
-            rel, img = self._heatmap(directory, name, title, matrix,
-                                     columns_for.get(name, columns), cmap, vmin, vmax)
+            rel, img = self._heatmap(
+                directory, name, title, matrix, columns_for.get(name, columns), cmap, vmin, vmax
+            )
             files.append(rel)
             cells.append(f"<figure>{img}</figure>")
         intro = (
@@ -204,12 +239,21 @@ class CorrelationsSection(ReportSection):
             "total variation distance of each 2-way marginal (the headline fidelity score is "
             "their mean): dark cells are the pairs the synthetic table gets most wrong.</p>"
         )
-        return SectionOutput(html=intro + '<div class="grid2">' + "".join(cells) + "</div>",
-                             files=files)
+        return SectionOutput(
+            html=intro + '<div class="grid2">' + "".join(cells) + "</div>", files=files
+        )
 
     @staticmethod
-    def _heatmap(directory: Path, name: str, title: str, matrix: np.ndarray,
-                 columns: list[str], cmap: str, vmin: float, vmax: float) -> tuple[str, str]:
+    def _heatmap(
+        directory: Path,
+        name: str,
+        title: str,
+        matrix: np.ndarray,
+        columns: list[str],
+        cmap: str,
+        vmin: float,
+        vmax: float,
+    ) -> tuple[str, str]:
         side = max(3.6, 0.22 * len(columns) + 1.8)
         fig = _figure(side + 1.0, side)
         ax = fig.add_subplot()

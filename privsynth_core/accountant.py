@@ -241,7 +241,9 @@ class Accountant(ABC):
 
         def log_eps(steps: int) -> float:
             epsilon = cls.epsilon_for(
-                noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps,
+                noise_multiplier=noise_multiplier,
+                sample_rate=sample_rate,
+                steps=steps,
                 delta=delta,
             )
             return math.log(epsilon) if epsilon > 0 else -math.inf

@@ -70,8 +70,10 @@ from .table import Table
 AUDIT_FILE = "audit.json"
 ROC_FILE = "roc.png"
 SUMMARY_FILE = "summary.md"
-CUSTODIAN_LABEL = ("computed on the real data and its canaries: not DP, custodian-only; the "
-                   "audit's training runs are tests charged to a throwaway ledger, not releases")
+CUSTODIAN_LABEL = (
+    "computed on the real data and its canaries: not DP, custodian-only; the "
+    "audit's training runs are tests charged to a throwaway ledger, not releases"
+)
 
 
 class AuditConfig(BaseModel):
@@ -80,8 +82,9 @@ class AuditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input: str = Field(description="the private CSV or Parquet file")
-    schema_path: str | None = Field(default=None,
-                                    description="reviewed schema file with a public domain")
+    schema_path: str | None = Field(
+        default=None, description="reviewed schema file with a public domain"
+    )
     generator: str = Field(description="generator id")
     params: dict[str, Any] = Field(default_factory=dict, description="generator parameters")
     epsilon: float = Field(gt=0, description="the claimed (target) epsilon")
@@ -89,15 +92,19 @@ class AuditConfig(BaseModel):
     accountant: str = Field(default="rdp", description="accountant id for DP-SGD generators")
     canaries: int = Field(default=100, ge=4, le=100_000, description="canaries per training run")
     runs: int = Field(default=1, ge=1, le=1000, description="independent training runs")
-    crafted_fraction: float = Field(default=0.5, ge=0, le=1,
-                                    description="share of crafted outliers")
-    guess_fraction: float = Field(default=0.2, gt=0, le=1,
-                                  description="share of canaries guessed (the rest abstain)")
-    rows: int | None = Field(default=None, ge=1,
-                             description="synthetic rows per run (default: the released n̂)")
+    crafted_fraction: float = Field(
+        default=0.5, ge=0, le=1, description="share of crafted outliers"
+    )
+    guess_fraction: float = Field(
+        default=0.2, gt=0, le=1, description="share of canaries guessed (the rest abstain)"
+    )
+    rows: int | None = Field(
+        default=None, ge=1, description="synthetic rows per run (default: the released n̂)"
+    )
     confidence: float = Field(default=0.95, gt=0, lt=1, description="confidence of the bound")
-    seed: int = Field(default=0,
-                      description="seed of canaries, inclusion bits, sampling, tie-breaks")
+    seed: int = Field(
+        default=0, description="seed of canaries, inclusion bits, sampling, tie-breaks"
+    )
 
     def __hash__(self) -> int:  # params is a dict: hash the JSON form
         return hash(self.model_dump_json())
@@ -149,8 +156,9 @@ class AuditResult:
 # -- canaries and trials -------------------------------------------------------------------
 
 
-def make_canaries(schema: Schema, count: int, *, crafted_fraction: float,
-                  rng: np.random.Generator) -> tuple[pl.DataFrame, list[str]]:
+def make_canaries(
+    schema: Schema, count: int, *, crafted_fraction: float, rng: np.random.Generator
+) -> tuple[pl.DataFrame, list[str]]:
     """``count`` in-domain canary rows (crafted outliers first, then random records).
 
     Returns:
@@ -192,16 +200,18 @@ def check_config(config: AuditConfig) -> None:
 
     cls = generators().get(config.generator)
     if not cls.is_dp:
-        raise ConfigError(f"generator {config.generator!r} makes no DP claim, so there is "
-                          f"nothing to audit; pick a DP generator")
+        raise ConfigError(
+            f"generator {config.generator!r} makes no DP claim, so there is "
+            f"nothing to audit; pick a DP generator"
+        )
     cls.make_params(config.params)
     if round(config.canaries * config.runs * config.guess_fraction / 2) < 1:
-        raise ConfigError("too few canaries for a single guess; raise --canaries or the "
-                          "guess fraction")
+        raise ConfigError(
+            "too few canaries for a single guess; raise --canaries or the guess fraction"
+        )
 
 
-def nearest_distances(points: FloatArray, reference: FloatArray, *, block: int = 256
-                      ) -> np.ndarray:
+def nearest_distances(points: FloatArray, reference: FloatArray, *, block: int = 256) -> np.ndarray:
     """Euclidean distance from each row of ``points`` to its nearest row of ``reference``."""
     if len(reference) == 0:
         return np.full(len(points), np.inf)
@@ -209,9 +219,9 @@ def nearest_distances(points: FloatArray, reference: FloatArray, *, block: int =
     ref_sq = np.einsum("ij,ij->i", ref, ref)
     out = np.empty(len(points))
     for start in range(0, len(points), block):
-        chunk = points[start:start + block].astype(np.float64)
+        chunk = points[start : start + block].astype(np.float64)
         sq = np.einsum("ij,ij->i", chunk, chunk)[:, None] + ref_sq[None, :] - 2 * chunk @ ref.T
-        out[start:start + block] = np.sqrt(np.clip(sq.min(axis=1), 0.0, None))
+        out[start : start + block] = np.sqrt(np.clip(sq.min(axis=1), 0.0, None))
     return out
 
 
@@ -227,11 +237,11 @@ def run_trial(config: AuditConfig, index: int, *, table: Table | None = None) ->
     if table is None:
         table = load_table(config)
     rng = np.random.default_rng([config.seed, index])
-    canaries, kinds = make_canaries(table.schema, config.canaries,
-                                    crafted_fraction=config.crafted_fraction, rng=rng)
+    canaries, kinds = make_canaries(
+        table.schema, config.canaries, crafted_fraction=config.crafted_fraction, rng=rng
+    )
     members = rng.random(config.canaries) < 0.5
-    frame = pl.concat([table.frame, canaries.filter(pl.Series(members))],
-                      how="vertical_relaxed")
+    frame = pl.concat([table.frame, canaries.filter(pl.Series(members))], how="vertical_relaxed")
     train = Table.from_frame(frame, table.schema, name=f"audit-{table.name}-run{index}")
     generator = create_generator(config.generator, config.params)
     started = time.perf_counter()
@@ -240,22 +250,39 @@ def run_trial(config: AuditConfig, index: int, *, table: Table | None = None) ->
         # the data, never released; the user's ledger is neither charged nor consulted. Its
         # budget covers the training and the released row count.
         ledger = PrivacyLedger(Path(tmp) / "audit-ledger.sqlite")
-        ledger.set_budget(train.budget_key(), epsilon=2 * config.epsilon + 1.0,
-                          delta=min(2 * config.delta + 1e-9, 0.5),
-                          label="privacy audit (throwaway)")
-        fit_generator(train, generator, epsilon=config.epsilon, delta=config.delta,
-                      accountant=config.accountant, ledger=ledger, run_id=f"audit-{index}")
+        ledger.set_budget(
+            train.budget_key(),
+            epsilon=2 * config.epsilon + 1.0,
+            delta=min(2 * config.delta + 1e-9, 0.5),
+            label="privacy audit (throwaway)",
+        )
+        fit_generator(
+            train,
+            generator,
+            epsilon=config.epsilon,
+            delta=config.delta,
+            accountant=config.accountant,
+            ledger=ledger,
+            run_id=f"audit-{index}",
+        )
     summary = generator.fit_summary
     assert summary is not None
     claimed_epsilon, claimed_delta = total(summary.spent)
     fit_seconds = time.perf_counter() - started
-    synthetic = generator.sample(config.rows or train.planning_rows,
-                                 seed=int(rng.integers(0, 2**31 - 1)))
+    synthetic = generator.sample(
+        config.rows or train.planning_rows, seed=int(rng.integers(0, 2**31 - 1))
+    )
     encoder = TableEncoder(table.schema)
     distances = nearest_distances(encoder.encode(canaries), encoder.encode(synthetic))
-    return TrialResult(index=index, members=members.tolist(), scores=(-distances).tolist(),
-                       kinds=kinds, epsilon_spent=claimed_epsilon,
-                       delta_spent=claimed_delta, fit_seconds=fit_seconds)
+    return TrialResult(
+        index=index,
+        members=members.tolist(),
+        scores=(-distances).tolist(),
+        kinds=kinds,
+        epsilon_spent=claimed_epsilon,
+        delta_spent=claimed_delta,
+        fit_seconds=fit_seconds,
+    )
 
 
 # -- the verdict ---------------------------------------------------------------------------
@@ -275,30 +302,55 @@ def summarise(config: AuditConfig, trials: list[TrialResult]) -> AuditResult:
     guesses = select_guesses(scores, k_member=k, k_non_member=k, rng=rng)
     made = guesses != 0
     correct = int(((guesses == 1) & members).sum() + ((guesses == -1) & ~members).sum())
-    bound = one_run_epsilon_lb(guesses=int(made.sum()), correct=correct, canaries=total,
-                               delta=delta, confidence=config.confidence)
+    bound = one_run_epsilon_lb(
+        guesses=int(made.sum()),
+        correct=correct,
+        canaries=total,
+        delta=delta,
+        confidence=config.confidence,
+    )
     roc = roc_curve(scores, members) if 0 < members.sum() < total else None
     half = select_guesses(scores, k_member=total // 2, k_non_member=total - total // 2, rng=rng)
-    rates = rates_epsilon_lb(
-        false_positives=int(((half == 1) & ~members).sum()), negatives=int((~members).sum()),
-        false_negatives=int(((half == -1) & members).sum()), positives=int(members.sum()),
-        delta=delta, confidence=config.confidence) if roc is not None else 0.0
+    rates = (
+        rates_epsilon_lb(
+            false_positives=int(((half == 1) & ~members).sum()),
+            negatives=int((~members).sum()),
+            false_negatives=int(((half == -1) & members).sum()),
+            positives=int(members.sum()),
+            delta=delta,
+            confidence=config.confidence,
+        )
+        if roc is not None
+        else 0.0
+    )
     return AuditResult(
-        generator=config.generator, params=dict(config.params), claimed_epsilon=config.epsilon,
-        claimed_delta=delta, epsilon_lower_bound=bound,
-        ceiling=one_run_ceiling(guesses=int(made.sum()), canaries=total, delta=delta,
-                                confidence=config.confidence),
-        ceiling_all_guessed=one_run_ceiling(guesses=total, canaries=total, delta=delta,
-                                            confidence=config.confidence),
-        refuted=bound > config.epsilon, confidence=config.confidence, canaries_total=total,
-        runs=len(trials), members=int(members.sum()), guesses=int(made.sum()), correct=correct,
+        generator=config.generator,
+        params=dict(config.params),
+        claimed_epsilon=config.epsilon,
+        claimed_delta=delta,
+        epsilon_lower_bound=bound,
+        ceiling=one_run_ceiling(
+            guesses=int(made.sum()), canaries=total, delta=delta, confidence=config.confidence
+        ),
+        ceiling_all_guessed=one_run_ceiling(
+            guesses=total, canaries=total, delta=delta, confidence=config.confidence
+        ),
+        refuted=bound > config.epsilon,
+        confidence=config.confidence,
+        canaries_total=total,
+        runs=len(trials),
+        members=int(members.sum()),
+        guesses=int(made.sum()),
+        correct=correct,
         auc=roc.auc if roc else float("nan"),
         roc={"fpr": roc.fpr, "tpr": roc.tpr} if roc else {"fpr": [], "tpr": []},
         rates_epsilon_indicative=rates,
-        method=("one-run audit (Steinke, Nasr & Jagielski 2023), pooled over runs; "
-                f"{k} 'member' + {k} 'non-member' guesses on the extreme scores; delta handled "
-                "by adding 2*m*delta to the binomial tail. Attack: minus the distance from each "
-                "canary to its nearest synthetic row (encoded space)"),
+        method=(
+            "one-run audit (Steinke, Nasr & Jagielski 2023), pooled over runs; "
+            f"{k} 'member' + {k} 'non-member' guesses on the extreme scores; delta handled "
+            "by adding 2*m*delta to the binomial tail. Attack: minus the distance from each "
+            "canary to its nearest synthetic row (encoded space)"
+        ),
         trials=[asdict(t) for t in trials],
     )
 
@@ -315,25 +367,36 @@ def run_audit(config: AuditConfig) -> AuditResult:
 
 def summary_markdown(result: AuditResult) -> str:
     """A short human summary of the audit."""
-    verdict = ("**REFUTED**: the generator leaks more than it claims (a privacy bug)"
-               if result.refuted else "not refuted: the measured lower bound is within the claim")
-    return "\n".join([
-        f"# Privacy audit of `{result.generator}`", "",
-        f"- claimed: epsilon = {result.claimed_epsilon:g}, delta = {result.claimed_delta:.3g}",
-        f"- measured lower bound on epsilon ({result.confidence:.0%} confidence): "
-        f"**{result.epsilon_lower_bound:.3f}**",
-        f"- the most these guesses could certify (all right): {result.ceiling:.3f}; "
-        f"if every canary were guessed: {result.ceiling_all_guessed:.3f}",
-        f"- verdict: {verdict}",
-        f"- {result.canaries_total} canaries over {result.runs} run(s), {result.members} "
-        f"included; {result.correct} of {result.guesses} guesses right; attack AUC "
-        f"{result.auc:.3f}",
-        f"- Clopper-Pearson bound on FPR/FNR at the median score (indicative only, assumes "
-        f"independent trials): {result.rates_epsilon_indicative:.3f}", "",
-        f"Method: {result.method}.", "",
-        "An audit can refute a privacy claim, never prove it: a bound below the claim means "
-        "this attack found no violation.", "",
-        f"_{result.note}._", ""])
+    verdict = (
+        "**REFUTED**: the generator leaks more than it claims (a privacy bug)"
+        if result.refuted
+        else "not refuted: the measured lower bound is within the claim"
+    )
+    return "\n".join(
+        [
+            f"# Privacy audit of `{result.generator}`",
+            "",
+            f"- claimed: epsilon = {result.claimed_epsilon:g}, delta = {result.claimed_delta:.3g}",
+            f"- measured lower bound on epsilon ({result.confidence:.0%} confidence): "
+            f"**{result.epsilon_lower_bound:.3f}**",
+            f"- the most these guesses could certify (all right): {result.ceiling:.3f}; "
+            f"if every canary were guessed: {result.ceiling_all_guessed:.3f}",
+            f"- verdict: {verdict}",
+            f"- {result.canaries_total} canaries over {result.runs} run(s), {result.members} "
+            f"included; {result.correct} of {result.guesses} guesses right; attack AUC "
+            f"{result.auc:.3f}",
+            f"- Clopper-Pearson bound on FPR/FNR at the median score (indicative only, assumes "
+            f"independent trials): {result.rates_epsilon_indicative:.3f}",
+            "",
+            f"Method: {result.method}.",
+            "",
+            "An audit can refute a privacy claim, never prove it: a bound below the claim means "
+            "this attack found no violation.",
+            "",
+            f"_{result.note}._",
+            "",
+        ]
+    )
 
 
 def _plot_roc(result: AuditResult, target: Path) -> None:
@@ -344,16 +407,24 @@ def _plot_roc(result: AuditResult, target: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(4.8, 4.6), dpi=110)
     try:
-        ax.plot(result.roc["fpr"], result.roc["tpr"], drawstyle="steps-post",
-                label=f"attack (AUC {result.auc:.3f})")
+        ax.plot(
+            result.roc["fpr"],
+            result.roc["tpr"],
+            drawstyle="steps-post",
+            label=f"attack (AUC {result.auc:.3f})",
+        )
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="chance")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        ax.set_title(f"{result.generator}: eps claimed {result.claimed_epsilon:g}, "
-                     f"lower bound {result.epsilon_lower_bound:.2f}", fontsize=9)
+        ax.set_title(
+            f"{result.generator}: eps claimed {result.claimed_epsilon:g}, "
+            f"lower bound {result.epsilon_lower_bound:.2f}",
+            fontsize=9,
+        )
         ax.legend(loc="lower right", fontsize=8)
-        fig.text(0.01, 0.01, "computed on real data: not DP, custodian-only", fontsize=7,
-                 color="#b42318")
+        fig.text(
+            0.01, 0.01, "computed on real data: not DP, custodian-only", fontsize=7, color="#b42318"
+        )
         fig.tight_layout(rect=(0, 0.03, 1, 1))
         fig.savefig(target, format="png")
     finally:

@@ -47,8 +47,9 @@ def _p_correct(epsilon: float) -> float:
     return 1.0 / (1.0 + math.exp(-epsilon))
 
 
-def one_run_p_value(epsilon: float, *, guesses: int, correct: int, canaries: int,
-                    delta: float = 0.0) -> float:
+def one_run_p_value(
+    epsilon: float, *, guesses: int, correct: int, canaries: int, delta: float = 0.0
+) -> float:
     """An upper bound on P[W >= correct] for an (epsilon, delta)-DP mechanism.
 
     Args:
@@ -66,8 +67,9 @@ def one_run_p_value(epsilon: float, *, guesses: int, correct: int, canaries: int
     return min(1.0, tail + 2.0 * canaries * delta)
 
 
-def one_run_epsilon_lb(*, guesses: int, correct: int, canaries: int, delta: float = 0.0,
-                       confidence: float = 0.95) -> float:
+def one_run_epsilon_lb(
+    *, guesses: int, correct: int, canaries: int, delta: float = 0.0, confidence: float = 0.95
+) -> float:
     """The one-run lower bound on epsilon at ``confidence`` (0 when nothing is certified).
 
     It is the largest epsilon rejected by the test "``correct`` right out of ``guesses`` would
@@ -78,15 +80,18 @@ def one_run_epsilon_lb(*, guesses: int, correct: int, canaries: int, delta: floa
         ValueError: inconsistent counts or a confidence outside (0, 1).
     """
     if not 0 <= correct <= guesses <= canaries:
-        raise ValueError(f"need 0 <= correct <= guesses <= canaries, got {correct} right of "
-                         f"{guesses} guesses on {canaries} canaries")
+        raise ValueError(
+            f"need 0 <= correct <= guesses <= canaries, got {correct} right of "
+            f"{guesses} guesses on {canaries} canaries"
+        )
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     beta = 1.0 - confidence
 
     def p_value(eps: float) -> float:
-        return one_run_p_value(eps, guesses=guesses, correct=correct, canaries=canaries,
-                               delta=delta)
+        return one_run_p_value(
+            eps, guesses=guesses, correct=correct, canaries=canaries, delta=delta
+        )
 
     if guesses == 0 or p_value(0.0) >= beta:
         return 0.0
@@ -104,18 +109,21 @@ def one_run_epsilon_lb(*, guesses: int, correct: int, canaries: int, delta: floa
     return low
 
 
-def one_run_ceiling(*, guesses: int, canaries: int, delta: float = 0.0,
-                    confidence: float = 0.95) -> float:
+def one_run_ceiling(
+    *, guesses: int, canaries: int, delta: float = 0.0, confidence: float = 0.95
+) -> float:
     """The largest bound ``guesses`` guesses can ever certify: all of them right.
 
     For delta = 0 it has the closed form ``log(q / (1 - q))`` with ``q = (1-confidence)^(1/r)``.
     """
-    return one_run_epsilon_lb(guesses=guesses, correct=guesses, canaries=canaries, delta=delta,
-                              confidence=confidence)
+    return one_run_epsilon_lb(
+        guesses=guesses, correct=guesses, canaries=canaries, delta=delta, confidence=confidence
+    )
 
 
-def clopper_pearson(successes: int, trials: int, *, confidence: float = 0.95,
-                    two_sided: bool = True) -> tuple[float, float]:
+def clopper_pearson(
+    successes: int, trials: int, *, confidence: float = 0.95, two_sided: bool = True
+) -> tuple[float, float]:
     """The Clopper-Pearson (exact binomial) confidence interval of a proportion.
 
     Args:
@@ -134,13 +142,23 @@ def clopper_pearson(successes: int, trials: int, *, confidence: float = 0.95,
         raise ValueError(f"need 0 <= successes <= trials >= 1, got {successes}/{trials}")
     alpha = (1.0 - confidence) / (2.0 if two_sided else 1.0)
     lower = 0.0 if successes == 0 else float(beta.ppf(alpha, successes, trials - successes + 1))
-    upper = 1.0 if successes == trials else float(beta.ppf(1 - alpha, successes + 1,
-                                                            trials - successes))
+    upper = (
+        1.0
+        if successes == trials
+        else float(beta.ppf(1 - alpha, successes + 1, trials - successes))
+    )
     return lower, upper
 
 
-def rates_epsilon_lb(*, false_positives: int, negatives: int, false_negatives: int,
-                     positives: int, delta: float = 0.0, confidence: float = 0.95) -> float:
+def rates_epsilon_lb(
+    *,
+    false_positives: int,
+    negatives: int,
+    false_negatives: int,
+    positives: int,
+    delta: float = 0.0,
+    confidence: float = 0.95,
+) -> float:
     """``max(log((1-delta-FNR_ub)/FPR_ub), log((1-delta-FPR_ub)/FNR_ub), 0)``.
 
     Each rate's upper bound is one-sided Clopper-Pearson at ``1 - (1-confidence)/2``, so both
@@ -189,8 +207,9 @@ def roc_curve(scores: npt.ArrayLike, members: npt.ArrayLike) -> Roc:
     return Roc(fpr.tolist(), tpr.tolist(), auc)
 
 
-def select_guesses(scores: npt.ArrayLike, *, k_member: int, k_non_member: int,
-                   rng: np.random.Generator) -> npt.NDArray[np.int8]:
+def select_guesses(
+    scores: npt.ArrayLike, *, k_member: int, k_non_member: int, rng: np.random.Generator
+) -> npt.NDArray[np.int8]:
     """Guess "member" (+1) for the ``k_member`` highest scores, "non-member" (-1) for the
     ``k_non_member`` lowest, abstain (0) on the rest; ties are broken at random.
 

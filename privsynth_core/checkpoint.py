@@ -99,8 +99,13 @@ class CheckpointStore:
             entry = ledger.entry(int(record["entry_id"]))
         except (BudgetError, KeyError, ValueError):
             entry = None
-        if (entry is None or entry.status != "reserved" or entry.fingerprint != fingerprint
-                or entry.epsilon != budget.epsilon or entry.delta != budget.delta):
+        if (
+            entry is None
+            or entry.status != "reserved"
+            or entry.fingerprint != fingerprint
+            or entry.epsilon != budget.epsilon
+            or entry.delta != budget.delta
+        ):
             self.clear()
             return None
         return entry
@@ -109,17 +114,31 @@ class CheckpointStore:
         """Remember the ledger entry that covers this training (a fresh start: old state goes)."""
         self.clear()
         self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.directory / _RESERVATION, json.dumps(
-            {"entry_id": entry.entry_id, "fingerprint": entry.fingerprint,
-             "epsilon": entry.epsilon, "delta": entry.delta, "run_id": entry.run_id}))
+        atomic_write_text(
+            self.directory / _RESERVATION,
+            json.dumps(
+                {
+                    "entry_id": entry.entry_id,
+                    "fingerprint": entry.fingerprint,
+                    "epsilon": entry.epsilon,
+                    "delta": entry.delta,
+                    "run_id": entry.run_id,
+                }
+            ),
+        )
 
     # -- the write-ahead step log ------------------------------------------------------------
 
     def log_steps(self, *, noise_multiplier: float, sample_rate: float, num_steps: int) -> None:
         """Record, durably, that ``num_steps`` steps are about to be taken."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"noise_multiplier": noise_multiplier, "sample_rate": sample_rate,
-                           "num_steps": num_steps})
+        line = json.dumps(
+            {
+                "noise_multiplier": noise_multiplier,
+                "sample_rate": sample_rate,
+                "num_steps": num_steps,
+            }
+        )
         with open(self.directory / _LOG, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
@@ -136,8 +155,9 @@ class CheckpointStore:
                 rec = json.loads(line)
             except ValueError:  # the process died while writing this line
                 continue
-            blocks.append((float(rec["noise_multiplier"]), float(rec["sample_rate"]),
-                           int(rec["num_steps"])))
+            blocks.append(
+                (float(rec["noise_multiplier"]), float(rec["sample_rate"]), int(rec["num_steps"]))
+            )
         return blocks
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -158,9 +178,17 @@ class CheckpointStore:
         with atomic_directory(target, overwrite=True) as tmp:
             if write is not None:
                 write(tmp)
-            (tmp / _STATE).write_text(json.dumps(
-                {"step": step, "accountant_state": accountant_state, "state": state or {},
-                 "log_position": len(self.logged())}), encoding="utf-8")
+            (tmp / _STATE).write_text(
+                json.dumps(
+                    {
+                        "step": step,
+                        "accountant_state": accountant_state,
+                        "state": state or {},
+                        "log_position": len(self.logged()),
+                    }
+                ),
+                encoding="utf-8",
+            )
         atomic_write_text(self.directory / _LATEST, json.dumps({"directory": target.name}))
         for old in sorted(self.directory.glob("step-*"))[:-_KEEP]:
             shutil.rmtree(old, ignore_errors=True)
@@ -175,8 +203,14 @@ class CheckpointStore:
         data = json.loads((directory / _STATE).read_text(encoding="utf-8"))
         position = int(data["log_position"])
         lost = sum(n for _, _, n in self.logged()[position:])
-        return Checkpoint(directory, int(data["step"]), data["accountant_state"],
-                          data.get("state", {}), position, lost)
+        return Checkpoint(
+            directory,
+            int(data["step"]),
+            data["accountant_state"],
+            data.get("state", {}),
+            position,
+            lost,
+        )
 
     def restore_accountant(self, accountant: Accountant) -> Checkpoint | None:
         """Load ``accountant`` with every step ever taken; return the checkpoint to resume from.
@@ -192,7 +226,7 @@ class CheckpointStore:
         blocks = self.logged()
         if checkpoint is not None:
             accountant.load_state_dict(checkpoint.accountant_state)
-            blocks = blocks[checkpoint.log_position:]
+            blocks = blocks[checkpoint.log_position :]
         for noise, rate, steps in blocks:
             accountant.step(noise_multiplier=noise, sample_rate=rate, num_steps=steps)
         return checkpoint

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 DomainMode = Literal["public", "dp"]
 _CONFIRM_PUBLIC_REMOVED = (
     "confirm_public: removed; a domain is never declared public unseen. Review the schema file, "
-    "run `privsynth schema confirm FILE`, and give the file as `schema_path`")
+    "run `privsynth schema confirm FILE`, and give the file as `schema_path`"
+)
 
 
 def _file_digest(path: Path | None) -> str | None:
@@ -71,17 +72,24 @@ def _plugin_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | 
                 # the run's target (public, the user's) shapes the fit where the generator
                 # can use it: AIM's and MST's selections, DP-CTGAN's focus
                 target = data.get("target")
-                normalised = generator_cls.make_params(generator_cls.params_for_target(
-                    params, target if isinstance(target, str) else None)).model_dump(mode="json")
+                normalised = generator_cls.make_params(
+                    generator_cls.params_for_target(
+                        params, target if isinstance(target, str) else None
+                    )
+                ).model_dump(mode="json")
             except PrivsynthError as exc:
                 problems.append(f"params: {exc}")
         epsilon = data.get("epsilon")
         if generator_cls.is_dp and epsilon is None:
-            problems.append(f"epsilon: generator {generator_id!r} is differentially private and "
-                            f"needs a target epsilon (e.g. `epsilon: 1.0`)")
+            problems.append(
+                f"epsilon: generator {generator_id!r} is differentially private and "
+                f"needs a target epsilon (e.g. `epsilon: 1.0`)"
+            )
         if not generator_cls.is_dp and epsilon is not None:
-            problems.append(f"epsilon: generator {generator_id!r} is NOT differentially private "
-                            f"and cannot spend a budget; remove `epsilon` or pick a DP generator")
+            problems.append(
+                f"epsilon: generator {generator_id!r} is NOT differentially private "
+                f"and cannot spend a budget; remove `epsilon` or pick a DP generator"
+            )
     accountant = data.get("accountant", "rdp")
     if isinstance(accountant, str) and (generator_cls is None or generator_cls.is_dp):
         from .registry import settling_accountant
@@ -104,12 +112,16 @@ def _model_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | N
     """Problems that involve several settings or the plugin registry."""
     problems = []
     if data.get("schema_path") in (None, ""):
-        problems.append("schema_path: a run needs a schema file a person has reviewed (`privsynth "
-                        "schema infer DATA -o schema.yaml`, review, `privsynth schema confirm "
-                        "schema.yaml`); with `domain: dp` only its names and kinds are used")
+        problems.append(
+            "schema_path: a run needs a schema file a person has reviewed (`privsynth "
+            "schema infer DATA -o schema.yaml`, review, `privsynth schema confirm "
+            "schema.yaml`); with `domain: dp` only its names and kinds are used"
+        )
     if data.get("domain") == "dp" and data.get("domain_epsilon") is None:
-        problems.append("domain_epsilon: `domain: dp` needs the epsilon to learn it with "
-                        "(e.g. `domain_epsilon: 0.1`)")
+        problems.append(
+            "domain_epsilon: `domain: dp` needs the epsilon to learn it with "
+            "(e.g. `domain_epsilon: 0.1`)"
+        )
     if data.get("domain", "public") == "public" and data.get("domain_epsilon") is not None:
         problems.append("domain_epsilon: only used with `domain: dp`")
     plugin_problems, normalised = _plugin_problems(data)
@@ -133,11 +145,13 @@ def chosen_generator(data: dict[str, Any]) -> GeneratorChoice | None:
     except (PrivsynthError, OSError):
         return None
     target = data.get("target")
-    installed = [e.plugin_id for e in generators().entries()
-                 if data.get("delta") != 0 or e.cls.pure_epsilon]
+    installed = [
+        e.plugin_id for e in generators().entries() if data.get("delta") != 0 or e.cls.pure_epsilon
+    ]
     try:
-        return choose_generator(schema, None, installed,
-                                target=target if isinstance(target, str) else None)
+        return choose_generator(
+            schema, None, installed, target=target if isinstance(target, str) else None
+        )
     except PrivsynthError:
         return None
 
@@ -190,39 +204,55 @@ class RunConfig(BaseModel):
 
     name: str = Field("", description="a label for the run")
     input: Path = Field(description="the private table (CSV or Parquet)")
-    source: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$",
-                               description="data source id whose budget this extract shares")
+    source: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="data source id whose budget this extract shares",
+    )
     budget_key: str | None = Field(
-        None, pattern=r"^(source:[A-Za-z0-9._-]{1,64}|[0-9a-f]{64})$",
-        description="ledger key of the file this input was split from (overrides source)")
+        None,
+        pattern=r"^(source:[A-Za-z0-9._-]{1,64}|[0-9a-f]{64})$",
+        description="ledger key of the file this input was split from (overrides source)",
+    )
     # Required, but checked with the settings across fields (_model_problems) for one clear
     # message, not pydantic's bare "Field required".
-    schema_path: Path = Field(None,  # type: ignore[assignment]
-                              description="reviewed schema file (.yaml/.json)")
+    schema_path: Path = Field(
+        None,  # type: ignore[assignment]
+        description="reviewed schema file (.yaml/.json)",
+    )
     domain: DomainMode = Field("public", description="public (declared) or dp (learned with DP)")
     domain_epsilon: float | None = Field(None, gt=0, description="epsilon of the DP domain")
     domain_delta: float = Field(1e-6, gt=0, lt=1, description="delta of the DP domain")
-    generator: str = Field(description="generator id (see `privsynth plugins list`); omitted: "
-                           "the installed DP generator that serves the table best")
+    generator: str = Field(
+        description="generator id (see `privsynth plugins list`); omitted: "
+        "the installed DP generator that serves the table best"
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="generator parameters")
     epsilon: float | None = Field(None, gt=0, description="training epsilon")
-    delta: float | None = Field(None, ge=0, lt=1,
-                                description="training delta (default: 1/(10 n̂), at most 1e-5)")
+    delta: float | None = Field(
+        None, ge=0, lt=1, description="training delta (default: 1/(10 n̂), at most 1e-5)"
+    )
     accountant: str = Field("rdp", description="accountant id")
     rows: int | None = Field(None, ge=1, description="synthetic rows (default: n̂)")
     metrics: list[str] | None = Field(None, description="metric ids (default: all applicable)")
-    target: str | None = Field(None, description="target column of the utility metrics; "
-                               "generators that can weigh it do")
+    target: str | None = Field(
+        None, description="target column of the utility metrics; generators that can weigh it do"
+    )
     holdout: Path | None = Field(None, description="real holdout table (never trained on)")
     seed: int = Field(0, ge=0, description="seed of sampling and evaluation")
     output_dir: Path = Field(description="the run directory")
     dask_address: str | None = Field(
-        None, pattern=r"^(tcp|tls|ucx|inproc)://\S+$",
+        None,
+        pattern=r"^(tcp|tls|ucx|inproc)://\S+$",
         description="scheduler of an existing Dask cluster (tcp://HOST:8786): the flow's tasks "
-                    "and a partitioned input's reading run there (not part of the run's hash)")
+        "and a partitioned input's reading run there (not part of the run's hash)",
+    )
     eval_sample_rows: int | None = Field(
-        None, ge=1, description="real rows the metrics read, a uniform sample, when the input is "
-                                "partitioned (default 100,000)")
+        None,
+        ge=1,
+        description="real rows the metrics read, a uniform sample, when the input is "
+        "partitioned (default 100,000)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -270,21 +300,35 @@ class RunConfig(BaseModel):
         The schema file enters by content, not by path; the input by the dataset fingerprint
         that the flows add to the cache key.
         """
-        return _digest({
-            "schema": _file_digest(self.schema_path), "domain": self.domain,
-            "domain_epsilon": self.domain_epsilon, "domain_delta": self.domain_delta,
-            "generator": self.generator, "params": self.params, "epsilon": self.epsilon,
-            "delta": self.delta, "accountant": self.accountant, "seed": self.seed,
-            "source": self.source, **self._charged_to(),
-        })
+        return _digest(
+            {
+                "schema": _file_digest(self.schema_path),
+                "domain": self.domain,
+                "domain_epsilon": self.domain_epsilon,
+                "domain_delta": self.domain_delta,
+                "generator": self.generator,
+                "params": self.params,
+                "epsilon": self.epsilon,
+                "delta": self.delta,
+                "accountant": self.accountant,
+                "seed": self.seed,
+                "source": self.source,
+                **self._charged_to(),
+            }
+        )
 
     def domain_hash(self) -> str:
         """SHA-256 of what determines the run's domain (schema content and domain settings)."""
-        return _digest({
-            "schema": _file_digest(self.schema_path), "domain": self.domain,
-            "domain_epsilon": self.domain_epsilon, "domain_delta": self.domain_delta,
-            "source": self.source, **self._charged_to(),
-        })
+        return _digest(
+            {
+                "schema": _file_digest(self.schema_path),
+                "domain": self.domain,
+                "domain_epsilon": self.domain_epsilon,
+                "domain_delta": self.domain_delta,
+                "source": self.source,
+                **self._charged_to(),
+            }
+        )
 
     def _charged_to(self) -> dict[str, str]:
         # Only when set: the hashes of every configuration without it (and so the model store's
@@ -311,7 +355,8 @@ class SweepGrid(BaseModel):
     epsilons: list[float] = Field(min_length=1, description="training epsilons (each > 0)")
     seeds: list[int] = Field([0], min_length=1, description="seeds")
     params: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="parameters per generator id")
+        default_factory=dict, description="parameters per generator id"
+    )
 
 
 class SweepConfig(BaseModel):
@@ -336,9 +381,14 @@ class SweepConfig(BaseModel):
         for generator in self.grid.generators:
             for epsilon in self.grid.epsilons:
                 for seed in self.grid.seeds:
-                    data = {**self.base, "generator": generator, "epsilon": epsilon,
-                            "seed": seed, "params": self.grid.params.get(generator, {}),
-                            "name": f"{generator}-eps{epsilon:g}-seed{seed}"}
+                    data = {
+                        **self.base,
+                        "generator": generator,
+                        "epsilon": epsilon,
+                        "seed": seed,
+                        "params": self.grid.params.get(generator, {}),
+                        "name": f"{generator}-eps{epsilon:g}-seed{seed}",
+                    }
                     data["output_dir"] = self.output_dir / data["name"]
                     try:
                         configs.append(RunConfig.model_validate(data))
@@ -364,8 +414,9 @@ class ConfigFileError(ConfigError):
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.problems = problems
         listed = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path} is not a valid configuration ({len(problems)} problem(s)):\n"
-                         f"{listed}")
+        super().__init__(
+            f"{path} is not a valid configuration ({len(problems)} problem(s)):\n{listed}"
+        )
 
 
 _PATH_KEYS = ("input", "schema_path", "holdout", "output_dir")
@@ -390,8 +441,9 @@ def _read_yaml(path: str | Path) -> tuple[Path, dict[str, Any]]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings (key: value), not "
-                          f"{type(data).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping of settings (key: value), not {type(data).__name__}"
+        )
     return path, data
 
 

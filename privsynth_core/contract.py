@@ -78,7 +78,8 @@ def check_output_schema(generator: Generator, table: Table, n_rows: int = CONTRA
         if col.bounds is not None and len(present):
             lowest, highest = present.min(), present.max()
             assert col.bounds[0] <= lowest and highest <= col.bounds[1], (  # type: ignore[operator]
-                f"{col.name}: values {lowest!r}..{highest!r} outside {col.bounds}")
+                f"{col.name}: values {lowest!r}..{highest!r} outside {col.bounds}"
+            )
         if col.categories is not None:
             extra = set(present.to_list()) - set(col.categories)
             assert not extra, f"{col.name}: categories outside the domain: {sorted(extra)[:5]}"
@@ -109,8 +110,12 @@ def check_save_load(generator: Generator, directory: Path, n_rows: int = CONTRAC
     assert loaded.sample(n_rows, seed=7).equals(before), "reloaded model gives other rows"
 
 
-def check_ledger(generator: Generator, table: Table, ledger: PrivacyLedger,
-                 budget: PrivacyBudget = CONTRACT_BUDGET) -> None:
+def check_ledger(
+    generator: Generator,
+    table: Table,
+    ledger: PrivacyLedger,
+    budget: PrivacyBudget = CONTRACT_BUDGET,
+) -> None:
     """The ledger holds what the fit released, and the manifest states exactly that.
 
     A DP fit: the released row count (one entry, pure epsilon) and the training (one entry,
@@ -124,17 +129,20 @@ def check_ledger(generator: Generator, table: Table, ledger: PrivacyLedger,
         by_mechanism = {e.mechanism: e for e in entries}
         assert len(entries) == 2 and COUNT_MECHANISM in by_mechanism, (
             f"expected the row count and the training in the ledger, found "
-            f"{[e.mechanism for e in entries]}")
+            f"{[e.mechanism for e in entries]}"
+        )
         entry = next(e for e in entries if e.mechanism != COUNT_MECHANISM)
         assert entry.entry_id == summary.ledger_entry_id
         assert summary.private and summary.epsilon is not None and summary.delta is not None
         assert summary.epsilon <= budget.epsilon and summary.delta <= budget.delta, (
-            f"spent ({summary.epsilon}, {summary.delta}) over the target {budget}")
+            f"spent ({summary.epsilon}, {summary.delta}) over the target {budget}"
+        )
         assert entry.status == "spent", f"ledger entry is {entry.status!r}"
         assert abs(entry.epsilon - summary.epsilon) <= 1e-12 * max(summary.epsilon, 1.0)
         privacy = generator.manifest()["privacy"]
         assert privacy["epsilon"] == math.fsum(e.epsilon for e in entries), (
-            "the manifest's end-to-end epsilon is not the ledger's total")
+            "the manifest's end-to-end epsilon is not the ledger's total"
+        )
         assert privacy["delta"] == math.fsum(e.delta for e in entries)
         count = by_mechanism[COUNT_MECHANISM]
         assert count.delta == 0 and summary.noisy_rows == count.params["noisy_rows"]
@@ -144,4 +152,5 @@ def check_ledger(generator: Generator, table: Table, ledger: PrivacyLedger,
         assert entry.entry_id == summary.ledger_entry_id
         assert not summary.private and entry.status == "non-dp"
         assert "not differentially private" in generator.description.lower(), (
-            "a non-DP generator's description must say 'not differentially private'")
+            "a non-DP generator's description must say 'not differentially private'"
+        )

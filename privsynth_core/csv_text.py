@@ -57,7 +57,8 @@ def read_head(path: Path, max_bytes: int | None = None) -> bytes:
             if fh.read(2) != b"\x1f\x8b":
                 raise InputFileError(
                     f"{path} is not gzip-compressed although its name ends in .gz; rename it "
-                    f"without .gz if it is plain CSV, or compress it with gzip")
+                    f"without .gz if it is plain CSV, or compress it with gzip"
+                )
         with gzip.open(path, "rb") as fh:
             head = fh.read(_SNIFF_BYTES)
             # A .gz must be whole: read to its end, so a cut-off download is refused here
@@ -69,14 +70,16 @@ def read_head(path: Path, max_bytes: int | None = None) -> bytes:
                     raise InputFileError(
                         f"{path.name} decompresses to over {max_bytes / 1e6:.1f} MB, the limit "
                         f"on a table's size; use a smaller extract or ask the operator to "
-                        f"raise the limit")
+                        f"raise the limit"
+                    )
             return head
     except InputFileError:
         raise
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputFileError(
             f"{path} is a damaged or cut-off gzip file ({exc}); copy or download it again, or "
-            f"give the uncompressed CSV") from None
+            f"give the uncompressed CSV"
+        ) from None
     except OSError as exc:
         raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -88,12 +91,14 @@ def text_head(path: Path, head: bytes) -> str:
             raise InputFileError(f"{path} is not CSV text: it looks like {what}")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputFileError(
-            f"{path} is UTF-16 text (as Excel's \"Unicode text\" saves it); re-save it as "
-            f"UTF-8 CSV (e.g. `iconv -f utf-16 -t utf-8`) or export it as Parquet")
+            f'{path} is UTF-16 text (as Excel\'s "Unicode text" saves it); re-save it as '
+            f"UTF-8 CSV (e.g. `iconv -f utf-16 -t utf-8`) or export it as Parquet"
+        )
     if b"\x00" in head:
         raise InputFileError(
             f"{path} is not CSV text: it holds binary data (NUL bytes); export the table as "
-            f"CSV (UTF-8) or Parquet")
+            f"CSV (UTF-8) or Parquet"
+        )
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -155,15 +160,19 @@ def csv_separator(path: str | Path, separator: str | None = None) -> tuple[str, 
 
 def check_separator(separator: str) -> None:
     if len(separator) != 1 or separator in ('"', "\n", "\r"):
-        raise InputFileError(f"the separator must be one character (e.g. ';' or '\\t'), got "
-                             f"{separator!r}")
+        raise InputFileError(
+            f"the separator must be one character (e.g. ';' or '\\t'), got {separator!r}"
+        )
 
 
 def unescape_quoted_names(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
     """Column names as the CSV means them: polars keeps the doubled quotes of a quoted name
     (a header cell written as a quoted ``say ""hi""``), the csv module reads them as one."""
-    renames = {old: new for old, new in zip(frame.columns, names, strict=False)
-               if old != new and old.replace('""', '"') == new}
+    renames = {
+        old: new
+        for old, new in zip(frame.columns, names, strict=False)
+        if old != new and old.replace('""', '"') == new
+    }
     return frame.rename(renames) if renames else frame
 
 

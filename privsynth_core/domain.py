@@ -57,6 +57,8 @@ DEFAULT_QUANTILES = (0.01, 0.99)
 #: Candidates of each DP quantile: evenly spaced over the coarse range, both ends included, so a
 #: bound is within 1/2048 of the range's width of where Smith's continuous mechanism would put it.
 QUANTILE_GRID = 2049
+
+
 def dp_coarse_range(values: np.ndarray, *, epsilon: float) -> tuple[float, float]:
     """An epsilon-DP range that holds most of ``values``, from a noisy magnitude histogram.
 
@@ -101,8 +103,9 @@ def dp_quantile(
     if not upper > lower:
         return lower
     present = np.clip(values[~np.isnan(values)], lower, upper)
-    return private_quantile(present, q, candidates=np.linspace(lower, upper, QUANTILE_GRID),
-                            epsilon=epsilon)
+    return private_quantile(
+        present, q, candidates=np.linspace(lower, upper, QUANTILE_GRID), epsilon=epsilon
+    )
 
 
 def dp_bounds(
@@ -113,10 +116,8 @@ def dp_bounds(
 ) -> tuple[float, float]:
     """Epsilon-DP (lower, upper) bounds of ``values``: coarse range, then two DP quantiles."""
     lo_range, hi_range = dp_coarse_range(values, epsilon=epsilon / 2)
-    lower = dp_quantile(values, quantiles[0], lower=lo_range, upper=hi_range,
-                        epsilon=epsilon / 4)
-    upper = dp_quantile(values, quantiles[1], lower=lo_range, upper=hi_range,
-                        epsilon=epsilon / 4)
+    lower = dp_quantile(values, quantiles[0], lower=lo_range, upper=hi_range, epsilon=epsilon / 4)
+    upper = dp_quantile(values, quantiles[1], lower=lo_range, upper=hi_range, epsilon=epsilon / 4)
     if lower > upper:
         lower, upper = upper, lower
     return lower, upper
@@ -148,16 +149,18 @@ def dp_categories(values: pl.Series, *, epsilon: float, delta: float) -> tuple[s
     return categories_from_counts(category_counts(values), epsilon=epsilon, delta=delta)
 
 
-def categories_from_counts(counts: Mapping[str, int], *, epsilon: float,
-                           delta: float) -> tuple[str, ...]:
+def categories_from_counts(
+    counts: Mapping[str, int], *, epsilon: float, delta: float
+) -> tuple[str, ...]:
     """The release of :func:`dp_categories` from exact per-value ``counts``
     (:func:`~privsynth_core.privacy.histograms.category_counts`, of the whole table or summed
     over its partitions): discrete Laplace noise once per value, then the threshold."""
     if not counts:
         return ()
     keys = sorted(counts)
-    noisy = discrete_laplace(np.array([counts[k] for k in keys], dtype=np.int64),
-                             scale=1.0 / epsilon)
+    noisy = discrete_laplace(
+        np.array([counts[k] for k in keys], dtype=np.int64), scale=1.0 / epsilon
+    )
     threshold = category_threshold(epsilon=epsilon, delta=delta)
     return tuple(k for k, n in zip(keys, noisy, strict=True) if n > threshold)
 
@@ -202,8 +205,10 @@ def learn_domain(
     needing = [c for c in skeleton.columns if c.kind is not ColumnKind.BOOLEAN]
     n_categorical = sum(c.kind is ColumnKind.CATEGORICAL for c in needing)
     if epsilon <= 0 or (n_categorical and not 0 < delta < 1):
-        raise DomainError("learning a domain with DP needs epsilon > 0 (and delta in (0, 1) for "
-                          "categorical columns)")
+        raise DomainError(
+            "learning a domain with DP needs epsilon > 0 (and delta in (0, 1) for "
+            "categorical columns)"
+        )
     status = ledger.status(fingerprint)
     if not PrivacyBudget(epsilon, delta).fits_within(status.remaining):
         raise BudgetExceededError(
@@ -222,12 +227,18 @@ def learn_domain(
             raise SchemaError(f"column {col.name!r} of the schema is not in the data")
         series, _ = cast_column(frame[col.name], col)
         if col.kind is ColumnKind.CATEGORICAL:
-            ledger.charge(fingerprint, extract=extract,
-                          mechanism=f"dp categories of {col.name!r}",
-                          epsilon=eps_each, delta=delta_each, run_id=run_id,
-                          params={"mechanism": "discrete laplace stability histogram",
-                                  "threshold": category_threshold(epsilon=eps_each,
-                                                                  delta=delta_each)})
+            ledger.charge(
+                fingerprint,
+                extract=extract,
+                mechanism=f"dp categories of {col.name!r}",
+                epsilon=eps_each,
+                delta=delta_each,
+                run_id=run_id,
+                params={
+                    "mechanism": "discrete laplace stability histogram",
+                    "threshold": category_threshold(epsilon=eps_each, delta=delta_each),
+                },
+            )
             categories = dp_categories(series, epsilon=eps_each, delta=delta_each)
             if not categories:
                 raise DomainError(
@@ -235,16 +246,25 @@ def learn_domain(
                     f"epsilon={eps_each:.3g} for this column; declare its categories publicly in "
                     f"the schema, exclude it, or give the domain step more epsilon"
                 )
-            columns.append(Column(name=col.name, kind=col.kind, nullable=True,
-                                  categories=categories))
+            columns.append(
+                Column(name=col.name, kind=col.kind, nullable=True, categories=categories)
+            )
             continue
-        ledger.charge(fingerprint, extract=extract, mechanism=f"dp bounds of {col.name!r}",
-                      epsilon=eps_each,
-                      delta=0.0, run_id=run_id,
-                      params={"mechanism": "discrete laplace magnitude histogram + "
-                              "report-noisy-max quantiles", "quantiles": list(quantiles)})
-        lower, upper = dp_bounds(numeric_values(series, col.kind), epsilon=eps_each,
-                                 quantiles=quantiles)
+        ledger.charge(
+            fingerprint,
+            extract=extract,
+            mechanism=f"dp bounds of {col.name!r}",
+            epsilon=eps_each,
+            delta=0.0,
+            run_id=run_id,
+            params={
+                "mechanism": "discrete laplace magnitude histogram + report-noisy-max quantiles",
+                "quantiles": list(quantiles),
+            },
+        )
+        lower, upper = dp_bounds(
+            numeric_values(series, col.kind), epsilon=eps_each, quantiles=quantiles
+        )
         bounds: tuple[float, float] | tuple[datetime, datetime]
         if col.kind is ColumnKind.INTEGER:
             bounds = (float(math.floor(lower)), float(math.ceil(upper)))
@@ -301,17 +321,21 @@ def prepare_table(
         raise DomainError(
             "a fit needs a schema file a person has reviewed: draft one with `privsynth schema "
             "infer DATA -o schema.yaml` (or `--skeleton` for names and kinds only, to learn the "
-            "domain with DP), review it, then `privsynth schema confirm schema.yaml`")
+            "domain with DP), review it, then `privsynth schema confirm schema.yaml`"
+        )
     schema = Schema.load(schema_path)
     if schema.domain == "inferred":
         raise DomainError(
             f"{schema_path} was inferred from the private data and has not been reviewed: its "
             f"kinds, bounds and categories are not private. Review it and declare it public with "
             f"`privsynth schema confirm {schema_path}`"
-            + (" (for --domain dp only the names and kinds are used)" if domain == "dp" else ""))
+            + (" (for --domain dp only the names and kinds are used)" if domain == "dp" else "")
+        )
     if domain == "public" and schema.domain == "dp":
-        raise DomainError(f"{schema_path} holds a DP-learned domain; use it with --domain "
-                          f"public only as the saved output of an earlier run")
+        raise DomainError(
+            f"{schema_path} holds a DP-learned domain; use it with --domain "
+            f"public only as the saved output of an earlier run"
+        )
     frame = read_frame(data_path, max_bytes=max_bytes)
     name = Path(data_path).name
     spent: list[SpentPart] = []
@@ -323,12 +347,24 @@ def prepare_table(
         extract = fingerprint_frame(frame)
         key = parent_key or budget_key(source, extract)
         first = max((e.entry_id for e in ledger.entries(key)), default=0)
-        schema = replayed("dp domain", lambda: learn_domain(
-            frame, schema, epsilon=domain_epsilon, delta=domain_delta, ledger=ledger,
-            fingerprint=key, run_id=run_id, extract=extract))
-        spent = [SpentPart("domain", e.mechanism, e.epsilon, e.delta, e.entry_id)
-                 for e in ledger.entries(key)
-                 if e.entry_id > first and e.run_id == run_id and e.status == "spent"]
+        schema = replayed(
+            "dp domain",
+            lambda: learn_domain(
+                frame,
+                schema,
+                epsilon=domain_epsilon,
+                delta=domain_delta,
+                ledger=ledger,
+                fingerprint=key,
+                run_id=run_id,
+                extract=extract,
+            ),
+        )
+        spent = [
+            SpentPart("domain", e.mechanism, e.epsilon, e.delta, e.entry_id)
+            for e in ledger.entries(key)
+            if e.entry_id > first and e.run_id == run_id and e.status == "spent"
+        ]
     table = Table.from_frame(frame, schema, name=name, source=source)
     table.parent_key = parent_key
     table.spent = spent

@@ -124,12 +124,17 @@ def make_private_critic(
     private: Any
     if ghost:
         private = GradSampleModuleFastGradientClipping(
-            critic, batch_first=True, loss_reduction="mean", max_grad_norm=max_grad_norm,
+            critic,
+            batch_first=True,
+            loss_reduction="mean",
+            max_grad_norm=max_grad_norm,
             use_ghost_clipping=True,
         )
     else:
         private = GradSampleModule(
-            critic, batch_first=True, loss_reduction="mean",
+            critic,
+            batch_first=True,
+            loss_reduction="mean",
             force_functorch=grad_sample_mode == "functorch",
         )
     device = next(critic.parameters()).device
@@ -137,9 +142,12 @@ def make_private_critic(
     noise.manual_seed(secrets.randbits(63))
     optimizer_cls = DPOptimizerFastGradientClipping if ghost else DPOptimizer
     dp_optimizer = optimizer_cls(
-        optimizer(private.parameters()), noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm, expected_batch_size=expected_batch_size,
-        loss_reduction="mean", generator=noise,
+        optimizer(private.parameters()),
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        expected_batch_size=expected_batch_size,
+        loss_reduction="mean",
+        generator=noise,
     )
     return private, dp_optimizer
 
@@ -260,14 +268,15 @@ class BatchSource:
             raise ValueError(f"chunk rows must be >= 1, got {size}")
         for start in range(0, self.n_rows, size):
             if self.data is not None:
-                yield self.data[start:start + size]
+                yield self.data[start : start + size]
             else:
                 part = self.frame.slice(start, size)
                 yield torch.from_numpy(self.encoder.encode(part)).to(self.device)
 
 
-def activate_outputs(raw: torch.Tensor, spans: list[tuple[int, int, bool]],
-                     gumbel_tau: float | None) -> torch.Tensor:
+def activate_outputs(
+    raw: torch.Tensor, spans: list[tuple[int, int, bool]], gumbel_tau: float | None
+) -> torch.Tensor:
     """A generator's raw outputs as encoded-row values: tanh on scalar spans; on one-hot group
     spans, Gumbel-softmax samples (training, ``gumbel_tau`` set) or softmax probabilities.
 

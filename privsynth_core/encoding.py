@@ -111,7 +111,8 @@ class TableEncoder:
         if missing:
             raise DomainError(
                 "encoding needs a domain (bounds or categories) for every column; missing for: "
-                + ", ".join(missing) + ". Declare it in the schema, or learn it with DP"
+                + ", ".join(missing)
+                + ". Declare it in the schema, or learn it with DP"
             )
         self.schema = schema
         self._ranges: dict[str, tuple[float, float]] = {}
@@ -128,11 +129,29 @@ class TableEncoder:
         if col.kind is ColumnKind.CATEGORICAL:
             assert col.categories is not None
             labels = tuple(col.categories)
-            return [Span(col.name, "onehot", offset, len(labels) + col.nullable, "softmax",
-                         labels, col.nullable)]
+            return [
+                Span(
+                    col.name,
+                    "onehot",
+                    offset,
+                    len(labels) + col.nullable,
+                    "softmax",
+                    labels,
+                    col.nullable,
+                )
+            ]
         if col.kind is ColumnKind.BOOLEAN:
-            return [Span(col.name, "onehot", offset, 2 + col.nullable, "softmax", _BOOL_LABELS,
-                         col.nullable)]
+            return [
+                Span(
+                    col.name,
+                    "onehot",
+                    offset,
+                    2 + col.nullable,
+                    "softmax",
+                    _BOOL_LABELS,
+                    col.nullable,
+                )
+            ]
         assert col.bounds is not None
         lower, upper = col.bounds
         if col.kind is ColumnKind.DATETIME:
@@ -226,7 +245,9 @@ class TableEncoder:
             codes = series.cast(pl.Boolean).cast(pl.Int32)
         else:
             codes = series.cast(pl.String).replace_strict(
-                list(span.labels), list(range(len(span.labels))), default=None,
+                list(span.labels),
+                list(range(len(span.labels))),
+                default=None,
                 return_dtype=pl.Int32,
             )
         code = codes.fill_null(-1).to_numpy()
@@ -288,7 +309,7 @@ class TableEncoder:
             if col.kind is ColumnKind.DATETIME:
                 series = series.cast(pl.Datetime("us"))
         if len(spans) > 1:
-            missing = _choose(array[:, spans[1].start:spans[1].end], rng) == 1
+            missing = _choose(array[:, spans[1].start : spans[1].end], rng) == 1
             series = series.set(pl.Series(missing), None)
         return series
 
@@ -299,14 +320,16 @@ class TableEncoder:
         span: Span,
         rng: np.random.Generator | None,
     ) -> pl.Series:
-        slot = _choose(array[:, span.start:span.end], rng)
+        slot = _choose(array[:, span.start : span.end], rng)
         codes = pl.Series(col.name, slot, dtype=pl.Int64)
         series: pl.Series
         if col.kind is ColumnKind.BOOLEAN:
             series = codes == 1
         else:
             series = codes.replace_strict(
-                list(range(len(span.labels))), list(span.labels), default=None,
+                list(range(len(span.labels))),
+                list(span.labels),
+                default=None,
                 return_dtype=pl.String,
             )
         if span.null_slot:
@@ -314,9 +337,9 @@ class TableEncoder:
         return series.alias(col.name)
 
 
-def _choose(group: npt.NDArray[np.floating], rng: np.random.Generator | None) -> npt.NDArray[
-    np.intp
-]:
+def _choose(
+    group: npt.NDArray[np.floating], rng: np.random.Generator | None
+) -> npt.NDArray[np.intp]:
     """Index of the chosen slot per row: argmax, or a draw proportional to the weights."""
     width = group.shape[1]
     if rng is None or len(group) == 0:

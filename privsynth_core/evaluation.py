@@ -48,14 +48,21 @@ NOT_DP_NOTICE = (
 )
 _GROUP_ORDER = {"fidelity": 0, "utility": 1, "privacy": 2}
 _GENERIC_TEXT: dict[str, dict[str, str]] = {
-    "fidelity": {"good": "close to real data", "fair": "keeps much of the real structure, with "
-                 "visible gaps", "poor": "far from the real data"},
-    "utility": {"good": "models trained on it predict almost as well as models trained on real "
-                "data", "fair": "useful, but clearly below models trained on real data",
-                "poor": "models trained on it learn little of the real relationships"},
-    "privacy": {"good": "no measurable leak", "fair": "a weak membership signal: look at the "
-                "nearest-record figures", "poor": "training records can be recognised: do not "
-                "release"},
+    "fidelity": {
+        "good": "close to real data",
+        "fair": "keeps much of the real structure, with visible gaps",
+        "poor": "far from the real data",
+    },
+    "utility": {
+        "good": "models trained on it predict almost as well as models trained on real data",
+        "fair": "useful, but clearly below models trained on real data",
+        "poor": "models trained on it learn little of the real relationships",
+    },
+    "privacy": {
+        "good": "no measurable leak",
+        "fair": "a weak membership signal: look at the nearest-record figures",
+        "poor": "training records can be recognised: do not release",
+    },
 }
 
 
@@ -173,8 +180,9 @@ def type_frame(frame: pl.DataFrame | Table, schema: Schema, label: str) -> pl.Da
         frame = frame.frame
     missing = [n for n in schema.names if n not in frame.columns]
     if missing:
-        raise SchemaError(f"the {label} table does not fit the schema: column(s) missing: "
-                          f"{', '.join(missing)}")
+        raise SchemaError(
+            f"the {label} table does not fit the schema: column(s) missing: {', '.join(missing)}"
+        )
     typed = {}
     for col in schema.columns:
         series = frame[col.name]
@@ -200,8 +208,9 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
     return load(path)
 
 
-def _for_metrics(manifest: dict[str, Any] | None,
-                 guarantee: dict[str, Any] | None) -> dict[str, Any] | None:
+def _for_metrics(
+    manifest: dict[str, Any] | None, guarantee: dict[str, Any] | None
+) -> dict[str, Any] | None:
     """The manifest as metrics read it: its privacy block replaced by the reported guarantee."""
     if manifest is None or guarantee is None or not guarantee.get("differentially_private"):
         return manifest
@@ -227,11 +236,18 @@ def _missing_input(cls: type[Metric], holdout: Any, target: Any, manifest: Any) 
     return None
 
 
-def _run(metric: Metric, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-         holdout: pl.DataFrame | None, target: str | None, manifest: dict[str, Any] | None,
-         seed: int) -> MetricResult:
-    kwargs: dict[str, Any] = {"schema": schema, "holdout": holdout, "target": target,
-                              "seed": seed}
+def _run(
+    metric: Metric,
+    real: pl.DataFrame,
+    synthetic: pl.DataFrame,
+    *,
+    schema: Schema,
+    holdout: pl.DataFrame | None,
+    target: str | None,
+    manifest: dict[str, Any] | None,
+    seed: int,
+) -> MetricResult:
+    kwargs: dict[str, Any] = {"schema": schema, "holdout": holdout, "target": target, "seed": seed}
     if metric.needs_manifest:
         kwargs["manifest"] = manifest
     return metric.compute(real, synthetic, **kwargs)
@@ -283,8 +299,9 @@ def evaluate(
     """
     started = time.perf_counter()
     if target is not None and target not in schema.names:
-        raise MetricError(f"target column {target!r} is not in the schema; columns: "
-                          f"{', '.join(schema.names)}")
+        raise MetricError(
+            f"target column {target!r} is not in the schema; columns: {', '.join(schema.names)}"
+        )
     real_f = type_frame(real, schema, "real")
     syn_f = type_frame(synthetic, schema, "synthetic")
     hold_f = type_frame(holdout, schema, "holdout") if holdout is not None else None
@@ -316,8 +333,16 @@ def evaluate(
         metric = cls()
         tick = time.perf_counter()
         try:
-            result = _run(metric, real_f, syn_f, schema=schema, holdout=hold_f, target=target,
-                          manifest=manifest_for_metrics, seed=seed)
+            result = _run(
+                metric,
+                real_f,
+                syn_f,
+                schema=schema,
+                holdout=hold_f,
+                target=target,
+                manifest=manifest_for_metrics,
+                seed=seed,
+            )
         except MetricError as exc:
             if explicit:
                 raise
@@ -326,8 +351,9 @@ def evaluate(
         results.append(result)
         headline = None
         if metric.headline:
-            headline = _headline(metric, result, real_f, shuffled, hold_f, schema, target,
-                                 manifest_for_metrics, seed)
+            headline = _headline(
+                metric, result, real_f, shuffled, hold_f, schema, target, manifest_for_metrics, seed
+            )
             headlines.append(headline)
         verdicts[result.metric_id] = _verdict(metric, result, headline)
         if headline is not None:
@@ -336,38 +362,66 @@ def evaluate(
     headlines.sort(key=lambda h: _GROUP_ORDER.get(h.group, 9))
     seconds["metrics_total"] = time.perf_counter() - started
     evaluation = EvaluationResult(
-        results=results, headlines=headlines, verdicts=verdicts, skipped=skipped,
-        guarantee=guarantee, seconds=seconds,
-        inputs={"real_rows": real_f.height, "synthetic_rows": syn_f.height,
-                "holdout_rows": hold_f.height if hold_f is not None else None,
-                "columns": schema.names, "target": target, "seed": seed},
+        results=results,
+        headlines=headlines,
+        verdicts=verdicts,
+        skipped=skipped,
+        guarantee=guarantee,
+        seconds=seconds,
+        inputs={
+            "real_rows": real_f.height,
+            "synthetic_rows": syn_f.height,
+            "holdout_rows": hold_f.height if hold_f is not None else None,
+            "columns": schema.names,
+            "target": target,
+            "seed": seed,
+        },
     )
     if output_dir is not None:
         from .report_html import write_report
 
         report(len(classes), "writing the report")
-        write_report(evaluation, Path(output_dir), real=real_f, synthetic=syn_f,
-                     holdout=hold_f, schema=schema, target=target,
-                     manifest=manifest_for_metrics, seed=seed, overwrite=overwrite)
+        write_report(
+            evaluation,
+            Path(output_dir),
+            real=real_f,
+            synthetic=syn_f,
+            holdout=hold_f,
+            schema=schema,
+            target=target,
+            manifest=manifest_for_metrics,
+            seed=seed,
+            overwrite=overwrite,
+        )
         evaluation.seconds["total"] = time.perf_counter() - started
         # Rewrite metrics.json so it carries the final timings too (still atomic).
         from .fileio import atomic_write_text
 
-        atomic_write_text(Path(output_dir) / "metrics.json",
-                          json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
+        atomic_write_text(
+            Path(output_dir) / "metrics.json",
+            json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False),
+        )
     if units:
         report(units, "done")
     return evaluation
 
 
-def _reference(metric: Metric, real: pl.DataFrame, other: pl.DataFrame, what: str,
-               notes: list[str], **kwargs: Any) -> float | None:
+def _reference(
+    metric: Metric,
+    real: pl.DataFrame,
+    other: pl.DataFrame,
+    what: str,
+    notes: list[str],
+    **kwargs: Any,
+) -> float | None:
     """One reference score, or None (with a note saying why) when it cannot be computed."""
     try:
         value = _run(metric, real, other, **kwargs).value
     except Exception as exc:  # a reference point must never cost the user the evaluation
-        notes.append(f"the {what} could not be computed ({type(exc).__name__}: "
-                     f"{str(exc).splitlines()[0] if str(exc) else ''}); judged without it")
+        notes.append(
+            f"the {what} could not be computed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); judged without it"
+        )
         return None
     if not math.isfinite(value):
         notes.append(f"the {what} has no finite value; judged without it")
@@ -375,12 +429,27 @@ def _reference(metric: Metric, real: pl.DataFrame, other: pl.DataFrame, what: st
     return float(value)
 
 
-def _headline(metric: Metric, result: MetricResult, real: pl.DataFrame,
-              shuffled: pl.DataFrame | None, holdout: pl.DataFrame | None, schema: Schema,
-              target: str | None, manifest: dict[str, Any] | None, seed: int) -> Headline:
+def _headline(
+    metric: Metric,
+    result: MetricResult,
+    real: pl.DataFrame,
+    shuffled: pl.DataFrame | None,
+    holdout: pl.DataFrame | None,
+    schema: Schema,
+    target: str | None,
+    manifest: dict[str, Any] | None,
+    seed: int,
+) -> Headline:
     """The headline entry of ``result`` with its reference points (see the module docstring)."""
-    head = Headline(result.metric_id, result.name, result.group, result.value, result.direction,
-                    ideal=result.details.get("ideal"), worst=_worst(result.details.get("worst")))
+    head = Headline(
+        result.metric_id,
+        result.name,
+        result.group,
+        result.value,
+        result.direction,
+        ideal=result.details.get("ideal"),
+        worst=_worst(result.details.get("worst")),
+    )
     head.notes += [str(n) for n in result.details.get("reference_notes", [])]
     ceiling = result.details.get("ceiling")
     if isinstance(ceiling, int | float) and math.isfinite(ceiling):
@@ -389,12 +458,30 @@ def _headline(metric: Metric, result: MetricResult, real: pl.DataFrame,
     if shuffled is None or result.group == "privacy":
         return head
     if head.ceiling is None and holdout is not None and not metric.needs_holdout:
-        head.ceiling = _reference(metric, real, holdout, "real-holdout ceiling", head.notes,
-                                  schema=schema, holdout=None, target=target,
-                                  manifest=manifest, seed=seed)
-    head.floor = _reference(metric, real, shuffled, "shuffled-columns floor", head.notes,
-                            schema=schema, holdout=holdout, target=target, manifest=manifest,
-                            seed=seed)
+        head.ceiling = _reference(
+            metric,
+            real,
+            holdout,
+            "real-holdout ceiling",
+            head.notes,
+            schema=schema,
+            holdout=None,
+            target=target,
+            manifest=manifest,
+            seed=seed,
+        )
+    head.floor = _reference(
+        metric,
+        real,
+        shuffled,
+        "shuffled-columns floor",
+        head.notes,
+        schema=schema,
+        holdout=holdout,
+        target=target,
+        manifest=manifest,
+        seed=seed,
+    )
     return head
 
 
@@ -414,8 +501,9 @@ def _worst(worst: Any) -> list[str]:
     return lines
 
 
-def _verdict(metric: Metric, result: MetricResult,
-             headline: Headline | None) -> tuple[Verdict, str]:
+def _verdict(
+    metric: Metric, result: MetricResult, headline: Headline | None
+) -> tuple[Verdict, str]:
     """The metric's own verdict, else one from the reference points, else from thresholds."""
     own = metric.verdict(result)
     if own is not None:
@@ -430,8 +518,10 @@ def _verdict(metric: Metric, result: MetricResult,
     if floor is not None:
         gap = sign * (ceiling - floor) if ceiling is not None else None
         if sign * (value - floor) <= 0.05 * (gap if gap and gap > 0 else abs(floor) or 1e-9):
-            return "poor", (f"{texts['poor']}: no better than a copy of the real data with "
-                            f"every column shuffled independently ({floor:.3g})")
+            return "poor", (
+                f"{texts['poor']}: no better than a copy of the real data with "
+                f"every column shuffled independently ({floor:.3g})"
+            )
         if gap is not None and gap > 0:
             share = sign * (value - floor) / gap
             level: Verdict = "good" if share >= 0.8 else "fair" if share >= 0.5 else "poor"
@@ -441,15 +531,25 @@ def _verdict(metric: Metric, result: MetricResult,
                         f"the score is better than the real-data reference ({value:.3g} vs "
                         f"{ceiling:.3g}); a synthetic table rarely beats real data, so the "
                         f"reference is probably unreliable here (a small holdout, or a "
-                        f"reference model that did poorly): read it with care")
-                return level, (f"{texts[level]}: as good as the real-data reference "
-                               f"({ceiling:.3g}; shuffled columns: {floor:.3g})")
-            return level, (f"{texts[level]}: {share:.0%} of the way from independent columns "
-                           f"({floor:.3g}) to real data ({ceiling:.3g})")
+                        f"reference model that did poorly): read it with care"
+                    )
+                return level, (
+                    f"{texts[level]}: as good as the real-data reference "
+                    f"({ceiling:.3g}; shuffled columns: {floor:.3g})"
+                )
+            return level, (
+                f"{texts[level]}: {share:.0%} of the way from independent columns "
+                f"({floor:.3g}) to real data ({ceiling:.3g})"
+            )
     if metric.thresholds is not None:
         good, fair = metric.thresholds
-        level = ("good" if sign * value >= sign * good else
-                 "fair" if sign * value >= sign * fair else "poor")
+        level = (
+            "good"
+            if sign * value >= sign * good
+            else "fair"
+            if sign * value >= sign * fair
+            else "poor"
+        )
         limits = "≤" if sign < 0 else "≥"
         return level, f"{texts[level]} (good {limits} {good:g}, fair {limits} {fair:g})"
     return "unknown", "no reference point to judge this value by"

@@ -57,7 +57,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def _stale(sibling: Path, name: str) -> bool:
-    rest = sibling.name[len(name) + 2:]
+    rest = sibling.name[len(name) + 2 :]
     owned = _OWNED.fullmatch(rest)
     if owned is not None:
         # Another host's writer cannot be checked from here: left alone.
@@ -103,8 +103,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=_owner_prefix(target), suffix=".partial",
-                                    dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=_owner_prefix(target), suffix=".partial", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -144,8 +145,7 @@ def atomic_directory(target: str | Path, *, overwrite: bool = False) -> Iterator
             f"pass --overwrite"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=_owner_prefix(target), suffix=".partial",
-                                dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_owner_prefix(target), suffix=".partial", dir=target.parent))
     try:
         yield tmp
         if target.exists():
@@ -160,5 +160,12 @@ def atomic_directory(target: str | Path, *, overwrite: bool = False) -> Iterator
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["atomic_directory", "atomic_path", "atomic_write", "atomic_write_text", "host_tag",
-           "pid_alive", "remove_stale_siblings"]
+__all__ = [
+    "atomic_directory",
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_text",
+    "host_tag",
+    "pid_alive",
+    "remove_stale_siblings",
+]

@@ -116,15 +116,21 @@ class TableProfile:
     target: str | None = None
 
     @classmethod
-    def of(cls, schema: Schema, *, rows: int | None = None,
-           target: str | None = None) -> TableProfile:
+    def of(
+        cls, schema: Schema, *, rows: int | None = None, target: str | None = None
+    ) -> TableProfile:
         """The profile of a table with ``schema`` (``rows``: its released row count n̂)."""
         kinds: dict[ColumnKind, int] = {}
         for column in schema.columns:
             kinds[column.kind] = kinds.get(column.kind, 0) + 1
         longest = max((len(c.categories or ()) for c in schema.columns), default=0)
-        return cls(columns=len(schema.columns), kinds=kinds, max_categories=longest,
-                   rows=rows, target=target)
+        return cls(
+            columns=len(schema.columns),
+            kinds=kinds,
+            max_categories=longest,
+            rows=rows,
+            target=target,
+        )
 
 
 @dataclass(frozen=True)
@@ -196,10 +202,13 @@ class FitSummary:
 
     def custodian_dict(self) -> dict[str, Any]:
         """What only the custodian may see: fingerprint, timing, run and ledger ids, parts."""
-        return {"dataset_fingerprint": self.dataset_fingerprint,
-                "wall_seconds": round(self.wall_seconds, 3), "run_id": self.run_id,
-                "ledger_entry_id": self.ledger_entry_id,
-                "spent": [{**p.public(), "ledger_entry": p.entry_id} for p in self.spent]}
+        return {
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "run_id": self.run_id,
+            "ledger_entry_id": self.ledger_entry_id,
+            "spent": [{**p.public(), "ledger_entry": p.entry_id} for p in self.spent],
+        }
 
 
 #: FitSummary fields computed from the private rows (or tying the model to the ledger) that
@@ -317,7 +326,10 @@ class Generator(ABC):
         started = time.perf_counter()
         if budget is None:
             entry = ledger.record_non_private(
-                key, mechanism=self.generator_id, run_id=run_id, extract=fingerprint,
+                key,
+                mechanism=self.generator_id,
+                run_id=run_id,
+                extract=fingerprint,
                 params={**self.params.model_dump(mode="json"), **dict(ledger_params or {})},
             )
             summary = self._fit(table, budget=None, accountant=accountant, progress=progress)
@@ -332,21 +344,37 @@ class Generator(ABC):
             # What can be refused without any size is refused before anything is charged.
             self._check_params(table, budget=budget, accountant=accountant)
             # The size every plan uses is the released count, never the table's own.
-            count = ensure_row_count(ledger, key, extract=fingerprint, n_rows=table.n_rows,
-                                     run_id=run_id, also_needed=budget)
+            count = ensure_row_count(
+                ledger,
+                key,
+                extract=fingerprint,
+                n_rows=table.n_rows,
+                run_id=run_id,
+                also_needed=budget,
+            )
             table.noisy_rows = summary_rows = count.value
             # Cheap checks that do not read the data (e.g. "this budget allows 0 steps") come
             # first, so a refused plan spends nothing more.
             self._check_plan(table, budget=budget, accountant=accountant)
             self.checkpoints = checkpoints if self.supports_checkpoints else None
-            resumed = (self.checkpoints.open_reservation(ledger, fingerprint=key,
-                                                        budget=budget)
-                       if self.checkpoints is not None else None)
+            resumed = (
+                self.checkpoints.open_reservation(ledger, fingerprint=key, budget=budget)
+                if self.checkpoints is not None
+                else None
+            )
             entry = resumed or ledger.reserve(
-                key, mechanism=f"{self.generator_id} training", epsilon=budget.epsilon,
-                delta=budget.delta, run_id=run_id, extract=fingerprint,
-                params={"generator": self.generator_id, "accountant": accountant,
-                        **self.params.model_dump(mode="json"), **dict(ledger_params or {})},
+                key,
+                mechanism=f"{self.generator_id} training",
+                epsilon=budget.epsilon,
+                delta=budget.delta,
+                run_id=run_id,
+                extract=fingerprint,
+                params={
+                    "generator": self.generator_id,
+                    "accountant": accountant,
+                    **self.params.model_dump(mode="json"),
+                    **dict(ledger_params or {}),
+                },
             )
             if self.checkpoints is not None and resumed is None:
                 self.checkpoints.record_reservation(entry)
@@ -363,18 +391,30 @@ class Generator(ABC):
                     f"target {budget.epsilon:g}; its output must not be used. This is a bug"
                 )
             ledger.settle(
-                entry.entry_id, epsilon=summary.epsilon, delta=summary.delta,
+                entry.entry_id,
+                epsilon=summary.epsilon,
+                delta=summary.delta,
                 # the accountant the fit used (AIM and MST compose in zCDP whatever the
                 # option said), over the option recorded at the reservation
-                params={"steps": summary.steps, "noise_multiplier": summary.noise_multiplier,
-                        "sample_rate": summary.sample_rate,
-                        "accountant": summary.accountant_id or accountant},
+                params={
+                    "steps": summary.steps,
+                    "noise_multiplier": summary.noise_multiplier,
+                    "sample_rate": summary.sample_rate,
+                    "accountant": summary.accountant_id or accountant,
+                },
             )
             summary.private = True
-            spent = [*table.spent,
-                     SpentPart("row count", COUNT_MECHANISM, count.epsilon, 0.0, count.entry_id),
-                     SpentPart("training", f"{self.generator_id} training", summary.epsilon,
-                               summary.delta, entry.entry_id)]
+            spent = [
+                *table.spent,
+                SpentPart("row count", COUNT_MECHANISM, count.epsilon, 0.0, count.entry_id),
+                SpentPart(
+                    "training",
+                    f"{self.generator_id} training",
+                    summary.epsilon,
+                    summary.delta,
+                    entry.entry_id,
+                ),
+            ]
         summary.dataset_fingerprint = fingerprint
         summary.domain_mode = table.schema.domain
         summary.wall_seconds = time.perf_counter() - started
@@ -420,9 +460,12 @@ class Generator(ABC):
             "model_id": summary.model_id,
             "differentially_private": summary.private,
             "privacy": (
-                {**statement(summary.spent, accountant=summary.accountant_id),
-                 "domain": summary.domain_mode}
-                if summary.private else {"label": NOT_DP_LABEL}
+                {
+                    **statement(summary.spent, accountant=summary.accountant_id),
+                    "domain": summary.domain_mode,
+                }
+                if summary.private
+                else {"label": NOT_DP_LABEL}
             ),
             "params": self.params.model_dump(mode="json"),
             "schema": self.schema.release_dict(),
@@ -469,12 +512,15 @@ class Generator(ABC):
         try:
             params = generator_cls.make_params(manifest["params"])
         except ConfigError as exc:
-            raise GeneratorError(f"{manifest_path}: its parameters are not valid for this "
-                                 f"privsynth ({exc}); the manifest was edited, or comes from "
-                                 f"another version: fit the model again") from None
+            raise GeneratorError(
+                f"{manifest_path}: its parameters are not valid for this "
+                f"privsynth ({exc}); the manifest was edited, or comes from "
+                f"another version: fit the model again"
+            ) from None
         instance = generator_cls(params)
-        instance.schema = Schema.from_dict(manifest["schema"],
-                                           source=f"the schema in {manifest_path}")
+        instance.schema = Schema.from_dict(
+            manifest["schema"], source=f"the schema in {manifest_path}"
+        )
         fit = {k: v for k, v in manifest["fit"].items() if k not in CUSTODIAN_FIELDS}
         instance.fit_summary = FitSummary(**fit)
         instance.fit_summary.model_id = str(manifest.get("model_id", ""))
@@ -488,7 +534,8 @@ class Generator(ABC):
             raise GeneratorError(
                 f"{path}: the {generator_id} model's files are damaged or do not match its "
                 f"manifest ({type(exc).__name__}{': ' + detail if detail else ''}); copy the "
-                f"folder again from where `privsynth fit` wrote it, or fit again") from None
+                f"folder again from where `privsynth fit` wrote it, or fit again"
+            ) from None
         return instance
 
     # -- choosing a generator ---------------------------------------------------------------------

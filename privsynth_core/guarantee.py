@@ -63,8 +63,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read {path} ({exc}); the run directory is damaged") \
-            from None
+        raise InputFileError(f"cannot read {path} ({exc}); the run directory is damaged") from None
     if not isinstance(data, dict):
         raise InputFileError(f"{path} is not a privsynth record (not a JSON object)")
     return data
@@ -92,8 +91,9 @@ def _store_record(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def verified_guarantee(manifest: dict[str, Any] | None,
-                       record: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def verified_guarantee(
+    manifest: dict[str, Any] | None, record: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The privacy guarantee to report for a model: from the ledger where the custodian's
     records allow, never from an editable file alone.
 
@@ -119,24 +119,31 @@ def verified_guarantee(manifest: dict[str, Any] | None,
     privacy.update(manifest_epsilon=stated_eps, manifest_delta=stated_delta, verified=False)
     record = record if record is not None else _store_record(manifest)
     if record is None:
-        privacy["source"] = ("as stated by the model's manifest (not verified against the "
-                             "ledger: no custodian record of this model here; give the run "
-                             "directory with --manifest, or evaluate where it was trained)")
+        privacy["source"] = (
+            "as stated by the model's manifest (not verified against the "
+            "ledger: no custodian record of this model here; give the run "
+            "directory with --manifest, or evaluate where it was trained)"
+        )
         return privacy
     try:
         figures = _ledger_figures(record)
     except PrivsynthError as exc:
-        privacy["source"] = (f"as stated by the model's manifest (not verified against the "
-                             f"ledger: {exc})")
+        privacy["source"] = (
+            f"as stated by the model's manifest (not verified against the ledger: {exc})"
+        )
         return privacy
     epsilon, delta, ids = figures
-    privacy.update(epsilon=epsilon, delta=delta, verified=True,
-                   source=f"as charged in the privacy ledger (entries "
-                          f"{', '.join(f'#{i}' for i in ids)})")
+    privacy.update(
+        epsilon=epsilon,
+        delta=delta,
+        verified=True,
+        source=f"as charged in the privacy ledger (entries {', '.join(f'#{i}' for i in ids)})",
+    )
     problems = []
     if stated_eps != epsilon or stated_delta != delta:
-        problems.append(f"the model's manifest states epsilon={_num(stated_eps)}, "
-                        f"delta={_num(stated_delta)}")
+        problems.append(
+            f"the model's manifest states epsilon={_num(stated_eps)}, delta={_num(stated_delta)}"
+        )
     sha = (record.get("outputs") or {}).get("model_manifest_sha256")
     where = record.get("_model_manifest")
     if sha and where and Path(where).is_file():
@@ -145,8 +152,10 @@ def verified_guarantee(manifest: dict[str, Any] | None,
         if file_sha256(where) != sha:
             problems.append("the release's model manifest is not the one the run wrote")
     if problems:
-        privacy["warning"] = ("; ".join(problems) + ": it was edited after the fit. Do not "
-                              "release it; the ledger's figure is the guarantee")
+        privacy["warning"] = (
+            "; ".join(problems) + ": it was edited after the fit. Do not "
+            "release it; the ledger's figure is the guarantee"
+        )
     return privacy
 
 
@@ -162,14 +171,15 @@ def _ledger_figures(record: dict[str, Any]) -> tuple[float, float, list[int]]:
     if record.get("ledger_id") and ledger.ledger_id and record["ledger_id"] != ledger.ledger_id:
         raise BudgetError("the model was charged to another ledger than this one")
     entries = [ledger.entry(i) for i in ids]
-    return (math.fsum(e.epsilon for e in entries), math.fsum(e.delta for e in entries),
-            [int(i) for i in ids])
+    return (
+        math.fsum(e.epsilon for e in entries),
+        math.fsum(e.delta for e in entries),
+        [int(i) for i in ids],
+    )
 
 
 def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, int | float) else repr(value)
-
-
 
 
 __all__ = ["load_manifest", "load_model_evidence", "verified_guarantee"]

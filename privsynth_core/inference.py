@@ -35,8 +35,7 @@ def _clean(series: pl.Series) -> pl.Series:
         return series
     stripped = series.str.strip_chars()
     return pl.select(
-        pl.when(stripped.is_in(list(NULL_TOKENS))).then(None).otherwise(stripped)
-        .alias(series.name)
+        pl.when(stripped.is_in(list(NULL_TOKENS))).then(None).otherwise(stripped).alias(series.name)
     ).to_series()
 
 
@@ -64,10 +63,26 @@ def _date_format(values: pl.Series) -> tuple[str | None, pl.Series | None, list[
 
 
 #: Values of a train/test split marker (lowercase).
-SPLIT_VALUES = frozenset({"train", "training", "test", "testing", "valid", "validation", "val",
-                          "dev", "holdout", "eval", "evaluation"})
-SPLIT_NAME = re.compile(r"^(split|data_?split|subset|partition|fold|is_?train|is_?test|"
-                        r"train_?test|sample_?set)$", re.I)
+SPLIT_VALUES = frozenset(
+    {
+        "train",
+        "training",
+        "test",
+        "testing",
+        "valid",
+        "validation",
+        "val",
+        "dev",
+        "holdout",
+        "eval",
+        "evaluation",
+    }
+)
+SPLIT_NAME = re.compile(
+    r"^(split|data_?split|subset|partition|fold|is_?train|is_?test|"
+    r"train_?test|sample_?set)$",
+    re.I,
+)
 _DECIMAL_COMMA = r"^[-+]?\d+,\d+$"
 #: Floats beyond this are not read as integers (float64 holds every integer up to 2^53).
 _EXACT_INT = 2.0**53
@@ -98,14 +113,20 @@ def _kind_of(series: pl.Series) -> tuple[ColumnKind | None, pl.Series, str | Non
     if dtype.is_float():
         finite = values.filter(values.is_finite()).cast(pl.Float64)
         if len(finite) and _whole(finite):
-            return ColumnKind.INTEGER, finite, None, (
-                "whole numbers stored as decimals (integers with gaps, as pandas exports them)")
+            return (
+                ColumnKind.INTEGER,
+                finite,
+                None,
+                ("whole numbers stored as decimals (integers with gaps, as pandas exports them)"),
+            )
         return ColumnKind.CONTINUOUS, finite, None, "numbers with decimals"
     if dtype != pl.String:
         return None, values.cast(pl.String), None, "text"
     lowered = values.str.to_lowercase()
-    if lowered.is_in(["true", "false", "yes", "no"]).all() and lowered.n_unique() <= 2 and (
-        lowered.is_in(list(_TRUE)).any() or lowered.is_in(list(_FALSE)).any()
+    if (
+        lowered.is_in(["true", "false", "yes", "no"]).all()
+        and lowered.n_unique() <= 2
+        and (lowered.is_in(list(_TRUE)).any() or lowered.is_in(list(_FALSE)).any())
     ):
         return ColumnKind.BOOLEAN, values, None, "yes/no or true/false values"
     as_float = values.cast(pl.Float64, strict=False)
@@ -117,46 +138,74 @@ def _kind_of(series: pl.Series) -> tuple[ColumnKind | None, pl.Series, str | Non
                 return ColumnKind.BOOLEAN, values, None, "only the values 0 and 1"
             return ColumnKind.INTEGER, as_float.cast(pl.Int64), None, "whole numbers"
         if len(finite) and _whole(finite) and not values.str.contains(r"[eE]").any():
-            return ColumnKind.INTEGER, finite, None, (
-                "whole numbers written with '.0' (integers with gaps, as pandas exports them)")
+            return (
+                ColumnKind.INTEGER,
+                finite,
+                None,
+                ("whole numbers written with '.0' (integers with gaps, as pandas exports them)"),
+            )
         return ColumnKind.CONTINUOUS, as_float, None, "numbers with decimals"
-    if values.str.contains(_DECIMAL_COMMA).any() and values.str.contains(
-            rf"{_DECIMAL_COMMA}|^[-+]?\d+$").all():
+    if (
+        values.str.contains(_DECIMAL_COMMA).any()
+        and values.str.contains(rf"{_DECIMAL_COMMA}|^[-+]?\d+$").all()
+    ):
         example = values.filter(values.str.contains(_DECIMAL_COMMA))[0]
-        return None, values, (
-            f"column {series.name!r} holds numbers written with a decimal comma (e.g. "
-            f"{example!r}); privsynth reads '1.5', not '1,5': export the file with a decimal "
-            f"point (and a separator other than the comma)"), ""
+        return (
+            None,
+            values,
+            (
+                f"column {series.name!r} holds numbers written with a decimal comma (e.g. "
+                f"{example!r}); privsynth reads '1.5', not '1,5': export the file with a decimal "
+                f"point (and a separator other than the comma)"
+            ),
+            "",
+        )
     if numeric >= 0.5 * len(values):
         text = values.filter(as_float.is_null())
         examples = ", ".join(repr(v) for v in text.unique(maintain_order=True).head(3).to_list())
-        return None, values, (
-            f"column {series.name!r} mixes numbers ({numeric} values) and text "
-            f"({len(values) - numeric} values, e.g. {examples}); clean the text out, or declare "
-            f"the column categorical in a schema file"
-        ), ""
+        return (
+            None,
+            values,
+            (
+                f"column {series.name!r} mixes numbers ({numeric} values) and text "
+                f"({len(values) - numeric} values, e.g. {examples}); clean the text out, or "
+                f"declare the column categorical in a schema file"
+            ),
+            "",
+        )
     fmt, dates, several = _date_format(values)
     if dates is not None:
         # the format, for the Column
         return ColumnKind.DATETIME, dates.alias(fmt or ""), None, f"dates written as {fmt}"
     if several:
-        return None, values, (
-            f"column {series.name!r} holds dates in several formats ({', '.join(several)}); "
-            f"declare it in a schema file as `kind: datetime` with the `format:` it is written "
-            f"in (values in other formats are read as missing), or clean the column"
-        ), ""
+        return (
+            None,
+            values,
+            (
+                f"column {series.name!r} holds dates in several formats ({', '.join(several)}); "
+                f"declare it in a schema file as `kind: datetime` with the `format:` it is written "
+                f"in (values in other formats are read as missing), or clean the column"
+            ),
+            "",
+        )
     return None, values, None, "text with few distinct values"
 
 
 def _is_split_marker(name: str, kind: ColumnKind | None, values: pl.Series) -> bool:
     """A column that marks rows as train/test/validation: by its values, or by its name when it
     holds a handful of values."""
-    if kind is None and values.dtype == pl.String and values.n_unique() >= 2 and bool(
-            values.str.strip_chars().str.to_lowercase().is_in(list(SPLIT_VALUES)).all()):
+    if (
+        kind is None
+        and values.dtype == pl.String
+        and values.n_unique() >= 2
+        and bool(values.str.strip_chars().str.to_lowercase().is_in(list(SPLIT_VALUES)).all())
+    ):
         return True
-    return bool(SPLIT_NAME.match(name)) and kind in (None, ColumnKind.INTEGER,
-                                                     ColumnKind.BOOLEAN) \
+    return (
+        bool(SPLIT_NAME.match(name))
+        and kind in (None, ColumnKind.INTEGER, ColumnKind.BOOLEAN)
         and values.n_unique() <= 10
+    )
 
 
 def _prose(values: pl.Series) -> bool:
@@ -184,29 +233,42 @@ class Draft:
         flags (or the reason code of a column left out)."""
         flagged: dict[str, list[str]] = {}
         for flag in self.schema.review:
-            text = ("bounds are the data's min/max" if flag.issue == "bounds_at_extremes"
-                    else "rare categories")
+            text = (
+                "bounds are the data's min/max"
+                if flag.issue == "bounds_at_extremes"
+                else "rare categories"
+            )
             flagged.setdefault(flag.column, []).append(f"review: {text}")
         rows = []
         for col in self.schema.columns:
             flags = (["nullable"] if col.nullable else []) + flagged.get(col.name, [])
             rows.append([col.name, str(col.kind), self.why.get(col.name, ""), "; ".join(flags)])
         for ex in self.schema.excluded:
-            rows.append([ex.name, "left out", self.why.get(ex.name) or _SHORT[ex.reason],
-                         ex.reason])
+            rows.append(
+                [ex.name, "left out", self.why.get(ex.name) or _SHORT[ex.reason], ex.reason]
+            )
         position = {name: i for i, name in enumerate(self.order)}
         return sorted(rows, key=lambda row: position.get(row[0], len(position)))
 
 
 #: Why a column was left out, in a few words (the full text: :data:`EXCLUSION_TEXT`).
-_SHORT = {"requested": "left out with --exclude", "id_like": "a different value in every row",
-          "free_text": "sentences or notes", "many_values": "too many distinct text values",
-          "split_marker": "marks train/test rows", "empty": "entirely empty",
-          "constant": "one value only", "mixed": "cannot be read as one kind"}
+_SHORT = {
+    "requested": "left out with --exclude",
+    "id_like": "a different value in every row",
+    "free_text": "sentences or notes",
+    "many_values": "too many distinct text values",
+    "split_marker": "marks train/test rows",
+    "empty": "entirely empty",
+    "constant": "one value only",
+    "mixed": "cannot be read as one kind",
+}
 
 
 def infer_schema(
-    frame: pl.DataFrame, *, exclude: Iterable[str] = (), max_categories: int = 1000,
+    frame: pl.DataFrame,
+    *,
+    exclude: Iterable[str] = (),
+    max_categories: int = 1000,
     lenient: bool = False,
 ) -> Schema:
     """Infer a schema (kinds, nullability, domain) from ``frame``. **Reads the data: not DP.**
@@ -216,12 +278,16 @@ def infer_schema(
     Raises:
         SchemaError: as :func:`infer_draft`.
     """
-    return infer_draft(frame, exclude=exclude, max_categories=max_categories,
-                       lenient=lenient).schema
+    return infer_draft(
+        frame, exclude=exclude, max_categories=max_categories, lenient=lenient
+    ).schema
 
 
 def infer_draft(
-    frame: pl.DataFrame, *, exclude: Iterable[str] = (), max_categories: int = 1000,
+    frame: pl.DataFrame,
+    *,
+    exclude: Iterable[str] = (),
+    max_categories: int = 1000,
     lenient: bool = False,
 ) -> Draft:
     """Infer a schema (kinds, nullability, domain) from ``frame``, with why each column got its
@@ -287,7 +353,8 @@ def infer_draft(
         unique = distinct == len(values) and len(values) >= MIN_ROWS_FOR_ID
         if kind is None or kind is ColumnKind.INTEGER:
             consecutive = (
-                kind is ColumnKind.INTEGER and unique
+                kind is ColumnKind.INTEGER
+                and unique
                 and int(values.max()) - int(values.min()) + 1 == len(values)  # type: ignore[arg-type]
             )
             named = bool(ID_NAME.search(name))
@@ -295,37 +362,62 @@ def infer_draft(
             if (unique and (kind is None or consecutive or named)) or (kind is None and nearly):
                 # Sentences differ from row to row too: notes are free text, not identifiers.
                 prose = kind is None and _prose(values)
-                excluded.append(ExcludedColumn(name=name,
-                                               reason="free_text" if prose else "id_like"))
+                excluded.append(
+                    ExcludedColumn(name=name, reason="free_text" if prose else "id_like")
+                )
                 continue
         if kind is None:
             if distinct > max_categories or (
                 distinct >= FREE_TEXT_MIN_DISTINCT and distinct > FREE_TEXT_DISTINCT_RATIO * n_rows
             ):
-                excluded.append(ExcludedColumn(
-                    name=name, reason="free_text" if _prose(values) else "many_values"))
+                excluded.append(
+                    ExcludedColumn(
+                        name=name, reason="free_text" if _prose(values) else "many_values"
+                    )
+                )
                 continue
             counts = values.cast(pl.String).value_counts()
             categories = tuple(sorted(str(v) for v in counts[counts.columns[0]].to_list()))
             rare = sorted(str(v) for v, n in counts.iter_rows() if n < RARE_CATEGORY_ROWS)
             if rare:
                 review.append(ReviewFlag(column=name, issue="rare_categories", values=tuple(rare)))
-            columns.append(Column(name=name, kind=ColumnKind.CATEGORICAL, nullable=nulls > 0,
-                                  categories=categories))
+            columns.append(
+                Column(
+                    name=name,
+                    kind=ColumnKind.CATEGORICAL,
+                    nullable=nulls > 0,
+                    categories=categories,
+                )
+            )
         elif kind is ColumnKind.BOOLEAN:
             columns.append(Column(name=name, kind=kind, nullable=nulls > 0))
         else:
             lower, upper = values.min(), values.max()
             # A datetime read from text carries its format as the series name (_kind_of).
-            fmt = (values.name or None) if kind is ColumnKind.DATETIME and series.dtype == \
-                pl.String else None
+            fmt = (
+                (values.name or None)
+                if kind is ColumnKind.DATETIME and series.dtype == pl.String
+                else None
+            )
             if kind is not ColumnKind.DATETIME:
                 lower, upper = float(lower), float(upper)  # type: ignore[arg-type]
-            columns.append(Column(name=name, kind=kind, nullable=nulls > 0, format=fmt,
-                                  bounds=(lower, upper)))  # type: ignore[arg-type]
-            review.append(ReviewFlag(
-                column=name, issue="bounds_at_extremes",
-                values=_review_values(lower, upper), suggestion=round_limits(lower, upper)))
+            columns.append(
+                Column(
+                    name=name,
+                    kind=kind,
+                    nullable=nulls > 0,
+                    format=fmt,
+                    bounds=(lower, upper),  # type: ignore[arg-type]
+                )
+            )
+            review.append(
+                ReviewFlag(
+                    column=name,
+                    issue="bounds_at_extremes",
+                    values=_review_values(lower, upper),
+                    suggestion=round_limits(lower, upper),
+                )
+            )
     for ex in excluded:
         why[ex.name] = _SHORT[ex.reason]
     if problems and not lenient:
@@ -340,16 +432,19 @@ def infer_draft(
             "columns; if the file is not comma-separated, give its --separator",
             [f"{e.name}: {e.text}" for e in excluded],
         )
-    schema = Schema(domain="inferred", columns=tuple(columns), excluded=tuple(excluded),
-                    review=tuple(review))
+    schema = Schema(
+        domain="inferred", columns=tuple(columns), excluded=tuple(excluded), review=tuple(review)
+    )
     return Draft(schema, {n: w for n, w in why.items() if w}, tuple(frame.columns))
 
 
 def skeleton(schema: Schema) -> Schema:
     """Names, kinds and formats only (no bounds, no categories, no review notes): the public
     metadata a DP-learned domain starts from, once a person has reviewed and confirmed it."""
-    columns = [Column(name=c.name, kind=c.kind, nullable=c.nullable, format=c.format)
-               for c in schema.columns]
+    columns = [
+        Column(name=c.name, kind=c.kind, nullable=c.nullable, format=c.format)
+        for c in schema.columns
+    ]
     return Schema(domain="inferred", columns=tuple(columns), excluded=schema.excluded)
 
 
@@ -367,8 +462,7 @@ def round_limits(lower: Any, upper: Any) -> tuple[Any, Any] | None:
     whether they are public.
     """
     if isinstance(lower, datetime):
-        return (datetime(lower.year, 1, 1).isoformat(),
-                datetime(upper.year + 1, 1, 1).isoformat())
+        return (datetime(lower.year, 1, 1).isoformat(), datetime(upper.year + 1, 1, 1).isoformat())
     low, high = float(lower), float(upper)
     if not (math.isfinite(low) and math.isfinite(high)):
         return None

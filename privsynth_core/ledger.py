@@ -78,14 +78,24 @@ from .ledger_types import (
 )
 
 HOME_ENV = "PRIVSYNTH_HOME"
-_ENTRY_COLUMNS = ("entry_id, budget_key, run_id, mechanism, epsilon, delta, status, params, "
-                  "created_at, extract")
+_ENTRY_COLUMNS = (
+    "entry_id, budget_key, run_id, mechanism, epsilon, delta, status, params, created_at, extract"
+)
 
 Event = log.Event
 
 __all__ = [
-    "HOME_ENV", "SOURCE_PREFIX", "DatasetBudget", "EntryStatus", "Event", "LedgerEntry",
-    "PrivacyBudget", "PrivacyLedger", "budget_key", "privsynth_home", "short_key",
+    "HOME_ENV",
+    "SOURCE_PREFIX",
+    "DatasetBudget",
+    "EntryStatus",
+    "Event",
+    "LedgerEntry",
+    "PrivacyBudget",
+    "PrivacyLedger",
+    "budget_key",
+    "privsynth_home",
+    "short_key",
 ]
 
 
@@ -139,10 +149,21 @@ class PrivacyLedger:
             row = conn.execute("SELECT label FROM budgets WHERE budget_key = ?", (key,)).fetchone()
             label = label or (row[0] if row else "")
             stamp = now()
-            conn.execute("INSERT OR REPLACE INTO budgets VALUES (?, ?, ?, ?, ?)",
-                         (key, label, budget.epsilon, budget.delta, stamp))
-            self._store.append(conn, "budget", {"key": key, "label": label, "updated_at": stamp,
-                                                "epsilon": budget.epsilon, "delta": budget.delta})
+            conn.execute(
+                "INSERT OR REPLACE INTO budgets VALUES (?, ?, ?, ?, ?)",
+                (key, label, budget.epsilon, budget.delta, stamp),
+            )
+            self._store.append(
+                conn,
+                "budget",
+                {
+                    "key": key,
+                    "label": label,
+                    "updated_at": stamp,
+                    "epsilon": budget.epsilon,
+                    "delta": budget.delta,
+                },
+            )
         return self.status(key)
 
     def has_budget(self, key: str) -> bool:
@@ -168,9 +189,17 @@ class PrivacyLedger:
 
     # -- entries --------------------------------------------------------------------------
 
-    def charge(self, key: str, *, mechanism: str, epsilon: float, delta: float, run_id: str,
-               params: Mapping[str, Any] | None = None, extract: str | None = None,
-               ) -> LedgerEntry:
+    def charge(
+        self,
+        key: str,
+        *,
+        mechanism: str,
+        epsilon: float,
+        delta: float,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        extract: str | None = None,
+    ) -> LedgerEntry:
         """Record a DP mechanism that has run (or is about to run) on the key's data.
 
         Args:
@@ -181,21 +210,37 @@ class PrivacyLedger:
             BudgetNotSetError: the key has no budget.
             BudgetExceededError: the charge would exceed the budget; nothing is written.
         """
-        return self._insert(key, mechanism, PrivacyBudget(epsilon, delta), run_id, params,
-                            "spent", extract)
+        return self._insert(
+            key, mechanism, PrivacyBudget(epsilon, delta), run_id, params, "spent", extract
+        )
 
-    def reserve(self, key: str, *, mechanism: str, epsilon: float, delta: float, run_id: str,
-                params: Mapping[str, Any] | None = None, extract: str | None = None,
-                ) -> LedgerEntry:
+    def reserve(
+        self,
+        key: str,
+        *,
+        mechanism: str,
+        epsilon: float,
+        delta: float,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        extract: str | None = None,
+    ) -> LedgerEntry:
         """Reserve a mechanism's whole target before it runs; :meth:`settle` it afterwards.
 
         A reservation counts as spent until settled, so a crash can only over-count.
         """
-        return self._insert(key, mechanism, PrivacyBudget(epsilon, delta), run_id, params,
-                            "reserved", extract)
+        return self._insert(
+            key, mechanism, PrivacyBudget(epsilon, delta), run_id, params, "reserved", extract
+        )
 
-    def settle(self, entry_id: int, *, epsilon: float, delta: float,
-               params: Mapping[str, Any] | None = None) -> LedgerEntry:
+    def settle(
+        self,
+        entry_id: int,
+        *,
+        epsilon: float,
+        delta: float,
+        params: Mapping[str, Any] | None = None,
+    ) -> LedgerEntry:
         """Turn a reservation into what was really spent (at most the reserved amount).
 
         Raises:
@@ -218,8 +263,11 @@ class PrivacyLedger:
         """Reservations never settled or closed (all keys, or one), oldest first."""
         where, args = ("AND budget_key = ?", (key,)) if key is not None else ("", ())
         with self._store.connect() as conn:
-            rows = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE status = "
-                                f"'reserved' {where} ORDER BY entry_id", args).fetchall()
+            rows = conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE status = "
+                f"'reserved' {where} ORDER BY entry_id",
+                args,
+            ).fetchall()
         return [_entry(row) for row in rows]
 
     def close_reservation(self, entry_id: int, *, note: str, by: str = "") -> LedgerEntry:
@@ -237,9 +285,15 @@ class PrivacyLedger:
             self._close(conn, "close", entry_id, row[0], row[1], merged, {"note": note, "by": by})
         return self.entry(entry_id)
 
-    def record_non_private(self, key: str, *, mechanism: str, run_id: str,
-                           params: Mapping[str, Any] | None = None, extract: str | None = None,
-                           ) -> LedgerEntry:
+    def record_non_private(
+        self,
+        key: str,
+        *,
+        mechanism: str,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        extract: str | None = None,
+    ) -> LedgerEntry:
         """Record that a non-DP mechanism (e.g. the CTGAN baseline) ran on the key's data.
 
         It spends no epsilon because it is not a DP mechanism at all: its outputs carry no
@@ -262,24 +316,39 @@ class PrivacyLedger:
         with self._store.write() as conn:
             count, up_to = conn.execute(
                 "SELECT COUNT(*), MAX(entry_id) FROM entries WHERE budget_key = ? AND status = "
-                "'non-dp' AND entry_id > ?", (key, _acknowledged(conn, key))).fetchone()
+                "'non-dp' AND entry_id > ?",
+                (key, _acknowledged(conn, key)),
+            ).fetchone()
             if not count:
-                raise BudgetError(f"{short_key(key)} has no unacknowledged non-DP run; nothing "
-                                  f"to acknowledge")
+                raise BudgetError(
+                    f"{short_key(key)} has no unacknowledged non-DP run; nothing to acknowledge"
+                )
             stamp = now()
-            cur = conn.execute("INSERT INTO acknowledgements (budget_key, up_to_entry, note, "
-                               "acknowledged_by, created_at) VALUES (?, ?, ?, ?, ?)",
-                               (key, up_to, note, by, stamp))
-            self._store.append(conn, "acknowledge", {
-                "ack_id": cur.lastrowid, "key": key, "up_to_entry": up_to, "note": note,
-                "by": by, "created_at": stamp})
+            cur = conn.execute(
+                "INSERT INTO acknowledgements (budget_key, up_to_entry, note, "
+                "acknowledged_by, created_at) VALUES (?, ?, ?, ?, ?)",
+                (key, up_to, note, by, stamp),
+            )
+            self._store.append(
+                conn,
+                "acknowledge",
+                {
+                    "ack_id": cur.lastrowid,
+                    "key": key,
+                    "up_to_entry": up_to,
+                    "note": note,
+                    "by": by,
+                    "created_at": stamp,
+                },
+            )
         return int(count)
 
     def entry(self, entry_id: int) -> LedgerEntry:
         """One entry by id."""
         with self._store.connect() as conn:
-            row = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE entry_id = ?",
-                               (entry_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE entry_id = ?", (entry_id,)
+            ).fetchone()
         if row is None:
             raise BudgetError(f"no ledger entry {entry_id}")
         return _entry(row)
@@ -287,8 +356,10 @@ class PrivacyLedger:
     def entries(self, key: str) -> list[LedgerEntry]:
         """Every entry for the key, oldest first."""
         with self._store.connect() as conn:
-            rows = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE budget_key = ? "
-                                f"ORDER BY entry_id", (key,)).fetchall()
+            rows = conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE budget_key = ? ORDER BY entry_id",
+                (key,),
+            ).fetchall()
         return [_entry(row) for row in rows]
 
     # -- integrity and backups ------------------------------------------------------------
@@ -317,13 +388,15 @@ class PrivacyLedger:
             LedgerAccessError: ``path`` cannot be written.
         """
         if not self._store.exists:
-            raise LedgerMissingError(f"there is no privacy ledger at {self.path} yet; nothing to "
-                                     f"export")
+            raise LedgerMissingError(
+                f"there is no privacy ledger at {self.path} yet; nothing to export"
+            )
         return write_backup(Path(path), self.events(), where=self.path)
 
     @classmethod
-    def restore(cls, ledger_path: str | Path | None, backup_path: str | Path, *,
-                accept_loss: bool = False) -> PrivacyLedger:
+    def restore(
+        cls, ledger_path: str | Path | None, backup_path: str | Path, *, accept_loss: bool = False
+    ) -> PrivacyLedger:
         """Rebuild a ledger from a backup written by :meth:`export`, after verifying its chain.
 
         Only a missing or empty ledger is restored into (what is left of it is renamed aside,
@@ -341,13 +414,13 @@ class PrivacyLedger:
             BudgetError: a ledger is present, or the backup is older than the lost ledger.
         """
         path = Path(ledger_path) if ledger_path is not None else privsynth_home() / "ledger.sqlite"
-        restore(path, read_backup(Path(backup_path)), backup=str(backup_path),
-                accept_loss=accept_loss)
+        restore(
+            path, read_backup(Path(backup_path)), backup=str(backup_path), accept_loss=accept_loss
+        )
         return cls(path)
 
     @classmethod
-    def start_new(cls, path: str | Path | None = None, *, note: str, by: str = ""
-                  ) -> PrivacyLedger:
+    def start_new(cls, path: str | Path | None = None, *, note: str, by: str = "") -> PrivacyLedger:
         """Start a new, empty ledger where the old one is lost, on purpose: its first event
         records the note, who, and the lost ledger's id and length (from its marker).
 
@@ -361,9 +434,16 @@ class PrivacyLedger:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _insert(self, key: str, mechanism: str, amount: PrivacyBudget | None, run_id: str,
-                params: Mapping[str, Any] | None, status: EntryStatus, extract: str | None,
-                ) -> LedgerEntry:
+    def _insert(
+        self,
+        key: str,
+        mechanism: str,
+        amount: PrivacyBudget | None,
+        run_id: str,
+        params: Mapping[str, Any] | None,
+        status: EntryStatus,
+        extract: str | None,
+    ) -> LedgerEntry:
         # A non-DP run has no amount: it is recorded with epsilon=inf, and never checked.
         epsilon, delta = (amount.epsilon, amount.delta) if amount else (math.inf, 1.0)
         params_text = _json(dict(params or {}))
@@ -375,26 +455,60 @@ class PrivacyLedger:
                     raise BudgetExceededError(
                         f"{mechanism} would spend {amount} on {current.label or short_key(key)}, "
                         f"but only {current.remaining} of its budget {current.budget} is left; "
-                        f"nothing was charged. {shortfall(amount, current.remaining)}")
+                        f"nothing was charged. {shortfall(amount, current.remaining)}"
+                    )
             stamp = now()
             cur = conn.execute(
                 "INSERT INTO entries (budget_key, run_id, mechanism, epsilon, delta, status, "
                 "params, created_at, extract) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, run_id, mechanism, epsilon, delta, status, params_text, stamp, extract))
+                (key, run_id, mechanism, epsilon, delta, status, params_text, stamp, extract),
+            )
             entry_id = cur.lastrowid
-            self._store.append(conn, "entry", {
-                "entry_id": entry_id, "key": key, "run_id": run_id, "mechanism": mechanism,
-                "epsilon": epsilon, "delta": delta, "status": status,
-                "params": json.loads(params_text), "created_at": stamp, "extract": extract})
+            self._store.append(
+                conn,
+                "entry",
+                {
+                    "entry_id": entry_id,
+                    "key": key,
+                    "run_id": run_id,
+                    "mechanism": mechanism,
+                    "epsilon": epsilon,
+                    "delta": delta,
+                    "status": status,
+                    "params": json.loads(params_text),
+                    "created_at": stamp,
+                    "extract": extract,
+                },
+            )
         assert entry_id is not None
         return self.entry(entry_id)
 
-    def _close(self, conn: sqlite3.Connection, kind: str, entry_id: int, epsilon: float,
-               delta: float, params_text: str, extra: dict[str, Any]) -> None:
-        conn.execute("UPDATE entries SET epsilon = ?, delta = ?, status = 'spent', params = ? "
-                     "WHERE entry_id = ?", (epsilon, delta, params_text, entry_id))
-        self._store.append(conn, kind, {"entry_id": entry_id, "epsilon": epsilon, "delta": delta,
-                                        "params": json.loads(params_text), **extra})
+    def _close(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        entry_id: int,
+        epsilon: float,
+        delta: float,
+        params_text: str,
+        extra: dict[str, Any],
+    ) -> None:
+        conn.execute(
+            "UPDATE entries SET epsilon = ?, delta = ?, status = 'spent', params = ? "
+            "WHERE entry_id = ?",
+            (epsilon, delta, params_text, entry_id),
+        )
+        self._store.append(
+            conn,
+            kind,
+            {
+                "entry_id": entry_id,
+                "epsilon": epsilon,
+                "delta": delta,
+                "params": json.loads(params_text),
+                **extra,
+            },
+        )
 
 
 def _json(params: dict[str, Any]) -> str:
@@ -408,46 +522,68 @@ def _note(note: str) -> str:
 
 
 def _open_reservation(conn: sqlite3.Connection, entry_id: int) -> tuple[Any, ...]:
-    row = conn.execute("SELECT epsilon, delta, params, status FROM entries WHERE entry_id = ?",
-                       (entry_id,)).fetchone()
+    row = conn.execute(
+        "SELECT epsilon, delta, params, status FROM entries WHERE entry_id = ?", (entry_id,)
+    ).fetchone()
     if row is None or row[3] != "reserved":
-        raise BudgetError(f"ledger entry {entry_id} is not an open reservation; `privsynth "
-                          f"budget reservations` lists the open ones")
+        raise BudgetError(
+            f"ledger entry {entry_id} is not an open reservation; `privsynth "
+            f"budget reservations` lists the open ones"
+        )
     return tuple(row)
 
 
 def _acknowledged(conn: sqlite3.Connection, key: str) -> int:
-    row = conn.execute("SELECT MAX(up_to_entry) FROM acknowledgements WHERE budget_key = ?",
-                       (key,)).fetchone()
+    row = conn.execute(
+        "SELECT MAX(up_to_entry) FROM acknowledgements WHERE budget_key = ?", (key,)
+    ).fetchone()
     return int(row[0] or 0)
 
 
 def _spent(conn: sqlite3.Connection, key: str) -> PrivacyBudget:
     row = conn.execute(
         "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM entries "
-        "WHERE budget_key = ? AND status IN ('spent', 'reserved')", (key,)).fetchone()
+        "WHERE budget_key = ? AND status IN ('spent', 'reserved')",
+        (key,),
+    ).fetchone()
     return PrivacyBudget(float(row[0]), min(float(row[1]), 0.999999))
 
 
 def _status(conn: sqlite3.Connection, key: str) -> DatasetBudget:
-    row = conn.execute("SELECT label, epsilon, delta FROM budgets WHERE budget_key = ?",
-                       (key,)).fetchone()
+    row = conn.execute(
+        "SELECT label, epsilon, delta FROM budgets WHERE budget_key = ?", (key,)
+    ).fetchone()
     if row is None:
-        how = (f"--source {key[len(SOURCE_PREFIX):]}" if key.startswith(SOURCE_PREFIX)
-               else "DATA")
+        how = f"--source {key[len(SOURCE_PREFIX) :]}" if key.startswith(SOURCE_PREFIX) else "DATA"
         raise BudgetNotSetError(
             f"no privacy budget is set for {short_key(key)}; the data custodian sets one with "
-            f"`privsynth budget set {how} --epsilon E --delta D`")
+            f"`privsynth budget set {how} --epsilon E --delta D`"
+        )
     non_dp, unacknowledged = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(entry_id > ?), 0) FROM entries WHERE budget_key = ? "
-        "AND status = 'non-dp'", (_acknowledged(conn, key), key)).fetchone()
-    return DatasetBudget(key, row[0], PrivacyBudget(row[1], row[2]), _spent(conn, key),
-                         int(non_dp), int(unacknowledged))
+        "AND status = 'non-dp'",
+        (_acknowledged(conn, key), key),
+    ).fetchone()
+    return DatasetBudget(
+        key,
+        row[0],
+        PrivacyBudget(row[1], row[2]),
+        _spent(conn, key),
+        int(non_dp),
+        int(unacknowledged),
+    )
 
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
     return LedgerEntry(
-        entry_id=row[0], key=row[1], run_id=row[2], mechanism=row[3], epsilon=row[4],
-        delta=row[5], status=row[6], params=json.loads(row[7]), created_at=row[8],
+        entry_id=row[0],
+        key=row[1],
+        run_id=row[2],
+        mechanism=row[3],
+        epsilon=row[4],
+        delta=row[5],
+        status=row[6],
+        params=json.loads(row[7]),
+        created_at=row[8],
         extract=row[9],
     )

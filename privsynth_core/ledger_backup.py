@@ -25,11 +25,29 @@ BACKUP_FORMAT = "privsynth-ledger-backup"
 def backup_text(events: list[Event], *, exported_at: str) -> str:
     """A self-contained backup: every event verbatim (the payload text is what the hash covers)."""
     ledger_id = events[0].data().get("ledger_id", "") if events else ""
-    return json.dumps({
-        "format": BACKUP_FORMAT, "version": 1, "ledger_id": ledger_id,
-        "exported_at": exported_at, "events": [
-            {"seq": e.seq, "kind": e.kind, "payload": e.payload, "created_at": e.created_at,
-             "prev_hash": e.prev_hash, "hash": e.hash} for e in events]}, indent=1) + "\n"
+    return (
+        json.dumps(
+            {
+                "format": BACKUP_FORMAT,
+                "version": 1,
+                "ledger_id": ledger_id,
+                "exported_at": exported_at,
+                "events": [
+                    {
+                        "seq": e.seq,
+                        "kind": e.kind,
+                        "payload": e.payload,
+                        "created_at": e.created_at,
+                        "prev_hash": e.prev_hash,
+                        "hash": e.hash,
+                    }
+                    for e in events
+                ],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def write_backup(path: Path, events: list[Event], *, where: Path) -> Path:
@@ -41,13 +59,16 @@ def write_backup(path: Path, events: list[Event], *, where: Path) -> Path:
     """
     problems = log.chain_problems(events)
     if problems:
-        raise LedgerIntegrityError(f"the privacy ledger {where} fails its hash chain "
-                                   f"({problems[0]}); see `privsynth budget verify`")
+        raise LedgerIntegrityError(
+            f"the privacy ledger {where} fails its hash chain "
+            f"({problems[0]}); see `privsynth budget verify`"
+        )
     try:
         atomic_write_text(path, backup_text(events, exported_at=now()))
     except OSError as exc:
-        raise LedgerAccessError(f"cannot write the backup {path} ({exc.strerror or exc}); "
-                                f"choose a writable path") from exc
+        raise LedgerAccessError(
+            f"cannot write the backup {path} ({exc.strerror or exc}); choose a writable path"
+        ) from exc
     return path
 
 
@@ -60,17 +81,31 @@ def read_backup(path: Path) -> list[Event]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise InputFileError(f"no backup file {path}; give the path of a file written by "
-                             f"`privsynth budget export`") from exc
+        raise InputFileError(
+            f"no backup file {path}; give the path of a file written by `privsynth budget export`"
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read the backup {path} ({exc}); give a file written by "
-                             f"`privsynth budget export`") from exc
+        raise InputFileError(
+            f"cannot read the backup {path} ({exc}); give a file written by "
+            f"`privsynth budget export`"
+        ) from exc
     if not isinstance(data, dict) or data.get("format") != BACKUP_FORMAT:
-        raise InputFileError(f"{path} is not a privsynth ledger backup; give a file written by "
-                             f"`privsynth budget export`")
+        raise InputFileError(
+            f"{path} is not a privsynth ledger backup; give a file written by "
+            f"`privsynth budget export`"
+        )
     try:
-        return [Event(int(e["seq"]), str(e["kind"]), str(e["payload"]), str(e["created_at"]),
-                      str(e["prev_hash"]), str(e["hash"])) for e in data["events"]]
+        return [
+            Event(
+                int(e["seq"]),
+                str(e["kind"]),
+                str(e["payload"]),
+                str(e["created_at"]),
+                str(e["prev_hash"]),
+                str(e["hash"]),
+            )
+            for e in data["events"]
+        ]
     except (KeyError, TypeError, ValueError) as exc:
         raise InputFileError(f"the backup {path} is damaged ({exc}); use another backup") from exc
 
@@ -87,8 +122,9 @@ def set_aside(path: Path) -> list[str]:
             try:
                 old.rename(new)
             except OSError as exc:
-                raise LedgerAccessError(f"cannot move {old} aside ({exc.strerror}); make the "
-                                        f"folder writable") from exc
+                raise LedgerAccessError(
+                    f"cannot move {old} aside ({exc.strerror}); make the folder writable"
+                ) from exc
             moved.append(new.name)
     return moved
 
@@ -100,16 +136,30 @@ def start_new(path: Path, *, note: str, by: str) -> None:
         BudgetError: a ledger is present at ``path`` (there is nothing to start over).
     """
     if present(path):
-        raise BudgetError(f"the privacy ledger {path} is present; a new ledger is only started "
-                          f"where the old one is missing (move it aside first if you mean it)")
+        raise BudgetError(
+            f"the privacy ledger {path} is present; a new ledger is only started "
+            f"where the old one is missing (move it aside first if you mean it)"
+        )
     previous = log.read_marker(path)
     moved = set_aside(path)
     if previous is not None:  # the old marker would otherwise be taken for this ledger's
         log.remove_marker(path)
-    create_database(path, {
-        "reason": "new-ledger", "note": note, "by": by, "set_aside": moved,
-        "previous": None if previous is None else {
-            "ledger_id": previous.ledger_id, "events": previous.events, "head": previous.head}})
+    create_database(
+        path,
+        {
+            "reason": "new-ledger",
+            "note": note,
+            "by": by,
+            "set_aside": moved,
+            "previous": None
+            if previous is None
+            else {
+                "ledger_id": previous.ledger_id,
+                "events": previous.events,
+                "head": previous.head,
+            },
+        },
+    )
     forget_verified(path)
 
 
@@ -127,25 +177,38 @@ def restore(path: Path, events: list[Event], *, backup: str, accept_loss: bool) 
     except (ValueError, KeyError, TypeError) as exc:
         problems.append(f"the events cannot be replayed: {exc}")
     if problems:
-        raise LedgerIntegrityError(f"the backup {backup} fails verification ({problems[0]}); "
-                                   f"it cannot be restored, use another backup")
+        raise LedgerIntegrityError(
+            f"the backup {backup} fails verification ({problems[0]}); "
+            f"it cannot be restored, use another backup"
+        )
     if present(path):
-        raise BudgetError(f"the privacy ledger {path} is present; a backup is only restored "
-                          f"into a missing or empty ledger (move this one aside first)")
+        raise BudgetError(
+            f"the privacy ledger {path} is present; a backup is only restored "
+            f"into a missing or empty ledger (move this one aside first)"
+        )
     marker = log.read_marker(path)
     lost, why = 0, ""
     if marker is not None and marker.ledger_id != state.ledger_id:
         lost = marker.events
-        why = (f"the backup is of ledger {state.ledger_id}, but the marker here belongs to ledger "
-               f"{marker.ledger_id} ({marker.events} events)")
-    elif marker is not None and marker.events and (
-            marker.events > len(events) or events[marker.events - 1].hash != marker.head):
+        why = (
+            f"the backup is of ledger {state.ledger_id}, but the marker here belongs to ledger "
+            f"{marker.ledger_id} ({marker.events} events)"
+        )
+    elif (
+        marker is not None
+        and marker.events
+        and (marker.events > len(events) or events[marker.events - 1].hash != marker.head)
+    ):
         lost = max(marker.events - len(events), 1)
-        why = (f"the backup holds {len(events)} events, but the lost ledger had recorded "
-               f"{marker.events} (its marker): restoring it forgets what was spent after it")
+        why = (
+            f"the backup holds {len(events)} events, but the lost ledger had recorded "
+            f"{marker.events} (its marker): restoring it forgets what was spent after it"
+        )
     if lost and not accept_loss:
-        raise BudgetError(f"not restoring {backup}: {why}; restore a newer backup, or accept the "
-                          f"loss (`--accept-loss`, recorded as an event)")
+        raise BudgetError(
+            f"not restoring {backup}: {why}; restore a newer backup, or accept the "
+            f"loss (`--accept-loss`, recorded as an event)"
+        )
     moved = set_aside(path)
     if marker is not None:
         log.remove_marker(path)
@@ -153,16 +216,29 @@ def restore(path: Path, events: list[Event], *, backup: str, accept_loss: bool) 
     def fill(conn: sqlite3.Connection) -> None:
         for event in events:
             log.insert_event(conn, event)
-        conn.executemany("INSERT INTO budgets VALUES (?, ?, ?, ?, ?)",
-                         [(key, *row) for key, row in state.budgets.items()])
-        conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            (entry_id, *row[:6], json.dumps(row[6], default=str), *row[7:])
-            for entry_id, row in state.entries.items()])
-        conn.executemany("INSERT INTO acknowledgements VALUES (?, ?, ?, ?, ?, ?)",
-                         [(ack_id, *row) for ack_id, row in state.acks.items()])
-        log.append(conn, "restore", {"backup": backup, "events": len(events), "lost": lost,
-                                     "why": why, "set_aside": moved}, now(),
-                   marker=None, where=path)
+        conn.executemany(
+            "INSERT INTO budgets VALUES (?, ?, ?, ?, ?)",
+            [(key, *row) for key, row in state.budgets.items()],
+        )
+        conn.executemany(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (entry_id, *row[:6], json.dumps(row[6], default=str), *row[7:])
+                for entry_id, row in state.entries.items()
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO acknowledgements VALUES (?, ?, ?, ?, ?, ?)",
+            [(ack_id, *row) for ack_id, row in state.acks.items()],
+        )
+        log.append(
+            conn,
+            "restore",
+            {"backup": backup, "events": len(events), "lost": lost, "why": why, "set_aside": moved},
+            now(),
+            marker=None,
+            where=path,
+        )
 
     create_database(path, None, fill)
     forget_verified(path)

@@ -76,12 +76,19 @@ class Event:
     hash: str
 
     @staticmethod
-    def make(seq: int, kind: str, payload: dict[str, Any], created_at: str,
-             prev_hash: str) -> Event:
+    def make(
+        seq: int, kind: str, payload: dict[str, Any], created_at: str, prev_hash: str
+    ) -> Event:
         """A new event chained to ``prev_hash``."""
         text = canonical(payload)
-        return Event(seq, kind, text, created_at, prev_hash,
-                     event_hash(seq, kind, text, created_at, prev_hash))
+        return Event(
+            seq,
+            kind,
+            text,
+            created_at,
+            prev_hash,
+            event_hash(seq, kind, text, created_at, prev_hash),
+        )
 
     def data(self) -> dict[str, Any]:
         """The payload as a dict."""
@@ -111,25 +118,36 @@ def read_events(conn: sqlite3.Connection) -> list[Event]:
 
 def insert_event(conn: sqlite3.Connection, event: Event) -> None:
     """Store one event as it is (the caller chained it)."""
-    conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                 (event.seq, event.kind, event.payload, event.created_at, event.prev_hash,
-                  event.hash))
+    conn.execute(
+        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+        (event.seq, event.kind, event.payload, event.created_at, event.prev_hash, event.hash),
+    )
 
 
-def append(conn: sqlite3.Connection, kind: str, payload: dict[str, Any], created_at: str,
-           *, marker: Marker | None, where: Path) -> Event:
+def append(
+    conn: sqlite3.Connection,
+    kind: str,
+    payload: dict[str, Any],
+    created_at: str,
+    *,
+    marker: Marker | None,
+    where: Path,
+) -> Event:
     """Append an event after checking the link it extends (inside the caller's transaction).
 
     Raises:
         LedgerIntegrityError: the last event does not match its hash or its predecessor, or the
             log is shorter than the marker recorded; nothing is appended.
     """
-    last_row = conn.execute("SELECT seq, kind, payload, created_at, prev_hash, hash FROM events "
-                            "ORDER BY seq DESC LIMIT 1").fetchone()
+    last_row = conn.execute(
+        "SELECT seq, kind, payload, created_at, prev_hash, hash FROM events "
+        "ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
     if last_row is None:
         if kind != "init":
-            raise LedgerIntegrityError(f"the privacy ledger {where} has no event log; "
-                                       f"run `privsynth budget verify`")
+            raise LedgerIntegrityError(
+                f"the privacy ledger {where} has no event log; run `privsynth budget verify`"
+            )
         return _insert(conn, Event.make(1, kind, payload, created_at, GENESIS_HASH))
     last = Event(*last_row)
     problem = None
@@ -140,13 +158,15 @@ def append(conn: sqlite3.Connection, kind: str, payload: dict[str, Any], created
         if before is None or before[0] != last.prev_hash:
             problem = f"event {last.seq} does not follow event {last.seq - 1}"
     if problem is None and marker is not None and marker.events > last.seq:
-        problem = (f"the event log ends at event {last.seq} but its marker recorded "
-                   f"{marker.events} events")
+        problem = (
+            f"the event log ends at event {last.seq} but its marker recorded {marker.events} events"
+        )
     if problem:
         raise LedgerIntegrityError(
             f"the privacy ledger {where} was changed outside privsynth ({problem}); nothing was "
             f"written. See `privsynth budget verify`; to recover, move it aside and restore the "
-            f"last backup with `privsynth budget import BACKUP`")
+            f"last backup with `privsynth budget import BACKUP`"
+        )
     return _insert(conn, Event.make(last.seq + 1, kind, payload, created_at, last.hash))
 
 
@@ -170,8 +190,17 @@ class State:
 
 # Column order of the tuples in State, for the messages of diff_states().
 BUDGET_FIELDS = ("label", "epsilon", "delta", "updated_at")
-ENTRY_FIELDS = ("budget_key", "run_id", "mechanism", "epsilon", "delta", "status", "params",
-                "created_at", "extract")
+ENTRY_FIELDS = (
+    "budget_key",
+    "run_id",
+    "mechanism",
+    "epsilon",
+    "delta",
+    "status",
+    "params",
+    "created_at",
+    "extract",
+)
 ACK_FIELDS = ("budget_key", "up_to_entry", "note", "acknowledged_by", "created_at")
 
 
@@ -187,24 +216,44 @@ def replay(events: list[Event]) -> State:
         if event.kind == "init":
             state.ledger_id = str(data["ledger_id"])
         elif event.kind == "budget":
-            state.budgets[data["key"]] = (data["label"], float(data["epsilon"]),
-                                          float(data["delta"]), data["updated_at"])
+            state.budgets[data["key"]] = (
+                data["label"],
+                float(data["epsilon"]),
+                float(data["delta"]),
+                data["updated_at"],
+            )
         elif event.kind == "entry":
             state.entries[int(data["entry_id"])] = (
-                data["key"], data["run_id"], data["mechanism"], float(data["epsilon"]),
-                float(data["delta"]), data["status"], data["params"], data["created_at"],
-                data["extract"])
+                data["key"],
+                data["run_id"],
+                data["mechanism"],
+                float(data["epsilon"]),
+                float(data["delta"]),
+                data["status"],
+                data["params"],
+                data["created_at"],
+                data["extract"],
+            )
         elif event.kind in ("settle", "close"):
             old = state.entries.get(int(data["entry_id"]))
             if old is None or old[5] != "reserved":
                 raise ValueError(f"{event.kind} of entry {data['entry_id']}, not a reservation")
             state.entries[int(data["entry_id"])] = (
-                *old[:3], float(data["epsilon"]), float(data["delta"]), "spent", data["params"],
-                *old[7:])
+                *old[:3],
+                float(data["epsilon"]),
+                float(data["delta"]),
+                "spent",
+                data["params"],
+                *old[7:],
+            )
         elif event.kind == "acknowledge":
             state.acks[int(data["ack_id"])] = (
-                data["key"], int(data["up_to_entry"]), data["note"], data["by"],
-                data["created_at"])
+                data["key"],
+                int(data["up_to_entry"]),
+                data["note"],
+                data["by"],
+                data["created_at"],
+            )
         elif event.kind != "restore":
             raise ValueError(f"unknown event kind {event.kind!r}")
     return state
@@ -215,11 +264,15 @@ def table_state(conn: sqlite3.Connection) -> State:
     state = State()
     for row in conn.execute("SELECT budget_key, label, epsilon, delta, updated_at FROM budgets"):
         state.budgets[row[0]] = tuple(row[1:])
-    for row in conn.execute("SELECT entry_id, budget_key, run_id, mechanism, epsilon, delta, "
-                            "status, params, created_at, extract FROM entries"):
+    for row in conn.execute(
+        "SELECT entry_id, budget_key, run_id, mechanism, epsilon, delta, "
+        "status, params, created_at, extract FROM entries"
+    ):
         state.entries[row[0]] = (*row[1:7], json.loads(row[7]), *row[8:])
-    for row in conn.execute("SELECT ack_id, budget_key, up_to_entry, note, acknowledged_by, "
-                            "created_at FROM acknowledgements"):
+    for row in conn.execute(
+        "SELECT ack_id, budget_key, up_to_entry, note, acknowledged_by, "
+        "created_at FROM acknowledgements"
+    ):
         state.acks[row[0]] = tuple(row[1:])
     return state
 
@@ -227,8 +280,9 @@ def table_state(conn: sqlite3.Connection) -> State:
 def diff_states(tables: State, events: State) -> list[str]:
     """Every difference between the tables and the replayed events, in words."""
     problems: list[str] = []
-    tables_rows: list[tuple[str, tuple[str, ...], dict[Any, tuple[Any, ...]],
-                            dict[Any, tuple[Any, ...]]]] = [
+    tables_rows: list[
+        tuple[str, tuple[str, ...], dict[Any, tuple[Any, ...]], dict[Any, tuple[Any, ...]]]
+    ] = [
         ("budget", BUDGET_FIELDS, dict(tables.budgets), dict(events.budgets)),
         ("entry", ENTRY_FIELDS, dict(tables.entries), dict(events.entries)),
         ("acknowledgement", ACK_FIELDS, dict(tables.acks), dict(events.acks)),
@@ -238,14 +292,16 @@ def diff_states(tables: State, events: State) -> list[str]:
             if key not in want:
                 problems.append(f"{what} {key} is in the tables but no event records it")
             elif key not in have:
-                problems.append(f"{what} {key} is recorded by the events but missing from the "
-                                f"tables")
+                problems.append(
+                    f"{what} {key} is recorded by the events but missing from the tables"
+                )
             else:
                 # Compared as canonical JSON: exact for floats, and NaN equals NaN.
                 problems.extend(
                     f"{what} {key}: {name} is {a!r} in the tables but {b!r} by the events"
                     for name, a, b in zip(fields, have[key], want[key], strict=True)
-                    if canonical({"v": a}) != canonical({"v": b}))
+                    if canonical({"v": a}) != canonical({"v": b})
+                )
     return problems
 
 
@@ -255,8 +311,9 @@ def chain_problems(events: list[Event]) -> list[str]:
     if not events:
         return ["the event log is empty"]
     if events[0].kind != "init":
-        problems.append(f"the event log starts with {events[0].kind!r}, not with the ledger's "
-                        f"creation")
+        problems.append(
+            f"the event log starts with {events[0].kind!r}, not with the ledger's creation"
+        )
     prev_hash = GENESIS_HASH
     for expected_seq, event in enumerate(events, start=1):
         if event.seq != expected_seq:
@@ -282,14 +339,20 @@ def verify_events(events: list[Event], tables: State | None, marker: Marker | No
     if marker is not None and events:
         first = events[0].data() if events[0].kind == "init" else {}
         if marker.ledger_id == UNREADABLE:
-            problems.append("the marker file next to the database is unreadable (if the rest is "
-                            "intact, deleting it lets privsynth write it again)")
+            problems.append(
+                "the marker file next to the database is unreadable (if the rest is "
+                "intact, deleting it lets privsynth write it again)"
+            )
         elif first.get("ledger_id") and marker.ledger_id != first["ledger_id"]:
-            problems.append(f"the marker belongs to ledger {marker.ledger_id}, the database to "
-                            f"ledger {first['ledger_id']}: the database was replaced")
+            problems.append(
+                f"the marker belongs to ledger {marker.ledger_id}, the database to "
+                f"ledger {first['ledger_id']}: the database was replaced"
+            )
         elif marker.events > len(events):
-            problems.append(f"the event log ends at event {len(events)} but the marker recorded "
-                            f"{marker.events} events: events were removed from its end")
+            problems.append(
+                f"the event log ends at event {len(events)} but the marker recorded "
+                f"{marker.events} events: events were removed from its end"
+            )
         elif marker.events and events[marker.events - 1].hash != marker.head:
             problems.append(f"event {marker.events} differs from the one the marker recorded")
     if tables is not None:
@@ -325,8 +388,9 @@ def read_marker(ledger_path: Path) -> Marker | None:
     path = marker_path(ledger_path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Marker(str(data["ledger_id"]), str(data["created_at"]), int(data["events"]),
-                      str(data["head"]))
+        return Marker(
+            str(data["ledger_id"]), str(data["created_at"]), int(data["events"]), str(data["head"])
+        )
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError, KeyError, TypeError):
@@ -342,9 +406,11 @@ def remove_marker(ledger_path: Path) -> None:
     try:
         marker_path(ledger_path).unlink(missing_ok=True)
     except OSError as exc:
-        raise LedgerAccessError(f"cannot replace the privacy ledger's marker next to "
-                                f"{ledger_path} ({exc.strerror or exc}); make the folder "
-                                f"writable") from exc
+        raise LedgerAccessError(
+            f"cannot replace the privacy ledger's marker next to "
+            f"{ledger_path} ({exc.strerror or exc}); make the folder "
+            f"writable"
+        ) from exc
 
 
 def write_marker(ledger_path: Path, marker: Marker) -> None:
@@ -353,11 +419,20 @@ def write_marker(ledger_path: Path, marker: Marker) -> None:
     Raises:
         LedgerAccessError: the folder is not writable.
     """
-    text = json.dumps({"format": MARKER_FORMAT, "ledger_id": marker.ledger_id,
-                       "created_at": marker.created_at, "events": marker.events,
-                       "head": marker.head}, indent=2)
+    text = json.dumps(
+        {
+            "format": MARKER_FORMAT,
+            "ledger_id": marker.ledger_id,
+            "created_at": marker.created_at,
+            "events": marker.events,
+            "head": marker.head,
+        },
+        indent=2,
+    )
     try:
         atomic_write_text(marker_path(ledger_path), text + "\n")
     except OSError as exc:
-        raise LedgerAccessError(f"cannot write the privacy ledger's marker next to {ledger_path} "
-                                f"({exc.strerror or exc}); make the folder writable") from exc
+        raise LedgerAccessError(
+            f"cannot write the privacy ledger's marker next to {ledger_path} "
+            f"({exc.strerror or exc}); make the folder writable"
+        ) from exc

@@ -48,7 +48,8 @@ def missing_error(path: Path, why: str) -> LedgerMissingError:
     return LedgerMissingError(
         f"the privacy ledger {path} is missing or empty, but {why}; restore the last backup with "
         f"`privsynth budget import BACKUP` (if no backup exists, `privsynth budget init "
-        f"--new-ledger --note WHY` starts a new ledger on purpose and forgets what was spent)")
+        f"--new-ledger --note WHY` starts a new ledger on purpose and forgets what was spent)"
+    )
 
 
 def sqlite_error(exc: sqlite3.Error, path: Path) -> BudgetError:
@@ -57,16 +58,17 @@ def sqlite_error(exc: sqlite3.Error, path: Path) -> BudgetError:
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return LedgerCorruptError(
             f"the privacy ledger {path} is damaged ({exc}); move it aside and restore the last "
-            f"backup with `privsynth budget import BACKUP`")
+            f"backup with `privsynth budget import BACKUP`"
+        )
     if "locked" in text or "busy" in text:
-        return BudgetError(f"the privacy ledger {path} stayed locked by another process; try "
-                           f"again")
+        return BudgetError(f"the privacy ledger {path} stayed locked by another process; try again")
     if ("unable to open" in text or "no such table" in text) and not _present_quietly(path):
         return missing_error(path, "it was removed or emptied while privsynth was using it")
     if any(word in text for word in ("readonly", "unable to open", "permission", "access")):
         return LedgerAccessError(
             f"cannot use the privacy ledger {path} ({exc}); make it and its folder readable and "
-            f"writable, or {HOME_HINT}")
+            f"writable, or {HOME_HINT}"
+        )
     return BudgetError(f"the privacy ledger {path} failed ({exc}); run `privsynth budget verify`")
 
 
@@ -85,8 +87,9 @@ def connect_ro(path: Path) -> sqlite3.Connection:
     as no un-merged ``-wal`` file is beside it (SQLite merges it when the last writer closes).
     """
     uri = path.resolve().as_uri()
-    conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=60, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(
+        uri + "?mode=ro", uri=True, timeout=60, isolation_level=None, check_same_thread=False
+    )
     try:
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return conn
@@ -96,9 +99,11 @@ def connect_ro(path: Path) -> sqlite3.Connection:
     if wal.exists() and wal.stat().st_size > 0:
         raise LedgerAccessError(
             f"cannot read the privacy ledger {path} read-only: it has changes in {wal.name} that "
-            f"only a writable folder can merge; open it once with write access")
-    return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None,
-                           check_same_thread=False)
+            f"only a writable folder can merge; open it once with write access"
+        )
+    return sqlite3.connect(
+        uri + "?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+    )
 
 
 def tables(conn: sqlite3.Connection) -> set[str]:
@@ -118,8 +123,10 @@ def present(path: Path) -> bool:
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise LedgerAccessError(f"cannot read the privacy ledger {path} ({exc.strerror}); "
-                                f"make it readable, or {HOME_HINT}") from exc
+        raise LedgerAccessError(
+            f"cannot read the privacy ledger {path} ({exc.strerror}); "
+            f"make it readable, or {HOME_HINT}"
+        ) from exc
     try:
         conn = connect_ro(path)
         try:
@@ -175,16 +182,35 @@ def migrate(conn: sqlite3.Connection, where: Path) -> None:
     if had_events:
         return
     stamp = now()
-    log.append(conn, "init", {"ledger_id": uuid.uuid4().hex, "reason": "migrated", "by": "",
-                              "note": "existing budgets and entries recorded as they were"},
-               stamp, marker=None, where=where)
-    for row in conn.execute("SELECT budget_key, label, epsilon, delta, updated_at FROM budgets "
-                            "ORDER BY updated_at, budget_key").fetchall():
-        log.append(conn, "budget", dict(zip(("key", *log.BUDGET_FIELDS), row, strict=True)),
-                   stamp, marker=None, where=where)
-    for row in conn.execute("SELECT entry_id, budget_key, run_id, mechanism, epsilon, delta, "
-                            "status, params, created_at, extract FROM entries ORDER BY entry_id"
-                            ).fetchall():
+    log.append(
+        conn,
+        "init",
+        {
+            "ledger_id": uuid.uuid4().hex,
+            "reason": "migrated",
+            "by": "",
+            "note": "existing budgets and entries recorded as they were",
+        },
+        stamp,
+        marker=None,
+        where=where,
+    )
+    for row in conn.execute(
+        "SELECT budget_key, label, epsilon, delta, updated_at FROM budgets "
+        "ORDER BY updated_at, budget_key"
+    ).fetchall():
+        log.append(
+            conn,
+            "budget",
+            dict(zip(("key", *log.BUDGET_FIELDS), row, strict=True)),
+            stamp,
+            marker=None,
+            where=where,
+        )
+    for row in conn.execute(
+        "SELECT entry_id, budget_key, run_id, mechanism, epsilon, delta, "
+        "status, params, created_at, extract FROM entries ORDER BY entry_id"
+    ).fetchall():
         payload = dict(zip(("entry_id", "key", *log.ENTRY_FIELDS[1:]), row, strict=True))
         payload["params"] = json.loads(row[7])
         log.append(conn, "entry", payload, stamp, marker=None, where=where)
@@ -239,7 +265,8 @@ class LedgerStore:
                     raise LedgerIntegrityError(
                         f"the privacy ledger {path} has lost its event log (its marker recorded "
                         f"{marker.events} events); move it aside and restore the last backup "
-                        f"with `privsynth budget import BACKUP`")
+                        f"with `privsynth budget import BACKUP`"
+                    )
                 migrate(conn, path)
         self.refresh_marker()
         if str(path.resolve()) not in _VERIFIED:
@@ -249,7 +276,8 @@ class LedgerStore:
                     f"the privacy ledger {path} fails its integrity check ({problems[0]}"
                     f"{f'; {len(problems) - 1} more' if len(problems) > 1 else ''}); nothing "
                     f"was written. See `privsynth budget verify`; to recover, move it aside and "
-                    f"restore the last backup with `privsynth budget import BACKUP`")
+                    f"restore the last backup with `privsynth budget import BACKUP`"
+                )
             _VERIFIED.add(str(path.resolve()))
 
     @property
@@ -275,8 +303,12 @@ class LedgerStore:
             else:
                 # mode=rw: a ledger deleted while a process holds it open fails loudly instead of
                 # being re-created empty by the next connection.
-                conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=rw", uri=True,
-                                       timeout=60, isolation_level=None)
+                conn = sqlite3.connect(
+                    self.path.resolve().as_uri() + "?mode=rw",
+                    uri=True,
+                    timeout=60,
+                    isolation_level=None,
+                )
                 conn.execute("PRAGMA busy_timeout=60000")
             yield conn
         except sqlite3.Error as exc:
@@ -290,8 +322,10 @@ class LedgerStore:
         """A write transaction holding SQLite's write lock from its first statement; after the
         commit, the marker is brought up to date."""
         if self.read_only:
-            raise LedgerAccessError(f"the privacy ledger {self.path} was opened read-only; open "
-                                    f"it without read_only=True to change it")
+            raise LedgerAccessError(
+                f"the privacy ledger {self.path} was opened read-only; open "
+                f"it without read_only=True to change it"
+            )
         with self.connect() as conn:
             _begin_immediate(conn, self.path)
             try:
@@ -306,8 +340,7 @@ class LedgerStore:
 
     def append(self, conn: sqlite3.Connection, kind: str, payload: dict[str, Any]) -> None:
         """Append one event in the caller's write transaction (its chain link checked first)."""
-        log.append(conn, kind, payload, now(), marker=log.read_marker(self.path),
-                   where=self.path)
+        log.append(conn, kind, payload, now(), marker=log.read_marker(self.path), where=self.path)
 
     def refresh_marker(self) -> None:
         """Record the last committed event in the marker.
@@ -324,10 +357,12 @@ class LedgerStore:
         with self.connect() as conn:
             _begin_immediate(conn, self.path)
             try:
-                first = conn.execute("SELECT payload, created_at FROM events WHERE seq = 1"
-                                     ).fetchone()
-                last = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-                                    ).fetchone()
+                first = conn.execute(
+                    "SELECT payload, created_at FROM events WHERE seq = 1"
+                ).fetchone()
+                last = conn.execute(
+                    "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
                 marker = log.read_marker(self.path)
                 if first is None or last is None:
                     return
@@ -335,8 +370,12 @@ class LedgerStore:
                 # A marker of another ledger is evidence (of a replaced database): verify()
                 # reports it, so it is never overwritten here.
                 if marker is None or (marker.ledger_id == ledger_id and marker.events < last[0]):
-                    log.write_marker(self.path, log.Marker(
-                        ledger_id, marker.created_at if marker else first[1], last[0], last[1]))
+                    log.write_marker(
+                        self.path,
+                        log.Marker(
+                            ledger_id, marker.created_at if marker else first[1], last[0], last[1]
+                        ),
+                    )
             finally:
                 conn.execute("ROLLBACK")
 
@@ -355,8 +394,11 @@ class LedgerStore:
         return log.verify_events(events, state, marker)
 
 
-def create_database(path: Path, init: dict[str, Any] | None,
-                    fill: Callable[[sqlite3.Connection], None] | None = None) -> None:
+def create_database(
+    path: Path,
+    init: dict[str, Any] | None,
+    fill: Callable[[sqlite3.Connection], None] | None = None,
+) -> None:
     """Create the ledger's database: with a genesis event whose payload is ``init``, or filled
     by ``fill`` (a restore), in one transaction.
 
@@ -365,11 +407,14 @@ def create_database(path: Path, init: dict[str, Any] | None,
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=rwc", uri=True, timeout=60,
-                               isolation_level=None)
+        conn = sqlite3.connect(
+            path.resolve().as_uri() + "?mode=rwc", uri=True, timeout=60, isolation_level=None
+        )
     except (OSError, sqlite3.Error) as exc:
-        raise LedgerAccessError(f"cannot create the privacy ledger {path} ({exc}); make its "
-                                f"folder writable, or {HOME_HINT}") from exc
+        raise LedgerAccessError(
+            f"cannot create the privacy ledger {path} ({exc}); make its "
+            f"folder writable, or {HOME_HINT}"
+        ) from exc
     try:
         conn.execute("PRAGMA busy_timeout=60000")
         conn.execute("PRAGMA journal_mode=WAL")
@@ -380,14 +425,22 @@ def create_database(path: Path, init: dict[str, Any] | None,
             fill(conn)
         # Two processes may create a fresh ledger at once: the second finds the genesis.
         elif conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0:
-            log.append(conn, "init", {"ledger_id": uuid.uuid4().hex, **(init or {})}, now(),
-                       marker=None, where=path)
+            log.append(
+                conn,
+                "init",
+                {"ledger_id": uuid.uuid4().hex, **(init or {})},
+                now(),
+                marker=None,
+                where=path,
+            )
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         error = sqlite_error(exc, path)
         if not isinstance(error, LedgerCorruptError):
-            error = LedgerAccessError(f"cannot create the privacy ledger {path} ({exc}); make "
-                                      f"its folder writable, or {HOME_HINT}")
+            error = LedgerAccessError(
+                f"cannot create the privacy ledger {path} ({exc}); make "
+                f"its folder writable, or {HOME_HINT}"
+            )
         raise error from exc
     finally:
         conn.close()

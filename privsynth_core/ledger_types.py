@@ -32,12 +32,15 @@ def budget_key(source: str | None, fingerprint: str) -> str:
     """
     if source is None:
         if not fingerprint or fingerprint.startswith(SOURCE_PREFIX):
-            raise ConfigError(f"{fingerprint!r} is not a data fingerprint; pass a source id as "
-                              f"the source, or the data's fingerprint")
+            raise ConfigError(
+                f"{fingerprint!r} is not a data fingerprint; pass a source id as "
+                f"the source, or the data's fingerprint"
+            )
         return fingerprint
     if not _SOURCE_ID.fullmatch(source):
-        raise ConfigError(f"invalid data source id {source!r}: use 1 to 64 letters, digits, '.', "
-                          f"'_' or '-'")
+        raise ConfigError(
+            f"invalid data source id {source!r}: use 1 to 64 letters, digits, '.', '_' or '-'"
+        )
     return SOURCE_PREFIX + source
 
 
@@ -68,8 +71,9 @@ class PrivacyBudget:
             object.__setattr__(self, "epsilon", float(self.epsilon))
             object.__setattr__(self, "delta", float(self.delta))
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"epsilon and delta must be numbers, got {self.epsilon!r} and "
-                              f"{self.delta!r}") from exc
+            raise ConfigError(
+                f"epsilon and delta must be numbers, got {self.epsilon!r} and {self.delta!r}"
+            ) from exc
         if not (self.epsilon >= 0 and math.isfinite(self.epsilon)):
             raise ConfigError(f"epsilon must be a finite number >= 0, got {self.epsilon}")
         if not 0 <= self.delta < 1:
@@ -128,7 +132,7 @@ class DatasetBudget:
     @property
     def source(self) -> str | None:
         """The data source id, or None when the key is a content fingerprint."""
-        return self.key[len(SOURCE_PREFIX):] if self.key.startswith(SOURCE_PREFIX) else None
+        return self.key[len(SOURCE_PREFIX) :] if self.key.startswith(SOURCE_PREFIX) else None
 
     @property
     def unbounded(self) -> bool:
@@ -151,5 +155,7 @@ def shortfall(spend: PrivacyBudget, left: PrivacyBudget) -> str:
     eps = spend.epsilon > left.epsilon * (1 + 1e-9) + 1e-15
     dlt = spend.delta > left.delta * (1 + 1e-9) + 1e-15
     what = "epsilon and delta" if eps and dlt else "delta" if dlt else "epsilon"
-    return (f"Lower {what}, or raise the budget with `privsynth budget set` if the data "
-            f"custodian agrees")
+    return (
+        f"Lower {what}, or raise the budget with `privsynth budget set` if the data "
+        f"custodian agrees"
+    )

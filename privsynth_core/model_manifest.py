@@ -34,16 +34,26 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     else:
         folder, manifest_path = path, path / MANIFEST_NAME
     if not manifest_path.is_file():
-        what = "does not exist" if not folder.exists() else (
-            "is a file, not a model folder" if not folder.is_dir() else
-            f"holds no privsynth model (no {MANIFEST_NAME})")
-        raise GeneratorError(f"{folder} {what}; give the folder that `privsynth fit -o` wrote "
-                             f"(or a run's release/model)")
+        what = (
+            "does not exist"
+            if not folder.exists()
+            else (
+                "is a file, not a model folder"
+                if not folder.is_dir()
+                else f"holds no privsynth model (no {MANIFEST_NAME})"
+            )
+        )
+        raise GeneratorError(
+            f"{folder} {what}; give the folder that `privsynth fit -o` wrote "
+            f"(or a run's release/model)"
+        )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise GeneratorError(f"{manifest_path} is not a readable model manifest ({exc}); the "
-                             f"model folder is damaged: copy it again, or fit again") from None
+        raise GeneratorError(
+            f"{manifest_path} is not a readable model manifest ({exc}); the "
+            f"model folder is damaged: copy it again, or fit again"
+        ) from None
     check_manifest(manifest, where=manifest_path)
     from .registry import generators
 
@@ -53,13 +63,21 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             raise GeneratorError(
                 f"{manifest_path} says the {generator_cls.generator_id} model is "
                 f"{'' if manifest['differentially_private'] else 'not '}differentially private, "
-                f"which that generator is not: the manifest was edited; do not use it")
+                f"which that generator is not: the manifest was edited; do not use it"
+            )
     return manifest  # type: ignore[no-any-return]
 
 
 #: Top-level keys of a model manifest (format 1): required, then optional.
-MANIFEST_KEYS = ("format_version", "generator_id", "differentially_private", "privacy", "params",
-                 "schema", "fit")
+MANIFEST_KEYS = (
+    "format_version",
+    "generator_id",
+    "differentially_private",
+    "privacy",
+    "params",
+    "schema",
+    "fit",
+)
 OPTIONAL_MANIFEST_KEYS = ("privsynth_version", "model_id")
 
 
@@ -82,11 +100,15 @@ def check_manifest(manifest: Any, *, where: str | Path = "the model manifest") -
     if not isinstance(manifest, dict):
         raise GeneratorError(f"{where} is not a privsynth model manifest (not a JSON object)")
     version = manifest.get("format_version")
-    if isinstance(version, int) and not isinstance(version, bool) and \
-            version > MANIFEST_FORMAT_VERSION:
+    if (
+        isinstance(version, int)
+        and not isinstance(version, bool)
+        and version > MANIFEST_FORMAT_VERSION
+    ):
         raise GeneratorError(
             f"{where} was written by a newer privsynth (model format {version}; this one reads "
-            f"format {MANIFEST_FORMAT_VERSION}); upgrade privsynth to use this model")
+            f"format {MANIFEST_FORMAT_VERSION}); upgrade privsynth to use this model"
+        )
     problems = []
     if version != MANIFEST_FORMAT_VERSION:
         problems.append(f"format_version is {version!r}, not {MANIFEST_FORMAT_VERSION}")
@@ -96,8 +118,14 @@ def check_manifest(manifest: Any, *, where: str | Path = "the model manifest") -
     extra = sorted(set(manifest) - set(MANIFEST_KEYS) - set(OPTIONAL_MANIFEST_KEYS))
     if extra:
         problems.append(f"unexpected key(s): {', '.join(extra)}")
-    for key, kind in (("generator_id", str), ("params", dict), ("schema", dict),
-                      ("fit", dict), ("privacy", dict), ("differentially_private", bool)):
+    for key, kind in (
+        ("generator_id", str),
+        ("params", dict),
+        ("schema", dict),
+        ("fit", dict),
+        ("privacy", dict),
+        ("differentially_private", bool),
+    ):
         if key in manifest and not isinstance(manifest[key], kind):
             problems.append(f"{key} is not a {kind.__name__}")
     fit = manifest.get("fit")
@@ -113,28 +141,39 @@ def check_manifest(manifest: Any, *, where: str | Path = "the model manifest") -
         raise GeneratorError(
             f"{where} is not a valid privsynth model manifest ({'; '.join(problems)}): it was "
             f"damaged, edited, or written by another tool; privsynth will not load it. Use the "
-            f"folder `privsynth fit` wrote, or fit again")
+            f"folder `privsynth fit` wrote, or fit again"
+        )
 
 
-def _statement_problems(privacy: dict[str, Any], fit: dict[str, Any],
-                        fsum: Callable[[Any], float]) -> list[str]:
+def _statement_problems(
+    privacy: dict[str, Any], fit: dict[str, Any], fsum: Callable[[Any], float]
+) -> list[str]:
     """How a DP manifest's privacy statement fails to add up (empty: it adds up)."""
     parts = privacy.get("parts")
     numbers = (int, float)
-    if not isinstance(parts, list) or not parts or not all(
-            isinstance(p, dict) and isinstance(p.get("epsilon"), numbers)
-            and isinstance(p.get("delta"), numbers) for p in parts):
+    if (
+        not isinstance(parts, list)
+        or not parts
+        or not all(
+            isinstance(p, dict)
+            and isinstance(p.get("epsilon"), numbers)
+            and isinstance(p.get("delta"), numbers)
+            for p in parts
+        )
+    ):
         return ["the privacy statement has no valid parts"]
     epsilon, delta = privacy.get("epsilon"), privacy.get("delta")
     if not isinstance(epsilon, numbers) or not isinstance(delta, numbers):
         return ["the privacy statement has no epsilon or delta"]
     problems = []
     if epsilon != fsum(p["epsilon"] for p in parts) or delta != fsum(p["delta"] for p in parts):
-        problems.append(f"its guarantee (epsilon={epsilon:g}, delta={delta:g}) is not the sum "
-                        f"of its parts")
+        problems.append(
+            f"its guarantee (epsilon={epsilon:g}, delta={delta:g}) is not the sum of its parts"
+        )
     training = [p for p in parts if p.get("step") == "training"]
-    if training and (training[-1]["epsilon"] != fit.get("epsilon")
-                     or training[-1]["delta"] != fit.get("delta")):
+    if training and (
+        training[-1]["epsilon"] != fit.get("epsilon") or training[-1]["delta"] != fit.get("delta")
+    ):
         problems.append("its training part is not what the fit spent")
     return problems
 

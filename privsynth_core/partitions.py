@@ -90,12 +90,18 @@ def discover_partitions(spec: str | Path) -> list[Path]:
         InputFileError: nothing matches; a match is not a data file; or Parquet and CSV files
             are mixed (one table is one format).
     """
-    text = str(Path(spec).expanduser()) if not any(c in str(spec) for c in _GLOB_CHARS) \
-        else str(spec)
+    text = (
+        str(Path(spec).expanduser()) if not any(c in str(spec) for c in _GLOB_CHARS) else str(spec)
+    )
     if Path(text).is_dir():
-        found = sorted(p for p in Path(text).rglob("*")
-                       if p.is_file() and not _skipped(p) and _kind(p) is not None
-                       and not any(_skipped(Path(part)) for part in p.relative_to(text).parts))
+        found = sorted(
+            p
+            for p in Path(text).rglob("*")
+            if p.is_file()
+            and not _skipped(p)
+            and _kind(p) is not None
+            and not any(_skipped(Path(part)) for part in p.relative_to(text).parts)
+        )
         where = f"the directory {text}"
     else:
         matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
@@ -105,18 +111,21 @@ def discover_partitions(spec: str | Path) -> list[Path]:
             raise InputFileError(
                 f"{text} matches {len(unsupported)} file(s) that are not Parquet or CSV (e.g. "
                 f"{unsupported[0]}); narrow the pattern to the table's parts (e.g. "
-                f"'part-*.parquet')")
+                f"'part-*.parquet')"
+            )
         where = f"the pattern {text}"
     if not found:
         raise InputFileError(
             f"{where} holds no Parquet (.parquet) or CSV (.csv, .csv.gz, .tsv) files; give a "
-            f"directory of the table's parts or a glob that matches them")
+            f"directory of the table's parts or a glob that matches them"
+        )
     kinds = {_kind(p) for p in found}
     if len(kinds) > 1:
         first_csv = next(p for p in found if _kind(p) == "csv")
         raise InputFileError(
             f"{where} mixes Parquet and CSV files (e.g. {first_csv}); a partitioned table is "
-            f"one format: convert or move the odd ones out")
+            f"one format: convert or move the odd ones out"
+        )
     return found
 
 
@@ -228,8 +237,7 @@ def _count_one(path: str, schema: Schema, plan: CountPlan) -> _PartResult:
         out.hash_sums = _row_hash_sums(frame)
         missing = [name for name in schema.names if name not in frame.columns]
         if missing:
-            raise SchemaError(f"the partition lacks column(s) of the schema: "
-                              f"{', '.join(missing)}")
+            raise SchemaError(f"the partition lacks column(s) of the schema: {', '.join(missing)}")
         if plan.domain:
             for col in schema.columns:
                 if col.kind is ColumnKind.CATEGORICAL:
@@ -242,8 +250,9 @@ def _count_one(path: str, schema: Schema, plan: CountPlan) -> _PartResult:
         out.rows = conformed.height
         if plan.histogram_bins is not None:
             for col in schema.columns:
-                out.histograms[col.name] = column_histogram(conformed[col.name], col,
-                                                            plan.histogram_bins)
+                out.histograms[col.name] = column_histogram(
+                    conformed[col.name], col, plan.histogram_bins
+                )
     except PrivsynthError as exc:
         # The message only (the reader's messages name the file; the caller names it in the
         # others), never a traceback from a worker, never a value of the rows.
@@ -252,8 +261,9 @@ def _count_one(path: str, schema: Schema, plan: CountPlan) -> _PartResult:
     return out
 
 
-def map_partitions(fn: Callable[[_T], _R], items: Iterable[_T],
-                   executor: Executor | None = None) -> list[_R]:
+def map_partitions(
+    fn: Callable[[_T], _R], items: Iterable[_T], executor: Executor | None = None
+) -> list[_R]:
     """``fn`` over ``items`` on ``executor`` (in order), or one after another in this process."""
     if executor is None:
         return [fn(item) for item in items]
@@ -261,8 +271,11 @@ def map_partitions(fn: Callable[[_T], _R], items: Iterable[_T],
 
 
 def _add_report(total: ConformReport, part: ConformReport) -> None:
-    for mine, theirs in ((total.unreadable, part.unreadable), (total.clamped, part.clamped),
-                         (total.unknown, part.unknown)):
+    for mine, theirs in (
+        (total.unreadable, part.unreadable),
+        (total.clamped, part.clamped),
+        (total.unknown, part.unknown),
+    ):
         for name, n in theirs.items():
             mine[name] = mine.get(name, 0) + n
     total.dropped_rows += part.dropped_rows
@@ -296,10 +309,15 @@ def count_partitions(
     """
     plan = plan or CountPlan()
     if plan.histogram_bins is not None and schema.missing_domains:
-        raise SchemaError("per-column histograms need a domain for every column; missing for: "
-                          + ", ".join(schema.missing_domains))
-    files = ([str(p) for p in spec] if isinstance(spec, list | tuple)
-             else [str(p) for p in discover_partitions(spec)])  # type: ignore[arg-type]
+        raise SchemaError(
+            "per-column histograms need a domain for every column; missing for: "
+            + ", ".join(schema.missing_domains)
+        )
+    files = (
+        [str(p) for p in spec]
+        if isinstance(spec, list | tuple)
+        else [str(p) for p in discover_partitions(spec)]  # type: ignore[arg-type]
+    )
     if not files:
         raise InputFileError("a partitioned table needs at least one partition file")
     parts = map_partitions(partial(_count_one, schema=schema, plan=plan), files, executor)
@@ -314,19 +332,29 @@ def count_partitions(
         if set(part.columns) != set(header):
             missing = [c for c in header if c not in part.columns]
             extra = [c for c in part.columns if c not in header]
-            what = "; ".join(s for s in (
-                f"lacks {', '.join(missing)}" if missing else "",
-                f"has extra {', '.join(extra)}" if extra else "") if s)
+            what = "; ".join(
+                s
+                for s in (
+                    f"lacks {', '.join(missing)}" if missing else "",
+                    f"has extra {', '.join(extra)}" if extra else "",
+                )
+                if s
+            )
             raise InputFileError(
                 f"the partitions' columns disagree: {part.file} {what} (compared with "
-                f"{parts[0].file}); every part of a table must have the same columns")
+                f"{parts[0].file}); every part of a table must have the same columns"
+            )
     for part in parts:
         if part.error is not None:
             raise SchemaError(f"partition {part.file}: {part.error}")
     result = PartitionCounts(
-        files=tuple(files), columns=tuple(header), raw_rows=sum(p.raw_rows for p in parts),
-        rows=sum(p.rows for p in parts), partition_rows=tuple(p.raw_rows for p in parts),
-        fingerprint="")
+        files=tuple(files),
+        columns=tuple(header),
+        raw_rows=sum(p.raw_rows for p in parts),
+        rows=sum(p.rows for p in parts),
+        partition_rows=tuple(p.raw_rows for p in parts),
+        fingerprint="",
+    )
     sums = [0, 0]
     for part in parts:
         sums = [(s + h) % (1 << 64) for s, h in zip(sums, part.hash_sums, strict=True)]
@@ -401,9 +429,13 @@ def sample_partitions(
         shares = rows
     else:
         shares = np.random.default_rng(seeds[-1]).multivariate_hypergeometric(
-            rows, n, method="marginals")
-    tasks = [(f, int(k), int(s.generate_state(1)[0]))
-             for f, k, s in zip(files, shares, seeds[:-1], strict=True) if k > 0]
+            rows, n, method="marginals"
+        )
+    tasks = [
+        (f, int(k), int(s.generate_state(1)[0]))
+        for f, k, s in zip(files, shares, seeds[:-1], strict=True)
+        if k > 0
+    ]
     frames = map_partitions(partial(_sample_one, columns=list(columns)), tasks, executor)
     return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
 

@@ -132,17 +132,27 @@ def load_input(config: RunConfig, *, executor: Executor | None = None) -> InputI
     if is_partitioned(config.input):
         from .schema import Schema
 
-        counts = count_partitions(config.input, Schema.load(config.schema_path),
-                                  executor=executor)
-        return InputInfo(str(config.input), counts.fingerprint,
-                         _partitions_digest(counts.files), counts.raw_rows, counts.columns)
+        counts = count_partitions(config.input, Schema.load(config.schema_path), executor=executor)
+        return InputInfo(
+            str(config.input),
+            counts.fingerprint,
+            _partitions_digest(counts.files),
+            counts.raw_rows,
+            counts.columns,
+        )
     frame = read_frame(config.input)
-    return InputInfo(str(config.input), fingerprint_frame(frame), file_sha256(config.input),
-                     frame.height, tuple(frame.columns))
+    return InputInfo(
+        str(config.input),
+        fingerprint_frame(frame),
+        file_sha256(config.input),
+        frame.height,
+        tuple(frame.columns),
+    )
 
 
-def validate_input(config: RunConfig, custodian_log: str | Path | None = None, *,
-                   executor: Executor | None = None) -> list[str]:
+def validate_input(
+    config: RunConfig, custodian_log: str | Path | None = None, *, executor: Executor | None = None
+) -> list[str]:
     """Check the table against the schema file; return what conforming changes, as counts.
 
     A partitioned input is checked and conformed partition by partition on ``executor`` (see
@@ -171,8 +181,9 @@ def validate_input(config: RunConfig, custodian_log: str | Path | None = None, *
     frame = read_frame(config.input)
     missing = [name for name in schema.names if name not in frame.columns]
     if missing:
-        raise SchemaError(f"{config.input} lacks columns of its schema {config.schema_path}:",
-                          missing)
+        raise SchemaError(
+            f"{config.input} lacks columns of its schema {config.schema_path}:", missing
+        )
     if config.domain == "dp":
         return []
     _, report = conform_report(frame, schema)
@@ -180,9 +191,14 @@ def validate_input(config: RunConfig, custodian_log: str | Path | None = None, *
     if custodian_log is not None:
         detail = validate(frame, schema)
         if notes or detail:
-            text = "".join(f"{line}\n" for line in [
-                "validation (custodian-only: counts and values of the private rows)",
-                *notes, *detail])
+            text = "".join(
+                f"{line}\n"
+                for line in [
+                    "validation (custodian-only: counts and values of the private rows)",
+                    *notes,
+                    *detail,
+                ]
+            )
             atomic_write_text(custodian_log, text)
     return notes
 
@@ -197,8 +213,10 @@ def check_holdout(config: RunConfig, fingerprint: str) -> None:
     from .table import fingerprint_frame, read_frame
 
     if fingerprint_frame(read_frame(config.holdout)) == fingerprint:
-        raise MetricError(f"the holdout {config.holdout} holds the same rows as the input; give "
-                          f"real rows that the generator never trains on")
+        raise MetricError(
+            f"the holdout {config.holdout} holds the same rows as the input; give "
+            f"real rows that the generator never trains on"
+        )
 
 
 # -- domain -----------------------------------------------------------------------------------
@@ -230,19 +248,30 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     PrivacyLedger()
     if is_complete_domain(destination):
         return destination / SCHEMA_FILE
-    with exclusive_lock(destination, what=f"the domain {destination.name[:12]} (another "
-                                          f"process is resolving the same domain)"):
+    with exclusive_lock(
+        destination,
+        what=f"the domain {destination.name[:12]} (another process is resolving the same domain)",
+    ):
         if is_complete_domain(destination):  # resolved by the process we waited for
             return destination / SCHEMA_FILE
         remove_stale_siblings(destination)
         ledger = PrivacyLedger()
         table = prepare_table(
-            config.input, schema_path=config.schema_path, domain=config.domain,
-            domain_epsilon=config.domain_epsilon, domain_delta=config.domain_delta,
-            ledger=ledger, run_id=run_id, source=config.source, parent_key=config.budget_key)
+            config.input,
+            schema_path=config.schema_path,
+            domain=config.domain,
+            domain_epsilon=config.domain_epsilon,
+            domain_delta=config.domain_delta,
+            ledger=ledger,
+            run_id=run_id,
+            source=config.source,
+            parent_key=config.budget_key,
+        )
         record: dict[str, Any] = {
-            "mode": config.domain, "run_id": run_id,
-            "parts": [{**p.public(), "ledger_entry": p.entry_id} for p in table.spent]}
+            "mode": config.domain,
+            "run_id": run_id,
+            "parts": [{**p.public(), "ledger_entry": p.entry_id} for p in table.spent],
+        }
         with atomic_directory(destination, overwrite=True) as tmp:
             table.schema.save(tmp / SCHEMA_FILE)
             (tmp / DOMAIN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -252,14 +281,17 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
 def domain_parts(schema_path: str | Path) -> list[SpentPart]:
     """The charged mechanisms the domain next to ``schema_path`` came from (custodian record)."""
     record = domain_record(schema_path)
-    return [SpentPart(p["step"], p["mechanism"], p["epsilon"], p["delta"], p["ledger_entry"])
-            for p in record.get("parts", [])]
+    return [
+        SpentPart(p["step"], p["mechanism"], p["epsilon"], p["delta"], p["ledger_entry"])
+        for p in record.get("parts", [])
+    ]
 
 
 def domain_record(schema_path: str | Path) -> dict[str, Any]:
     """The ``domain.json`` written next to a schema by :func:`resolve_domain`."""
     data: dict[str, Any] = json.loads(
-        (Path(schema_path).parent / DOMAIN_RECORD).read_text(encoding="utf-8"))
+        (Path(schema_path).parent / DOMAIN_RECORD).read_text(encoding="utf-8")
+    )
     return data
 
 
@@ -281,7 +313,8 @@ def refuse_partitioned_fit(config: RunConfig) -> None:
             f"{config.input} is a partitioned table: privsynth reads and checks it on the "
             f"cluster, but no generator fits from partitions yet ({config.generator} needs the "
             f"whole table in one process); fit on one file (a sample of the parts), and score "
-            f"the run on the partitioned table with `evaluate`. Nothing was charged")
+            f"the run on the partitioned table with `evaluate`. Nothing was charged"
+        )
 
 
 # -- fit and sample ---------------------------------------------------------------------------
@@ -342,8 +375,11 @@ def fit_model(
     PrivacyLedger()  # before the store's lock files (see resolve_domain)
     if is_complete_model(entry / MODEL_SUBDIR):
         return entry / MODEL_SUBDIR
-    with exclusive_lock(entry, what=f"the model {entry.name[:12]} (another process is training "
-                                    f"the same model; it is reused when saved)"):
+    with exclusive_lock(
+        entry,
+        what=f"the model {entry.name[:12]} (another process is training "
+        f"the same model; it is reused when saved)",
+    ):
         if is_complete_model(entry / MODEL_SUBDIR):  # saved by the process we waited for
             return entry / MODEL_SUBDIR
         ledger = PrivacyLedger()
@@ -354,18 +390,30 @@ def fit_model(
         params: dict[str, Any] = {FIT_KEY_PARAM: entry.name}
         if checkpoint_dir is not None:
             params[CHECKPOINTS_PARAM] = str(checkpoint_dir)
-        fit_generator(table, generator, epsilon=config.epsilon, delta=config.delta,
-                      accountant=config.accountant, ledger=ledger, run_id=run_id,
-                      progress=progress, ledger_params=params,
-                      checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None)
+        fit_generator(
+            table,
+            generator,
+            epsilon=config.epsilon,
+            delta=config.delta,
+            accountant=config.accountant,
+            ledger=ledger,
+            run_id=run_id,
+            progress=progress,
+            ledger_params=params,
+            checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None,
+        )
         summary = generator.fit_summary
         assert summary is not None
         with atomic_directory(entry, overwrite=True) as tmp:
             generator.save(tmp / MODEL_SUBDIR)
             Schema.load(schema_path).save_release(tmp / MODEL_SUBDIR / RELEASED_SCHEMA)
-            record = {"config_hash": config.fit_hash(), FIT_KEY_PARAM: entry.name,
-                      "ledger_id": ledger.ledger_id, **summary.custodian_dict(),
-                      "noisy_rows": summary.noisy_rows}
+            record = {
+                "config_hash": config.fit_hash(),
+                FIT_KEY_PARAM: entry.name,
+                "ledger_id": ledger.ledger_id,
+                **summary.custodian_dict(),
+                "noisy_rows": summary.noisy_rows,
+            }
             (tmp / FIT_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     return entry / MODEL_SUBDIR
 
@@ -381,8 +429,9 @@ def fit_record(model_dir: str | Path) -> dict[str, Any]:
     return data
 
 
-def sample_synthetic(model_dir: str | Path, rows: int | None, *, seed: int,
-                     destination: str | Path) -> Path:
+def sample_synthetic(
+    model_dir: str | Path, rows: int | None, *, seed: int, destination: str | Path
+) -> Path:
     """Sample rows from the saved model into a CSV file (post-processing: free).
 
     ``rows`` defaults to the released row count n̂ the model was fitted with (never the exact
@@ -407,8 +456,10 @@ def default_rows(generator: Generator) -> int:
 
     summary = generator.fit_summary
     if summary is None or not summary.noisy_rows:
-        raise ConfigError("this model carries no released row count (it is not a DP model, or "
-                          "was saved by an older privsynth): say how many rows to sample")
+        raise ConfigError(
+            "this model carries no released row count (it is not a DP model, or "
+            "was saved by an older privsynth): say how many rows to sample"
+        )
     return default_sample_rows(summary.noisy_rows)
 
 
@@ -425,20 +476,28 @@ def metric_plan(config: RunConfig) -> list[tuple[str, bool]]:
     return [(metric_id, False) for metric_id in metrics().names()]
 
 
-def _evaluation_inputs(config: RunConfig, schema_path: str | Path,
-                       synthetic_path: str | Path,
-                       executor: Executor | None = None) -> dict[str, Any]:
+def _evaluation_inputs(
+    config: RunConfig,
+    schema_path: str | Path,
+    synthetic_path: str | Path,
+    executor: Executor | None = None,
+) -> dict[str, Any]:
     from .schema import Schema
     from .table import read_frame
 
     real, sample = real_rows(config, executor=executor)
-    return {"real": real, "real_sample": sample,
-            "synthetic": read_frame(synthetic_path), "schema": Schema.load(schema_path),
-            "holdout": read_frame(config.holdout) if config.holdout else None}
+    return {
+        "real": real,
+        "real_sample": sample,
+        "synthetic": read_frame(synthetic_path),
+        "schema": Schema.load(schema_path),
+        "holdout": read_frame(config.holdout) if config.holdout else None,
+    }
 
 
-def real_rows(config: RunConfig, *,
-              executor: Executor | None = None) -> tuple[Any, dict[str, Any] | None]:
+def real_rows(
+    config: RunConfig, *, executor: Executor | None = None
+) -> tuple[Any, dict[str, Any] | None]:
     """The real rows the metrics read, and what sample they are (None: the whole table).
 
     A single file is read whole. A partitioned input is never loaded: the metrics read a
@@ -460,10 +519,16 @@ def real_rows(config: RunConfig, *,
     files = [str(p) for p in discover_partitions(config.input)]
     rows = partition_rows(files, executor)
     size = config.eval_sample_rows or DEFAULT_EVAL_SAMPLE_ROWS
-    frame = sample_partitions(files, rows, size, columns=_header(files[0]), seed=config.seed,
-                              executor=executor)
-    return frame, {"rows": frame.height, "requested": size, "partitions": len(files),
-                   "population_rows": sum(rows), "uniform": True}
+    frame = sample_partitions(
+        files, rows, size, columns=_header(files[0]), seed=config.seed, executor=executor
+    )
+    return frame, {
+        "rows": frame.height,
+        "requested": size,
+        "partitions": len(files),
+        "population_rows": sum(rows),
+        "uniform": True,
+    }
 
 
 def _header(path: str) -> list[str]:
@@ -476,9 +541,16 @@ def _header(path: str) -> list[str]:
     return read_frame(path).columns
 
 
-def evaluate_metric(config: RunConfig, schema_path: str | Path, synthetic_path: str | Path,
-                    model_dir: str | Path, metric_id: str, *,
-                    required: bool, executor: Executor | None = None) -> EvaluationResult:
+def evaluate_metric(
+    config: RunConfig,
+    schema_path: str | Path,
+    synthetic_path: str | Path,
+    model_dir: str | Path,
+    metric_id: str,
+    *,
+    required: bool,
+    executor: Executor | None = None,
+) -> EvaluationResult:
     """Compute one metric (with its reference points) on the real and synthetic tables.
 
     A metric that is not ``required`` and cannot run on these inputs comes back as skipped.
@@ -492,8 +564,13 @@ def evaluate_metric(config: RunConfig, schema_path: str | Path, synthetic_path: 
     inputs = _evaluation_inputs(config, schema_path, synthetic_path, executor)
     inputs.pop("real_sample")
     try:
-        return evaluate(**inputs, metric_ids=[metric_id], target=config.target,
-                        manifest=load_manifest(model_dir), seed=config.seed)
+        return evaluate(
+            **inputs,
+            metric_ids=[metric_id],
+            target=config.target,
+            manifest=load_manifest(model_dir),
+            seed=config.seed,
+        )
     except MetricError as exc:
         if required:
             raise
@@ -516,9 +593,16 @@ def merge_evaluations(parts: list[EvaluationResult]) -> EvaluationResult:
     return merged
 
 
-def write_report(config: RunConfig, schema_path: str | Path, synthetic_path: str | Path,
-                 model_dir: str | Path, parts: list[EvaluationResult],
-                 destination: str | Path, *, executor: Executor | None = None) -> Path:
+def write_report(
+    config: RunConfig,
+    schema_path: str | Path,
+    synthetic_path: str | Path,
+    model_dir: str | Path,
+    parts: list[EvaluationResult],
+    destination: str | Path,
+    *,
+    executor: Executor | None = None,
+) -> Path:
     """Write ``metrics.json`` and ``report.html`` (custodian-only, NOT DP) to ``destination``.
 
     For a partitioned input the report states the sample the metrics read
@@ -532,31 +616,49 @@ def write_report(config: RunConfig, schema_path: str | Path, synthetic_path: str
     schema = inputs["schema"]
     if not evaluation.inputs:  # no metric ran (e.g. `metrics: []`)
         holdout_frame = inputs["holdout"]
-        evaluation.inputs = {"columns": schema.names, "target": config.target,
-                             "seed": config.seed, "real_rows": inputs["real"].height,
-                             "synthetic_rows": inputs["synthetic"].height,
-                             "holdout_rows": None if holdout_frame is None
-                             else holdout_frame.height}
+        evaluation.inputs = {
+            "columns": schema.names,
+            "target": config.target,
+            "seed": config.seed,
+            "real_rows": inputs["real"].height,
+            "synthetic_rows": inputs["synthetic"].height,
+            "holdout_rows": None if holdout_frame is None else holdout_frame.height,
+        }
     if inputs["real_sample"] is not None:
         evaluation.inputs["real_sample"] = inputs["real_sample"]
     holdout = inputs["holdout"]
-    write_html(evaluation, Path(destination),
-               real=type_frame(inputs["real"], schema, "real"),
-               synthetic=type_frame(inputs["synthetic"], schema, "synthetic"),
-               holdout=type_frame(holdout, schema, "holdout") if holdout is not None else None,
-               schema=schema, target=config.target, manifest=load_manifest(model_dir),
-               seed=config.seed, overwrite=True)
-    atomic_write_text(Path(destination) / "metrics.json",
-                      json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
+    write_html(
+        evaluation,
+        Path(destination),
+        real=type_frame(inputs["real"], schema, "real"),
+        synthetic=type_frame(inputs["synthetic"], schema, "synthetic"),
+        holdout=type_frame(holdout, schema, "holdout") if holdout is not None else None,
+        schema=schema,
+        target=config.target,
+        manifest=load_manifest(model_dir),
+        seed=config.seed,
+        overwrite=True,
+    )
+    atomic_write_text(
+        Path(destination) / "metrics.json",
+        json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False),
+    )
     return Path(destination)
 
 
 def headline_rows(report_dir: str | Path) -> list[dict[str, Any]]:
     """The headline scores of a written report (metric, value, verdict), from metrics.json."""
     data = json.loads((Path(report_dir) / "metrics.json").read_text(encoding="utf-8"))
-    return [{"metric_id": h["metric_id"], "name": h["name"], "group": h["group"],
-             "value": h["value"], "verdict": h.get("verdict", "unknown")}
-            for h in data.get("headline", [])]
+    return [
+        {
+            "metric_id": h["metric_id"],
+            "name": h["name"],
+            "group": h["group"],
+            "value": h["value"],
+            "verdict": h.get("verdict", "unknown"),
+        }
+        for h in data.get("headline", [])
+    ]
 
 
 def new_run_id() -> str:

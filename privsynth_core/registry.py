@@ -176,7 +176,8 @@ def settling_accountant(accountant_id: str) -> type[Accountant]:
         raise ConfigError(
             f"accountant {accountant_id!r} is an approximation that can under-report epsilon; it "
             f"may be shown in comparisons (`privsynth accountants compare`) but never calibrates, "
-            f"reports or settles a fit. Use one of: {valid}")
+            f"reports or settles a fit. Use one of: {valid}"
+        )
     return cls
 
 
@@ -196,9 +197,13 @@ class GeneratorChoice:
     ranking: tuple[tuple[str, float | None, str], ...]
 
 
-def choose_generator(schema: Schema, noisy_rows: int | None = None,
-                     installed: Iterable[str] | None = None, *,
-                     target: str | None = None) -> GeneratorChoice:
+def choose_generator(
+    schema: Schema,
+    noisy_rows: int | None = None,
+    installed: Iterable[str] | None = None,
+    *,
+    target: str | None = None,
+) -> GeneratorChoice:
     """The DP generator that serves a table best, among those installed, and why.
 
     Each generator declares how well it suits the table (:meth:`Generator.suitability`, from
@@ -229,16 +234,22 @@ def choose_generator(schema: Schema, noisy_rows: int | None = None,
         if not cls.is_dp:
             continue
         opinion = cls.suitability(profile)
-        ranked.append((generator_id, None, "declares no suitability") if opinion is None
-                      else (generator_id, float(opinion.score), opinion.why))
+        ranked.append(
+            (generator_id, None, "declares no suitability")
+            if opinion is None
+            else (generator_id, float(opinion.score), opinion.why)
+        )
     if not ranked:
-        raise ConfigError("no differentially private generator is installed; see `privsynth "
-                          "plugins list`")
+        raise ConfigError(
+            "no differentially private generator is installed; see `privsynth plugins list`"
+        )
     ranked.sort(key=lambda r: (-(r[1] if r[1] is not None else -1.0), r[0]))
     best_id, score, why = ranked[0]
-    reason = (f"{why} (chosen among {len(ranked)} installed DP generator"
-              f"{'s' if len(ranked) != 1 else ''}"
-              f"{'' if score is not None else '; none declares how well it suits a table'})")
+    reason = (
+        f"{why} (chosen among {len(ranked)} installed DP generator"
+        f"{'s' if len(ranked) != 1 else ''}"
+        f"{'' if score is not None else '; none declares how well it suits a table'})"
+    )
     return GeneratorChoice(best_id, reason, tuple(ranked))
 
 

@@ -73,10 +73,15 @@ def _chip(level: str, text: str = "") -> str:
 def _table(columns: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(
-            f"<td class=num>{_fmt(v)}</td>" if isinstance(v, int | float) and not
-            isinstance(v, bool) else f"<td>{_fmt(v)}</td>" for v in row
-        ) + "</tr>" for row in rows
+        "<tr>"
+        + "".join(
+            f"<td class=num>{_fmt(v)}</td>"
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else f"<td>{_fmt(v)}</td>"
+            for v in row
+        )
+        + "</tr>"
+        for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -84,24 +89,31 @@ def _table(columns: list[str], rows: list[list[Any]]) -> str:
 def _guarantee_html(evaluation: EvaluationResult) -> str:
     g = evaluation.guarantee
     if g is None:
-        return ('<div class="guarantee notdp"><b>Privacy guarantee: unknown.</b> No model '
-                'manifest was given (<code>--manifest</code>), so this report cannot say whether '
-                'the synthetic table is differentially private.</div>')
+        return (
+            '<div class="guarantee notdp"><b>Privacy guarantee: unknown.</b> No model '
+            "manifest was given (<code>--manifest</code>), so this report cannot say whether "
+            "the synthetic table is differentially private.</div>"
+        )
     if not g.get("differentially_private"):
-        return ('<div class="guarantee notdp"><b>Privacy guarantee: none.</b> The model that '
-                'made this table is NOT differentially private '
-                f'(generator {_fmt(g.get("generator"))}).</div>')
+        return (
+            '<div class="guarantee notdp"><b>Privacy guarantee: none.</b> The model that '
+            "made this table is NOT differentially private "
+            f"(generator {_fmt(g.get('generator'))}).</div>"
+        )
     source = g.get("source")
     where = f" <b>{html.escape(str(source))}</b>." if source else ""
-    warning = (f'<p class="error">Warning: {html.escape(str(g["warning"]))}.</p>'
-               if g.get("warning") else "")
+    warning = (
+        f'<p class="error">Warning: {html.escape(str(g["warning"]))}.</p>'
+        if g.get("warning")
+        else ""
+    )
     css = "guarantee" if g.get("verified", True) and not g.get("warning") else "guarantee notdp"
     return (
         f'<div class="{css}"><b>Privacy guarantee:</b> (ε = {_fmt(g.get("epsilon"))}, '
-        f'δ = {_fmt(g.get("delta"))})-differential privacy end to end, computed by the '
-        f'{_fmt(g.get("accountant"))} accountant; domain: {_fmt(g.get("domain"))}; generator '
-        f'{_fmt(g.get("generator"))};{where} It covers the synthetic table and the manifest only '
-        f'— not this report.{warning}</div>'
+        f"δ = {_fmt(g.get('delta'))})-differential privacy end to end, computed by the "
+        f"{_fmt(g.get('accountant'))} accountant; domain: {_fmt(g.get('domain'))}; generator "
+        f"{_fmt(g.get('generator'))};{where} It covers the synthetic table and the manifest only "
+        f"— not this report.{warning}</div>"
     )
 
 
@@ -119,19 +131,28 @@ def _summary(evaluation: EvaluationResult) -> str:
         _guarantee_html(evaluation)
         + "<table><tr><th>headline score</th><th>value</th><th>real holdout<br>(ceiling)</th>"
         "<th>shuffled columns<br>(floor)</th><th>ideal</th><th>verdict</th></tr>"
-        + rows + "</table>" + _VERDICT_LEGEND
+        + rows
+        + "</table>"
+        + _VERDICT_LEGEND
         + '<p class="note">Ceiling: the score of a real holdout sample against the training data '
         "(what a perfect generator could hope for; for TSTR, models trained on real data). "
         "Floor: the score of a copy of the real data with every column shuffled independently "
         "— right marginals, no joint structure — so a fidelity score near it says little. "
         f"Compared: {inputs['real_rows']:,} real rows"
-        + (f" (a uniform sample of the {sample['population_rows']:,} rows of the partitioned "
-           f"input's {sample['partitions']:,} partitions)"
-           if (sample := inputs.get("real_sample")) else "")
+        + (
+            f" (a uniform sample of the {sample['population_rows']:,} rows of the partitioned "
+            f"input's {sample['partitions']:,} partitions)"
+            if (sample := inputs.get("real_sample"))
+            else ""
+        )
         + f", {inputs['synthetic_rows']:,} synthetic rows"
         + (f", {inputs['holdout_rows']:,} holdout rows" if inputs["holdout_rows"] else "")
-        + (f"; target column <code>{html.escape(str(inputs['target']))}</code>"
-           if inputs["target"] else "") + ".</p>"
+        + (
+            f"; target column <code>{html.escape(str(inputs['target']))}</code>"
+            if inputs["target"]
+            else ""
+        )
+        + ".</p>"
     )
 
 
@@ -145,7 +166,7 @@ def _headline_notes(headline: Headline) -> str:
 
 _VERDICT_LEGEND = (
     '<p class="note">Verdicts: <span class="chip good">good</span> close to the real data (most '
-    'of the way from independent columns to the real-holdout reference, or within the metric\'s '
+    "of the way from independent columns to the real-holdout reference, or within the metric's "
     'good limit); <span class="chip fair">fair</span> useful, with visible gaps; '
     '<span class="chip poor">poor</span> little better than a copy of the real data with every '
     "column shuffled (for privacy metrics: a measurable leak). Each verdict's text says what it "
@@ -157,16 +178,20 @@ def _group(evaluation: EvaluationResult, group: str, intro: str) -> str:
     results = [r for r in evaluation.results if r.group == group]
     if not results:
         return '<p class="note">No metric of this group ran (see "Skipped metrics").</p>'
-    parts = [f"<p>{intro}</p>", "<table><tr><th>metric</th><th>value</th><th>range</th>"
-             "<th>verdict</th></tr>"]
+    parts = [
+        f"<p>{intro}</p>",
+        "<table><tr><th>metric</th><th>value</th><th>range</th><th>verdict</th></tr>",
+    ]
     for r in results:
         level, text = evaluation.verdicts.get(r.metric_id, ("unknown", ""))
         arrow = "↓ better" if r.direction == "lower_is_better" else "↑ better"
         rng = f"{_fmt(r.value_range[0])} – {_fmt(r.value_range[1])}" if r.value_range else "–"
-        parts.append(f"<tr><td>{html.escape(r.name)} <span class=note>({r.metric_id}, {arrow})"
-                     f"</span></td><td class=num><b>{_fmt(r.value)}</b></td>"
-                     f"<td class=nowrap>{rng}</td>"
-                     f"<td>{_chip(level, text) if level != 'unknown' else '–'}</td></tr>")
+        parts.append(
+            f"<tr><td>{html.escape(r.name)} <span class=note>({r.metric_id}, {arrow})"
+            f"</span></td><td class=num><b>{_fmt(r.value)}</b></td>"
+            f"<td class=nowrap>{rng}</td>"
+            f"<td>{_chip(level, text) if level != 'unknown' else '–'}</td></tr>"
+        )
     parts.append("</table>")
     for r in results:
         parts.append(_detail(r, open_=group != "fidelity"))
@@ -181,12 +206,15 @@ def _detail(result: MetricResult, *, open_: bool) -> str:
     body = _table(table["columns"], table["rows"]) if table else ""
     if notes:
         body += f'<ul class="note">{notes}</ul>'
-    return (f"<details{' open' if open_ else ''}><summary>{html.escape(result.name)}</summary>"
-            f"{body}</details>")
+    return (
+        f"<details{' open' if open_ else ''}><summary>{html.escape(result.name)}</summary>"
+        f"{body}</details>"
+    )
 
 
-def _sections(context: ReportContext, directory: Path,
-              errors: dict[str, str]) -> list[tuple[int, str, str, SectionOutput]]:
+def _sections(
+    context: ReportContext, directory: Path, errors: dict[str, str]
+) -> list[tuple[int, str, str, SectionOutput]]:
     from .registry import report_sections
 
     rendered = []
@@ -196,40 +224,70 @@ def _sections(context: ReportContext, directory: Path,
             output = section.render(context, directory)
         except Exception as exc:  # a plugin section must not cost the user the whole report
             errors[entry.plugin_id] = f"{type(exc).__name__}: {exc}"
-            output = SectionOutput(html=f'<p class="error">This section failed: '
-                                        f'{html.escape(errors[entry.plugin_id])}</p>')
-        rendered.append((section.order, entry.plugin_id, section.title or entry.plugin_id,
-                         output))
+            output = SectionOutput(
+                html=f'<p class="error">This section failed: '
+                f"{html.escape(errors[entry.plugin_id])}</p>"
+            )
+        rendered.append((section.order, entry.plugin_id, section.title or entry.plugin_id, output))
     return rendered
 
 
-def render_page(evaluation: EvaluationResult,
-                sections: list[tuple[int, str, str, SectionOutput]]) -> str:
+def render_page(
+    evaluation: EvaluationResult, sections: list[tuple[int, str, str, SectionOutput]]
+) -> str:
     """The whole report page as one HTML string."""
     from . import __version__
 
     core = [
-        (10, "fidelity", "Fidelity: how close are the distributions?", _group(
-            evaluation, "fidelity", "Column-by-column and pairwise comparisons of the synthetic "
-            "table with the real one.")),
-        (40, "utility", "Utility: do models trained on synthetic data work on real data?", _group(
-            evaluation, "utility", "Train on synthetic, test on real (TSTR) beside train on "
-            "real, test on real (TRTR), on the same real test rows.")),
-        (50, "privacy", "Privacy: attacks and the guarantee", _group(
-            evaluation, "privacy", "Empirical attacks on the synthetic table (they measure; "
-            "they do not prove) and the differential-privacy guarantee (a proof).")),
+        (
+            10,
+            "fidelity",
+            "Fidelity: how close are the distributions?",
+            _group(
+                evaluation,
+                "fidelity",
+                "Column-by-column and pairwise comparisons of the synthetic "
+                "table with the real one.",
+            ),
+        ),
+        (
+            40,
+            "utility",
+            "Utility: do models trained on synthetic data work on real data?",
+            _group(
+                evaluation,
+                "utility",
+                "Train on synthetic, test on real (TSTR) beside train on "
+                "real, test on real (TRTR), on the same real test rows.",
+            ),
+        ),
+        (
+            50,
+            "privacy",
+            "Privacy: attacks and the guarantee",
+            _group(
+                evaluation,
+                "privacy",
+                "Empirical attacks on the synthetic table (they measure; "
+                "they do not prove) and the differential-privacy guarantee (a proof).",
+            ),
+        ),
     ]
     blocks = [(o, sid, title, body) for o, sid, title, body in core]
     for order, sid, title, output in sections:
         notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in output.notes)
         blocks.append((order, sid, title, output.html + notes))
     blocks.sort(key=lambda b: b[0])
-    skipped = "".join(f"<li><code>{html.escape(s.metric_id)}</code>: {html.escape(s.reason)}</li>"
-                      for s in evaluation.skipped)
-    nav = " ".join(f'<a href="#{sid}">{html.escape(title.split(":")[0])}</a>'
-                   for _, sid, title, _ in blocks)
-    body = "".join(f'<h2 id="{sid}">{html.escape(title)}</h2>{content}'
-                   for _, sid, title, content in blocks)
+    skipped = "".join(
+        f"<li><code>{html.escape(s.metric_id)}</code>: {html.escape(s.reason)}</li>"
+        for s in evaluation.skipped
+    )
+    nav = " ".join(
+        f'<a href="#{sid}">{html.escape(title.split(":")[0])}</a>' for _, sid, title, _ in blocks
+    )
+    body = "".join(
+        f'<h2 id="{sid}">{html.escape(title)}</h2>{content}' for _, sid, title, content in blocks
+    )
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in evaluation.seconds.items())
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
@@ -251,26 +309,44 @@ def render_page(evaluation: EvaluationResult,
     )
 
 
-def write_report(evaluation: EvaluationResult, output_dir: Path, *, real: pl.DataFrame,
-                 synthetic: pl.DataFrame, holdout: pl.DataFrame | None, schema: Schema,
-                 target: str | None, manifest: dict[str, Any] | None, seed: int,
-                 overwrite: bool = False) -> None:
+def write_report(
+    evaluation: EvaluationResult,
+    output_dir: Path,
+    *,
+    real: pl.DataFrame,
+    synthetic: pl.DataFrame,
+    holdout: pl.DataFrame | None,
+    schema: Schema,
+    target: str | None,
+    manifest: dict[str, Any] | None,
+    seed: int,
+    overwrite: bool = False,
+) -> None:
     """Write ``report.html``, ``metrics.json`` and the sections' files into ``output_dir``,
     atomically (the folder appears complete or not at all).
 
     Raises:
         InputFileError: ``output_dir`` exists and is not empty, and ``overwrite`` is False.
     """
-    context = ReportContext(real=real, synthetic=synthetic, schema=schema,
-                            results=tuple(evaluation.results), holdout=holdout, target=target,
-                            manifest=manifest, seed=seed)
+    context = ReportContext(
+        real=real,
+        synthetic=synthetic,
+        schema=schema,
+        results=tuple(evaluation.results),
+        holdout=holdout,
+        target=target,
+        manifest=manifest,
+        seed=seed,
+    )
     with atomic_directory(output_dir, overwrite=overwrite) as tmp:
         errors: dict[str, str] = {}
         sections = _sections(context, tmp, errors)
         evaluation.section_errors = errors
         evaluation.files = ["report.html", "metrics.json"] + [
-            f for *_, out in sections for f in out.files]
+            f for *_, out in sections for f in out.files
+        ]
         (tmp / "report.html").write_text(render_page(evaluation, sections), encoding="utf-8")
         (tmp / "metrics.json").write_text(
-            json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+            json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
+        )
     evaluation.output_dir = output_dir

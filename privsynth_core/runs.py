@@ -60,8 +60,19 @@ STATE_FILE = "run.json"
 CHECKPOINTS_DIR = "checkpoints"
 VALIDATION_LOG = "validation.log"
 NOT_DP_LABEL = "computed on real data: not DP, custodian-only"
-_VERSIONED = ("privsynth", "polars", "numpy", "pydantic", "torch", "opacus", "prefect",
-              "prefect-dask", "sdv", "evidently", "opendp")
+_VERSIONED = (
+    "privsynth",
+    "polars",
+    "numpy",
+    "pydantic",
+    "torch",
+    "opacus",
+    "prefect",
+    "prefect-dask",
+    "sdv",
+    "evidently",
+    "opendp",
+)
 
 
 def work_dir_for(run_dir: str | Path) -> Path:
@@ -86,8 +97,7 @@ def claim_run_dir(run_dir: str | Path) -> Iterator[None]:
     # The ledger before the lock file: in a fresh home it is created (with its marker) before
     # any other state, so a first run under $PRIVSYNTH_HOME/runs never looks like a lost ledger.
     PrivacyLedger()
-    with exclusive_lock(run_dir, what=f"the run directory {run_dir} (another run is writing "
-                                      f"it)"):
+    with exclusive_lock(run_dir, what=f"the run directory {run_dir} (another run is writing it)"):
         yield
 
 
@@ -131,24 +141,36 @@ def begin_run(config: RunConfig, *, resume: bool = False) -> tuple[str, Path]:
     if resume and state_path.is_file():
         state = json.loads(state_path.read_text(encoding="utf-8"))
         if state["config_hash"] != config.config_hash():
-            raise ConfigError(f"the interrupted run in {work} used another configuration; "
-                              f"resume it with `privsynth run --resume {config.output_dir}` "
-                              f"alone, or start afresh without --resume")
+            raise ConfigError(
+                f"the interrupted run in {work} used another configuration; "
+                f"resume it with `privsynth run --resume {config.output_dir}` "
+                f"alone, or start afresh without --resume"
+            )
         return str(state["run_id"]), work
     if work.exists():
         reason = _interrupted_reservation(work)
         if reason is not None:
             raise UnfinishedFitError(
                 f"an earlier run writing {config.output_dir} was interrupted mid-training and "
-                f"its work area is kept:\n{reason}", [])
+                f"its work area is kept:\n{reason}",
+                [],
+            )
         shutil.rmtree(work)
     work.mkdir(parents=True)
     run_id = new_run_id()
-    atomic_write_text(state_path, json.dumps(
-        {"run_id": run_id, "config_hash": config.config_hash(),
-         "config": config.model_dump(mode="json"),
-         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-         "owner": {"pid": os.getpid(), "host": socket.gethostname()}}, indent=2))
+    atomic_write_text(
+        state_path,
+        json.dumps(
+            {
+                "run_id": run_id,
+                "config_hash": config.config_hash(),
+                "config": config.model_dump(mode="json"),
+                "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                "owner": {"pid": os.getpid(), "host": socket.gethostname()},
+            },
+            indent=2,
+        ),
+    )
     return run_id, work
 
 
@@ -162,8 +184,10 @@ def interrupted_config(run_dir: str | Path) -> RunConfig:
 
     state_path = work_dir_for(run_dir) / STATE_FILE
     if not state_path.is_file():
-        raise InputFileError(f"no interrupted run found for {run_dir} (no {state_path}); "
-                             f"give the run directory an interrupted `privsynth run` was writing")
+        raise InputFileError(
+            f"no interrupted run found for {run_dir} (no {state_path}); "
+            f"give the run directory an interrupted `privsynth run` was writing"
+        )
     state = json.loads(state_path.read_text(encoding="utf-8"))
     return run_config_from_dict(state["config"], source=state_path)
 
@@ -226,13 +250,16 @@ def custodian_manifest(run_dir: str | Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise InputFileError(f"{run_dir} is not a published privsynth run (no readable "
-                             f"{CUSTODIAN_DIR}/{RUN_MANIFEST})") from None
+        raise InputFileError(
+            f"{run_dir} is not a published privsynth run (no readable "
+            f"{CUSTODIAN_DIR}/{RUN_MANIFEST})"
+        ) from None
     return data
 
 
-def build_release_manifest(config: RunConfig, *, model_dir: Path, release_id: str
-                           ) -> dict[str, Any]:
+def build_release_manifest(
+    config: RunConfig, *, model_dir: Path, release_id: str
+) -> dict[str, Any]:
     """The release manifest: what was released and its end-to-end guarantee, nothing else.
 
     Every field is public (the settings, versions), random (the id), or the output of a charged
@@ -243,44 +270,78 @@ def build_release_manifest(config: RunConfig, *, model_dir: Path, release_id: st
     model = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
     private = bool(model.get("differentially_private"))
     return {
-        "kind": RELEASE_KIND, "format_version": 1, "release_id": release_id,
-        "created": release_date(), "generator": config.generator, "params": config.params,
-        "target": {"epsilon": config.epsilon, "delta": config.delta,
-                   "accountant": config.accountant if private else None},
-        "privacy": model["privacy"] if private else {"label": "NOT differentially private: "
-                                                     "do not release these outputs"},
+        "kind": RELEASE_KIND,
+        "format_version": 1,
+        "release_id": release_id,
+        "created": release_date(),
+        "generator": config.generator,
+        "params": config.params,
+        "target": {
+            "epsilon": config.epsilon,
+            "delta": config.delta,
+            "accountant": config.accountant if private else None,
+        },
+        "privacy": model["privacy"]
+        if private
+        else {"label": "NOT differentially private: do not release these outputs"},
         "differentially_private": private,
         "outputs": {"synthetic": SYNTHETIC_FILE, "model": "model"},
         "versions": _versions(),
     }
 
 
-def build_manifest(config: RunConfig, *, run_id: str, release_id: str, info: InputInfo,
-                   schema_path: Path, model_dir: Path, synthetic_path: Path,
-                   timings: dict[str, float]) -> dict[str, Any]:
+def build_manifest(
+    config: RunConfig,
+    *,
+    run_id: str,
+    release_id: str,
+    info: InputInfo,
+    schema_path: Path,
+    model_dir: Path,
+    synthetic_path: Path,
+    timings: dict[str, float],
+) -> dict[str, Any]:
     """The custodian manifest: what was run, on what, what it spent (with ledger entries)."""
     from .pipeline import fit_record
 
     fit = fit_record(model_dir)
     domain = domain_record(schema_path)
     return {
-        "kind": RUN_KIND, "format_version": 2, "name": config.label, "run_id": run_id,
-        "release_id": release_id, "label": NOT_DP_LABEL,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"), "seed": config.seed,
-        "config": config.model_dump(mode="json"), "config_hash": config.config_hash(),
+        "kind": RUN_KIND,
+        "format_version": 2,
+        "name": config.label,
+        "run_id": run_id,
+        "release_id": release_id,
+        "label": NOT_DP_LABEL,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": config.seed,
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.config_hash(),
         "fit_hash": config.fit_hash(),
-        "dataset": {"fingerprint": info.fingerprint, "input_sha256": info.sha256,
-                    "rows": info.rows, "noisy_rows": fit.get("noisy_rows"),
-                    "source": config.source},
-        "domain": {"mode": domain["mode"], "charged_by_run": domain["run_id"],
-                   "schema_sha256": file_sha256(schema_path)},
+        "dataset": {
+            "fingerprint": info.fingerprint,
+            "input_sha256": info.sha256,
+            "rows": info.rows,
+            "noisy_rows": fit.get("noisy_rows"),
+            "source": config.source,
+        },
+        "domain": {
+            "mode": domain["mode"],
+            "charged_by_run": domain["run_id"],
+            "schema_sha256": file_sha256(schema_path),
+        },
         "spent": fit.get("spent", []),
-        "fit": {"run_id": fit.get("run_id"), "ledger_entry": fit.get("ledger_entry_id"),
-                "wall_seconds": fit.get("wall_seconds"),
-                "reused_from_store": fit.get("run_id") != run_id},
-        "outputs": {"synthetic_sha256": file_sha256(synthetic_path),
-                    "model_manifest_sha256": file_sha256(model_dir / "manifest.json"),
-                    "report": "report/report.html"},
+        "fit": {
+            "run_id": fit.get("run_id"),
+            "ledger_entry": fit.get("ledger_entry_id"),
+            "wall_seconds": fit.get("wall_seconds"),
+            "reused_from_store": fit.get("run_id") != run_id,
+        },
+        "outputs": {
+            "synthetic_sha256": file_sha256(synthetic_path),
+            "model_manifest_sha256": file_sha256(model_dir / "manifest.json"),
+            "report": "report/report.html",
+        },
         "versions": _versions(),
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -303,13 +364,23 @@ def check_output_dir(config: RunConfig) -> None:
         InputFileError: ``output_dir`` is a file, or a non-empty folder that is not a run.
     """
     if not _replaceable(Path(config.output_dir)):
-        raise InputFileError(f"{config.output_dir} exists and is not a privsynth run directory; "
-                             f"choose another output_dir (a previous run there is replaced)")
+        raise InputFileError(
+            f"{config.output_dir} exists and is not a privsynth run directory; "
+            f"choose another output_dir (a previous run there is replaced)"
+        )
 
 
-def publish_run(config: RunConfig, *, run_id: str, info: InputInfo, schema_path: str | Path,
-                model_dir: str | Path, synthetic_path: str | Path, report_dir: str | Path,
-                timings: dict[str, float]) -> RunResult:
+def publish_run(
+    config: RunConfig,
+    *,
+    run_id: str,
+    info: InputInfo,
+    schema_path: str | Path,
+    model_dir: str | Path,
+    synthetic_path: str | Path,
+    report_dir: str | Path,
+    timings: dict[str, float],
+) -> RunResult:
     """Assemble the run directory (``release/`` and ``custodian/``) in one atomic step, then
     drop the work area.
 
@@ -324,9 +395,16 @@ def publish_run(config: RunConfig, *, run_id: str, info: InputInfo, schema_path:
     model_dir, schema_path = Path(model_dir), Path(schema_path)
     release_id = uuid.uuid4().hex
     release = build_release_manifest(config, model_dir=model_dir, release_id=release_id)
-    manifest = build_manifest(config, run_id=run_id, release_id=release_id, info=info,
-                              schema_path=schema_path, model_dir=model_dir,
-                              synthetic_path=Path(synthetic_path), timings=timings)
+    manifest = build_manifest(
+        config,
+        run_id=run_id,
+        release_id=release_id,
+        info=info,
+        schema_path=schema_path,
+        model_dir=model_dir,
+        synthetic_path=Path(synthetic_path),
+        timings=timings,
+    )
     log = work_dir_for(run_dir) / VALIDATION_LOG
     with atomic_directory(run_dir, overwrite=True) as tmp:
         shared, kept = tmp / RELEASE_DIR, tmp / CUSTODIAN_DIR
@@ -342,8 +420,7 @@ def publish_run(config: RunConfig, *, run_id: str, info: InputInfo, schema_path:
         # The custodian manifest goes in last: a run directory with it is complete.
         (kept / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     shutil.rmtree(work_dir_for(run_dir), ignore_errors=True)
-    return RunResult(run_dir, manifest, release,
-                     headline_rows(run_dir / CUSTODIAN_DIR / "report"))
+    return RunResult(run_dir, manifest, release, headline_rows(run_dir / CUSTODIAN_DIR / "report"))
 
 
 def run_pipeline(config: RunConfig) -> RunResult:
@@ -373,24 +450,34 @@ def run_pipeline(config: RunConfig) -> RunResult:
         p.check_holdout(config, info.fingerprint)
         tick("validate")
         schema = p.resolve_domain(
-            config, p.cache_dir() / "domains" / p.domain_key(config, info.fingerprint),
-            run_id=run_id)
+            config,
+            p.cache_dir() / "domains" / p.domain_key(config, info.fingerprint),
+            run_id=run_id,
+        )
         tick("domain")
-        model = p.fit_model(config, schema, run_id=run_id,
-                            checkpoint_dir=work / CHECKPOINTS_DIR)
+        model = p.fit_model(config, schema, run_id=run_id, checkpoint_dir=work / CHECKPOINTS_DIR)
         tick("fit")
-        synthetic = p.sample_synthetic(model, config.rows, seed=config.seed,
-                                       destination=work / SYNTHETIC_FILE)
+        synthetic = p.sample_synthetic(
+            model, config.rows, seed=config.seed, destination=work / SYNTHETIC_FILE
+        )
         tick("sample")
-        parts = [p.evaluate_metric(config, schema, synthetic, model, metric_id,
-                                   required=required)
-                 for metric_id, required in p.metric_plan(config)]
+        parts = [
+            p.evaluate_metric(config, schema, synthetic, model, metric_id, required=required)
+            for metric_id, required in p.metric_plan(config)
+        ]
         tick("evaluate")
         report = p.write_report(config, schema, synthetic, model, parts, work / "report")
         tick("report")
-        result = publish_run(config, run_id=run_id, info=info, schema_path=schema,
-                             model_dir=model, synthetic_path=synthetic, report_dir=report,
-                             timings=timings)
+        result = publish_run(
+            config,
+            run_id=run_id,
+            info=info,
+            schema_path=schema,
+            model_dir=model,
+            synthetic_path=synthetic,
+            report_dir=report,
+            timings=timings,
+        )
         tick("publish")
     return result
 

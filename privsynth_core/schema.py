@@ -145,26 +145,27 @@ class Column(BaseModel):
         return self.bounds is not None
 
 
-ExclusionReason = Literal["requested", "id_like", "free_text", "many_values", "split_marker",
-                          "empty", "constant", "mixed"]
+ExclusionReason = Literal[
+    "requested", "id_like", "free_text", "many_values", "split_marker", "empty", "constant", "mixed"
+]
 
 #: What each exclusion code means; fixed texts, so no count or value of the data is ever stored
 #: with a schema (and excluded columns never appear in a release at all).
 EXCLUSION_TEXT: dict[str, str] = {
     "requested": "left out on request",
     "id_like": "ID-like: a different value in (almost) every row; synthesising it would copy "
-               "identifiers (add it back in the schema file only if it is not an identifier)",
+    "identifiers (add it back in the schema file only if it is not an identifier)",
     "free_text": "free text (sentences, notes): too many distinct values to treat as "
-                 "categories, and text can name people; privsynth does not synthesise it",
+    "categories, and text can name people; privsynth does not synthesise it",
     "many_values": "too many distinct values to treat as categories (codes or identifiers?); "
-                   "declare it categorical in the schema file only if every value is public "
-                   "and it is not an identifier",
+    "declare it categorical in the schema file only if every value is public "
+    "and it is not an identifier",
     "split_marker": "a train/test split marker, not data: synthesising it would invent a split "
-                    "(add it back in the schema file if it is data)",
+    "(add it back in the schema file if it is data)",
     "empty": "entirely empty",
     "constant": "holds one value only (apart from missing values): it carries no information",
     "mixed": "mixed values (numbers and text, or dates in several formats): declare its kind "
-             "(and a date format) in the schema to keep it",
+    "(and a date format) in the schema to keep it",
 }
 
 
@@ -173,8 +174,11 @@ def _reason_code(value: Any) -> Any:
     if not isinstance(value, str) or value in EXCLUSION_TEXT:
         return value
     lowered = value.lower()
-    for code, marker in (("id_like", "id-like"), ("free_text", "free text"),
-                         ("requested", "on request")):
+    for code, marker in (
+        ("id_like", "id-like"),
+        ("free_text", "free text"),
+        ("requested", "on request"),
+    ):
         if marker in lowered:
             return code
     return value
@@ -224,15 +228,20 @@ class ReviewFlag(BaseModel):
     def describe(self) -> str:
         """One line for people."""
         if self.issue == "bounds_at_extremes":
-            hint = (f"; round public limits would be {list(self.suggestion)}"
-                    if self.suggestion else "")
-            return (f"column {self.column!r}: the bounds {list(self.values)} are the data's own "
-                    f"min and max{hint}, or learn them with DP (--domain dp)")
+            hint = (
+                f"; round public limits would be {list(self.suggestion)}" if self.suggestion else ""
+            )
+            return (
+                f"column {self.column!r}: the bounds {list(self.values)} are the data's own "
+                f"min and max{hint}, or learn them with DP (--domain dp)"
+            )
         shown = ", ".join(repr(v) for v in self.values[:10])
         more = f" and {len(self.values) - 10} more" if len(self.values) > 10 else ""
-        return (f"column {self.column!r}: {len(self.values)} rare categor"
-                f"{'y' if len(self.values) == 1 else 'ies'} ({shown}{more}) held by few rows; "
-                f"remove them from the list unless they are public knowledge")
+        return (
+            f"column {self.column!r}: {len(self.values)} rare categor"
+            f"{'y' if len(self.values) == 1 else 'ies'} ({shown}{more}) held by few rows; "
+            f"remove them from the list unless they are public knowledge"
+        )
 
 
 class Schema(BaseModel):
@@ -300,7 +309,8 @@ class Schema(BaseModel):
                 continue
             if flag.issue == "bounds_at_extremes":
                 if col.bounds is not None and [_plain(b) for b in col.bounds] == [
-                        _plain(v) for v in flag.values]:
+                    _plain(v) for v in flag.values
+                ]:
                     out.append(flag)
             elif set(col.categories or ()) & {str(v) for v in flag.values}:
                 out.append(flag)
@@ -332,11 +342,18 @@ class Schema(BaseModel):
 
     def with_round_bounds(self) -> Schema:
         """A copy whose flagged bounds are replaced by their round public suggestions."""
-        suggestions = {f.column: f.suggestion for f in self.unresolved_review()
-                       if f.issue == "bounds_at_extremes" and f.suggestion}
+        suggestions = {
+            f.column: f.suggestion
+            for f in self.unresolved_review()
+            if f.issue == "bounds_at_extremes" and f.suggestion
+        }
         # Validated, not copied: a datetime's suggestion is ISO text until parsed.
-        columns = [Column.model_validate({**c.model_dump(), "bounds": list(suggestions[c.name])})
-                   if c.name in suggestions else c for c in self.columns]
+        columns = [
+            Column.model_validate({**c.model_dump(), "bounds": list(suggestions[c.name])})
+            if c.name in suggestions
+            else c
+            for c in self.columns
+        ]
         return self.model_copy(update={"columns": tuple(columns)})
 
     def release_dict(self) -> dict[str, Any]:
@@ -348,14 +365,16 @@ class Schema(BaseModel):
 
     def with_columns(self, columns: list[Column], *, domain: DomainMode) -> Schema:
         """A copy with the given columns and domain mode (review notes dropped)."""
-        return Schema(version=self.version, domain=domain, columns=tuple(columns),
-                      excluded=self.excluded)
+        return Schema(
+            version=self.version, domain=domain, columns=tuple(columns), excluded=self.excluded
+        )
 
     def save_release(self, path: str | Path) -> Path:
         """Write the schema as a release holds it (:meth:`release_dict`), YAML, atomically."""
         header = self.to_yaml().split("\n", 1)[0] + "\n"
-        atomic_write_text(path, header + yaml.safe_dump(self.release_dict(), sort_keys=False,
-                                                         allow_unicode=True))
+        atomic_write_text(
+            path, header + yaml.safe_dump(self.release_dict(), sort_keys=False, allow_unicode=True)
+        )
         return Path(path)
 
     # -- files -------------------------------------------------------------------------------
@@ -416,27 +435,34 @@ class Schema(BaseModel):
         """
         path = Path(path)
         if not path.is_file():
-            raise SchemaError(f"schema file {path} does not exist (or is not a file); give the "
-                              f"schema written by `privsynth schema infer` (and reviewed)")
+            raise SchemaError(
+                f"schema file {path} does not exist (or is not a file); give the "
+                f"schema written by `privsynth schema infer` (and reviewed)"
+            )
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
-            raise SchemaError(f"schema file {path} is not UTF-8 text; save it as UTF-8 "
-                              f"YAML or JSON") from None
+            raise SchemaError(
+                f"schema file {path} is not UTF-8 text; save it as UTF-8 YAML or JSON"
+            ) from None
         except OSError as exc:
             raise SchemaError(f"cannot read schema file {path}: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             what = getattr(exc, "problem", None) or "it is not valid YAML"
-            raise SchemaError(f"schema file {path} is not valid YAML{where} ({what}); fix "
-                              f"that line, or write the schema again with `privsynth schema "
-                              f"infer`") from None
+            raise SchemaError(
+                f"schema file {path} is not valid YAML{where} ({what}); fix "
+                f"that line, or write the schema again with `privsynth schema "
+                f"infer`"
+            ) from None
         if not isinstance(data, dict):
             shown = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
-            raise SchemaError(f"schema file {path} is {shown}; a schema is a mapping with "
-                              f"`columns:` (write one with `privsynth schema infer DATA -o "
-                              f"{path.name}`)")
+            raise SchemaError(
+                f"schema file {path} is {shown}; a schema is a mapping with "
+                f"`columns:` (write one with `privsynth schema infer DATA -o "
+                f"{path.name}`)"
+            )
         return cls.from_dict(data, source=f"schema file {path}")
 
 

@@ -45,8 +45,9 @@ def create_generator(generator_id: str, params: dict[str, Any] | None = None) ->
     return cls(cls.make_params(dict(params or {})))
 
 
-def target_budget(generator: Generator, *, epsilon: float | None, delta: float | None,
-                  noisy_rows: int) -> PrivacyBudget | None:
+def target_budget(
+    generator: Generator, *, epsilon: float | None, delta: float | None, noisy_rows: int
+) -> PrivacyBudget | None:
     """The fit's target: None for a non-DP generator, else (epsilon, delta or its default).
 
     Raises:
@@ -54,12 +55,16 @@ def target_budget(generator: Generator, *, epsilon: float | None, delta: float |
     """
     if not generator.is_dp:
         if epsilon is not None or delta is not None:
-            raise ConfigError(f"generator {generator.generator_id} is not differentially "
-                              f"private: it takes no epsilon or delta")
+            raise ConfigError(
+                f"generator {generator.generator_id} is not differentially "
+                f"private: it takes no epsilon or delta"
+            )
         return None
     if epsilon is None:
-        raise ConfigError(f"generator {generator.generator_id} is differentially private: give "
-                          f"the target epsilon of the training")
+        raise ConfigError(
+            f"generator {generator.generator_id} is differentially private: give "
+            f"the target epsilon of the training"
+        )
     if delta is None:
         delta = 0.0 if generator.pure_epsilon else default_delta(noisy_rows)
     return PrivacyBudget(float(epsilon), float(delta))
@@ -91,23 +96,43 @@ def fit_generator(
     noisy_rows = 0
     if generator.is_dp:
         if epsilon is None:
-            raise ConfigError(f"generator {generator.generator_id} is differentially private: "
-                              f"give the target epsilon of the training")
+            raise ConfigError(
+                f"generator {generator.generator_id} is differentially private: "
+                f"give the target epsilon of the training"
+            )
         from .registry import settling_accountant
 
         settling_accountant(accountant)
         # What needs no size is refused before the row count is released: the default delta
         # (from n̂) is not known yet, so the check sees the bound it can take.
-        generator.check_params(table, budget=PrivacyBudget(float(epsilon), float(
-            delta if delta is not None else 0.0 if generator.pure_epsilon else 1e-5)),
-            accountant=accountant)
+        generator.check_params(
+            table,
+            budget=PrivacyBudget(
+                float(epsilon),
+                float(delta if delta is not None else 0.0 if generator.pure_epsilon else 1e-5),
+            ),
+            accountant=accountant,
+        )
         count = ensure_row_count(
-            ledger, table.budget_key(), extract=table.fingerprint(), n_rows=table.n_rows,
-            run_id=run_id, also_needed=PrivacyBudget(float(epsilon), float(delta or 0.0)))
+            ledger,
+            table.budget_key(),
+            extract=table.fingerprint(),
+            n_rows=table.n_rows,
+            run_id=run_id,
+            also_needed=PrivacyBudget(float(epsilon), float(delta or 0.0)),
+        )
         noisy_rows = count.value
     budget = target_budget(generator, epsilon=epsilon, delta=delta, noisy_rows=noisy_rows)
-    generator.fit(table, budget=budget, accountant=accountant, ledger=ledger, run_id=run_id,
-                  progress=progress, checkpoints=checkpoints, ledger_params=ledger_params)
+    generator.fit(
+        table,
+        budget=budget,
+        accountant=accountant,
+        ledger=ledger,
+        run_id=run_id,
+        progress=progress,
+        checkpoints=checkpoints,
+        ledger_params=ledger_params,
+    )
     return generator
 
 
@@ -163,21 +188,38 @@ def price_plan(
     cls = generators().get(generator_id)
     made = params if not isinstance(params, dict) else cls.make_params(params)
     if not issubclass(cls, DPSGDGenerator):
-        raise ConfigError(f"generator {cls.generator_id} is not trained with DP-SGD: it spends "
-                          f"exactly its target (epsilon, delta); there is no plan to price")
+        raise ConfigError(
+            f"generator {cls.generator_id} is not trained with DP-SGD: it spends "
+            f"exactly its target (epsilon, delta); there is no plan to price"
+        )
     if rows < 1:
         raise ConfigError(f"the plan needs a row count >= 1, got {rows}")
     if (epsilon is None) == (sigma is None):
-        raise ConfigError("price a plan with either a noise multiplier (sigma) or a target "
-                          "epsilon, not both")
+        raise ConfigError(
+            "price a plan with either a noise multiplier (sigma) or a target epsilon, not both"
+        )
     sample_rate, steps = cls.dp_plan(n_rows=rows, params=made)
-    value = cls.price_plan(n_rows=rows, params=made, schema=schema, accountant=accountant,
-                           delta=delta, sigma=sigma, epsilon=epsilon)
+    value = cls.price_plan(
+        n_rows=rows,
+        params=made,
+        schema=schema,
+        accountant=accountant,
+        delta=delta,
+        sigma=sigma,
+        epsilon=epsilon,
+    )
     if not value == value:  # NaN
         raise AccountingError(f"the {accountant} accountant could not price this plan")
-    return PlanPrice(cls.generator_id, rows, sample_rate, steps, accountant,
-                     epsilon=value if sigma is not None else None,
-                     sigma=value if epsilon is not None else None, includes=cls.also_releases)
+    return PlanPrice(
+        cls.generator_id,
+        rows,
+        sample_rate,
+        steps,
+        accountant,
+        epsilon=value if sigma is not None else None,
+        sigma=value if epsilon is not None else None,
+        includes=cls.also_releases,
+    )
 
 
 def is_dpsgd(generator_id: str) -> bool:
@@ -196,19 +238,23 @@ def spending_lines(extra: dict[str, Any]) -> list[str]:
     use = extra.get("budget_use") or {}
     shares = use.get("share") or {}
     if shares:
-        lines.append("spent on: " + ", ".join(f"{what} {share:.0%}"
-                                               for what, share in shares.items()))
+        lines.append(
+            "spent on: " + ", ".join(f"{what} {share:.0%}" for what, share in shares.items())
+        )
     if use.get("unspent_why"):
-        lines.append(f"unspent: epsilon {use.get('unspent_epsilon', 0.0):.3g} "
-                     f"({use['unspent_why']})")
+        lines.append(
+            f"unspent: epsilon {use.get('unspent_epsilon', 0.0):.3g} ({use['unspent_why']})"
+        )
     for column, values in (extra.get("point_masses") or {}).items():
         if values:
             shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
             lines.append(f"{column}: point masses learned under DP at {shown}")
     cover = extra.get("coverage") or {}
     if cover.get("target") is not None and not cover.get("marginals_with_target"):
-        lines.append(f"no measured marginal includes the target {cover['target']!r}: its "
-                     f"relationships come from the model's structure only")
+        lines.append(
+            f"no measured marginal includes the target {cover['target']!r}: its "
+            f"relationships come from the model's structure only"
+        )
     alone = cover.get("columns_in_no_measured_pair") or []
     if alone:
         lines.append("in no measured pair (kept only as 1-way marginals): " + ", ".join(alone))

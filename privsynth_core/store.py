@@ -117,11 +117,15 @@ def exclusive_lock(target: str | Path, *, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def open_fit_reservations(ledger: PrivacyLedger, budget_key: str, store_key: str
-                          ) -> list[LedgerEntry]:
+def open_fit_reservations(
+    ledger: PrivacyLedger, budget_key: str, store_key: str
+) -> list[LedgerEntry]:
     """The open training reservations of the fit with ``store_key``, oldest first."""
-    return [entry for entry in ledger.open_reservations(budget_key)
-            if entry.params.get(FIT_KEY_PARAM) == store_key]
+    return [
+        entry
+        for entry in ledger.open_reservations(budget_key)
+        if entry.params.get(FIT_KEY_PARAM) == store_key
+    ]
 
 
 def resumable_entry(checkpoint_dir: str | Path | None) -> int | None:
@@ -139,7 +143,7 @@ def run_dir_of(checkpoint_dir: str | Path) -> Path | None:
     """The run directory whose work area holds ``checkpoint_dir`` (``.<name>.work/...``)."""
     work = Path(checkpoint_dir).parent
     if work.name.startswith(".") and work.name.endswith(".work") and len(work.name) > 6:
-        return work.parent / work.name[1:-len(".work")]
+        return work.parent / work.name[1 : -len(".work")]
     return None
 
 
@@ -147,27 +151,39 @@ def describe_reservations(entries: list[LedgerEntry]) -> str:
     """What the custodian does about open reservations, in words (review, resume, close)."""
     lines = []
     for entry in entries:
-        lines.append(f"ledger reservation #{entry.entry_id} ({entry.mechanism}, epsilon="
-                     f"{entry.epsilon:.4g}, delta={entry.delta:.3g}, run {entry.run_id[:12]}, "
-                     f"reserved {entry.created_at}) is still open")
+        lines.append(
+            f"ledger reservation #{entry.entry_id} ({entry.mechanism}, epsilon="
+            f"{entry.epsilon:.4g}, delta={entry.delta:.3g}, run {entry.run_id[:12]}, "
+            f"reserved {entry.created_at}) is still open"
+        )
         checkpoints = entry.params.get(CHECKPOINTS_PARAM)
         run_dir = run_dir_of(checkpoints) if checkpoints else None
         if run_dir is not None and resumable_entry(checkpoints) == entry.entry_id:
-            lines.append(f"  its checkpoints are kept: resume it with `privsynth run --resume "
-                         f"{run_dir}`")
+            lines.append(
+                f"  its checkpoints are kept: resume it with `privsynth run --resume {run_dir}`"
+            )
     if len(entries) == 1:
-        how = f"closes it with `privsynth budget close {entries[0].entry_id} --note \"...\"`"
+        how = f'closes it with `privsynth budget close {entries[0].entry_id} --note "..."`'
     else:
-        how = (f"closes each with `privsynth budget close ID --note \"...\"` (IDs "
-               f"{', '.join(str(e.entry_id) for e in entries)})")
-    lines.append(f"review with `privsynth budget reservations`; once reviewed, the data custodian "
-                 f"{how} (it stays counted in full, with the note in the ledger's history), and "
-                 f"the fit can run again")
+        how = (
+            f'closes each with `privsynth budget close ID --note "..."` (IDs '
+            f"{', '.join(str(e.entry_id) for e in entries)})"
+        )
+    lines.append(
+        f"review with `privsynth budget reservations`; once reviewed, the data custodian "
+        f"{how} (it stays counted in full, with the note in the ledger's history), and "
+        f"the fit can run again"
+    )
     return "\n".join(lines)
 
 
-def check_unfinished(ledger: PrivacyLedger, budget_key: str, store_key: str, *,
-                     checkpoint_dir: str | Path | None = None) -> None:
+def check_unfinished(
+    ledger: PrivacyLedger,
+    budget_key: str,
+    store_key: str,
+    *,
+    checkpoint_dir: str | Path | None = None,
+) -> None:
     """Refuse to train a fit whose earlier attempt left its reservation open.
 
     Call it holding the entry's lock (:func:`exclusive_lock`): then no live process is
@@ -187,7 +203,9 @@ def check_unfinished(ledger: PrivacyLedger, budget_key: str, store_key: str, *,
             f"this model (store key {store_key[:12]}) was being trained before and that attempt "
             f"never finished; privsynth does not train it again on its own, since the attempt "
             f"may already have read the data and a second training would pay twice:\n"
-            + describe_reservations(entries), entries)
+            + describe_reservations(entries),
+            entries,
+        )
 
 
 __all__ = [

@@ -38,9 +38,14 @@ PLOT_FILE = "privacy_utility.png"
 DEFAULT_DELTA_BOUND = 1e-5
 
 
-def grid_cost(cells: list[RunConfig], *, fingerprint: str,
-              schema_path: str | Path | None, count_epsilon: float = 0.0,
-              unfinished: frozenset[str] = frozenset()) -> PrivacyBudget:
+def grid_cost(
+    cells: list[RunConfig],
+    *,
+    fingerprint: str,
+    schema_path: str | Path | None,
+    count_epsilon: float = 0.0,
+    unfinished: frozenset[str] = frozenset(),
+) -> PrivacyBudget:
     """The most the grid can reserve: the uncached domain (once), the row count if it is not
     released yet (once), and every cell whose model is not in the store.
 
@@ -57,8 +62,10 @@ def grid_cost(cells: list[RunConfig], *, fingerprint: str,
     from .pipeline import MODEL_SUBDIR, fit_key, is_complete_model, model_store_entry
 
     if len({(c.input, c.domain_hash()) for c in cells}) > 1:
-        raise ConfigError("a sweep runs over one dataset and one domain; every cell must share "
-                          "input, schema and domain settings")
+        raise ConfigError(
+            "a sweep runs over one dataset and one domain; every cell must share "
+            "input, schema and domain settings"
+        )
     epsilon = delta = 0.0
     first = cells[0]
     if schema_path is None and first.domain == "dp":
@@ -69,9 +76,9 @@ def grid_cost(cells: list[RunConfig], *, fingerprint: str,
         if cell.epsilon is None:
             continue
         if schema_path is not None and (
-                fit_key(cell, fingerprint, schema_path) in unfinished
-                or is_complete_model(model_store_entry(cell, fingerprint, schema_path)
-                                     / MODEL_SUBDIR)):
+            fit_key(cell, fingerprint, schema_path) in unfinished
+            or is_complete_model(model_store_entry(cell, fingerprint, schema_path) / MODEL_SUBDIR)
+        ):
             continue
         training = True
         epsilon += cell.epsilon
@@ -81,9 +88,13 @@ def grid_cost(cells: list[RunConfig], *, fingerprint: str,
     return PrivacyBudget(epsilon, min(delta, 0.999999))
 
 
-def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
-                      schema_path: str | Path | None,
-                      ledger: PrivacyLedger | None = None) -> PrivacyBudget:
+def check_grid_budget(
+    cells: list[RunConfig],
+    *,
+    fingerprint: str,
+    schema_path: str | Path | None,
+    ledger: PrivacyLedger | None = None,
+) -> PrivacyBudget:
     """Refuse a grid (or a single run) whose cost exceeds the dataset's remaining budget.
 
     Models in the store and fits with an open reservation cost nothing more (both are already
@@ -104,42 +115,63 @@ def check_grid_budget(cells: list[RunConfig], *, fingerprint: str,
     key = cells[0].budget_key or budget_key(cells[0].source, fingerprint)
     status = ledger.status(key)
     released = released_row_count(ledger, key, extract=fingerprint) is not None
-    unfinished = frozenset(str(e.params[FIT_KEY_PARAM]) for e in ledger.open_reservations(key)
-                           if FIT_KEY_PARAM in e.params)
-    cost = grid_cost(cells, fingerprint=fingerprint, schema_path=schema_path,
-                     count_epsilon=0.0 if released else count_epsilon(status.budget.epsilon),
-                     unfinished=unfinished)
+    unfinished = frozenset(
+        str(e.params[FIT_KEY_PARAM])
+        for e in ledger.open_reservations(key)
+        if FIT_KEY_PARAM in e.params
+    )
+    cost = grid_cost(
+        cells,
+        fingerprint=fingerprint,
+        schema_path=schema_path,
+        count_epsilon=0.0 if released else count_epsilon(status.budget.epsilon),
+        unfinished=unfinished,
+    )
     remaining = status.remaining
     if not cost.fits_within(remaining):
         raise BudgetExceededError(
             f"{'the sweep' if len(cells) > 1 else 'the run'} ({len(cells)} run(s)) could spend "
             f"{cost} on {status.label or key[:12]} but only {remaining} of its budget "
             f"{status.budget} is left; nothing was run. Lower the epsilons, drop runs, or raise "
-            f"the budget with `privsynth budget set` if the data custodian agrees")
+            f"the budget with `privsynth budget set` if the data custodian agrees"
+        )
     return cost
 
 
-def cell_reservations(cell: RunConfig, *, fingerprint: str, schema_path: str | Path,
-                      ledger: PrivacyLedger | None = None) -> list[LedgerEntry]:
+def cell_reservations(
+    cell: RunConfig,
+    *,
+    fingerprint: str,
+    schema_path: str | Path,
+    ledger: PrivacyLedger | None = None,
+) -> list[LedgerEntry]:
     """The open training reservations of a cell's fit (left by an attempt that died)."""
     from .ledger import budget_key
     from .pipeline import fit_key
     from .store import open_fit_reservations
 
     key = cell.budget_key or budget_key(cell.source, fingerprint)
-    return open_fit_reservations(ledger or PrivacyLedger(), key,
-                                 fit_key(cell, fingerprint, schema_path))
+    return open_fit_reservations(
+        ledger or PrivacyLedger(), key, fit_key(cell, fingerprint, schema_path)
+    )
 
 
-def summary_rows(results: list[tuple[RunConfig, RunResult | None, str | None]]
-                 ) -> list[dict[str, Any]]:
+def summary_rows(
+    results: list[tuple[RunConfig, RunResult | None, str | None]],
+) -> list[dict[str, Any]]:
     """One row per cell: its settings, epsilon spent, headline metrics (or its error)."""
     rows = []
     for config, result, error in results:
-        row: dict[str, Any] = {"generator": config.generator, "epsilon": config.epsilon,
-                               "seed": config.seed, "status": "failed" if error else "ok",
-                               "epsilon_spent": None, "delta_spent": None,
-                               "run_dir": str(config.output_dir), "error": error or ""}
+        row: dict[str, Any] = {
+            "generator": config.generator,
+            "epsilon": config.epsilon,
+            "seed": config.seed,
+            "status": "failed" if error else "ok",
+            "epsilon_spent": None,
+            "delta_spent": None,
+            "run_dir": str(config.output_dir),
+            "error": error or "",
+        }
         if result is not None:
             row["epsilon_spent"] = result.release["privacy"].get("epsilon")
             row["delta_spent"] = result.release["privacy"].get("delta")
@@ -159,8 +191,9 @@ def _utility_metric(results: list[RunResult]) -> tuple[str, str] | None:
     return None
 
 
-def write_summary(results: list[tuple[RunConfig, RunResult | None, str | None]],
-                  directory: str | Path) -> tuple[Path, Path | None]:
+def write_summary(
+    results: list[tuple[RunConfig, RunResult | None, str | None]], directory: str | Path
+) -> tuple[Path, Path | None]:
     """Write ``summary.csv`` and ``privacy_utility.png`` into ``directory``; return both paths
     (the plot is None when no cell has a headline score)."""
     directory = Path(directory)
@@ -191,7 +224,8 @@ def _plot(rows: list[dict[str, Any]], metric: tuple[str, str], target: Path) -> 
         for r in rows:
             if r["generator"] == generator and r.get(metric_id) is not None:
                 points.setdefault(float(r["epsilon_spent"] or r["epsilon"]), []).append(
-                    float(r[metric_id]))
+                    float(r[metric_id])
+                )
         if not points:
             continue
         xs = sorted(points)
@@ -204,8 +238,9 @@ def _plot(rows: list[dict[str, Any]], metric: tuple[str, str], target: Path) -> 
     ax.set_ylabel(name)
     ax.set_title("Privacy-utility trade-off (mean over seeds, min-max bars)", fontsize=10)
     ax.legend()
-    fig.text(0.01, 0.01, "computed on real data: not DP, custodian-only", fontsize=7,
-             color="#b42318")
+    fig.text(
+        0.01, 0.01, "computed on real data: not DP, custodian-only", fontsize=7, color="#b42318"
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     try:
         return atomic_write(target, lambda p: fig.savefig(p, format="png"))
@@ -213,5 +248,4 @@ def _plot(rows: list[dict[str, Any]], metric: tuple[str, str], target: Path) -> 
         plt.close(fig)
 
 
-__all__ = ["cell_reservations", "check_grid_budget", "grid_cost", "summary_rows",
-           "write_summary"]
+__all__ = ["cell_reservations", "check_grid_budget", "grid_cost", "summary_rows", "write_summary"]

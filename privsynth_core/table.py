@@ -78,8 +78,9 @@ def _check_columns(path: Path, names: list[str]) -> None:
         problems.append(f"columns at positions {blanks} have no name")
     broken = [n for n in names if any(ch in n for ch in "\r\n\t\x00")]
     if broken:
-        problems.append(f"column names {', '.join(repr(n) for n in broken)} hold a line break "
-                        f"or tab")
+        problems.append(
+            f"column names {', '.join(repr(n) for n in broken)} hold a line break or tab"
+        )
     dupes = sorted({n for n in names if n and names.count(n) > 1})
     if dupes:
         problems.append(f"duplicate column names: {', '.join(dupes)}")
@@ -118,7 +119,10 @@ def read_frame(
 
 
 def read_table_file(
-    path: str | Path, *, max_bytes: int | None = None, separator: str | None = None,
+    path: str | Path,
+    *,
+    max_bytes: int | None = None,
+    separator: str | None = None,
 ) -> tuple[pl.DataFrame, str | None]:
     """:func:`read_frame`, and the separator the CSV was read with (None for Parquet), so a
     command can say which one it used.
@@ -166,16 +170,19 @@ def read_table_file(
 
 def _check_flat(path: Path, schema: pl.Schema) -> None:
     """Refuse Parquet columns that are not flat values (lists, structs, raw bytes)."""
-    nested = {name: dtype for name, dtype in schema.items()
-              if isinstance(dtype, pl.List | pl.Array | pl.Struct)
-              or dtype in (pl.Binary, pl.Object)}
+    nested = {
+        name: dtype
+        for name, dtype in schema.items()
+        if isinstance(dtype, pl.List | pl.Array | pl.Struct) or dtype in (pl.Binary, pl.Object)
+    }
     if nested:
         shown = ", ".join(f"{name!r} ({_dtype_word(dtype)})" for name, dtype in nested.items())
         raise InputFileError(
             f"{path}: column(s) {shown} do not hold one plain value per row; privsynth "
             f"synthesises flat tables (numbers, text, booleans, dates): flatten those columns "
             f"(e.g. one column per field, or a list joined into one text value) or drop them, "
-            f"and export the file again")
+            f"and export the file again"
+        )
 
 
 def _dtype_word(dtype: pl.DataType) -> str:
@@ -193,8 +200,12 @@ def _check_ragged(path: Path, separator: str, n_fields: int) -> None:
     refuses those when they have too many fields.
     """
     options: dict[str, Any] = {
-        "has_header": False, "separator": "\x1f", "quote_char": None, "infer_schema": False,
-        "schema": {"line": pl.String}, "truncate_ragged_lines": True,
+        "has_header": False,
+        "separator": "\x1f",
+        "quote_char": None,
+        "infer_schema": False,
+        "schema": {"line": pl.String},
+        "truncate_ragged_lines": True,
     }
     lines = (
         pl.read_csv(path, **options).lazy()
@@ -280,7 +291,8 @@ class Table:
         if self.noisy_rows is None:
             raise PrivsynthError(
                 "no row count has been released for this table; plans must use the released "
-                "count n̂, never the exact size (this is a bug in the caller)")
+                "count n̂, never the exact size (this is a bug in the caller)"
+            )
         return self.noisy_rows
 
     def budget_key(self) -> str:
@@ -305,8 +317,9 @@ class Table:
         return self.fingerprint_
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame, schema: Schema, *, name: str = "table",
-                   source: str | None = None) -> Table:
+    def from_frame(
+        cls, frame: pl.DataFrame, schema: Schema, *, name: str = "table", source: str | None = None
+    ) -> Table:
         """Conform ``frame`` to ``schema`` (select, cast, check) and wrap it.
 
         The fingerprint is taken over ``frame`` as given, with all its columns.
@@ -320,7 +333,11 @@ class Table:
 
     @classmethod
     def load(
-        cls, path: str | Path, schema: Schema | None = None, *, max_bytes: int | None = None,
+        cls,
+        path: str | Path,
+        schema: Schema | None = None,
+        *,
+        max_bytes: int | None = None,
         source: str | None = None,
     ) -> Table:
         """Read a file and conform it to ``schema``; without a schema, infer one (not DP).

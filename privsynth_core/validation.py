@@ -82,9 +82,12 @@ def cast_column(series: pl.Series, column: Column) -> tuple[pl.Series, list[Any]
             return series, []
         text = series.cast(pl.String).str.to_lowercase()
         cast = pl.select(
-            pl.when(text.is_in(list(_TRUE))).then(True)
-            .when(text.is_in(list(_FALSE))).then(False)
-            .otherwise(None).alias(series.name)
+            pl.when(text.is_in(list(_TRUE)))
+            .then(True)
+            .when(text.is_in(list(_FALSE)))
+            .then(False)
+            .otherwise(None)
+            .alias(series.name)
         ).to_series()
     elif kind is ColumnKind.DATETIME:
         if series.dtype == pl.String:
@@ -101,12 +104,13 @@ def cast_column(series: pl.Series, column: Column) -> tuple[pl.Series, list[Any]
             fractional = as_float.is_not_null() & (as_float.round(0) != as_float)
             bad = series.filter(fractional | (series.is_not_null() & as_float.is_null()))
             cast = pl.select(
-                pl.when(fractional).then(None).otherwise(as_float).cast(pl.Int64)
-                .alias(series.name)
+                pl.when(fractional).then(None).otherwise(as_float).cast(pl.Int64).alias(series.name)
             ).to_series()
             return cast, bad.head(_EXAMPLES).to_list()
         cast = pl.select(
-            pl.when(as_float.is_nan() | as_float.is_infinite()).then(None).otherwise(as_float)
+            pl.when(as_float.is_nan() | as_float.is_infinite())
+            .then(None)
+            .otherwise(as_float)
             .alias(series.name)
         ).to_series()
     failed = series.is_not_null() & cast.is_null()
@@ -163,11 +167,13 @@ def _describe_failures(failure_cases: pl.DataFrame) -> list[str]:
                 f"(set `nullable: true` for it, or fill the gaps)"
             )
         elif check and check.startswith("in_range"):
-            problems.append(f"column {col!r}: {n} value(s) outside the bounds {check[8:]} "
-                            f"(e.g. {examples})")
+            problems.append(
+                f"column {col!r}: {n} value(s) outside the bounds {check[8:]} (e.g. {examples})"
+            )
         elif check and check.startswith("isin"):
-            problems.append(f"column {col!r}: {n} value(s) not among its categories "
-                            f"(e.g. {examples})")
+            problems.append(
+                f"column {col!r}: {n} value(s) not among its categories (e.g. {examples})"
+            )
         else:
             problems.append(f"column {col!r}: failed {check} ({n} case(s), e.g. {examples})")
     return problems
@@ -244,15 +250,23 @@ class ConformReport:
 
     def lines(self) -> list[str]:
         """One line per change, counts only (safe for logs the custodian does not control)."""
-        out = [f"column {c!r}: {n} value(s) not readable as its kind, read as missing"
-               for c, n in self.unreadable.items()]
-        out += [f"column {c!r}: {n} value(s) outside the bounds, clamped to them"
-                for c, n in self.clamped.items()]
-        out += [f"column {c!r}: {n} value(s) not among its categories, read as missing"
-                for c, n in self.unknown.items()]
+        out = [
+            f"column {c!r}: {n} value(s) not readable as its kind, read as missing"
+            for c, n in self.unreadable.items()
+        ]
+        out += [
+            f"column {c!r}: {n} value(s) outside the bounds, clamped to them"
+            for c, n in self.clamped.items()
+        ]
+        out += [
+            f"column {c!r}: {n} value(s) not among its categories, read as missing"
+            for c, n in self.unknown.items()
+        ]
         if self.dropped_rows:
-            out.append(f"{self.dropped_rows} row(s) dropped: a missing value in a column that is "
-                       f"not nullable")
+            out.append(
+                f"{self.dropped_rows} row(s) dropped: a missing value in a column that is "
+                f"not nullable"
+            )
         return out
 
 
@@ -278,7 +292,8 @@ def conform_report(frame: pl.DataFrame, schema: Schema) -> tuple[pl.DataFrame, C
     if missing:
         raise SchemaError(
             f"the data does not fit its schema: column(s) missing from the data: "
-            f"{', '.join(missing)} (the data has: {', '.join(frame.columns)})")
+            f"{', '.join(missing)} (the data has: {', '.join(frame.columns)})"
+        )
     report = ConformReport()
     typed = {}
     for col in schema.columns:
@@ -330,15 +345,18 @@ def check_synthetic(frame: pl.DataFrame, schema: Schema, *, generator_id: str) -
     """
     missing = [n for n in schema.names if n not in frame.columns]
     if missing:
-        raise GeneratorError(f"generator {generator_id} produced no column(s) {missing}; "
-                             f"this is a bug in the plugin")
+        raise GeneratorError(
+            f"generator {generator_id} produced no column(s) {missing}; this is a bug in the plugin"
+        )
     try:
         frame = frame.select(
             pl.col(c.name).cast(polars_dtype(c.kind), strict=True) for c in schema.columns
         )
     except pl.exceptions.PolarsError as exc:
-        raise GeneratorError(f"generator {generator_id} produced values of the wrong type: "
-                             f"{str(exc).splitlines()[0]}; this is a bug in the plugin") from None
+        raise GeneratorError(
+            f"generator {generator_id} produced values of the wrong type: "
+            f"{str(exc).splitlines()[0]}; this is a bug in the plugin"
+        ) from None
     problems = _run_pandera(frame, schema, check_domain=True)
     if problems:
         raise GeneratorError(

@@ -43,23 +43,33 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": url,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
-           "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
     server_env = {**os.environ, **env}
     server_env.pop("PREFECT_API_URL")
     log = open(home / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
-    proc = subprocess.Popen([str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=server_env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 180
     while not _healthy(url):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("prefect server did not start:\n"
-                               + (home / "server.log").read_text(errors="replace")[-3000:])
+            raise RuntimeError(
+                "prefect server did not start:\n"
+                + (home / "server.log").read_text(errors="replace")[-3000:]
+            )
         time.sleep(0.5)
     try:
         yield env
@@ -110,10 +120,15 @@ def prefect_env(prefect_server: dict[str, str]) -> Iterator[dict[str, str]]:
     saved = {k: os.environ.get(k) for k in prefect_server}
     os.environ.update(prefect_server)
     home = Path(prefect_server["PREFECT_HOME"])
-    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"],
-                             PREFECT_HOME: home, PREFECT_RESULTS_LOCAL_STORAGE_PATH:
-                             home / "storage", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-                             PREFECT_LOGGING_LEVEL: "WARNING"}):
+    with temporary_settings(
+        {
+            PREFECT_API_URL: prefect_server["PREFECT_API_URL"],
+            PREFECT_HOME: home,
+            PREFECT_RESULTS_LOCAL_STORAGE_PATH: home / "storage",
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+            PREFECT_LOGGING_LEVEL: "WARNING",
+        }
+    ):
         yield prefect_server
         _drain_prefect_workers()
     for key, value in saved.items():

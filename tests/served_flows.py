@@ -19,14 +19,20 @@ from privsynth_flows.served import FlowService
 
 
 @pytest.fixture(scope="session")
-def flow_service(prefect_env: dict[str, str],
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowService]:
+def flow_service(
+    prefect_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FlowService]:
     """The session's flow runner (its output in ``flow-runner*/runner.log``)."""
     log = tmp_path_factory.mktemp("flow-runner") / "runner.log"
-    service = FlowService(f"test-{uuid.uuid4().hex[:8]}", log_path=log,
-                          env={"PRIVSYNTH_DISABLED_PLUGINS": "evidently",
-                               "PRIVSYNTH_IO_RETRY_DELAYS": "0.2,0.4,0.8",
-                               "OMP_NUM_THREADS": "1"})
+    service = FlowService(
+        f"test-{uuid.uuid4().hex[:8]}",
+        log_path=log,
+        env={
+            "PRIVSYNTH_DISABLED_PLUGINS": "evidently",
+            "PRIVSYNTH_IO_RETRY_DELAYS": "0.2,0.4,0.8",
+            "OMP_NUM_THREADS": "1",
+        },
+    )
     service.start()
     print(f"\nflow runner output: {log}")
     yield service

@@ -26,7 +26,10 @@ def _pyproject() -> dict:
 
 def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **(env or {})},
     )
 
@@ -99,9 +102,21 @@ def test_a_third_party_plugin_installed_with_pip_is_registered(tmp_path: Path) -
     a fresh interpreter with that folder on its path sees the plugin in the CLI listing."""
     target = tmp_path / "site"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(EXAMPLE)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stderr
     env = {"PYTHONPATH": str(target), "PRIVSYNTH_LOAD_PLUGINS": ""}
@@ -169,8 +184,12 @@ def test_the_example_generator_puts_no_null_cell_in_a_column_that_cannot_hold_on
     columns = ("age", "gender", "income")
     schema = schema.with_columns([schema.column(c) for c in columns], domain="public")
     nullable = schema.with_columns(
-        [schema.column("age").model_copy(update={"nullable": True}),
-         *(schema.column(c) for c in columns[1:])], domain="public")
+        [
+            schema.column("age").model_copy(update={"nullable": True}),
+            *(schema.column(c) for c in columns[1:]),
+        ],
+        domain="public",
+    )
     for table_schema, nulls_allowed in ((schema, False), (nullable, True)):
         generator = JointHistogramGenerator(bins=4)
         sizes = generator._sizes(table_schema.columns)

@@ -48,8 +48,9 @@ ROLES = (ANALYST, CUSTODIAN)
 MIN_PASSWORD = 8
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 # Checked against when the name is unknown, so that costs the same hashing time as a real check.
-_DUMMY_HASH = (f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}$cHJpdnN5bnRoLWR1bW15$"
-               + "A" * 43 + "=")
+_DUMMY_HASH = (
+    f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}$cHJpdnN5bnRoLWR1bW15$" + "A" * 43 + "="
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -93,8 +94,10 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
     salt = salt if salt is not None else secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
     encode = base64.b64encode
-    return (f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}$"
-            f"{encode(salt).decode()}${encode(digest).decode()}")
+    return (
+        f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}$"
+        f"{encode(salt).decode()}${encode(digest).decode()}"
+    )
 
 
 def check_password(password: str, stored: str) -> bool:
@@ -105,8 +108,9 @@ def check_password(password: str, stored: str) -> bool:
         return False
     if scheme != "scrypt":
         return False
-    got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=32, n=int(n),
-                         r=int(r), p=int(p))
+    got = hashlib.scrypt(
+        password.encode(), salt=base64.b64decode(salt), dklen=32, n=int(n), r=int(r), p=int(p)
+    )
     return hmac.compare_digest(got, base64.b64decode(digest))
 
 
@@ -117,8 +121,10 @@ def check_new_credentials(username: str, password: str) -> None:
         ConfigError: what is wrong with the name or the password.
     """
     if not USERNAME_RE.match(username):
-        raise ConfigError("a user name is 3-32 characters: lowercase letters, digits, '.', '_' "
-                          "or '-', starting with a letter or digit")
+        raise ConfigError(
+            "a user name is 3-32 characters: lowercase letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
     if len(password) < MIN_PASSWORD:
         raise ConfigError(f"the password needs at least {MIN_PASSWORD} characters")
     if password.lower() == username:
@@ -153,8 +159,15 @@ class UserStore:
         session_hours: how long a session stays valid.
     """
 
-    def __init__(self, path: str | Path, *, max_failures: int = 5, lock_seconds: float = 300,
-                 failure_delay: float = 0.5, session_hours: float = 12) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_failures: int = 5,
+        lock_seconds: float = 300,
+        failure_delay: float = 0.5,
+        session_hours: float = 12,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_failures = max_failures
@@ -189,12 +202,13 @@ class UserStore:
         check_role(role)
         with self._db() as db:
             try:
-                db.execute("INSERT INTO users (username, password, created, last_login, role) "
-                           "VALUES (?, ?, ?, NULL, ?)",
-                           (username, hash_password(password), time.time(), role))
+                db.execute(
+                    "INSERT INTO users (username, password, created, last_login, role) "
+                    "VALUES (?, ?, ?, NULL, ?)",
+                    (username, hash_password(password), time.time(), role),
+                )
             except sqlite3.IntegrityError:
-                raise ConfigError(f"the user name {username!r} is taken; choose another"
-                                  ) from None
+                raise ConfigError(f"the user name {username!r} is taken; choose another") from None
 
     def set_password(self, username: str, password: str) -> None:
         """Change a user's password and end their sessions.
@@ -204,8 +218,10 @@ class UserStore:
         """
         check_new_credentials(username, password)
         with self._db() as db:
-            changed = db.execute("UPDATE users SET password = ? WHERE username = ?",
-                                 (hash_password(password), username)).rowcount
+            changed = db.execute(
+                "UPDATE users SET password = ? WHERE username = ?",
+                (hash_password(password), username),
+            ).rowcount
             db.execute("DELETE FROM sessions WHERE username = ?", (username,))
         if not changed:
             raise ConfigError(f"no user {username!r}")
@@ -224,8 +240,9 @@ class UserStore:
         """
         check_role(role)
         with self._db() as db:
-            changed = db.execute("UPDATE users SET role = ? WHERE username = ?",
-                                 (role, username)).rowcount
+            changed = db.execute(
+                "UPDATE users SET role = ? WHERE username = ?", (role, username)
+            ).rowcount
         if not changed:
             raise ConfigError(f"no user {username!r}")
 
@@ -250,7 +267,8 @@ class UserStore:
             rows = db.execute(
                 "SELECT u.username, u.created, u.last_login, COALESCE(f.locked_until, 0), u.role "
                 "FROM users u LEFT JOIN failures f ON f.username = u.username "
-                "ORDER BY u.username").fetchall()
+                "ORDER BY u.username"
+            ).fetchall()
         return [UserInfo(r[0], _iso(r[1]), _iso(r[2]), r[3] > now, r[4]) for r in rows]
 
     def unlock(self, username: str) -> None:
@@ -275,8 +293,9 @@ class UserStore:
         username = username.strip().lower()
         self._reserve_attempt(username)
         with self._db() as db:
-            row = db.execute("SELECT password FROM users WHERE username = ?",
-                             (username,)).fetchone()
+            row = db.execute(
+                "SELECT password FROM users WHERE username = ?", (username,)
+            ).fetchone()
         stored = row[0] if row else _DUMMY_HASH
         if not check_password(password, stored) or row is None:
             if self.failure_delay:
@@ -284,8 +303,9 @@ class UserStore:
             raise LoginError("wrong user name or password")
         with self._db() as db:
             db.execute("DELETE FROM failures WHERE username = ?", (username,))
-            db.execute("UPDATE users SET last_login = ? WHERE username = ?",
-                       (time.time(), username))
+            db.execute(
+                "UPDATE users SET last_login = ? WHERE username = ?", (time.time(), username)
+            )
         return username
 
     def _reserve_attempt(self, username: str) -> None:
@@ -294,21 +314,25 @@ class UserStore:
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT count, locked_until FROM failures WHERE username = ?",
-                                 (username,)).fetchone()
+                row = db.execute(
+                    "SELECT count, locked_until FROM failures WHERE username = ?", (username,)
+                ).fetchone()
                 count, locked_until = (row[0], row[1]) if row else (0, 0.0)
                 if locked_until > now:
                     minutes = max(1, round((locked_until - now) / 60))
                     raise LoginError(
                         f"too many failed sign-ins: this account is locked for about {minutes} "
                         f"more minute(s); try later, or ask the operator (`privsynth users "
-                        f"unlock {username}`)")
+                        f"unlock {username}`)"
+                    )
                 count += 1
                 if count >= self.max_failures:
                     # This attempt is the last one checked before the lock; its success lifts it.
                     count, locked_until = 0, now + self.lock_seconds
-                db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
-                           (username, count, locked_until))
+                db.execute(
+                    "INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
+                    (username, count, locked_until),
+                )
             finally:
                 db.execute("COMMIT")
 
@@ -320,8 +344,10 @@ class UserStore:
         now = time.time()
         with self._db() as db:
             db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
-            db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
-                       (_token_hash(token), username, now, now + self.session_seconds))
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                (_token_hash(token), username, now, now + self.session_seconds),
+            )
         return token
 
     def user_for_token(self, token: str | None) -> str | None:
@@ -329,8 +355,9 @@ class UserStore:
         if not token:
             return None
         with self._db() as db:
-            row = db.execute("SELECT username, expires FROM sessions WHERE token_hash = ?",
-                             (_token_hash(token),)).fetchone()
+            row = db.execute(
+                "SELECT username, expires FROM sessions WHERE token_hash = ?", (_token_hash(token),)
+            ).fetchone()
         if row is None or row[1] < time.time():
             return None
         return str(row[0])
@@ -346,5 +373,14 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-__all__ = ["ANALYST", "CUSTODIAN", "ROLES", "LoginError", "UserInfo", "UserStore", "check_password",
-           "check_role", "hash_password"]
+__all__ = [
+    "ANALYST",
+    "CUSTODIAN",
+    "ROLES",
+    "LoginError",
+    "UserInfo",
+    "UserStore",
+    "check_password",
+    "check_role",
+    "hash_password",
+]

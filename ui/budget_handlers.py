@@ -15,8 +15,10 @@ from privsynth_core.ledger import DatasetBudget, PrivacyBudget, short_key
 
 from .workspace import DatasetRecord, Workspace
 
-NO_BUDGET = ("no budget set yet for this data source: ask the data custodian to set one (on the "
-             "Budget & runs tab, or `privsynth budget set`)")
+NO_BUDGET = (
+    "no budget set yet for this data source: ask the data custodian to set one (on the "
+    "Budget & runs tab, or `privsynth budget set`)"
+)
 
 
 def noisy_rows(ws: Workspace, dataset: DatasetRecord) -> int | None:
@@ -67,11 +69,23 @@ def budget_rows(ws: Workspace) -> list[list[Any]]:
         except BudgetNotSetError:  # shown as such
             rows.append([*shown, None, None, None, None, None, None, "no budget set yet"])
             continue
-        non_dp = (f"{s.non_private_runs} (unbounded: not acknowledged)" if s.unbounded
-                  else str(s.non_private_runs))
-        rows.append([*shown, s.budget.epsilon, small(s.budget.delta), num(s.spent.epsilon),
-                     small(s.spent.delta), num(s.remaining.epsilon), small(s.remaining.delta),
-                     non_dp])
+        non_dp = (
+            f"{s.non_private_runs} (unbounded: not acknowledged)"
+            if s.unbounded
+            else str(s.non_private_runs)
+        )
+        rows.append(
+            [
+                *shown,
+                s.budget.epsilon,
+                small(s.budget.delta),
+                num(s.spent.epsilon),
+                small(s.spent.delta),
+                num(s.remaining.epsilon),
+                small(s.remaining.delta),
+                non_dp,
+            ]
+        )
     return rows
 
 
@@ -84,14 +98,22 @@ def ledger_rows(ws: Workspace, dataset_id: str) -> list[list[Any]]:
     own = {r.run_id for r in ws.runs()} | {f"domain-{d.dataset_id}" for d in ws.datasets()}
 
     def run_of(run_id: str) -> str:
-        if ws.is_custodian or run_id in own or run_id[:len("domain-") + 16] in own:
+        if ws.is_custodian or run_id in own or run_id[: len("domain-") + 16] in own:
             return run_id[:24]
         return "(not yours)"
 
-    return [[e.entry_id, e.created_at, e.mechanism, e.status,
-             None if e.status == "non-dp" else num(e.epsilon),
-             None if e.status == "non-dp" else small(e.delta), run_of(e.run_id)]
-            for e in ws.ledger.entries(dataset.key)]
+    return [
+        [
+            e.entry_id,
+            e.created_at,
+            e.mechanism,
+            e.status,
+            None if e.status == "non-dp" else num(e.epsilon),
+            None if e.status == "non-dp" else small(e.delta),
+            run_of(e.run_id),
+        ]
+        for e in ws.ledger.entries(dataset.key)
+    ]
 
 
 def budget_of(ws: Workspace, dataset_id: str) -> PrivacyBudget | None:
@@ -115,8 +137,11 @@ def set_budget(ws: Workspace, dataset_id: str, epsilon: Any, delta: Any) -> None
         eps, dlt = float(epsilon), float(delta)
     except (TypeError, ValueError):
         raise ConfigError("the budget needs a number for epsilon and for delta") from None
-    label = dataset.origin if dataset.source or dataset.origin.startswith("server") else \
-        f"{dataset.origin} (content {dataset.source_fingerprint[:12]})"
+    label = (
+        dataset.origin
+        if dataset.source or dataset.origin.startswith("server")
+        else f"{dataset.origin} (content {dataset.source_fingerprint[:12]})"
+    )
     ws.ledger.set_budget(dataset.key, epsilon=eps, delta=dlt, label=label[:200])
 
 
@@ -127,12 +152,14 @@ def acknowledge_non_dp(ws: Workspace, dataset_id: str, note: str) -> int:
         RoleError, NotFoundError, ConfigError (no note), BudgetError (nothing to acknowledge).
     """
     ws.require_custodian("acknowledge non-DP runs")
-    return ws.ledger.acknowledge_non_dp(ws.dataset(dataset_id).key, note=str(note or ""),
-                                        by=f"web:{ws.user}")
+    return ws.ledger.acknowledge_non_dp(
+        ws.dataset(dataset_id).key, note=str(note or ""), by=f"web:{ws.user}"
+    )
 
 
-def close_reservation(ws: Workspace, dataset_id: str, entry_id: Any, note: str,
-                      running: set[str]) -> None:
+def close_reservation(
+    ws: Workspace, dataset_id: str, entry_id: Any, note: str, running: set[str]
+) -> None:
     """Close a reservation of the dataset's data source left open by a training that died: it
     is recorded as spent in full (custodians only).
 
@@ -154,8 +181,10 @@ def close_reservation(ws: Workspace, dataset_id: str, entry_id: Any, note: str,
     if not found:
         raise BudgetError(f"entry {wanted} is not an open reservation of this data source")
     if found[0].run_id in running:
-        raise BudgetError(f"entry {wanted} belongs to a training that is still running; it "
-                          f"settles itself when it ends (or cancel it)")
+        raise BudgetError(
+            f"entry {wanted} belongs to a training that is still running; it "
+            f"settles itself when it ends (or cancel it)"
+        )
     ws.ledger.close_reservation(wanted, note=str(note or ""), by=f"web:{ws.user}")
 
 

@@ -42,23 +42,34 @@ def _suffix(name: str) -> str:
     for suffix in TABLE_SUFFIXES:
         if lowered.endswith(suffix):
             return suffix
-    raise InputFileError(f"{name}: privsynth reads CSV (.csv, .csv.gz, .tsv) and Parquet "
-                         f"(.parquet) files")
+    raise InputFileError(
+        f"{name}: privsynth reads CSV (.csv, .csv.gz, .tsv) and Parquet (.parquet) files"
+    )
 
 
 def _check_size(path: Path, limit: int, shown: str) -> None:
     size = path.stat().st_size
     if size > limit:
-        raise InputFileError(f"{shown} is {size / 2**20:.1f} MB, over this server's limit of "
-                             f"{limit / 2**20:.1f} MB; use a smaller extract, or ask the operator "
-                             f"to raise the limit")
+        raise InputFileError(
+            f"{shown} is {size / 2**20:.1f} MB, over this server's limit of "
+            f"{limit / 2**20:.1f} MB; use a smaller extract, or ask the operator "
+            f"to raise the limit"
+        )
 
 
 # -- adding a dataset -------------------------------------------------------------------------
 
 
-def add_uploaded(ws: Workspace, settings: UISettings, upload: str | Path | None, *, name: str,
-                 holdout_share: float, exclude: str, source_id: str = "") -> DatasetRecord:
+def add_uploaded(
+    ws: Workspace,
+    settings: UISettings,
+    upload: str | Path | None,
+    *,
+    name: str,
+    holdout_share: float,
+    exclude: str,
+    source_id: str = "",
+) -> DatasetRecord:
     """Add a file the user uploaded; the upload's temporary copy is deleted once it is added
     (kept after a refusal, so the user can retry with other settings).
 
@@ -76,19 +87,31 @@ def add_uploaded(ws: Workspace, settings: UISettings, upload: str | Path | None,
     uploads = settings.cache_dir.resolve()
     # Only a file that really came through the upload route: a client of the HTTP API could
     # otherwise name any path on the server (and have it read, then deleted).
-    if not path.is_relative_to(uploads) or path.is_relative_to(uploads / "staging") or \
-            not path.is_file():
-        raise InputFileError("refused: that file was not uploaded to this server; upload a "
-                             "CSV or Parquet file")
+    if (
+        not path.is_relative_to(uploads)
+        or path.is_relative_to(uploads / "staging")
+        or not path.is_file()
+    ):
+        raise InputFileError(
+            "refused: that file was not uploaded to this server; upload a CSV or Parquet file"
+        )
     try:
         _suffix(path.name)
         _check_size(path, settings.max_upload_bytes, path.name)
     except InputFileError:
         path.unlink(missing_ok=True)  # no retry can make it fit: do not keep its rows
         raise
-    record = _add(ws, settings, path, name=name or path.name, origin=f"upload: {path.name}",
-                  server_path=None, holdout_share=holdout_share, exclude=exclude,
-                  declare=source_id)
+    record = _add(
+        ws,
+        settings,
+        path,
+        name=name or path.name,
+        origin=f"upload: {path.name}",
+        server_path=None,
+        holdout_share=holdout_share,
+        exclude=exclude,
+        declare=source_id,
+    )
     # Added: private rows must not linger in the server's upload cache. A refused add keeps
     # the upload for a retry; it is served to its uploader only and deleted when they sign
     # out, or when the app restarts (privsynth_ui.guard).
@@ -103,8 +126,11 @@ def server_files(settings: UISettings) -> list[str]:
         for path in sorted(root.rglob("*")):
             if len(out) >= _MAX_LISTED:
                 return out
-            if path.is_file() and path.name.lower().endswith(TABLE_SUFFIXES) and \
-                    _inside(path, root):
+            if (
+                path.is_file()
+                and path.name.lower().endswith(TABLE_SUFFIXES)
+                and _inside(path, root)
+            ):
                 out.append(f"{label}/{path.relative_to(root).as_posix()}")
     return out
 
@@ -119,8 +145,10 @@ def resolve_server_file(settings: UISettings, choice: str) -> Path:
     roots = _roots(settings)
     allowed = ", ".join(roots) or "(none: the operator allowed no server folder)"
     text = str(choice or "").strip().replace("\\", "/")
-    refused = InputFileError(f"refused: {text[:200]!r} is not a table file inside the server "
-                             f"folders this server allows ({allowed})")
+    refused = InputFileError(
+        f"refused: {text[:200]!r} is not a table file inside the server "
+        f"folders this server allows ({allowed})"
+    )
     if not text:
         raise InputFileError("choose a file from the server folders first")
     label, _, rest = text.partition("/")
@@ -135,8 +163,16 @@ def resolve_server_file(settings: UISettings, choice: str) -> Path:
     return path
 
 
-def add_server_file(ws: Workspace, settings: UISettings, choice: str, *, name: str,
-                    holdout_share: float, exclude: str, source_id: str = "") -> DatasetRecord:
+def add_server_file(
+    ws: Workspace,
+    settings: UISettings,
+    choice: str,
+    *,
+    name: str,
+    holdout_share: float,
+    exclude: str,
+    source_id: str = "",
+) -> DatasetRecord:
     """Add a table from an operator-allowed server folder (its train split is copied into the
     workspace).
 
@@ -150,9 +186,17 @@ def add_server_file(ws: Workspace, settings: UISettings, choice: str, *, name: s
     path = resolve_server_file(settings, choice)
     _check_size(path, settings.max_upload_bytes, choice)
     text = str(choice).strip().replace("\\", "/")
-    return _add(ws, settings, path, name=name or path.name, origin=f"server: {text}",
-                server_path=(text, path), holdout_share=holdout_share, exclude=exclude,
-                declare=source_id)
+    return _add(
+        ws,
+        settings,
+        path,
+        name=name or path.name,
+        origin=f"server: {text}",
+        server_path=(text, path),
+        holdout_share=holdout_share,
+        exclude=exclude,
+        declare=source_id,
+    )
 
 
 def _roots(settings: UISettings) -> dict[str, Path]:
@@ -185,8 +229,9 @@ def split_rows(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, pl.Data
     return frame.filter(~held), frame.filter(held)
 
 
-def _source_of(ws: Workspace, *, fingerprint: str, server_path: tuple[str, Path] | None,
-               declare: str) -> str | None:
+def _source_of(
+    ws: Workspace, *, fingerprint: str, server_path: tuple[str, Path] | None, declare: str
+) -> str | None:
     """The data source id of a file being added (None: its content is its source)."""
     origins = [upload_origin(fingerprint)]
     if server_path is not None:
@@ -197,29 +242,46 @@ def _source_of(ws: Workspace, *, fingerprint: str, server_path: tuple[str, Path]
         ws.require_custodian("declare the data source of a file")
         wanted = check_declarable(declare)
         if declared is not None and declared != wanted:
-            raise ConfigError(f"this file's data source was declared {declared!r} already; a "
-                              f"source id never changes (its budget would start over)")
+            raise ConfigError(
+                f"this file's data source was declared {declared!r} already; a "
+                f"source id never changes (its budget would start over)"
+            )
         if declared is None:
             if ws.ledger.entries(budget_key(current, fingerprint)):
                 raise ConfigError(
                     f"budget has been spent on this file as "
                     f"{short_key(budget_key(current, fingerprint))!r} already; declaring another "
-                    f"source id would start its budget over. Set budgets on that source instead")
+                    f"source id would start its budget over. Set budgets on that source instead"
+                )
             if not ws.sources.declare(origins[0], wanted, by=ws.user):
-                return _source_of(ws, fingerprint=fingerprint, server_path=server_path,
-                                  declare=declare)  # declared meanwhile: check against it
+                return _source_of(
+                    ws, fingerprint=fingerprint, server_path=server_path, declare=declare
+                )  # declared meanwhile: check against it
         current = wanted
-    if server_path is not None and current is not None and \
-            not ws.ledger.entries(fingerprint) and ws.sources.declared(origins[1]) is None:
+    if (
+        server_path is not None
+        and current is not None
+        and not ws.ledger.entries(fingerprint)
+        and ws.sources.declared(origins[1]) is None
+    ):
         # The same rows uploaded later spend from this source too, not from a budget of their
         # own (only while nothing was spent on the content on its own).
         ws.sources.declare(origins[1], current, by=ws.user)
     return current
 
 
-def _add(ws: Workspace, settings: UISettings, source_path: Path, *, name: str, origin: str,
-         server_path: tuple[str, Path] | None, holdout_share: float, exclude: str,
-         declare: str) -> DatasetRecord:
+def _add(
+    ws: Workspace,
+    settings: UISettings,
+    source_path: Path,
+    *,
+    name: str,
+    origin: str,
+    server_path: tuple[str, Path] | None,
+    holdout_share: float,
+    exclude: str,
+    declare: str,
+) -> DatasetRecord:
     from privsynth_core.inference import infer_schema
     from privsynth_core.table import fingerprint_frame, read_frame
 
@@ -232,8 +294,7 @@ def _add(ws: Workspace, settings: UISettings, source_path: Path, *, name: str, o
     train, holdout = split_rows(frame, holdout_share)
     if holdout is not None and train.height < 10:
         # No size in the message: an analyst must not learn the file's size from an error.
-        raise InputFileError(f"{name}: too few rows to keep a holdout; set the holdout share to "
-                             f"0")
+        raise InputFileError(f"{name}: too few rows to keep a holdout; set the holdout share to 0")
     # The draft is read off every row of the file (custodians only: it is not private). Lenient:
     # a column that cannot be inferred is left out of the draft (with its reason), not a
     # refusal: the custodian completes the schema table by hand.
@@ -247,11 +308,19 @@ def _add(ws: Workspace, settings: UISettings, source_path: Path, *, name: str, o
         # The fingerprint of the rows as a run will read them back: the extract of the ledger.
         fingerprint = fingerprint_frame(read_frame(folder / "train.csv"))
         record = DatasetRecord(
-            dataset_id=dataset_id, name=Path(name).name[:80], origin=origin[:300],
-            created=now(), rows=train.height,
-            holdout_rows=0 if holdout is None else holdout.height, columns=frame.columns,
-            fingerprint=fingerprint, source_fingerprint=whole, source=source, added_by=ws.user,
-            directory=folder)
+            dataset_id=dataset_id,
+            name=Path(name).name[:80],
+            origin=origin[:300],
+            created=now(),
+            rows=train.height,
+            holdout_rows=0 if holdout is None else holdout.height,
+            columns=frame.columns,
+            fingerprint=fingerprint,
+            source_fingerprint=whole,
+            source=source,
+            added_by=ws.user,
+            directory=folder,
+        )
         ws.save_dataset(record)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

@@ -18,8 +18,15 @@ from .budget_handlers import NO_BUDGET
 from .sources import SourceDomain
 from .workspace import DatasetRecord, NotFoundError, Workspace, new_id, now
 
-SCHEMA_HEADERS = ["column", "kind", "nulls", "lower", "upper", "categories (separated by |)",
-                  "review"]
+SCHEMA_HEADERS = [
+    "column",
+    "kind",
+    "nulls",
+    "lower",
+    "upper",
+    "categories (separated by |)",
+    "review",
+]
 
 
 # -- the schema table -------------------------------------------------------------------------
@@ -37,8 +44,11 @@ def _text(value: Any) -> str:
 
 def _flag_text(flag: ReviewFlag) -> str:
     if flag.issue == "bounds_at_extremes":
-        hint = (f" (round: {_text(flag.suggestion[0])} to {_text(flag.suggestion[1])})"
-                if flag.suggestion else "")
+        hint = (
+            f" (round: {_text(flag.suggestion[0])} to {_text(flag.suggestion[1])})"
+            if flag.suggestion
+            else ""
+        )
         return f"⚠ bounds are the data's own min and max{hint}"
     shown = ", ".join(str(v) for v in flag.values[:5])
     more = f" and {len(flag.values) - 5} more" if len(flag.values) > 5 else ""
@@ -57,8 +67,17 @@ def schema_rows(schema: Schema) -> list[list[Any]]:
     rows = []
     for col in schema.columns:
         lower, upper = col.bounds or (None, None)
-        rows.append([col.name, col.kind.value, col.nullable, _text(lower), _text(upper),
-                     " | ".join(col.categories or ()), "; ".join(flags.get(col.name, []))])
+        rows.append(
+            [
+                col.name,
+                col.kind.value,
+                col.nullable,
+                _text(lower),
+                _text(upper),
+                " | ".join(col.categories or ()),
+                "; ".join(flags.get(col.name, [])),
+            ]
+        )
     return rows
 
 
@@ -68,14 +87,17 @@ def review_text(schema: Schema | None) -> str:
         return ""
     unresolved = schema.unresolved_review()
     if not unresolved:
-        return ("✅ **No review flags left**: no bound is the data's own min or max, no rare "
-                "category.")
+        return (
+            "✅ **No review flags left**: no bound is the data's own min or max, no rare category."
+        )
     bounds = sum(f.issue == "bounds_at_extremes" for f in unresolved)
     rare = len(unresolved) - bounds
-    return (f"⚠ **{len(unresolved)} value(s) to review** (marked in the table's last column): "
-            f"{bounds} column(s) whose bounds are the data's own min and max, {rare} with rare "
-            f"categories. Edit them to public values, use **round public limits**, or learn the "
-            f"domain with DP; or tick *I have checked these values are public*.")
+    return (
+        f"⚠ **{len(unresolved)} value(s) to review** (marked in the table's last column): "
+        f"{bounds} column(s) whose bounds are the data's own min and max, {rare} with rare "
+        f"categories. Edit them to public values, use **round public limits**, or learn the "
+        f"domain with DP; or tick *I have checked these values are public*."
+    )
 
 
 def excluded_text(schema: Schema | None) -> str:
@@ -86,8 +108,9 @@ def excluded_text(schema: Schema | None) -> str:
     return f"Columns left out of synthesis:\n\n{items}"
 
 
-def rows_to_schema(rows: list[list[Any]], base: Schema,
-                   all_columns: list[str] | None = None) -> Schema:
+def rows_to_schema(
+    rows: list[list[Any]], base: Schema, all_columns: list[str] | None = None
+) -> Schema:
     """Rebuild a (still unconfirmed) schema from the edited table.
 
     Rows deleted in the table leave their column out; a column of the data that the draft left
@@ -114,12 +137,17 @@ def rows_to_schema(rows: list[list[Any]], base: Schema,
         if kind not in {k.value for k in ColumnKind}:
             problems.append(f"column {name!r}: kind {kind!r} is not one of {kinds}")
             continue
-        column: dict[str, Any] = {"name": name, "kind": kind,
-                                  "nullable": str(cells[2]).lower() in ("true", "1", "yes")}
+        column: dict[str, Any] = {
+            "name": name,
+            "kind": kind,
+            "nullable": str(cells[2]).lower() in ("true", "1", "yes"),
+        }
         lower, upper = _text(cells[3]).strip(), _text(cells[4]).strip()
         if lower or upper:
-            column["bounds"] = [_bound(name, kind, lower, problems),
-                                _bound(name, kind, upper, problems)]
+            column["bounds"] = [
+                _bound(name, kind, lower, problems),
+                _bound(name, kind, upper, problems),
+            ]
         categories = [c.strip() for c in str(cells[5] or "").split("|") if c.strip()]
         if categories:
             column["categories"] = categories
@@ -128,12 +156,14 @@ def rows_to_schema(rows: list[list[Any]], base: Schema,
         raise SchemaError("the schema table has problems:", problems)
     kept = {c["name"] for c in columns}
     excluded = [e.model_dump() for e in base.excluded if e.name not in kept] + [
-        ExcludedColumn(name=n, reason="requested").model_dump()
-        for n in base.names if n not in kept]
+        ExcludedColumn(name=n, reason="requested").model_dump() for n in base.names if n not in kept
+    ]
     # The draft's review flags stay with it: a flag is resolved only by changing its values.
     review = [f.model_dump(mode="json") for f in base.review if f.column in kept]
-    return Schema.from_dict({"domain": "inferred", "columns": columns, "excluded": excluded,
-                             "review": review}, source="the schema table")
+    return Schema.from_dict(
+        {"domain": "inferred", "columns": columns, "excluded": excluded, "review": review},
+        source="the schema table",
+    )
 
 
 def _bound(name: str, kind: str, text: str, problems: list[str]) -> Any:
@@ -199,9 +229,16 @@ def use_round_limits(ws: Workspace, dataset_id: str, rows: list[list[Any]]) -> S
 # -- the domain -------------------------------------------------------------------------------
 
 
-def set_domain(ws: Workspace, dataset_id: str, rows: list[list[Any]], *, mode: str | None,
-               epsilon: float | None, delta: float | None,
-               accept_flagged: bool = False) -> DatasetRecord:
+def set_domain(
+    ws: Workspace,
+    dataset_id: str,
+    rows: list[list[Any]],
+    *,
+    mode: str | None,
+    epsilon: float | None,
+    delta: float | None,
+    accept_flagged: bool = False,
+) -> DatasetRecord:
     """Fix the domain of the dataset's data source (custodians only), for every extract of it.
 
     ``public``: the custodian, having reviewed the table on the page, declares that its bounds
@@ -219,8 +256,7 @@ def set_domain(ws: Workspace, dataset_id: str, rows: list[list[Any]], *, mode: s
     from privsynth_core.inference import skeleton
     from privsynth_core.table import Table
 
-    ws.require_custodian("fix the domain of a data source (declare it public or learn it "
-                         "with DP)")
+    ws.require_custodian("fix the domain of a data source (declare it public or learn it with DP)")
     if mode not in ("public", "dp"):
         raise DomainError("choose how to fix the domain: declare it public, or learn it with DP")
     record = ws.dataset(dataset_id)
@@ -236,20 +272,21 @@ def set_domain(ws: Workspace, dataset_id: str, rows: list[list[Any]], *, mode: s
             raise DomainError("learning the domain with DP needs an epsilon > 0 (e.g. 0.1)")
         delta = float(delta or 1e-6)
         # The names and kinds were reviewed on the page; the bounds are learned, not used.
-        fixed, parts = _learn_domain(ws, record, skeleton(draft).confirm_public(),
-                                     float(epsilon), delta)
+        fixed, parts = _learn_domain(
+            ws, record, skeleton(draft).confirm_public(), float(epsilon), delta
+        )
     draft.save(record.draft_schema_path)
     state.directory.mkdir(parents=True, exist_ok=True)
     fixed.save(state.schema_path)
-    state.mode, state.epsilon, state.delta, state.parts = mode, float(epsilon), float(delta), \
-        parts
+    state.mode, state.epsilon, state.delta, state.parts = mode, float(epsilon), float(delta), parts
     state.fixed_by, state.fixed_at = ws.user, now()
     ws.sources.save_domain(state)
     return record
 
 
-def _learn_domain(ws: Workspace, record: DatasetRecord, skeleton: Schema, epsilon: float,
-                  delta: float) -> tuple[Schema, list[dict[str, Any]]]:
+def _learn_domain(
+    ws: Workspace, record: DatasetRecord, skeleton: Schema, epsilon: float, delta: float
+) -> tuple[Schema, list[dict[str, Any]]]:
     """Learn the domain from the dataset's train rows, charged to the source's budget."""
     import tempfile
 
@@ -260,9 +297,17 @@ def _learn_domain(ws: Workspace, record: DatasetRecord, skeleton: Schema, epsilo
     with tempfile.TemporaryDirectory(prefix="privsynth-skeleton-") as tmp:
         path = skeleton.save(Path(tmp) / "skeleton.yaml")
         try:
-            table = prepare_table(record.train_path, schema_path=path, domain="dp",
-                                  domain_epsilon=epsilon, domain_delta=delta, ledger=ws.ledger,
-                                  run_id=run_id, source=record.source, parent_key=key)
+            table = prepare_table(
+                record.train_path,
+                schema_path=path,
+                domain="dp",
+                domain_epsilon=epsilon,
+                domain_delta=delta,
+                ledger=ws.ledger,
+                run_id=run_id,
+                source=record.source,
+                parent_key=key,
+            )
         except BudgetNotSetError:
             raise BudgetNotSetError(NO_BUDGET) from None
         except DomainError as exc:
@@ -271,25 +316,35 @@ def _learn_domain(ws: Workspace, record: DatasetRecord, skeleton: Schema, epsilo
             if spent:
                 raise DomainError(
                     f"{exc}. The {len(spent)} column(s) learned before this one were charged "
-                    f"ε = {sum(e.epsilon for e in spent):.4g} (see Budget & runs)") from None
+                    f"ε = {sum(e.epsilon for e in spent):.4g} (see Budget & runs)"
+                ) from None
             raise
     parts = [{**p.public(), "entry_id": p.entry_id} for p in table.spent]
     return table.schema, parts
 
 
-def domain_cost_text(ws: Workspace, dataset_id: str | None, mode: str | None,
-                     epsilon: float | None, delta: float | None) -> str:
+def domain_cost_text(
+    ws: Workspace,
+    dataset_id: str | None,
+    mode: str | None,
+    epsilon: float | None,
+    delta: float | None,
+) -> str:
     """What the chosen domain step costs, against the budget left."""
     if not ws.is_custodian:
-        return ("Only a data custodian fixes the domain of a data source (once, for everyone "
-                "who uses it).")
+        return (
+            "Only a data custodian fixes the domain of a data source (once, for everyone "
+            "who uses it)."
+        )
     if mode not in ("public", "dp"):
         return "Choose how to fix the domain: declare it public, or learn it with DP."
     if mode == "public":
-        return ("**Declaring the domain public costs nothing**, but only you can vouch for it: "
-                "the bounds and categories above were read off the private rows. Resolve the "
-                "flagged values (edit them, or use round public limits), or tick the box once "
-                "you have checked they are public knowledge.")
+        return (
+            "**Declaring the domain public costs nothing**, but only you can vouch for it: "
+            "the bounds and categories above were read off the private rows. Resolve the "
+            "flagged values (edit them, or use round public limits), or tick the box once "
+            "you have checked they are public knowledge."
+        )
     if not dataset_id:
         return "Choose a dataset first."
     try:
@@ -300,11 +355,12 @@ def domain_cost_text(ws: Workspace, dataset_id: str | None, mode: str | None,
         return "**No budget set yet** for this data source: set one on the Budget & runs tab."
     eps, dlt = float(epsilon or 0), float(delta or 0)
     left = status.remaining
-    verdict = ("fits in" if eps <= left.epsilon and dlt <= left.delta
-               else "**does not fit** in")
-    return (f"**Learning the domain with DP spends ε = {eps:g}, δ = {dlt:g}** (split over the "
-            f"columns), which {verdict} the ε = {left.epsilon:.4g}, δ = {left.delta:.3g} left "
-            f"of this data source's budget. Only column names and kinds are kept from the table.")
+    verdict = "fits in" if eps <= left.epsilon and dlt <= left.delta else "**does not fit** in"
+    return (
+        f"**Learning the domain with DP spends ε = {eps:g}, δ = {dlt:g}** (split over the "
+        f"columns), which {verdict} the ε = {left.epsilon:.4g}, δ = {left.delta:.3g} left "
+        f"of this data source's budget. Only column names and kinds are kept from the table."
+    )
 
 
 __all__ = [

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from .training import WebFlows
     from .workspace import RunRecord, Workspace
 
-NOT_DP_ACTION = ("run or read an evaluation: it compares the synthetic rows with the real ones, "
-                 "so it is NOT differentially private")
+NOT_DP_ACTION = (
+    "run or read an evaluation: it compares the synthetic rows with the real ones, "
+    "so it is NOT differentially private"
+)
 
 
 @dataclass
@@ -45,8 +47,10 @@ class EvaluationView:
 def _evaluable(ws: Workspace, run_id: str) -> RunRecord:
     record = _done_run(ws, run_id)
     if not (record.run_dir / "custodian" / "manifest.json").is_file():
-        raise GeneratorError(f"run {record.run_id} was trained before runs were flow runs and "
-                             f"has no run directory to evaluate; train it again")
+        raise GeneratorError(
+            f"run {record.run_id} was trained before runs were flow runs and "
+            f"has no run directory to evaluate; train it again"
+        )
     return record
 
 
@@ -70,15 +74,19 @@ def sample_choices(ws: Workspace, run_id: str | None) -> list[tuple[str, str]]:
     record = ws.run(run_id)
     release = record.run_dir / "release" / "synthetic.csv"
     size = f"{_rows_in(release):,} rows: the training table's size" if release.is_file() else ""
-    choices = [(f"the release's table ({size})" if size else "the release's table",
-                RELEASE_SAMPLE)]
-    drawn = sorted(record.samples_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime,
-                   reverse=True)
+    choices = [(f"the release's table ({size})" if size else "the release's table", RELEASE_SAMPLE)]
+    drawn = sorted(record.samples_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime, reverse=True)
     return choices + [(p.name, p.name) for p in drawn]
 
 
-def evaluate(ws: Workspace, run_id: str, *, target: str | None, flows: WebFlows,
-             sample: str | None = RELEASE_SAMPLE) -> EvaluationView:
+def evaluate(
+    ws: Workspace,
+    run_id: str,
+    *,
+    target: str | None,
+    flows: WebFlows,
+    sample: str | None = RELEASE_SAMPLE,
+) -> EvaluationView:
     """Score a synthetic table of the run against the real rows with the ``evaluate`` flow,
     every metric whose inputs exist; the report replaces the run's.
 
@@ -96,45 +104,75 @@ def evaluate(ws: Workspace, run_id: str, *, target: str | None, flows: WebFlows,
         # A name from the list, never a path: anything else is not one of the run's tables.
         table = record.samples_dir / Path(str(sample)).name
         if Path(str(sample)).name != sample or not table.is_file():
-            raise GeneratorError(f"run {record.run_id} has no drawn table named {sample!r}; "
-                                 f"choose one from the list")
+            raise GeneratorError(
+                f"run {record.run_id} has no drawn table named {sample!r}; choose one from the list"
+            )
     else:
         table = record.run_dir / "release" / "synthetic.csv"
     chosen = target or trained_target(record)
-    flows.run(ws, "evaluate", {"run_dir": str(record.run_dir), "target": chosen or None,
-                               "synthetic": str(table), "all_metrics": True},
-              what=f"evaluate {record.run_id}")
+    flows.run(
+        ws,
+        "evaluate",
+        {
+            "run_dir": str(record.run_dir),
+            "target": chosen or None,
+            "synthetic": str(table),
+            "all_metrics": True,
+        },
+        what=f"evaluate {record.run_id}",
+    )
     view = evaluation_view(record, table)
-    which = ("the release's table" if not sample else f"`{table.name}`")
-    view.what = (f"Evaluated {which} ({_rows_in(table):,} rows) against the real training rows"
-                 + (f", target column `{chosen}`." if chosen else
-                    ", no target column (no utility metric)."))
+    which = "the release's table" if not sample else f"`{table.name}`"
+    view.what = f"Evaluated {which} ({_rows_in(table):,} rows) against the real training rows" + (
+        f", target column `{chosen}`." if chosen else ", no target column (no utility metric)."
+    )
     return view
 
 
 def evaluation_view(record: RunRecord, sample: Path) -> EvaluationView:
     """The run's report as the Evaluate tab shows it (from ``metrics.json`` and its plots)."""
     data = json.loads((record.report_dir / "metrics.json").read_text(encoding="utf-8"))
-    headlines = [[h["name"], h["group"], num(h["value"]), num(h.get("ceiling")),
-                  num(h.get("floor")), h.get("verdict", "unknown"), h.get("verdict_text", "")]
-                 for h in data.get("headline", [])]
+    headlines = [
+        [
+            h["name"],
+            h["group"],
+            num(h["value"]),
+            num(h.get("ceiling")),
+            num(h.get("floor")),
+            h.get("verdict", "unknown"),
+            h.get("verdict_text", ""),
+        ]
+        for h in data.get("headline", [])
+    ]
     groups: dict[str, list[list[Any]]] = {"fidelity": [], "utility": [], "privacy": []}
     for metric in data.get("metrics", []):
         level, why = metric.get("verdict") or ("unknown", "")
         groups.setdefault(metric["group"], []).append(
-            [metric["name"], num(metric.get("value")),
-             str(metric.get("direction", "")).replace("_", " "), level, why])
+            [
+                metric["name"],
+                num(metric.get("value")),
+                str(metric.get("direction", "")).replace("_", " "),
+                level,
+                why,
+            ]
+        )
     plots = record.report_dir / "plots"
     notes = [f"{s['metric_id']} skipped: {s['reason']}" for s in data.get("skipped", [])]
-    notes += [f"report section {k} failed: {v}"
-              for k, v in (data.get("section_errors") or {}).items()]
+    notes += [
+        f"report section {k} failed: {v}" for k, v in (data.get("section_errors") or {}).items()
+    ]
     return EvaluationView(
-        headlines=headlines, groups=groups,
+        headlines=headlines,
+        groups=groups,
         distribution_plots=sorted(plots.glob("dist_*.png")),
         correlation_plots=sorted(
             (p for p in plots.glob("*.png") if p.name.startswith(("correlation", "pair"))),
-            key=_plot_order),
-        report_dir=record.report_dir, sample=sample, notes=notes)
+            key=_plot_order,
+        ),
+        report_dir=record.report_dir,
+        sample=sample,
+        notes=notes,
+    )
 
 
 def _plot_order(path: Path) -> int:
@@ -178,8 +216,10 @@ def audit(ws: Workspace, run_id: str, *, canaries: Any, flows: WebFlows) -> Audi
 
     from privsynth_core.audit import AuditConfig
 
-    ws.require_custodian("audit a generator: the audit trains on the real rows and its "
-                         "figures are NOT differentially private")
+    ws.require_custodian(
+        "audit a generator: the audit trains on the real rows and its "
+        "figures are NOT differentially private"
+    )
     record = _evaluable(ws, run_id)
     if not record.private or record.epsilon is None:
         raise ConfigError("only a DP run makes a claim to audit")
@@ -192,20 +232,39 @@ def audit(ws: Workspace, run_id: str, *, canaries: Any, flows: WebFlows) -> Audi
         config = AuditConfig(
             input=str(dataset.train_path),
             schema_path=str(record.run_dir / "custodian" / "schema.yaml"),
-            generator=record.generator, params=record.params, epsilon=record.epsilon,
-            delta=record.delta or 1e-5, accountant=_requested_accountant(record),
-            canaries=count)
+            generator=record.generator,
+            params=record.params,
+            epsilon=record.epsilon,
+            delta=record.delta or 1e-5,
+            accountant=_requested_accountant(record),
+            canaries=count,
+        )
     except ValidationError as exc:
-        raise ConfigError(f"cannot audit with these settings: {exc.errors()[0]['msg']}"
-                          ) from None
-    flows.run(ws, "audit", {"config": config.model_dump(mode="json"),
-                            "output_dir": str(record.audit_dir), "overwrite": True},
-              what=f"audit {record.run_id}")
+        raise ConfigError(f"cannot audit with these settings: {exc.errors()[0]['msg']}") from None
+    flows.run(
+        ws,
+        "audit",
+        {
+            "config": config.model_dump(mode="json"),
+            "output_dir": str(record.audit_dir),
+            "overwrite": True,
+        },
+        what=f"audit {record.run_id}",
+    )
     roc = record.audit_dir / "roc.png"
-    return AuditView(summary=(record.audit_dir / "summary.md").read_text(encoding="utf-8"),
-                     roc=roc if roc.is_file() else None,
-                     result=json.loads((record.audit_dir / "audit.json").read_text("utf-8")))
+    return AuditView(
+        summary=(record.audit_dir / "summary.md").read_text(encoding="utf-8"),
+        roc=roc if roc.is_file() else None,
+        result=json.loads((record.audit_dir / "audit.json").read_text("utf-8")),
+    )
 
 
-__all__ = ["RELEASE_SAMPLE", "AuditView", "EvaluationView", "audit", "evaluate",
-           "evaluation_view", "sample_choices"]
+__all__ = [
+    "RELEASE_SAMPLE",
+    "AuditView",
+    "EvaluationView",
+    "audit",
+    "evaluate",
+    "evaluation_view",
+    "sample_choices",
+]

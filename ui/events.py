@@ -40,15 +40,40 @@ ANALYST_SCHEMA_LABEL = "Schema: the fixed domain (not fixed yet)"
 NOT_FIXED_FOR_ANALYSTS = (
     "The domain of this data source is **not fixed yet**. A data custodian reviews the draft "
     "inferred from the rows (it is not private, so analysts do not see it) and declares it "
-    "public or learns it with DP; then it shows here and you can train.")
+    "public or learns it with DP; then it shows here and you can train."
+)
 
-BUDGET_HEADERS = ["data source", "your datasets", "budget ε", "budget δ", "spent ε", "spent δ",
-                  "left ε", "left δ", "non-DP runs"]
+BUDGET_HEADERS = [
+    "data source",
+    "your datasets",
+    "budget ε",
+    "budget δ",
+    "spent ε",
+    "spent δ",
+    "left ε",
+    "left δ",
+    "non-DP runs",
+]
 LEDGER_HEADERS = ["entry", "time", "mechanism", "status", "ε", "δ", "run"]
-RUN_HEADERS = ["run", "created", "dataset", "generator", "target ε", "ε end to end", "status",
-               "note"]
-HEADLINE_HEADERS = ["score", "group", "value", "real-data ceiling", "shuffled floor", "verdict",
-                    "why"]
+RUN_HEADERS = [
+    "run",
+    "created",
+    "dataset",
+    "generator",
+    "target ε",
+    "ε end to end",
+    "status",
+    "note",
+]
+HEADLINE_HEADERS = [
+    "score",
+    "group",
+    "value",
+    "real-data ceiling",
+    "shuffled floor",
+    "verdict",
+    "why",
+]
 METRIC_HEADERS = ["metric", "value", "direction", "verdict", "why"]
 
 
@@ -85,30 +110,49 @@ class PageEvents:
             except NotFoundError:
                 message = f"Run `{str(wanted)[:40]}` not found."
         # Plain HTML: a Markdown link would open a new tab, and signing out belongs in this one.
-        badge = (f"<p>Signed in as <b>{html.escape(ws.user)}</b> ({ws.role}) · "
-                 f"<a href='/logout' target='_self'>Sign out</a></p>")
+        badge = (
+            f"<p>Signed in as <b>{html.escape(ws.user)}</b> ({ws.role}) · "
+            f"<a href='/logout' target='_self'>Sign out</a></p>"
+        )
         custodian = gr.update(visible=ws.is_custodian)
-        return (badge, message, gr.update(choices=choices, value=current),
-                gr.update(choices=data.server_files(self.settings)), run_value,
-                *([custodian] * CUSTODIAN_BLOCKS))
+        return (
+            badge,
+            message,
+            gr.update(choices=choices, value=current),
+            gr.update(choices=data.server_files(self.settings)),
+            run_value,
+            *([custodian] * CUSTODIAN_BLOCKS),
+        )
 
-    def select_dataset(self, ws: Workspace, dataset_id: str | None,
-                       wanted_run: str | None) -> tuple[Any, ...]:
+    def select_dataset(
+        self, ws: Workspace, dataset_id: str | None, wanted_run: str | None
+    ) -> tuple[Any, ...]:
         """Show a dataset: its summary, schema table, runs and default delta."""
         if not dataset_id:
-            return (views.dataset_info(ws, None), gr.update(), "", "", gr.update(choices=[]),
-                    gr.update(choices=[]), gr.update(), None)
+            return (
+                views.dataset_info(ws, None),
+                gr.update(),
+                "",
+                "",
+                gr.update(choices=[]),
+                gr.update(choices=[]),
+                gr.update(),
+                None,
+            )
         record = ws.dataset(dataset_id)
         choices = run_choices(ws, record.dataset_id)
         latest = choices[0][1] if choices else None
         if wanted_run in {value for _, value in choices}:
             latest = wanted_run  # a deep link (?run=ID) to one of this dataset's runs
-        return (views.dataset_info(ws, record), *self._schema_view(ws, record),
-                gr.update(choices=choices, value=latest),
-                gr.update(choices=choices, value=latest),
-                # Empty delta: the default from the released row count (never the exact size).
-                gr.update(value=None),
-                None)  # nothing preselected: the custodian chooses public or DP each time
+        return (
+            views.dataset_info(ws, record),
+            *self._schema_view(ws, record),
+            gr.update(choices=choices, value=latest),
+            gr.update(choices=choices, value=latest),
+            # Empty delta: the default from the released row count (never the exact size).
+            gr.update(value=None),
+            None,
+        )  # nothing preselected: the custodian chooses public or DP each time
 
     @staticmethod
     def _schema_view(ws: Workspace, record: DatasetRecord) -> tuple[Any, str, str]:
@@ -116,30 +160,60 @@ class PageEvents:
         see them (an analyst: the fixed domain only, never the draft)."""
         schema = domain.visible_schema(ws, record)
         if schema is None:
-            return (gr.update(value=views.table_value([], domain.SCHEMA_HEADERS),
-                              interactive=False, label=ANALYST_SCHEMA_LABEL), "",
-                    NOT_FIXED_FOR_ANALYSTS)
+            return (
+                gr.update(
+                    value=views.table_value([], domain.SCHEMA_HEADERS),
+                    interactive=False,
+                    label=ANALYST_SCHEMA_LABEL,
+                ),
+                "",
+                NOT_FIXED_FOR_ANALYSTS,
+            )
         editable = ws.is_custodian
         how = "declared public" if schema.domain == "public" else "learned with DP"
-        label = ("Schema: the draft inferred from the rows (NOT private; custodians only)"
-                 if schema.domain == "inferred" else f"Schema: the fixed domain ({how})")
-        return (gr.update(value=views.table_value(domain.schema_rows(schema),
-                                                  domain.SCHEMA_HEADERS),
-                          interactive=editable, label=label),
-                domain.excluded_text(schema), domain.review_text(schema) if editable else "")
+        label = (
+            "Schema: the draft inferred from the rows (NOT private; custodians only)"
+            if schema.domain == "inferred"
+            else f"Schema: the fixed domain ({how})"
+        )
+        return (
+            gr.update(
+                value=views.table_value(domain.schema_rows(schema), domain.SCHEMA_HEADERS),
+                interactive=editable,
+                label=label,
+            ),
+            domain.excluded_text(schema),
+            domain.review_text(schema) if editable else "",
+        )
 
-    def add_upload(self, ws: Workspace, file: Any, name: str, share: float,
-                   exclude: str, source_id: str) -> Any:
+    def add_upload(
+        self, ws: Workspace, file: Any, name: str, share: float, exclude: str, source_id: str
+    ) -> Any:
         """Add an uploaded CSV/Parquet file as a new dataset (an extract of its data source)."""
-        record = data.add_uploaded(ws, self.settings, file, name=name, holdout_share=share,
-                                   exclude=exclude, source_id=source_id or "")
+        record = data.add_uploaded(
+            ws,
+            self.settings,
+            file,
+            name=name,
+            holdout_share=share,
+            exclude=exclude,
+            source_id=source_id or "",
+        )
         return gr.update(choices=dataset_choices(ws), value=record.dataset_id), None
 
-    def add_server(self, ws: Workspace, choice: str, name: str, share: float,
-                   exclude: str, source_id: str) -> Any:
+    def add_server(
+        self, ws: Workspace, choice: str, name: str, share: float, exclude: str, source_id: str
+    ) -> Any:
         """Add a file from an operator-allowed server folder as a new dataset."""
-        record = data.add_server_file(ws, self.settings, choice, name=name, holdout_share=share,
-                                      exclude=exclude, source_id=source_id or "")
+        record = data.add_server_file(
+            ws,
+            self.settings,
+            choice,
+            name=name,
+            holdout_share=share,
+            exclude=exclude,
+            source_id=source_id or "",
+        )
         return gr.update(choices=dataset_choices(ws), value=record.dataset_id)
 
     def _after_edit(self, ws: Workspace, dataset_id: str) -> tuple[Any, ...]:
@@ -150,8 +224,9 @@ class PageEvents:
     def save_schema(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
         """Save the edited schema table as the dataset's draft (custodians)."""
         domain.save_draft(ws, dataset_id, table_rows(rows))
-        gr.Info("Draft saved; fix the domain again before anyone trains on this source.",
-                duration=4)
+        gr.Info(
+            "Draft saved; fix the domain again before anyone trains on this source.", duration=4
+        )
         return self._after_edit(ws, dataset_id)
 
     def round_limits(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
@@ -160,16 +235,31 @@ class PageEvents:
         gr.Info("Flagged bounds replaced by round public limits (draft saved).", duration=4)
         return self._after_edit(ws, dataset_id)
 
-    def fix_domain(self, ws: Workspace, dataset_id: str, rows: Any, mode: str | None,
-                   eps: float | None, dlt: float | None, accept: bool) -> Any:
+    def fix_domain(
+        self,
+        ws: Workspace,
+        dataset_id: str,
+        rows: Any,
+        mode: str | None,
+        eps: float | None,
+        dlt: float | None,
+        accept: bool,
+    ) -> Any:
         """Fix the data source's domain: declared public, or learned with DP (charged).
 
         A failed DP learning leaves the domain in force as it was; it may have charged the
         columns it learned before failing, so the page shows the budget as it is now and says
         what failed and which domain still holds (the edited table stays as typed)."""
         try:
-            record = domain.set_domain(ws, dataset_id, table_rows(rows), mode=mode, epsilon=eps,
-                                       delta=dlt, accept_flagged=bool(accept))
+            record = domain.set_domain(
+                ws,
+                dataset_id,
+                table_rows(rows),
+                mode=mode,
+                epsilon=eps,
+                delta=dlt,
+                accept_flagged=bool(accept),
+            )
         except (DomainError, BudgetError) as exc:
             # Only the learning's own failures: a refused caller, an unknown dataset or a
             # table with problems are errors as before (nothing was tried).
@@ -177,20 +267,34 @@ class PageEvents:
                 raise
             current = ws.dataset(dataset_id)
             state = domain.domain_of(ws, current)
-            kept = ("The domain is not fixed: nobody can train on this source yet."
-                    if not state.fixed else
-                    "The domain in force is unchanged: " + (
-                        "declared public" if state.mode == "public" else
-                        f"learned with DP for ε = {state.epsilon:g}")
-                    + (f" by {state.fixed_by}." if state.fixed_by else "."))
+            kept = (
+                "The domain is not fixed: nobody can train on this source yet."
+                if not state.fixed
+                else "The domain in force is unchanged: "
+                + (
+                    "declared public"
+                    if state.mode == "public"
+                    else f"learned with DP for ε = {state.epsilon:g}"
+                )
+                + (f" by {state.fixed_by}." if state.fixed_by else ".")
+            )
             failed = redact_paths(f"Learning the domain with DP failed: {exc}", ws.home)
             gr.Warning(f"{failed} {kept}", title="Domain not learned", duration=None)
-            return (gr.skip(), views.dataset_info(ws, current),
-                    f"**{html.escape(failed)}**\n\n{html.escape(kept)}")
+            return (
+                gr.skip(),
+                views.dataset_info(ws, current),
+                f"**{html.escape(failed)}**\n\n{html.escape(kept)}",
+            )
         state = domain.domain_of(ws, record)
-        gr.Info("Domain fixed for every user of this data source: " + (
-            "declared public." if state.mode == "public" else
-            f"learned with DP for ε = {state.epsilon:g}."), duration=4)
+        gr.Info(
+            "Domain fixed for every user of this data source: "
+            + (
+                "declared public."
+                if state.mode == "public"
+                else f"learned with DP for ε = {state.epsilon:g}."
+            ),
+            duration=4,
+        )
         return self._after_edit(ws, dataset_id)
 
     def train_targets(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, Any, str]:
@@ -198,11 +302,14 @@ class PageEvents:
         it best, with why."""
         schema = domain.visible_schema(ws, ws.dataset(dataset_id)) if dataset_id else None
         names = schema.names if schema is not None else []
-        return (gr.update(choices=[("(none)", ""), *((n, n) for n in names)], value=""),
-                *self.suggest_generator(ws, dataset_id, ""))
+        return (
+            gr.update(choices=[("(none)", ""), *((n, n) for n in names)], value=""),
+            *self.suggest_generator(ws, dataset_id, ""),
+        )
 
-    def suggest_generator(self, ws: Workspace, dataset_id: str | None,
-                          tgt: str | None) -> tuple[Any, str]:
+    def suggest_generator(
+        self, ws: Workspace, dataset_id: str | None, tgt: str | None
+    ) -> tuple[Any, str]:
         """The generator choice's default: the installed DP generator that serves the dataset
         (and its target) best (:func:`privsynth_core.registry.choose_generator`), and why."""
         found = runs.suggested_generator(ws, dataset_id, tgt or None)
@@ -224,11 +331,19 @@ class PageEvents:
             if g == gid:
                 break
             offset += len(self.forms[g])
-        own = list(values[offset:offset + len(self.forms[gid])])
+        own = list(values[offset : offset + len(self.forms[gid])])
         return json.dumps(collect_params(self.forms[gid], own), indent=2)
 
-    def preview(self, ws: Workspace, dataset_id: str, gid: str, eps: float, dlt: float,
-                acc: str, *values: Any) -> tuple[str, str]:
+    def preview(
+        self,
+        ws: Workspace,
+        dataset_id: str,
+        gid: str,
+        eps: float,
+        dlt: float,
+        acc: str,
+        *values: Any,
+    ) -> tuple[str, str]:
         """The form's parameters as JSON, and what a training with them would spend.
 
         One step, not two chained ones: a chained step is dropped while its previous run is
@@ -237,18 +352,36 @@ class PageEvents:
         params = self.collect(ws, gid, *values)
         return params, runs.plan_text(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
 
-    def preview_cost(self, ws: Workspace, dataset_id: str, gid: str, params: str, eps: float,
-                     dlt: float, acc: str) -> str:
+    def preview_cost(
+        self,
+        ws: Workspace,
+        dataset_id: str,
+        gid: str,
+        params: str,
+        eps: float,
+        dlt: float,
+        acc: str,
+    ) -> str:
         """What a training would spend, before anything is charged."""
         return runs.plan_text(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
 
-    def train(self, ws: Workspace, dataset_id: str, gid: str, params: str, eps: float,
-              dlt: float, acc: str, tgt: str | None = None) -> Iterator[Any]:
+    def train(
+        self,
+        ws: Workspace,
+        dataset_id: str,
+        gid: str,
+        params: str,
+        eps: float,
+        dlt: float,
+        acc: str,
+        tgt: str | None = None,
+    ) -> Iterator[Any]:
         """Train a generator on the dataset (a ``synthesize`` flow run), yielding its live
         progress until it ends. ``tgt``: the column a model will predict, if any (the run
         configuration's ``target``)."""
-        plan = runs.check_training(ws, dataset_id, gid, parse_params(params), eps, dlt, acc,
-                                   target=tgt or None)
+        plan = runs.check_training(
+            ws, dataset_id, gid, parse_params(params), eps, dlt, acc, target=tgt or None
+        )
         record = runs.train(ws, runs.new_run(ws, plan), self.flows)
         yield from self.watch(ws, record)
 
@@ -267,35 +400,42 @@ class PageEvents:
         for now, view in self.flows.follow(ws, record, refresh=runs.refresh):
             losses = read_losses(now.losses_path) if ws.is_custodian else []
             plot = loss_plot(losses) if ws.is_custodian else gr.update(value=None)
-            yield views.progress_html(now, view, show_losses=ws.is_custodian,
-                                      losses=losses), plot
+            yield views.progress_html(now, view, show_losses=ws.is_custodian, losses=losses), plot
 
     def cancel(self, ws: Workspace) -> str:
         """Cancel the caller's running training: its flow run is cancelled in Prefect."""
         record = runs.cancel(ws, self.flows)
         if record is None:
             return "No training of yours is running."
-        return (f"Cancelling run `{record.run_id}` (Prefect flow run `{record.flow_run_id}`). "
-                f"If it has started training, the ledger keeps its whole reservation: the data "
-                f"has been used.")
+        return (
+            f"Cancelling run `{record.run_id}` (Prefect flow run `{record.flow_run_id}`). "
+            f"If it has started training, the ledger keeps its whole reservation: the data "
+            f"has been used."
+        )
 
     def after_train(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
         """Refresh the run lists and the dataset summary after a training."""
         choices = run_choices(ws, dataset_id)
         latest = choices[0][1] if choices else None
         record = ws.dataset(dataset_id) if dataset_id else None
-        return (gr.update(choices=choices, value=latest),
-                gr.update(choices=choices, value=latest), views.dataset_info(ws, record))
+        return (
+            gr.update(choices=choices, value=latest),
+            gr.update(choices=choices, value=latest),
+            views.dataset_info(ws, record),
+        )
 
     def generate(self, ws: Workspace, run_id: str, n: float, seed: float) -> tuple[Any, ...]:
         """Draw synthetic rows from a trained run (a ``generate`` flow run): file, preview and a
         note on its privacy."""
         path, frame = runs.generate(ws, self.settings, run_id, n, seed, self.flows)
         record = ws.run(run_id)
-        note = (f"{frame.height:,} rows drawn from run `{record.run_id}` "
-                f"({runs.privacy_text(record)}): post-processing of the DP model, free and "
-                f"shareable." if record.private else
-                "⚠ **NOT differentially private**: these rows must not be released.")
+        note = (
+            f"{frame.height:,} rows drawn from run `{record.run_id}` "
+            f"({runs.privacy_text(record)}): post-processing of the DP model, free and "
+            f"shareable."
+            if record.private
+            else "⚠ **NOT differentially private**: these rows must not be released."
+        )
         return self.stage(path), frame.head(20).to_pandas(), note
 
     def targets(self, ws: Workspace, run_id: str | None) -> tuple[Any, Any]:
@@ -305,24 +445,37 @@ class PageEvents:
         columns = runs.target_choices(ws, run_id)
         trained = runs.trained_target(ws.run(run_id)) if run_id else None
         samples = evals.sample_choices(ws, run_id)
-        return (gr.update(choices=[("(none)", ""), *((c, c) for c in columns)],
-                          value=trained if trained in columns else ""),
-                gr.update(choices=samples, value=evals.RELEASE_SAMPLE))
+        return (
+            gr.update(
+                choices=[("(none)", ""), *((c, c) for c in columns)],
+                value=trained if trained in columns else "",
+            ),
+            gr.update(choices=samples, value=evals.RELEASE_SAMPLE),
+        )
 
-    def evaluate(self, ws: Workspace, run_id: str, tgt: str | None,
-                 sample: str | None = evals.RELEASE_SAMPLE) -> tuple[Any, ...]:
+    def evaluate(
+        self, ws: Workspace, run_id: str, tgt: str | None, sample: str | None = evals.RELEASE_SAMPLE
+    ) -> tuple[Any, ...]:
         """Evaluate a synthetic table of a run against the real rows (an ``evaluate`` flow
         run; NOT DP)."""
         view = evals.evaluate(ws, run_id, target=tgt, flows=self.flows, sample=sample)
-        link = (f"<p><a href='/files/runs/{run_id}/report/report.html' target='_blank' "
-                f"rel='noopener'>Open the full report</a> (NOT DP: custodian-only)</p>")
+        link = (
+            f"<p><a href='/files/runs/{run_id}/report/report.html' target='_blank' "
+            f"rel='noopener'>Open the full report</a> (NOT DP: custodian-only)</p>"
+        )
         note = view.what + "".join(f"\n- {n}" for n in view.notes)
-        return (views.table_value(view.headlines, HEADLINE_HEADERS),
-                *(views.table_value(view.groups.get(g, []), METRIC_HEADERS)
-                  for g in ("fidelity", "utility", "privacy")),
-                [(self.stage(p), p.stem.split("_", 2)[-1]) for p in view.distribution_plots],
-                [(self.stage(p), p.stem.replace("_", " ")) for p in view.correlation_plots],
-                link, self.stage(view.report_dir, name="privsynth-report-NOT-DP"), note)
+        return (
+            views.table_value(view.headlines, HEADLINE_HEADERS),
+            *(
+                views.table_value(view.groups.get(g, []), METRIC_HEADERS)
+                for g in ("fidelity", "utility", "privacy")
+            ),
+            [(self.stage(p), p.stem.split("_", 2)[-1]) for p in view.distribution_plots],
+            [(self.stage(p), p.stem.replace("_", " ")) for p in view.correlation_plots],
+            link,
+            self.stage(view.report_dir, name="privsynth-report-NOT-DP"),
+            note,
+        )
 
     def audit(self, ws: Workspace, run_id: str, canaries: float) -> tuple[Any, ...]:
         """Audit a run's generator with canaries (an ``audit`` flow run; NOT DP)."""
@@ -333,10 +486,13 @@ class PageEvents:
         """Budgets of every dataset, the current dataset's ledger, every run."""
         ledger = budget.ledger_rows(ws, dataset_id) if dataset_id else []
         total = budget.budget_of(ws, dataset_id) if dataset_id else None
-        return (views.table_value(budget.budget_rows(ws), BUDGET_HEADERS),
-                views.table_value(ledger, LEDGER_HEADERS),
-                views.table_value(runs.run_rows(ws, self.flows), RUN_HEADERS),
-                total.epsilon if total else None, total.delta if total else None)
+        return (
+            views.table_value(budget.budget_rows(ws), BUDGET_HEADERS),
+            views.table_value(ledger, LEDGER_HEADERS),
+            views.table_value(runs.run_rows(ws, self.flows), RUN_HEADERS),
+            total.epsilon if total else None,
+            total.delta if total else None,
+        )
 
     def refresh_overview(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
         """The tables of :meth:`overview`, leaving the budget inputs as the user typed them."""
@@ -353,8 +509,9 @@ class PageEvents:
         gr.Info(f"{count} non-DP run(s) acknowledged.", duration=4)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
-    def close_reservation(self, ws: Workspace, dataset_id: str, entry_id: Any,
-                          note: str) -> tuple[Any, ...]:
+    def close_reservation(
+        self, ws: Workspace, dataset_id: str, entry_id: Any, note: str
+    ) -> tuple[Any, ...]:
         """Close a reservation left open by a training that died (custodians)."""
         running = runs.trainings_in_flight(ws, dataset_id)
         budget.close_reservation(ws, dataset_id, entry_id, note, running)
@@ -365,8 +522,9 @@ class PageEvents:
         """A run's record, by id (only the caller's own runs)."""
         return runs.run_details(ws, run_id, self.flows)
 
-    def domain_cost_text(self, ws: Workspace, dataset_id: str | None, mode: str | None,
-                         eps: float, dlt: float) -> str:
+    def domain_cost_text(
+        self, ws: Workspace, dataset_id: str | None, mode: str | None, eps: float, dlt: float
+    ) -> str:
         """What the chosen domain step would cost."""
         return domain.domain_cost_text(ws, dataset_id, mode, eps, dlt)
 
@@ -397,8 +555,11 @@ def loss_plot(losses: list[dict[str, Any]]) -> Any:
     names = sorted(set(frame["loss"]))
     colours = dict(zip(names, views.PLOT_COLOURS, strict=False))
     legend = ", ".join(f"{n} ({views.COLOUR_NAMES[c]})" for n, c in colours.items())
-    return gr.update(value=frame, color_map=colours,
-                     label=f"Losses per epoch: {legend} (on real rows: for you, not released)")
+    return gr.update(
+        value=frame,
+        color_map=colours,
+        label=f"Losses per epoch: {legend} (on real rows: for you, not released)",
+    )
 
 
 def describe(generator_id: str | None) -> str:
@@ -438,5 +599,3 @@ def parse_params(text: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError("the parameters must be a JSON object of name: value")
     return value
-
-

@@ -74,8 +74,16 @@ def _spec(name: str, prop: dict[str, Any], defs: dict[str, Any]) -> FieldSpec:
     json_type = node.get("type")
     if json_type in ("integer", "number"):
         kind = "int" if json_type == "integer" else "float"
-        return FieldSpec(name, kind, label, info, default, optional,
-                         minimum=node.get("minimum"), maximum=node.get("maximum"))
+        return FieldSpec(
+            name,
+            kind,
+            label,
+            info,
+            default,
+            optional,
+            minimum=node.get("minimum"),
+            maximum=node.get("maximum"),
+        )
     if json_type == "boolean":
         return FieldSpec(name, "bool", label, info, bool(default), optional)
     if json_type == "string":

@@ -38,9 +38,12 @@ def internal_error(exc: BaseException | None = None) -> gr.Error:
     """Log the exception being handled under a fresh reference; the error the page shows."""
     reference = uuid.uuid4().hex[:8]
     log.exception("internal error %s", reference, exc_info=exc or True)
-    return gr.Error(f"internal error {reference}: something went wrong on the server. The "
-                    f"operator can find the details in the server log under this reference.",
-                    title="Internal error", print_exception=False)
+    return gr.Error(
+        f"internal error {reference}: something went wrong on the server. The "
+        f"operator can find the details in the server log under this reference.",
+        title="Internal error",
+        print_exception=False,
+    )
 
 
 def redact_paths(message: str, home: Any) -> str:
@@ -60,8 +63,9 @@ def error_boundary(home: Any = None) -> Iterator[None]:
         raise
     except PrivsynthError as exc:
         message = str(exc) if home is None else redact_paths(str(exc), home)
-        raise gr.Error(message, title="Cannot do that", duration=None,
-                       print_exception=False) from None
+        raise gr.Error(
+            message, title="Cannot do that", duration=None, print_exception=False
+        ) from None
     except Exception as exc:
         raise internal_error(exc) from None
 
@@ -75,8 +79,11 @@ def workspace_for(home: Any, request: gr.Request | None) -> Workspace:
     user = getattr(request, "username", None) if request is not None else None
     role = UserStore(Path(home) / "users.sqlite").role(str(user)) if user else None
     if not user or role is None:
-        raise gr.Error("you are not signed in; open the app's sign-in page",
-                       title="Not signed in", print_exception=False)
+        raise gr.Error(
+            "you are not signed in; open the app's sign-in page",
+            title="Not signed in",
+            print_exception=False,
+        )
     return Workspace(home, str(user), role=role)
 
 
@@ -97,10 +104,13 @@ def _inputs(fn: Callable[..., Any]) -> int:
 def _present(handler: Callable[..., Any], fn: Callable[..., Any], n_inputs: int) -> None:
     # Gradio passes the request only to a *positional* parameter annotated gr.Request, at its
     # position: give the wrapper the signature (input_0, ..., input_n-1, request).
-    params = [inspect.Parameter(f"input_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-              for i in range(n_inputs)]
-    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                    annotation=gr.Request))
+    params = [
+        inspect.Parameter(f"input_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for i in range(n_inputs)
+    ]
+    params.append(
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
+    )
     handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     handler.__annotations__ = {"request": gr.Request}
     handler.__name__ = fn.__name__
@@ -152,5 +162,11 @@ def gated_stream(home: Any, fn: Callable[..., Iterator[Any]]) -> Callable[..., I
     return handler
 
 
-__all__ = ["error_boundary", "gated", "gated_stream", "internal_error", "redact_paths",
-           "workspace_for"]
+__all__ = [
+    "error_boundary",
+    "gated",
+    "gated_stream",
+    "internal_error",
+    "redact_paths",
+    "workspace_for",
+]

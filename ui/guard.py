@@ -42,13 +42,17 @@ log = logging.getLogger("privsynth.ui")
 
 API = "/gradio_api"
 # Server-wide statistics and developer routes: no user of this app needs them.
-_HIDDEN = re.compile(r"^(/monitoring(/.*)?|/gradio_api/(queue/status|runs/?|run-history/.*|"
-                     r"vibe-edit/?|undo-vibe-edit/?|vibe-code/?|dev/reload|"
-                     r"startup-events))$")
+_HIDDEN = re.compile(
+    r"^(/monitoring(/.*)?|/gradio_api/(queue/status|runs/?|run-history/.*|"
+    r"vibe-edit/?|undo-vibe-edit/?|vibe-code/?|dev/reload|"
+    r"startup-events))$"
+)
 _FILE_ROUTE = re.compile(r"^/gradio_api/file[=/](?P<path>.+)$")
 _HASH_IN_PATH = re.compile(r"^/gradio_api/(heartbeat|stream)/(?P<hash>[^/]+)(/.*)?$")
-_EVENT_IN_PATH = re.compile(r"^/gradio_api/(call(/v2)?/[^/]+|stream)/(?P<event>[^/]+)"
-                            r"(/close)?/?$")
+_EVENT_IN_PATH = re.compile(
+    r"^/gradio_api/(call(/v2)?/[^/]+|stream)/(?P<event>[^/]+)"
+    r"(/close)?/?$"
+)
 _JSON_BODY = re.compile(r"^/gradio_api/(queue/join|cancel|run/.+|api/.+|call/.+|stream/.+)$")
 _MAX_SESSIONS = 100_000
 _MAX_JSON = 50 * 2**20
@@ -105,8 +109,11 @@ class Custody:
         from gradio.processing_utils import save_file_to_cache
 
         for path in _files_in(value):
-            cached = path if self.in_cache(path) is not None else \
-                Path(save_file_to_cache(path, str(self.cache_dir)))
+            cached = (
+                path
+                if self.in_cache(path) is not None
+                else Path(save_file_to_cache(path, str(self.cache_dir)))
+            )
             self.give(cached, user)
 
     def bind(self, session_hash: str, user: str) -> bool:
@@ -196,8 +203,14 @@ def _refuse(status: int, text: str) -> Any:
     return PlainTextResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def install(app: FastAPI, *, prefix: str, custody: Custody, user_of: Callable[[Any], str | None],
-            events: Callable[[str], tuple[str | None, str | None]]) -> None:
+def install(
+    app: FastAPI,
+    *,
+    prefix: str,
+    custody: Custody,
+    user_of: Callable[[Any], str | None],
+    events: Callable[[str], tuple[str | None, str | None]],
+) -> None:
     """Add the guard to ``app`` (a FastAPI app) for the Gradio page mounted at ``prefix``.
 
     Args:
@@ -215,11 +228,14 @@ def install(app: FastAPI, *, prefix: str, custody: Custody, user_of: Callable[[A
         path = request.url.path
         response = None
         if path == prefix or path.startswith(prefix + "/"):
-            response = await _check(request, path[len(prefix):], custody, user_of, events)
+            response = await _check(request, path[len(prefix) :], custody, user_of, events)
         if response is None:
             response = await call_next(request)
-            if path == prefix + API + "/upload" and request.method == "POST" and \
-                    response.status_code == 200:
+            if (
+                path == prefix + API + "/upload"
+                and request.method == "POST"
+                and response.status_code == 200
+            ):
                 response = await _claim_uploads(request, response, custody, user_of)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
@@ -229,9 +245,13 @@ def install(app: FastAPI, *, prefix: str, custody: Custody, user_of: Callable[[A
         return response
 
 
-async def _check(request: Any, path: str, custody: Custody,
-                 user_of: Callable[[Any], str | None],
-                 events: Callable[[str], tuple[str | None, str | None]]) -> Any:
+async def _check(
+    request: Any,
+    path: str,
+    custody: Custody,
+    user_of: Callable[[Any], str | None],
+    events: Callable[[str], tuple[str | None, str | None]],
+) -> Any:
     """The refusal for a request under the Gradio mount, or None to let it through."""
     if _HIDDEN.match(path):
         return _refuse(404, "not found")
@@ -281,8 +301,9 @@ async def _check(request: Any, path: str, custody: Custody,
     return None
 
 
-async def _claim_uploads(request: Any, response: Any, custody: Custody,
-                         user_of: Callable[[Any], str | None]) -> Any:
+async def _claim_uploads(
+    request: Any, response: Any, custody: Custody, user_of: Callable[[Any], str | None]
+) -> Any:
     """Record the uploader as the owner of the files the upload route just stored."""
     from fastapi.responses import Response
 

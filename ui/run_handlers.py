@@ -63,9 +63,16 @@ class TrainingRequest:
         return self.epsilon is not None
 
 
-def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: dict[str, Any],
-                   epsilon: float | None, delta: float | None,
-                   accountant: str, target: str | None = None) -> TrainingRequest:
+def check_training(
+    ws: Workspace,
+    dataset_id: str,
+    generator_id: str,
+    params: dict[str, Any],
+    epsilon: float | None,
+    delta: float | None,
+    accountant: str,
+    target: str | None = None,
+) -> TrainingRequest:
     """Validate a training request before any work: dataset, domain, plugin, params, target,
     budget.
 
@@ -81,28 +88,38 @@ def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: di
     cls = generators().get(str(generator_id or ""))
     normalised = cls.make_params(dict(params or {})).model_dump(mode="json")
     if not cls.is_dp:
-        ws.require_custodian(f"train {cls.generator_id}, which is NOT differentially private "
-                             f"(its model and rows must never leave the custodian)")
+        ws.require_custodian(
+            f"train {cls.generator_id}, which is NOT differentially private "
+            f"(its model and rows must never leave the custodian)"
+        )
     # A run reads a reviewed domain (the flow refuses a draft), whatever the generator.
     if not domain_of(ws, dataset).fixed:
         raise DomainError(
-            "the domain of this data source is not fixed yet: " + (
+            "the domain of this data source is not fixed yet: "
+            + (
                 "on the Data tab, declare it public or learn it with DP, then train"
-                if ws.is_custodian else "ask the data custodian to fix it, then train"))
+                if ws.is_custodian
+                else "ask the data custodian to fix it, then train"
+            )
+        )
     target = str(target) if target else None
     if target is not None:
         from privsynth_core.schema import Schema
 
         names = Schema.load(domain_of(ws, dataset).schema_path).names
         if target not in names:
-            raise ConfigError(f"the target {target!r} is not a column of {dataset.name}; choose "
-                              f"one of its columns, or none")
+            raise ConfigError(
+                f"the target {target!r} is not a column of {dataset.name}; choose "
+                f"one of its columns, or none"
+            )
     if not cls.is_dp:
-        return TrainingRequest(dataset, cls.generator_id, normalised, None, None,
-                               str(accountant or ""), target)
+        return TrainingRequest(
+            dataset, cls.generator_id, normalised, None, None, str(accountant or ""), target
+        )
     if epsilon is None or not epsilon > 0:
-        raise ConfigError(f"{cls.generator_id} is differentially private: give a target "
-                          f"epsilon > 0")
+        raise ConfigError(
+            f"{cls.generator_id} is differentially private: give a target epsilon > 0"
+        )
     if cls.pure_epsilon:
         delta = None  # pure epsilon-DP: it reserves and spends no delta, whatever the box says
     settling_accountant(str(accountant or ""))
@@ -116,14 +133,29 @@ def check_training(ws: Workspace, dataset_id: str, generator_id: str, params: di
             f"this training would reserve ε = {need_eps:.4g}, δ = {need_delta:.3g} (with the "
             f"released row count), but only ε = {left.epsilon:.4g}, δ = {left.delta:.3g} of the "
             f"budget of this data source is left; lower epsilon/delta, or ask the data "
-            f"custodian to raise the budget")
-    return TrainingRequest(dataset, cls.generator_id, normalised, float(epsilon),
-                           float(delta) if delta else None, str(accountant or ""), target)
+            f"custodian to raise the budget"
+        )
+    return TrainingRequest(
+        dataset,
+        cls.generator_id,
+        normalised,
+        float(epsilon),
+        float(delta) if delta else None,
+        str(accountant or ""),
+        target,
+    )
 
 
-def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: dict[str, Any],
-              epsilon: float | None, delta: float | None, accountant: str) -> str:
-    """"What will this spend": the reservation against the budget left, and the priced plan.
+def plan_text(
+    ws: Workspace,
+    dataset_id: str | None,
+    generator_id: str,
+    params: dict[str, Any],
+    epsilon: float | None,
+    delta: float | None,
+    accountant: str,
+) -> str:
+    """ "What will this spend": the reservation against the budget left, and the priced plan.
 
     Reads only public things (the released row count n̂, the parameters); never the data, and
     prices with the one pricing rule every front end uses
@@ -139,23 +171,32 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
     dataset = ws.dataset(dataset_id)
     cls = generators().get(str(generator_id or ""))
     if not cls.is_dp:
-        return ("⚠ **NOT differentially private.** This generator spends no budget because it "
-                "gives no guarantee at all: its model and synthetic rows must not leave the "
-                "custodian. The run is recorded in the ledger as non-DP.")
+        return (
+            "⚠ **NOT differentially private.** This generator spends no budget because it "
+            "gives no guarantee at all: its model and synthetic rows must not leave the "
+            "custodian. The run is recorded in the ledger as non-DP."
+        )
     try:
         status = ws.ledger.status(dataset.key)
     except BudgetNotSetError:
-        return ("**No budget set yet for this data source**: ask the data custodian to set one. "
-                "Nothing can be trained on it until then.")
+        return (
+            "**No budget set yet for this data source**: ask the data custodian to set one. "
+            "Nothing can be trained on it until then."
+        )
     left = status.remaining
     noisy = noisy_rows(ws, dataset)
     count = 0.0 if noisy else count_epsilon(status.budget.epsilon)
     eps = float(epsilon or 0)
     # A pure epsilon-DP generator reserves no delta, whatever the delta box says.
-    dlt = 0.0 if cls.pure_epsilon else float(delta) if delta else (
-        default_delta(noisy) if noisy else 1e-5)
+    dlt = (
+        0.0
+        if cls.pure_epsilon
+        else float(delta)
+        if delta
+        else (default_delta(noisy) if noisy else 1e-5)
+    )
     fits = eps + count <= left.epsilon * (1 + 1e-9) and dlt <= left.delta * (1 + 1e-9)
-    count_text = (f" plus ε = {count:.3g} to release the row count once" if count else "")
+    count_text = f" plus ε = {count:.3g} to release the row count once" if count else ""
     pure = " (pure ε-DP: no δ)" if cls.pure_epsilon else ""
     lines = [
         f"**This training reserves ε = {eps:g}, δ = {dlt:.3g}**{pure}{count_text} of the "
@@ -163,15 +204,20 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
         f"the data source `{short_key(dataset.key)}` (ε = {status.budget.epsilon:g}, "
         f"δ = {status.budget.delta:g}, shared by everyone who uses it; left now: "
         f"ε = {left.epsilon:.4g}, δ = {left.delta:.3g}).",
-        (f"Left afterwards: at least ε = {left.epsilon - eps - count:.4g}, "
-         f"δ = {left.delta - dlt:.3g} (the accountant settles the reservation to what training "
-         f"really spent)." if fits else "❌ **This does not fit in the budget left**: lower ε or "
-         "δ."),
+        (
+            f"Left afterwards: at least ε = {left.epsilon - eps - count:.4g}, "
+            f"δ = {left.delta - dlt:.3g} (the accountant settles the reservation to what training "
+            f"really spent)."
+            if fits
+            else "❌ **This does not fit in the budget left**: lower ε or δ."
+        ),
     ]
     if getattr(cls, "dp_plan", None) is not None and eps > 0:
         if noisy is None:
-            lines.append("DP-SGD plan: shown once the row count has been released (the first "
-                         "DP step on this dataset releases it; plans never use the exact size).")
+            lines.append(
+                "DP-SGD plan: shown once the row count has been released (the first "
+                "DP step on this dataset releases it; plans never use the exact size)."
+            )
             return "\n\n".join(lines)
         try:
             made = cls.make_params(dict(params or {}))
@@ -179,18 +225,27 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
             from privsynth_core.schema import Schema
 
             domain = domain_of(ws, dataset)
-            price = price_plan(cls.generator_id, made, rows=noisy, accountant=str(accountant),
-                               delta=dlt, schema=Schema.load(domain.schema_path)
-                               if domain.fixed else None,
-                               sigma=float(given) if given else None,
-                               epsilon=None if given else eps)
-            noise = (f"noise multiplier σ = {given:g} (given) would spend ε ≈ {price.epsilon:.4g}"
-                     if given else f"noise multiplier σ ≈ {price.sigma:.3g} ({accountant} "
-                     f"accountant)")
+            price = price_plan(
+                cls.generator_id,
+                made,
+                rows=noisy,
+                accountant=str(accountant),
+                delta=dlt,
+                schema=Schema.load(domain.schema_path) if domain.fixed else None,
+                sigma=float(given) if given else None,
+                epsilon=None if given else eps,
+            )
+            noise = (
+                f"noise multiplier σ = {given:g} (given) would spend ε ≈ {price.epsilon:.4g}"
+                if given
+                else f"noise multiplier σ ≈ {price.sigma:.3g} ({accountant} accountant)"
+            )
             extra = f", including the {price.includes}" if price.includes else ""
-            lines.append(f"DP-SGD plan: released row count n̂ = {noisy}, sample rate q = "
-                         f"{price.sample_rate:.3g}, {price.steps} critic steps, {noise}{extra}. "
-                         f"Training stops before a step would go over the target.")
+            lines.append(
+                f"DP-SGD plan: released row count n̂ = {noisy}, sample rate q = "
+                f"{price.sample_rate:.3g}, {price.steps} critic steps, {noise}{extra}. "
+                f"Training stops before a step would go over the target."
+            )
         except (AccountingError, ConfigError) as exc:
             lines.append(f"DP-SGD plan: {exc}")
         except PrivsynthError as exc:
@@ -198,8 +253,9 @@ def plan_text(ws: Workspace, dataset_id: str | None, generator_id: str, params: 
     return "\n\n".join(lines)
 
 
-def suggested_generator(ws: Workspace, dataset_id: str | None,
-                        target: str | None = None) -> tuple[str, str] | None:
+def suggested_generator(
+    ws: Workspace, dataset_id: str | None, target: str | None = None
+) -> tuple[str, str] | None:
     """The DP generator that serves the dataset best, and why
     (:func:`privsynth_core.registry.choose_generator`, as ``privsynth fit`` without
     ``--generator``): from public things only, the source's schema (its fixed domain, else the
@@ -216,8 +272,9 @@ def suggested_generator(ws: Workspace, dataset_id: str | None,
     if schema is None:
         return None
     try:
-        choice = choose_generator(schema, noisy_rows(ws, dataset),
-                                  target=target if target in schema.names else None)
+        choice = choose_generator(
+            schema, noisy_rows(ws, dataset), target=target if target in schema.names else None
+        )
     except ConfigError:
         return None
     return choice.generator_id, choice.why
@@ -233,10 +290,19 @@ def new_run(ws: Workspace, request: TrainingRequest) -> RunRecord:
 
     run_id, folder = ws.new_run_dir()
     record = RunRecord(
-        run_id=run_id, dataset_id=request.dataset.dataset_id,
-        dataset_name=request.dataset.name, generator=request.generator, params=request.params,
-        epsilon=request.epsilon, delta=request.delta, accountant=request.accountant,
-        private=request.private, created=now(), directory=folder, target=request.target)
+        run_id=run_id,
+        dataset_id=request.dataset.dataset_id,
+        dataset_name=request.dataset.name,
+        generator=request.generator,
+        params=request.params,
+        epsilon=request.epsilon,
+        delta=request.delta,
+        accountant=request.accountant,
+        private=request.private,
+        created=now(),
+        directory=folder,
+        target=request.target,
+    )
     write_config(ws, record, request.dataset, domain_of(ws, request.dataset))
     ws.save_run(record)
     return record
@@ -264,12 +330,18 @@ def train(ws: Workspace, record: RunRecord, flows: WebFlows) -> RunRecord:
 
 
 #: A Prefect state type -> the run's status.
-_STATUS = {"COMPLETED": "done", "FAILED": "failed", "CANCELLED": "cancelled",
-           "CRASHED": "crashed", "CANCELLING": "cancelling"}
+_STATUS = {
+    "COMPLETED": "done",
+    "FAILED": "failed",
+    "CANCELLED": "cancelled",
+    "CRASHED": "crashed",
+    "CANCELLING": "cancelling",
+}
 
 
-def refresh(ws: Workspace, record: RunRecord, flows: WebFlows | None,
-            view: RunView | None = None) -> RunRecord:
+def refresh(
+    ws: Workspace, record: RunRecord, flows: WebFlows | None, view: RunView | None = None
+) -> RunRecord:
     """Bring the record up to date from its flow run (given, or read from Prefect's API).
 
     A run that has ended keeps its status; one that completed gets what its release states
@@ -318,8 +390,10 @@ def _record_release(record: RunRecord) -> None:
     record.spending = spending_lines(fit.get("extra") or {})
     notes = []
     if manifest.get("fit", {}).get("reused_from_store"):
-        notes.append("the model was already trained with these data and settings: reused, "
-                     "nothing trained or charged now")
+        notes.append(
+            "the model was already trained with these data and settings: reused, "
+            "nothing trained or charged now"
+        )
     if fit.get("stopped_early"):
         notes.append("stopped early: the next step would have gone over the target")
     record.message = "; ".join(notes)
@@ -332,8 +406,11 @@ def open_reservations(ws: Workspace, record: RunRecord) -> list[int]:
 
     dataset = ws.dataset(record.dataset_id)
     mine = str(record.work_dir / CHECKPOINTS_DIR)
-    return [e.entry_id for e in ws.ledger.open_reservations(dataset.key)
-            if e.params.get(CHECKPOINTS_PARAM) == mine]
+    return [
+        e.entry_id
+        for e in ws.ledger.open_reservations(dataset.key)
+        if e.params.get(CHECKPOINTS_PARAM) == mine
+    ]
 
 
 def _ended_message(ws: Workspace, record: RunRecord, view: RunView) -> str:
@@ -341,11 +418,16 @@ def _ended_message(ws: Workspace, record: RunRecord, view: RunView) -> str:
     kept = ""
     if held:
         ids = ", ".join(f"#{i}" for i in held)
-        kept = (f"The data was already used, so the ledger keeps the run's whole reservation "
-                f"charged (entry {ids}, open until a data custodian reviews and closes it).")
+        kept = (
+            f"The data was already used, so the ledger keeps the run's whole reservation "
+            f"charged (entry {ids}, open until a data custodian reviews and closes it)."
+        )
     if record.status == "cancelled":
-        return f"Cancelled. {kept}" if kept else "Cancelled before it used the data: nothing " \
-            "was charged."
+        return (
+            f"Cancelled. {kept}"
+            if kept
+            else "Cancelled before it used the data: nothing was charged."
+        )
     why = view.message or record.status
     return f"{why} {kept}".strip()
 
@@ -401,13 +483,16 @@ def latest_training(ws: Workspace) -> RunRecord | None:
 def _done_run(ws: Workspace, run_id: str) -> RunRecord:
     record = ws.run(run_id)
     if record.status != "done" or not record.model_dir.is_dir():
-        raise GeneratorError(f"run {record.run_id} has no trained model (status: "
-                             f"{record.status}); choose a finished run")
+        raise GeneratorError(
+            f"run {record.run_id} has no trained model (status: "
+            f"{record.status}); choose a finished run"
+        )
     return record
 
 
-def generate(ws: Workspace, settings: UISettings, run_id: str, rows: Any, seed: Any,
-             flows: WebFlows) -> tuple[Path, pl.DataFrame]:
+def generate(
+    ws: Workspace, settings: UISettings, run_id: str, rows: Any, seed: Any, flows: WebFlows
+) -> tuple[Path, pl.DataFrame]:
     """Sample ``rows`` synthetic rows from a run's model into ``samples/`` (post-processing),
     with the ``generate`` flow.
 
@@ -423,8 +508,17 @@ def generate(ws: Workspace, settings: UISettings, run_id: str, rows: Any, seed: 
     seed_value = _int(seed, "seed", 0, 2**32 - 1)
     label = "" if record.private else "-NOT-DP"
     path = record.samples_dir / f"synthetic-{record.run_id[:6]}-{n}rows-seed{seed_value}{label}.csv"
-    flows.run(ws, "generate", {"model_dir": str(record.model_dir), "rows": n, "seed": seed_value,
-                               "destination": str(path)}, what=f"generate from {record.run_id}")
+    flows.run(
+        ws,
+        "generate",
+        {
+            "model_dir": str(record.model_dir),
+            "rows": n,
+            "seed": seed_value,
+            "destination": str(path),
+        },
+        what=f"generate from {record.run_id}",
+    )
     return path, pl.read_csv(path, infer_schema=False)
 
 
@@ -464,13 +558,24 @@ def trained_target(record: RunRecord) -> str | None:
 # -- budget and runs --------------------------------------------------------------------------
 
 
-def run_rows(ws: Workspace, flows: WebFlows | None,
-             dataset_id: str | None = None) -> list[list[Any]]:
+def run_rows(
+    ws: Workspace, flows: WebFlows | None, dataset_id: str | None = None
+) -> list[list[Any]]:
     """The runs (of one dataset, or all), newest first, with their state from Prefect; ε spent
     is the end-to-end total."""
-    return [[r.run_id, r.created, r.dataset_name, r.generator,
-             r.epsilon if r.private else "NOT DP", num(r.spent_epsilon), r.status, r.message]
-            for r in (refresh(ws, r, flows) for r in ws.runs(dataset_id))]
+    return [
+        [
+            r.run_id,
+            r.created,
+            r.dataset_name,
+            r.generator,
+            r.epsilon if r.private else "NOT DP",
+            num(r.spent_epsilon),
+            r.status,
+            r.message,
+        ]
+        for r in (refresh(ws, r, flows) for r in ws.runs(dataset_id))
+    ]
 
 
 def run_details(ws: Workspace, run_id: str, flows: WebFlows | None = None) -> dict[str, Any]:
@@ -490,5 +595,6 @@ def privacy_text(record: RunRecord) -> str:
     if record.spent_epsilon is None:
         return "nothing spent yet"
     parts = " + ".join(f"{p['step']} {p['epsilon']:.3g}" for p in record.privacy_parts)
-    return (f"ε = {record.spent_epsilon:.4g}, δ = {record.spent_delta or 0:.3g} end to end"
-            + (f" ({parts})" if parts else ""))
+    return f"ε = {record.spent_epsilon:.4g}, δ = {record.spent_delta or 0:.3g} end to end" + (
+        f" ({parts})" if parts else ""
+    )

@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from .workspace import DatasetRecord, RunRecord, Workspace
 
 
-def run_config(ws: Workspace, record: RunRecord, dataset: DatasetRecord,
-               domain: SourceDomain) -> RunConfig:
+def run_config(
+    ws: Workspace, record: RunRecord, dataset: DatasetRecord, domain: SourceDomain
+) -> RunConfig:
     """The run configuration of a web training (its schema copied into the run's folder).
 
     Raises:
@@ -45,30 +46,41 @@ def run_config(ws: Workspace, record: RunRecord, dataset: DatasetRecord,
     from privsynth_core.config import run_config_from_dict
 
     if not domain.fixed:
-        raise DomainError("the domain of this data source is not fixed; ask the data custodian "
-                          "to fix it, then train")
+        raise DomainError(
+            "the domain of this data source is not fixed; ask the data custodian "
+            "to fix it, then train"
+        )
     schema = record.directory / "schema.yaml"
     shutil.copy2(domain.schema_path, schema)
     data: dict[str, Any] = {
-        "name": f"web-{ws.user}-{record.run_id}", "input": str(dataset.train_path),
-        "source": dataset.source, "budget_key": dataset.key, "schema_path": str(schema),
-        "domain": domain.mode, "generator": record.generator, "params": record.params,
-        "epsilon": record.epsilon, "delta": record.delta,
+        "name": f"web-{ws.user}-{record.run_id}",
+        "input": str(dataset.train_path),
+        "source": dataset.source,
+        "budget_key": dataset.key,
+        "schema_path": str(schema),
+        "domain": domain.mode,
+        "generator": record.generator,
+        "params": record.params,
+        "epsilon": record.epsilon,
+        "delta": record.delta,
         "accountant": record.accountant or "rdp",
         # the user's target: RunConfig hands it to the generator (params_for_target)
         "target": record.target,
         # A DP model samples n̂ rows by default; a non-DP one has no released count.
         "rows": None if record.private else dataset.rows,
         # The custodian evaluates on the Evaluate tab; the run itself computes no metric.
-        "metrics": [], "holdout": str(dataset.holdout_path) if dataset.holdout_path else None,
-        "output_dir": str(record.run_dir)}
+        "metrics": [],
+        "holdout": str(dataset.holdout_path) if dataset.holdout_path else None,
+        "output_dir": str(record.run_dir),
+    }
     if domain.mode == "dp":
         data.update(domain_epsilon=domain.epsilon, domain_delta=domain.delta)
     return run_config_from_dict(data, source=record.config_path)
 
 
-def write_config(ws: Workspace, record: RunRecord, dataset: DatasetRecord,
-                 domain: SourceDomain) -> Path:
+def write_config(
+    ws: Workspace, record: RunRecord, dataset: DatasetRecord, domain: SourceDomain
+) -> Path:
     """Write the run's configuration (and, for a DP domain, its store entry); return its path."""
     import yaml
 
@@ -77,13 +89,15 @@ def write_config(ws: Workspace, record: RunRecord, dataset: DatasetRecord,
     config = run_config(ws, record, dataset, domain)
     if domain.mode == "dp":
         seed_dp_domain(ws, config, dataset, domain)
-    atomic_write_text(record.config_path, yaml.safe_dump(config.model_dump(mode="json"),
-                                                         sort_keys=False))
+    atomic_write_text(
+        record.config_path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    )
     return record.config_path
 
 
-def seed_dp_domain(ws: Workspace, config: RunConfig, dataset: DatasetRecord,
-                   domain: SourceDomain) -> Path:
+def seed_dp_domain(
+    ws: Workspace, config: RunConfig, dataset: DatasetRecord, domain: SourceDomain
+) -> Path:
     """Put the source's DP-learned domain where the flow run's domain step finds it.
 
     The entry is ``<home>/cache/domains/<pipeline.domain_key(config, extract)>/`` with the
@@ -95,12 +109,19 @@ def seed_dp_domain(ws: Workspace, config: RunConfig, dataset: DatasetRecord,
     from privsynth_core.store import exclusive_lock
 
     # $PRIVSYNTH_HOME/cache, for this app's home (the flow run gets the home as a parameter).
-    destination = ws.home / "cache" / "domains" / pipeline.domain_key(config,
-                                                                       dataset.fingerprint)
+    destination = ws.home / "cache" / "domains" / pipeline.domain_key(config, dataset.fingerprint)
     if pipeline.is_complete_domain(destination):
         return destination
-    parts = [{"step": p["step"], "mechanism": p["mechanism"], "epsilon": p["epsilon"],
-              "delta": p["delta"], "ledger_entry": p.get("entry_id")} for p in domain.parts]
+    parts = [
+        {
+            "step": p["step"],
+            "mechanism": p["mechanism"],
+            "epsilon": p["epsilon"],
+            "delta": p["delta"],
+            "ledger_entry": p.get("entry_id"),
+        }
+        for p in domain.parts
+    ]
     learned_by = ""
     if parts and parts[0]["ledger_entry"] is not None:
         learned_by = ws.ledger.entry(int(parts[0]["ledger_entry"])).run_id
@@ -108,9 +129,10 @@ def seed_dp_domain(ws: Workspace, config: RunConfig, dataset: DatasetRecord,
         if not pipeline.is_complete_domain(destination):
             with atomic_directory(destination, overwrite=True) as tmp:
                 shutil.copy2(domain.schema_path, tmp / pipeline.SCHEMA_FILE)
-                (tmp / pipeline.DOMAIN_RECORD).write_text(json.dumps(
-                    {"mode": "dp", "run_id": learned_by, "parts": parts}, indent=2),
-                    encoding="utf-8")
+                (tmp / pipeline.DOMAIN_RECORD).write_text(
+                    json.dumps({"mode": "dp", "run_id": learned_by, "parts": parts}, indent=2),
+                    encoding="utf-8",
+                )
     return destination
 
 

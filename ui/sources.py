@@ -186,5 +186,11 @@ def check_declarable(source: str) -> str:
     return text
 
 
-__all__ = ["SourceDomain", "Sources", "check_declarable", "server_origin", "server_source_id",
-           "upload_origin"]
+__all__ = [
+    "SourceDomain",
+    "Sources",
+    "check_declarable",
+    "server_origin",
+    "server_source_id",
+    "upload_origin",
+]

@@ -60,16 +60,19 @@ class WebFlows:
             flow in the caller's thread instead (no cancel: for checks that need one process).
     """
 
-    def __init__(self, settings: UISettings,
-                 service: FlowService | InlineFlows | None = None) -> None:
+    def __init__(
+        self, settings: UISettings, service: FlowService | InlineFlows | None = None
+    ) -> None:
         self.settings = settings
         self.service: FlowService | InlineFlows = service or FlowService(
-            service_name(settings), log_path=settings.home / "logs" / "flow-runner.log")
+            service_name(settings), log_path=settings.home / "logs" / "flow-runner.log"
+        )
         self._own = service is None
 
     def start_in_background(self) -> threading.Thread:
         """Start the runner (and a local Prefect server if none is configured) without
         waiting: the first training does not wait for it then."""
+
         def start() -> None:
             try:
                 self.service.start()
@@ -97,38 +100,65 @@ class WebFlows:
         self.service.start()
         mine = self.service.active("synthesize", tags=[TAG, user_tag(ws.user)])
         if mine:
-            raise BusyError(f"you are already training (flow run {mine[0]}); wait for it or "
-                            f"cancel it first")
+            raise BusyError(
+                f"you are already training (flow run {mine[0]}); wait for it or cancel it first"
+            )
         running = self.service.active("synthesize", tags=[TAG])
         if len(running) >= self.settings.max_trainings:
-            raise BusyError(f"the server is running {len(running)} trainings, its limit; try "
-                            f"again in a little while")
-        return str(self.service.submit(
-            "synthesize", {"config_file": str(record.config_path), "home": str(ws.home),
-                           "losses_file": str(record.losses_path)},
-            run_name=f"{record.generator} · {ws.user} · {record.run_id}",
-            tags=[TAG, user_tag(ws.user), f"run:{record.run_id}"]))
+            raise BusyError(
+                f"the server is running {len(running)} trainings, its limit; try "
+                f"again in a little while"
+            )
+        return str(
+            self.service.submit(
+                "synthesize",
+                {
+                    "config_file": str(record.config_path),
+                    "home": str(ws.home),
+                    "losses_file": str(record.losses_path),
+                },
+                run_name=f"{record.generator} · {ws.user} · {record.run_id}",
+                tags=[TAG, user_tag(ws.user), f"run:{record.run_id}"],
+            )
+        )
 
-    def run(self, ws: Workspace, flow: str, parameters: dict[str, Any], *, what: str,
-            timeout: float = 3600) -> RunView:
+    def run(
+        self,
+        ws: Workspace,
+        flow: str,
+        parameters: dict[str, Any],
+        *,
+        what: str,
+        timeout: float = 3600,
+    ) -> RunView:
         """Run a flow to its end (generate, evaluate, audit) and return its final state.
 
         Raises:
             FlowServiceError: the flows cannot be served, or the run did not complete (its
                 state's message says why).
         """
-        flow_run = self.service.submit(flow, {**parameters, "home": str(ws.home)},
-                                       run_name=f"{what} · {ws.user}",
-                                       tags=[TAG, user_tag(ws.user)])
+        flow_run = self.service.submit(
+            flow,
+            {**parameters, "home": str(ws.home)},
+            run_name=f"{what} · {ws.user}",
+            tags=[TAG, user_tag(ws.user)],
+        )
         view = self.service.wait(flow_run, timeout=timeout)
         if view.state != "COMPLETED":
-            raise FlowServiceError(f"{what} did not complete ({view.state_name.lower()}"
-                                   + (f": {view.message}" if view.message else "") + ")")
+            raise FlowServiceError(
+                f"{what} did not complete ({view.state_name.lower()}"
+                + (f": {view.message}" if view.message else "")
+                + ")"
+            )
         return view
 
-    def follow(self, ws: Workspace, record: RunRecord, *,
-               refresh: Callable[[Workspace, RunRecord, WebFlows, RunView | None], RunRecord]
-               ) -> Iterator[tuple[RunRecord, RunView | None]]:
+    def follow(
+        self,
+        ws: Workspace,
+        record: RunRecord,
+        *,
+        refresh: Callable[[Workspace, RunRecord, WebFlows, RunView | None], RunRecord],
+    ) -> Iterator[tuple[RunRecord, RunView | None]]:
         """The training's record and flow run about once a second until the run has ended
         (``refresh`` brings the record up to date from the flow run's state), then once more."""
         while True:
@@ -157,9 +187,11 @@ class WebFlows:
         except FlowServiceError:
             raise
         except Exception as exc:  # httpx's, Prefect's: the server is down or unreachable
-            raise FlowServiceError(f"cannot read flow run {flow_run_id} from the Prefect "
-                                   f"server ({type(exc).__name__}: {exc}); try again when it "
-                                   f"is back") from None
+            raise FlowServiceError(
+                f"cannot read flow run {flow_run_id} from the Prefect "
+                f"server ({type(exc).__name__}: {exc}); try again when it "
+                f"is back"
+            ) from None
 
     def cancel(self, flow_run_id: str) -> None:
         """Cancel a flow run (Prefect's cancel: the runner kills it)."""

@@ -27,8 +27,9 @@ NOT_DP_BANNER = (
 )
 
 PLOT_COLOURS = ("#2e6bd9", "#e07b39", "#12b76a", "#d92d20", "#7a5af8", "#667085")
-COLOUR_NAMES = dict(zip(PLOT_COLOURS, ("blue", "orange", "green", "red", "purple", "grey"),
-                        strict=True))
+COLOUR_NAMES = dict(
+    zip(PLOT_COLOURS, ("blue", "orange", "green", "red", "purple", "grey"), strict=True)
+)
 
 CSS = """
 .ps-notdp{border:2px solid #b42318;background:#fef3f2;color:#7a1a12;padding:10px 14px;
@@ -67,44 +68,76 @@ def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
         return NO_DATASET
     state = domain_of(ws, record)
     who = f" by {html.escape(state.fixed_by)}" if state.fixed_by else ""
-    domain = {"public": f"declared public{who}",
-              "dp": f"learned with DP{who} (ε = {state.epsilon:g})"}.get(
+    domain = {
+        "public": f"declared public{who}",
+        "dp": f"learned with DP{who} (ε = {state.epsilon:g})",
+    }.get(
         state.mode if state.fixed else "",
-        "**not fixed yet** (" + ("declare it public or learn it with DP below"
-                                 if ws.is_custodian else "ask the data custodian") + ")")
+        "**not fixed yet** ("
+        + (
+            "declare it public or learn it with DP below"
+            if ws.is_custodian
+            else "ask the data custodian"
+        )
+        + ")",
+    )
     try:
         status = ws.ledger.status(record.key)
-        budget = (f"budget ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
-                  f"left ε = {status.remaining.epsilon:.4g}, δ = {status.remaining.delta:.3g}")
+        budget = (
+            f"budget ε = {status.budget.epsilon:g}, δ = {status.budget.delta:g}; "
+            f"left ε = {status.remaining.epsilon:.4g}, δ = {status.remaining.delta:.3g}"
+        )
         if status.unbounded:
             budget += " · ⚠ **unbounded**: a non-DP run is not acknowledged"
     except BudgetNotSetError:
         budget = "**no budget set yet**" + (
-            ": set one on the Budget & runs tab" if ws.is_custodian
-            else ": ask the data custodian")
+            ": set one on the Budget & runs tab" if ws.is_custodian else ": ask the data custodian"
+        )
     if ws.is_custodian:
         holdout = f" + {record.holdout_rows:,} holdout" if record.holdout_rows else ""
         size = f"{record.rows:,} training rows{holdout}"
     else:
         released = noisy_rows(ws, record)
-        size = (f"about {released:,} training rows (released noisy count)" if released
-                else "size not released yet (the first training releases a noisy count)")
-    return (f"**{html.escape(record.name)}** · data source `{html.escape(short_key(record.key))}`"
-            f" · {size}, {len(record.columns)} columns · domain {domain} · {budget}")
+        size = (
+            f"about {released:,} training rows (released noisy count)"
+            if released
+            else "size not released yet (the first training releases a noisy count)"
+        )
+    return (
+        f"**{html.escape(record.name)}** · data source `{html.escape(short_key(record.key))}`"
+        f" · {size}, {len(record.columns)} columns · domain {domain} · {budget}"
+    )
 
 
 #: The synthesize flow's tasks as the progress line names them.
-STEP_NAMES = {"load_input": "load", "validate_input": "validate", "resolve_domain": "domain",
-              "fit_model": "fit", "sample_synthetic": "sample", "evaluate_metric": "metrics",
-              "write_report": "report", "publish": "publish"}
+STEP_NAMES = {
+    "load_input": "load",
+    "validate_input": "validate",
+    "resolve_domain": "domain",
+    "fit_model": "fit",
+    "sample_synthetic": "sample",
+    "evaluate_metric": "metrics",
+    "write_report": "report",
+    "publish": "publish",
+}
 _MARK = {"COMPLETED": "✓", "RUNNING": "…", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "✗"}
-_HEADLINE = {"running": "Training", "cancelling": "Cancelling the training",
-             "done": "Training finished", "failed": "Training failed",
-             "cancelled": "Training cancelled", "crashed": "Training crashed"}
+_HEADLINE = {
+    "running": "Training",
+    "cancelling": "Cancelling the training",
+    "done": "Training finished",
+    "failed": "Training failed",
+    "cancelled": "Training cancelled",
+    "crashed": "Training crashed",
+}
 
 
-def progress_html(run: RunRecord, view: RunView | None, *, show_losses: bool = True,
-                  losses: list[dict[str, Any]] | None = None) -> str:
+def progress_html(
+    run: RunRecord,
+    view: RunView | None,
+    *,
+    show_losses: bool = True,
+    losses: list[dict[str, Any]] | None = None,
+) -> str:
     """A training's progress: its flow run's state, the fit's units and epsilon so far (from
     the flow run's progress artifact), the last losses (custodians: they are computed on the
     real rows, and never pass through Prefect), and at the end what the release states."""
@@ -122,26 +155,43 @@ def progress_html(run: RunRecord, view: RunView | None, *, show_losses: bool = T
             parts.append(f"ε so far {progress.epsilon:.4g} of {run.epsilon:g}")
     elif state == "running":
         waiting = view is None or view.state in ("SCHEDULED", "PENDING")
-        parts.append("waiting for the flow runner…" if waiting
-                     else "preparing (loading the data, fixing the domain)…")
-    steps = " · ".join(f"{STEP_NAMES.get(name, name)} {_MARK.get(kind, '·')}"
-                       for name, kind in _unique_steps(view))
+        parts.append(
+            "waiting for the flow runner…"
+            if waiting
+            else "preparing (loading the data, fixing the domain)…"
+        )
+    steps = " · ".join(
+        f"{STEP_NAMES.get(name, name)} {_MARK.get(kind, '·')}" for name, kind in _unique_steps(view)
+    )
     message = f"<p>{html.escape(run.message)}</p>" if run.message else ""
     if state == "done":
         spending = "".join(f"<li>{html.escape(line)}</li>" for line in run.spending)
-        message = (f"<p>Run <code>{run.run_id}</code>: {html.escape(privacy_text(run))}. Draw "
-                   f"rows on the <b>Generate</b> tab.</p>"
-                   + (f"<ul class='ps-spending'>{spending}</ul>" if spending else "") + message)
-    link = (f" · <a href='{html.escape(run.flow_run_url)}' target='_blank' rel='noopener'>flow "
-            f"run in Prefect</a>" if run.flow_run_url else "")
-    flow = (f"<p class='ps-flow'>Prefect flow run <code>{html.escape(run.flow_run_id)}</code> "
-            f"({html.escape(view.state_name if view else state)}){link}"
-            + (f"<br>steps: {html.escape(steps)}" if steps else "") + "</p>"
-            if run.flow_run_id else "")
-    return (f"<div><b>{_HEADLINE.get(state, state)}</b> — {html.escape(run.generator)}, run "
-            f"<code>{run.run_id}</code><div class='ps-bar {state}'><div style='width:"
-            f"{fraction * 100:.0f}%'></div></div>{html.escape(' · '.join(parts))}{message}"
-            f"{flow}</div>")
+        message = (
+            f"<p>Run <code>{run.run_id}</code>: {html.escape(privacy_text(run))}. Draw "
+            f"rows on the <b>Generate</b> tab.</p>"
+            + (f"<ul class='ps-spending'>{spending}</ul>" if spending else "")
+            + message
+        )
+    link = (
+        f" · <a href='{html.escape(run.flow_run_url)}' target='_blank' rel='noopener'>flow "
+        f"run in Prefect</a>"
+        if run.flow_run_url
+        else ""
+    )
+    flow = (
+        f"<p class='ps-flow'>Prefect flow run <code>{html.escape(run.flow_run_id)}</code> "
+        f"({html.escape(view.state_name if view else state)}){link}"
+        + (f"<br>steps: {html.escape(steps)}" if steps else "")
+        + "</p>"
+        if run.flow_run_id
+        else ""
+    )
+    return (
+        f"<div><b>{_HEADLINE.get(state, state)}</b> — {html.escape(run.generator)}, run "
+        f"<code>{run.run_id}</code><div class='ps-bar {state}'><div style='width:"
+        f"{fraction * 100:.0f}%'></div></div>{html.escape(' · '.join(parts))}{message}"
+        f"{flow}</div>"
+    )
 
 
 def _unique_steps(view: RunView | None) -> list[tuple[str, str]]:
@@ -165,15 +215,16 @@ def loss_frame(rows: list[dict[str, Any]]) -> pd.DataFrame | None:
     for row in rows:
         for name, value in row.get("losses", {}).items():
             if value == value:  # NaN losses are not plotted
-                points.append({"epoch": row.get("epoch", 0), "loss": name,
-                               "value": float(value)})
+                points.append({"epoch": row.get("epoch", 0), "loss": name, "value": float(value)})
     if not points:
         return None
-    return pd.DataFrame({
-        "epoch": pd.Series([r["epoch"] for r in points], dtype="int64"),
-        "loss": pd.Series([r["loss"] for r in points], dtype="str"),
-        "value": pd.Series([r["value"] for r in points], dtype="float64"),
-    })
+    return pd.DataFrame(
+        {
+            "epoch": pd.Series([r["epoch"] for r in points], dtype="int64"),
+            "loss": pd.Series([r["loss"] for r in points], dtype="str"),
+            "value": pd.Series([r["value"] for r in points], dtype="float64"),
+        }
+    )
 
 
 def stage(cache_dir: Path, source: Path, *, name: str | None = None) -> str:

@@ -54,8 +54,10 @@ if TYPE_CHECKING:
 COOKIE = "privsynth_session"
 APP_PATH = "/app"
 log = logging.getLogger("privsynth.ui")
-SIGNED_UP = ("If that user name was free, your account is created: sign in with it. If you "
-             "cannot sign in, the name was taken: create an account with another name.")
+SIGNED_UP = (
+    "If that user name was free, your account is created: sign in with it. If you "
+    "cannot sign in, the name was taken: create an account with another name."
+)
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -77,44 +79,59 @@ border-radius:8px;font-size:14px}}.ok{{background:#ecfdf3;border-color:#75e0a7;c
 
 
 def _page(title: str, body: str, status: int = 200) -> Response:
-    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status,
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+    return HTMLResponse(
+        _PAGE.format(title=html.escape(title), body=body),
+        status_code=status,
+        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+    )
 
 
 def _message(text: str, ok: bool = False) -> str:
-    return f'<p class="msg{" ok" if ok else ""}" role="alert">{html.escape(text)}</p>' \
-        if text else ""
+    return (
+        f'<p class="msg{" ok" if ok else ""}" role="alert">{html.escape(text)}</p>' if text else ""
+    )
 
 
-def login_page(message: str = "", *, next_url: str = APP_PATH + "/", signup: bool = True,
-               ok: bool = False, status: int = 200) -> Response:
+def login_page(
+    message: str = "",
+    *,
+    next_url: str = APP_PATH + "/",
+    signup: bool = True,
+    ok: bool = False,
+    status: int = 200,
+) -> Response:
     """The sign-in form."""
-    alt = ('<p class="alt">No account yet? <a href="/signup">Create one</a></p>' if signup
-           else '<p class="alt">Accounts are created by the operator.</p>')
-    body = (_message(message, ok) + '<form method="post" action="/login">'
-
-            f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
-            '<label for="username">User name</label><input id="username" name="username" '
-            'autocomplete="username" required autofocus>'
-            '<label for="password">Password</label><input id="password" name="password" '
-            'type="password" autocomplete="current-password" required>'
-            f'<button type="submit">Sign in</button></form>{alt}')
+    alt = (
+        '<p class="alt">No account yet? <a href="/signup">Create one</a></p>'
+        if signup
+        else '<p class="alt">Accounts are created by the operator.</p>'
+    )
+    body = (
+        _message(message, ok) + '<form method="post" action="/login">'
+        f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
+        '<label for="username">User name</label><input id="username" name="username" '
+        'autocomplete="username" required autofocus>'
+        '<label for="password">Password</label><input id="password" name="password" '
+        'type="password" autocomplete="current-password" required>'
+        f'<button type="submit">Sign in</button></form>{alt}'
+    )
     return _page("Sign in", body, status)
 
 
 def signup_page(message: str = "", status: int = 200) -> Response:
     """The account creation form."""
-    body = (_message(message) + '<form method="post" action="/signup">'
-
-            '<label for="username">User name</label><input id="username" name="username" '
-            'autocomplete="username" required autofocus pattern="[a-z0-9][a-z0-9._\\-]{2,31}" '
-            'title="3-32 lowercase letters, digits, ., _ or -">'
-            '<label for="password">Password (8 characters or more)</label><input id="password" '
-            'name="password" type="password" autocomplete="new-password" minlength="8" required>'
-            '<label for="password2">Password again</label><input id="password2" '
-            'name="password2" type="password" autocomplete="new-password" required>'
-            '<button type="submit">Create account</button></form>'
-            '<p class="alt">Have an account? <a href="/login">Sign in</a></p>')
+    body = (
+        _message(message) + '<form method="post" action="/signup">'
+        '<label for="username">User name</label><input id="username" name="username" '
+        'autocomplete="username" required autofocus pattern="[a-z0-9][a-z0-9._\\-]{2,31}" '
+        'title="3-32 lowercase letters, digits, ., _ or -">'
+        '<label for="password">Password (8 characters or more)</label><input id="password" '
+        'name="password" type="password" autocomplete="new-password" minlength="8" required>'
+        '<label for="password2">Password again</label><input id="password2" '
+        'name="password2" type="password" autocomplete="new-password" required>'
+        '<button type="submit">Create account</button></form>'
+        '<p class="alt">Have an account? <a href="/login">Sign in</a></p>'
+    )
     return _page("Create an account", body, status)
 
 
@@ -122,9 +139,11 @@ def signup_page(message: str = "", status: int = 200) -> Response:
 # other HTML in a report folder is a third party's (Evidently's), which embeds data values in
 # its scripts: it runs sandboxed, in an origin of its own, without the user's cookies, so a
 # value that breaks out of its script (``</script>``) cannot act in the reader's session.
-_OWN_REPORT_POLICY = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
-                      "frame-src 'self'; frame-ancestors 'self'; base-uri 'none'; "
-                      "form-action 'none'")
+_OWN_REPORT_POLICY = (
+    "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    "frame-src 'self'; frame-ancestors 'self'; base-uri 'none'; "
+    "form-action 'none'"
+)
 _THIRD_PARTY_POLICY = "sandbox allow-scripts; frame-ancestors 'self'; form-action 'none'"
 
 
@@ -142,8 +161,12 @@ def _safe_next(value: str | None) -> str:
     return APP_PATH + "/"
 
 
-def create_app(settings: UISettings | None = None, *, store: UserStore | None = None,
-               flows: WebFlows | None = None) -> FastAPI:
+def create_app(
+    settings: UISettings | None = None,
+    *,
+    store: UserStore | None = None,
+    flows: WebFlows | None = None,
+) -> FastAPI:
     """The whole web app: sign-in pages, the Gradio page under ``/app``, report files.
 
     Args:
@@ -188,16 +211,25 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
 
     def signed_in(user: str, next_url: str, secure: bool) -> Response:
         response = RedirectResponse(_safe_next(next_url), status_code=303)
-        response.set_cookie(COOKIE, store.create_session(user), httponly=True,
-                            samesite="lax", secure=secure, path="/",
-                            max_age=int(store.session_seconds))
+        response.set_cookie(
+            COOKIE,
+            store.create_session(user),
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+            path="/",
+            max_age=int(store.session_seconds),
+        )
         return response
 
     @app.middleware("http")
     async def page_needs_session(request: Request, call_next: Any) -> Any:
         # A browser opening the page unsigned goes to the sign-in form, not to a 401 JSON.
-        if request.method == "GET" and request.url.path in (APP_PATH, APP_PATH + "/") and \
-                session_user(request) is None:
+        if (
+            request.method == "GET"
+            and request.url.path in (APP_PATH, APP_PATH + "/")
+            and session_user(request) is None
+        ):
             wanted = APP_PATH + "/" + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(wanted)}", status_code=303)
         response = await call_next(request)
@@ -217,34 +249,41 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
 
     @app.get("/login")
     def login_form(next: str = "", bye: str = "") -> Response:
-        return login_page("You are signed out." if bye else "", next_url=_safe_next(next),
-                          signup=signup_open, ok=bool(bye))
+        return login_page(
+            "You are signed out." if bye else "",
+            next_url=_safe_next(next),
+            signup=signup_open,
+            ok=bool(bye),
+        )
 
     @app.post("/login")
-    def login(request: Request, username: str = Form(""), password: str = Form(""),
-              next: str = Form("")) -> Response:
+    def login(
+        request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("")
+    ) -> Response:
         try:
             user = store.verify(username, password)
         except LoginError as exc:
-            return login_page(str(exc), next_url=_safe_next(next), signup=signup_open,
-                              status=401)
+            return login_page(str(exc), next_url=_safe_next(next), signup=signup_open, status=401)
         return signed_in(user, next, request.url.scheme == "https")
 
     @app.get("/signup")
     def signup_form() -> Response:
         if not signup_open:
-            return login_page("Sign-up is switched off on this server; ask the operator for an "
-                              "account.", signup=False, status=404)
+            return login_page(
+                "Sign-up is switched off on this server; ask the operator for an account.",
+                signup=False,
+                status=404,
+            )
         return signup_page()
 
     @app.post("/signup")
-    def signup(username: str = Form(""), password: str = Form(""),
-               password2: str = Form("")) -> Response:
+    def signup(
+        username: str = Form(""), password: str = Form(""), password2: str = Form("")
+    ) -> Response:
         from privsynth_core.errors import PrivsynthError
 
         if not signup_open:
-            return login_page("Sign-up is switched off on this server.", signup=False,
-                              status=404)
+            return login_page("Sign-up is switched off on this server.", signup=False, status=404)
         name = username.strip().lower()
         if password != password2:
             return signup_page("The two passwords differ.", status=400)
@@ -295,12 +334,19 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
         # non-DP model's samples likewise.
         custodian = store.role(user) == CUSTODIAN
         if not custodian and (folder == "report" or not record.private):
-            return PlainTextResponse("forbidden: only a data custodian may open this (it is "
-                                     "NOT differentially private)", status_code=403)
-        return FileResponse(target, headers={"Cache-Control": "no-store",
-                                             "X-Content-Type-Options": "nosniff",
-                                             "Content-Security-Policy": _file_policy(target),
-                                             "X-Frame-Options": "SAMEORIGIN"})
+            return PlainTextResponse(
+                "forbidden: only a data custodian may open this (it is NOT differentially private)",
+                status_code=403,
+            )
+        return FileResponse(
+            target,
+            headers={
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": _file_policy(target),
+                "X-Frame-Options": "SAMEORIGIN",
+            },
+        )
 
     demo = build_demo(settings, flows=flows)
     # launch() sets this; mount_gradio_app() does not, and without it Gradio skips its check
@@ -323,9 +369,16 @@ def create_app(settings: UISettings | None = None, *, store: UserStore | None = 
     # Added after page_needs_session, so it runs first, on every request.
     guard.install(app, prefix=APP_PATH, custody=custody, user_of=session_user, events=events)
     mounted: FastAPI = gr.mount_gradio_app(
-        app, demo, path=APP_PATH, auth_dependency=session_user, footer_links=["api"],
-        max_file_size=settings.max_upload_bytes, show_error=False, css=CSS,
-        theme=gr.themes.Default(primary_hue="blue"))
+        app,
+        demo,
+        path=APP_PATH,
+        auth_dependency=session_user,
+        footer_links=["api"],
+        max_file_size=settings.max_upload_bytes,
+        show_error=False,
+        css=CSS,
+        theme=gr.themes.Default(primary_hue="blue"),
+    )
     return mounted
 
 
@@ -333,15 +386,19 @@ def serve(settings: UISettings, *, host: str = "127.0.0.1", port: int = 7860) ->
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # One line per Prefect API call (the page follows flow runs) would drown the server's log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)
     # Ready before the first training asks for it (a local Prefect server takes seconds).
     app.state.flows.start_in_background()
-    print(f"privsynth ui: http://{host}:{port}/  (data: {settings.home}; flow runner output: "
-          f"{settings.home / 'logs' / 'flow-runner.log'})", flush=True)
+    print(
+        f"privsynth ui: http://{host}:{port}/  (data: {settings.home}; flow runner output: "
+        f"{settings.home / 'logs' / 'flow-runner.log'})",
+        flush=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

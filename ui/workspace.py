@@ -280,8 +280,10 @@ class Workspace:
             RoleError: the caller is an analyst.
         """
         if not self.is_custodian:
-            raise RoleError(f"only a data custodian can {action}; you are signed in as an "
-                            f"analyst: ask a custodian of this server")
+            raise RoleError(
+                f"only a data custodian can {action}; you are signed in as an "
+                f"analyst: ask a custodian of this server"
+            )
 
     # -- datasets -------------------------------------------------------------------------
 
@@ -356,5 +358,15 @@ class Workspace:
         return path
 
 
-__all__ = ["FINAL_STATUSES", "RUN_STATUSES", "DatasetRecord", "NotFoundError", "RoleError",
-           "RunRecord", "Workspace", "new_id", "now", "shared_ledger"]
+__all__ = [
+    "FINAL_STATUSES",
+    "RUN_STATUSES",
+    "DatasetRecord",
+    "NotFoundError",
+    "RoleError",
+    "RunRecord",
+    "Workspace",
+    "new_id",
+    "now",
+    "shared_ledger",
+]

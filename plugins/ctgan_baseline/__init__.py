@@ -65,18 +65,21 @@ class CTGANParams(GeneratorParams):
     """Parameters of SDV's CTGANSynthesizer (its defaults), plus threads and seed."""
 
     epochs: int = Field(300, ge=1, le=100_000, description="training epochs")
-    batch_size: int = Field(500, ge=2, le=1_000_000,
-                            description="batch size (a multiple of pac, as SDV requires)")
+    batch_size: int = Field(
+        500, ge=2, le=1_000_000, description="batch size (a multiple of pac, as SDV requires)"
+    )
     embedding_dim: int = Field(128, ge=1, le=4096, description="latent noise dimension")
-    generator_dim: tuple[int, ...] = Field((256, 256), min_length=1, max_length=16,
-                                           description="generator residual layer widths")
-    discriminator_dim: tuple[int, ...] = Field((256, 256), min_length=1, max_length=16,
-                                               description="discriminator layer widths")
+    generator_dim: tuple[int, ...] = Field(
+        (256, 256), min_length=1, max_length=16, description="generator residual layer widths"
+    )
+    discriminator_dim: tuple[int, ...] = Field(
+        (256, 256), min_length=1, max_length=16, description="discriminator layer widths"
+    )
     generator_lr: float = Field(2e-4, gt=0.0, le=1.0, description="generator learning rate")
-    discriminator_lr: float = Field(2e-4, gt=0.0, le=1.0,
-                                    description="discriminator learning rate")
-    discriminator_steps: int = Field(1, ge=1, le=100,
-                                     description="discriminator steps per generator step")
+    discriminator_lr: float = Field(2e-4, gt=0.0, le=1.0, description="discriminator learning rate")
+    discriminator_steps: int = Field(
+        1, ge=1, le=100, description="discriminator steps per generator step"
+    )
     pac: int = Field(10, ge=1, le=100, description="rows packed into one critic input")
     log_frequency: bool = Field(True, description="log-frequency conditional sampling")
     num_threads: int = Field(1, ge=1, le=256, description="CPU threads for torch while fitting")
@@ -172,8 +175,10 @@ def _epoch_reports(synth: Any, epochs: int, progress: ProgressCallback | None) -
         values = getattr(getattr(synth, "_model", None), "loss_values", None)
         if values is not None and len(values):
             last = values.iloc[-1]
-            losses = {"generator": float(last.get("Generator Loss", math.nan)),
-                      "critic": float(last.get("Discriminator Loss", math.nan))}
+            losses = {
+                "generator": float(last.get("Generator Loss", math.nan)),
+                "critic": float(last.get("Discriminator Loss", math.nan)),
+            }
         progress(Progress(epoch=done, epochs=epochs, step=done, losses=losses))
 
     key = threading.get_ident()
@@ -234,11 +239,17 @@ class CTGANGenerator(Generator):
     def _sdv_kwargs(self) -> dict[str, Any]:
         p = self.p
         return {
-            "epochs": p.epochs, "batch_size": p.batch_size, "embedding_dim": p.embedding_dim,
-            "generator_dim": p.generator_dim, "discriminator_dim": p.discriminator_dim,
-            "generator_lr": p.generator_lr, "discriminator_lr": p.discriminator_lr,
-            "discriminator_steps": p.discriminator_steps, "pac": p.pac,
-            "log_frequency": p.log_frequency, "enable_gpu": p.device != "cpu",
+            "epochs": p.epochs,
+            "batch_size": p.batch_size,
+            "embedding_dim": p.embedding_dim,
+            "generator_dim": p.generator_dim,
+            "discriminator_dim": p.discriminator_dim,
+            "generator_lr": p.generator_lr,
+            "discriminator_lr": p.discriminator_lr,
+            "discriminator_steps": p.discriminator_steps,
+            "pac": p.pac,
+            "log_frequency": p.log_frequency,
+            "enable_gpu": p.device != "cpu",
         }
 
     def _fit(
@@ -270,9 +281,13 @@ class CTGANGenerator(Generator):
         elapsed = time.perf_counter() - started
         self._synth = synth
         return FitSummary(
-            private=False, epochs=float(p.epochs),
-            extra={"label": NOT_DP_LABEL, "library": "sdv.single_table.CTGANSynthesizer",
-                   "seconds_per_epoch": elapsed / p.epochs},
+            private=False,
+            epochs=float(p.epochs),
+            extra={
+                "label": NOT_DP_LABEL,
+                "library": "sdv.single_table.CTGANSynthesizer",
+                "seconds_per_epoch": elapsed / p.epochs,
+            },
         )
 
     def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
@@ -337,8 +352,12 @@ class CTGANGenerator(Generator):
 
 # Unfitted parts of a synthesizer that are rebuilt from the schema instead of being stored: the
 # metadata objects and the per-sdtype transformer templates (one holds a Faker instance).
-_PLACEHOLDERS = ("_input_metadata", "_original_metadata", "_data_processor.metadata",
-                 "_data_processor._transformers_by_sdtype")
+_PLACEHOLDERS = (
+    "_input_metadata",
+    "_original_metadata",
+    "_data_processor.metadata",
+    "_data_processor._transformers_by_sdtype",
+)
 
 
 def _resolve(obj: Any, dotted: str) -> Any:

@@ -58,8 +58,11 @@ class Encoder:
         import torch
 
         key = f"t{len(self.tensors)}"
-        self.tensors[key] = value.detach().cpu().clone() if isinstance(value, torch.Tensor) \
+        self.tensors[key] = (
+            value.detach().cpu().clone()
+            if isinstance(value, torch.Tensor)
             else torch.from_numpy(np.ascontiguousarray(value).copy())
+        )
         return key
 
     def __call__(self, obj: Any) -> Any:
@@ -89,8 +92,11 @@ class Encoder:
                 return {"__id__": ref, "__array__": self.tensor(obj)}
             return {"__id__": ref, "__objarray__": self(obj.tolist()), "dtype": str(obj.dtype)}
         if isinstance(obj, torch.nn.Parameter):
-            return {"__id__": ref, "__param__": self.tensor(obj),
-                    "requires_grad": obj.requires_grad}
+            return {
+                "__id__": ref,
+                "__param__": self.tensor(obj),
+                "requires_grad": obj.requires_grad,
+            }
         if isinstance(obj, torch.Tensor):
             return {"__id__": ref, "__tensor__": self.tensor(obj)}
         if isinstance(obj, torch.device):
@@ -98,15 +104,25 @@ class Encoder:
         if isinstance(obj, np.random.RandomState):
             return {"__id__": ref, "__randomstate__": self(obj.get_state())}
         if isinstance(obj, torch.Generator):
-            return {"__id__": ref, "__torchrng__": self.tensor(obj.get_state()),
-                    "device": str(obj.device)}
+            return {
+                "__id__": ref,
+                "__torchrng__": self.tensor(obj.get_state()),
+                "device": str(obj.device),
+            }
         if isinstance(obj, pd.DataFrame):
-            return {"__id__": ref, "__frame__": self({c: obj[c].tolist() for c in obj.columns}),
-                    "columns": self(list(obj.columns))}
+            return {
+                "__id__": ref,
+                "__frame__": self({c: obj[c].tolist() for c in obj.columns}),
+                "columns": self(list(obj.columns)),
+            }
         if isinstance(obj, pd.Series):
-            return {"__id__": ref, "__series__": self(obj.tolist()),
-                    "index": self(list(obj.index)), "dtype": str(obj.dtype),
-                    "name": self(obj.name)}
+            return {
+                "__id__": ref,
+                "__series__": self(obj.tolist()),
+                "index": self(list(obj.index)),
+                "dtype": str(obj.dtype),
+                "name": self(obj.name),
+            }
         if isinstance(obj, pd.Index):
             return {"__id__": ref, "__index__": self(obj.tolist()), "dtype": str(obj.dtype)}
         if isinstance(obj, list):
@@ -115,18 +131,27 @@ class Encoder:
             cls = type(obj)
             if not _allowed(cls):
                 raise StateError(f"cannot store a {cls.__module__}.{cls.__qualname__}")
-            return {"__id__": ref, "__namedtuple__": f"{cls.__module__}:{cls.__qualname__}",
-                    "fields": [self(v) for v in obj]}
+            return {
+                "__id__": ref,
+                "__namedtuple__": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": [self(v) for v in obj],
+            }
         if isinstance(obj, tuple | set | frozenset):
             kind = "tuple" if isinstance(obj, tuple) else "set"
             return {"__id__": ref, f"__{kind}__": [self(v) for v in obj]}
         if type(obj) is dict or type(obj) is collections.OrderedDict:
-            return {"__id__": ref, "__dict__": [[self(k), self(v)] for k, v in obj.items()],
-                    "ordered": type(obj) is collections.OrderedDict}
+            return {
+                "__id__": ref,
+                "__dict__": [[self(k), self(v)] for k, v in obj.items()],
+                "ordered": type(obj) is collections.OrderedDict,
+            }
         cls = type(obj)
         if _allowed(cls) and hasattr(obj, "__dict__"):
-            return {"__id__": ref, "__object__": f"{cls.__module__}:{cls.__qualname__}",
-                    "state": self(dict(vars(obj)))}
+            return {
+                "__id__": ref,
+                "__object__": f"{cls.__module__}:{cls.__qualname__}",
+                "state": self(dict(vars(obj))),
+            }
         raise StateError(f"cannot store a {cls.__module__}.{cls.__qualname__} object")
 
 
@@ -156,8 +181,13 @@ class Decoder:
             return pd.api.types.pandas_dtype(node["__dtype__"])
         if "__class__" in node:
             path = node["__class__"]
-            return {"builtins:int": int, "builtins:float": float, "builtins:str": str,
-                    "builtins:bool": bool, "builtins:object": object}.get(path) or _class(path)
+            return {
+                "builtins:int": int,
+                "builtins:float": float,
+                "builtins:str": str,
+                "builtins:bool": bool,
+                "builtins:object": object,
+            }.get(path) or _class(path)
         if "__ref__" in node:
             return self.objects[node["__ref__"]]
         ref = node["__id__"]
@@ -167,8 +197,9 @@ class Decoder:
         elif "__objarray__" in node:
             out = np.array(self(node["__objarray__"]), dtype=node["dtype"])
         elif "__param__" in node:
-            out = torch.nn.Parameter(self.tensors[node["__param__"]].clone(),
-                                     requires_grad=node["requires_grad"])
+            out = torch.nn.Parameter(
+                self.tensors[node["__param__"]].clone(), requires_grad=node["requires_grad"]
+            )
         elif "__tensor__" in node:
             out = self.tensors[node["__tensor__"]].clone()
         elif "__device__" in node:
@@ -184,8 +215,9 @@ class Decoder:
         elif "__series__" in node:
             values = self(node["__series__"])
             dtype = None if node["dtype"] == "object" else node["dtype"]
-            out = pd.Series(values, index=self(node["index"]), dtype=dtype or object,
-                            name=self(node["name"]))
+            out = pd.Series(
+                values, index=self(node["index"]), dtype=dtype or object, name=self(node["name"])
+            )
         elif "__index__" in node:
             out = pd.Index(self(node["__index__"]), dtype=node["dtype"])
         elif "__list__" in node:

@@ -109,87 +109,119 @@ class DPCTGANParams(GeneratorParams):
     """Parameters of DP-CTGAN. The budget (epsilon, delta) comes from the fit, not from here."""
 
     epochs: int | None = Field(
-        30, ge=1, le=100_000,
+        30,
+        ge=1,
+        le=100_000,
         description="planned passes over the data (n_rows / batch_size critic steps each); "
-                    "empty: as many as the budget allows at noise_multiplier. Training stops "
-                    "early if the next step would exceed the budget",
+        "empty: as many as the budget allows at noise_multiplier. Training stops "
+        "early if the next step would exceed the budget",
     )
     batch_size: int = Field(
-        1000, ge=2, le=1_000_000,
+        1000,
+        ge=2,
+        le=1_000_000,
         description="expected Poisson batch size; sample rate q = batch_size / n_rows",
     )
     noise_multiplier: float | None = Field(
-        None, gt=0.0, le=10_000.0,
+        None,
+        gt=0.0,
+        le=10_000.0,
         description="DP-SGD noise multiplier sigma; empty: calibrated so that the planned epochs "
-                    "meet the target (1.0 when epochs is empty too)",
+        "meet the target (1.0 when epochs is empty too)",
     )
     max_grad_norm: float = Field(
-        1.0, gt=0.0, le=10_000.0, description="per-record gradient clipping bound (L2 norm)",
+        1.0,
+        gt=0.0,
+        le=10_000.0,
+        description="per-record gradient clipping bound (L2 norm)",
     )
     marginals_share: float | None = Field(
-        None, ge=0.0, le=0.9,
+        None,
+        ge=0.0,
+        le=0.9,
         description="share of the budget (in Gaussian-DP terms) for the noisy marginals behind "
-                    "the conditional vectors and the marginal loss (the composed total stays the "
-                    "target); empty: 0.1, or 0.3 with focus_columns; 0: no marginals, no "
-                    "conditional vectors",
+        "the conditional vectors and the marginal loss (the composed total stays the "
+        "target); empty: 0.1, or 0.3 with focus_columns; 0: no marginals, no "
+        "conditional vectors",
     )
     focus_columns: tuple[str, ...] = Field(
-        (), max_length=8,
+        (),
+        max_length=8,
         description="columns whose two-way marginals with every other column are also released "
-                    "(noised, inside the same budget) and matched by the generator, e.g. the "
-                    "column a model will predict; empty: one-way marginals only",
+        "(noised, inside the same budget) and matched by the generator, e.g. the "
+        "column a model will predict; empty: one-way marginals only",
     )
     critic_loss: Literal["bce", "wgan"] = Field(
-        "bce", description="bce: non-saturating GAN loss; wgan: Wasserstein loss with weight "
-                           "clipping (no gradient penalty: it would read real data unclipped)",
+        "bce",
+        description="bce: non-saturating GAN loss; wgan: Wasserstein loss with weight "
+        "clipping (no gradient penalty: it would read real data unclipped)",
     )
     critic_weight_clip: float = Field(
-        0.05, gt=0.0, le=100.0, description="weight clipping bound of the wgan critic",
+        0.05,
+        gt=0.0,
+        le=100.0,
+        description="weight clipping bound of the wgan critic",
     )
     generator_lr: float = Field(2e-4, gt=0.0, le=1.0, description="generator learning rate")
     critic_lr: float = Field(2e-4, gt=0.0, le=1.0, description="critic learning rate")
     generator_decay: float = Field(1e-6, ge=0.0, le=1.0, description="generator weight decay")
     generator_steps: int = Field(
-        1, ge=1, le=100,
+        1,
+        ge=1,
+        le=100,
         description="generator steps per critic step (they read no private data: free)",
     )
     generator_dim: tuple[int, ...] = Field(
-        (256, 256), min_length=1, max_length=16,
+        (256, 256),
+        min_length=1,
+        max_length=16,
         description="widths of the generator's residual layers, e.g. '256,256'",
     )
     critic_dim: tuple[int, ...] = Field(
-        (256, 256), min_length=1, max_length=16,
+        (256, 256),
+        min_length=1,
+        max_length=16,
         description="widths of the critic's layers (LeakyReLU + Dropout, no BatchNorm)",
     )
     critic_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="critic dropout rate")
     embedding_dim: int = Field(128, ge=1, le=4096, description="latent noise dimension")
     marginal_loss_weight: float = Field(
-        1.0, ge=0.0, le=1000.0,
+        1.0,
+        ge=0.0,
+        le=1000.0,
         description="weight of the generator's loss pulling its column marginals towards the "
-                    "noisy marginals (post-processing: free); 0 turns it off",
+        "noisy marginals (post-processing: free); 0 turns it off",
     )
     numeric_bins: int = Field(
-        20, ge=2, le=1000,
+        20,
+        ge=2,
+        le=1000,
         description="bins over each number's bounds (CTGAN's modes, from the domain only); also "
-                    "the most marginal groups per number",
+        "the most marginal groups per number",
     )
     max_exact_values: int = Field(
-        100, ge=0, le=10_000,
+        100,
+        ge=0,
+        le=10_000,
         description="integer columns with at most this many values are one-hot over their values",
     )
     gumbel_tau: float = Field(0.2, gt=0.0, le=10.0, description="Gumbel-softmax temperature")
     grad_sample_mode: Literal["ghost", "hooks", "functorch"] = Field(
-        "ghost", description="Opacus per-record clipping: ghost (fastest), hooks or functorch",
+        "ghost",
+        description="Opacus per-record clipping: ghost (fastest), hooks or functorch",
     )
     num_threads: int = Field(
-        1, ge=1, le=256,
+        1,
+        ge=1,
+        le=256,
         description="CPU threads for torch while fitting (1 is fastest for these small "
-                    "networks, especially on a shared machine)",
+        "networks, especially on a shared machine)",
     )
     seed: int | None = Field(
-        None, ge=0,
+        None,
+        ge=0,
         description="seeds weight initialisation, latent draws and condition choices "
-                    "(never the DP noise or the Poisson sampler)",
+        "(never the DP noise or the Poisson sampler)",
     )
     device: Literal["cpu", "cuda", "auto"] = Field("auto", description="cpu, cuda or auto")
 
@@ -241,10 +273,16 @@ class DPCTGANGenerator(DPSGDGenerator):
     def suitability(cls, profile: TableProfile) -> Suitability:
         """The best built-in on mixed tables with thousands of rows; weak on few rows."""
         if profile.rows is not None and profile.rows < 2000:
-            return Suitability(0.35, f"DP-CTGAN: a DP-SGD GAN, which learns little from "
-                                     f"{profile.rows:,} rows at a small epsilon")
-        return Suitability(0.6, "DP-CTGAN: the most faithful built-in generator (conditional "
-                                "GAN with DP-noised marginals)")
+            return Suitability(
+                0.35,
+                f"DP-CTGAN: a DP-SGD GAN, which learns little from "
+                f"{profile.rows:,} rows at a small epsilon",
+            )
+        return Suitability(
+            0.6,
+            "DP-CTGAN: the most faithful built-in generator (conditional "
+            "GAN with DP-noised marginals)",
+        )
 
     @classmethod
     def params_for_target(cls, values: Mapping[str, Any], target: str | None) -> dict[str, Any]:
@@ -314,8 +352,12 @@ class DPCTGANGenerator(DPSGDGenerator):
         if schema is None:
             raise ConfigError("dpctgan's plan depends on the table's columns: give --schema")
         generator = cls(params)
-        plan = generator.make_plan(n_rows=n_rows, schema=schema,
-                                   budget=PrivacyBudget(epsilon, delta), accountant=accountant)
+        plan = generator.make_plan(
+            n_rows=n_rows,
+            schema=schema,
+            budget=PrivacyBudget(epsilon, delta),
+            accountant=accountant,
+        )
         return plan.noise_multiplier
 
     def make_plan(
@@ -334,8 +376,9 @@ class DPCTGANGenerator(DPSGDGenerator):
 
         key = (n_rows, tuple(schema.names), budget.epsilon, budget.delta, accountant)
         if self._plan is None or self._plan[0] != key:
-            plan = make_plan(n_rows=n_rows, schema=schema, params=self.p, budget=budget,
-                             accountant=accountant)
+            plan = make_plan(
+                n_rows=n_rows, schema=schema, params=self.p, budget=budget, accountant=accountant
+            )
             self._plan = (key, plan)
         return self._plan[1]
 
@@ -349,14 +392,18 @@ class DPCTGANGenerator(DPSGDGenerator):
         if unknown:
             raise ConfigError(
                 f"focus_columns names column(s) not in the schema: {', '.join(unknown)}; "
-                f"columns: {', '.join(table.schema.names)}")
+                f"columns: {', '.join(table.schema.names)}"
+            )
         if not 0 < budget.delta < 1:
-            raise AccountingError(f"DP-SGD needs a delta in (0, 1), got {budget.delta:g}; use "
-                                  f"one well below 1/rows, e.g. 1e-5")
+            raise AccountingError(
+                f"DP-SGD needs a delta in (0, 1), got {budget.delta:g}; use "
+                f"one well below 1/rows, e.g. 1e-5"
+            )
 
     def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
-        self.make_plan(n_rows=table.planning_rows, schema=table.schema, budget=budget,
-                       accountant=accountant)
+        self.make_plan(
+            n_rows=table.planning_rows, schema=table.schema, budget=budget, accountant=accountant
+        )
 
     def _fit(
         self,
@@ -373,17 +420,29 @@ class DPCTGANGenerator(DPSGDGenerator):
         from ._model import train
         from ._plan import composed_epsilon
 
-        plan = self.make_plan(n_rows=table.planning_rows, schema=table.schema, budget=budget,
-                              accountant=accountant)
+        plan = self.make_plan(
+            n_rows=table.planning_rows, schema=table.schema, budget=budget, accountant=accountant
+        )
         acc_cls = accountants().get(accountant)
-        result = train(table, self.p, plan=plan, accountant=acc_cls(),
-                       target_epsilon=budget.epsilon, delta=budget.delta, progress=progress,
-                       checkpoints=self.checkpoints)
+        result = train(
+            table,
+            self.p,
+            plan=plan,
+            accountant=acc_cls(),
+            target_epsilon=budget.epsilon,
+            delta=budget.delta,
+            progress=progress,
+            checkpoints=self.checkpoints,
+        )
         self._net = result.generator
         self._marginals = result.marginals
-        sgd_alone = composed_epsilon(
-            acc_cls, [(plan.noise_multiplier, plan.sample_rate, result.steps)], budget.delta
-        ) if result.steps else 0.0
+        sgd_alone = (
+            composed_epsilon(
+                acc_cls, [(plan.noise_multiplier, plan.sample_rate, result.steps)], budget.delta
+            )
+            if result.steps
+            else 0.0
+        )
         planned = plan.planned_steps
         return FitSummary(
             private=True,
@@ -409,7 +468,7 @@ class DPCTGANGenerator(DPSGDGenerator):
                     "dpsgd_epsilon_alone": sgd_alone,
                     "total_epsilon_composed": result.epsilon,
                     "composition": f"{accountant} accountant over the marginals (one Gaussian "
-                                   f"release, sample rate 1) and the DP-SGD steps",
+                    f"release, sample rate 1) and the DP-SGD steps",
                 },
                 "generator_steps": result.generator_steps,
                 "grad_sample_mode": self.p.grad_sample_mode,
@@ -424,8 +483,9 @@ class DPCTGANGenerator(DPSGDGenerator):
         from ._model import make_encoder, sample_rows
 
         assert self.schema is not None
-        return sample_rows(self._net, make_encoder(self.schema, self.p), self._marginals, self.p,
-                           n_rows, seed=seed)
+        return sample_rows(
+            self._net, make_encoder(self.schema, self.p), self._marginals, self.p, n_rows, seed=seed
+        )
 
     def _save_state(self, directory: Path) -> None:
         import json

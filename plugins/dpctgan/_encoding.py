@@ -86,15 +86,19 @@ class CTGANEncoder:
                 continue
             layout = self._layout(col, numeric_bins, max_exact_values)
             self.numeric[col.name] = layout
-            derived.append(Column(name=col.name, kind=ColumnKind.CATEGORICAL,
-                                  nullable=col.nullable,
-                                  categories=tuple(str(i) for i in range(layout.slots))))
+            derived.append(
+                Column(
+                    name=col.name,
+                    kind=ColumnKind.CATEGORICAL,
+                    nullable=col.nullable,
+                    categories=tuple(str(i) for i in range(layout.slots)),
+                )
+            )
             if not layout.exact:
                 offset = col.name + OFFSET_SUFFIX
                 if offset in names:
                     raise DomainError(f"column name {offset!r} is reserved by dpctgan; rename it")
-                derived.append(Column(name=offset, kind=ColumnKind.CONTINUOUS,
-                                      bounds=(-1.0, 1.0)))
+                derived.append(Column(name=offset, kind=ColumnKind.CONTINUOUS, bounds=(-1.0, 1.0)))
         self.inner = TableEncoder(schema.with_columns(derived, domain=schema.domain))
         self.spans = self.inner.spans
         self.output_dim = self.inner.output_dim
@@ -103,8 +107,9 @@ class CTGANEncoder:
     @staticmethod
     def _layout(col: Column, bins: int, max_exact: int) -> NumericLayout:
         if col.bounds is None:
-            raise DomainError(f"column {col.name!r} has no bounds; declare them or learn them "
-                              f"with DP")
+            raise DomainError(
+                f"column {col.name!r} has no bounds; declare them or learn them with DP"
+            )
         lower, upper = col.bounds
         if col.kind is ColumnKind.DATETIME:
             low, high = _micros(lower), _micros(upper)  # type: ignore[arg-type]
@@ -158,8 +163,9 @@ class CTGANEncoder:
                 exprs.append(offset.alias(col.name + OFFSET_SUFFIX))
         return self.inner.encode(frame.select(exprs))
 
-    def decode(self, array: npt.NDArray[np.floating], *,
-               rng: np.random.Generator | None = None) -> pl.DataFrame:
+    def decode(
+        self, array: npt.NDArray[np.floating], *, rng: np.random.Generator | None = None
+    ) -> pl.DataFrame:
         """Generator output -> a frame with the schema's columns and exact dtypes."""
         derived = self.inner.decode(array, rng=rng)
         out: list[pl.Series] = []

@@ -97,14 +97,15 @@ class MarginalCounts:
         return len(self.one_way) + len(self.two_way)
 
 
-def _group_codes(chunk: torch.Tensor, group: MarginalGroup, slot_group: torch.Tensor
-                 ) -> torch.Tensor:
+def _group_codes(
+    chunk: torch.Tensor, group: MarginalGroup, slot_group: torch.Tensor
+) -> torch.Tensor:
     """Each row's marginal group (int64; -1 for a row with no slot set in the column's group).
 
     An encoded group is one-hot: each row has at most one slot set (to 1), so the set slot is
     the row's argmax wherever the row's maximum is positive.
     """
-    block = chunk[:, group.span.start:group.span.end]
+    block = chunk[:, group.span.start : group.span.end]
     if block.shape[1] == 0:
         return torch.full((chunk.shape[0],), -1, dtype=torch.long, device=chunk.device)
     present = block.amax(dim=1) > 0
@@ -112,7 +113,9 @@ def _group_codes(chunk: torch.Tensor, group: MarginalGroup, slot_group: torch.Te
 
 
 def count_marginals(
-    chunks: Iterable[torch.Tensor], encoder: CTGANEncoder, columns: Sequence[str],
+    chunks: Iterable[torch.Tensor],
+    encoder: CTGANEncoder,
+    columns: Sequence[str],
     focus: Sequence[str],
 ) -> MarginalCounts:
     """Exact counts of the one-way histograms of ``columns`` and the two-way histograms of the
@@ -126,20 +129,22 @@ def count_marginals(
     pairs = focus_pairs(list(groups), focus)
     counts = MarginalCounts(
         one_way={name: np.zeros(g.n_groups, dtype=np.int64) for name, g in groups.items()},
-        two_way={(f, o): np.zeros((groups[f].n_groups, groups[o].n_groups), dtype=np.int64)
-                 for f, o in pairs},
+        two_way={
+            (f, o): np.zeros((groups[f].n_groups, groups[o].n_groups), dtype=np.int64)
+            for f, o in pairs
+        },
     )
     maps: dict[str, torch.Tensor] = {}
     for chunk in chunks:
         codes: dict[str, torch.Tensor] = {}
         for name, group in groups.items():
             if name not in maps:
-                maps[name] = torch.tensor(group.group_of_slot, dtype=torch.long,
-                                          device=chunk.device)
+                maps[name] = torch.tensor(
+                    group.group_of_slot, dtype=torch.long, device=chunk.device
+                )
             codes[name] = _group_codes(chunk, group, maps[name])
             hits = codes[name][codes[name] >= 0]
-            counts.one_way[name] += torch.bincount(
-                hits, minlength=group.n_groups).cpu().numpy()
+            counts.one_way[name] += torch.bincount(hits, minlength=group.n_groups).cpu().numpy()
         for f, other in pairs:
             a, b = codes[f], codes[other]
             both = (a >= 0) & (b >= 0)
@@ -184,8 +189,11 @@ def add_noise(counts: MarginalCounts, sigma_m: float) -> NoisyMarginals:
 
 
 def release_marginals(
-    chunks: Iterable[torch.Tensor], encoder: CTGANEncoder, columns: Sequence[str],
-    focus: Sequence[str], sigma_m: float,
+    chunks: Iterable[torch.Tensor],
+    encoder: CTGANEncoder,
+    columns: Sequence[str],
+    focus: Sequence[str],
+    sigma_m: float,
 ) -> NoisyMarginals:
     """The Gaussian mechanism (noise multiplier ``sigma_m``) on the one-way histograms of
     ``columns`` and the two-way histograms of the focus pairs, counted over ``chunks`` (the
@@ -206,8 +214,9 @@ class Conditioner:
         device: where the tensors live.
     """
 
-    def __init__(self, encoder: CTGANEncoder, one_way: dict[str, list[float]],
-                 device: torch.device) -> None:
+    def __init__(
+        self, encoder: CTGANEncoder, one_way: dict[str, list[float]], device: torch.device
+    ) -> None:
         self.spans = [s for s in encoder.discrete_spans if s.column in one_way]
         self.device = device
         self.k = len(self.spans)
@@ -219,21 +228,23 @@ class Conditioner:
         self.block_mask = torch.zeros(max(self.k, 1), max(self.dim, 1), device=device)
         probs = torch.zeros(max(self.k, 1), max(widths, default=1), device=device)
         for j, span in enumerate(self.spans):
-            self.block_mask[j, self.offsets[j]:self.offsets[j] + span.width] = 1.0
-            probs[j, :span.width] = torch.tensor(one_way[span.column], dtype=torch.float32)
+            self.block_mask[j, self.offsets[j] : self.offsets[j] + span.width] = 1.0
+            probs[j, : span.width] = torch.tensor(one_way[span.column], dtype=torch.float32)
         self.probs = probs
         self.offsets_t = torch.tensor(self.offsets or [0], dtype=torch.long, device=device)
 
-    def from_rows(self, rows: torch.Tensor, generator: torch.Generator | None = None
-                  ) -> torch.Tensor:
+    def from_rows(
+        self, rows: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Each row's own category of one uniformly chosen discrete column (real side)."""
         if self.k == 0:
             return rows.new_zeros((rows.shape[0], 0))
         col = torch.randint(self.k, (rows.shape[0],), device=rows.device, generator=generator)
         return rows[:, self.data_index] * self.block_mask[col]
 
-    def draw(self, n: int, generator: torch.Generator | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def draw(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``n`` conditions from the noisy marginals: (vectors, column index, category index)."""
         if self.k == 0:
             empty = torch.zeros(n, dtype=torch.long, device=self.device)
@@ -250,8 +261,9 @@ class Conditioner:
         for j, span in enumerate(self.spans):
             rows = col == j
             if bool(rows.any()):
-                total = total + F.cross_entropy(raw[rows, span.start:span.end], cat[rows],
-                                                reduction="sum")
+                total = total + F.cross_entropy(
+                    raw[rows, span.start : span.end], cat[rows], reduction="sum"
+                )
         return total / max(raw.shape[0], 1)
 
 
@@ -265,17 +277,18 @@ class MarginalLoss:
     released table. It reads only DP outputs: post-processing, no privacy cost.
     """
 
-    def __init__(self, encoder: CTGANEncoder, marginals: NoisyMarginals,
-                 device: torch.device) -> None:
+    def __init__(
+        self, encoder: CTGANEncoder, marginals: NoisyMarginals, device: torch.device
+    ) -> None:
         self.maps: dict[str, tuple[int, int, torch.Tensor]] = {}
         for group in encoder.groups:
             to_group = torch.zeros(group.span.width, group.n_groups, device=device)
             to_group[torch.arange(group.span.width), torch.tensor(group.group_of_slot)] = 1.0
             self.maps[group.column] = (group.span.start, group.span.end, to_group)
-        self.one_way = [(c, torch.tensor(p, device=device)) for c, p in
-                        marginals.one_way.items()]
-        self.two_way = [(a, b, torch.tensor(p, device=device)) for (a, b), p in
-                        marginals.two_way.items()]
+        self.one_way = [(c, torch.tensor(p, device=device)) for c, p in marginals.one_way.items()]
+        self.two_way = [
+            (a, b, torch.tensor(p, device=device)) for (a, b), p in marginals.two_way.items()
+        ]
 
     def _probs(self, raw: torch.Tensor, column: str) -> torch.Tensor:
         start, end, to_group = self.maps[column]

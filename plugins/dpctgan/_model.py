@@ -58,12 +58,9 @@ SAMPLE_CHUNK_ROWS = 16_384
 
 def make_encoder(schema: Schema, params: DPCTGANParams) -> CTGANEncoder:
     """The encoder of a schema under these parameters (built from the domain only)."""
-    return CTGANEncoder(schema, numeric_bins=params.numeric_bins,
-                        max_exact_values=params.max_exact_values)
-
-
-
-
+    return CTGANEncoder(
+        schema, numeric_bins=params.numeric_bins, max_exact_values=params.max_exact_values
+    )
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -98,10 +95,12 @@ class DPCTGANTrainer:
         self.params, self.device, self.cond = params, device, conditioner
         self.marginal_loss = marginal_loss
         self.ghost = params.grad_sample_mode == "ghost"
-        self.generator = GeneratorNet(params.embedding_dim + conditioner.dim,
-                                      params.generator_dim, encoder).to(device)
-        critic = critic_net(encoder.output_dim + conditioner.dim, params.critic_dim,
-                            params.critic_dropout).to(device)
+        self.generator = GeneratorNet(
+            params.embedding_dim + conditioner.dim, params.generator_dim, encoder
+        ).to(device)
+        critic = critic_net(
+            encoder.output_dim + conditioner.dim, params.critic_dim, params.critic_dropout
+        ).to(device)
         self.expected_batch_size = sample_rate * n_rows
         # Public constant: tying it to the sampled batch's size would let one record move the
         # fake term too (sensitivity 2C instead of C).
@@ -109,12 +108,15 @@ class DPCTGANTrainer:
         self.critic, self.critic_opt = make_private_critic(
             critic,
             lambda ps: torch.optim.Adam(ps, lr=params.critic_lr, betas=(0.5, 0.9)),
-            noise_multiplier=noise_multiplier, max_grad_norm=params.max_grad_norm,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=params.max_grad_norm,
             expected_batch_size=self.expected_batch_size,
             grad_sample_mode=params.grad_sample_mode,
         )
         self.generator_opt = torch.optim.Adam(
-            self.generator.parameters(), lr=params.generator_lr, betas=(0.5, 0.9),
+            self.generator.parameters(),
+            lr=params.generator_lr,
+            betas=(0.5, 0.9),
             weight_decay=params.generator_decay,
         )
         self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
@@ -215,10 +217,13 @@ class DPCTGANTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Networks and optimisers on the CPU: a checkpoint."""
-        return {"critic": cpu_state(self.critic), "generator": cpu_state(self.generator),
-                "critic_opt": cpu_state(self.critic_opt.original_optimizer),
-                "generator_opt": cpu_state(self.generator_opt),
-                "generator_steps": self.generator_steps_taken}
+        return {
+            "critic": cpu_state(self.critic),
+            "generator": cpu_state(self.generator),
+            "critic_opt": cpu_state(self.critic_opt.original_optimizer),
+            "generator_opt": cpu_state(self.generator_opt),
+            "generator_steps": self.generator_steps_taken,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a checkpoint (see :meth:`state_dict`)."""
@@ -266,13 +271,17 @@ class TrainResult:
 
 def _marginals_state(marginals: NoisyMarginals) -> dict[str, Any]:
     """The released marginals as JSON (saved with checkpoints, so a resume never re-releases)."""
-    return {"one_way": marginals.one_way,
-            "two_way": [[f, o, table] for (f, o), table in marginals.two_way.items()]}
+    return {
+        "one_way": marginals.one_way,
+        "two_way": [[f, o, table] for (f, o), table in marginals.two_way.items()],
+    }
 
 
 def _marginals_from(state: dict[str, Any]) -> NoisyMarginals:
-    return NoisyMarginals(one_way={k: list(v) for k, v in state["one_way"].items()},
-                          two_way={(f, o): table for f, o, table in state["two_way"]})
+    return NoisyMarginals(
+        one_way={k: list(v) for k, v in state["one_way"].items()},
+        two_way={(f, o): table for f, o, table in state["two_way"]},
+    )
 
 
 def train(
@@ -297,8 +306,18 @@ def train(
     """
     device = resolve_device(params.device)
     with training_session(device, num_threads=params.num_threads, seed=params.seed):
-        return _train(table, params, plan, accountant, target_epsilon, delta, progress, device,
-                      max_encoded_bytes, checkpoints)
+        return _train(
+            table,
+            params,
+            plan,
+            accountant,
+            target_epsilon,
+            delta,
+            progress,
+            device,
+            max_encoded_bytes,
+            checkpoints,
+        )
 
 
 def _train(
@@ -321,29 +340,58 @@ def _train(
         marginals = _marginals_from(resumed.extra_state)  # released once: never again
     elif plan.marginals_noise is not None:
         if checkpoints is not None:  # write-ahead, as every DP step
-            checkpoints.log_steps(noise_multiplier=plan.marginals_noise, sample_rate=1.0,
-                                  num_steps=1)
-        marginals = release_marginals(source.chunks(), encoder, plan.marginal_columns,
-                                      params.focus_columns, plan.marginals_noise)
+            checkpoints.log_steps(
+                noise_multiplier=plan.marginals_noise, sample_rate=1.0, num_steps=1
+            )
+        marginals = release_marginals(
+            source.chunks(),
+            encoder,
+            plan.marginal_columns,
+            params.focus_columns,
+            plan.marginals_noise,
+        )
         accountant.step(noise_multiplier=plan.marginals_noise, sample_rate=1.0)
-    loss = (MarginalLoss(encoder, marginals, device)
-            if marginals.n_tables and params.marginal_loss_weight > 0 else None)
+    loss = (
+        MarginalLoss(encoder, marginals, device)
+        if marginals.n_tables and params.marginal_loss_weight > 0
+        else None
+    )
     # Sizes come from the released row count n̂ (q * n̂ is the public expected batch size);
     # only the Poisson sampler reads the table's true size, inside the loop.
     trainer = DPCTGANTrainer(
-        encoder, Conditioner(encoder, marginals.one_way, device), loss, params,
+        encoder,
+        Conditioner(encoder, marginals.one_way, device),
+        loss,
+        params,
         n_rows=table.planning_rows,
-        noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, device=device,
+        noise_multiplier=plan.noise_multiplier,
+        sample_rate=plan.sample_rate,
+        device=device,
     )
     leave_seeded_phase()
-    epochs = params.epochs if params.epochs is not None else math.ceil(
-        plan.allowed_steps / plan.steps_per_epoch)
+    epochs = (
+        params.epochs
+        if params.epochs is not None
+        else math.ceil(plan.allowed_steps / plan.steps_per_epoch)
+    )
     loop = run_dpsgd(
-        trainer, source,
-        plan=StepPlan(plan.noise_multiplier, plan.sample_rate, plan.steps_per_epoch,
-                      plan.allowed_steps, epochs),
-        accountant=accountant, target_epsilon=target_epsilon, delta=delta, progress=progress,
-        checkpoints=checkpoints, resumed=resumed, extra_state=_marginals_state(marginals))
+        trainer,
+        source,
+        plan=StepPlan(
+            plan.noise_multiplier,
+            plan.sample_rate,
+            plan.steps_per_epoch,
+            plan.allowed_steps,
+            epochs,
+        ),
+        accountant=accountant,
+        target_epsilon=target_epsilon,
+        delta=delta,
+        progress=progress,
+        checkpoints=checkpoints,
+        resumed=resumed,
+        extra_state=_marginals_state(marginals),
+    )
     recalibrate_batchnorm(trainer)
     this_attempt = max(loop.steps - loop.resumed_from, 1)
     return TrainResult(
@@ -365,8 +413,13 @@ def _train(
 
 
 def sample_rows(
-    net: GeneratorNet, encoder: CTGANEncoder, marginals: dict[str, list[float]],
-    params: DPCTGANParams, n_rows: int, *, seed: int | None,
+    net: GeneratorNet,
+    encoder: CTGANEncoder,
+    marginals: dict[str, list[float]],
+    params: DPCTGANParams,
+    n_rows: int,
+    *,
+    seed: int | None,
 ) -> pl.DataFrame:
     """``n_rows`` synthetic rows, conditions drawn from the noisy marginals (as CTGAN samples
     from the training frequencies); the same network and seed give the same rows.

@@ -51,9 +51,7 @@ class DPPlan:
         return [] if self.marginals_noise is None else [(self.marginals_noise, 1.0, 1)]
 
 
-def composed_epsilon(
-    accountant_cls: type[Accountant], history: History, delta: float
-) -> float:
+def composed_epsilon(accountant_cls: type[Accountant], history: History, delta: float) -> float:
     """Epsilon at ``delta`` of a sequence of (sigma, q, steps) runs, by one accountant."""
     accountant = accountant_cls()
     for sigma, q, steps in history:
@@ -62,8 +60,15 @@ def composed_epsilon(
 
 
 def _calibrate_sigma(
-    accountant_cls: type[Accountant], prefix: History, *, q: float,
-    steps: int, epsilon: float, delta: float, rel_tol: float = 0.005, max_noise: float = 1e4,
+    accountant_cls: type[Accountant],
+    prefix: History,
+    *,
+    q: float,
+    steps: int,
+    epsilon: float,
+    delta: float,
+    rel_tol: float = 0.005,
+    max_noise: float = 1e4,
 ) -> float:
     """Smallest sigma (to ``rel_tol``, rounded up) with prefix + ``steps`` at or under epsilon."""
 
@@ -92,8 +97,14 @@ def _calibrate_sigma(
 
 
 def _max_steps(
-    accountant_cls: type[Accountant], prefix: History, *, sigma: float,
-    q: float, epsilon: float, delta: float, cap: int | None,
+    accountant_cls: type[Accountant],
+    prefix: History,
+    *,
+    sigma: float,
+    q: float,
+    epsilon: float,
+    delta: float,
+    cap: int | None,
 ) -> int:
     """Largest step count (at most ``cap``) with prefix + steps at or under epsilon."""
 
@@ -158,7 +169,11 @@ def effective_share(params: DPCTGANParams) -> float:
 
 
 def make_plan(
-    *, n_rows: int, schema: Schema, params: DPCTGANParams, budget: PrivacyBudget,
+    *,
+    n_rows: int,
+    schema: Schema,
+    params: DPCTGANParams,
+    budget: PrivacyBudget,
     accountant: str,
 ) -> DPPlan:
     """The plan of a fit (see :meth:`privsynth_plugins.dpctgan.DPCTGANGenerator.make_plan`)."""
@@ -181,8 +196,10 @@ def make_plan(
         )
     share = effective_share(params)
     if params.focus_columns and share == 0:
-        raise ConfigError("focus_columns needs marginals_share > 0 (the two-way marginals are "
-                          "paid for from that share)")
+        raise ConfigError(
+            "focus_columns needs marginals_share > 0 (the two-way marginals are "
+            "paid for from that share)"
+        )
     columns = marginal_columns(schema) if share > 0 else ()
     sigma_m = 1.0 / (math.sqrt(share) * gdp_mu(epsilon, delta)) if columns else None
     prefix: History = [] if sigma_m is None else [(sigma_m, 1.0, 1)]
@@ -192,10 +209,12 @@ def make_plan(
     sigma = params.noise_multiplier
     calibrated = sigma is None and planned is not None
     if sigma is None:
-        sigma = 1.0 if planned is None else _calibrate_sigma(
-            acc, prefix, q=q, steps=planned, epsilon=epsilon, delta=delta)
-    allowed = _max_steps(acc, prefix, sigma=sigma, q=q, epsilon=epsilon, delta=delta,
-                         cap=planned)
+        sigma = (
+            1.0
+            if planned is None
+            else _calibrate_sigma(acc, prefix, q=q, steps=planned, epsilon=epsilon, delta=delta)
+        )
+    allowed = _max_steps(acc, prefix, sigma=sigma, q=q, epsilon=epsilon, delta=delta, cap=planned)
     if allowed == 0:
         one = composed_epsilon(acc, [*prefix, (sigma, q, 1)], delta)
         raise AccountingError(
@@ -204,5 +223,4 @@ def make_plan(
             f"epsilon={one:.4g} ({accountant} accountant). Raise epsilon, raise "
             f"noise_multiplier, lower batch_size or marginals_share; nothing was charged"
         )
-    return DPPlan(q, steps_per_epoch, planned, allowed, sigma, calibrated, sigma_m, columns,
-                  share)
+    return DPPlan(q, steps_per_epoch, planned, allowed, sigma, calibrated, sigma_m, columns, share)

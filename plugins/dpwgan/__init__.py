@@ -107,61 +107,88 @@ class DPWGANParams(GeneratorParams):
     """Parameters of the DPWGAN generator (defaults suit tables of a few thousand rows and up)."""
 
     epochs: int = Field(
-        100, ge=1, le=100_000,
+        100,
+        ge=1,
+        le=100_000,
         description="planned passes over the data, in expected critic steps (n_rows / batch_size "
-                    "per epoch); training stops earlier if the budget runs out",
+        "per epoch); training stops earlier if the budget runs out",
     )
     batch_size: int = Field(
-        256, ge=2, le=1_000_000,
+        256,
+        ge=2,
+        le=1_000_000,
         description="expected Poisson batch size; sample rate q = batch_size / n_rows",
     )
     sigma: float | None = Field(
-        None, gt=0.0, le=10_000.0,
+        None,
+        gt=0.0,
+        le=10_000.0,
         description="noise multiplier; empty: calibrated so the planned steps meet the target",
     )
     max_grad_norm: float = Field(
-        1.0, gt=0.0, le=10_000.0, description="per-record gradient clipping bound (L2 norm)",
+        1.0,
+        gt=0.0,
+        le=10_000.0,
+        description="per-record gradient clipping bound (L2 norm)",
     )
     weight_clip: float = Field(
-        0.05, gt=0.0, le=100.0, description="critic weights are clipped to [-c, c] after each step",
+        0.05,
+        gt=0.0,
+        le=100.0,
+        description="critic weights are clipped to [-c, c] after each step",
     )
     n_critic: int = Field(5, ge=1, le=100, description="critic steps per generator step")
     optimizer: Literal["rmsprop", "adam"] = Field(
-        "rmsprop", description="rmsprop (as in the WGAN and DPGAN papers) or adam",
+        "rmsprop",
+        description="rmsprop (as in the WGAN and DPGAN papers) or adam",
     )
     critic_lr: float = Field(1e-3, gt=0.0, le=1.0, description="critic learning rate")
     generator_lr: float = Field(3e-4, gt=0.0, le=1.0, description="generator learning rate")
     generator_ema: float = Field(
-        0.995, ge=0.0, lt=1.0,
+        0.995,
+        ge=0.0,
+        lt=1.0,
         description="keep an exponential moving average of the generator's weights with this "
-                    "decay and sample from it (0: off); smooths GAN oscillations at no privacy "
-                    "cost",
+        "decay and sample from it (0: off); smooths GAN oscillations at no privacy "
+        "cost",
     )
     latent_dim: int = Field(64, ge=1, le=4096, description="dimension of the latent noise")
     latent_distribution: Literal["normal", "uniform"] = Field(
-        "normal", description="latent noise: standard normal, or uniform on [-1, 1]",
+        "normal",
+        description="latent noise: standard normal, or uniform on [-1, 1]",
     )
     generator_layers: tuple[Layer, ...] = Field(
-        _layers((256, "relu"), (256, "relu")), min_length=1, max_length=16,
+        _layers((256, "relu"), (256, "relu")),
+        min_length=1,
+        max_length=16,
         description="generator hidden layers, e.g. '256:relu,256:relu'",
     )
     critic_layers: tuple[Layer, ...] = Field(
-        _layers((128, "leaky_relu"), (128, "leaky_relu")), min_length=1, max_length=16,
+        _layers((128, "leaky_relu"), (128, "leaky_relu")),
+        min_length=1,
+        max_length=16,
         description="critic hidden layers (no BatchNorm), e.g. '256:leaky_relu,128:leaky_relu'",
     )
     categorical_output: Literal["gumbel_softmax", "softmax"] = Field(
-        "gumbel_softmax", description="how the generator emits one-hot groups while training",
+        "gumbel_softmax",
+        description="how the generator emits one-hot groups while training",
     )
     gumbel_tau: float = Field(0.2, gt=0.0, le=10.0, description="Gumbel-softmax temperature")
     grad_sample_mode: Literal["ghost", "hooks", "functorch"] = Field(
-        "ghost", description="Opacus per-sample clipping: ghost (fastest), hooks or functorch",
+        "ghost",
+        description="Opacus per-sample clipping: ghost (fastest), hooks or functorch",
     )
     num_threads: int = Field(
-        1, ge=1, le=256, description="CPU threads for torch while fitting (1 is fastest for "
-                                      "small networks on a shared machine)",
+        1,
+        ge=1,
+        le=256,
+        description="CPU threads for torch while fitting (1 is fastest for "
+        "small networks on a shared machine)",
     )
     seed: int | None = Field(
-        None, ge=0, description="seeds weight initialisation and latent draws (never the DP noise)",
+        None,
+        ge=0,
+        description="seeds weight initialisation and latent draws (never the DP noise)",
     )
     device: Literal["cpu", "cuda", "auto"] = Field("auto", description="cpu, cuda or auto")
 
@@ -204,8 +231,11 @@ class DPWGANGenerator(DPSGDGenerator):
     def suitability(cls, profile: TableProfile) -> Suitability:
         """A general DP GAN: below DP-CTGAN on mixed tables, weaker still on few rows."""
         if profile.rows is not None and profile.rows < 2000:
-            return Suitability(0.25, f"DPWGAN: a DP-SGD GAN, which learns little from "
-                                     f"{profile.rows:,} rows at a small epsilon")
+            return Suitability(
+                0.25,
+                f"DPWGAN: a DP-SGD GAN, which learns little from "
+                f"{profile.rows:,} rows at a small epsilon",
+            )
         return Suitability(0.4, "DPWGAN: a DP-SGD Wasserstein GAN (a general baseline)")
 
     @property
@@ -257,23 +287,37 @@ class DPWGANGenerator(DPSGDGenerator):
         sigma = self.p.sigma
         calibrated = sigma is None
         if sigma is None:
-            sigma = acc.noise_for(target_epsilon=budget.epsilon, delta=budget.delta,
-                                  sample_rate=q, steps=planned)
-        allowed = min(planned, acc.max_steps_for(
-            target_epsilon=budget.epsilon, delta=budget.delta, noise_multiplier=sigma,
-            sample_rate=q,
-        ))
+            sigma = acc.noise_for(
+                target_epsilon=budget.epsilon, delta=budget.delta, sample_rate=q, steps=planned
+            )
+        allowed = min(
+            planned,
+            acc.max_steps_for(
+                target_epsilon=budget.epsilon,
+                delta=budget.delta,
+                noise_multiplier=sigma,
+                sample_rate=q,
+            ),
+        )
         if allowed == 0:
-            one = acc.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=1,
-                                  delta=budget.delta)
+            one = acc.epsilon_for(
+                noise_multiplier=sigma, sample_rate=q, steps=1, delta=budget.delta
+            )
             raise AccountingError(
                 f"the budget {budget} allows 0 training steps: one critic step with noise "
                 f"multiplier {sigma:g} at sample rate {q:.4g} already costs epsilon={one:.4g} "
                 f"({accountant} accountant). Raise epsilon, raise sigma, or lower batch_size; "
                 f"nothing was charged"
             )
-        plan = DPPlan(q, max(1, round(n_rows / self.p.batch_size)), planned, allowed, sigma,
-                      calibrated, n_rows)
+        plan = DPPlan(
+            q,
+            max(1, round(n_rows / self.p.batch_size)),
+            planned,
+            allowed,
+            sigma,
+            calibrated,
+            n_rows,
+        )
         self._plan = (key, plan)
         return plan
 
@@ -284,8 +328,10 @@ class DPWGANGenerator(DPSGDGenerator):
 
         resolve_device(self.p.device)
         if not 0 < budget.delta < 1:
-            raise AccountingError(f"DP-SGD needs a delta in (0, 1), got {budget.delta:g}; use "
-                                  f"one well below 1/rows, e.g. 1e-5")
+            raise AccountingError(
+                f"DP-SGD needs a delta in (0, 1), got {budget.delta:g}; use "
+                f"one well below 1/rows, e.g. 1e-5"
+            )
 
     def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
         self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
@@ -307,9 +353,15 @@ class DPWGANGenerator(DPSGDGenerator):
 
         plan = self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
         result: TrainResult = train(
-            table.frame, TableEncoder(table.schema), self.p, plan=plan,
-            accountant=accountants().get(accountant)(), target_epsilon=budget.epsilon,
-            delta=budget.delta, progress=progress, checkpoints=self.checkpoints,
+            table.frame,
+            TableEncoder(table.schema),
+            self.p,
+            plan=plan,
+            accountant=accountants().get(accountant)(),
+            target_epsilon=budget.epsilon,
+            delta=budget.delta,
+            progress=progress,
+            checkpoints=self.checkpoints,
         )
         self._net = result.generator
         return FitSummary(

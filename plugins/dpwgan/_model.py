@@ -140,7 +140,8 @@ class DPWGANTrainer:
         self.critic, self.critic_opt = make_private_critic(
             critic,
             lambda ps: _optimizer(ps, params, params.critic_lr),
-            noise_multiplier=noise_multiplier, max_grad_norm=params.max_grad_norm,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=params.max_grad_norm,
             expected_batch_size=self.expected_batch_size,
             grad_sample_mode=params.grad_sample_mode,
         )
@@ -224,8 +225,9 @@ class DPWGANTrainer:
             t = self.generator_steps_taken
             decay = min(self.params.generator_ema, (1 + t) / (10 + t))
             with torch.no_grad():
-                for kept, current in zip(self.average.parameters(), self.generator.parameters(),
-                                         strict=True):
+                for kept, current in zip(
+                    self.average.parameters(), self.generator.parameters(), strict=True
+                ):
                     kept.lerp_(current, 1 - decay)
         return float(loss.detach())
 
@@ -239,11 +241,14 @@ class DPWGANTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimisers and the weight average, on the CPU: a checkpoint."""
-        return {"critic": cpu_state(self.critic), "generator": cpu_state(self.generator),
-                "critic_opt": cpu_state(self.critic_opt.original_optimizer),
-                "generator_opt": cpu_state(self.generator_opt),
-                "average": cpu_state(self.average) if self.average is not None else None,
-                "generator_steps": self.generator_steps_taken}
+        return {
+            "critic": cpu_state(self.critic),
+            "generator": cpu_state(self.generator),
+            "critic_opt": cpu_state(self.critic_opt.original_optimizer),
+            "generator_opt": cpu_state(self.generator_opt),
+            "average": cpu_state(self.average) if self.average is not None else None,
+            "generator_steps": self.generator_steps_taken,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a checkpoint (see :meth:`state_dict`)."""
@@ -291,27 +296,53 @@ def train(
         resumed = restore(checkpoints, accountant)
         # The plan's sizes come from the released row count n̂ (q * n̂ is the public expected
         # batch size); only the Poisson sampler reads the table's true size, inside the loop.
-        trainer = DPWGANTrainer(encoder, params, n_rows=plan.planning_rows,
-                                noise_multiplier=plan.noise_multiplier,
-                                sample_rate=plan.sample_rate, device=device)
+        trainer = DPWGANTrainer(
+            encoder,
+            params,
+            n_rows=plan.planning_rows,
+            noise_multiplier=plan.noise_multiplier,
+            sample_rate=plan.sample_rate,
+            device=device,
+        )
         leave_seeded_phase()
         loop = run_dpsgd(
-            trainer, BatchSource(frame, encoder, device),
-            plan=StepPlan(plan.noise_multiplier, plan.sample_rate, plan.steps_per_epoch,
-                          plan.allowed_steps, params.epochs),
-            accountant=accountant, target_epsilon=target_epsilon, delta=delta,
-            progress=progress, checkpoints=checkpoints, resumed=resumed)
+            trainer,
+            BatchSource(frame, encoder, device),
+            plan=StepPlan(
+                plan.noise_multiplier,
+                plan.sample_rate,
+                plan.steps_per_epoch,
+                plan.allowed_steps,
+                params.epochs,
+            ),
+            accountant=accountant,
+            target_epsilon=target_epsilon,
+            delta=delta,
+            progress=progress,
+            checkpoints=checkpoints,
+            resumed=resumed,
+        )
     net = trainer.final_generator().to("cpu").eval()
     this_attempt = max(loop.steps - loop.resumed_from, 1)
     return TrainResult(
-        generator=net, steps=loop.steps, generator_steps=trainer.generator_steps_taken,
-        epsilon=loop.epsilon, accountant_state=loop.accountant_state, device=str(device),
+        generator=net,
+        steps=loop.steps,
+        generator_steps=trainer.generator_steps_taken,
+        epsilon=loop.epsilon,
+        accountant_state=loop.accountant_state,
+        device=str(device),
         seconds_per_epoch=loop.seconds / max(this_attempt / plan.steps_per_epoch, 1e-9),
-        resumed_from=loop.resumed_from, lost_steps=loop.lost_steps)
+        resumed_from=loop.resumed_from,
+        lost_steps=loop.lost_steps,
+    )
 
 
 def sample_rows(
-    net: GeneratorNet, encoder: TableEncoder, params: DPWGANParams, n_rows: int, *,
+    net: GeneratorNet,
+    encoder: TableEncoder,
+    params: DPWGANParams,
+    n_rows: int,
+    *,
     seed: int | None,
 ) -> pl.DataFrame:
     """``n_rows`` synthetic rows; the same network and seed give the same rows."""

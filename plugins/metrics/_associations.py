@@ -12,8 +12,9 @@ from itertools import combinations
 import numpy as np
 
 
-def association_matrix(codes: dict[str, np.ndarray], enc_numeric: list[str],
-                       sizes: dict[str, int], columns: list[str]) -> np.ndarray:
+def association_matrix(
+    codes: dict[str, np.ndarray], enc_numeric: list[str], sizes: dict[str, int], columns: list[str]
+) -> np.ndarray:
     """Pairwise association of ``columns``: Pearson (numeric pairs), Cramér's V (categorical
     pairs), correlation ratio (mixed pairs); the diagonal is 1."""
     n_cols = len(columns)

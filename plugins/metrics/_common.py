@@ -195,14 +195,17 @@ def categorical_mask(enc: Encoded, max_levels: int = 250) -> np.ndarray:
     """Which columns of :func:`ordinal_matrix` a gradient-boosting model may treat as
     categorical (its native support takes at most ``max_levels`` categories)."""
     return np.array(
-        [False] * len(enc.numeric)
-        + [len(enc.labels[n]) <= max_levels for n in enc.categorical],
+        [False] * len(enc.numeric) + [len(enc.labels[n]) <= max_levels for n in enc.categorical],
         dtype=bool,
     )
 
 
 def onehot_matrices(
-    enc: Encoded, fit_index: int = 0, *, scale: str = "standard", max_levels: int = 50,
+    enc: Encoded,
+    fit_index: int = 0,
+    *,
+    scale: str = "standard",
+    max_levels: int = 50,
     exclude: tuple[str, ...] = (),
 ) -> list[np.ndarray]:
     """Every frame as a dense numeric matrix, with the transform fitted on frame ``fit_index``.
@@ -239,7 +242,7 @@ def onehot_matrices(
         if name in exclude:
             continue
         counts = np.bincount(fit[name], minlength=len(enc.labels[name]))
-        keep = np.argsort(-counts, kind="stable")[: max_levels]
+        keep = np.argsort(-counts, kind="stable")[:max_levels]
         keep = keep[counts[keep] > 0]
         lookup = np.full(len(enc.labels[name]), len(keep))
         lookup[keep] = np.arange(len(keep))

@@ -59,9 +59,16 @@ class KSMetric(Metric):
     description = "per numeric column, the largest gap between real and synthetic CDFs; mean"
     thresholds = (0.05, 0.1)
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         from scipy.stats import ks_2samp
 
         check_frames(schema, real=real, synthetic=synthetic)
@@ -77,13 +84,20 @@ class KSMetric(Metric):
             else:
                 res = ks_2samp(fa, fb, method="asymp")
                 stat, pvalue = float(res.statistic), float(res.pvalue)
-            per_column[name] = {"ks": stat, "pvalue": pvalue,
-                                "null_rate_real": float(1 - fa.size / a.size),
-                                "null_rate_synthetic": float(1 - fb.size / b.size)}
+            per_column[name] = {
+                "ks": stat,
+                "pvalue": pvalue,
+                "null_rate_real": float(1 - fa.size / a.size),
+                "null_rate_synthetic": float(1 - fb.size / b.size),
+            }
         value = float(np.mean([c["ks"] for c in per_column.values()]))
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group, value=value,
-            direction=self.direction, value_range=(0.0, 1.0),
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=value,
+            direction=self.direction,
+            value_range=(0.0, 1.0),
             details={"per_column": per_column, "table": _per_column_table(per_column, "ks")},
         )
 
@@ -98,9 +112,16 @@ class TVDMetric(Metric):
     description = "per categorical column, half the L1 gap between category frequencies; mean"
     thresholds = (0.05, 0.1)
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         check_frames(schema, real=real, synthetic=synthetic)
         enc = encode(schema, [real, synthetic])
         if not enc.categorical:
@@ -114,13 +135,18 @@ class TVDMetric(Metric):
             worst = np.argsort(-np.abs(gaps))[:3]
             per_column[name] = {
                 "tvd": float(0.5 * np.abs(gaps).sum()),
-                "largest_gaps": {enc.labels[name][i]: float(gaps[i]) for i in worst
-                                 if gaps[i] != 0},
+                "largest_gaps": {
+                    enc.labels[name][i]: float(gaps[i]) for i in worst if gaps[i] != 0
+                },
             }
         value = float(np.mean([c["tvd"] for c in per_column.values()]))
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group, value=value,
-            direction=self.direction, value_range=(0.0, 1.0),
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=value,
+            direction=self.direction,
+            value_range=(0.0, 1.0),
             details={"per_column": per_column, "table": _per_column_table(per_column, "tvd")},
         )
 
@@ -134,9 +160,16 @@ class ChiSquareMetric(Metric):
     direction = "higher_is_better"
     description = "per categorical column, chi-square homogeneity test of real vs synthetic counts"
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         from scipy.stats import chi2_contingency
 
         check_frames(schema, real=real, synthetic=synthetic)
@@ -156,12 +189,20 @@ class ChiSquareMetric(Metric):
             per_column[name] = {"chi_square": stat, "pvalue": pvalue, "dof": dof}
         value = float(np.mean([c["pvalue"] for c in per_column.values()]))
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group, value=value,
-            direction=self.direction, value_range=(0.0, 1.0),
-            details={"per_column": per_column,
-                     "table": _per_column_table(per_column, "chi_square", "pvalue", "dof")},
-            notes=["p-values shrink with sample size: on large tables a tiny, harmless "
-                   "difference is already 'significant'; read the TVD beside it"],
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=value,
+            direction=self.direction,
+            value_range=(0.0, 1.0),
+            details={
+                "per_column": per_column,
+                "table": _per_column_table(per_column, "chi_square", "pvalue", "dof"),
+            },
+            notes=[
+                "p-values shrink with sample size: on large tables a tiny, harmless "
+                "difference is already 'significant'; read the TVD beside it"
+            ],
         )
 
 
@@ -172,13 +213,22 @@ class CorrelationDiffMetric(Metric):
     name = "Correlation-matrix difference"
     group = "fidelity"
     direction = "lower_is_better"
-    description = ("mean |real - synthetic| association over column pairs (Pearson, Cramér's V, "
-                   "correlation ratio)")
+    description = (
+        "mean |real - synthetic| association over column pairs (Pearson, Cramér's V, "
+        "correlation ratio)"
+    )
     thresholds = (0.05, 0.1)
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         check_frames(schema, real=real, synthetic=synthetic)
         if len(schema.names) < 2:
             raise MetricError("correlation_diff needs at least two columns")
@@ -188,21 +238,34 @@ class CorrelationDiffMetric(Metric):
         mats = [association_matrix(t, enc.numeric, sizes, columns) for t in enc.tables]
         diff = np.abs(mats[0] - mats[1])
         upper = diff[np.triu_indices(len(columns), k=1)]
-        worst = sorted(((float(diff[i, j]), columns[i], columns[j])
-                        for i, j in combinations(range(len(columns)), 2)), reverse=True)[:10]
+        worst = sorted(
+            (
+                (float(diff[i, j]), columns[i], columns[j])
+                for i, j in combinations(range(len(columns)), 2)
+            ),
+            reverse=True,
+        )[:10]
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group,
-            value=float(upper.mean()), direction=self.direction, value_range=(0.0, 2.0),
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=float(upper.mean()),
+            direction=self.direction,
+            value_range=(0.0, 2.0),
             details={
                 "columns": columns,
                 "real": np.round(mats[0], 4).tolist(),
                 "synthetic": np.round(mats[1], 4).tolist(),
                 "max_abs_diff": float(upper.max()),
-                "table": {"columns": ["column A", "column B", "|difference|"],
-                          "rows": [[a, b, round(d, 4)] for d, a, b in worst]},
+                "table": {
+                    "columns": ["column A", "column B", "|difference|"],
+                    "rows": [[a, b, round(d, 4)] for d, a, b in worst],
+                },
             },
-            notes=["Pearson for numeric pairs (signed, so a pair can differ by up to 2), "
-                   "Cramér's V for categorical pairs, correlation ratio for mixed pairs"],
+            notes=[
+                "Pearson for numeric pairs (signed, so a pair can differ by up to 2), "
+                "Cramér's V for categorical pairs, correlation ratio for mixed pairs"
+            ],
         )
 
 
@@ -218,16 +281,29 @@ class Marginal2WayTVDMetric(Metric):
     thresholds = (0.03, 0.06)
     n_bins: ClassVar[int] = 10
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         check_frames(schema, real=real, synthetic=synthetic)
         enc = encode(schema, [real, synthetic])
         (a_codes, b_codes), sizes = discretise(enc, self.n_bins)
         columns = enc.columns
-        one_way = {n: float(0.5 * np.abs(distribution(a_codes[n], sizes[n])
-                                          - distribution(b_codes[n], sizes[n])).sum())
-                   for n in columns}
+        one_way = {
+            n: float(
+                0.5
+                * np.abs(
+                    distribution(a_codes[n], sizes[n]) - distribution(b_codes[n], sizes[n])
+                ).sum()
+            )
+            for n in columns
+        }
         pair_tvd = np.zeros((len(columns), len(columns)))
         for i, j in combinations(range(len(columns)), 2):
             a, b = columns[i], columns[j]
@@ -239,23 +315,38 @@ class Marginal2WayTVDMetric(Metric):
             value = float(pair_tvd[np.triu_indices(len(columns), k=1)].mean())
         else:
             value = one_way[columns[0]]
-        worst = sorted(((float(pair_tvd[i, j]), columns[i], columns[j])
-                        for i, j in combinations(range(len(columns)), 2)), reverse=True)[:10]
+        worst = sorted(
+            (
+                (float(pair_tvd[i, j]), columns[i], columns[j])
+                for i, j in combinations(range(len(columns)), 2)
+            ),
+            reverse=True,
+        )[:10]
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group, value=value,
-            direction=self.direction, value_range=(0.0, 1.0),
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=value,
+            direction=self.direction,
+            value_range=(0.0, 1.0),
             details={
-                "worst": {"pairs": [[a, b, round(d, 4)] for d, a, b in worst[:3] if d > 0],
-                          "columns": _worst_columns(one_way)},
+                "worst": {
+                    "pairs": [[a, b, round(d, 4)] for d, a, b in worst[:3] if d > 0],
+                    "columns": _worst_columns(one_way),
+                },
                 "one_way_tvd": one_way,
                 "mean_one_way_tvd": float(np.mean(list(one_way.values()))),
                 "columns": columns,
                 "pair_tvd": np.round(pair_tvd, 4).tolist(),
-                "table": {"columns": ["column A", "column B", "2-way TVD"],
-                          "rows": [[a, b, round(d, 4)] for d, a, b in worst]},
+                "table": {
+                    "columns": ["column A", "column B", "2-way TVD"],
+                    "rows": [[a, b, round(d, 4)] for d, a, b in worst],
+                },
             },
-            notes=[f"numeric columns in {self.n_bins} quantile bins of the real data; missing "
-                   f"values are a bin of their own"],
+            notes=[
+                f"numeric columns in {self.n_bins} quantile bins of the real data; missing "
+                f"values are a bin of their own"
+            ],
         )
 
 
@@ -263,8 +354,9 @@ _PROPENSITY_CACHE: list[tuple[Any, ...]] = []
 
 
 @limit_threads
-def _propensity(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema,
-                seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _propensity(
+    real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema, seed: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Out-of-fold probabilities that each row is synthetic (3-fold gradient boosting) on equal
     samples of both tables; cached for the last pair so pMSE and detection AUC share one fit."""
     for cached in _PROPENSITY_CACHE:
@@ -294,14 +386,17 @@ def _propensity(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema,
         # Early stopping keeps the propensities of two alike tables near 0.5 instead of
         # fitting noise (pMSE of two real samples: ~0.03 without it on 1,500 rows, ~0.005 with).
         model = HistGradientBoostingClassifier(
-            max_iter=200, categorical_features=categorical_mask(enc), random_state=seed,
+            max_iter=200,
+            categorical_features=categorical_mask(enc),
+            random_state=seed,
             early_stopping=True,
         )
         model.fit(x[train], y[train])
         prob[test] = model.predict_proba(x[test])[:, 1]
     # Weak references: the cache never keeps a table alive, and a dead one never matches.
-    _PROPENSITY_CACHE[:] = [(weakref.ref(real), weakref.ref(synthetic), (schema, seed), y,
-                             prob, tuple(notes))]
+    _PROPENSITY_CACHE[:] = [
+        (weakref.ref(real), weakref.ref(synthetic), (schema, seed), y, prob, tuple(notes))
+    ]
     return y, prob, notes
 
 
@@ -315,16 +410,27 @@ class PMSEMetric(Metric):
     description = "mean squared distance of real-vs-synthetic propensities from 0.5"
     thresholds = (0.02, 0.06)
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         check_frames(schema, real=real, synthetic=synthetic)
         y, prob, notes = _propensity(real, synthetic, schema, seed)
         share = float(y.mean())
         pmse = float(np.mean((prob - share) ** 2))
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group, value=pmse,
-            direction=self.direction, value_range=(0.0, share * (1 - share)),
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=pmse,
+            direction=self.direction,
+            value_range=(0.0, share * (1 - share)),
             details={"ideal": 0.0, "max": share * (1 - share)},
             notes=[*notes, "propensities from 3-fold out-of-fold gradient boosting"],
         )
@@ -341,42 +447,62 @@ class DetectionAUCMetric(Metric):
     headline = True
     thresholds = (0.6, 0.75)
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         from sklearn.metrics import roc_auc_score
 
         check_frames(schema, real=real, synthetic=synthetic)
         y, prob, notes = _propensity(real, synthetic, schema, seed)
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group,
-            value=float(roc_auc_score(y, prob)), direction=self.direction,
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=float(roc_auc_score(y, prob)),
+            direction=self.direction,
             value_range=(0.0, 1.0),
-            details={"ideal": 0.5,
-                     # what gives the synthetic rows away most readily: the columns whose
-                     # distributions differ most
-                     "worst": {"columns": _worst_columns(_one_way_tvd(real, synthetic, schema))}},
-            notes=[*notes, "3-fold out-of-fold gradient boosting; 0.5 means the classifier "
-                           "cannot tell the tables apart"],
+            details={
+                "ideal": 0.5,
+                # what gives the synthetic rows away most readily: the columns whose
+                # distributions differ most
+                "worst": {"columns": _worst_columns(_one_way_tvd(real, synthetic, schema))},
+            },
+            notes=[
+                *notes,
+                "3-fold out-of-fold gradient boosting; 0.5 means the classifier "
+                "cannot tell the tables apart",
+            ],
         )
 
     def verdict(self, result: MetricResult) -> tuple[Verdict, str] | None:
         """Flag an AUC far *below* chance: out of fold, that happens when synthetic rows are
         twins of real rows (the classifier learns each twin's label and gets its pair wrong)."""
         if result.value < 0.4:
-            return "fair", ("suspiciously below chance: synthetic rows mirror real rows one for "
-                            "one (copies?); check the privacy section")
+            return "fair", (
+                "suspiciously below chance: synthetic rows mirror real rows one for "
+                "one (copies?); check the privacy section"
+            )
         return None
 
 
-def _one_way_tvd(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema
-                 ) -> dict[str, float]:
+def _one_way_tvd(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema) -> dict[str, float]:
     """Per column, the TVD of its distribution (numbers in 10 quantile bins of the real data)."""
     enc = encode(schema, [real, synthetic])
     (a_codes, b_codes), sizes = discretise(enc, Marginal2WayTVDMetric.n_bins)
-    return {n: float(0.5 * np.abs(distribution(a_codes[n], sizes[n])
-                                  - distribution(b_codes[n], sizes[n])).sum())
-            for n in enc.columns}
+    return {
+        n: float(
+            0.5
+            * np.abs(distribution(a_codes[n], sizes[n]) - distribution(b_codes[n], sizes[n])).sum()
+        )
+        for n in enc.columns
+    }
 
 
 def _worst_columns(one_way: dict[str, float], top: int = 3) -> list[list[Any]]:
@@ -399,6 +525,11 @@ def _round(value: Any) -> Any:
 
 
 FIDELITY_METRICS: tuple[type[Metric], ...] = (
-    KSMetric, TVDMetric, ChiSquareMetric, CorrelationDiffMetric, Marginal2WayTVDMetric,
-    PMSEMetric, DetectionAUCMetric,
+    KSMetric,
+    TVDMetric,
+    ChiSquareMetric,
+    CorrelationDiffMetric,
+    Marginal2WayTVDMetric,
+    PMSEMetric,
+    DetectionAUCMetric,
 )

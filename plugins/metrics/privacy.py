@@ -81,9 +81,16 @@ class ExactCopyRateMetric(Metric):
     direction = "lower_is_better"
     description = "share of synthetic rows that are exact copies of a training row"
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
         train_keys = row_keys(real, schema.names)
         copied = row_keys(synthetic, schema.names).is_in(train_keys.implode())
@@ -99,8 +106,14 @@ class ExactCopyRateMetric(Metric):
                 f"at that rate are expected (few or coarse columns), not evidence of copying"
             )
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group, value=rate,
-            direction=self.direction, value_range=(0.0, 1.0), details=details, notes=notes,
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=rate,
+            direction=self.direction,
+            value_range=(0.0, 1.0),
+            details=details,
+            notes=notes,
         )
 
     def verdict(self, result: MetricResult) -> tuple[Verdict, str] | None:
@@ -108,8 +121,10 @@ class ExactCopyRateMetric(Metric):
         natural = result.details.get("holdout_rate")
         base = max(0.001, 1.5 * natural) if natural is not None else 0.001
         if result.value <= base:
-            return "good", ("no more copies than chance coincidences"
-                            + (f" (holdout: {natural:.2%})" if natural is not None else ""))
+            return "good", (
+                "no more copies than chance coincidences"
+                + (f" (holdout: {natural:.2%})" if natural is not None else "")
+            )
         if result.value <= 3 * base:
             return "fair", "somewhat more copies of training rows than chance would give"
         return "poor", "the synthetic table copies training rows: do not release"
@@ -121,35 +136,63 @@ class _DistanceMetric(Metric):
     group = "privacy"
     needs_holdout = True
 
-    def _embed(self, real: pl.DataFrame, synthetic: pl.DataFrame, holdout: pl.DataFrame,
-               schema: Schema, seed: int, n_real: int, n_synthetic: int = SYNTHETIC_MAX_ROWS,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    def _embed(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        holdout: pl.DataFrame,
+        schema: Schema,
+        seed: int,
+        n_real: int,
+        n_synthetic: int = SYNTHETIC_MAX_ROWS,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         n = min(real.height, holdout.height, n_real)
         train_s, s1 = sample_rows(real, n, seed)
         hold_s, s2 = sample_rows(holdout, n, seed + 1)
         syn_s, s3 = sample_rows(synthetic, n_synthetic, seed + 2)
-        notes = [f"training and holdout compared on equal samples of {n:,} rows"] \
-            if (s1 or s2) else []
+        notes = (
+            [f"training and holdout compared on equal samples of {n:,} rows"] if (s1 or s2) else []
+        )
         if s3:
             notes.append(f"synthetic rows sampled to {n_synthetic:,}")
         enc = encode(schema, [train_s, hold_s, syn_s])
         train_x, hold_x, syn_x = onehot_matrices(enc, fit_index=0, scale="range")
         return train_x, hold_x, syn_x, notes
 
-    def _neighbours(self, real: pl.DataFrame, synthetic: pl.DataFrame, holdout: pl.DataFrame,
-                    schema: Schema, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def _neighbours(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        holdout: pl.DataFrame,
+        schema: Schema,
+        seed: int,
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Distances of (sampled) synthetic rows to their 2 nearest training and holdout rows;
         cached for the last inputs, so DCR and NNDR share one search."""
         key = (schema, seed)
         for cached in _NEIGHBOUR_CACHE:
-            if (cached[0]() is real and cached[1]() is synthetic and cached[2]() is holdout
-                    and cached[3] == key):
+            if (
+                cached[0]() is real
+                and cached[1]() is synthetic
+                and cached[2]() is holdout
+                and cached[3] == key
+            ):
                 return cached[4], cached[5], list(cached[6])
-        train_x, hold_x, syn_x, notes = self._embed(real, synthetic, holdout, schema, seed,
-                                                    REAL_MAX_ROWS, NEIGHBOUR_SYNTHETIC_ROWS)
+        train_x, hold_x, syn_x, notes = self._embed(
+            real, synthetic, holdout, schema, seed, REAL_MAX_ROWS, NEIGHBOUR_SYNTHETIC_ROWS
+        )
         d_train, d_hold = _nearest(train_x, syn_x, k=2), _nearest(hold_x, syn_x, k=2)
-        _NEIGHBOUR_CACHE[:] = [(weakref.ref(real), weakref.ref(synthetic), weakref.ref(holdout),
-                                key, d_train, d_hold, tuple(notes))]
+        _NEIGHBOUR_CACHE[:] = [
+            (
+                weakref.ref(real),
+                weakref.ref(synthetic),
+                weakref.ref(holdout),
+                key,
+                d_train,
+                d_hold,
+                tuple(notes),
+            )
+        ]
         return d_train, d_hold, notes
 
 
@@ -165,9 +208,16 @@ class DCRMetric(_DistanceMetric):
     description = "share of synthetic rows closer to training than to holdout rows (0.5 ideal)"
     thresholds = (0.53, 0.6)
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         holdout = _need_holdout(self.metric_id, holdout)
         check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
         near_train, near_hold, notes = self._neighbours(real, synthetic, holdout, schema, seed)
@@ -175,21 +225,38 @@ class DCRMetric(_DistanceMetric):
         # Ties (e.g. both sets hold the same common row) count half to each side.
         share = float(np.mean((d_train < d_hold) + 0.5 * (d_train == d_hold)))
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group, value=share,
-            direction=self.direction, value_range=(0.0, 1.0),
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=share,
+            direction=self.direction,
+            value_range=(0.0, 1.0),
             details={
                 "ideal": 0.5,
                 "median_dcr_train": float(np.median(d_train)),
                 "median_dcr_holdout": float(np.median(d_hold)),
                 "p05_dcr_train": float(np.quantile(d_train, 0.05)),
                 "p05_dcr_holdout": float(np.quantile(d_hold, 0.05)),
-                "table": {"columns": ["distance to closest record", "training", "holdout"],
-                          "rows": [["median", round(float(np.median(d_train)), 4),
-                                    round(float(np.median(d_hold)), 4)],
-                                   ["5th percentile", round(float(np.quantile(d_train, .05)), 4),
-                                    round(float(np.quantile(d_hold, .05)), 4)],
-                                   ["share at distance 0", round(float(np.mean(d_train == 0)), 4),
-                                    round(float(np.mean(d_hold == 0)), 4)]]},
+                "table": {
+                    "columns": ["distance to closest record", "training", "holdout"],
+                    "rows": [
+                        [
+                            "median",
+                            round(float(np.median(d_train)), 4),
+                            round(float(np.median(d_hold)), 4),
+                        ],
+                        [
+                            "5th percentile",
+                            round(float(np.quantile(d_train, 0.05)), 4),
+                            round(float(np.quantile(d_hold, 0.05)), 4),
+                        ],
+                        [
+                            "share at distance 0",
+                            round(float(np.mean(d_train == 0)), 4),
+                            round(float(np.mean(d_hold == 0)), 4),
+                        ],
+                    ],
+                },
             },
             notes=notes,
         )
@@ -203,9 +270,16 @@ class NNDRMetric(_DistanceMetric):
     direction = "higher_is_better"
     description = "closest / second-closest real-row distance of synthetic rows, train vs holdout"
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         holdout = _need_holdout(self.metric_id, holdout)
         check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
         near_train, near_hold, notes = self._neighbours(real, synthetic, holdout, schema, seed)
@@ -215,21 +289,37 @@ class NNDRMetric(_DistanceMetric):
             ratios.append(np.where(second > 0, d[:, 0] / np.where(second > 0, second, 1), 1.0))
         train_r, hold_r = ratios
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group,
-            value=float(np.quantile(train_r, 0.05)), direction=self.direction,
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=float(np.quantile(train_r, 0.05)),
+            direction=self.direction,
             value_range=(0.0, 1.0),
             details={
                 "holdout_p05": float(np.quantile(hold_r, 0.05)),
                 "median_train": float(np.median(train_r)),
                 "median_holdout": float(np.median(hold_r)),
-                "table": {"columns": ["NNDR", "training", "holdout"],
-                          "rows": [["5th percentile", round(float(np.quantile(train_r, .05)), 4),
-                                    round(float(np.quantile(hold_r, .05)), 4)],
-                                   ["median", round(float(np.median(train_r)), 4),
-                                    round(float(np.median(hold_r)), 4)]]},
+                "table": {
+                    "columns": ["NNDR", "training", "holdout"],
+                    "rows": [
+                        [
+                            "5th percentile",
+                            round(float(np.quantile(train_r, 0.05)), 4),
+                            round(float(np.quantile(hold_r, 0.05)), 4),
+                        ],
+                        [
+                            "median",
+                            round(float(np.median(train_r)), 4),
+                            round(float(np.median(hold_r)), 4),
+                        ],
+                    ],
+                },
             },
-            notes=[*notes, "a value well below the holdout's means synthetic rows sit unusually "
-                           "close to single training rows"],
+            notes=[
+                *notes,
+                "a value well below the holdout's means synthetic rows sit unusually "
+                "close to single training rows",
+            ],
         )
 
     def verdict(self, result: MetricResult) -> tuple[Verdict, str] | None:
@@ -239,12 +329,17 @@ class NNDRMetric(_DistanceMetric):
             return None
         share = result.value / hold
         if share >= 0.9:
-            return "good", f"synthetic rows sit no closer to training rows than to holdout rows " \
-                           f"(holdout: {hold:.3g})"
+            return (
+                "good",
+                f"synthetic rows sit no closer to training rows than to holdout rows "
+                f"(holdout: {hold:.3g})",
+            )
         if share >= 0.75:
             return "fair", f"somewhat closer to training rows than to holdout rows ({hold:.3g})"
-        return "poor", f"synthetic rows sit unusually close to single training rows " \
-                       f"(holdout: {hold:.3g})"
+        return (
+            "poor",
+            f"synthetic rows sit unusually close to single training rows (holdout: {hold:.3g})",
+        )
 
 
 class MIADistanceMetric(_DistanceMetric):
@@ -257,23 +352,38 @@ class MIADistanceMetric(_DistanceMetric):
     headline = True
     thresholds = (0.55, 0.6)
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         from sklearn.metrics import roc_auc_score
 
         holdout = _need_holdout(self.metric_id, holdout)
         check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
-        members, non_members, syn_x, notes = self._embed(real, synthetic, holdout, schema,
-                                                         seed, CANDIDATES_MAX)
+        members, non_members, syn_x, notes = self._embed(
+            real, synthetic, holdout, schema, seed, CANDIDATES_MAX
+        )
         scores = -np.r_[_nearest(syn_x, members)[:, 0], _nearest(syn_x, non_members)[:, 0]]
         labels = np.r_[np.ones(len(members)), np.zeros(len(non_members))]
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group,
-            value=float(roc_auc_score(labels, scores)), direction=self.direction,
-            value_range=(0.0, 1.0), details={"ideal": 0.5, "members": len(members)},
-            notes=[*notes, "members: training rows; non-members: holdout rows; 0.5 means the "
-                           "attack does no better than a coin"],
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=float(roc_auc_score(labels, scores)),
+            direction=self.direction,
+            value_range=(0.0, 1.0),
+            details={"ideal": 0.5, "members": len(members)},
+            notes=[
+                *notes,
+                "members: training rows; non-members: holdout rows; 0.5 means the "
+                "attack does no better than a coin",
+            ],
         )
 
 
@@ -284,21 +394,33 @@ class MIAClassifierMetric(Metric):
     name = "Membership-inference attack AUC (classifier)"
     group = "privacy"
     direction = "lower_is_better"
-    description = ("ROC AUC of a synthetic-vs-reference random forest used as a membership "
-                   "score")
+    description = "ROC AUC of a synthetic-vs-reference random forest used as a membership score"
     needs_holdout = True
     thresholds = (0.55, 0.6)
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         holdout = _need_holdout(self.metric_id, holdout)
         check_frames(schema, real=real, synthetic=synthetic, holdout=holdout)
         return self._attack(real, synthetic, holdout, schema, seed)
 
     @limit_threads
-    def _attack(self, real: pl.DataFrame, synthetic: pl.DataFrame, holdout: pl.DataFrame,
-                schema: Schema, seed: int) -> MetricResult:
+    def _attack(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        holdout: pl.DataFrame,
+        schema: Schema,
+        seed: int,
+    ) -> MetricResult:
         from sklearn.ensemble import RandomForestClassifier
         from sklearn.metrics import roc_auc_score
 
@@ -317,20 +439,29 @@ class MIAClassifierMetric(Metric):
         x = [ordinal_matrix(enc, i) for i in range(4)]
         # Fully grown trees: a forest memorises its training rows, which is exactly what lets a
         # copied training row (a member) score high.
-        model = RandomForestClassifier(n_estimators=60, random_state=seed, n_jobs=1,
-                                       class_weight="balanced")
-        model.fit(trainable(np.vstack([x[0], x[1]])),
-                  np.r_[np.ones(len(x[0])), np.zeros(len(x[1]))])
+        model = RandomForestClassifier(
+            n_estimators=60, random_state=seed, n_jobs=1, class_weight="balanced"
+        )
+        model.fit(
+            trainable(np.vstack([x[0], x[1]])), np.r_[np.ones(len(x[0])), np.zeros(len(x[1]))]
+        )
         scores = model.predict_proba(np.vstack([x[2], x[3]]))[:, 1]
         labels = np.r_[np.ones(len(x[2])), np.zeros(len(x[3]))]
-        notes = [f"attacker's reference: {reference.height:,} holdout rows; scored on {n:,} "
-                 f"members and {n:,} other holdout rows"]
+        notes = [
+            f"attacker's reference: {reference.height:,} holdout rows; scored on {n:,} "
+            f"members and {n:,} other holdout rows"
+        ]
         if sampled:
             notes.append(f"synthetic rows sampled to {FOREST_MAX_ROWS:,}")
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group,
-            value=float(roc_auc_score(labels, scores)), direction=self.direction,
-            value_range=(0.0, 1.0), details={"ideal": 0.5, "members": n}, notes=notes,
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
+            value=float(roc_auc_score(labels, scores)),
+            direction=self.direction,
+            value_range=(0.0, 1.0),
+            details={"ideal": 0.5, "members": n},
+            notes=notes,
         )
 
 
@@ -345,9 +476,17 @@ class DPGuaranteeMetric(Metric):
     needs_manifest = True
     headline = True
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0, manifest: dict[str, Any] | None = None) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+        manifest: dict[str, Any] | None = None,
+    ) -> MetricResult:
         if manifest is None:
             raise MetricError(
                 "dp_guarantee reads the model manifest; pass it (--manifest MODEL_DIR or "
@@ -357,15 +496,18 @@ class DPGuaranteeMetric(Metric):
         privacy = manifest.get("privacy") or {}
         epsilon = privacy.get("epsilon") if private else None
         if private and not isinstance(epsilon, int | float):
-            raise MetricError("the manifest says the model is DP but records no epsilon; "
-                              "it is not a valid privsynth manifest")
+            raise MetricError(
+                "the manifest says the model is DP but records no epsilon; "
+                "it is not a valid privsynth manifest"
+            )
         details = {
             "differentially_private": private,
             "epsilon": epsilon,
             "delta": privacy.get("delta") if private else None,
             "accountant": privacy.get("accountant") if private else None,
-            "domain": privacy.get("domain") if private else (manifest.get("fit") or {}).get(
-                "domain_mode"),
+            "domain": privacy.get("domain")
+            if private
+            else (manifest.get("fit") or {}).get("domain_mode"),
             "generator": manifest.get("generator_id"),
             "label": privacy.get("label"),
             # set by the evaluation from the custodian's records and the ledger
@@ -374,9 +516,13 @@ class DPGuaranteeMetric(Metric):
             "warning": privacy.get("warning"),
         }
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group=self.group,
+            metric_id=self.metric_id,
+            name=self.name,
+            group=self.group,
             value=float(epsilon) if epsilon is not None else math.inf,
-            direction=self.direction, value_range=(0.0, math.inf), details=details,
+            direction=self.direction,
+            value_range=(0.0, math.inf),
+            details=details,
             notes=[] if private else ["the model is NOT differentially private: no guarantee"],
         )
 
@@ -403,6 +549,10 @@ class DPGuaranteeMetric(Metric):
 
 
 PRIVACY_METRICS: tuple[type[Metric], ...] = (
-    ExactCopyRateMetric, DCRMetric, NNDRMetric, MIADistanceMetric, MIAClassifierMetric,
+    ExactCopyRateMetric,
+    DCRMetric,
+    NNDRMetric,
+    MIADistanceMetric,
+    MIAClassifierMetric,
     DPGuaranteeMetric,
 )

@@ -54,13 +54,15 @@ def _models(task: str, seed: int) -> dict[str, Any]:
             "logistic regression": LogisticRegression(max_iter=500),
             "gradient boosting": HistGradientBoostingClassifier(max_iter=100, random_state=seed),
             "random forest": RandomForestClassifier(
-                n_estimators=50, min_samples_leaf=2, random_state=seed, n_jobs=1),
+                n_estimators=50, min_samples_leaf=2, random_state=seed, n_jobs=1
+            ),
         }
     return {
         "linear regression (ridge)": Ridge(alpha=1.0),
         "gradient boosting": HistGradientBoostingRegressor(max_iter=100, random_state=seed),
         "random forest": RandomForestRegressor(
-            n_estimators=50, min_samples_leaf=2, random_state=seed, n_jobs=1),
+            n_estimators=50, min_samples_leaf=2, random_state=seed, n_jobs=1
+        ),
     }
 
 
@@ -71,14 +73,23 @@ class TSTRMetric(Metric):
     name = "Train-synthetic-test-real (TSTR) score"
     group = "utility"
     direction = "higher_is_better"
-    description = ("ML utility: models trained on synthetic vs on real data, scored on real rows "
-                   "(ROC AUC / R²)")
+    description = (
+        "ML utility: models trained on synthetic vs on real data, scored on real rows "
+        "(ROC AUC / R²)"
+    )
     needs_target = True
     headline = True
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Schema,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Schema,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         if target is None:
             raise MetricError(
                 "tstr needs a target column to predict; pass one (--target COLUMN), or leave "
@@ -110,9 +121,11 @@ class TSTRMetric(Metric):
         if min(test.height, train_real.height, synthetic.height) < 10:
             raise MetricError("tstr needs at least 10 rows with a target value in each table")
         tables = {}
-        for label, frame, limit in (("synthetic", synthetic, TRAIN_MAX_ROWS),
-                                    ("real", train_real, TRAIN_MAX_ROWS),
-                                    ("test", test, TEST_MAX_ROWS)):
+        for label, frame, limit in (
+            ("synthetic", synthetic, TRAIN_MAX_ROWS),
+            ("real", train_real, TRAIN_MAX_ROWS),
+            ("test", test, TEST_MAX_ROWS),
+        ):
             if frame.height > limit:
                 frame = frame.sample(n=limit, seed=seed, shuffle=True)
                 notes.append(f"{label} rows sampled to {limit:,}")
@@ -126,23 +139,45 @@ class TSTRMetric(Metric):
         trtr = float(np.mean([scores[m][1] for m in kept]))
         second = "accuracy" if task == "classification" else "MAE"
         return MetricResult(
-            metric_id=self.metric_id, name=f"TSTR {primary} ({target})", group=self.group,
-            value=tstr, direction=self.direction,
+            metric_id=self.metric_id,
+            name=f"TSTR {primary} ({target})",
+            group=self.group,
+            value=tstr,
+            direction=self.direction,
             value_range=(0.0, 1.0) if task == "classification" else (float("-inf"), 1.0),
             details={
-                "target": target, "task": task, "score": primary, "trtr": trtr,
-                "ceiling": trtr, "ratio": tstr / trtr if trtr else None,
-                "models": kept, "reference_notes": reference_notes,
-                "table": {"columns": ["model", f"TSTR {primary}", f"TRTR {primary}",
-                                      f"TSTR {second}", f"TRTR {second}"], "rows": rows},
+                "target": target,
+                "task": task,
+                "score": primary,
+                "trtr": trtr,
+                "ceiling": trtr,
+                "ratio": tstr / trtr if trtr else None,
+                "models": kept,
+                "reference_notes": reference_notes,
+                "table": {
+                    "columns": [
+                        "model",
+                        f"TSTR {primary}",
+                        f"TRTR {primary}",
+                        f"TSTR {second}",
+                        f"TRTR {second}",
+                    ],
+                    "rows": rows,
+                },
             },
             notes=notes,
         )
 
     @limit_threads
-    def _score(self, tables: dict[str, pl.DataFrame], schema: Schema, target: str, task: str,
-               seed: int, notes: list[str]
-               ) -> tuple[list[list[Any]], dict[str, tuple[float, float | None]]]:
+    def _score(
+        self,
+        tables: dict[str, pl.DataFrame],
+        schema: Schema,
+        target: str,
+        task: str,
+        seed: int,
+        notes: list[str],
+    ) -> tuple[list[list[Any]], dict[str, tuple[float, float | None]]]:
         """Per model family: the display row, and (TSTR, TRTR) primary scores; a TRTR of None
         means the model failed to train on the real rows."""
         from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score
@@ -165,8 +200,11 @@ class TSTRMetric(Metric):
             figures: list[tuple[float, float] | None] = []
             for train_index in (0, 1):  # synthetic, then real
                 model = _models(task, seed)[model_name]
-                x_train = dense[train_index] if "linear" in model_name or "logistic" in model_name \
+                x_train = (
+                    dense[train_index]
+                    if "linear" in model_name or "logistic" in model_name
                     else ordinal[train_index]
+                )
                 x_test = dense[2] if x_train is dense[train_index] else ordinal[2]
                 y_train, y_test = y_all[train_index], y_all[2]
                 label = "synthetic" if train_index == 0 else "real"
@@ -174,26 +212,35 @@ class TSTRMetric(Metric):
                     if task == "regression":
                         model.fit(trainable(x_train), y_train)
                         pred = model.predict(x_test)
-                        figures.append((float(r2_score(y_test, pred)),
-                                        float(mean_absolute_error(y_test, pred))))
+                        figures.append(
+                            (
+                                float(r2_score(y_test, pred)),
+                                float(mean_absolute_error(y_test, pred)),
+                            )
+                        )
                         continue
                     if np.unique(y_train).size < 2:
-                        notes.append(f"{model_name}: the {label} training rows hold one class "
-                                     f"only; scored as chance (AUC 0.5)")
+                        notes.append(
+                            f"{model_name}: the {label} training rows hold one class "
+                            f"only; scored as chance (AUC 0.5)"
+                        )
                         majority = np.full_like(y_test, y_train[0])
                         figures.append((0.5, float(accuracy_score(y_test, majority))))
                         continue
                     model.fit(trainable(x_train), y_train)
                     figures.append(_classification_scores(model, x_test, y_test, classes))
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-                    notes.append(f"{model_name} failed to train on the {label} rows "
-                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+                    notes.append(
+                        f"{model_name} failed to train on the {label} rows "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+                    )
                     figures.append(None)
             synthetic_fig, real_fig = figures
             tstr, tstr2 = synthetic_fig if synthetic_fig is not None else (chance, math.nan)
             trtr, trtr2 = real_fig if real_fig is not None else (math.nan, math.nan)
-            rows.append([model_name, round(tstr, 4), round(trtr, 4), round(tstr2, 4),
-                         round(trtr2, 4)])
+            rows.append(
+                [model_name, round(tstr, 4), round(trtr, 4), round(tstr2, 4), round(trtr2, 4)]
+            )
             scores[model_name] = (tstr, None if real_fig is None else trtr)
         return rows, scores
 
@@ -203,8 +250,7 @@ class TSTRMetric(Metric):
 REFERENCE_FAILURE_GAP = 0.1
 
 
-def _robust_models(scores: dict[str, tuple[float, float | None]]
-                   ) -> tuple[list[str], list[str]]:
+def _robust_models(scores: dict[str, tuple[float, float | None]]) -> tuple[list[str], list[str]]:
     """The model families whose TRTR reference is sound, and notes on those left out.
 
     A family that failed to train on the real rows, or scored far below the best family on
@@ -214,22 +260,27 @@ def _robust_models(scores: dict[str, tuple[float, float | None]]
     """
     real = {m: t for m, (_, t) in scores.items() if t is not None and math.isfinite(t)}
     if not real:
-        return list(scores), ["every model failed to train on the real rows: the TRTR ceiling "
-                              "is not meaningful"]
+        return list(scores), [
+            "every model failed to train on the real rows: the TRTR ceiling is not meaningful"
+        ]
     best = max(real.values())
     kept = [m for m, t in real.items() if t >= best - REFERENCE_FAILURE_GAP]
     notes = []
     for model, (_, trtr) in scores.items():
         if model in kept:
             continue
-        why = ("failed to train on the real rows" if trtr is None else
-               f"scored {trtr:.3f} on real data, far below the best model ({best:.3f})")
+        why = (
+            "failed to train on the real rows"
+            if trtr is None
+            else f"scored {trtr:.3f} on real data, far below the best model ({best:.3f})"
+        )
         notes.append(f"{model} {why}: left out of both the TSTR score and its TRTR ceiling")
     return kept, notes
 
 
-def _classification_scores(model: Any, x_test: np.ndarray, y_test: np.ndarray,
-                           classes: Any) -> tuple[float, float]:
+def _classification_scores(
+    model: Any, x_test: np.ndarray, y_test: np.ndarray, classes: Any
+) -> tuple[float, float]:
     """ROC AUC (one-vs-rest macro for several classes) and accuracy on the test rows; classes
     the model never saw in training get probability 0."""
     from sklearn.metrics import accuracy_score, roc_auc_score

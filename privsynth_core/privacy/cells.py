@@ -104,8 +104,14 @@ def _round_step(span: float) -> float:
     return float(10.0 ** math.floor(math.log10(span / 8.0)))
 
 
-def fine_grid(lower: float, upper: float, *, integer: bool, round_values: bool = True,
-              max_cells: int = MAX_FINE) -> FineGrid:
+def fine_grid(
+    lower: float,
+    upper: float,
+    *,
+    integer: bool,
+    round_values: bool = True,
+    max_cells: int = MAX_FINE,
+) -> FineGrid:
     """The fine cells of a numeric column, from its public bounds only (see the module
     docstring).
 
@@ -139,8 +145,11 @@ def fine_grid(lower: float, upper: float, *, integer: bool, round_values: bool =
         step = _round_step(span)
         decimals = max(0, -math.floor(math.log10(step)))
         # rounded to the step's decimals, so 3 * 0.1 is the 0.3 a CSV holds
-        rounds = np.round(np.arange(math.ceil(lower / step), math.floor(upper / step) + 1,
-                                    dtype=np.float64) * step, decimals)
+        rounds = np.round(
+            np.arange(math.ceil(lower / step), math.floor(upper / step) + 1, dtype=np.float64)
+            * step,
+            decimals,
+        )
     points = np.unique(np.concatenate([[lower, upper], anchors, rounds]))
     if integer:
         points = np.unique(np.round(points))
@@ -160,8 +169,11 @@ def fine_grid(lower: float, upper: float, *, integer: bool, round_values: bool =
         right = bounds[i + 1] if i + 1 < bounds.size else None
         if right is None:
             break
-        lo = left + 1.0 if integer and left in point_set else (
-            float(np.nextafter(left, math.inf)) if left in point_set else left)
+        lo = (
+            left + 1.0
+            if integer and left in point_set
+            else (float(np.nextafter(left, math.inf)) if left in point_set else left)
+        )
         hi = right - 1.0 if integer else right
         if (integer and lo <= hi) or (not integer and lo < hi):
             starts.append(lo)
@@ -208,8 +220,9 @@ def tree_counts(fine_codes: IntArray, size: int, groups: list[int]) -> list[IntA
     return out
 
 
-def measure_tree(fine_codes: IntArray, size: int, *, sigma: float,
-                 groups: list[int] | None = None) -> list[IntArray]:
+def measure_tree(
+    fine_codes: IntArray, size: int, *, sigma: float, groups: list[int] | None = None
+) -> list[IntArray]:
     """The mechanism: for each level of the tree, the count of rows in each node, plus exact
     discrete Gaussian noise of scale ``sigma`` (OpenDP, from the OS; never seeded).
 
@@ -225,15 +238,18 @@ def measure_tree(fine_codes: IntArray, size: int, *, sigma: float,
     """
     from .noise import discrete_gaussian
 
-    return [np.asarray(discrete_gaussian(counts, sigma=sigma), dtype=np.int64)
-            for counts in tree_counts(fine_codes, size, groups or tree_groups(size))]
+    return [
+        np.asarray(discrete_gaussian(counts, sigma=sigma), dtype=np.int64)
+        for counts in tree_counts(fine_codes, size, groups or tree_groups(size))
+    ]
 
 
 # -- post-processing -----------------------------------------------------------------------------
 
 
-def estimate_fine(grid: FineGrid, noisy: list[IntArray], *, sigma: float,
-                  groups: list[int] | None = None) -> FloatArray:
+def estimate_fine(
+    grid: FineGrid, noisy: list[IntArray], *, sigma: float, groups: list[int] | None = None
+) -> FloatArray:
     """Estimated rows in each fine cell from the noisy tree (post-processing; see the module
     docstring): top down, each node's estimate split among its children in proportion to
     ``max(noisy, 0) + kappa * width share``, with ``kappa`` the children's noise scale, so
@@ -257,9 +273,11 @@ def estimate_fine(grid: FineGrid, noisy: list[IntArray], *, sigma: float,
         n_parents = estimate.size
         sum_width = np.bincount(parent, weights=node_width, minlength=n_parents)
         siblings = np.bincount(parent, minlength=n_parents).astype(np.float64)
-        prior = np.where(sum_width[parent] > 0, node_width / np.where(sum_width[parent] > 0,
-                                                                        sum_width[parent], 1.0),
-                         1.0 / siblings[parent])
+        prior = np.where(
+            sum_width[parent] > 0,
+            node_width / np.where(sum_width[parent] > 0, sum_width[parent], 1.0),
+            1.0 / siblings[parent],
+        )
         kappa = sigma * np.sqrt(siblings[parent])
         weight = values + kappa * prior
         total = np.bincount(parent, weights=weight, minlength=n_parents)
@@ -291,8 +309,9 @@ class LearnedCells:
 
     def cell_of_fine(self) -> IntArray:
         """The cell of each fine cell."""
-        return (np.searchsorted(self.first, np.arange(self.grid.size), side="right") - 1
-                ).astype(np.int64)
+        return (np.searchsorted(self.first, np.arange(self.grid.size), side="right") - 1).astype(
+            np.int64
+        )
 
     def encode(self, values: FloatArray) -> IntArray:
         """The cell of each value."""
@@ -314,8 +333,7 @@ class LearnedCells:
         lo, hi = self.grid.starts[fine], self.grid.ends[fine]
         v = rng.uniform(size=codes.size)
         if self.grid.integer:
-            return np.asarray(np.minimum(np.floor(lo + v * (hi - lo + 1.0)), hi),
-                              dtype=np.float64)
+            return np.asarray(np.minimum(np.floor(lo + v * (hi - lo + 1.0)), hi), dtype=np.float64)
         return np.asarray(np.where(hi > lo, lo + v * (hi - lo), lo), dtype=np.float64)
 
     def point_masses(self) -> list[float]:
@@ -324,9 +342,14 @@ class LearnedCells:
 
     def arrays(self, prefix: str) -> dict[str, npt.NDArray[np.generic]]:
         """The arrays to store (``np.savez``), under names starting with ``prefix``."""
-        return {f"{prefix}starts": self.grid.starts, f"{prefix}ends": self.grid.ends,
-                f"{prefix}integer": np.array(self.grid.integer), f"{prefix}first": self.first,
-                f"{prefix}weights": self.weights, f"{prefix}points": self.points}
+        return {
+            f"{prefix}starts": self.grid.starts,
+            f"{prefix}ends": self.grid.ends,
+            f"{prefix}integer": np.array(self.grid.integer),
+            f"{prefix}first": self.first,
+            f"{prefix}weights": self.weights,
+            f"{prefix}points": self.points,
+        }
 
     @classmethod
     def from_arrays(cls, data: Mapping[str, Any], prefix: str) -> LearnedCells:
@@ -336,16 +359,25 @@ class LearnedCells:
             ValueError: the arrays do not describe cells (a damaged file).
         """
         get = data.__getitem__
-        grid = FineGrid(np.asarray(get(f"{prefix}starts"), dtype=np.float64),
-                        np.asarray(get(f"{prefix}ends"), dtype=np.float64),
-                        bool(get(f"{prefix}integer")))
+        grid = FineGrid(
+            np.asarray(get(f"{prefix}starts"), dtype=np.float64),
+            np.asarray(get(f"{prefix}ends"), dtype=np.float64),
+            bool(get(f"{prefix}integer")),
+        )
         first = np.asarray(get(f"{prefix}first"), dtype=np.int64)
         weights = np.asarray(get(f"{prefix}weights"), dtype=np.float64)
         points = np.asarray(get(f"{prefix}points"), dtype=np.int64)
-        if (grid.ends.size != grid.size or weights.size != grid.size or first.size < 1
-                or first[0] != 0 or (np.diff(first) <= 0).any() or first[-1] >= grid.size
-                or (np.diff(grid.starts) <= 0).any() or (weights < 0).any()
-                or not np.isin(points, first).all()):
+        if (
+            grid.ends.size != grid.size
+            or weights.size != grid.size
+            or first.size < 1
+            or first[0] != 0
+            or (np.diff(first) <= 0).any()
+            or first[-1] >= grid.size
+            or (np.diff(grid.starts) <= 0).any()
+            or (weights < 0).any()
+            or not np.isin(points, first).all()
+        ):
             raise ValueError(f"the stored cells {prefix!r} are not valid")
         return cls(grid, first, weights, points)
 
@@ -364,7 +396,7 @@ def derive_cells(grid: FineGrid, estimate: FloatArray, n_cells: int) -> LearnedC
         return LearnedCells(grid, every, np.ones(size), np.zeros(0, dtype=np.int64))
     total = float(estimate.sum())
     single = np.flatnonzero(grid.single & (estimate >= total / n_cells) & (total > 0))
-    single = single[np.argsort(-estimate[single], kind="stable")][:(n_cells - 1) // 2]
+    single = single[np.argsort(-estimate[single], kind="stable")][: (n_cells - 1) // 2]
     points = sorted(single.tolist())
     runs: list[tuple[int, int]] = []
     start = 0

@@ -69,8 +69,11 @@ def _from_entry(entry: LedgerEntry, *, fresh: bool) -> NoisyCount:
 def released_row_count(ledger: PrivacyLedger, key: str, *, extract: str) -> NoisyCount | None:
     """The row count already released for ``extract`` under budget ``key``, if any."""
     for entry in ledger.entries(key):
-        if (entry.mechanism == COUNT_MECHANISM and entry.status == "spent"
-                and (entry.extract or entry.params.get("extract")) == extract):
+        if (
+            entry.mechanism == COUNT_MECHANISM
+            and entry.status == "spent"
+            and (entry.extract or entry.params.get("extract")) == extract
+        ):
             return _from_entry(entry, fresh=False)
     return None
 
@@ -113,15 +116,26 @@ def ensure_row_count(
             f"epsilon={epsilon:.4g}, then {more}) but only {left} is left; nothing was charged. "
             f"{shortfall(spend, left)}"
         )
+
     def release() -> int:
         noisy = int(discrete_laplace([n_rows], scale=1.0 / epsilon)[0])
         return max(noisy, 1)  # post-processing: a table has at least one row
 
     value = replayed(COUNT_MECHANISM, release)
     entry = ledger.charge(
-        key, mechanism=COUNT_MECHANISM, epsilon=epsilon, delta=0.0, run_id=run_id,
-        extract=extract, params={"mechanism": "discrete Laplace, sensitivity 1",
-                                 "scale": 1.0 / epsilon, "extract": extract, "noisy_rows": value})
+        key,
+        mechanism=COUNT_MECHANISM,
+        epsilon=epsilon,
+        delta=0.0,
+        run_id=run_id,
+        extract=extract,
+        params={
+            "mechanism": "discrete Laplace, sensitivity 1",
+            "scale": 1.0 / epsilon,
+            "extract": extract,
+            "noisy_rows": value,
+        },
+    )
     return _from_entry(entry, fresh=True)
 
 

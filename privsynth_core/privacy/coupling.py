@@ -66,8 +66,10 @@ def replayed(name: str, compute: Callable[[], T]) -> T:
         return value
     queue = state["outputs"].get(name) or []
     if not queue:
-        raise RuntimeError(f"the neighbouring release asked for a {name} the first one did not "
-                           f"release: the two took different paths")
+        raise RuntimeError(
+            f"the neighbouring release asked for a {name} the first one did not "
+            f"release: the two took different paths"
+        )
     recorded: T = queue.pop(0)
     return recorded
 

@@ -60,11 +60,15 @@ class DPSGDGenerator(Generator):
         sample_rate, steps = cls.dp_plan(n_rows=n_rows, params=params)
         acc = accountants().get(accountant)
         if sigma is not None:
-            return float(acc.epsilon_for(noise_multiplier=sigma, sample_rate=sample_rate,
-                                         steps=steps, delta=delta))
+            return float(
+                acc.epsilon_for(
+                    noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta
+                )
+            )
         assert epsilon is not None
-        return float(acc.noise_for(target_epsilon=epsilon, delta=delta,
-                                   sample_rate=sample_rate, steps=steps))
+        return float(
+            acc.noise_for(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate, steps=steps)
+        )
 
 
 __all__ = ["DPSGDGenerator"]

@@ -128,12 +128,23 @@ def restore(checkpoints: CheckpointStore | None, accountant: Accountant) -> Resu
     if checkpoint is None:
         return None
     file = checkpoint.directory / TRAINER_FILE
-    return Resumed(checkpoint.step, checkpoint.lost_steps, dict(checkpoint.state),
-                   file if file.is_file() else None)
+    return Resumed(
+        checkpoint.step,
+        checkpoint.lost_steps,
+        dict(checkpoint.state),
+        file if file.is_file() else None,
+    )
 
 
-def more_steps_allowed(accountant: Accountant, *, noise_multiplier: float, sample_rate: float,
-                       target_epsilon: float, delta: float, cap: int) -> int:
+def more_steps_allowed(
+    accountant: Accountant,
+    *,
+    noise_multiplier: float,
+    sample_rate: float,
+    target_epsilon: float,
+    delta: float,
+    cap: int,
+) -> int:
     """The most further steps (at most ``cap``) that keep ``accountant``'s whole history, plus
     them, at or under ``target_epsilon``."""
     history = list(accountant.history)
@@ -195,8 +206,9 @@ def run_dpsgd(
         if resumed.trainer_file is not None:
             import torch
 
-            trainer.load_state_dict(torch.load(resumed.trainer_file, map_location="cpu",
-                                               weights_only=True))
+            trainer.load_state_dict(
+                torch.load(resumed.trainer_file, map_location="cpu", weights_only=True)
+            )
             done = resumed.step
         extra_state = resumed.extra_state or extra_state
     planned = plan.epochs * plan.steps_per_epoch
@@ -207,8 +219,13 @@ def run_dpsgd(
         # releases repeated after a kill): only what still fits the target with all of them may
         # be taken, whatever the plan assumed.
         total = done + more_steps_allowed(
-            accountant, noise_multiplier=sigma, sample_rate=q, target_epsilon=target_epsilon,
-            delta=delta, cap=max(planned - done, 0))
+            accountant,
+            noise_multiplier=sigma,
+            sample_rate=q,
+            target_epsilon=target_epsilon,
+            delta=delta,
+            cap=max(planned - done, 0),
+        )
     every = max(1, checkpoint_every or plan.steps_per_epoch)
     sampler = PoissonSampler(source.n_rows, q)
     started = time.perf_counter()
@@ -228,23 +245,36 @@ def run_dpsgd(
             if after is not None:
                 generator_loss = after
             if progress is not None and (step % plan.steps_per_epoch == 0 or step == total):
-                progress(Progress(
-                    epoch=-(-step // plan.steps_per_epoch), epochs=plan.epochs, step=step,
-                    losses={"critic": float(np.mean(losses)), "generator": generator_loss},
-                    epsilon=accountant.get_epsilon(delta=delta)))
+                progress(
+                    Progress(
+                        epoch=-(-step // plan.steps_per_epoch),
+                        epochs=plan.epochs,
+                        step=step,
+                        losses={"critic": float(np.mean(losses)), "generator": generator_loss},
+                        epsilon=accountant.get_epsilon(delta=delta),
+                    )
+                )
                 losses = []
         if checkpoints is not None:
             save_checkpoint(checkpoints, trainer, step, accountant, extra_state or {})
     return LoopResult(
-        steps=step, epsilon=accountant.get_epsilon(delta=delta),
-        accountant_state=accountant.state_dict(), seconds=time.perf_counter() - started,
+        steps=step,
+        epsilon=accountant.get_epsilon(delta=delta),
+        accountant_state=accountant.state_dict(),
+        seconds=time.perf_counter() - started,
         resumed_from=resumed.step if resumed is not None else 0,
         lost_steps=resumed.lost_steps if resumed is not None else 0,
-        extra_state=dict(extra_state or {}))
+        extra_state=dict(extra_state or {}),
+    )
 
 
-def save_checkpoint(checkpoints: CheckpointStore, trainer: CriticTrainer, step: int,
-                    accountant: Accountant, extra_state: dict[str, Any]) -> None:
+def save_checkpoint(
+    checkpoints: CheckpointStore,
+    trainer: CriticTrainer,
+    step: int,
+    accountant: Accountant,
+    extra_state: dict[str, Any],
+) -> None:
     """A checkpoint after ``step`` steps: the trainer's tensors, the accountant, the extras."""
     import torch
 
@@ -253,8 +283,9 @@ def save_checkpoint(checkpoints: CheckpointStore, trainer: CriticTrainer, step: 
     def write(directory: Path) -> None:
         torch.save(state, directory / TRAINER_FILE)
 
-    checkpoints.save(step=step, accountant_state=accountant.state_dict(), state=extra_state,
-                     write=write)
+    checkpoints.save(
+        step=step, accountant_state=accountant.state_dict(), state=extra_state, write=write
+    )
 
 
 def cpu_state(module_or_optimizer: Any) -> dict[str, Any]:

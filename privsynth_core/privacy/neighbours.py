@@ -63,10 +63,12 @@ class Difference:
 
     def describe(self) -> str:
         """One line for people."""
-        why = (f"allowed: {self.allowed.source}" if self.allowed else
-               "NOT allowed: depends on the rows outside a charged mechanism")
-        return (f"{self.path} :: {self.field}: {_short(self.first)} vs {_short(self.second)} "
-                f"({why})")
+        why = (
+            f"allowed: {self.allowed.source}"
+            if self.allowed
+            else "NOT allowed: depends on the rows outside a charged mechanism"
+        )
+        return f"{self.path} :: {self.field}: {_short(self.first)} vs {_short(self.second)} ({why})"
 
 
 def _short(value: Any) -> str:
@@ -92,8 +94,11 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 def _table_fields(frame: pl.DataFrame) -> dict[str, Any]:
     buffer = io.BytesIO()
     frame.write_csv(buffer)
-    return {"<header>": frame.columns, "<row count>": frame.height,
-            "<rows>": hashlib.sha256(buffer.getvalue()).hexdigest()}
+    return {
+        "<header>": frame.columns,
+        "<row count>": frame.height,
+        "<rows>": hashlib.sha256(buffer.getvalue()).hexdigest(),
+    }
 
 
 def release_fields(folder: str | Path) -> dict[str, dict[str, Any]]:
@@ -135,8 +140,9 @@ def diff_releases(first: str | Path, second: str | Path) -> list[Difference]:
         for name in sorted(set(fields_a) | set(fields_b)):
             value_a, value_b = fields_a.get(name, _MISSING), fields_b.get(name, _MISSING)
             if value_a != value_b:
-                differences.append(Difference(rel, name, value_a, value_b,
-                                              field_allowed(rel, name)))
+                differences.append(
+                    Difference(rel, name, value_a, value_b, field_allowed(rel, name))
+                )
     return differences
 
 
@@ -169,8 +175,11 @@ def adversarial_row(schema: Schema, template: pl.DataFrame) -> pl.DataFrame:
             continue
         upper = column.bounds[1] if column.bounds else None
         if column.kind is ColumnKind.CATEGORICAL:
-            row[name] = ("Atlantis (a category nobody else has)" if column.nullable
-                         else (column.categories or ("Atlantis",))[-1])
+            row[name] = (
+                "Atlantis (a category nobody else has)"
+                if column.nullable
+                else (column.categories or ("Atlantis",))[-1]
+            )
         elif column.kind is ColumnKind.BOOLEAN:
             row[name] = "maybe" if column.nullable else "true"
         elif column.kind is ColumnKind.INTEGER:
@@ -181,8 +190,9 @@ def adversarial_row(schema: Schema, template: pl.DataFrame) -> pl.DataFrame:
             big = abs(float(upper)) * 1000 + 1e6 if upper is not None else 1e9  # type: ignore[arg-type]
             row[name] = repr(big)
         else:
-            stamp = (upper if isinstance(upper, datetime) else datetime(2000, 1, 1)) \
-                + timedelta(days=3650)
+            stamp = (upper if isinstance(upper, datetime) else datetime(2000, 1, 1)) + timedelta(
+                days=3650
+            )
             row[name] = stamp.strftime("%d.%m.%Y")  # another format than the file's
     return pl.DataFrame({k: [v] for k, v in row.items()}, schema={k: pl.String for k in row})
 
@@ -212,8 +222,9 @@ def scratch_home(path: Path) -> Iterator[Path]:
             os.environ[HOME_ENV] = before
 
 
-def coupled_pair(release: Callable[[str], Path], *,
-                 first: str = "first", second: str = "second") -> list[Difference]:
+def coupled_pair(
+    release: Callable[[str], Path], *, first: str = "first", second: str = "second"
+) -> list[Difference]:
     """Run ``release(side)`` for both sides of a coupled pair and diff the folders it returns.
 
     ``release`` makes one release (in whatever scratch home it sets up for ``side``) and returns
@@ -240,16 +251,25 @@ class ReleaseCheck:
 
     def report(self) -> str:
         """Markdown for people."""
-        lines = [f"# Neighbour check of {self.run_dir}", "",
-                 "The run was released again for its table and for its table plus one "
-                 "adversarial row (coupled: the same row count and domain on both sides), in "
-                 "scratch ledgers; the two release folders were compared field by field.", ""]
+        lines = [
+            f"# Neighbour check of {self.run_dir}",
+            "",
+            "The run was released again for its table and for its table plus one "
+            "adversarial row (coupled: the same row count and domain on both sides), in "
+            "scratch ledgers; the two release folders were compared field by field.",
+            "",
+        ]
         if self.leaks:
-            lines += [f"**{len(self.leaks)} field(s) differ that no charged mechanism "
-                      f"explains: a leak.**", ""] + [f"- {d.describe()}" for d in self.leaks]
+            lines += [
+                f"**{len(self.leaks)} field(s) differ that no charged mechanism "
+                f"explains: a leak.**",
+                "",
+            ] + [f"- {d.describe()}" for d in self.leaks]
         else:
-            lines.append("**No leak:** every field that differs is the output of a charged "
-                         "mechanism, a random id or the date.")
+            lines.append(
+                "**No leak:** every field that differs is the output of a charged "
+                "mechanism, a random id or the date."
+            )
         allowed = [d for d in self.differences if d.allowed is not None]
         if allowed:
             lines += ["", "Differences explained by a mechanism:", ""]
@@ -285,15 +305,23 @@ def check_run_release(run_dir: str | Path, work: str | Path) -> ReleaseCheck:
         folder.mkdir(parents=True, exist_ok=True)
         data_path = folder / "input.csv"
         tables[side].write_csv(data_path)
-        config = run_config_from_dict({
-            **config_data, "input": str(data_path), "holdout": None,
-            "metrics": [], "output_dir": str(folder / "run")})
+        config = run_config_from_dict(
+            {
+                **config_data,
+                "input": str(data_path),
+                "holdout": None,
+                "metrics": [],
+                "output_dir": str(folder / "run"),
+            }
+        )
         with scratch_home(folder / "home"):
             frame = read_frame(data_path)
             PrivacyLedger().set_budget(
                 budget_key(config.source, fingerprint_frame(frame)),
                 epsilon=10 * ((config.epsilon or 0) + (config.domain_epsilon or 0)) + 10,
-                delta=0.5, label="neighbour check (throwaway)")
+                delta=0.5,
+                label="neighbour check (throwaway)",
+            )
             run_pipeline(config)
         return folder / "run" / RELEASE_DIR
 

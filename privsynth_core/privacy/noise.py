@@ -71,8 +71,8 @@ def _noised(kind: str, counts: npt.ArrayLike, scale: float) -> npt.NDArray[np.in
     measurement = _measurement(kind, scale)
     out = np.empty(flat.size, dtype=np.int64)
     for start in range(0, flat.size, _CHUNK):
-        part = flat[start:start + _CHUNK].tolist()
-        out[start:start + len(part)] = measurement(part)
+        part = flat[start : start + _CHUNK].tolist()
+        out[start : start + len(part)] = measurement(part)
     return out.reshape(values.shape)
 
 
@@ -154,8 +154,12 @@ def _float_vector() -> Any:
 def _noisy_max(scale: float) -> Any:
     import opendp.prelude as dp
 
-    return dp.m.make_noisy_max(_float_vector(), dp.linf_distance(T=float, monotonic=False),
-                               dp.zero_concentrated_divergence(), scale=scale)
+    return dp.m.make_noisy_max(
+        _float_vector(),
+        dp.linf_distance(T=float, monotonic=False),
+        dp.zero_concentrated_divergence(),
+        scale=scale,
+    )
 
 
 def exponential_choice(scores: npt.ArrayLike, *, epsilon0: float, sensitivity: float) -> int:
@@ -174,11 +178,13 @@ def exponential_choice(scores: npt.ArrayLike, *, epsilon0: float, sensitivity: f
     if values.size == 0 or np.isnan(values).any():
         raise ConfigError("the exponential mechanism needs at least one score, and no NaN")
     if not (epsilon0 > 0 and sensitivity > 0 and math.isfinite(epsilon0 * sensitivity)):
-        raise ConfigError(f"epsilon0 and sensitivity must be finite and > 0, got {epsilon0}, "
-                          f"{sensitivity}")
+        raise ConfigError(
+            f"epsilon0 and sensitivity must be finite and > 0, got {epsilon0}, {sensitivity}"
+        )
     rho = epsilon0**2 / 8.0
-    scale = _widened(2.0 * sensitivity / epsilon0,
-                     lambda s: float(_noisy_max(s).map(float(sensitivity))) <= rho)
+    scale = _widened(
+        2.0 * sensitivity / epsilon0, lambda s: float(_noisy_max(s).map(float(sensitivity))) <= rho
+    )
     return int(_noisy_max(scale)(values.tolist()))
 
 
@@ -211,13 +217,19 @@ def private_quantile(
     def quantile(scale: float) -> Any:
         if scale not in built:  # each build copies the candidates into OpenDP
             built[scale] = dp.m.make_private_quantile(
-                _float_vector(), dp.symmetric_distance(), dp.max_divergence(),
-                candidates=grid.tolist(), alpha=float(alpha), scale=scale)
+                _float_vector(),
+                dp.symmetric_distance(),
+                dp.max_divergence(),
+                candidates=grid.tolist(),
+                alpha=float(alpha),
+                scale=scale,
+            )
         return built[scale]
 
     # epsilon is proportional to 1 / scale: solve at scale 1
-    scale = _widened(float(quantile(1.0).map(1)) / epsilon,
-                     lambda s: float(quantile(s).map(1)) <= epsilon)
+    scale = _widened(
+        float(quantile(1.0).map(1)) / epsilon, lambda s: float(quantile(s).map(1)) <= epsilon
+    )
     return float(quantile(scale)(data.tolist()))
 
 

@@ -51,8 +51,12 @@ class SpentPart:
 
     def public(self) -> dict[str, Any]:
         """The part as a release states it (no ledger id)."""
-        return {"step": self.step, "mechanism": self.mechanism, "epsilon": self.epsilon,
-                "delta": self.delta}
+        return {
+            "step": self.step,
+            "mechanism": self.mechanism,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+        }
 
 
 def total(parts: list[SpentPart]) -> tuple[float, float]:
@@ -67,9 +71,14 @@ def total(parts: list[SpentPart]) -> tuple[float, float]:
 def statement(parts: list[SpentPart], *, accountant: str | None = None) -> dict[str, Any]:
     """The privacy block of a release: the end-to-end total and each part it is made of."""
     epsilon, delta = total(parts)
-    return {"epsilon": epsilon, "delta": delta, "composition": "basic (sum over the parts)",
-            "neighbours": "add or remove one record", "accountant": accountant,
-            "parts": [p.public() for p in parts]}
+    return {
+        "epsilon": epsilon,
+        "delta": delta,
+        "composition": "basic (sum over the parts)",
+        "neighbours": "add or remove one record",
+        "accountant": accountant,
+        "parts": [p.public() for p in parts],
+    }
 
 
 def release_date() -> str:
@@ -101,28 +110,68 @@ class ReleaseField:
 #: must be identical (checked by :mod:`privsynth_core.privacy.neighbours`).
 RELEASE_FIELDS: tuple[ReleaseField, ...] = (
     ReleaseField("**.pt", "<content>", "mechanism", "DP-SGD: the generator's weights"),
-    ReleaseField("**marginals.json", "<content>", "mechanism",
-                 "DP-CTGAN: the noisy marginals (Gaussian mechanism)"),
-    ReleaseField("**histograms.json", "<content>", "mechanism",
-                 "independent: the noisy histograms (Laplace mechanism)"),
-    ReleaseField("**model.npz", "<content>", "mechanism",
-                 "MST/AIM: the graphical model fitted to the noisy marginals"),
+    ReleaseField(
+        "**marginals.json",
+        "<content>",
+        "mechanism",
+        "DP-CTGAN: the noisy marginals (Gaussian mechanism)",
+    ),
+    ReleaseField(
+        "**histograms.json",
+        "<content>",
+        "mechanism",
+        "independent: the noisy histograms (Laplace mechanism)",
+    ),
+    ReleaseField(
+        "**model.npz",
+        "<content>",
+        "mechanism",
+        "MST/AIM: the graphical model fitted to the noisy marginals",
+    ),
     ReleaseField("**.csv", "<rows>", "mechanism", "synthetic rows: sampled from the DP model"),
     ReleaseField("**.parquet", "<rows>", "mechanism", "synthetic rows: sampled from the DP model"),
-    ReleaseField("**manifest.json", "fit.extra.measured_marginals", "mechanism",
-                 "MST/AIM: the marginals chosen by the exponential mechanism"),
-    ReleaseField("**manifest.json", "fit.extra.measured_marginals.*", "mechanism",
-                 "MST/AIM: the marginals chosen by the exponential mechanism"),
-    ReleaseField("**manifest.json", "fit.extra.measured_marginals.*.*", "mechanism",
-                 "MST/AIM: the marginals chosen by the exponential mechanism"),
-    ReleaseField("**manifest.json", "fit.extra.point_masses.*", "mechanism",
-                 "MST/AIM: the values the noisy fine histograms made cells of their own"),
-    ReleaseField("**manifest.json", "fit.extra.point_masses.*.*", "mechanism",
-                 "MST/AIM: the values the noisy fine histograms made cells of their own"),
-    ReleaseField("**manifest.json", "fit.extra.coverage.*", "mechanism",
-                 "MST/AIM: what the marginals chosen by the exponential mechanism cover"),
-    ReleaseField("**manifest.json", "fit.extra.coverage.*.*", "mechanism",
-                 "MST/AIM: what the marginals chosen by the exponential mechanism cover"),
+    ReleaseField(
+        "**manifest.json",
+        "fit.extra.measured_marginals",
+        "mechanism",
+        "MST/AIM: the marginals chosen by the exponential mechanism",
+    ),
+    ReleaseField(
+        "**manifest.json",
+        "fit.extra.measured_marginals.*",
+        "mechanism",
+        "MST/AIM: the marginals chosen by the exponential mechanism",
+    ),
+    ReleaseField(
+        "**manifest.json",
+        "fit.extra.measured_marginals.*.*",
+        "mechanism",
+        "MST/AIM: the marginals chosen by the exponential mechanism",
+    ),
+    ReleaseField(
+        "**manifest.json",
+        "fit.extra.point_masses.*",
+        "mechanism",
+        "MST/AIM: the values the noisy fine histograms made cells of their own",
+    ),
+    ReleaseField(
+        "**manifest.json",
+        "fit.extra.point_masses.*.*",
+        "mechanism",
+        "MST/AIM: the values the noisy fine histograms made cells of their own",
+    ),
+    ReleaseField(
+        "**manifest.json",
+        "fit.extra.coverage.*",
+        "mechanism",
+        "MST/AIM: what the marginals chosen by the exponential mechanism cover",
+    ),
+    ReleaseField(
+        "**manifest.json",
+        "fit.extra.coverage.*.*",
+        "mechanism",
+        "MST/AIM: what the marginals chosen by the exponential mechanism cover",
+    ),
     ReleaseField("**manifest.json", "model_id", "random", "a random id of the model"),
     ReleaseField("**release.json", "release_id", "random", "a random id of the release"),
     ReleaseField("**release.json", "created", "date", "the calendar day of the release"),
@@ -133,7 +182,8 @@ def field_allowed(path: str, field: str) -> ReleaseField | None:
     """The :data:`RELEASE_FIELDS` entry that lets ``field`` of file ``path`` differ, if any."""
     for entry in RELEASE_FIELDS:
         if not fnmatch.fnmatch(path, entry.files) and not fnmatch.fnmatch(
-                path, entry.files.replace("**", "*")):
+            path, entry.files.replace("**", "*")
+        ):
             continue
         if entry.field == field or entry.field == "<content>":
             return entry  # a file that is a mechanism output as a whole: any of its fields
@@ -144,8 +194,9 @@ def field_allowed(path: str, field: str) -> ReleaseField | None:
 
 def _dotted_match(pattern: str, field: str) -> bool:
     want, have = pattern.split("."), field.split(".")
-    return len(want) == len(have) and all(w == "*" or w == h for w, h in zip(want, have,
-                                                                               strict=True))
+    return len(want) == len(have) and all(
+        w == "*" or w == h for w, h in zip(want, have, strict=True)
+    )
 
 
 __all__ = [

@@ -28,12 +28,24 @@ class LeakyCopyGenerator(Generator):
     is_dp = True
     Params = GeneratorParams
 
-    def _fit(self, table: Table, *, budget: PrivacyBudget | None, accountant: str,
-             progress: ProgressCallback | None) -> FitSummary:
+    def _fit(
+        self,
+        table: Table,
+        *,
+        budget: PrivacyBudget | None,
+        accountant: str,
+        progress: ProgressCallback | None,
+    ) -> FitSummary:
         assert budget is not None
         self._rows = table.frame.clone()
-        return FitSummary(private=True, epsilon=budget.epsilon, delta=0.0,
-                          accountant_id="none (lies)", steps=1, epochs=1.0)
+        return FitSummary(
+            private=True,
+            epsilon=budget.epsilon,
+            delta=0.0,
+            accountant_id="none (lies)",
+            steps=1,
+            epochs=1.0,
+        )
 
     def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
         shuffled = self._rows.sample(fraction=1.0, shuffle=True, seed=seed)

@@ -42,8 +42,13 @@ def _adult_csv(tmp_path: Path, rows: int) -> str:
 
 
 def test_leaky_generator_is_caught(leaky: str, tmp_path: Path) -> None:
-    config = AuditConfig(input=_adult_csv(tmp_path, 2000), schema_path=str(ADULT_SCHEMA_PATH),
-                         generator=leaky, epsilon=1.0, canaries=100)
+    config = AuditConfig(
+        input=_adult_csv(tmp_path, 2000),
+        schema_path=str(ADULT_SCHEMA_PATH),
+        generator=leaky,
+        epsilon=1.0,
+        canaries=100,
+    )
     result = run_audit(config)
     assert result.claimed_epsilon == 1.0 and result.claimed_delta == 0.0
     assert result.correct == result.guesses == 20
@@ -56,8 +61,14 @@ def test_leaky_generator_is_caught(leaky: str, tmp_path: Path) -> None:
 def test_independent_is_not_refuted_at_its_claim(tmp_path: Path) -> None:
     # Two runs pooled (200 canaries): the ceiling is well above the claim, so "not refuted"
     # is a real outcome of a test that could have refuted it.
-    config = AuditConfig(input=_adult_csv(tmp_path, 2000), schema_path=str(ADULT_SCHEMA_PATH),
-                         generator="independent", epsilon=1.0, canaries=100, runs=2)
+    config = AuditConfig(
+        input=_adult_csv(tmp_path, 2000),
+        schema_path=str(ADULT_SCHEMA_PATH),
+        generator="independent",
+        epsilon=1.0,
+        canaries=100,
+        runs=2,
+    )
     result = run_audit(config)
     assert result.ceiling > 2.5
     assert result.epsilon_lower_bound <= result.claimed_epsilon and not result.refuted
@@ -67,9 +78,15 @@ def test_independent_is_not_refuted_at_its_claim(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_dpwgan_is_not_refuted_at_its_claim(tmp_path: Path) -> None:
-    config = AuditConfig(input=_adult_csv(tmp_path, 2000), schema_path=str(ADULT_SCHEMA_PATH),
-                         generator="dpwgan", params={"epochs": 5, "num_threads": 1},
-                         epsilon=1.0, delta=1e-5, canaries=200)
+    config = AuditConfig(
+        input=_adult_csv(tmp_path, 2000),
+        schema_path=str(ADULT_SCHEMA_PATH),
+        generator="dpwgan",
+        params={"epochs": 5, "num_threads": 1},
+        epsilon=1.0,
+        delta=1e-5,
+        canaries=200,
+    )
     result = run_audit(config)
     assert result.ceiling > 1.0
     assert result.epsilon_lower_bound <= result.claimed_epsilon and not result.refuted

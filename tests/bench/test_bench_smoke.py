@@ -20,16 +20,39 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.mark.extended  # the bench's harness; CI runs it
 def test_peers_smoke(tmp_path: Path) -> None:
-    proc = _bench("peers", "--rows", "500", "--test-rows", "300", "--sample-rows", "500",
-                  "--epochs", "1", "--methods", "real,independent,dpwgan", "--epsilons", "1",
-                  "--data", str(ADULT_PATH), "--out", str(tmp_path / "results"),
-                  "--timeout", "240")
+    proc = _bench(
+        "peers",
+        "--rows",
+        "500",
+        "--test-rows",
+        "300",
+        "--sample-rows",
+        "500",
+        "--epochs",
+        "1",
+        "--methods",
+        "real,independent,dpwgan",
+        "--epsilons",
+        "1",
+        "--data",
+        str(ADULT_PATH),
+        "--out",
+        str(tmp_path / "results"),
+        "--timeout",
+        "240",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (folder,) = (tmp_path / "results").iterdir()
     table = (folder / "peers.md").read_text(encoding="utf-8")
@@ -53,8 +76,21 @@ def test_peers_smoke(tmp_path: Path) -> None:
 def test_scale_smoke(tmp_path: Path) -> None:
     data = tmp_path / "adult-5k.csv"
     adult_frame(5000, seed=3).write_csv(data)
-    proc = _bench("scale", "--data", str(data), "--sizes", "5000", "--sample-rows", "2000",
-                  "--target", "income", "--out", str(tmp_path / "results"), "--timeout", "240")
+    proc = _bench(
+        "scale",
+        "--data",
+        str(data),
+        "--sizes",
+        "5000",
+        "--sample-rows",
+        "2000",
+        "--target",
+        "income",
+        "--out",
+        str(tmp_path / "results"),
+        "--timeout",
+        "240",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (folder,) = (tmp_path / "results").iterdir()
     table = (folder / "scale.md").read_text(encoding="utf-8")
@@ -67,10 +103,29 @@ def test_scale_smoke(tmp_path: Path) -> None:
 
 
 def _faults(tmp_path: Path, faults: str) -> tuple[subprocess.CompletedProcess[str], str]:
-    proc = subprocess.run([sys.executable, "-m", "bench", "faults", "--iterations", "1",
-                           "--faults", faults, "--out", str(tmp_path / "results"),
-                           "--scratch", str(tmp_path / "scratch"), "--timeout", "240"],
-                          cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "faults",
+            "--iterations",
+            "1",
+            "--faults",
+            faults,
+            "--out",
+            str(tmp_path / "results"),
+            "--scratch",
+            str(tmp_path / "scratch"),
+            "--timeout",
+            "240",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     (folder,) = (tmp_path / "results").iterdir()
     return proc, (folder / "faults.md").read_text(encoding="utf-8")
@@ -81,10 +136,15 @@ def test_faults_smoke(tmp_path: Path) -> None:
     """One iteration of two faults: the harness (Prefect server, scratch homes, children
     released together, the table) and two of its checks."""
     proc, table = _faults(tmp_path, "ledger-deleted,two-runs-at-once")
-    assert "| fault | run | expected | observed | as expected | ledger before | ledger after |" \
+    assert (
+        "| fault | run | expected | observed | as expected | ledger before | ledger after |"
         in table
-    rows = [line for line in table.splitlines() if line.startswith("| ledger-deleted")
-            or line.startswith("| two-runs-at-once")]
+    )
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| ledger-deleted") or line.startswith("| two-runs-at-once")
+    ]
     assert len(rows) == 2 and all("| yes |" in row for row in rows), table
     assert "unreadable (LedgerMissingError)" in rows[0]
     assert "1 training charge(s)" in rows[1] and "ε spent" in rows[1]
@@ -103,8 +163,19 @@ def test_faults_every_fault_once(tmp_path: Path) -> None:
 def test_tables_smoke(tmp_path: Path) -> None:
     # Adult only (the embedded copy when ../shared is absent), the fast independent generator
     folder = tmp_path / "results"
-    proc = _bench("tables", "--tables", "adult", "--generators", "independent", "--rows", "600",
-                  "--variants", "bins=8;default", "--out", str(folder))
+    proc = _bench(
+        "tables",
+        "--tables",
+        "adult",
+        "--generators",
+        "independent",
+        "--rows",
+        "600",
+        "--variants",
+        "bins=8;default",
+        "--out",
+        str(folder),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads((folder / "tables.json").read_text(encoding="utf-8"))["rows"]
     assert [r["variant"] for r in rows] == ["bins=8", "default"]
@@ -112,6 +183,8 @@ def test_tables_smoke(tmp_path: Path) -> None:
         assert 0 <= row["tvd_2way"] <= 1 and row["worst_ks_column"] is not None
         # the references are computed once per table, not per fit
         assert (row["tvd_real_holdout"], row["tvd_shuffled"]) == (
-            rows[0]["tvd_real_holdout"], rows[0]["tvd_shuffled"])
+            rows[0]["tvd_real_holdout"],
+            rows[0]["tvd_shuffled"],
+        )
         assert row["tstr"] is not None  # income is Adult's target
     assert "| adult | independent |" in (folder / "tables.md").read_text(encoding="utf-8")

@@ -34,8 +34,7 @@ def test_ceiling_is_the_closed_form_of_all_guesses_right(r: int) -> None:
     p = 0.05 ** (1 / r)
     expected = math.log(p / (1 - p))
     assert one_run_ceiling(guesses=r, canaries=r) == pytest.approx(expected, abs=1e-8)
-    assert one_run_epsilon_lb(guesses=r, correct=r, canaries=r) == pytest.approx(expected,
-                                                                                 abs=1e-8)
+    assert one_run_epsilon_lb(guesses=r, correct=r, canaries=r) == pytest.approx(expected, abs=1e-8)
 
 
 def test_too_few_guesses_certify_nothing() -> None:
@@ -101,8 +100,10 @@ def test_rates_bound_by_hand() -> None:
     expected = math.log((1 - fnr_ub) / fpr_ub)
     got = rates_epsilon_lb(false_positives=0, negatives=100, false_negatives=10, positives=100)
     assert got == pytest.approx(expected)
-    assert rates_epsilon_lb(false_positives=50, negatives=100, false_negatives=50,
-                            positives=100) == 0.0
+    assert (
+        rates_epsilon_lb(false_positives=50, negatives=100, false_negatives=50, positives=100)
+        == 0.0
+    )
 
 
 def test_roc_curve_with_ties_and_auc() -> None:
@@ -114,15 +115,15 @@ def test_roc_curve_with_ties_and_auc() -> None:
 
 
 def test_select_guesses_takes_the_extremes() -> None:
-    guesses = select_guesses([0.1, 0.9, 0.5, 0.2, 0.8], k_member=2, k_non_member=1,
-                             rng=np.random.default_rng(0))
+    guesses = select_guesses(
+        [0.1, 0.9, 0.5, 0.2, 0.8], k_member=2, k_non_member=1, rng=np.random.default_rng(0)
+    )
     assert guesses.tolist() == [-1, 1, 0, 0, 1]
 
 
 def test_canaries_are_in_domain_and_crafted_ones_sit_on_the_bounds() -> None:
     schema = adult_schema()
-    frame, kinds = make_canaries(schema, 40, crafted_fraction=0.5,
-                                 rng=np.random.default_rng(1))
+    frame, kinds = make_canaries(schema, 40, crafted_fraction=0.5, rng=np.random.default_rng(1))
     assert frame.columns == schema.names and kinds == ["crafted"] * 20 + ["random"] * 20
     age = schema.column("age")
     assert age.bounds is not None
@@ -137,21 +138,32 @@ def test_canaries_are_in_domain_and_crafted_ones_sit_on_the_bounds() -> None:
 
 def test_nearest_distances_match_brute_force() -> None:
     rng = np.random.default_rng(2)
-    points, reference = (rng.normal(size=(300, 7)).astype(np.float32),
-                         rng.normal(size=(50, 7)).astype(np.float32))
+    points, reference = (
+        rng.normal(size=(300, 7)).astype(np.float32),
+        rng.normal(size=(50, 7)).astype(np.float32),
+    )
     brute = np.sqrt(((points[:, None, :].astype(float) - reference[None]) ** 2).sum(-1)).min(1)
     assert np.allclose(nearest_distances(points, reference, block=64), brute, atol=1e-5)
 
 
 def test_perfect_scores_give_the_ceiling() -> None:
-    config = AuditConfig(input="unused.csv", generator="independent", epsilon=1.0,
-                         canaries=50, runs=2, guess_fraction=0.4)
+    config = AuditConfig(
+        input="unused.csv",
+        generator="independent",
+        epsilon=1.0,
+        canaries=50,
+        runs=2,
+        guess_fraction=0.4,
+    )
     rng = np.random.default_rng(3)
     trials = []
     for i in range(2):
         members = rng.random(50) < 0.5
-        trials.append(TrialResult(i, members.tolist(), members.astype(float).tolist(),
-                                  ["random"] * 50, 1.0, 0.0, 0.0))
+        trials.append(
+            TrialResult(
+                i, members.tolist(), members.astype(float).tolist(), ["random"] * 50, 1.0, 0.0, 0.0
+            )
+        )
     result = summarise(config, trials)
     assert result.guesses == 40 and result.correct == 40  # 20 + 20 of 100 pooled canaries
     assert result.epsilon_lower_bound == pytest.approx(result.ceiling)
@@ -167,8 +179,9 @@ def test_encoder_roundtrip_of_canaries_is_exact() -> None:
 
 
 def test_guess_count_never_exceeds_the_canaries() -> None:
-    config = AuditConfig(input="unused.csv", generator="independent", epsilon=1.0,
-                         canaries=7, guess_fraction=1.0)
+    config = AuditConfig(
+        input="unused.csv", generator="independent", epsilon=1.0, canaries=7, guess_fraction=1.0
+    )
     members = [True, False, True, False, True, False, False]
     trial = TrialResult(0, members, [float(m) for m in members], ["random"] * 7, 1.0, 0.0, 0.0)
     result = summarise(config, [trial])

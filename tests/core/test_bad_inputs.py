@@ -35,8 +35,7 @@ def test_an_uninferable_table_is_a_schema_error_listing_each_problem(name: str) 
         assert words in str(info.value), f"{name}: {words!r} not in {info.value}"
 
 
-@pytest.mark.parametrize("name", sorted(CATALOGUE["unreadable"]) + sorted(
-    CATALOGUE["uninferable"]))
+@pytest.mark.parametrize("name", sorted(CATALOGUE["unreadable"]) + sorted(CATALOGUE["uninferable"]))
 def test_schema_infer_refuses_with_one_error_line_and_writes_nothing(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -68,13 +67,17 @@ def test_a_semicolon_csv_is_read_by_its_header_and_the_separator_is_named(
     err = capsys.readouterr().err
     assert "fields separated by semicolon ';' (found in its header line" in err
     assert [c["name"] for c in yaml.safe_load(out.read_text())["columns"]] == [
-        "age", "city", "visits"]
+        "age",
+        "city",
+        "visits",
+    ]
     # --separator overrides the sniffing (and is not "found"): read by commas, one column.
-    assert main(["schema", "infer", str(CORPUS / "semicolon.csv"), "-o", str(out),
-                 "--separator", ","]) == 0
+    assert (
+        main(["schema", "infer", str(CORPUS / "semicolon.csv"), "-o", str(out), "--separator", ","])
+        == 0
+    )
     assert "fields separated by" not in capsys.readouterr().err
-    assert [c["name"] for c in yaml.safe_load(out.read_text())["columns"]] == [
-        "age;city;visits"]
+    assert [c["name"] for c in yaml.safe_load(out.read_text())["columns"]] == ["age;city;visits"]
 
 
 def test_the_separator_is_sniffed_from_the_header_only() -> None:
@@ -118,13 +121,17 @@ def test_bad_paths(kind: str, tmp_path: Path) -> None:
 def test_a_100_mb_file_is_read_streaming_and_a_size_limit_refuses_it(tmp_path: Path) -> None:
     rows = 1_800_000
     path = tmp_path / "big.csv"
-    pl.DataFrame({
-        "id": pl.int_range(rows, eager=True),
-        "age": (pl.int_range(rows, eager=True) * 7919 % 73 + 18),
-        "income": (pl.int_range(rows, eager=True) * 104729 % 100_000).cast(pl.Float64) / 3,
-        "city": pl.Series(["Oslo", "Rome", "Lima", "Pune"] * (rows // 4)),
-        "note": pl.Series(["a fairly long free text field", "another free text value"] * (rows // 2)),
-    }).write_csv(path)
+    pl.DataFrame(
+        {
+            "id": pl.int_range(rows, eager=True),
+            "age": (pl.int_range(rows, eager=True) * 7919 % 73 + 18),
+            "income": (pl.int_range(rows, eager=True) * 104729 % 100_000).cast(pl.Float64) / 3,
+            "city": pl.Series(["Oslo", "Rome", "Lima", "Pune"] * (rows // 4)),
+            "note": pl.Series(
+                ["a fairly long free text field", "another free text value"] * (rows // 2)
+            ),
+        }
+    ).write_csv(path)
     size = path.stat().st_size
     assert size > 100_000_000
     frame = read_frame(path)

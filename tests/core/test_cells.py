@@ -40,7 +40,8 @@ GRIDS = [
 
 @pytest.mark.parametrize(("lower", "upper", "integer"), GRIDS)
 def test_the_fine_grid_partitions_the_bounds_and_comes_from_them_alone(
-        lower: float, upper: float, integer: bool) -> None:
+    lower: float, upper: float, integer: bool
+) -> None:
     grid = fine_grid(lower, upper, integer=integer)
     again = fine_grid(lower, upper, integer=integer)
     assert np.array_equal(grid.starts, again.starts) and np.array_equal(grid.ends, again.ends)
@@ -55,8 +56,9 @@ def test_the_fine_grid_partitions_the_bounds_and_comes_from_them_alone(
         assert np.array_equal(grid.ends[:-1][interval], grid.starts[1:][interval])
     # every value of the domain falls in the fine cell that holds it
     rng = np.random.default_rng(0)
-    values = np.concatenate([[lower, upper], grid.starts, grid.ends,
-                             rng.uniform(lower, upper, 5000)])
+    values = np.concatenate(
+        [[lower, upper], grid.starts, grid.ends, rng.uniform(lower, upper, 5000)]
+    )
     if integer:
         values = np.round(values)
     cells = grid.index(values)

@@ -26,8 +26,7 @@ def test_restore_counts_steps_logged_after_the_checkpoint(tmp_path: Path) -> Non
     for _ in range(3):  # three blocks of 10 steps, a checkpoint after each
         store.log_steps(noise_multiplier=1.1, sample_rate=0.01, num_steps=10)
         acc.step(noise_multiplier=1.1, sample_rate=0.01, num_steps=10)
-        store.save(step=acc.steps_taken, accountant_state=acc.state_dict(),
-                   write=_write_weights)
+        store.save(step=acc.steps_taken, accountant_state=acc.state_dict(), write=_write_weights)
     store.log_steps(noise_multiplier=1.1, sample_rate=0.01, num_steps=10)  # then killed
     with open(store.directory / "steps.log", "a") as fh:
         fh.write('{"noise_multiplier": 1.1, "sam')  # a torn line from the kill
@@ -76,8 +75,9 @@ class _Stepper(Generator):
     supports_checkpoints = True
     crash_at: int | None = None
 
-    def _fit(self, table: Table, *, budget: PrivacyBudget | None, accountant: str,
-             progress: Any) -> FitSummary:
+    def _fit(
+        self, table: Table, *, budget: PrivacyBudget | None, accountant: str, progress: Any
+    ) -> FitSummary:
         assert budget is not None and self.checkpoints is not None
         acc = accountants().get(accountant)()
         resumed = self.checkpoints.restore_accountant(acc)
@@ -87,9 +87,14 @@ class _Stepper(Generator):
                 raise _Crash
             acc.step(noise_multiplier=5.0, sample_rate=0.1, num_steps=5)
             self.checkpoints.save(step=acc.steps_taken, accountant_state=acc.state_dict())
-        return FitSummary(private=True, epsilon=acc.get_epsilon(delta=budget.delta),
-                          delta=budget.delta, accountant_id=accountant, steps=acc.steps_taken,
-                          extra={"resumed": resumed is not None})
+        return FitSummary(
+            private=True,
+            epsilon=acc.get_epsilon(delta=budget.delta),
+            delta=budget.delta,
+            accountant_id=accountant,
+            steps=acc.steps_taken,
+            extra={"resumed": resumed is not None},
+        )
 
     def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
         raise NotImplementedError
@@ -102,7 +107,9 @@ class _Stepper(Generator):
 
 
 def test_fit_resumes_under_the_interrupted_reservation(
-    adult_small: Table, ledger: PrivacyLedger, tmp_path: Path,
+    adult_small: Table,
+    ledger: PrivacyLedger,
+    tmp_path: Path,
 ) -> None:
     fingerprint = adult_small.fingerprint()
     ledger.set_budget(fingerprint, epsilon=2.0, delta=1e-4)
@@ -124,7 +131,9 @@ def test_fit_resumes_under_the_interrupted_reservation(
 
 
 def test_fit_with_a_settled_reservation_starts_afresh(
-    adult_small: Table, ledger: PrivacyLedger, tmp_path: Path,
+    adult_small: Table,
+    ledger: PrivacyLedger,
+    tmp_path: Path,
 ) -> None:
     ledger.set_budget(adult_small.fingerprint(), epsilon=3.0, delta=1e-4)
     store = CheckpointStore(tmp_path / "ck")
@@ -136,12 +145,18 @@ def test_fit_with_a_settled_reservation_starts_afresh(
 
 
 def test_generator_without_checkpoint_support_ignores_the_store(
-    adult_small: Table, ledger: PrivacyLedger, tmp_path: Path,
+    adult_small: Table,
+    ledger: PrivacyLedger,
+    tmp_path: Path,
 ) -> None:
     from privsynth_core.registry import generators
 
     ledger.set_budget(adult_small.fingerprint(), epsilon=2.0, delta=1e-4)
     generator = generators().get("independent")()
-    generator.fit(adult_small, budget=PrivacyBudget(0.5, 0.0), ledger=ledger,
-                  checkpoints=CheckpointStore(tmp_path / "ck"))
+    generator.fit(
+        adult_small,
+        budget=PrivacyBudget(0.5, 0.0),
+        ledger=ledger,
+        checkpoints=CheckpointStore(tmp_path / "ck"),
+    )
     assert generator.checkpoints is None and not (tmp_path / "ck").exists()

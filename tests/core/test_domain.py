@@ -32,8 +32,9 @@ def _discrete_laplace_tail(m: int, epsilon: float) -> float:
     return p**m / (1 + p) if m >= 1 else 1 - p ** (1 - m) / (1 + p)
 
 
-@pytest.mark.parametrize(("epsilon", "delta"), [(1.0, 1e-6), (0.1, 1e-6), (0.5, 0.05),
-                                                (2.0, 1e-9), (0.01, 1e-5)])
+@pytest.mark.parametrize(
+    ("epsilon", "delta"), [(1.0, 1e-6), (0.1, 1e-6), (0.5, 0.05), (2.0, 1e-9), (0.01, 1e-5)]
+)
 def test_category_threshold_is_the_smallest_that_keeps_a_singleton_under_delta(
     epsilon: float, delta: float
 ) -> None:
@@ -62,8 +63,7 @@ def test_category_release_rate_matches_the_discrete_laplace_tail(offset: int) ->
     threshold = int(category_threshold(epsilon=epsilon, delta=delta))  # 3
     count = max(threshold + offset, 1)
     values = pl.Series("c", ["x"] * count)
-    released = sum(bool(dp_categories(values, epsilon=epsilon, delta=delta))
-                   for _ in range(trials))
+    released = sum(bool(dp_categories(values, epsilon=epsilon, delta=delta)) for _ in range(trials))
     expected = _discrete_laplace_tail(threshold - count + 1, epsilon)
     if count == 1:
         assert expected <= delta  # the singleton: its release rate is the mechanism's delta
@@ -91,8 +91,7 @@ def test_bounds_are_clamped_quantiles_not_the_data_min_max() -> None:
 
 def test_dp_quantile_is_a_grid_point_near_the_true_quantile() -> None:
     data = np.random.default_rng(3).uniform(0, 100, 2000)
-    draws = np.array([dp_quantile(data, 0.5, lower=0, upper=100, epsilon=1.0)
-                      for _ in range(100)])
+    draws = np.array([dp_quantile(data, 0.5, lower=0, upper=100, epsilon=1.0) for _ in range(100)])
     grid = np.linspace(0, 100, QUANTILE_GRID)
     assert np.isin(draws, grid).all()  # candidates only: no floating-point draw
     # 3 units is 60 ranks here; at epsilon 1 (OpenDP's noise scale 1 for the median) any
@@ -116,8 +115,15 @@ def test_learn_domain_charges_each_mechanism_and_marks_dp(
     frame = pl.read_csv(path, infer_schema=False)
     fingerprint = fingerprint_frame(frame)
     ledger.set_budget(fingerprint, epsilon=40.0, delta=1e-5)
-    schema = learn_domain(frame, adult_schema(), epsilon=30.0, delta=1e-6, ledger=ledger,
-                          fingerprint=fingerprint, run_id="run-1")
+    schema = learn_domain(
+        frame,
+        adult_schema(),
+        epsilon=30.0,
+        delta=1e-6,
+        ledger=ledger,
+        fingerprint=fingerprint,
+        run_id="run-1",
+    )
     assert schema.domain == "dp" and all(c.nullable for c in schema.columns)
     entries = ledger.entries(fingerprint)
     assert len(entries) == 15
@@ -145,8 +151,9 @@ def test_learn_domain_over_budget_charges_nothing(
     fingerprint = fingerprint_frame(frame)
     ledger.set_budget(fingerprint, epsilon=0.5, delta=1e-5)
     with pytest.raises(BudgetExceededError, match="nothing was charged"):
-        learn_domain(frame, adult_schema(), epsilon=1.0, delta=1e-6, ledger=ledger,
-                     fingerprint=fingerprint)
+        learn_domain(
+            frame, adult_schema(), epsilon=1.0, delta=1e-6, ledger=ledger, fingerprint=fingerprint
+        )
     assert ledger.entries(fingerprint) == []
 
 
@@ -160,8 +167,13 @@ def test_prepare_table_needs_a_schema_a_person_reviewed(
     draft.save(tmp_path / "draft.yaml")
     for domain in ("public", "dp"):  # a draft nobody reviewed is refused in both modes
         with pytest.raises(DomainError, match="has not been reviewed"):
-            prepare_table(path, schema_path=tmp_path / "draft.yaml", domain=domain,  # type: ignore[arg-type]
-                          domain_epsilon=1.0, ledger=ledger)
+            prepare_table(
+                path,
+                schema_path=tmp_path / "draft.yaml",
+                domain=domain,  # type: ignore[arg-type]
+                domain_epsilon=1.0,
+                ledger=ledger,
+            )
     adult_schema().save(tmp_path / "declared.yaml")
     table = prepare_table(path, schema_path=tmp_path / "declared.yaml", ledger=ledger)
     assert table.schema.domain == "public" and table.n_rows == 500
@@ -178,13 +190,18 @@ def test_a_dp_domain_takes_kinds_from_the_confirmed_skeleton_never_from_the_rows
     path = tmp_path / "data.csv"
     pl.concat([frame, odd]).write_csv(path)
     skeleton(infer_schema(frame)).confirm_public().save(tmp_path / "skeleton.yaml")
-    ledger.set_budget(fingerprint_frame(pl.read_csv(path, infer_schema=False)), epsilon=5,
-                      delta=1e-4)
-    table = prepare_table(path, schema_path=tmp_path / "skeleton.yaml", domain="dp",
-                          domain_epsilon=3.0, ledger=ledger)
+    ledger.set_budget(
+        fingerprint_frame(pl.read_csv(path, infer_schema=False)), epsilon=5, delta=1e-4
+    )
+    table = prepare_table(
+        path, schema_path=tmp_path / "skeleton.yaml", domain="dp", domain_epsilon=3.0, ledger=ledger
+    )
     kinds = {c.name: c.kind for c in table.schema.columns}
-    assert kinds == {"age": ColumnKind.INTEGER, "gender": ColumnKind.CATEGORICAL,
-                     "hours-per-week": ColumnKind.INTEGER}
+    assert kinds == {
+        "age": ColumnKind.INTEGER,
+        "gender": ColumnKind.CATEGORICAL,
+        "hours-per-week": ColumnKind.INTEGER,
+    }
     assert table.schema.domain == "dp" and all(c.has_domain for c in table.schema.columns)
     # The odd row is read row by row (its values become missing): it refuses nothing.
     assert [p.step for p in table.spent] == ["domain"] * 3

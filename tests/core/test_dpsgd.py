@@ -65,11 +65,12 @@ def test_threshold_is_on_the_encoded_bytes(adult_small: Table) -> None:
     encoder = TableEncoder(adult_small.schema)
     exact = adult_small.n_rows * encoder.output_dim * 4
     assert BatchSource(adult_small.frame, encoder, CPU, max_encoded_bytes=exact).holds_table
-    assert not BatchSource(adult_small.frame, encoder, CPU,
-                           max_encoded_bytes=exact - 1).holds_table
+    assert not BatchSource(adult_small.frame, encoder, CPU, max_encoded_bytes=exact - 1).holds_table
     # The default keeps a small table (1,000 Adult rows) whole.
-    assert exact <= ENCODED_TABLE_MAX_BYTES and BatchSource(adult_small.frame, encoder,
-                                                            CPU).holds_table
+    assert (
+        exact <= ENCODED_TABLE_MAX_BYTES
+        and BatchSource(adult_small.frame, encoder, CPU).holds_table
+    )
     with pytest.raises(ValueError, match="chunk rows"):
         next(BatchSource(adult_small.frame, encoder, CPU).chunks(0))
 

@@ -27,10 +27,17 @@ def _schema() -> Schema:
             Column(name="cn", kind=KINDS.CATEGORICAL, nullable=True, categories=("u", "v")),
             Column(name="b", kind=KINDS.BOOLEAN),
             Column(name="bn", kind=KINDS.BOOLEAN, nullable=True),
-            Column(name="d", kind=KINDS.DATETIME,
-                   bounds=(datetime(2000, 1, 1), datetime(2030, 12, 31, 23, 59, 59))),
-            Column(name="dn", kind=KINDS.DATETIME, nullable=True,
-                   bounds=(datetime(1990, 1, 1), datetime(1990, 1, 2))),
+            Column(
+                name="d",
+                kind=KINDS.DATETIME,
+                bounds=(datetime(2000, 1, 1), datetime(2030, 12, 31, 23, 59, 59)),
+            ),
+            Column(
+                name="dn",
+                kind=KINDS.DATETIME,
+                nullable=True,
+                bounds=(datetime(1990, 1, 1), datetime(1990, 1, 2)),
+            ),
         ),
     )
 
@@ -46,10 +53,20 @@ def _frame() -> pl.DataFrame:
             "cn": ["u", None, "v", None, "u"],
             "b": [True, False, True, True, False],
             "bn": [None, True, False, None, True],
-            "d": [datetime(2000, 1, 1), datetime(2015, 6, 7, 8, 9, 10), datetime(2030, 12, 31),
-                  datetime(2021, 2, 3), datetime(2001, 1, 1, 12)],
-            "dn": [datetime(1990, 1, 1, 6), None, datetime(1990, 1, 2), None,
-                   datetime(1990, 1, 1, 23, 30)],
+            "d": [
+                datetime(2000, 1, 1),
+                datetime(2015, 6, 7, 8, 9, 10),
+                datetime(2030, 12, 31),
+                datetime(2021, 2, 3),
+                datetime(2001, 1, 1, 12),
+            ],
+            "dn": [
+                datetime(1990, 1, 1, 6),
+                None,
+                datetime(1990, 1, 2),
+                None,
+                datetime(1990, 1, 1, 23, 30),
+            ],
         },
         schema={c.name: polars_dtype(c.kind) for c in _schema().columns},
     )
@@ -60,15 +77,18 @@ def test_encoder_layout_has_a_span_per_output_with_its_activation() -> None:
     layout = [(s.column, s.role, s.width, s.activation, s.null_slot) for s in enc.spans]
     assert layout == [
         ("x", "value", 1, "tanh", False),
-        ("xn", "value", 1, "tanh", False), ("xn", "null", 2, "softmax", False),
+        ("xn", "value", 1, "tanh", False),
+        ("xn", "null", 2, "softmax", False),
         ("i", "value", 1, "tanh", False),
-        ("in_", "value", 1, "tanh", False), ("in_", "null", 2, "softmax", False),
+        ("in_", "value", 1, "tanh", False),
+        ("in_", "null", 2, "softmax", False),
         ("c", "onehot", 3, "softmax", False),
         ("cn", "onehot", 3, "softmax", True),
         ("b", "onehot", 2, "softmax", False),
         ("bn", "onehot", 3, "softmax", True),
         ("d", "value", 1, "tanh", False),
-        ("dn", "value", 1, "tanh", False), ("dn", "null", 2, "softmax", False),
+        ("dn", "value", 1, "tanh", False),
+        ("dn", "null", 2, "softmax", False),
     ]
     # Spans tile the output exactly.
     assert [s.start for s in enc.spans] == [0, *[s.end for s in enc.spans[:-1]]]
@@ -81,7 +101,7 @@ def test_encode_is_float32_in_range_with_one_hot_groups() -> None:
     array = enc.encode(_frame())
     assert array.dtype == np.float32 and array.shape == (5, enc.output_dim)
     for span in enc.spans:
-        block = array[:, span.start:span.end]
+        block = array[:, span.start : span.end]
         if span.activation == "tanh":
             assert block.min() >= -1 and block.max() <= 1
         else:
@@ -137,11 +157,11 @@ def test_out_of_domain_values_encode_as_null_slot_or_all_zeros() -> None:
     enc = TableEncoder(schema)
     array = enc.encode(table.frame)
     cn = enc.column_spans("cn")[0]
-    assert array[1, cn.start:cn.end].tolist() == [0, 0, 1]  # "other": the null slot
+    assert array[1, cn.start : cn.end].tolist() == [0, 0, 1]  # "other": the null slot
     # A missing value that reaches the encoder anyway encodes as all zeros.
     c = enc.column_spans("c")[0]
     missing = enc.encode(table.frame.with_columns(pl.lit(None, pl.String).alias("c")))
-    assert missing[0, c.start:c.end].tolist() == [0, 0, 0]
+    assert missing[0, c.start : c.end].tolist() == [0, 0, 0]
     decoded = enc.decode(missing, rng=np.random.default_rng(1))
     assert decoded["c"][0] in schema.column("c").categories  # never an unknown value
     assert decoded["cn"][1] is None
@@ -153,8 +173,8 @@ def test_decode_clips_rounds_and_only_uses_the_domain() -> None:
     raw = rng.normal(0, 3, size=(2000, enc.output_dim)).astype(np.float32)
     for span in enc.spans:  # make groups look like generator softmax outputs
         if span.activation == "softmax":
-            block = np.exp(raw[:, span.start:span.end])
-            raw[:, span.start:span.end] = block / block.sum(axis=1, keepdims=True)
+            block = np.exp(raw[:, span.start : span.end])
+            raw[:, span.start : span.end] = block / block.sum(axis=1, keepdims=True)
     out = enc.decode(raw, rng=rng)
     schema = _schema()
     assert out.schema == pl.Schema({c.name: polars_dtype(c.kind) for c in schema.columns})
@@ -173,9 +193,10 @@ def test_decode_clips_rounds_and_only_uses_the_domain() -> None:
 
 
 def test_decode_with_rng_draws_in_proportion_and_without_takes_argmax() -> None:
-    schema = Schema(domain="public", columns=(
-        Column(name="c", kind=KINDS.CATEGORICAL, categories=("a", "b", "c")),
-    ))
+    schema = Schema(
+        domain="public",
+        columns=(Column(name="c", kind=KINDS.CATEGORICAL, categories=("a", "b", "c")),),
+    )
     enc = TableEncoder(schema)
     probs = np.tile(np.array([[0.2, 0.5, 0.3]], dtype=np.float32), (20_000, 1))
     drawn = enc.decode(probs, rng=np.random.default_rng(0))["c"].value_counts(normalize=True)
@@ -193,15 +214,17 @@ def test_iter_encoded_matches_encode() -> None:
 
 
 def test_degenerate_bounds_and_missing_domains() -> None:
-    fixed = Schema(domain="public", columns=(
-        Column(name="k", kind=KINDS.INTEGER, bounds=(4.0, 4.0)),
-    ))
+    fixed = Schema(
+        domain="public", columns=(Column(name="k", kind=KINDS.INTEGER, bounds=(4.0, 4.0)),)
+    )
     enc = TableEncoder(fixed)
     assert enc.decode(enc.encode(pl.DataFrame({"k": [4, 4]})))["k"].to_list() == [4, 4]
     with pytest.raises(DomainError, match="no integer"):
-        TableEncoder(Schema(domain="public", columns=(
-            Column(name="k", kind=KINDS.INTEGER, bounds=(0.2, 0.8)),
-        )))
+        TableEncoder(
+            Schema(
+                domain="public", columns=(Column(name="k", kind=KINDS.INTEGER, bounds=(0.2, 0.8)),)
+            )
+        )
     with pytest.raises(DomainError, match="missing for: z"):
         TableEncoder(Schema(columns=(Column(name="z", kind=KINDS.CONTINUOUS),)))
     with pytest.raises(SchemaError, match="missing"):

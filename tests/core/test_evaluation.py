@@ -20,16 +20,23 @@ from privsynth_core.registry import reset_registries
 from privsynth_core.report import ReportContext, ReportSection, SectionOutput
 
 ROOT = Path(__file__).parents[2]
-FAST = ["marginal_2way_tvd", "detection_auc", "tstr", "ks", "tvd", "exact_copy_rate",
-        "mia_distance", "dcr"]
+FAST = [
+    "marginal_2way_tvd",
+    "detection_auc",
+    "tstr",
+    "ks",
+    "tvd",
+    "exact_copy_rate",
+    "mia_distance",
+    "dcr",
+]
 
 
 @pytest.fixture(scope="module")
 def adult_parts() -> dict[str, pl.DataFrame]:
     """Disjoint 2,000-row Adult samples: the training rows, a second real sample, a holdout."""
     raw = adult_frame().sample(fraction=1.0, seed=11, shuffle=True)
-    return {name: raw.slice(i * 2000, 2000) for i, name in
-            enumerate(("train", "other", "holdout"))}
+    return {name: raw.slice(i * 2000, 2000) for i, name in enumerate(("train", "other", "holdout"))}
 
 
 def _verdicts(result: Any) -> dict[str, str]:
@@ -41,8 +48,12 @@ def test_real_vs_real_and_real_vs_shuffled_get_clearly_different_verdicts(
 ) -> None:
     schema = adult_schema()
     train = adult_parts["train"]
-    kwargs = {"schema": schema, "holdout": adult_parts["holdout"], "target": "income",
-              "metric_ids": FAST}
+    kwargs = {
+        "schema": schema,
+        "holdout": adult_parts["holdout"],
+        "target": "income",
+        "metric_ids": FAST,
+    }
     real = evaluate(train, adult_parts["other"], **kwargs)
     shuffled = evaluate(train, shuffle_columns(type_frame(train, schema, "train"), 5), **kwargs)
     for metric_id in ("marginal_2way_tvd", "detection_auc", "tstr"):
@@ -63,8 +74,13 @@ def test_the_independence_floor_on_full_adult_matches_the_issue() -> None:
     """The issue: a column-shuffled copy of Adult reaches a 2-way TVD of 0.074."""
     schema = adult_schema()
     real = type_frame(adult_frame(), schema, "adult")
-    result = evaluate(real, shuffle_columns(real, 0), schema=schema,
-                      metric_ids=["marginal_2way_tvd"], references=False)
+    result = evaluate(
+        real,
+        shuffle_columns(real, 0),
+        schema=schema,
+        metric_ids=["marginal_2way_tvd"],
+        references=False,
+    )
     assert result.results[0].value == pytest.approx(0.074, abs=0.004)
 
 
@@ -72,9 +88,13 @@ def test_default_run_skips_metrics_whose_inputs_are_missing(
     adult_parts: dict[str, pl.DataFrame],
 ) -> None:
     schema = adult_schema()
-    result = evaluate(adult_parts["train"].head(300), adult_parts["other"].head(300),
-                      schema=schema, references=False,
-                      metric_ids=None)
+    result = evaluate(
+        adult_parts["train"].head(300),
+        adult_parts["other"].head(300),
+        schema=schema,
+        references=False,
+        metric_ids=None,
+    )
     skipped = {s.metric_id: s.reason for s in result.skipped}
     assert "--target" in skipped["tstr"] and "--holdout" in skipped["mia_distance"]
     assert "--manifest" in skipped["dp_guarantee"]
@@ -96,19 +116,30 @@ def test_a_named_metric_without_its_input_is_refused(
 
 
 def test_report_folder_has_json_page_plots_and_the_not_dp_notice(
-    adult_parts: dict[str, pl.DataFrame], tmp_path: Path,
+    adult_parts: dict[str, pl.DataFrame],
+    tmp_path: Path,
 ) -> None:
-    manifest = {"differentially_private": True, "generator_id": "dpctgan",
-                "privacy": {"epsilon": 3.0, "delta": 1e-6, "accountant": "rdp",
-                            "domain": "public"}}
+    manifest = {
+        "differentially_private": True,
+        "generator_id": "dpctgan",
+        "privacy": {"epsilon": 3.0, "delta": 1e-6, "accountant": "rdp", "domain": "public"},
+    }
     out = tmp_path / "report"
-    result = evaluate(adult_parts["train"].head(800), adult_parts["other"].head(800),
-                      schema=adult_schema(), holdout=adult_parts["holdout"].head(800),
-                      target="income", manifest=manifest,
-                      metric_ids=[*FAST, "correlation_diff", "dp_guarantee"], output_dir=out)
+    result = evaluate(
+        adult_parts["train"].head(800),
+        adult_parts["other"].head(800),
+        schema=adult_schema(),
+        holdout=adult_parts["holdout"].head(800),
+        target="income",
+        manifest=manifest,
+        metric_ids=[*FAST, "correlation_diff", "dp_guarantee"],
+        output_dir=out,
+    )
     assert result.output_dir == out and not result.section_errors
-    data = json.loads((out / "metrics.json").read_text(),
-                      parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+    data = json.loads(
+        (out / "metrics.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"),
+    )
     assert data["notice"] == NOT_DP_NOTICE
     assert data["privacy_guarantee"]["epsilon"] == 3.0
     assert {m["metric_id"] for m in data["metrics"]} >= set(FAST)
@@ -127,10 +158,16 @@ def test_report_folder_has_json_page_plots_and_the_not_dp_notice(
     assert set(data["files"]) >= {"report.html", "metrics.json", "evidently_report.html"}
     # The folder is not overwritten by accident, and a refused write leaves it as it was.
     with pytest.raises(InputFileError, match="not empty"):
-        evaluate(adult_parts["train"].head(50), adult_parts["other"].head(50),
-                 schema=adult_schema(), metric_ids=["ks"], output_dir=out)
+        evaluate(
+            adult_parts["train"].head(50),
+            adult_parts["other"].head(50),
+            schema=adult_schema(),
+            metric_ids=["ks"],
+            output_dir=out,
+        )
     assert (out / "metrics.json").read_text() == json.dumps(
-        json.loads((out / "metrics.json").read_text()), indent=2, ensure_ascii=False)
+        json.loads((out / "metrics.json").read_text()), indent=2, ensure_ascii=False
+    )
     assert evidently.exists()
 
 
@@ -178,11 +215,18 @@ def section_plugin(monkeypatch: pytest.MonkeyPatch, fresh_plugins: None) -> Iter
 
 
 def test_third_party_sections_appear_and_a_failing_one_costs_only_itself(
-    section_plugin: None, adult_parts: dict[str, pl.DataFrame], tmp_path: Path,
+    section_plugin: None,
+    adult_parts: dict[str, pl.DataFrame],
+    tmp_path: Path,
 ) -> None:
     out = tmp_path / "r"
-    result = evaluate(adult_parts["train"].head(200), adult_parts["other"].head(200),
-                      schema=adult_schema(), metric_ids=["ks"], output_dir=out)
+    result = evaluate(
+        adult_parts["train"].head(200),
+        adult_parts["other"].head(200),
+        schema=adult_schema(),
+        metric_ids=["ks"],
+        output_dir=out,
+    )
     page = (out / "report.html").read_text()
     assert "real rows: 200" in page and "Row counts (third-party section)" in page
     assert "This section failed: RuntimeError: boom" in page
@@ -204,9 +248,15 @@ def test_each_fidelity_headline_names_its_worst_columns_and_pairs(
     real = type_frame(adult_parts["train"], schema, "real")
     # A synthetic table that is real rows with one column broken: its headline must say so.
     broken = type_frame(adult_parts["other"], schema, "other").with_columns(
-        pl.lit(90, dtype=pl.Int64).alias("age"))
-    result = evaluate(real, broken, schema=schema, holdout=adult_parts["holdout"],
-                      metric_ids=["marginal_2way_tvd", "detection_auc"])
+        pl.lit(90, dtype=pl.Int64).alias("age")
+    )
+    result = evaluate(
+        real,
+        broken,
+        schema=schema,
+        holdout=adult_parts["holdout"],
+        metric_ids=["marginal_2way_tvd", "detection_auc"],
+    )
     heads = {h.metric_id: h for h in result.headlines}
     tvd_lines = heads["marginal_2way_tvd"].worst
     assert tvd_lines[0].startswith("worst pairs: ") and "age" in tvd_lines[0].split(",")[0]
@@ -219,10 +269,19 @@ def test_evaluate_reports_progress_per_metric(adult_parts: dict[str, pl.DataFram
     from privsynth_core.generator import Progress
 
     seen: list[Progress] = []
-    evaluate(adult_parts["train"], adult_parts["other"], schema=adult_schema(),
-             metric_ids=["tvd", "ks"], references=False, progress=seen.append)
-    assert [(p.epoch, p.epochs, p.unit) for p in seen] == [(0, 2, "metric"), (1, 2, "metric"),
-                                                           (2, 2, "metric")]
+    evaluate(
+        adult_parts["train"],
+        adult_parts["other"],
+        schema=adult_schema(),
+        metric_ids=["tvd", "ks"],
+        references=False,
+        progress=seen.append,
+    )
+    assert [(p.epoch, p.epochs, p.unit) for p in seen] == [
+        (0, 2, "metric"),
+        (1, 2, "metric"),
+        (2, 2, "metric"),
+    ]
     assert [p.stage for p in seen] == ["tvd", "ks", "done"]
 
 
@@ -231,8 +290,10 @@ def test_a_failed_reference_model_is_left_out_of_both_means_and_named() -> None:
 
     # The issue's case: one of three real-data models scored 0.605 while the others ~0.9.
     scores: dict[str, tuple[float, float | None]] = {
-        "logistic regression": (0.80, 0.605), "gradient boosting": (0.86, 0.91),
-        "random forest": (0.85, 0.90)}
+        "logistic regression": (0.80, 0.605),
+        "gradient boosting": (0.86, 0.91),
+        "random forest": (0.85, 0.90),
+    }
     kept, notes = _robust_models(scores)
     assert kept == ["gradient boosting", "random forest"]
     assert len(notes) == 1 and notes[0].startswith("logistic regression scored 0.605")
@@ -249,13 +310,25 @@ class _FlakyReference(Metric):
     direction = "lower_is_better"
     headline = True
 
-    def compute(self, real: pl.DataFrame, synthetic: pl.DataFrame, *, schema: Any,
-                holdout: pl.DataFrame | None = None, target: str | None = None,
-                seed: int = 0) -> MetricResult:
+    def compute(
+        self,
+        real: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        *,
+        schema: Any,
+        holdout: pl.DataFrame | None = None,
+        target: str | None = None,
+        seed: int = 0,
+    ) -> MetricResult:
         if synthetic.height != 7:
             raise MetricError("no reference for you")
-        return MetricResult(metric_id="flaky", name="flaky", group="fidelity", value=0.2,
-                            direction="lower_is_better")
+        return MetricResult(
+            metric_id="flaky",
+            name="flaky",
+            group="fidelity",
+            value=0.2,
+            direction="lower_is_better",
+        )
 
 
 def test_a_reference_point_that_cannot_be_computed_is_noted_not_fatal(
@@ -267,8 +340,9 @@ def test_a_reference_point_that_cannot_be_computed_is_noted_not_fatal(
     real = type_frame(adult_parts["train"], schema, "real")
     metric = _FlakyReference()
     result = metric.compute(real, real.head(7), schema=schema)
-    head = _headline(metric, result, real, shuffle_columns(real), real.head(50), schema,
-                     None, None, 0)
+    head = _headline(
+        metric, result, real, shuffle_columns(real), real.head(50), schema, None, None, 0
+    )
     assert head.ceiling is None and head.floor is None
     assert any("real-holdout ceiling could not be computed" in n for n in head.notes)
     assert any("shuffled-columns floor could not be computed" in n for n in head.notes)
@@ -278,9 +352,9 @@ def test_a_score_beyond_its_real_data_ceiling_is_flagged() -> None:
     from privsynth_core.evaluation import Headline, _verdict
 
     metric = _FlakyReference()
-    result = MetricResult(metric_id="flaky", name="flaky", group="fidelity", value=0.01,
-                          direction="lower_is_better")
-    head = Headline("flaky", "flaky", "fidelity", 0.01, "lower_is_better", ceiling=0.05,
-                    floor=0.2)
+    result = MetricResult(
+        metric_id="flaky", name="flaky", group="fidelity", value=0.01, direction="lower_is_better"
+    )
+    head = Headline("flaky", "flaky", "fidelity", 0.01, "lower_is_better", ceiling=0.05, floor=0.2)
     level, _ = _verdict(metric, result, head)
     assert level == "good" and "reference is probably unreliable" in head.notes[0]

@@ -71,8 +71,9 @@ def test_the_row_count_is_released_once_per_extract_and_reused(
     _with_budget(ledger, adult_small)
     first = _independent().fit(adult_small, budget=BUDGET, ledger=ledger)
     second = _independent().fit(adult_small, budget=BUDGET, ledger=ledger)
-    counts = [e for e in ledger.entries(adult_small.fingerprint())
-              if e.mechanism == COUNT_MECHANISM]
+    counts = [
+        e for e in ledger.entries(adult_small.fingerprint()) if e.mechanism == COUNT_MECHANISM
+    ]
     assert len(counts) == 1 and first.noisy_rows == second.noisy_rows
     # Both releases depend on it, so both state it among their parts.
     assert all(any(p.step == "row count" for p in s.spent) for s in (first, second))
@@ -124,8 +125,9 @@ class _NonDPGenerator(generators().get("independent")):  # type: ignore[misc]
     is_dp = False
 
     def _fit(self, table, *, budget, accountant, progress):  # type: ignore[no-untyped-def]
-        return super()._fit(table, budget=PrivacyBudget(1e6, 0.0), accountant=accountant,
-                            progress=progress)
+        return super()._fit(
+            table, budget=PrivacyBudget(1e6, 0.0), accountant=accountant, progress=progress
+        )
 
 
 def test_non_dp_generators_are_recorded_and_labelled(

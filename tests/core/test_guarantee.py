@@ -22,16 +22,36 @@ pytestmark = pytest.mark.usefixtures("light_reports")
 
 
 @pytest.fixture
-def fitted(tmp_path: Path, adult_raw: pl.DataFrame, monkeypatch: pytest.MonkeyPatch,
-           capsys: pytest.CaptureFixture[str]) -> Path:
+def fitted(
+    tmp_path: Path,
+    adult_raw: pl.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Path:
     """``privsynth fit`` of ``independent`` at epsilon 0.5 into ``model/`` (through the store),
     with ``real.csv``, ``synthetic.csv`` and ``schema.yaml`` beside it; the current folder."""
     monkeypatch.chdir(tmp_path)
     adult_raw.head(600).write_csv("real.csv")
     adult_schema().save("schema.yaml")
     assert main(["budget", "set", "real.csv", "--epsilon", "3", "--delta", "1e-4"]) == 0
-    assert main(["fit", "real.csv", "--schema", "schema.yaml", "--generator", "independent",
-                 "--epsilon", "0.5", "-o", "model", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "real.csv",
+                "--schema",
+                "schema.yaml",
+                "--generator",
+                "independent",
+                "--epsilon",
+                "0.5",
+                "-o",
+                "model",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["sample", "model", "-n", "300", "-o", "synthetic.csv"]) == 0
     capsys.readouterr()
     return tmp_path
@@ -48,8 +68,20 @@ def edit_consistently(manifest_path: Path, epsilon: float) -> None:
 
 
 def evaluate_out(argv_tail: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(["evaluate", "real.csv", "synthetic.csv", "--metrics", "tvd,dp_guarantee",
-                 "--quiet", *argv_tail]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "real.csv",
+                "synthetic.csv",
+                "--metrics",
+                "tvd,dp_guarantee",
+                "--quiet",
+                *argv_tail,
+            ]
+        )
+        == 0
+    )
     return capsys.readouterr().out
 
 
@@ -105,7 +137,9 @@ def test_without_the_custodians_record_the_guarantee_is_marked_unverified(
 
 
 def test_a_run_directory_is_checked_against_its_custodian_manifest(
-    tmp_path: Path, adult_raw: pl.DataFrame, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    adult_raw: pl.DataFrame,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from privsynth_core.config import run_config_from_dict
@@ -115,9 +149,18 @@ def test_a_run_directory_is_checked_against_its_custodian_manifest(
     adult_raw.head(600).write_csv("real.csv")
     adult_schema().save("schema.yaml")
     assert main(["budget", "set", "real.csv", "--epsilon", "3", "--delta", "1e-4"]) == 0
-    run = run_pipeline(run_config_from_dict({
-        "input": "real.csv", "schema_path": "schema.yaml", "generator": "independent",
-        "epsilon": 0.5, "metrics": ["tvd"], "output_dir": "run"}))
+    run = run_pipeline(
+        run_config_from_dict(
+            {
+                "input": "real.csv",
+                "schema_path": "schema.yaml",
+                "generator": "independent",
+                "epsilon": 0.5,
+                "metrics": ["tvd"],
+                "output_dir": "run",
+            }
+        )
+    )
     shutil.copy(run.release_dir / "synthetic.csv", "synthetic.csv")
     capsys.readouterr()
     out = evaluate_out(["--manifest", "run", "-o", "report"], capsys)
@@ -129,7 +172,10 @@ def test_a_run_directory_is_checked_against_its_custodian_manifest(
 
 def test_verified_guarantee_without_a_manifest_or_for_a_non_dp_model() -> None:
     assert verified_guarantee(None) is None
-    manifest: dict[str, Any] = {"generator_id": "ctgan", "differentially_private": False,
-                                "privacy": {"label": "NOT differentially private"}}
+    manifest: dict[str, Any] = {
+        "generator_id": "ctgan",
+        "differentially_private": False,
+        "privacy": {"label": "NOT differentially private"},
+    }
     guarantee = verified_guarantee(manifest)
     assert guarantee is not None and guarantee["differentially_private"] is False

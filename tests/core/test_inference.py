@@ -17,22 +17,27 @@ from privsynth_core.table import read_frame
 def test_infer_schema_detects_every_kind(tmp_path: Path) -> None:
     n = 40
     path = tmp_path / "mixed.csv"
-    pl.DataFrame({
-        "patient_id": [f"P{i:04d}" for i in range(n)],
-        "row": list(range(n)),
-        "age": [20 + i % 30 for i in range(n)],
-        "weight": [60.5 + i / 10 for i in range(n)],
-        "ward": ["A", "B", "C", "D"] * (n // 4),
-        "smoker": ["yes", "no"] * (n // 2),
-        "admitted": [f"2023-01-{1 + i % 28:02d}" for i in range(n)],
-        "score": [str(i % 7) if i % 5 else "" for i in range(n)],
-    }).write_csv(path)
+    pl.DataFrame(
+        {
+            "patient_id": [f"P{i:04d}" for i in range(n)],
+            "row": list(range(n)),
+            "age": [20 + i % 30 for i in range(n)],
+            "weight": [60.5 + i / 10 for i in range(n)],
+            "ward": ["A", "B", "C", "D"] * (n // 4),
+            "smoker": ["yes", "no"] * (n // 2),
+            "admitted": [f"2023-01-{1 + i % 28:02d}" for i in range(n)],
+            "score": [str(i % 7) if i % 5 else "" for i in range(n)],
+        }
+    ).write_csv(path)
     schema = infer_schema(read_frame(path))
     kinds = {c.name: c.kind for c in schema.columns}
     assert kinds == {
-        "age": ColumnKind.INTEGER, "weight": ColumnKind.CONTINUOUS,
-        "ward": ColumnKind.CATEGORICAL, "smoker": ColumnKind.BOOLEAN,
-        "admitted": ColumnKind.DATETIME, "score": ColumnKind.INTEGER,
+        "age": ColumnKind.INTEGER,
+        "weight": ColumnKind.CONTINUOUS,
+        "ward": ColumnKind.CATEGORICAL,
+        "smoker": ColumnKind.BOOLEAN,
+        "admitted": ColumnKind.DATETIME,
+        "score": ColumnKind.INTEGER,
     }
     assert {e.name for e in schema.excluded} == {"patient_id", "row"}
     # A fixed code, never a count or a value of the data.
@@ -53,8 +58,7 @@ def test_infer_schema_on_adult(adult_raw: pl.DataFrame) -> None:
 
 
 def test_integer_column_unique_but_not_an_id_is_kept() -> None:
-    frame = pl.DataFrame({"income": [1000 + 37 * i * i for i in range(50)],
-                          "g": ["a", "b"] * 25})
+    frame = pl.DataFrame({"income": [1000 + 37 * i * i for i in range(50)], "g": ["a", "b"] * 25})
     schema = infer_schema(frame)
     assert schema.names == ["income", "g"]
 
@@ -71,8 +75,9 @@ def test_parquet_and_csv_infer_the_same_schema(tmp_path: Path, adult_raw: pl.Dat
 
 
 def test_a_draft_flags_what_a_person_must_review() -> None:
-    frame = pl.DataFrame({"age": ["17", "45", "90"] * 10 + ["33"],
-                          "ward": ["A"] * 20 + ["B"] * 10 + ["Z"]})
+    frame = pl.DataFrame(
+        {"age": ["17", "45", "90"] * 10 + ["33"], "ward": ["A"] * 20 + ["B"] * 10 + ["Z"]}
+    )
     schema = infer_schema(frame)
     flags = {(f.column, f.issue): f for f in schema.review}
     bounds = flags[("age", "bounds_at_extremes")]
@@ -93,8 +98,9 @@ def test_a_draft_flags_what_a_person_must_review() -> None:
 
 
 def test_dates_in_several_formats_are_reported_not_dropped() -> None:
-    frame = pl.DataFrame({"admitted": ["2023-01-02"] * 10 + ["03/01/2023"] * 10,
-                          "ward": ["A", "B"] * 10})
+    frame = pl.DataFrame(
+        {"admitted": ["2023-01-02"] * 10 + ["03/01/2023"] * 10, "ward": ["A", "B"] * 10}
+    )
     with pytest.raises(SchemaError, match="admitted.*dates in several formats.*format:"):
         infer_schema(frame)
     lenient = infer_schema(frame, lenient=True)  # the web app's draft: left out, with why
@@ -106,7 +112,9 @@ def test_round_limits() -> None:
     assert round_limits(3.0, 99_999.0) == (0.0, 100_000.0)
     assert round_limits(-4.2, 7.9) == (-10.0, 10.0)
     assert round_limits(datetime(2019, 5, 3), datetime(2021, 2, 1)) == (
-        "2019-01-01T00:00:00", "2022-01-01T00:00:00")
+        "2019-01-01T00:00:00",
+        "2022-01-01T00:00:00",
+    )
 
 
 CORPUS = Path(__file__).parents[1] / "bad_inputs"
@@ -116,18 +124,31 @@ def test_integers_with_gaps_exported_as_floats_are_integers_and_0_1_is_boolean()
     # Crash records and loans as pandas writes them: 2005.0, blank cells, a 0/1 flag.
     draft = infer_draft(read_frame(CORPUS / "ints_with_nulls.csv"))
     kinds = {c.name: c.kind for c in draft.schema.columns}
-    assert kinds == {"vehicle_year": ColumnKind.INTEGER, "severity": ColumnKind.INTEGER,
-                     "months_since_delinquent": ColumnKind.INTEGER,
-                     "injured": ColumnKind.BOOLEAN, "city": ColumnKind.CATEGORICAL}
+    assert kinds == {
+        "vehicle_year": ColumnKind.INTEGER,
+        "severity": ColumnKind.INTEGER,
+        "months_since_delinquent": ColumnKind.INTEGER,
+        "injured": ColumnKind.BOOLEAN,
+        "city": ColumnKind.CATEGORICAL,
+    }
     assert all(c.nullable for c in draft.schema.columns if c.name != "city")
     assert "'.0'" in draft.why["vehicle_year"] and draft.why["injured"] == (
-        "only the values 0 and 1")
+        "only the values 0 and 1"
+    )
     # Typed Parquet too: float64 with NaN-free whole values and gaps, int64 0/1 with gaps.
-    typed = pl.DataFrame({"year": [2001.0, None, 1999.0] * 10, "flag": [1, None, 0] * 10,
-                          "ratio": [0.5, 1.25, None] * 10})
+    typed = pl.DataFrame(
+        {
+            "year": [2001.0, None, 1999.0] * 10,
+            "flag": [1, None, 0] * 10,
+            "ratio": [0.5, 1.25, None] * 10,
+        }
+    )
     kinds = {c.name: c.kind for c in infer_schema(typed).columns}
-    assert kinds == {"year": ColumnKind.INTEGER, "flag": ColumnKind.BOOLEAN,
-                     "ratio": ColumnKind.CONTINUOUS}
+    assert kinds == {
+        "year": ColumnKind.INTEGER,
+        "flag": ColumnKind.BOOLEAN,
+        "ratio": ColumnKind.CONTINUOUS,
+    }
 
 
 def test_the_draft_columns_read_back_as_inferred(tmp_path: Path) -> None:
@@ -161,11 +182,13 @@ def test_an_id_with_gaps_is_id_like_and_free_text_is_told_from_codes() -> None:
     assert [(e.name, e.reason) for e in draft.schema.excluded] == [("case_number", "id_like")]
     assert "only if it is not an identifier" in draft.schema.excluded[0].text
     n = 300
-    frame = pl.DataFrame({
-        "note": [f"patient seen on ward {i % 7} and sent home {i}" for i in range(n)],
-        "code": [f"X{i % 250:03d}" for i in range(n)],
-        "age": [20 + i % 50 for i in range(n)],
-    })
+    frame = pl.DataFrame(
+        {
+            "note": [f"patient seen on ward {i % 7} and sent home {i}" for i in range(n)],
+            "code": [f"X{i % 250:03d}" for i in range(n)],
+            "age": [20 + i % 50 for i in range(n)],
+        }
+    )
     reasons = {e.name: e.reason for e in infer_schema(frame).excluded}
     assert reasons == {"note": "free_text", "code": "many_values"}
     from privsynth_core.schema import EXCLUSION_TEXT
@@ -194,11 +217,17 @@ def test_schema_infer_prints_the_table_of_guesses(
 ) -> None:
     from privsynth_ui.cli import main
 
-    assert main(["schema", "infer", str(CORPUS / "ints_with_nulls.csv"), "-o",
-                 str(tmp_path / "s.yaml")]) == 0
+    assert (
+        main(
+            ["schema", "infer", str(CORPUS / "ints_with_nulls.csv"), "-o", str(tmp_path / "s.yaml")]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "what was guessed, and why" in err
     header = next(line for line in err.splitlines() if line.startswith("COLUMN"))
     assert header.split() == ["COLUMN", "KIND", "WHY", "FLAGS"]
-    assert any(line.startswith("injured ") and "boolean" in line and "nullable" in line
-               for line in err.splitlines())
+    assert any(
+        line.startswith("injured ") and "boolean" in line and "nullable" in line
+        for line in err.splitlines()
+    )

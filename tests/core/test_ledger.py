@@ -189,8 +189,9 @@ def test_a_partly_truncated_ledger_is_reported_as_corrupt(tmp_path: Path) -> Non
     path = tmp_path / "l.sqlite"
     ledger = _ledger_with_spending(path)
     for i in range(20):  # a file of many pages
-        ledger.record_non_private(FP, mechanism=f"baseline {i}", run_id="r",
-                                  params={"blob": "x" * 4000})
+        ledger.record_non_private(
+            FP, mechanism=f"baseline {i}", run_id="r", params={"blob": "x" * 4000}
+        )
     assert not path.with_name(path.name + "-wal").exists()  # merged when the last one closed
     with open(path, "r+b") as fh:
         fh.truncate(path.stat().st_size // 2)
@@ -242,11 +243,16 @@ def test_an_old_ledger_is_migrated_with_genesis_events(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
     conn.executescript(_LEGACY_SCHEMA)
-    conn.execute("INSERT INTO budgets VALUES (?, 'old', 2.0, 1e-5, '2026-01-01T00:00:00+00:00')",
-                 (FP,))
-    conn.executemany("INSERT INTO entries VALUES (?, ?, 'r', ?, ?, ?, ?, ?, ?)", [
-        (1, FP, "old mechanism", 0.5, 0.0, "spent", '{"a": 1}', "2026-01-02T00:00:00+00:00"),
-        (2, FP, "old training", 0.75, 1e-6, "reserved", "{}", "2026-01-03T00:00:00+00:00")])
+    conn.execute(
+        "INSERT INTO budgets VALUES (?, 'old', 2.0, 1e-5, '2026-01-01T00:00:00+00:00')", (FP,)
+    )
+    conn.executemany(
+        "INSERT INTO entries VALUES (?, ?, 'r', ?, ?, ?, ?, ?, ?)",
+        [
+            (1, FP, "old mechanism", 0.5, 0.0, "spent", '{"a": 1}', "2026-01-02T00:00:00+00:00"),
+            (2, FP, "old training", 0.75, 1e-6, "reserved", "{}", "2026-01-03T00:00:00+00:00"),
+        ],
+    )
     conn.commit()
     conn.close()
     reader = PrivacyLedger(path, read_only=True)  # reads a migrated copy, leaves the file be
@@ -283,8 +289,7 @@ def test_every_change_is_an_event_and_the_ledger_verifies(ledger: PrivacyLedger)
     ledger.record_non_private(FP, mechanism="ctgan", run_id="r2")
     ledger.acknowledge_non_dp(FP, note="baseline for the paper")
     events = ledger.events()
-    assert [e.kind for e in events] == ["init", "budget", "entry", "settle", "entry",
-                                        "acknowledge"]
+    assert [e.kind for e in events] == ["init", "budget", "entry", "settle", "entry", "acknowledge"]
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
     assert ledger.verify() == []
     marker = json.loads((ledger.path.parent / ".ledger.sqlite.marker").read_text())
@@ -295,8 +300,7 @@ def test_an_edited_epsilon_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     ledger = _ledger_with_spending(path)
     _tamper(path, "UPDATE entries SET epsilon = 0.01 WHERE entry_id = 1")
-    assert ledger.verify() == [
-        "entry 1: epsilon is 0.01 in the tables but 0.25 by the events"]
+    assert ledger.verify() == ["entry 1: epsilon is 0.01 in the tables but 0.25 by the events"]
     assert ledger.status(FP).spent.epsilon == pytest.approx(0.26)  # what the tables now say
 
 
@@ -304,8 +308,7 @@ def test_a_deleted_entry_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     ledger = _ledger_with_spending(path)
     _tamper(path, "DELETE FROM entries WHERE entry_id = 2")
-    assert ledger.verify() == [
-        "entry 2 is recorded by the events but missing from the tables"]
+    assert ledger.verify() == ["entry 2 is recorded by the events but missing from the tables"]
 
 
 def test_a_deleted_event_breaks_the_chain(tmp_path: Path) -> None:
@@ -321,8 +324,10 @@ def test_a_cut_off_tail_is_detected_by_the_marker(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     ledger = _ledger_with_spending(path)
     _tamper(path, "DELETE FROM events WHERE seq = 4", "DELETE FROM entries WHERE entry_id = 2")
-    assert ledger.verify() == ["the event log ends at event 3 but the marker recorded 4 events: "
-                               "events were removed from its end"]
+    assert ledger.verify() == [
+        "the event log ends at event 3 but the marker recorded 4 events: "
+        "events were removed from its end"
+    ]
     with pytest.raises(LedgerIntegrityError, match="nothing was written"):
         ledger.charge(FP, mechanism="m3", epsilon=0.1, delta=0.0, run_id="r3")
     assert len(ledger.entries(FP)) == 1
@@ -331,8 +336,11 @@ def test_a_cut_off_tail_is_detected_by_the_marker(tmp_path: Path) -> None:
 def test_each_append_checks_the_link_it_extends(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     ledger = _ledger_with_spending(path)
-    _tamper(path, "UPDATE events SET payload = replace(payload, '1e-06', '0.0') WHERE seq = 4",
-            "UPDATE entries SET delta = 0.0 WHERE entry_id = 2")
+    _tamper(
+        path,
+        "UPDATE events SET payload = replace(payload, '1e-06', '0.0') WHERE seq = 4",
+        "UPDATE entries SET delta = 0.0 WHERE entry_id = 2",
+    )
     with pytest.raises(LedgerIntegrityError, match="event 4 does not match its hash"):
         ledger.charge(FP, mechanism="m3", epsilon=0.1, delta=0.0, run_id="r3")
     assert len(ledger.events()) == 4
@@ -343,11 +351,18 @@ def test_a_tampered_ledger_is_refused_when_a_process_opens_it(tmp_path: Path) ->
     path = tmp_path / "l.sqlite"
     _ledger_with_spending(path)
     _tamper(path, "UPDATE entries SET epsilon = 0.01 WHERE entry_id = 1")
-    code = ("import sys; from privsynth_core import PrivacyLedger, LedgerIntegrityError\n"
-            "try:\n    PrivacyLedger(sys.argv[1])\n"
-            "except LedgerIntegrityError as exc:\n    print(exc)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    code = (
+        "import sys; from privsynth_core import PrivacyLedger, LedgerIntegrityError\n"
+        "try:\n    PrivacyLedger(sys.argv[1])\n"
+        "except LedgerIntegrityError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "fails its integrity check (entry 1: epsilon is 0.01" in out
 
 
@@ -450,8 +465,7 @@ def test_extracts_of_one_source_compose_and_sources_stay_apart(ledger: PrivacyLe
     monday, tuesday = "1" * 64, "2" * 64  # two extracts: Tuesday's has one more row
     ledger.charge(claims, mechanism="m", epsilon=0.6, delta=0.0, run_id="mon", extract=monday)
     with pytest.raises(BudgetExceededError):
-        ledger.charge(claims, mechanism="m", epsilon=0.6, delta=0.0, run_id="tue",
-                      extract=tuesday)
+        ledger.charge(claims, mechanism="m", epsilon=0.6, delta=0.0, run_id="tue", extract=tuesday)
     ledger.charge(claims, mechanism="m", epsilon=0.4, delta=0.0, run_id="tue", extract=tuesday)
     ledger.charge(visits, mechanism="m", epsilon=0.6, delta=0.0, run_id="mon", extract=monday)
     assert ledger.status(claims).spent.epsilon == pytest.approx(1.0)
@@ -469,4 +483,3 @@ def test_one_fit_rule_absorbs_float_rounding_and_nothing_more() -> None:
     assert not PrivacyBudget(0.3 * (1 + 1e-6), 1e-5).fits_within(left)
     assert not PrivacyBudget(0.3, 1.1e-5).fits_within(left)
     assert PrivacyBudget(0.0, 0.0).fits_within(PrivacyBudget(0.0, 0.0))
-

@@ -52,6 +52,7 @@ def gaussian_pmf(sigma: float) -> Callable[[np.ndarray], np.ndarray]:
 def binned(pmf: Callable[[np.ndarray], np.ndarray], n: int) -> tuple[int, np.ndarray]:
     """``K`` and the cell probabilities of (-inf, -K], -K+1 .. K-1, [K, inf): the largest ``K``
     with every expected count (``n`` times the probability) at least 20."""
+
     def cells(k: int) -> np.ndarray:
         inner = pmf(np.arange(-k + 1, k))
         tail = (1.0 - inner.sum()) / 2  # symmetric
@@ -134,8 +135,12 @@ def test_exponential_choice_picks_in_proportion_to_exp() -> None:
     # P(i) proportional to exp(epsilon0 q_i / (2 sensitivity)); a huge offset changes nothing.
     scores = np.array([0.0, 1.0, 2.0, 2.5, 4.0]) + 1e9
     epsilon0, sensitivity, draws = 1.5, 1.0, 6000
-    picks = np.array([exponential_choice(scores, epsilon0=epsilon0, sensitivity=sensitivity)
-                      for _ in range(draws)])
+    picks = np.array(
+        [
+            exponential_choice(scores, epsilon0=epsilon0, sensitivity=sensitivity)
+            for _ in range(draws)
+        ]
+    )
     weights = np.exp(epsilon0 * (scores - scores.max()) / (2 * sensitivity))
     expected = weights / weights.sum() * draws  # every cell expects at least 70
     observed = np.bincount(picks, minlength=scores.size)
@@ -160,8 +165,7 @@ def _probit_steps(sigma: float, mp: Any) -> list[Any]:
     k_max = math.ceil(40 * sigma) + 2
     two_s2 = 2 * mp.mpf(sigma) ** 2
     below = mp.fsum(mp.exp(-mp.mpf(k * k) / two_s2) for k in range(k_max + 1, k_max + 400))
-    total = 2 * below + mp.fsum(mp.exp(-mp.mpf(k * k) / two_s2)
-                                for k in range(-k_max, k_max + 1))
+    total = 2 * below + mp.fsum(mp.exp(-mp.mpf(k * k) / two_s2) for k in range(-k_max, k_max + 1))
 
     def probit(p: Any) -> Any:  # Newton's method on log Phi, for p <= 1/2
         x = -mp.sqrt(-2 * mp.log(p)) if p < 0.1 else mp.mpf(0)
@@ -200,8 +204,9 @@ def test_widened_discrete_gaussian_is_dominated_by_the_continuous_one(sigma: flo
 def test_discrete_gaussian_total_variation_exceeds_the_continuous_one(sigma: float) -> None:
     """delta at epsilon = 0: P[Y = 0] for the discrete Gaussian (Canonne, Kamath & Steinke 2020,
     Theorem 7) against 2 Phi(1 / (2 sigma)) - 1 for the continuous one (Balle & Wang 2018)."""
+
     def discrete_tv(s: float) -> float:
-        return float(1 / np.exp(-np.arange(-200, 201) ** 2 / (2 * s * s)).sum())
+        return float(1 / np.exp(-(np.arange(-200, 201) ** 2) / (2 * s * s)).sum())
 
     continuous = 2 * norm.cdf(1 / (2 * sigma)) - 1
     assert discrete_tv(sigma) > continuous  # the continuous PLD does not dominate

@@ -91,11 +91,15 @@ def test_the_histograms_are_those_of_the_independent_generator(
     from privsynth_plugins.independent import _counts
 
     table = Table.from_frame(adult_3k, adult_schema())
-    counts = count_partitions(_write_parts(adult_3k, tmp_path / "t", 3), adult_schema(),
-                              plan=CountPlan(histogram_bins=BINS))
+    counts = count_partitions(
+        _write_parts(adult_3k, tmp_path / "t", 3),
+        adult_schema(),
+        plan=CountPlan(histogram_bins=BINS),
+    )
     for col in table.schema.columns:
-        assert np.array_equal(counts.histograms[col.name],
-                              _counts(table.frame[col.name], col, BINS)), col.name
+        assert np.array_equal(
+            counts.histograms[col.name], _counts(table.frame[col.name], col, BINS)
+        ), col.name
 
 
 def test_the_fingerprint_ignores_how_rows_are_split_and_sees_one_more_row(
@@ -105,8 +109,9 @@ def test_the_fingerprint_ignores_how_rows_are_split_and_sees_one_more_row(
     four = count_partitions(_write_parts(adult_3k, tmp_path / "a", 4), schema)
     shuffled = adult_3k.sample(fraction=1.0, shuffle=True, seed=9)
     seven = count_partitions(_write_parts(shuffled, tmp_path / "b", 7), schema)
-    plus = count_partitions(_write_parts(pl.concat([adult_3k, adult_3k.head(1)]),
-                                         tmp_path / "c", 4), schema)
+    plus = count_partitions(
+        _write_parts(pl.concat([adult_3k, adult_3k.head(1)]), tmp_path / "c", 4), schema
+    )
     assert four.fingerprint == seven.fingerprint
     assert plus.fingerprint != four.fingerprint
 
@@ -133,12 +138,15 @@ def test_one_added_row_moves_every_count_vector_by_at_most_one(
             assert np.abs(getattr(d_plus, group)[name] - vector).sum() <= 1, (group, name)
     for name, values in d.categories.items():
         after = d_plus.categories[name]
-        assert sum(abs(after.get(k, 0) - values.get(k, 0))
-                   for k in set(after) | set(values)) <= 1, name
+        assert (
+            sum(abs(after.get(k, 0) - values.get(k, 0)) for k in set(after) | set(values)) <= 1
+        ), name
 
 
 def test_the_releases_go_through_the_same_noise_function_on_the_same_counts(
-    adult_3k: pl.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    adult_3k: pl.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     ledger: PrivacyLedger,
 ) -> None:
     seen: list[np.ndarray] = []
@@ -150,8 +158,7 @@ def test_the_releases_go_through_the_same_noise_function_on_the_same_counts(
 
     monkeypatch.setattr(domain_module, "discrete_laplace", recording)
     monkeypatch.setattr(count_module, "discrete_laplace", recording)
-    counts = count_partitions(_write_parts(adult_3k, tmp_path / "t", 4), adult_schema(),
-                              plan=PLAN)
+    counts = count_partitions(_write_parts(adult_3k, tmp_path / "t", 4), adult_schema(), plan=PLAN)
     age, _ = cast_column(adult_3k["age"], adult_schema().column("age"))
     domain_module.dp_coarse_range(numeric_values(age, ColumnKind.INTEGER), epsilon=1.0)
     coarse_range_from_counts(counts.magnitudes["age"], epsilon=1.0)
@@ -178,7 +185,9 @@ def test_discovery_reads_directories_and_globs_and_skips_marker_files(
     adult_3k.head(3).write_csv(odd_name)
     assert not is_partitioned(odd_name)
     assert [p.name for p in discover_partitions(tmp_path / "t")] == [
-        "part-000.parquet", "part-001.parquet"]
+        "part-000.parquet",
+        "part-001.parquet",
+    ]
     assert len(discover_partitions(f"{tmp_path}/t/**/*.parquet")) == 2
 
 
@@ -200,8 +209,11 @@ def test_bad_partitioned_inputs_get_one_message_naming_the_file_never_a_value(
     with pytest.raises(InputFileError, match="part-001.parquet lacks age; has extra years"):
         count_partitions(disagree, schema)
     lacking = _write_parts(adult_3k.drop("age"), tmp_path / "lacking", 2)
-    with pytest.raises(SchemaError, match=r"part-000.parquet.*lacks column\(s\) of the schema: "
-                                          r"age"):
+    with pytest.raises(
+        SchemaError,
+        match=r"part-000.parquet.*lacks column\(s\) of the schema: "
+        r"age",
+    ):
         count_partitions(lacking, schema)
     broken = _write_parts(adult_3k, tmp_path / "broken", 2)
     (broken / "part-001.parquet").write_bytes(b"PAR1 not really parquet")

@@ -22,8 +22,13 @@ class _RowCountRatio(Metric):
     description = "synthetic rows / real rows"
 
     def compute(self, real, synthetic, *, schema, holdout=None, target=None, seed=0):  # type: ignore[no-untyped-def]
-        return MetricResult(metric_id=self.metric_id, name=self.name, group="fidelity",
-                            value=synthetic.height / real.height, direction=self.direction)
+        return MetricResult(
+            metric_id=self.metric_id,
+            name=self.name,
+            group="fidelity",
+            value=synthetic.height / real.height,
+            direction=self.direction,
+        )
 
 
 class _FakePlugin:
@@ -85,9 +90,10 @@ def test_choose_generator_takes_the_best_suited_installed_dp_generator() -> None
     assert "chosen among 3 installed DP generators" in choice.why
     # few released rows: the DP-SGD GANs say they learn little, still above the floor
     few = choose_generator(adult_schema(), noisy_rows=500)
-    assert dict((r[0], r[1]) for r in few.ranking)["dpctgan"] < dict(
-        (r[0], r[1]) for r in choice.ranking)["dpctgan"]
-    assert choose_generator(adult_schema(), installed=["independent"]).generator_id == \
-        "independent"
+    assert (
+        dict((r[0], r[1]) for r in few.ranking)["dpctgan"]
+        < dict((r[0], r[1]) for r in choice.ranking)["dpctgan"]
+    )
+    assert choose_generator(adult_schema(), installed=["independent"]).generator_id == "independent"
     with pytest.raises(ConfigError, match="no differentially private generator"):
         choose_generator(adult_schema(), installed=[])

@@ -18,8 +18,11 @@ def _schema() -> Schema:
             Column(name="income", kind=ColumnKind.CONTINUOUS, nullable=True, bounds=(0.0, 1e6)),
             Column(name="city", kind=ColumnKind.CATEGORICAL, categories=("Oslo", "Rome", "007")),
             Column(name="smoker", kind=ColumnKind.BOOLEAN, nullable=True),
-            Column(name="admitted", kind=ColumnKind.DATETIME,
-                   bounds=(datetime(2020, 1, 1), datetime(2024, 12, 31, 23, 59))),
+            Column(
+                name="admitted",
+                kind=ColumnKind.DATETIME,
+                bounds=(datetime(2020, 1, 1), datetime(2024, 12, 31, 23, 59)),
+            ),
         ),
     )
 
@@ -65,18 +68,23 @@ def test_schema_load_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_confirmed_skeleton_has_public_kinds_and_no_domain_yet() -> None:
-    skeleton = Schema(domain="inferred",
-                      columns=(Column(name="x", kind=ColumnKind.CONTINUOUS),))
+    skeleton = Schema(domain="inferred", columns=(Column(name="x", kind=ColumnKind.CONTINUOUS),))
     confirmed = skeleton.confirm_public()
     # Names and kinds are public now; the domain is left to be learned with DP.
     assert confirmed.domain == "public" and confirmed.missing_domains == ["x"]
 
 
 def test_a_release_holds_no_excluded_columns_or_review_notes() -> None:
-    schema = Schema.from_dict({
-        "domain": "inferred", "columns": [{"name": "x", "kind": "integer", "bounds": [1, 9]}],
-        "excluded": [{"name": "id", "reason": "ID-like: a different value in 2997 of 3000 rows"}],
-        "review": [{"column": "x", "issue": "bounds_at_extremes", "values": [1, 9]}]})
+    schema = Schema.from_dict(
+        {
+            "domain": "inferred",
+            "columns": [{"name": "x", "kind": "integer", "bounds": [1, 9]}],
+            "excluded": [
+                {"name": "id", "reason": "ID-like: a different value in 2997 of 3000 rows"}
+            ],
+            "review": [{"column": "x", "issue": "bounds_at_extremes", "values": [1, 9]}],
+        }
+    )
     assert schema.excluded[0].reason == "id_like"  # old free-text reasons read as codes
     released = schema.release_dict()
     assert "excluded" not in released and "review" not in released
@@ -85,5 +93,6 @@ def test_a_release_holds_no_excluded_columns_or_review_notes() -> None:
 
 def test_duplicate_columns_are_refused() -> None:
     with pytest.raises(SchemaError, match="duplicate column names: a"):
-        Schema.from_dict({"columns": [{"name": "a", "kind": "boolean"},
-                                      {"name": "a", "kind": "boolean"}]})
+        Schema.from_dict(
+            {"columns": [{"name": "a", "kind": "boolean"}, {"name": "a", "kind": "boolean"}]}
+        )

@@ -17,6 +17,7 @@ from privsynth_core.table import fingerprint_frame, read_frame
 # Block the heavy report sections (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("light_reports")
 
+
 def _extract(tmp_path: Path, name: str, rows: int) -> Path:
     path = tmp_path / f"{name}.csv"
     adult_frame(rows, seed=9).write_csv(path)  # the same population, one row more each night
@@ -24,10 +25,19 @@ def _extract(tmp_path: Path, name: str, rows: int) -> Path:
 
 
 def _run(data: Path, out: Path, *, source: str | None, epsilon: float = 1.0) -> object:
-    return run_pipeline(run_config_from_dict({
-        "input": str(data), "source": source, "schema_path": str(ADULT_SCHEMA_PATH),
-        "generator": "independent", "epsilon": epsilon, "metrics": [],
-        "output_dir": str(out)}))
+    return run_pipeline(
+        run_config_from_dict(
+            {
+                "input": str(data),
+                "source": source,
+                "schema_path": str(ADULT_SCHEMA_PATH),
+                "generator": "independent",
+                "epsilon": epsilon,
+                "metrics": [],
+                "output_dir": str(out),
+            }
+        )
+    )
 
 
 def test_nightly_extracts_under_one_source_compose_in_one_budget(tmp_path: Path) -> None:
@@ -61,7 +71,8 @@ def test_without_a_source_an_extract_has_no_budget_until_a_custodian_sets_one(
 
 
 def test_a_first_run_in_a_fresh_home_creates_its_ledger_before_any_other_state(
-    tmp_path: Path, privsynth_home: Path,
+    tmp_path: Path,
+    privsynth_home: Path,
 ) -> None:
     data = _extract(tmp_path, "extract", 600)
     # The run directory inside the home: its work area must not make the home look used.

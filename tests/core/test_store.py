@@ -40,31 +40,50 @@ def adult_csv(tmp_path: Path, adult_raw: pl.DataFrame, ledger: PrivacyLedger) ->
 
 
 def _config(data: Path, out: Path, **overrides: object) -> RunConfig:
-    return run_config_from_dict({"input": str(data), "schema_path": str(ADULT_SCHEMA_PATH),
-                                 "generator": "independent", "epsilon": 0.5, "metrics": [],
-                                 "output_dir": str(out), **overrides})
+    return run_config_from_dict(
+        {
+            "input": str(data),
+            "schema_path": str(ADULT_SCHEMA_PATH),
+            "generator": "independent",
+            "epsilon": 0.5,
+            "metrics": [],
+            "output_dir": str(out),
+            **overrides,
+        }
+    )
 
 
 def _schema(config: RunConfig) -> Path:
     fingerprint = fingerprint_frame(read_frame(config.input))
     return pipeline.resolve_domain(
-        config, pipeline.cache_dir() / "domains" / pipeline.domain_key(config, fingerprint),
-        run_id="test")
+        config,
+        pipeline.cache_dir() / "domains" / pipeline.domain_key(config, fingerprint),
+        run_id="test",
+    )
 
 
-def _dead_attempt(ledger: PrivacyLedger, config: RunConfig, schema: Path,
-                  epsilon: float = 0.5) -> int:
+def _dead_attempt(
+    ledger: PrivacyLedger, config: RunConfig, schema: Path, epsilon: float = 0.5
+) -> int:
     """What a fit killed mid-training leaves in the ledger: its reservation, open."""
     fingerprint = fingerprint_frame(read_frame(config.input))
     key = pipeline.fit_key(config, fingerprint, schema)
-    entry = ledger.reserve(fingerprint, mechanism="independent training", epsilon=epsilon,
-                           delta=0.0, run_id="dead-run", extract=fingerprint,
-                           params={FIT_KEY_PARAM: key})
+    entry = ledger.reserve(
+        fingerprint,
+        mechanism="independent training",
+        epsilon=epsilon,
+        delta=0.0,
+        run_id="dead-run",
+        extract=fingerprint,
+        params={FIT_KEY_PARAM: key},
+    )
     return entry.entry_id
 
 
 def test_fit_after_a_dead_attempt_is_refused_until_the_custodian_closes_it(
-    adult_csv: Path, tmp_path: Path, ledger: PrivacyLedger,
+    adult_csv: Path,
+    tmp_path: Path,
+    ledger: PrivacyLedger,
 ) -> None:
     config = _config(adult_csv, tmp_path / "run")
     schema = _schema(config)
@@ -85,13 +104,18 @@ def test_fit_after_a_dead_attempt_is_refused_until_the_custodian_closes_it(
 
     ledger.close_reservation(entry_id, note="attempt killed by the OOM killer; reviewed")
     result = run_pipeline(config)
-    trained = [e for e in ledger.entries(fingerprint_frame(read_frame(adult_csv)))
-               if e.mechanism == "independent training"]
+    trained = [
+        e
+        for e in ledger.entries(fingerprint_frame(read_frame(adult_csv)))
+        if e.mechanism == "independent training"
+    ]
     assert [e.status for e in trained] == ["spent", "spent"]
     assert result.manifest["fit"]["ledger_entry"] == trained[-1].entry_id
     # The stored model names the entry that paid for it; a rerun reuses it for free.
-    record = pipeline.fit_record(pipeline.model_store_entry(
-        config, fingerprint_frame(read_frame(adult_csv)), schema) / pipeline.MODEL_SUBDIR)
+    record = pipeline.fit_record(
+        pipeline.model_store_entry(config, fingerprint_frame(read_frame(adult_csv)), schema)
+        / pipeline.MODEL_SUBDIR
+    )
     assert record["ledger_entry_id"] == trained[-1].entry_id
     entries = ledger.entries(fingerprint_frame(read_frame(adult_csv)))
     assert run_pipeline(config).manifest["fit"]["reused_from_store"] is True
@@ -99,7 +123,9 @@ def test_fit_after_a_dead_attempt_is_refused_until_the_custodian_closes_it(
 
 
 def test_only_the_attempt_own_checkpoints_may_continue_its_reservation(
-    adult_csv: Path, tmp_path: Path, ledger: PrivacyLedger,
+    adult_csv: Path,
+    tmp_path: Path,
+    ledger: PrivacyLedger,
 ) -> None:
     import json
 
@@ -116,12 +142,17 @@ def test_only_the_attempt_own_checkpoints_may_continue_its_reservation(
         with pytest.raises(UnfinishedFitError):
             check_unfinished(ledger, fingerprint, key, checkpoint_dir=other)
     # Another fit of the same data (another epsilon) is not held back by it.
-    check_unfinished(ledger, fingerprint, pipeline.fit_key(
-        _config(adult_csv, tmp_path / "run", epsilon=0.4), fingerprint, schema))
+    check_unfinished(
+        ledger,
+        fingerprint,
+        pipeline.fit_key(_config(adult_csv, tmp_path / "run", epsilon=0.4), fingerprint, schema),
+    )
 
 
 def test_budget_precheck_counts_stored_models_and_open_reservations_as_paid(
-    adult_csv: Path, tmp_path: Path, ledger: PrivacyLedger,
+    adult_csv: Path,
+    tmp_path: Path,
+    ledger: PrivacyLedger,
 ) -> None:
     fingerprint = fingerprint_frame(read_frame(adult_csv))
     stored = _config(adult_csv, tmp_path / "a", epsilon=0.6)
@@ -135,8 +166,11 @@ def test_budget_precheck_counts_stored_models_and_open_reservations_as_paid(
     cost = check_grid_budget([stored, dead, new], fingerprint=fingerprint, schema_path=schema)
     assert cost.epsilon == pytest.approx(0.3)
     with pytest.raises(BudgetExceededError):
-        check_grid_budget([new, _config(adult_csv, tmp_path / "d", epsilon=remaining)],
-                          fingerprint=fingerprint, schema_path=schema)
+        check_grid_budget(
+            [new, _config(adult_csv, tmp_path / "d", epsilon=remaining)],
+            fingerprint=fingerprint,
+            schema_path=schema,
+        )
 
 
 HOLDER = """
@@ -150,8 +184,9 @@ with exclusive_lock(sys.argv[1], what="test"):
 
 def test_lock_waits_for_its_holder_and_is_freed_when_the_holder_dies(tmp_path: Path) -> None:
     target = tmp_path / "entry"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(target)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(target)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         acquired = threading.Event()
@@ -186,8 +221,9 @@ with atomic_directory(sys.argv[1]) as tmp:
 
 
 def _writer(target: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
     return proc
 
@@ -220,7 +256,8 @@ def test_stale_siblings_of_dead_writers_are_removed_live_ones_kept(tmp_path: Pat
 
 
 def test_a_run_removes_what_a_killed_publish_left(
-    adult_csv: Path, tmp_path: Path,
+    adult_csv: Path,
+    tmp_path: Path,
 ) -> None:
     config = _config(adult_csv, tmp_path / "out" / "run")
     dead = _writer(config.output_dir)

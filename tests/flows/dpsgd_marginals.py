@@ -50,8 +50,9 @@ class DPSGDMarginalsParams(GeneratorParams):
     checkpoint_every: int = Field(10, ge=1, description="steps per logged block / checkpoint")
     step_seconds: float = Field(0.0, ge=0, description="pause per step (tests only)")
     seed: int | None = Field(None, description="sampling and noise seed (tests only)")
-    pid_dir: str | None = Field(None, description="folder for a file named after the training "
-                                "process's pid (tests only)")
+    pid_dir: str | None = Field(
+        None, description="folder for a file named after the training process's pid (tests only)"
+    )
 
 
 def _codes(series: pl.Series, column: Column, bins: int) -> tuple[np.ndarray, int]:
@@ -60,8 +61,9 @@ def _codes(series: pl.Series, column: Column, bins: int) -> tuple[np.ndarray, in
         assert column.categories is not None
         size = len(column.categories) + 1
         index = {c: i for i, c in enumerate(column.categories)}
-        codes = np.array([index.get(v, size - 1) if v is not None else size - 1
-                          for v in series.to_list()])
+        codes = np.array(
+            [index.get(v, size - 1) if v is not None else size - 1 for v in series.to_list()]
+        )
         return codes, size
     if column.kind is ColumnKind.BOOLEAN:
         values = series.to_list()
@@ -87,8 +89,14 @@ class DPSGDMarginalsGenerator(Generator):
         super().__init__(params, **kwargs)
         self._logits: dict[str, list[float]] = {}
 
-    def _fit(self, table: Table, *, budget: PrivacyBudget | None, accountant: str,
-             progress: ProgressCallback | None) -> FitSummary:
+    def _fit(
+        self,
+        table: Table,
+        *,
+        budget: PrivacyBudget | None,
+        accountant: str,
+        progress: ProgressCallback | None,
+    ) -> FitSummary:
         assert budget is not None and isinstance(self.params, DPSGDMarginalsParams)
         p = self.params
         if p.pid_dir is not None:
@@ -97,8 +105,9 @@ class DPSGDMarginalsGenerator(Generator):
         acc_cls = accountants().get(accountant)
         acc = acc_cls()
         n, q = table.n_rows, p.sample_rate
-        sigma = acc_cls.noise_for(target_epsilon=budget.epsilon, delta=budget.delta,
-                                  sample_rate=q, steps=p.steps)
+        sigma = acc_cls.noise_for(
+            target_epsilon=budget.epsilon, delta=budget.delta, sample_rate=q, steps=p.steps
+        )
         columns = table.schema.columns
         encoded = [_codes(table.frame[c.name], c, p.bins) for c in columns]
         offsets = np.cumsum([0] + [size for _, size in encoded])
@@ -119,30 +128,53 @@ class DPSGDMarginalsGenerator(Generator):
             if trial.get_epsilon(delta=budget.delta) > budget.epsilon:
                 break  # the next block would exceed the target: stop before it
             if self.checkpoints is not None:
-                self.checkpoints.log_steps(noise_multiplier=sigma, sample_rate=q,
-                                           num_steps=block)
+                self.checkpoints.log_steps(noise_multiplier=sigma, sample_rate=q, num_steps=block)
             for _ in range(block):
                 logits = self._step(logits, flat, offsets, rng, sigma, n)
                 if p.step_seconds:
                     time.sleep(p.step_seconds)
             acc.step(noise_multiplier=sigma, sample_rate=q, num_steps=block)
             if self.checkpoints is not None:
-                self.checkpoints.save(step=acc.steps_taken, accountant_state=acc.state_dict(),
-                                      write=partial(_save_logits, logits.copy()))
+                self.checkpoints.save(
+                    step=acc.steps_taken,
+                    accountant_state=acc.state_dict(),
+                    write=partial(_save_logits, logits.copy()),
+                )
             if progress is not None:
-                progress(Progress(epoch=1, epochs=1, step=acc.steps_taken,
-                                  epsilon=acc.get_epsilon(delta=budget.delta)))
-        self._logits = {c.name: logits[offsets[i]:offsets[i + 1]].tolist()
-                        for i, c in enumerate(columns)}
+                progress(
+                    Progress(
+                        epoch=1,
+                        epochs=1,
+                        step=acc.steps_taken,
+                        epsilon=acc.get_epsilon(delta=budget.delta),
+                    )
+                )
+        self._logits = {
+            c.name: logits[offsets[i] : offsets[i + 1]].tolist() for i, c in enumerate(columns)
+        }
         return FitSummary(
-            private=True, epsilon=acc.get_epsilon(delta=budget.delta), delta=budget.delta,
-            accountant_id=accountant, accountant_state=acc.state_dict(), steps=acc.steps_taken,
-            epochs=acc.steps_taken * q, stopped_early=acc.steps_taken < p.steps,
-            noise_multiplier=sigma, sample_rate=q,
-            extra={"resumed_from_step": resumed_from, "lost_steps_counted": lost})
+            private=True,
+            epsilon=acc.get_epsilon(delta=budget.delta),
+            delta=budget.delta,
+            accountant_id=accountant,
+            accountant_state=acc.state_dict(),
+            steps=acc.steps_taken,
+            epochs=acc.steps_taken * q,
+            stopped_early=acc.steps_taken < p.steps,
+            noise_multiplier=sigma,
+            sample_rate=q,
+            extra={"resumed_from_step": resumed_from, "lost_steps_counted": lost},
+        )
 
-    def _step(self, logits: np.ndarray, flat: np.ndarray, offsets: np.ndarray,
-              rng: np.random.Generator, sigma: float, n: int) -> np.ndarray:
+    def _step(
+        self,
+        logits: np.ndarray,
+        flat: np.ndarray,
+        offsets: np.ndarray,
+        rng: np.random.Generator,
+        sigma: float,
+        n: int,
+    ) -> np.ndarray:
         p = self.params
         assert isinstance(p, DPSGDMarginalsParams)
         probs = np.concatenate([_softmax(logits[a:b]) for a, b in itertools.pairwise(offsets)])
@@ -150,8 +182,9 @@ class DPSGDMarginalsGenerator(Generator):
         sq = sum(float(np.sum(probs[a:b] ** 2)) for a, b in itertools.pairwise(offsets))
         norms = np.sqrt(np.maximum(sq - 2 * probs[batch].sum(axis=1) + flat.shape[1], 1e-12))
         weights = np.minimum(1.0, p.clip / norms)
-        grad = weights.sum() * probs - np.bincount(batch.ravel(), np.repeat(weights, batch.shape[1]),
-                                                   minlength=logits.size)
+        grad = weights.sum() * probs - np.bincount(
+            batch.ravel(), np.repeat(weights, batch.shape[1]), minlength=logits.size
+        )
         noisy = (grad + rng.normal(0.0, sigma * p.clip, size=logits.size)) / (p.sample_rate * n)
         return np.asarray(logits - p.lr * noisy, dtype=float)
 
@@ -165,8 +198,9 @@ class DPSGDMarginalsGenerator(Generator):
                 probs[-1] = 0.0
                 probs /= probs.sum()
             picks = rng.choice(probs.size, size=n_rows, p=probs)
-            data[column.name] = _decode(column, picks, picks == probs.size - 1, rng,
-                                        self.params.bins)
+            data[column.name] = _decode(
+                column, picks, picks == probs.size - 1, rng, self.params.bins
+            )
         return pl.DataFrame(data)
 
     def _save_state(self, directory: Path) -> None:

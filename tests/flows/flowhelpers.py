@@ -27,10 +27,16 @@ def set_budget(path: Path, epsilon: float, delta: float = 1e-4) -> str:
 
 def run_config(adult_files: dict[str, Path], output: Path, **overrides: Any) -> dict[str, Any]:
     """A small run configuration (as a dict) over the Adult training file."""
-    data = {"input": str(adult_files["train"]), "schema_path": str(adult_files["schema"]),
-            "generator": "independent", "epsilon": 0.5, "metrics": CHEAP_METRICS,
-            "holdout": str(adult_files["holdout"]), "target": "income",
-            "output_dir": str(output)}
+    data = {
+        "input": str(adult_files["train"]),
+        "schema_path": str(adult_files["schema"]),
+        "generator": "independent",
+        "epsilon": 0.5,
+        "metrics": CHEAP_METRICS,
+        "holdout": str(adult_files["holdout"]),
+        "target": "income",
+        "output_dir": str(output),
+    }
     data.update(overrides)
     return data
 
@@ -71,18 +77,23 @@ FLOWS_DIR = Path(__file__).parent
 LAUNCH_CLI = FLOWS_DIR / "launch_cli.py"
 
 
-def start_cli(args: list[str], *, log: Path, env: dict[str, str] | None = None,
-              go: Path | None = None) -> subprocess.Popen[bytes]:
+def start_cli(
+    args: list[str], *, log: Path, env: dict[str, str] | None = None, go: Path | None = None
+) -> subprocess.Popen[bytes]:
     """``privsynth ARGS`` in a new process (its own session, output to ``log``)."""
     with open(log, "wb") as out:
         return subprocess.Popen(
             [sys.executable, str(LAUNCH_CLI), *(["--go", str(go)] if go else []), *args],
-            env=env if env is not None else os.environ.copy(), stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            env=env if env is not None else os.environ.copy(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
-def release_together(go: Path, processes: list[subprocess.Popen[bytes]],
-                     timeout: float = 180) -> None:
+def release_together(
+    go: Path, processes: list[subprocess.Popen[bytes]], timeout: float = 180
+) -> None:
     """Wait until every process is ready, then let them all start at once."""
     deadline = time.monotonic() + timeout
     while len(list(go.parent.glob(go.name + ".ready.*"))) < len(processes):

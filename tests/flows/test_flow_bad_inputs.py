@@ -17,8 +17,9 @@ CORPUS = Path(__file__).parents[1] / "bad_inputs"
 CATALOGUE: dict[str, Any] = yaml.safe_load((CORPUS / "CATALOGUE.yaml").read_text())
 
 
-def run_refused(config: dict[str, Any], tmp_path: Path, words: list[str],
-                capsys: pytest.CaptureFixture[str]) -> None:
+def run_refused(
+    config: dict[str, Any], tmp_path: Path, words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     code = main(["run", str(path)])
@@ -31,12 +32,18 @@ def run_refused(config: dict[str, Any], tmp_path: Path, words: list[str],
     assert not Path(config["output_dir"]).exists()
     ledger = PrivacyLedger()
     assert ledger.open_reservations() == []
-    assert not [e for d in ledger.datasets() for e in ledger.entries(d.key)
-                if e.mechanism.endswith("training")]
+    assert not [
+        e
+        for d in ledger.datasets()
+        for e in ledger.entries(d.key)
+        if e.mechanism.endswith("training")
+    ]
 
 
 def test_run_refuses_every_unreadable_table(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for name, words in sorted(CATALOGUE["unreadable"].items()):
@@ -45,7 +52,9 @@ def test_run_refuses_every_unreadable_table(
 
 
 def test_run_refuses_every_bad_schema_before_anything_is_charged(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     set_budget(adult_files["train"], epsilon=2)
@@ -56,7 +65,9 @@ def test_run_refuses_every_bad_schema_before_anything_is_charged(
 
 
 def test_run_refuses_an_output_that_is_not_a_run_and_a_generator_limit(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     set_budget(adult_files["train"], epsilon=2)
@@ -68,6 +79,7 @@ def test_run_refuses_an_output_that_is_not_a_run_and_a_generator_limit(
     assert main(["run", str(path)]) == 2
     assert "is not a privsynth run directory" in capsys.readouterr().err
     assert (taken / "notes.txt").read_text() == "someone's work"
-    config = run_config(adult_files, tmp_path / "run", generator="dpctgan",
-                        params={"focus_columns": ["salary"]})
+    config = run_config(
+        adult_files, tmp_path / "run", generator="dpctgan", params={"focus_columns": ["salary"]}
+    )
     run_refused(config, tmp_path, ["focus_columns", "salary"], capsys)

@@ -23,7 +23,9 @@ from privsynth_ui.cli import main
 
 
 def test_cli_run_on_dask_then_cached_rerun(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     fingerprint = set_budget(adult_files["train"], epsilon=2)
@@ -49,49 +51,86 @@ def test_cli_run_on_dask_then_cached_rerun(
 
 
 def test_cli_sweep_writes_summary(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     set_budget(adult_files["train"], epsilon=2)
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({
-        "base": {"input": str(adult_files["train"]), "schema_path": str(adult_files["schema"]),
-                 "metrics": CHEAP_METRICS, "rows": 300},
-        "grid": {"generators": ["independent"], "epsilons": [0.1, 0.3]},
-        "output_dir": "sweep"}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "base": {
+                    "input": str(adult_files["train"]),
+                    "schema_path": str(adult_files["schema"]),
+                    "metrics": CHEAP_METRICS,
+                    "rows": 300,
+                },
+                "grid": {"generators": ["independent"], "epsilons": [0.1, 0.3]},
+                "output_dir": "sweep",
+            }
+        )
+    )
     assert main(["sweep", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"summary  {tmp_path / 'sweep' / 'summary.csv'}" in out
     assert (tmp_path / "sweep" / "privacy_utility.png").is_file()
-    assert read_manifest(tmp_path / "sweep" / "independent-eps0.3-seed0")["config"]["epsilon"] \
-        == 0.3
+    assert (
+        read_manifest(tmp_path / "sweep" / "independent-eps0.3-seed0")["config"]["epsilon"] == 0.3
+    )
 
 
 def test_cli_demo_with_independent(
-    prefect_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    prefect_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out_dir = tmp_path / "demo"
-    assert main(["demo", "-o", str(out_dir), "--rows", "1000", "--generator", "independent",
-                 "--epsilon", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "-o",
+                str(out_dir),
+                "--rows",
+                "1000",
+                "--generator",
+                "independent",
+                "--epsilon",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "no budget was set for the demo dataset" in out and "DEMO budget" in out
     assert f"release/    {out_dir / 'run' / 'release'}" in out
     manifest = read_manifest(out_dir / "run")
-    training = next(p for p in read_release(out_dir / "run")["privacy"]["parts"]
-                    if p["step"] == "training")
+    training = next(
+        p for p in read_release(out_dir / "run")["privacy"]["parts"] if p["step"] == "training"
+    )
     assert training["epsilon"] == 0.5 and manifest["domain"]["mode"] == "public"
     assert manifest["dataset"]["rows"] == 1000
 
 
 def test_core_pipeline_without_prefect_matches_flow_layout(
-    adult_files: dict[str, Path], tmp_path: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     fingerprint = set_budget(adult_files["train"], epsilon=2)
     config = run_config_from_dict(run_config(adult_files, tmp_path / "run"))
     result = run_pipeline(config)
     assert sorted(p.name for p in result.run_dir.iterdir()) == ["custodian", "release"]
     assert set(result.manifest["timings_seconds"]) == {
-        "load", "validate", "domain", "fit", "sample", "evaluate", "report"}
+        "load",
+        "validate",
+        "domain",
+        "fit",
+        "sample",
+        "evaluate",
+        "report",
+    }
     (trained,) = training_entries(fingerprint)
     assert trained.epsilon == 0.5
     # The entry names the model store entry it paid for, and that entry names it back.

@@ -40,21 +40,38 @@ def _files(folder: Path) -> set[str]:
 
 
 def test_run_killed_mid_training_is_refused_then_resumed(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
-    dpsgd_plugin: str, capsys: pytest.CaptureFixture[str],
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
+    dpsgd_plugin: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fingerprint = set_budget(adult_files["train"], epsilon=3, delta=1e-4)
     run_dir = tmp_path / "out" / "run"
     config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(run_config(
-        adult_files, run_dir, generator=dpsgd_plugin, epsilon=1.0, delta=1e-5, metrics=["tvd"],
-        params={"steps": 300, "step_seconds": 0.02, "checkpoint_every": 20})))
+    config_path.write_text(
+        yaml.safe_dump(
+            run_config(
+                adult_files,
+                run_dir,
+                generator=dpsgd_plugin,
+                epsilon=1.0,
+                delta=1e-5,
+                metrics=["tvd"],
+                params={"steps": 300, "step_seconds": 0.02, "checkpoint_every": 20},
+            )
+        )
+    )
     store = CheckpointStore(work_dir_for(run_dir) / "checkpoints")
 
     log = open(tmp_path / "child.log", "wb")  # noqa: SIM115
     child = subprocess.Popen(
         [sys.executable, str(LAUNCH_CLI), "run", str(config_path)],
-        env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         # Kill once two checkpoints exist and the next block has been logged (mid-block).
         deadline = time.monotonic() + 120
@@ -76,9 +93,11 @@ def test_run_killed_mid_training_is_refused_then_resumed(
     # No output, whole or partial: the run directory does not exist, no model was saved.
     assert not run_dir.exists()
     assert _files(tmp_path / "out") <= {".run.work", ".run.lock"} | {
-        f".run.work/{f}" for f in _files(work_dir_for(run_dir))}
+        f".run.work/{f}" for f in _files(work_dir_for(run_dir))
+    }
     assert not (pipeline.cache_dir() / "models").exists() or not any(
-        p for p in (pipeline.cache_dir() / "models").iterdir() if not p.name.startswith("."))
+        p for p in (pipeline.cache_dir() / "models").iterdir() if not p.name.startswith(".")
+    )
     # The ledger holds the whole reservation: at least what the killed run spent.
     (entry,) = training_entries(fingerprint)
     assert entry.status == "reserved" and entry.epsilon == 1.0 and entry.delta == 1e-5
@@ -121,8 +140,7 @@ def test_run_killed_mid_training_is_refused_then_resumed(
     assert settled.entry_id == entry.entry_id and settled.status == "spent"
     assert settled.epsilon == pytest.approx(fit["epsilon"])
     assert manifest["fit"]["ledger_entry"] == entry.entry_id
-    training = next(p for p in read_release(run_dir)["privacy"]["parts"]
-                    if p["step"] == "training")
+    training = next(p for p in read_release(run_dir)["privacy"]["parts"] if p["step"] == "training")
     assert training["epsilon"] == pytest.approx(fit["epsilon"])
     assert PrivacyLedger().open_reservations() == []
     assert not work_dir_for(run_dir).exists()
@@ -151,20 +169,37 @@ def _kill_first_trainer(pids: Path, killed: list[tuple[int, float]]) -> None:
         time.sleep(0.05)
 
 
-def _worker_fault_sweep(adult_files: dict[str, Path], tmp_path: Path, generator: str
-                        ) -> SweepConfig:
-    params = {"steps": 400, "step_seconds": 0.02, "checkpoint_every": 50,
-              "pid_dir": str(tmp_path / "pids")}
-    return SweepConfig.model_validate({
-        "base": {"input": str(adult_files["train"]), "schema_path": str(adult_files["schema"]),
-                 "metrics": ["tvd"], "rows": 300, "delta": 1e-5},
-        "grid": {"generators": [generator], "epsilons": [0.5, 0.8],
-                 "params": {generator: params}},
-        "output_dir": tmp_path / "sweep"})
+def _worker_fault_sweep(
+    adult_files: dict[str, Path], tmp_path: Path, generator: str
+) -> SweepConfig:
+    params = {
+        "steps": 400,
+        "step_seconds": 0.02,
+        "checkpoint_every": 50,
+        "pid_dir": str(tmp_path / "pids"),
+    }
+    return SweepConfig.model_validate(
+        {
+            "base": {
+                "input": str(adult_files["train"]),
+                "schema_path": str(adult_files["schema"]),
+                "metrics": ["tvd"],
+                "rows": 300,
+                "delta": 1e-5,
+            },
+            "grid": {
+                "generators": [generator],
+                "epsilons": [0.5, 0.8],
+                "params": {generator: params},
+            },
+            "output_dir": tmp_path / "sweep",
+        }
+    )
 
 
-def _run_killing_a_worker(sweep_flow: Any, config: SweepConfig, pids: Path
-                          ) -> tuple[str, tuple[int, float]]:
+def _run_killing_a_worker(
+    sweep_flow: Any, config: SweepConfig, pids: Path
+) -> tuple[str, tuple[int, float]]:
     from privsynth_core.errors import GeneratorError
 
     killed: list[tuple[int, float]] = []
@@ -177,8 +212,13 @@ def _run_killing_a_worker(sweep_flow: Any, config: SweepConfig, pids: Path
     return str(failure.value), killed[0]
 
 
-def _check_worker_fault(fingerprint: str, tmp_path: Path, message: str,
-                        killed: tuple[int, float], capsys: pytest.CaptureFixture[str]) -> str:
+def _check_worker_fault(
+    fingerprint: str,
+    tmp_path: Path,
+    message: str,
+    killed: tuple[int, float],
+    capsys: pytest.CaptureFixture[str],
+) -> str:
     """The killed cell failed with its open reservation; nothing ran or was charged again."""
     _, epsilon = killed
     entries = training_entries(fingerprint)
@@ -203,8 +243,11 @@ def _check_worker_fault(fingerprint: str, tmp_path: Path, message: str,
 
 @pytest.mark.extended  # the store's refusal: tests/core/test_store.py
 def test_killed_dask_worker_fails_its_cell_without_rerun(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
-    dpsgd_plugin: str, capsys: pytest.CaptureFixture[str],
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
+    dpsgd_plugin: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """privsynth's own local cluster: a task whose worker dies is not rescheduled."""
     import dask
@@ -224,8 +267,11 @@ def test_killed_dask_worker_fails_its_cell_without_rerun(
 
 @pytest.mark.extended  # the store's refusal: tests/core/test_store.py
 def test_rescheduled_fit_on_an_existing_cluster_is_refused(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
-    dpsgd_plugin: str, capsys: pytest.CaptureFixture[str],
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
+    dpsgd_plugin: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A cluster privsynth did not start keeps Dask's default (reschedule up to 3 times): the
     rescheduled cell reaches the model store, finds the dead attempt's open reservation, and
@@ -240,12 +286,19 @@ def test_rescheduled_fit_on_an_existing_cluster_is_refused(
     # The variant without checkpoints: nothing could resume it, so the refusal comes from the
     # model store itself.
     config = _worker_fault_sweep(adult_files, tmp_path, "test-dpsgd-marginals-nockpt")
-    with dask.config.set({"distributed.worker.preload": [str(PRELOAD)]}), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                         dashboard_address=None) as cluster:
+    with (
+        dask.config.set({"distributed.worker.preload": [str(PRELOAD)]}),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,  # type: ignore[no-untyped-call]
+            dashboard_address=None,
+        ) as cluster,
+    ):
         assert cluster.scheduler.allowed_failures > 0  # Dask's default: reschedules
         runner = make_task_runner("dask", address=cluster.scheduler_address)
-        message, killed = _run_killing_a_worker(sweep.with_options(task_runner=runner),
-                                                config, tmp_path / "pids")
+        message, killed = _run_killing_a_worker(
+            sweep.with_options(task_runner=runner), config, tmp_path / "pids"
+        )
     error = _check_worker_fault(fingerprint, tmp_path, message, killed, capsys)
     assert "does not train it again on its own" in error

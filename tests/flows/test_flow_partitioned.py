@@ -33,8 +33,12 @@ def cluster_address() -> Iterator[str]:
     start), reached only through its scheduler address, as a user's existing cluster is."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,  # type: ignore[no-untyped-call]
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,  # type: ignore[no-untyped-call]
+        dashboard_address=None,
+    ) as cluster:
         yield cluster.scheduler_address
 
 
@@ -50,14 +54,17 @@ def parts(adult_files: dict[str, Path], tmp_path: Path) -> Path:
 
 
 def test_the_cluster_counts_a_partitioned_table_exactly_as_one_process_does(
-    cluster_address: str, parts: Path, adult_files: dict[str, Path], tmp_path: Path,
+    cluster_address: str,
+    parts: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
-    config = run_config_from_dict(run_config(adult_files, tmp_path / "run", input=str(parts),
-                                             dask_address=cluster_address))
+    config = run_config_from_dict(
+        run_config(adult_files, tmp_path / "run", input=str(parts), dask_address=cluster_address)
+    )
     info = tasks.load_input.fn(config)
     assert info.rows == 2000 and info.columns == tuple(read_frame(adult_files["train"]).columns)
-    assert tasks.validate_input.fn(config, info.fingerprint,
-                                   str(tmp_path / "validation.log")) == []
+    assert tasks.validate_input.fn(config, info.fingerprint, str(tmp_path / "validation.log")) == []
     here = count_partitions(parts, adult_schema(), plan=PLAN)
     with partition_executor(cluster_address) as executor:
         assert executor is not None
@@ -72,17 +79,21 @@ def test_the_cluster_counts_a_partitioned_table_exactly_as_one_process_does(
     # n̂: the summed exact count goes through the row-count mechanism once, centrally
     ledger = PrivacyLedger()
     ledger.set_budget("source:parts", epsilon=1.0, delta=1e-5)
-    count = ensure_row_count(ledger, "source:parts", extract=there.fingerprint,
-                             n_rows=there.rows, run_id="r")
+    count = ensure_row_count(
+        ledger, "source:parts", extract=there.fingerprint, n_rows=there.rows, run_id="r"
+    )
     assert [e.mechanism for e in ledger.entries("source:parts")] == [COUNT_MECHANISM]
     assert abs(count.value - there.rows) < 2000  # noise of scale 100 at epsilon 0.01
 
 
 def test_a_fit_on_a_partitioned_input_is_refused_before_anything_is_charged(
-    parts: Path, adult_files: dict[str, Path], tmp_path: Path,
+    parts: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
-    config = run_config_from_dict(run_config(adult_files, tmp_path / "run", input=str(parts),
-                                             source="parts"))
+    config = run_config_from_dict(
+        run_config(adult_files, tmp_path / "run", input=str(parts), source="parts")
+    )
     PrivacyLedger().set_budget("source:parts", epsilon=2.0, delta=1e-5)
     with pytest.raises(ConfigError, match="no generator fits from partitions yet"):
         pipeline.resolve_domain(config, tmp_path / "domain", run_id="r")
@@ -93,25 +104,45 @@ def test_a_fit_on_a_partitioned_input_is_refused_before_anything_is_charged(
 
 @pytest.mark.extended  # the sample's claim: tests/core/test_partitions.py
 def test_metrics_read_a_uniform_sample_of_the_stated_size_on_the_cluster(
-    cluster_address: str, parts: Path, adult_files: dict[str, Path], tmp_path: Path,
+    cluster_address: str,
+    parts: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     set_budget(adult_files["train"], epsilon=2)
-    result = run_pipeline(run_config_from_dict(run_config(
-        adult_files, tmp_path / "run", metrics=["tvd"], holdout=None)))
+    result = run_pipeline(
+        run_config_from_dict(
+            run_config(adult_files, tmp_path / "run", metrics=["tvd"], holdout=None)
+        )
+    )
     model = str(result.release_dir / "model")
     synthetic = str(result.release_dir / pipeline.SYNTHETIC_FILE)
-    config = run_config_from_dict(run_config(
-        adult_files, tmp_path / "scored", input=str(parts), metrics=["tvd"], holdout=None,
-        eval_sample_rows=600, dask_address=cluster_address))
+    config = run_config_from_dict(
+        run_config(
+            adult_files,
+            tmp_path / "scored",
+            input=str(parts),
+            metrics=["tvd"],
+            holdout=None,
+            eval_sample_rows=600,
+            dask_address=cluster_address,
+        )
+    )
     schema = str(adult_files["schema"])
     part = tasks.evaluate_metric.fn(config, schema, synthetic, model, "tvd", True)
     assert part.inputs["real_rows"] == 600
-    report = Path(tasks.write_report.fn(config, schema, synthetic, model, [part],
-                                        str(tmp_path / "report")))
+    report = Path(
+        tasks.write_report.fn(config, schema, synthetic, model, [part], str(tmp_path / "report"))
+    )
     inputs = json.loads((report / "metrics.json").read_text())["inputs"]
     assert inputs["real_rows"] == 600
-    assert inputs["real_sample"] == {"rows": 600, "requested": 600, "partitions": 4,
-                                     "population_rows": 2000, "uniform": True}
+    assert inputs["real_sample"] == {
+        "rows": 600,
+        "requested": 600,
+        "partitions": 4,
+        "population_rows": 2000,
+        "uniform": True,
+    }
     assert "a uniform sample of the 2,000 rows" in (report / "report.html").read_text()
     # the same seed draws the same sample: the report's figures can be reproduced
     first, _ = pipeline.real_rows(config)
@@ -121,14 +152,23 @@ def test_metrics_read_a_uniform_sample_of_the_stated_size_on_the_cluster(
 
 
 def test_cli_run_with_a_dask_address_reads_the_partitions_on_that_cluster(
-    prefect_env: dict[str, str], cluster_address: str, parts: Path,
-    adult_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    prefect_env: dict[str, str],
+    cluster_address: str,
+    parts: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from distributed import Client
 
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(run_config(adult_files, tmp_path / "run", input=str(parts),
-                                              source="parts", holdout=None)))
+    path.write_text(
+        yaml.safe_dump(
+            run_config(
+                adult_files, tmp_path / "run", input=str(parts), source="parts", holdout=None
+            )
+        )
+    )
     PrivacyLedger().set_budget("source:parts", epsilon=2.0, delta=1e-5)
     with Client(cluster_address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
         before = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
@@ -150,20 +190,21 @@ def _count_on_cluster(folder: str, address: str) -> int:
 
 @pytest.mark.extended  # the cluster's: test_cli_run_with_a_dask_address_reads_...
 def test_tasks_on_every_worker_thread_waiting_for_partitions_do_not_deadlock(
-    cluster_address: str, parts: Path,
+    cluster_address: str,
+    parts: Path,
 ) -> None:
     from distributed import Client
 
     # Two workers of one thread each, both busy with a task that waits for 4 partition tasks:
     # without seceding from the thread pool, nothing would be left to run the partitions.
     with Client(cluster_address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
-        futures = client.map(_count_on_cluster, [str(parts)] * 3, [cluster_address] * 3,
-                             pure=False)
+        futures = client.map(_count_on_cluster, [str(parts)] * 3, [cluster_address] * 3, pure=False)
         assert [f.result(timeout=120) for f in futures] == [2000] * 3
 
 
 def test_a_dask_address_is_checked_and_left_out_of_the_run_hash(
-    adult_files: dict[str, Path], tmp_path: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     base = run_config(adult_files, tmp_path / "run")
     plain = run_config_from_dict(base)

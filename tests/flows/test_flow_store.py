@@ -30,12 +30,15 @@ PRIVSYNTH_BIN = Path(sys.executable).parent / "privsynth"
 
 def _leftovers(folder: Path) -> list[str]:
     """Temporary siblings and work areas a run should not leave behind."""
-    return sorted(p.name for p in folder.rglob("*")
-                  if p.name.endswith((".partial", ".old", ".work")))
+    return sorted(
+        p.name for p in folder.rglob("*") if p.name.endswith((".partial", ".old", ".work"))
+    )
 
 
 def test_two_identical_runs_at_once_train_and_charge_once(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     dpsgd_plugin: str,
 ) -> None:
     """Three processes released together: two runs of one configuration (one run directory)
@@ -46,13 +49,25 @@ def test_two_identical_runs_at_once_train_and_charge_once(
     configs = []
     for name in ("same", "same", "elsewhere"):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(run_config(
-            adult_files, tmp_path / "out" / name, generator=dpsgd_plugin, epsilon=1.0,
-            delta=1e-5, metrics=["tvd"], params=params)))
+        path.write_text(
+            yaml.safe_dump(
+                run_config(
+                    adult_files,
+                    tmp_path / "out" / name,
+                    generator=dpsgd_plugin,
+                    epsilon=1.0,
+                    delta=1e-5,
+                    metrics=["tvd"],
+                    params=params,
+                )
+            )
+        )
         configs.append(path)
     go = tmp_path / "go"
-    procs = [start_cli(["run", str(path)], log=tmp_path / f"run{i}.log", go=go)
-             for i, path in enumerate(configs)]
+    procs = [
+        start_cli(["run", str(path)], log=tmp_path / f"run{i}.log", go=go)
+        for i, path in enumerate(configs)
+    ]
     try:
         release_together(go, procs)
         codes = [proc.wait(timeout=300) for proc in procs]
@@ -80,7 +95,9 @@ def test_two_identical_runs_at_once_train_and_charge_once(
 
 
 def test_another_prefect_home_and_the_cli_reuse_the_paid_model(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Whether a fit is paid for is the model store's and the ledger's answer, not Prefect's:
@@ -98,8 +115,14 @@ def test_another_prefect_home_and_the_cli_reuse_the_paid_model(
     config_path = tmp_path / "again.yaml"
     config_path.write_text(yaml.safe_dump({**data, "output_dir": str(tmp_path / "again")}))
     env = {**os.environ, "PREFECT_HOME": str(other_home)}
-    proc = subprocess.run([str(PRIVSYNTH_BIN), "run", str(config_path)], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [str(PRIVSYNTH_BIN), "run", str(config_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(the model was reused from the store: this run charged no training)" in proc.stdout
     assert other_home.is_dir()  # it did use the other home
@@ -109,16 +132,32 @@ def test_another_prefect_home_and_the_cli_reuse_the_paid_model(
     # The sweep's (and a run's) budget pre-check counts the stored model as paid.
     config = run_config_from_dict(data)
     domain = pipeline.cache_dir() / "domains" / pipeline.domain_key(config, fingerprint)
-    cost = check_grid_budget([config], fingerprint=fingerprint,
-                             schema_path=domain / pipeline.SCHEMA_FILE)
+    cost = check_grid_budget(
+        [config], fingerprint=fingerprint, schema_path=domain / pipeline.SCHEMA_FILE
+    )
     assert cost.epsilon == 0.0
 
     # `privsynth fit` with the same data and settings copies the paid model out.
     capsys.readouterr()
     model = tmp_path / "cli-model"
-    assert main(["fit", str(adult_files["train"]), "--schema", str(adult_files["schema"]),
-                 "--generator", "independent", "--epsilon", "0.5", "-o", str(model),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(adult_files["train"]),
+                "--schema",
+                str(adult_files["schema"]),
+                "--generator",
+                "independent",
+                "--epsilon",
+                "0.5",
+                "-o",
+                str(model),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "reused the independent model" in out and f"#{trained.entry_id}" in out
     assert "nothing was trained or charged now" in out
@@ -128,16 +167,33 @@ def test_another_prefect_home_and_the_cli_reuse_the_paid_model(
 
 
 def test_cli_fits_at_once_train_and_charge_once(
-    adult_files: dict[str, Path], tmp_path: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     """Two `privsynth fit` processes with the same settings, released together."""
     fingerprint = set_budget(adult_files["train"], epsilon=3, delta=1e-4)
     go = tmp_path / "go"
-    args = ["fit", str(adult_files["train"]), "--schema", str(adult_files["schema"]),
-            "--generator", "test-dpsgd-marginals", "--epsilon", "1", "--delta", "1e-5",
-            "--param", "steps=200", "--param", "step_seconds=0.02", "--quiet"]
-    procs = [start_cli([*args, "-o", str(tmp_path / f"model{i}")],
-                       log=tmp_path / f"fit{i}.log", go=go) for i in range(2)]
+    args = [
+        "fit",
+        str(adult_files["train"]),
+        "--schema",
+        str(adult_files["schema"]),
+        "--generator",
+        "test-dpsgd-marginals",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-5",
+        "--param",
+        "steps=200",
+        "--param",
+        "step_seconds=0.02",
+        "--quiet",
+    ]
+    procs = [
+        start_cli([*args, "-o", str(tmp_path / f"model{i}")], log=tmp_path / f"fit{i}.log", go=go)
+        for i in range(2)
+    ]
     try:
         release_together(go, procs)
         codes = [proc.wait(timeout=300) for proc in procs]
@@ -152,4 +208,5 @@ def test_cli_fits_at_once_train_and_charge_once(
     assert sorted("reused the" in log for log in logs) == [False, True]
     assert "waiting for the model" in "\n".join(logs)
     assert (tmp_path / "model0" / "manifest.json").read_bytes() == (
-        tmp_path / "model1" / "manifest.json").read_bytes()
+        tmp_path / "model1" / "manifest.json"
+    ).read_bytes()

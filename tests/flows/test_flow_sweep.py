@@ -14,21 +14,33 @@ from privsynth_core.errors import BudgetExceededError
 
 
 def _sweep(adult_files: dict[str, Path], output: Path, **grid: object) -> SweepConfig:
-    base = {"input": str(adult_files["train"]), "schema_path": str(adult_files["schema"]),
-            "metrics": CHEAP_METRICS, "holdout": str(adult_files["holdout"]),
-            "target": "income", "rows": 500}
+    base = {
+        "input": str(adult_files["train"]),
+        "schema_path": str(adult_files["schema"]),
+        "metrics": CHEAP_METRICS,
+        "holdout": str(adult_files["holdout"]),
+        "target": "income",
+        "rows": 500,
+    }
     return SweepConfig.model_validate({"base": base, "grid": grid, "output_dir": output})
 
 
 def test_sweep_refuses_grid_over_budget_before_any_cell(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     from privsynth_flows.sweep import sweep
 
     fingerprint = set_budget(adult_files["train"], epsilon=1.0)
     # 2 epsilons x 2 seeds: 2 x (0.3 + 0.4) = 1.4 > 1.0, though each cell alone would fit.
-    config = _sweep(adult_files, tmp_path / "sweep", generators=["independent"],
-                    epsilons=[0.3, 0.4], seeds=[0, 1])
+    config = _sweep(
+        adult_files,
+        tmp_path / "sweep",
+        generators=["independent"],
+        epsilons=[0.3, 0.4],
+        seeds=[0, 1],
+    )
     with pytest.raises(BudgetExceededError, match="nothing was run"):
         sweep(config)
     assert PrivacyLedger().entries(fingerprint) == []
@@ -36,7 +48,9 @@ def test_sweep_refuses_grid_over_budget_before_any_cell(
 
 
 def test_sweep_on_existing_local_dask_cluster(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     """A LocalCluster of 2 worker processes, reached by address as a remote cluster would be."""
     from distributed import Client, LocalCluster
@@ -45,10 +59,22 @@ def test_sweep_on_existing_local_dask_cluster(
     from privsynth_flows.sweep import sweep
 
     fingerprint = set_budget(adult_files["train"], epsilon=2.0)
-    config = _sweep(adult_files, tmp_path / "sweep", generators=["independent"],
-                    epsilons=[0.2, 0.5], seeds=[0, 1])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+    config = _sweep(
+        adult_files,
+        tmp_path / "sweep",
+        generators=["independent"],
+        epsilons=[0.2, 0.5],
+        seeds=[0, 1],
+    )
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,  # type: ignore[no-untyped-call]
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # type: ignore[no-untyped-call]
         runner = make_task_runner("dask", address=cluster.scheduler_address)
         result = sweep.with_options(task_runner=runner)(config)
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
@@ -61,12 +87,17 @@ def test_sweep_on_existing_local_dask_cluster(
     assert sorted(e.epsilon for e in entries) == pytest.approx([0.2, 0.2, 0.5, 0.5])
     with open(result.summary, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {(r["epsilon"], r["seed"]) for r in rows} == {("0.2", "0"), ("0.2", "1"),
-                                                         ("0.5", "0"), ("0.5", "1")}
+    assert {(r["epsilon"], r["seed"]) for r in rows} == {
+        ("0.2", "0"),
+        ("0.2", "1"),
+        ("0.5", "0"),
+        ("0.5", "1"),
+    }
     assert all(r["status"] == "ok" and r["marginal_2way_tvd"] for r in rows)
     assert result.plot is not None and result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for run in result.runs:
         assert run is not None
-        training = next(p for p in read_release(run.run_dir)["privacy"]["parts"]
-                        if p["step"] == "training")
+        training = next(
+            p for p in read_release(run.run_dir)["privacy"]["parts"] if p["step"] == "training"
+        )
         assert training["epsilon"] == pytest.approx(read_manifest(run.run_dir)["config"]["epsilon"])

@@ -32,7 +32,8 @@ def _task_runs(flow_run_id: Any) -> dict[str, list[Any]]:
     async def read() -> list[Any]:
         async with get_client() as client:
             return await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
 
     runs: dict[str, list[Any]] = {}
     for run in asyncio.run(read()):
@@ -41,7 +42,9 @@ def _task_runs(flow_run_id: Any) -> dict[str, list[Any]]:
 
 
 def test_synthesize_flaky_input_succeeds_after_retries(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from privsynth_flows.synthesize import synthesize
@@ -70,14 +73,17 @@ def test_synthesize_flaky_input_succeeds_after_retries(
 
 
 def test_synthesize_schema_error_is_not_retried(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     from privsynth_flows.synthesize import synthesize
 
     bad_schema = tmp_path / "bad.yaml"
     bad_schema.write_text(adult_files["schema"].read_text().replace("name: age", "name: agee"))
-    config = run_config_from_dict(run_config(adult_files, tmp_path / "run",
-                                             schema_path=str(bad_schema)))
+    config = run_config_from_dict(
+        run_config(adult_files, tmp_path / "run", schema_path=str(bad_schema))
+    )
     state = synthesize(config, return_state=True)
     assert state.is_failed()
     with pytest.raises(SchemaError, match="agee"):
@@ -88,15 +94,25 @@ def test_synthesize_schema_error_is_not_retried(
 
 
 def test_synthesize_rerun_reuses_the_stored_model_and_spends_nothing(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
     dpsgd_plugin: str,
 ) -> None:
     from privsynth_flows.synthesize import synthesize
 
     fingerprint = set_budget(adult_files["train"], epsilon=3, delta=1e-4)
-    config = run_config_from_dict(run_config(
-        adult_files, tmp_path / "run", generator=dpsgd_plugin, epsilon=1.0, delta=1e-5,
-        metrics=["tvd"], params={"steps": 120, "checkpoint_every": 20}))
+    config = run_config_from_dict(
+        run_config(
+            adult_files,
+            tmp_path / "run",
+            generator=dpsgd_plugin,
+            epsilon=1.0,
+            delta=1e-5,
+            metrics=["tvd"],
+            params={"steps": 120, "checkpoint_every": 20},
+        )
+    )
     ledger = PrivacyLedger()
 
     first = synthesize(config)
@@ -112,12 +128,15 @@ def test_synthesize_rerun_reuses_the_stored_model_and_spends_nothing(
     assert manifest["fit"]["reused_from_store"] is True
     assert manifest["fit"]["ledger_entry"] == trained.entry_id  # paid by the first run
     assert read_release(tmp_path / "run")["privacy"]["epsilon"] == pytest.approx(
-        spent_epsilon(fingerprint))
+        spent_epsilon(fingerprint)
+    )
     assert not work_dir_for(tmp_path / "run").exists()
 
 
 def test_synthesize_retrains_when_the_stored_model_is_gone(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     """A store entry that was deleted is not trusted: the model is trained (and paid) again."""
     import shutil
@@ -134,22 +153,36 @@ def test_synthesize_retrains_when_the_stored_model_is_gone(
 
 
 def test_synthesize_run_directory_contents(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     from prefect.client.orchestration import get_client
 
     from privsynth_flows.synthesize import synthesize
 
     fingerprint = set_budget(adult_files["train"], epsilon=5)
-    config = run_config_from_dict(run_config(
-        adult_files, tmp_path / "run", name="contents-test", domain="dp",
-        schema_path=str(adult_files["schema"]), domain_epsilon=2.0, domain_delta=1e-5,
-        rows=500, seed=7))
+    config = run_config_from_dict(
+        run_config(
+            adult_files,
+            tmp_path / "run",
+            name="contents-test",
+            domain="dp",
+            schema_path=str(adult_files["schema"]),
+            domain_epsilon=2.0,
+            domain_delta=1e-5,
+            rows=500,
+            seed=7,
+        )
+    )
     result = synthesize(config)
     run_dir = tmp_path / "run"
     assert sorted(p.name for p in run_dir.iterdir()) == ["custodian", "release"]
     assert sorted(p.name for p in (run_dir / "release").iterdir()) == [
-        "model", "release.json", "synthetic.csv"]
+        "model",
+        "release.json",
+        "synthetic.csv",
+    ]
     assert (run_dir / "custodian" / "report" / "report.html").is_file()
     assert (run_dir / "custodian" / "report" / "metrics.json").is_file()
     manifest = read_manifest(run_dir)
@@ -166,9 +199,11 @@ def test_synthesize_run_directory_contents(
     # The guarantee covers everything the ledger charged for this release, and only that.
     assert release["privacy"]["epsilon"] == pytest.approx(sum(e.epsilon for e in entries))
     assert read_model_manifest(run_dir)["privacy"]["epsilon"] == pytest.approx(
-        release["privacy"]["epsilon"])
+        release["privacy"]["epsilon"]
+    )
     assert manifest["outputs"]["synthetic_sha256"] == pipeline.file_sha256(
-        result.release_dir / "synthetic.csv")
+        result.release_dir / "synthetic.csv"
+    )
     assert {"privsynth", "prefect", "polars"} <= set(manifest["versions"])
     assert len((result.release_dir / "synthetic.csv").read_text().splitlines()) == 501
 
@@ -181,12 +216,15 @@ def test_synthesize_run_directory_contents(
     text = found[0].data
     assert "not DP, custodian-only" in text and "custodian" in text
     assert f"epsilon = {release['privacy']['epsilon']:.6g}" in text
-    assert result.headlines and all(h["metric_id"] in (config.metrics or [])
-                                    for h in result.headlines)
+    assert result.headlines and all(
+        h["metric_id"] in (config.metrics or []) for h in result.headlines
+    )
 
 
 def test_evaluate_flow_rescores_a_published_run(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     import json
 
@@ -204,15 +242,18 @@ def test_evaluate_flow_rescores_a_published_run(
 
 
 def test_synthesize_refuses_before_paying_for_a_dp_domain(
-    prefect_env: dict[str, str], adult_files: dict[str, Path], tmp_path: Path,
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     from privsynth_core.errors import BudgetExceededError
     from privsynth_flows.synthesize import synthesize
 
     fingerprint = set_budget(adult_files["train"], epsilon=1.0)
     # The domain (0.5) fits the budget, domain + training (1.3) does not: nothing is spent.
-    config = run_config_from_dict(run_config(adult_files, tmp_path / "run", domain="dp",
-                                             domain_epsilon=0.5, epsilon=0.8))
+    config = run_config_from_dict(
+        run_config(adult_files, tmp_path / "run", domain="dp", domain_epsilon=0.5, epsilon=0.8)
+    )
     with pytest.raises(BudgetExceededError, match="nothing was run"):
         synthesize(config)
     assert PrivacyLedger().entries(fingerprint) == []

@@ -36,8 +36,12 @@ def _acc(accountant_id: str) -> type[Accountant]:
 def test_accountants_registry_finds_the_builtins() -> None:
     registry = accountants()
     assert registry.names() == ALL_IDS
-    expected = {"rdp": RDPAccountant, "prv": PRVAccountant, "gdp": GDPAccountant,
-                "pld": PLDAccountant}
+    expected = {
+        "rdp": RDPAccountant,
+        "prv": PRVAccountant,
+        "gdp": GDPAccountant,
+        "pld": PLDAccountant,
+    }
     for accountant_id, cls in expected.items():
         assert registry.get(accountant_id) is cls
         assert registry.entry(accountant_id).plugin_name == "accountants"
@@ -57,33 +61,40 @@ def test_accountants_unknown_id_lists_the_valid_ones() -> None:
 
 def test_rdp_matches_opacus_test_vector() -> None:
     # opacus/tests/accountants_test.py: sigma=1.5, q=0.04, 2250 steps, delta=1e-5.
-    epsilon = RDPAccountant.epsilon_for(noise_multiplier=1.5, sample_rate=0.04, steps=2250,
-                                        delta=DELTA)
+    epsilon = RDPAccountant.epsilon_for(
+        noise_multiplier=1.5, sample_rate=0.04, steps=2250, delta=DELTA
+    )
     assert epsilon == pytest.approx(7.32911117143, rel=1e-3)
 
 
 def test_prv_matches_opacus_test_vector() -> None:
     # opacus/tests/accountants_test.py (PRV): the same plan with 2249 steps.
-    epsilon = PRVAccountant.epsilon_for(noise_multiplier=1.5, sample_rate=0.04, steps=2249,
-                                        delta=DELTA)
+    epsilon = PRVAccountant.epsilon_for(
+        noise_multiplier=1.5, sample_rate=0.04, steps=2249, delta=DELTA
+    )
     assert epsilon == pytest.approx(6.777395712, rel=1e-3)
 
 
-@pytest.mark.parametrize(("accountant_id", "published"),
-                         [("rdp", 1.0355), ("prv", 0.957), ("pld", 0.947)])
+@pytest.mark.parametrize(
+    ("accountant_id", "published"), [("rdp", 1.0355), ("prv", 0.957), ("pld", 0.947)]
+)
 def test_accountants_abadi_setting(accountant_id: str, published: float) -> None:
     # Abadi et al. 2016: q=0.01, sigma=4, 10,000 steps, delta=1e-5.
-    epsilon = _acc(accountant_id).epsilon_for(noise_multiplier=4.0, sample_rate=0.01,
-                                              steps=10_000, delta=DELTA)
+    epsilon = _acc(accountant_id).epsilon_for(
+        noise_multiplier=4.0, sample_rate=0.01, steps=10_000, delta=DELTA
+    )
     assert epsilon == pytest.approx(published, rel=0.02)
 
 
-@pytest.mark.parametrize("history", [
-    [(4.0, 0.01, 10_000)],
-    [(1.5, 0.04, 2250)],
-    [(1.0, ADULT_Q, 19_537)],
-    [(2.0, 0.02, 300), (1.2, 0.05, 700)],  # a plan that changes noise and batch size mid-run
-])
+@pytest.mark.parametrize(
+    "history",
+    [
+        [(4.0, 0.01, 10_000)],
+        [(1.5, 0.04, 2250)],
+        [(1.0, ADULT_Q, 19_537)],
+        [(2.0, 0.02, 300), (1.2, 0.05, 700)],  # a plan that changes noise and batch size mid-run
+    ],
+)
 def test_rdp_agrees_with_dp_accounting_on_integer_orders(
     history: list[tuple[float, float, int]],
 ) -> None:
@@ -115,24 +126,33 @@ def test_gdp_is_flagged_approximate_and_can_under_report() -> None:
     from dp_accounting.pld import privacy_loss_distribution as pld
 
     q, sigma, steps = 0.01, 1.0, 100
-    lower = pld.from_gaussian_mechanism(
-        standard_deviation=sigma, sampling_prob=q, pessimistic_estimate=False,
-        value_discretization_interval=1e-4,
-    ).self_compose(steps).get_epsilon_for_delta(DELTA)
-    gdp = GDPAccountant.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps,
-                                    delta=DELTA)
+    lower = (
+        pld.from_gaussian_mechanism(
+            standard_deviation=sigma,
+            sampling_prob=q,
+            pessimistic_estimate=False,
+            value_discretization_interval=1e-4,
+        )
+        .self_compose(steps)
+        .get_epsilon_for_delta(DELTA)
+    )
+    gdp = GDPAccountant.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=DELTA)
     assert gdp < 0.8 * lower
     # ...while the guaranteed accountants stay at or above the lower bound.
     for cls in (RDPAccountant, PRVAccountant, PLDAccountant):
-        assert cls.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps,
-                               delta=DELTA) >= lower
+        assert (
+            cls.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=DELTA)
+            >= lower
+        )
 
 
 def test_accountants_epsilon_grows_with_steps_and_shrinks_with_noise() -> None:
     for accountant_id in ALL_IDS:
         cls = _acc(accountant_id)
-        e = [cls.epsilon_for(noise_multiplier=s, sample_rate=0.02, steps=t, delta=DELTA)
-             for s, t in [(1.0, 500), (1.0, 1000), (2.0, 1000)]]
+        e = [
+            cls.epsilon_for(noise_multiplier=s, sample_rate=0.02, steps=t, delta=DELTA)
+            for s, t in [(1.0, 500), (1.0, 1000), (2.0, 1000)]
+        ]
         assert e[0] < e[1], accountant_id
         assert e[2] < e[1], accountant_id
 
@@ -141,10 +161,13 @@ def test_accountants_epsilon_grows_with_steps_and_shrinks_with_noise() -> None:
 
 
 @pytest.mark.parametrize("accountant_id", ALL_IDS)
-@pytest.mark.parametrize(("target", "q", "steps"), [
-    (1.0, 0.01, 10_000),
-    (8.0, ADULT_Q, 19_537),
-])
+@pytest.mark.parametrize(
+    ("target", "q", "steps"),
+    [
+        (1.0, 0.01, 10_000),
+        (8.0, ADULT_Q, 19_537),
+    ],
+)
 def test_noise_for_round_trips_at_or_under_target(
     accountant_id: str, target: float, q: float, steps: int
 ) -> None:
@@ -223,5 +246,8 @@ def test_load_state_dict_refuses_another_accountants_state() -> None:
 def test_accountants_with_no_steps_spent_nothing() -> None:
     for accountant_id in ALL_IDS:
         assert _acc(accountant_id)().get_epsilon(delta=DELTA) == 0.0
-        assert math.isfinite(_acc(accountant_id).epsilon_for(
-            noise_multiplier=10.0, sample_rate=0.001, steps=1, delta=DELTA))
+        assert math.isfinite(
+            _acc(accountant_id).epsilon_for(
+                noise_multiplier=10.0, sample_rate=0.001, steps=1, delta=DELTA
+            )
+        )

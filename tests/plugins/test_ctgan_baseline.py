@@ -27,8 +27,9 @@ pytest.importorskip("sdv", reason="the sdv extra is not installed")
 
 
 @pytest.fixture(scope="module")
-def fitted(adult_raw: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory
-           ) -> tuple[CTGANGenerator, Table, PrivacyLedger]:
+def fitted(
+    adult_raw: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[CTGANGenerator, Table, PrivacyLedger]:
     table = Table.from_frame(adult_raw.sample(600, seed=5), adult_schema(), name="adult-600")
     ledger = PrivacyLedger(tmp_path_factory.mktemp("ledger") / "ledger.sqlite")
     generator = CTGANGenerator(epochs=1, batch_size=100, seed=0, device="cpu")
@@ -51,8 +52,7 @@ def test_it_says_not_differentially_private_everywhere(
     assert manifest["privacy"] == {"label": "NOT differentially private"}
 
 
-def test_a_privacy_budget_is_refused(fitted: tuple[CTGANGenerator, Table, PrivacyLedger]
-                                     ) -> None:
+def test_a_privacy_budget_is_refused(fitted: tuple[CTGANGenerator, Table, PrivacyLedger]) -> None:
     _, table, ledger = fitted
     with pytest.raises(ConfigError, match="NOT differentially private"):
         CTGANGenerator(epochs=1).fit(table, budget=PrivacyBudget(1.0, 1e-5), ledger=ledger)

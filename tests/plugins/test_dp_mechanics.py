@@ -32,12 +32,20 @@ from privsynth_plugins.dpwgan import DPWGANGenerator, DPWGANParams
 from privsynth_plugins.dpwgan._model import DPWGANTrainer, mlp
 from privsynth_plugins.independent import IndependentGenerator, IndependentParams
 
-TINY = {"critic_layers": "32:leaky_relu,16:elu", "generator_layers": "32:relu",
-        "latent_dim": 8, "device": "cpu", "seed": 0}
+TINY = {
+    "critic_layers": "32:leaky_relu,16:elu",
+    "generator_layers": "32:relu",
+    "latent_dim": 8,
+    "device": "cpu",
+    "seed": 0,
+}
 
 
 def _clipped_sum(
-    critic: nn.Module, params: dict[str, torch.Tensor], rows: torch.Tensor, sign: float,
+    critic: nn.Module,
+    params: dict[str, torch.Tensor],
+    rows: torch.Tensor,
+    sign: float,
     clip: float,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Sum of per-row gradients of ``sign * D(x)`` clipped to ``clip``; raw and clipped norms."""
@@ -103,8 +111,14 @@ def test_critic_step_is_clipped_sum_plus_noise_of_each_parameters_shape(
     encoder = TableEncoder(adult_small.schema)
     sigma, n = 1.3, adult_small.n_rows
     params = DPWGANParams(**TINY, max_grad_norm=0.05, grad_sample_mode=mode)
-    trainer = DPWGANTrainer(encoder, params, n_rows=n, noise_multiplier=sigma, sample_rate=0.2,
-                            device=torch.device("cpu"))
+    trainer = DPWGANTrainer(
+        encoder,
+        params,
+        n_rows=n,
+        noise_multiplier=sigma,
+        sample_rate=0.2,
+        device=torch.device("cpu"),
+    )
     index = PoissonSampler(n, 0.2).draw()
     real = torch.from_numpy(encoder.encode(adult_small.frame[index]))
     noises = _step_and_check(trainer, real, params, sigma)
@@ -116,20 +130,31 @@ def test_critic_step_is_clipped_sum_plus_noise_of_each_parameters_shape(
 def test_empty_poisson_batch_still_releases_noise(adult_small: Table) -> None:
     encoder = TableEncoder(adult_small.schema)
     params = DPWGANParams(**{**TINY, "critic_layers": "256:relu"}, max_grad_norm=0.5)
-    trainer = DPWGANTrainer(encoder, params, n_rows=1000, noise_multiplier=2.0, sample_rate=0.01,
-                            device=torch.device("cpu"))
+    trainer = DPWGANTrainer(
+        encoder,
+        params,
+        n_rows=1000,
+        noise_multiplier=2.0,
+        sample_rate=0.01,
+        device=torch.device("cpu"),
+    )
     _step_and_check(trainer, torch.zeros((0, encoder.output_dim)), params, 2.0)
 
 
 def test_critic_has_no_batchnorm_and_only_linear_activation_dropout(adult_small: Table) -> None:
     encoder = TableEncoder(adult_small.schema)
     params = DPWGANParams(**{**TINY, "critic_layers": "64:gelu:0.2,32:tanh"})
-    trainer = DPWGANTrainer(encoder, params, n_rows=1000, noise_multiplier=1.0, sample_rate=0.1,
-                            device=torch.device("cpu"))
+    trainer = DPWGANTrainer(
+        encoder,
+        params,
+        n_rows=1000,
+        noise_multiplier=1.0,
+        sample_rate=0.1,
+        device=torch.device("cpu"),
+    )
     kinds = {type(m) for m in trainer.critic._module.modules()}
     assert kinds <= {nn.Sequential, nn.Linear, nn.GELU, nn.Tanh, nn.Dropout}
-    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in
-                   trainer.critic.modules())
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in trainer.critic.modules())
 
 
 def test_sampler_is_poisson_over_the_whole_table() -> None:
@@ -166,24 +191,26 @@ def test_reported_epsilon_is_the_accountants_value_for_the_steps_taken(
     adult_small: Table, ledger: PrivacyLedger, accountant: str
 ) -> None:
     budget = PrivacyBudget(4.0, 1e-5)
-    generator, seen = _fit(adult_small, ledger, budget, accountant, sigma=1.5, batch_size=100,
-                           epochs=40)
+    generator, seen = _fit(
+        adult_small, ledger, budget, accountant, sigma=1.5, batch_size=100, epochs=40
+    )
     summary = generator.fit_summary
     assert summary is not None
     acc = accountants().get(accountant)
     # The plan's sample rate comes from the released row count n̂, never the exact size.
     q = 100 / summary.noisy_rows
     assert summary.sample_rate == q
-    allowed = acc.max_steps_for(target_epsilon=4.0, delta=1e-5, noise_multiplier=1.5,
-                                sample_rate=q)
+    allowed = acc.max_steps_for(target_epsilon=4.0, delta=1e-5, noise_multiplier=1.5, sample_rate=q)
     assert 0 < allowed < 400  # the budget ends the run early
     assert summary.stopped_early and summary.steps == allowed
     exact = acc.epsilon_for(noise_multiplier=1.5, sample_rate=q, steps=summary.steps, delta=1e-5)
     assert summary.epsilon == pytest.approx(exact, rel=1e-12)
     assert summary.epsilon <= budget.epsilon
     # Stopped *before* the step that would have passed the target.
-    assert acc.epsilon_for(noise_multiplier=1.5, sample_rate=q, steps=summary.steps + 1,
-                           delta=1e-5) > budget.epsilon
+    assert (
+        acc.epsilon_for(noise_multiplier=1.5, sample_rate=q, steps=summary.steps + 1, delta=1e-5)
+        > budget.epsilon
+    )
     assert seen[-1].step == summary.steps and seen[-1].epsilon == pytest.approx(exact, rel=1e-12)
     assert [p.epsilon for p in seen] == sorted(p.epsilon for p in seen)
     count, entry = ledger.entries(adult_small.fingerprint())
@@ -204,9 +231,15 @@ def test_calibrated_sigma_spends_close_to_the_target(
     assert summary.steps == steps and not summary.stopped_early
     assert 0.97 * budget.epsilon <= summary.epsilon <= budget.epsilon
     rdp = accountants().get("rdp")
-    assert summary.epsilon == pytest.approx(rdp.epsilon_for(
-        noise_multiplier=summary.noise_multiplier, sample_rate=200 / summary.noisy_rows,
-        steps=steps, delta=1e-5), rel=1e-12)
+    assert summary.epsilon == pytest.approx(
+        rdp.epsilon_for(
+            noise_multiplier=summary.noise_multiplier,
+            sample_rate=200 / summary.noisy_rows,
+            steps=steps,
+            delta=1e-5,
+        ),
+        rel=1e-12,
+    )
 
 
 @pytest.mark.parametrize("sigma", [0.3, None])

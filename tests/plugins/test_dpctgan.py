@@ -50,19 +50,37 @@ from privsynth_plugins.dpctgan._model import DPCTGANTrainer, make_encoder
 from privsynth_plugins.dpctgan._nets import critic_net
 from privsynth_plugins.dpctgan._plan import gdp_mu
 
-TINY = {"critic_dim": "32,16", "generator_dim": "32", "embedding_dim": 8, "device": "cpu",
-        "seed": 0}
+TINY = {
+    "critic_dim": "32,16",
+    "generator_dim": "32",
+    "embedding_dim": 8,
+    "device": "cpu",
+    "seed": 0,
+}
 
 
-def _trainer(table: Table, params: DPCTGANParams, sigma: float, q: float,
-             one_way: dict[str, list[float]] | None = None) -> DPCTGANTrainer:
+def _trainer(
+    table: Table,
+    params: DPCTGANParams,
+    sigma: float,
+    q: float,
+    one_way: dict[str, list[float]] | None = None,
+) -> DPCTGANTrainer:
     encoder = make_encoder(table.schema, params)
     if one_way is None:
         data = torch.from_numpy(encoder.encode(table.frame))
         one_way = release_marginals([data], encoder, table.schema.names, (), 20.0).one_way
     conditioner = Conditioner(encoder, one_way, torch.device("cpu"))
-    return DPCTGANTrainer(encoder, conditioner, None, params, n_rows=table.n_rows,
-                          noise_multiplier=sigma, sample_rate=q, device=torch.device("cpu"))
+    return DPCTGANTrainer(
+        encoder,
+        conditioner,
+        None,
+        params,
+        n_rows=table.n_rows,
+        noise_multiplier=sigma,
+        sample_rate=q,
+        device=torch.device("cpu"),
+    )
 
 
 def _per_row_clipped_sum(
@@ -83,8 +101,11 @@ def _per_row_clipped_sum(
     per_row = vmap(grad(loss_one), in_dims=(None, 0, 0))(before, batch, is_real)
     norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in per_row.values()))
     factor = (clip / (norms + 1e-6)).clamp(max=1.0)
-    return ({k: torch.einsum("i,i...->...", factor, g) for k, g in per_row.items()},
-            norms, norms * factor)
+    return (
+        {k: torch.einsum("i,i...->...", factor, g) for k, g in per_row.items()},
+        norms,
+        norms * factor,
+    )
 
 
 @pytest.mark.parametrize("mode", ["ghost", "hooks"])
@@ -98,8 +119,9 @@ def test_critic_step_is_the_clipped_sum_of_every_row_plus_noise(
     named = list(trainer.critic._module.named_parameters())
     before = {k: p.detach().clone() for k, p in named}
     index = PoissonSampler(adult_small.n_rows, q).draw()
-    real = torch.from_numpy(make_encoder(adult_small.schema, params)
-                            .encode(adult_small.frame[index]))
+    real = torch.from_numpy(
+        make_encoder(adult_small.schema, params).encode(adult_small.frame[index])
+    )
     trainer.critic_step(real)
 
     assert trainer.last_real_rows == len(index)
@@ -128,8 +150,13 @@ def test_one_record_moves_the_released_gradient_by_at_most_max_grad_norm(
     params = DPCTGANParams(**TINY, max_grad_norm=clip, critic_dropout=0.0)
     encoder = make_encoder(adult_small.schema, params)
     rows = torch.from_numpy(encoder.encode(adult_small.frame.head(60)))
-    one_way = release_marginals([torch.from_numpy(encoder.encode(adult_small.frame))], encoder,
-                                adult_small.schema.names, (), 20.0).one_way
+    one_way = release_marginals(
+        [torch.from_numpy(encoder.encode(adult_small.frame))],
+        encoder,
+        adult_small.schema.names,
+        (),
+        20.0,
+    ).one_way
     grads = []
     for batch in (rows, rows[:-1]):
         torch.manual_seed(3)  # same weights, same fake rows, same conditions for shared rows
@@ -154,8 +181,13 @@ def test_sampler_is_poisson_with_mean_batch_q_n() -> None:
     assert not np.array_equal(PoissonSampler(n, q).draw(), PoissonSampler(n, q).draw())
 
 
-def _fit(table: Table, ledger: PrivacyLedger, budget: PrivacyBudget, accountant: str = "rdp",
-         **params: object) -> tuple[DPCTGANGenerator, list[Progress]]:
+def _fit(
+    table: Table,
+    ledger: PrivacyLedger,
+    budget: PrivacyBudget,
+    accountant: str = "rdp",
+    **params: object,
+) -> tuple[DPCTGANGenerator, list[Progress]]:
     ledger.set_budget(table.fingerprint(), epsilon=50.0, delta=1e-3)
     generator = DPCTGANGenerator(**{**TINY, **params})
     seen: list[Progress] = []
@@ -168,14 +200,17 @@ def test_epsilon_is_the_accountants_value_for_marginals_plus_steps_taken(
     adult_small: Table, ledger: PrivacyLedger, accountant: str
 ) -> None:
     budget = PrivacyBudget(3.0, 1e-5)
-    generator, seen = _fit(adult_small, ledger, budget, accountant, noise_multiplier=1.2,
-                           batch_size=100, epochs=40)
+    generator, seen = _fit(
+        adult_small, ledger, budget, accountant, noise_multiplier=1.2, batch_size=100, epochs=40
+    )
     summary = generator.fit_summary
     assert summary is not None and summary.stopped_early  # the budget ends the run
     acc = accountants().get(accountant)
     # The plan's sample rate comes from the released row count n̂, never the exact size.
-    q, sigma_m = 100 / summary.noisy_rows, summary.extra["budget_split"][
-        "marginals_noise_multiplier"]
+    q, sigma_m = (
+        100 / summary.noisy_rows,
+        summary.extra["budget_split"]["marginals_noise_multiplier"],
+    )
     assert summary.accountant_state["history"] == [[sigma_m, 1.0, 1], [1.2, q, summary.steps]]
 
     def composed(steps: int) -> float:
@@ -196,8 +231,9 @@ def test_noisy_marginals_are_charged_inside_the_budget(
     adult_small: Table, ledger: PrivacyLedger
 ) -> None:
     budget = PrivacyBudget(2.0, 1e-5)
-    generator, _ = _fit(adult_small, ledger, budget, batch_size=200, epochs=3,
-                        focus_columns="income")
+    generator, _ = _fit(
+        adult_small, ledger, budget, batch_size=200, epochs=3, focus_columns="income"
+    )
     summary = generator.fit_summary
     assert summary is not None and summary.noisy_rows is not None
     assert not summary.stopped_early
@@ -206,14 +242,21 @@ def test_noisy_marginals_are_charged_inside_the_budget(
     # The split: sigma_m = 1 / (sqrt(share) * mu), share 0.3 by default with a focus column.
     assert split["marginals_share"] == 0.3
     assert split["marginals_noise_multiplier"] == pytest.approx(
-        1 / (math.sqrt(0.3) * gdp_mu(2.0, 1e-5)))
+        1 / (math.sqrt(0.3) * gdp_mu(2.0, 1e-5))
+    )
     assert split["marginal_tables"] == 15 + 14  # one-way for all, two-way income x each other
     # The marginals really cost something, and the total still meets the target.
     assert split["dpsgd_epsilon_alone"] < summary.epsilon <= budget.epsilon
     assert summary.epsilon >= 0.97 * budget.epsilon  # sigma calibrated on the composition
 
-    plain, _ = _fit(adult_small, PrivacyLedger(ledger.path.with_name("other.sqlite")), budget,
-                    batch_size=200, epochs=3, marginals_share=0.0)
+    plain, _ = _fit(
+        adult_small,
+        PrivacyLedger(ledger.path.with_name("other.sqlite")),
+        budget,
+        batch_size=200,
+        epochs=3,
+        marginals_share=0.0,
+    )
     assert plain.fit_summary is not None
     assert plain.fit_summary.accountant_state["history"][0][1] != 1.0  # no marginals release
     assert plain._net.seq[0].fc.in_features == TINY["embedding_dim"]  # no conditional vectors
@@ -280,24 +323,36 @@ def test_unknown_focus_column_is_refused_before_anything_is_reserved(
 def _mixed_table() -> Table:
     rng = np.random.default_rng(0)
     n = 400
-    frame = pl.DataFrame({
-        "colour": rng.choice(["red", "green", "mauve", None], n).tolist(),  # mauve: off-domain
-        "size": rng.choice(["S", "M"], n).tolist(),
-        "flag": rng.random(n) < 0.3,
-        "score": np.where(rng.random(n) < 0.1, None, rng.normal(50, 10, n)).tolist(),
-        "visits": rng.integers(0, 20, n),
-        "when": [datetime(2020, 1, 1 + int(d)) for d in rng.integers(0, 28, n)],
-    })
-    schema = Schema(domain="public", columns=[
-        Column(name="colour", kind=ColumnKind.CATEGORICAL, nullable=True,
-               categories=("red", "green", "blue")),  # blue never occurs
-        Column(name="size", kind=ColumnKind.CATEGORICAL, categories=("S", "M", "L")),
-        Column(name="flag", kind=ColumnKind.BOOLEAN),
-        Column(name="score", kind=ColumnKind.CONTINUOUS, nullable=True, bounds=(0.0, 100.0)),
-        Column(name="visits", kind=ColumnKind.INTEGER, bounds=(0, 30)),
-        Column(name="when", kind=ColumnKind.DATETIME,
-               bounds=(datetime(2020, 1, 1), datetime(2020, 2, 1))),
-    ])
+    frame = pl.DataFrame(
+        {
+            "colour": rng.choice(["red", "green", "mauve", None], n).tolist(),  # mauve: off-domain
+            "size": rng.choice(["S", "M"], n).tolist(),
+            "flag": rng.random(n) < 0.3,
+            "score": np.where(rng.random(n) < 0.1, None, rng.normal(50, 10, n)).tolist(),
+            "visits": rng.integers(0, 20, n),
+            "when": [datetime(2020, 1, 1 + int(d)) for d in rng.integers(0, 28, n)],
+        }
+    )
+    schema = Schema(
+        domain="public",
+        columns=[
+            Column(
+                name="colour",
+                kind=ColumnKind.CATEGORICAL,
+                nullable=True,
+                categories=("red", "green", "blue"),
+            ),  # blue never occurs
+            Column(name="size", kind=ColumnKind.CATEGORICAL, categories=("S", "M", "L")),
+            Column(name="flag", kind=ColumnKind.BOOLEAN),
+            Column(name="score", kind=ColumnKind.CONTINUOUS, nullable=True, bounds=(0.0, 100.0)),
+            Column(name="visits", kind=ColumnKind.INTEGER, bounds=(0, 30)),
+            Column(
+                name="when",
+                kind=ColumnKind.DATETIME,
+                bounds=(datetime(2020, 1, 1), datetime(2020, 2, 1)),
+            ),
+        ],
+    )
     return Table.from_frame(frame, schema, name="mixed")
 
 
@@ -309,10 +364,12 @@ def _whole_table_counts(
     for g in encoder.groups:
         to_group = torch.zeros(g.span.width, g.n_groups, dtype=torch.float64)
         to_group[torch.arange(g.span.width), torch.tensor(g.group_of_slot)] = 1.0
-        onehots[g.column] = encoded[:, g.span.start:g.span.end].double() @ to_group
+        onehots[g.column] = encoded[:, g.span.start : g.span.end].double() @ to_group
     pairs = focus_pairs(list(onehots), focus)
-    return ({c: m.sum(dim=0).numpy() for c, m in onehots.items()},
-            {(f, o): (onehots[f].T @ onehots[o]).numpy() for f, o in pairs})
+    return (
+        {c: m.sum(dim=0).numpy() for c, m in onehots.items()},
+        {(f, o): (onehots[f].T @ onehots[o]).numpy() for f, o in pairs},
+    )
 
 
 @pytest.mark.parametrize("which", ["adult", "mixed"])
@@ -349,8 +406,9 @@ def test_fit_that_encodes_batch_by_batch_trains_and_samples(
     table = Table.from_frame(adult_raw.sample(3000, seed=2), adult_schema(), name="a3k")
     encoder = make_encoder(table.schema, DPCTGANParams(**TINY))
     assert not BatchSource(table.frame, encoder, torch.device("cpu")).holds_table
-    generator, seen = _fit(table, ledger, PrivacyBudget(3.0, 1e-5), batch_size=300, epochs=2,
-                           focus_columns="income")
+    generator, seen = _fit(
+        table, ledger, PrivacyBudget(3.0, 1e-5), batch_size=300, epochs=2, focus_columns="income"
+    )
     summary = generator.fit_summary
     assert summary is not None and summary.steps == 20 and [p.epoch for p in seen] == [1, 2]
     assert summary.extra["budget_split"]["marginal_tables"] > 0  # marginals counted by chunks
@@ -395,18 +453,24 @@ print(added_peak_mib(5_000, 8, False), added_peak_mib(40_000, 1, False),
 """
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
-                    reason="needs Linux's resettable peak RSS (/proc/self/clear_refs)")
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/clear_refs"),
+    reason="needs Linux's resettable peak RSS (/proc/self/clear_refs)",
+)
 def test_fit_memory_does_not_grow_with_the_table_on_the_batch_path() -> None:
     """Peak RSS added by a fit is measured for 5,000 and 40,000 Adult rows (same number of
     steps) on the batch path, and for 40,000 rows with the encoded table kept (the control: one
     float32 copy of 40,000 encoded rows is 56 MiB). The batch path must not grow with the
     table; the control shows the measurement sees a table-sized copy."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           # polars' jemalloc returns freed pages at once: steadier peaks between fits.
-           "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0"}
-    out = subprocess.run([sys.executable, "-c", _FIT_MEMORY], check=True, capture_output=True,
-                         text=True, env=env)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        # polars' jemalloc returns freed pages at once: steadier peaks between fits.
+        "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _FIT_MEMORY], check=True, capture_output=True, text=True, env=env
+    )
     small, large, kept = map(float, out.stdout.split())
     encoded_40k = 40_000 * make_encoder(adult_schema(), DPCTGANParams()).output_dim * 4 / 2**20
     assert encoded_40k > 50
@@ -418,9 +482,16 @@ def test_output_holds_only_domain_values_with_the_schemas_dtypes(ledger: Privacy
     table = _mixed_table()
     generator, _ = _fit(table, ledger, PrivacyBudget(5.0, 1e-5), batch_size=50, epochs=2)
     out = generator.sample(2000, seed=1)
-    assert out.schema == pl.Schema({"colour": pl.String, "size": pl.String, "flag": pl.Boolean,
-                                    "score": pl.Float64, "visits": pl.Int64,
-                                    "when": pl.Datetime("us")})
+    assert out.schema == pl.Schema(
+        {
+            "colour": pl.String,
+            "size": pl.String,
+            "flag": pl.Boolean,
+            "score": pl.Float64,
+            "visits": pl.Int64,
+            "when": pl.Datetime("us"),
+        }
+    )
     assert set(out["colour"].drop_nulls()) <= {"red", "green", "blue"}  # never "mauve"
     assert set(out["size"]) <= {"S", "M", "L"} and out["size"].null_count() == 0
     assert out["flag"].null_count() == 0 and out["visits"].null_count() == 0
@@ -449,8 +520,7 @@ def test_encoder_is_built_from_the_domain_and_round_trips(adult_small: Table) ->
 def test_dp_plan_matches_the_steps_a_fit_takes(adult_small: Table, ledger: PrivacyLedger) -> None:
     params = DPCTGANParams(**TINY, batch_size=250, epochs=2)
     assert DPCTGANGenerator.dp_plan(n_rows=1000, params=params) == (0.25, 8)
-    generator, seen = _fit(adult_small, ledger, PrivacyBudget(4.0, 1e-5), batch_size=250,
-                           epochs=2)
+    generator, seen = _fit(adult_small, ledger, PrivacyBudget(4.0, 1e-5), batch_size=250, epochs=2)
     assert generator.fit_summary is not None and generator.fit_summary.steps == 8
     assert [p.epoch for p in seen] == [1, 2] and all(p.losses for p in seen)
     with pytest.raises(ConfigError, match="epochs is empty"):
@@ -458,7 +528,9 @@ def test_dp_plan_matches_the_steps_a_fit_takes(adult_small: Table, ledger: Priva
 
 
 def test_importing_the_plugins_loads_no_torch_or_sdv() -> None:
-    code = ("import sys, privsynth_plugins.dpctgan, privsynth_plugins.ctgan_baseline; "
-            "print(sorted(m for m in ('torch', 'opacus', 'sdv', 'ctgan') if m in sys.modules))")
+    code = (
+        "import sys, privsynth_plugins.dpctgan, privsynth_plugins.ctgan_baseline; "
+        "print(sorted(m for m in ('torch', 'opacus', 'sdv', 'ctgan') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

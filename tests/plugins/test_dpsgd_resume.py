@@ -24,10 +24,24 @@ from privsynth_core.registry import accountants, generators
 from privsynth_core.service import fit_generator
 
 PARAMS = {
-    "dpwgan": {"epochs": 40, "batch_size": 100, "generator_layers": "32:relu",
-               "critic_layers": "32:leaky_relu", "latent_dim": 8, "seed": 3, "device": "cpu"},
-    "dpctgan": {"epochs": 40, "batch_size": 100, "generator_dim": [32], "critic_dim": [32],
-                "embedding_dim": 8, "seed": 3, "device": "cpu"},
+    "dpwgan": {
+        "epochs": 40,
+        "batch_size": 100,
+        "generator_layers": "32:relu",
+        "critic_layers": "32:leaky_relu",
+        "latent_dim": 8,
+        "seed": 3,
+        "device": "cpu",
+    },
+    "dpctgan": {
+        "epochs": 40,
+        "batch_size": 100,
+        "generator_dim": [32],
+        "critic_dim": [32],
+        "embedding_dim": 8,
+        "seed": 3,
+        "device": "cpu",
+    },
 }
 BUDGET = PrivacyBudget(8.0, 1e-5)
 
@@ -51,14 +65,18 @@ def _kill_after_first_checkpoint(generator_id: str, store: Path) -> None:
     import json
 
     env = {**os.environ, "PRIVSYNTH_LOAD_PLUGINS": "privsynth", "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, generator_id,
-                              json.dumps(PARAMS[generator_id]), str(store)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, generator_id, json.dumps(PARAMS[generator_id]), str(store)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300  # a guard against a hung child, not a speed assertion
     while not list(store.glob("step-*")):
         if child.poll() is not None:
-            raise AssertionError(f"the first attempt ended on its own: "
-                                 f"{child.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            raise AssertionError(
+                f"the first attempt ended on its own: {child.stderr.read().decode()[-2000:]}"
+            )  # type: ignore[union-attr]
         assert time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
@@ -66,10 +84,13 @@ def _kill_after_first_checkpoint(generator_id: str, store: Path) -> None:
 
 
 # The same loop serves both (privsynth_core.privacy.dpsgd_loop): DP-CTGAN's kill runs in CI.
-@pytest.mark.parametrize("generator_id", [
-    "dpwgan", pytest.param("dpctgan", marks=pytest.mark.extended)])
+@pytest.mark.parametrize(
+    "generator_id", ["dpwgan", pytest.param("dpctgan", marks=pytest.mark.extended)]
+)
 def test_a_killed_fit_resumes_under_its_reservation_and_counts_every_step(
-    generator_id: str, tmp_path: Path, ledger: PrivacyLedger,
+    generator_id: str,
+    tmp_path: Path,
+    ledger: PrivacyLedger,
 ) -> None:
     table = load_adult(1000, seed=2)
     key = table.budget_key()
@@ -81,9 +102,16 @@ def test_a_killed_fit_resumes_under_its_reservation_and_counts_every_step(
     spent_while_killed = ledger.status(key).spent.epsilon
 
     generator = generators().get(generator_id)(**PARAMS[generator_id])
-    fit_generator(table, generator, epsilon=BUDGET.epsilon, delta=BUDGET.delta,
-                  accountant="rdp", ledger=ledger, run_id="second-attempt",
-                  checkpoints=CheckpointStore(store))
+    fit_generator(
+        table,
+        generator,
+        epsilon=BUDGET.epsilon,
+        delta=BUDGET.delta,
+        accountant="rdp",
+        ledger=ledger,
+        run_id="second-attempt",
+        checkpoints=CheckpointStore(store),
+    )
     summary = generator.fit_summary
     assert summary is not None
     # It continued from the checkpoint, not from scratch ...

@@ -68,7 +68,8 @@ def test_layers_in_compact_or_json_form() -> None:
         generator_layers='[{"width": 32, "activation": "gelu"}, {"width": 16}]',
     )
     assert params.critic_layers == (
-        Layer(width=128, activation="leaky_relu"), Layer(width=64, activation="tanh", dropout=0.25)
+        Layer(width=128, activation="leaky_relu"),
+        Layer(width=64, activation="tanh", dropout=0.25),
     )
     assert params.generator_layers == (Layer(width=32, activation="gelu"), Layer(width=16))
     # Round trip through the manifest's JSON form.
@@ -79,36 +80,52 @@ def test_dp_plan_counts_one_accounted_step_per_critic_step() -> None:
     plan = DPWGANGenerator.dp_plan(n_rows=1000, params=DPWGANParams(batch_size=100, epochs=3))
     assert plan == (0.1, 30)
     assert DPWGANGenerator.dp_plan(n_rows=50, params=DPWGANParams(batch_size=100, epochs=4)) == (
-        1.0, 4)
+        1.0,
+        4,
+    )
 
 
 def _mixed_table(n: int, seed: int = 0) -> Table:
     rng = np.random.default_rng(seed)
     start = datetime(2020, 1, 1)
     age = rng.integers(18, 90, n)
-    frame = pl.DataFrame({
-        "age": age,
-        "score": np.where(rng.random(n) < 0.3, None, rng.normal(50, 10, n)).tolist(),
-        "group": rng.choice(["a", "b", "c", "d"], n).tolist(),
-        "maybe": np.where(rng.random(n) < 0.25, None, rng.choice(["x", "y"], n)).tolist(),
-        "flag": (age > 50).tolist(),
-        "opt_flag": np.where(rng.random(n) < 0.2, None, rng.random(n) < 0.5).tolist(),
-        "when": [start + timedelta(days=int(d)) for d in rng.integers(0, 365, n)],
-        "maybe_when": [None if rng.random() < 0.4 else start + timedelta(hours=int(h))
-                       for h in rng.integers(0, 48, n)],
-    })
-    schema = Schema(domain="public", columns=(
-        Column(name="age", kind=ColumnKind.INTEGER, bounds=(18.0, 90.0)),
-        Column(name="score", kind=ColumnKind.CONTINUOUS, nullable=True, bounds=(0.0, 100.0)),
-        Column(name="group", kind=ColumnKind.CATEGORICAL, categories=("a", "b", "c", "d")),
-        Column(name="maybe", kind=ColumnKind.CATEGORICAL, nullable=True, categories=("x", "y")),
-        Column(name="flag", kind=ColumnKind.BOOLEAN),
-        Column(name="opt_flag", kind=ColumnKind.BOOLEAN, nullable=True),
-        Column(name="when", kind=ColumnKind.DATETIME,
-               bounds=(datetime(2020, 1, 1), datetime(2020, 12, 31))),
-        Column(name="maybe_when", kind=ColumnKind.DATETIME, nullable=True,
-               bounds=(datetime(2020, 1, 1), datetime(2020, 1, 3))),
-    ))
+    frame = pl.DataFrame(
+        {
+            "age": age,
+            "score": np.where(rng.random(n) < 0.3, None, rng.normal(50, 10, n)).tolist(),
+            "group": rng.choice(["a", "b", "c", "d"], n).tolist(),
+            "maybe": np.where(rng.random(n) < 0.25, None, rng.choice(["x", "y"], n)).tolist(),
+            "flag": (age > 50).tolist(),
+            "opt_flag": np.where(rng.random(n) < 0.2, None, rng.random(n) < 0.5).tolist(),
+            "when": [start + timedelta(days=int(d)) for d in rng.integers(0, 365, n)],
+            "maybe_when": [
+                None if rng.random() < 0.4 else start + timedelta(hours=int(h))
+                for h in rng.integers(0, 48, n)
+            ],
+        }
+    )
+    schema = Schema(
+        domain="public",
+        columns=(
+            Column(name="age", kind=ColumnKind.INTEGER, bounds=(18.0, 90.0)),
+            Column(name="score", kind=ColumnKind.CONTINUOUS, nullable=True, bounds=(0.0, 100.0)),
+            Column(name="group", kind=ColumnKind.CATEGORICAL, categories=("a", "b", "c", "d")),
+            Column(name="maybe", kind=ColumnKind.CATEGORICAL, nullable=True, categories=("x", "y")),
+            Column(name="flag", kind=ColumnKind.BOOLEAN),
+            Column(name="opt_flag", kind=ColumnKind.BOOLEAN, nullable=True),
+            Column(
+                name="when",
+                kind=ColumnKind.DATETIME,
+                bounds=(datetime(2020, 1, 1), datetime(2020, 12, 31)),
+            ),
+            Column(
+                name="maybe_when",
+                kind=ColumnKind.DATETIME,
+                nullable=True,
+                bounds=(datetime(2020, 1, 1), datetime(2020, 1, 3)),
+            ),
+        ),
+    )
     return Table.from_frame(frame, schema, name="mixed")
 
 
@@ -142,8 +159,13 @@ def test_narrow_and_wide_tables(ledger: PrivacyLedger, width: int) -> None:
             columns.append(Column(name=f"n{i}", kind=ColumnKind.CONTINUOUS, bounds=(-1.0, 1.0)))
             data[f"n{i}"] = rng.uniform(-1, 1, n)
         elif i % 3 == 1:
-            columns.append(Column(name=f"c{i}", kind=ColumnKind.CATEGORICAL,
-                                  categories=tuple(f"v{k}" for k in range(12))))
+            columns.append(
+                Column(
+                    name=f"c{i}",
+                    kind=ColumnKind.CATEGORICAL,
+                    categories=tuple(f"v{k}" for k in range(12)),
+                )
+            )
             data[f"c{i}"] = rng.choice([f"v{k}" for k in range(12)], n)
         else:
             columns.append(Column(name=f"i{i}", kind=ColumnKind.INTEGER, bounds=(0.0, 9.0)))
@@ -155,10 +177,20 @@ def test_narrow_and_wide_tables(ledger: PrivacyLedger, width: int) -> None:
 
 def test_every_option_trains(ledger: PrivacyLedger, adult_small: Table) -> None:
     generator = _fit(
-        adult_small, ledger, epochs=2, batch_size=100, optimizer="adam",
-        latent_distribution="uniform", latent_dim=16, categorical_output="softmax",
-        grad_sample_mode="functorch", critic_layers="32:elu:0.1,16:gelu",
-        generator_layers="32:tanh:0.1", n_critic=2, weight_clip=0.02, max_grad_norm=0.5,
+        adult_small,
+        ledger,
+        epochs=2,
+        batch_size=100,
+        optimizer="adam",
+        latent_distribution="uniform",
+        latent_dim=16,
+        categorical_output="softmax",
+        grad_sample_mode="functorch",
+        critic_layers="32:elu:0.1,16:gelu",
+        generator_layers="32:tanh:0.1",
+        n_critic=2,
+        weight_clip=0.02,
+        max_grad_norm=0.5,
     )
     assert generator.fit_summary is not None and generator.fit_summary.steps == 20
     assert generator.fit_summary.extra["generator_steps"] == 10
@@ -171,8 +203,9 @@ def test_progress_every_epoch_with_losses_and_epsilon(
     ledger.set_budget(adult_small.fingerprint(), epsilon=10.0, delta=1e-4)
     seen: list[Progress] = []
     generator = DPWGANGenerator(**QUICK, batch_size=200, critic_layers="32:relu")
-    summary = generator.fit(adult_small, budget=PrivacyBudget(2.0, 1e-5), ledger=ledger,
-                            progress=seen.append)
+    summary = generator.fit(
+        adult_small, budget=PrivacyBudget(2.0, 1e-5), ledger=ledger, progress=seen.append
+    )
     assert [p.epoch for p in seen] == [1, 2, 3] and [p.step for p in seen] == [5, 10, 15]
     assert all(set(p.losses) == {"critic", "generator"} for p in seen)
     epsilons = [p.epsilon for p in seen]
@@ -189,7 +222,8 @@ def test_manifest_keeps_no_real_data_statistics(
     training = manifest["privacy"]["parts"][-1]
     assert training["step"] == "training" and training["epsilon"] <= 5.0
     assert manifest["privacy"]["epsilon"] == math.fsum(
-        p["epsilon"] for p in manifest["privacy"]["parts"])  # end to end, with the row count
+        p["epsilon"] for p in manifest["privacy"]["parts"]
+    )  # end to end, with the row count
     text = json.dumps(manifest)
     assert "critic_loss" not in text and '"losses"' not in text
     # Nothing computed from the rows outside a mechanism: no fingerprint, timing or ledger id.
@@ -218,13 +252,16 @@ def test_cuda_without_a_gpu_is_refused_before_anything_is_charged(
 ) -> None:
     ledger.set_budget(adult_small.fingerprint(), epsilon=10.0, delta=1e-4)
     with pytest.raises(ConfigError, match="no CUDA GPU"):
-        DPWGANGenerator(device="cuda").fit(adult_small, budget=PrivacyBudget(1.0, 1e-5),
-                                            ledger=ledger)
+        DPWGANGenerator(device="cuda").fit(
+            adult_small, budget=PrivacyBudget(1.0, 1e-5), ledger=ledger
+        )
     assert ledger.entries(adult_small.fingerprint()) == []
 
 
 def test_importing_the_plugin_loads_no_torch() -> None:
-    code = ("import sys, privsynth_plugins.dpwgan as m; m.DPWGANParams(); "
-            "print(sorted(k for k in ('torch', 'opacus') if k in sys.modules))")
+    code = (
+        "import sys, privsynth_plugins.dpwgan as m; m.DPWGANParams(); "
+        "print(sorted(k for k in ('torch', 'opacus') if k in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

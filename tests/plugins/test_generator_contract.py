@@ -26,14 +26,17 @@ from privsynth_core.registry import generators
 
 @pytest.fixture(scope="module", params=generators().names())
 def fitted(
-    request: pytest.FixtureRequest, adult_raw: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    adult_raw: pl.DataFrame,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Generator, Table, PrivacyLedger]:
     """One fit per generator, shared by the checks below (a fit is the slow part)."""
     from privsynth_core.datasets import adult_schema
 
     table = Table.from_frame(adult_raw.sample(1500, seed=11), adult_schema(), name="adult-1500")
-    return fit_for_contract(generators().get(request.param), table,
-                            tmp_path_factory.mktemp("ledger"))
+    return fit_for_contract(
+        generators().get(request.param), table, tmp_path_factory.mktemp("ledger")
+    )
 
 
 def test_output_respects_the_schema_exactly(fitted: tuple[Generator, Table, PrivacyLedger]) -> None:

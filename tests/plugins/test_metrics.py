@@ -26,8 +26,9 @@ def _schema(**kinds: ColumnKind) -> Schema:
     return Schema(columns=tuple(Column(name=n, kind=k, nullable=True) for n, k in kinds.items()))
 
 
-def _compute(metric_id: str, real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema,
-             **kwargs: Any) -> MetricResult:
+def _compute(
+    metric_id: str, real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema, **kwargs: Any
+) -> MetricResult:
     return metrics().get(metric_id)().compute(real, synthetic, schema=schema, **kwargs)
 
 
@@ -36,17 +37,33 @@ def adult_split() -> dict[str, pl.DataFrame]:
     """Three disjoint 1,500-row Adult samples: train, other (a fresh real sample), holdout."""
     schema = adult_schema()
     raw = adult_frame().sample(fraction=1.0, seed=7, shuffle=True)
-    parts = {name: type_frame(raw.slice(i * 1500, 1500), schema, name)
-             for i, name in enumerate(("train", "other", "holdout"))}
+    parts = {
+        name: type_frame(raw.slice(i * 1500, 1500), schema, name)
+        for i, name in enumerate(("train", "other", "holdout"))
+    }
     return parts
 
 
 # -- registration ---------------------------------------------------------------------------------
 
+
 def test_every_metric_declares_group_direction_and_description() -> None:
-    expected = {"ks", "tvd", "chi_square", "correlation_diff", "marginal_2way_tvd", "pmse",
-                "detection_auc", "tstr", "exact_copy_rate", "dcr", "nndr", "mia_distance",
-                "mia_classifier", "dp_guarantee"}
+    expected = {
+        "ks",
+        "tvd",
+        "chi_square",
+        "correlation_diff",
+        "marginal_2way_tvd",
+        "pmse",
+        "detection_auc",
+        "tstr",
+        "exact_copy_rate",
+        "dcr",
+        "nndr",
+        "mia_distance",
+        "mia_classifier",
+        "dp_guarantee",
+    }
     assert expected <= set(metrics().names())
     for entry in metrics().entries():
         cls = entry.cls
@@ -56,16 +73,20 @@ def test_every_metric_declares_group_direction_and_description() -> None:
 
 
 def test_importing_the_metric_plugins_loads_no_sklearn_scipy_or_evidently() -> None:
-    code = ("import sys, privsynth_plugins.metrics, privsynth_plugins.report_plots, "
-            "privsynth_plugins.evidently_report; "
-            "print([m for m in ('sklearn', 'scipy', 'evidently', 'matplotlib') "
-            "if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True).stdout.strip()
+    code = (
+        "import sys, privsynth_plugins.metrics, privsynth_plugins.report_plots, "
+        "privsynth_plugins.evidently_report; "
+        "print([m for m in ('sklearn', 'scipy', 'evidently', 'matplotlib') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
 # -- fidelity against hand-computed values ----------------------------------------------------------
+
 
 def test_tvd_of_two_known_distributions_counts_an_unseen_category() -> None:
     schema = _schema(c=CAT)
@@ -80,8 +101,12 @@ def test_tvd_of_two_known_distributions_counts_an_unseen_category() -> None:
 
 def test_ks_matches_a_hand_value_and_scipy() -> None:
     schema = _schema(x=ColumnKind.CONTINUOUS)
-    hand = _compute("ks", pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}),
-                    pl.DataFrame({"x": [3.0, 4.0, 5.0, 6.0]}), schema)
+    hand = _compute(
+        "ks",
+        pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}),
+        pl.DataFrame({"x": [3.0, 4.0, 5.0, 6.0]}),
+        schema,
+    )
     assert hand.value == pytest.approx(0.5)  # the CDFs differ by 1/2 between 2 and 4
     rng = np.random.default_rng(0)
     a, b = rng.normal(0, 1, 800), rng.normal(0.3, 1.2, 600)
@@ -156,18 +181,28 @@ def test_metrics_handle_nulls_and_unseen_categories() -> None:
     schema = _schema(x=ColumnKind.CONTINUOUS, n=NUM, c=CAT, t=CAT)
     rng = np.random.default_rng(1)
     size = 200
-    real = pl.DataFrame({
-        "x": [None if i % 7 == 0 else float(v) for i, v in enumerate(rng.normal(size=size))],
-        "n": rng.integers(0, 5, size).tolist(),
-        "c": [None if i % 5 == 0 else "abc"[i % 3] for i in range(size)],
-        "t": ["yes", "no"] * (size // 2),
-    })
+    real = pl.DataFrame(
+        {
+            "x": [None if i % 7 == 0 else float(v) for i, v in enumerate(rng.normal(size=size))],
+            "n": rng.integers(0, 5, size).tolist(),
+            "c": [None if i % 5 == 0 else "abc"[i % 3] for i in range(size)],
+            "t": ["yes", "no"] * (size // 2),
+        }
+    )
     synthetic = real.with_columns(
         pl.Series("c", ["zzz" if i % 4 == 0 else "a" for i in range(size)]),
         pl.Series("x", [None] * size, dtype=pl.Float64),
     )
-    for metric_id in ("ks", "tvd", "chi_square", "correlation_diff", "marginal_2way_tvd",
-                      "detection_auc", "pmse", "exact_copy_rate"):
+    for metric_id in (
+        "ks",
+        "tvd",
+        "chi_square",
+        "correlation_diff",
+        "marginal_2way_tvd",
+        "detection_auc",
+        "pmse",
+        "exact_copy_rate",
+    ):
         result = _compute(metric_id, real, synthetic, schema)
         assert math.isfinite(result.value), metric_id
     for metric_id in ("dcr", "nndr", "mia_distance", "mia_classifier"):
@@ -179,6 +214,7 @@ def test_metrics_handle_nulls_and_unseen_categories() -> None:
 
 
 # -- utility ----------------------------------------------------------------------------------------
+
 
 def test_tstr_refuses_a_missing_or_unknown_target(adult_split: dict[str, pl.DataFrame]) -> None:
     train = adult_split["train"]
@@ -206,6 +242,7 @@ def test_tstr_of_a_real_sample_matches_trtr_and_of_shuffled_is_chance(
 
 # -- privacy ----------------------------------------------------------------------------------------
 
+
 def test_a_copy_of_the_training_data_is_flagged(adult_split: dict[str, pl.DataFrame]) -> None:
     schema, train, holdout = adult_schema(), adult_split["train"], adult_split["holdout"]
     copy = _compute("exact_copy_rate", train, train, schema, holdout=holdout)
@@ -222,16 +259,18 @@ def test_a_fresh_real_sample_is_not_flagged(adult_split: dict[str, pl.DataFrame]
     other = adult_split["other"]
     rate = _compute("exact_copy_rate", train, other, schema, holdout=holdout)
     assert rate.value < 0.01
-    assert _compute("dcr", train, other, schema, holdout=holdout).value == pytest.approx(0.5,
-                                                                                         abs=0.05)
+    assert _compute("dcr", train, other, schema, holdout=holdout).value == pytest.approx(
+        0.5, abs=0.05
+    )
     for metric_id in ("mia_distance", "mia_classifier"):
         result = _compute(metric_id, train, other, schema, holdout=holdout)
         assert result.value == pytest.approx(0.5, abs=0.06), metric_id
 
 
 @pytest.mark.parametrize("metric_id", ["dcr", "nndr", "mia_distance", "mia_classifier"])
-def test_attacks_refuse_to_run_without_a_holdout(metric_id: str,
-                                                 adult_split: dict[str, pl.DataFrame]) -> None:
+def test_attacks_refuse_to_run_without_a_holdout(
+    metric_id: str, adult_split: dict[str, pl.DataFrame]
+) -> None:
     with pytest.raises(MetricError, match="needs a holdout"):
         _compute(metric_id, adult_split["train"], adult_split["other"], adult_schema())
 
@@ -242,18 +281,28 @@ def test_dp_guarantee_reads_the_manifest() -> None:
     metric = metrics().get("dp_guarantee")()
     with pytest.raises(MetricError, match="manifest"):
         metric.compute(frame, frame, schema=schema)
-    manifest = {"differentially_private": True, "generator_id": "dpctgan",
-                "privacy": {"epsilon": 0.8, "delta": 1e-6, "accountant": "rdp",
-                            "domain": "public"}}
+    manifest = {
+        "differentially_private": True,
+        "generator_id": "dpctgan",
+        "privacy": {"epsilon": 0.8, "delta": 1e-6, "accountant": "rdp", "domain": "public"},
+    }
     result = metric.compute(frame, frame, schema=schema, manifest=manifest)
     assert result.value == 0.8 and result.details["accountant"] == "rdp"
     assert metric.verdict(result)[0] == "good"
-    not_dp = metric.compute(frame, frame, schema=schema, manifest={
-        "differentially_private": False, "privacy": {"label": "NOT differentially private"}})
+    not_dp = metric.compute(
+        frame,
+        frame,
+        schema=schema,
+        manifest={
+            "differentially_private": False,
+            "privacy": {"label": "NOT differentially private"},
+        },
+    )
     assert math.isinf(not_dp.value) and metric.verdict(not_dp)[0] == "poor"
 
 
 # -- speed ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_every_metric_runs_on_50k_by_40_in_seconds() -> None:
@@ -272,9 +321,11 @@ def test_every_metric_runs_on_50k_by_40_in_seconds() -> None:
         r = np.random.default_rng(seed)
         n = frame.height
         cols = {
-            c.name: (frame["age"].cast(pl.Float64) * r.normal(1, 0.2, n)
-                     if c.kind is ColumnKind.CONTINUOUS
-                     else pl.Series([f"v{v}" for v in r.integers(0, 12, n)]))
+            c.name: (
+                frame["age"].cast(pl.Float64) * r.normal(1, 0.2, n)
+                if c.kind is ColumnKind.CONTINUOUS
+                else pl.Series([f"v{v}" for v in r.integers(0, 12, n)])
+            )
             for c in extra_cols
         }
         return frame.with_columns(**cols)
@@ -288,6 +339,7 @@ def test_every_metric_runs_on_50k_by_40_in_seconds() -> None:
             continue
         # How long each takes is measured in bench/ (a loaded machine makes a wall-clock
         # assertion flaky); here every metric must cope with the size and give a number.
-        result = entry.cls().compute(real, synthetic, schema=big_schema, holdout=holdout,
-                                     target="income")
+        result = entry.cls().compute(
+            real, synthetic, schema=big_schema, holdout=holdout, target="income"
+        )
         assert result.value is None or result.value == result.value, entry.plugin_id

@@ -22,8 +22,13 @@ sys.meta_path.insert(0, NoSDV())
 
 def _run(code: str) -> str:
     env = {**os.environ, "PRIVSYNTH_LOAD_PLUGINS": "privsynth"}
-    result = subprocess.run([sys.executable, "-c", _WITHOUT_SDV + code], capture_output=True,
-                            text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SDV + code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -25,6 +25,7 @@ SECRET_COUNTRY = "Atlantis"
 # Block the heavy report sections (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("light_reports")
 
+
 async def _server_text(flow_run_id: Any) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -35,29 +36,44 @@ async def _server_text(flow_run_id: Any) -> str:
     )
 
     async with get_client() as client:
-        logs = await client.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
+        )
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return "\n".join([log.message for log in logs] + [str(a.data) for a in artifacts])
 
 
 def test_a_flow_run_logs_and_publishes_no_count_value_or_metric(
-    prefect_env: dict[str, str], tmp_path: Path,
+    prefect_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     from privsynth_flows.synthesize import synthesize
 
     raw = adult_frame(600, seed=8).with_columns(
-        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(SECRET_AGE)).otherwise(pl.col("age"))
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(pl.lit(SECRET_AGE))
+        .otherwise(pl.col("age"))
         .alias("age"),
-        pl.when(pl.int_range(pl.len()) == 4).then(pl.lit(SECRET_COUNTRY))
-        .otherwise(pl.col("native-country")).alias("native-country"))
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(pl.lit(SECRET_COUNTRY))
+        .otherwise(pl.col("native-country"))
+        .alias("native-country"),
+    )
     data = tmp_path / "adult.csv"
     raw.write_csv(data)
     PrivacyLedger().set_budget(fingerprint_frame(read_frame(data)), epsilon=5, delta=1e-4)
-    config = run_config_from_dict({
-        "input": str(data), "schema_path": str(ADULT_SCHEMA_PATH), "generator": "independent",
-        "epsilon": 1.0, "metrics": ["tvd"], "output_dir": str(tmp_path / "run")})
+    config = run_config_from_dict(
+        {
+            "input": str(data),
+            "schema_path": str(ADULT_SCHEMA_PATH),
+            "generator": "independent",
+            "epsilon": 1.0,
+            "metrics": ["tvd"],
+            "output_dir": str(tmp_path / "run"),
+        }
+    )
     from prefect_fixtures import _drain_prefect_workers
 
     # The run's own log lines at INFO (the session's Prefect runs at WARNING), so the check

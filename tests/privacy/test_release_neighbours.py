@@ -40,10 +40,23 @@ from privsynth_core.table import fingerprint_frame, read_frame
 # Small on purpose: every generator runs 12 times here (2 sides x 2 domains x 3 front ends).
 TINY: dict[str, dict[str, Any]] = {
     "independent": {"bins": 8},
-    "dpwgan": {"epochs": 1, "batch_size": 200, "generator_layers": "16:relu",
-               "critic_layers": "16:leaky_relu", "latent_dim": 8, "n_critic": 2, "seed": 1},
-    "dpctgan": {"epochs": 1, "batch_size": 200, "generator_dim": [16], "critic_dim": [16],
-                "embedding_dim": 8, "seed": 1},
+    "dpwgan": {
+        "epochs": 1,
+        "batch_size": 200,
+        "generator_layers": "16:relu",
+        "critic_layers": "16:leaky_relu",
+        "latent_dim": 8,
+        "n_critic": 2,
+        "seed": 1,
+    },
+    "dpctgan": {
+        "epochs": 1,
+        "batch_size": 200,
+        "generator_dim": [16],
+        "critic_dim": [16],
+        "embedding_dim": 8,
+        "seed": 1,
+    },
     "mst": {"bins": 8, "iters": 20},
     "aim": {"bins": 8, "iters": 20, "rounds": 1, "round_iters": 10, "selections": 2},
 }
@@ -74,8 +87,7 @@ DP_GENERATORS = _dp_generators()
 @pytest.fixture(scope="module", autouse=True)
 def every_generator_and_light_reports() -> Iterator[None]:
     """Load the marginal plugin too (when installed); block the heavy report sections."""
-    saved = {k: os.environ.get(k)
-             for k in ("PRIVSYNTH_LOAD_PLUGINS", "PRIVSYNTH_DISABLED_PLUGINS")}
+    saved = {k: os.environ.get(k) for k in ("PRIVSYNTH_LOAD_PLUGINS", "PRIVSYNTH_DISABLED_PLUGINS")}
     os.environ["PRIVSYNTH_LOAD_PLUGINS"] = PLUGINS
     os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
     reset_plugins()
@@ -94,20 +106,30 @@ def every_generator_and_light_reports() -> Iterator[None]:
 
 # Nullable and required columns of every kind, so the adversarial row hits both ways a value
 # can be handled (read as missing, clamped) and is still kept: D' has one row more than D.
-DECLARED = Schema(domain="public", columns=(
-    Column(name="age", kind=ColumnKind.INTEGER, bounds=(0.0, 100.0)),
-    Column(name="hours", kind=ColumnKind.INTEGER, nullable=True, bounds=(0.0, 100.0)),
-    Column(name="weight", kind=ColumnKind.CONTINUOUS, bounds=(0.0, 1_500_000.0)),
-    Column(name="gender", kind=ColumnKind.CATEGORICAL, nullable=True,
-           categories=("Female", "Male")),
-    Column(name="income", kind=ColumnKind.CATEGORICAL, categories=("<=50K", ">50K")),
-    Column(name="married", kind=ColumnKind.BOOLEAN, nullable=True),
-    Column(name="visit", kind=ColumnKind.DATETIME, nullable=True,
-           bounds=(datetime(2015, 1, 1), datetime(2030, 1, 1))),
-))
+DECLARED = Schema(
+    domain="public",
+    columns=(
+        Column(name="age", kind=ColumnKind.INTEGER, bounds=(0.0, 100.0)),
+        Column(name="hours", kind=ColumnKind.INTEGER, nullable=True, bounds=(0.0, 100.0)),
+        Column(name="weight", kind=ColumnKind.CONTINUOUS, bounds=(0.0, 1_500_000.0)),
+        Column(
+            name="gender", kind=ColumnKind.CATEGORICAL, nullable=True, categories=("Female", "Male")
+        ),
+        Column(name="income", kind=ColumnKind.CATEGORICAL, categories=("<=50K", ">50K")),
+        Column(name="married", kind=ColumnKind.BOOLEAN, nullable=True),
+        Column(
+            name="visit",
+            kind=ColumnKind.DATETIME,
+            nullable=True,
+            bounds=(datetime(2015, 1, 1), datetime(2030, 1, 1)),
+        ),
+    ),
+)
 #: What a person confirms before learning the domain with DP: names and kinds only.
-SKELETON = Schema(domain="public", columns=tuple(
-    Column(name=c.name, kind=c.kind, nullable=c.nullable) for c in DECLARED.columns))
+SKELETON = Schema(
+    domain="public",
+    columns=tuple(Column(name=c.name, kind=c.kind, nullable=c.nullable) for c in DECLARED.columns),
+)
 
 
 def _table(n: int = 1000) -> pl.DataFrame:
@@ -115,12 +137,17 @@ def _table(n: int = 1000) -> pl.DataFrame:
     raw = adult_frame(n, seed=11)
     weight = raw["fnlwgt"].cast(pl.Int64)
     visit = pl.select(pl.lit(date(2020, 1, 1)) + pl.duration(days=weight % 1000)).to_series()
-    return pl.DataFrame({
-        "age": raw["age"], "hours": raw["hours-per-week"],
-        "weight": weight.cast(pl.String), "gender": raw["gender"], "income": raw["income"],
-        "married": raw["marital-status"].str.starts_with("Married").cast(pl.String),
-        "visit": visit.cast(pl.String),
-    })
+    return pl.DataFrame(
+        {
+            "age": raw["age"],
+            "hours": raw["hours-per-week"],
+            "weight": weight.cast(pl.String),
+            "gender": raw["gender"],
+            "income": raw["income"],
+            "married": raw["marital-status"].str.starts_with("Married").cast(pl.String),
+            "visit": visit.cast(pl.String),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +155,12 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """D and D plus the adversarial row, as CSV files; the declared schema and skeleton."""
     folder = tmp_path_factory.mktemp("neighbours")
     base = _table()
-    files = {"first": folder / "d.csv", "second": folder / "d-plus-one.csv",
-             "public": folder / "declared.yaml", "dp": folder / "skeleton.yaml"}
+    files = {
+        "first": folder / "d.csv",
+        "second": folder / "d-plus-one.csv",
+        "public": folder / "declared.yaml",
+        "dp": folder / "skeleton.yaml",
+    }
     base.write_csv(files["first"])
     with_neighbour(base, DECLARED).write_csv(files["second"])
     DECLARED.save(files["public"])
@@ -148,17 +179,51 @@ def _cli(generator: str, domain: str, tables: dict[str, Path], side: str, out: P
     from privsynth_ui.cli import main
 
     data = tables[side]
-    assert main(["budget", "set", str(data), "--epsilon", str(BUDGET["epsilon"]), "--delta",
-                 str(BUDGET["delta"])]) == 0
-    fit = ["fit", str(data), "--schema", str(tables[domain]), "--generator", generator,
-           "--epsilon", str(EPSILON), "-o", str(out / "release" / "model"), "--quiet"]
+    assert (
+        main(
+            [
+                "budget",
+                "set",
+                str(data),
+                "--epsilon",
+                str(BUDGET["epsilon"]),
+                "--delta",
+                str(BUDGET["delta"]),
+            ]
+        )
+        == 0
+    )
+    fit = [
+        "fit",
+        str(data),
+        "--schema",
+        str(tables[domain]),
+        "--generator",
+        generator,
+        "--epsilon",
+        str(EPSILON),
+        "-o",
+        str(out / "release" / "model"),
+        "--quiet",
+    ]
     if domain == "dp":
         fit += ["--domain", "dp", "--domain-epsilon", str(DOMAIN_EPSILON)]
     for name, value in TINY[generator].items():
         fit += ["--param", f"{name}={value if isinstance(value, str) else _json(value)}"]
     assert main(fit) == 0
-    assert main(["sample", str(out / "release" / "model"), "-o",
-                 str(out / "release" / "synthetic.csv"), "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(out / "release" / "model"),
+                "-o",
+                str(out / "release" / "synthetic.csv"),
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     return out / "release"
 
 
@@ -173,11 +238,20 @@ def _flow(generator: str, domain: str, tables: dict[str, Path], side: str, out: 
     from privsynth_flows.synthesize import synthesize
 
     _budget(tables[side])
-    config = run_config_from_dict({
-        "input": str(tables[side]), "schema_path": str(tables[domain]), "domain": domain,
-        "domain_epsilon": DOMAIN_EPSILON if domain == "dp" else None, "generator": generator,
-        "params": TINY[generator], "epsilon": EPSILON, "metrics": [], "seed": 3,
-        "output_dir": str(out / "run")})
+    config = run_config_from_dict(
+        {
+            "input": str(tables[side]),
+            "schema_path": str(tables[domain]),
+            "domain": domain,
+            "domain_epsilon": DOMAIN_EPSILON if domain == "dp" else None,
+            "generator": generator,
+            "params": TINY[generator],
+            "epsilon": EPSILON,
+            "metrics": [],
+            "seed": 3,
+            "output_dir": str(out / "run"),
+        }
+    )
     return synthesize(config).release_dir
 
 
@@ -200,16 +274,24 @@ def _webapp(generator: str, domain: str, tables: dict[str, Path], side: str, out
     upload = settings.cache_dir / "upload" / "table.csv"
     upload.parent.mkdir(parents=True)
     shutil.copy(tables[side], upload)
-    record = data.add_uploaded(ws, settings, upload, name="table.csv", holdout_share=0.0,
-                               exclude="")
+    record = data.add_uploaded(
+        ws, settings, upload, name="table.csv", holdout_share=0.0, exclude=""
+    )
     ws.ledger.set_budget(record.key, **BUDGET)
     # The person fills the schema table on the page with the declared domain (public), or
     # with the reviewed names and kinds (dp).
-    record = domains.set_domain(ws, record.dataset_id, domains.schema_rows(DECLARED),
-                                mode=domain, epsilon=DOMAIN_EPSILON if domain == "dp" else None,
-                                delta=None, accept_flagged=True)
-    request = runs.check_training(ws, record.dataset_id, generator, TINY[generator], EPSILON,
-                                  None, "rdp")
+    record = domains.set_domain(
+        ws,
+        record.dataset_id,
+        domains.schema_rows(DECLARED),
+        mode=domain,
+        epsilon=DOMAIN_EPSILON if domain == "dp" else None,
+        delta=None,
+        accept_flagged=True,
+    )
+    request = runs.check_training(
+        ws, record.dataset_id, generator, TINY[generator], EPSILON, None, "rdp"
+    )
     run = runs.refresh(ws, runs.train(ws, runs.new_run(ws, request), flows), flows)
     assert run.status == "done", run.message
     sample, _ = runs.generate(ws, settings, run.run_id, 1000, 3, flows)
@@ -220,7 +302,10 @@ def _webapp(generator: str, domain: str, tables: dict[str, Path], side: str, out
 
 
 RELEASE: dict[str, Callable[[str, str, dict[str, Path], str, Path], Path]] = {
-    "cli": _cli, "flow": _flow, "webapp": _webapp}
+    "cli": _cli,
+    "flow": _flow,
+    "webapp": _webapp,
+}
 
 
 def _combinations() -> list[Any]:
@@ -228,15 +313,27 @@ def _combinations() -> list[Any]:
     domain mode through the CLI, and the flow and the web app with ``independent`` (they share
     the CLI's service layer and run directory, so what differs between front ends is their own
     code around it); CI runs the whole matrix (``-m extended``)."""
-    return [pytest.param(generator, domain, front_end, id=f"{generator}-{domain}-{front_end}",
-                         marks=() if front_end == "cli" or generator == "independent"
-                         else pytest.mark.extended)
-            for generator in DP_GENERATORS for domain in DOMAINS for front_end in FRONT_ENDS]
+    return [
+        pytest.param(
+            generator,
+            domain,
+            front_end,
+            id=f"{generator}-{domain}-{front_end}",
+            marks=() if front_end == "cli" or generator == "independent" else pytest.mark.extended,
+        )
+        for generator in DP_GENERATORS
+        for domain in DOMAINS
+        for front_end in FRONT_ENDS
+    ]
 
 
 @pytest.mark.parametrize(("generator", "domain", "front_end"), _combinations())
 def test_a_neighbouring_table_changes_only_mechanism_outputs(
-    generator: str, domain: str, front_end: str, tables: dict[str, Path], tmp_path: Path,
+    generator: str,
+    domain: str,
+    front_end: str,
+    tables: dict[str, Path],
+    tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     if front_end == "flow":
@@ -249,7 +346,8 @@ def test_a_neighbouring_table_changes_only_mechanism_outputs(
 
     differences = coupled_pair(release)
     found = leaks(differences)
-    assert not found, "the release depends on the rows outside a charged mechanism:\n" + \
-        "\n".join(d.describe() for d in found)
+    assert not found, "the release depends on the rows outside a charged mechanism:\n" + "\n".join(
+        d.describe() for d in found
+    )
     # The check has teeth: the mechanism outputs did differ (real noise, real rows).
     assert any(d.allowed is not None and d.allowed.why == "mechanism" for d in differences)

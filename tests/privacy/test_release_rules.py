@@ -31,6 +31,7 @@ from privsynth_ui.cli import main
 # Block the heavy report sections (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("light_reports")
 
+
 def _data(tmp_path: Path, n: int = 800) -> Path:
     path = tmp_path / "adult.csv"
     adult_frame(n, seed=5).write_csv(path)
@@ -38,9 +39,17 @@ def _data(tmp_path: Path, n: int = 800) -> Path:
 
 
 def _config(data: Path, out: Path, **extra: Any) -> RunConfig:
-    return run_config_from_dict({
-        "input": str(data), "schema_path": str(ADULT_SCHEMA_PATH), "generator": "independent",
-        "epsilon": 1.0, "metrics": ["tvd"], "output_dir": str(out), **extra})
+    return run_config_from_dict(
+        {
+            "input": str(data),
+            "schema_path": str(ADULT_SCHEMA_PATH),
+            "generator": "independent",
+            "epsilon": 1.0,
+            "metrics": ["tvd"],
+            "output_dir": str(out),
+            **extra,
+        }
+    )
 
 
 def _budget(data: Path, epsilon: float = 5.0) -> str:
@@ -53,21 +62,46 @@ def test_a_run_publishes_a_release_folder_apart_from_the_custodians(tmp_path: Pa
     data = _data(tmp_path)
     key = _budget(data)
     result = run_pipeline(_config(data, tmp_path / "run"))
-    release = sorted(p.relative_to(result.release_dir).as_posix()
-                     for p in result.release_dir.rglob("*") if p.is_file())
-    assert release == ["model/domain.schema.yaml", "model/histograms.json",
-                       "model/manifest.json", "release.json", "synthetic.csv"]
-    custodian = {p.relative_to(result.custodian_dir).as_posix()
-                 for p in result.custodian_dir.rglob("*") if p.is_file()}
-    assert {"manifest.json", "schema.yaml", "report/report.html",
-            "report/metrics.json"} <= custodian
+    release = sorted(
+        p.relative_to(result.release_dir).as_posix()
+        for p in result.release_dir.rglob("*")
+        if p.is_file()
+    )
+    assert release == [
+        "model/domain.schema.yaml",
+        "model/histograms.json",
+        "model/manifest.json",
+        "release.json",
+        "synthetic.csv",
+    ]
+    custodian = {
+        p.relative_to(result.custodian_dir).as_posix()
+        for p in result.custodian_dir.rglob("*")
+        if p.is_file()
+    }
+    assert {
+        "manifest.json",
+        "schema.yaml",
+        "report/report.html",
+        "report/metrics.json",
+    } <= custodian
     # Nothing in the release is computed from the rows outside a charged mechanism: no content
     # or file hash, no exact row count, no timing, no ledger id, no input path.
-    text = "\n".join(p.read_text(encoding="utf-8") for p in result.release_dir.rglob("*")
-                     if p.suffix in (".json", ".yaml"))
+    text = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in result.release_dir.rglob("*")
+        if p.suffix in (".json", ".yaml")
+    )
     manifest = result.manifest
-    for secret in (manifest["dataset"]["fingerprint"], manifest["dataset"]["input_sha256"],
-                   str(data), "seconds", "ledger", "run_id", "fingerprint"):
+    for secret in (
+        manifest["dataset"]["fingerprint"],
+        manifest["dataset"]["input_sha256"],
+        str(data),
+        "seconds",
+        "ledger",
+        "run_id",
+        "fingerprint",
+    ):
         assert secret not in text, secret
     assert f'"rows": {manifest["dataset"]["rows"]}' not in text
     # The custodian's manifest has them, for the custodian.
@@ -86,8 +120,9 @@ def test_the_release_states_the_end_to_end_total_that_the_ledger_holds(tmp_path:
     from privsynth_core.schema import Schema
 
     make_skeleton(Schema.load(ADULT_SCHEMA_PATH)).confirm_public().save(skeleton)
-    result = run_pipeline(_config(data, tmp_path / "run", schema_path=str(skeleton),
-                                  domain="dp", domain_epsilon=6.0))
+    result = run_pipeline(
+        _config(data, tmp_path / "run", schema_path=str(skeleton), domain="dp", domain_epsilon=6.0)
+    )
     privacy = result.release["privacy"]
     steps = [p["step"] for p in privacy["parts"]]
     assert set(steps) == {"domain", "row count", "training"}
@@ -98,11 +133,13 @@ def test_the_release_states_the_end_to_end_total_that_the_ledger_holds(tmp_path:
     assert privacy["epsilon"] == math.fsum(entries[i].epsilon for i in ids)
     assert privacy["delta"] == math.fsum(entries[i].delta for i in ids)
     assert privacy["epsilon"] == pytest.approx(6.0 + 1.0 + 0.1)
-    assert json.loads((result.release_dir / "model" / "manifest.json").read_text())[
-        "privacy"] == {k: v for k, v in privacy.items()}
+    assert json.loads((result.release_dir / "model" / "manifest.json").read_text())["privacy"] == {
+        k: v for k, v in privacy.items()
+    }
     # A second run reuses the domain, the count and the model (the store): nothing more spent.
-    again = run_pipeline(_config(data, tmp_path / "run2", schema_path=str(skeleton),
-                                 domain="dp", domain_epsilon=6.0))
+    again = run_pipeline(
+        _config(data, tmp_path / "run2", schema_path=str(skeleton), domain="dp", domain_epsilon=6.0)
+    )
     assert again.release["privacy"] == privacy
     assert len(PrivacyLedger().entries(key)) == len(entries)
 
@@ -111,10 +148,15 @@ def test_validation_notes_carry_counts_and_the_values_stay_in_the_custodian_log(
     tmp_path: Path,
 ) -> None:
     raw = adult_frame(300, seed=2).with_columns(
-        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("107")).otherwise(pl.col("age"))
+        pl.when(pl.int_range(pl.len()) == 7)
+        .then(pl.lit("107"))
+        .otherwise(pl.col("age"))
         .alias("age"),
-        pl.when(pl.int_range(pl.len()) == 9).then(pl.lit("Atlantis"))
-        .otherwise(pl.col("native-country")).alias("native-country"))
+        pl.when(pl.int_range(pl.len()) == 9)
+        .then(pl.lit("Atlantis"))
+        .otherwise(pl.col("native-country"))
+        .alias("native-country"),
+    )
     data = tmp_path / "adult.csv"
     raw.write_csv(data)
     log = tmp_path / "validation.log"
@@ -139,8 +181,9 @@ def _leaky_class() -> type:
         generator_id = "leaky_count"
 
         def _fit(self, table, *, budget, accountant, progress) -> FitSummary:  # type: ignore[no-untyped-def]
-            summary: FitSummary = super()._fit(table, budget=budget, accountant=accountant,
-                                               progress=progress)
+            summary: FitSummary = super()._fit(
+                table, budget=budget, accountant=accountant, progress=progress
+            )
             summary.extra["rows_seen"] = table.n_rows
             return summary
 
@@ -171,7 +214,8 @@ def _published(tmp_path: Path, generator: str) -> RunResult:
 
 
 def test_audit_release_finds_no_leak_in_an_honest_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = _published(tmp_path, "independent")
     assert main(["audit", "--release", str(run.run_dir), "-o", str(tmp_path / "check")]) == 0
@@ -181,7 +225,9 @@ def test_audit_release_finds_no_leak_in_an_honest_run(
 
 
 def test_audit_release_names_the_field_a_leaky_generator_releases(
-    tmp_path: Path, leaky_plugin: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    leaky_plugin: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = _published(tmp_path, leaky_plugin)
     assert main(["audit", "--release", str(run.run_dir), "-o", str(tmp_path / "check")]) == 1

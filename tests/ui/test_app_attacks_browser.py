@@ -34,9 +34,11 @@ from privsynth_ui.web import create_app
 
 CHROMIUM = os.environ.get("PRIVSYNTH_CHROMIUM", "/usr/bin/chromium")
 playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="the browser tests need the playwright package")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    "playwright.sync_api", reason="the browser tests need the playwright package"
+)
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+)
 expect = playwright_api.expect
 WAIT = 60_000  # ms
 
@@ -61,8 +63,9 @@ _REPORT = """<!doctype html><html><head><title>report</title></head><body><h1>Re
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory,
-         prefect_env: dict[str, str]) -> Iterator[dict[str, Any]]:
+def site(
+    tmp_path_factory: pytest.TempPathFactory, prefect_env: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("attacks")
     settings = settings_for(tmp, allow_signup=False)
     store = UserStore(settings.users_db, failure_delay=0)
@@ -79,8 +82,10 @@ def site(tmp_path_factory: pytest.TempPathFactory,
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as play:
         chromium = play.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield chromium
         chromium.close()
 
@@ -97,8 +102,9 @@ def _signed_in_page(browser: Any, base: str, user: str) -> Any:
     return page
 
 
-def test_a_report_cannot_run_script_in_the_readers_session(site: dict[str, Any],
-                                                          browser: Any) -> None:
+def test_a_report_cannot_run_script_in_the_readers_session(
+    site: dict[str, Any], browser: Any
+) -> None:
     base, run = site["base"], site["run"]
     run.report_dir.mkdir(parents=True, exist_ok=True)
     (run.report_dir / "evidently_report.html").write_text(_EVIDENTLY)
@@ -128,10 +134,15 @@ def test_another_site_cannot_frame_the_page(site: dict[str, Any], browser: Any) 
     page = _signed_in_page(browser, base, "cora")
     # The framing page is served from the app's own origin (a route the browser intercepts),
     # so the session cookie goes with the frame's request: the strictest case.
-    page.route(f"{base}/framer.html", lambda route: route.fulfill(
-        status=200, content_type="text/html",
-        body=f'<!doctype html><iframe id="victim" src="{base}/app/" width="900" '
-             f'height="700"></iframe>'))
+    page.route(
+        f"{base}/framer.html",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/html",
+            body=f'<!doctype html><iframe id="victim" src="{base}/app/" width="900" '
+            f'height="700"></iframe>',
+        ),
+    )
     page.goto(f"{base}/framer.html")
     frame = page.frame_locator("#victim")
     child = page.main_frame.child_frames[0]
@@ -149,8 +160,12 @@ def test_a_session_hash_gives_another_user_nothing(site: dict[str, Any], browser
     base = site["base"]
     hashes: set[str] = set()
     context = browser.new_context()
-    context.on("request", lambda request: hashes.update(
-        parse_qs(urlparse(request.url).query).get("session_hash", [])))
+    context.on(
+        "request",
+        lambda request: hashes.update(
+            parse_qs(urlparse(request.url).query).get("session_hash", [])
+        ),
+    )
     page = context.new_page()
     page.set_default_timeout(WAIT)
     page.goto(f"{base}/login")
@@ -162,20 +177,25 @@ def test_a_session_hash_gives_another_user_nothing(site: dict[str, Any], browser
     victim = next(iter(hashes))
     mallory = sign_in(base, "mallory")
     with httpx.Client(base_url=base, cookies=mallory, timeout=30) as client:
-        with client.stream("GET", "/app/gradio_api/queue/data",
-                           params={"session_hash": victim}) as stream:
+        with client.stream(
+            "GET", "/app/gradio_api/queue/data", params={"session_hash": victim}
+        ) as stream:
             assert stream.status_code == 403
         with client.stream("GET", f"/app/gradio_api/heartbeat/{victim}") as stream:
             assert stream.status_code == 403
-        joined = client.post("/app/gradio_api/queue/join", content=json.dumps(
-            {"data": [], "fn_index": 0, "session_hash": victim}),
-            headers={"content-type": "application/json"})
+        joined = client.post(
+            "/app/gradio_api/queue/join",
+            content=json.dumps({"data": [], "fn_index": 0, "session_hash": victim}),
+            headers={"content-type": "application/json"},
+        )
         assert joined.status_code == 403
         deep = client.get("/app/gradio_api/deep_link", params={"session_hash": victim})
         assert deep.status_code == 403
     # Gradio's cancel route asks for no session at all: it is refused without one.
-    cancel = httpx.post(f"{base}/app/gradio_api/cancel",
-                        json={"session_hash": victim, "fn_index": 0, "event_id": "x"})
+    cancel = httpx.post(
+        f"{base}/app/gradio_api/cancel",
+        json={"session_hash": victim, "fn_index": 0, "event_id": "x"},
+    )
     assert cancel.status_code == 401
     # The owner's page goes on working: it refreshes its tables on opening a tab.
     page.get_by_role("tab", name="Budget & runs").click()

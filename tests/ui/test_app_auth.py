@@ -21,8 +21,11 @@ def test_passwords_are_stored_only_as_salted_scrypt_hashes(tmp_path: Path) -> No
     store = UserStore(tmp_path / "users.sqlite", failure_delay=0)
     store.add_user("alice", "same password 1")
     store.add_user("bob", "same password 1")
-    rows = dict(sqlite3.connect(tmp_path / "users.sqlite").execute(
-        "SELECT username, password FROM users").fetchall())
+    rows = dict(
+        sqlite3.connect(tmp_path / "users.sqlite")
+        .execute("SELECT username, password FROM users")
+        .fetchall()
+    )
     assert all(h.startswith("scrypt$16384$8$1$") for h in rows.values())
     assert rows["alice"].split("$")[4] != rows["bob"].split("$")[4]  # a salt each
     assert rows["alice"] != rows["bob"]
@@ -53,8 +56,9 @@ def test_sign_in_and_sessions(tmp_path: Path) -> None:
 
 
 def test_repeated_failures_lock_the_name_known_or_not(tmp_path: Path) -> None:
-    store = UserStore(tmp_path / "users.sqlite", max_failures=3, lock_seconds=0.6,
-                      failure_delay=0.05)
+    store = UserStore(
+        tmp_path / "users.sqlite", max_failures=3, lock_seconds=0.6, failure_delay=0.05
+    )
     store.add_user("alice", "alice's password")
     started = time.perf_counter()
     for _ in range(3):
@@ -79,8 +83,7 @@ def test_repeated_failures_lock_the_name_known_or_not(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["../etc", "ab", "Alice", "a b", "x" * 33, "-lead", ".."])
-def test_user_names_that_could_not_be_folder_names_are_refused(tmp_path: Path,
-                                                               name: str) -> None:
+def test_user_names_that_could_not_be_folder_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="user name"):
         UserStore(tmp_path / "users.sqlite").add_user(name, "long enough password")
 
@@ -104,8 +107,9 @@ def test_removing_a_user_ends_their_sessions(tmp_path: Path) -> None:
     assert store.user_for_token(token) is None
 
 
-def test_users_command(privsynth_home: Path, monkeypatch: pytest.MonkeyPatch,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_users_command(
+    privsynth_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("erin's password\n"))
     assert main(["users", "add", "erin", "--password-stdin"]) == 0
     store = UserStore(privsynth_home / "users.sqlite")
@@ -138,16 +142,20 @@ def test_users_command(privsynth_home: Path, monkeypatch: pytest.MonkeyPatch,
 def test_roles_are_stored_with_the_account_and_old_tables_are_migrated(tmp_path: Path) -> None:
     path = tmp_path / "users.sqlite"
     old = sqlite3.connect(path)
-    old.execute("CREATE TABLE users (username TEXT PRIMARY KEY, password TEXT NOT NULL, "
-                "created REAL NOT NULL, last_login REAL)")
+    old.execute(
+        "CREATE TABLE users (username TEXT PRIMARY KEY, password TEXT NOT NULL, "
+        "created REAL NOT NULL, last_login REAL)"
+    )
     old.execute("INSERT INTO users VALUES ('olga', 'x', 0, NULL)")
     old.commit()
     old.close()
     store = UserStore(path)
     assert store.role("olga") == "analyst"  # accounts from before roles: analysts
     store.add_user("carl", "carl's password", role="custodian")
-    assert [(u.username, u.role) for u in store.users()] == [("carl", "custodian"),
-                                                            ("olga", "analyst")]
+    assert [(u.username, u.role) for u in store.users()] == [
+        ("carl", "custodian"),
+        ("olga", "analyst"),
+    ]
     assert store.role("nobody") is None
     with pytest.raises(ConfigError, match="unknown role 'admin'"):
         store.add_user("dora", "dora's password", role="admin")

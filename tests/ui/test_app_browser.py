@@ -54,16 +54,19 @@ flow_service = _session_runner  # the session's served runner, as this module's 
 
 CHROMIUM = os.environ.get("PRIVSYNTH_CHROMIUM", "/usr/bin/chromium")
 playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="the browser tests need the playwright package")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    "playwright.sync_api", reason="the browser tests need the playwright package"
+)
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+)
 expect = playwright_api.expect
 WAIT = 120_000  # ms; a loaded CI machine trains and evaluates slowly
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory,
-        prefect_env: dict[str, str]) -> Iterator[dict[str, Any]]:
+def app(
+    tmp_path_factory: pytest.TempPathFactory, prefect_env: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     """`privsynth ui` in a subprocess on a free port, with an allowed folder, a 1 MB limit and
     sign-up switched on (it is off by default with a data folder). It reports to the session's
     Prefect server (``PREFECT_API_URL``) and serves its flows from a runner of its own; the
@@ -75,14 +78,34 @@ def app(tmp_path_factory: pytest.TempPathFactory,
     adult_csv(folder / "adult-team.csv", n=500, seed=9)
     home = tmp / "home"
     port = free_port()
-    env = {**os.environ, "PRIVSYNTH_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False",
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **prefect_env,
-           "PRIVSYNTH_DISABLED_PLUGINS": "evidently"}
+    env = {
+        **os.environ,
+        "PRIVSYNTH_HOME": str(home),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        **prefect_env,
+        "PRIVSYNTH_DISABLED_PLUGINS": "evidently",
+    }
     log = (tmp / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "privsynth_ui.cli", "ui", "--port", str(port), "--data-dir",
-         str(folder), "--max-upload-mb", "1", "--signup"], env=env, stdout=log,
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "privsynth_ui.cli",
+            "ui",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(folder),
+            "--max-upload-mb",
+            "1",
+            "--signup",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -98,8 +121,7 @@ def app(tmp_path_factory: pytest.TempPathFactory,
         shots = Path(os.environ.get("PRIVSYNTH_UI_SCREENSHOTS") or tmp / "screenshots")
         shots.mkdir(parents=True, exist_ok=True)
         print(f"\nscreenshots: {shots}")
-        yield {"base": base, "home": home, "tmp": tmp, "shots": shots,
-               "log": tmp / "server.log"}
+        yield {"base": base, "home": home, "tmp": tmp, "shots": shots, "log": tmp / "server.log"}
     finally:
         server.terminate()
         server.wait(120)  # its runner cancels what is in flight first
@@ -110,15 +132,16 @@ def app(tmp_path_factory: pytest.TempPathFactory,
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as play:
         chromium = play.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield chromium
         chromium.close()
 
 
 def _page(browser: Any, hosts: set[str] | None = None) -> Any:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                  accept_downloads=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
     if hosts is not None:
@@ -136,7 +159,8 @@ def _sign_in(page: Any, base: str, user: str, password: str = PASSWORD) -> None:
 
 def _toast(page: Any, text: str) -> None:
     expect(page.get_by_test_id("toast-body").filter(has_text=text).first).to_be_visible(
-        timeout=WAIT)
+        timeout=WAIT
+    )
 
 
 def _add_user(app: dict[str, Any], user: str, role: str = "analyst") -> None:
@@ -152,9 +176,12 @@ def _flow_run(flow_run_id: str) -> dict[str, Any]:
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
         assert run.deployment_id is not None and run.state is not None
-        return {"flow": client.read_flow(run.flow_id).name,
-                "deployment": client.read_deployment(run.deployment_id).name,
-                "state": run.state.type.value, "parameters": run.parameters}
+        return {
+            "flow": client.read_flow(run.flow_id).name,
+            "deployment": client.read_deployment(run.deployment_id).name,
+            "state": run.state.type.value,
+            "parameters": run.parameters,
+        }
 
 
 def _flow_runs_of(user: str) -> list[str]:
@@ -163,8 +190,9 @@ def _flow_runs_of(user: str) -> list[str]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=[f"user:{user}"])))
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"user:{user}"]))
+        )
         return [client.read_flow(run.flow_id).name for run in runs]
 
 
@@ -172,8 +200,7 @@ def _choose_generator(page: Any, generator_id: str) -> None:
     """Pick a generator other than the one the page suggests for the dataset."""
     page.get_by_role("combobox", name="Generator", exact=True).click()
     page.get_by_role("option", name=generator_id, exact=True).click()
-    expect(page.get_by_role("combobox", name="Generator", exact=True)).to_have_value(
-        generator_id)
+    expect(page.get_by_role("combobox", name="Generator", exact=True)).to_have_value(generator_id)
 
 
 def _declare_public(page: Any, *, review: bool) -> None:
@@ -186,12 +213,12 @@ def _declare_public(page: Any, *, review: bool) -> None:
     if not review:
         page.locator("#ps-domain-mode").get_by_text("Declare public").click()
     page.get_by_role("button", name="Fix the domain").click()
-    expect(page.locator("#ps-dataset-info")).to_contain_text("domain declared public",
-                                                             timeout=WAIT)
+    expect(page.locator("#ps-dataset-info")).to_contain_text("domain declared public", timeout=WAIT)
 
 
-def test_declaring_a_domain_public_needs_its_flags_reviewed(app: dict[str, Any],
-                                                            browser: Any) -> None:
+def test_declaring_a_domain_public_needs_its_flags_reviewed(
+    app: dict[str, Any], browser: Any
+) -> None:
     _add_user(app, "cleo", "custodian")
     page = _page(browser)
     _sign_in(page, app["base"], "cleo")
@@ -247,8 +274,9 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     expect(page.locator("#ps-upload")).to_contain_text("adult2000.csv")
     page.get_by_role("button", name="Add uploaded file").click()
     info = page.locator("#ps-dataset-info")
-    expect(info).to_contain_text(re.compile(r"[\d,]+ training rows \+ [\d,]+ holdout"),
-                                 timeout=WAIT)
+    expect(info).to_contain_text(
+        re.compile(r"[\d,]+ training rows \+ [\d,]+ holdout"), timeout=WAIT
+    )
     expect(info).to_contain_text("not fixed yet")
     expect(info).to_contain_text("no budget set yet")
     expect(page.get_by_role("grid", name="Schema")).to_contain_text("native-country")
@@ -259,7 +287,8 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     page.get_by_role("tab", name="Budget & runs").click()
     # Wait for the tab's tables (opening it leaves the inputs as they are typed).
     expect(page.get_by_role("grid", name="Budgets of the data sources")).to_contain_text(
-        "no budget set yet", timeout=WAIT)
+        "no budget set yet", timeout=WAIT
+    )
     page.get_by_label("New budget ε").fill("5")
     page.get_by_label("New budget δ").fill("0.0001")
     page.get_by_label("New budget δ").press("Tab")
@@ -285,8 +314,7 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     expect(progress).to_contain_text("ε so far")
     expect(progress).to_contain_text(re.compile(r"end to end \(row count 0\.05 \+ training"))
     expect(progress).to_contain_text("fit ✓")
-    expect(page.get_by_text("Losses per epoch: critic (blue), generator (orange)")
-           ).to_be_visible()
+    expect(page.get_by_text("Losses per epoch: critic (blue), generator (orange)")).to_be_visible()
     page.screenshot(path=shots / "04-train.png", full_page=True)
     # The training was a flow run of the served `synthesize` flow, in Prefect's API, and its
     # run directory is that of `privsynth run`.
@@ -297,16 +325,21 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     assert flow_run["parameters"]["config_file"] == str(trained.config_path)
     assert flow_run["parameters"]["home"] == str(app["home"])
     assert sorted(p.name for p in (trained.run_dir / "release").iterdir()) == [
-        "model", "release.json", "synthetic.csv"]
+        "model",
+        "release.json",
+        "synthetic.csv",
+    ]
     assert {"manifest.json", "report", "schema.yaml"} <= {
-        p.name for p in (trained.run_dir / "custodian").iterdir()}
+        p.name for p in (trained.run_dir / "custodian").iterdir()
+    }
     link = page.locator("#ps-progress a", has_text="flow run in Prefect")
     assert trained.flow_run_id in (link.get_attribute("href") or "")
     # A long run, cancelled after its first epoch: its reservation stays charged.
     page.get_by_label("epochs", exact=True).fill("20000")
     page.get_by_label("epochs", exact=True).press("Tab")
-    expect(plan).to_contain_text(re.compile(r"released row count n̂ = \d+.* \d+ critic steps"),
-                                 timeout=WAIT)
+    expect(plan).to_contain_text(
+        re.compile(r"released row count n̂ = \d+.* \d+ critic steps"), timeout=WAIT
+    )
     page.get_by_role("button", name="Train", exact=True).click()
     expect(progress).to_contain_text(re.compile(r"epoch \d+ / 20000"), timeout=WAIT)
     page.get_by_role("button", name="Cancel training").click()
@@ -343,7 +376,8 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     page.get_by_role("button", name="Evaluate", exact=True).click()
     expect(page.locator("#ps-eval-note")).to_contain_text("Evaluated", timeout=WAIT)
     expect(page.get_by_role("grid", name="Headline scores")).to_contain_text(
-        "DP guarantee (epsilon)")
+        "DP guarantee (epsilon)"
+    )
     page.screenshot(path=shots / "06-evaluate.png", full_page=True)
     with page.context.expect_page() as opened:
         page.locator("#ps-report-link a").click()
@@ -365,8 +399,9 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     print(f"browser walk: {time.monotonic() - started:.1f}s")
 
 
-def test_an_analyst_trains_within_the_budget_a_custodian_set(app: dict[str, Any],
-                                                             browser: Any) -> None:
+def test_an_analyst_trains_within_the_budget_a_custodian_set(
+    app: dict[str, Any], browser: Any
+) -> None:
     base, home = app["base"], app["home"]
     page = _page(browser)
     page.goto(f"{base}/login")
@@ -392,21 +427,23 @@ def test_an_analyst_trains_within_the_budget_a_custodian_set(app: dict[str, Any]
     expect(page.locator("#ps-review")).to_contain_text("not fixed yet")
     # No draft, no domain controls, no evaluation, no budget controls for an analyst.
     expect(page.get_by_role("grid", name="Schema")).not_to_contain_text("age")
-    for hidden in (page.get_by_role("button", name="Fix the domain"),
-                   page.get_by_role("button", name="Use round public limits"),
-                   page.get_by_role("tab", name="Evaluate"),
-                   page.get_by_label("Data source id (custodians, optional)")):
+    for hidden in (
+        page.get_by_role("button", name="Fix the domain"),
+        page.get_by_role("button", name="Use round public limits"),
+        page.get_by_role("tab", name="Evaluate"),
+        page.get_by_label("Data source id (custodians, optional)"),
+    ):
         expect(hidden).to_be_hidden()
     page.get_by_role("tab", name="Train").click()
     page.get_by_role("button", name="Train", exact=True).click()
     _toast(page, "ask the data custodian to fix it")
     page.screenshot(path=app["shots"] / "11-analyst-waits.png", full_page=True)
     # A custodian (here through the handlers, as the page would) prepares the same server file.
-    settings = settings_for(app["tmp"] / "unused", home=home,
-                            data_dirs=(app["tmp"] / "shared",))
+    settings = settings_for(app["tmp"] / "unused", home=home, data_dirs=(app["tmp"] / "shared",))
     keeper = custodian(settings, "keeper")
-    record = data.add_server_file(keeper, settings, "shared/adult-team.csv", name="",
-                                  holdout_share=0.2, exclude="")
+    record = data.add_server_file(
+        keeper, settings, "shared/adult-team.csv", name="", holdout_share=0.2, exclude=""
+    )
     prepare_source(keeper, record, budget=(3.0, 1e-4))
     page.reload()
     expect(info).to_contain_text("domain declared public by keeper", timeout=WAIT)
@@ -417,8 +454,7 @@ def test_an_analyst_trains_within_the_budget_a_custodian_set(app: dict[str, Any]
     _choose_generator(page, "dpwgan")
     page.get_by_label("epochs", exact=True).fill("1")
     page.get_by_label("epochs", exact=True).press("Tab")
-    expect(page.locator("#ps-plan")).to_contain_text("shared by everyone who uses it",
-                                                     timeout=WAIT)
+    expect(page.locator("#ps-plan")).to_contain_text("shared by everyone who uses it", timeout=WAIT)
     page.get_by_role("button", name="Train", exact=True).click()
     progress = page.locator("#ps-progress")
     expect(progress).to_contain_text("Training finished", timeout=WAIT)
@@ -433,19 +469,22 @@ def test_an_analyst_trains_within_the_budget_a_custodian_set(app: dict[str, Any]
 
 
 def test_users_cannot_reach_each_others_runs_through_the_page(
-        app: dict[str, Any], browser: Any, flow_service: FlowService) -> None:
+    app: dict[str, Any], browser: Any, flow_service: FlowService
+) -> None:
     base, home = app["base"], app["home"]
     for user in ("carol", "dave"):
         _add_user(app, user)
     settings = settings_for(app["tmp"] / "unused", home=home)
-    _, run = trained_run(Workspace(home, "carol"), settings,
-                         adult_csv(app["tmp"] / "carol.csv", n=600),
-                         flows=WebFlows(settings, flow_service))
+    _, run = trained_run(
+        Workspace(home, "carol"),
+        settings,
+        adult_csv(app["tmp"] / "carol.csv", n=600),
+        flows=WebFlows(settings, flow_service),
+    )
     page = _page(browser)
     _sign_in(page, base, "dave")
     page.goto(f"{base}/app/?run={run.run_id}")
-    expect(page.locator("#ps-notice")).to_contain_text(f"Run {run.run_id} not found",
-                                                       timeout=WAIT)
+    expect(page.locator("#ps-notice")).to_contain_text(f"Run {run.run_id} not found", timeout=WAIT)
     page.screenshot(path=app["shots"] / "09-other-users-run.png")
     page.get_by_role("tab", name="Budget & runs").click()
     page.get_by_label("Run id").fill(run.run_id)
@@ -456,12 +495,10 @@ def test_users_cannot_reach_each_others_runs_through_the_page(
     owner = _page(browser)
     _sign_in(owner, base, "carol")
     owner.goto(f"{base}/app/?run={run.run_id}")
-    expect(owner.locator("#ps-notice")).to_contain_text(f"Opened run {run.run_id}",
-                                                        timeout=WAIT)
+    expect(owner.locator("#ps-notice")).to_contain_text(f"Opened run {run.run_id}", timeout=WAIT)
 
 
-def test_the_page_refuses_traversal_and_oversize_uploads(app: dict[str, Any],
-                                                         browser: Any) -> None:
+def test_the_page_refuses_traversal_and_oversize_uploads(app: dict[str, Any], browser: Any) -> None:
     _add_user(app, "erin")
     page = _page(browser)
     _sign_in(page, app["base"], "erin")
@@ -481,7 +518,8 @@ def test_the_page_refuses_traversal_and_oversize_uploads(app: dict[str, Any],
     picker.press("Enter")
     page.get_by_role("button", name="Add server file").click()
     expect(page.locator("#ps-dataset-info")).to_contain_text(
-        "data source source:shared.adult-server.csv-", timeout=WAIT)
+        "data source source:shared.adult-server.csv-", timeout=WAIT
+    )
     added = Workspace(app["home"], "erin").datasets()[0]
     assert added.origin == "server: shared/adult-server.csv"
     assert added.source is not None and added.source.startswith("shared.adult-server.csv-")

@@ -113,7 +113,9 @@ def test_form_values_convert_and_the_model_keeps_its_rules() -> None:
     specs = {s.name: s for s in field_specs(generators().get("dpwgan").Params)}
     assert specs["sigma"].optional and specs["sigma"].kind == "float"
     assert specs["optimizer"].kind == "choice" and set(specs["optimizer"].choices) == {
-        "rmsprop", "adam"}
+        "rmsprop",
+        "adam",
+    }
     assert specs["generator_layers"].kind == "json"
     order = list(specs)
 
@@ -172,7 +174,8 @@ class _ToyPlugin:
 
 
 def test_a_new_plugin_gets_a_dropdown_entry_and_a_form_with_no_ui_code(
-        fresh_plugins: None, tmp_path: Path) -> None:
+    fresh_plugins: None, tmp_path: Path
+) -> None:
     from privsynth_core.plugins import load_plugins
 
     load_plugins()
@@ -183,14 +186,20 @@ def test_a_new_plugin_gets_a_dropdown_entry_and_a_form_with_no_ui_code(
         events = PageEvents(settings, WebFlows(settings, InlineFlows()))
         assert "toy" in events.gen_ids
         kinds = {s.name: (s.kind, s.optional) for s in events.forms["toy"]}
-        assert kinds == {"depth": ("int", False), "rate": ("float", True),
-                         "mode": ("choice", False), "shuffle": ("bool", False),
-                         "tag": ("text", False), "widths": ("json", False)}
+        assert kinds == {
+            "depth": ("int", False),
+            "rate": ("float", True),
+            "mode": ("choice", False),
+            "shuffle": ("bool", False),
+            "tag": ("text", False),
+            "widths": ("json", False),
+        }
         from privsynth_ui.app import build_demo
 
         demo = build_demo(settings_for(tmp_path))
-        dropdown = next(b for b in demo.blocks.values()
-                        if isinstance(b, gr.Dropdown) and b.label == "Generator")
+        dropdown = next(
+            b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Generator"
+        )
         assert ("toy", "toy") in dropdown.choices
         labels = {b.label for b in demo.blocks.values() if hasattr(b, "label")}
         assert {"depth", "rate", "mode", "shuffle", "tag", "widths"} <= labels
@@ -221,10 +230,15 @@ def test_upload_limits_and_what_counts_as_an_upload(tmp_path: Path, csv: Path) -
     import polars as pl
 
     pl.read_csv(csv, infer_schema=False).head(300).write_parquet(parquet)
-    record = data.add_uploaded(ws, settings, as_upload(settings, parquet), name="",
-                               holdout_share=0.0, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, parquet), name="", holdout_share=0.0, exclude=""
+    )
     assert (record.name, record.rows, record.holdout_rows, record.holdout_path) == (
-        "small.parquet", 300, 0, None)
+        "small.parquet",
+        300,
+        0,
+        None,
+    )
 
 
 def test_server_folders_list_tables_and_refuse_traversal(tmp_path: Path, csv: Path) -> None:
@@ -238,45 +252,56 @@ def test_server_folders_list_tables_and_refuse_traversal(tmp_path: Path, csv: Pa
     os.symlink(secret, folder / "link.csv")
     settings = settings_for(tmp_path, data_dirs=(folder,))
     assert data.server_files(settings) == ["shared/adult.csv", "shared/sub/copy.csv"]
-    for choice in ["../secret.csv", "shared/../secret.csv", "shared/../../etc/passwd",
-                   str(secret), "/etc/passwd", "shared/link.csv", "other/adult.csv",
-                   "shared/sub/../../secret.csv", "shared\\..\\secret.csv", "shared/"]:
+    for choice in [
+        "../secret.csv",
+        "shared/../secret.csv",
+        "shared/../../etc/passwd",
+        str(secret),
+        "/etc/passwd",
+        "shared/link.csv",
+        "other/adult.csv",
+        "shared/sub/../../secret.csv",
+        "shared\\..\\secret.csv",
+        "shared/",
+    ]:
         with pytest.raises(InputFileError, match="^refused: "):
             data.resolve_server_file(settings, choice)
     with pytest.raises(InputFileError, match="reads CSV"):
         data.resolve_server_file(settings, "shared/notes.txt")
     ws = Workspace(settings.home, "alice")
-    record = data.add_server_file(ws, settings, "shared/sub/copy.csv", name="", holdout_share=0.2,
-                                  exclude="")
+    record = data.add_server_file(
+        ws, settings, "shared/sub/copy.csv", name="", holdout_share=0.2, exclude=""
+    )
     assert record.rows + record.holdout_rows == 2000 and 300 < record.holdout_rows < 500
     assert record.origin == "server: shared/sub/copy.csv"
     assert record.source is not None and record.source.startswith("shared.sub.copy.csv-")
     assert (folder / "sub" / "copy.csv").exists()
     small = settings_for(tmp_path, data_dirs=(folder,), max_upload_bytes=1000)
     with pytest.raises(InputFileError, match="over this server's limit"):
-        data.add_server_file(ws, small, "shared/adult.csv", name="", holdout_share=0.2,
-                             exclude="")
+        data.add_server_file(ws, small, "shared/adult.csv", name="", holdout_share=0.2, exclude="")
 
 
-def test_schema_table_edits_round_trip_and_report_every_problem(tmp_path: Path,
-                                                                csv: Path) -> None:
+def test_schema_table_edits_round_trip_and_report_every_problem(tmp_path: Path, csv: Path) -> None:
     settings = settings_for(tmp_path)
     ws = custodian(settings)
-    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
-                               holdout_share=0.2, exclude="fnlwgt")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, csv), name="adult", holdout_share=0.2, exclude="fnlwgt"
+    )
     schema = domain.visible_schema(ws, record)
     assert schema is not None
     assert schema.domain == "inferred" and "fnlwgt" not in schema.names
     rows = rows_of(record)
     assert domain.rows_to_schema(rows, schema) == schema  # the table round-trips exactly
-    edited = [[*r[:3], "18", "80", r[5]] if r[0] == "age" else r for r in rows
-              if r[0] != "race"]
+    edited = [[*r[:3], "18", "80", r[5]] if r[0] == "age" else r for r in rows if r[0] != "race"]
     saved = domain.save_draft(ws, record.dataset_id, edited)
     assert saved.column("age").bounds == (18.0, 80.0)
     assert "race" not in saved.names
     assert {e.name for e in saved.excluded} == {"fnlwgt", "race"}
-    bad = [["age", "integr", False, "1", "2", ""], ["hours-per-week", "integer", False, "x", "9",
-                                                    ""], ["ssn", "integer", False, "", "", ""]]
+    bad = [
+        ["age", "integr", False, "1", "2", ""],
+        ["hours-per-week", "integer", False, "x", "9", ""],
+        ["ssn", "integer", False, "", "", ""],
+    ]
     with pytest.raises(SchemaError) as caught:
         domain.save_draft(ws, record.dataset_id, bad)
     assert len(caught.value.problems) == 3
@@ -285,21 +310,25 @@ def test_schema_table_edits_round_trip_and_report_every_problem(tmp_path: Path,
 
 
 def test_the_draft_shows_its_review_flags_and_round_limits_resolve_the_bounds(
-        tmp_path: Path, csv: Path) -> None:
+    tmp_path: Path, csv: Path
+) -> None:
     settings = settings_for(tmp_path)
     ws = custodian(settings)
-    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
-                               holdout_share=0.2, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, csv), name="adult", holdout_share=0.2, exclude=""
+    )
     rows = {r[0]: r for r in rows_of(record)}
     assert rows["age"][6].startswith("⚠ bounds are the data's own min and max (round:")
     assert rows["workclass"][6].startswith("⚠ rare: ")
     assert "value(s) to review" in domain.review_text(domain.visible_schema(ws, record))
     with pytest.raises(DomainError, match="choose how to fix the domain"):
-        domain.set_domain(ws, record.dataset_id, rows_of(record), mode=None, epsilon=None,
-                        delta=None)
+        domain.set_domain(
+            ws, record.dataset_id, rows_of(record), mode=None, epsilon=None, delta=None
+        )
     with pytest.raises(SchemaError, match="need a decision") as refused:
-        domain.set_domain(ws, record.dataset_id, rows_of(record), mode="public", epsilon=None,
-                        delta=None)
+        domain.set_domain(
+            ws, record.dataset_id, rows_of(record), mode="public", epsilon=None, delta=None
+        )
     assert any("'age'" in p for p in refused.value.problems)
     assert not domain.domain_of(ws, record).fixed
     rounded = domain.use_round_limits(ws, record.dataset_id, rows_of(record))
@@ -307,14 +336,19 @@ def test_the_draft_shows_its_review_flags_and_round_limits_resolve_the_bounds(
     assert rounded.column("age").bounds == (10.0, 90.0)
     assert all("bounds" not in r[6] for r in domain.schema_rows(rounded))
     # Editing a rare category away resolves its flag too.
-    edited = [[*r[:5], " | ".join(c for c in r[5].split(" | ") if c != "Without-pay"), r[6]]
-              if r[0] == "workclass" else r for r in domain.schema_rows(rounded)]
+    edited = [
+        [*r[:5], " | ".join(c for c in r[5].split(" | ") if c != "Without-pay"), r[6]]
+        if r[0] == "workclass"
+        else r
+        for r in domain.schema_rows(rounded)
+    ]
     saved = domain.save_draft(ws, record.dataset_id, edited)
     assert "workclass" not in {f.column for f in saved.unresolved_review()}
     with pytest.raises(SchemaError, match="need a decision"):
         domain.set_domain(ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None)
-    domain.set_domain(ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None,
-                    accept_flagged=True)
+    domain.set_domain(
+        ws, record.dataset_id, edited, mode="public", epsilon=None, delta=None, accept_flagged=True
+    )
     state = domain.domain_of(ws, record)
     assert (state.mode, state.fixed_by) == ("public", "cora") and state.fixed
     fixed = domain.visible_schema(ws, record)
@@ -325,23 +359,27 @@ def test_the_draft_shows_its_review_flags_and_round_limits_resolve_the_bounds(
 def test_a_dp_domain_is_charged_to_the_data_source(tmp_path: Path, csv: Path) -> None:
     settings = settings_for(tmp_path)
     ws = custodian(settings)
-    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
-                               holdout_share=0.2, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, csv), name="adult", holdout_share=0.2, exclude=""
+    )
     assert "No budget set yet" in domain.domain_cost_text(ws, record.dataset_id, "dp", 0.3, 1e-6)
     with pytest.raises(BudgetNotSetError, match="ask the data custodian"):
-        domain.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=1.0,
-                        delta=1e-6)
+        domain.set_domain(
+            ws, record.dataset_id, rows_of(record), mode="dp", epsilon=1.0, delta=1e-6
+        )
     budget.set_budget(ws, record.dataset_id, 5.0, 1e-4)
     assert "fits in" in domain.domain_cost_text(ws, record.dataset_id, "dp", 0.3, 1e-6)
     assert "does not fit" in domain.domain_cost_text(ws, record.dataset_id, "dp", 50, 1e-6)
     with pytest.raises(BudgetExceededError):
-        domain.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=50.0,
-                        delta=1e-6)
+        domain.set_domain(
+            ws, record.dataset_id, rows_of(record), mode="dp", epsilon=50.0, delta=1e-6
+        )
     assert ws.ledger.entries(record.key) == []  # refused before any charge
     with pytest.raises(DomainError, match=r"were charged ε = 0\.0\d+"):
         # 0.3 over 15 columns: a rare-enough category list fails after other columns paid.
-        domain.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=0.3,
-                        delta=1e-6)
+        domain.set_domain(
+            ws, record.dataset_id, rows_of(record), mode="dp", epsilon=0.3, delta=1e-6
+        )
     failed = ws.ledger.status(record.key).spent.epsilon
     assert 0 < failed < 0.3
     domain.set_domain(ws, record.dataset_id, rows_of(record), mode="dp", epsilon=3.0, delta=1e-6)
@@ -364,11 +402,13 @@ def test_a_dp_domain_is_charged_to_the_data_source(tmp_path: Path, csv: Path) ->
 
 
 def test_a_failed_dp_domain_keeps_the_domain_in_force_and_the_page_says_so(
-        tmp_path: Path, csv: Path) -> None:
+    tmp_path: Path, csv: Path
+) -> None:
     settings = settings_for(tmp_path)
     ws = custodian(settings)
-    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name=csv.name,
-                               holdout_share=0.2, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, csv), name=csv.name, holdout_share=0.2, exclude=""
+    )
     prepare_source(ws, record, budget=(1.0, 1e-5))
     before = domain.domain_of(ws, record)
     schema_before = before.schema_path.read_bytes()
@@ -376,8 +416,7 @@ def test_a_failed_dp_domain_keeps_the_domain_in_force_and_the_page_says_so(
     rows = domain.schema_rows(domain.visible_schema(ws, record))
     # Too little epsilon: 'workclass' has no category frequent enough to release, after two
     # columns were learned (and charged).
-    table, info, review = events.fix_domain(ws, record.dataset_id, rows, "dp", 0.001, 1e-6,
-                                            False)
+    table, info, review = events.fix_domain(ws, record.dataset_id, rows, "dp", 0.001, 1e-6, False)
     after = domain.domain_of(ws, record)
     assert (after.fixed, after.mode, after.fixed_by) == (True, "public", "cora")
     assert after.schema_path.read_bytes() == schema_before
@@ -395,16 +434,19 @@ def test_a_failed_dp_domain_keeps_the_domain_in_force_and_the_page_says_so(
 
 
 def test_training_requests_are_checked_and_priced_before_anything_runs(
-        tmp_path: Path, csv: Path) -> None:
+    tmp_path: Path, csv: Path
+) -> None:
     settings = settings_for(tmp_path)
     ws = custodian(settings)
-    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
-                               holdout_share=0.2, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, csv), name="adult", holdout_share=0.2, exclude=""
+    )
     with pytest.raises(DomainError, match="not fixed yet"):
         runs.check_training(ws, record.dataset_id, "independent", {}, 1.0, 0.0, "rdp")
     prepare_source(ws, record, budget=None)
-    assert "No budget set yet" in runs.plan_text(ws, record.dataset_id, "dpwgan", {}, 1.0, 1e-5,
-                                                 "rdp")
+    assert "No budget set yet" in runs.plan_text(
+        ws, record.dataset_id, "dpwgan", {}, 1.0, 1e-5, "rdp"
+    )
     with pytest.raises(BudgetNotSetError, match="ask the data custodian"):
         runs.check_training(ws, record.dataset_id, "independent", {}, 1.0, 0.0, "rdp")
     budget.set_budget(ws, record.dataset_id, 5.0, 1e-4)
@@ -422,24 +464,27 @@ def test_training_requests_are_checked_and_priced_before_anything_runs(
     assert "rdp" in settling_accountants() and "gdp" not in settling_accountants()
     with pytest.raises(ConfigError, match="approximation"):
         runs.check_training(ws, record.dataset_id, "dpwgan", {}, 1.0, 1e-5, "gdp")
-    text = runs.plan_text(ws, record.dataset_id, "dpwgan", {"epochs": 3, "batch_size": 200},
-                          1.0, 1e-5, "rdp")
+    text = runs.plan_text(
+        ws, record.dataset_id, "dpwgan", {"epochs": 3, "batch_size": 200}, 1.0, 1e-5, "rdp"
+    )
     assert "reserves ε = 1, δ = 1e-05" in text and "to release the row count once" in text
     assert "shown once the row count has been released" in text  # never priced on exact n
     train_inline(ws, record, epsilon=0.2)  # releases n̂
-    text = runs.plan_text(ws, record.dataset_id, "dpwgan", {"epochs": 3, "batch_size": 200},
-                          1.0, 1e-5, "rdp")
+    text = runs.plan_text(
+        ws, record.dataset_id, "dpwgan", {"epochs": 3, "batch_size": 200}, 1.0, 1e-5, "rdp"
+    )
     assert "released row count n̂ = " in text and "noise multiplier σ ≈" in text
     assert "to release the row count" not in text  # reused for free
-    assert "does not fit" in runs.plan_text(ws, record.dataset_id, "dpwgan", {}, 9.0, 1e-5,
-                                            "rdp")
-    assert "NOT differentially private" in runs.plan_text(ws, record.dataset_id, "ctgan", {},
-                                                          None, None, "rdp")
+    assert "does not fit" in runs.plan_text(ws, record.dataset_id, "dpwgan", {}, 9.0, 1e-5, "rdp")
+    assert "NOT differentially private" in runs.plan_text(
+        ws, record.dataset_id, "ctgan", {}, None, None, "rdp"
+    )
     assert len(ws.runs()) == 1
 
 
-def test_train_generate_evaluate_as_flow_runs(tmp_path: Path, csv: Path,
-                                             flow_service: FlowService) -> None:
+def test_train_generate_evaluate_as_flow_runs(
+    tmp_path: Path, csv: Path, flow_service: FlowService
+) -> None:
     settings = settings_for(tmp_path)
     ws = custodian(settings)
     flows = served(settings, flow_service)
@@ -453,7 +498,10 @@ def test_train_generate_evaluate_as_flow_runs(tmp_path: Path, csv: Path,
     view = flows.read(run.flow_run_id)
     assert view.state == "COMPLETED" and ("fit_model", "COMPLETED") in view.tasks
     assert sorted(p.name for p in (run.run_dir / "release").iterdir()) == [
-        "model", "release.json", "synthetic.csv"]
+        "model",
+        "release.json",
+        "synthetic.csv",
+    ]
     assert (run.run_dir / "custodian" / "manifest.json").is_file()
     path, frame = runs.generate(ws, settings, run.run_id, 300, 3, flows)
     again, frame2 = runs.generate(ws, settings, run.run_id, "300", 3.0, flows)
@@ -470,7 +518,8 @@ def test_train_generate_evaluate_as_flow_runs(tmp_path: Path, csv: Path,
     n_hat = budget.noisy_rows(ws, record)
     assert n_hat and evals.sample_choices(ws, run.run_id) == [
         (f"the release's table ({n_hat:,} rows: the training table's size)", ""),
-        (path.name, path.name)]
+        (path.name, path.name),
+    ]
     default = evals.evaluate(ws, run.run_id, target=None, flows=flows)
     assert default.sample == run.run_dir / "release" / "synthetic.csv"
     assert f"the release's table ({n_hat:,} rows)" in default.what
@@ -484,8 +533,7 @@ def test_train_generate_evaluate_as_flow_runs(tmp_path: Path, csv: Path,
     names = {row[0] for row in view.headlines}
     assert "DP guarantee (epsilon)" in names and any("TSTR" in n for n in names)
     assert view.groups["privacy"] and view.groups["utility"] and view.groups["fidelity"]
-    assert view.distribution_plots and view.correlation_plots[0].name.startswith(
-        "correlation_real")
+    assert view.distribution_plots and view.correlation_plots[0].name.startswith("correlation_real")
     details = runs.run_details(ws, run.run_id, flows)
     assert details["report"] and details["samples"] == [path.name]
     assert details["flow_run_id"] == run.flow_run_id
@@ -513,7 +561,8 @@ def marginal_plugin() -> Iterator[None]:
 
 
 def test_the_train_tab_suggests_the_best_generator_and_trains_with_a_target(
-        tmp_path: Path, csv: Path, marginal_plugin: None) -> None:
+    tmp_path: Path, csv: Path, marginal_plugin: None
+) -> None:
     """The generator choice defaults to the one ``privsynth fit`` would choose, with its why; a
     target named for the training is the run configuration's (the generator weighs it), the
     Evaluate tab's default target, and the fit's spending shows where the run ends."""
@@ -530,15 +579,18 @@ def test_the_train_tab_suggests_the_best_generator_and_trains_with_a_target(
     ws = custodian(settings)
     small = tmp_path / "adult_small.csv"  # a small table: MST fits it in seconds
     pl.read_csv(csv).select("age", "gender", "race", "income").head(600).write_csv(small)
-    record = data.add_uploaded(ws, settings, as_upload(settings, small), name=small.name,
-                               holdout_share=0.2, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, small), name=small.name, holdout_share=0.2, exclude=""
+    )
     prepare_source(ws, record, budget=(4.0, 1e-4))
     events = PageEvents(settings, inline_flows(ws))
     schema = Schema.load(domain.domain_of(ws, record).schema_path)
     for target in ("", "income"):
         best = choose_generator(schema, None, target=target or None)
         assert runs.suggested_generator(ws, record.dataset_id, target) == (
-            best.generator_id, best.why)
+            best.generator_id,
+            best.why,
+        )
         generator, why = events.suggest_generator(ws, record.dataset_id, target)
         assert generator["value"] == best.generator_id and best.why in why
     targets, generator, why = events.train_targets(ws, record.dataset_id)
@@ -546,8 +598,7 @@ def test_the_train_tab_suggests_the_best_generator_and_trains_with_a_target(
     assert generator["value"] == choose_generator(schema, None).generator_id
     with pytest.raises(ConfigError, match="not a column"):
         runs.check_training(ws, record.dataset_id, "mst", {}, 1.0, None, "rdp", target="nope")
-    plan = runs.check_training(ws, record.dataset_id, "mst", {}, 1.0, None, "rdp",
-                               target="income")
+    plan = runs.check_training(ws, record.dataset_id, "mst", {}, 1.0, None, "rdp", target="income")
     flows = inline_flows(ws)
     run = runs.train(ws, runs.new_run(ws, plan), flows)
     run = runs.refresh(ws, run, flows, flows.service.wait(run.flow_run_id, timeout=600))
@@ -564,13 +615,15 @@ def test_the_train_tab_suggests_the_best_generator_and_trains_with_a_target(
 
 
 def test_deltas_read_short_pure_dp_reserves_no_delta_and_runs_record_their_accounting(
-        tmp_path: Path, csv: Path) -> None:
+    tmp_path: Path, csv: Path
+) -> None:
     settings = settings_for(tmp_path)
     ws = custodian(settings)
     record, run = trained_run(ws, settings, csv, epsilon=0.5)
     # A delta is shown to 3 significant digits (PrivacyBudget's), not as the float sum it is.
-    ws.ledger.reserve(record.key, mechanism="elsewhere", epsilon=0.1, delta=1e-6 / 9,
-                      run_id="another-front-end")
+    ws.ledger.reserve(
+        record.key, mechanism="elsewhere", epsilon=0.1, delta=1e-6 / 9, run_id="another-front-end"
+    )
     row = budget.budget_rows(ws)[0]
     assert row[3] == 1e-4 and row[5] == 1.11e-7 and row[7] == 9.99e-5
     assert budget.ledger_rows(ws, record.dataset_id)[-1][5] == 1.11e-7
@@ -578,7 +631,8 @@ def test_deltas_read_short_pure_dp_reserves_no_delta_and_runs_record_their_accou
     plan = runs.check_training(ws, record.dataset_id, "independent", {}, 0.2, 1e-5, "rdp")
     assert plan.delta is None
     assert "reserves ε = 0.2, δ = 0** (pure ε-DP: no δ)" in runs.plan_text(
-        ws, record.dataset_id, "independent", {}, 0.2, 1e-5, "rdp")
+        ws, record.dataset_id, "independent", {}, 0.2, 1e-5, "rdp"
+    )
     assert "δ = 1e-05" in runs.plan_text(ws, record.dataset_id, "dpwgan", {}, 0.2, 1e-5, "rdp")
     # A run records the accounting its fit used (here exact Laplace), in its record and in the
     # ledger, not the accountant option it was given.
@@ -588,15 +642,18 @@ def test_deltas_read_short_pure_dp_reserves_no_delta_and_runs_record_their_accou
 
 
 def test_cancelling_a_training_cancels_its_flow_run_and_keeps_its_reservation(
-        tmp_path: Path, csv: Path, flow_service: FlowService) -> None:
+    tmp_path: Path, csv: Path, flow_service: FlowService
+) -> None:
     settings = settings_for(tmp_path, max_trainings=1)
     ws = custodian(settings)
     flows = served(settings, flow_service)
-    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
-                               holdout_share=0.2, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, csv), name="adult", holdout_share=0.2, exclude=""
+    )
     prepare_source(ws, record)
-    plan = runs.check_training(ws, record.dataset_id, "dpwgan",
-                               {"epochs": 500, "batch_size": 400}, 1.0, 1e-5, "rdp")
+    plan = runs.check_training(
+        ws, record.dataset_id, "dpwgan", {"epochs": 500, "batch_size": 400}, 1.0, 1e-5, "rdp"
+    )
     run = runs.train(ws, runs.new_run(ws, plan), flows)
     assert run.flow_run_id and run.status == "running"
     with pytest.raises(BusyError, match="already training"):
@@ -606,11 +663,20 @@ def test_cancelling_a_training_cancels_its_flow_run_and_keeps_its_reservation(
         flows.start_training(bob, run)
     _wait_until(lambda: flows.read(run.flow_run_id).progress, what="training progress")
     # A custodian cannot close the reservation of a training that is still running.
-    reserved = _wait_until(lambda: [e for e in ws.ledger.open_reservations(record.key)
-                                    if e.mechanism == "dpwgan training"], what="reservation")[0]
+    reserved = _wait_until(
+        lambda: [
+            e for e in ws.ledger.open_reservations(record.key) if e.mechanism == "dpwgan training"
+        ],
+        what="reservation",
+    )[0]
     with pytest.raises(Exception, match="still running"):
-        budget.close_reservation(ws, record.dataset_id, reserved.entry_id, "oops",
-                                 runs.trainings_in_flight(ws, record.dataset_id))
+        budget.close_reservation(
+            ws,
+            record.dataset_id,
+            reserved.entry_id,
+            "oops",
+            runs.trainings_in_flight(ws, record.dataset_id),
+        )
     assert runs.cancel(bob, flows) is None
     cancelling = runs.cancel(ws, flows)
     assert cancelling is not None and cancelling.run_id == run.run_id
@@ -621,30 +687,40 @@ def test_cancelling_a_training_cancels_its_flow_run_and_keeps_its_reservation(
     assert f"entry #{reserved.entry_id}, open until a data custodian" in cancelled.message
     entries = ws.ledger.entries(record.key)
     assert [(e.mechanism, e.status, e.epsilon) for e in entries] == [
-        ("noisy row count", "spent", 0.05), ("dpwgan training", "reserved", 1.0)]
+        ("noisy row count", "spent", 0.05),
+        ("dpwgan training", "reserved", 1.0),
+    ]
     progress = flows.read(run.flow_run_id).progress
     assert progress is not None and progress.done < 500
     assert runs.trainings_in_flight(ws, record.dataset_id) == set()
     # Closed by a custodian: recorded as spent in full, with the note.
-    budget.close_reservation(ws, record.dataset_id, reserved.entry_id, "cancelled in a test",
-                             runs.trainings_in_flight(ws, record.dataset_id))
+    budget.close_reservation(
+        ws,
+        record.dataset_id,
+        reserved.entry_id,
+        "cancelled in a test",
+        runs.trainings_in_flight(ws, record.dataset_id),
+    )
     assert ws.ledger.entry(reserved.entry_id).status == "spent"
     assert ws.ledger.open_reservations(record.key) == []
 
 
 def test_a_training_is_found_again_with_its_state_from_prefect(
-        tmp_path: Path, csv: Path, flow_service: FlowService) -> None:
+    tmp_path: Path, csv: Path, flow_service: FlowService
+) -> None:
     """A reload, or a new app over the same home: the run is followed again from its flow run,
     and a cancel made in Prefect's UI (not through the page) is what the page then shows."""
     from prefect.states import Cancelling
 
     settings = settings_for(tmp_path)
     ws = custodian(settings)
-    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name="adult",
-                               holdout_share=0.2, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, csv), name="adult", holdout_share=0.2, exclude=""
+    )
     prepare_source(ws, record)
-    plan = runs.check_training(ws, record.dataset_id, "dpwgan",
-                               {"epochs": 500, "batch_size": 400}, 1.0, 1e-5, "rdp")
+    plan = runs.check_training(
+        ws, record.dataset_id, "dpwgan", {"epochs": 500, "batch_size": 400}, 1.0, 1e-5, "rdp"
+    )
     run = runs.train(ws, runs.new_run(ws, plan), served(settings, flow_service))
     # Another app object (a restarted server): it knows the run from its record and Prefect.
     events = PageEvents(settings, served(settings, flow_service))
@@ -664,8 +740,9 @@ def test_a_training_is_found_again_with_its_state_from_prefect(
 # -- one budget per data source, roles -----------------------------------------------------------
 
 
-def test_three_users_on_one_server_file_share_one_budget(tmp_path: Path, csv: Path,
-                                                         privsynth_home: Path) -> None:
+def test_three_users_on_one_server_file_share_one_budget(
+    tmp_path: Path, csv: Path, privsynth_home: Path
+) -> None:
     from privsynth_core.ledger import PrivacyLedger
     from privsynth_core.privacy.count import count_epsilon
 
@@ -674,11 +751,17 @@ def test_three_users_on_one_server_file_share_one_budget(tmp_path: Path, csv: Pa
     (folder / "adult.csv").write_bytes(csv.read_bytes())
     # The web app's home is the CLI's: PrivacyLedger() below is what `privsynth budget` opens.
     settings = settings_for(tmp_path, home=privsynth_home, data_dirs=(folder,))
-    cora, ann, ben = custodian(settings), Workspace(settings.home, "ann"), \
-        Workspace(settings.home, "ben")
-    added = {ws.user: data.add_server_file(ws, settings, "shared/adult.csv", name="",
-                                           holdout_share=share, exclude="")
-             for ws, share in ((cora, 0.2), (ann, 0.2), (ben, 0.3))}
+    cora, ann, ben = (
+        custodian(settings),
+        Workspace(settings.home, "ann"),
+        Workspace(settings.home, "ben"),
+    )
+    added = {
+        ws.user: data.add_server_file(
+            ws, settings, "shared/adult.csv", name="", holdout_share=share, exclude=""
+        )
+        for ws, share in ((cora, 0.2), (ann, 0.2), (ben, 0.3))
+    }
     key = added["cora"].key
     assert key.startswith("source:shared.adult.csv-")
     assert {r.key for r in added.values()} == {key}
@@ -709,8 +792,9 @@ def test_three_users_on_one_server_file_share_one_budget(tmp_path: Path, csv: Pa
     assert "reused, nothing trained or charged now" in trained[1].message
     # A re-add with yet another holdout share is the same source, and the budget runs out for
     # everyone alike.
-    again = data.add_server_file(ann, settings, "shared/adult.csv", name="", holdout_share=0.1,
-                                 exclude="")
+    again = data.add_server_file(
+        ann, settings, "shared/adult.csv", name="", holdout_share=0.1, exclude=""
+    )
     assert again.key == key
     with pytest.raises(BudgetExceededError, match="ask the data custodian"):
         runs.check_training(ann, again.dataset_id, "independent", {}, 1.0, 0.0, "rdp")
@@ -735,10 +819,18 @@ def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Pat
     assert schema is not None and schema.domain == "public"  # the fixed domain, never the draft
     refusals: list[Callable[[], Any]] = [
         lambda: budget.set_budget(ann, record.dataset_id, 100.0, 0.1),
-        lambda: domain.set_domain(ann, record.dataset_id, rows_of(record), mode="public",
-                                epsilon=None, delta=None, accept_flagged=True),
-        lambda: domain.set_domain(ann, record.dataset_id, rows_of(record), mode="dp",
-                                epsilon=1.0, delta=1e-6),
+        lambda: domain.set_domain(
+            ann,
+            record.dataset_id,
+            rows_of(record),
+            mode="public",
+            epsilon=None,
+            delta=None,
+            accept_flagged=True,
+        ),
+        lambda: domain.set_domain(
+            ann, record.dataset_id, rows_of(record), mode="dp", epsilon=1.0, delta=1e-6
+        ),
         lambda: domain.save_draft(ann, record.dataset_id, rows_of(record)),
         lambda: domain.use_round_limits(ann, record.dataset_id, rows_of(record)),
         lambda: evals.evaluate(ann, run.run_id, target="income", flows=flows),
@@ -748,8 +840,15 @@ def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Pat
         lambda: runs.check_training(ann, record.dataset_id, "ctgan", {}, None, None, "rdp"),
         lambda: budget.acknowledge_non_dp(ann, record.dataset_id, "seen"),
         lambda: budget.close_reservation(ann, record.dataset_id, 1, "dead", set()),
-        lambda: data.add_uploaded(ann, settings, as_upload(settings, csv), name="",
-                                  holdout_share=0.2, exclude="", source_id="mine"),
+        lambda: data.add_uploaded(
+            ann,
+            settings,
+            as_upload(settings, csv),
+            name="",
+            holdout_share=0.2,
+            exclude="",
+            source_id="mine",
+        ),
     ]
     for refused in refusals:
         with pytest.raises(RoleError, match="only a data custodian"):
@@ -762,8 +861,14 @@ def test_an_analyst_cannot_do_what_only_a_custodian_may(tmp_path: Path, csv: Pat
     assert table["interactive"] is False and review == ""
     assert all(row[6] == "" for row in table["value"]["data"])
     # Before a custodian fixes the domain, an analyst sees no schema at all.
-    fresh = data.add_uploaded(ann, settings, as_upload(settings, _other_csv(tmp_path)),
-                              name="", holdout_share=0.0, exclude="")
+    fresh = data.add_uploaded(
+        ann,
+        settings,
+        as_upload(settings, _other_csv(tmp_path)),
+        name="",
+        holdout_share=0.0,
+        exclude="",
+    )
     assert domain.visible_schema(ann, fresh) is None
     table, _, note = events._schema_view(ann, fresh)
     assert table["value"]["data"] == [] and "not fixed yet" in note
@@ -777,7 +882,8 @@ def _other_csv(tmp_path: Path) -> Path:
 
 
 def test_an_uploads_source_is_its_content_or_what_a_custodian_declared(
-        tmp_path: Path, csv: Path, privsynth_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, csv: Path, privsynth_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from privsynth_core.table import fingerprint_frame, read_frame
     from privsynth_ui.cli import main
 
@@ -787,10 +893,12 @@ def test_an_uploads_source_is_its_content_or_what_a_custodian_declared(
     settings = settings_for(tmp_path, home=privsynth_home, data_dirs=(folder,))
     cora, ann = custodian(settings), Workspace(settings.home, "ann")
     other = _other_csv(tmp_path)
-    first = data.add_uploaded(ann, settings, as_upload(settings, other), name="",
-                              holdout_share=0.2, exclude="")
-    second = data.add_uploaded(ann, settings, as_upload(settings, other), name="",
-                               holdout_share=0.4, exclude="")
+    first = data.add_uploaded(
+        ann, settings, as_upload(settings, other), name="", holdout_share=0.2, exclude=""
+    )
+    second = data.add_uploaded(
+        ann, settings, as_upload(settings, other), name="", holdout_share=0.4, exclude=""
+    )
     whole = fingerprint_frame(read_frame(other))
     assert first.source is None and first.key == second.key == whole
     assert first.fingerprint != second.fingerprint  # two extracts of one source
@@ -798,33 +906,65 @@ def test_an_uploads_source_is_its_content_or_what_a_custodian_declared(
     assert main(["budget", "set", str(other), "--epsilon", "2", "--delta", "1e-5"]) == 0
     assert ann.ledger.status(first.key).budget.epsilon == 2.0
     # A server file's rows uploaded again spend from the server file's source.
-    served = data.add_server_file(ann, settings, "shared/same.csv", name="", holdout_share=0.2,
-                                  exclude="")
-    copy = data.add_uploaded(ann, settings, as_upload(settings, csv), name="",
-                             holdout_share=0.2, exclude="")
+    served = data.add_server_file(
+        ann, settings, "shared/same.csv", name="", holdout_share=0.2, exclude=""
+    )
+    copy = data.add_uploaded(
+        ann, settings, as_upload(settings, csv), name="", holdout_share=0.2, exclude=""
+    )
     assert copy.key == served.key and served.source is not None
     # A custodian declares a source id for new content; then everyone's adds use it.
     declared = tmp_path / "declared.csv"
     adult_csv(declared, n=400, seed=5)
-    mine = data.add_uploaded(cora, settings, as_upload(settings, declared), name="",
-                             holdout_share=0.2, exclude="", source_id="claims")
-    theirs = data.add_uploaded(ann, settings, as_upload(settings, declared), name="",
-                               holdout_share=0.0, exclude="")
+    mine = data.add_uploaded(
+        cora,
+        settings,
+        as_upload(settings, declared),
+        name="",
+        holdout_share=0.2,
+        exclude="",
+        source_id="claims",
+    )
+    theirs = data.add_uploaded(
+        ann, settings, as_upload(settings, declared), name="", holdout_share=0.0, exclude=""
+    )
     assert mine.key == theirs.key == "source:claims"
     with pytest.raises(ConfigError, match="never changes"):
-        data.add_uploaded(cora, settings, as_upload(settings, declared), name="",
-                          holdout_share=0.2, exclude="", source_id="other")
+        data.add_uploaded(
+            cora,
+            settings,
+            as_upload(settings, declared),
+            name="",
+            holdout_share=0.2,
+            exclude="",
+            source_id="other",
+        )
     # Once budget was spent on a file under its own source, no declaration may start it over.
-    spent_on = data.add_server_file(cora, settings, "shared/same.csv", name="",
-                                    holdout_share=0.2, exclude="")
+    spent_on = data.add_server_file(
+        cora, settings, "shared/same.csv", name="", holdout_share=0.2, exclude=""
+    )
     prepare_source(cora, spent_on)
     train_inline(cora, spent_on, epsilon=0.1)
     with pytest.raises(ConfigError, match="start its budget over"):
-        data.add_server_file(cora, settings, "shared/same.csv", name="", holdout_share=0.2,
-                             exclude="", source_id="renamed")
+        data.add_server_file(
+            cora,
+            settings,
+            "shared/same.csv",
+            name="",
+            holdout_share=0.2,
+            exclude="",
+            source_id="renamed",
+        )
     with pytest.raises(ConfigError, match="invalid data source id"):
-        data.add_uploaded(cora, settings, as_upload(settings, csv), name="",
-                          holdout_share=0.2, exclude="", source_id="no spaces please")
+        data.add_uploaded(
+            cora,
+            settings,
+            as_upload(settings, csv),
+            name="",
+            holdout_share=0.2,
+            exclude="",
+            source_id="no spaces please",
+        )
 
 
 def test_the_holdout_split_is_row_by_row(csv: Path) -> None:
@@ -838,16 +978,19 @@ def test_the_holdout_split_is_row_by_row(csv: Path) -> None:
     # One more person changes the split by at most that person: stable under add/remove-one.
     assert train2.height + holdout2.height == frame.height + 1
     assert {train.height, train.height + 1} >= {train2.height}
-    assert frame.filter(pl.Series(frame.hash_rows(seed=0).is_in(
-        train.hash_rows(seed=0).implode()))).height == train.height
+    assert (
+        frame.filter(
+            pl.Series(frame.hash_rows(seed=0).is_in(train.hash_rows(seed=0).implode()))
+        ).height
+        == train.height
+    )
     assert train2.join(train, on=frame.columns, how="anti").height <= 1
 
 
 # -- isolation and the gate ----------------------------------------------------------------------
 
 
-def test_one_users_ids_are_not_found_in_another_users_workspace(tmp_path: Path,
-                                                                csv: Path) -> None:
+def test_one_users_ids_are_not_found_in_another_users_workspace(tmp_path: Path, csv: Path) -> None:
     settings = settings_for(tmp_path)
     alice = custodian(settings, "alice")
     record, run = trained_run(alice, settings, csv)
@@ -855,18 +998,27 @@ def test_one_users_ids_are_not_found_in_another_users_workspace(tmp_path: Path,
     for lookup, item in ((bob.run, run.run_id), (bob.dataset, record.dataset_id)):
         with pytest.raises(NotFoundError, match="not found"):
             lookup(item)
-    for made_up in (f"../alice/runs/{run.run_id}", f"{run.run_id}/..", "0" * 17, "ABCDEF0123456789",
-                    "", None, 12):
+    for made_up in (
+        f"../alice/runs/{run.run_id}",
+        f"{run.run_id}/..",
+        "0" * 17,
+        "ABCDEF0123456789",
+        "",
+        None,
+        12,
+    ):
         with pytest.raises(NotFoundError):
             bob.run(made_up)
     assert bob.runs() == [] and bob.datasets() == [] and budget.budget_rows(bob) == []
     events = PageEvents(settings, inline_flows(bob))
-    for call in (lambda: events.generate(bob, run.run_id, 10, 0),
-                 lambda: events.evaluate(bob, run.run_id, "income"),
-                 lambda: events.audit(bob, run.run_id, 20),
-                 lambda: events.run_details(bob, run.run_id),
-                 lambda: events.select_dataset(bob, record.dataset_id, None),
-                 lambda: events.set_budget(bob, record.dataset_id, 100.0, 0.1)):
+    for call in (
+        lambda: events.generate(bob, run.run_id, 10, 0),
+        lambda: events.evaluate(bob, run.run_id, "income"),
+        lambda: events.audit(bob, run.run_id, 20),
+        lambda: events.run_details(bob, run.run_id),
+        lambda: events.select_dataset(bob, record.dataset_id, None),
+        lambda: events.set_budget(bob, record.dataset_id, 100.0, 0.1),
+    ):
         with pytest.raises(NotFoundError):
             call()
     assert "not found" in events.on_load(bob, run.run_id)[1]
@@ -876,7 +1028,8 @@ def test_one_users_ids_are_not_found_in_another_users_workspace(tmp_path: Path,
 
 
 def test_the_gate_takes_the_user_from_the_session_and_maps_errors(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from privsynth_ui.auth import UserStore
 
     store = UserStore(tmp_path / "users.sqlite")
@@ -906,8 +1059,7 @@ def test_the_gate_takes_the_user_from_the_session_and_maps_errors(
     assert seen[-1] == "alice:analyst"
     with pytest.raises(gr.Error, match="^'a readable message'$"):
         wrapped("user-error", gr.Request(username="alice"))
-    with caplog.at_level(logging.ERROR, logger="privsynth.ui"), \
-            pytest.raises(gr.Error) as caught:
+    with caplog.at_level(logging.ERROR, logger="privsynth.ui"), pytest.raises(gr.Error) as caught:
         wrapped("bug", gr.Request(username="alice"))
     message = str(caught.value)
     assert "internal error" in message and "secret internals" not in message

@@ -30,8 +30,9 @@ flow_service = _session_runner  # the session's served runner, as this module's 
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory,
-         flow_service: FlowService) -> Iterator[dict[str, Any]]:
+def site(
+    tmp_path_factory: pytest.TempPathFactory, flow_service: FlowService
+) -> Iterator[dict[str, Any]]:
     """One server for the module: alice (custodian) owns a trained run, bob (analyst) owns
     nothing, ann (analyst) owns a trained run on a source a custodian prepared."""
     tmp = tmp_path_factory.mktemp("site")
@@ -43,11 +44,22 @@ def site(tmp_path_factory: pytest.TempPathFactory,
     csv = adult_csv(tmp / "adult.csv")
     flows = WebFlows(settings, flow_service)
     _, run = trained_run(custodian(settings, "alice"), settings, csv, flows=flows)
-    ann_data, ann_run = trained_run(Workspace(settings.home, "ann"), settings,
-                                    adult_csv(tmp / "ann.csv", n=800, seed=3), flows=flows)
+    ann_data, ann_run = trained_run(
+        Workspace(settings.home, "ann"),
+        settings,
+        adult_csv(tmp / "ann.csv", n=800, seed=3),
+        flows=flows,
+    )
     with serve(create_app(settings, store=store, flows=flows)) as base:
-        yield {"base": base, "settings": settings, "run": run, "store": store, "tmp": tmp,
-               "ann_data": ann_data, "ann_run": ann_run}
+        yield {
+            "base": base,
+            "settings": settings,
+            "run": run,
+            "store": store,
+            "tmp": tmp,
+            "ann_data": ann_data,
+            "ann_run": ann_run,
+        }
 
 
 @pytest.fixture
@@ -58,8 +70,14 @@ def client(site: dict[str, Any]) -> Iterator[Any]:
     made: list[Any] = []
 
     def make(user: str) -> Any:
-        made.append(Client(f"{site['base']}/app/", verbose=False, download_files=False,
-                           httpx_kwargs={"cookies": sign_in(site["base"], user)}))
+        made.append(
+            Client(
+                f"{site['base']}/app/",
+                verbose=False,
+                download_files=False,
+                httpx_kwargs={"cookies": sign_in(site["base"], user)},
+            )
+        )
         return made[-1]
 
     yield make
@@ -69,13 +87,15 @@ def client(site: dict[str, Any]) -> Iterator[Any]:
 
 def _call(base: str, cookies: dict[str, str] | None, api: str, data: list[Any]) -> str:
     """A raw call of the HTTP API (what any client can send); the event stream's text."""
-    start = httpx.post(f"{base}/app/gradio_api/call/{api}", json={"data": data},
-                       cookies=cookies or {})
+    start = httpx.post(
+        f"{base}/app/gradio_api/call/{api}", json={"data": data}, cookies=cookies or {}
+    )
     if start.status_code != 200:
         return f"HTTP {start.status_code}"
     event = start.json()["event_id"]
-    return httpx.get(f"{base}/app/gradio_api/call/{api}/{event}", cookies=cookies or {},
-                     timeout=60).text
+    return httpx.get(
+        f"{base}/app/gradio_api/call/{api}/{event}", cookies=cookies or {}, timeout=60
+    ).text
 
 
 def test_pages_need_a_session_and_sign_in_is_throttled(site: dict[str, Any]) -> None:
@@ -95,12 +115,15 @@ def test_pages_need_a_session_and_sign_in_is_throttled(site: dict[str, Any]) -> 
     assert "locked" in locked.text
     # Sign-up is switched off on this server.
     assert httpx.get(f"{base}/signup").status_code == 404
-    refused = httpx.post(f"{base}/signup", data={"username": "eve", "password": PASSWORD,
-                                                 "password2": PASSWORD})
+    refused = httpx.post(
+        f"{base}/signup", data={"username": "eve", "password": PASSWORD, "password2": PASSWORD}
+    )
     assert refused.status_code == 404 and not site["store"].exists("eve")
     # No open redirect after sign-in.
-    cookies = httpx.post(f"{base}/login", data={"username": "bob", "password": PASSWORD,
-                                                "next": "https://evil.example/"})
+    cookies = httpx.post(
+        f"{base}/login",
+        data={"username": "bob", "password": PASSWORD, "next": "https://evil.example/"},
+    )
     assert cookies.headers["location"] == "/app/"
     assert httpx.get(f"{base}/app/", cookies=dict(cookies.cookies)).status_code == 200
 
@@ -114,16 +137,20 @@ def test_sign_out_ends_the_session(site: dict[str, Any]) -> None:
     assert httpx.get(f"{base}/app/gradio_api/info", cookies=cookies).status_code == 401
 
 
-def test_each_user_reaches_only_their_own_run_through_the_api(site: dict[str, Any],
-                                                             client: Any) -> None:
+def test_each_user_reaches_only_their_own_run_through_the_api(
+    site: dict[str, Any], client: Any
+) -> None:
     base, run_id = site["base"], site["run"].run_id
     alice, bob = client("alice"), client("bob")
     assert alice.predict(run_id, api_name="/run_details")["run_id"] == run_id
     assert alice.predict(run_id, 5, 1, api_name="/generate")[2].startswith("5 rows drawn")
     from gradio_client.exceptions import AppError
 
-    for api, args in (("/run_details", [run_id]), ("/generate", [run_id, 5, 1]),
-                      ("/targets", [run_id])):
+    for api, args in (
+        ("/run_details", [run_id]),
+        ("/generate", [run_id, 5, 1]),
+        ("/targets", [run_id]),
+    ):
         with pytest.raises(AppError, match=f"run '{run_id}' not found"):
             bob.predict(*args, api_name=api)
     with pytest.raises(AppError, match="only a data custodian"):
@@ -134,8 +161,14 @@ def test_each_user_reaches_only_their_own_run_through_the_api(site: dict[str, An
     assert httpx.get(report, cookies=alice_cookies).status_code == 200
     assert httpx.get(report, cookies=bob_cookies).status_code == 404
     assert httpx.get(report).status_code == 303  # to the sign-in page
-    for path in ("model/manifest.json", "../run.json", "report/../../run.json",
-                 "%2e%2e/run.json", "report/%2e%2e/run.json", "samples/../../../users.sqlite"):
+    for path in (
+        "model/manifest.json",
+        "../run.json",
+        "report/../../run.json",
+        "%2e%2e/run.json",
+        "report/%2e%2e/run.json",
+        "samples/../../../users.sqlite",
+    ):
         answer = httpx.get(f"{base}/files/runs/{run_id}/{path}", cookies=alice_cookies)
         assert answer.status_code != 200 and run_id not in answer.text, path
     # The page tells bob the same when he follows a link to alice's run.
@@ -149,8 +182,12 @@ def test_the_api_refuses_files_that_were_not_uploaded(site: dict[str, Any]) -> N
     cookies = sign_in(base, "bob")
     alice_data = next(Workspace(settings.home, "alice").datasets_dir.glob("*/train.csv"))
     for path in (str(alice_data), "/etc/passwd", str(settings.users_db)):
-        answer = _call(base, cookies, "add_upload",
-                       [{"path": path, "meta": {"_type": "gradio.FileData"}}, "", 0.2, "", ""])
+        answer = _call(
+            base,
+            cookies,
+            "add_upload",
+            [{"path": path, "meta": {"_type": "gradio.FileData"}}, "", 0.2, "", ""],
+        )
         assert "event: error" in answer, answer
     assert alice_data.exists() and settings.users_db.exists()
     assert Workspace(settings.home, "bob").datasets() == []
@@ -165,41 +202,57 @@ def test_uploads_over_the_limit_are_refused(site: dict[str, Any]) -> None:
     big = adult_csv(tmp / "big.csv", n=5000)
     assert big.stat().st_size > site["settings"].max_upload_bytes
     with big.open("rb") as fh:
-        response = httpx.post(f"{base}/app/gradio_api/upload", cookies=cookies,
-                              files={"files": ("big.csv", fh, "text/csv")})
+        response = httpx.post(
+            f"{base}/app/gradio_api/upload",
+            cookies=cookies,
+            files={"files": ("big.csv", fh, "text/csv")},
+        )
     assert response.status_code == 413 and "exceeded maximum allowed size" in response.text
     small = adult_csv(tmp / "small.csv", n=500)
     with small.open("rb") as fh:
-        response = httpx.post(f"{base}/app/gradio_api/upload", cookies=cookies,
-                              files={"files": ("small.csv", fh, "text/csv")})
+        response = httpx.post(
+            f"{base}/app/gradio_api/upload",
+            cookies=cookies,
+            files={"files": ("small.csv", fh, "text/csv")},
+        )
     assert response.status_code == 200
     uploaded = response.json()[0]
     assert Path(uploaded).resolve().is_relative_to(site["settings"].cache_dir.resolve())
-    answer = _call(base, cookies, "add_upload",
-                   [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "mine", 0.2, "", ""])
+    answer = _call(
+        base,
+        cookies,
+        "add_upload",
+        [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "mine", 0.2, "", ""],
+    )
     assert "event: complete" in answer, answer
     assert [d.name for d in Workspace(site["settings"].home, "bob").datasets()] == ["mine"]
     assert not Path(uploaded).exists()  # the private upload is not kept in the cache
 
 
 def test_an_analyst_cannot_set_a_budget_fix_a_domain_or_open_a_report(
-        site: dict[str, Any], client: Any) -> None:
+    site: dict[str, Any], client: Any
+) -> None:
     from gradio_client.exceptions import AppError
 
     base, store = site["base"], site["store"]
     dataset_id, run = site["ann_data"].dataset_id, site["ann_run"]
     ann = client("ann")
-    table = {"headers": domain.SCHEMA_HEADERS, "data": [["age", "integer", False, "0", "100", "",
-                                                       ""]], "metadata": None}
-    for api, args in (("/set_budget", [dataset_id, 100.0, 0.1]),
-                      ("/set_domain", [dataset_id, table, "public", 0.1, 1e-6, True]),
-                      ("/set_domain", [dataset_id, table, "dp", 1.0, 1e-6, False]),
-                      ("/save_schema", [dataset_id, table]),
-                      ("/round_limits", [dataset_id, table]),
-                      ("/evaluate", [run.run_id, "income"]),
-                      ("/audit", [run.run_id, 20]),
-                      ("/acknowledge_non_dp", [dataset_id, "seen it"]),
-                      ("/close_reservation", [dataset_id, 1, "dead"])):
+    table = {
+        "headers": domain.SCHEMA_HEADERS,
+        "data": [["age", "integer", False, "0", "100", "", ""]],
+        "metadata": None,
+    }
+    for api, args in (
+        ("/set_budget", [dataset_id, 100.0, 0.1]),
+        ("/set_domain", [dataset_id, table, "public", 0.1, 1e-6, True]),
+        ("/set_domain", [dataset_id, table, "dp", 1.0, 1e-6, False]),
+        ("/save_schema", [dataset_id, table]),
+        ("/round_limits", [dataset_id, table]),
+        ("/evaluate", [run.run_id, "income"]),
+        ("/audit", [run.run_id, 20]),
+        ("/acknowledge_non_dp", [dataset_id, "seen it"]),
+        ("/close_reservation", [dataset_id, 1, "dead"]),
+    ):
         with pytest.raises(AppError, match="only a data custodian"):
             ann.predict(*args, api_name=api)
     # The page's API gives an analyst the fixed domain and no draft, no review flags.
@@ -237,7 +290,8 @@ def _keep_gradio_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sign_up_is_off_with_data_folders_and_gives_analysts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _keep_gradio_cache(monkeypatch)
     folder = tmp_path / "shared"
     folder.mkdir()
@@ -254,16 +308,25 @@ def test_sign_up_is_off_with_data_folders_and_gives_analysts(
         assert answer.status_code == 200 and "your account is created" in answer.text
         assert "privsynth_session" not in answer.cookies
         # Whatever a visitor sends, sign-up gives an analyst account.
-        sneaky = httpx.post(f"{base}/signup", data={**form, "username": "sneaky",
-                                                    "role": "custodian"})
+        sneaky = httpx.post(
+            f"{base}/signup", data={**form, "username": "sneaky", "role": "custodian"}
+        )
         assert sneaky.status_code == 200
         # A taken name gets the same answer as a free one: sign-up tells no one which names
         # exist (issue #20 item 8); the taken account keeps its password.
-        taken = httpx.post(f"{base}/signup", data={**form, "password": "another password",
-                                                   "password2": "another password"})
-        free = httpx.post(f"{base}/signup", data={**form, "username": "freshname",
-                                                  "password": "another password",
-                                                  "password2": "another password"})
+        taken = httpx.post(
+            f"{base}/signup",
+            data={**form, "password": "another password", "password2": "another password"},
+        )
+        free = httpx.post(
+            f"{base}/signup",
+            data={
+                **form,
+                "username": "freshname",
+                "password": "another password",
+                "password2": "another password",
+            },
+        )
         assert (taken.status_code, taken.text) == (free.status_code, free.text)
         assert dict(taken.cookies) == dict(free.cookies) == {}
         sign_in(base, "newbie")
@@ -291,7 +354,8 @@ def _complete(stream: str) -> list[Any]:
 
 
 def test_parallel_sign_in_attempts_check_no_more_passwords_than_the_lock_allows(
-        site: dict[str, Any]) -> None:
+    site: dict[str, Any],
+) -> None:
     # Issue #20 item 5: 31 concurrent guesses used to all pass the lock check before any failure
     # was counted. Every attempt is counted before its password is checked: at most
     # max_failures (3 here) passwords are checked, whatever arrives at once.
@@ -300,15 +364,17 @@ def test_parallel_sign_in_attempts_check_no_more_passwords_than_the_lock_allows(
     guesses = [f"guess number {i}" for i in range(30)] + [PASSWORD]
 
     def attempt(password: str) -> httpx.Response:
-        return httpx.post(f"{base}/login", data={"username": "victor", "password": password},
-                          timeout=120)
+        return httpx.post(
+            f"{base}/login", data={"username": "victor", "password": password}, timeout=120
+        )
 
     with ThreadPoolExecutor(len(guesses)) as pool:
         answers = list(pool.map(attempt, guesses))
     checked = [a for a in answers if a.status_code == 303 or "wrong user name" in a.text]
     assert len(checked) <= store.max_failures, [a.status_code for a in answers]
-    assert all(a.status_code == 303 or "wrong user name" in a.text or "locked" in a.text
-               for a in answers)
+    assert all(
+        a.status_code == 303 or "wrong user name" in a.text or "locked" in a.text for a in answers
+    )
 
 
 def test_a_gzip_bomb_is_refused_before_it_is_decompressed(site: dict[str, Any]) -> None:
@@ -318,17 +384,22 @@ def test_a_gzip_bomb_is_refused_before_it_is_decompressed(site: dict[str, Any]) 
     base, tmp = site["base"], site["tmp"]
     bomb = tmp / "bomb.csv.gz"
     with gzip.open(bomb, "wb") as fh:
-        fh.write(b"age,hours\n" + b"".join(f"{i % 97},{i % 13}\n".encode()
-                                            for i in range(400_000)))
+        fh.write(b"age,hours\n" + b"".join(f"{i % 97},{i % 13}\n".encode() for i in range(400_000)))
     assert bomb.stat().st_size < site["settings"].max_upload_bytes
     cookies = sign_in(base, "bob")
     with bomb.open("rb") as fh:
-        uploaded = httpx.post(f"{base}/app/gradio_api/upload", cookies=cookies,
-                              files={"files": ("bomb.csv.gz", fh, "application/gzip")})
+        uploaded = httpx.post(
+            f"{base}/app/gradio_api/upload",
+            cookies=cookies,
+            files={"files": ("bomb.csv.gz", fh, "application/gzip")},
+        )
     assert uploaded.status_code == 200
-    answer = _call(base, cookies, "add_upload", [{"path": uploaded.json()[0],
-                                                  "meta": {"_type": "gradio.FileData"}},
-                                                 "bomb", 0.0, "", ""])
+    answer = _call(
+        base,
+        cookies,
+        "add_upload",
+        [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}, "bomb", 0.0, "", ""],
+    )
     assert "event: error" in answer and "decompresses to over 0.3 MB" in answer, answer
     assert str(site["settings"].home) not in answer
     assert "bomb" not in [d.name for d in Workspace(site["settings"].home, "bob").datasets()]
@@ -349,8 +420,11 @@ def test_files_in_transit_belong_to_their_owner(site: dict[str, Any]) -> None:
     # bob's raw upload: ann can neither download it nor add it to her workspace.
     small = adult_csv(site["tmp"] / "bobs.csv", n=300, seed=11)
     with small.open("rb") as fh:
-        upload = httpx.post(f"{base}/app/gradio_api/upload", cookies=bob,
-                            files={"files": ("bobs.csv", fh, "text/csv")}).json()[0]
+        upload = httpx.post(
+            f"{base}/app/gradio_api/upload",
+            cookies=bob,
+            files={"files": ("bobs.csv", fh, "text/csv")},
+        ).json()[0]
     ann = sign_in(base, "ann")
     assert httpx.get(f"{base}/app/gradio_api/file={upload}", cookies=ann).status_code == 404
     file_arg = {"path": upload, "meta": {"_type": "gradio.FileData"}}
@@ -359,13 +433,26 @@ def test_files_in_transit_belong_to_their_owner(site: dict[str, Any]) -> None:
     # ... nor by a call too large for the guard to read, nor by one of no stated length: both
     # are refused, never passed on unchecked (a 50 MiB padded body used to go through).
     call = f"{base}/app/gradio_api/call/add_upload"
-    padded = json.dumps({"data": [file_arg, "stolen", 0.0, "", ""],
-                         "pad": "x" * (50 * 2**20)}).encode()
-    assert httpx.post(call, content=padded, cookies=ann, timeout=60,
-                      headers={"content-type": "application/json"}).status_code == 413
+    padded = json.dumps(
+        {"data": [file_arg, "stolen", 0.0, "", ""], "pad": "x" * (50 * 2**20)}
+    ).encode()
+    assert (
+        httpx.post(
+            call,
+            content=padded,
+            cookies=ann,
+            timeout=60,
+            headers={"content-type": "application/json"},
+        ).status_code
+        == 413
+    )
     chunked = json.dumps({"data": [file_arg, "stolen", 0.0, "", ""]}).encode()
-    assert httpx.post(call, content=iter([chunked]), cookies=ann,
-                      headers={"content-type": "application/json"}).status_code == 411
+    assert (
+        httpx.post(
+            call, content=iter([chunked]), cookies=ann, headers={"content-type": "application/json"}
+        ).status_code
+        == 411
+    )
     assert "stolen" not in [d.name for d in Workspace(settings.home, "ann").datasets()]
     assert "event: complete" in _call(base, bob, "add_upload", [file_arg, "bobs", 0.0, "", ""])
     # Signing out removes alice's download: not even she (signed in again) gets it back.
@@ -390,7 +477,8 @@ def test_server_wide_statistics_and_framing_are_refused(site: dict[str, Any]) ->
 
 
 def test_the_cache_of_files_in_transit_is_emptied_at_start(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _keep_gradio_cache(monkeypatch)
     # Issue #20 item 2: after a restart no staged file is left for anyone to fetch.
     settings = settings_for(tmp_path)
@@ -408,8 +496,11 @@ def test_a_refused_add_can_be_retried(site: dict[str, Any]) -> None:
     cookies = sign_in(base, "bob")
     small = adult_csv(site["tmp"] / "retry.csv", n=300, seed=5)
     with small.open("rb") as fh:
-        upload = httpx.post(f"{base}/app/gradio_api/upload", cookies=cookies,
-                            files={"files": ("retry.csv", fh, "text/csv")}).json()[0]
+        upload = httpx.post(
+            f"{base}/app/gradio_api/upload",
+            cookies=cookies,
+            files={"files": ("retry.csv", fh, "text/csv")},
+        ).json()[0]
     file_arg = {"path": upload, "meta": {"_type": "gradio.FileData"}}
     # An analyst may not declare a data source id: refused, then retried without one.
     refused = _call(base, cookies, "add_upload", [file_arg, "retry", 0.2, "", "claims"])
@@ -426,9 +517,16 @@ def test_errors_show_no_server_path(site: dict[str, Any]) -> None:
     bad = tmp / "workbook.csv"
     bad.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
     with bad.open("rb") as fh:
-        upload = httpx.post(f"{base}/app/gradio_api/upload", cookies=cookies,
-                            files={"files": ("workbook.csv", fh, "text/csv")}).json()[0]
-    answer = _call(base, cookies, "add_upload", [{"path": upload, "meta": {
-        "_type": "gradio.FileData"}}, "", 0.2, "", ""])
+        upload = httpx.post(
+            f"{base}/app/gradio_api/upload",
+            cookies=cookies,
+            files={"files": ("workbook.csv", fh, "text/csv")},
+        ).json()[0]
+    answer = _call(
+        base,
+        cookies,
+        "add_upload",
+        [{"path": upload, "meta": {"_type": "gradio.FileData"}}, "", 0.2, "", ""],
+    )
     assert "event: error" in answer and "workbook.csv is not CSV text" in answer, answer
     assert str(site["settings"].home) not in answer and "ui-cache" not in answer

@@ -70,8 +70,18 @@ def test_an_unreadable_table_is_refused_by_every_command_that_reads_one(
         ["schema", "infer", bad, "-o", "draft.yaml"],
         ["data", "validate", bad, "--schema", "schema.yaml"],
         ["budget", "set", bad, "--epsilon", "1", "--delta", "1e-5"],
-        ["fit", bad, "--schema", "schema.yaml", "--generator", "independent",
-         "--epsilon", "0.5", "-o", "model"],
+        [
+            "fit",
+            bad,
+            "--schema",
+            "schema.yaml",
+            "--generator",
+            "independent",
+            "--epsilon",
+            "0.5",
+            "-o",
+            "model",
+        ],
         ["evaluate", bad, "good.csv", "--schema", "schema.yaml", "-o", "report", "--quiet"],
         ["evaluate", "good.csv", bad, "--schema", "schema.yaml", "-o", "report", "--quiet"],
     ):
@@ -103,8 +113,18 @@ def test_a_bad_schema_is_refused_before_anything_is_charged(
     before = {p.name for p in work.iterdir()}
     for argv in (
         ["data", "validate", "good.csv", "--schema", bad],
-        ["fit", "good.csv", "--schema", bad, "--generator", "independent", "--epsilon", "0.5",
-         "-o", "model"],
+        [
+            "fit",
+            "good.csv",
+            "--schema",
+            bad,
+            "--generator",
+            "independent",
+            "--epsilon",
+            "0.5",
+            "-o",
+            "model",
+        ],
         ["evaluate", "good.csv", "other.csv", "--schema", bad, "-o", "report", "--quiet"],
     ):
         refused(argv, words, capsys)
@@ -161,8 +181,22 @@ def test_a_damaged_or_edited_model_is_refused_by_sample_and_evaluate(
     words = CATALOGUE["models"][name]
     before = {p.name for p in work.iterdir()}
     refused(["sample", str(model), "-o", "synthetic.csv"], words, capsys)
-    refused(["evaluate", "good.csv", "other.csv", "--schema", "schema.yaml", "--manifest",
-             str(model), "-o", "report", "--quiet"], words, capsys)
+    refused(
+        [
+            "evaluate",
+            "good.csv",
+            "other.csv",
+            "--schema",
+            "schema.yaml",
+            "--manifest",
+            str(model),
+            "-o",
+            "report",
+            "--quiet",
+        ],
+        words,
+        capsys,
+    )
     assert_nothing_left(work, before)
 
 
@@ -174,8 +208,7 @@ def test_a_model_with_damaged_files_is_refused_by_sample(
     shutil.copytree(fitted_model, model)
     damage(model, json.loads((CORPUS / name).read_text()))
     before = {p.name for p in work.iterdir()}
-    refused(["sample", str(model), "-o", "synthetic.csv"], CATALOGUE["model_files"][name],
-            capsys)
+    refused(["sample", str(model), "-o", "synthetic.csv"], CATALOGUE["model_files"][name], capsys)
     assert_nothing_left(work, before)
 
 
@@ -184,8 +217,23 @@ def test_the_intact_model_samples_and_evaluates(
 ) -> None:
     # The control: the same model, undamaged, is accepted by the same commands.
     assert main(["sample", str(fitted_model), "-n", "50", "-o", "synthetic.csv"]) == 0
-    assert main(["evaluate", "good.csv", "synthetic.csv", "--manifest", str(fitted_model),
-                 "--metrics", "tvd,dp_guarantee", "-o", "report", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "good.csv",
+                "synthetic.csv",
+                "--manifest",
+                str(fitted_model),
+                "--metrics",
+                "tvd,dp_guarantee",
+                "-o",
+                "report",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "not verified against the ledger" in out  # saved outside the store: unchecked
 
@@ -194,8 +242,11 @@ def test_the_intact_model_samples_and_evaluates(
 
 
 def test_the_corpus_has_at_least_25_refused_kinds_and_lists_every_file() -> None:
-    refused_kinds = [name for group in ("unreadable", "uninferable", "schemas", "models",
-                                        "model_files") for name in CATALOGUE[group]]
+    refused_kinds = [
+        name
+        for group in ("unreadable", "uninferable", "schemas", "models", "model_files")
+        for name in CATALOGUE[group]
+    ]
     assert len(refused_kinds) >= 25
     listed = set(refused_kinds) | set(CATALOGUE["handled"])
     on_disk = {p.name for p in CORPUS.iterdir()} - {"CATALOGUE.yaml"}

@@ -21,12 +21,19 @@ from privsynth_core.ledger import budget_key
 FP = "c" * 64
 
 
-def privsynth(home: Path, *args: str, prefix: tuple[str, ...] = (),
-              stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+def privsynth(
+    home: Path, *args: str, prefix: tuple[str, ...] = (), stdout: int | None = subprocess.PIPE
+) -> subprocess.CompletedProcess[str]:
     """Run the real command line with ``PRIVSYNTH_HOME=home``."""
     env = {**os.environ, "PRIVSYNTH_HOME": str(home)}
-    return subprocess.run([*prefix, sys.executable, "-m", "privsynth_ui.cli", "budget", *args],
-                          stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "privsynth_ui.cli", "budget", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -54,8 +61,7 @@ def home(privsynth_home: Path) -> Iterator[Path]:
     ledger = PrivacyLedger()
     key = budget_key("claims", FP)
     ledger.set_budget(key, epsilon=2.0, delta=1e-5, label="claims")
-    ledger.charge(key, mechanism="dp histogram", epsilon=0.5, delta=0.0, run_id="run-1",
-                  extract=FP)
+    ledger.charge(key, mechanism="dp histogram", epsilon=0.5, delta=0.0, run_id="run-1", extract=FP)
     yield privsynth_home
     for path in [privsynth_home, *privsynth_home.rglob("*")]:  # let pytest clean up
         path.chmod(path.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
@@ -68,10 +74,15 @@ def _remove_db(home: Path) -> None:
 
 def test_a_deleted_ledger_is_refused_with_the_way_to_restore_it(home: Path) -> None:
     _remove_db(home)
-    for args in (["show"], ["set", "--source", "claims", "--epsilon", "9", "--delta", "1e-5"],
-                 ["reservations"], ["verify"]):
-        one_line_error(privsynth(home, *args), "is missing or empty",
-                       "privsynth budget import BACKUP")
+    for args in (
+        ["show"],
+        ["set", "--source", "claims", "--epsilon", "9", "--delta", "1e-5"],
+        ["reservations"],
+        ["verify"],
+    ):
+        one_line_error(
+            privsynth(home, *args), "is missing or empty", "privsynth budget import BACKUP"
+        )
     assert not (home / "ledger.sqlite").exists()
     init = privsynth(home, "init", "--new-ledger", "--note", "lost with the old laptop")
     assert init.returncode == 0 and "started a new privacy ledger" in init.stdout
@@ -82,8 +93,9 @@ def test_an_emptied_or_truncated_ledger_gives_one_line(home: Path) -> None:
     db = home / "ledger.sqlite"
     ledger = PrivacyLedger()
     for i in range(20):  # a file of many pages
-        ledger.record_non_private(budget_key("claims", FP), mechanism=f"m{i}", run_id="r",
-                                  params={"blob": "x" * 4000})
+        ledger.record_non_private(
+            budget_key("claims", FP), mechanism=f"m{i}", run_id="r", params={"blob": "x" * 4000}
+        )
     with open(db, "r+b") as fh:
         fh.truncate(db.stat().st_size // 2)
     one_line_error(privsynth(home, "show"), "is damaged", "privsynth budget import BACKUP")
@@ -96,11 +108,21 @@ def test_an_unwritable_home_gives_one_line(privsynth_home: Path) -> None:
     privsynth_home.mkdir()
     privsynth_home.chmod(0o555)
     try:
-        result = privsynth(privsynth_home, "set", "--source", "claims", "--epsilon", "1",
-                           "--delta", "1e-5", prefix=unprivileged())
+        result = privsynth(
+            privsynth_home,
+            "set",
+            "--source",
+            "claims",
+            "--epsilon",
+            "1",
+            "--delta",
+            "1e-5",
+            prefix=unprivileged(),
+        )
         one_line_error(result, "cannot create the privacy ledger", "writable")
-        assert "no budgets set yet" in privsynth(privsynth_home, "show",
-                                                 prefix=unprivileged()).stdout
+        assert (
+            "no budgets set yet" in privsynth(privsynth_home, "show", prefix=unprivileged()).stdout
+        )
     finally:
         privsynth_home.chmod(0o755)
     assert list(privsynth_home.iterdir()) == []
@@ -116,8 +138,20 @@ def test_show_and_verify_work_on_a_read_only_ledger(home: Path) -> None:
     assert "spent (epsilon=0.5" in show.stdout and "dp histogram" in show.stdout
     verify = privsynth(home, "verify", prefix=unprivileged())
     assert verify.returncode == 0 and "is intact" in verify.stdout
-    one_line_error(privsynth(home, "set", "--source", "claims", "--epsilon", "9", "--delta",
-                             "1e-5", prefix=unprivileged()), "privacy ledger")
+    one_line_error(
+        privsynth(
+            home,
+            "set",
+            "--source",
+            "claims",
+            "--epsilon",
+            "9",
+            "--delta",
+            "1e-5",
+            prefix=unprivileged(),
+        ),
+        "privacy ledger",
+    )
     assert sorted(p.name for p in home.iterdir()) == before
 
 
@@ -149,29 +183,38 @@ def test_export_delete_import_round_trip(home: Path, tmp_path: Path) -> None:
 
 
 def test_reservations_are_listed_and_closed(home: Path) -> None:
-    entry = PrivacyLedger().reserve(budget_key("claims", FP), mechanism="dpctgan training",
-                                    epsilon=1.0, delta=1e-6, run_id="killed-run")
+    entry = PrivacyLedger().reserve(
+        budget_key("claims", FP),
+        mechanism="dpctgan training",
+        epsilon=1.0,
+        delta=1e-6,
+        run_id="killed-run",
+    )
     listed = privsynth(home, "reservations")
     assert "dpctgan training" in listed.stdout and "killed-run" in listed.stdout
     closed = privsynth(home, "close", str(entry.entry_id), "--note", "worker OOM-killed")
     assert closed.returncode == 0 and "spent in full" in closed.stdout
     assert "no open reservations" in privsynth(home, "reservations").stdout
-    one_line_error(privsynth(home, "close", str(entry.entry_id), "--note", "again"),
-                   "not an open reservation")
+    one_line_error(
+        privsynth(home, "close", str(entry.entry_id), "--note", "again"), "not an open reservation"
+    )
     assert PrivacyLedger().status(budget_key("claims", FP)).spent.epsilon == 1.5
 
 
 def test_a_non_dp_run_shows_unbounded_until_acknowledged(home: Path) -> None:
-    PrivacyLedger().record_non_private(budget_key("claims", FP), mechanism="ctgan",
-                                       run_id="baseline")
+    PrivacyLedger().record_non_private(
+        budget_key("claims", FP), mechanism="ctgan", run_id="baseline"
+    )
     unbounded = "unbounded (1 non-DP run(s), not acknowledged)"
     assert unbounded in privsynth(home, "show").stdout
     assert unbounded in privsynth(home, "show", "--source", "claims").stdout
     ack = privsynth(home, "acknowledge", "--source", "claims", "--note", "internal baseline")
     assert ack.returncode == 0 and "acknowledged 1 non-DP run(s)" in ack.stdout
     assert "unbounded" not in privsynth(home, "show").stdout
-    one_line_error(privsynth(home, "acknowledge", "--source", "claims", "--note", "x"),
-                   "nothing to acknowledge")
+    one_line_error(
+        privsynth(home, "acknowledge", "--source", "claims", "--note", "x"),
+        "nothing to acknowledge",
+    )
 
 
 def test_set_and_show_by_source_or_file(home: Path, tmp_path: Path) -> None:
@@ -182,10 +225,14 @@ def test_set_and_show_by_source_or_file(home: Path, tmp_path: Path) -> None:
     assert privsynth(home, "set", str(data), "--epsilon", "1", "--delta", "1e-6").returncode == 0
     listing = privsynth(home, "show").stdout
     assert "source:visits" in listing and "extract.csv" in listing and "claims" in listing
-    one_line_error(privsynth(home, "set", str(data), "--source", "visits", "--epsilon", "1",
-                             "--delta", "0"), "not both")
-    one_line_error(privsynth(home, "set", "--source", "bad id", "--epsilon", "1", "--delta",
-                             "0"), "invalid data source id")
+    one_line_error(
+        privsynth(home, "set", str(data), "--source", "visits", "--epsilon", "1", "--delta", "0"),
+        "not both",
+    )
+    one_line_error(
+        privsynth(home, "set", "--source", "bad id", "--epsilon", "1", "--delta", "0"),
+        "invalid data source id",
+    )
     one_line_error(privsynth(home, "show", "--source", "unknown"), "no privacy budget is set")
 
 

@@ -24,11 +24,20 @@ def test_help_imports_no_heavy_library() -> None:
         "print([m for m in ('torch', 'opacus', 'sdv', 'evidently', 'gradio', 'prefect', "
         "'jax', 'opendp') if m in sys.modules])"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, env=os.environ.copy())
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
     assert result.stdout.strip() == "[]"
-    subprocess.run([sys.executable, "-m", "privsynth_ui.cli", "--help"], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "privsynth_ui.cli", "--help"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def test_schema_infer_confirm_validate_flow(
@@ -48,8 +57,7 @@ def test_schema_infer_confirm_validate_flow(
     assert "'age': the bounds [17.0, 90.0] are the data's own min and max" in err
     assert "rare categor" in err and "round public limits would be [10.0, 90.0]" in err
     assert yaml.safe_load(schema_path.read_text())["domain"] == "inferred"
-    assert main(["schema", "confirm", str(schema_path), "--round-bounds",
-                 "--accept-flagged"]) == 0
+    assert main(["schema", "confirm", str(schema_path), "--round-bounds", "--accept-flagged"]) == 0
     confirmed = yaml.safe_load(schema_path.read_text())
     assert confirmed["domain"] == "public" and "review" not in confirmed
     age = next(c for c in confirmed["columns"] if c["name"] == "age")
@@ -67,8 +75,7 @@ def test_schema_infer_confirm_validate_flow(
     assert "3 problem(s)" in out and "'age': 50 value(s) outside the bounds, clamped" in out
     assert "'native-country': 50 value(s) not among its categories, read as missing" in out
     assert "50 row(s) dropped" in out and "Atlantis" not in out
-    assert main(["data", "validate", str(bad), "--schema", str(schema_path),
-                 "--show-values"]) == 1
+    assert main(["data", "validate", str(bad), "--schema", str(schema_path), "--show-values"]) == 1
     assert "'Atlantis'" in capsys.readouterr().out
 
 
@@ -81,8 +88,9 @@ def test_budget_set_and_show(
     assert "no budgets set yet" in capsys.readouterr().out
     assert main(["budget", "set", str(data), "--epsilon", "2", "--delta", "1e-5"]) == 0
     fingerprint = fingerprint_frame(read_frame(data))
-    PrivacyLedger().charge(fingerprint, mechanism="test mechanism", epsilon=0.5, delta=0.0,
-                           run_id="run-xyz")
+    PrivacyLedger().charge(
+        fingerprint, mechanism="test mechanism", epsilon=0.5, delta=0.0, run_id="run-xyz"
+    )
     capsys.readouterr()
     assert main(["budget", "show", str(data)]) == 0
     out = capsys.readouterr().out

@@ -32,12 +32,28 @@ def tables(tmp_path: Path, adult_raw: pl.DataFrame) -> Path:
 
 
 def test_evaluate_prints_headlines_and_writes_the_report(
-    tables: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tables: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tables)
-    code = main(["evaluate", "real.csv", "synthetic.csv", "--holdout", "holdout.csv",
-                 "--target", "income", "--manifest", "model", "--metrics",
-                 "marginal_2way_tvd,tstr,mia_distance,dp_guarantee,ks", "-o", "out"])
+    code = main(
+        [
+            "evaluate",
+            "real.csv",
+            "synthetic.csv",
+            "--holdout",
+            "holdout.csv",
+            "--target",
+            "income",
+            "--manifest",
+            "model",
+            "--metrics",
+            "marginal_2way_tvd,tstr,mia_distance,dp_guarantee,ks",
+            "-o",
+            "out",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "HEADLINE SCORE" in out and "2-way marginal TVD" in out and "TSTR" in out
@@ -46,16 +62,34 @@ def test_evaluate_prints_headlines_and_writes_the_report(
     assert "as stated by the model's manifest (not verified against the ledger" in out
     data = json.loads((tables / "out" / "metrics.json").read_text())
     assert {m["metric_id"] for m in data["metrics"]} == {
-        "marginal_2way_tvd", "tstr", "mia_distance", "dp_guarantee", "ks"}
+        "marginal_2way_tvd",
+        "tstr",
+        "mia_distance",
+        "dp_guarantee",
+        "ks",
+    }
     assert (tables / "out" / "report.html").is_file()
 
 
 def test_evaluate_refuses_a_named_metric_without_its_input(
-    tables: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tables: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tables)
-    code = main(["evaluate", "real.csv", "synthetic.csv", "--schema", "schema.yaml",
-                 "--metrics", "tstr", "-o", "out"])
+    code = main(
+        [
+            "evaluate",
+            "real.csv",
+            "synthetic.csv",
+            "--schema",
+            "schema.yaml",
+            "--metrics",
+            "tstr",
+            "-o",
+            "out",
+        ]
+    )
     assert code == 2
     assert "tstr needs a target column" in capsys.readouterr().err
     assert not (tables / "out").exists()  # nothing half-written

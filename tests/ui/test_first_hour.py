@@ -25,8 +25,12 @@ CORPUS = Path(__file__).parents[1] / "bad_inputs"
 
 
 @pytest.fixture
-def adult_files(tmp_path: Path, adult_raw: pl.DataFrame, monkeypatch: pytest.MonkeyPatch,
-                capsys: pytest.CaptureFixture[str]) -> Path:
+def adult_files(
+    tmp_path: Path,
+    adult_raw: pl.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Path:
     """``adult.csv`` (400 rows) with its public schema and a budget; the current folder."""
     monkeypatch.chdir(tmp_path)
     adult_raw.head(400).write_csv("adult.csv")
@@ -75,27 +79,94 @@ def test_plugins_show_of_an_unknown_id_lists_the_known_ones(
 
 
 def test_a_refused_pure_epsilon_fit_never_blames_delta(
-    adult_files: Path, capsys: pytest.CaptureFixture[str],
+    adult_files: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # independent is pure epsilon-DP: its delta is 0 and nothing about delta can refuse it.
-    assert main(["fit", "adult.csv", "--schema", "schema.yaml", "--generator", "independent",
-                 "--epsilon", "5", "-o", "model", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                "adult.csv",
+                "--schema",
+                "schema.yaml",
+                "--generator",
+                "independent",
+                "--epsilon",
+                "5",
+                "-o",
+                "model",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "would spend" in err and "delta" not in err.split("left;")[-1]
     assert entries() == []
 
 
 def test_generator_limits_are_refused_before_anything_is_charged(
-    adult_files: Path, capsys: pytest.CaptureFixture[str],
+    adult_files: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["fit", "adult.csv", "--schema", "schema.yaml", "--generator", "dpctgan",
-                 "--epsilon", "1", "--param", 'focus_columns=["salary"]', "-o", "m"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                "adult.csv",
+                "--schema",
+                "schema.yaml",
+                "--generator",
+                "dpctgan",
+                "--epsilon",
+                "1",
+                "--param",
+                'focus_columns=["salary"]',
+                "-o",
+                "m",
+            ]
+        )
+        == 2
+    )
     assert "focus_columns names column(s) not in the schema: salary" in capsys.readouterr().err
-    assert main(["fit", "adult.csv", "--schema", "schema.yaml", "--generator", "dpwgan",
-                 "--epsilon", "1", "--delta", "0", "-o", "m"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                "adult.csv",
+                "--schema",
+                "schema.yaml",
+                "--generator",
+                "dpwgan",
+                "--epsilon",
+                "1",
+                "--delta",
+                "0",
+                "-o",
+                "m",
+            ]
+        )
+        == 2
+    )
     assert "DP-SGD needs a delta in (0, 1)" in capsys.readouterr().err
-    assert main(["fit", "adult.csv", "--schema", str(CORPUS / "schema_missing_column.yaml"),
-                 "--generator", "independent", "--epsilon", "1", "-o", "m"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                "adult.csv",
+                "--schema",
+                str(CORPUS / "schema_missing_column.yaml"),
+                "--generator",
+                "independent",
+                "--epsilon",
+                "1",
+                "-o",
+                "m",
+            ]
+        )
+        == 2
+    )
     assert "blood_type" in capsys.readouterr().err
     # Nothing charged (not even the row count), no model written.
     assert entries() == []
@@ -107,7 +178,9 @@ def test_generator_limits_are_refused_before_anything_is_charged(
 
 @pytest.mark.parametrize("generator", ["independent", "dpwgan"])
 def test_a_schema_missing_a_category_is_counted_and_handled_row_by_row(
-    generator: str, adult_files: Path, capsys: pytest.CaptureFixture[str],
+    generator: str,
+    adult_files: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     schema = str(CORPUS / "schema_missing_category.yaml")
     assert main(["data", "validate", "adult.csv", "--schema", schema]) == 1
@@ -116,8 +189,25 @@ def test_a_schema_missing_a_category_is_counted_and_handled_row_by_row(
     assert "'workclass':" in out and "not among its categories, read as missing" in out
     assert "row(s) dropped" in out and "Local-gov" not in out
     extra = ["--param", "epochs=2"] if generator == "dpwgan" else []
-    assert main(["fit", "adult.csv", "--schema", schema, "--generator", generator,
-                 "--epsilon", "1", "-o", "model", "--quiet", *extra]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "adult.csv",
+                "--schema",
+                schema,
+                "--generator",
+                generator,
+                "--epsilon",
+                "1",
+                "-o",
+                "model",
+                "--quiet",
+                *extra,
+            ]
+        )
+        == 0
+    )
     assert main(["sample", "model", "-n", "200", "-o", "synthetic.csv"]) == 0
     synthetic = pl.read_csv("synthetic.csv")
     assert set(synthetic["workclass"].drop_nulls()) <= {"Private", "Self-emp-not-inc"}
@@ -144,13 +234,23 @@ def test_the_progress_bar_counts_in_the_reports_unit_with_elapsed_time_and_what_
     clock, stream = _Clock(), io.StringIO()
     bar = TextProgress(stream, width=10, clock=clock)
     clock.now += 10
-    bar(Progress(epoch=1, epochs=4, step=3, unit="round", stage="round 2: selecting",
-                 losses={"critic": 0.5}, epsilon=0.4))
+    bar(
+        Progress(
+            epoch=1,
+            epochs=4,
+            step=3,
+            unit="round",
+            stage="round 2: selecting",
+            losses={"critic": 0.5},
+            epsilon=0.4,
+        )
+    )
     clock.now += 20
     bar(Progress(epoch=4, epochs=4, step=9, unit="round", stage="done"))
     lines = stream.getvalue().splitlines()
-    assert lines[0] == ("[##--------] round 1/4 (round 2: selecting)  epsilon 0.4  "
-                        "elapsed 0:10, about 0:30 left")
+    assert lines[0] == (
+        "[##--------] round 1/4 (round 2: selecting)  epsilon 0.4  elapsed 0:10, about 0:30 left"
+    )
     assert lines[1] == "[##########] round 4/4 (done)  elapsed 0:30"
     assert "critic" not in stream.getvalue()  # losses of real rows never go to a log
 
@@ -209,13 +309,21 @@ def test_the_demo_picks_aim_when_the_marginal_plugin_is_installed(
 
 
 def test_the_demo_prints_where_each_headline_falls_short(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from privsynth_ui.cli.demo_cmd import _print_worst
 
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"headline": [
-        {"name": "2-way marginal TVD", "worst": ["worst pairs: age × income (0.2)"]},
-        {"name": "DP guarantee (epsilon)", "worst": []}]}))
+    metrics.write_text(
+        json.dumps(
+            {
+                "headline": [
+                    {"name": "2-way marginal TVD", "worst": ["worst pairs: age × income (0.2)"]},
+                    {"name": "DP guarantee (epsilon)", "worst": []},
+                ]
+            }
+        )
+    )
     _print_worst(metrics)
     assert capsys.readouterr().out == "  2-way marginal TVD: worst pairs: age × income (0.2)\n"

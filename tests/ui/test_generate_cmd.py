@@ -15,8 +15,18 @@ from privsynth_core.table import fingerprint_frame, read_frame
 from privsynth_core.validation import polars_dtype
 from privsynth_ui.cli import main
 
-FAST = ["--param", "epochs=2", "--param", "batch_size=200", "--param", "device=cpu",
-        "--param", "critic_layers=64:leaky_relu", "--param", "generator_layers=64:relu"]
+FAST = [
+    "--param",
+    "epochs=2",
+    "--param",
+    "batch_size=200",
+    "--param",
+    "device=cpu",
+    "--param",
+    "critic_layers=64:leaky_relu",
+    "--param",
+    "generator_layers=64:relu",
+]
 
 
 @pytest.fixture
@@ -31,8 +41,21 @@ def test_fit_then_sample_csv_and_parquet(
     adult_csv: Path, tmp_path: Path, ledger: PrivacyLedger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = tmp_path / "model"
-    code = main(["fit", str(adult_csv), "--generator", "dpwgan", "--epsilon", "2",
-                 "--schema", str(ADULT_SCHEMA_PATH), "-o", str(model), *FAST])
+    code = main(
+        [
+            "fit",
+            str(adult_csv),
+            "--generator",
+            "dpwgan",
+            "--epsilon",
+            "2",
+            "--schema",
+            str(ADULT_SCHEMA_PATH),
+            "-o",
+            str(model),
+            *FAST,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "the model spends epsilon=" in captured.out and str(model) in captured.out
@@ -72,35 +95,96 @@ def test_fit_refusals_spend_nothing(
     out = str(tmp_path / "m")
     assert main(["fit", str(adult_csv), *schema, "-o", out, *FAST]) == 2
     assert "give the target --epsilon" in capsys.readouterr().err
-    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", out,
-                 "--param", "critic_layer=64"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(adult_csv),
+                "--epsilon",
+                "1",
+                *schema,
+                "-o",
+                out,
+                "--param",
+                "critic_layer=64",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "critic_layer" in err and "parameters of dpwgan:" in err
     assert "critic_layers (default" in err
-    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", out,
-                 "--param", "epochs"]) == 2
+    assert (
+        main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", out, "--param", "epochs"])
+        == 2
+    )
     assert "NAME=VALUE" in capsys.readouterr().err
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "file").write_text("x")
-    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", str(occupied),
-                 *FAST]) == 2
+    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", str(occupied), *FAST]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["fit", str(adult_csv), "--epsilon", "1", "--accountant", "nope", *schema,
-                 "-o", out, *FAST]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(adult_csv),
+                "--epsilon",
+                "1",
+                "--accountant",
+                "nope",
+                *schema,
+                "-o",
+                out,
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "unknown accountant 'nope'" in capsys.readouterr().err
-    assert main(["fit", str(adult_csv), "--epsilon", "1", "--accountant", "gdp", *schema,
-                 "-o", out, *FAST]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(adult_csv),
+                "--epsilon",
+                "1",
+                "--accountant",
+                "gdp",
+                *schema,
+                "-o",
+                out,
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "is an approximation" in capsys.readouterr().err
-    assert main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", str(Path.cwd()),
-                 *FAST]) == 2
+    assert (
+        main(["fit", str(adult_csv), "--epsilon", "1", *schema, "-o", str(Path.cwd()), *FAST]) == 2
+    )
     assert "current folder" in capsys.readouterr().err
     assert ledger.entries(fingerprint_frame(read_frame(adult_csv))) == []
     # A plan needs the released row count to be priced: a plan the budget cannot run costs
     # that count (reused by the next attempt), and no training is reserved.
     for _ in range(2):
-        assert main(["fit", str(adult_csv), "--epsilon", "0.001", *schema, "-o", out, *FAST,
-                     "--param", "sigma=0.5"]) == 2
+        assert (
+            main(
+                [
+                    "fit",
+                    str(adult_csv),
+                    "--epsilon",
+                    "0.001",
+                    *schema,
+                    "-o",
+                    out,
+                    *FAST,
+                    "--param",
+                    "sigma=0.5",
+                ]
+            )
+            == 2
+        )
         assert "allows 0 training steps" in capsys.readouterr().err
     [count] = ledger.entries(fingerprint_frame(read_frame(adult_csv)))
     assert count.mechanism == "noisy row count"
@@ -119,13 +203,26 @@ def test_fit_without_a_generator_chooses_one_and_says_why(
     assert "--generator ID chooses another" in captured.out
     assert "give the target --epsilon" in captured.err
     # a target that is not a column: one message naming the columns, before anything is read
-    assert main(["fit", str(adult_csv), *schema, "--target", "incme", "--epsilon", "1",
-                 "-o", str(tmp_path / "m")]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(adult_csv),
+                *schema,
+                "--target",
+                "incme",
+                "--epsilon",
+                "1",
+                "-o",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "'incme' is not a column" in err and "income" in err
     # --delta 0 keeps the choice to pure-epsilon generators
-    assert main(["fit", str(adult_csv), *schema, "--delta", "0",
-                 "-o", str(tmp_path / "m")]) == 2
+    assert main(["fit", str(adult_csv), *schema, "--delta", "0", "-o", str(tmp_path / "m")]) == 2
     assert "generator independent:" in capsys.readouterr().out
     assert ledger.entries(fingerprint_frame(read_frame(adult_csv))) == []
 
@@ -133,8 +230,23 @@ def test_fit_without_a_generator_chooses_one_and_says_why(
 def test_privacy_prices_the_plan_with_every_accountant(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    args = ["privacy", "--generator", "dpwgan", "--rows", "10000", "--epochs", "5",
-            "--batch-size", "250", "--sigma", "1.2", "--n-critic", "3", "--delta", "1e-5"]
+    args = [
+        "privacy",
+        "--generator",
+        "dpwgan",
+        "--rows",
+        "10000",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "250",
+        "--sigma",
+        "1.2",
+        "--n-critic",
+        "3",
+        "--delta",
+        "1e-5",
+    ]
     assert main([*args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     q, steps = 250 / 10_000, 5 * 40
@@ -142,8 +254,11 @@ def test_privacy_prices_the_plan_with_every_accountant(
     got = {r["accountant"]: r["value"] for r in report["results"]}
     assert set(got) == set(accountants().names())
     for name, value in got.items():
-        expected = accountants().get(name).epsilon_for(
-            noise_multiplier=1.2, sample_rate=q, steps=steps, delta=1e-5)
+        expected = (
+            accountants()
+            .get(name)
+            .epsilon_for(noise_multiplier=1.2, sample_rate=q, steps=steps, delta=1e-5)
+        )
         assert value == pytest.approx(expected, rel=1e-9)
     assert main(args) == 0
     text = capsys.readouterr().out
@@ -153,18 +268,48 @@ def test_privacy_prices_the_plan_with_every_accountant(
 def test_privacy_with_a_target_gives_the_noise_each_accountant_needs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["privacy", "--generator", "dpwgan", "--rows", "5000", "--epochs", "2",
-                 "--batch-size", "100", "--epsilon", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "privacy",
+                "--generator",
+                "dpwgan",
+                "--rows",
+                "5000",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "100",
+                "--epsilon",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["delta"] == 1e-5 and report["quantity"] == "sigma"
     rdp = accountants().get("rdp")
     sigma = next(r["value"] for r in report["results"] if r["accountant"] == "rdp")
-    assert rdp.epsilon_for(noise_multiplier=sigma, sample_rate=0.02, steps=100,
-                           delta=1e-5) <= 1.0
+    assert rdp.epsilon_for(noise_multiplier=sigma, sample_rate=0.02, steps=100, delta=1e-5) <= 1.0
     assert main(["privacy", "--generator", "independent", "--rows", "10", "--sigma", "1"]) == 2
     assert "not trained with DP-SGD" in capsys.readouterr().err
-    assert main(["privacy", "--generator", "dpwgan", "--rows", "100", "--sigma", "1",
-                 "--param", "epochs=0"]) == 2
+    assert (
+        main(
+            [
+                "privacy",
+                "--generator",
+                "dpwgan",
+                "--rows",
+                "100",
+                "--sigma",
+                "1",
+                "--param",
+                "epochs=0",
+            ]
+        )
+        == 2
+    )
     assert "epochs" in capsys.readouterr().err
 
 
@@ -182,7 +327,14 @@ def test_privacy_prices_dpctgan_with_its_marginals_release(
     assert main([*base, "--epsilon", "1", "--schema", str(ADULT_SCHEMA_PATH), "--json"]) == 0
     priced = json.loads(capsys.readouterr().out)
     rdp = next(r for r in priced["results"] if r["accountant"] == "rdp")["value"]
-    dpsgd_only = accountants().get("rdp").noise_for(
-        target_epsilon=1.0, delta=priced["delta"], sample_rate=priced["sample_rate"],
-        steps=priced["steps"])
+    dpsgd_only = (
+        accountants()
+        .get("rdp")
+        .noise_for(
+            target_epsilon=1.0,
+            delta=priced["delta"],
+            sample_rate=priced["sample_rate"],
+            steps=priced["steps"],
+        )
+    )
     assert rdp > dpsgd_only * 1.01

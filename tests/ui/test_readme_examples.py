@@ -22,7 +22,7 @@ def own_data_block() -> list[str]:
     text = README.read_text(encoding="utf-8")
     heading = re.search(r"On\s+your\s+own\s+data", text)
     assert heading is not None, "the README lost its 'On your own data' paragraph"
-    after = text[heading.end():]
+    after = text[heading.end() :]
     block = re.search(r"```bash\n(.*?)```", after, re.S)
     assert block is not None, "the README lost its 'On your own data' command block"
     commands = []
@@ -37,26 +37,39 @@ def patients(path: Path, rows: int = 600) -> None:
     """A small patients table whose every category is held by many rows (so a draft's only
     review flags are its bounds, which --round-bounds resolves)."""
     rng = random.Random(4)
-    pl.DataFrame({
-        "age": [rng.randint(18, 95) for _ in range(rows)],
-        "ward": [rng.choice(["cardiology", "oncology", "surgery", "maternity"])
-                 for _ in range(rows)],
-        "smoker": [rng.choice(["yes", "no"]) for _ in range(rows)],
-        "weight": [round(rng.uniform(45, 130), 1) for _ in range(rows)],
-        "admitted": [f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-                     for _ in range(rows)],
-    }).write_csv(path)
+    pl.DataFrame(
+        {
+            "age": [rng.randint(18, 95) for _ in range(rows)],
+            "ward": [
+                rng.choice(["cardiology", "oncology", "surgery", "maternity"]) for _ in range(rows)
+            ],
+            "smoker": [rng.choice(["yes", "no"]) for _ in range(rows)],
+            "weight": [round(rng.uniform(45, 130), 1) for _ in range(rows)],
+            "admitted": [
+                f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}" for _ in range(rows)
+            ],
+        }
+    ).write_csv(path)
 
 
 def test_the_readme_block_parses_into_privsynth_commands() -> None:
     commands = own_data_block()
     assert commands and all(c.startswith("privsynth ") for c in commands)
     assert [shlex.split(c)[1] for c in commands] == [
-        "schema", "schema", "budget", "fit", "sample", "evaluate", "budget"]
+        "schema",
+        "schema",
+        "budget",
+        "fit",
+        "sample",
+        "evaluate",
+        "budget",
+    ]
 
 
 def test_every_readme_command_runs_as_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     light_reports: None,
 ) -> None:
     monkeypatch.chdir(tmp_path)

@@ -62,13 +62,21 @@ def rows_of(record: DatasetRecord) -> list[list[Any]]:
     return domain.schema_rows(Schema.load(record.draft_schema_path))
 
 
-def prepare_source(ws: Workspace, record: DatasetRecord,
-                   budget: tuple[float, float] | None = BUDGET) -> None:
+def prepare_source(
+    ws: Workspace, record: DatasetRecord, budget: tuple[float, float] | None = BUDGET
+) -> None:
     """As a custodian: round public limits, declare the domain public (the rare categories
     checked), and set the data source's budget."""
     rounded = domain.use_round_limits(ws, record.dataset_id, rows_of(record))
-    domain.set_domain(ws, record.dataset_id, domain.schema_rows(rounded), mode="public",
-                    epsilon=None, delta=None, accept_flagged=True)
+    domain.set_domain(
+        ws,
+        record.dataset_id,
+        domain.schema_rows(rounded),
+        mode="public",
+        epsilon=None,
+        delta=None,
+        accept_flagged=True,
+    )
     if budget is not None:
         budget_handlers.set_budget(ws, record.dataset_id, *budget)
 
@@ -79,8 +87,9 @@ def inline_flows(ws: Workspace) -> WebFlows:
     return WebFlows(UISettings(home=ws.home, failure_delay=0.0), InlineFlows())
 
 
-def train_inline(ws: Workspace, record: DatasetRecord, epsilon: float = 0.5,
-                 flows: WebFlows | None = None) -> RunRecord:
+def train_inline(
+    ws: Workspace, record: DatasetRecord, epsilon: float = 0.5, flows: WebFlows | None = None
+) -> RunRecord:
     """A finished ``independent`` run on the dataset (its ``synthesize`` flow run run to its
     end: in this thread, or by the given flows' runner)."""
     flows = flows or inline_flows(ws)
@@ -90,18 +99,25 @@ def train_inline(ws: Workspace, record: DatasetRecord, epsilon: float = 0.5,
     return runs.refresh(ws, run, flows, view)
 
 
-def trained_run(ws: Workspace, settings: UISettings, csv: Path, epsilon: float = 0.5,
-                flows: WebFlows | None = None) -> tuple[DatasetRecord, RunRecord]:
+def trained_run(
+    ws: Workspace,
+    settings: UISettings,
+    csv: Path,
+    epsilon: float = 0.5,
+    flows: WebFlows | None = None,
+) -> tuple[DatasetRecord, RunRecord]:
     """An uploaded dataset with a finished ``independent`` run. A custodian (``ws`` itself if
     it is one) declares its source's domain public and gives it a budget first."""
-    record = data.add_uploaded(ws, settings, as_upload(settings, csv), name=csv.name,
-                               holdout_share=0.2, exclude="")
+    record = data.add_uploaded(
+        ws, settings, as_upload(settings, csv), name=csv.name, holdout_share=0.2, exclude=""
+    )
     if ws.is_custodian:
         prepare_source(ws, record)
     else:
         keeper = custodian(settings, "keeper")
-        copy = data.add_uploaded(keeper, settings, as_upload(settings, csv), name=csv.name,
-                                 holdout_share=0.2, exclude="")
+        copy = data.add_uploaded(
+            keeper, settings, as_upload(settings, csv), name=csv.name, holdout_share=0.2, exclude=""
+        )
         assert copy.key == record.key
         prepare_source(keeper, copy)
     return record, train_inline(ws, record, epsilon, flows)
@@ -121,8 +137,11 @@ def serve(app: Any) -> Iterator[str]:
 
     port = free_port()
     # Clients hold event streams open: do not wait long for them at shutdown.
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -139,8 +158,9 @@ def serve(app: Any) -> Iterator[str]:
 
 def sign_in(base: str, user: str, password: str = PASSWORD) -> dict[str, str]:
     """Sign in through the form; return the session cookie."""
-    response = httpx.post(f"{base}/login", data={"username": user, "password": password,
-                                                  "next": "/app/"})
+    response = httpx.post(
+        f"{base}/login", data={"username": user, "password": password, "next": "/app/"}
+    )
     assert response.status_code == 303, response.text
     return dict(response.cookies)
 

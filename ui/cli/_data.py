@@ -13,9 +13,13 @@ if TYPE_CHECKING:
 
 def add_separator_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--separator`` (CSV field separator; default: found in the header line)."""
-    parser.add_argument("--separator", metavar="CHAR", type=_separator,
-                        help="CSV field separator, e.g. ';' or 'tab' (default: found in the "
-                        "header line among , ; tab |)")
+    parser.add_argument(
+        "--separator",
+        metavar="CHAR",
+        type=_separator,
+        help="CSV field separator, e.g. ';' or 'tab' (default: found in the "
+        "header line among , ; tab |)",
+    )
 
 
 def _separator(text: str) -> str:
@@ -34,6 +38,9 @@ def read_data(path: str, separator: str | None = None) -> pl.DataFrame:
     frame, used = read_table_file(path, separator=separator)
     expected = "\t" if path.lower().endswith(".tsv") else ","
     if used is not None and used != expected and separator is None:
-        print(f"note: {path}: fields separated by {separator_name(used)} (found in its header "
-              f"line; give --separator to choose another)", file=sys.stderr)
+        print(
+            f"note: {path}: fields separated by {separator_name(used)} (found in its header "
+            f"line; give --separator to choose another)",
+            file=sys.stderr,
+        )
     return frame

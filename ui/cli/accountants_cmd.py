@@ -27,15 +27,26 @@ def register(subparsers: Any) -> None:
         description="Epsilon of a Poisson-subsampled Gaussian (DP-SGD) plan under every "
         "registered accountant, side by side.",
     )
-    compare.add_argument("--sample-rate", type=_rate, required=True, metavar="Q",
-                         help="Poisson sampling rate per step: a number, or batch/rows as a "
-                         "fraction such as 500/32561")
-    compare.add_argument("--noise", type=float, required=True, metavar="SIGMA",
-                         help="noise multiplier (noise std / clipping norm)")
+    compare.add_argument(
+        "--sample-rate",
+        type=_rate,
+        required=True,
+        metavar="Q",
+        help="Poisson sampling rate per step: a number, or batch/rows as a "
+        "fraction such as 500/32561",
+    )
+    compare.add_argument(
+        "--noise",
+        type=float,
+        required=True,
+        metavar="SIGMA",
+        help="noise multiplier (noise std / clipping norm)",
+    )
     length = compare.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, metavar="T", help="number of steps")
-    length.add_argument("--epochs", type=float, metavar="E",
-                        help="number of epochs; steps = round(E / Q)")
+    length.add_argument(
+        "--epochs", type=float, metavar="E", help="number of epochs; steps = round(E / Q)"
+    )
     compare.add_argument("--delta", type=float, required=True, metavar="D")
     compare.add_argument("--json", action="store_true", help="print JSON instead of a table")
     compare.set_defaults(func=compare_cmd)
@@ -85,24 +96,42 @@ def compare_cmd(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for entry in accountants().entries():
         cls = entry.cls
-        row: dict[str, Any] = {"accountant": entry.plugin_id, "epsilon": None,
-                               "approximate": bool(cls.approximate),
-                               "default": entry.plugin_id == DEFAULT_ACCOUNTANT,
-                               "description": entry.description, "error": None}
+        row: dict[str, Any] = {
+            "accountant": entry.plugin_id,
+            "epsilon": None,
+            "approximate": bool(cls.approximate),
+            "default": entry.plugin_id == DEFAULT_ACCOUNTANT,
+            "description": entry.description,
+            "error": None,
+        }
         try:
-            row["epsilon"] = cls.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps,
-                                             delta=delta)
+            row["epsilon"] = cls.epsilon_for(
+                noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta
+            )
         except AccountingError as exc:  # one accountant failing must not hide the others
             row["error"] = str(exc)
         results.append(row)
 
     if args.json:
-        print(json.dumps({"sample_rate": q, "noise_multiplier": sigma, "steps": steps,
-                          "epochs": steps * q, "delta": delta, "results": results}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "sample_rate": q,
+                    "noise_multiplier": sigma,
+                    "steps": steps,
+                    "epochs": steps * q,
+                    "delta": delta,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
         return 0
 
-    print(f"plan: sample rate q={q:.6g}, noise multiplier sigma={sigma:g}, steps T={steps} "
-          f"(= {steps * q:.4g} epochs), delta={delta:g}")
+    print(
+        f"plan: sample rate q={q:.6g}, noise multiplier sigma={sigma:g}, steps T={steps} "
+        f"(= {steps * q:.4g} epochs), delta={delta:g}"
+    )
     rows = []
     for r in results:
         if r["error"] is not None:
@@ -111,19 +140,27 @@ def compare_cmd(args: argparse.Namespace) -> int:
             shown = "inf"
         else:
             shown = f"{r['epsilon']:.4f}"
-        note = ("(approximation) " if r["approximate"] else "") + ("(default) " if r["default"]
-                                                                  else "")
+        note = ("(approximation) " if r["approximate"] else "") + (
+            "(default) " if r["default"] else ""
+        )
         rows.append([r["accountant"], shown, (note + (r["error"] or r["description"])).strip()])
     print_table(["ACCOUNTANT", "EPSILON", "NOTE"], rows)
-    bounds = [r for r in results
-              if not r["approximate"] and r["error"] is None and math.isfinite(r["epsilon"])]
+    bounds = [
+        r
+        for r in results
+        if not r["approximate"] and r["error"] is None and math.isfinite(r["epsilon"])
+    ]
     if len(bounds) > 1:
         low = min(bounds, key=lambda r: r["epsilon"])
         high = max(bounds, key=lambda r: r["epsilon"])
-        print(f"guaranteed bounds range from {low['epsilon']:.4f} ({low['accountant']}) to "
-              f"{high['epsilon']:.4f} ({high['accountant']}), "
-              f"{high['epsilon'] / low['epsilon']:.3f}x")
+        print(
+            f"guaranteed bounds range from {low['epsilon']:.4f} ({low['accountant']}) to "
+            f"{high['epsilon']:.4f} ({high['accountant']}), "
+            f"{high['epsilon'] / low['epsilon']:.3f}x"
+        )
     if any(r["approximate"] for r in results):
-        print("approximations are not guarantees: they can under-report epsilon, most at small "
-              "epsilon; never certify a release with one")
+        print(
+            "approximations are not guarantees: they can under-report epsilon, most at small "
+            "epsilon; never certify a release with one"
+        )
     return 0

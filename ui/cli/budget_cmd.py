@@ -21,21 +21,25 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("budget", help="set and inspect privacy budgets")
     sub = parser.add_subparsers(dest="budget_command", metavar="SUBCOMMAND")
 
-    set_parser = sub.add_parser("set", help="set the total (epsilon, delta) budget of a dataset "
-                                            "or data source")
+    set_parser = sub.add_parser(
+        "set", help="set the total (epsilon, delta) budget of a dataset or data source"
+    )
     _target(set_parser)
     set_parser.add_argument("--epsilon", type=float, required=True)
     set_parser.add_argument("--delta", type=float, required=True)
-    set_parser.add_argument("--label", default="",
-                            help="a name for it (default: the file's or the source's name)")
+    set_parser.add_argument(
+        "--label", default="", help="a name for it (default: the file's or the source's name)"
+    )
     set_parser.set_defaults(func=set_cmd)
 
     show = sub.add_parser("show", help="budgets of all datasets, or one's ledger entries")
     _target(show, what="(omit both to list every budget)")
     show.set_defaults(func=show_cmd)
 
-    verify = sub.add_parser("verify", help="check the ledger's hash chain against its tables "
-                                           "(exit code 2 on any problem)")
+    verify = sub.add_parser(
+        "verify",
+        help="check the ledger's hash chain against its tables (exit code 2 on any problem)",
+    )
     verify.set_defaults(func=verify_cmd)
 
     export = sub.add_parser("export", help="write a backup of the ledger (all its events)")
@@ -44,14 +48,23 @@ def register(subparsers: Any) -> None:
 
     restore = sub.add_parser("import", help="rebuild a missing ledger from a backup")
     restore.add_argument("file", help="a backup written by `privsynth budget export`")
-    restore.add_argument("--accept-loss", action="store_true",
-                         help="restore even if the lost ledger had recorded more than the backup")
+    restore.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help="restore even if the lost ledger had recorded more than the backup",
+    )
     restore.set_defaults(func=import_cmd)
 
-    init = sub.add_parser("init", help="create the ledger; with --new-ledger, start a new one "
-                                       "where the old one is lost (recorded)")
-    init.add_argument("--new-ledger", action="store_true",
-                      help="start over on purpose: what the lost ledger recorded is forgotten")
+    init = sub.add_parser(
+        "init",
+        help="create the ledger; with --new-ledger, start a new one "
+        "where the old one is lost (recorded)",
+    )
+    init.add_argument(
+        "--new-ledger",
+        action="store_true",
+        help="start over on purpose: what the lost ledger recorded is forgotten",
+    )
     _note(init, required=False)
     init.set_defaults(func=init_cmd)
 
@@ -71,8 +84,11 @@ def register(subparsers: Any) -> None:
 
 def _target(parser: argparse.ArgumentParser, what: str = "") -> None:
     parser.add_argument("data", nargs="?", help=f"the private CSV or Parquet file {what}".strip())
-    parser.add_argument("--source", metavar="NAME",
-                        help="a data source id instead of a file: its extracts share one budget")
+    parser.add_argument(
+        "--source",
+        metavar="NAME",
+        help="a data source id instead of a file: its extracts share one budget",
+    )
     add_separator_option(parser)
 
 
@@ -111,7 +127,7 @@ def _by(args: argparse.Namespace) -> str:
 
 def _spent(status: Any) -> str:
     if status.unbounded:
-        return (f"unbounded ({status.unacknowledged_non_dp} non-DP run(s), not acknowledged)")
+        return f"unbounded ({status.unacknowledged_non_dp} non-DP run(s), not acknowledged)"
     return str(status.spent)
 
 
@@ -124,11 +140,15 @@ def set_cmd(args: argparse.Namespace) -> int:
     key = _key(args)
     assert key is not None
     status = PrivacyLedger().set_budget(
-        key, epsilon=args.epsilon, delta=args.delta,
+        key,
+        epsilon=args.epsilon,
+        delta=args.delta,
         label=args.label or args.source or Path(args.data).name,
     )
-    print(f"budget of {status.label} ({short_key(status.key)}) set to {status.budget}; "
-          f"spent {_spent(status)}, remaining {status.remaining}")
+    print(
+        f"budget of {status.label} ({short_key(status.key)}) set to {status.budget}; "
+        f"spent {_spent(status)}, remaining {status.remaining}"
+    )
     return 0
 
 
@@ -140,33 +160,57 @@ def show_cmd(args: argparse.Namespace) -> int:
     key = _key(args, required=False)
     problems = ledger.verify()  # reading needs no intact ledger, but must not hide a broken one
     if problems:
-        print(f"privsynth: warning: the privacy ledger {ledger.path} fails its integrity check "
-              f"({len(problems)} problem(s)), so these figures may be wrong; run `privsynth "
-              f"budget verify`", file=sys.stderr)
+        print(
+            f"privsynth: warning: the privacy ledger {ledger.path} fails its integrity check "
+            f"({len(problems)} problem(s)), so these figures may be wrong; run `privsynth "
+            f"budget verify`",
+            file=sys.stderr,
+        )
     if key is None:
-        rows = [[s.label, short_key(s.key), f"{s.budget.epsilon:g}", f"{s.budget.delta:g}",
-                 _spent(s) if s.unbounded else f"{s.spent.epsilon:.4g}",
-                 "-" if s.unbounded else f"{s.remaining.epsilon:.4g}", s.non_private_runs]
-                for s in ledger.datasets()]
+        rows = [
+            [
+                s.label,
+                short_key(s.key),
+                f"{s.budget.epsilon:g}",
+                f"{s.budget.delta:g}",
+                _spent(s) if s.unbounded else f"{s.spent.epsilon:.4g}",
+                "-" if s.unbounded else f"{s.remaining.epsilon:.4g}",
+                s.non_private_runs,
+            ]
+            for s in ledger.datasets()
+        ]
         if not rows:
             print(f"no budgets set yet (ledger: {ledger.path})")
             return 0
         print_table(["DATASET", "KEY", "EPSILON", "DELTA", "SPENT", "LEFT", "NON-DP RUNS"], rows)
         return 0
     status = ledger.status(key)
-    print(f"{status.label} ({short_key(key)}): budget {status.budget}, spent {_spent(status)}, "
-          f"remaining {status.remaining}")
-    rows = [[e.entry_id, e.created_at, e.mechanism, e.status,
-             "-" if e.status == "non-dp" else f"{e.epsilon:.4g}",
-             "-" if e.status == "non-dp" else f"{e.delta:.3g}", e.run_id[:12],
-             (e.extract or "-")[:12]]
-            for e in ledger.entries(key)]
+    print(
+        f"{status.label} ({short_key(key)}): budget {status.budget}, spent {_spent(status)}, "
+        f"remaining {status.remaining}"
+    )
+    rows = [
+        [
+            e.entry_id,
+            e.created_at,
+            e.mechanism,
+            e.status,
+            "-" if e.status == "non-dp" else f"{e.epsilon:.4g}",
+            "-" if e.status == "non-dp" else f"{e.delta:.3g}",
+            e.run_id[:12],
+            (e.extract or "-")[:12],
+        ]
+        for e in ledger.entries(key)
+    ]
     if rows:
-        print_table(["ID", "TIME", "MECHANISM", "STATUS", "EPSILON", "DELTA", "RUN", "EXTRACT"],
-                    rows)
+        print_table(
+            ["ID", "TIME", "MECHANISM", "STATUS", "EPSILON", "DELTA", "RUN", "EXTRACT"], rows
+        )
     if status.non_private_runs:
-        print(f"note: {status.non_private_runs} non-DP run(s) touched this dataset; their "
-              f"outputs carry no privacy guarantee and must not be released")
+        print(
+            f"note: {status.non_private_runs} non-DP run(s) touched this dataset; their "
+            f"outputs carry no privacy guarantee and must not be released"
+        )
     return 0
 
 
@@ -183,13 +227,16 @@ def verify_cmd(args: argparse.Namespace) -> int:
         raise LedgerIntegrityError(
             f"the privacy ledger {ledger.path} has {len(problems)} integrity problem(s), listed "
             f"above; move it aside and restore the last backup with `privsynth budget import "
-            f"BACKUP`")
+            f"BACKUP`"
+        )
     events = ledger.events()
     if not events:
         print(f"no privacy ledger at {ledger.path} yet; nothing to verify")
     else:
-        print(f"the privacy ledger {ledger.path} is intact: {len(events)} events "
-              f"(ledger {ledger.ledger_id})")
+        print(
+            f"the privacy ledger {ledger.path} is intact: {len(events)} events "
+            f"(ledger {ledger.ledger_id})"
+        )
     return 0
 
 
@@ -208,8 +255,10 @@ def import_cmd(args: argparse.Namespace) -> int:
     from privsynth_core.ledger import PrivacyLedger
 
     ledger = PrivacyLedger.restore(None, args.file, accept_loss=args.accept_loss)
-    print(f"restored ledger {ledger.ledger_id} at {ledger.path} from {args.file}: "
-          f"{len(ledger.events())} events, {len(ledger.datasets())} budget(s); verified intact")
+    print(
+        f"restored ledger {ledger.ledger_id} at {ledger.path} from {args.file}: "
+        f"{len(ledger.events())} events, {len(ledger.datasets())} budget(s); verified intact"
+    )
     return 0
 
 
@@ -220,11 +269,15 @@ def init_cmd(args: argparse.Namespace) -> int:
 
     if args.new_ledger:
         if not args.note:
-            raise ConfigError("--new-ledger needs --note: say why the old ledger cannot be "
-                              "restored; the note is kept in the new ledger")
+            raise ConfigError(
+                "--new-ledger needs --note: say why the old ledger cannot be "
+                "restored; the note is kept in the new ledger"
+            )
         ledger = PrivacyLedger.start_new(note=args.note, by=_by(args))
-        print(f"started a new privacy ledger {ledger.ledger_id} at {ledger.path}; what the lost "
-              f"ledger recorded is forgotten (its first event says so)")
+        print(
+            f"started a new privacy ledger {ledger.ledger_id} at {ledger.path}; what the lost "
+            f"ledger recorded is forgotten (its first event says so)"
+        )
         return 0
     ledger = PrivacyLedger()
     print(f"privacy ledger {ledger.ledger_id} at {ledger.path}: {len(ledger.events())} events")
@@ -237,15 +290,26 @@ def reservations_cmd(args: argparse.Namespace) -> int:
 
     ledger = PrivacyLedger(read_only=True)
     labels = {s.key: s.label for s in ledger.datasets()}
-    rows = [[e.entry_id, labels.get(e.key) or short_key(e.key), e.mechanism, f"{e.epsilon:.4g}",
-             f"{e.delta:.3g}", e.run_id[:12], e.created_at]
-            for e in ledger.open_reservations()]
+    rows = [
+        [
+            e.entry_id,
+            labels.get(e.key) or short_key(e.key),
+            e.mechanism,
+            f"{e.epsilon:.4g}",
+            f"{e.delta:.3g}",
+            e.run_id[:12],
+            e.created_at,
+        ]
+        for e in ledger.open_reservations()
+    ]
     if not rows:
         print("no open reservations")
         return 0
     print_table(["ID", "DATASET", "MECHANISM", "EPSILON", "DELTA", "RUN", "TIME"], rows)
-    print("a reservation whose run is gone: `privsynth budget close ID --note WHY` records it "
-          "as spent in full")
+    print(
+        "a reservation whose run is gone: `privsynth budget close ID --note WHY` records it "
+        "as spent in full"
+    )
     return 0
 
 
@@ -254,8 +318,10 @@ def close_cmd(args: argparse.Namespace) -> int:
     from privsynth_core.ledger import PrivacyLedger, short_key
 
     entry = PrivacyLedger().close_reservation(args.entry_id, note=args.note, by=_by(args))
-    print(f"closed reservation {entry.entry_id} on {short_key(entry.key)}: spent in full, "
-          f"(epsilon={entry.epsilon:.4g}, delta={entry.delta:.3g})")
+    print(
+        f"closed reservation {entry.entry_id} on {short_key(entry.key)}: spent in full, "
+        f"(epsilon={entry.epsilon:.4g}, delta={entry.delta:.3g})"
+    )
     return 0
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 #: Said when the marginal plugin is missing: the built-ins' best is well behind it.
-MARGINAL_HINT = ("install the privsynth-marginal plugin for AIM, which does better at small "
-                 "epsilon")
+MARGINAL_HINT = "install the privsynth-marginal plugin for AIM, which does better at small epsilon"
 DEMO_DELTA = 1e-5
 #: The end-to-end epsilon of the demo's release when no --epsilon is given.
 DEMO_TOTAL_EPSILON = 1.0
@@ -26,25 +25,42 @@ VERDICT_LEGEND = (
     "privacy attack: a measurable leak). The fidelity headlines are strict: at epsilon 1 on a "
     "few thousand rows even the best DP generators read POOR on them while their utility reads "
     "FAIR or GOOD; the worst columns and pairs above say where the gap is, and more rows or a "
-    "larger epsilon narrow it.")
+    "larger epsilon narrow it."
+)
 
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` command."""
     demo = subparsers.add_parser(
-        "demo", help="run the whole pipeline on the embedded Adult table",
+        "demo",
+        help="run the whole pipeline on the embedded Adult table",
         description="Fit a DP generator on a sample of the UCI Adult table (declared-public "
         "schema), sample a synthetic table, evaluate it against a real holdout and write the "
-        "report, as the Prefect flow `privsynth run` uses.")
-    demo.add_argument("-o", "--output", default="privsynth-demo",
-                      help="folder for the demo's data and run (default ./privsynth-demo)")
-    demo.add_argument("--rows", type=int, default=5000,
-                      help="training rows drawn from Adult (default 5000; 48,842 at most)")
-    demo.add_argument("--generator", help="generator id (default: the installed DP generator "
-                                          "that serves Adult best, as `privsynth fit` chooses)")
-    demo.add_argument("--epsilon", type=float,
-                      help="training epsilon (default: whatever makes the release's end-to-end "
-                      f"epsilon {DEMO_TOTAL_EPSILON:g} once the row count's share is added)")
+        "report, as the Prefect flow `privsynth run` uses.",
+    )
+    demo.add_argument(
+        "-o",
+        "--output",
+        default="privsynth-demo",
+        help="folder for the demo's data and run (default ./privsynth-demo)",
+    )
+    demo.add_argument(
+        "--rows",
+        type=int,
+        default=5000,
+        help="training rows drawn from Adult (default 5000; 48,842 at most)",
+    )
+    demo.add_argument(
+        "--generator",
+        help="generator id (default: the installed DP generator "
+        "that serves Adult best, as `privsynth fit` chooses)",
+    )
+    demo.add_argument(
+        "--epsilon",
+        type=float,
+        help="training epsilon (default: whatever makes the release's end-to-end "
+        f"epsilon {DEMO_TOTAL_EPSILON:g} once the row count's share is added)",
+    )
     demo.set_defaults(func=demo_cmd)
 
 
@@ -100,14 +116,18 @@ def _ensure_budget(train_path: Path, epsilon: float) -> None:
     fingerprint = fingerprint_frame(read_frame(train_path))
     if ledger.has_budget(fingerprint):
         status = ledger.status(fingerprint)
-        print(f"demo dataset {fingerprint[:12]}: budget {status.budget}, remaining "
-              f"{status.remaining} (ledger {ledger.path})")
+        print(
+            f"demo dataset {fingerprint[:12]}: budget {status.budget}, remaining "
+            f"{status.remaining} (ledger {ledger.path})"
+        )
         return
     budget = max(3.0, 3 * epsilon)
     ledger.set_budget(fingerprint, epsilon=budget, delta=1e-4, label="adult-demo")
-    print(f"no budget was set for the demo dataset ({fingerprint[:12]}): set a DEMO budget of "
-          f"epsilon={budget:g}, delta=1e-4 in {ledger.path}. On real data the data custodian "
-          f"sets it: `privsynth budget set DATA --epsilon E --delta D`")
+    print(
+        f"no budget was set for the demo dataset ({fingerprint[:12]}): set a DEMO budget of "
+        f"epsilon={budget:g}, delta=1e-4 in {ledger.path}. On real data the data custodian "
+        f"sets it: `privsynth budget set DATA --epsilon E --delta D`"
+    )
 
 
 def _print_worst(metrics_json: Path) -> None:
@@ -142,21 +162,36 @@ def demo_cmd(args: argparse.Namespace) -> int:
     if epsilon is None:
         share = _count_share(train_path)
         epsilon = round(DEMO_TOTAL_EPSILON - share, 6)
-        print(f"epsilon {epsilon:g} for training + {share:g} for the released row count = "
-              f"{DEMO_TOTAL_EPSILON:g} end to end")
+        print(
+            f"epsilon {epsilon:g} for training + {share:g} for the released row count = "
+            f"{DEMO_TOTAL_EPSILON:g} end to end"
+        )
     # The demo predicts income: the run's target makes the generators that can use it do so
     # (AIM's and MST's selections, DP-CTGAN's focus_columns; RunConfig applies it). AIM and MST
     # get one cell per value of Adult's integer columns (age, hours-per-week: up to 99 values),
     # so a spike such as a 40-hour week is not smeared over its neighbours.
     params: dict[str, Any] = {"bins": 100} if generator in ("aim", "mst") else {}
-    config = run_config_from_dict({
-        "name": f"adult-demo-{generator}", "input": str(train_path),
-        "schema_path": str(ADULT_SCHEMA_PATH), "domain": "public", "generator": generator,
-        "params": params,
-        "epsilon": epsilon, "delta": DEMO_DELTA, "target": "income",
-        "holdout": str(holdout_path), "seed": 0, "output_dir": str(folder / "run")})
-    print(f"generator {generator} ({why}), epsilon={epsilon:g}, delta={DEMO_DELTA:g}, "
-          f"domain: Adult's declared-public schema ({ADULT_SCHEMA_PATH})", flush=True)
+    config = run_config_from_dict(
+        {
+            "name": f"adult-demo-{generator}",
+            "input": str(train_path),
+            "schema_path": str(ADULT_SCHEMA_PATH),
+            "domain": "public",
+            "generator": generator,
+            "params": params,
+            "epsilon": epsilon,
+            "delta": DEMO_DELTA,
+            "target": "income",
+            "holdout": str(holdout_path),
+            "seed": 0,
+            "output_dir": str(folder / "run"),
+        }
+    )
+    print(
+        f"generator {generator} ({why}), epsilon={epsilon:g}, delta={DEMO_DELTA:g}, "
+        f"domain: Adult's declared-public schema ({ADULT_SCHEMA_PATH})",
+        flush=True,
+    )
     from privsynth_flows.runtime import prefect_session
     from privsynth_flows.synthesize import synthesize
 
@@ -166,6 +201,8 @@ def demo_cmd(args: argparse.Namespace) -> int:
     print_run(result)
     _print_worst(result.report.parent / "metrics.json")
     print(VERDICT_LEGEND)
-    print(f"demo finished in {time.perf_counter() - started:.0f} s; the training sample and "
-          f"holdout are in {folder / 'data'}")
+    print(
+        f"demo finished in {time.perf_counter() - started:.0f} s; the training sample and "
+        f"holdout are in {folder / 'data'}"
+    )
     return 0

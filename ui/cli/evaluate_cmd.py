@@ -24,19 +24,33 @@ def register(subparsers: Any) -> None:
     parser.add_argument("real", help="the real (training) table, CSV or Parquet")
     parser.add_argument("synthetic", help="the synthetic table, CSV or Parquet")
     parser.add_argument("-o", "--output", required=True, help="report folder to write")
-    parser.add_argument("--holdout", help="real rows the generator never saw (enables the "
-                        "privacy attacks and the real-holdout ceiling)")
+    parser.add_argument(
+        "--holdout",
+        help="real rows the generator never saw (enables the "
+        "privacy attacks and the real-holdout ceiling)",
+    )
     parser.add_argument("--target", help="column the utility metrics (TSTR) predict")
-    parser.add_argument("--schema", help="schema file (default: the manifest's schema, else one "
-                        "inferred from the real table)")
-    parser.add_argument("--metrics", help="comma-separated metric ids (default: every metric "
-                        "whose inputs are given); see `privsynth plugins list`")
-    parser.add_argument("--manifest", help="the model folder, its manifest.json, or a run "
-                        "directory: reports the DP guarantee (checked against the privacy ledger "
-                        "where this installation has the custodian's record of the model)")
+    parser.add_argument(
+        "--schema",
+        help="schema file (default: the manifest's schema, else one inferred from the real table)",
+    )
+    parser.add_argument(
+        "--metrics",
+        help="comma-separated metric ids (default: every metric "
+        "whose inputs are given); see `privsynth plugins list`",
+    )
+    parser.add_argument(
+        "--manifest",
+        help="the model folder, its manifest.json, or a run "
+        "directory: reports the DP guarantee (checked against the privacy ledger "
+        "where this installation has the custodian's record of the model)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of samples and models")
-    parser.add_argument("--no-references", action="store_true",
-                        help="skip the ceiling/floor reference points (faster)")
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="skip the ceiling/floor reference points (faster)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_separator_option(parser)
@@ -54,10 +68,11 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     from .generate_cmd import TextProgress
 
     output = Path(args.output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and \
-            not args.overwrite:
-        raise InputFileError(f"output {output} already exists and is not empty; choose another "
-                             f"folder or pass --overwrite")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not args.overwrite:
+        raise InputFileError(
+            f"output {output} already exists and is not empty; choose another "
+            f"folder or pass --overwrite"
+        )
     manifest, record = load_model_evidence(args.manifest) if args.manifest else (None, None)
     real = read_data(args.real, args.separator)
     synthetic = read_data(args.synthetic, args.separator)
@@ -70,24 +85,30 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         from privsynth_core.inference import infer_schema
 
         schema = infer_schema(real)
-        print("note: no --schema given; column kinds inferred from the real table",
-              file=sys.stderr)
-    metric_ids = [m.strip() for m in args.metrics.split(",") if m.strip()] \
-        if args.metrics else None
+        print("note: no --schema given; column kinds inferred from the real table", file=sys.stderr)
+    metric_ids = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     bar = None if args.quiet else TextProgress()
     try:
         result = evaluate(
-            real, synthetic, schema=schema, metric_ids=metric_ids, holdout=holdout,
-            target=args.target, manifest=manifest, seed=args.seed,
-            references=not args.no_references, output_dir=args.output,
-            overwrite=args.overwrite, record=record, progress=bar,
+            real,
+            synthetic,
+            schema=schema,
+            metric_ids=metric_ids,
+            holdout=holdout,
+            target=args.target,
+            manifest=manifest,
+            seed=args.seed,
+            references=not args.no_references,
+            output_dir=args.output,
+            overwrite=args.overwrite,
+            record=record,
+            progress=bar,
         )
     finally:
         if bar is not None:
             bar.close()
     rows = [
-        [h.name, _fmt(h.value), _fmt(h.ceiling), _fmt(h.floor), h.verdict.upper(),
-         h.verdict_text]
+        [h.name, _fmt(h.value), _fmt(h.ceiling), _fmt(h.floor), h.verdict.upper(), h.verdict_text]
         for h in result.headlines
     ]
     if rows:
@@ -97,13 +118,18 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
                 print(f"  {h.metric_id}: {line}")
     else:
         print("no headline metric ran")
-    others = [r for r in result.results if r.metric_id not in {h.metric_id for h in
-                                                               result.headlines}]
+    others = [
+        r for r in result.results if r.metric_id not in {h.metric_id for h in result.headlines}
+    ]
     if others:
         print()
-        print_table(["METRIC", "GROUP", "VALUE", "VERDICT"],
-                    [[r.metric_id, r.group, _fmt(r.value),
-                      result.verdicts[r.metric_id][0].upper()] for r in others])
+        print_table(
+            ["METRIC", "GROUP", "VALUE", "VERDICT"],
+            [
+                [r.metric_id, r.group, _fmt(r.value), result.verdicts[r.metric_id][0].upper()]
+                for r in others
+            ],
+        )
     for skipped in result.skipped:
         print(f"skipped {skipped.metric_id}: {skipped.reason}")
     guarantee = result.guarantee
@@ -111,14 +137,20 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         print(f"\n{describe_guarantee(guarantee)}")
     for section, error in result.section_errors.items():
         print(f"warning: report section {section} failed: {error}", file=sys.stderr)
-    print(f"\nreport: {output / 'report.html'} (metrics.json, plots/ beside it) in "
-          f"{result.seconds.get('total', 0):.1f}s")
-    print("The report contains statistics of the real data and is NOT covered by the DP "
-          "guarantee: keep it with the data custodian. Only the synthetic table and the model "
-          "manifest are for release.")
-    print("Verdicts: GOOD = close to the real data (or to its real-holdout reference); FAIR = "
-          "useful, with visible gaps; POOR = little better than independent columns (or, for "
-          "privacy, a leak); the WHY column and the report say what each is measured against.")
+    print(
+        f"\nreport: {output / 'report.html'} (metrics.json, plots/ beside it) in "
+        f"{result.seconds.get('total', 0):.1f}s"
+    )
+    print(
+        "The report contains statistics of the real data and is NOT covered by the DP "
+        "guarantee: keep it with the data custodian. Only the synthetic table and the model "
+        "manifest are for release."
+    )
+    print(
+        "Verdicts: GOOD = close to the real data (or to its real-holdout reference); FAIR = "
+        "useful, with visible gaps; POOR = little better than independent columns (or, for "
+        "privacy, a leak); the WHY column and the report say what each is measured against."
+    )
     return 0
 
 
@@ -126,10 +158,14 @@ def describe_guarantee(guarantee: dict[str, Any]) -> str:
     """The guarantee an evaluation reports, in words: where the figure comes from, and a
     warning when the model's manifest states another."""
     if not guarantee.get("differentially_private"):
-        return (f"privacy guarantee: none (the {guarantee.get('generator')} model is NOT "
-                f"differentially private)")
-    text = (f"privacy guarantee: epsilon={_fmt(guarantee.get('epsilon'))}, "
-            f"delta={guarantee.get('delta'):.3g} end to end, {guarantee.get('source', '')}")
+        return (
+            f"privacy guarantee: none (the {guarantee.get('generator')} model is NOT "
+            f"differentially private)"
+        )
+    text = (
+        f"privacy guarantee: epsilon={_fmt(guarantee.get('epsilon'))}, "
+        f"delta={guarantee.get('delta'):.3g} end to end, {guarantee.get('source', '')}"
+    )
     if guarantee.get("warning"):
         text += f"\nWARNING: {guarantee['warning']}"
     return text

@@ -19,10 +19,12 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(func=list_plugins)
     show = sub.add_parser(
-        "show", help="one plugin in full: what it is and every parameter it takes",
+        "show",
+        help="one plugin in full: what it is and every parameter it takes",
         description="Describe a plugin; for a generator, list each parameter with its type, "
         "allowed values, default and meaning (give them to `privsynth fit` as --param "
-        "NAME=VALUE, or under `params:` in a run configuration).")
+        "NAME=VALUE, or under `params:` in a run configuration).",
+    )
     show.add_argument("plugin_id", metavar="ID", help="a plugin id from `privsynth plugins list`")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.set_defaults(func=show_plugin)
@@ -35,17 +37,32 @@ def list_plugins(args: argparse.Namespace) -> int:
     entries = all_entries()
     if args.json:
         rows = [
-            {"kind": e.kind, "id": e.plugin_id, "plugin": e.plugin_name,
-             "distribution": e.distribution, "version": e.version, "description": e.description,
-             **_flags(e.cls)}
+            {
+                "kind": e.kind,
+                "id": e.plugin_id,
+                "plugin": e.plugin_name,
+                "distribution": e.distribution,
+                "version": e.version,
+                "description": e.description,
+                **_flags(e.cls),
+            }
             for e in entries
         ]
         print(json.dumps(rows, indent=2))
         return 0
     print_table(
         ["KIND", "ID", "PACKAGE", "VERSION", "PLUGIN", "DESCRIPTION"],
-        [[e.kind, e.plugin_id, e.distribution, e.version, e.plugin_name,
-          _label(e.cls) + e.description] for e in entries],
+        [
+            [
+                e.kind,
+                e.plugin_id,
+                e.distribution,
+                e.version,
+                e.plugin_name,
+                _label(e.cls) + e.description,
+            ]
+            for e in entries
+        ],
     )
     return 0
 
@@ -75,15 +92,26 @@ def show_plugin(args: argparse.Namespace) -> int:
     found = [e for e in all_entries() if e.plugin_id == args.plugin_id]
     if not found:
         raise UnknownPluginError("plugin", args.plugin_id, {e.plugin_id for e in all_entries()})
-    rows = [{"kind": e.kind, "id": e.plugin_id, "distribution": e.distribution,
-             "version": e.version, "description": e.description, **_flags(e.cls),
-             "parameters": parameter_rows(e.cls)} for e in found]
+    rows = [
+        {
+            "kind": e.kind,
+            "id": e.plugin_id,
+            "distribution": e.distribution,
+            "version": e.version,
+            "description": e.description,
+            **_flags(e.cls),
+            "parameters": parameter_rows(e.cls),
+        }
+        for e in found
+    ]
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2, default=str))
         return 0
     for entry, row in zip(found, rows, strict=True):
-        print(f"{entry.kind} {entry.plugin_id} ({entry.distribution} {entry.version}): "
-              f"{_label(entry.cls)}{entry.description}")
+        print(
+            f"{entry.kind} {entry.plugin_id} ({entry.distribution} {entry.version}): "
+            f"{_label(entry.cls)}{entry.description}"
+        )
         if getattr(entry.cls, "pure_epsilon", False):
             print("pure epsilon-DP: its delta is 0 (no --delta needed)")
         params = row["parameters"]
@@ -109,10 +137,18 @@ def parameter_rows(cls: type) -> list[dict[str, str]]:
     rows = []
     for name, prop in schema.get("properties", {}).items():
         default = prop.get("default", "(required)")
-        rows.append({"name": name, "type": _type_text(prop, defs),
-                     "default": "empty" if default is None else
-                     json.dumps(default) if isinstance(default, list | dict) else str(default),
-                     "meaning": " ".join(str(prop.get("description", "")).split())})
+        rows.append(
+            {
+                "name": name,
+                "type": _type_text(prop, defs),
+                "default": "empty"
+                if default is None
+                else json.dumps(default)
+                if isinstance(default, list | dict)
+                else str(default),
+                "meaning": " ".join(str(prop.get("description", "")).split()),
+            }
+        )
     return rows
 
 

@@ -19,49 +19,73 @@ from typing import Any
 
 
 def _runner_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task-runner", choices=("thread", "dask"), default="thread",
-                        help="where tasks run: threads of this process (default) or Dask")
-    parser.add_argument("--dask-address", metavar="ADDRESS",
-                        help="scheduler of an existing Dask cluster (tcp://host:8786; default "
-                             "the config's dask_address, then $PRIVSYNTH_DASK_ADDRESS; none: "
-                             "start a local cluster): tasks and partitioned inputs run there")
-    parser.add_argument("--dask-workers", type=int, default=2, metavar="N",
-                        help="workers of the local Dask cluster (default 2)")
+    parser.add_argument(
+        "--task-runner",
+        choices=("thread", "dask"),
+        default="thread",
+        help="where tasks run: threads of this process (default) or Dask",
+    )
+    parser.add_argument(
+        "--dask-address",
+        metavar="ADDRESS",
+        help="scheduler of an existing Dask cluster (tcp://host:8786; default "
+        "the config's dask_address, then $PRIVSYNTH_DASK_ADDRESS; none: "
+        "start a local cluster): tasks and partitioned inputs run there",
+    )
+    parser.add_argument(
+        "--dask-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="workers of the local Dask cluster (default 2)",
+    )
 
 
 def register(subparsers: Any) -> None:
     """Add the ``run``, ``deploy`` and ``sweep`` commands."""
     run = subparsers.add_parser(
-        "run", help="run the synthesis pipeline from a config file (Prefect flow)",
+        "run",
+        help="run the synthesis pipeline from a config file (Prefect flow)",
         description="Load, validate, fix the domain, fit, sample, evaluate, report and publish a "
         "run directory, as a Prefect flow. Training is cached: running the same config again "
-        "reuses the model and spends no budget.")
+        "reuses the model and spends no budget.",
+    )
     run.add_argument("config", nargs="?", help="run configuration (YAML); see docs/flows.md")
-    run.add_argument("--resume", metavar="RUN_DIR",
-                     help="continue the interrupted run that was writing RUN_DIR (from its last "
-                          "training checkpoint, with its accountant state restored)")
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the interrupted run that was writing RUN_DIR (from its last "
+        "training checkpoint, with its accountant state restored)",
+    )
     _runner_options(run)
     run.set_defaults(func=run_cmd)
 
     deploy = subparsers.add_parser(
-        "deploy", help="schedule a run configuration (Prefect deployment)",
+        "deploy",
+        help="schedule a run configuration (Prefect deployment)",
         description="Create a scheduled deployment of the synthesis flow for CONFIG and serve it "
         "from this process (until Ctrl-C), or register it on a work pool with --work-pool. Needs "
-        "a Prefect server: `prefect server start`, then export PREFECT_API_URL.")
+        "a Prefect server: `prefect server start`, then export PREFECT_API_URL.",
+    )
     deploy.add_argument("config", help="run configuration (YAML)")
     when = deploy.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", help='cron schedule, e.g. "0 2 * * *" (02:00 every day)')
     when.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS")
     deploy.add_argument("--timezone", default="UTC", help="time zone of the schedule (UTC)")
     deploy.add_argument("--name", help="deployment name (default: the config's name)")
-    deploy.add_argument("--work-pool", metavar="POOL",
-                        help="register on this work pool instead of serving from this process")
+    deploy.add_argument(
+        "--work-pool",
+        metavar="POOL",
+        help="register on this work pool instead of serving from this process",
+    )
     deploy.set_defaults(func=deploy_cmd)
 
     sweep = subparsers.add_parser(
-        "sweep", help="run a grid of generators x epsilons x seeds (Prefect flow)",
+        "sweep",
+        help="run a grid of generators x epsilons x seeds (Prefect flow)",
         description="Run one synthesis per grid cell over one dataset, after checking that the "
-        "dataset's budget covers the whole grid; write summary.csv and privacy_utility.png.")
+        "dataset's budget covers the whole grid; write summary.csv and privacy_utility.png.",
+    )
     sweep.add_argument("config", help="sweep configuration (YAML); see docs/flows.md")
     _runner_options(sweep)
     sweep.set_defaults(func=sweep_cmd)
@@ -89,11 +113,15 @@ def print_run(result: Any) -> None:
     print(f"  custodian/  {result.custodian_dir}   ({NOT_DP_LABEL}: manifest, report, logs)")
     print(f"  report      {result.report}")
     if release.get("differentially_private"):
-        print(f"guarantee of the release, end to end: epsilon={privacy['epsilon']:.6g}, "
-              f"delta={privacy['delta']:.3g}")
+        print(
+            f"guarantee of the release, end to end: epsilon={privacy['epsilon']:.6g}, "
+            f"delta={privacy['delta']:.3g}"
+        )
         for part in privacy["parts"]:
-            print(f"  {part['step']:<10} {part['mechanism']:<40} epsilon={part['epsilon']:.4g}  "
-                  f"delta={part['delta']:.3g}")
+            print(
+                f"  {part['step']:<10} {part['mechanism']:<40} epsilon={part['epsilon']:.4g}  "
+                f"delta={part['delta']:.3g}"
+            )
         if manifest["fit"]["reused_from_store"]:
             print("  (the model was reused from the store: this run charged no training)")
     else:
@@ -101,8 +129,10 @@ def print_run(result: Any) -> None:
     try:
         dataset = manifest["dataset"]
         status = PrivacyLedger().status(budget_key(dataset.get("source"), dataset["fingerprint"]))
-        print(f"budget of {status.label or 'the dataset'}: spent {status.spent}, remaining "
-              f"{status.remaining}")
+        print(
+            f"budget of {status.label or 'the dataset'}: spent {status.spent}, remaining "
+            f"{status.remaining}"
+        )
     except Exception:  # a non-DP run on a dataset with no budget: nothing to show
         pass
     if result.headlines:
@@ -122,8 +152,10 @@ def _say_chosen_generator(path: Path, config: Any) -> None:
     if isinstance(data, dict) and data.get("generator") in (None, ""):
         choice = chosen_generator(config.model_dump())
         if choice is not None:
-            print(f"generator {choice.generator_id}: {choice.why}; `generator:` in the "
-                  f"configuration chooses another")
+            print(
+                f"generator {choice.generator_id}: {choice.why}; `generator:` in the "
+                f"configuration chooses another"
+            )
 
 
 def run_cmd(args: argparse.Namespace) -> int:
@@ -133,14 +165,19 @@ def run_cmd(args: argparse.Namespace) -> int:
     from privsynth_core.runs import interrupted_config
 
     if args.config is None and args.resume is None:
-        raise ConfigError("give a run configuration (privsynth run CONFIG.yaml) or --resume "
-                          "RUN_DIR")
+        raise ConfigError(
+            "give a run configuration (privsynth run CONFIG.yaml) or --resume RUN_DIR"
+        )
     if args.resume is not None:
         config = interrupted_config(args.resume)
-        if args.config is not None and load_run_config(args.config).config_hash() != \
-                config.config_hash():
-            raise ConfigError(f"{args.config} is not the configuration of the interrupted run "
-                              f"in {args.resume}; resume with --resume {args.resume} alone")
+        if (
+            args.config is not None
+            and load_run_config(args.config).config_hash() != config.config_hash()
+        ):
+            raise ConfigError(
+                f"{args.config} is not the configuration of the interrupted run "
+                f"in {args.resume}; resume with --resume {args.resume} alone"
+            )
     else:
         config = load_run_config(args.config)
         _say_chosen_generator(Path(args.config), config)
@@ -168,17 +205,28 @@ def deploy_cmd(args: argparse.Namespace) -> int:
     config = load_run_config(args.config)
     url = require_server()
     name = args.name or config.label
-    deployment = build_deployment(config, name=name, cron=args.cron, interval=args.interval,
-                                  timezone=args.timezone, work_pool=args.work_pool)
+    deployment = build_deployment(
+        config,
+        name=name,
+        cron=args.cron,
+        interval=args.interval,
+        timezone=args.timezone,
+        work_pool=args.work_pool,
+    )
     schedule = f"cron '{args.cron}'" if args.cron else f"every {args.interval:g} s"
     if args.work_pool:
         deployment_id = register(deployment, work_pool=args.work_pool)
-        print(f"deployment synthesize/{name} ({deployment_id}) registered on work pool "
-              f"{args.work_pool!r} at {url}, {schedule} ({args.timezone}); start a worker with "
-              f"`prefect worker start --pool {args.work_pool}`")
+        print(
+            f"deployment synthesize/{name} ({deployment_id}) registered on work pool "
+            f"{args.work_pool!r} at {url}, {schedule} ({args.timezone}); start a worker with "
+            f"`prefect worker start --pool {args.work_pool}`"
+        )
         return 0
-    print(f"serving deployment synthesize/{name}, {schedule} ({args.timezone}), on {url}; "
-          f"runs publish to {config.output_dir}. Stop with Ctrl-C.", flush=True)
+    print(
+        f"serving deployment synthesize/{name}, {schedule} ({args.timezone}), on {url}; "
+        f"runs publish to {config.output_dir}. Stop with Ctrl-C.",
+        flush=True,
+    )
     serve(deployment)
     return 0
 

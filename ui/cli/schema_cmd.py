@@ -25,13 +25,25 @@ def register(subparsers: Any) -> None:
     )
     infer.add_argument("data", help="CSV or Parquet file")
     infer.add_argument("-o", "--output", required=True, help="schema file to write (.yaml/.json)")
-    infer.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
-                       help="leave a column out (repeatable)")
-    infer.add_argument("--max-categories", type=int, default=1000,
-                       help="text columns with more distinct values count as free text")
-    infer.add_argument("--skeleton", action="store_true",
-                       help="write names, kinds and formats only (no bounds or categories): the "
-                       "public metadata to review before learning the domain with DP")
+    infer.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="leave a column out (repeatable)",
+    )
+    infer.add_argument(
+        "--max-categories",
+        type=int,
+        default=1000,
+        help="text columns with more distinct values count as free text",
+    )
+    infer.add_argument(
+        "--skeleton",
+        action="store_true",
+        help="write names, kinds and formats only (no bounds or categories): the "
+        "public metadata to review before learning the domain with DP",
+    )
     add_separator_option(infer)
     infer.set_defaults(func=infer_cmd)
 
@@ -45,10 +57,16 @@ def register(subparsers: Any) -> None:
         "have checked that those values are public knowledge.",
     )
     confirm.add_argument("schema", help="schema file to confirm (rewritten in place)")
-    confirm.add_argument("--round-bounds", action="store_true",
-                         help="replace bounds that are the data's min/max by round limits")
-    confirm.add_argument("--accept-flagged", action="store_true",
-                         help="declare the flagged values public after reviewing them")
+    confirm.add_argument(
+        "--round-bounds",
+        action="store_true",
+        help="replace bounds that are the data's min/max by round limits",
+    )
+    confirm.add_argument(
+        "--accept-flagged",
+        action="store_true",
+        help="declare the flagged values public after reviewing them",
+    )
     confirm.set_defaults(func=confirm_cmd)
 
 
@@ -68,13 +86,18 @@ def infer_cmd(args: argparse.Namespace) -> int:
     print_table(["COLUMN", "KIND", "WHY", "FLAGS"], draft.rows(), file=sys.stderr)
     for excluded in schema.excluded:
         print(f"excluded column {excluded.name!r}: {excluded.text}", file=sys.stderr)
-    review = "" if args.skeleton else "".join(f"\n  review: {f.describe()}"
-                                               for f in schema.review)
+    review = "" if args.skeleton else "".join(f"\n  review: {f.describe()}" for f in schema.review)
     what = "names and kinds" if args.skeleton else "domain"
-    print(f"wrote {args.output}: {len(schema.columns)} column(s), {what} INFERRED from the data "
-          f"(not private).{review}\nReview it, then run `privsynth schema confirm "
-          f"{args.output}`" + (" and fit with --domain dp." if args.skeleton else
-                               " (or use it as a skeleton with --domain dp)."))
+    print(
+        f"wrote {args.output}: {len(schema.columns)} column(s), {what} INFERRED from the data "
+        f"(not private).{review}\nReview it, then run `privsynth schema confirm "
+        f"{args.output}`"
+        + (
+            " and fit with --domain dp."
+            if args.skeleton
+            else " (or use it as a skeleton with --domain dp)."
+        )
+    )
     return 0
 
 
@@ -88,7 +111,10 @@ def confirm_cmd(args: argparse.Namespace) -> int:
     schema = schema.confirm_public(accept_flagged=args.accept_flagged)
     schema.save(args.schema)
     missing = schema.missing_domains
-    tail = (f"; {len(missing)} column(s) have no domain yet: learn it with --domain dp"
-            if missing else "")
+    tail = (
+        f"; {len(missing)} column(s) have no domain yet: learn it with --domain dp"
+        if missing
+        else ""
+    )
     print(f"{args.schema}: declared public ({len(schema.columns)} columns){tail}")
     return 0

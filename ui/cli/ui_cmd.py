@@ -9,7 +9,8 @@ from typing import Any
 def register(subparsers: Any) -> None:
     """Add the ``ui`` command."""
     parser = subparsers.add_parser(
-        "ui", help="start the browser app (accounts, upload, train, generate, evaluate)",
+        "ui",
+        help="start the browser app (accounts, upload, train, generate, evaluate)",
         description="Serve the privsynth web app: users sign in (accounts and their roles in "
         "$PRIVSYNTH_HOME/users.sqlite; see `privsynth users`) and each works in a workspace of "
         "their own; every budget is a data source's, in the one ledger "
@@ -19,21 +20,43 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--data-dir", action="append", default=None, metavar="DIR",
-                        help="a server folder whose CSV/Parquet files users may pick (repeat for "
-                        "more; also PRIVSYNTH_UI_DATA_DIRS)")
-    parser.add_argument("--max-upload-mb", type=float, default=None,
-                        help="largest upload, in MiB (default 200; PRIVSYNTH_UI_MAX_UPLOAD_MB)")
+    parser.add_argument(
+        "--data-dir",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a server folder whose CSV/Parquet files users may pick (repeat for "
+        "more; also PRIVSYNTH_UI_DATA_DIRS)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=None,
+        help="largest upload, in MiB (default 200; PRIVSYNTH_UI_MAX_UPLOAD_MB)",
+    )
     signup = parser.add_mutually_exclusive_group()
-    signup.add_argument("--no-signup", dest="signup", action="store_false", default=None,
-                        help="visitors cannot create accounts; the operator adds them with "
-                        "`privsynth users add` (also PRIVSYNTH_UI_SIGNUP=0). The default when "
-                        "a --data-dir is given")
-    signup.add_argument("--signup", dest="signup", action="store_true",
-                        help="visitors may create analyst accounts, even with --data-dir "
-                        "(also PRIVSYNTH_UI_SIGNUP=1); the default without one")
-    parser.add_argument("--max-trainings", type=int, default=None,
-                        help="trainings that may run at once, all users together (default 2)")
+    signup.add_argument(
+        "--no-signup",
+        dest="signup",
+        action="store_false",
+        default=None,
+        help="visitors cannot create accounts; the operator adds them with "
+        "`privsynth users add` (also PRIVSYNTH_UI_SIGNUP=0). The default when "
+        "a --data-dir is given",
+    )
+    signup.add_argument(
+        "--signup",
+        dest="signup",
+        action="store_true",
+        help="visitors may create analyst accounts, even with --data-dir "
+        "(also PRIVSYNTH_UI_SIGNUP=1); the default without one",
+    )
+    parser.add_argument(
+        "--max-trainings",
+        type=int,
+        default=None,
+        help="trainings that may run at once, all users together (default 2)",
+    )
     parser.set_defaults(func=ui_cmd)
 
 

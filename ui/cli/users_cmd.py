@@ -23,11 +23,18 @@ def register(subparsers: Any) -> None:
 
     add = sub.add_parser("add", help="create an account (asks for the password)")
     add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, default=ANALYST,
-                     help="analyst (default): trains within budgets; custodian: sets budgets, "
-                     "fixes domains, reads evaluations (NOT DP)")
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read the password from the first line of standard input")
+    add.add_argument(
+        "--role",
+        choices=ROLES,
+        default=ANALYST,
+        help="analyst (default): trains within budgets; custodian: sets budgets, "
+        "fixes domains, reads evaluations (NOT DP)",
+    )
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
     add.set_defaults(func=add_cmd)
     role = sub.add_parser("role", help="change an account's role (applies to its next request)")
     role.add_argument("name")
@@ -35,14 +42,20 @@ def register(subparsers: Any) -> None:
     role.set_defaults(func=role_cmd)
     passwd = sub.add_parser("passwd", help="set a new password (ends the user's sessions)")
     passwd.add_argument("name")
-    passwd.add_argument("--password-stdin", action="store_true",
-                        help="read the password from the first line of standard input")
+    passwd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
     passwd.set_defaults(func=passwd_cmd)
     remove = sub.add_parser("remove", help="delete an account and end its sessions")
     remove.add_argument("name")
-    remove.add_argument("--delete-data", action="store_true",
-                        help="also delete the user's workspace (datasets, runs; the shared "
-                        "ledger keeps what they spent)")
+    remove.add_argument(
+        "--delete-data",
+        action="store_true",
+        help="also delete the user's workspace (datasets, runs; the shared "
+        "ledger keeps what they spent)",
+    )
     remove.set_defaults(func=remove_cmd)
     listing = sub.add_parser("list", help="list the accounts")
     listing.set_defaults(func=list_cmd)
@@ -116,9 +129,13 @@ def list_cmd(args: argparse.Namespace) -> int:
     if not users:
         print("no accounts yet; add one with `privsynth users add NAME [--role custodian]`")
         return 0
-    print_table(["USER", "ROLE", "CREATED", "LAST SIGN-IN", "LOCKED"],
-                [[u.username, u.role, u.created, u.last_login or "-", "yes" if u.locked else ""]
-                 for u in users])
+    print_table(
+        ["USER", "ROLE", "CREATED", "LAST SIGN-IN", "LOCKED"],
+        [
+            [u.username, u.role, u.created, u.last_login or "-", "yes" if u.locked else ""]
+            for u in users
+        ],
+    )
     return 0
 
 

@@ -43,8 +43,13 @@ class MeanGapMetric(Metric):
             gaps[col.name] = abs(float(real_mean) - float(synth_mean)) / width  # type: ignore[arg-type]
         value = sum(gaps.values()) / len(gaps) if gaps else 0.0
         return MetricResult(
-            metric_id=self.metric_id, name=self.name, group="fidelity", value=value,
-            direction="lower_is_better", value_range=(0.0, 1.0), details={"per_column": gaps},
+            metric_id=self.metric_id,
+            name=self.name,
+            group="fidelity",
+            value=value,
+            direction="lower_is_better",
+            value_range=(0.0, 1.0),
+            details={"per_column": gaps},
         )
 
 

@@ -36,8 +36,13 @@ def _size(col: Column, bins: int) -> int:
     """Cells of one column: its values, plus one for null when the column may be null (a null
     cell in a column that cannot hold one would, once noise makes it positive, put nulls where
     the schema forbids them)."""
-    values = (len(col.categories or ()) if col.kind is ColumnKind.CATEGORICAL
-              else 2 if col.kind is ColumnKind.BOOLEAN else bins)
+    values = (
+        len(col.categories or ())
+        if col.kind is ColumnKind.CATEGORICAL
+        else 2
+        if col.kind is ColumnKind.BOOLEAN
+        else bins
+    )
     return values + 1 if col.nullable else values
 
 
@@ -66,10 +71,12 @@ def _decode(col: Column, codes: np.ndarray, bins: int, rng: np.random.Generator)
         values = low + (codes + rng.uniform(size=codes.size)) * (high - low) / bins
         values = np.where(null, None, np.clip(values, low, high))
         if col.kind is ColumnKind.INTEGER:
-            values = np.where(null, None, np.clip(np.round(values.astype(float)), np.ceil(low),
-                                                  np.floor(high)))
-    return pl.Series(col.name, values.tolist(), dtype=pl.Float64 if col.kind.is_numeric else None
-                     ).cast(polars_dtype(col.kind))
+            values = np.where(
+                null, None, np.clip(np.round(values.astype(float)), np.ceil(low), np.floor(high))
+            )
+    return pl.Series(
+        col.name, values.tolist(), dtype=pl.Float64 if col.kind.is_numeric else None
+    ).cast(polars_dtype(col.kind))
 
 
 class JointHistogramGenerator(Generator):
@@ -90,8 +97,10 @@ class JointHistogramGenerator(Generator):
             raise ConfigError("joint_histogram does not handle datetime columns")
         cells = math.prod(self._sizes(table.schema.columns))
         if cells > self.params.max_cells:
-            raise ConfigError(f"the joint histogram would have {cells:,} cells (max_cells "
-                              f"{self.params.max_cells:,}): use fewer columns or bins")
+            raise ConfigError(
+                f"the joint histogram would have {cells:,} cells (max_cells "
+                f"{self.params.max_cells:,}): use fewer columns or bins"
+            )
 
     def _fit(self, table: Any, *, budget: Any, accountant: str, progress: Any) -> FitSummary:
         assert isinstance(self.params, JointHistogramParams)
@@ -99,18 +108,29 @@ class JointHistogramGenerator(Generator):
         codes = [_encode(c, table.frame[c.name], self.params.bins) for c in columns]
         counts = np.bincount(np.ravel_multi_index(codes, sizes), minlength=math.prod(sizes))
         noisy = np.clip(discrete_laplace(counts, scale=1.0 / budget.epsilon), 0, None)
-        self._weights = (noisy / noisy.sum() if noisy.sum() else
-                         np.full(noisy.size, 1.0 / noisy.size)).tolist()
-        return FitSummary(private=True, epsilon=budget.epsilon, delta=0.0,
-                          accountant_id="laplace", steps=1, epochs=1.0)
+        self._weights = (
+            noisy / noisy.sum() if noisy.sum() else np.full(noisy.size, 1.0 / noisy.size)
+        ).tolist()
+        return FitSummary(
+            private=True,
+            epsilon=budget.epsilon,
+            delta=0.0,
+            accountant_id="laplace",
+            steps=1,
+            epochs=1.0,
+        )
 
     def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
         assert self.schema is not None and isinstance(self.params, JointHistogramParams)
         rng = np.random.default_rng(seed)
         sizes = self._sizes(self.schema.columns)
         picks = np.unravel_index(rng.choice(len(self._weights), n_rows, p=self._weights), sizes)
-        return pl.DataFrame([_decode(c, codes, self.params.bins, rng)
-                             for c, codes in zip(self.schema.columns, picks, strict=True)])
+        return pl.DataFrame(
+            [
+                _decode(c, codes, self.params.bins, rng)
+                for c, codes in zip(self.schema.columns, picks, strict=True)
+            ]
+        )
 
     def _save_state(self, directory: Path) -> None:
         (directory / "joint.json").write_text(json.dumps(self._weights), encoding="utf-8")

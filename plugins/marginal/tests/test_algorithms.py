@@ -46,8 +46,14 @@ def test_mst_picks_the_copies_and_spends_its_rho() -> None:
     budget = huge_budget()
     estimator = PGMEstimator(NAMES, sizes)
     calls: list[tuple[int, int, str]] = []
-    measurements = mst(codes, sizes, budget, estimator, iters=ITERS,
-                       progress=lambda done, total, stage: calls.append((done, total, stage)))
+    measurements = mst(
+        codes,
+        sizes,
+        budget,
+        estimator,
+        iters=ITERS,
+        progress=lambda done, total, stage: calls.append((done, total, stage)),
+    )
     assert_spent_exactly(budget)
     cliques = [m.clique for m in measurements]
     assert cliques[:4] == [(0,), (1,), (2,), (3,)]
@@ -84,17 +90,26 @@ def test_aim_measures_the_dependent_pairs_first_and_spends_its_rho() -> None:
     budget = huge_budget()
     estimator = PGMEstimator(NAMES, sizes)
     calls: list[tuple[int, int, str]] = []
-    measurements = aim(codes, sizes, budget, estimator, selections=3, rounds=2,
-                       max_model_mb=100.0, max_cells=10_000, iters=ITERS, round_iters=50,
-                       progress=lambda done, total, stage: calls.append((done, total, stage)))
+    measurements = aim(
+        codes,
+        sizes,
+        budget,
+        estimator,
+        selections=3,
+        rounds=2,
+        max_model_mb=100.0,
+        max_cells=10_000,
+        iters=ITERS,
+        round_iters=50,
+        progress=lambda done, total, stage: calls.append((done, total, stage)),
+    )
     assert_spent_exactly(budget)
     cliques = [m.clique for m in measurements]
     assert cliques[:4] == [(0,), (1,), (2,), (3,)]
     assert set(cliques[4:6]) == {(0, 1), (2, 3)}  # the first round's two selections
     assert len(cliques) == 7 and len(set(cliques)) == 7  # never the same marginal twice
     # reported before the 1-way measurements (no silent start), then before and after each round
-    assert [(done, total) for done, total, _ in calls] == [(0, 2), (0, 2), (1, 2), (1, 2),
-                                                           (2, 2)]
+    assert [(done, total) for done, total, _ in calls] == [(0, 2), (0, 2), (1, 2), (1, 2), (2, 2)]
     assert calls[0][2] == "measuring 1-way marginals" and calls[1][2].startswith("round 1")
     # equal noise on every measurement (AIM's plan here)
     assert len({m.sigma for m in measurements}) == 1
@@ -106,8 +121,18 @@ def test_aim_never_measures_a_pair_above_max_cells() -> None:
     codes, sizes = copies_table((3, 6), seed=4)
     budget = huge_budget()
     estimator = PGMEstimator(NAMES, sizes)
-    measurements = aim(codes, sizes, budget, estimator, selections=10, rounds=1,
-                       max_model_mb=100.0, max_cells=20, iters=ITERS, round_iters=50)
+    measurements = aim(
+        codes,
+        sizes,
+        budget,
+        estimator,
+        selections=10,
+        rounds=1,
+        max_model_mb=100.0,
+        max_cells=20,
+        iters=ITERS,
+        round_iters=50,
+    )
     cliques = [m.clique for m in measurements]
     assert (2, 3) not in cliques
     assert all(int(np.prod([sizes[i] for i in c])) <= 20 for c in cliques)
@@ -142,8 +167,9 @@ def test_mst_gathers_its_tree_around_the_target() -> None:
     codes = np.stack([a, a, a, rng.integers(0, 3, N_ROWS)], axis=1)
     sizes = [3, 3, 3, 3]
     budget = huge_budget()
-    measurements = mst(codes, sizes, budget, PGMEstimator(NAMES, sizes), iters=50, target=2,
-                       target_weight=3.0)
+    measurements = mst(
+        codes, sizes, budget, PGMEstimator(NAMES, sizes), iters=50, target=2, target_weight=3.0
+    )
     edges = {m.clique for m in measurements[4:]}
     assert {(0, 2), (1, 2)} <= edges and (0, 1) not in edges
     assert_spent_exactly(budget)

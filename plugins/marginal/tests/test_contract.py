@@ -22,12 +22,18 @@ QUICK = {"mst": {"iters": 100}, "aim": {"iters": 100, "rounds": 2, "round_iters"
 
 
 @pytest.fixture(scope="module", params=["mst", "aim"])
-def fitted(request: pytest.FixtureRequest, with_marginal_plugin: None,
-           tmp_path_factory: pytest.TempPathFactory) -> tuple[Generator, Table, PrivacyLedger]:
-    table = Table.from_frame(adult_frame().sample(1500, seed=11), adult_schema(),
-                             name="adult-1500")
-    return fit_for_contract(generators().get(request.param), table,
-                            tmp_path_factory.mktemp("ledger"), **QUICK[request.param])
+def fitted(
+    request: pytest.FixtureRequest,
+    with_marginal_plugin: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Generator, Table, PrivacyLedger]:
+    table = Table.from_frame(adult_frame().sample(1500, seed=11), adult_schema(), name="adult-1500")
+    return fit_for_contract(
+        generators().get(request.param),
+        table,
+        tmp_path_factory.mktemp("ledger"),
+        **QUICK[request.param],
+    )
 
 
 def test_output_respects_the_schema_exactly(fitted: tuple[Generator, Table, PrivacyLedger]) -> None:
@@ -60,24 +66,34 @@ def test_budget_is_never_exceeded_and_the_ledger_has_the_entry(
 
 
 def test_aim_that_runs_out_of_candidates_is_charged_its_whole_plan(
-    with_marginal_plugin: None, tmp_path: Path,
+    with_marginal_plugin: None,
+    tmp_path: Path,
 ) -> None:
     """Whether AIM runs out of candidates depends on its selections (the model-size filter is
     applied to what was selected), so the statement and the charge are the planned total, not
     the realised sum: a smaller figure would be data-dependent and no guarantee."""
     from privsynth_marginal.zcdp import epsilon_for
 
-    frame = adult_frame().sample(1000, seed=3).select("age", "workclass", "gender", "race", "income")
+    frame = (
+        adult_frame().sample(1000, seed=3).select("age", "workclass", "gender", "race", "income")
+    )
     schema = adult_schema()
     schema = schema.with_columns([schema.column(c) for c in frame.columns], domain="public")
     table = Table.from_frame(frame, schema, name="adult-5")
     # a model limit of a hair: no pair fits, every round's pool is empty
-    generator, _, ledger = fit_for_contract(generators().get("aim"), table, tmp_path,
-                                            iters=50, rounds=2, round_iters=10,
-                                            max_model_mb=1e-6)
+    generator, _, ledger = fit_for_contract(
+        generators().get("aim"),
+        table,
+        tmp_path,
+        iters=50,
+        rounds=2,
+        round_iters=10,
+        max_model_mb=1e-6,
+    )
     summary = generator.fit_summary
-    assert summary is not None and summary.extra["measured_marginals"] == [[c] for c in
-                                                                            frame.columns]
+    assert summary is not None and summary.extra["measured_marginals"] == [
+        [c] for c in frame.columns
+    ]
     assert summary.extra["rho_spent"] < 0.95 * summary.extra["rho_budget"]  # it stopped early
     assert summary.epsilon == pytest.approx(epsilon_for(summary.extra["rho_budget"], 1e-5))
     check_ledger(generator, table, ledger)  # the ledger holds the stated (whole) figure

@@ -62,8 +62,9 @@ def _frame(columns: list[Column], n: int, seed: int, null_rate: float = 0.0) -> 
         values = _values(column, n, rng)
         if column.nullable:
             # keep the first two (the bounds) present
-            values = [None if i > 1 and rng.uniform() < null_rate else v
-                      for i, v in enumerate(values)]
+            values = [
+                None if i > 1 and rng.uniform() < null_rate else v for i, v in enumerate(values)
+            ]
         data[column.name] = pl.Series(column.name, values, dtype=polars_dtype(column.kind))
     return pl.DataFrame(data)
 
@@ -94,8 +95,16 @@ def test_encode_decode_encode_keeps_every_cell(name: str, nullable: bool) -> Non
 
 def test_cell_counts_per_kind() -> None:
     sizes = {name: column_cells(c, BINS).size for name, c in COLUMNS.items()}
-    assert sizes == {"int_exact": 10, "int_binned": BINS, "cont": BINS, "when": BINS,
-                     "when_old": BINS, "cat": 4, "flag": 2, "one_value": 1}
+    assert sizes == {
+        "int_exact": 10,
+        "int_binned": BINS,
+        "cont": BINS,
+        "when": BINS,
+        "when_old": BINS,
+        "cat": 4,
+        "flag": 2,
+        "one_value": 1,
+    }
     nullable = COLUMNS["cat"].model_copy(update={"nullable": True})
     assert column_cells(nullable, BINS).size == 5
 
@@ -166,8 +175,11 @@ def test_binned_continuous_values_are_spread_uniformly_within_their_cell() -> No
     cells = column_cells(column, BINS)
     edges = cells.edges
     rng = np.random.default_rng(5)
-    for code, (lo, hi) in [(1, (cells.lower, edges[0])), (7, (edges[5], edges[6])),
-                           (cells.n_values - 2, (edges[-1], cells.upper))]:
+    for code, (lo, hi) in [
+        (1, (cells.lower, edges[0])),
+        (7, (edges[5], edges[6])),
+        (cells.n_values - 2, (edges[-1], cells.upper)),
+    ]:
         decoded = cells.decode(np.full(4000, code), rng).to_numpy()
         assert decoded.min() >= lo and decoded.max() < hi
         assert np.unique(decoded).size == decoded.size  # not piled on one point
@@ -184,8 +196,9 @@ def test_one_value_domain_is_one_cell() -> None:
     cells = column_cells(column, BINS)
     assert cells.n_values == 1
     assert cells.encode(pl.Series("one_value", [4.5, 4.5])).tolist() == [0, 0]
-    assert cells.decode(np.zeros(3, dtype=np.int64),
-                        np.random.default_rng(0)).to_list() == [4.5] * 3
+    assert (
+        cells.decode(np.zeros(3, dtype=np.int64), np.random.default_rng(0)).to_list() == [4.5] * 3
+    )
 
 
 def test_out_of_domain_category_and_unexpected_nulls_are_refused() -> None:
@@ -197,8 +210,9 @@ def test_out_of_domain_category_and_unexpected_nulls_are_refused() -> None:
 
 
 def test_whole_table_round_trip_with_schema_dtypes() -> None:
-    columns = [c.model_copy(update={"nullable": i % 2 == 1})
-               for i, c in enumerate(COLUMNS.values())]
+    columns = [
+        c.model_copy(update={"nullable": i % 2 == 1}) for i, c in enumerate(COLUMNS.values())
+    ]
     schema = _schema(columns)
     frame = _frame(columns, 2000, seed=7, null_rate=0.1)
     discretiser = Discretiser(schema, BINS)
@@ -214,8 +228,7 @@ def test_adult_round_trip() -> None:
     discretiser = Discretiser(table.schema, 32)
     codes = discretiser.encode(table.frame)
     decoded = discretiser.decode(codes, np.random.default_rng(9))
-    assert decoded.schema == pl.Schema({c.name: polars_dtype(c.kind)
-                                        for c in table.schema.columns})
+    assert decoded.schema == pl.Schema({c.name: polars_dtype(c.kind) for c in table.schema.columns})
     assert np.array_equal(discretiser.encode(decoded), codes)
     # categorical cells decode to the very values encoded
     for column in table.schema.columns:

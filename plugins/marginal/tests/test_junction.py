@@ -16,8 +16,9 @@ TreeBuilder = Callable[[Sequence[int], Sequence[Axes]], tuple[list[Axes], list[t
 TOTAL = 1234.5
 
 
-def networkx_tree(sizes: Sequence[int], scopes: Sequence[Axes]
-                  ) -> tuple[list[Axes], list[tuple[Axes, Axes]]]:
+def networkx_tree(
+    sizes: Sequence[int], scopes: Sequence[Axes]
+) -> tuple[list[Axes], list[tuple[Axes, Axes]]]:
     """Triangulate the factors' graph, then a maximum spanning tree of the cliques by overlap."""
     graph = nx.Graph()
     graph.add_nodes_from(range(len(sizes)))
@@ -34,8 +35,9 @@ def networkx_tree(sizes: Sequence[int], scopes: Sequence[Axes]
     return cliques, list(tree.edges)
 
 
-def mbi_tree(sizes: Sequence[int], scopes: Sequence[Axes]
-             ) -> tuple[list[Axes], list[tuple[Axes, Axes]]]:
+def mbi_tree(
+    sizes: Sequence[int], scopes: Sequence[Axes]
+) -> tuple[list[Axes], list[tuple[Axes, Axes]]]:
     """The junction tree mbi builds, as ``PGMEstimator._calibrate`` asks for it."""
     from privsynth_marginal.estimate import _mbi
 
@@ -43,7 +45,8 @@ def mbi_tree(sizes: Sequence[int], scopes: Sequence[Axes]
     names = [f"c{i}" for i in range(len(sizes))]
     domain = mbi.Domain(names, list(sizes))
     jtree, _ = mbi.junction_tree.make_junction_tree(
-        domain, [tuple(names[i] for i in s) for s in scopes])
+        domain, [tuple(names[i] for i in s) for s in scopes]
+    )
 
     def axes(clique: Sequence[str]) -> Axes:
         return tuple(sorted(names.index(n) for n in clique))
@@ -51,8 +54,9 @@ def mbi_tree(sizes: Sequence[int], scopes: Sequence[Axes]
     return [axes(c) for c in jtree.nodes], [(axes(a), axes(b)) for a, b in jtree.edges]
 
 
-def random_factors(sizes: Sequence[int], scopes: Sequence[Axes], seed: int,
-                   zeros: bool = False) -> Factors:
+def random_factors(
+    sizes: Sequence[int], scopes: Sequence[Axes], seed: int, zeros: bool = False
+) -> Factors:
     """1-way log-factors on every column plus one on each scope."""
     rng = np.random.default_rng(seed)
     factors: Factors = []
@@ -96,7 +100,8 @@ MODELS: dict[str, tuple[list[int], list[Axes]]] = {
 @pytest.mark.parametrize("zeros", [False, True], ids=["positive", "zeros"])
 @pytest.mark.parametrize("model", list(MODELS))
 def test_every_one_and_two_way_marginal_matches_brute_force(
-        model: str, zeros: bool, builder: TreeBuilder) -> None:
+    model: str, zeros: bool, builder: TreeBuilder
+) -> None:
     sizes, scopes = MODELS[model]
     factors = random_factors(sizes, scopes, seed=len(model), zeros=zeros)
     cliques, edges = builder(sizes, scopes)
@@ -105,19 +110,22 @@ def test_every_one_and_two_way_marginal_matches_brute_force(
     d = len(sizes)
     cross_clique = 0
     for i in range(d):
-        np.testing.assert_allclose(tree.marginal([i]), marginal_of(joint, [i]),
-                                   rtol=1e-9, atol=1e-9 * TOTAL)
+        np.testing.assert_allclose(
+            tree.marginal([i]), marginal_of(joint, [i]), rtol=1e-9, atol=1e-9 * TOTAL
+        )
     for a, b in itertools.permutations(range(d), 2):
         cross_clique += not any({a, b} <= set(c) for c in cliques)
         got = tree.marginal([a, b])
         assert got.shape == (sizes[a], sizes[b])
-        np.testing.assert_allclose(got, marginal_of(joint, [a, b]), rtol=1e-9,
-                                   atol=1e-9 * TOTAL, err_msg=f"pair {(a, b)}")
+        np.testing.assert_allclose(
+            got, marginal_of(joint, [a, b]), rtol=1e-9, atol=1e-9 * TOTAL, err_msg=f"pair {(a, b)}"
+        )
     assert cross_clique > 0  # the across-cliques path was exercised
     for clique in cliques:  # and marginals inside a clique, in any order
         for columns in itertools.permutations(clique):
-            np.testing.assert_allclose(tree.marginal(columns), marginal_of(joint, columns),
-                                       rtol=1e-9, atol=1e-9 * TOTAL)
+            np.testing.assert_allclose(
+                tree.marginal(columns), marginal_of(joint, columns), rtol=1e-9, atol=1e-9 * TOTAL
+            )
 
 
 def test_disconnected_components_are_independent() -> None:
@@ -125,23 +133,24 @@ def test_disconnected_components_are_independent() -> None:
     factors = random_factors(sizes, scopes, seed=3)
     tree = CalibratedTree(factors, *networkx_tree(sizes, scopes), TOTAL)
     pair = tree.marginal([1, 3])
-    np.testing.assert_allclose(pair, np.outer(tree.marginal([1]), tree.marginal([3])) / TOTAL,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        pair, np.outer(tree.marginal([1]), tree.marginal([3])) / TOTAL, rtol=1e-12
+    )
     assert pair.sum() == pytest.approx(TOTAL, rel=1e-12)
 
 
 def test_more_than_two_columns_across_cliques_is_refused() -> None:
     sizes, scopes = MODELS["chain"]
-    tree = CalibratedTree(random_factors(sizes, scopes, seed=0),
-                          *networkx_tree(sizes, scopes), TOTAL)
+    tree = CalibratedTree(
+        random_factors(sizes, scopes, seed=0), *networkx_tree(sizes, scopes), TOTAL
+    )
     with pytest.raises(ValueError, match="only pairs"):
         tree.marginal([0, 2, 4])
 
 
 @pytest.mark.parametrize("zeros", [False, True], ids=["positive", "zeros"])
 @pytest.mark.parametrize("model", list(MODELS))
-def test_sampling_chain_of_a_calibrated_model_is_the_model_exactly(model: str,
-                                                                   zeros: bool) -> None:
+def test_sampling_chain_of_a_calibrated_model_is_the_model_exactly(model: str, zeros: bool) -> None:
     """``PGMEstimator.chain()``: the product of its conditional tables is the model's joint."""
     from privsynth_marginal.estimate import PGMEstimator
 
@@ -153,10 +162,11 @@ def test_sampling_chain_of_a_calibrated_model_is_the_model_exactly(model: str,
     assert sorted(chain.order) == list(range(len(sizes)))
     joint = np.ones(sizes)
     for column, parents, table in zip(chain.order, chain.parents, chain.tables, strict=True):
-        assert set(parents) <= set(chain.order[:chain.order.index(column)])
+        assert set(parents) <= set(chain.order[: chain.order.index(column)])
         np.testing.assert_allclose(table.sum(axis=-1), 1.0, atol=1e-12)
         axes = [*parents, column]
         ordered = np.transpose(table, np.argsort(axes))  # axes ascending
         joint = joint * ordered.reshape([sizes[a] if a in axes else 1 for a in range(len(sizes))])
-    np.testing.assert_allclose(joint * TOTAL, brute_force(sizes, factors), rtol=1e-9,
-                               atol=1e-9 * TOTAL)
+    np.testing.assert_allclose(
+        joint * TOTAL, brute_force(sizes, factors), rtol=1e-9, atol=1e-9 * TOTAL
+    )

@@ -49,7 +49,8 @@ def test_the_plan_is_public_and_its_charge_is_the_stated_formula() -> None:
     assert budget.spent <= 0.02
     # the number of cells is the public min(bins, fine cells), whatever the data
     assert {name: cells.n_cells for name, cells in learned.items()} == {
-        name: min(32, plan.grids[name].size) for name in LEARNABLE}
+        name: min(32, plan.grids[name].size) for name in LEARNABLE
+    }
     assert plan_cells(schema, 32, rho=0.0).columns == []  # cells_share = 0: nothing learned
 
 
@@ -82,8 +83,10 @@ def test_a_spike_survives_a_fit_with_learned_cells_and_not_with_equal_width_ones
     assert 0 in extra["point_masses"]["capital-gain"]
     lines = spending_lines(extra)
     assert any(line.startswith("spent on: numeric cells 10%") for line in lines)
-    assert any(line.startswith("hours-per-week: point masses learned under DP at")
-               and "40" in line for line in lines)
+    assert any(
+        line.startswith("hours-per-week: point masses learned under DP at") and "40" in line
+        for line in lines
+    )
     synthetic = learned.sample(5000, seed=0)  # type: ignore[attr-defined]
     share = float((synthetic["hours-per-week"] == 40).mean())
     # a cell of its own: the synthetic share is the noisy one (~0.47 +- a few %)
@@ -98,9 +101,13 @@ def test_a_spike_survives_a_fit_with_learned_cells_and_not_with_equal_width_ones
 
 
 def _schema(width: int) -> Schema:
-    return Schema(domain="public", columns=tuple(
-        Column(name=f"c{i}", kind=ColumnKind.CATEGORICAL, categories=("a", "b"))
-        for i in range(width)))
+    return Schema(
+        domain="public",
+        columns=tuple(
+            Column(name=f"c{i}", kind=ColumnKind.CATEGORICAL, categories=("a", "b"))
+            for i in range(width)
+        ),
+    )
 
 
 def test_aim_is_chosen_within_its_limits_and_mst_for_wide_tables() -> None:
@@ -110,8 +117,10 @@ def test_aim_is_chosen_within_its_limits_and_mst_for_wide_tables() -> None:
     wide = choose_generator(_schema(70))
     assert wide.generator_id == "mst" and "70" in wide.why
     aim = generators().get("aim")
-    assert aim.suitability(TableProfile.of(_schema(40))).score > aim.suitability(
-        TableProfile.of(_schema(41))).score
+    assert (
+        aim.suitability(TableProfile.of(_schema(40))).score
+        > aim.suitability(TableProfile.of(_schema(41))).score
+    )
 
 
 def test_a_target_sets_the_marginal_generators_target_and_is_checked() -> None:
@@ -132,8 +141,10 @@ def test_a_target_sets_the_marginal_generators_target_and_is_checked() -> None:
 def test_a_column_of_nulls_still_gets_the_plans_cells() -> None:
     # nulls are not counted (a null is its own cell): a column of only nulls still gets the
     # plan's cells, all from the public grid
-    schema = Schema(domain="public", columns=(
-        Column(name="x", kind=ColumnKind.CONTINUOUS, nullable=True, bounds=(0.0, 100.0)),))
+    schema = Schema(
+        domain="public",
+        columns=(Column(name="x", kind=ColumnKind.CONTINUOUS, nullable=True, bounds=(0.0, 100.0)),),
+    )
     plan = plan_cells(schema, 16, rho=1.0)
     frame = pl.DataFrame({"x": pl.Series([None] * 50, dtype=pl.Float64)})
     learned = learn_cells(plan, schema, frame, 16, ZCDPBudget(1.0))

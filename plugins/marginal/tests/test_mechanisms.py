@@ -27,8 +27,9 @@ def codes() -> np.ndarray:
 
 
 @pytest.mark.parametrize("clique", [(0,), (3,), (0, 1), (2, 1), (1, 2, 3), (3, 0, 2, 1)])
-def test_marginal_counts_equal_a_brute_force_count(codes: np.ndarray,
-                                                   clique: tuple[int, ...]) -> None:
+def test_marginal_counts_equal_a_brute_force_count(
+    codes: np.ndarray, clique: tuple[int, ...]
+) -> None:
     got = marginal_counts(codes, SIZES, clique)
     shape = [SIZES[i] for i in clique]
     assert got.shape == (int(np.prod(shape)),) and got.dtype == np.int64  # exact noise needs ints
@@ -45,13 +46,15 @@ def test_marginal_counts_of_an_empty_table() -> None:
 
 
 @pytest.mark.parametrize(("epsilon0", "sensitivity"), [(1.0, 1.0), (0.5, 2.0), (3.0, 0.5)])
-def test_exponential_mechanism_selects_in_proportion_to_exp(epsilon0: float,
-                                                            sensitivity: float) -> None:
+def test_exponential_mechanism_selects_in_proportion_to_exp(
+    epsilon0: float, sensitivity: float
+) -> None:
     # a constant offset changes nothing, and a huge one must not overflow
     qualities = np.array([0.0, 1.0, 2.0, 2.5, 4.0, -3.0]) + 1e6
     draws = 4000
-    chosen = np.array([exponential_mechanism(qualities, epsilon0, sensitivity)
-                       for _ in range(draws)])
+    chosen = np.array(
+        [exponential_mechanism(qualities, epsilon0, sensitivity) for _ in range(draws)]
+    )
     weights = np.exp(epsilon0 * (qualities - qualities.max()) / (2 * sensitivity))
     expected = weights / weights.sum() * draws
     observed = np.bincount(chosen, minlength=qualities.size)

@@ -55,8 +55,9 @@ def test_root_column_follows_its_table(chain: SamplingChain, sample: np.ndarray)
     _check_frequencies(np.bincount(sample[:, 0], minlength=3), N_ROWS, chain.tables[0])
 
 
-def test_each_column_follows_its_conditional_table(chain: SamplingChain,
-                                                   sample: np.ndarray) -> None:
+def test_each_column_follows_its_conditional_table(
+    chain: SamplingChain, sample: np.ndarray
+) -> None:
     p2, p1 = chain.tables[1], chain.tables[2]
     for a in range(3):
         rows = sample[sample[:, 0] == a]
@@ -71,8 +72,7 @@ def test_each_column_follows_its_conditional_table(chain: SamplingChain,
     assert not np.any((sample[:, 0] == 1) & np.isin(sample[:, 2], [0, 2]))
 
 
-def test_joint_matches_the_product_of_the_tables(chain: SamplingChain,
-                                                 sample: np.ndarray) -> None:
+def test_joint_matches_the_product_of_the_tables(chain: SamplingChain, sample: np.ndarray) -> None:
     p0, p2, p1 = chain.tables
     joint = p0[:, None, None] * p2[:, :, None] * p1  # axes (0, 2, 1)
     counts = np.zeros((3, 4, 2))
@@ -98,8 +98,10 @@ def test_save_load_round_trip_without_pickle(chain: SamplingChain, tmp_path: Pat
     assert loaded.order == chain.order and loaded.parents == chain.parents
     for mine, theirs in zip(loaded.tables, chain.tables, strict=True):
         assert np.array_equal(mine, theirs)
-    assert np.array_equal(loaded.sample(3000, 3, np.random.default_rng(5)),
-                          chain.sample(3000, 3, np.random.default_rng(5)))
+    assert np.array_equal(
+        loaded.sample(3000, 3, np.random.default_rng(5)),
+        chain.sample(3000, 3, np.random.default_rng(5)),
+    )
 
 
 def test_empty_sample() -> None:
@@ -108,8 +110,9 @@ def test_empty_sample() -> None:
 
 
 def test_conditional_normalises_rows_and_falls_back_where_there_is_no_mass() -> None:
-    joint = np.array([[[2.0, 6.0, 0.0], [0.0, 0.0, 0.0]],
-                      [[1.0, -3.0, 1.0], [-1.0, -2.0, 0.0]]])  # (parent a, parent b, column)
+    joint = np.array(
+        [[[2.0, 6.0, 0.0], [0.0, 0.0, 0.0]], [[1.0, -3.0, 1.0], [-1.0, -2.0, 0.0]]]
+    )  # (parent a, parent b, column)
     fallback = np.array([0.2, 0.3, 0.5])
     out = conditional(joint, fallback)
     assert out.shape == joint.shape

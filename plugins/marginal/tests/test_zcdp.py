@@ -25,8 +25,10 @@ from privsynth_core.privacy import noise
 
 def exact_gaussian_delta(sigma: float, epsilon: float) -> float:
     """Balle & Wang (2018), Theorem 8, sensitivity 1."""
-    return float(norm.cdf(1 / (2 * sigma) - epsilon * sigma)
-                 - math.exp(epsilon) * norm.cdf(-1 / (2 * sigma) - epsilon * sigma))
+    return float(
+        norm.cdf(1 / (2 * sigma) - epsilon * sigma)
+        - math.exp(epsilon) * norm.cdf(-1 / (2 * sigma) - epsilon * sigma)
+    )
 
 
 def exact_gaussian_epsilon(sigma: float, delta: float) -> float:
@@ -39,8 +41,9 @@ def exact_gaussian_epsilon(sigma: float, delta: float) -> float:
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 3.0, 10.0, 30.0])
 @pytest.mark.parametrize("delta", [1e-5, 1e-9])
-def test_conversion_is_sound_and_tight_on_the_gaussian_mechanism(sigma: float,
-                                                                 delta: float) -> None:
+def test_conversion_is_sound_and_tight_on_the_gaussian_mechanism(
+    sigma: float, delta: float
+) -> None:
     exact = exact_gaussian_epsilon(sigma, delta)
     converted = epsilon_for(gaussian_rho(sigma), delta)
     assert converted >= exact  # never claims more privacy than the mechanism has
@@ -87,8 +90,10 @@ def test_selection_cost_bounds_opendps_privacy_map(epsilon0: float, sensitivity:
     dp.enable_features("contrib")
     noisy_max = dp.m.make_noisy_max(
         dp.vector_domain(dp.atom_domain(T=float, nan=False)),
-        dp.linf_distance(T=float, monotonic=False), dp.zero_concentrated_divergence(),
-        scale=2 * sensitivity / epsilon0)
+        dp.linf_distance(T=float, monotonic=False),
+        dp.zero_concentrated_divergence(),
+        scale=2 * sensitivity / epsilon0,
+    )
     assert noisy_max.map(sensitivity) == pytest.approx(exponential_rho(epsilon0), rel=1e-9)
 
 

@@ -52,8 +52,13 @@ def _epsilon0(count: int, rho: float) -> float:
     return math.sqrt(8 * rho / count) * (1 - _SAFETY)
 
 
-def _measure(codes: np.ndarray, sizes: Sequence[int], clique: tuple[int, ...], sigma: float,
-             budget: ZCDPBudget) -> Measurement:
+def _measure(
+    codes: np.ndarray,
+    sizes: Sequence[int],
+    clique: tuple[int, ...],
+    sigma: float,
+    budget: ZCDPBudget,
+) -> Measurement:
     kind = "1-way marginals" if len(clique) == 1 else "selected marginals"
     budget.spend(f"measure {clique}", gaussian_rho(sigma), kind=kind)
     noisy = gaussian_measure(marginal_counts(codes, sizes, clique), sigma)
@@ -62,8 +67,14 @@ def _measure(codes: np.ndarray, sizes: Sequence[int], clique: tuple[int, ...], s
 
 
 def mst(
-    codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
-    *, iters: int, progress: RoundCallback | None = None, target: int | None = None,
+    codes: np.ndarray,
+    sizes: Sequence[int],
+    budget: ZCDPBudget,
+    estimator: PGMEstimator,
+    *,
+    iters: int,
+    progress: RoundCallback | None = None,
+    target: int | None = None,
     target_weight: float = 1.0,
 ) -> list[Measurement]:
     """Run MST; leaves the final model in ``estimator``; returns the measurements.
@@ -73,6 +84,7 @@ def mst(
     target. Every random draw (measurement noise, selections) is OpenDP's, from the OS: nothing
     here can be seeded.
     """
+
     def stage(done: int, what: str) -> None:
         if progress is not None:
             progress(done, 4, what)
@@ -87,8 +99,9 @@ def mst(
     if d > 1:
         estimator.set_independent(measurements)
         stage(1, "selecting a spanning tree of pairs")
-        edges = _spanning_tree(codes, sizes, estimator, rho / 3, budget, target=target,
-                               target_weight=target_weight)
+        edges = _spanning_tree(
+            codes, sizes, estimator, rho / 3, budget, target=target, target_weight=target_weight
+        )
         sigma2 = _sigma(d - 1, budget.remaining)
         stage(2, "measuring the tree's pairs")
         measurements += [_measure(codes, sizes, e, sigma2, budget) for e in edges]
@@ -98,18 +111,28 @@ def mst(
     return measurements
 
 
-def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEstimator,
-                   rho: float, budget: ZCDPBudget, *, target: int | None = None,
-                   target_weight: float = 1.0) -> list[tuple[int, int]]:
+def _spanning_tree(
+    codes: np.ndarray,
+    sizes: Sequence[int],
+    independent: PGMEstimator,
+    rho: float,
+    budget: ZCDPBudget,
+    *,
+    target: int | None = None,
+    target_weight: float = 1.0,
+) -> list[tuple[int, int]]:
     d = len(sizes)
     weights = {}
-    scale = {pair: target_weight if target in pair else 1.0
-             for pair in itertools.combinations(range(d), 2)}
+    scale = {
+        pair: target_weight if target in pair else 1.0
+        for pair in itertools.combinations(range(d), 2)
+    }
     sensitivity = max(scale.values(), default=1.0)
     for pair in itertools.combinations(range(d), 2):
         exact = marginal_counts(codes, sizes, pair)
-        weights[pair] = scale[pair] * float(np.abs(exact - independent.marginal(pair).ravel())
-                                            .sum())
+        weights[pair] = scale[pair] * float(
+            np.abs(exact - independent.marginal(pair).ravel()).sum()
+        )
     epsilon0 = _epsilon0(d - 1, rho)
     component = list(range(d))  # union-find without path compression: d is small
 
@@ -130,10 +153,20 @@ def _spanning_tree(codes: np.ndarray, sizes: Sequence[int], independent: PGMEsti
 
 
 def aim(
-    codes: np.ndarray, sizes: Sequence[int], budget: ZCDPBudget, estimator: PGMEstimator,
-    *, selections: int, rounds: int, max_model_mb: float,
-    max_cells: int, iters: int, round_iters: int, progress: RoundCallback | None = None,
-    target: int | None = None, target_weight: float = 1.0,
+    codes: np.ndarray,
+    sizes: Sequence[int],
+    budget: ZCDPBudget,
+    estimator: PGMEstimator,
+    *,
+    selections: int,
+    rounds: int,
+    max_model_mb: float,
+    max_cells: int,
+    iters: int,
+    round_iters: int,
+    progress: RoundCallback | None = None,
+    target: int | None = None,
+    target_weight: float = 1.0,
 ) -> list[Measurement]:
     """Run AIM (see the module docstring); leaves the final model in ``estimator``.
 
@@ -158,21 +191,28 @@ def aim(
     else:
         estimator.fit(measurements, iters=iters, warm=False)
     measured = {m.clique for m in measurements}
-    per_round = [selections // rounds + (1 if r < selections % rounds else 0)
-                 for r in range(rounds)]
+    per_round = [
+        selections // rounds + (1 if r < selections % rounds else 0) for r in range(rounds)
+    ]
     for r, count in enumerate(per_round, start=1):
         if progress is not None:
-            progress(r - 1, rounds, f"round {r}: selecting and measuring {count} marginal"
-                                    f"{'s' if count != 1 else ''}, then estimating")
+            progress(
+                r - 1,
+                rounds,
+                f"round {r}: selecting and measuring {count} marginal"
+                f"{'s' if count != 1 else ''}, then estimating",
+            )
         cliques = [m.clique for m in measurements]
         size_limit = max_model_mb * (r / rounds)
-        pool = {c: w for c, w in candidates.items() if c not in measured
-                and estimator.model_size_mb([*cliques, c]) <= size_limit}
+        pool = {
+            c: w
+            for c, w in candidates.items()
+            if c not in measured and estimator.model_size_mb([*cliques, c]) <= size_limit
+        }
         for _ in range(count):
             if not pool:
                 break
-            chosen = _worst_approximated(codes, sizes, pool, estimator, sigma, epsilon0,
-                                         budget)
+            chosen = _worst_approximated(codes, sizes, pool, estimator, sigma, epsilon0, budget)
             measurements.append(_measure(codes, sizes, chosen, sigma, budget))
             measured.add(chosen)
             del pool[chosen]
@@ -184,29 +224,38 @@ def aim(
     return measurements
 
 
-def _aim_candidates(sizes: Sequence[int], max_cells: int, *, target: int | None = None,
-                    target_weight: float = 1.0) -> dict[tuple[int, ...], float]:
+def _aim_candidates(
+    sizes: Sequence[int], max_cells: int, *, target: int | None = None, target_weight: float = 1.0
+) -> dict[tuple[int, ...], float]:
     """The workload's pairs (those of at most ``max_cells`` cells) with their weights.
 
     The workload is every pair of columns; AIM weights a candidate by its overlap with the
     workload, which for an all-pairs workload is the same for every pair, hence 1. A target
     column (the user's, public) weighs its pairs ``target_weight`` times more.
     """
-    return {pair: (target_weight if target in pair else 1.0)
-            for pair in itertools.combinations(range(len(sizes)), 2)
-            if sizes[pair[0]] * sizes[pair[1]] <= max_cells}
+    return {
+        pair: (target_weight if target in pair else 1.0)
+        for pair in itertools.combinations(range(len(sizes)), 2)
+        if sizes[pair[0]] * sizes[pair[1]] <= max_cells
+    }
 
 
 def _worst_approximated(
-    codes: np.ndarray, sizes: Sequence[int], pool: dict[tuple[int, ...], float],
-    estimator: PGMEstimator, sigma: float, epsilon0: float, budget: ZCDPBudget,
+    codes: np.ndarray,
+    sizes: Sequence[int],
+    pool: dict[tuple[int, ...], float],
+    estimator: PGMEstimator,
+    sigma: float,
+    epsilon0: float,
+    budget: ZCDPBudget,
 ) -> tuple[int, ...]:
     keys = list(pool)
     quality = np.empty(len(keys))
     for k, clique in enumerate(keys):
         cells = int(np.prod([sizes[i] for i in clique]))
-        error = np.abs(marginal_counts(codes, sizes, clique)
-                       - estimator.marginal(clique).ravel()).sum()
+        error = np.abs(
+            marginal_counts(codes, sizes, clique) - estimator.marginal(clique).ravel()
+        ).sum()
         # the L1 error noise alone would leave on a measured marginal (AIM's bias term)
         quality[k] = pool[clique] * (error - math.sqrt(2 / math.pi) * sigma * cells)
     budget.spend("select a marginal", exponential_rho(epsilon0), kind="selections")

@@ -47,8 +47,12 @@ def column_grid(column: Column) -> FineGrid:
     values)."""
     lower, upper = numeric_bounds(column)
     kind = column.kind
-    return fine_grid(lower, upper, integer=kind is not ColumnKind.CONTINUOUS,
-                     round_values=kind is not ColumnKind.DATETIME)
+    return fine_grid(
+        lower,
+        upper,
+        integer=kind is not ColumnKind.CONTINUOUS,
+        round_values=kind is not ColumnKind.DATETIME,
+    )
 
 
 @dataclass
@@ -76,10 +80,14 @@ class CellsPlan:
 
     def summary(self) -> dict[str, object]:
         """The plan as the fit summary states it (public figures only)."""
-        return {"rho": self.rho, "sigma": round(self.sigma, 6),
-                "columns": {name: {"fine_cells": self.grids[name].size,
-                                   "levels": len(self.groups[name])}
-                            for name in self.columns}}
+        return {
+            "rho": self.rho,
+            "sigma": round(self.sigma, 6),
+            "columns": {
+                name: {"fine_cells": self.grids[name].size, "levels": len(self.groups[name])}
+                for name in self.columns
+            },
+        }
 
 
 def plan_cells(schema: Schema, bins: int, rho: float) -> CellsPlan:
@@ -96,8 +104,9 @@ def plan_cells(schema: Schema, bins: int, rho: float) -> CellsPlan:
     return plan
 
 
-def learn_cells(plan: CellsPlan, schema: Schema, frame: pl.DataFrame, bins: int,
-                budget: ZCDPBudget) -> dict[str, LearnedCells]:
+def learn_cells(
+    plan: CellsPlan, schema: Schema, frame: pl.DataFrame, bins: int, budget: ZCDPBudget
+) -> dict[str, LearnedCells]:
     """Measure the plan's trees (the mechanism, charged to ``budget``) and derive each
     column's cells (post-processing)."""
     from .discretise import _as_float
@@ -107,8 +116,11 @@ def learn_cells(plan: CellsPlan, schema: Schema, frame: pl.DataFrame, bins: int,
         column = schema.column(name)
         grid, groups = plan.grids[name], plan.groups[name]
         values = _as_float(frame[name].drop_nulls(), column.kind)
-        budget.spend(f"numeric cells of {name!r} ({len(groups)} histograms)",
-                     len(groups) * gaussian_rho(plan.sigma), kind="numeric cells")
+        budget.spend(
+            f"numeric cells of {name!r} ({len(groups)} histograms)",
+            len(groups) * gaussian_rho(plan.sigma),
+            kind="numeric cells",
+        )
         noisy = measure_tree(grid.index(values), grid.size, sigma=plan.sigma, groups=groups)
         estimate = estimate_fine(grid, noisy, sigma=plan.sigma, groups=groups)
         learned[name] = derive_cells(grid, estimate, bins)
@@ -128,8 +140,9 @@ def point_masses(learned: dict[str, LearnedCells], schema: Schema) -> dict[str, 
             if kind is ColumnKind.INTEGER:
                 values.append(int(value))
             elif kind is ColumnKind.DATETIME:
-                values.append((datetime(1970, 1, 1) + timedelta(microseconds=int(value)))
-                              .isoformat())
+                values.append(
+                    (datetime(1970, 1, 1) + timedelta(microseconds=int(value))).isoformat()
+                )
             else:
                 values.append(float(np.round(value, 12)))
         out[name] = values

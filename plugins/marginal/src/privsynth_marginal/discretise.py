@@ -85,14 +85,18 @@ class ColumnCells:
         present = series.drop_nulls()
         if kind is ColumnKind.CATEGORICAL:
             assert self.column.categories is not None
-            mapping = pl.DataFrame({"value": self.column.categories,
-                                    "code": np.arange(len(self.column.categories))})
+            mapping = pl.DataFrame(
+                {"value": self.column.categories, "code": np.arange(len(self.column.categories))}
+            )
             # polars leaves a join's row order unspecified unless asked
-            found = (pl.DataFrame({"value": present}).join(mapping, on="value", how="left",
-                                                           maintain_order="left")["code"])
+            found = pl.DataFrame({"value": present}).join(
+                mapping, on="value", how="left", maintain_order="left"
+            )["code"]
             if found.null_count():  # conform() nulls out-of-domain values; a bug if not
-                raise ValueError(f"column {self.column.name!r} holds a value outside its "
-                                 "categories; conform the table to its schema first")
+                raise ValueError(
+                    f"column {self.column.name!r} holds a value outside its "
+                    "categories; conform the table to its schema first"
+                )
             codes[~nulls] = found.to_numpy()
         elif kind is ColumnKind.BOOLEAN:
             codes[~nulls] = present.cast(pl.Int64).to_numpy()
@@ -112,8 +116,11 @@ class ColumnCells:
             return np.clip(np.round(values - self.lower), 0, self.n_values - 1).astype(np.int64)
         interior = 1 + np.searchsorted(np.asarray(self.edges), values, side="right")
         last = self.n_values - 1
-        return np.where(values <= self.lower, 0, np.where(values >= self.upper, last,
-                                                          np.clip(interior, 1, last - 1)))
+        return np.where(
+            values <= self.lower,
+            0,
+            np.where(values >= self.upper, last, np.clip(interior, 1, last - 1)),
+        )
 
     # -- decoding -------------------------------------------------------------------------------
 
@@ -140,7 +147,8 @@ class ColumnCells:
             learned = self.learned.decode(codes, rng)
             if kind is ColumnKind.DATETIME:
                 return pl.Series(name, learned.astype(np.int64), dtype=pl.Int64).cast(
-                    pl.Datetime("us"))
+                    pl.Datetime("us")
+                )
             if kind is ColumnKind.INTEGER:
                 return pl.Series(name, learned, dtype=pl.Float64).cast(pl.Int64)
             return pl.Series(name, learned, dtype=pl.Float64)
@@ -161,7 +169,8 @@ class ColumnCells:
         values = lo + rng.uniform(size=codes.size) * (hi - lo)
         if kind is ColumnKind.DATETIME:
             return pl.Series(name, np.floor(values).astype(np.int64), dtype=pl.Int64).cast(
-                pl.Datetime("us"))
+                pl.Datetime("us")
+            )
         return pl.Series(name, values, dtype=pl.Float64)
 
 
@@ -197,8 +206,9 @@ def column_cells(column: Column, bins: int, learned: LearnedCells | None = None)
     kind = column.kind
     if learned is not None:
         lower, upper = numeric_bounds(column)
-        return ColumnCells(column, n_values=learned.n_cells, lower=lower, upper=upper,
-                           learned=learned)
+        return ColumnCells(
+            column, n_values=learned.n_cells, lower=lower, upper=upper, learned=learned
+        )
     if kind is ColumnKind.CATEGORICAL:
         assert column.categories is not None
         return ColumnCells(column, n_values=len(column.categories))
@@ -216,8 +226,13 @@ def column_cells(column: Column, bins: int, learned: LearnedCells | None = None)
         return ColumnCells(column, n_values=1, exact=False, lower=lower, upper=upper)
     else:
         edges = np.linspace(lower, upper, bins - 1)[1:-1]
-    return ColumnCells(column, n_values=len(edges) + 3, lower=lower, upper=upper,
-                       edges=tuple(float(e) for e in edges))
+    return ColumnCells(
+        column,
+        n_values=len(edges) + 3,
+        lower=lower,
+        upper=upper,
+        edges=tuple(float(e) for e in edges),
+    )
 
 
 class Discretiser:
@@ -230,8 +245,9 @@ class Discretiser:
             schema alone).
     """
 
-    def __init__(self, schema: Schema, bins: int,
-                 learned: dict[str, LearnedCells] | None = None) -> None:
+    def __init__(
+        self, schema: Schema, bins: int, learned: dict[str, LearnedCells] | None = None
+    ) -> None:
         self.schema = schema
         learned = learned or {}
         self.columns = [column_cells(c, bins, learned.get(c.name)) for c in schema.columns]
@@ -260,6 +276,8 @@ class Discretiser:
     def decode(self, codes: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
         """A frame with the schema's columns and dtypes from a matrix of cell indices."""
         return pl.DataFrame(
-            [c.decode(codes[:, i], rng).cast(polars_dtype(c.column.kind))
-             for i, c in enumerate(self.columns)]
+            [
+                c.decode(codes[:, i], rng).cast(polars_dtype(c.column.kind))
+                for i, c in enumerate(self.columns)
+            ]
         )

@@ -46,8 +46,7 @@ def _mbi() -> Any:
     import os
     import sys
 
-    if "jax" not in sys.modules and _XLA_FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS",
-                                                                                  ""):
+    if "jax" not in sys.modules and _XLA_FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_XLA_FLAG}".strip()
     import jax
 
@@ -79,12 +78,14 @@ class PGMEstimator:
     def _attrs(self, clique: Sequence[int]) -> tuple[str, ...]:
         return tuple(self.names[i] for i in clique)
 
-    def _calibrate(self, log_factors: list[tuple[tuple[int, ...], np.ndarray]],
-                   total: float) -> None:
+    def _calibrate(
+        self, log_factors: list[tuple[tuple[int, ...], np.ndarray]], total: float
+    ) -> None:
         jt = self.mbi.junction_tree
         index = {name: i for i, name in enumerate(self.names)}
-        jtree, elimination = jt.make_junction_tree(self.domain,
-                                                   [self._attrs(a) for a, _ in log_factors])
+        jtree, elimination = jt.make_junction_tree(
+            self.domain, [self._attrs(a) for a, _ in log_factors]
+        )
         # drawing in the reverse of the order that built this tree keeps every column's
         # conditional inside one of its cliques (see chain())
         self._drawing = [index[name] for name in list(elimination)[::-1]]
@@ -93,8 +94,11 @@ class PGMEstimator:
             return tuple(sorted(index[name] for name in clique))
 
         self.tree = CalibratedTree(
-            log_factors, [axes(c) for c in jtree.nodes],
-            [(axes(c1), axes(c2)) for c1, c2 in jtree.edges], total)
+            log_factors,
+            [axes(c) for c in jtree.nodes],
+            [(axes(c1), axes(c2)) for c1, c2 in jtree.edges],
+            total,
+        )
 
     def set_independent(self, one_way: Sequence[Measurement]) -> None:
         """A model of independent columns from noisy 1-way marginals (no estimation run)."""
@@ -108,10 +112,14 @@ class PGMEstimator:
 
     def fit(self, measurements: Sequence[Measurement], iters: int, warm: bool = True) -> None:
         """Estimate the model (warm-started from the previous one when ``warm``)."""
-        linear = [self.mbi.LinearMeasurement(m.noisy, self._attrs(m.clique), stddev=m.sigma)
-                  for m in measurements]
+        linear = [
+            self.mbi.LinearMeasurement(m.noisy, self._attrs(m.clique), stddev=m.sigma)
+            for m in measurements
+        ]
         self.model = self.estimator.estimate(
-            self.domain, linear, iters=iters,
+            self.domain,
+            linear,
+            iters=iters,
             warm_start=self.model if warm and self.model is not None else None,
         )
         index = {name: i for i, name in enumerate(self.names)}
@@ -119,9 +127,12 @@ class PGMEstimator:
         for factor in self.model.potentials.tables.values():
             attrs = factor.domain.attributes
             order = sorted(range(len(attrs)), key=lambda k: index[attrs[k]])
-            log_factors.append((tuple(index[attrs[k]] for k in order),
-                                np.transpose(np.asarray(factor.values, dtype=np.float64),
-                                             order)))
+            log_factors.append(
+                (
+                    tuple(index[attrs[k]] for k in order),
+                    np.transpose(np.asarray(factor.values, dtype=np.float64), order),
+                )
+            )
         self._calibrate(log_factors, float(self.model.total))
 
     def marginal(self, clique: Sequence[int]) -> np.ndarray:

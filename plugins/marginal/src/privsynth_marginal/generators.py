@@ -35,20 +35,44 @@ AIM_MAX_COLUMNS = 40
 class MarginalParams(GeneratorParams):
     """Parameters shared by MST and AIM."""
 
-    bins: int = Field(32, ge=3, le=1024, description=(
-        "cells per number or datetime column (integers with fewer values get one cell each); "
-        "more cells: finer numbers but more noise per cell"))
-    cells_share: float = Field(0.1, ge=0.0, le=0.5, description=(
-        "share of the budget (rho) spent on fine noisy 1-way histograms of the numbers and "
-        "datetimes, from which their cells, point masses and within-cell shapes are learned; "
-        "0: equal-width cells over the public bounds, decoded uniformly"))
-    iters: int = Field(1000, ge=10, le=100_000, description=(
-        "mirror-descent iterations of the final model estimate"))
-    target: str | None = Field(None, description=(
-        "the column a model will predict (public: the user's choice); its pairs weigh more "
-        "in the selections (AIM's workload, MST's tree). Empty: every pair weighs the same"))
-    target_weight: float = Field(3.0, ge=1.0, le=100.0, description=(
-        "how much more a pair with the target weighs in the selections"))
+    bins: int = Field(
+        32,
+        ge=3,
+        le=1024,
+        description=(
+            "cells per number or datetime column (integers with fewer values get one cell each); "
+            "more cells: finer numbers but more noise per cell"
+        ),
+    )
+    cells_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=0.5,
+        description=(
+            "share of the budget (rho) spent on fine noisy 1-way histograms of the numbers and "
+            "datetimes, from which their cells, point masses and within-cell shapes are learned; "
+            "0: equal-width cells over the public bounds, decoded uniformly"
+        ),
+    )
+    iters: int = Field(
+        1000,
+        ge=10,
+        le=100_000,
+        description=("mirror-descent iterations of the final model estimate"),
+    )
+    target: str | None = Field(
+        None,
+        description=(
+            "the column a model will predict (public: the user's choice); its pairs weigh more "
+            "in the selections (AIM's workload, MST's tree). Empty: every pair weighs the same"
+        ),
+    )
+    target_weight: float = Field(
+        3.0,
+        ge=1.0,
+        le=100.0,
+        description=("how much more a pair with the target weighs in the selections"),
+    )
 
 
 class MSTParams(MarginalParams):
@@ -59,17 +83,41 @@ class AIMParams(MarginalParams):
     """Parameters of AIM. The model-size cap bounds fit time and memory: AIM's published default
     (80 MB) can take hours; the default here fits a 15-column table in about a minute."""
 
-    selections: int | None = Field(None, ge=1, le=10_000, description=(
-        "marginals selected and measured after the 1-way ones (default: one per column, two "
-        "per column when the budget and the table's size make the noise small; see the README)"))
-    rounds: int = Field(6, ge=1, le=1000, description=(
-        "model re-estimates between selections; each compiles a new jax program (seconds)"))
-    round_iters: int = Field(200, ge=10, le=100_000, description=(
-        "mirror-descent iterations of each intermediate estimate"))
-    max_model_mb: float = Field(8.0, gt=0, le=4096, description=(
-        "cap on the graphical model's size (MB of float64 junction-tree tables)"))
-    max_cells: int = Field(10_000, ge=4, le=10_000_000, description=(
-        "pairs of columns with more cells than this are never measured"))
+    selections: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description=(
+            "marginals selected and measured after the 1-way ones (default: one per column, two "
+            "per column when the budget and the table's size make the noise small; see the README)"
+        ),
+    )
+    rounds: int = Field(
+        6,
+        ge=1,
+        le=1000,
+        description=(
+            "model re-estimates between selections; each compiles a new jax program (seconds)"
+        ),
+    )
+    round_iters: int = Field(
+        200,
+        ge=10,
+        le=100_000,
+        description=("mirror-descent iterations of each intermediate estimate"),
+    )
+    max_model_mb: float = Field(
+        8.0,
+        gt=0,
+        le=4096,
+        description=("cap on the graphical model's size (MB of float64 junction-tree tables)"),
+    )
+    max_cells: int = Field(
+        10_000,
+        ge=4,
+        le=10_000_000,
+        description=("pairs of columns with more cells than this are never measured"),
+    )
 
 
 class _MarginalGenerator(Generator):
@@ -95,21 +143,31 @@ class _MarginalGenerator(Generator):
             raise ConfigError(
                 f"{self.generator_id} is analysed in zero-concentrated DP, which gives "
                 "(epsilon, delta)-DP only for delta > 0; set a delta such as 1e-5 (well below "
-                "1 / rows), or use the 'independent' generator for pure epsilon-DP")
+                "1 / rows), or use the 'independent' generator for pure epsilon-DP"
+            )
         if not table.schema.columns:
             raise ConfigError(f"{self.generator_id} needs a table with at least one column")
         target = self.p.target
         if target is not None and target not in table.schema.names:
-            raise ConfigError(f"target {target!r} is not a column of the schema; columns: "
-                              f"{', '.join(table.schema.names)}")
+            raise ConfigError(
+                f"target {target!r} is not a column of the schema; columns: "
+                f"{', '.join(table.schema.names)}"
+            )
 
     def _progress_total(self, columns: int) -> int:
         """How many units the progress reports of a fit over ``columns`` columns count to."""
         raise NotImplementedError
 
-    def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator, progress: Callable[[int, int, str], None],
-             planning_rows: int, target: int | None) -> list[Measurement]:
+    def _run(
+        self,
+        codes: np.ndarray,
+        sizes: list[int],
+        budget: ZCDPBudget,
+        estimator: PGMEstimator,
+        progress: Callable[[int, int, str], None],
+        planning_rows: int,
+        target: int | None,
+    ) -> list[Measurement]:
         raise NotImplementedError
 
     def _fit(
@@ -129,17 +187,27 @@ class _MarginalGenerator(Generator):
 
         def report(done: int, total: int, stage: str) -> None:
             if progress is not None:
-                progress(Progress(epoch=done, epochs=total, step=len(zcdp.log),
-                                  epsilon=epsilon_for(zcdp.spent, budget.delta),
-                                  unit=self.progress_unit, stage=stage))
+                progress(
+                    Progress(
+                        epoch=done,
+                        epochs=total,
+                        step=len(zcdp.log),
+                        epsilon=epsilon_for(zcdp.spent, budget.delta),
+                        unit=self.progress_unit,
+                        stage=stage,
+                    )
+                )
 
         # The numeric cells first (a share of rho, charged here), then the marginals on them.
         plan = plan_cells(table.schema, p.bins, p.cells_share * zcdp.total)
         if plan.columns:
             # before the algorithm's first unit, counted in its units: nothing done yet
-            report(0, self._progress_total(len(table.schema.columns)),
-                   f"learning the cells of {len(plan.columns)} numeric column"
-                         f"{'s' if len(plan.columns) != 1 else ''}")
+            report(
+                0,
+                self._progress_total(len(table.schema.columns)),
+                f"learning the cells of {len(plan.columns)} numeric column"
+                f"{'s' if len(plan.columns) != 1 else ''}",
+            )
         learned = learn_cells(plan, table.schema, table.frame, p.bins, zcdp)
         discretiser = Discretiser(table.schema, p.bins, learned)
         codes = discretiser.encode(table.frame)
@@ -147,8 +215,9 @@ class _MarginalGenerator(Generator):
         estimator = PGMEstimator(discretiser.names, discretiser.sizes)
         names = discretiser.names
         target = names.index(p.target) if p.target is not None else None
-        measurements = self._run(codes, discretiser.sizes, zcdp, estimator, report,
-                                 table.planning_rows, target)
+        measurements = self._run(
+            codes, discretiser.sizes, zcdp, estimator, report, table.planning_rows, target
+        )
         self._chain = estimator.chain()
         self._discretiser = discretiser
         measured = [[names[i] for i in m.clique] for m in measurements]
@@ -174,7 +243,7 @@ class _MarginalGenerator(Generator):
                 "budget_use": budget_use(zcdp, budget.delta),
                 "coverage": coverage(measured, names, p.target),
                 "accountant_note": "the accountant option is not used: MST/AIM compose "
-                                   "Gaussian and exponential mechanisms in zCDP",
+                "Gaussian and exponential mechanisms in zCDP",
             },
         )
 
@@ -188,8 +257,11 @@ class _MarginalGenerator(Generator):
         assert self._chain is not None and self._discretiser is not None
         names = self._discretiser.names
         # the learned cells are mechanism outputs: stored with the model, keyed by position
-        extra = {name: array for column, cells in self._discretiser.learned.items()
-                 for name, array in cells.arrays(f"cells_{names.index(column)}_").items()}
+        extra = {
+            name: array
+            for column, cells in self._discretiser.learned.items()
+            for name, array in cells.arrays(f"cells_{names.index(column)}_").items()
+        }
         self._chain.save(directory / CHAIN_FILE, extra=extra)
 
     def _load_state(self, directory: Path) -> None:
@@ -213,14 +285,16 @@ def budget_use(zcdp: ZCDPBudget, delta: float) -> dict[str, Any]:
         "rho": dict(parts),
         "share": {k: round(v / zcdp.total, 4) for k, v in parts.items()} if zcdp.total else {},
         "unspent_rho": unused,
-        "unspent_epsilon": max(epsilon_for(zcdp.total, delta) - epsilon_for(zcdp.spent, delta),
-                               0.0),
+        "unspent_epsilon": max(
+            epsilon_for(zcdp.total, delta) - epsilon_for(zcdp.spent, delta), 0.0
+        ),
     }
     if unused > 1e-6 * zcdp.total:
         out["unspent_why"] = (
             "no marginal was left to select within max_cells and max_model_mb; the rest of "
             "the budget went unused but is charged all the same (when a fit stops depends on "
-            "its selections, so only the planned total is a guarantee)")
+            "its selections, so only the planned total is a guarantee)"
+        )
     return out
 
 
@@ -228,14 +302,12 @@ def coverage(measured: list[list[str]], names: list[str], target: str | None) ->
     """What the measured marginals covered: columns never in a measured pair or triple, and
     (with a target) how many measured marginals include it and which columns they join it to."""
     joined = {name for clique in measured if len(clique) > 1 for name in clique}
-    out: dict[str, Any] = {"columns_in_no_measured_pair": [n for n in names
-                                                           if n not in joined]}
+    out: dict[str, Any] = {"columns_in_no_measured_pair": [n for n in names if n not in joined]}
     if target is not None:
         with_target = [c for c in measured if len(c) > 1 and target in c]
         out["target"] = target
         out["marginals_with_target"] = len(with_target)
-        out["columns_measured_with_target"] = sorted({n for c in with_target for n in c}
-                                                     - {target})
+        out["columns_measured_with_target"] = sorted({n for c in with_target for n in c} - {target})
     return out
 
 
@@ -256,28 +328,48 @@ class MSTGenerator(_MarginalGenerator):
     generator_id = "mst"
     description = (
         "MST: noisy 1-way marginals and a maximum spanning tree of 2-way marginals, combined "
-        "by a graphical model (private-pgm); zCDP. Fast, strong at small epsilon")
+        "by a graphical model (private-pgm); zCDP. Fast, strong at small epsilon"
+    )
     Params = MSTParams
 
     @classmethod
     def suitability(cls, profile: TableProfile) -> Suitability:
         """Faithful at small epsilon and fast at any width: the choice for wide tables."""
         if profile.columns > AIM_MAX_COLUMNS:
-            return Suitability(0.9, f"MST: a spanning tree of noisy pairs fits {profile.columns}"
-                                    f" columns in minutes, where AIM would take much longer")
-        return Suitability(0.85, "MST: noisy 1-way marginals and a spanning tree of pairs; "
-                                 "fast, close behind AIM")
+            return Suitability(
+                0.9,
+                f"MST: a spanning tree of noisy pairs fits {profile.columns}"
+                f" columns in minutes, where AIM would take much longer",
+            )
+        return Suitability(
+            0.85, "MST: noisy 1-way marginals and a spanning tree of pairs; fast, close behind AIM"
+        )
 
     def _progress_total(self, columns: int) -> int:
         return 4  # MST's stages (see .algorithms.mst)
 
-    def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator, progress: Callable[[int, int, str], None],
-             planning_rows: int, target: int | None) -> list[Measurement]:
+    def _run(
+        self,
+        codes: np.ndarray,
+        sizes: list[int],
+        budget: ZCDPBudget,
+        estimator: PGMEstimator,
+        progress: Callable[[int, int, str], None],
+        planning_rows: int,
+        target: int | None,
+    ) -> list[Measurement]:
         from .algorithms import mst
 
-        return mst(codes, sizes, budget, estimator, iters=self.p.iters, progress=progress,
-                   target=target, target_weight=self.p.target_weight)
+        return mst(
+            codes,
+            sizes,
+            budget,
+            estimator,
+            iters=self.p.iters,
+            progress=progress,
+            target=target,
+            target_weight=self.p.target_weight,
+        )
 
 
 class AIMGenerator(_MarginalGenerator):
@@ -287,17 +379,24 @@ class AIMGenerator(_MarginalGenerator):
     progress_unit = "round"
     description = (
         "AIM: adaptively selected noisy marginals combined by a graphical model "
-        "(private-pgm); zCDP. Best fidelity at small epsilon; model size capped")
+        "(private-pgm); zCDP. Best fidelity at small epsilon; model size capped"
+    )
     Params = AIMParams
 
     @classmethod
     def suitability(cls, profile: TableProfile) -> Suitability:
         """The most faithful at small epsilon, up to :data:`AIM_MAX_COLUMNS` columns."""
         if profile.columns > AIM_MAX_COLUMNS:
-            return Suitability(0.5, f"AIM: {profile.columns} columns is past the "
-                                    f"{AIM_MAX_COLUMNS} it fits in minutes on one core")
-        return Suitability(0.95, "AIM: adaptively selected noisy marginals, the most faithful "
-                                 "at small epsilon (Adult, epsilon 1: TSTR AUC 0.87)")
+            return Suitability(
+                0.5,
+                f"AIM: {profile.columns} columns is past the "
+                f"{AIM_MAX_COLUMNS} it fits in minutes on one core",
+            )
+        return Suitability(
+            0.95,
+            "AIM: adaptively selected noisy marginals, the most faithful "
+            "at small epsilon (Adult, epsilon 1: TSTR AUC 0.87)",
+        )
 
     def _progress_total(self, columns: int) -> int:
         # AIM's rounds; the selections it finds worth making may end it in fewer
@@ -305,18 +404,33 @@ class AIMGenerator(_MarginalGenerator):
         assert isinstance(p, AIMParams)
         return max(1, min(p.rounds, p.selections) if p.selections else p.rounds)
 
-    def _run(self, codes: np.ndarray, sizes: list[int], budget: ZCDPBudget,
-             estimator: PGMEstimator, progress: Callable[[int, int, str], None],
-             planning_rows: int, target: int | None) -> list[Measurement]:
+    def _run(
+        self,
+        codes: np.ndarray,
+        sizes: list[int],
+        budget: ZCDPBudget,
+        estimator: PGMEstimator,
+        progress: Callable[[int, int, str], None],
+        planning_rows: int,
+        target: int | None,
+    ) -> list[Measurement]:
         from .algorithms import aim
 
         p = self.params
         assert isinstance(p, AIMParams)
-        return aim(codes, sizes, budget, estimator,
-                   selections=p.selections or default_selections(len(sizes),
-                                                                 budget.remaining,
-                                                                 planning_rows),
-                   rounds=p.rounds,
-                   max_model_mb=p.max_model_mb, max_cells=p.max_cells, iters=p.iters,
-                   round_iters=p.round_iters, progress=progress, target=target,
-                   target_weight=p.target_weight)
+        return aim(
+            codes,
+            sizes,
+            budget,
+            estimator,
+            selections=p.selections
+            or default_selections(len(sizes), budget.remaining, planning_rows),
+            rounds=p.rounds,
+            max_model_mb=p.max_model_mb,
+            max_cells=p.max_cells,
+            iters=p.iters,
+            round_iters=p.round_iters,
+            progress=progress,
+            target=target,
+            target_weight=p.target_weight,
+        )

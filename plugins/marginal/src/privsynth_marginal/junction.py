@@ -48,8 +48,13 @@ class CalibratedTree:
         total: the number of records the model stands for (marginals are scaled to it).
     """
 
-    def __init__(self, log_factors: Sequence[tuple[Axes, np.ndarray]], cliques: Sequence[Axes],
-                 edges: Sequence[tuple[Axes, Axes]], total: float) -> None:
+    def __init__(
+        self,
+        log_factors: Sequence[tuple[Axes, np.ndarray]],
+        cliques: Sequence[Axes],
+        edges: Sequence[tuple[Axes, Axes]],
+        total: float,
+    ) -> None:
         self.total = total
         self.tree = nx.Graph()
         self.tree.add_nodes_from(cliques)
@@ -105,8 +110,10 @@ class CalibratedTree:
         if home is not None:
             return contract([(home, self.marginals[home])], columns) * self.total
         if len(columns) != 2:
-            raise ValueError(f"columns {list(columns)} lie in no one clique; only pairs can "
-                             "be queried across cliques")
+            raise ValueError(
+                f"columns {list(columns)} lie in no one clique; only pairs can "
+                "be queried across cliques"
+            )
         a, b = columns
         start, end = self._within([a]), self._within([b])
         assert start is not None and end is not None
@@ -117,13 +124,15 @@ class CalibratedTree:
         # begin at the last clique on the path that holds a (those holding a are connected)
         first = max(i for i, c in enumerate(path) if a in c)
         current, carried = path[first], self.marginals[path[first]]
-        for nxt in path[first + 1:]:
+        for nxt in path[first + 1 :]:
             separator = _separator(current, nxt)
             joint = contract([(current, carried)], (a, *separator))
             sep_marginal = contract([(nxt, self.marginals[nxt])], separator)
             conditional = self.marginals[nxt] / np.where(
-                _expand(separator, sep_marginal, nxt) > 0, _expand(separator, sep_marginal, nxt),
-                np.inf)
+                _expand(separator, sep_marginal, nxt) > 0,
+                _expand(separator, sep_marginal, nxt),
+                np.inf,
+            )
             carried = contract([((a, *separator), joint), (nxt, conditional)], (a, *nxt))
             current = (a, *nxt)
         return contract([(current, carried)], (a, b)) * self.total

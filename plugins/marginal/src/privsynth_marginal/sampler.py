@@ -37,14 +37,15 @@ class SamplingChain:
         """``(n_rows, n_columns)`` matrix of cell indices."""
         codes = np.zeros((n_rows, n_columns), dtype=np.int64)
         for start in range(0, n_rows, _CHUNK_ROWS):
-            block = codes[start:start + _CHUNK_ROWS]
-            for column, parents, table in zip(self.order, self.parents, self.tables,
-                                              strict=True):
+            block = codes[start : start + _CHUNK_ROWS]
+            for column, parents, table in zip(self.order, self.parents, self.tables, strict=True):
                 size = table.shape[-1]
                 flat = table.reshape(-1, size)
-                row = (np.ravel_multi_index(tuple(block[:, p] for p in parents),
-                                            table.shape[:-1])
-                       if parents else np.zeros(block.shape[0], dtype=np.int64))
+                row = (
+                    np.ravel_multi_index(tuple(block[:, p] for p in parents), table.shape[:-1])
+                    if parents
+                    else np.zeros(block.shape[0], dtype=np.int64)
+                )
                 cdf = np.cumsum(flat, axis=1)
                 u = rng.uniform(size=(block.shape[0], 1))
                 block[:, column] = np.minimum((u >= cdf[row]).sum(axis=1), size - 1)
@@ -71,8 +72,11 @@ class SamplingChain:
         with np.load(path, allow_pickle=False) as data:
             structure = json.loads(str(data["structure"]))
             tables = [np.asarray(data[f"table_{i}"]) for i in range(len(structure["order"]))]
-            others = {name: np.asarray(data[name]) for name in data.files
-                      if name != "structure" and not name.startswith("table_")}
+            others = {
+                name: np.asarray(data[name])
+                for name in data.files
+                if name != "structure" and not name.startswith("table_")
+            }
         chain = cls(order=structure["order"], parents=structure["parents"], tables=tables)
         return chain, others
 

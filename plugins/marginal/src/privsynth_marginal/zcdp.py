@@ -47,8 +47,11 @@ def delta_for(rho: float, epsilon: float) -> float:
         else:
             hi = alpha
     alpha = (lo + hi) / 2
-    log_delta = ((alpha - 1) * (alpha * rho - epsilon) + alpha * math.log1p(-1.0 / alpha)
-                 - math.log(alpha - 1.0))
+    log_delta = (
+        (alpha - 1) * (alpha * rho - epsilon)
+        + alpha * math.log1p(-1.0 / alpha)
+        - math.log(alpha - 1.0)
+    )
     return min(math.exp(log_delta), 1.0)
 
 
@@ -68,12 +71,14 @@ def rho_for(epsilon: float, delta: float) -> float:
     if epsilon <= 0 or not 0 < delta < 1:
         raise ValueError(f"need epsilon > 0 and 0 < delta < 1, got ({epsilon}, {delta})")
     # epsilon_for grows with rho: the largest rho that passes
-    return _boundary(lambda rho: epsilon_for(rho, delta) <= epsilon, 0.0, epsilon + 1.0,
-                     passes_above=False)
+    return _boundary(
+        lambda rho: epsilon_for(rho, delta) <= epsilon, 0.0, epsilon + 1.0, passes_above=False
+    )
 
 
-def _boundary(passes: Callable[[float], bool], lo: float, hi: float, *,
-              passes_above: bool) -> float:
+def _boundary(
+    passes: Callable[[float], bool], lo: float, hi: float, *, passes_above: bool
+) -> float:
     """Bisect a monotone test on ``[lo, hi]``; returns the end of the final bracket that
     passes (so the answer is always on the safe side)."""
     for _ in range(_OUTER_STEPS):

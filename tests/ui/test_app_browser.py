@@ -498,6 +498,21 @@ def test_users_cannot_reach_each_others_runs_through_the_page(
     expect(owner.locator("#ps-notice")).to_contain_text(f"Opened run {run.run_id}", timeout=WAIT)
 
 
+#: Gradio 6.31's own error when a page goes away while its event stream is open: its
+#: ``sse_stream`` deletes the session's pending messages a second time (KeyError). Nothing of
+#: the app's runs there; seen once in about ten runs of this module. Any other traceback fails.
+_GRADIO_DISCONNECT_RACE = re.compile(
+    r"ERROR:    Exception in ASGI application\n(?:(?!ERROR:).*\n)*?"
+    r"(?=(?:(?!ERROR:).*\n)*?.*in sse_stream\n)(?:(?!ERROR:).*\n)*?"
+    r".*pending_messages_per_session\[session_hash\]\n(?:.*\^.*\n)?KeyError: '[^']*'\n"
+)
+
+
+def _without_gradio_disconnect_race(log: str) -> str:
+    """The server log less Gradio's disconnect race (see :data:`_GRADIO_DISCONNECT_RACE`)."""
+    return _GRADIO_DISCONNECT_RACE.sub("", log)
+
+
 def test_the_page_refuses_traversal_and_oversize_uploads(app: dict[str, Any], browser: Any) -> None:
     _add_user(app, "erin")
     page = _page(browser)
@@ -523,4 +538,4 @@ def test_the_page_refuses_traversal_and_oversize_uploads(app: dict[str, Any], br
     added = Workspace(app["home"], "erin").datasets()[0]
     assert added.origin == "server: shared/adult-server.csv"
     assert added.source is not None and added.source.startswith("shared.adult-server.csv-")
-    assert "Traceback" not in app["log"].read_text()
+    assert "Traceback" not in _without_gradio_disconnect_race(app["log"].read_text())

@@ -47,6 +47,7 @@ def test_sweep_refuses_grid_over_budget_before_any_cell(
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.extended  # the sweep's: test_flow_cli's sweep; CI runs it
 def test_sweep_on_existing_local_dask_cluster(
     prefect_env: dict[str, str],
     adult_files: dict[str, Path],

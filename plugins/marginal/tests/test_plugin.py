@@ -52,6 +52,7 @@ def test_zero_delta_is_refused_before_anything_is_spent(
     assert ledger_home.entries(table.fingerprint()) == []
 
 
+@pytest.mark.extended  # a whole AIM fit at full size; CI runs it
 def test_aim_at_epsilon_1_meets_the_fidelity_target_on_adult(
     with_marginal_plugin: None, ledger_home: PrivacyLedger
 ) -> None:

@@ -201,6 +201,11 @@ def _choose_generator(page: Any, generator_id: str) -> None:
     page.get_by_role("combobox", name="Generator", exact=True).click()
     page.get_by_role("option", name=generator_id, exact=True).click()
     expect(page.get_by_role("combobox", name="Generator", exact=True)).to_have_value(generator_id)
+    # The page swaps the parameter form after the server answers the choice: until then a
+    # field of the same name may still belong to the form being taken away.
+    expect(page.get_by_text(f"Parameters of {generator_id}", exact=True)).to_be_visible(
+        timeout=WAIT
+    )
 
 
 def _declare_public(page: Any, *, review: bool) -> None:

@@ -80,7 +80,7 @@ def test_independent_is_not_refuted_at_its_claim(tmp_path: Path) -> None:
     assert PrivacyLedger().datasets() == []
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_dpwgan_is_not_refuted_at_its_claim(tmp_path: Path) -> None:
     config = AuditConfig(
         input=_adult_csv(tmp_path, 2000),

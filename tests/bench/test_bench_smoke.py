@@ -151,7 +151,7 @@ def test_faults_smoke(tmp_path: Path) -> None:
     assert "two-runs-at-once #1: as expected" in proc.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_faults_every_fault_once(tmp_path: Path) -> None:
     from bench.faults import FAULTS
 

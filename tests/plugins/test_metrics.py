@@ -304,9 +304,10 @@ def test_dp_guarantee_reads_the_manifest() -> None:
 # -- speed ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_every_metric_runs_on_50k_by_40_in_seconds() -> None:
-    """50k x 40 (Adult's 15 columns, 25 derived ones): each metric within 30 s on 1 thread."""
+@pytest.mark.extended
+def test_every_metric_copes_with_50k_rows_by_40_columns() -> None:
+    """50k x 40 (Adult's 15 columns, 25 derived ones): every metric gives a number (its time is
+    measured in bench/)."""
     schema = adult_schema()
     base = type_frame(adult_frame(), schema, "adult")
     extra_cols = []

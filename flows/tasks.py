@@ -101,14 +101,22 @@ def fit_model(
 
     Progress goes to a Prefect progress artifact (units, steps, epsilon: no loss); the losses,
     computed on the real rows, only to ``losses_file`` when one is given
-    (:mod:`privsynth_flows.progress`).
+    (:mod:`privsynth_flows.progress`). A partitioned input's counts are taken on the cluster
+    at ``config.dask_address`` (a generator that fits from partitions).
     """
     from .progress import FitReporter
 
     reporter = FitReporter(config.epsilon, losses_file)
-    model = pipeline.fit_model(
-        config, schema_path, run_id=run_id, checkpoint_dir=checkpoint_dir, progress=reporter
-    )
+    # A partitioned input is counted on the cluster; only count vectors come back here.
+    with partition_executor(config.dask_address) as executor:
+        model = pipeline.fit_model(
+            config,
+            schema_path,
+            run_id=run_id,
+            checkpoint_dir=checkpoint_dir,
+            progress=reporter,
+            executor=executor,
+        )
     reporter.finish()
     return str(model)
 

@@ -4,7 +4,11 @@ A fast, honest baseline. Each column's histogram over its *domain* (bins between
 numbers and datetimes, the categories, true/false, plus a null bin when the column is nullable)
 gets discrete Laplace noise of scale ``k / epsilon`` for ``k`` columns: each record adds one count
 to each histogram, so every histogram has L1 sensitivity 1 and the ``k`` of them compose to
-``epsilon``-DP (delta = 0). The noise is exact integer noise from a cryptographic source
+``epsilon``-DP (delta = 0). The exact histograms come from
+:meth:`privsynth_core.table.Table.column_histograms`; for a partitioned table
+(:class:`privsynth_core.partitions.PartitionedTable`) they are the same function summed over the
+partitions on a Dask cluster, and noised here once, centrally: ``independent`` fits from
+partitions. The noise is exact integer noise from a cryptographic source
 (OpenDP, :func:`privsynth_core.privacy.noise.discrete_laplace`), fresh on every fit: no
 parameter seeds it, so the manifest cannot replay it. Sampling draws every column on its own
 from its noisy histogram (a value uniformly inside a numeric bin), so the output keeps each
@@ -58,26 +62,6 @@ def _bounds(column: Column) -> tuple[float, float]:
     return float(lower), float(upper)  # type: ignore[arg-type]
 
 
-def _counts(series: pl.Series, column: Column, bins: int) -> np.ndarray:
-    """True counts (int64) per domain bin, then the null count (always there; 0 if not
-    nullable)."""
-    nulls = series.null_count()
-    present = series.drop_nulls()
-    if column.kind is ColumnKind.CATEGORICAL:
-        assert column.categories is not None
-        index = {c: i for i, c in enumerate(column.categories)}
-        counts = np.zeros(len(index), dtype=np.int64)
-        for value, n in present.value_counts().iter_rows():
-            if value in index:  # conform() already turned out-of-domain values into nulls
-                counts[index[value]] += n
-    elif column.kind is ColumnKind.BOOLEAN:
-        counts = np.array([(~present).sum(), present.sum()], dtype=np.int64)
-    else:
-        lower, upper = _bounds(column)
-        counts, _ = np.histogram(_numeric(present, column), bins=bins, range=(lower, upper))
-    return np.append(counts, nulls).astype(np.int64)
-
-
 class IndependentGenerator(Generator):
     """Independent DP marginals (pure epsilon-DP): keeps each column, no correlations."""
 
@@ -89,6 +73,8 @@ class IndependentGenerator(Generator):
     )
     is_dp = True
     pure_epsilon = True
+    # _fit reads only Table.column_histograms: a partitioned table's are summed on the cluster.
+    fits_from_partitions = True
     Params = IndependentParams
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
@@ -115,9 +101,12 @@ class IndependentGenerator(Generator):
         assert budget is not None and isinstance(self.params, IndependentParams)
         columns = table.schema.columns
         scale = len(columns) / budget.epsilon
+        # The exact histograms (true counts per domain bin, then the null count): the table's
+        # own for a file, summed over the partitions on the cluster for a partitioned table.
+        histograms = table.column_histograms(self.params.bins)
         self._probabilities = {}
         for column in columns:
-            counts = _counts(table.frame[column.name], column, self.params.bins)
+            counts = histograms[column.name]
             # integer noise on integer counts; floats only from here on (post-processing)
             noisy = discrete_laplace(counts, scale=scale).astype(np.float64)
             if not column.nullable:

@@ -279,6 +279,40 @@ def learn_domain(
 DomainChoice = Literal["public", "dp"]
 
 
+def checked_schema(schema_path: str | Path | None, domain: DomainChoice = "public") -> Schema:
+    """The schema file of a fit, checked for ``domain`` without reading any row.
+
+    The checks :func:`prepare_table` makes first (a partitioned table's fit, which never loads
+    its rows into one process, makes them alone): the file is a person's (not an unreviewed
+    inferred draft), and a DP-learned domain is used as public only as an earlier run's output.
+
+    Raises:
+        DomainError: no schema file, an unreviewed draft, or the wrong mode.
+    """
+    if domain not in ("public", "dp"):
+        raise DomainError(f"domain must be 'public' or 'dp', got {domain!r}")
+    if schema_path is None:
+        raise DomainError(
+            "a fit needs a schema file a person has reviewed: draft one with `privsynth schema "
+            "infer DATA -o schema.yaml` (or `--skeleton` for names and kinds only, to learn the "
+            "domain with DP), review it, then `privsynth schema confirm schema.yaml`"
+        )
+    schema = Schema.load(schema_path)
+    if schema.domain == "inferred":
+        raise DomainError(
+            f"{schema_path} was inferred from the private data and has not been reviewed: its "
+            f"kinds, bounds and categories are not private. Review it and declare it public with "
+            f"`privsynth schema confirm {schema_path}`"
+            + (" (for --domain dp only the names and kinds are used)" if domain == "dp" else "")
+        )
+    if domain == "public" and schema.domain == "dp":
+        raise DomainError(
+            f"{schema_path} holds a DP-learned domain; use it with --domain "
+            f"public only as the saved output of an earlier run"
+        )
+    return schema
+
+
 def prepare_table(
     data_path: str | Path,
     *,
@@ -315,27 +349,7 @@ def prepare_table(
     Raises:
         InputFileError, SchemaError, DomainError, BudgetNotSetError, BudgetExceededError.
     """
-    if domain not in ("public", "dp"):
-        raise DomainError(f"domain must be 'public' or 'dp', got {domain!r}")
-    if schema_path is None:
-        raise DomainError(
-            "a fit needs a schema file a person has reviewed: draft one with `privsynth schema "
-            "infer DATA -o schema.yaml` (or `--skeleton` for names and kinds only, to learn the "
-            "domain with DP), review it, then `privsynth schema confirm schema.yaml`"
-        )
-    schema = Schema.load(schema_path)
-    if schema.domain == "inferred":
-        raise DomainError(
-            f"{schema_path} was inferred from the private data and has not been reviewed: its "
-            f"kinds, bounds and categories are not private. Review it and declare it public with "
-            f"`privsynth schema confirm {schema_path}`"
-            + (" (for --domain dp only the names and kinds are used)" if domain == "dp" else "")
-        )
-    if domain == "public" and schema.domain == "dp":
-        raise DomainError(
-            f"{schema_path} holds a DP-learned domain; use it with --domain "
-            f"public only as the saved output of an earlier run"
-        )
+    schema = checked_schema(schema_path, domain)
     frame = read_frame(data_path, max_bytes=max_bytes)
     name = Path(data_path).name
     spent: list[SpentPart] = []

@@ -218,6 +218,25 @@ CUSTODIAN_FIELDS = ("dataset_fingerprint", "wall_seconds", "run_id", "ledger_ent
 _TOP_LEVEL_FIELDS = ("model_id",)
 
 
+def partition_generators() -> list[str]:
+    """Ids of the installed generators that can fit a partitioned table (sorted)."""
+    from .registry import generators
+
+    registry = generators()
+    return sorted(n for n in registry.names() if registry.get(n).fits_from_partitions)
+
+
+def partitioned_refusal(generator_id: str) -> str:
+    """The message that refuses ``generator_id`` a partitioned table, naming those that fit."""
+    able = partition_generators()
+    return (
+        f"generator {generator_id} needs the whole table in one process and cannot fit a "
+        f"partitioned table; generators that fit from partitions: "
+        f"{', '.join(able) or '(none installed)'}. Pick one of them, or fit on one file (a "
+        f"sample of the parts). Nothing was charged"
+    )
+
+
 class Generator(ABC):
     """Base class of synthetic-data generators.
 
@@ -242,6 +261,13 @@ class Generator(ABC):
     #: :class:`~privsynth_core.checkpoint.CheckpointStore`, set during ``fit``), following the
     #: protocol described in :mod:`privsynth_core.checkpoint`.
     supports_checkpoints: ClassVar[bool] = False
+    #: The plugin can fit a partitioned table (:class:`~privsynth_core.partitions.
+    #: PartitionedTable`, rows held as partition files, no frame): its ``_fit`` reads the rows
+    #: only through :meth:`Table.column_histograms
+    #: <privsynth_core.table.Table.column_histograms>` (exact counts, summed over partitions
+    #: on the cluster, that it then noises), never ``table.frame``. :meth:`fit` refuses a
+    #: partitioned table to every other generator before anything is charged.
+    fits_from_partitions: ClassVar[bool] = False
 
     def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
         if params is not None and kwargs:
@@ -582,8 +608,11 @@ class Generator(ABC):
         count) call it first.
 
         Raises:
-            ConfigError, AccountingError: the parameters or the budget do not fit the table.
+            ConfigError, AccountingError: the parameters or the budget do not fit the table (or
+                it is partitioned and this generator does not fit from partitions).
         """
+        if table.partitioned and not self.fits_from_partitions:
+            raise ConfigError(partitioned_refusal(self.generator_id))
         self._check_params(table, budget=budget, accountant=accountant)
 
     def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
@@ -631,6 +660,8 @@ class Generator(ABC):
     # -- internals ------------------------------------------------------------------------------
 
     def _check_fit_inputs(self, table: Table, budget: PrivacyBudget | None) -> None:
+        if table.partitioned and not self.fits_from_partitions:
+            raise ConfigError(partitioned_refusal(self.generator_id))
         if self.is_dp and budget is None:
             raise ConfigError(
                 f"generator {self.generator_id} is differentially private and needs a target "

@@ -22,9 +22,15 @@ back; the caller sums them (:func:`count_partitions`) and releases them with the
 code as a single-machine run (noise once, centrally). No process ever holds more than one
 partition. Errors in a partition come back as one message that names its file.
 
-What this module does **not** do yet (issue #19): fit a generator from the counts (the
-``independent`` plugin needs a hunk that reads :attr:`PartitionCounts.histograms` instead of its
-own frame), DP quantiles from partitions, and the MST/AIM/DP-CTGAN marginals and DP-SGD batches.
+A generator fits from partitions through a :class:`PartitionedTable`: the schema, the rows'
+fingerprint and exact size (for the row-count mechanism only) and the partition files, with no
+frame. A generator that declares ``fits_from_partitions``
+(:attr:`privsynth_core.generator.Generator.fits_from_partitions`; today ``independent``) reads
+its counts through :meth:`PartitionedTable.column_histograms`, the same method and function a
+single-file :class:`~privsynth_core.table.Table` answers, summed over the partitions.
+
+What this module does **not** do yet (issue #19): DP quantiles from partitions (so no DP domain
+from partitions), and the MST/AIM/DP-CTGAN marginals and DP-SGD batches.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-from .errors import InputFileError, PrivsynthError, SchemaError
+from .errors import GeneratorError, InputFileError, PrivsynthError, SchemaError
 from .privacy.histograms import (
     IntArray,
     add_category_counts,
@@ -51,7 +57,7 @@ from .privacy.histograms import (
     numeric_values,
 )
 from .schema import ColumnKind, Schema
-from .table import CSV_SUFFIXES, PARQUET_SUFFIXES
+from .table import CSV_SUFFIXES, PARQUET_SUFFIXES, Table
 from .validation import ConformReport, cast_column, conform_report
 
 _GLOB_CHARS = "*?["
@@ -367,6 +373,121 @@ def count_partitions(
     return result
 
 
+class PartitionedTable(Table):
+    """A private table held as partitions: no frame in this process, counts on request.
+
+    It is a :class:`~privsynth_core.table.Table` to :meth:`Generator.fit
+    <privsynth_core.generator.Generator.fit>` (schema, budget key, fingerprint, the released
+    row count n̂ and the domain's charged parts), but its rows stay in the partition files:
+    reading :attr:`frame` is refused, and a generator reads them only through
+    :meth:`column_histograms`, one pass over the partitions on :attr:`executor` that returns
+    exact counts summed across them. Only generators that declare ``fits_from_partitions``
+    are given one (``Generator.fit`` refuses the others before anything is charged).
+
+    Attributes:
+        files: the partition files, in order.
+        executor: where the partitions are read (a Dask cluster's); None: in this process.
+    """
+
+    partitioned = True
+
+    def __init__(
+        self,
+        counts: PartitionCounts,
+        schema: Schema,
+        *,
+        name: str = "table",
+        source: str | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        # Not Table.__init__: there is no frame to hold, and ``frame`` is a refusing property.
+        self.schema = schema
+        self.name = name
+        self.fingerprint_ = counts.fingerprint
+        self.source = source
+        self.parent_key = None
+        self.noisy_rows = None
+        self.spent = []
+        self.files = counts.files
+        self.executor = executor
+        self._rows = counts.rows
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        schema: Schema | None = None,
+        *,
+        max_bytes: int | None = None,
+        source: str | None = None,
+        executor: Executor | None = None,
+    ) -> PartitionedTable:
+        """One pass over the partitions of ``path`` (a directory or glob): check and conform
+        every partition to ``schema`` and keep its size and fingerprint, never its rows.
+
+        Raises:
+            InputFileError, SchemaError: as :func:`count_partitions`; or no schema is given
+                (a partitioned table's schema is never inferred from its rows).
+        """
+        if schema is None:
+            raise SchemaError(
+                f"{path} is a partitioned table: give its reviewed schema file (a schema is "
+                f"never inferred from a partitioned table)"
+            )
+        counts = count_partitions(path, schema, executor=executor)
+        return cls(counts, schema, name=Path(str(path)).name, source=source, executor=executor)
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """Refused: a partitioned table has no frame (that is what it is for)."""
+        raise GeneratorError(
+            f"{self.name} is a partitioned table: its rows are read partition by partition and "
+            f"only counts come back; this step needs the whole table in one process (a bug in "
+            f"the caller: generators that fit from partitions read column_histograms())"
+        )
+
+    @frame.setter
+    def frame(self, value: pl.DataFrame) -> None:
+        raise GeneratorError("a partitioned table holds no frame")
+
+    @property
+    def n_rows(self) -> int:
+        """Rows kept by conforming, summed over the partitions. **Private**: for the row-count
+        mechanism only (see :attr:`Table.n_rows <privsynth_core.table.Table.n_rows>`)."""
+        return self._rows
+
+    def column_histograms(self, bins: int) -> dict[str, IntArray]:
+        """:meth:`Table.column_histograms <privsynth_core.table.Table.column_histograms>`,
+        summed over the partitions: one pass on :attr:`executor` (only the count vectors come
+        back). **Private**, for a mechanism to noise.
+
+        Raises:
+            InputFileError, SchemaError: a partition changed since the table was loaded so it
+                no longer reads or fits the schema.
+        """
+        counts = count_partitions(
+            list(self.files),
+            self.schema,
+            plan=CountPlan(histogram_bins=bins),
+            executor=self.executor,
+        )
+        if counts.fingerprint != self.fingerprint_:
+            # The rows counted must be the rows whose size was released and charged for.
+            raise InputFileError(
+                f"the partitions of {self.name} changed while the fit was running; run it "
+                f"again on a table that is not being written"
+            )
+        return counts.histograms
+
+    def __repr__(self) -> str:
+        return f"PartitionedTable({self.name!r}, {len(self.files)} partitions)"
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
+
 def _rows_of(path: str) -> int:
     """Rows of one partition as the reader reads them (Parquet: from its metadata)."""
     from .table import read_frame
@@ -444,6 +565,7 @@ __all__ = [
     "DEFAULT_EVAL_SAMPLE_ROWS",
     "CountPlan",
     "PartitionCounts",
+    "PartitionedTable",
     "count_partitions",
     "discover_partitions",
     "is_partitioned",

@@ -228,7 +228,9 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     ``public``: the declared schema (reviewed by a person); costs nothing. ``dp``: bounds and
     categories learned with DP mechanisms, each charged to the ledger under ``run_id`` before it
     runs. A domain already resolved at ``destination`` (the store's key covers the data and the
-    settings) is reused and costs nothing more. Resolving holds the entry's lock
+    settings) is reused and costs nothing more. A partitioned input's declared domain is
+    checked and written without reading a row (its partitions were checked by load and
+    validate). Resolving holds the entry's lock
     (:func:`privsynth_core.store.exclusive_lock`), so processes resolving the same DP domain at
     once pay for it once: the others wait, then reuse it.
 
@@ -238,7 +240,8 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     Raises:
         DomainError, SchemaError, BudgetNotSetError, BudgetExceededError.
     """
-    from .domain import prepare_table
+    from .domain import checked_schema, prepare_table
+    from .partitions import is_partitioned
     from .store import exclusive_lock
 
     refuse_partitioned_fit(config)
@@ -255,6 +258,14 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
         if is_complete_domain(destination):  # resolved by the process we waited for
             return destination / SCHEMA_FILE
         remove_stale_siblings(destination)
+        if is_partitioned(config.input):
+            # A declared domain needs no row: the partitions were checked against it on the
+            # cluster by load and validate (a DP domain was refused above).
+            with atomic_directory(destination, overwrite=True) as tmp:
+                checked_schema(config.schema_path, config.domain).save(tmp / SCHEMA_FILE)
+                declared = {"mode": config.domain, "run_id": run_id, "parts": []}
+                (tmp / DOMAIN_RECORD).write_text(json.dumps(declared, indent=2), encoding="utf-8")
+            return destination / SCHEMA_FILE
         ledger = PrivacyLedger()
         table = prepare_table(
             config.input,
@@ -296,24 +307,33 @@ def domain_record(schema_path: str | Path) -> dict[str, Any]:
 
 
 def refuse_partitioned_fit(config: RunConfig) -> None:
-    """Refuse, before anything is charged, a domain or a fit on a partitioned input.
+    """Refuse, before anything is read or charged, what a partitioned input cannot do yet.
 
-    Loading, validating and the evaluation's sample read partitions on the cluster, and the
-    private statistics they need are counted there (:mod:`privsynth_core.partitions`); no
-    generator reads those counts yet, and loading the whole table into one process is what a
-    partitioned input is for avoiding (issue #19).
+    A partitioned input is fitted from counts summed over its partitions
+    (:class:`~privsynth_core.partitions.PartitionedTable`), never loaded into one process. So
+    the generator must declare ``fits_from_partitions`` (today ``independent``), and the
+    domain must be declared public: a DP domain needs DP quantiles, which do not read
+    partitions yet (issue #19).
 
     Raises:
-        ConfigError: ``config.input`` is partitioned.
+        ConfigError: ``config.input`` is partitioned and the run needs either.
     """
+    from .generator import partitioned_refusal
     from .partitions import is_partitioned
+    from .registry import generators
 
-    if is_partitioned(config.input):
+    if not is_partitioned(config.input):
+        return
+    if config.domain == "dp":
         raise ConfigError(
-            f"{config.input} is a partitioned table: privsynth reads and checks it on the "
-            f"cluster, but no generator fits from partitions yet ({config.generator} needs the "
-            f"whole table in one process); fit on one file (a sample of the parts), and score "
-            f"the run on the partitioned table with `evaluate`. Nothing was charged"
+            f"{config.input} is a partitioned table: its domain cannot be learned with DP yet "
+            f"(the DP quantiles do not read partitions); declare the domain public (a reviewed "
+            f"schema file, domain: public), or learn it with DP on one file (a sample of the "
+            f"parts). Nothing was charged"
+        )
+    if not generators().get(config.generator).fits_from_partitions:
+        raise ConfigError(
+            f"{config.input} is a partitioned table: " + partitioned_refusal(config.generator)
         )
 
 
@@ -337,8 +357,13 @@ def fit_model(
     run_id: str,
     checkpoint_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    executor: Executor | None = None,
 ) -> Path:
     """Train the configured generator on the table under ``schema_path`` into the model store.
+
+    A partitioned input is fitted from partitions (:class:`~privsynth_core.partitions.
+    PartitionedTable`, read on ``executor``) by a generator that declares
+    ``fits_from_partitions``; any other is refused first (:func:`refuse_partitioned_fit`).
 
     A fit is paid for once per (data, settings with seed, domain), whoever runs it and however
     (:mod:`privsynth_core.store`):
@@ -362,13 +387,20 @@ def fit_model(
         GeneratorError.
     """
     from .checkpoint import CheckpointStore
+    from .partitions import PartitionedTable, is_partitioned
     from .schema import Schema
     from .service import create_generator, fit_generator
     from .store import CHECKPOINTS_PARAM, FIT_KEY_PARAM, check_unfinished, exclusive_lock
     from .table import Table
 
     refuse_partitioned_fit(config)
-    table = Table.load(config.input, Schema.load(schema_path), source=config.source)
+    if is_partitioned(config.input):
+        # Sizes and fingerprint in one pass; the generator's counts in another, on the cluster.
+        table: Table = PartitionedTable.load(
+            config.input, Schema.load(schema_path), source=config.source, executor=executor
+        )
+    else:
+        table = Table.load(config.input, Schema.load(schema_path), source=config.source)
     # An extract of a larger file spends that file's budget (the configuration's budget key).
     table.parent_key = config.budget_key
     entry = model_store_entry(config, table.fingerprint(), schema_path)

@@ -13,7 +13,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
@@ -31,6 +31,9 @@ from .csv_text import (
 from .errors import InputFileError, PrivsynthError, SchemaError
 from .privacy.release import SpentPart
 from .schema import ColumnKind, Schema
+
+if TYPE_CHECKING:
+    from .privacy.histograms import IntArray
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -273,6 +276,10 @@ class Table:
     noisy_rows: int | None = field(default=None, repr=False)
     #: The charged mechanisms this table's domain came from (a DP-learned domain's entries).
     spent: list[SpentPart] = field(default_factory=list, repr=False)
+    #: Whether the rows are held as partitions with no frame in this process
+    #: (:class:`~privsynth_core.partitions.PartitionedTable`): only generators that declare
+    #: ``fits_from_partitions`` can fit such a table.
+    partitioned: ClassVar[bool] = False
 
     @property
     def n_rows(self) -> int:
@@ -294,6 +301,19 @@ class Table:
                 "count n̂, never the exact size (this is a bug in the caller)"
             )
         return self.noisy_rows
+
+    def column_histograms(self, bins: int) -> dict[str, IntArray]:
+        """The exact histogram of every schema column over its domain, then its null count
+        (:func:`~privsynth_core.privacy.histograms.column_histogram`, ``bins`` bins per numeric
+        or datetime column). **Private**: for a mechanism to noise (the ``independent``
+        generator's). A partitioned table sums the same function over its partitions.
+        """
+        from .privacy.histograms import column_histogram
+
+        return {
+            col.name: column_histogram(self.frame[col.name], col, bins)
+            for col in self.schema.columns
+        }
 
     def budget_key(self) -> str:
         """The ledger key of the table's budget: its parent's key, its source id, or its content

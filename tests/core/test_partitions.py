@@ -1,5 +1,6 @@
 """Partitioned tables: read as parts, checked per part, counted in one pass with the same exact
-counts as one machine, and released by the same mechanism code (issue #19)."""
+counts as one machine, released by the same mechanism code, and fitted by ``independent`` from
+those counts (issue #19)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ import numpy as np
 import polars as pl
 import pytest
 
-from privsynth_core import InputFileError, PrivacyLedger, SchemaError, Table
+from privsynth_core import (
+    ConfigError,
+    GeneratorError,
+    InputFileError,
+    PrivacyBudget,
+    PrivacyLedger,
+    SchemaError,
+    Table,
+)
 from privsynth_core import domain as domain_module
 from privsynth_core.datasets import adult_schema
 from privsynth_core.domain import categories_from_counts, coarse_range_from_counts
 from privsynth_core.partitions import (
     CountPlan,
+    PartitionedTable,
     count_partitions,
     discover_partitions,
     is_partitioned,
@@ -85,21 +95,120 @@ def test_partitioned_counts_equal_the_single_machine_counts_exactly(
     assert counts.categories == single["cats"]
 
 
-def test_the_histograms_are_those_of_the_independent_generator(
+def test_a_partitioned_table_counts_what_a_file_table_counts_for_independent(
     adult_3k: pl.DataFrame, tmp_path: Path
 ) -> None:
-    from privsynth_plugins.independent import _counts
-
+    # Table.column_histograms is what the independent generator noises; a partitioned table
+    # answers the same call with the same function summed over its parts.
     table = Table.from_frame(adult_3k, adult_schema())
-    counts = count_partitions(
-        _write_parts(adult_3k, tmp_path / "t", 3),
-        adult_schema(),
-        plan=CountPlan(histogram_bins=BINS),
+    parts = _write_parts(adult_3k, tmp_path / "t", 3)
+    with ThreadPoolExecutor(2) as pool:
+        partitioned = PartitionedTable.load(parts, adult_schema(), executor=pool)
+        there = partitioned.column_histograms(BINS)
+    here = table.column_histograms(BINS)
+    assert partitioned.n_rows == table.n_rows and set(there) == set(here)
+    for name, counts in here.items():
+        assert np.array_equal(there[name], counts), name
+    counted = count_partitions(parts, adult_schema(), plan=CountPlan(histogram_bins=BINS))
+    assert partitioned.fingerprint() == counted.fingerprint
+    with pytest.raises(GeneratorError, match="partitioned table"):
+        _ = partitioned.frame
+
+
+def test_independent_fitted_from_partitions_is_the_one_machine_model(
+    adult_3k: pl.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ledger: PrivacyLedger,
+) -> None:
+    from privsynth_plugins import independent
+
+    seen: list[tuple[np.ndarray, float]] = []
+    real = independent.discrete_laplace
+
+    def recording(counts: object, *, scale: float) -> np.ndarray:
+        seen.append((np.asarray(counts).copy(), scale))
+        return real(counts, scale=scale)
+
+    monkeypatch.setattr(independent, "discrete_laplace", recording)
+    ledger.set_budget("source:adult", epsilon=1e10, delta=1e-5)
+    # epsilon 1e9 over 15 columns: noise of scale 1.5e-8, zero but with chance e^(-6.7e7)
+    models = []
+    single = Table.from_frame(adult_3k, adult_schema(), source="adult")
+    partitioned = PartitionedTable.load(
+        _write_parts(adult_3k, tmp_path / "t", 4), adult_schema(), source="adult"
     )
-    for col in table.schema.columns:
-        assert np.array_equal(
-            counts.histograms[col.name], _counts(table.frame[col.name], col, BINS)
-        ), col.name
+    for table in (single, partitioned):
+        generator = independent.IndependentGenerator(bins=BINS)
+        generator.fit(table, budget=PrivacyBudget(1e9, 0.0), ledger=ledger, run_id="r")
+        models.append(generator._probabilities)
+    width = len(adult_schema().columns)
+    assert len(seen) == 2 * width
+    # the same noise function on the same exact counts, at the same scale, on both paths
+    for (here, scale_here), (there, scale_there) in zip(seen[:width], seen[width:], strict=True):
+        assert np.array_equal(here, there) and scale_here == scale_there
+    assert models[0] == models[1]
+    for col in adult_schema().columns:
+        counts = single.column_histograms(BINS)[col.name].astype(np.float64)
+        if not col.nullable:
+            counts[-1] = 0.0
+        assert np.allclose(models[1][col.name], counts / counts.sum(), rtol=0, atol=1e-15)
+    # one row count and one training per fit, charged to the source
+    mechanisms = [e.mechanism for e in ledger.entries("source:adult")]
+    assert mechanisms.count("independent training") == 2
+
+
+def test_a_generator_that_needs_a_frame_is_refused_a_partitioned_table_before_any_charge(
+    adult_3k: pl.DataFrame, tmp_path: Path, ledger: PrivacyLedger
+) -> None:
+    from privsynth_core.service import create_generator, fit_generator
+
+    ledger.set_budget("source:adult", epsilon=5.0, delta=1e-5)
+    table = PartitionedTable.load(
+        _write_parts(adult_3k, tmp_path / "t", 2), adult_schema(), source="adult"
+    )
+    with pytest.raises(ConfigError, match="generators that fit from partitions: independent"):
+        fit_generator(
+            table,
+            create_generator("dpwgan", {}),
+            epsilon=1.0,
+            delta=1e-6,
+            accountant="rdp",
+            ledger=ledger,
+            run_id="r",
+        )
+    assert ledger.entries("source:adult") == []
+
+
+def test_one_row_added_to_a_partition_moves_each_histogram_by_at_most_one(
+    adult_3k: pl.DataFrame, tmp_path: Path
+) -> None:
+    schema = adult_schema()
+    parts = _write_parts(adult_3k, tmp_path / "d", 3)
+    middle = parts / "part-001.parquet"
+
+    def grow(row: pl.DataFrame) -> tuple[int, dict[str, np.ndarray]]:
+        pl.concat([pl.read_parquet(middle), row.select(adult_3k.columns)]).write_parquet(middle)
+        table = PartitionedTable.load(parts, schema)
+        return table.n_rows, table.column_histograms(BINS)
+
+    start = PartitionedTable.load(parts, schema)
+    rows, before = start.n_rows, start.column_histograms(BINS)
+    # an ordinary row (kept): every histogram moves by exactly one count
+    rows_plus, plus = grow(adult_3k.tail(1))
+    assert rows_plus == rows + 1
+    for name, counts in before.items():
+        assert int(np.abs(plus[name] - counts).sum()) == 1, name
+    # a row odd everywhere it can be (beyond the bounds, an unknown category, blanks)
+    odd = {c: "" for c in adult_3k.columns}
+    for col in schema.columns:
+        if col.kind in (ColumnKind.INTEGER, ColumnKind.CONTINUOUS):
+            odd[col.name] = "-1e15"
+        elif col.kind is ColumnKind.CATEGORICAL:
+            odd[col.name] = "a category nobody has"
+    _, plus_odd = grow(pl.DataFrame([odd]))
+    for name, counts in plus.items():
+        assert int(np.abs(plus_odd[name] - counts).sum()) <= 1, name
 
 
 def test_the_fingerprint_ignores_how_rows_are_split_and_sees_one_more_row(

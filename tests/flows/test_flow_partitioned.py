@@ -1,5 +1,6 @@
 """A partitioned table on an existing Dask cluster (issue #19): read, checked and counted there,
-the evaluation's sample drawn there, and `privsynth run --dask-address` using the cluster."""
+the evaluation's sample drawn there, and `privsynth run --dask-address` fitting ``independent``
+from the partitions on the cluster."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from privsynth_core.datasets import adult_schema
 from privsynth_core.errors import ConfigError
 from privsynth_core.partitions import CountPlan, count_partitions
 from privsynth_core.privacy.count import COUNT_MECHANISM, ensure_row_count
+from privsynth_core.privacy.release import RELEASE_DIR, RELEASE_MANIFEST
 from privsynth_core.runs import run_pipeline
 from privsynth_core.table import read_frame
 from privsynth_flows import tasks
@@ -86,19 +88,30 @@ def test_the_cluster_counts_a_partitioned_table_exactly_as_one_process_does(
     assert abs(count.value - there.rows) < 2000  # noise of scale 100 at epsilon 0.01
 
 
-def test_a_fit_on_a_partitioned_input_is_refused_before_anything_is_charged(
+def test_a_fit_that_cannot_read_partitions_is_refused_before_anything_is_charged(
     parts: Path,
     adult_files: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    config = run_config_from_dict(
-        run_config(adult_files, tmp_path / "run", input=str(parts), source="parts")
-    )
     PrivacyLedger().set_budget("source:parts", epsilon=2.0, delta=1e-5)
-    with pytest.raises(ConfigError, match="no generator fits from partitions yet"):
-        pipeline.resolve_domain(config, tmp_path / "domain", run_id="r")
-    with pytest.raises(ConfigError, match="Nothing was charged"):
-        pipeline.fit_model(config, adult_files["schema"], run_id="r")
+    frame_only = run_config_from_dict(
+        run_config(adult_files, tmp_path / "run", input=str(parts), source="parts")
+        | {"generator": "dpwgan", "epsilon": 1.0, "delta": 1e-6}
+    )
+    with pytest.raises(ConfigError, match="generators that fit from partitions: independent"):
+        pipeline.fit_model(frame_only, adult_files["schema"], run_id="r")
+    dp_domain = run_config_from_dict(
+        run_config(
+            adult_files,
+            tmp_path / "run",
+            input=str(parts),
+            source="parts",
+            domain="dp",
+            domain_epsilon=0.5,
+        )
+    )
+    with pytest.raises(ConfigError, match="cannot be learned with DP yet.*Nothing was charged"):
+        pipeline.resolve_domain(dp_domain, tmp_path / "domain", run_id="r")
     assert PrivacyLedger().entries("source:parts") == []
 
 
@@ -151,13 +164,12 @@ def test_metrics_read_a_uniform_sample_of_the_stated_size_on_the_cluster(
     assert first.join(read_frame(adult_files["train"]), on=first.columns, how="anti").height == 0
 
 
-def test_cli_run_with_a_dask_address_reads_the_partitions_on_that_cluster(
+def test_cli_run_with_a_dask_address_fits_independent_from_the_partitions_on_that_cluster(
     prefect_env: dict[str, str],
     cluster_address: str,
     parts: Path,
     adult_files: dict[str, Path],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from distributed import Client
 
@@ -165,21 +177,30 @@ def test_cli_run_with_a_dask_address_reads_the_partitions_on_that_cluster(
     path.write_text(
         yaml.safe_dump(
             run_config(
-                adult_files, tmp_path / "run", input=str(parts), source="parts", holdout=None
+                adult_files,
+                tmp_path / "run",
+                input=str(parts),
+                source="parts",
+                holdout=None,
+                metrics=["tvd"],
+                eval_sample_rows=500,
             )
         )
     )
     PrivacyLedger().set_budget("source:parts", epsilon=2.0, delta=1e-5)
     with Client(cluster_address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
         before = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
-        # load and validate run on the cluster; the fit is refused (one message, no charge)
-        assert main(["run", str(path), "--dask-address", cluster_address]) == 2
+        assert main(["run", str(path), "--dask-address", cluster_address]) == 0
         after = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
-    assert "no generator fits from partitions yet" in capsys.readouterr().err
-    # at least one task per partition for loading and one for validating
-    assert after - before >= 8
-    assert PrivacyLedger().entries("source:parts") == []
-    assert not (tmp_path / "run").exists()
+    # one task per partition for each of: load, validate, the fit's sizes, its histograms
+    assert after - before >= 16
+    synthetic = read_frame(tmp_path / "run" / RELEASE_DIR / pipeline.SYNTHETIC_FILE)
+    assert synthetic.columns == adult_schema().names and synthetic.height > 0
+    entries = PrivacyLedger().entries("source:parts")
+    assert [e.mechanism for e in entries] == [COUNT_MECHANISM, "independent training"]
+    assert entries[1].status == "spent" and entries[1].epsilon == pytest.approx(0.5)
+    release = json.loads((tmp_path / "run" / RELEASE_DIR / RELEASE_MANIFEST).read_text())
+    assert release["privacy"]["epsilon"] == pytest.approx(0.5 + entries[0].epsilon)
 
 
 def _count_on_cluster(folder: str, address: str) -> int:

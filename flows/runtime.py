@@ -9,8 +9,11 @@
   scheduler address (``--dask-address`` / ``PRIVSYNTH_DASK_ADDRESS``).
 - A partitioned input (a directory or glob of Parquet/CSV parts) is read one partition per
   task on the cluster at the run's ``dask_address`` (:func:`partition_executor`): loading,
-  validation and the evaluation's sample. Without an address its partitions are read one
-  after another in the task's own process (one partition in memory at a time).
+  validation, the fit's counts and the evaluation's sample. A flow whose tasks run on a Dask
+  cluster reads them there whatever named it (``--dask-address``, or
+  ``$PRIVSYNTH_DASK_ADDRESS`` with ``--task-runner dask``) or started it
+  (:func:`flow_cluster_address`). Without a cluster its partitions are read one after another
+  in the task's own process (one partition in memory at a time).
 - A flow run started for an application (the web app, :mod:`privsynth_flows.served`) names
   the privsynth home whose ledger and model store it uses as a parameter: :func:`using_home`
   points ``PRIVSYNTH_HOME`` there for the run (its process is the run's own).
@@ -158,6 +161,29 @@ def make_task_runner(
             "scheduler_kwargs": {"allowed_failures": ALLOWED_FAILURES},
         },
     )
+
+
+def flow_cluster_address() -> str | None:
+    """The scheduler address of the Dask cluster the running flow's tasks run on, or None.
+
+    None outside a flow run, or when its task runner is not Dask (threads). For a Dask runner
+    this is the cluster it connected to or started (its client is made on first use, as the
+    first task would make it), so the flow can read partitions where its tasks run: the run's
+    ``dask_address`` alone misses a cluster named by ``$PRIVSYNTH_DASK_ADDRESS`` or a local
+    one the runner started.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    runner = getattr(context, "task_runner", None)
+    try:
+        from prefect_dask.task_runners import DaskTaskRunner
+    except ImportError:
+        return None
+    if not isinstance(runner, DaskTaskRunner):
+        return None
+    scheduler = runner.client.scheduler
+    return None if scheduler is None else str(scheduler.address)
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from privsynth_core.runs import (
 from privsynth_core.sweep import check_grid_budget
 
 from . import tasks
-from .runtime import using_home
+from .runtime import flow_cluster_address, using_home
 
 
 def _artifact_key(label: str) -> str:
@@ -78,6 +78,15 @@ def run_markdown(result: RunResult) -> str:
         f"`{result.custodian_dir}`",
     ]
     return "\n".join(lines)
+
+
+def _reading_config(config: RunConfig) -> RunConfig:
+    """``config`` with the address of the Dask cluster the flow's tasks run on, when it names
+    none (``dask_address`` is left out of every hash: the run stays the same run)."""
+    if config.dask_address:
+        return config
+    address = flow_cluster_address()
+    return config.model_copy(update={"dask_address": address}) if address else config
 
 
 def _evaluate_and_report(
@@ -139,9 +148,13 @@ def _synthesize(config: RunConfig, resume: bool, losses_file: str | None) -> Run
             nonlocal clock
             timings[step], clock = time.perf_counter() - clock, time.perf_counter()
 
-        info = tasks.load_input(config)
+        # The tasks that read a partitioned input read it on the cluster the flow's tasks run
+        # on, however it was named or started; the run's own record keeps the configuration
+        # as given (a local cluster's address means nothing after the run).
+        reading = _reading_config(config)
+        info = tasks.load_input(reading)
         tick("load")
-        tasks.validate_input(config, info.fingerprint, str(work / VALIDATION_LOG))
+        tasks.validate_input(reading, info.fingerprint, str(work / VALIDATION_LOG))
         # The same line whatever the rows hold: what conforming changed (counts, examples) is
         # derived from the rows outside any DP mechanism, so it stays in the custodian's file.
         logger.info(
@@ -166,15 +179,15 @@ def _synthesize(config: RunConfig, resume: bool, losses_file: str | None) -> Run
                     else None
                 ),
             )
-        schema = tasks.resolve_domain(config, str(domain_dir), run_id)
+        schema = tasks.resolve_domain(reading, str(domain_dir), run_id)
         tick("domain")
-        model = tasks.fit_model(config, schema, run_id, str(work / CHECKPOINTS_DIR), losses_file)
+        model = tasks.fit_model(reading, schema, run_id, str(work / CHECKPOINTS_DIR), losses_file)
         tick("fit")
         synthetic = tasks.sample_synthetic(
             model, config.rows, config.seed, str(work / pipeline.SYNTHETIC_FILE)
         )
         tick("sample")
-        report = _evaluate_and_report(config, schema, synthetic, model, str(work / "report"))
+        report = _evaluate_and_report(reading, schema, synthetic, model, str(work / "report"))
         tick("evaluate+report")
         result = tasks.publish(config, run_id, info, schema, model, synthetic, report, timings)
     create_markdown_artifact(
@@ -216,7 +229,7 @@ def evaluate(
             data["metrics"] = None if all_metrics else metrics
         if target is not None:
             data["target"] = target
-        config = RunConfig.model_validate(data)
+        config = _reading_config(RunConfig.model_validate(data))
         model = str(run_dir / RELEASE_DIR / "model")
         schema = str(run_dir / CUSTODIAN_DIR / "schema.yaml")
         table = synthetic or run_dir / RELEASE_DIR / pipeline.SYNTHETIC_FILE

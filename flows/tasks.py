@@ -85,8 +85,10 @@ def validate_input(config: RunConfig, fingerprint: str, custodian_log: str) -> l
 
 @task(retries=0)
 def resolve_domain(config: RunConfig, destination: str, run_id: str) -> str:
-    """Fix the domain: declared public, or learned with DP (charged once, then reused)."""
-    return str(pipeline.resolve_domain(config, destination, run_id=run_id))
+    """Fix the domain: declared public, or learned with DP (charged once, then reused; a
+    partitioned input's from counts taken on the cluster)."""
+    with partition_executor(config.dask_address) as executor:
+        return str(pipeline.resolve_domain(config, destination, run_id=run_id, executor=executor))
 
 
 @task(retries=0)

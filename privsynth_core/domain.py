@@ -24,6 +24,10 @@ public, or it is learned here with DP mechanisms whose cost is charged to the le
 - Column names and kinds are public metadata. Nullability is not read from the data: in DP mode
   every column is nullable and the generator learns the null rate under its own guarantee.
 
+A partitioned table's domain is learned by the same mechanisms from exact counts summed over
+its partitions (:func:`learn_domain_from_partitions`): the quantiles from grid counts, scored as
+OpenDP scores them and selected by OpenDP's report-noisy-max (:func:`quantile_from_counts`).
+
 Every count here gets exact integer noise, and every quantile an exact selection, from OpenDP's
 samplers and a cryptographic source (:mod:`privsynth_core.privacy.noise`): nothing is floating-point
 noise open to the attacks of Mironov (2012), and nothing can be seeded. Limitation an auditor
@@ -35,9 +39,10 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +59,8 @@ from .table import Table, fingerprint_frame, read_frame
 from .validation import cast_column
 
 DEFAULT_QUANTILES = (0.01, 0.99)
+#: OpenDP's scores are usize: counts past ``_USIZE_MAX // denominator`` are capped, as there.
+_USIZE_MAX = 2**64 - 1
 #: Candidates of each DP quantile: evenly spaced over the coarse range, both ends included, so a
 #: bound is within 1/2048 of the range's width of where Smith's continuous mechanism would put it.
 QUANTILE_GRID = 2049
@@ -106,6 +113,97 @@ def dp_quantile(
     return private_quantile(
         present, q, candidates=np.linspace(lower, upper, QUANTILE_GRID), epsilon=epsilon
     )
+
+
+def quantile_scores(counts: npt.ArrayLike, *, numerator: int, denominator: int) -> list[int]:
+    """OpenDP's quantile scores of each candidate, from the candidates' grid counts.
+
+    ``counts`` is :func:`~privsynth_core.privacy.histograms.grid_counts` of the (clipped)
+    values: with ``lt`` the values below a candidate, ``eq`` those equal to it and ``n`` all,
+    the score is ``|denominator lt - numerator (n - eq)|`` (lower is better), where
+    ``numerator / denominator`` is alpha as OpenDP holds it: the score of OpenDP 0.16's
+    ``make_quantile_score_candidates`` for a table of unknown size (checked against it in
+    ``tests/core/test_partitions.py``). Exact integers throughout.
+    """
+    cells = np.asarray(counts, dtype=np.int64)
+    if cells.ndim != 1 or cells.size % 2 != 1:
+        raise DomainError(f"grid counts have 2 m - 1 entries for m candidates, got {cells.shape}")
+    limit = _USIZE_MAX // denominator
+    n = int(cells.sum())
+    scores, below = [], 0
+    for i, eq in enumerate(cells[0::2].tolist()):
+        scores.append(abs(denominator * min(below, limit) - numerator * min(n - eq, limit)))
+        below += eq + (int(cells[2 * i + 1]) if 2 * i + 1 < cells.size else 0)
+    return scores
+
+
+def quantile_from_counts(
+    counts: npt.ArrayLike, alpha: float, *, candidates: npt.ArrayLike, epsilon: float
+) -> float:
+    """The release of :func:`dp_quantile` from the exact grid ``counts`` of the values
+    (:func:`~privsynth_core.privacy.histograms.grid_counts` over ``candidates``, of the whole
+    table or summed over its partitions).
+
+    OpenDP's quantile mechanism is its score transformation followed by report-noisy-max on
+    the scores; here the scores are computed from the counts (:func:`quantile_scores`, equal
+    to the transformation's on the values, alpha's fraction read off the transformation) and
+    the same noisy-max measurement selects one, at the smallest noise scale for which the
+    composed privacy map gives at most ``epsilon`` (the map of OpenDP's transformation, which
+    the counts do not change). Exact selection, OS randomness, no seed.
+
+    Raises:
+        ConfigError: ``epsilon`` not finite and > 0, or candidates not strictly increasing.
+        DomainError: ``counts`` is not of ``2 m - 1`` entries for ``m`` candidates.
+    """
+    from .errors import ConfigError
+
+    if not (epsilon > 0 and math.isfinite(epsilon)):
+        raise ConfigError(f"epsilon must be a finite number > 0, got {epsilon}")
+    grid = np.asarray(candidates, dtype=np.float64).ravel()
+    if grid.size == 0 or (np.diff(grid) <= 0).any():
+        raise ConfigError("the quantile's candidates must be strictly increasing")
+    if np.asarray(counts).size != 2 * grid.size - 1:
+        raise DomainError(f"{grid.size} candidates need {2 * grid.size - 1} grid counts")
+    numerator, denominator, select = quantile_selection(grid, alpha, epsilon=epsilon)
+    scores = quantile_scores(counts, numerator=numerator, denominator=denominator)
+    return float(grid[int(select(scores))])
+
+
+def quantile_selection(
+    candidates: npt.ArrayLike, alpha: float, *, epsilon: float
+) -> tuple[int, int, Any]:
+    """What :func:`quantile_from_counts` selects with: alpha as OpenDP holds it (numerator,
+    denominator), and OpenDP's report-noisy-max over the scores of ``candidates``, at the
+    smallest scale for which (OpenDP's score transformation, then it) is ``epsilon``-DP."""
+    import opendp.prelude as dp
+
+    from .privacy.noise import _widened
+
+    dp.enable_features("contrib")
+    grid = np.asarray(candidates, dtype=np.float64).ravel()
+    scorer = dp.t.make_quantile_score_candidates(
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+        dp.symmetric_distance(),
+        candidates=grid.tolist(),
+        alpha=float(alpha),
+    )
+    # alpha as OpenDP holds it (a fraction of its own choosing), read off two one-value
+    # tables: a value at the last candidate scores the first one `numerator`, a value at the
+    # first scores the last one `denominator - numerator` (public: no row is read).
+    numerator = int(scorer([float(grid[-1])])[0])
+    denominator = numerator + int(scorer([float(grid[0])])[-1]) if grid.size > 1 else 1
+
+    def selection(scale: float) -> Any:
+        return dp.m.make_noisy_max(
+            scorer.output_domain, scorer.output_metric, dp.max_divergence(), scale, negate=True
+        )
+
+    sensitivity = scorer.map(1)  # type: ignore[no-untyped-call]
+    scale = _widened(
+        float(selection(1.0).map(sensitivity)) / epsilon,
+        lambda s: float(selection(s).map(sensitivity)) <= epsilon,
+    )
+    return numerator, denominator, selection(scale)
 
 
 def dp_bounds(
@@ -226,19 +324,17 @@ def learn_domain(
         if col.name not in frame.columns:
             raise SchemaError(f"column {col.name!r} of the schema is not in the data")
         series, _ = cast_column(frame[col.name], col)
+        _charge_column(
+            ledger,
+            col,
+            key=fingerprint,
+            extract=extract,
+            epsilon=eps_each,
+            delta=delta_each,
+            run_id=run_id,
+            quantiles=quantiles,
+        )
         if col.kind is ColumnKind.CATEGORICAL:
-            ledger.charge(
-                fingerprint,
-                extract=extract,
-                mechanism=f"dp categories of {col.name!r}",
-                epsilon=eps_each,
-                delta=delta_each,
-                run_id=run_id,
-                params={
-                    "mechanism": "discrete laplace stability histogram",
-                    "threshold": category_threshold(epsilon=eps_each, delta=delta_each),
-                },
-            )
             categories = dp_categories(series, epsilon=eps_each, delta=delta_each)
             if not categories:
                 raise DomainError(
@@ -250,11 +346,57 @@ def learn_domain(
                 Column(name=col.name, kind=col.kind, nullable=True, categories=categories)
             )
             continue
+        lower, upper = dp_bounds(
+            numeric_values(series, col.kind), epsilon=eps_each, quantiles=quantiles
+        )
+        columns.append(_bounded(col, lower, upper))
+    return skeleton.with_columns(columns, domain="dp")
+
+
+def _bounded(col: Column, lower: float, upper: float) -> Column:
+    """The DP domain's column with released bounds (post-processing: integers widened to whole
+    numbers, datetimes to whole seconds within what a datetime holds)."""
+    bounds: tuple[float, float] | tuple[datetime, datetime]
+    if col.kind is ColumnKind.INTEGER:
+        bounds = (float(math.floor(lower)), float(math.ceil(upper)))
+    elif col.kind is ColumnKind.DATETIME:
+        bounds = (_datetime_at(math.floor(lower)), _datetime_at(math.ceil(upper)))
+    else:
+        bounds = (lower, upper)
+    return Column(name=col.name, kind=col.kind, nullable=True, bounds=bounds)
+
+
+def _charge_column(
+    ledger: PrivacyLedger,
+    col: Column,
+    *,
+    key: str,
+    extract: str | None,
+    epsilon: float,
+    delta: float,
+    run_id: str,
+    quantiles: tuple[float, float],
+) -> None:
+    """Charge one column's DP domain mechanism, before it runs (the entries of learn_domain)."""
+    if col.kind is ColumnKind.CATEGORICAL:
         ledger.charge(
-            fingerprint,
+            key,
+            extract=extract,
+            mechanism=f"dp categories of {col.name!r}",
+            epsilon=epsilon,
+            delta=delta,
+            run_id=run_id,
+            params={
+                "mechanism": "discrete laplace stability histogram",
+                "threshold": category_threshold(epsilon=epsilon, delta=delta),
+            },
+        )
+    else:
+        ledger.charge(
+            key,
             extract=extract,
             mechanism=f"dp bounds of {col.name!r}",
-            epsilon=eps_each,
+            epsilon=epsilon,
             delta=0.0,
             run_id=run_id,
             params={
@@ -262,17 +404,122 @@ def learn_domain(
                 "quantiles": list(quantiles),
             },
         )
-        lower, upper = dp_bounds(
-            numeric_values(series, col.kind), epsilon=eps_each, quantiles=quantiles
+
+
+def learn_domain_from_partitions(
+    spec: str | Path,
+    skeleton: Schema,
+    *,
+    epsilon: float,
+    delta: float,
+    ledger: PrivacyLedger,
+    fingerprint: str,
+    run_id: str | None = None,
+    executor: Executor | None = None,
+    quantiles: tuple[float, float] = DEFAULT_QUANTILES,
+) -> Schema:
+    """:func:`learn_domain` for a partitioned table, from counts summed over its partitions.
+
+    The same mechanisms at the same costs, charged the same way (one entry per column before
+    its first mechanism runs), on exact counts taken in two passes over the partitions on
+    ``executor`` (:func:`privsynth_core.partitions.count_partitions`): first every numeric
+    column's magnitude histogram and every categorical column's category counts, released by
+    :func:`coarse_range_from_counts` and :func:`categories_from_counts` as on one machine;
+    then each numeric column's grid counts over its quantiles' candidates (which depend on the
+    released coarse range), released by :func:`quantile_from_counts`. No process holds more
+    than one partition.
+
+    Raises:
+        BudgetExceededError, DomainError: as :func:`learn_domain`.
+        InputFileError, SchemaError: a partition cannot be read or lacks a column, or the
+            partitions changed between the two passes.
+    """
+    from .errors import InputFileError
+    from .partitions import CountPlan, count_partitions
+
+    run_id = run_id or uuid.uuid4().hex
+    needing = [c for c in skeleton.columns if c.kind is not ColumnKind.BOOLEAN]
+    n_categorical = sum(c.kind is ColumnKind.CATEGORICAL for c in needing)
+    if epsilon <= 0 or (n_categorical and not 0 < delta < 1):
+        raise DomainError(
+            "learning a domain with DP needs epsilon > 0 (and delta in (0, 1) for "
+            "categorical columns)"
         )
-        bounds: tuple[float, float] | tuple[datetime, datetime]
-        if col.kind is ColumnKind.INTEGER:
-            bounds = (float(math.floor(lower)), float(math.ceil(upper)))
-        elif col.kind is ColumnKind.DATETIME:
-            bounds = (_datetime_at(math.floor(lower)), _datetime_at(math.ceil(upper)))
+    status = ledger.status(fingerprint)
+    if not PrivacyBudget(epsilon, delta).fits_within(status.remaining):
+        raise BudgetExceededError(
+            f"learning the domain would spend (epsilon={epsilon:g}, delta={delta:g}) but only "
+            f"{status.remaining} of the budget of {status.label or fingerprint[:12]} is left; "
+            f"nothing was charged. Declare the domain public, or lower --domain-epsilon"
+        )
+    eps_each = epsilon / max(len(needing), 1)
+    delta_each = delta / n_categorical if n_categorical else 0.0
+    first = count_partitions(spec, skeleton, plan=CountPlan(domain=True), executor=executor)
+    released: dict[str, Column | tuple[float, float]] = {}
+    for col in needing:
+        _charge_column(
+            ledger,
+            col,
+            key=fingerprint,
+            extract=first.fingerprint,
+            epsilon=eps_each,
+            delta=delta_each,
+            run_id=run_id,
+            quantiles=quantiles,
+        )
+        if col.kind is ColumnKind.CATEGORICAL:
+            categories = categories_from_counts(
+                first.categories.get(col.name, {}), epsilon=eps_each, delta=delta_each
+            )
+            if not categories:
+                raise DomainError(
+                    f"no category of column {col.name!r} is frequent enough to be released at "
+                    f"epsilon={eps_each:.3g} for this column; declare its categories publicly in "
+                    f"the schema, exclude it, or give the domain step more epsilon"
+                )
+            released[col.name] = Column(
+                name=col.name, kind=col.kind, nullable=True, categories=categories
+            )
         else:
-            bounds = (lower, upper)
-        columns.append(Column(name=col.name, kind=col.kind, nullable=True, bounds=bounds))
+            released[col.name] = coarse_range_from_counts(
+                first.magnitudes[col.name], epsilon=eps_each / 2
+            )
+    ranges = tuple(
+        (name, lo, hi)
+        for name, value in released.items()
+        if isinstance(value, tuple)
+        for lo, hi in [value]
+        if hi > lo
+    )
+    second = count_partitions(
+        list(first.files), skeleton, plan=CountPlan(quantile_ranges=ranges), executor=executor
+    )
+    if second.fingerprint != first.fingerprint:
+        raise InputFileError(
+            f"the partitions of {spec} changed while the domain was being learned; run it again "
+            f"on a table that is not being written"
+        )
+    columns = []
+    for col in skeleton.columns:
+        value = released.get(col.name)
+        if value is None:  # a boolean: no domain to learn
+            columns.append(Column(name=col.name, kind=col.kind, nullable=True))
+        elif isinstance(value, Column):
+            columns.append(value)
+        else:
+            lo, hi = value
+            if not hi > lo:
+                lower = upper = lo
+            else:
+                grid = np.linspace(lo, hi, QUANTILE_GRID)
+                counts = second.quantiles[col.name]
+                lower, upper = (
+                    quantile_from_counts(counts, q, candidates=grid, epsilon=eps_each / 4)
+                    for q in quantiles
+                )
+            if lower > upper:
+                lower, upper = upper, lower
+            columns.append(_bounded(col, lower, upper))
     return skeleton.with_columns(columns, domain="dp")
 
 

@@ -29,8 +29,12 @@ frame. A generator that declares ``fits_from_partitions``
 its counts through :meth:`PartitionedTable.column_histograms`, the same method and function a
 single-file :class:`~privsynth_core.table.Table` answers, summed over the partitions.
 
-What this module does **not** do yet (issue #19): DP quantiles from partitions (so no DP domain
-from partitions), and the MST/AIM/DP-CTGAN marginals and DP-SGD batches.
+The DP domain of a partitioned table is learned from its counts too
+(:func:`privsynth_core.domain.learn_domain_from_partitions`: the magnitude histograms and
+category counts, then the quantiles' grid counts of ``CountPlan.quantile_ranges``).
+
+What this module does **not** do yet (issue #19): the MST/AIM/DP-CTGAN marginals and DP-SGD
+batches.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from .privacy.histograms import (
     add_category_counts,
     category_counts,
     column_histogram,
+    grid_counts,
     magnitude_counts,
     numeric_values,
 )
@@ -146,10 +151,15 @@ class CountPlan:
         domain: take the DP domain's counts on the raw (typed, not yet conformed) values: the
             magnitude histogram of every numeric and datetime column and the category counts of
             every categorical column.
+        quantile_ranges: ``(column, lower, upper)`` for the DP domain's second pass: the grid
+            counts (:func:`~privsynth_core.privacy.histograms.grid_counts`) of the column's raw
+            values, clipped to its released coarse range, over the quantiles' public grid of
+            :data:`~privsynth_core.domain.QUANTILE_GRID` points spanning it.
     """
 
     histogram_bins: int | None = None
     domain: bool = False
+    quantile_ranges: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass
@@ -171,6 +181,8 @@ class PartitionCounts:
         histograms: exact domain histogram per column (``CountPlan.histogram_bins``).
         magnitudes: exact magnitude histogram per numeric/datetime column (``CountPlan.domain``).
         categories: exact count per value per categorical column (``CountPlan.domain``).
+        quantiles: exact grid counts per numeric/datetime column
+            (``CountPlan.quantile_ranges``).
     """
 
     files: tuple[str, ...]
@@ -183,6 +195,7 @@ class PartitionCounts:
     histograms: dict[str, IntArray] = field(default_factory=dict)
     magnitudes: dict[str, IntArray] = field(default_factory=dict)
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
+    quantiles: dict[str, IntArray] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,6 +213,7 @@ class _PartResult:
     histograms: dict[str, IntArray] = field(default_factory=dict)
     magnitudes: dict[str, IntArray] = field(default_factory=dict)
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
+    quantiles: dict[str, IntArray] = field(default_factory=dict)
 
 
 _HASH_SEEDS = (42, 7)
@@ -252,6 +266,8 @@ def _count_one(path: str, schema: Schema, plan: CountPlan) -> _PartResult:
                 elif col.kind is not ColumnKind.BOOLEAN:
                     series, _ = cast_column(frame[col.name], col)
                     out.magnitudes[col.name] = magnitude_counts(numeric_values(series, col.kind))
+        for name, lower, upper in plan.quantile_ranges:
+            out.quantiles[name] = _grid_counts(frame, schema, name, lower, upper)
         conformed, out.report = conform_report(frame, schema)
         out.rows = conformed.height
         if plan.histogram_bins is not None:
@@ -265,6 +281,20 @@ def _count_one(path: str, schema: Schema, plan: CountPlan) -> _PartResult:
         out.error = str(exc) or type(exc).__name__
         out.schema_error = isinstance(exc, SchemaError)
     return out
+
+
+def _grid_counts(
+    frame: pl.DataFrame, schema: Schema, name: str, lower: float, upper: float
+) -> IntArray:
+    """A column's grid counts over the DP quantiles' candidates (what ``dp_quantile`` reads:
+    the raw typed values, NaN dropped, clipped to the range)."""
+    from .domain import QUANTILE_GRID
+
+    col = schema.column(name)
+    series, _ = cast_column(frame[name], col)
+    values = numeric_values(series, col.kind)
+    values = np.clip(values[~np.isnan(values)], lower, upper)
+    return grid_counts(values, np.linspace(lower, upper, QUANTILE_GRID))
 
 
 def map_partitions(
@@ -367,6 +397,7 @@ def count_partitions(
         _add_report(result.report, part.report)
         _sum_arrays(result.histograms, part.histograms)
         _sum_arrays(result.magnitudes, part.magnitudes)
+        _sum_arrays(result.quantiles, part.quantiles)
         for name, counts in part.categories.items():
             add_category_counts(result.categories.setdefault(name, {}), counts)
     result.fingerprint = partition_fingerprint(header, result.raw_rows, (sums[0], sums[1]))

@@ -222,7 +222,13 @@ def check_holdout(config: RunConfig, fingerprint: str) -> None:
 # -- domain -----------------------------------------------------------------------------------
 
 
-def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -> Path:
+def resolve_domain(
+    config: RunConfig,
+    destination: str | Path,
+    *,
+    run_id: str,
+    executor: Executor | None = None,
+) -> Path:
     """Fix the run's domain and write it (``schema.yaml`` + ``domain.json``) to ``destination``.
 
     ``public``: the declared schema (reviewed by a person); costs nothing. ``dp``: bounds and
@@ -230,7 +236,8 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     runs. A domain already resolved at ``destination`` (the store's key covers the data and the
     settings) is reused and costs nothing more. A partitioned input's declared domain is
     checked and written without reading a row (its partitions were checked by load and
-    validate). Resolving holds the entry's lock
+    validate); its DP domain is learned from counts summed over the partitions, read on
+    ``executor`` (a Dask cluster's). Resolving holds the entry's lock
     (:func:`privsynth_core.store.exclusive_lock`), so processes resolving the same DP domain at
     once pay for it once: the others wait, then reuse it.
 
@@ -240,7 +247,7 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     Raises:
         DomainError, SchemaError, BudgetNotSetError, BudgetExceededError.
     """
-    from .domain import checked_schema, prepare_table
+    from .domain import prepare_table
     from .partitions import is_partitioned
     from .store import exclusive_lock
 
@@ -259,12 +266,10 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
             return destination / SCHEMA_FILE
         remove_stale_siblings(destination)
         if is_partitioned(config.input):
-            # A declared domain needs no row: the partitions were checked against it on the
-            # cluster by load and validate (a DP domain was refused above).
+            resolved = _partitioned_domain(config, run_id=run_id, executor=executor)
             with atomic_directory(destination, overwrite=True) as tmp:
-                checked_schema(config.schema_path, config.domain).save(tmp / SCHEMA_FILE)
-                declared = {"mode": config.domain, "run_id": run_id, "parts": []}
-                (tmp / DOMAIN_RECORD).write_text(json.dumps(declared, indent=2), encoding="utf-8")
+                resolved.pop("schema").save(tmp / SCHEMA_FILE)
+                (tmp / DOMAIN_RECORD).write_text(json.dumps(resolved, indent=2), encoding="utf-8")
             return destination / SCHEMA_FILE
         ledger = PrivacyLedger()
         table = prepare_table(
@@ -289,6 +294,53 @@ def resolve_domain(config: RunConfig, destination: str | Path, *, run_id: str) -
     return destination / SCHEMA_FILE
 
 
+def _partitioned_domain(
+    config: RunConfig, *, run_id: str, executor: Executor | None
+) -> dict[str, Any]:
+    """A partitioned input's domain: declared (no row read: the partitions were checked by
+    load and validate), or learned with DP from counts summed over the partitions
+    (:func:`privsynth_core.domain.learn_domain_from_partitions`), charged as on one machine.
+    Returns the domain record, with the schema under ``"schema"``."""
+    from .domain import checked_schema, learn_domain_from_partitions
+    from .errors import DomainError
+    from .ledger import budget_key
+    from .partitions import count_partitions
+    from .privacy.coupling import replayed
+
+    schema = checked_schema(config.schema_path, config.domain)
+    if config.domain != "dp":
+        return {"mode": config.domain, "run_id": run_id, "parts": [], "schema": schema}
+    if config.domain_epsilon is None:
+        raise DomainError("learning the domain with DP needs --domain-epsilon (e.g. 0.1)")
+    epsilon = config.domain_epsilon
+    ledger = PrivacyLedger()
+    extract = count_partitions(config.input, schema, executor=executor).fingerprint
+    key = config.budget_key or budget_key(config.source, extract)
+    first = max((e.entry_id for e in ledger.entries(key)), default=0)
+    learned = replayed(
+        "dp domain",
+        lambda: learn_domain_from_partitions(
+            config.input,
+            schema,
+            epsilon=epsilon,
+            delta=config.domain_delta,
+            ledger=ledger,
+            fingerprint=key,
+            run_id=run_id,
+            executor=executor,
+        ),
+    )
+    parts = [
+        {
+            **SpentPart("domain", e.mechanism, e.epsilon, e.delta, e.entry_id).public(),
+            "ledger_entry": e.entry_id,
+        }
+        for e in ledger.entries(key)
+        if e.entry_id > first and e.run_id == run_id and e.status == "spent"
+    ]
+    return {"mode": "dp", "run_id": run_id, "parts": parts, "schema": learned}
+
+
 def domain_parts(schema_path: str | Path) -> list[SpentPart]:
     """The charged mechanisms the domain next to ``schema_path`` came from (custodian record)."""
     record = domain_record(schema_path)
@@ -310,13 +362,14 @@ def refuse_partitioned_fit(config: RunConfig) -> None:
     """Refuse, before anything is read or charged, what a partitioned input cannot do yet.
 
     A partitioned input is fitted from counts summed over its partitions
-    (:class:`~privsynth_core.partitions.PartitionedTable`), never loaded into one process. So
-    the generator must declare ``fits_from_partitions`` (today ``independent``), and the
-    domain must be declared public: a DP domain needs DP quantiles, which do not read
-    partitions yet (issue #19).
+    (:class:`~privsynth_core.partitions.PartitionedTable`), never loaded into one process, so
+    the generator must declare ``fits_from_partitions`` (today ``independent``). A DP domain
+    is learned from partitions too, but only for a fit that can follow: nothing is charged
+    for a run whose fit would be refused.
 
     Raises:
-        ConfigError: ``config.input`` is partitioned and the run needs either.
+        ConfigError: ``config.input`` is partitioned and the generator cannot fit from
+            partitions.
     """
     from .generator import partitioned_refusal
     from .partitions import is_partitioned
@@ -324,13 +377,6 @@ def refuse_partitioned_fit(config: RunConfig) -> None:
 
     if not is_partitioned(config.input):
         return
-    if config.domain == "dp":
-        raise ConfigError(
-            f"{config.input} is a partitioned table: its domain cannot be learned with DP yet "
-            f"(the DP quantiles do not read partitions); declare the domain public (a reviewed "
-            f"schema file, domain: public), or learn it with DP on one file (a sample of the "
-            f"parts). Nothing was charged"
-        )
     if not generators().get(config.generator).fits_from_partitions:
         raise ConfigError(
             f"{config.input} is a partitioned table: " + partitioned_refusal(config.generator)

@@ -12,11 +12,12 @@ Every count-based release in privsynth has two halves:
    the release function is the same call on the same counts, so the privacy tests of one cover
    both.
 
-This module is the first half: the DP domain's magnitude histogram and category counts
-(:mod:`privsynth_core.domain` releases them) and the ``independent`` generator's per-column
-histograms (:func:`column_histogram`, the same bins and null bin as that plugin's). Sensitivity
-under add/remove-one: each record adds exactly one count to each histogram (its bin, or the null
-bin), so each vector here moves by at most 1 in L1 (and L2) norm; the row count by exactly 1.
+This module is the first half: the DP domain's magnitude histogram, category counts and the
+quantiles' grid counts (:mod:`privsynth_core.domain` releases them) and the ``independent``
+generator's per-column histograms (:func:`column_histogram`, the bins and null bin that plugin
+noises). Sensitivity under add/remove-one: each record adds exactly one count to each histogram
+(its bin, or the null bin), so each vector here moves by at most 1 in L1 (and L2) norm; the
+row count by exactly 1.
 """
 
 from __future__ import annotations
@@ -80,6 +81,26 @@ def numeric_values(series: pl.Series, kind: ColumnKind) -> npt.NDArray[np.float6
     return np.asarray(values.cast(pl.Float64).to_numpy(), dtype=np.float64)
 
 
+def grid_counts(values: npt.ArrayLike, candidates: npt.ArrayLike) -> IntArray:
+    """Exact counts of ``values`` against sorted ``candidates``: what a DP quantile's scores
+    need, as a vector that sums across partitions.
+
+    Entry ``2 i`` counts the values equal to candidate ``i``; entry ``2 i + 1`` those strictly
+    between candidates ``i`` and ``i + 1`` (``2 m - 1`` entries for ``m`` candidates). The
+    values must lie within the candidates' span (the DP domain clips them to its coarse range
+    first) and hold no NaN. Each value adds one count, so the vector moves by at most 1 in L1
+    norm between neighbouring tables.
+    """
+    grid = np.asarray(candidates, dtype=np.float64)
+    data = np.asarray(values, dtype=np.float64).ravel()
+    if data.size and (data.min() < grid[0] or data.max() > grid[-1] or np.isnan(data).any()):
+        raise ValueError("grid_counts takes values within the candidates' span, and no NaN")
+    above = np.searchsorted(grid, data, side="left")  # first candidate >= the value
+    exact = (above < grid.size) & (grid[np.minimum(above, grid.size - 1)] == data)
+    cells = np.where(exact, 2 * above, 2 * above - 1)
+    return np.bincount(cells, minlength=2 * grid.size - 1).astype(np.int64)
+
+
 def histogram_bounds(column: Column) -> tuple[float, float]:
     """The numeric range a column's domain histogram spans: its bounds (datetimes in
     microseconds since the epoch, the unit of polars' ``Datetime("us")``)."""
@@ -125,6 +146,7 @@ __all__ = [
     "add_category_counts",
     "category_counts",
     "column_histogram",
+    "grid_counts",
     "histogram_bounds",
     "magnitude_counts",
     "magnitude_edges",

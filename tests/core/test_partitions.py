@@ -22,7 +22,13 @@ from privsynth_core import (
 )
 from privsynth_core import domain as domain_module
 from privsynth_core.datasets import adult_schema
-from privsynth_core.domain import categories_from_counts, coarse_range_from_counts
+from privsynth_core.domain import (
+    categories_from_counts,
+    coarse_range_from_counts,
+    quantile_from_counts,
+    quantile_scores,
+    quantile_selection,
+)
 from privsynth_core.partitions import (
     CountPlan,
     PartitionedTable,
@@ -36,10 +42,11 @@ from privsynth_core.privacy.count import ensure_row_count
 from privsynth_core.privacy.histograms import (
     category_counts,
     column_histogram,
+    grid_counts,
     magnitude_counts,
     numeric_values,
 )
-from privsynth_core.schema import ColumnKind
+from privsynth_core.schema import Column, ColumnKind, Schema
 from privsynth_core.validation import cast_column
 
 BINS = 16
@@ -350,3 +357,94 @@ def test_the_evaluation_sample_is_uniform_over_the_partitions_and_of_the_stated_
     # hypergeometric mean 8 * 10 / 40 = 2, sd about 1.1: the mean of 200 draws is within 0.25
     assert abs(np.mean(from_first) - 2.0) < 0.25
     assert sample_partitions(files, rows, 100, columns=["x", "id"], seed=0).height == 40
+
+
+def test_dp_quantile_scores_from_grid_counts_are_opendps_and_the_selection_is_epsilon_dp() -> None:
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    rng = np.random.default_rng(5)
+    grid = np.linspace(-3.0, 5.0, 41)
+    # values between candidates and on them (ties), clipped to the grid's span as dp_quantile
+    values = np.clip(np.concatenate([rng.normal(size=400), rng.choice(grid, 100)]), -3.0, 5.0)
+    counts = grid_counts(values, grid)
+    assert counts.sum() == values.size and counts.size == 2 * grid.size - 1
+    for alpha in (0.01, 0.99, 0.5, 0.3):
+        scorer = dp.t.make_quantile_score_candidates(
+            dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+            dp.symmetric_distance(),
+            candidates=grid.tolist(),
+            alpha=alpha,
+        )
+        numerator, denominator, select = quantile_selection(grid, alpha, epsilon=0.7)
+        scores = quantile_scores(counts, numerator=numerator, denominator=denominator)
+        assert scores == list(scorer(values.tolist())), alpha
+        # the selection after OpenDP's own transformation is 0.7-DP, to OpenDP's rounding
+        assert 0.7 * (1 - 1e-9) <= (scorer >> select).map(1) <= 0.7
+        # with noise of no weight it picks a best-scored candidate
+        best = quantile_from_counts(counts, alpha, candidates=grid, epsilon=1e9)
+        assert scores[int(np.flatnonzero(grid == best)[0])] == min(scores), alpha
+
+
+def test_the_dp_domain_learned_from_partitions_is_the_one_machine_domain(
+    tmp_path: Path, ledger: PrivacyLedger
+) -> None:
+    rng = np.random.default_rng(11)
+    frame = pl.DataFrame(
+        {
+            "n": rng.integers(0, 200, 3000).astype(str),
+            "c": rng.choice(["a", "b", "c", "rare"], 3000, p=[0.5, 0.3, 0.1999, 0.0001]),
+            "f": rng.integers(0, 2, 3000).astype(bool).astype(str),
+        }
+    )
+    skeleton = Schema(
+        domain="public",
+        columns=(
+            Column(name="n", kind=ColumnKind.INTEGER, bounds=(0, 1)),
+            Column(name="c", kind=ColumnKind.CATEGORICAL, categories=("a",)),
+            Column(name="f", kind=ColumnKind.BOOLEAN),
+        ),
+    )
+    ledger.set_budget("one", epsilon=1e8, delta=1e-3)
+    ledger.set_budget("parts", epsilon=1e8, delta=1e-3)
+    # epsilon of no weight: each mechanism gives its best answer on both sides (the integer
+    # column is dense, so its best quantiles round to the same whole numbers)
+    here = domain_module.learn_domain(
+        frame, skeleton, epsilon=1e7, delta=1e-4, ledger=ledger, fingerprint="one"
+    )
+    with ThreadPoolExecutor(2) as pool:
+        there = domain_module.learn_domain_from_partitions(
+            _write_parts(frame, tmp_path / "t", 3),
+            skeleton,
+            epsilon=1e7,
+            delta=1e-4,
+            ledger=ledger,
+            fingerprint="parts",
+            executor=pool,
+        )
+    assert there == here and there.domain == "dp"
+    assert there.column("c").categories == ("a", "b", "c")
+    lower, upper = there.column("n").bounds  # type: ignore[misc]
+    assert 0 <= lower <= 3 and 196 <= upper <= 199
+    # the same mechanisms charged the same way
+    assert [(e.mechanism, e.epsilon, e.delta) for e in ledger.entries("parts")] == [
+        (e.mechanism, e.epsilon, e.delta) for e in ledger.entries("one")
+    ]
+
+
+def test_the_quantile_grid_counts_of_partitions_sum_and_move_by_one_with_a_row(
+    adult_3k: pl.DataFrame, tmp_path: Path
+) -> None:
+    schema = adult_schema()
+    parts = _write_parts(adult_3k, tmp_path / "q", 3)
+    plan = CountPlan(quantile_ranges=(("age", 16.0, 128.0), ("hours-per-week", 0.0, 64.0)))
+    counts = count_partitions(parts, schema, plan=plan).quantiles
+    for name, lower, upper in plan.quantile_ranges:
+        series, _ = cast_column(adult_3k[name], schema.column(name))
+        values = np.clip(numeric_values(series, schema.column(name).kind), lower, upper)
+        expected = grid_counts(values, np.linspace(lower, upper, domain_module.QUANTILE_GRID))
+        assert np.array_equal(counts[name], expected), name
+    adult_3k.head(1).write_parquet(parts / "part-999.parquet")
+    plus = count_partitions(parts, schema, plan=plan).quantiles
+    for name, vector in counts.items():
+        assert int(np.abs(plus[name] - vector).sum()) == 1, name

@@ -21,6 +21,7 @@ from privsynth_core.partitions import CountPlan, count_partitions
 from privsynth_core.privacy.count import COUNT_MECHANISM, ensure_row_count
 from privsynth_core.privacy.release import RELEASE_DIR, RELEASE_MANIFEST
 from privsynth_core.runs import run_pipeline
+from privsynth_core.schema import ColumnKind, Schema
 from privsynth_core.table import read_frame
 from privsynth_flows import tasks
 from privsynth_flows.runtime import partition_executor
@@ -100,19 +101,38 @@ def test_a_fit_that_cannot_read_partitions_is_refused_before_anything_is_charged
     )
     with pytest.raises(ConfigError, match="generators that fit from partitions: independent"):
         pipeline.fit_model(frame_only, adult_files["schema"], run_id="r")
-    dp_domain = run_config_from_dict(
+    assert PrivacyLedger().entries("source:parts") == []
+
+
+def test_a_dp_domain_and_a_fit_from_partitions_are_charged_as_on_one_machine(
+    parts: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    config = run_config_from_dict(
         run_config(
             adult_files,
             tmp_path / "run",
             input=str(parts),
             source="parts",
             domain="dp",
-            domain_epsilon=0.5,
+            domain_epsilon=2.0,
         )
     )
-    with pytest.raises(ConfigError, match="cannot be learned with DP yet.*Nothing was charged"):
-        pipeline.resolve_domain(dp_domain, tmp_path / "domain", run_id="r")
-    assert PrivacyLedger().entries("source:parts") == []
+    PrivacyLedger().set_budget("source:parts", epsilon=4.0, delta=1e-5)
+    schema = pipeline.resolve_domain(config, tmp_path / "domain", run_id="r")
+    learned = Schema.load(schema)
+    assert learned.domain == "dp" and learned.names == adult_schema().names
+    domain_entries = PrivacyLedger().entries("source:parts")
+    # one entry per column that needs a domain (every one but the booleans), 2.0 in all
+    needing = [c for c in adult_schema().columns if c.kind is not ColumnKind.BOOLEAN]
+    assert len(domain_entries) == len(needing)
+    assert sum(e.epsilon for e in domain_entries) == pytest.approx(2.0)
+    model = pipeline.fit_model(config, schema, run_id="r")
+    mechanisms = [e.mechanism for e in PrivacyLedger().entries("source:parts")]
+    assert mechanisms[len(needing) :] == [COUNT_MECHANISM, "independent training"]
+    statement = json.loads((model / "manifest.json").read_text())["privacy"]
+    assert [p["step"] for p in statement["parts"]].count("domain") == len(needing)
 
 
 @pytest.mark.extended  # the sample's claim: tests/core/test_partitions.py
@@ -164,14 +184,35 @@ def test_metrics_read_a_uniform_sample_of_the_stated_size_on_the_cluster(
     assert first.join(read_frame(adult_files["train"]), on=first.columns, how="anti").height == 0
 
 
-def test_cli_run_with_a_dask_address_fits_independent_from_the_partitions_on_that_cluster(
+@pytest.mark.parametrize(
+    "named_by",
+    [
+        # the variable alone with --task-runner dask: the tasks run on the cluster and read the
+        # partitions there too (they were read in each task's process: issue #19)
+        "environment",
+        # the same claim, the cluster named by the flag (which sets the run's dask_address)
+        pytest.param("flag", marks=pytest.mark.extended),
+    ],
+)
+def test_cli_run_on_a_cluster_fits_independent_from_the_partitions_there(
     prefect_env: dict[str, str],
     cluster_address: str,
     parts: Path,
     adult_files: dict[str, Path],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    named_by: str,
 ) -> None:
     from distributed import Client
+
+    from privsynth_flows.runtime import DASK_ADDRESS_ENV
+
+    if named_by == "flag":
+        monkeypatch.delenv(DASK_ADDRESS_ENV, raising=False)
+        options = ["--dask-address", cluster_address]
+    else:
+        monkeypatch.setenv(DASK_ADDRESS_ENV, cluster_address)
+        options = ["--task-runner", "dask"]
 
     path = tmp_path / "run.yaml"
     path.write_text(
@@ -190,10 +231,11 @@ def test_cli_run_with_a_dask_address_fits_independent_from_the_partitions_on_tha
     PrivacyLedger().set_budget("source:parts", epsilon=2.0, delta=1e-5)
     with Client(cluster_address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
         before = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
-        assert main(["run", str(path), "--dask-address", cluster_address]) == 0
+        assert main(["run", str(path), *options]) == 0
         after = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
-    # one task per partition for each of: load, validate, the fit's sizes, its histograms
-    assert after - before >= 16
+    # the flow's 8 tasks, and one task per partition for each of: load, validate, the fit's
+    # sizes, its histograms, and the evaluation's and the report's row counts (4 x 6 = 24)
+    assert after - before >= 8 + 24
     synthetic = read_frame(tmp_path / "run" / RELEASE_DIR / pipeline.SYNTHETIC_FILE)
     assert synthetic.columns == adult_schema().names and synthetic.height > 0
     entries = PrivacyLedger().entries("source:parts")

@@ -268,7 +268,9 @@ class Schema(BaseModel):
         if not self.columns:
             raise ValueError("a schema needs at least one column")
         names = [c.name for c in self.columns]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = (
+            sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+        )
         if dupes:
             raise ValueError(f"duplicate column names: {', '.join(dupes)}")
         if self.version != SCHEMA_FORMAT_VERSION:

@@ -288,7 +288,7 @@ def conform_report(frame: pl.DataFrame, schema: Schema) -> tuple[pl.DataFrame, C
     Raises:
         SchemaError: columns of the schema are missing from the data.
     """
-    missing = [c.name for c in schema.columns if c.name not in frame.columns]
+    missing = sorted(set(schema.names) - set(frame.columns), key=schema.names.index)
     if missing:
         raise SchemaError(
             f"the data does not fit its schema: column(s) missing from the data: "

@@ -160,7 +160,7 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
                         "the rows, so **not private**: check the flagged bounds and "
                         "categories, edit them, delete a row to leave a column out."
                     )
-                    excluded_md = gr.Markdown()
+                    excluded_md = gr.Markdown(elem_id="ps-excluded")
                     review_md = gr.Markdown(elem_id="ps-review")
                     schema_df = gr.Dataframe(
                         headers=domain.SCHEMA_HEADERS,
@@ -174,6 +174,17 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
                         elem_id="ps-schema",
                     )
                     with gr.Column(visible=False) as domain_controls:
+                        with gr.Row(equal_height=True):
+                            left_out_col = gr.Dropdown(
+                                label="Column left out",
+                                choices=[],
+                                value=None,
+                                allow_custom_value=True,
+                                scale=2,
+                                elem_id="ps-left-out",
+                                info="bring it back into the draft (before the domain is fixed)",
+                            )
+                            include_btn = gr.Button("Include again", size="sm")
                         with gr.Row():
                             save_schema_btn = gr.Button("Save edits", size="sm")
                             round_btn = gr.Button(
@@ -214,6 +225,10 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
                         info="the column a model will predict: generators that can weigh it do",
                     )
                     gen_why = gr.Markdown(elem_id="ps-gen-why")
+                    # The suggested generator, and the dataset the user picked one for (if
+                    # any): browser-side values, read when a suggestion arrives.
+                    suggested = gr.Textbox(visible=False)
+                    picked_for = gr.Textbox(visible=False)
                     gen_desc = gr.Markdown(describe(default_gen))
                     groups: dict[str, Any] = {}
                     fields: dict[str, list[Any]] = {}
@@ -380,8 +395,11 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
 
         # -- wiring ------------------------------------------------------------------------
 
-        def g(fn: Any, n_inputs: int | None = None) -> Any:
-            return gated(home, fn, n_inputs)
+        def g(fn: Any, n_inputs: int | None = None, **options: Any) -> Any:
+            return gated(home, fn, n_inputs, **options)
+
+        # The API names of the generator forms' fields (what *values of preview/collect take).
+        field_names = [f"{gid}_{spec.name}" for gid in gen_ids for spec in ev.forms[gid]]
 
         def load_with_request(request: gr.Request) -> tuple[Any, ...]:
             # The one handler that reads the request beyond its user: the ?run=ID deep link.
@@ -437,6 +455,15 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
             show_progress="hidden",
         )
         edit_outputs = [schema_df, dataset_md, review_md]
+        left_out_outputs = [left_out_col, excluded_md]
+        dataset.change(g(ev.left_out), dataset, left_out_outputs, api_visibility="undocumented")
+        include_btn.click(
+            g(ev.include_column),
+            [dataset, schema_df, left_out_col],
+            [*edit_outputs, *left_out_outputs],
+            api_name="include_column",
+            show_progress="hidden",
+        )
         # A refused step would paint "Error" over the table it came from; its message shows in
         # a pop-up anyway.
         save_schema_btn.click(
@@ -445,14 +472,14 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
             edit_outputs,
             api_name="save_schema",
             show_progress="hidden",
-        )
+        ).then(g(ev.left_out), dataset, left_out_outputs, api_visibility="undocumented")
         round_btn.click(
             g(ev.round_limits),
             [dataset, schema_df],
             edit_outputs,
             api_name="round_limits",
             show_progress="hidden",
-        )
+        ).then(g(ev.left_out), dataset, left_out_outputs, api_visibility="undocumented")
         domain_mode.change(
             g(ev.show_dp_inputs), domain_mode, domain_dp_row, api_visibility="undocumented"
         )
@@ -463,31 +490,49 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
             domain_cost,
             api_name="domain_cost",
         )
+        # Its progress (a wide table takes a while) shows on the cost line by the button, not
+        # on the table: a refused step would paint "Error" over it (the message pops up anyway).
         domain_btn.click(
-            g(ev.fix_domain),
+            g(ev.fix_domain, progress=True),
             [dataset, schema_df, domain_mode, domain_eps, domain_delta, accept_flagged],
             edit_outputs,
             api_name="set_domain",
-            show_progress="hidden",
-        ).then(g(ev.domain_cost_text), domain_inputs, domain_cost, api_visibility="undocumented")
+            show_progress="full",
+            show_progress_on=domain_cost,
+        ).then(
+            g(ev.domain_cost_text), domain_inputs, domain_cost, api_visibility="undocumented"
+        ).then(g(ev.left_out), dataset, left_out_outputs, api_visibility="undocumented")
         generator.change(
             g(ev.choose_generator),
             generator,
             [gen_desc, *groups.values()],
             api_name="choose_generator",
         )
+        # The suggestion never overrides a generator the user picked for this dataset: a pick
+        # records the dataset it was made for (in the browser, at once), a new dataset forgets
+        # it, and the suggestion is applied in the browser only if no pick holds when it
+        # arrives (an answer that comes late, after a reload, used to switch a pick back).
+        generator.input(None, dataset, picked_for, js="(d) => d", api_visibility="private")
+        dataset.change(None, None, picked_for, js="() => ''", api_visibility="private")
+        apply_suggestion = {
+            "fn": None,
+            "inputs": [suggested, generator, picked_for, dataset],
+            "outputs": generator,
+            "js": "(s, g, p, d) => (p && p === d) ? g : (s || g)",
+            "api_visibility": "private",
+        }
         dataset.change(
             g(ev.train_targets),
             dataset,
-            [train_target, generator, gen_why],
+            [train_target, suggested, gen_why],
             api_name="train_targets",
-        )
+        ).then(**apply_suggestion)
         train_target.input(
             g(ev.suggest_generator),
             [dataset, train_target],
-            [generator, gen_why],
+            [suggested, gen_why],
             api_name="suggest_generator",
-        )
+        ).then(**apply_suggestion)
         plan_inputs = [dataset, generator, params_json, epsilon, delta, accountant]
         gr.on(
             [
@@ -498,14 +543,14 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
                 dataset.change,
                 *(f.change for f in all_fields),
             ],
-            g(ev.preview, 5 + len(all_fields)),
+            g(ev.preview, 5 + len(all_fields), names=field_names),
             [dataset, generator, epsilon, delta, accountant, *all_fields],
             [params_json, plan_md],
             api_name="preview_cost",
             trigger_mode="always_last",
         )
         train_btn.click(
-            g(ev.collect, 1 + len(all_fields)),
+            g(ev.collect, 1 + len(all_fields), names=field_names),
             [generator, *all_fields],
             params_json,
             api_visibility="undocumented",
@@ -523,14 +568,14 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
         ).then(g(ev.preview_cost), plan_inputs, plan_md, api_visibility="undocumented")
         cancel_btn.click(g(ev.cancel), None, cancel_note, api_name="cancel_training")
         generate_btn.click(
-            g(ev.generate),
+            g(ev.generate, progress=True),
             [gen_run, gen_rows, gen_seed],
             [gen_file, gen_preview, gen_note],
             api_name="generate",
         )
         eval_run.change(g(ev.targets), eval_run, [target, eval_sample], api_name="targets")
         evaluate_btn.click(
-            g(ev.evaluate),
+            g(ev.evaluate, progress=True),
             [eval_run, target, eval_sample],
             [
                 headline_df,
@@ -545,11 +590,12 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
             concurrency_limit=2,
         )
         audit_btn.click(
-            g(ev.audit),
+            g(ev.audit, progress=True),
             [eval_run, canaries],
             [audit_md, audit_roc],
             api_name="audit",
             concurrency_limit=1,
+            show_progress_on=audit_md,
         )
         overview_inputs = [dataset]
         overview_outputs = [budgets_df, ledger_df, runs_df, budget_eps, budget_delta]

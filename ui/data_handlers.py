@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from privsynth_core.errors import ConfigError, InputFileError
 from privsynth_core.ledger import budget_key, short_key
@@ -229,6 +229,41 @@ def split_rows(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, pl.Data
     return frame.filter(~held), frame.filter(held)
 
 
+def check_header_quotes(path: Path, shown: str) -> None:
+    """Refuse a CSV whose header line holds an unbalanced double quote, saying so.
+
+    A CSV reader takes a bare ``"`` as the start of a quoted field that runs on through the
+    rows below it, and the file would be refused for something else (no data rows, a name
+    with line breaks), which does not tell the user what to fix.
+
+    Raises:
+        InputFileError: an odd number of ``"`` on the first line (names the columns).
+    """
+    import gzip
+
+    lowered = path.name.lower()
+    if lowered.endswith((".parquet", ".pq")):
+        return
+    opener: Any = gzip.open if lowered.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            first = handle.readline(1 << 20)
+    except (OSError, EOFError):
+        return  # the reader says what is wrong with the file
+    header = first.decode("utf-8", errors="replace").rstrip("\r\n")
+    if header.count('"') % 2 == 0:
+        return
+    separator = "\t" if lowered.endswith((".tsv", ".tsv.gz")) else ","
+    names = [n for n in header.split(separator) if '"' in n]
+    shown_names = ", ".join(repr(n) for n in names[:5]) or repr(header[:80])
+    raise InputFileError(
+        f"{Path(shown).name}: the header (first line) holds an unbalanced double quote "
+        f'(") in {shown_names}; a CSV reader takes it as the start of a quoted name that runs '
+        f"on into the rows. Remove the quote from the column name, or quote the whole name "
+        f'and double the quote inside it ("b""c"), then upload the file again'
+    )
+
+
 def _source_of(
     ws: Workspace, *, fingerprint: str, server_path: tuple[str, Path] | None, declare: str
 ) -> str | None:
@@ -287,6 +322,7 @@ def _add(
 
     if not 0 <= holdout_share <= 0.5:
         raise InputFileError("the holdout share must be between 0 and 0.5")
+    check_header_quotes(source_path, source_path.name)
     frame = read_frame(source_path, max_bytes=settings.max_upload_bytes)
     excluded = [c.strip() for c in exclude.split(",") if c.strip()]
     whole = fingerprint_frame(frame)

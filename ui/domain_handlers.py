@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from privsynth_core.errors import BudgetNotSetError, DomainError, SchemaError
-from privsynth_core.schema import ColumnKind, ExcludedColumn, ReviewFlag, Schema
+from privsynth_core.schema import Column, ColumnKind, ExcludedColumn, ReviewFlag, Schema
 
 from .budget_handlers import NO_BUDGET
 from .sources import SourceDomain
@@ -226,6 +226,70 @@ def use_round_limits(ws: Workspace, dataset_id: str, rows: list[list[Any]]) -> S
     return schema
 
 
+def include_column(ws: Workspace, dataset_id: str, rows: list[list[Any]], column: str) -> str:
+    """Bring back a column left out of the draft (at Add, or by the inference), with the
+    table's other edits, and save the draft (custodians only). Returns what was done.
+
+    Its kind and domain are inferred again from the dataset's rows (NOT private, as the whole
+    draft); a column the inference would leave out again (ID-like, free text, ...) comes back
+    as categorical with no categories, for the custodian to complete or learn with DP.
+
+    Only before the source's domain is fixed: a fixed domain names its columns, so a column
+    brought back needs a new domain.
+
+    Raises:
+        NotFoundError, SchemaError, DomainError, RoleError.
+    """
+    from privsynth_core.inference import infer_schema
+    from privsynth_core.table import read_frame
+
+    ws.require_custodian("bring back a column (its draft is read off the private rows)")
+    record = ws.dataset(dataset_id)
+    name = str(column or "").strip()
+    state = domain_of(ws, record)
+    if state.fixed:
+        how = "declared public" if state.mode == "public" else "learned with DP"
+        raise DomainError(
+            f"the domain of this data source is fixed ({how}) without {name!r}: bringing a "
+            f"column back needs a new domain. Save edits to reopen the draft (the domain is "
+            f"then not fixed for anyone until it is fixed again), include the column, and fix "
+            f"the domain again"
+        )
+    draft = _edited(ws, record, rows)
+    left_out = {e.name: e for e in draft.excluded}
+    if name not in left_out:
+        listed = ", ".join(left_out) or "none"
+        raise SchemaError(f"{name!r} is not a column left out of this draft (left out: {listed})")
+    frame = read_frame(record.train_path)
+    if record.holdout_path is not None:
+        import polars as pl
+
+        frame = pl.concat([frame, read_frame(record.holdout_path)], how="vertical_relaxed")
+    why = left_out[name].text
+    try:
+        inferred = infer_schema(frame.select(name), lenient=True)
+        found, review = inferred.column(name), inferred.review
+        done = f"{name!r} is back in the draft as {found.kind.value}: check its domain."
+    except SchemaError:
+        found = Column(name=name, kind=ColumnKind.CATEGORICAL, nullable=True)
+        review = ()
+        done = (
+            f"{name!r} is back in the draft as categorical with no categories (it was left "
+            f"out as {why}): give its kind and domain, or learn the domain with DP."
+        )
+    order = {n: i for i, n in enumerate(record.columns)}
+    columns = sorted([*draft.columns, found], key=lambda c: order.get(c.name, len(order)))
+    schema = draft.model_copy(
+        update={
+            "columns": tuple(columns),
+            "excluded": tuple(e for e in draft.excluded if e.name != name),
+            "review": (*draft.review, *review),
+        }
+    )
+    schema.save(record.draft_schema_path)
+    return done
+
+
 # -- the domain -------------------------------------------------------------------------------
 
 
@@ -368,6 +432,7 @@ __all__ = [
     "domain_cost_text",
     "domain_of",
     "excluded_text",
+    "include_column",
     "review_text",
     "rows_to_schema",
     "save_draft",

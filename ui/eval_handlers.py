@@ -20,6 +20,10 @@ from .budget_handlers import num
 from .run_handlers import _done_run, trained_target
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from privsynth_flows.served import RunView
+
     from .training import WebFlows
     from .workspace import RunRecord, Workspace
 
@@ -86,14 +90,16 @@ def evaluate(
     target: str | None,
     flows: WebFlows,
     sample: str | None = RELEASE_SAMPLE,
+    progress: Callable[[RunView, float], Any] | None = None,
 ) -> EvaluationView:
     """Score a synthetic table of the run against the real rows with the ``evaluate`` flow,
     every metric whose inputs exist; the report replaces the run's.
 
     ``sample`` is the name of a table drawn on the Generate tab, or empty for the default: the
     release's own table, drawn at the training table's size (the released row count n̂), so
-    the scores are those of a table as large as the real one. ``target`` empty: the target
-    named at training, if any.
+    the scores are those of a table as large as the real one. ``target``: a column, ``""``
+    for none (the page's "(none)": no utility metric, even for a run trained with a target),
+    or None for the target named at training, if any.
 
     Raises:
         RoleError, NotFoundError, GeneratorError, FlowServiceError.
@@ -109,7 +115,7 @@ def evaluate(
             )
     else:
         table = record.run_dir / "release" / "synthetic.csv"
-    chosen = target or trained_target(record)
+    chosen = scoring_target(record, target)
     flows.run(
         ws,
         "evaluate",
@@ -120,6 +126,7 @@ def evaluate(
             "all_metrics": True,
         },
         what=f"evaluate {record.run_id}",
+        progress=progress,
     )
     view = evaluation_view(record, table)
     which = "the release's table" if not sample else f"`{table.name}`"
@@ -127,6 +134,15 @@ def evaluate(
         f", target column `{chosen}`." if chosen else ", no target column (no utility metric)."
     )
     return view
+
+
+def scoring_target(record: RunRecord, target: str | None) -> str | None:
+    """The target column an evaluation scores utility on: ``target`` as chosen, ``""`` (the
+    page's "(none)") for none even when the run was trained with a target, None for the
+    target named at training."""
+    if target is None:
+        return trained_target(record)
+    return str(target).strip() or None
 
 
 def evaluation_view(record: RunRecord, sample: Path) -> EvaluationView:
@@ -205,7 +221,14 @@ def _requested_accountant(record: RunRecord) -> str:
     return record.accountant or "rdp"
 
 
-def audit(ws: Workspace, run_id: str, *, canaries: Any, flows: WebFlows) -> AuditView:
+def audit(
+    ws: Workspace,
+    run_id: str,
+    *,
+    canaries: Any,
+    flows: WebFlows,
+    progress: Callable[[RunView, float], Any] | None = None,
+) -> AuditView:
     """Audit the run's generator and settings with canaries (the ``audit`` flow): its trainings
     are charged to throwaway ledgers, never to the source's budget.
 
@@ -250,6 +273,7 @@ def audit(ws: Workspace, run_id: str, *, canaries: Any, flows: WebFlows) -> Audi
             "overwrite": True,
         },
         what=f"audit {record.run_id}",
+        progress=progress,
     )
     roc = record.audit_dir / "roc.png"
     return AuditView(
@@ -267,4 +291,5 @@ __all__ = [
     "evaluate",
     "evaluation_view",
     "sample_choices",
+    "scoring_target",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import gradio as gr
 from privsynth_core.errors import BudgetError, DomainError
 from privsynth_core.registry import generators
 from privsynth_flows.progress import read_losses
+from privsynth_flows.served import RunView
 
 from . import budget_handlers as budget
 from . import data_handlers as data
@@ -187,30 +188,42 @@ class PageEvents:
         )
 
     def add_upload(
-        self, ws: Workspace, file: Any, name: str, share: float, exclude: str, source_id: str
+        self,
+        ws: Workspace,
+        upload: Any,
+        name: str,
+        holdout_share: float,
+        exclude: str,
+        source_id: str,
     ) -> Any:
         """Add an uploaded CSV/Parquet file as a new dataset (an extract of its data source)."""
         record = data.add_uploaded(
             ws,
             self.settings,
-            file,
+            upload,
             name=name,
-            holdout_share=share,
+            holdout_share=holdout_share,
             exclude=exclude,
             source_id=source_id or "",
         )
         return gr.update(choices=dataset_choices(ws), value=record.dataset_id), None
 
     def add_server(
-        self, ws: Workspace, choice: str, name: str, share: float, exclude: str, source_id: str
+        self,
+        ws: Workspace,
+        server_file: str,
+        name: str,
+        holdout_share: float,
+        exclude: str,
+        source_id: str,
     ) -> Any:
         """Add a file from an operator-allowed server folder as a new dataset."""
         record = data.add_server_file(
             ws,
             self.settings,
-            choice,
+            server_file,
             name=name,
-            holdout_share=share,
+            holdout_share=holdout_share,
             exclude=exclude,
             source_id=source_id or "",
         )
@@ -229,6 +242,21 @@ class PageEvents:
         )
         return self._after_edit(ws, dataset_id)
 
+    def include_column(self, ws: Workspace, dataset_id: str, rows: Any, column: str) -> Any:
+        """Bring back a column left out of the draft (custodians; before the domain is fixed)."""
+        done = domain.include_column(ws, dataset_id, table_rows(rows), column)
+        gr.Info(f"{done} Draft saved.", duration=6)
+        return (*self._after_edit(ws, dataset_id), *self.left_out(ws, dataset_id))
+
+    def left_out(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, str]:
+        """The columns left out of the dataset's draft, to bring back (custodians), and the
+        list of them with why."""
+        if not dataset_id or not ws.is_custodian:
+            return gr.update(choices=[], value=None), ""
+        schema = domain.visible_schema(ws, ws.dataset(dataset_id))
+        names = [e.name for e in schema.excluded] if schema is not None else []
+        return gr.update(choices=names, value=None), domain.excluded_text(schema)
+
     def round_limits(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
         """Replace the bounds that are the data's own min/max by round public limits."""
         domain.use_round_limits(ws, dataset_id, table_rows(rows))
@@ -241,24 +269,34 @@ class PageEvents:
         dataset_id: str,
         rows: Any,
         mode: str | None,
-        eps: float | None,
-        dlt: float | None,
-        accept: bool,
+        epsilon: float | None,
+        delta: float | None,
+        accept_flagged: bool,
+        *,
+        progress: Any = None,
     ) -> Any:
         """Fix the data source's domain: declared public, or learned with DP (charged).
 
         A failed DP learning leaves the domain in force as it was; it may have charged the
         columns it learned before failing, so the page shows the budget as it is now and says
         what failed and which domain still holds (the edited table stays as typed)."""
+        if progress is not None:
+            # A wide table takes a while to check (and a DP domain to learn): say so.
+            progress(
+                None,
+                desc="Learning the domain with DP, column by column…"
+                if mode == "dp"
+                else "Checking every row against the declared domain…",
+            )
         try:
             record = domain.set_domain(
                 ws,
                 dataset_id,
                 table_rows(rows),
                 mode=mode,
-                epsilon=eps,
-                delta=dlt,
-                accept_flagged=bool(accept),
+                epsilon=epsilon,
+                delta=delta,
+                accept_flagged=bool(accept_flagged),
             )
         except (DomainError, BudgetError) as exc:
             # Only the learning's own failures: a refused caller, an unknown dataset or a
@@ -308,40 +346,40 @@ class PageEvents:
         )
 
     def suggest_generator(
-        self, ws: Workspace, dataset_id: str | None, tgt: str | None
+        self, ws: Workspace, dataset_id: str | None, target: str | None
     ) -> tuple[Any, str]:
         """The generator choice's default: the installed DP generator that serves the dataset
         (and its target) best (:func:`privsynth_core.registry.choose_generator`), and why."""
-        found = runs.suggested_generator(ws, dataset_id, tgt or None)
+        found = runs.suggested_generator(ws, dataset_id, target or None)
         if found is None:
-            return gr.update(), ""
-        gid, why = found
-        return gr.update(value=gid), f"Suggested: **{gid}**: {why}."
+            return gr.update(value=""), ""  # nothing to suggest: the page keeps the choice
+        generator, why = found
+        return gr.update(value=generator), f"Suggested: **{generator}**: {why}."
 
-    def choose_generator(self, ws: Workspace, gid: str) -> list[Any]:
+    def choose_generator(self, ws: Workspace, generator: str) -> list[Any]:
         """Show the chosen generator's description and parameter form."""
-        return [describe(gid)] + [gr.update(visible=g == gid) for g in self.gen_ids]
+        return [describe(generator)] + [gr.update(visible=g == generator) for g in self.gen_ids]
 
-    def collect(self, ws: Workspace, gid: str, *values: Any) -> str:
+    def collect(self, ws: Workspace, generator: str, *values: Any) -> str:
         """The chosen generator's form values as a JSON object of parameters."""
-        if gid not in self.forms:
-            generators().get(str(gid))  # raises UnknownPluginError listing the valid ids
+        if generator not in self.forms:
+            generators().get(str(generator))  # raises UnknownPluginError listing the valid ids
         offset = 0
         for g in self.gen_ids:
-            if g == gid:
+            if g == generator:
                 break
             offset += len(self.forms[g])
-        own = list(values[offset : offset + len(self.forms[gid])])
-        return json.dumps(collect_params(self.forms[gid], own), indent=2)
+        own = list(values[offset : offset + len(self.forms[generator])])
+        return json.dumps(collect_params(self.forms[generator], own), indent=2)
 
     def preview(
         self,
         ws: Workspace,
         dataset_id: str,
-        gid: str,
-        eps: float,
-        dlt: float,
-        acc: str,
+        generator: str,
+        epsilon: float,
+        delta: float,
+        accountant: str,
         *values: Any,
     ) -> tuple[str, str]:
         """The form's parameters as JSON, and what a training with them would spend.
@@ -349,38 +387,49 @@ class PageEvents:
         One step, not two chained ones: a chained step is dropped while its previous run is
         still pending, and the page would show the price of older values.
         """
-        params = self.collect(ws, gid, *values)
-        return params, runs.plan_text(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
+        params = self.collect(ws, generator, *values)
+        return params, runs.plan_text(
+            ws, dataset_id, generator, parse_params(params), epsilon, delta, accountant
+        )
 
     def preview_cost(
         self,
         ws: Workspace,
         dataset_id: str,
-        gid: str,
+        generator: str,
         params: str,
-        eps: float,
-        dlt: float,
-        acc: str,
+        epsilon: float,
+        delta: float,
+        accountant: str,
     ) -> str:
         """What a training would spend, before anything is charged."""
-        return runs.plan_text(ws, dataset_id, gid, parse_params(params), eps, dlt, acc)
+        return runs.plan_text(
+            ws, dataset_id, generator, parse_params(params), epsilon, delta, accountant
+        )
 
     def train(
         self,
         ws: Workspace,
         dataset_id: str,
-        gid: str,
+        generator: str,
         params: str,
-        eps: float,
-        dlt: float,
-        acc: str,
-        tgt: str | None = None,
+        epsilon: float,
+        delta: float,
+        accountant: str,
+        target: str | None = None,
     ) -> Iterator[Any]:
         """Train a generator on the dataset (a ``synthesize`` flow run), yielding its live
-        progress until it ends. ``tgt``: the column a model will predict, if any (the run
+        progress until it ends. ``target``: the column a model will predict, if any (the run
         configuration's ``target``)."""
         plan = runs.check_training(
-            ws, dataset_id, gid, parse_params(params), eps, dlt, acc, target=tgt or None
+            ws,
+            dataset_id,
+            generator,
+            parse_params(params),
+            epsilon,
+            delta,
+            accountant,
+            target=target or None,
         )
         record = runs.train(ws, runs.new_run(ws, plan), self.flows)
         yield from self.watch(ws, record)
@@ -424,10 +473,14 @@ class PageEvents:
             views.dataset_info(ws, record),
         )
 
-    def generate(self, ws: Workspace, run_id: str, n: float, seed: float) -> tuple[Any, ...]:
+    def generate(
+        self, ws: Workspace, run_id: str, rows: float, seed: float, *, progress: Any = None
+    ) -> tuple[Any, ...]:
         """Draw synthetic rows from a trained run (a ``generate`` flow run): file, preview and a
         note on its privacy."""
-        path, frame = runs.generate(ws, self.settings, run_id, n, seed, self.flows)
+        path, frame = runs.generate(
+            ws, self.settings, run_id, rows, seed, self.flows, _shown(progress, "Drawing rows")
+        )
         record = ws.run(run_id)
         note = (
             f"{frame.height:,} rows drawn from run `{record.run_id}` "
@@ -454,11 +507,24 @@ class PageEvents:
         )
 
     def evaluate(
-        self, ws: Workspace, run_id: str, tgt: str | None, sample: str | None = evals.RELEASE_SAMPLE
+        self,
+        ws: Workspace,
+        run_id: str,
+        target: str | None,
+        sample: str | None = evals.RELEASE_SAMPLE,
+        *,
+        progress: Any = None,
     ) -> tuple[Any, ...]:
         """Evaluate a synthetic table of a run against the real rows (an ``evaluate`` flow
-        run; NOT DP)."""
-        view = evals.evaluate(ws, run_id, target=tgt, flows=self.flows, sample=sample)
+        run; NOT DP). ``target``: ``""`` ("(none)") scores no utility, whatever the training's."""
+        view = evals.evaluate(
+            ws,
+            run_id,
+            target=target,
+            flows=self.flows,
+            sample=sample,
+            progress=_shown(progress, "Evaluating"),
+        )
         link = (
             f"<p><a href='/files/runs/{run_id}/report/report.html' target='_blank' "
             f"rel='noopener'>Open the full report</a> (NOT DP: custodian-only)</p>"
@@ -477,9 +543,13 @@ class PageEvents:
             note,
         )
 
-    def audit(self, ws: Workspace, run_id: str, canaries: float) -> tuple[Any, ...]:
+    def audit(
+        self, ws: Workspace, run_id: str, canaries: float, *, progress: Any = None
+    ) -> tuple[Any, ...]:
         """Audit a run's generator with canaries (an ``audit`` flow run; NOT DP)."""
-        view = evals.audit(ws, run_id, canaries=canaries, flows=self.flows)
+        view = evals.audit(
+            ws, run_id, canaries=canaries, flows=self.flows, progress=_shown(progress, "Auditing")
+        )
         return view.summary, self.stage(view.roc) if view.roc is not None else None
 
     def overview(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
@@ -498,9 +568,11 @@ class PageEvents:
         """The tables of :meth:`overview`, leaving the budget inputs as the user typed them."""
         return (*self.overview(ws, dataset_id)[:3], gr.skip(), gr.skip())
 
-    def set_budget(self, ws: Workspace, dataset_id: str, eps: float, dlt: float) -> tuple[Any, ...]:
+    def set_budget(
+        self, ws: Workspace, dataset_id: str, epsilon: float, delta: float
+    ) -> tuple[Any, ...]:
         """Change the current dataset's budget (never below what is spent)."""
-        budget.set_budget(ws, dataset_id, eps, dlt)
+        budget.set_budget(ws, dataset_id, epsilon, delta)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
     def acknowledge(self, ws: Workspace, dataset_id: str, note: str) -> tuple[Any, ...]:
@@ -523,10 +595,10 @@ class PageEvents:
         return runs.run_details(ws, run_id, self.flows)
 
     def domain_cost_text(
-        self, ws: Workspace, dataset_id: str | None, mode: str | None, eps: float, dlt: float
+        self, ws: Workspace, dataset_id: str | None, mode: str | None, epsilon: float, delta: float
     ) -> str:
         """What the chosen domain step would cost."""
-        return domain.domain_cost_text(ws, dataset_id, mode, eps, dlt)
+        return domain.domain_cost_text(ws, dataset_id, mode, epsilon, delta)
 
     def show_dp_inputs(self, ws: Workspace, mode: str) -> Any:
         """Show the epsilon/delta inputs only for a DP domain."""
@@ -535,6 +607,19 @@ class PageEvents:
     def server_list(self, ws: Workspace) -> Any:
         """The files of the operator-allowed server folders."""
         return gr.update(choices=data.server_files(self.settings))
+
+
+def _shown(progress: Any, what: str) -> Callable[[RunView, float], None] | None:
+    """What tells Gradio's progress tracker (``progress``, None: nobody) how a flow run a page
+    step waits for goes: its tasks done, and a line of its state and steps."""
+    if progress is None:
+        return None
+
+    def show(view: RunView, seconds: float) -> None:
+        done = sum(kind == "COMPLETED" for _, kind in view.tasks)
+        progress((done, None), desc=views.step_text(what, view, seconds), unit="tasks")
+
+    return show
 
 
 def dataset_choices(ws: Workspace) -> list[tuple[str, str]]:

@@ -101,16 +101,42 @@ def _inputs(fn: Callable[..., Any]) -> int:
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
-def _present(handler: Callable[..., Any], fn: Callable[..., Any], n_inputs: int) -> None:
+def input_names(fn: Callable[..., Any], n_inputs: int, extra: list[str] | None = None) -> list[str]:
+    """The names the HTTP API gives ``fn``'s inputs: its own parameter names after the
+    workspace, then ``extra`` for what ``*values`` takes (``input_<i>`` for any left over)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    named = [
+        p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ] + list(extra or [])
+    names = named[:n_inputs] + [f"input_{i}" for i in range(len(named), n_inputs)]
+    # A name taken twice (an extra named as a parameter) would break the signature.
+    return [n if names.index(n) == i else f"input_{i}" for i, n in enumerate(names)]
+
+
+def _present(
+    handler: Callable[..., Any],
+    fn: Callable[..., Any],
+    n_inputs: int,
+    extra: list[str] | None = None,
+    progress: bool = False,
+) -> None:
     # Gradio passes the request only to a *positional* parameter annotated gr.Request, at its
-    # position: give the wrapper the signature (input_0, ..., input_n-1, request).
+    # position: give the wrapper the signature (inputs..., request), the inputs named as the
+    # handler names them, so the HTTP API documents meaningful names (not input_0...). A
+    # handler that reports progress gets Gradio's tracker as a last parameter with a default.
     params = [
-        inspect.Parameter(f"input_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        for i in range(n_inputs)
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for name in input_names(fn, n_inputs, extra)
     ]
     params.append(
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
     )
+    if progress:
+        params.append(
+            inspect.Parameter(
+                "progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()
+            )
+        )
     handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     handler.__annotations__ = {"request": gr.Request}
     handler.__name__ = fn.__name__
@@ -118,25 +144,38 @@ def _present(handler: Callable[..., Any], fn: Callable[..., Any], n_inputs: int)
     handler.__doc__ = fn.__doc__
 
 
-def gated(home: Any, fn: Callable[..., Any], n_inputs: int | None = None) -> Callable[..., Any]:
+def gated(
+    home: Any,
+    fn: Callable[..., Any],
+    n_inputs: int | None = None,
+    *,
+    names: list[str] | None = None,
+    progress: bool = False,
+) -> Callable[..., Any]:
     """The Gradio handler for ``fn(workspace, *inputs)``: user from the session, errors mapped.
 
     Args:
         home: privsynth's state folder (the workspaces live under it).
         fn: the handler proper.
         n_inputs: how many inputs it takes (needed only when ``fn`` takes ``*inputs``).
+        names: the API names of what ``*inputs`` takes, after ``fn``'s named parameters.
+        progress: ``fn`` takes ``progress=`` (a callable ``(fraction, desc)``): Gradio's
+            progress tracker is passed to it, so the page shows how far a long step is.
     """
     count = _inputs(fn) if n_inputs is None else n_inputs
 
     def handler(*args: Any) -> Any:
-        *inputs, request = args
+        if progress:
+            *inputs, request, tracker = args
+        else:
+            *inputs, request = args
         with error_boundary(home):
             ws = workspace_for(home, request)
-            result = fn(ws, *inputs)
+            result = fn(ws, *inputs, progress=tracker) if progress else fn(ws, *inputs)
             _hand_out(home, result, ws.user)
             return result
 
-    _present(handler, fn, count)
+    _present(handler, fn, count, names, progress)
     return handler
 
 
@@ -166,6 +205,7 @@ __all__ = [
     "error_boundary",
     "gated",
     "gated_stream",
+    "input_names",
     "internal_error",
     "redact_paths",
     "workspace_for",

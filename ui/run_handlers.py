@@ -31,6 +31,8 @@ from .domain_handlers import domain_of
 from .workspace import DatasetRecord, RunRecord, Workspace, now
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import polars as pl
 
     from privsynth_flows.served import RunView
@@ -491,10 +493,17 @@ def _done_run(ws: Workspace, run_id: str) -> RunRecord:
 
 
 def generate(
-    ws: Workspace, settings: UISettings, run_id: str, rows: Any, seed: Any, flows: WebFlows
+    ws: Workspace,
+    settings: UISettings,
+    run_id: str,
+    rows: Any,
+    seed: Any,
+    flows: WebFlows,
+    progress: Callable[[RunView, float], Any] | None = None,
 ) -> tuple[Path, pl.DataFrame]:
     """Sample ``rows`` synthetic rows from a run's model into ``samples/`` (post-processing),
-    with the ``generate`` flow.
+    with the ``generate`` flow (``progress``: told how its flow run goes, see
+    :meth:`~privsynth_ui.training.WebFlows.run`).
 
     Raises:
         NotFoundError, GeneratorError, ConfigError, FlowServiceError.
@@ -518,6 +527,7 @@ def generate(
             "destination": str(path),
         },
         what=f"generate from {record.run_id}",
+        progress=progress,
     )
     return path, pl.read_csv(path, infer_schema=False)
 

@@ -130,20 +130,33 @@ class WebFlows:
         *,
         what: str,
         timeout: float = 3600,
+        progress: Callable[[RunView, float], Any] | None = None,
     ) -> RunView:
         """Run a flow to its end (generate, evaluate, audit) and return its final state.
+
+        ``progress`` is told the flow run's state and tasks, and the seconds since it was
+        submitted, about once a second while it runs (the page says how far a long step is).
 
         Raises:
             FlowServiceError: the flows cannot be served, or the run did not complete (its
                 state's message says why).
         """
+        started = time.monotonic()
         flow_run = self.service.submit(
             flow,
             {**parameters, "home": str(ws.home)},
             run_name=f"{what} · {ws.user}",
             tags=[TAG, user_tag(ws.user)],
         )
-        view = self.service.wait(flow_run, timeout=timeout)
+        if progress is None:
+            view = self.service.wait(flow_run, timeout=timeout)
+        else:
+            while True:
+                view = self.read(flow_run)
+                progress(view, time.monotonic() - started)
+                if view.final or time.monotonic() - started > timeout:
+                    break
+                time.sleep(WATCH_SECONDS)
         if view.state != "COMPLETED":
             raise FlowServiceError(
                 f"{what} did not complete ({view.state_name.lower()}"

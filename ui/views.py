@@ -131,6 +131,19 @@ _HEADLINE = {
 }
 
 
+def step_text(what: str, view: RunView, seconds: float) -> str:
+    """One line on a flow run that a page step waits for: its state, its tasks so far
+    (``load ✓ · metrics …``), and how long it has taken (for a progress tracker's text)."""
+    tasks = " · ".join(
+        f"{STEP_NAMES.get(name, name)} {_MARK.get(kind, '·')}" for name, kind in _unique_steps(view)
+    )
+    return (
+        f"{what}: {view.state_name.lower()}"
+        + (f" ({tasks})" if tasks else "")
+        + (f", {seconds:.0f} s")
+    )
+
+
 def progress_html(
     run: RunRecord,
     view: RunView | None,

@@ -457,6 +457,14 @@ def test_an_analyst_trains_within_the_budget_a_custodian_set(
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#ps-gen-why")).to_contain_text("Suggested", timeout=WAIT)
     _choose_generator(page, "dpwgan")
+    # A change of target asks for a suggestion again: the generator picked stays picked.
+    target = page.get_by_role("combobox", name="Target column (optional)", exact=True)
+    for column in ("income", "(none)"):
+        target.click()
+        page.get_by_role("option", name=column, exact=True).click()
+        page.wait_for_timeout(1500)  # time for the suggestion's answer to arrive
+        generator = page.get_by_role("combobox", name="Generator", exact=True)
+        expect(generator).to_have_value("dpwgan")
     page.get_by_label("epochs", exact=True).fill("1")
     page.get_by_label("epochs", exact=True).press("Tab")
     expect(page.locator("#ps-plan")).to_contain_text("shared by everyone who uses it", timeout=WAIT)

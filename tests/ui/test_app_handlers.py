@@ -239,6 +239,14 @@ def test_upload_limits_and_what_counts_as_an_upload(tmp_path: Path, csv: Path) -
         0,
         None,
     )
+    # A bare quote in the header: said so (it was "a header but no data rows"), and kept for
+    # a retry once fixed.
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('age,"size,weight\n' + "1,2,3\n" * 20, encoding="utf-8")
+    held = as_upload(settings, quoted)
+    with pytest.raises(InputFileError, match=r"unbalanced double quote.*'\"size'") as refused:
+        data.add_uploaded(ws, settings, held, name="", holdout_share=0.0, exclude="")
+    assert "no data rows" not in str(refused.value) and held.exists()
 
 
 def test_server_folders_list_tables_and_refuse_traversal(tmp_path: Path, csv: Path) -> None:
@@ -307,6 +315,29 @@ def test_schema_table_edits_round_trip_and_report_every_problem(tmp_path: Path, 
     assert len(caught.value.problems) == 3
     with pytest.raises(SchemaError, match="lower bound 9"):
         domain.save_draft(ws, record.dataset_id, [["age", "integer", False, "9", "1", ""]])
+    # A column left out at Add (or by deleting its row) comes back from the page, with the
+    # table's other edits, inferred again, with its review flags.
+    events = PageEvents(settings, inline_flows(ws))
+    table = domain.schema_rows(saved)
+    assert set(events.left_out(ws, record.dataset_id)[0]["choices"]) == {"fnlwgt", "race"}
+    done = domain.include_column(ws, record.dataset_id, table, "race")
+    draft = domain.visible_schema(ws, record)
+    assert draft is not None and "categorical" in done
+    assert draft.column("race").categories and draft.column("age").bounds == (18.0, 80.0)
+    assert draft.names.index("race") < draft.names.index("gender")  # in the file's order
+    back = events.include_column(ws, record.dataset_id, domain.schema_rows(draft), "fnlwgt")
+    draft = domain.visible_schema(ws, record)
+    assert draft is not None and draft.column("fnlwgt").kind.value == "integer"
+    assert "fnlwgt" in {f.column for f in draft.unresolved_review()}
+    assert back[-1] == "" and back[-2]["choices"] == []  # nothing left out any more
+    with pytest.raises(SchemaError, match="not a column left out"):
+        domain.include_column(ws, record.dataset_id, table, "age")
+    # Once the domain is fixed, a column left out needs a new domain: said, not done.
+    trimmed = [r for r in domain.schema_rows(draft) if r[0] != "fnlwgt"]
+    domain.save_draft(ws, record.dataset_id, trimmed)
+    prepare_source(ws, record, budget=None)
+    with pytest.raises(DomainError, match="needs a new domain"):
+        domain.include_column(ws, record.dataset_id, rows_of(record), "fnlwgt")
 
 
 def test_the_draft_shows_its_review_flags_and_round_limits_resolve_the_bounds(
@@ -610,6 +641,8 @@ def test_the_train_tab_suggests_the_best_generator_and_trains_with_a_target(
     shown = views.progress_html(run, None)
     assert all(views.html.escape(line) in shown for line in run.spending)
     assert events.targets(ws, run.run_id)[0]["value"] == "income"
+    # Evaluate's "(none)" means none, not the target named at training; unset, it is that.
+    assert evals.scoring_target(run, "") is None and evals.scoring_target(run, None) == "income"
     # MST composes in zCDP whatever the accountant option said: the run records what it used.
     assert run.accountant.startswith("zcdp") and plan.accountant == "rdp"
 
@@ -1047,7 +1080,7 @@ def test_the_gate_takes_the_user_from_the_session_and_maps_errors(
 
     wrapped = gated(tmp_path, handler)
     params = list(inspect.signature(wrapped).parameters.values())
-    assert [p.name for p in params] == ["input_0", "request"]
+    assert [p.name for p in params] == ["value", "request"]  # the API's names: the handler's
     assert params[-1].annotation is gr.Request  # where Gradio puts the request
     assert wrapped("ok", gr.Request(username="alice")) == "ok" and seen == ["alice:custodian"]
     with pytest.raises(gr.Error, match="not signed in"):

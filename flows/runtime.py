@@ -12,8 +12,10 @@
   validation, the fit's counts and the evaluation's sample. A flow whose tasks run on a Dask
   cluster reads them there whatever named it (``--dask-address``, or
   ``$PRIVSYNTH_DASK_ADDRESS`` with ``--task-runner dask``) or started it
-  (:func:`flow_cluster_address`). Without a cluster its partitions are read one after another
-  in the task's own process (one partition in memory at a time).
+  (:func:`flow_cluster_address`); with no cluster named the flow starts a local one for the
+  run (:func:`partition_reading`: 2 worker processes, 2 GiB each). Only without
+  dask.distributed are its partitions read one after another in the task's own process (one
+  partition in memory at a time).
 - A flow run started for an application (the web app, :mod:`privsynth_flows.served`) names
   the privsynth home whose ledger and model store it uses as a parameter: :func:`using_home`
   points ``PRIVSYNTH_HOME`` there for the run (its process is the run's own).
@@ -32,9 +34,12 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from privsynth_core.errors import ConfigError, PrivsynthError
+
+if TYPE_CHECKING:
+    from privsynth_core.config import RunConfig
 
 DASK_ADDRESS_ENV = "PRIVSYNTH_DASK_ADDRESS"
 TASK_RUNNERS = ("thread", "dask")
@@ -184,6 +189,61 @@ def flow_cluster_address() -> str | None:
         return None
     scheduler = runner.client.scheduler
     return None if scheduler is None else str(scheduler.address)
+
+
+#: The local cluster a flow starts to read a partitioned input when no cluster is named:
+#: worker processes, one thread each, and each worker's memory limit (Dask's nanny restarts a
+#: worker past it). A partition must fit in one worker's limit.
+LOCAL_PARTITION_CLUSTER: dict[str, Any] = {
+    "n_workers": 2,
+    "threads_per_worker": 1,
+    "memory_limit": "2GiB",
+    "processes": True,
+}
+
+
+@contextmanager
+def partition_reading(config: RunConfig) -> Iterator[RunConfig]:
+    """``config`` with the cluster where the flow's tasks read a partitioned input.
+
+    The run's ``dask_address`` when it names one; else the cluster the flow's tasks run on
+    (:func:`flow_cluster_address`: ``$PRIVSYNTH_DASK_ADDRESS`` with ``--task-runner dask``, or
+    the local cluster that runner started); else a local cluster started for the block
+    (:data:`LOCAL_PARTITION_CLUSTER`: 2 worker processes of one thread, 2 GiB each), so a
+    partitioned input is read in parallel, one partition per worker, by default. ``config``
+    itself when the input is a single file (nothing is read by partitions), and when
+    dask.distributed is not installed (the partitions are then read in turn). The address is
+    left out of every hash of the run, so the run stays the same run.
+    """
+    from privsynth_core.partitions import is_partitioned
+
+    if config.dask_address or not is_partitioned(config.input):
+        yield config
+        return
+    address = flow_cluster_address()
+    if address:
+        yield config.model_copy(update={"dask_address": address})
+        return
+    try:
+        from distributed import LocalCluster
+    except ImportError:
+        yield config
+        return
+    # The cluster's own chatter (its scheduler runs in this process: clients and workers
+    # coming and going, a closed connection's traceback at shutdown) is not the run's to show.
+    chatter = logging.getLogger("distributed")
+    level = chatter.level
+    chatter.setLevel(logging.ERROR)
+    try:
+        with LocalCluster(  # type: ignore[no-untyped-call]
+            **LOCAL_PARTITION_CLUSTER,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            scheduler_kwargs={"allowed_failures": ALLOWED_FAILURES},
+        ) as cluster:
+            yield config.model_copy(update={"dask_address": cluster.scheduler_address})
+    finally:
+        chatter.setLevel(level)
 
 
 @contextmanager

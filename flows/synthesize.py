@@ -42,7 +42,7 @@ from privsynth_core.runs import (
 from privsynth_core.sweep import check_grid_budget
 
 from . import tasks
-from .runtime import flow_cluster_address, using_home
+from .runtime import partition_reading, using_home
 
 
 def _artifact_key(label: str) -> str:
@@ -78,15 +78,6 @@ def run_markdown(result: RunResult) -> str:
         f"`{result.custodian_dir}`",
     ]
     return "\n".join(lines)
-
-
-def _reading_config(config: RunConfig) -> RunConfig:
-    """``config`` with the address of the Dask cluster the flow's tasks run on, when it names
-    none (``dask_address`` is left out of every hash: the run stays the same run)."""
-    if config.dask_address:
-        return config
-    address = flow_cluster_address()
-    return config.model_copy(update={"dask_address": address}) if address else config
 
 
 def _evaluate_and_report(
@@ -139,7 +130,10 @@ def _synthesize(config: RunConfig, resume: bool, losses_file: str | None) -> Run
     logger = get_run_logger()
     check_output_dir(config)
     # One run at a time per run directory: a second one waits, then reuses the stored model.
-    with claim_run_dir(config.output_dir):
+    # The tasks that read a partitioned input get `reading`: the configuration with the
+    # cluster where they read it (partition_reading); the run's own record keeps the
+    # configuration as given (a local cluster's address means nothing after the run).
+    with claim_run_dir(config.output_dir), partition_reading(config) as reading:
         run_id, work = begin_run(config, resume=resume)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -148,10 +142,6 @@ def _synthesize(config: RunConfig, resume: bool, losses_file: str | None) -> Run
             nonlocal clock
             timings[step], clock = time.perf_counter() - clock, time.perf_counter()
 
-        # The tasks that read a partitioned input read it on the cluster the flow's tasks run
-        # on, however it was named or started; the run's own record keeps the configuration
-        # as given (a local cluster's address means nothing after the run).
-        reading = _reading_config(config)
         info = tasks.load_input(reading)
         tick("load")
         tasks.validate_input(reading, info.fingerprint, str(work / VALIDATION_LOG))
@@ -229,15 +219,16 @@ def evaluate(
             data["metrics"] = None if all_metrics else metrics
         if target is not None:
             data["target"] = target
-        config = _reading_config(RunConfig.model_validate(data))
+        config = RunConfig.model_validate(data)
         model = str(run_dir / RELEASE_DIR / "model")
         schema = str(run_dir / CUSTODIAN_DIR / "schema.yaml")
         table = synthetic or run_dir / RELEASE_DIR / pipeline.SYNTHETIC_FILE
-        return Path(
-            _evaluate_and_report(
-                config, schema, str(table), model, str(run_dir / CUSTODIAN_DIR / "report")
+        with partition_reading(config) as reading:
+            return Path(
+                _evaluate_and_report(
+                    reading, schema, str(table), model, str(run_dir / CUSTODIAN_DIR / "report")
+                )
             )
-        )
 
 
 @flow(name="generate", log_prints=True, retries=0)

@@ -24,7 +24,7 @@ from privsynth_core.runs import run_pipeline
 from privsynth_core.schema import ColumnKind, Schema
 from privsynth_core.table import read_frame
 from privsynth_flows import tasks
-from privsynth_flows.runtime import partition_executor
+from privsynth_flows.runtime import partition_executor, partition_reading
 from privsynth_ui.cli import main
 
 PLAN = CountPlan(histogram_bins=16, domain=True)
@@ -243,6 +243,44 @@ def test_cli_run_on_a_cluster_fits_independent_from_the_partitions_there(
     assert entries[1].status == "spent" and entries[1].epsilon == pytest.approx(0.5)
     release = json.loads((tmp_path / "run" / RELEASE_DIR / RELEASE_MANIFEST).read_text())
     assert release["privacy"]["epsilon"] == pytest.approx(0.5 + entries[0].epsilon)
+
+
+@pytest.mark.parametrize(
+    "processes",
+    [
+        # worker threads: the same cluster settings and path, without starting processes
+        # (those take 10-50 s on the loaded 2-core CI machine)
+        False,
+        pytest.param(True, marks=pytest.mark.extended),
+    ],
+)
+def test_a_partitioned_input_is_read_on_a_local_cluster_when_none_is_named(
+    parts: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    processes: bool,
+) -> None:
+    from distributed import Client
+
+    from privsynth_flows import runtime
+
+    monkeypatch.setitem(runtime.LOCAL_PARTITION_CLUSTER, "processes", processes)
+
+    single = run_config_from_dict(run_config(adult_files, tmp_path / "run"))
+    with partition_reading(single) as same:
+        assert same is single  # a single file: no cluster
+    config = run_config_from_dict(run_config(adult_files, tmp_path / "run", input=str(parts)))
+    with partition_reading(config) as reading:
+        assert reading.dask_address and reading.config_hash() == config.config_hash()
+        with Client(reading.dask_address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+            workers = list(client.scheduler_info()["workers"].values())
+            # the stated local cluster: 2 worker processes of one thread, 2 GiB each
+            assert [(w["nthreads"], w["memory_limit"]) for w in workers] == [(1, 2 * 1024**3)] * 2
+            before = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+            info = tasks.load_input.fn(reading)
+            after = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+    assert info.rows == 2000 and after - before >= 4  # one task per partition, there
 
 
 def _count_on_cluster(folder: str, address: str) -> int:

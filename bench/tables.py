@@ -6,9 +6,12 @@ the whole sample and taken as public (**a benchmark shortcut**: a real run revie
 or learns the domain with DP). Every (table, generator, epsilon, variant) is fitted in this
 process, one after another, and scored against the 20% holdout: 2-way TVD (with the
 shuffled-columns floor: the training rows with every column shuffled on its own), the worst
-numeric column's KS, TSTR (ROC AUC on a categorical target, R² on a numeric one) and the fit's
-seconds. A variant is a set of generator parameters, e.g. ``cells_share=0`` (equal-width
-numeric cells) against the default (cells learned under DP).
+numeric column's KS, TSTR (ROC AUC on a categorical target, R² on a numeric one), detection AUC
+(a classifier telling synthetic from real rows; 0.5 is best), the fit's seconds (and as a ratio
+to the table's fastest fit in the run) and the fit's peak memory (this process' ``VmHWM`` with
+the high-water mark restarted just before the fit, so it is the fit's peak RSS, the loaded
+tables and libraries included, not the loading's). A variant is a set of generator parameters,
+e.g. ``cells_share=0`` (equal-width numeric cells) against the default (cells learned under DP).
 
 Example (what issue #18's numbers came from)::
 
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from .common import SHARED_DATASETS, fmt, machine, markdown_table, results_dir
+from .procmem import rss_mb
+from .scale_worker import restart_peak
 
 #: Each table's file and the column a model predicts (the suggestions of the datasets' README).
 TABLES: dict[str, tuple[str, str]] = {
@@ -184,9 +189,11 @@ def run(args: argparse.Namespace) -> int:
                     if args.target_aware:
                         given = cls.params_for_target(given, target)
                     generator = cls(**given)
+                    start_mb = restart_peak()  # the fit's own peak, not the loading's
                     tick = time.perf_counter()
                     summary = generator.fit(table, budget=PrivacyBudget(epsilon, DELTA))
                     fit_s = time.perf_counter() - tick
+                    peak_mb = rss_mb() if start_mb is not None else None
                     synthetic = generator.sample(train.height, seed=args.seed)
                     column, ks = _worst_ks(holdout, synthetic, schema)
                     row = {
@@ -205,14 +212,22 @@ def run(args: argparse.Namespace) -> int:
                         "tstr": _metric("tstr", train, synthetic, holdout, schema, target)
                         if target
                         else None,
+                        "detection_auc": _metric(
+                            "detection_auc", train, synthetic, holdout, schema, None
+                        ),
                         "fit_s": fit_s,
+                        "fit_peak_mb": peak_mb,
+                        "fit_peak_above_start_mb": None
+                        if peak_mb is None or start_mb is None
+                        else max(peak_mb - start_mb, 0.0),
                         "epsilon_spent": summary.epsilon,
                     }
                     rows.append(row)
                     print(
                         f"  {cls.generator_id} eps={epsilon:g} {label}: 2-way TVD "
                         f"{fmt(row['tvd_2way'])}, worst KS {fmt(ks)} ({column}), TSTR "
-                        f"{fmt(row['tstr'])}, fit {fit_s:.0f} s",
+                        f"{fmt(row['tstr'])}, detection AUC {fmt(row['detection_auc'])}, fit "
+                        f"{fit_s:.0f} s, peak {fmt(peak_mb)} MiB",
                         flush=True,
                     )
     out = args.out or results_dir(None, "tables")
@@ -237,8 +252,14 @@ def run(args: argparse.Namespace) -> int:
         "shuffled",
         "worst KS (column)",
         "TSTR",
+        "detection AUC",
         "fit s",
+        "fit / fastest",
+        "peak MiB",
     ]
+    fastest: dict[str, float] = {}
+    for r in rows:  # the fastest fit of each table, the reference of its ratios
+        fastest[r["table"]] = min(fastest.get(r["table"], r["fit_s"]), r["fit_s"])
     table_rows = [
         [
             r["table"],
@@ -250,7 +271,10 @@ def run(args: argparse.Namespace) -> int:
             fmt(r["tvd_shuffled"]),
             f"{fmt(r['worst_ks'])} ({r['worst_ks_column']})",
             fmt(r["tstr"]),
+            fmt(r["detection_auc"]),
             fmt(r["fit_s"], 1),
+            f"{r['fit_s'] / fastest[r['table']]:.2f}" if fastest[r["table"]] > 0 else "–",
+            fmt(r["fit_peak_mb"]),
         ]
         for r in rows
     ]

@@ -187,4 +187,5 @@ def test_tables_smoke(tmp_path: Path) -> None:
             rows[0]["tvd_shuffled"],
         )
         assert row["tstr"] is not None  # income is Adult's target
+        assert 0 <= row["detection_auc"] <= 1 and row["fit_peak_mb"] > 0
     assert "| adult | independent |" in (folder / "tables.md").read_text(encoding="utf-8")

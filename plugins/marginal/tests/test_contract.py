@@ -98,3 +98,22 @@ def test_aim_that_runs_out_of_candidates_is_charged_its_whole_plan(
     assert summary.epsilon == pytest.approx(epsilon_for(summary.extra["rho_budget"], 1e-5))
     check_ledger(generator, table, ledger)  # the ledger holds the stated (whole) figure
     assert "charged all the same" in summary.extra["budget_use"]["unspent_why"]
+
+
+def test_the_fit_summary_states_the_bounds_on_time_and_memory(
+    fitted: tuple[Generator, Table, PrivacyLedger],
+) -> None:
+    """Public figures only (the schema's cells and the parameters): the candidate cap, the
+    model-size cap and the number of estimates (issue #18)."""
+    generator, table, _ = fitted
+    summary = generator.fit_summary
+    assert summary is not None
+    bounds = summary.extra["bounds"]
+    d = len(table.schema.columns)
+    if generator.generator_id == "aim":
+        assert 0 < bounds["candidate_pairs"] <= bounds["all_pairs"] == d * (d - 1) // 2
+        assert bounds["max_model_mb"] == 8.0 and bounds["model_estimates_at_most"] == 2
+        assert f"candidates capped at {bounds['candidate_pairs']} of" in bounds["statement"]
+        assert "max model size 8 MB" in bounds["statement"]
+    else:
+        assert bounds["candidate_pairs"] == d * (d - 1) // 2 and bounds["model_estimates"] == 1

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .estimate import Measurement, PGMEstimator
+from .junction import model_size_mb
 from .mechanisms import exponential_mechanism, gaussian_measure, marginal_counts
 from .zcdp import AIM_MEASUREMENT_SHARE, ZCDPBudget, exponential_rho, gaussian_rho
 
@@ -207,12 +208,17 @@ def aim(
         pool = {
             c: w
             for c, w in candidates.items()
-            if c not in measured and estimator.model_size_mb([*cliques, c]) <= size_limit
+            if c not in measured and model_size_mb(sizes, [*cliques, c]) <= size_limit
         }
+        # the model does not change within a round, so neither do the qualities: computed
+        # once per round, not once per selection (the same draws, a round's selections cost
+        # one pass over the pool instead of ``count``)
+        quality = _qualities(codes, sizes, pool, estimator, sigma)
         for _ in range(count):
             if not pool:
                 break
-            chosen = _worst_approximated(codes, sizes, pool, estimator, sigma, epsilon0, budget)
+            chosen = _worst_approximated(pool, quality, epsilon0, budget)
+            del quality[chosen]
             measurements.append(_measure(codes, sizes, chosen, sigma, budget))
             measured.add(chosen)
             del pool[chosen]
@@ -240,23 +246,35 @@ def _aim_candidates(
     }
 
 
-def _worst_approximated(
+def _qualities(
     codes: np.ndarray,
     sizes: Sequence[int],
     pool: dict[tuple[int, ...], float],
     estimator: PGMEstimator,
     sigma: float,
-    epsilon0: float,
-    budget: ZCDPBudget,
-) -> tuple[int, ...]:
-    keys = list(pool)
-    quality = np.empty(len(keys))
-    for k, clique in enumerate(keys):
+) -> dict[tuple[int, ...], float]:
+    """AIM's quality of every candidate in ``pool`` under the current model (data-dependent:
+    only ever used by the exponential mechanism)."""
+    out = {}
+    for clique, weight in pool.items():
         cells = int(np.prod([sizes[i] for i in clique]))
         error = np.abs(
             marginal_counts(codes, sizes, clique) - estimator.marginal(clique).ravel()
         ).sum()
         # the L1 error noise alone would leave on a measured marginal (AIM's bias term)
-        quality[k] = pool[clique] * (error - math.sqrt(2 / math.pi) * sigma * cells)
+        out[clique] = weight * (float(error) - math.sqrt(2 / math.pi) * sigma * cells)
+    return out
+
+
+def _worst_approximated(
+    pool: dict[tuple[int, ...], float],
+    quality: dict[tuple[int, ...], float],
+    epsilon0: float,
+    budget: ZCDPBudget,
+) -> tuple[int, ...]:
+    """One exponential-mechanism selection among ``pool``'s candidates (sensitivity: the
+    largest weight left in the pool)."""
+    keys = list(pool)
     budget.spend("select a marginal", exponential_rho(epsilon0), kind="selections")
-    return keys[exponential_mechanism(quality, epsilon0, max(pool.values()))]
+    scores = np.array([quality[k] for k in keys])
+    return keys[exponential_mechanism(scores, epsilon0, max(pool.values()))]

@@ -170,6 +170,11 @@ class _MarginalGenerator(Generator):
     ) -> list[Measurement]:
         raise NotImplementedError
 
+    def _bounds(self, sizes: list[int], target: int | None) -> dict[str, Any]:
+        """What bounds the fit's time and memory (public: the schema's cells and the
+        parameters), for the fit summary."""
+        raise NotImplementedError
+
     def _fit(
         self,
         table: Table,
@@ -242,6 +247,7 @@ class _MarginalGenerator(Generator):
                 "point_masses": point_masses(learned, table.schema),
                 "budget_use": budget_use(zcdp, budget.delta),
                 "coverage": coverage(measured, names, p.target),
+                "bounds": self._bounds(discretiser.sizes, target),
                 "accountant_note": "the accountant option is not used: MST/AIM compose "
                 "Gaussian and exponential mechanisms in zCDP",
             },
@@ -348,6 +354,18 @@ class MSTGenerator(_MarginalGenerator):
     def _progress_total(self, columns: int) -> int:
         return 4  # MST's stages (see .algorithms.mst)
 
+    def _bounds(self, sizes: list[int], target: int | None) -> dict[str, Any]:
+        d = len(sizes)
+        pairs = d * (d - 1) // 2
+        largest = max((a * b for i, a in enumerate(sizes) for b in sizes[i + 1 :]), default=0)
+        return {
+            "candidate_pairs": pairs,
+            "model_estimates": 1,
+            "statement": f"all {pairs} pairs are candidates; the model is {d} 1-way marginals "
+            f"and a tree of {max(d - 1, 0)} pairs (each at most {largest} cells), "
+            "estimated once",
+        }
+
     def _run(
         self,
         codes: np.ndarray,
@@ -403,6 +421,26 @@ class AIMGenerator(_MarginalGenerator):
         p = self.params
         assert isinstance(p, AIMParams)
         return max(1, min(p.rounds, p.selections) if p.selections else p.rounds)
+
+    def _bounds(self, sizes: list[int], target: int | None) -> dict[str, Any]:
+        from .algorithms import _aim_candidates
+
+        p = self.params
+        assert isinstance(p, AIMParams)
+        d = len(sizes)
+        pairs = d * (d - 1) // 2
+        candidates = len(_aim_candidates(sizes, p.max_cells, target=target))
+        return {
+            "candidate_pairs": candidates,
+            "all_pairs": pairs,
+            "max_cells": p.max_cells,
+            "max_model_mb": p.max_model_mb,
+            "model_estimates_at_most": p.rounds,
+            "statement": f"candidates capped at {candidates} of {pairs} pairs (those of at "
+            f"most max_cells={p.max_cells} cells); max model size {p.max_model_mb:g} MB "
+            f"({p.max_model_mb * 2**20 / 8:,.0f} float64 cells); at most {p.rounds} model "
+            "estimates (one jax compilation each)",
+        }
 
     def _run(
         self,

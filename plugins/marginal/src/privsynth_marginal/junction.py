@@ -10,6 +10,7 @@ which compiles a new jax program.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import networkx as nx
@@ -140,3 +141,79 @@ class CalibratedTree:
 
 def _separator(c1: Axes, c2: Axes) -> Axes:
     return tuple(a for a in c1 if a in set(c2))
+
+
+def model_size_mb(sizes: Sequence[int], cliques: Sequence[Sequence[int]]) -> float:
+    """Megabytes of float64 tables in the junction tree mbi would build over ``cliques``.
+
+    The same figure as ``mbi.junction_tree.hypothetical_model_size`` (the same elimination
+    order: mbi's greedy one, ties to the first column, or leaves first when the graph is a
+    tree; the same maximal cliques), computed on bitmasks of column indices instead of mbi
+    domains: AIM asks it of every candidate in every round, and mbi's took 0.07 s a call on
+    43 columns (half of a round's time, issue #18).
+    """
+    d = len(sizes)
+    adjacent = [0] * d
+    covered = 0
+    for clique in cliques:
+        mask = 0
+        for i in clique:
+            mask |= 1 << i
+        covered |= mask
+        for i in clique:
+            adjacent[i] |= mask & ~(1 << i)
+    edges = sum(a.bit_count() for a in adjacent) // 2
+
+    def cells(mask: int) -> int:
+        return math.prod(sizes[i] for i in _bits(mask))
+
+    if edges and edges == d - 1 and _connected(adjacent):
+        # a tree: mbi eliminates its leaves first, so its maximal cliques are its edges
+        total = sum(
+            sizes[i] * sizes[j] for i in range(d) for j in range(i + 1, d) if adjacent[i] >> j & 1
+        )
+        return total * 8 / 2**20
+
+    def cost(a: int) -> int:
+        # mbi's cost: the cells of the union of the cliques holding a (1 when none does)
+        return cells(adjacent[a] | 1 << a) if covered >> a & 1 else 1
+
+    costs = [cost(a) for a in range(d)]
+    remaining = list(range(d))
+    eliminated: list[int] = []
+    for _ in range(d):
+        a = min(remaining, key=costs.__getitem__)  # the first minimum, as mbi's OrderedDict
+        remaining.remove(a)
+        neighbours = adjacent[a]
+        eliminated.append(neighbours | 1 << a)
+        for b in _bits(neighbours):
+            adjacent[b] = (adjacent[b] | neighbours) & ~(1 << b) & ~(1 << a)
+            costs[b] = cost(b)
+    # a perfect elimination order: the maximal cliques are the elimination cliques that no
+    # other contains
+    maximal: list[int] = []
+    for m in sorted(set(eliminated), key=int.bit_count, reverse=True):
+        if not any(m & o == m for o in maximal):  # only a larger clique can hold it
+            maximal.append(m)
+    return sum(cells(m) for m in maximal) * 8 / 2**20
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _connected(adjacent: Sequence[int]) -> bool:
+    seen, frontier = 1, 1
+    while frontier:
+        reached = 0
+        for i in range(len(adjacent)):
+            if frontier >> i & 1:
+                reached |= adjacent[i]
+        frontier = reached & ~seen
+        seen |= frontier
+    return seen == (1 << len(adjacent)) - 1

@@ -235,6 +235,7 @@ def test_a_served_run_is_a_flow_run_with_the_run_directory_of_privsynth_run(
     assert metrics["inputs"]["synthetic_rows"] == 123
 
 
+@pytest.mark.extended  # test_app_handlers::test_cancelling_a_training_cancels_its_flow_run_and_keeps_its_reservation
 def test_cancel_stops_a_training_and_keeps_its_reservation_open(
     flow_service: FlowService,
     adult_files: dict[str, Path],

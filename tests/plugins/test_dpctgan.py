@@ -457,6 +457,7 @@ print(added_peak_mib(5_000, 8, False), added_peak_mib(40_000, 1, False),
     not os.path.exists("/proc/self/clear_refs"),
     reason="needs Linux's resettable peak RSS (/proc/self/clear_refs)",
 )
+@pytest.mark.extended  # a memory check on a large table; bench/ measures memory too
 def test_fit_memory_does_not_grow_with_the_table_on_the_batch_path() -> None:
     """Peak RSS added by a fit is measured for 5,000 and 40,000 Adult rows (same number of
     steps) on the batch path, and for 40,000 rows with the encoded table kept (the control: one

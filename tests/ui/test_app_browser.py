@@ -143,7 +143,8 @@ def browser() -> Iterator[Any]:
 def _page(browser: Any, hosts: set[str] | None = None) -> Any:
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    # Actions wait longer than Playwright's 30 s: a loaded 2-core machine redraws slowly.
+    page.set_default_timeout(90_000)
     if hosts is not None:
         page.on("request", lambda request: hosts.add(urlparse(request.url).netloc))
     return page
@@ -481,6 +482,7 @@ def test_an_analyst_trains_within_the_budget_a_custodian_set(
     assert answer is not None and answer.status == 403
 
 
+@pytest.mark.extended  # test_app_http::test_each_user_reaches_only_their_own_run_through_the_api
 def test_users_cannot_reach_each_others_runs_through_the_page(
     app: dict[str, Any], browser: Any, flow_service: FlowService
 ) -> None:

@@ -513,6 +513,7 @@ def test_training_requests_are_checked_and_priced_before_anything_runs(
     assert len(ws.runs()) == 1
 
 
+@pytest.mark.extended  # the browser walk trains, generates and evaluates through the same handlers
 def test_train_generate_evaluate_as_flow_runs(
     tmp_path: Path, csv: Path, flow_service: FlowService
 ) -> None:
@@ -773,6 +774,7 @@ def test_a_training_is_found_again_with_its_state_from_prefect(
 # -- one budget per data source, roles -----------------------------------------------------------
 
 
+@pytest.mark.extended  # the analyst's browser walk trains within the budget a custodian set on a shared file
 def test_three_users_on_one_server_file_share_one_budget(
     tmp_path: Path, csv: Path, privsynth_home: Path
 ) -> None:

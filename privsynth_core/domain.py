@@ -417,6 +417,7 @@ def learn_domain_from_partitions(
     run_id: str | None = None,
     executor: Executor | None = None,
     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
+    extract: str | None = None,
 ) -> Schema:
     """:func:`learn_domain` for a partitioned table, from counts summed over its partitions.
 
@@ -429,10 +430,14 @@ def learn_domain_from_partitions(
     released coarse range), released by :func:`quantile_from_counts`. No process holds more
     than one partition.
 
+    ``extract`` is the fingerprint of the read that ``fingerprint`` (the budget key) was
+    derived from: when given, the first pass must have read that same table, or nothing is
+    charged (a row written in between would otherwise be charged to another table's key).
+
     Raises:
         BudgetExceededError, DomainError: as :func:`learn_domain`.
         InputFileError, SchemaError: a partition cannot be read or lacks a column, or the
-            partitions changed between the two passes.
+            partitions changed since ``extract`` was read or between the two passes.
     """
     from .errors import InputFileError
     from .partitions import CountPlan, count_partitions
@@ -455,6 +460,11 @@ def learn_domain_from_partitions(
     eps_each = epsilon / max(len(needing), 1)
     delta_each = delta / n_categorical if n_categorical else 0.0
     first = count_partitions(spec, skeleton, plan=CountPlan(domain=True), executor=executor)
+    if extract is not None and first.fingerprint != extract:
+        raise InputFileError(
+            f"the partitions of {spec} changed since the run read them; nothing was charged. "
+            f"Run it again on a table that is not being written"
+        )
     released: dict[str, Column | tuple[float, float]] = {}
     for col in needing:
         _charge_column(

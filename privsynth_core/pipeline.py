@@ -328,6 +328,7 @@ def _partitioned_domain(
             fingerprint=key,
             run_id=run_id,
             executor=executor,
+            extract=extract,  # the key was derived from this read: charge only that table
         ),
     )
     parts = [

@@ -432,6 +432,32 @@ def test_the_dp_domain_learned_from_partitions_is_the_one_machine_domain(
     ]
 
 
+def test_a_partition_changed_after_its_budget_key_was_read_charges_nothing(
+    adult_3k: pl.DataFrame, tmp_path: Path, ledger: PrivacyLedger
+) -> None:
+    # The run derives the budget key from one read of the partitions and the domain learns
+    # from another: one person added in between must not be charged to the old table's key.
+    parts = _write_parts(adult_3k, tmp_path / "k", 3)
+    skeleton = Schema(
+        domain="public", columns=(Column(name="age", kind=ColumnKind.INTEGER, bounds=(0, 1)),)
+    )
+    extract = count_partitions(parts, skeleton).fingerprint
+    ledger.set_budget("key", epsilon=10.0, delta=1e-3)
+    added = pl.concat([pl.read_parquet(parts / "part-002.parquet"), adult_3k.head(1)])
+    added.write_parquet(parts / "part-002.parquet")
+    with pytest.raises(InputFileError, match="changed since the run read them"):
+        domain_module.learn_domain_from_partitions(
+            parts,
+            skeleton,
+            epsilon=1.0,
+            delta=1e-4,
+            ledger=ledger,
+            fingerprint="key",
+            extract=extract,
+        )
+    assert ledger.entries("key") == []  # nothing charged
+
+
 def test_the_quantile_grid_counts_of_partitions_sum_and_move_by_one_with_a_row(
     adult_3k: pl.DataFrame, tmp_path: Path
 ) -> None:

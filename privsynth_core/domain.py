@@ -263,6 +263,29 @@ def categories_from_counts(
     return tuple(k for k, n in zip(keys, noisy, strict=True) if n > threshold)
 
 
+def _domain_plan(
+    skeleton: Schema, *, epsilon: float, delta: float, ledger: PrivacyLedger, fingerprint: str
+) -> tuple[list[Column], float, float]:
+    """The columns a DP domain learns (all but booleans) and each one's (epsilon, delta), once
+    the whole ``(epsilon, delta)`` is known to fit what is left of ``fingerprint``'s budget
+    (checked before the first mechanism runs, so a refusal charges nothing)."""
+    needing = [c for c in skeleton.columns if c.kind is not ColumnKind.BOOLEAN]
+    n_categorical = sum(c.kind is ColumnKind.CATEGORICAL for c in needing)
+    if epsilon <= 0 or (n_categorical and not 0 < delta < 1):
+        raise DomainError(
+            "learning a domain with DP needs epsilon > 0 (and delta in (0, 1) for "
+            "categorical columns)"
+        )
+    status = ledger.status(fingerprint)
+    if not PrivacyBudget(epsilon, delta).fits_within(status.remaining):
+        raise BudgetExceededError(
+            f"learning the domain would spend (epsilon={epsilon:g}, delta={delta:g}) but only "
+            f"{status.remaining} of the budget of {status.label or fingerprint[:12]} is left; "
+            f"nothing was charged. Declare the domain public, or lower --domain-epsilon"
+        )
+    return needing, epsilon / max(len(needing), 1), delta / n_categorical if n_categorical else 0.0
+
+
 def learn_domain(
     frame: pl.DataFrame,
     skeleton: Schema,
@@ -300,22 +323,9 @@ def learn_domain(
         DomainError: a categorical column has no category frequent enough to release.
     """
     run_id = run_id or uuid.uuid4().hex
-    needing = [c for c in skeleton.columns if c.kind is not ColumnKind.BOOLEAN]
-    n_categorical = sum(c.kind is ColumnKind.CATEGORICAL for c in needing)
-    if epsilon <= 0 or (n_categorical and not 0 < delta < 1):
-        raise DomainError(
-            "learning a domain with DP needs epsilon > 0 (and delta in (0, 1) for "
-            "categorical columns)"
-        )
-    status = ledger.status(fingerprint)
-    if not PrivacyBudget(epsilon, delta).fits_within(status.remaining):
-        raise BudgetExceededError(
-            f"learning the domain would spend (epsilon={epsilon:g}, delta={delta:g}) but only "
-            f"{status.remaining} of the budget of {status.label or fingerprint[:12]} is left; "
-            f"nothing was charged. Declare the domain public, or lower --domain-epsilon"
-        )
-    eps_each = epsilon / max(len(needing), 1)
-    delta_each = delta / n_categorical if n_categorical else 0.0
+    _, eps_each, delta_each = _domain_plan(
+        skeleton, epsilon=epsilon, delta=delta, ledger=ledger, fingerprint=fingerprint
+    )
     columns = []
     for col in skeleton.columns:
         if col.kind is ColumnKind.BOOLEAN:
@@ -443,22 +453,9 @@ def learn_domain_from_partitions(
     from .partitions import CountPlan, count_partitions
 
     run_id = run_id or uuid.uuid4().hex
-    needing = [c for c in skeleton.columns if c.kind is not ColumnKind.BOOLEAN]
-    n_categorical = sum(c.kind is ColumnKind.CATEGORICAL for c in needing)
-    if epsilon <= 0 or (n_categorical and not 0 < delta < 1):
-        raise DomainError(
-            "learning a domain with DP needs epsilon > 0 (and delta in (0, 1) for "
-            "categorical columns)"
-        )
-    status = ledger.status(fingerprint)
-    if not PrivacyBudget(epsilon, delta).fits_within(status.remaining):
-        raise BudgetExceededError(
-            f"learning the domain would spend (epsilon={epsilon:g}, delta={delta:g}) but only "
-            f"{status.remaining} of the budget of {status.label or fingerprint[:12]} is left; "
-            f"nothing was charged. Declare the domain public, or lower --domain-epsilon"
-        )
-    eps_each = epsilon / max(len(needing), 1)
-    delta_each = delta / n_categorical if n_categorical else 0.0
+    needing, eps_each, delta_each = _domain_plan(
+        skeleton, epsilon=epsilon, delta=delta, ledger=ledger, fingerprint=fingerprint
+    )
     first = count_partitions(spec, skeleton, plan=CountPlan(domain=True), executor=executor)
     if extract is not None and first.fingerprint != extract:
         raise InputFileError(

@@ -168,3 +168,12 @@ def sign_in(base: str, user: str, password: str = PASSWORD) -> dict[str, str]:
 def head_rows(path: Path, n: int) -> pl.DataFrame:
     """The first rows of a CSV file."""
     return pl.read_csv(path, n_rows=n, infer_schema=False)
+
+
+def shows_only_the_released_size(text: str, ws: Workspace, record: DatasetRecord) -> bool:
+    """``text`` gives the dataset's size as the released noisy count n̂ and never the exact
+    row count, unless n̂ happens to equal it (the noise can be 0: a few percent of draws)."""
+    n_hat = budget_handlers.noisy_rows(ws, record)
+    exact = f" {record.rows:,} training rows"
+    shows_n_hat = f"about {n_hat:,} training rows (released noisy count)" in text
+    return n_hat is not None and shows_n_hat and (n_hat == record.rows or exact not in text)

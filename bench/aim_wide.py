@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import fmt, machine, markdown_table, python, results_dir, run_child
+from .common import fmt, markdown_table, python, results_dir, run_child, write_rows_json
 
 
 def register(sub: Any) -> None:
@@ -117,15 +117,6 @@ def run(args: argparse.Namespace) -> int:
         text += f"\n\nAIM's bounds (fit summary): {base['bounds']['statement']}\n"
     print("\n" + text)
     (out / "aim_wide.md").write_text(text + "\n")
-    (out / "aim_wide.json").write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
-                "rows": rows,
-            },
-            indent=1,
-        )
-    )
+    write_rows_json(out / "aim_wide.json", args, rows)
     print(f"\nwrote {out / 'aim_wide.md'}")
     return 0

@@ -44,6 +44,21 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
+def write_rows_json(path: Path, args: Any, rows: list[dict[str, Any]]) -> None:
+    """Write a bench's ``rows`` to ``path`` as JSON, with this machine's facts and the
+    command's arguments (``args``, an argparse namespace), so a result says how it was made."""
+    path.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
+
+
 def machine() -> dict[str, Any]:
     """Facts about this machine, written next to every result."""
     try:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import SHARED_DATASETS, fmt, machine, markdown_table, results_dir
+from .common import SHARED_DATASETS, fmt, markdown_table, results_dir, write_rows_json
 from .procmem import rss_mb
 from .scale_worker import restart_peak
 
@@ -232,16 +232,7 @@ def run(args: argparse.Namespace) -> int:
                     )
     out = args.out or results_dir(None, "tables")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tables.json").write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
-                "rows": rows,
-            },
-            indent=1,
-        )
-    )
+    write_rows_json(out / "tables.json", args, rows)
     headers = [
         "table",
         "generator",

@@ -13,7 +13,9 @@ events into it. This module binds both to the user:
   (a previous run of the server, another user's) is answered 404. A user's files are deleted
   when they sign out, and the cache is emptied when the app starts;
 - **session hashes**: the first signed-in user to use one owns it; anyone else naming it (in
-  the URL, the path or the body of a call) is refused;
+  the URL, the path or the body of a call) is refused. Each user's bindings are kept apart and
+  capped per user (:class:`SessionBindings`): a user who opens many sessions forgets only their
+  own oldest, never another user's binding;
 - **server-wide statistics** (Gradio's monitoring pages and queue status) are not served:
   the operator reads the server log;
 - **headers**: no page may be framed by another (clickjacking), no referrer carries a URL
@@ -54,7 +56,9 @@ _EVENT_IN_PATH = re.compile(
     r"(/close)?/?$"
 )
 _JSON_BODY = re.compile(r"^/gradio_api/(queue/join|cancel|run/.+|api/.+|call/.+|stream/.+)$")
-_MAX_SESSIONS = 100_000
+#: Session hashes kept bound per user: far more tabs and reloads than a person makes between
+#: two sign-ins (a page load opens a session); beyond it the user's own oldest are forgotten.
+SESSIONS_PER_USER = 1_000
 _MAX_JSON = 50 * 2**20
 
 SECURITY_HEADERS = {
@@ -63,6 +67,59 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 FRAME_POLICY = "frame-ancestors 'none'"
+
+
+class SessionBindings:
+    """Which signed-in user owns each Gradio session hash: the first to use it.
+
+    Kept per user, each user's hashes capped at ``per_user`` (their least recently used
+    forgotten first). The cap is per user, not global, so no user can push another user's
+    binding out by opening sessions (a global list of the last N hashes let anyone who knew a
+    victim's hash open N sessions, evict its binding, then claim the hash). Memory is bounded
+    by the number of accounts times ``per_user``. Not locked: :class:`Custody` holds its lock
+    around every call.
+
+    Args:
+        per_user: how many session hashes each user keeps bound.
+    """
+
+    def __init__(self, per_user: int = SESSIONS_PER_USER) -> None:
+        if per_user < 1:
+            raise ValueError("per_user must be at least 1")
+        self.per_user = per_user
+        self._owner: dict[str, str] = {}
+        self._of_user: dict[str, OrderedDict[str, None]] = {}
+
+    def bind(self, session_hash: str, user: str) -> bool:
+        """Bind ``session_hash`` to ``user`` unless another user owns it; whether ``user``
+        owns it now."""
+        owner = self._owner.setdefault(session_hash, user)
+        if owner != user:
+            return False
+        mine = self._of_user.setdefault(user, OrderedDict())
+        mine[session_hash] = None
+        mine.move_to_end(session_hash)
+        while len(mine) > self.per_user:
+            oldest, _ = mine.popitem(last=False)
+            del self._owner[oldest]
+        return True
+
+    def owner(self, session_hash: str) -> str | None:
+        """The user ``session_hash`` is bound to, or None."""
+        return self._owner.get(session_hash)
+
+    def forget(self, user: str) -> None:
+        """Drop every binding of ``user`` (at sign-out)."""
+        for session_hash in self._of_user.pop(user, ()):
+            del self._owner[session_hash]
+
+    def clear(self) -> None:
+        """Drop every binding."""
+        self._owner.clear()
+        self._of_user.clear()
+
+    def __len__(self) -> int:
+        return len(self._owner)
 
 
 class Custody:
@@ -76,7 +133,7 @@ class Custody:
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = Path(cache_dir).resolve()
         self._files: dict[Path, set[str]] = {}
-        self._sessions: OrderedDict[str, str] = OrderedDict()
+        self._sessions = SessionBindings()
         self._lock = threading.Lock()
 
     def in_cache(self, path: str | Path) -> Path | None:
@@ -119,11 +176,7 @@ class Custody:
     def bind(self, session_hash: str, user: str) -> bool:
         """Bind a session hash to its first user; whether ``user`` is that user."""
         with self._lock:
-            owner = self._sessions.setdefault(session_hash, user)
-            self._sessions.move_to_end(session_hash)
-            while len(self._sessions) > _MAX_SESSIONS:
-                self._sessions.popitem(last=False)
-        return owner == user
+            return self._sessions.bind(session_hash, user)
 
     def sign_out(self, user: str) -> None:
         """Delete the files only ``user`` holds, and forget ``user``'s claims."""
@@ -139,8 +192,7 @@ class Custody:
                     if path.parent != self.cache_dir:
                         with contextlib.suppress(OSError):
                             path.parent.rmdir()
-            for key in [h for h, owner in self._sessions.items() if owner == user]:
-                del self._sessions[key]
+            self._sessions.forget(user)
 
     def clear(self) -> None:
         """Empty the cache (at start: what a previous run left belongs to no one now)."""
@@ -322,4 +374,4 @@ async def _claim_uploads(
     return Response(content, status_code=response.status_code, headers=headers)
 
 
-__all__ = ["Custody", "custody_of", "install"]
+__all__ = ["Custody", "SessionBindings", "custody_of", "install"]

@@ -246,8 +246,8 @@ def _refusal(output: str, home: Path) -> str:
 
 def _ledger_fault(damage: Callable[[Path], None], what: str) -> Callable[[Scratch], list[Row]]:
     def fault(s: Scratch) -> list[Row]:
-        from privsynth_core.config import load_run_config
-        from privsynth_core.runs import run_pipeline
+        from privsynth_core.runs.config import load_run_config
+        from privsynth_core.runs.rundir import run_pipeline
 
         run_pipeline(load_run_config(s.config("history")))  # something to lose
         before = s.state()
@@ -398,7 +398,7 @@ def dask_worker_killed(s: Scratch) -> list[Row]:
 
 
 def run_killed(s: Scratch) -> list[Row]:
-    from privsynth_core.runs import work_dir_for
+    from privsynth_core.runs.rundir import work_dir_for
 
     config = s.slow("killed", steps=400)
     run_dir = s.folder / "out" / "killed"

@@ -3,7 +3,8 @@
 One process, one configuration (an Adult sample, the ``independent`` generator, three cheap
 metrics, report sections limited to the built-in tables), timed four ways:
 
-1. ``core``: :func:`privsynth_core.runs.run_pipeline`, no orchestrator (each run trains afresh);
+1. ``core``: :func:`privsynth_core.runs.rundir.run_pipeline`, no orchestrator (each run trains
+afresh);
 2. ``flow, first``: the first flow run, which starts Prefect's temporary local server;
 3. ``flow``: later flow runs with fresh seeds (so training is not cached: same work as core);
 4. ``flow, cached``: a rerun of an identical configuration (training comes from the cache).
@@ -50,9 +51,9 @@ def main() -> int:
         os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
 
     from privsynth_core import PrivacyLedger
-    from privsynth_core.config import run_config_from_dict
     from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
-    from privsynth_core.runs import run_pipeline
+    from privsynth_core.runs.config import run_config_from_dict
+    from privsynth_core.runs.rundir import run_pipeline
     from privsynth_core.table import fingerprint_frame
 
     frame = adult_frame(args.rows, seed=1)

@@ -58,7 +58,7 @@ def _write_table(data: Path, work: Path, parts: int, rows_per_part: int) -> Path
     """Fit ``independent`` on ``data`` and write ``parts`` sampled partitions under work/parts."""
     os.environ["PRIVSYNTH_HOME"] = str(work / "home")  # a scratch ledger for the fit
     from privsynth_core.datasets import ADULT_PATH, adult_schema
-    from privsynth_core.ledger import PrivacyBudget, PrivacyLedger
+    from privsynth_core.privacy.ledger import PrivacyBudget, PrivacyLedger
     from privsynth_core.service import create_generator
     from privsynth_core.table import Table
 

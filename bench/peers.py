@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("PRIVSYNTH_HOME", tempfile.mkdtemp(prefix="privsynth-bench-"))
     from privsynth_core.datasets import adult_schema
-    from privsynth_core.evaluation import type_frame
+    from privsynth_core.evaluation.runner import type_frame
     from privsynth_core.table import read_frame
 
     started = time.perf_counter()

@@ -7,7 +7,7 @@ Steps, each in its own child process (time and the child's peak RSS, libraries i
 2. **train**: one DP-CTGAN epoch (DP-WGAN if DP-CTGAN is not installed; batch 1,000 expected,
    Poisson), epsilon 3, delta 1e-6. Target: peak memory bounded by the batch, not the table.
 3. **sample**: 1,000,000 rows from that model (same child, after training).
-4. **evaluate**: :func:`privsynth_core.evaluation.evaluate` with every metric and its
+4. **evaluate**: :func:`privsynth_core.evaluation.runner.evaluate` with every metric and its
    references, N real rows vs N synthetic rows, 10,000 held-out rows.
 
 The data (``../shared/datasets/census_kdd.csv.gz``, else ``--data``) is shuffled (seed 0); the

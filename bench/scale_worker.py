@@ -59,8 +59,8 @@ def restart_peak() -> float | None:
 def prepare(path: Path, times: dict[str, float]) -> Any:
     """Load, infer, learn the DP domain, validate: the Table, with each part timed."""
     from privsynth_core import PrivacyLedger, Table
-    from privsynth_core.domain import learn_domain
     from privsynth_core.inference import infer_schema
+    from privsynth_core.privacy.domain import learn_domain
     from privsynth_core.table import fingerprint_frame, read_frame
 
     tick = time.perf_counter()
@@ -126,7 +126,7 @@ def evaluate_step(table: Any, n_rows: int, out: Path, result: dict[str, Any], ta
     """Every metric and the report's references on ``n_rows`` real vs synthetic rows."""
     import polars as pl
 
-    from privsynth_core.evaluation import evaluate
+    from privsynth_core.evaluation.runner import evaluate
 
     synthetic = pl.read_parquet(
         out.parent / out.name.replace("evaluate", "train") / "synthetic.parquet"

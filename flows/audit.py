@@ -6,7 +6,7 @@ pool, or a Dask cluster via :func:`privsynth_flows.runtime.make_task_runner`, as
 
 Every trial trains on a canary-augmented copy of the private table, charged to a throwaway
 ledger inside the task: the audit is a custodian-side test, and its models and samples are
-discarded, never published (see :mod:`privsynth_core.audit`).
+discarded, never published (see :mod:`privsynth_core.privacy.audit`).
 """
 
 # No `from __future__ import annotations`: Prefect validates flow parameters from the
@@ -17,8 +17,8 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from privsynth_core import audit as core_audit
-from privsynth_core.audit import AuditConfig, AuditResult, TrialResult
+from privsynth_core.privacy import audit as core_audit
+from privsynth_core.privacy.audit import AuditConfig, AuditResult, TrialResult
 
 from . import tasks
 from .runtime import using_home

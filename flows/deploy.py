@@ -15,8 +15,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from privsynth_core.config import RunConfig
 from privsynth_core.errors import ConfigError
+from privsynth_core.runs.config import RunConfig
 
 
 def _schedule(cron: str | None, interval: float | None, timezone: str | None) -> Any:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from privsynth_core.errors import ConfigError, PrivsynthError
 
 if TYPE_CHECKING:
-    from privsynth_core.config import RunConfig
+    from privsynth_core.runs.config import RunConfig
 
 DASK_ADDRESS_ENV = "PRIVSYNTH_DASK_ADDRESS"
 TASK_RUNNERS = ("thread", "dask")
@@ -108,7 +108,7 @@ def using_home(home: str | os.PathLike[str] | None) -> Iterator[None]:
     The variable is process-wide: it is meant for a flow run in a process of its own (a served
     deployment's run), whose tasks (threads too) then all use that home.
     """
-    from privsynth_core.ledger import HOME_ENV
+    from privsynth_core.privacy.ledger import HOME_ENV
 
     if home is None:
         yield

@@ -1,7 +1,7 @@
 """The ``sweep`` flow: generators x epsilons x seeds over one dataset, one ``synthesize`` each.
 
 The whole grid's budget is checked against the ledger before any cell starts
-(:func:`privsynth_core.sweep.check_grid_budget`); the domain is resolved once and shared; the
+(:func:`privsynth_core.runs.sweep.check_grid_budget`); the domain is resolved once and shared; the
 cells run as parallel tasks on the flow's task runner (a thread pool, or a Dask cluster), each
 one a ``synthesize`` subflow. At the end: ``summary.csv``, ``privacy_utility.png`` and a
 markdown artifact.
@@ -22,17 +22,17 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from privsynth_core import pipeline
-from privsynth_core.config import RunConfig, SweepConfig
 from privsynth_core.errors import GeneratorError, PrivsynthError
-from privsynth_core.runs import NOT_DP_LABEL, RunResult, check_output_dir
-from privsynth_core.store import describe_reservations
-from privsynth_core.sweep import (
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.config import RunConfig, SweepConfig
+from privsynth_core.runs.rundir import NOT_DP_LABEL, RunResult, check_output_dir
+from privsynth_core.runs.sweep import (
     cell_reservations,
     check_grid_budget,
     summary_rows,
     write_summary,
 )
+from privsynth_core.store import describe_reservations
 
 from . import tasks
 from .synthesize import _artifact_key, synthesize

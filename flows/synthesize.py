@@ -4,8 +4,10 @@ the ``generate`` flow (draw more rows from a run's model).
 ``synthesize`` = load -> validate -> domain -> fit -> sample -> evaluate -> report -> publish,
 as thin tasks (:mod:`privsynth_flows.tasks`). Metrics fan out as parallel tasks on the flow's
 task runner (threads, or a Dask cluster). The run directory appears atomically at the end
-(:mod:`privsynth_core.runs`); a markdown artifact summarises the run in the Prefect UI. Runs of
-one run directory take turns (:func:`privsynth_core.runs.claim_run_dir`), and identical fits are
+(:mod:`privsynth_core.runs.rundir`); a markdown artifact summarises the run in the Prefect UI. Runs
+of
+one run directory take turns (:func:`privsynth_core.runs.rundir.claim_run_dir`), and identical fits
+are
 trained and paid for once (:mod:`privsynth_core.store`).
 
 Every flow here takes an optional ``home``: the privsynth home (its ledger, model store and DP
@@ -25,11 +27,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from privsynth_core import pipeline
-from privsynth_core.config import RunConfig, load_run_config
 from privsynth_core.errors import ConfigError
 from privsynth_core.privacy.release import CUSTODIAN_DIR, RELEASE_DIR
-from privsynth_core.runs import (
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.config import RunConfig, load_run_config
+from privsynth_core.runs.rundir import (
     CHECKPOINTS_DIR,
     NOT_DP_LABEL,
     VALIDATION_LOG,
@@ -39,7 +41,7 @@ from privsynth_core.runs import (
     claim_run_dir,
     custodian_manifest,
 )
-from privsynth_core.sweep import check_grid_budget
+from privsynth_core.runs.sweep import check_grid_budget
 
 from . import tasks
 from .runtime import partition_reading, using_home

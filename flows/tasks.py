@@ -1,4 +1,4 @@
-"""Prefect tasks: each one calls one function of :mod:`privsynth_core.pipeline` or ``runs``.
+"""Prefect tasks: each one calls one function of :mod:`privsynth_core.runs.pipeline` or ``runs``.
 
 Tasks take and return small values (configs, paths, fingerprints, records), never DataFrames;
 every step reads its input from a file and writes its output atomically.
@@ -8,7 +8,7 @@ every step reads its input from a file and writes its output atomically.
   A wrong schema, an unknown plugin or an exhausted budget fail at once.
 - ``resolve_domain`` and ``fit_model`` never retry (a retry could spend the budget again) and
   use no Prefect cache: whether a domain or a model is already paid for is decided by
-  privsynth's own store and ledger (:func:`privsynth_core.pipeline.fit_model`), so a fit is
+  privsynth's own store and ledger (:func:`privsynth_core.runs.pipeline.fit_model`), so a fit is
   reused across flows, the CLI and another ``PREFECT_HOME`` alike, and no cache key derived
   from the data reaches Prefect's server. Should a runner run a fit again anyway (a retry
   setting, Dask rescheduling the task of a dead worker), the store refuses it while the first
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import task
 
-from privsynth_core import pipeline
 from privsynth_core.errors import InputFileError, PrivsynthError
-from privsynth_core.runs import RunResult, publish_run
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.rundir import RunResult, publish_run
 
 from .runtime import partition_executor
 
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from prefect import Task
     from prefect.client.schemas.objects import State, TaskRun
 
-    from privsynth_core.config import RunConfig
-    from privsynth_core.evaluation import EvaluationResult
-    from privsynth_core.pipeline import InputInfo
+    from privsynth_core.evaluation.results import EvaluationResult
+    from privsynth_core.runs.config import RunConfig
+    from privsynth_core.runs.pipeline import InputInfo
 
 RETRY_DELAYS_ENV = "PRIVSYNTH_IO_RETRY_DELAYS"
 

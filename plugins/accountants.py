@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 from privsynth_core import Accountant, AccountingError, hookimpl
 
 if TYPE_CHECKING:
-    from privsynth_core.accountant import Step
+    from privsynth_core.privacy.accountant import Step
 
 # Below this many epsilon the numerical analyses are exact enough, above it nobody cares: an
 # epsilon this large protects nothing, and the analyses' root finders stop working there.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from privsynth_core import hookimpl
-from privsynth_core.report import ReportContext, ReportSection, SectionOutput
+from privsynth_core.evaluation.report import ReportContext, ReportSection, SectionOutput
 from privsynth_core.schema import ColumnKind
 
 EVIDENTLY_FILE = "evidently_report.html"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from privsynth_core import hookimpl
-from privsynth_core.report import ReportContext, ReportSection, SectionOutput
+from privsynth_core.evaluation.report import ReportContext, ReportSection, SectionOutput
 
 from .metrics._common import MISSING, encode, is_numeric_kind
 

@@ -5,9 +5,7 @@ Importing this package is cheap: no torch, opacus, sdv, evidently or gradio is l
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-from .accountant import Accountant
+from ._version import __version__
 from .errors import (
     AccountingError,
     BudgetError,
@@ -31,15 +29,11 @@ from .errors import (
 )
 from .generator import FitSummary, Generator, GeneratorParams, Progress
 from .hookspecs import hookimpl
-from .ledger import PrivacyBudget, PrivacyLedger
 from .metric import Metric, MetricResult
+from .privacy.accountant import Accountant
+from .privacy.ledger import PrivacyBudget, PrivacyLedger
 from .schema import Column, ColumnKind, Schema
 from .table import Table
-
-try:
-    __version__ = version("privsynth")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "Accountant",

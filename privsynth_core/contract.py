@@ -24,8 +24,8 @@ from typing import Any
 import polars as pl
 
 from .generator import Generator
-from .ledger import PrivacyBudget, PrivacyLedger
 from .privacy.count import COUNT_MECHANISM
+from .privacy.ledger import PrivacyBudget, PrivacyLedger
 from .table import Table
 from .validation import polars_dtype
 

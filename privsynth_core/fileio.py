@@ -14,6 +14,7 @@ call it for their run directory and the model store for its entries, before they
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -169,3 +170,12 @@ __all__ = [
     "pid_alive",
     "remove_stale_siblings",
 ]
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -35,14 +35,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError, DomainError, GeneratorError, NotFittedError
 from .fileio import atomic_directory
-from .ledger import PrivacyBudget, PrivacyLedger
+from .privacy.ledger import PrivacyBudget, PrivacyLedger
 from .privacy.release import SpentPart, statement
 from .schema import ColumnKind, Schema
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from .checkpoint import CheckpointStore
+    from .privacy.checkpoint import CheckpointStore
     from .table import Table
 
 MANIFEST_NAME = "manifest.json"
@@ -258,8 +258,8 @@ class Generator(ABC):
     pure_epsilon: ClassVar[bool] = False
     Params: ClassVar[type[GeneratorParams]] = GeneratorParams
     #: The plugin resumes interrupted training from ``self.checkpoints`` (a
-    #: :class:`~privsynth_core.checkpoint.CheckpointStore`, set during ``fit``), following the
-    #: protocol described in :mod:`privsynth_core.checkpoint`.
+    #: :class:`~privsynth_core.privacy.checkpoint.CheckpointStore`, set during ``fit``),
+    #: following the protocol described in :mod:`privsynth_core.privacy.checkpoint`.
     supports_checkpoints: ClassVar[bool] = False
     #: The plugin can fit a partitioned table (:class:`~privsynth_core.partitions.
     #: PartitionedTable`, rows held as partition files, no frame): its ``_fit`` reads the rows
@@ -476,7 +476,7 @@ class Generator(ABC):
         """The JSON manifest that describes this fitted model."""
         if self.fit_summary is None or self.schema is None:
             raise NotFittedError(f"generator {self.generator_id} is not fitted; nothing to save")
-        from . import __version__
+        from ._version import __version__
 
         summary = self.fit_summary
         return {
@@ -592,7 +592,7 @@ class Generator(ABC):
         the user did not set it (absent or empty); a generator whose use of the target is
         spelled differently overrides this. Without a target nothing changes. The target is
         public (the user's choice), so it may shape a fit and be written in its manifest.
-        :class:`~privsynth_core.config.RunConfig` applies it (so ``privsynth run``, the flows
+        :class:`~privsynth_core.runs.config.RunConfig` applies it (so ``privsynth run``, the flows
         and the web app get it), and so does ``privsynth fit --target``.
         """
         out = dict(values)

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .accountant import Accountant
+    from .evaluation.report import ReportSection
     from .generator import Generator
     from .metric import Metric
-    from .report import ReportSection
+    from .privacy.accountant import Accountant
 
 PROJECT_NAME = "privsynth"
 
@@ -130,7 +130,8 @@ def register_report_sections(register: Callable[[type[ReportSection]], None]) ->
 
     Args:
         register: call ``register(cls)`` for each subclass of
-            :class:`privsynth_core.report.ReportSection` this plugin provides. The class must
+            :class:`privsynth_core.evaluation.report.ReportSection` this plugin provides. The class
+            must
             define ``section_id`` (lowercase, unique), ``title``, ``description`` and ``order``
             (position in the page, lower first). Sections read the real data: keep heavy
             imports (matplotlib, evidently) inside ``render``.

@@ -3,7 +3,8 @@
 :func:`infer_schema` reads the data itself: the bounds it writes are the data's min/max and the
 categories include values that a single person may hold. Its output is marked
 ``domain: inferred``; a DP run refuses it until a person reviews it and declares it public, or
-replaces the domain with one learned under DP (:mod:`privsynth_core.domain`). Use it on public or
+replaces the domain with one learned under DP (:mod:`privsynth_core.privacy.domain`). Use it on
+public or
 development data, or as a draft to edit.
 """
 

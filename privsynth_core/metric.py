@@ -58,7 +58,8 @@ class Metric(ABC):
         description: one line shown in listings.
         needs_holdout: the metric refuses to run without a holdout table.
         needs_target: the metric refuses to run without a target column.
-        needs_manifest: the metric reads the model manifest; :func:`privsynth_core.evaluation.
+        needs_manifest: the metric reads the model manifest;
+        :func:`privsynth_core.evaluation.runner.
             evaluate` then passes it to ``compute`` as the keyword ``manifest`` (a dict).
         headline: the score is one of the few shown first in reports, with a plain-language
             verdict and its reference points (real-holdout ceiling, shuffled-columns floor).
@@ -99,6 +100,7 @@ class Metric(ABC):
         """A plain-language verdict on ``result`` (level and sentence), or ``None``.
 
         Override when the metric knows better than the generic rule (reference points, then
-        :attr:`thresholds`) that :func:`privsynth_core.evaluation.evaluate` applies otherwise.
+        :attr:`thresholds`) that :func:`privsynth_core.evaluation.runner.evaluate` applies
+        otherwise.
         """
         return None

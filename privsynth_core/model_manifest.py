@@ -5,7 +5,7 @@ file anyone can edit or damage. :func:`read_manifest` checks it before anything 
 the folder: a newer format version ("upgrade"), missing or unknown keys, blocks of the wrong
 type, a DP model whose stated total is not the sum of its parts (or whose training part is not
 what the fit spent), and a DP flag that the generator's class contradicts. Whether the
-guarantee is *true* is for the ledger to say: :mod:`privsynth_core.guarantee`.
+guarantee is *true* is for the ledger to say: :mod:`privsynth_core.privacy.guarantee`.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def check_manifest(manifest: Any, *, where: str | Path = "the model manifest") -
 
     This makes a manifest *consistent*, not *true*: whether the guarantee is what the ledger
     charged is for the custodian's records to say
-    (:func:`privsynth_core.evaluation.verified_guarantee`).
+    (:func:`privsynth_core.evaluation.runner.verified_guarantee`).
 
     Raises:
         GeneratorError: every problem found, with what to do.

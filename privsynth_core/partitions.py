@@ -30,7 +30,7 @@ its counts through :meth:`PartitionedTable.column_histograms`, the same method a
 single-file :class:`~privsynth_core.table.Table` answers, summed over the partitions.
 
 The DP domain of a partitioned table is learned from its counts too
-(:func:`privsynth_core.domain.learn_domain_from_partitions`: the magnitude histograms and
+(:func:`privsynth_core.privacy.domain.learn_domain_from_partitions`: the magnitude histograms and
 category counts, then the quantiles' grid counts of ``CountPlan.quantile_ranges``).
 
 What this module does **not** do yet (issue #19): the MST/AIM/DP-CTGAN marginals and DP-SGD
@@ -53,6 +53,7 @@ import polars as pl
 
 from .errors import GeneratorError, InputFileError, PrivsynthError, SchemaError
 from .privacy.histograms import (
+    QUANTILE_GRID,
     IntArray,
     add_category_counts,
     category_counts,
@@ -154,7 +155,7 @@ class CountPlan:
         quantile_ranges: ``(column, lower, upper)`` for the DP domain's second pass: the grid
             counts (:func:`~privsynth_core.privacy.histograms.grid_counts`) of the column's raw
             values, clipped to its released coarse range, over the quantiles' public grid of
-            :data:`~privsynth_core.domain.QUANTILE_GRID` points spanning it.
+            :data:`~privsynth_core.privacy.histograms.QUANTILE_GRID` points spanning it.
     """
 
     histogram_bins: int | None = None
@@ -168,7 +169,7 @@ class PartitionCounts:
 
     Everything here is **custodian-only**: the row counts and the exact counts are private and
     may leave only through a mechanism (:mod:`privsynth_core.privacy.count` for the rows, the
-    release functions of :mod:`privsynth_core.domain` or the generator for the counts).
+    release functions of :mod:`privsynth_core.privacy.domain` or the generator for the counts).
 
     Attributes:
         files: the partition files, in order.
@@ -288,8 +289,6 @@ def _grid_counts(
 ) -> IntArray:
     """A column's grid counts over the DP quantiles' candidates (what ``dp_quantile`` reads:
     the raw typed values, NaN dropped, clipped to the range)."""
-    from .domain import QUANTILE_GRID
-
     col = schema.column(name)
     series, _ = cast_column(frame[name], col)
     values = numeric_values(series, col.kind)

@@ -19,10 +19,10 @@ from .plugins import load_plugins, plugin_origin, pm
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .accountant import Accountant
+    from .evaluation.report import ReportSection
     from .generator import Generator
     from .metric import Metric
-    from .report import ReportSection
+    from .privacy.accountant import Accountant
     from .schema import Schema
 
 T = TypeVar("T")
@@ -152,7 +152,7 @@ def generators() -> Registry[Generator]:
 
 def accountants() -> Registry[Accountant]:
     """The registry of privacy-accountant classes."""
-    from .accountant import Accountant
+    from .privacy.accountant import Accountant
 
     return _build("accountant", Accountant, "accountant_id", "register_accountants")
 
@@ -262,7 +262,7 @@ def metrics() -> Registry[Metric]:
 
 def report_sections() -> Registry[ReportSection]:
     """The registry of report-section classes."""
-    from .report import ReportSection
+    from .evaluation.report import ReportSection
 
     return _build("report-section", ReportSection, "section_id", "register_report_sections")
 

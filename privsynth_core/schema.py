@@ -11,7 +11,7 @@ privacy input (DESIGN §4.1): where it came from is recorded in :attr:`Schema.do
 - ``"public"``: declared public by the user: written by hand, taken from documentation, or
   inferred and then explicitly confirmed. The run manifest records it as "declared public".
 - ``"dp"``: learned from the private data with DP mechanisms charged to the ledger
-  (:mod:`privsynth_core.domain`).
+  (:mod:`privsynth_core.privacy.domain`).
 
 Schemas serialise to a small YAML or JSON file that a person can read and edit, and round-trip
 exactly.

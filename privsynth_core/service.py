@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import AccountingError, ConfigError
-from .ledger import PrivacyBudget
 from .privacy.count import default_delta, ensure_row_count
+from .privacy.ledger import PrivacyBudget
 
 if TYPE_CHECKING:
-    from .checkpoint import CheckpointStore
     from .generator import Generator, GeneratorParams, ProgressCallback
-    from .ledger import PrivacyLedger
+    from .privacy.checkpoint import CheckpointStore
+    from .privacy.ledger import PrivacyLedger
     from .schema import Schema
     from .table import Table
 

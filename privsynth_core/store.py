@@ -1,9 +1,9 @@
 """The model store's locks, and the rule that one fit is paid for once.
 
-A fit is identified by its *store key* (:func:`privsynth_core.pipeline.fit_key`: the data,
+A fit is identified by its *store key* (:func:`privsynth_core.runs.pipeline.fit_key`: the data,
 the fit settings with the seed, the domain). Whoever runs it (a flow on threads or on a Dask
-worker, :func:`~privsynth_core.runs.run_pipeline`, ``privsynth fit``) goes through
-:func:`~privsynth_core.pipeline.fit_model`, which:
+worker, :func:`~privsynth_core.runs.rundir.run_pipeline`, ``privsynth fit``) goes through
+:func:`~privsynth_core.runs.pipeline.fit_model`, which:
 
 1. returns the stored model if the entry is complete (paid once, reused for free);
 2. otherwise takes an exclusive lock on the entry (:func:`exclusive_lock`, an OS file lock on
@@ -23,7 +23,7 @@ reservation for the custodian to review (``privsynth budget reservations``) and 
 (``privsynth budget close ID --note ...``, recorded in the ledger's history).
 
 The same lock serialises the DP domains under ``cache/domains/`` and, held for a whole run, the
-run directories (:func:`privsynth_core.runs.claim_run_dir`). Locks are ``fcntl.flock`` locks:
+run directories (:func:`privsynth_core.runs.rundir.claim_run_dir`). Locks are ``fcntl.flock`` locks:
 released by the OS when their process dies, however it dies. They are reliable on local disks
 and on file systems with working POSIX locks (NFSv4, most cluster file systems).
 """
@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import BudgetError
+from .privacy.ledger import privsynth_home
 
 if TYPE_CHECKING:
-    from .ledger import LedgerEntry, PrivacyLedger
+    from .privacy.ledger import LedgerEntry, PrivacyLedger
 
 #: The ledger ``params`` field of a training reservation that holds its store key.
 FIT_KEY_PARAM = "fit_key"
@@ -52,6 +53,15 @@ CHECKPOINTS_PARAM = "checkpoints"
 _RESERVATION_FILE = "reservation.json"  # written by CheckpointStore.record_reservation
 
 logger = logging.getLogger("privsynth")
+
+#: A model's folder in the store: ``model/`` (releasable) beside ``fit.json`` (custodian-only).
+MODEL_SUBDIR = "model"
+FIT_RECORD = "fit.json"
+
+
+def cache_dir() -> Path:
+    """Where cached domains and models live (``$PRIVSYNTH_HOME/cache``)."""
+    return privsynth_home() / "cache"
 
 
 class UnfinishedFitError(BudgetError):

@@ -318,7 +318,7 @@ class Table:
     def budget_key(self) -> str:
         """The ledger key of the table's budget: its parent's key, its source id, or its content
         fingerprint, in that order."""
-        from .ledger import budget_key
+        from .privacy.ledger import budget_key
 
         return self.parent_key or budget_key(self.source, self.fingerprint())
 

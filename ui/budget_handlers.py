@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from privsynth_core.errors import BudgetNotSetError, ConfigError
-from privsynth_core.ledger import DatasetBudget, PrivacyBudget, short_key
+from privsynth_core.privacy.ledger import DatasetBudget, PrivacyBudget, short_key
 
 from .workspace import DatasetRecord, Workspace
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from privsynth_core.errors import ConfigError, InputFileError
-from privsynth_core.ledger import budget_key, short_key
+from privsynth_core.privacy.ledger import budget_key, short_key
 
 from .sources import (
     check_declarable,

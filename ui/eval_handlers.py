@@ -237,7 +237,7 @@ def audit(
     """
     from pydantic import ValidationError
 
-    from privsynth_core.audit import AuditConfig
+    from privsynth_core.privacy.audit import AuditConfig
 
     ws.require_custodian(
         "audit a generator: the audit trains on the real rows and its "

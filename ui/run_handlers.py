@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from privsynth_core.errors import BudgetNotSetError, ConfigError, DomainError, GeneratorError
-from privsynth_core.ledger import short_key
+from privsynth_core.privacy.ledger import short_key
 from privsynth_core.service import spending_lines
 
 from .budget_handlers import noisy_rows, num, source_status
@@ -84,7 +84,7 @@ def check_training(
     from privsynth_core.errors import BudgetExceededError
     from privsynth_core.privacy.count import count_epsilon
     from privsynth_core.registry import generators, settling_accountant
-    from privsynth_core.sweep import DEFAULT_DELTA_BOUND
+    from privsynth_core.runs.sweep import DEFAULT_DELTA_BOUND
 
     dataset = ws.dataset(dataset_id)
     cls = generators().get(str(generator_id or ""))
@@ -403,7 +403,7 @@ def _record_release(record: RunRecord) -> None:
 
 def open_reservations(ws: Workspace, record: RunRecord) -> list[int]:
     """The ledger reservations the run's fit left open (cancelled or killed mid-training)."""
-    from privsynth_core.runs import CHECKPOINTS_DIR
+    from privsynth_core.runs.rundir import CHECKPOINTS_DIR
     from privsynth_core.store import CHECKPOINTS_PARAM
 
     dataset = ws.dataset(record.dataset_id)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from privsynth_core.errors import DomainError
 
 if TYPE_CHECKING:
-    from privsynth_core.config import RunConfig
+    from privsynth_core.runs.config import RunConfig
 
     from .sources import SourceDomain
     from .workspace import DatasetRecord, RunRecord, Workspace
@@ -43,7 +43,7 @@ def run_config(
         DomainError: the source's domain is not fixed.
         ConfigError: the settings are invalid (checked again by the flow run).
     """
-    from privsynth_core.config import run_config_from_dict
+    from privsynth_core.runs.config import run_config_from_dict
 
     if not domain.fixed:
         raise DomainError(
@@ -104,8 +104,8 @@ def seed_dp_domain(
     schema and ``domain.json`` (mode, the run that learned it, its parts with their ledger
     entries): exactly what ``pipeline.resolve_domain`` writes after learning one itself.
     """
-    from privsynth_core import pipeline
     from privsynth_core.fileio import atomic_directory
+    from privsynth_core.runs import pipeline
     from privsynth_core.store import exclusive_lock
 
     # $PRIVSYNTH_HOME/cache, for this app's home (the flow run gets the home as a parameter).

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from privsynth_core.errors import ConfigError
-from privsynth_core.ledger import privsynth_home
+from privsynth_core.privacy.ledger import privsynth_home
 
 DATA_DIRS_ENV = "PRIVSYNTH_UI_DATA_DIRS"
 MAX_UPLOAD_ENV = "PRIVSYNTH_UI_MAX_UPLOAD_MB"

@@ -1,7 +1,8 @@
 """Data sources on this server: which source a file belongs to, and each source's fixed domain.
 
 A *data source* is the population a budget protects. Its budget lives in the shared ledger under
-its key (:func:`privsynth_core.ledger.budget_key`); what the web app keeps beside it, shared by
+its key (:func:`privsynth_core.privacy.ledger.budget_key`); what the web app keeps beside it,
+shared by
 every user, is in ``$PRIVSYNTH_HOME/sources/``::
 
     declared/<hash of origin>.json    a custodian's source id for a server file or an upload
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from privsynth_core.fileio import atomic_write_text
-from privsynth_core.ledger import budget_key
+from privsynth_core.privacy.ledger import budget_key
 
 _INVALID = re.compile(r"[^A-Za-z0-9._-]+")
 

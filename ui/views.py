@@ -59,7 +59,7 @@ def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
     The exact size goes only to a custodian; an analyst sees the released count n̂ (a DP
     output), once a training has released it.
     """
-    from privsynth_core.ledger import short_key
+    from privsynth_core.privacy.ledger import short_key
 
     from .budget_handlers import noisy_rows
     from .domain_handlers import domain_of

@@ -44,7 +44,7 @@ from typing import Any
 
 from privsynth_core.errors import PrivsynthError
 from privsynth_core.fileio import atomic_write_text
-from privsynth_core.ledger import PrivacyLedger, budget_key
+from privsynth_core.privacy.ledger import PrivacyLedger, budget_key
 
 from .auth import ANALYST, CUSTODIAN, ROLES
 

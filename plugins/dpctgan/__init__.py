@@ -385,7 +385,7 @@ class DPCTGANGenerator(DPSGDGenerator):
     # -- Generator hooks --------------------------------------------------------------------
 
     def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
-        from privsynth_core.dpsgd import resolve_device
+        from privsynth_core.privacy.dpsgd import resolve_device
 
         resolve_device(self.p.device)
         unknown = [c for c in self.p.focus_columns if c not in table.schema.names]

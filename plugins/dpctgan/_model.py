@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privsynth_core import GeneratorError
-from privsynth_core.dpsgd import (
+from privsynth_core.privacy.dpsgd import (
     BatchSource,
     leave_seeded_phase,
     make_private_critic,
@@ -47,8 +47,8 @@ from ._nets import GeneratorNet, critic_net
 
 if TYPE_CHECKING:
     from privsynth_core import Accountant, Schema, Table
-    from privsynth_core.checkpoint import CheckpointStore
     from privsynth_core.generator import ProgressCallback
+    from privsynth_core.privacy.checkpoint import CheckpointStore
 
     from . import DPCTGANParams
     from ._plan import DPPlan
@@ -300,9 +300,9 @@ def train(
     (:func:`privsynth_core.privacy.dpsgd_loop.run_dpsgd`); stop before passing the target.
 
     ``max_encoded_bytes``: the largest encoded table kept whole in memory (default
-    :data:`privsynth_core.dpsgd.ENCODED_TABLE_MAX_BYTES`); above it, rows are encoded chunk by
-    chunk for the marginals and batch by batch for training. With ``checkpoints`` holding an
-    interrupted attempt, training resumes from it, reusing the marginals it released.
+    :data:`privsynth_core.privacy.dpsgd.ENCODED_TABLE_MAX_BYTES`); above it, rows are encoded
+    chunk by chunk for the marginals and batch by batch for training. With ``checkpoints``
+    holding an interrupted attempt, training resumes from it, reusing the marginals it released.
     """
     device = resolve_device(params.device)
     with training_session(device, num_threads=params.num_threads, seed=params.seed):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privsynth_core.dpsgd import activate_outputs
+from privsynth_core.privacy.dpsgd import activate_outputs
 
 if TYPE_CHECKING:
     from ._encoding import CTGANEncoder

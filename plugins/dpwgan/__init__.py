@@ -47,6 +47,7 @@ from privsynth_core import (
     hookimpl,
 )
 from privsynth_core.generator import Suitability, TableProfile
+from privsynth_core.privacy.calibration import max_steps_for, noise_for
 from privsynth_core.privacy.dpsgd_generator import DPSGDGenerator
 
 if TYPE_CHECKING:
@@ -287,12 +288,13 @@ class DPWGANGenerator(DPSGDGenerator):
         sigma = self.p.sigma
         calibrated = sigma is None
         if sigma is None:
-            sigma = acc.noise_for(
-                target_epsilon=budget.epsilon, delta=budget.delta, sample_rate=q, steps=planned
+            sigma = noise_for(
+                acc, target_epsilon=budget.epsilon, delta=budget.delta, sample_rate=q, steps=planned
             )
         allowed = min(
             planned,
-            acc.max_steps_for(
+            max_steps_for(
+                acc,
                 target_epsilon=budget.epsilon,
                 delta=budget.delta,
                 noise_multiplier=sigma,
@@ -324,7 +326,7 @@ class DPWGANGenerator(DPSGDGenerator):
     # -- Generator hooks --------------------------------------------------------------------
 
     def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
-        from privsynth_core.dpsgd import resolve_device
+        from privsynth_core.privacy.dpsgd import resolve_device
 
         resolve_device(self.p.device)
         if not 0 < budget.delta < 1:

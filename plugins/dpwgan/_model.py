@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from privsynth_core import GeneratorError
-from privsynth_core.dpsgd import (
+from privsynth_core.encoding import TableEncoder
+from privsynth_core.privacy.dpsgd import (
     BatchSource,
     activate_outputs,
     leave_seeded_phase,
@@ -42,13 +43,12 @@ from privsynth_core.dpsgd import (
     resolve_device,
     training_session,
 )
-from privsynth_core.encoding import TableEncoder
 from privsynth_core.privacy.dpsgd_loop import StepPlan, cpu_state, restore, run_dpsgd
 
 if TYPE_CHECKING:
     from privsynth_core import Accountant
-    from privsynth_core.checkpoint import CheckpointStore
     from privsynth_core.generator import ProgressCallback
+    from privsynth_core.privacy.checkpoint import CheckpointStore
 
     from . import DPPlan, DPWGANParams, Layer
 

@@ -1,6 +1,7 @@
 """The report-section contract: plugins that add a part to the evaluation report.
 
-The evaluation report (``report.html``) is assembled by :mod:`privsynth_core.evaluation` from the
+The evaluation report (``report.html``) is assembled by :mod:`privsynth_core.evaluation.runner`
+from the
 metric results plus any number of sections contributed by plugins through the
 ``register_report_sections`` hook: the built-in plots (distributions, correlation heatmaps) and
 the Evidently data-drift report are two such sections. Core never imports a section by name, so
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import polars as pl
 
-    from .metric import MetricResult
-    from .schema import Schema
+    from ..metric import MetricResult
+    from ..schema import Schema
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,15 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .evaluation import NOT_DP_NOTICE, EvaluationResult, Headline
-from .fileio import atomic_directory
+from ..fileio import atomic_directory
 from .report import ReportContext, SectionOutput
+from .results import NOT_DP_NOTICE, EvaluationResult, Headline
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from .metric import MetricResult
-    from .schema import Schema
+    from ..metric import MetricResult
+    from ..schema import Schema
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;
@@ -215,7 +215,7 @@ def _detail(result: MetricResult, *, open_: bool) -> str:
 def _sections(
     context: ReportContext, directory: Path, errors: dict[str, str]
 ) -> list[tuple[int, str, str, SectionOutput]]:
-    from .registry import report_sections
+    from ..registry import report_sections
 
     rendered = []
     for entry in report_sections().entries():
@@ -236,7 +236,7 @@ def render_page(
     evaluation: EvaluationResult, sections: list[tuple[int, str, str, SectionOutput]]
 ) -> str:
     """The whole report page as one HTML string."""
-    from . import __version__
+    from .._version import __version__
 
     core = [
         (

@@ -16,7 +16,7 @@ A reference point that cannot be computed is left out with a note (it never cost
 evaluation), and a score beyond its real-data ceiling is flagged as a sign that the reference is
 unreliable. Each fidelity headline names where it falls short most (``Headline.worst``: the
 metric's ``details["worst"]`` columns and pairs). The guarantee reported is the ledger's where
-the custodian's records allow (:mod:`privsynth_core.guarantee`).
+the custodian's records allow (:mod:`privsynth_core.privacy.guarantee`).
 
 Everything here reads the real data: the results are **not** covered by the DP guarantee.
 """
@@ -26,26 +26,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from .errors import MetricError, SchemaError
-from .generator import Progress, ProgressCallback
-from .metric import Metric, MetricResult, Verdict
+from ..errors import MetricError, SchemaError
+from ..generator import Progress, ProgressCallback
+from ..metric import Metric, MetricResult, Verdict
+from .results import EvaluationResult, Headline, SkippedMetric
 
 if TYPE_CHECKING:
-    from .schema import Schema
-    from .table import Table
+    from ..schema import Schema
+    from ..table import Table
 
-NOT_DP_NOTICE = (
-    "This report contains statistics of the real data. It is NOT covered by the differential-"
-    "privacy guarantee: keep it with the data custodian. Only the synthetic table and the model "
-    "manifest are for release."
-)
 _GROUP_ORDER = {"fidelity": 0, "utility": 1, "privacy": 2}
 _GENERIC_TEXT: dict[str, dict[str, str]] = {
     "fidelity": {
@@ -66,103 +60,6 @@ _GENERIC_TEXT: dict[str, dict[str, str]] = {
 }
 
 
-@dataclass
-class Headline:
-    """A headline score with its reference points and verdict."""
-
-    metric_id: str
-    name: str
-    group: str
-    value: float
-    direction: str
-    ceiling: float | None = None
-    floor: float | None = None
-    ideal: float | None = None
-    verdict: Verdict = "unknown"
-    verdict_text: str = ""
-    #: Where the score falls short most: e.g. ``"worst pairs: age × income (0.21), ..."``
-    #: (from the metric's ``details["worst"]``).
-    worst: list[str] = field(default_factory=list)
-    #: What to know about the reference points (one that could not be computed, a model that
-    #: failed, a score beyond its ceiling).
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SkippedMetric:
-    """A metric that did not run, and why."""
-
-    metric_id: str
-    reason: str
-
-
-@dataclass
-class EvaluationResult:
-    """Everything :func:`evaluate` found.
-
-    Attributes:
-        results: each metric's result, in registry order.
-        headlines: the headline scores with reference points and verdicts.
-        verdicts: metric id -> (level, sentence) for every result.
-        skipped: metrics that did not run (missing input, not applicable).
-        guarantee: the privacy guarantee to report, when a manifest was given: the ledger's
-            figures where the custodian's record of the model was found, else the manifest's,
-            marked not verified (:func:`privsynth_core.guarantee.verified_guarantee`).
-        inputs: row counts, columns, target, seed.
-        seconds: wall time per metric (references included) and in total.
-        output_dir: where the report was written, if it was.
-        files: files written there, relative to ``output_dir``.
-        section_errors: report sections that failed (their error message).
-    """
-
-    results: list[MetricResult]
-    headlines: list[Headline]
-    verdicts: dict[str, tuple[Verdict, str]]
-    skipped: list[SkippedMetric]
-    guarantee: dict[str, Any] | None
-    inputs: dict[str, Any]
-    seconds: dict[str, float] = field(default_factory=dict)
-    output_dir: Path | None = None
-    files: list[str] = field(default_factory=list)
-    section_errors: dict[str, str] = field(default_factory=dict)
-
-    def result(self, metric_id: str) -> MetricResult | None:
-        """The result of ``metric_id``, if it ran."""
-        return next((r for r in self.results if r.metric_id == metric_id), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (non-finite numbers become ``null``): the content of metrics.json."""
-        from . import __version__
-
-        data = {
-            "privsynth_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "notice": NOT_DP_NOTICE,
-            "inputs": self.inputs,
-            "privacy_guarantee": self.guarantee,
-            "headline": [asdict(h) for h in self.headlines],
-            "metrics": [
-                {**r.model_dump(mode="python"), "verdict": self.verdicts.get(r.metric_id)}
-                for r in self.results
-            ],
-            "skipped": [asdict(s) for s in self.skipped],
-            "seconds": self.seconds,
-            "files": self.files,
-            "section_errors": self.section_errors,
-        }
-        return _json_safe(data)  # type: ignore[no-any-return]
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def type_frame(frame: pl.DataFrame | Table, schema: Schema, label: str) -> pl.DataFrame:
     """``frame``'s schema columns cast to their kinds, values left as they are.
 
@@ -174,7 +71,7 @@ def type_frame(frame: pl.DataFrame | Table, schema: Schema, label: str) -> pl.Da
     Raises:
         SchemaError: columns of the schema are missing.
     """
-    from .validation import cast_column, polars_dtype
+    from ..validation import cast_column, polars_dtype
 
     if not isinstance(frame, pl.DataFrame):
         frame = frame.frame
@@ -198,12 +95,12 @@ def shuffle_columns(frame: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
-    """Read and check a model manifest (see :func:`privsynth_core.guarantee.load_manifest`).
+    """Read and check a model manifest (see :func:`privsynth_core.privacy.guarantee.load_manifest`).
 
     Raises:
         InputFileError, GeneratorError: unreadable, or not a valid model manifest.
     """
-    from .guarantee import load_manifest as load
+    from ..privacy.guarantee import load_manifest as load
 
     return load(path)
 
@@ -218,7 +115,7 @@ def _for_metrics(
 
 
 def _select(metric_ids: list[str] | None) -> tuple[list[type[Metric]], bool]:
-    from .registry import metrics
+    from ..registry import metrics
 
     registry = metrics()
     if metric_ids is None:
@@ -281,7 +178,7 @@ def evaluate(
         target: the column the utility metrics predict.
         manifest: the model manifest; the guarantee reported is the ledger's where the
             custodian's record of the model is found, else the manifest's, marked as not
-            verified (:func:`privsynth_core.guarantee.verified_guarantee`).
+            verified (:func:`privsynth_core.privacy.guarantee.verified_guarantee`).
         seed: seed of every sample and model.
         references: compute the ceiling and floor of headline scores.
         output_dir: write ``metrics.json``, ``report.html`` and plots there, atomically.
@@ -305,7 +202,7 @@ def evaluate(
     real_f = type_frame(real, schema, "real")
     syn_f = type_frame(synthetic, schema, "synthetic")
     hold_f = type_frame(holdout, schema, "holdout") if holdout is not None else None
-    from .guarantee import verified_guarantee
+    from ..privacy.guarantee import verified_guarantee
 
     guarantee = verified_guarantee(manifest, record)
     # Metrics read the guarantee to report (the ledger's, where known), not the file's.
@@ -395,7 +292,7 @@ def evaluate(
         )
         evaluation.seconds["total"] = time.perf_counter() - started
         # Rewrite metrics.json so it carries the final timings too (still atomic).
-        from .fileio import atomic_write_text
+        from ..fileio import atomic_write_text
 
         atomic_write_text(
             Path(output_dir) / "metrics.json",

@@ -25,7 +25,7 @@ One audit, step by step (:func:`run_trial` for each training run, :func:`summari
    (numbers scaled to [-1, 1], one-hot categories). A generator that memorises a canary puts a
    synthetic row on top of it.
 5. **Bound**: one-run auditing (Steinke, Nasr & Jagielski 2023; see
-   :mod:`privsynth_core.audit_bounds`), pooled over all runs: guess "member" for the
+   :mod:`privsynth_core.privacy.audit_bounds`), pooled over all runs: guess "member" for the
    ``guess_fraction / 2`` highest scores, "non-member" for as many lowest, abstain on the rest,
    and turn the number of right guesses into a lower bound on epsilon at 95% confidence. It is
    chosen over repeated runs with Clopper-Pearson because it is valid with a single training
@@ -51,6 +51,12 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..encoding import FloatArray, TableEncoder
+from ..errors import ConfigError
+from ..fileio import atomic_directory
+from ..schema import Schema
+from ..service import create_generator, fit_generator
+from ..table import Table
 from .audit_bounds import (
     one_run_ceiling,
     one_run_epsilon_lb,
@@ -58,14 +64,8 @@ from .audit_bounds import (
     roc_curve,
     select_guesses,
 )
-from .encoding import FloatArray, TableEncoder
-from .errors import ConfigError
-from .fileio import atomic_directory
 from .ledger import PrivacyLedger
-from .privacy.release import total
-from .schema import Schema
-from .service import create_generator, fit_generator
-from .table import Table
+from .release import total
 
 AUDIT_FILE = "audit.json"
 ROC_FILE = "roc.png"
@@ -196,7 +196,7 @@ def check_config(config: AuditConfig) -> None:
         UnknownPluginError: no such generator.
         ConfigError: a non-DP generator (there is no claim to check), or invalid parameters.
     """
-    from .registry import generators
+    from ..registry import generators
 
     cls = generators().get(config.generator)
     if not cls.is_dp:

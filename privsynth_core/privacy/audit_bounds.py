@@ -1,6 +1,6 @@
 """The statistics of the privacy audit: from membership guesses to a lower bound on epsilon.
 
-Two bounds live here; :mod:`privsynth_core.audit` reports the first and shows the second for
+Two bounds live here; :mod:`privsynth_core.privacy.audit` reports the first and shows the second for
 comparison.
 
 **One-run auditing** (Steinke, Nasr & Jagielski, "Privacy Auditing with One (1) Training Run",

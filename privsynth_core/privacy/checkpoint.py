@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fileio import atomic_directory, atomic_write_text
+from ..fileio import atomic_directory, atomic_write_text
 
 if TYPE_CHECKING:
     from .accountant import Accountant
@@ -93,7 +93,7 @@ class CheckpointStore:
         if not path.is_file():
             return None
         record = json.loads(path.read_text(encoding="utf-8"))
-        from .errors import BudgetError
+        from ..errors import BudgetError
 
         try:
             entry = ledger.entry(int(record["entry_id"]))

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import BudgetExceededError
-from ..ledger import PrivacyBudget
-from ..ledger_types import shortfall
 from .coupling import replayed
+from .ledger import PrivacyBudget
+from .ledger_types import shortfall
 from .noise import discrete_laplace
 
 if TYPE_CHECKING:
-    from ..ledger import LedgerEntry, PrivacyLedger
+    from .ledger import LedgerEntry, PrivacyLedger
 
 COUNT_MECHANISM = "noisy row count"
 #: The row count's share of a source's total epsilon (a stated, small share).

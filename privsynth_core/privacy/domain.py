@@ -48,22 +48,25 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from .errors import BudgetExceededError, DomainError, SchemaError
+from ..errors import BudgetExceededError, DomainError, SchemaError
+from ..schema import Column, ColumnKind, Schema
+from ..table import Table, fingerprint_frame, read_frame
+from ..validation import cast_column
+from .coupling import replayed
+from .histograms import (
+    QUANTILE_GRID,
+    category_counts,
+    magnitude_counts,
+    magnitude_edges,
+    numeric_values,
+)
 from .ledger import PrivacyBudget, PrivacyLedger, budget_key
-from .privacy.coupling import replayed
-from .privacy.histograms import category_counts, magnitude_counts, magnitude_edges, numeric_values
-from .privacy.noise import discrete_laplace, private_quantile
-from .privacy.release import SpentPart
-from .schema import Column, ColumnKind, Schema
-from .table import Table, fingerprint_frame, read_frame
-from .validation import cast_column
+from .noise import discrete_laplace, private_quantile
+from .release import SpentPart
 
 DEFAULT_QUANTILES = (0.01, 0.99)
 #: OpenDP's scores are usize: counts past ``_USIZE_MAX // denominator`` are capped, as there.
 _USIZE_MAX = 2**64 - 1
-#: Candidates of each DP quantile: evenly spaced over the coarse range, both ends included, so a
-#: bound is within 1/2048 of the range's width of where Smith's continuous mechanism would put it.
-QUANTILE_GRID = 2049
 
 
 def dp_coarse_range(values: np.ndarray, *, epsilon: float) -> tuple[float, float]:
@@ -155,7 +158,7 @@ def quantile_from_counts(
         ConfigError: ``epsilon`` not finite and > 0, or candidates not strictly increasing.
         DomainError: ``counts`` is not of ``2 m - 1`` entries for ``m`` candidates.
     """
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if not (epsilon > 0 and math.isfinite(epsilon)):
         raise ConfigError(f"epsilon must be a finite number > 0, got {epsilon}")
@@ -177,7 +180,7 @@ def quantile_selection(
     smallest scale for which (OpenDP's score transformation, then it) is ``epsilon``-DP."""
     import opendp.prelude as dp
 
-    from .privacy.noise import _widened
+    from .noise import _widened
 
     dp.enable_features("contrib")
     grid = np.asarray(candidates, dtype=np.float64).ravel()
@@ -449,8 +452,8 @@ def learn_domain_from_partitions(
         InputFileError, SchemaError: a partition cannot be read or lacks a column, or the
             partitions changed since ``extract`` was read or between the two passes.
     """
-    from .errors import InputFileError
-    from .partitions import CountPlan, count_partitions
+    from ..errors import InputFileError
+    from ..partitions import CountPlan, count_partitions
 
     run_id = run_id or uuid.uuid4().hex
     needing, eps_each, delta_each = _domain_plan(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ConfigError, GeneratorError
+from ..errors import ConfigError, GeneratorError
 
 if TYPE_CHECKING:
     import polars as pl

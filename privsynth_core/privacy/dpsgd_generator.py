@@ -15,6 +15,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 from ..generator import Generator
+from .calibration import noise_for
 
 if TYPE_CHECKING:
     from ..generator import GeneratorParams
@@ -67,7 +68,9 @@ class DPSGDGenerator(Generator):
             )
         assert epsilon is not None
         return float(
-            acc.noise_for(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate, steps=steps)
+            noise_for(
+                acc, target_epsilon=epsilon, delta=delta, sample_rate=sample_rate, steps=steps
+            )
         )
 
 

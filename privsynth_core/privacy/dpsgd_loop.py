@@ -3,10 +3,10 @@
 One copy of the rules (DESIGN §4.2, §4.5), so no plugin can get them wrong:
 
 - every critic step draws a **Poisson** batch over the whole table at the plan's public rate
-  ``q`` (:class:`~privsynth_core.dpsgd.PoissonSampler`, seeded from the OS) and is one step of
-  the subsampled Gaussian mechanism, recorded in the accountant;
+  ``q`` (:class:`~privsynth_core.privacy.dpsgd.PoissonSampler`, seeded from the OS) and is one
+  step of the subsampled Gaussian mechanism, recorded in the accountant;
 - training **stops before** a step would take the accountant's epsilon past the target;
-- with a checkpoint store (:mod:`privsynth_core.checkpoint`) the steps are logged (fsynced)
+- with a checkpoint store (:mod:`privsynth_core.privacy.checkpoint`) the steps are logged (fsynced)
   *before* they are taken, checkpoints hold the networks, optimisers and the accountant, and a
   resumed fit continues from the last checkpoint with an accountant that counts **every step
   ever taken** (steps of the killed attempt after its last checkpoint included): the next step
@@ -32,10 +32,10 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from ..accountant import Accountant
-    from ..checkpoint import CheckpointStore
-    from ..dpsgd import BatchSource
     from ..generator import ProgressCallback
+    from .accountant import Accountant
+    from .checkpoint import CheckpointStore
+    from .dpsgd import BatchSource
 
 TRAINER_FILE = "trainer.pt"
 
@@ -197,8 +197,8 @@ def run_dpsgd(
         extra_state: the plugin's JSON state to save with every checkpoint.
         checkpoint_every: steps between checkpoints (default: one epoch).
     """
-    from ..dpsgd import PoissonSampler
     from ..generator import Progress
+    from .dpsgd import PoissonSampler
 
     sigma, q = plan.noise_multiplier, plan.sample_rate
     done = 0

@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import InputFileError, PrivsynthError
+from ..errors import InputFileError, PrivsynthError
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
@@ -47,8 +47,8 @@ def load_model_evidence(path: str | Path) -> tuple[dict[str, Any], dict[str, Any
         InputFileError: a run directory's custodian manifest is not readable.
         GeneratorError: as :func:`load_manifest`.
     """
-    from .model_manifest import read_manifest
-    from .privacy.release import CUSTODIAN_DIR, RELEASE_DIR
+    from ..model_manifest import read_manifest
+    from .release import CUSTODIAN_DIR, RELEASE_DIR
 
     path = Path(path)
     record: dict[str, Any] | None = None
@@ -72,7 +72,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _store_record(manifest: dict[str, Any]) -> dict[str, Any] | None:
     """The model store's custodian record (``fit.json``) of the model with this manifest's
     random ``model_id``, if this installation trained it."""
-    from .pipeline import FIT_RECORD, MODEL_SUBDIR, cache_dir
+    from ..store import FIT_RECORD, MODEL_SUBDIR, cache_dir
 
     model_id = manifest.get("model_id")
     if not isinstance(model_id, str) or not model_id:
@@ -147,7 +147,7 @@ def verified_guarantee(
     sha = (record.get("outputs") or {}).get("model_manifest_sha256")
     where = record.get("_model_manifest")
     if sha and where and Path(where).is_file():
-        from .pipeline import file_sha256
+        from ..fileio import file_sha256
 
         if file_sha256(where) != sha:
             problems.append("the release's model manifest is not the one the run wrote")
@@ -161,7 +161,7 @@ def verified_guarantee(
 
 def _ledger_figures(record: dict[str, Any]) -> tuple[float, float, list[int]]:
     """The ledger's (epsilon, delta) total over the entries a custodian record lists."""
-    from .errors import BudgetError
+    from ..errors import BudgetError
     from .ledger import PrivacyLedger
 
     ids = [p.get("ledger_entry") for p in record.get("spent") or []]

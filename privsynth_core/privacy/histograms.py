@@ -13,7 +13,7 @@ Every count-based release in privsynth has two halves:
    both.
 
 This module is the first half: the DP domain's magnitude histogram, category counts and the
-quantiles' grid counts (:mod:`privsynth_core.domain` releases them) and the ``independent``
+quantiles' grid counts (:mod:`privsynth_core.privacy.domain` releases them) and the ``independent``
 generator's per-column histograms (:func:`column_histogram`, the bins and null bin that plugin
 noises). Sensitivity under add/remove-one: each record adds exactly one count to each histogram
 (its bin, or the null bin), so each vector here moves by at most 1 in L1 (and L2) norm; the
@@ -35,6 +35,10 @@ IntArray = npt.NDArray[np.int64]
 
 #: L1 sensitivity of every count vector here under add/remove-one (one record, one count).
 SENSITIVITY = 1
+
+#: Candidates of each DP quantile: evenly spaced over the coarse range, both ends included, so a
+#: bound is within 1/2048 of the range's width of where Smith's continuous mechanism would put it.
+QUANTILE_GRID = 2049
 
 _MAX_EXPONENT = 62  # bins up to ±2^63 cover every int64 and every sane float
 _MIN_EXPONENT = -20

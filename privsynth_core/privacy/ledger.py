@@ -32,7 +32,8 @@ loss unbounded: :attr:`DatasetBudget.unbounded` stays True until a custodian ack
 (:meth:`PrivacyLedger.acknowledge_non_dp`).
 
 **Integrity.** Every change also appends, in the same transaction, an event to a hash-chained,
-append-only log (:mod:`~privsynth_core.ledger_log`); :meth:`PrivacyLedger.verify` replays it and
+append-only log (:mod:`~privsynth_core.privacy.ledger_log`); :meth:`PrivacyLedger.verify` replays
+it and
 reports a broken chain, a table that disagrees with it, or a tail cut off (seen against the marker
 file next to the database). A ledger is verified when a process first opens it for writing, and
 each append checks the link it extends. :meth:`PrivacyLedger.export` writes the log as a backup;
@@ -40,7 +41,8 @@ each append checks the link it extends. :meth:`PrivacyLedger.export` writes the 
 
 **Never silently anew.** A ledger that is missing, emptied or stripped of its tables where one
 existed (its marker is there, or its folder holds privsynth state) is refused with
-:class:`~privsynth_core.errors.LedgerMissingError` (:mod:`~privsynth_core.ledger_store`): restore a
+:class:`~privsynth_core.errors.LedgerMissingError` (:mod:`~privsynth_core.privacy.ledger_store`):
+restore a
 backup, or start a new ledger on purpose with :meth:`PrivacyLedger.start_new`, which says so in
 the new ledger's first event.
 """
@@ -55,14 +57,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import ledger_log as log
-from .errors import (
+from ..errors import (
     BudgetError,
     BudgetExceededError,
     BudgetNotSetError,
     ConfigError,
     LedgerMissingError,
 )
+from . import ledger_log as log
 from .ledger_backup import read_backup, restore, start_new, write_backup
 from .ledger_store import LedgerStore, now
 from .ledger_types import (

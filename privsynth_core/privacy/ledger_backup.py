@@ -13,9 +13,9 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import BudgetError, InputFileError, LedgerAccessError, LedgerIntegrityError
+from ..fileio import atomic_write_text
 from . import ledger_log as log
-from .errors import BudgetError, InputFileError, LedgerAccessError, LedgerIntegrityError
-from .fileio import atomic_write_text
 from .ledger_log import Event
 from .ledger_store import create_database, forget_verified, now, present
 

@@ -10,7 +10,7 @@ itself, a cut-off tail, is caught by the **marker** next to the database
 seen committed. The marker is written after each commit, under SQLite's write lock, so it may lag
 the database after a crash but is never ahead of it.
 
-Backups are the events alone (:mod:`~privsynth_core.ledger_backup`); the tables are rebuilt
+Backups are the events alone (:mod:`~privsynth_core.privacy.ledger_backup`); the tables are rebuilt
 from them.
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LedgerAccessError, LedgerIntegrityError
-from .fileio import atomic_write_text
+from ..errors import LedgerAccessError, LedgerIntegrityError
+from ..fileio import atomic_write_text
 
 GENESIS_HASH = "0" * 64
 MARKER_FORMAT = "privsynth-ledger-marker"

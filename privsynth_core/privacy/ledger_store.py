@@ -2,7 +2,8 @@
 
 A ledger path is *missing* when the file does not exist, is empty, or holds no privsynth tables.
 A missing ledger is created only where no ledger can have been before: no marker next to it
-(:mod:`~privsynth_core.ledger_log`) and no privsynth state (``cache/``, ``models/``, ``runs/``,
+(:mod:`~privsynth_core.privacy.ledger_log`) and no privsynth state (``cache/``, ``models/``,
+``runs/``,
 ``workspaces/`` with something in them) in its folder. Anywhere else it is refused with
 :class:`~privsynth_core.errors.LedgerMissingError`, because a ledger that started over would let
 every dataset spend its whole budget again. Starting over on purpose (:func:`start_new`) and
@@ -24,14 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import ledger_log as log
-from .errors import (
+from ..errors import (
     BudgetError,
     LedgerAccessError,
     LedgerCorruptError,
     LedgerIntegrityError,
     LedgerMissingError,
 )
+from . import ledger_log as log
 
 STATE_DIRS = ("cache", "models", "runs", "workspaces")
 HOME_HINT = "set PRIVSYNTH_HOME to a writable folder"

@@ -1,6 +1,6 @@
 """The privacy ledger's values: amounts, entries, a key's status, and budget keys.
 
-See :mod:`privsynth_core.ledger` for the bookkeeping they take part in.
+See :mod:`privsynth_core.privacy.ledger` for the bookkeeping they take part in.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SOURCE_PREFIX = "source:"  # fingerprints are hex, so a source key can never equal one
 _SOURCE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")

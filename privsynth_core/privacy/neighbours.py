@@ -209,7 +209,7 @@ def with_neighbour(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:
 @contextmanager
 def scratch_home(path: Path) -> Iterator[Path]:
     """Point ``$PRIVSYNTH_HOME`` at ``path`` (a throwaway ledger and store) inside the block."""
-    from ..ledger import HOME_ENV
+    from .ledger import HOME_ENV
 
     before = os.environ.get(HOME_ENV)
     os.environ[HOME_ENV] = str(path)
@@ -287,10 +287,10 @@ def check_run_release(run_dir: str | Path, work: str | Path) -> ReleaseCheck:
     Raises:
         InputFileError: ``run_dir`` is not a published run, or its input is gone.
     """
-    from ..config import run_config_from_dict
-    from ..ledger import PrivacyLedger, budget_key
-    from ..runs import custodian_manifest, run_pipeline
+    from ..runs.config import run_config_from_dict
+    from ..runs.rundir import custodian_manifest, run_pipeline
     from ..table import fingerprint_frame, read_frame
+    from .ledger import PrivacyLedger, budget_key
     from .release import RELEASE_DIR
 
     run_dir, work = Path(run_dir), Path(work)

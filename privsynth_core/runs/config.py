@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError, PrivsynthError
+from ..errors import ConfigError, PrivsynthError
 
 if TYPE_CHECKING:
-    from .registry import GeneratorChoice
+    from ..registry import GeneratorChoice
 
 DomainMode = Literal["public", "dp"]
 _CONFIRM_PUBLIC_REMOVED = (
@@ -54,7 +54,7 @@ def _plugin_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | 
     Looked up through the registry, so a third-party generator's parameters are checked exactly
     like a built-in's.
     """
-    from .registry import generators, metrics
+    from ..registry import generators, metrics
 
     problems: list[str] = []
     normalised = None
@@ -92,7 +92,7 @@ def _plugin_problems(data: dict[str, Any]) -> tuple[list[str], dict[str, Any] | 
             )
     accountant = data.get("accountant", "rdp")
     if isinstance(accountant, str) and (generator_cls is None or generator_cls.is_dp):
-        from .registry import settling_accountant
+        from ..registry import settling_accountant
 
         try:
             settling_accountant(accountant)
@@ -134,8 +134,8 @@ def chosen_generator(data: dict[str, Any]) -> GeneratorChoice | None:
     file, which is public, and the run's target; ``delta: 0`` keeps it to pure-epsilon
     generators). None when there is no readable schema file to choose from (the missing
     generator is then reported as such)."""
-    from .registry import choose_generator, generators
-    from .schema import Schema
+    from ..registry import choose_generator, generators
+    from ..schema import Schema
 
     path = data.get("schema_path")
     if not isinstance(path, (str, Path)) or not str(path):

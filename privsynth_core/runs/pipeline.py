@@ -4,7 +4,7 @@
 reads its inputs from files and writes its output to a file or folder (atomically), and returns
 only small values: paths, fingerprints, plain records. That is what lets the Prefect flows
 (:mod:`privsynth_flows`) cache, retry and distribute the steps, and what lets
-:func:`privsynth_core.runs.run_pipeline` run the same steps with no orchestrator at all.
+:func:`privsynth_core.runs.rundir.run_pipeline` run the same steps with no orchestrator at all.
 
 Privacy: ``domain`` (in DP mode) and ``fit`` (with the released row count n̂) are the only steps
 that spend budget, both through the ledger; ``sample`` is post-processing; ``evaluate`` and
@@ -29,17 +29,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, MetricError, SchemaError
-from .fileio import atomic_directory, atomic_write, atomic_write_text, remove_stale_siblings
-from .ledger import PrivacyLedger, privsynth_home
-from .privacy.release import SpentPart
+from ..errors import ConfigError, MetricError, SchemaError
+from ..fileio import (
+    atomic_directory,
+    atomic_write,
+    atomic_write_text,
+    file_sha256,
+    remove_stale_siblings,
+)
+from ..privacy.ledger import PrivacyLedger
+from ..privacy.release import SpentPart
+from ..store import FIT_RECORD, MODEL_SUBDIR, cache_dir
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
+    from ..evaluation.results import EvaluationResult
+    from ..generator import Generator, ProgressCallback
     from .config import RunConfig
-    from .evaluation import EvaluationResult
-    from .generator import Generator, ProgressCallback
 
 SCHEMA_FILE = "schema.yaml"
 DOMAIN_RECORD = "domain.json"
@@ -67,20 +74,6 @@ class InputInfo:
     sha256: str
     rows: int
     columns: tuple[str, ...]
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def cache_dir() -> Path:
-    """Where cached domains and models live (``$PRIVSYNTH_HOME/cache``)."""
-    return privsynth_home() / "cache"
 
 
 def domain_key(config: RunConfig, fingerprint: str) -> str:
@@ -126,11 +119,11 @@ def load_input(config: RunConfig, *, executor: Executor | None = None) -> InputI
             partitions' columns disagree.
         SchemaError: a partition lacks columns of the schema.
     """
-    from .partitions import count_partitions, is_partitioned
-    from .table import fingerprint_frame, read_frame
+    from ..partitions import count_partitions, is_partitioned
+    from ..table import fingerprint_frame, read_frame
 
     if is_partitioned(config.input):
-        from .schema import Schema
+        from ..schema import Schema
 
         counts = count_partitions(config.input, Schema.load(config.schema_path), executor=executor)
         return InputInfo(
@@ -169,10 +162,10 @@ def validate_input(
     Raises:
         SchemaError: columns of the schema are missing from the data.
     """
-    from .partitions import count_partitions, is_partitioned
-    from .schema import Schema
-    from .table import read_frame
-    from .validation import conform_report, validate
+    from ..partitions import count_partitions, is_partitioned
+    from ..schema import Schema
+    from ..table import read_frame
+    from ..validation import conform_report, validate
 
     schema = Schema.load(config.schema_path)
     if is_partitioned(config.input):
@@ -205,12 +198,12 @@ def validate_input(
 
 def check_holdout(config: RunConfig, fingerprint: str) -> None:
     """Refuse a holdout that is the training table itself (its attacks would mean nothing)."""
-    from .partitions import is_partitioned
+    from ..partitions import is_partitioned
 
     # A partitioned input's fingerprint is of another kind (a multiset hash): not comparable.
     if config.holdout is None or is_partitioned(config.input):
         return
-    from .table import fingerprint_frame, read_frame
+    from ..table import fingerprint_frame, read_frame
 
     if fingerprint_frame(read_frame(config.holdout)) == fingerprint:
         raise MetricError(
@@ -247,9 +240,9 @@ def resolve_domain(
     Raises:
         DomainError, SchemaError, BudgetNotSetError, BudgetExceededError.
     """
-    from .domain import prepare_table
-    from .partitions import is_partitioned
-    from .store import exclusive_lock
+    from ..partitions import is_partitioned
+    from ..privacy.domain import prepare_table
+    from ..store import exclusive_lock
 
     refuse_partitioned_fit(config)
     destination = Path(destination)
@@ -299,13 +292,13 @@ def _partitioned_domain(
 ) -> dict[str, Any]:
     """A partitioned input's domain: declared (no row read: the partitions were checked by
     load and validate), or learned with DP from counts summed over the partitions
-    (:func:`privsynth_core.domain.learn_domain_from_partitions`), charged as on one machine.
+    (:func:`privsynth_core.privacy.domain.learn_domain_from_partitions`), charged as on one machine.
     Returns the domain record, with the schema under ``"schema"``."""
-    from .domain import checked_schema, learn_domain_from_partitions
-    from .errors import DomainError
-    from .ledger import budget_key
-    from .partitions import count_partitions
-    from .privacy.coupling import replayed
+    from ..errors import DomainError
+    from ..partitions import count_partitions
+    from ..privacy.coupling import replayed
+    from ..privacy.domain import checked_schema, learn_domain_from_partitions
+    from ..privacy.ledger import budget_key
 
     schema = checked_schema(config.schema_path, config.domain)
     if config.domain != "dp":
@@ -372,9 +365,9 @@ def refuse_partitioned_fit(config: RunConfig) -> None:
         ConfigError: ``config.input`` is partitioned and the generator cannot fit from
             partitions.
     """
-    from .generator import partitioned_refusal
-    from .partitions import is_partitioned
-    from .registry import generators
+    from ..generator import partitioned_refusal
+    from ..partitions import is_partitioned
+    from ..registry import generators
 
     if not is_partitioned(config.input):
         return
@@ -385,10 +378,6 @@ def refuse_partitioned_fit(config: RunConfig) -> None:
 
 
 # -- fit and sample ---------------------------------------------------------------------------
-
-
-MODEL_SUBDIR = "model"
-FIT_RECORD = "fit.json"
 
 
 def model_store_entry(config: RunConfig, fingerprint: str, schema_path: str | Path) -> Path:
@@ -433,12 +422,12 @@ def fit_model(
         UnfinishedFitError, ConfigError, DomainError, BudgetNotSetError, BudgetExceededError,
         GeneratorError.
     """
-    from .checkpoint import CheckpointStore
-    from .partitions import PartitionedTable, is_partitioned
-    from .schema import Schema
-    from .service import create_generator, fit_generator
-    from .store import CHECKPOINTS_PARAM, FIT_KEY_PARAM, check_unfinished, exclusive_lock
-    from .table import Table
+    from ..partitions import PartitionedTable, is_partitioned
+    from ..privacy.checkpoint import CheckpointStore
+    from ..schema import Schema
+    from ..service import create_generator, fit_generator
+    from ..store import CHECKPOINTS_PARAM, FIT_KEY_PARAM, check_unfinished, exclusive_lock
+    from ..table import Table
 
     refuse_partitioned_fit(config)
     if is_partitioned(config.input):
@@ -516,7 +505,7 @@ def sample_synthetic(
     ``rows`` defaults to the released row count n̂ the model was fitted with (never the exact
     size of the private table).
     """
-    from .generator import Generator
+    from ..generator import Generator
 
     generator = Generator.load(model_dir)
     count = rows or default_rows(generator)
@@ -530,8 +519,8 @@ def default_rows(generator: Generator) -> int:
     Raises:
         ConfigError: the model has no released count (a non-DP model): give the rows.
     """
-    from .errors import ConfigError
-    from .privacy.count import default_sample_rows
+    from ..errors import ConfigError
+    from ..privacy.count import default_sample_rows
 
     summary = generator.fit_summary
     if summary is None or not summary.noisy_rows:
@@ -548,7 +537,7 @@ def default_rows(generator: Generator) -> int:
 def metric_plan(config: RunConfig) -> list[tuple[str, bool]]:
     """The metrics to compute as ``(metric id, required)``: the configured ones (required),
     or every registered metric (skipped when its inputs are missing)."""
-    from .registry import metrics
+    from ..registry import metrics
 
     if config.metrics is not None:
         return [(metric_id, True) for metric_id in config.metrics]
@@ -561,8 +550,8 @@ def _evaluation_inputs(
     synthetic_path: str | Path,
     executor: Executor | None = None,
 ) -> dict[str, Any]:
-    from .schema import Schema
-    from .table import read_frame
+    from ..schema import Schema
+    from ..table import read_frame
 
     real, sample = real_rows(config, executor=executor)
     return {
@@ -584,14 +573,14 @@ def real_rows(
     :data:`~privsynth_core.partitions.DEFAULT_EVAL_SAMPLE_ROWS`) drawn on ``executor``, seeded
     by the run's seed (the evaluation is custodian-only and not DP), and the report says so.
     """
-    from .partitions import (
+    from ..partitions import (
         DEFAULT_EVAL_SAMPLE_ROWS,
         discover_partitions,
         is_partitioned,
         partition_rows,
         sample_partitions,
     )
-    from .table import read_frame
+    from ..table import read_frame
 
     if not is_partitioned(config.input):
         return read_frame(config.input), None
@@ -613,7 +602,7 @@ def real_rows(
 def _header(path: str) -> list[str]:
     import polars as pl
 
-    from .table import read_frame
+    from ..table import read_frame
 
     if path.lower().endswith((".parquet", ".pq")):
         return list(pl.scan_parquet(path).collect_schema().names())
@@ -638,7 +627,8 @@ def evaluate_metric(
     Raises:
         MetricError: a required metric cannot run.
     """
-    from .evaluation import EvaluationResult, SkippedMetric, evaluate, load_manifest
+    from ..evaluation.results import EvaluationResult, SkippedMetric
+    from ..evaluation.runner import evaluate, load_manifest
 
     inputs = _evaluation_inputs(config, schema_path, synthetic_path, executor)
     inputs.pop("real_sample")
@@ -658,7 +648,7 @@ def evaluate_metric(
 
 def merge_evaluations(parts: list[EvaluationResult]) -> EvaluationResult:
     """One evaluation from per-metric ones (results in the order of ``parts``)."""
-    from .evaluation import EvaluationResult
+    from ..evaluation.results import EvaluationResult
 
     merged = EvaluationResult([], [], {}, [], None, {})
     for part in parts:
@@ -687,8 +677,8 @@ def write_report(
     For a partitioned input the report states the sample the metrics read
     (``inputs.real_sample``: its size, of how many rows in how many partitions).
     """
-    from .evaluation import load_manifest, type_frame
-    from .report_html import write_report as write_html
+    from ..evaluation.report_html import write_report as write_html
+    from ..evaluation.runner import load_manifest, type_frame
 
     evaluation = merge_evaluations(parts)
     inputs = _evaluation_inputs(config, schema_path, synthetic_path, executor)

@@ -40,8 +40,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, InputFileError
-from .fileio import atomic_directory, atomic_write_text, remove_stale_siblings
+from ..errors import ConfigError, InputFileError
+from ..fileio import atomic_directory, atomic_write_text, remove_stale_siblings
+from ..privacy.release import CUSTODIAN_DIR, RELEASE_DIR, RELEASE_MANIFEST
 from .pipeline import (
     SYNTHETIC_FILE,
     InputInfo,
@@ -49,7 +50,6 @@ from .pipeline import (
     file_sha256,
     headline_rows,
 )
-from .privacy.release import CUSTODIAN_DIR, RELEASE_DIR, RELEASE_MANIFEST
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -91,8 +91,8 @@ def claim_run_dir(run_dir: str | Path) -> Iterator[None]:
     the block ends or the process dies; so a work area found while holding it has no live
     owner.
     """
-    from .ledger import PrivacyLedger
-    from .store import exclusive_lock
+    from ..privacy.ledger import PrivacyLedger
+    from ..store import exclusive_lock
 
     # The ledger before the lock file: in a fresh home it is created (with its marker) before
     # any other state, so a first run under $PRIVSYNTH_HOME/runs never looks like a lost ledger.
@@ -104,9 +104,9 @@ def claim_run_dir(run_dir: str | Path) -> Iterator[None]:
 def _interrupted_reservation(work: Path) -> str | None:
     """Why an interrupted run's work area must be kept: its training reservation is still open
     and its checkpoints can resume it (None when it can be discarded)."""
-    from .errors import BudgetError
-    from .ledger import PrivacyLedger
-    from .store import describe_reservations, resumable_entry
+    from ..errors import BudgetError
+    from ..privacy.ledger import PrivacyLedger
+    from ..store import describe_reservations, resumable_entry
 
     entry_id = resumable_entry(work / CHECKPOINTS_DIR)
     if entry_id is None:
@@ -132,8 +132,8 @@ def begin_run(config: RunConfig, *, resume: bool = False) -> tuple[str, Path]:
         ConfigError: ``resume`` was asked for a different configuration.
         UnfinishedFitError: an interrupted run's training can still be resumed.
     """
+    from ..store import UnfinishedFitError
     from .pipeline import new_run_id
-    from .store import UnfinishedFitError
 
     remove_stale_siblings(config.output_dir)
     work = work_dir_for(config.output_dir)
@@ -265,7 +265,7 @@ def build_release_manifest(
     Every field is public (the settings, versions), random (the id), or the output of a charged
     mechanism; the totals are the model's (domain + row count + training).
     """
-    from .privacy.release import RELEASE_KIND, release_date
+    from ..privacy.release import RELEASE_KIND, release_date
 
     model = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
     private = bool(model.get("differentially_private"))

@@ -20,14 +20,14 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BudgetExceededError, ConfigError
-from .fileio import atomic_write, atomic_write_text
-from .ledger import PrivacyBudget, PrivacyLedger
+from ..errors import BudgetExceededError, ConfigError
+from ..fileio import atomic_write, atomic_write_text
+from ..privacy.ledger import PrivacyBudget, PrivacyLedger
 
 if TYPE_CHECKING:
+    from ..privacy.ledger import LedgerEntry
     from .config import RunConfig
-    from .ledger import LedgerEntry
-    from .runs import RunResult
+    from .rundir import RunResult
 
 SUMMARY_FILE = "summary.csv"
 PLOT_FILE = "privacy_utility.png"
@@ -107,9 +107,9 @@ def check_grid_budget(
         BudgetNotSetError: the dataset has no budget.
         BudgetExceededError: the grid would overspend; nothing has been run or charged.
     """
-    from .ledger import budget_key
-    from .privacy.count import count_epsilon, released_row_count
-    from .store import FIT_KEY_PARAM
+    from ..privacy.count import count_epsilon, released_row_count
+    from ..privacy.ledger import budget_key
+    from ..store import FIT_KEY_PARAM
 
     ledger = ledger or PrivacyLedger()
     key = cells[0].budget_key or budget_key(cells[0].source, fingerprint)
@@ -146,9 +146,9 @@ def cell_reservations(
     ledger: PrivacyLedger | None = None,
 ) -> list[LedgerEntry]:
     """The open training reservations of a cell's fit (left by an attempt that died)."""
-    from .ledger import budget_key
+    from ..privacy.ledger import budget_key
+    from ..store import open_fit_reservations
     from .pipeline import fit_key
-    from .store import open_fit_reservations
 
     key = cell.budget_key or budget_key(cell.source, fingerprint)
     return open_fit_reservations(

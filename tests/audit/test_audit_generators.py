@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.audit import AuditConfig, run_audit
 from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
 from privsynth_core.plugins import load_plugins, pm
+from privsynth_core.privacy.audit import AuditConfig, run_audit
 from privsynth_core.registry import reset_registries
 
 sys.path.insert(0, str(Path(__file__).parent))

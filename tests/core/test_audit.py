@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 from scipy.stats import beta, binom
 
-from privsynth_core.audit import (
+from privsynth_core.datasets import adult_schema
+from privsynth_core.encoding import TableEncoder
+from privsynth_core.privacy.audit import (
     AuditConfig,
     TrialResult,
     make_canaries,
     nearest_distances,
     summarise,
 )
-from privsynth_core.audit_bounds import (
+from privsynth_core.privacy.audit_bounds import (
     clopper_pearson,
     one_run_ceiling,
     one_run_epsilon_lb,
@@ -24,8 +26,6 @@ from privsynth_core.audit_bounds import (
     roc_curve,
     select_guesses,
 )
-from privsynth_core.datasets import adult_schema
-from privsynth_core.encoding import TableEncoder
 
 
 @pytest.mark.parametrize("r", [5, 10, 20, 100, 1000])

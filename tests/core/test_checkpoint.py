@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from privsynth_core import FitSummary, Generator, PrivacyBudget, PrivacyLedger, Table
-from privsynth_core.checkpoint import CheckpointStore
 from privsynth_core.errors import AccountingError
-from privsynth_core.ledger import LedgerEntry
+from privsynth_core.privacy.checkpoint import CheckpointStore
+from privsynth_core.privacy.ledger import LedgerEntry
 from privsynth_core.registry import accountants
 
 

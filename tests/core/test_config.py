@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from privsynth_core.config import (
+from privsynth_core.datasets import ADULT_SCHEMA_PATH
+from privsynth_core.errors import ConfigError
+from privsynth_core.runs.config import (
     RunConfig,
     load_run_config,
     load_sweep_config,
     run_config_from_dict,
 )
-from privsynth_core.datasets import ADULT_SCHEMA_PATH
-from privsynth_core.errors import ConfigError
 
 
 def _base(tmp_path: Path, **extra: object) -> dict[str, object]:

@@ -12,7 +12,8 @@ from scipy.stats import binomtest
 
 from privsynth_core import BudgetExceededError, ColumnKind, DomainError, PrivacyLedger
 from privsynth_core.datasets import adult_schema
-from privsynth_core.domain import (
+from privsynth_core.inference import infer_schema, skeleton
+from privsynth_core.privacy.domain import (
     QUANTILE_GRID,
     category_threshold,
     dp_bounds,
@@ -21,7 +22,6 @@ from privsynth_core.domain import (
     learn_domain,
     prepare_table,
 )
-from privsynth_core.inference import infer_schema, skeleton
 from privsynth_core.table import fingerprint_frame
 
 
@@ -211,7 +211,7 @@ def test_a_dp_domain_takes_kinds_from_the_confirmed_skeleton_never_from_the_rows
 def test_a_far_datetime_bound_is_clamped_to_what_a_datetime_holds() -> None:
     # The coarse range's bins reach 2^62 seconds; a DP bound out there is post-processed to
     # the representable range instead of failing the release.
-    from privsynth_core.domain import _datetime_at
+    from privsynth_core.privacy.domain import _datetime_at
 
     assert _datetime_at(2.0**62).year == 9999 and _datetime_at(-(2.0**62)).year == 1
     assert _datetime_at(86_400).isoformat() == "1970-01-02T00:00:00"

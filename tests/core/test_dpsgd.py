@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from privsynth_core import Table
-from privsynth_core.dpsgd import (
+from privsynth_core.encoding import TableEncoder
+from privsynth_core.privacy.dpsgd import (
     ENCODED_TABLE_MAX_BYTES,
     BatchSource,
     PoissonSampler,
     leave_seeded_phase,
     training_session,
 )
-from privsynth_core.encoding import TableEncoder
 
 CPU = torch.device("cpu")
 

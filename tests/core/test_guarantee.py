@@ -14,7 +14,7 @@ import pytest
 
 from privsynth_core import PrivacyLedger
 from privsynth_core.datasets import adult_schema
-from privsynth_core.guarantee import load_manifest, verified_guarantee
+from privsynth_core.privacy.guarantee import load_manifest, verified_guarantee
 from privsynth_ui.cli import main
 
 # No plots or Evidently page: the guarantee is what these reports are read for.
@@ -142,8 +142,8 @@ def test_a_run_directory_is_checked_against_its_custodian_manifest(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from privsynth_core.config import run_config_from_dict
-    from privsynth_core.runs import run_pipeline
+    from privsynth_core.runs.config import run_config_from_dict
+    from privsynth_core.runs.rundir import run_pipeline
 
     monkeypatch.chdir(tmp_path)
     adult_raw.head(600).write_csv("real.csv")

@@ -27,7 +27,7 @@ from privsynth_core import (
     PrivacyLedger,
 )
 from privsynth_core.errors import BudgetError
-from privsynth_core.ledger import PrivacyBudget, budget_key
+from privsynth_core.privacy.ledger import PrivacyBudget, budget_key
 
 FP = "a" * 64
 

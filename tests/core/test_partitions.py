@@ -20,15 +20,7 @@ from privsynth_core import (
     SchemaError,
     Table,
 )
-from privsynth_core import domain as domain_module
 from privsynth_core.datasets import adult_schema
-from privsynth_core.domain import (
-    categories_from_counts,
-    coarse_range_from_counts,
-    quantile_from_counts,
-    quantile_scores,
-    quantile_selection,
-)
 from privsynth_core.partitions import (
     CountPlan,
     PartitionedTable,
@@ -38,7 +30,15 @@ from privsynth_core.partitions import (
     sample_partitions,
 )
 from privsynth_core.privacy import count as count_module
+from privsynth_core.privacy import domain as domain_module
 from privsynth_core.privacy.count import ensure_row_count
+from privsynth_core.privacy.domain import (
+    categories_from_counts,
+    coarse_range_from_counts,
+    quantile_from_counts,
+    quantile_scores,
+    quantile_selection,
+)
 from privsynth_core.privacy.histograms import (
     category_counts,
     column_histogram,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from privsynth_core import BudgetExceededError, BudgetNotSetError, PrivacyLedger
-from privsynth_core.config import run_config_from_dict
 from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
-from privsynth_core.ledger import budget_key
-from privsynth_core.runs import run_pipeline
+from privsynth_core.privacy.ledger import budget_key
+from privsynth_core.runs.config import run_config_from_dict
+from privsynth_core.runs.rundir import run_pipeline
 from privsynth_core.table import fingerprint_frame, read_frame
 
 # Block the heavy report sections (tests/conftest.py).

@@ -13,19 +13,20 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from privsynth_core import PrivacyLedger, pipeline
-from privsynth_core.config import RunConfig, run_config_from_dict
+from privsynth_core import PrivacyLedger
 from privsynth_core.datasets import ADULT_SCHEMA_PATH
 from privsynth_core.errors import BudgetExceededError
 from privsynth_core.fileio import host_tag, remove_stale_siblings
-from privsynth_core.runs import run_pipeline
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.config import RunConfig, run_config_from_dict
+from privsynth_core.runs.rundir import run_pipeline
+from privsynth_core.runs.sweep import check_grid_budget
 from privsynth_core.store import (
     FIT_KEY_PARAM,
     UnfinishedFitError,
     check_unfinished,
     exclusive_lock,
 )
-from privsynth_core.sweep import check_grid_budget
 from privsynth_core.table import fingerprint_frame, read_frame
 
 pytestmark = pytest.mark.usefixtures("light_reports")  # a report is written, not its heavy sections

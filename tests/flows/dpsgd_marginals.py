@@ -5,7 +5,7 @@ It learns one softmax distribution per column (the logits of the column's domain
 ``q``, each record's gradient clipped to L2 norm ``clip`` across all columns, Gaussian noise of
 standard deviation ``sigma * clip`` on the sum, noise calibrated by the run's accountant so the
 planned steps meet the target. Training is in blocks of ``checkpoint_every`` steps, each logged
-ahead and checkpointed after, following :mod:`privsynth_core.checkpoint`. ``step_seconds`` slows
+ahead and checkpointed after, following :mod:`privsynth_core.privacy.checkpoint`. ``step_seconds`` slows
 every step down so a test can kill the process mid-training, and ``pid_dir`` tells it which
 process trains (a file named after the pid, written when training starts). The
 ``test-dpsgd-marginals-nockpt`` variant trains the same way without checkpoints.
@@ -30,6 +30,7 @@ import polars as pl
 from pydantic import Field
 
 from privsynth_core import FitSummary, Generator, GeneratorParams, Progress, hookimpl
+from privsynth_core.privacy.calibration import noise_for
 from privsynth_core.registry import accountants
 from privsynth_core.schema import Column, ColumnKind
 from privsynth_plugins.independent import _bounds, _decode, _numeric
@@ -105,8 +106,8 @@ class DPSGDMarginalsGenerator(Generator):
         acc_cls = accountants().get(accountant)
         acc = acc_cls()
         n, q = table.n_rows, p.sample_rate
-        sigma = acc_cls.noise_for(
-            target_epsilon=budget.epsilon, delta=budget.delta, sample_rate=q, steps=p.steps
+        sigma = noise_for(
+            acc_cls, target_epsilon=budget.epsilon, delta=budget.delta, sample_rate=q, steps=p.steps
         )
         columns = table.schema.columns
         encoded = [_codes(table.frame[c.name], c, p.bins) for c in columns]

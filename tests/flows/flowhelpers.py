@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.ledger import LedgerEntry
+from privsynth_core.privacy.ledger import LedgerEntry
 from privsynth_core.privacy.release import CUSTODIAN_DIR, RELEASE_DIR, RELEASE_MANIFEST
 from privsynth_core.table import fingerprint_frame, read_frame
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.audit import AuditConfig
+from privsynth_core.privacy.audit import AuditConfig
 from privsynth_ui.cli import main
 
 

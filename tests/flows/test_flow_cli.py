@@ -16,9 +16,10 @@ from flowhelpers import (
     training_entries,
 )
 
-from privsynth_core import PrivacyLedger, pipeline
-from privsynth_core.config import run_config_from_dict
-from privsynth_core.runs import run_pipeline
+from privsynth_core import PrivacyLedger
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.config import run_config_from_dict
+from privsynth_core.runs.rundir import run_pipeline
 from privsynth_ui.cli import main
 
 

@@ -24,11 +24,12 @@ from flowhelpers import (
     training_entries,
 )
 
-from privsynth_core import PrivacyLedger, pipeline
-from privsynth_core.checkpoint import CheckpointStore
-from privsynth_core.config import SweepConfig
+from privsynth_core import PrivacyLedger
+from privsynth_core.privacy.checkpoint import CheckpointStore
 from privsynth_core.registry import accountants
-from privsynth_core.runs import work_dir_for
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.config import SweepConfig
+from privsynth_core.runs.rundir import work_dir_for
 from privsynth_ui.cli import main
 
 FLOWS_DIR = Path(__file__).parent

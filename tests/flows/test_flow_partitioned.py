@@ -13,14 +13,15 @@ import pytest
 import yaml
 from flowhelpers import run_config, set_budget
 
-from privsynth_core import PrivacyLedger, pipeline
-from privsynth_core.config import run_config_from_dict
+from privsynth_core import PrivacyLedger
 from privsynth_core.datasets import adult_schema
 from privsynth_core.errors import ConfigError
 from privsynth_core.partitions import CountPlan, count_partitions
 from privsynth_core.privacy.count import COUNT_MECHANISM, ensure_row_count
 from privsynth_core.privacy.release import RELEASE_DIR, RELEASE_MANIFEST
-from privsynth_core.runs import run_pipeline
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.config import run_config_from_dict
+from privsynth_core.runs.rundir import run_pipeline
 from privsynth_core.schema import ColumnKind, Schema
 from privsynth_core.table import read_frame
 from privsynth_flows import tasks

@@ -24,10 +24,10 @@ from flowhelpers import read_manifest, run_config
 from served_flows import flow_service as _session_runner
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.config import RunConfig, run_config_from_dict
 from privsynth_core.errors import ConfigError
 from privsynth_core.privacy.release import CUSTODIAN_DIR, RELEASE_DIR
-from privsynth_core.sweep import check_grid_budget
+from privsynth_core.runs.config import RunConfig, run_config_from_dict
+from privsynth_core.runs.sweep import check_grid_budget
 from privsynth_core.table import fingerprint_frame, read_frame
 from privsynth_flows.progress import read_losses
 from privsynth_flows.served import FlowService
@@ -97,7 +97,7 @@ def test_a_budget_key_charges_the_whole_file_and_is_validated(
     )
     plain = run_config_from_dict(run_config(adult_files, tmp_path / "run"))
     # Without the field, the hashes (the model store's keys) are what they always were.
-    from privsynth_core.config import _digest, _file_digest
+    from privsynth_core.runs.config import _digest, _file_digest
 
     assert plain.fit_hash() == _digest(
         {

@@ -20,9 +20,10 @@ from flowhelpers import (
     training_entries,
 )
 
-from privsynth_core import PrivacyLedger, pipeline
-from privsynth_core.config import run_config_from_dict
-from privsynth_core.sweep import check_grid_budget
+from privsynth_core import PrivacyLedger
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.config import run_config_from_dict
+from privsynth_core.runs.sweep import check_grid_budget
 from privsynth_ui.cli import main
 
 PRIVSYNTH_BIN = Path(sys.executable).parent / "privsynth"

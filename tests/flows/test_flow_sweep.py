@@ -9,8 +9,8 @@ import pytest
 from flowhelpers import CHEAP_METRICS, read_manifest, read_release, set_budget, training_entries
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.config import SweepConfig
 from privsynth_core.errors import BudgetExceededError
+from privsynth_core.runs.config import SweepConfig
 
 
 def _sweep(adult_files: dict[str, Path], output: Path, **grid: object) -> SweepConfig:

@@ -18,10 +18,11 @@ from flowhelpers import (
     training_entries,
 )
 
-from privsynth_core import PrivacyLedger, pipeline
-from privsynth_core.config import run_config_from_dict
+from privsynth_core import PrivacyLedger
 from privsynth_core.errors import SchemaError
-from privsynth_core.runs import work_dir_for
+from privsynth_core.runs import pipeline
+from privsynth_core.runs.config import run_config_from_dict
+from privsynth_core.runs.rundir import work_dir_for
 
 
 def _task_runs(flow_run_id: Any) -> dict[str, list[Any]]:

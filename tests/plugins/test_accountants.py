@@ -13,6 +13,7 @@ import math
 import pytest
 
 from privsynth_core import Accountant, AccountingError, UnknownPluginError
+from privsynth_core.privacy.calibration import max_steps_for, noise_for
 from privsynth_core.registry import accountants
 from privsynth_plugins.accountants import (
     GDPAccountant,
@@ -172,7 +173,7 @@ def test_noise_for_round_trips_at_or_under_target(
     accountant_id: str, target: float, q: float, steps: int
 ) -> None:
     cls = _acc(accountant_id)
-    sigma = cls.noise_for(target_epsilon=target, delta=DELTA, sample_rate=q, steps=steps)
+    sigma = noise_for(cls, target_epsilon=target, delta=DELTA, sample_rate=q, steps=steps)
     epsilon = cls.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=DELTA)
     assert epsilon <= target
     assert epsilon >= 0.99 * target
@@ -182,20 +183,20 @@ def test_noise_for_reports_an_impossible_target() -> None:
     # With Opacus' default orders (at most 63), RDP cannot certify epsilon 0.01 at delta 1e-5
     # whatever the noise: the conversion alone costs log(1/delta)/62 ~ 0.1.
     with pytest.raises(AccountingError, match="no noise multiplier"):
-        RDPAccountant.noise_for(target_epsilon=0.01, delta=DELTA, sample_rate=0.01, steps=1000)
+        noise_for(RDPAccountant, target_epsilon=0.01, delta=DELTA, sample_rate=0.01, steps=1000)
     with pytest.raises(AccountingError, match="target epsilon"):
-        RDPAccountant.noise_for(target_epsilon=0.0, delta=DELTA, sample_rate=0.01, steps=1000)
+        noise_for(RDPAccountant, target_epsilon=0.0, delta=DELTA, sample_rate=0.01, steps=1000)
 
 
 @pytest.mark.parametrize("accountant_id", ALL_IDS)
 def test_max_steps_for_is_the_last_step_under_target(accountant_id: str) -> None:
     cls = _acc(accountant_id)
     plan = {"noise_multiplier": 2.0, "sample_rate": 0.02, "delta": DELTA}
-    steps = cls.max_steps_for(target_epsilon=2.0, **plan)
+    steps = max_steps_for(cls, target_epsilon=2.0, **plan)
     assert steps > 0
     assert cls.epsilon_for(steps=steps, **plan) <= 2.0
     assert cls.epsilon_for(steps=steps + 1, **plan) > 2.0
-    assert cls.max_steps_for(target_epsilon=1e-3, **plan) == 0  # not even one step fits
+    assert max_steps_for(cls, target_epsilon=1e-3, **plan) == 0  # not even one step fits
 
 
 def test_run_stopped_early_reports_what_it_spent() -> None:

@@ -25,8 +25,9 @@ from privsynth_core import (
     Progress,
     Table,
 )
-from privsynth_core.dpsgd import PoissonSampler
 from privsynth_core.encoding import TableEncoder
+from privsynth_core.privacy.calibration import max_steps_for
+from privsynth_core.privacy.dpsgd import PoissonSampler
 from privsynth_core.registry import accountants
 from privsynth_plugins.dpwgan import DPWGANGenerator, DPWGANParams
 from privsynth_plugins.dpwgan._model import DPWGANTrainer, mlp
@@ -200,7 +201,9 @@ def test_reported_epsilon_is_the_accountants_value_for_the_steps_taken(
     # The plan's sample rate comes from the released row count n̂, never the exact size.
     q = 100 / summary.noisy_rows
     assert summary.sample_rate == q
-    allowed = acc.max_steps_for(target_epsilon=4.0, delta=1e-5, noise_multiplier=1.5, sample_rate=q)
+    allowed = max_steps_for(
+        acc, target_epsilon=4.0, delta=1e-5, noise_multiplier=1.5, sample_rate=q
+    )
     assert 0 < allowed < 400  # the budget ends the run early
     assert summary.stopped_early and summary.steps == allowed
     exact = acc.epsilon_for(noise_multiplier=1.5, sample_rate=q, steps=summary.steps, delta=1e-5)

@@ -34,7 +34,7 @@ from privsynth_core import (
     dpsgd,
 )
 from privsynth_core.datasets import adult_schema
-from privsynth_core.dpsgd import BatchSource, PoissonSampler
+from privsynth_core.privacy.dpsgd import BatchSource, PoissonSampler
 from privsynth_core.registry import accountants
 from privsynth_plugins.dpctgan import DPCTGANGenerator, DPCTGANParams
 from privsynth_plugins.dpctgan._encoding import CTGANEncoder
@@ -420,7 +420,8 @@ def test_fit_that_encodes_batch_by_batch_trains_and_samples(
 _FIT_MEMORY = """
 import ctypes, gc, os, tempfile
 import torch
-from privsynth_core import PrivacyBudget, PrivacyLedger, dpsgd
+from privsynth_core import PrivacyBudget, PrivacyLedger
+from privsynth_core.privacy import dpsgd
 from privsynth_core.datasets import load_adult
 from privsynth_plugins.dpctgan import DPCTGANGenerator
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from privsynth_core import PrivacyBudget, PrivacyLedger
-from privsynth_core.checkpoint import CheckpointStore
 from privsynth_core.datasets import load_adult
+from privsynth_core.privacy.checkpoint import CheckpointStore
 from privsynth_core.privacy.count import COUNT_MECHANISM
 from privsynth_core.registry import accountants, generators
 from privsynth_core.service import fit_generator
@@ -48,7 +48,7 @@ BUDGET = PrivacyBudget(8.0, 1e-5)
 _CHILD = """
 import sys
 from privsynth_core import PrivacyLedger
-from privsynth_core.checkpoint import CheckpointStore
+from privsynth_core.privacy.checkpoint import CheckpointStore
 from privsynth_core.datasets import load_adult
 from privsynth_core.service import create_generator, fit_generator
 import json

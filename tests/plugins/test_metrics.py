@@ -14,7 +14,7 @@ from scipy.stats import chi2, ks_2samp
 
 from privsynth_core import MetricError, MetricResult
 from privsynth_core.datasets import adult_frame, adult_schema
-from privsynth_core.evaluation import shuffle_columns, type_frame
+from privsynth_core.evaluation.runner import shuffle_columns, type_frame
 from privsynth_core.registry import metrics
 from privsynth_core.schema import Column, ColumnKind, Schema
 

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.config import run_config_from_dict
 from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
+from privsynth_core.runs.config import run_config_from_dict
 from privsynth_core.table import fingerprint_frame, read_frame
 
 SECRET_AGE = "107"  # a value only one row holds (outside the bounds: clamped, and counted)

@@ -30,8 +30,8 @@ import polars as pl
 import pytest
 
 from privsynth_core.datasets import adult_frame
-from privsynth_core.ledger import PrivacyLedger, budget_key
 from privsynth_core.plugins import reset_plugins
+from privsynth_core.privacy.ledger import PrivacyLedger, budget_key
 from privsynth_core.privacy.neighbours import coupled_pair, leaks, scratch_home, with_neighbour
 from privsynth_core.registry import generators, reset_registries
 from privsynth_core.schema import Column, ColumnKind, Schema
@@ -234,7 +234,7 @@ def _json(value: Any) -> str:
 
 
 def _flow(generator: str, domain: str, tables: dict[str, Path], side: str, out: Path) -> Path:
-    from privsynth_core.config import run_config_from_dict
+    from privsynth_core.runs.config import run_config_from_dict
     from privsynth_flows.synthesize import synthesize
 
     _budget(tables[side])

@@ -1,7 +1,7 @@
 """The rules of a release, one by one: what a run publishes, what it states, what it logs, and the
 custodian's own neighbour check (``privsynth audit --release``) catching a leaky generator.
 
-Runs go through :func:`privsynth_core.runs.run_pipeline` (the same steps as the Prefect flow,
+Runs go through :func:`privsynth_core.runs.rundir.run_pipeline` (the same steps as the Prefect flow,
 without an orchestrator), on the embedded Adult data, with real ledgers.
 """
 
@@ -17,14 +17,14 @@ import polars as pl
 import pytest
 
 from privsynth_core import FitSummary, PrivacyLedger
-from privsynth_core.config import RunConfig, run_config_from_dict
 from privsynth_core.datasets import ADULT_SCHEMA_PATH, adult_frame
 from privsynth_core.hookspecs import hookimpl
-from privsynth_core.ledger import budget_key
-from privsynth_core.pipeline import validate_input
 from privsynth_core.plugins import load_plugins, pm
+from privsynth_core.privacy.ledger import budget_key
 from privsynth_core.registry import generators, reset_registries
-from privsynth_core.runs import RunResult, run_pipeline
+from privsynth_core.runs.config import RunConfig, run_config_from_dict
+from privsynth_core.runs.pipeline import validate_input
+from privsynth_core.runs.rundir import RunResult, run_pipeline
 from privsynth_core.table import fingerprint_frame, read_frame
 from privsynth_ui.cli import main
 

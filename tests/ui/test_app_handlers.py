@@ -779,8 +779,8 @@ def test_a_training_is_found_again_with_its_state_from_prefect(
 def test_three_users_on_one_server_file_share_one_budget(
     tmp_path: Path, csv: Path, privsynth_home: Path
 ) -> None:
-    from privsynth_core.ledger import PrivacyLedger
     from privsynth_core.privacy.count import count_epsilon
+    from privsynth_core.privacy.ledger import PrivacyLedger
 
     folder = tmp_path / "shared"
     folder.mkdir()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.ledger import budget_key
+from privsynth_core.privacy.ledger import budget_key
 
 FP = "c" * 64
 

@@ -15,8 +15,8 @@ import pytest
 from privsynth_core import PrivacyLedger
 from privsynth_core.datasets import adult_schema
 from privsynth_core.generator import Progress
-from privsynth_core.ledger import LedgerEntry
 from privsynth_core.plugins import reset_plugins
+from privsynth_core.privacy.ledger import LedgerEntry
 from privsynth_core.registry import generators, reset_registries
 from privsynth_ui.cli import main
 from privsynth_ui.cli.generate_cmd import TextProgress

@@ -10,6 +10,7 @@ import pytest
 
 from privsynth_core import PrivacyLedger, Schema
 from privsynth_core.datasets import ADULT_SCHEMA_PATH
+from privsynth_core.privacy.calibration import noise_for
 from privsynth_core.registry import accountants
 from privsynth_core.table import fingerprint_frame, read_frame
 from privsynth_core.validation import polars_dtype
@@ -327,14 +328,11 @@ def test_privacy_prices_dpctgan_with_its_marginals_release(
     assert main([*base, "--epsilon", "1", "--schema", str(ADULT_SCHEMA_PATH), "--json"]) == 0
     priced = json.loads(capsys.readouterr().out)
     rdp = next(r for r in priced["results"] if r["accountant"] == "rdp")["value"]
-    dpsgd_only = (
-        accountants()
-        .get("rdp")
-        .noise_for(
-            target_epsilon=1.0,
-            delta=priced["delta"],
-            sample_rate=priced["sample_rate"],
-            steps=priced["steps"],
-        )
+    dpsgd_only = noise_for(
+        accountants().get("rdp"),
+        target_epsilon=1.0,
+        delta=priced["delta"],
+        sample_rate=priced["sample_rate"],
+        steps=priced["steps"],
     )
     assert rdp > dpsgd_only * 1.01

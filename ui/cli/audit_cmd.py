@@ -127,8 +127,8 @@ def audit_cmd(args: argparse.Namespace) -> int:
     """Run the audit flow and print its verdict."""
     from pydantic import ValidationError
 
-    from privsynth_core.audit import AuditConfig
     from privsynth_core.errors import ConfigError
+    from privsynth_core.privacy.audit import AuditConfig
 
     from .generate_cmd import parse_param_items
 
@@ -166,7 +166,7 @@ def audit_cmd(args: argparse.Namespace) -> int:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"invalid audit settings: {problems}") from None
-    from privsynth_core.audit import check_config
+    from privsynth_core.privacy.audit import check_config
 
     check_config(config)  # fail fast, before Prefect starts
     from privsynth_flows.audit import audit

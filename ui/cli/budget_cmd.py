@@ -2,7 +2,7 @@
 ledger's own care: verify, export/import (backups), open reservations, non-DP acknowledgements.
 
 A budget is named by a data file (its content fingerprint) or by ``--source NAME``, a custodian's id
-for a population whose extracts compose (see :func:`privsynth_core.ledger.budget_key`).
+for a population whose extracts compose (see :func:`privsynth_core.privacy.ledger.budget_key`).
 Commands that only read open the ledger read-only, so they also work on a read-only copy.
 """
 
@@ -99,7 +99,7 @@ def _note(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
 
 def _key(args: argparse.Namespace, *, required: bool = True) -> str | None:
     from privsynth_core.errors import ConfigError
-    from privsynth_core.ledger import budget_key
+    from privsynth_core.privacy.ledger import budget_key
 
     if args.data and args.source:
         raise ConfigError("give a data file or --source NAME, not both")
@@ -135,7 +135,7 @@ def set_cmd(args: argparse.Namespace) -> int:
     """Set the budget of the dataset in ``args.data`` or of the source ``args.source``."""
     from pathlib import Path
 
-    from privsynth_core.ledger import PrivacyLedger, short_key
+    from privsynth_core.privacy.ledger import PrivacyLedger, short_key
 
     key = _key(args)
     assert key is not None
@@ -154,7 +154,7 @@ def set_cmd(args: argparse.Namespace) -> int:
 
 def show_cmd(args: argparse.Namespace) -> int:
     """Show budgets, or one dataset's entries."""
-    from privsynth_core.ledger import PrivacyLedger, short_key
+    from privsynth_core.privacy.ledger import PrivacyLedger, short_key
 
     ledger = PrivacyLedger(read_only=True)
     key = _key(args, required=False)
@@ -217,7 +217,7 @@ def show_cmd(args: argparse.Namespace) -> int:
 def verify_cmd(args: argparse.Namespace) -> int:
     """Run the full integrity check; list the problems and fail if there are any."""
     from privsynth_core.errors import LedgerIntegrityError
-    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core.privacy.ledger import PrivacyLedger
 
     ledger = PrivacyLedger(read_only=True)
     problems = ledger.verify()
@@ -242,7 +242,7 @@ def verify_cmd(args: argparse.Namespace) -> int:
 
 def export_cmd(args: argparse.Namespace) -> int:
     """Write a backup of the ledger to ``args.file``."""
-    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core.privacy.ledger import PrivacyLedger
 
     ledger = PrivacyLedger(read_only=True)
     ledger.export(args.file)
@@ -252,7 +252,7 @@ def export_cmd(args: argparse.Namespace) -> int:
 
 def import_cmd(args: argparse.Namespace) -> int:
     """Rebuild the (missing) ledger from the backup ``args.file``."""
-    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core.privacy.ledger import PrivacyLedger
 
     ledger = PrivacyLedger.restore(None, args.file, accept_loss=args.accept_loss)
     print(
@@ -265,7 +265,7 @@ def import_cmd(args: argparse.Namespace) -> int:
 def init_cmd(args: argparse.Namespace) -> int:
     """Create the ledger, or (``--new-ledger``) start a new one where the old one is lost."""
     from privsynth_core.errors import ConfigError
-    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core.privacy.ledger import PrivacyLedger
 
     if args.new_ledger:
         if not args.note:
@@ -286,7 +286,7 @@ def init_cmd(args: argparse.Namespace) -> int:
 
 def reservations_cmd(args: argparse.Namespace) -> int:
     """List the open reservations."""
-    from privsynth_core.ledger import PrivacyLedger, short_key
+    from privsynth_core.privacy.ledger import PrivacyLedger, short_key
 
     ledger = PrivacyLedger(read_only=True)
     labels = {s.key: s.label for s in ledger.datasets()}
@@ -315,7 +315,7 @@ def reservations_cmd(args: argparse.Namespace) -> int:
 
 def close_cmd(args: argparse.Namespace) -> int:
     """Record the open reservation ``args.entry_id`` as spent in full."""
-    from privsynth_core.ledger import PrivacyLedger, short_key
+    from privsynth_core.privacy.ledger import PrivacyLedger, short_key
 
     entry = PrivacyLedger().close_reservation(args.entry_id, note=args.note, by=_by(args))
     print(
@@ -327,7 +327,7 @@ def close_cmd(args: argparse.Namespace) -> int:
 
 def acknowledge_cmd(args: argparse.Namespace) -> int:
     """Acknowledge the non-DP runs on a dataset or source."""
-    from privsynth_core.ledger import PrivacyLedger, short_key
+    from privsynth_core.privacy.ledger import PrivacyLedger, short_key
 
     key = _key(args)
     assert key is not None

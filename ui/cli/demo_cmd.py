@@ -96,8 +96,8 @@ def _write_data(folder: Path, rows: int) -> tuple[Path, Path]:
 def _count_share(train_path: Path) -> float:
     """The epsilon of the demo table's released row count: what a release lists beside its
     training (already released: its own; else what releasing it will cost)."""
-    from privsynth_core.ledger import PrivacyLedger
     from privsynth_core.privacy.count import count_epsilon, released_row_count
+    from privsynth_core.privacy.ledger import PrivacyLedger
     from privsynth_core.table import fingerprint_frame, read_frame
 
     ledger = PrivacyLedger()
@@ -109,7 +109,7 @@ def _count_share(train_path: Path) -> float:
 
 
 def _ensure_budget(train_path: Path, epsilon: float) -> None:
-    from privsynth_core.ledger import PrivacyLedger
+    from privsynth_core.privacy.ledger import PrivacyLedger
     from privsynth_core.table import fingerprint_frame, read_frame
 
     ledger = PrivacyLedger()
@@ -147,8 +147,8 @@ def demo_cmd(args: argparse.Namespace) -> int:
     """Run the demo."""
     import time
 
-    from privsynth_core.config import run_config_from_dict
     from privsynth_core.datasets import ADULT_ATTRIBUTION, ADULT_SCHEMA_PATH
+    from privsynth_core.runs.config import run_config_from_dict
 
     from .run_cmd import print_run
 

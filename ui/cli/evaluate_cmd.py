@@ -61,8 +61,8 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     """Run the evaluation and print the headline scores, where each falls short, and the
     guarantee (from the ledger where it can be checked)."""
     from privsynth_core.errors import InputFileError
-    from privsynth_core.evaluation import evaluate
-    from privsynth_core.guarantee import load_model_evidence
+    from privsynth_core.evaluation.runner import evaluate
+    from privsynth_core.privacy.guarantee import load_model_evidence
     from privsynth_core.schema import Schema
 
     from .generate_cmd import TextProgress

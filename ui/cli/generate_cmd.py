@@ -320,17 +320,17 @@ def describe_guarantee(manifest: dict[str, Any]) -> str:
 def fit_cmd(args: argparse.Namespace) -> int:
     """Fit a generator through the model store and save a copy of the model.
 
-    The fit goes through the same store as ``privsynth run`` (:func:`privsynth_core.pipeline.
+    The fit goes through the same store as ``privsynth run`` (:func:`privsynth_core.runs.pipeline.
     fit_model`): a model already trained and paid for with the same data, settings and domain is
     copied out without training or charging again; an identical fit running elsewhere is waited
     for; a fit whose earlier attempt left its reservation open is refused.
     """
     import uuid
 
-    from privsynth_core import pipeline
-    from privsynth_core.config import run_config_from_dict
     from privsynth_core.fileio import atomic_directory
     from privsynth_core.registry import settling_accountant
+    from privsynth_core.runs import pipeline
+    from privsynth_core.runs.config import run_config_from_dict
 
     cls = _fit_generator(args)
     params = build_params(cls, cls.params_for_target(parse_param_items(args.param), args.target))
@@ -446,7 +446,7 @@ def sample_cmd(args: argparse.Namespace) -> int:
     from privsynth_core.errors import InputFileError
     from privsynth_core.fileio import atomic_write
     from privsynth_core.generator import Generator
-    from privsynth_core.pipeline import default_rows
+    from privsynth_core.runs.pipeline import default_rows
 
     output = Path(args.output)
     if not output.name.lower().endswith(TABLE_SUFFIXES):

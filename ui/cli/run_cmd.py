@@ -103,8 +103,8 @@ def _task_runner(args: argparse.Namespace, address: str | None = None) -> Any:
 
 def print_run(result: Any) -> None:
     """Print where a run's outputs are, what it spent (end to end, with parts), its scores."""
-    from privsynth_core.ledger import PrivacyLedger, budget_key
-    from privsynth_core.runs import NOT_DP_LABEL
+    from privsynth_core.privacy.ledger import PrivacyLedger, budget_key
+    from privsynth_core.runs.rundir import NOT_DP_LABEL
 
     release, manifest = result.release, result.manifest
     privacy = release["privacy"]
@@ -146,7 +146,7 @@ def _say_chosen_generator(path: Path, config: Any) -> None:
     """When the configuration names no generator, say which one was chosen and why."""
     import yaml
 
-    from privsynth_core.config import chosen_generator
+    from privsynth_core.runs.config import chosen_generator
 
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if isinstance(data, dict) and data.get("generator") in (None, ""):
@@ -160,9 +160,9 @@ def _say_chosen_generator(path: Path, config: Any) -> None:
 
 def run_cmd(args: argparse.Namespace) -> int:
     """Run the synthesize flow."""
-    from privsynth_core.config import load_run_config
     from privsynth_core.errors import ConfigError
-    from privsynth_core.runs import interrupted_config
+    from privsynth_core.runs.config import load_run_config
+    from privsynth_core.runs.rundir import interrupted_config
 
     if args.config is None and args.resume is None:
         raise ConfigError(
@@ -199,7 +199,7 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 def deploy_cmd(args: argparse.Namespace) -> int:
     """Create a scheduled deployment; serve it, or register it on a work pool."""
-    from privsynth_core.config import load_run_config
+    from privsynth_core.runs.config import load_run_config
     from privsynth_flows.deploy import build_deployment, register, require_server, serve
 
     config = load_run_config(args.config)
@@ -233,7 +233,7 @@ def deploy_cmd(args: argparse.Namespace) -> int:
 
 def sweep_cmd(args: argparse.Namespace) -> int:
     """Run the sweep flow."""
-    from privsynth_core.config import load_sweep_config
+    from privsynth_core.runs.config import load_sweep_config
     from privsynth_flows.runtime import prefect_session
     from privsynth_flows.sweep import sweep
 

@@ -1,0 +1,186 @@
+"""The architecture as the code has it: ``ui -> flows -> privsynth_core <- plugins``.
+
+Read from the source with :mod:`ast` (every import, module level or inside a function), so a
+lazy import cannot hide a back arrow or a cycle. The packages are the installed ones, so a new
+subpackage that ``pyproject.toml`` does not list (and a non-editable install would leave out)
+fails here too.
+"""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PACKAGE_DIRS: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
+#: Where each layer's code lives (the marginal plugins are a distribution of their own).
+FOLDERS = {**PACKAGE_DIRS, "privsynth_marginal": "plugins/marginal/src/privsynth_marginal"}
+#: What each layer may never import (third-party libraries core must not need at all included).
+FORBIDDEN = {
+    "privsynth_core": (
+        "privsynth_plugins",
+        "privsynth_flows",
+        "privsynth_ui",
+        "privsynth_marginal",
+        "evidently",
+        "gradio",
+        "prefect",
+        "dask",
+        "sdv",
+    ),
+    "privsynth_plugins": ("privsynth_flows", "privsynth_ui"),
+    "privsynth_marginal": ("privsynth_plugins", "privsynth_flows", "privsynth_ui"),
+    "privsynth_flows": ("privsynth_ui",),
+}
+
+
+def _modules(package: str) -> dict[str, Path]:
+    """Every module of a top-level package, by dotted name (its tests are not its code)."""
+    folder = ROOT / FOLDERS[package]
+    out = {}
+    for path in sorted(folder.rglob("*.py")):
+        parts = list(path.relative_to(folder).with_suffix("").parts)
+        if "tests" in parts or (package == "privsynth_plugins" and parts[0] == "marginal"):
+            continue
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join([package, *parts])] = path
+    return out
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (never run)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo.extend(child.orelse)
+                continue
+            todo.append(child)
+    return out
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Absolute names of everything ``path`` imports when it runs, at any depth of the file."""
+    is_package = path.name == "__init__.py"
+    here = name.split(".") if is_package else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+            found.add(module)
+    return found
+
+
+def _core_graph() -> dict[str, set[str]]:
+    """Core module -> the core modules it imports (a name imported from a package counts as
+    the submodule of that name when there is one, else as the package)."""
+    modules = _modules("privsynth_core")
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        names = _imports(name, path)
+        for imported in names:
+            target = imported
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            # ``from pkg import sub`` names both pkg and pkg.sub: keep only the submodule.
+            if (
+                target
+                and target != name
+                and not any(other.startswith(target + ".") and other in modules for other in names)
+            ):
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_every_package_folder_is_installed() -> None:
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    for package, folder in PACKAGE_DIRS.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            if any(part in ("tests", "__pycache__") for part in init.parent.parts):
+                continue
+            relative = init.parent.relative_to(ROOT / folder).parts
+            if (ROOT / folder / relative[0] / "pyproject.toml").exists() if relative else False:
+                continue  # a separate distribution (privsynth-marginal)
+            assert ".".join([package, *relative]) in listed, init
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_no_layer_imports_what_is_above_it(layer: str) -> None:
+    offences = [
+        f"{name} imports {imported}"
+        for name, path in _modules(layer).items()
+        for imported in _imports(name, path)
+        if imported.split(".")[0] in FORBIDDEN[layer]
+    ]
+    assert offences == []
+
+
+def test_core_has_no_import_cycle() -> None:
+    assert _cycles(_core_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    # The test above must be able to fail.
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -173,3 +173,42 @@ def test_mst_gathers_its_tree_around_the_target() -> None:
     edges = {m.clique for m in measurements[4:]}
     assert {(0, 2), (1, 2)} <= edges and (0, 1) not in edges
     assert_spent_exactly(budget)
+
+
+class CountingEstimator(PGMEstimator):
+    """The real estimator, recording each fit's (measurements, iterations)."""
+
+    def __init__(self, names: list[str], sizes: list[int]) -> None:
+        super().__init__(names, sizes)
+        self.fits: list[tuple[int, int]] = []
+
+    def fit(self, measurements, iters: int, warm: bool = True) -> None:  # type: ignore[no-untyped-def]
+        self.fits.append((len(measurements), iters))
+        super().fit(measurements, iters=iters, warm=warm)
+
+
+def test_aim_does_not_re_estimate_after_a_round_that_measured_nothing() -> None:
+    # Model sizes (float64 bytes): the 1-way model 112, with (A, B) 136, with (C, D) 176, with
+    # both 200. A cap of 200 bytes over two rounds allows 100 in round 1 (no pair fits: nothing
+    # measured, so no estimate, which would only iterate on the same 1-way measurements) and
+    # 200 in round 2, whose one selection is measured and estimated with the final iterations.
+    codes, sizes = copies_table((3, 4), seed=3)
+    budget = huge_budget()
+    estimator = CountingEstimator(NAMES, sizes)
+    measurements = aim(
+        codes,
+        sizes,
+        budget,
+        estimator,
+        selections=2,
+        rounds=2,
+        max_model_mb=200 / 2**20,
+        max_cells=10_000,
+        iters=ITERS,
+        round_iters=50,
+    )
+    assert len(measurements) == 5  # four 1-way marginals and round 2's one selection
+    assert estimator.fits == [(5, ITERS)]
+    # the selection still saw the model its quality needs: the dependent pairs score highest
+    assert measurements[4].clique in {(0, 1), (2, 3)}
+    assert estimator.marginal((0, 1)).shape == (3, 3)

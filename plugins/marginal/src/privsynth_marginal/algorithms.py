@@ -15,7 +15,9 @@ overspend; the caller converts what was spent to (epsilon, delta).
   adaptive noise halving, and each round selects ``selections / rounds`` marginals (one
   exponential mechanism each, without replacement) before re-estimating, because every
   re-estimate with new cliques costs a jax compilation. Candidates whose addition would make the
-  model larger than ``max_model_mb`` are dropped, as in AIM.
+  model larger than ``max_model_mb`` are dropped, as in AIM. A round whose size limit leaves
+  no candidate measures nothing and does not re-estimate (the model's inputs are unchanged), so
+  no estimate is spent iterating on the same measurements.
 
 Every noisy count and every selection is drawn exactly by OpenDP from a cryptographic source
 (:mod:`.mechanisms`): nothing here takes a seed. The measured counts stay integers until the
@@ -214,6 +216,7 @@ def aim(
         # once per round, not once per selection (the same draws, a round's selections cost
         # one pass over the pool instead of ``count``)
         quality = _qualities(codes, sizes, pool, estimator, sigma)
+        added = 0
         for _ in range(count):
             if not pool:
                 break
@@ -222,7 +225,12 @@ def aim(
             measurements.append(_measure(codes, sizes, chosen, sigma, budget))
             measured.add(chosen)
             del pool[chosen]
-        estimator.fit(measurements, iters=iters if r == rounds else round_iters)
+            added += 1
+        # A round that measured nothing new (no candidate fitted under this round's size
+        # limit) leaves the model's inputs as they were: re-estimating would only iterate
+        # longer on the same measurements. The last round always estimates, with ``iters``.
+        if added or r == rounds:
+            estimator.fit(measurements, iters=iters if r == rounds else round_iters)
         if progress is not None:
             progress(r, rounds, "done" if r == rounds else f"round {r} done")
     if not rounds and progress is not None:

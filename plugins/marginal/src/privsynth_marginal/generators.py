@@ -439,7 +439,8 @@ class AIMGenerator(_MarginalGenerator):
             "statement": f"candidates capped at {candidates} of {pairs} pairs (those of at "
             f"most max_cells={p.max_cells} cells); max model size {p.max_model_mb:g} MB "
             f"({p.max_model_mb * 2**20 / 8:,.0f} float64 cells); at most {p.rounds} model "
-            "estimates (one jax compilation each)",
+            "estimates (one jax compilation each; a round that measures no new marginal "
+            "does not re-estimate)",
         }
 
     def _run(

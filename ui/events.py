@@ -617,7 +617,11 @@ def _shown(progress: Any, what: str) -> Callable[[RunView, float], None] | None:
 
     def show(view: RunView, seconds: float) -> None:
         done = sum(kind == "COMPLETED" for _, kind in view.tasks)
-        progress((done, None), desc=views.step_text(what, view, seconds), unit="tasks")
+        # Gradio shows the line (desc) only with a progress level: the tasks done of those
+        # started so far (with no total it showed "N tasks" alone, never the state and steps).
+        progress(
+            (done, max(len(view.tasks), 1)), desc=views.step_text(what, view, seconds), unit="tasks"
+        )
 
     return show
 

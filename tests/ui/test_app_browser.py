@@ -1,17 +1,17 @@
 """The browser app in a real headless Chromium (Playwright), served by `privsynth ui`.
 
-The custodian's walk: sign in, upload a 2,000-row Adult sample, review the flagged values of the
+The custodian's walk: sign in, upload a 1,000-row Adult sample, review the flagged values of the
 draft and declare the domain public, set the data source's budget, train a short DP run with
 live progress (a flow run of the app's served ``synthesize`` flow, found in the Prefect API, with
 the run directory of ``privsynth run``), cancel a long one (its flow run cancelled, its
 reservation kept), find it again after a reload, generate and download rows (a ``generate`` flow
-run), evaluate and open the report, check the ledger. The
-declare-public step on its own: flags shown, refused until the confirmation is ticked, round
-limits resolving the bound flags. An analyst's walk: sign up, add a server file, be told to ask
-the custodian, then train within the budget the custodian set and never see a draft or an
-evaluation. Then two users try to reach each other's run through the page, and the page refuses
-path traversal and an oversize upload. Screenshots go to ``$PRIVSYNTH_UI_SCREENSHOTS`` (or a
-temporary folder, printed).
+run), evaluate (its progress line moving while it runs) and open the report, check the
+ledger. The declare-public step on its own: flags shown, refused until the confirmation is
+ticked, round limits resolving the bound flags. An analyst's walk: sign up, add a server file,
+be told to ask the custodian, then train within the budget the custodian set and never see a
+draft or an evaluation. Then two users try to reach each other's run through the page, and the
+page refuses path traversal and an oversize upload. Screenshots go to
+``$PRIVSYNTH_UI_SCREENSHOTS`` (or a temporary folder, printed).
 
 Needs the ``playwright`` Python package and a system Chromium (``/usr/bin/chromium``; no browser
 is downloaded). Without them these tests are skipped, saying why.
@@ -70,7 +70,8 @@ def app(
     """`privsynth ui` in a subprocess on a free port, with an allowed folder, a 1 MB limit and
     sign-up switched on (it is off by default with a data folder). It reports to the session's
     Prefect server (``PREFECT_API_URL``) and serves its flows from a runner of its own; the
-    Evidently report section is blocked (it takes most of a report's time)."""
+    report's Evidently section and plots are blocked (they take most of a report's time, and no
+    page here shows them)."""
     tmp = tmp_path_factory.mktemp("browser")
     folder = tmp / "shared"
     folder.mkdir()
@@ -85,7 +86,8 @@ def app(
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
         **prefect_env,
-        "PRIVSYNTH_DISABLED_PLUGINS": "evidently",
+        # No page here shows a report's plots (the HTTP and handler tests check them).
+        "PRIVSYNTH_DISABLED_PLUGINS": "evidently,report-plots",
     }
     log = (tmp / "server.log").open("w")
     server = subprocess.Popen(
@@ -209,6 +211,23 @@ def _choose_generator(page: Any, generator_id: str) -> None:
     )
 
 
+def _sees_progress_move(page: Any, what: str, note: Any, finished: str) -> None:
+    """While a step that waits for a flow run goes on (generate, evaluate, audit), the page
+    shows its progress line, ``WHAT: <flow run state> (<steps>), <seconds> s`` (issue #20 item
+    15), and the line changes while the step runs: at least two different lines, one of them
+    for the running flow run, are seen before ``note`` says ``finished``."""
+    line = page.get_by_text(re.compile(rf"^{what}: [a-z]+( \(.*\))?, \d+ s")).first
+    expect(line).to_be_visible(timeout=WAIT)
+    seen = {line.inner_text()}
+    deadline = time.monotonic() + WAIT / 1000
+    while len(seen) < 2 or not any(f"{what}: running" in text for text in seen):
+        assert time.monotonic() < deadline, f"the progress line did not move: {seen}"
+        assert finished not in note.inner_text(), f"finished with only {seen} shown"
+        page.wait_for_timeout(200)
+        # Fails if the line is gone: the step ended without the progress moving.
+        seen.add(line.inner_text(timeout=5000))
+
+
 def _declare_public(page: Any, *, review: bool) -> None:
     """On the Data tab, as a custodian: round limits, tick the confirmation, fix the domain."""
     if review:
@@ -275,9 +294,9 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     _sign_in(page, base, "cora")
 
     # Data: upload, review the inferred schema, declare the domain public.
-    sample = adult_csv(app["tmp"] / "adult2000.csv", n=2000)
+    sample = adult_csv(app["tmp"] / "adult1000.csv", n=1000)
     page.set_input_files("#ps-upload input[type=file]", sample)
-    expect(page.locator("#ps-upload")).to_contain_text("adult2000.csv")
+    expect(page.locator("#ps-upload")).to_contain_text("adult1000.csv")
     page.get_by_role("button", name="Add uploaded file").click()
     info = page.locator("#ps-dataset-info")
     expect(info).to_contain_text(
@@ -380,6 +399,8 @@ def test_the_whole_workflow_in_a_browser(app: dict[str, Any], browser: Any) -> N
     page.get_by_role("tab", name="Evaluate").click()
     expect(page.get_by_text("NOT differentially private.").first).to_be_visible()
     page.get_by_role("button", name="Evaluate", exact=True).click()
+    # While its flow run goes on, the page says how far it is, and says it again as it goes.
+    _sees_progress_move(page, "Evaluating", page.locator("#ps-eval-note"), "Evaluated")
     expect(page.locator("#ps-eval-note")).to_contain_text("Evaluated", timeout=WAIT)
     expect(page.get_by_role("grid", name="Headline scores")).to_contain_text(
         "DP guarantee (epsilon)"

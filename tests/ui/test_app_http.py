@@ -50,15 +50,24 @@ def site(
     store.add_user("alice", PASSWORD, role="custodian")
     for user in ("bob", "ann"):
         store.add_user(user, PASSWORD)
-    csv = adult_csv(tmp / "adult.csv")
     flows = WebFlows(settings, flow_service)
-    _, run = trained_run(custodian(settings, "alice"), settings, csv, flows=flows)
-    ann_data, ann_run = trained_run(
-        Workspace(settings.home, "ann"),
-        settings,
-        adult_csv(tmp / "ann.csv", n=800, seed=3),
-        flows=flows,
-    )
+    # The two trainings are flow runs of the runner at the same time (the app allows two).
+    with ThreadPoolExecutor(2) as pool:
+        alices = pool.submit(
+            trained_run,
+            custodian(settings, "alice"),
+            settings,
+            adult_csv(tmp / "adult.csv", n=800),
+            flows=flows,
+        )
+        anns = pool.submit(
+            trained_run,
+            Workspace(settings.home, "ann"),
+            settings,
+            adult_csv(tmp / "ann.csv", n=800, seed=3),
+            flows=flows,
+        )
+        (_, run), (ann_data, ann_run) = alices.result(), anns.result()
     with serve(create_app(settings, store=store, flows=flows)) as base:
         yield {
             "base": base,

@@ -26,6 +26,7 @@ import polars as pl
 from .generator import Generator
 from .privacy.count import COUNT_MECHANISM
 from .privacy.ledger import PrivacyBudget, PrivacyLedger
+from .registry import load_model
 from .table import Table
 from .validation import polars_dtype
 
@@ -105,7 +106,7 @@ def check_save_load(generator: Generator, directory: Path, n_rows: int = CONTRAC
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["generator_id"] == generator.generator_id
     assert manifest["differentially_private"] is generator.is_dp
-    loaded = Generator.load(directory)
+    loaded = load_model(directory)
     assert type(loaded) is type(generator), f"loaded a {type(loaded).__name__}"
     assert loaded.sample(n_rows, seed=7).equals(before), "reloaded model gives other rows"
 

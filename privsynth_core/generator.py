@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError, DomainError, GeneratorError, NotFittedError
 from .fileio import atomic_directory
+from .plugins import Registry, build_registry
 from .privacy.ledger import PrivacyBudget, PrivacyLedger
 from .privacy.release import SpentPart, statement
 from .schema import ColumnKind, Schema
@@ -220,8 +221,6 @@ _TOP_LEVEL_FIELDS = ("model_id",)
 
 def partition_generators() -> list[str]:
     """Ids of the installed generators that can fit a partitioned table (sorted)."""
-    from .registry import generators
-
     registry = generators()
     return sorted(n for n in registry.names() if registry.get(n).fits_from_partitions)
 
@@ -363,8 +362,8 @@ class Generator(ABC):
             spent: list[SpentPart] = []
             summary_rows = None
         else:
+            from .privacy.accountant import settling_accountant
             from .privacy.count import COUNT_MECHANISM, ensure_row_count
-            from .registry import settling_accountant
 
             settling_accountant(accountant)
             # What can be refused without any size is refused before anything is charged.
@@ -511,59 +510,6 @@ class Generator(ABC):
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         return Path(path)
 
-    @classmethod
-    def load(cls, path: str | Path) -> Generator:
-        """Load a model saved by :meth:`save`, dispatching on its ``generator_id``.
-
-        The folder is checked before it is used, so a damaged, edited or foreign model is
-        refused with a message instead of loading wrong or failing later: the manifest
-        (:func:`privsynth_core.model_manifest.read_manifest`: format version, keys, a privacy
-        statement that adds up), the parameters and schema, the plugin's own files (any
-        failure to read them), and a one-row trial sample.
-
-        Raises:
-            GeneratorError: the directory holds no valid privsynth model, or a damaged one.
-            UnknownPluginError: the generator that made it is not installed.
-        """
-        from .model_manifest import read_manifest
-        from .registry import generators
-
-        path = Path(path)
-        manifest_path = path / MANIFEST_NAME
-        manifest = read_manifest(path)
-        generator_id = manifest["generator_id"]
-        generator_cls = generators().get(generator_id)
-        if cls is not Generator and not issubclass(generator_cls, cls):
-            raise GeneratorError(f"{path} holds a {generator_id} model, not a {cls.__name__}")
-        try:
-            params = generator_cls.make_params(manifest["params"])
-        except ConfigError as exc:
-            raise GeneratorError(
-                f"{manifest_path}: its parameters are not valid for this "
-                f"privsynth ({exc}); the manifest was edited, or comes from "
-                f"another version: fit the model again"
-            ) from None
-        instance = generator_cls(params)
-        instance.schema = Schema.from_dict(
-            manifest["schema"], source=f"the schema in {manifest_path}"
-        )
-        fit = {k: v for k, v in manifest["fit"].items() if k not in CUSTODIAN_FIELDS}
-        instance.fit_summary = FitSummary(**fit)
-        instance.fit_summary.model_id = str(manifest.get("model_id", ""))
-        try:
-            instance._load_state(path)
-            instance.sample(1)  # a trial: the files must agree with each other and the schema
-        except (NotFittedError, ConfigError) as exc:
-            raise GeneratorError(f"{path}: cannot use this model: {exc}") from None
-        except Exception as exc:  # any plugin failure on these files means they are damaged
-            detail = str(exc).splitlines()[0] if str(exc) else ""
-            raise GeneratorError(
-                f"{path}: the {generator_id} model's files are damaged or do not match its "
-                f"manifest ({type(exc).__name__}{': ' + detail if detail else ''}); copy the "
-                f"folder again from where `privsynth fit` wrote it, or fit again"
-            ) from None
-        return instance
-
     # -- choosing a generator ---------------------------------------------------------------------
 
     @classmethod
@@ -684,3 +630,8 @@ class Generator(ABC):
                 "a DP fit needs a domain for every column; missing for: "
                 + ", ".join(table.schema.missing_domains)
             )
+
+
+def generators() -> Registry[Generator]:
+    """The registry of generator classes."""
+    return build_registry("generator", Generator, "generator_id", "register_generators")

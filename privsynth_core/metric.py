@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .plugins import Registry, build_registry
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -104,3 +106,8 @@ class Metric(ABC):
         otherwise.
         """
         return None
+
+
+def metrics() -> Registry[Metric]:
+    """The registry of metric classes."""
+    return build_registry("metric", Metric, "metric_id", "register_metrics")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GeneratorError
-from .generator import MANIFEST_FORMAT_VERSION, MANIFEST_NAME, FitSummary
+from .generator import MANIFEST_FORMAT_VERSION, MANIFEST_NAME, FitSummary, generators
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -55,8 +55,6 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"model folder is damaged: copy it again, or fit again"
         ) from None
     check_manifest(manifest, where=manifest_path)
-    from .registry import generators
-
     if manifest["generator_id"] in generators():
         generator_cls = generators().get(manifest["generator_id"])
         if generator_cls.is_dp != manifest["differentially_private"]:

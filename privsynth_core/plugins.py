@@ -1,4 +1,6 @@
-"""Plugin discovery: one pluggy manager, fed from the ``privsynth`` entry-point group.
+"""Plugin discovery: one pluggy manager, fed from the ``privsynth`` entry-point group, and the
+typed registries of the classes plugins register (:class:`Registry`, built by
+:func:`build_registry` for each contract module: ``generators()``, ``accountants()``, ...).
 
 Built-in plugins are found exactly as third-party ones are: through the entry points declared in
 their distribution's metadata. Two environment variables narrow what is loaded:
@@ -14,12 +16,14 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import DuplicatePluginError, PluginError, UnknownPluginError
 
 ENTRY_POINT_GROUP = "privsynth"
 DISABLED_ENV = "PRIVSYNTH_DISABLED_PLUGINS"
@@ -109,3 +113,130 @@ def reset_plugins() -> None:
         pm.unblock(blocked)
     _origins.clear()
     _loaded = False
+
+
+# -- typed registries of plugin classes -------------------------------------------------------
+
+T = TypeVar("T")
+
+_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+@dataclass(frozen=True)
+class PluginEntry(Generic[T]):
+    """One registered class and where it came from."""
+
+    kind: str
+    plugin_id: str
+    cls: type[T]
+    plugin_name: str
+    distribution: str
+    version: str
+
+    @property
+    def description(self) -> str:
+        """The class's one-line description (its ``description`` attribute)."""
+        return str(getattr(self.cls, "description", "") or "")
+
+
+class Registry(Generic[T]):
+    """Classes of one plugin kind (generator, accountant or metric), keyed by id.
+
+    Args:
+        kind: human name of the kind, used in messages ("generator").
+        base: the class every registered class must subclass.
+        id_attribute: name of the class attribute holding the id ("generator_id").
+    """
+
+    def __init__(self, kind: str, base: type[Any], id_attribute: str) -> None:
+        self.kind = kind
+        self.base = base
+        self.id_attribute = id_attribute
+        self._entries: dict[str, PluginEntry[T]] = {}
+
+    def register(self, cls: type[T], *, plugin_name: str) -> None:
+        """Add ``cls``, contributed by the plugin named ``plugin_name``.
+
+        Raises:
+            PluginError: ``cls`` is not a subclass of the kind's base class or has a bad id.
+            DuplicatePluginError: the id is already registered.
+        """
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise PluginError(
+                f"plugin {plugin_name!r} registered {cls!r} as a {self.kind}, but it is not a "
+                f"subclass of {self.base.__name__}"
+            )
+        plugin_id = getattr(cls, self.id_attribute, None)
+        if not isinstance(plugin_id, str) or not _ID_PATTERN.match(plugin_id):
+            raise PluginError(
+                f"{self.kind} class {cls.__name__} from plugin {plugin_name!r} needs a lowercase "
+                f"{self.id_attribute} (letters, digits, '-', '_'); got {plugin_id!r}"
+            )
+        if plugin_id in self._entries:
+            other = self._entries[plugin_id]
+            raise DuplicatePluginError(
+                f"{self.kind} id {plugin_id!r} is registered twice: by plugin "
+                f"{other.plugin_name!r} ({other.cls.__name__}) and by plugin {plugin_name!r} "
+                f"({cls.__name__}); uninstall or block one of them with PRIVSYNTH_DISABLED_PLUGINS"
+            )
+        origin = plugin_origin(plugin_name)
+        self._entries[plugin_id] = PluginEntry(
+            self.kind, plugin_id, cls, plugin_name, origin.distribution, origin.version
+        )
+
+    def get(self, plugin_id: str) -> type[T]:
+        """Return the class registered under ``plugin_id``.
+
+        Raises:
+            UnknownPluginError: no class has that id; the message lists the valid ids.
+        """
+        return self.entry(plugin_id).cls
+
+    def entry(self, plugin_id: str) -> PluginEntry[T]:
+        """Return the registry entry (class and origin) for ``plugin_id``."""
+        try:
+            return self._entries[plugin_id]
+        except KeyError:
+            raise UnknownPluginError(self.kind, plugin_id, self._entries) from None
+
+    def names(self) -> list[str]:
+        """The registered ids, sorted."""
+        return sorted(self._entries)
+
+    def entries(self) -> list[PluginEntry[T]]:
+        """All entries, sorted by id."""
+        return [self._entries[name] for name in self.names()]
+
+    def __contains__(self, plugin_id: object) -> bool:
+        return plugin_id in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_registries: dict[str, Registry[Any]] = {}
+
+
+def build_registry(kind: str, base: type[Any], id_attribute: str, hook_name: str) -> Registry[T]:
+    """The registry of one plugin kind, filled from ``hook_name`` the first time it is asked for
+    (plugins are loaded then, not at import), then kept until :func:`reset_registries`."""
+    if kind in _registries:
+        return _registries[kind]
+    load_plugins()
+    registry: Registry[T] = Registry(kind, base, id_attribute)
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+
+        def register(cls: type[T], _name: str = impl.plugin_name) -> None:
+            registry.register(cls, plugin_name=_name)
+
+        impl.function(register=register)
+    _registries[kind] = registry
+    return registry
+
+
+def reset_registries() -> None:
+    """Forget the built registries so the next look-up asks the hooks again (for tests)."""
+    _registries.clear()

@@ -1,5 +1,11 @@
-"""Typed registries of plugin classes, keyed by each class's id attribute.
+"""The plugin kinds together: their registries, the generator chosen for a table, and models
+loaded back from disk.
 
+Each contract module owns its kind's registry (:func:`~privsynth_core.generator.generators`,
+:func:`~privsynth_core.privacy.accountant.accountants`, :func:`~privsynth_core.metric.metrics`,
+:func:`~privsynth_core.evaluation.report.report_sections`), built on
+:class:`~privsynth_core.plugins.Registry`; this module gathers them, so callers need one import,
+and holds what needs more than one kind: :func:`choose_generator` and :func:`load_model`.
 The registries are filled from the plugin hooks the first time one is used, so importing
 privsynth_core costs nothing. Look-ups of unknown ids raise
 :class:`~privsynth_core.errors.UnknownPluginError` listing the valid ids; a second class under an
@@ -8,177 +14,31 @@ id already taken raises :class:`~privsynth_core.errors.DuplicatePluginError`.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .errors import DuplicatePluginError, PluginError, UnknownPluginError
-from .plugins import load_plugins, plugin_origin, pm
+from .errors import ConfigError, GeneratorError, NotFittedError
+from .evaluation.report import report_sections
+from .generator import (
+    CUSTODIAN_FIELDS,
+    MANIFEST_NAME,
+    FitSummary,
+    Generator,
+    TableProfile,
+    generators,
+    partition_generators,
+    partitioned_refusal,
+)
+from .metric import metrics
+from .model_manifest import read_manifest
+from .plugins import PluginEntry, Registry, reset_registries
+from .privacy.accountant import accountants, settling_accountant
+from .schema import Schema
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-    from .evaluation.report import ReportSection
-    from .generator import Generator
-    from .metric import Metric
-    from .privacy.accountant import Accountant
-    from .schema import Schema
-
-T = TypeVar("T")
-
-_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
-
-
-@dataclass(frozen=True)
-class PluginEntry(Generic[T]):
-    """One registered class and where it came from."""
-
-    kind: str
-    plugin_id: str
-    cls: type[T]
-    plugin_name: str
-    distribution: str
-    version: str
-
-    @property
-    def description(self) -> str:
-        """The class's one-line description (its ``description`` attribute)."""
-        return str(getattr(self.cls, "description", "") or "")
-
-
-class Registry(Generic[T]):
-    """Classes of one plugin kind (generator, accountant or metric), keyed by id.
-
-    Args:
-        kind: human name of the kind, used in messages ("generator").
-        base: the class every registered class must subclass.
-        id_attribute: name of the class attribute holding the id ("generator_id").
-    """
-
-    def __init__(self, kind: str, base: type[Any], id_attribute: str) -> None:
-        self.kind = kind
-        self.base = base
-        self.id_attribute = id_attribute
-        self._entries: dict[str, PluginEntry[T]] = {}
-
-    def register(self, cls: type[T], *, plugin_name: str) -> None:
-        """Add ``cls``, contributed by the plugin named ``plugin_name``.
-
-        Raises:
-            PluginError: ``cls`` is not a subclass of the kind's base class or has a bad id.
-            DuplicatePluginError: the id is already registered.
-        """
-        if not (isinstance(cls, type) and issubclass(cls, self.base)):
-            raise PluginError(
-                f"plugin {plugin_name!r} registered {cls!r} as a {self.kind}, but it is not a "
-                f"subclass of {self.base.__name__}"
-            )
-        plugin_id = getattr(cls, self.id_attribute, None)
-        if not isinstance(plugin_id, str) or not _ID_PATTERN.match(plugin_id):
-            raise PluginError(
-                f"{self.kind} class {cls.__name__} from plugin {plugin_name!r} needs a lowercase "
-                f"{self.id_attribute} (letters, digits, '-', '_'); got {plugin_id!r}"
-            )
-        if plugin_id in self._entries:
-            other = self._entries[plugin_id]
-            raise DuplicatePluginError(
-                f"{self.kind} id {plugin_id!r} is registered twice: by plugin "
-                f"{other.plugin_name!r} ({other.cls.__name__}) and by plugin {plugin_name!r} "
-                f"({cls.__name__}); uninstall or block one of them with PRIVSYNTH_DISABLED_PLUGINS"
-            )
-        origin = plugin_origin(plugin_name)
-        self._entries[plugin_id] = PluginEntry(
-            self.kind, plugin_id, cls, plugin_name, origin.distribution, origin.version
-        )
-
-    def get(self, plugin_id: str) -> type[T]:
-        """Return the class registered under ``plugin_id``.
-
-        Raises:
-            UnknownPluginError: no class has that id; the message lists the valid ids.
-        """
-        return self.entry(plugin_id).cls
-
-    def entry(self, plugin_id: str) -> PluginEntry[T]:
-        """Return the registry entry (class and origin) for ``plugin_id``."""
-        try:
-            return self._entries[plugin_id]
-        except KeyError:
-            raise UnknownPluginError(self.kind, plugin_id, self._entries) from None
-
-    def names(self) -> list[str]:
-        """The registered ids, sorted."""
-        return sorted(self._entries)
-
-    def entries(self) -> list[PluginEntry[T]]:
-        """All entries, sorted by id."""
-        return [self._entries[name] for name in self.names()]
-
-    def __contains__(self, plugin_id: object) -> bool:
-        return plugin_id in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-_registries: dict[str, Registry[Any]] = {}
-
-
-def _build(kind: str, base: type[Any], id_attribute: str, hook_name: str) -> Registry[T]:
-    if kind in _registries:
-        return _registries[kind]
-    load_plugins()
-    registry: Registry[T] = Registry(kind, base, id_attribute)
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
-
-        def register(cls: type[T], _name: str = impl.plugin_name) -> None:
-            registry.register(cls, plugin_name=_name)
-
-        impl.function(register=register)
-    _registries[kind] = registry
-    return registry
-
-
-def generators() -> Registry[Generator]:
-    """The registry of generator classes."""
-    from .generator import Generator
-
-    return _build("generator", Generator, "generator_id", "register_generators")
-
-
-def accountants() -> Registry[Accountant]:
-    """The registry of privacy-accountant classes."""
-    from .privacy.accountant import Accountant
-
-    return _build("accountant", Accountant, "accountant_id", "register_accountants")
-
-
-def settling_accountant(accountant_id: str) -> type[Accountant]:
-    """The accountant that may calibrate noise, report an epsilon and settle the ledger.
-
-    An accountant marked ``approximate`` (it may under-report, e.g. GDP's CLT approximation)
-    is for comparisons only (``privsynth accountants compare``): a guarantee must come from an
-    upper bound.
-
-    Raises:
-        UnknownPluginError: no such accountant.
-        ConfigError: the accountant is an approximation.
-    """
-    from .errors import ConfigError
-
-    cls = accountants().get(accountant_id)
-    if cls.approximate:
-        valid = ", ".join(e.plugin_id for e in accountants().entries() if not e.cls.approximate)
-        raise ConfigError(
-            f"accountant {accountant_id!r} is an approximation that can under-report epsilon; it "
-            f"may be shown in comparisons (`privsynth accountants compare`) but never calibrates, "
-            f"reports or settles a fit. Use one of: {valid}"
-        )
-    return cls
 
 
 @dataclass(frozen=True)
@@ -222,8 +82,6 @@ def choose_generator(
     Raises:
         ConfigError: no DP generator is installed (or none of ``installed`` is one).
     """
-    from .errors import ConfigError
-    from .generator import TableProfile
 
     registry = generators()
     ids = list(installed) if installed is not None else registry.names()
@@ -253,18 +111,57 @@ def choose_generator(
     return GeneratorChoice(best_id, reason, tuple(ranked))
 
 
-def metrics() -> Registry[Metric]:
-    """The registry of metric classes."""
-    from .metric import Metric
+def load_model(path: str | Path, *, expected: type[Generator] | None = None) -> Generator:
+    """Load a model saved by :meth:`Generator.save`, dispatching on its ``generator_id``.
 
-    return _build("metric", Metric, "metric_id", "register_metrics")
+    The folder is checked before it is used, so a damaged, edited or foreign model is refused
+    with a message instead of loading wrong or failing later: the manifest
+    (:func:`privsynth_core.model_manifest.read_manifest`: format version, keys, a privacy
+    statement that adds up), the parameters and schema, the plugin's own files (any failure to
+    read them), and a one-row trial sample.
 
+    Args:
+        path: the model folder (``privsynth fit -o``, or a run's ``release/model``).
+        expected: refuse a model of any other generator class (and its subclasses).
 
-def report_sections() -> Registry[ReportSection]:
-    """The registry of report-section classes."""
-    from .evaluation.report import ReportSection
-
-    return _build("report-section", ReportSection, "section_id", "register_report_sections")
+    Raises:
+        GeneratorError: the directory holds no valid privsynth model, a damaged one, or one of
+            another generator than ``expected``.
+        UnknownPluginError: the generator that made it is not installed.
+    """
+    path = Path(path)
+    manifest_path = path / MANIFEST_NAME
+    manifest = read_manifest(path)
+    generator_id = manifest["generator_id"]
+    generator_cls = generators().get(generator_id)
+    if expected is not None and not issubclass(generator_cls, expected):
+        raise GeneratorError(f"{path} holds a {generator_id} model, not a {expected.__name__}")
+    try:
+        params = generator_cls.make_params(manifest["params"])
+    except ConfigError as exc:
+        raise GeneratorError(
+            f"{manifest_path}: its parameters are not valid for this "
+            f"privsynth ({exc}); the manifest was edited, or comes from "
+            f"another version: fit the model again"
+        ) from None
+    instance = generator_cls(params)
+    instance.schema = Schema.from_dict(manifest["schema"], source=f"the schema in {manifest_path}")
+    fit = {k: v for k, v in manifest["fit"].items() if k not in CUSTODIAN_FIELDS}
+    instance.fit_summary = FitSummary(**fit)
+    instance.fit_summary.model_id = str(manifest.get("model_id", ""))
+    try:
+        instance._load_state(path)
+        instance.sample(1)  # a trial: the files must agree with each other and the schema
+    except (NotFittedError, ConfigError) as exc:
+        raise GeneratorError(f"{path}: cannot use this model: {exc}") from None
+    except Exception as exc:  # any plugin failure on these files means they are damaged
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise GeneratorError(
+            f"{path}: the {generator_id} model's files are damaged or do not match its "
+            f"manifest ({type(exc).__name__}{': ' + detail if detail else ''}); copy the "
+            f"folder again from where `privsynth fit` wrote it, or fit again"
+        ) from None
+    return instance
 
 
 REGISTRIES: dict[str, Callable[[], Registry[Any]]] = {
@@ -280,6 +177,20 @@ def all_entries() -> list[PluginEntry[Any]]:
     return [entry for build in REGISTRIES.values() for entry in build().entries()]
 
 
-def reset_registries() -> None:
-    """Forget the built registries so the next look-up asks the hooks again (for tests)."""
-    _registries.clear()
+__all__ = [
+    "REGISTRIES",
+    "GeneratorChoice",
+    "PluginEntry",
+    "Registry",
+    "accountants",
+    "all_entries",
+    "choose_generator",
+    "generators",
+    "load_model",
+    "metrics",
+    "partition_generators",
+    "partitioned_refusal",
+    "report_sections",
+    "reset_registries",
+    "settling_accountant",
+]

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..plugins import Registry, build_registry
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -100,3 +102,8 @@ class ReportSection(ABC):
         Called once per report, after every metric has run. ``directory`` is a temporary folder
         that replaces the final output folder in one step when the whole report has succeeded.
         """
+
+
+def report_sections() -> Registry[ReportSection]:
+    """The registry of report-section classes."""
+    return build_registry("report-section", ReportSection, "section_id", "register_report_sections")

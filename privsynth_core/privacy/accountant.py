@@ -14,7 +14,8 @@ import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from ..errors import AccountingError
+from ..errors import AccountingError, ConfigError
+from ..plugins import Registry, build_registry
 
 Step = tuple[float, float, int]
 """One run of identical steps: (noise multiplier, sample rate, number of steps)."""
@@ -115,3 +116,30 @@ class Accountant(ABC):
         if steps == 0:
             return 0.0
         return float(cls._epsilon([(noise_multiplier, sample_rate, steps)], delta))
+
+
+def accountants() -> Registry[Accountant]:
+    """The registry of privacy-accountant classes."""
+    return build_registry("accountant", Accountant, "accountant_id", "register_accountants")
+
+
+def settling_accountant(accountant_id: str) -> type[Accountant]:
+    """The accountant that may calibrate noise, report an epsilon and settle the ledger.
+
+    An accountant marked ``approximate`` (it may under-report, e.g. GDP's CLT approximation)
+    is for comparisons only (``privsynth accountants compare``): a guarantee must come from an
+    upper bound.
+
+    Raises:
+        UnknownPluginError: no such accountant.
+        ConfigError: the accountant is an approximation.
+    """
+    cls = accountants().get(accountant_id)
+    if cls.approximate:
+        valid = ", ".join(e.plugin_id for e in accountants().entries() if not e.cls.approximate)
+        raise ConfigError(
+            f"accountant {accountant_id!r} is an approximation that can under-report epsilon; it "
+            f"may be shown in comparisons (`privsynth accountants compare`) but never calibrates, "
+            f"reports or settles a fit. Use one of: {valid}"
+        )
+    return cls

@@ -505,9 +505,9 @@ def sample_synthetic(
     ``rows`` defaults to the released row count n̂ the model was fitted with (never the exact
     size of the private table).
     """
-    from ..generator import Generator
+    from ..registry import load_model
 
-    generator = Generator.load(model_dir)
+    generator = load_model(model_dir)
     count = rows or default_rows(generator)
     frame = generator.sample(count, seed=seed)
     return atomic_write(destination, frame.write_csv)

@@ -23,7 +23,7 @@ from privsynth_core import (
 from privsynth_core.errors import InputFileError
 from privsynth_core.inference import infer_schema
 from privsynth_core.privacy.count import COUNT_MECHANISM
-from privsynth_core.registry import generators
+from privsynth_core.registry import generators, load_model
 
 BUDGET = PrivacyBudget(1.0, 1e-6)
 
@@ -185,5 +185,5 @@ def test_save_is_atomic_and_refuses_to_clobber(
     with pytest.raises(OSError):
         broken.save(out / "broken")
     assert sorted(p.name for p in out.iterdir()) == ["model"]
-    reloaded = Generator.load(target)
+    reloaded = load_model(target)
     assert reloaded.sample(50, seed=9).equals(model.sample(50, seed=9))

@@ -445,7 +445,7 @@ def sample_cmd(args: argparse.Namespace) -> int:
 
     from privsynth_core.errors import InputFileError
     from privsynth_core.fileio import atomic_write
-    from privsynth_core.generator import Generator
+    from privsynth_core.registry import load_model
     from privsynth_core.runs.pipeline import default_rows
 
     output = Path(args.output)
@@ -466,7 +466,7 @@ def sample_cmd(args: argparse.Namespace) -> int:
         )
     if args.rows is not None and args.rows < 0:
         raise ConfigError(f"--rows must be >= 0, got {args.rows}")
-    generator = Generator.load(args.model)
+    generator = load_model(args.model)
     rows = default_rows(generator) if args.rows is None else args.rows
     frame = generator.sample(rows, seed=args.seed)
     if output.suffix.lower() == ".csv":

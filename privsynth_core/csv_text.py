@@ -16,6 +16,9 @@ import polars as pl
 from .errors import InputFileError
 
 _SNIFF_BYTES = 1 << 16
+#: The longest header read: a wide table's header runs past the first 64 kB (4,000 names of
+#: 20 characters are 84 kB), and a header cut there read as fewer columns than the rows hold.
+_MAX_HEADER_BYTES = 1 << 24
 
 
 #: The field separators privsynth recognises in a CSV header, in order of preference on a tie.
@@ -39,7 +42,8 @@ def separator_name(separator: str) -> str:
 
 
 def read_head(path: Path, max_bytes: int | None = None) -> bytes:
-    """The first bytes of a file (decompressed for ``.gz``), with clear errors for damage.
+    """The first bytes of a file (decompressed for ``.gz``), with clear errors for damage: at
+    least 64 kB, and the whole header line however long (up to 16 MB).
 
     A ``.gz`` is read to its end in bounded chunks; with ``max_bytes`` its *decompressed* size
     is held to that limit too, so a small compressed file that expands to gigabytes (a gzip
@@ -52,7 +56,13 @@ def read_head(path: Path, max_bytes: int | None = None) -> bytes:
     try:
         if not compressed:
             with open(path, "rb") as fh:
-                return fh.read(_SNIFF_BYTES)
+                head = fh.read(_SNIFF_BYTES)
+                while not _header_ends(head) and len(head) < _MAX_HEADER_BYTES:
+                    more = fh.read(len(head))  # doubling: a few reads for any header
+                    if not more:
+                        break
+                    head += more
+                return _whole_header(path, head)
         with open(path, "rb") as fh:
             if fh.read(2) != b"\x1f\x8b":
                 raise InputFileError(
@@ -72,7 +82,9 @@ def read_head(path: Path, max_bytes: int | None = None) -> bytes:
                         f"on a table's size; use a smaller extract or ask the operator to "
                         f"raise the limit"
                     )
-            return head
+                if len(head) < _MAX_HEADER_BYTES and not _header_ends(head):
+                    head += chunk
+            return _whole_header(path, head)
     except InputFileError:
         raise
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
@@ -82,6 +94,26 @@ def read_head(path: Path, max_bytes: int | None = None) -> bytes:
         ) from None
     except OSError as exc:
         raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _header_ends(head: bytes) -> bool:
+    """Whether ``head`` holds the end of the header line (a line break outside quotes)."""
+    quotes = 0
+    for line in head.splitlines(keepends=True):
+        quotes += line.count(b'"')
+        if quotes % 2 == 0 and line.endswith((b"\n", b"\r")):
+            return True
+    return False
+
+
+def _whole_header(path: Path, head: bytes) -> bytes:
+    """``head``, refused when the header line runs past the longest header read."""
+    if len(head) >= _MAX_HEADER_BYTES and not _header_ends(head):
+        raise InputFileError(
+            f"{path}: the header line is longer than {_MAX_HEADER_BYTES / 2**20:g} MB (or a "
+            f"quote in it is never closed); give a file whose first line names the columns"
+        )
+    return head
 
 
 def text_head(path: Path, head: bytes) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -84,7 +85,8 @@ def _check_columns(path: Path, names: list[str]) -> None:
         problems.append(
             f"column names {', '.join(repr(n) for n in broken)} hold a line break or tab"
         )
-    dupes = sorted({n for n in names if n and names.count(n) > 1})
+    # Counted once (names.count per name was quadratic: seconds at a few thousand columns).
+    dupes = sorted(n for n, times in Counter(names).items() if n and times > 1)
     if dupes:
         problems.append(f"duplicate column names: {', '.join(dupes)}")
     if problems:

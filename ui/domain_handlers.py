@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from privsynth_core.errors import BudgetNotSetError, DomainError, SchemaError
+from privsynth_core.generator import ProgressCallback
 from privsynth_core.schema import Column, ColumnKind, ExcludedColumn, ReviewFlag, Schema
 
 from .budget_handlers import NO_BUDGET
@@ -302,6 +303,7 @@ def set_domain(
     epsilon: float | None,
     delta: float | None,
     accept_flagged: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> DatasetRecord:
     """Fix the domain of the dataset's data source (custodians only), for every extract of it.
 
@@ -311,7 +313,8 @@ def set_domain(
     (the custodian ticked "I have checked these values are public").
     ``dp``: only the names and kinds in the table (reviewed on the page) are used; bounds and
     categories are learned from this dataset's train rows by DP mechanisms charged to the
-    source's budget, and every release made with the domain includes their cost.
+    source's budget, and every release made with the domain includes their cost; ``progress``
+    is called once per column learned (its place, the total and its name: nothing from the rows).
 
     Raises:
         NotFoundError, SchemaError, DomainError, RoleError, BudgetNotSetError,
@@ -337,7 +340,7 @@ def set_domain(
         delta = float(delta or 1e-6)
         # The names and kinds were reviewed on the page; the bounds are learned, not used.
         fixed, parts = _learn_domain(
-            ws, record, skeleton(draft).confirm_public(), float(epsilon), delta
+            ws, record, skeleton(draft).confirm_public(), float(epsilon), delta, progress
         )
     draft.save(record.draft_schema_path)
     state.directory.mkdir(parents=True, exist_ok=True)
@@ -349,12 +352,17 @@ def set_domain(
 
 
 def _learn_domain(
-    ws: Workspace, record: DatasetRecord, skeleton: Schema, epsilon: float, delta: float
+    ws: Workspace,
+    record: DatasetRecord,
+    skeleton: Schema,
+    epsilon: float,
+    delta: float,
+    progress: ProgressCallback | None = None,
 ) -> tuple[Schema, list[dict[str, Any]]]:
     """Learn the domain from the dataset's train rows, charged to the source's budget."""
     import tempfile
 
-    from privsynth_core.domain import prepare_table
+    from privsynth_core.privacy.domain import prepare_table
 
     run_id = f"domain-{record.dataset_id}-{new_id()}"
     key = record.key
@@ -371,6 +379,7 @@ def _learn_domain(
                 run_id=run_id,
                 source=record.source,
                 parent_key=key,
+                progress=progress,
             )
         except BudgetNotSetError:
             raise BudgetNotSetError(NO_BUDGET) from None

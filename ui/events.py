@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from privsynth_core.errors import BudgetError, DomainError
+from privsynth_core.generator import Progress
 from privsynth_core.registry import generators
 from privsynth_flows.progress import read_losses
 from privsynth_flows.served import RunView
@@ -297,6 +298,7 @@ class PageEvents:
                 epsilon=epsilon,
                 delta=delta,
                 accept_flagged=bool(accept_flagged),
+                progress=None if progress is None else _column_progress(progress),
             )
         except (DomainError, BudgetError) as exc:
             # Only the learning's own failures: a refused caller, an unknown dataset or a
@@ -621,6 +623,20 @@ def _shown(progress: Any, what: str) -> Callable[[RunView, float], None] | None:
         # started so far (with no total it showed "N tasks" alone, never the state and steps).
         progress(
             (done, max(len(view.tasks), 1)), desc=views.step_text(what, view, seconds), unit="tasks"
+        )
+
+    return show
+
+
+def _column_progress(progress: Any) -> Callable[[Progress], None]:
+    """What tells Gradio's progress tracker (``progress``) how learning a DP domain goes: the
+    columns learned of how many (a report carries nothing read off the rows)."""
+
+    def show(report: Progress) -> None:
+        progress(
+            (report.epoch, report.epochs),
+            desc=f"Learning the domain with DP: column {report.epoch} of {report.epochs}",
+            unit="columns",
         )
 
     return show

@@ -49,6 +49,7 @@ import numpy.typing as npt
 import polars as pl
 
 from ..errors import BudgetExceededError, DomainError, SchemaError
+from ..generator import Progress, ProgressCallback
 from ..schema import Column, ColumnKind, Schema
 from ..table import Table, fingerprint_frame, read_frame
 from ..validation import cast_column
@@ -300,6 +301,7 @@ def learn_domain(
     run_id: str | None = None,
     extract: str | None = None,
     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
+    progress: ProgressCallback | None = None,
 ) -> Schema:
     """Learn the domain of every column of ``skeleton`` from ``frame`` with DP, charging the ledger.
 
@@ -316,6 +318,10 @@ def learn_domain(
         run_id: ties the entries to a run.
         extract: the content fingerprint of the rows read, recorded with each entry.
         quantiles: the DP quantiles used as numeric bounds.
+        progress: called once per column learned (booleans need none), as a
+            :class:`~privsynth_core.generator.Progress` in ``"column"`` units: how many of
+            how many, the epsilon charged so far and the column's name; nothing read off the
+            rows (no value, no count) and no clock time.
 
     Returns:
         A schema with ``domain="dp"`` and every column nullable.
@@ -326,10 +332,11 @@ def learn_domain(
         DomainError: a categorical column has no category frequent enough to release.
     """
     run_id = run_id or uuid.uuid4().hex
-    _, eps_each, delta_each = _domain_plan(
+    needing, eps_each, delta_each = _domain_plan(
         skeleton, epsilon=epsilon, delta=delta, ledger=ledger, fingerprint=fingerprint
     )
     columns = []
+    learned = 0
     for col in skeleton.columns:
         if col.kind is ColumnKind.BOOLEAN:
             columns.append(Column(name=col.name, kind=col.kind, nullable=True))
@@ -358,11 +365,24 @@ def learn_domain(
             columns.append(
                 Column(name=col.name, kind=col.kind, nullable=True, categories=categories)
             )
-            continue
-        lower, upper = dp_bounds(
-            numeric_values(series, col.kind), epsilon=eps_each, quantiles=quantiles
-        )
-        columns.append(_bounded(col, lower, upper))
+        else:
+            lower, upper = dp_bounds(
+                numeric_values(series, col.kind), epsilon=eps_each, quantiles=quantiles
+            )
+            columns.append(_bounded(col, lower, upper))
+        learned += 1
+        if progress is not None:
+            # The column's place and name only: its learned domain stays out of the report.
+            progress(
+                Progress(
+                    epoch=learned,
+                    epochs=len(needing),
+                    step=learned,
+                    epsilon=eps_each * learned,
+                    unit="column",
+                    stage=f"learned the domain of column {col.name!r}",
+                )
+            )
     return skeleton.with_columns(columns, domain="dp")
 
 
@@ -582,6 +602,7 @@ def prepare_table(
     max_bytes: int | None = None,
     source: str | None = None,
     parent_key: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Table:
     """Read a private table and give it a domain fit for a DP run.
 
@@ -602,6 +623,8 @@ def prepare_table(
         source: the data source the file is an extract of (its budget is the source's).
         parent_key: the budget key of the source the file was split from (see
             :attr:`Table.parent_key`), when the caller knows it.
+        progress: with ``domain="dp"``, called once per column learned (see
+            :func:`learn_domain`).
 
     Raises:
         InputFileError, SchemaError, DomainError, BudgetNotSetError, BudgetExceededError.
@@ -629,6 +652,7 @@ def prepare_table(
                 fingerprint=key,
                 run_id=run_id,
                 extract=extract,
+                progress=progress,
             ),
         )
         spent = [

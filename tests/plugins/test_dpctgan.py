@@ -31,9 +31,9 @@ from privsynth_core import (
     Progress,
     Schema,
     Table,
-    dpsgd,
 )
 from privsynth_core.datasets import adult_schema
+from privsynth_core.privacy import dpsgd
 from privsynth_core.privacy.dpsgd import BatchSource, PoissonSampler
 from privsynth_core.registry import accountants
 from privsynth_plugins.dpctgan import DPCTGANGenerator, DPCTGANParams

@@ -184,3 +184,99 @@ def test_core_has_no_import_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     # The test above must be able to fail.
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _defined(path: Path) -> set[str] | None:
+    """The names a module defines at its top level (a def, class, assignment or import, also
+    under a top-level ``if`` or ``try``); None when it may define more than the source says
+    (a module ``__getattr__`` or a ``*`` import)."""
+    names: set[str] = set()
+    todo = list(ast.parse(path.read_text(encoding="utf-8")).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name == "__getattr__":
+                return None
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            for block in ("body", "orelse", "finalbody"):
+                todo.extend(getattr(node, block, []))
+            for handler in getattr(node, "handlers", []):
+                todo.extend(handler.body)
+    return names
+
+
+def _dangling_imports(modules: dict[str, Path], root: Path = ROOT) -> list[str]:
+    """Each import, at any depth of a module in ``modules``, of one of those packages' modules
+    that does not exist, or of a name that module does not define (nor a submodule of it)."""
+    ours = {name.split(".")[0] for name in modules}
+    defined: dict[str, set[str] | None] = {}
+    offences = []
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                wanted = [(alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here[: len(here) - (node.level - 1)]
+                    module = ".".join([*base, *([node.module] if node.module else [])])
+                else:
+                    module = node.module or ""
+                wanted = [(module, alias.name) for alias in node.names]
+            else:
+                continue
+            for module, attribute in wanted:
+                if module.split(".")[0] not in ours:
+                    continue
+                where = f"{path.relative_to(root)}:{node.lineno}"
+                if module not in modules:
+                    offences.append(f"{where} imports {module}, which does not exist")
+                    continue
+                if attribute is None or attribute == "*" or f"{module}.{attribute}" in modules:
+                    continue
+                if module not in defined:
+                    defined[module] = _defined(modules[module])
+                known = defined[module]
+                if known is not None and attribute not in known:
+                    offences.append(f"{where} imports {attribute} from {module}, which has none")
+    return sorted(offences)
+
+
+def test_every_import_of_our_modules_names_one_that_exists() -> None:
+    # The checks above read a name they do not know as its package, so an import left on a
+    # moved module's old path (``privsynth_core.domain`` inside a function of
+    # ui/domain_handlers.py after the move to privacy/) passed them and failed only when the
+    # web app learned a domain. Read from the source, lazy imports included (issue #17).
+    modules = {name: path for package in FOLDERS for name, path in _modules(package).items()}
+    assert _dangling_imports(modules) == []
+
+
+def test_the_dangling_import_finder_finds_one(tmp_path: Path) -> None:
+    # The test above must be able to fail: a lazy import of a module that is not there, and of
+    # a name a module does not define, are both reported; a submodule and a defined name are not.
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub.py").write_text("X = 1\n")
+    (tmp_path / "pkg" / "user.py").write_text(
+        "from . import sub\nfrom .sub import X\n\n\ndef f():\n    from .gone import Y\n"
+        "    from .sub import Z\n"
+    )
+    modules = {
+        name: tmp_path / "pkg" / f"{file}.py"
+        for name, file in (("pkg", "__init__"), ("pkg.sub", "sub"), ("pkg.user", "user"))
+    }
+    assert _dangling_imports(modules, tmp_path) == [
+        "pkg/user.py:6 imports pkg.gone, which does not exist",
+        "pkg/user.py:7 imports Z from pkg.sub, which has none",
+    ]

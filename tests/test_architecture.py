@@ -215,13 +215,16 @@ def _defined(path: Path) -> set[str] | None:
     return names
 
 
-def _dangling_imports(modules: dict[str, Path], root: Path = ROOT) -> list[str]:
+def _dangling_imports(
+    modules: dict[str, Path], root: Path = ROOT, also: dict[str, Path] | None = None
+) -> list[str]:
     """Each import, at any depth of a module in ``modules``, of one of those packages' modules
-    that does not exist, or of a name that module does not define (nor a submodule of it)."""
+    that does not exist, or of a name that module does not define (nor a submodule of it).
+    ``also``: more files to read (tests, benchmarks), by a dotted name of their own."""
     ours = {name.split(".")[0] for name in modules}
     defined: dict[str, set[str] | None] = {}
     offences = []
-    for name, path in modules.items():
+    for name, path in {**modules, **(also or {})}.items():
         is_package = path.name == "__init__.py"
         here = name.split(".") if is_package else name.split(".")[:-1]
         for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
@@ -259,7 +262,12 @@ def test_every_import_of_our_modules_names_one_that_exists() -> None:
     # ui/domain_handlers.py after the move to privacy/) passed them and failed only when the
     # web app learned a domain. Read from the source, lazy imports included (issue #17).
     modules = {name: path for package in FOLDERS for name, path in _modules(package).items()}
-    assert _dangling_imports(modules) == []
+    tests = {
+        "tests_." + ".".join(path.relative_to(ROOT).with_suffix("").parts): path
+        for folder in ("tests", "plugins/marginal/tests", "bench")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    }
+    assert _dangling_imports(modules, also=tests) == []
 
 
 def test_the_dangling_import_finder_finds_one(tmp_path: Path) -> None:

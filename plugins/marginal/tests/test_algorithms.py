@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from privsynth_marginal.algorithms import _aim_candidates, aim, mst
 from privsynth_marginal.estimate import PGMEstimator
+from privsynth_marginal.junction import model_size_mb
 from privsynth_marginal.mechanisms import marginal_counts
 from privsynth_marginal.zcdp import ZCDPBudget, rho_for
 
@@ -212,3 +213,26 @@ def test_aim_does_not_re_estimate_after_a_round_that_measured_nothing() -> None:
     # the selection still saw the model its quality needs: the dependent pairs score highest
     assert measurements[4].clique in {(0, 1), (2, 3)}
     assert estimator.marginal((0, 1)).shape == (3, 3)
+
+
+def test_aim_keeps_the_model_under_its_size_cap_within_a_round() -> None:
+    # Each pair alone fits a cap of 176 bytes beside the 1-way model (136 to 176 bytes), but
+    # no two pairs do (200 bytes and more): a round that draws two selections may measure only
+    # one, and the model it ends with stays under the cap.
+    codes, sizes = copies_table((3, 4), seed=3)
+    cap_mb = 176 / 2**20
+    estimator = CountingEstimator(NAMES, sizes)
+    measurements = aim(
+        codes,
+        sizes,
+        huge_budget(),
+        estimator,
+        selections=2,
+        rounds=1,
+        max_model_mb=cap_mb,
+        max_cells=10_000,
+        iters=ITERS,
+        round_iters=50,
+    )
+    assert model_size_mb(sizes, [m.clique for m in measurements]) <= cap_mb
+    assert len(measurements) == 5  # four 1-way marginals and one pair

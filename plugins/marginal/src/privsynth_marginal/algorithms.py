@@ -226,6 +226,18 @@ def aim(
             measured.add(chosen)
             del pool[chosen]
             added += 1
+            cliques.append(chosen)
+            if added < count:
+                # The cap holds for the model the round ends with, as in published AIM (which
+                # filters before every selection): a candidate that no longer fits beside what
+                # was just chosen leaves the pool. Post-processing of the round's earlier
+                # selections (DP outputs) and of public sizes; a model only grows, so a
+                # candidate dropped here would never fit again this round.
+                pool = {
+                    c: w
+                    for c, w in pool.items()
+                    if model_size_mb(sizes, [*cliques, c]) <= size_limit
+                }
         # A round that measured nothing new (no candidate fitted under this round's size
         # limit) leaves the model's inputs as they were: re-estimating would only iterate
         # longer on the same measurements. The last round always estimates, with ``iters``.

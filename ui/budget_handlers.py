@@ -92,7 +92,10 @@ def budget_rows(ws: Workspace) -> list[list[Any]]:
 def ledger_rows(ws: Workspace, dataset_id: str) -> list[list[Any]]:
     """The ledger entries of the dataset's data source (everyone's), oldest first.
 
-    An analyst sees the runs of others (other users, the CLI, the flows) only as "not yours".
+    An analyst sees the runs of others (other users, the CLI, the flows) only as "not yours",
+    and each entry's date, not its time: a DP domain charges each column just before its
+    mechanism runs, so the gaps between those times are how long a mechanism ran on the rows
+    (which depends on the data and is covered by no guarantee; the ledger is the custodian's).
     """
     dataset = ws.dataset(dataset_id)
     own = {r.run_id for r in ws.runs()} | {f"domain-{d.dataset_id}" for d in ws.datasets()}
@@ -105,7 +108,7 @@ def ledger_rows(ws: Workspace, dataset_id: str) -> list[list[Any]]:
     return [
         [
             e.entry_id,
-            e.created_at,
+            e.created_at if ws.is_custodian else e.created_at[:10],
             e.mechanism,
             e.status,
             None if e.status == "non-dp" else num(e.epsilon),

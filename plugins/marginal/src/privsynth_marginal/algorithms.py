@@ -22,6 +22,10 @@ overspend; the caller converts what was spent to (epsilon, delta).
 Every noisy count and every selection is drawn exactly by OpenDP from a cryptographic source
 (:mod:`.mechanisms`): nothing here takes a seed. The measured counts stay integers until the
 noise is on; the estimator gets them as floats.
+
+The data reach both algorithms only as exact marginal counts (:class:`.counts.ExactMarginals`):
+from a matrix of cell codes in this process, or counted beforehand in one pass over a
+partitioned table (the same integers, so the same mechanisms see the same inputs).
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .counts import CodesMarginals, ExactMarginals
 from .estimate import Measurement, PGMEstimator
 from .junction import model_size_mb
-from .mechanisms import exponential_mechanism, gaussian_measure, marginal_counts
+from .mechanisms import exponential_mechanism, gaussian_measure
 from .zcdp import AIM_MEASUREMENT_SHARE, ZCDPBudget, exponential_rho, gaussian_rho
 
 #: ``progress(done, total, stage)``: units done of ``total`` (MST's stages, AIM's rounds) and
@@ -55,22 +60,26 @@ def _epsilon0(count: int, rho: float) -> float:
     return math.sqrt(8 * rho / count) * (1 - _SAFETY)
 
 
+def _as_marginals(data: ExactMarginals | np.ndarray, sizes: Sequence[int]) -> ExactMarginals:
+    """The exact marginals of ``data``: given as such, or a matrix of cell codes."""
+    return data if isinstance(data, ExactMarginals) else CodesMarginals(data, sizes)
+
+
 def _measure(
-    codes: np.ndarray,
-    sizes: Sequence[int],
+    marginals: ExactMarginals,
     clique: tuple[int, ...],
     sigma: float,
     budget: ZCDPBudget,
 ) -> Measurement:
     kind = "1-way marginals" if len(clique) == 1 else "selected marginals"
     budget.spend(f"measure {clique}", gaussian_rho(sigma), kind=kind)
-    noisy = gaussian_measure(marginal_counts(codes, sizes, clique), sigma)
+    noisy = gaussian_measure(marginals.marginal(clique), sigma)
     # exact integers until the noise is on; float64 holds them exactly (below 2^53)
     return Measurement(clique=clique, noisy=noisy.astype(np.float64), sigma=sigma)
 
 
 def mst(
-    codes: np.ndarray,
+    data: ExactMarginals | np.ndarray,
     sizes: Sequence[int],
     budget: ZCDPBudget,
     estimator: PGMEstimator,
@@ -82,6 +91,9 @@ def mst(
 ) -> list[Measurement]:
     """Run MST; leaves the final model in ``estimator``; returns the measurements.
 
+    ``data`` is the exact marginals (:class:`.counts.ExactMarginals`: every 1-way marginal and
+    every pair) or a ``(rows, columns)`` matrix of cell codes.
+
     With a ``target`` column, the quality of a pair that includes it is multiplied by
     ``target_weight`` (and the selections' sensitivity with it), so the tree gathers around the
     target. Every random draw (measurement noise, selections) is OpenDP's, from the OS: nothing
@@ -92,22 +104,23 @@ def mst(
         if progress is not None:
             progress(done, 4, what)
 
+    marginals = _as_marginals(data, sizes)
     d = len(sizes)
     rho = budget.remaining
     one_way_share = rho / 3 if d > 1 else rho
     sigma1 = _sigma(d, one_way_share)
     stage(0, "measuring 1-way marginals")
-    one_way = {i: _measure(codes, sizes, (i,), sigma1, budget) for i in range(d)}
+    one_way = {i: _measure(marginals, (i,), sigma1, budget) for i in range(d)}
     measurements = list(one_way.values())
     if d > 1:
         estimator.set_independent(measurements)
         stage(1, "selecting a spanning tree of pairs")
         edges = _spanning_tree(
-            codes, sizes, estimator, rho / 3, budget, target=target, target_weight=target_weight
+            marginals, sizes, estimator, rho / 3, budget, target=target, target_weight=target_weight
         )
         sigma2 = _sigma(d - 1, budget.remaining)
         stage(2, "measuring the tree's pairs")
-        measurements += [_measure(codes, sizes, e, sigma2, budget) for e in edges]
+        measurements += [_measure(marginals, e, sigma2, budget) for e in edges]
     stage(3, "estimating the graphical model")
     estimator.fit(measurements, iters=iters, warm=False)
     stage(4, "done")
@@ -115,7 +128,7 @@ def mst(
 
 
 def _spanning_tree(
-    codes: np.ndarray,
+    marginals: ExactMarginals,
     sizes: Sequence[int],
     independent: PGMEstimator,
     rho: float,
@@ -132,7 +145,7 @@ def _spanning_tree(
     }
     sensitivity = max(scale.values(), default=1.0)
     for pair in itertools.combinations(range(d), 2):
-        exact = marginal_counts(codes, sizes, pair)
+        exact = marginals.marginal(pair)
         weights[pair] = scale[pair] * float(
             np.abs(exact - independent.marginal(pair).ravel()).sum()
         )
@@ -156,7 +169,7 @@ def _spanning_tree(
 
 
 def aim(
-    codes: np.ndarray,
+    data: ExactMarginals | np.ndarray,
     sizes: Sequence[int],
     budget: ZCDPBudget,
     estimator: PGMEstimator,
@@ -173,9 +186,13 @@ def aim(
 ) -> list[Measurement]:
     """Run AIM (see the module docstring); leaves the final model in ``estimator``.
 
+    ``data`` is the exact marginals (:class:`.counts.ExactMarginals`: every 1-way marginal and
+    every candidate pair, those of at most ``max_cells`` cells) or a matrix of cell codes.
+
     With a ``target`` column, the workload weighs the pairs that include it ``target_weight``
     times the others. As in :func:`mst`, every random draw is OpenDP's.
     """
+    marginals = _as_marginals(data, sizes)
     d = len(sizes)
     rho = budget.remaining
     candidates = _aim_candidates(sizes, max_cells, target=target, target_weight=target_weight)
@@ -188,7 +205,7 @@ def aim(
     rounds = max(1, min(rounds, selections)) if selections else 0
     if progress is not None:
         progress(0, max(rounds, 1), "measuring 1-way marginals")
-    measurements = [_measure(codes, sizes, (i,), sigma, budget) for i in range(d)]
+    measurements = [_measure(marginals, (i,), sigma, budget) for i in range(d)]
     if rounds:
         estimator.set_independent(measurements)  # the first selections need no estimate
     else:
@@ -215,14 +232,14 @@ def aim(
         # the model does not change within a round, so neither do the qualities: computed
         # once per round, not once per selection (the same draws, a round's selections cost
         # one pass over the pool instead of ``count``)
-        quality = _qualities(codes, sizes, pool, estimator, sigma)
+        quality = _qualities(marginals, sizes, pool, estimator, sigma)
         added = 0
         for _ in range(count):
             if not pool:
                 break
             chosen = _worst_approximated(pool, quality, epsilon0, budget)
             del quality[chosen]
-            measurements.append(_measure(codes, sizes, chosen, sigma, budget))
+            measurements.append(_measure(marginals, chosen, sigma, budget))
             measured.add(chosen)
             del pool[chosen]
             added += 1
@@ -267,7 +284,7 @@ def _aim_candidates(
 
 
 def _qualities(
-    codes: np.ndarray,
+    marginals: ExactMarginals,
     sizes: Sequence[int],
     pool: dict[tuple[int, ...], float],
     estimator: PGMEstimator,
@@ -278,9 +295,7 @@ def _qualities(
     out = {}
     for clique, weight in pool.items():
         cells = int(np.prod([sizes[i] for i in clique]))
-        error = np.abs(
-            marginal_counts(codes, sizes, clique) - estimator.marginal(clique).ravel()
-        ).sum()
+        error = np.abs(marginals.marginal(clique) - estimator.marginal(clique).ravel()).sum()
         # the L1 error noise alone would leave on a measured marginal (AIM's bias term)
         out[clique] = weight * (float(error) - math.sqrt(2 / math.pi) * sigma * cells)
     return out

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
@@ -141,6 +141,11 @@ def discover_partitions(spec: str | Path) -> list[Path]:
     return found
 
 
+#: A generator's exact counts of one conformed frame, by name (see :meth:`PartitionedTable.
+#: reduce`): module-level and picklable (a ``functools.partial`` of one), as it runs on workers.
+ReduceFn = Callable[[pl.DataFrame], Mapping[str, np.ndarray]]
+
+
 @dataclass(frozen=True)
 class CountPlan:
     """Which exact counts one pass over the partitions takes, besides the row count.
@@ -156,11 +161,14 @@ class CountPlan:
             counts (:func:`~privsynth_core.privacy.histograms.grid_counts`) of the column's raw
             values, clipped to its released coarse range, over the quantiles' public grid of
             :data:`~privsynth_core.privacy.histograms.QUANTILE_GRID` points spanning it.
+        reduce: a generator's own exact counts (:meth:`PartitionedTable.reduce`): run on each
+            partition's conformed frame; its arrays are summed key by key.
     """
 
     histogram_bins: int | None = None
     domain: bool = False
     quantile_ranges: tuple[tuple[str, float, float], ...] = ()
+    reduce: ReduceFn | None = None
 
 
 @dataclass
@@ -184,6 +192,7 @@ class PartitionCounts:
         categories: exact count per value per categorical column (``CountPlan.domain``).
         quantiles: exact grid counts per numeric/datetime column
             (``CountPlan.quantile_ranges``).
+        reduced: ``CountPlan.reduce``'s arrays, summed key by key.
     """
 
     files: tuple[str, ...]
@@ -197,6 +206,7 @@ class PartitionCounts:
     magnitudes: dict[str, IntArray] = field(default_factory=dict)
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
     quantiles: dict[str, IntArray] = field(default_factory=dict)
+    reduced: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -206,6 +216,8 @@ class _PartResult:
     file: str
     error: str | None = None
     schema_error: bool = False
+    #: the error is a bug in ``CountPlan.reduce`` (not in the partition)
+    reduce_error: bool = False
     columns: tuple[str, ...] = ()
     raw_rows: int = 0
     rows: int = 0
@@ -215,6 +227,7 @@ class _PartResult:
     magnitudes: dict[str, IntArray] = field(default_factory=dict)
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
     quantiles: dict[str, IntArray] = field(default_factory=dict)
+    reduced: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 _HASH_SEEDS = (42, 7)
@@ -276,12 +289,33 @@ def _count_one(path: str, schema: Schema, plan: CountPlan) -> _PartResult:
                 out.histograms[col.name] = column_histogram(
                     conformed[col.name], col, plan.histogram_bins
                 )
+        if plan.reduce is not None:
+            out.reduced = _reduce(plan.reduce, conformed, out)
     except PrivsynthError as exc:
         # The message only (the reader's messages name the file; the caller names it in the
         # others), never a traceback from a worker, never a value of the rows.
         out.error = str(exc) or type(exc).__name__
         out.schema_error = isinstance(exc, SchemaError)
     return out
+
+
+def _reduce(fn: ReduceFn, frame: pl.DataFrame, out: _PartResult) -> dict[str, np.ndarray]:
+    """A generator's count function on one conformed partition."""
+    try:
+        return {k: np.asarray(v) for k, v in fn(frame).items()}
+    except PrivsynthError:
+        out.reduce_error = True  # our own messages never quote a value
+        raise
+    except Exception as exc:
+        # A bug in the generator's function, not in the partition. Its message stays here: an
+        # error from inside numpy or polars may quote a value of the rows.
+        name = getattr(fn, "func", fn)
+        out.reduce_error = True
+        raise GeneratorError(
+            f"the count function {getattr(name, '__qualname__', repr(name))} failed with "
+            f"{type(exc).__name__} (a bug in the generator; its message is withheld because it "
+            f"may quote the rows: fit a one-file sample of the parts to see it)"
+        ) from None
 
 
 def _grid_counts(
@@ -319,6 +353,28 @@ def _add_report(total: ConformReport, part: ConformReport) -> None:
 def _sum_arrays(total: dict[str, IntArray], part: dict[str, IntArray]) -> None:
     for name, counts in part.items():
         total[name] = total[name] + counts if name in total else counts.copy()
+
+
+def _sum_reduced(parts: Sequence[_PartResult]) -> dict[str, np.ndarray]:
+    """``CountPlan.reduce``'s arrays summed key by key; every partition must give the same keys
+    and shapes (the function's output depends on public inputs only, never on the rows)."""
+    total: dict[str, np.ndarray] = {}
+    first = parts[0]
+    for part in parts:
+        if set(part.reduced) != set(first.reduced):
+            raise GeneratorError(
+                f"the count function gave {part.file} other keys than {first.file}; it must "
+                f"return the same arrays for every partition (a bug in the generator)"
+            )
+        for name, counts in part.reduced.items():
+            if name in total and total[name].shape != counts.shape:
+                raise GeneratorError(
+                    f"the count function gave {part.file} an array of shape {counts.shape} for "
+                    f"{name!r}, where {first.file} had {total[name].shape}; it must return the "
+                    f"same shapes for every partition (a bug in the generator)"
+                )
+            total[name] = total[name] + counts if name in total else counts.copy()
+    return total
 
 
 def count_partitions(
@@ -359,6 +415,9 @@ def count_partitions(
     # Unreadable parts first, then parts whose header disagrees (more telling than "lacks a
     # schema column" when one part has a renamed column), then the schema's own checks.
     for part in parts:
+        if part.reduce_error:
+            raise GeneratorError(f"partition {part.file}: {part.error}")
+    for part in parts:
         if part.error is not None and not part.schema_error:
             text = part.error if part.file in part.error else f"{part.file}: {part.error}"
             raise InputFileError(f"partition {text}")
@@ -382,6 +441,7 @@ def count_partitions(
     for part in parts:
         if part.error is not None:
             raise SchemaError(f"partition {part.file}: {part.error}")
+    reduced = _sum_reduced(parts) if plan.reduce is not None else {}
     result = PartitionCounts(
         files=tuple(files),
         columns=tuple(header),
@@ -389,6 +449,7 @@ def count_partitions(
         rows=sum(p.rows for p in parts),
         partition_rows=tuple(p.raw_rows for p in parts),
         fingerprint="",
+        reduced=reduced,
     )
     sums = [0, 0]
     for part in parts:
@@ -473,7 +534,8 @@ class PartitionedTable(Table):
         raise GeneratorError(
             f"{self.name} is a partitioned table: its rows are read partition by partition and "
             f"only counts come back; this step needs the whole table in one process (a bug in "
-            f"the caller: generators that fit from partitions read column_histograms())"
+            f"the caller: generators that fit from partitions read column_histograms() or "
+            f"reduce())"
         )
 
     @frame.setter
@@ -495,19 +557,32 @@ class PartitionedTable(Table):
             InputFileError, SchemaError: a partition changed since the table was loaded so it
                 no longer reads or fits the schema.
         """
-        counts = count_partitions(
-            list(self.files),
-            self.schema,
-            plan=CountPlan(histogram_bins=bins),
-            executor=self.executor,
-        )
+        return self._pass(CountPlan(histogram_bins=bins)).histograms
+
+    def reduce(self, fn: ReduceFn) -> dict[str, np.ndarray]:
+        """:meth:`Table.reduce <privsynth_core.table.Table.reduce>`, summed over the
+        partitions: ``fn`` runs on each partition's conformed frame on :attr:`executor` (a
+        module-level function, or a ``functools.partial`` of one, that Dask can pickle), and
+        only its arrays come back, added up key by key. Every partition must give the same keys
+        and shapes. **Private**, for a mechanism to noise.
+
+        Raises:
+            InputFileError, SchemaError: as :meth:`column_histograms`.
+            GeneratorError: ``fn`` failed on a partition (named; its message is withheld), or
+                gave partitions different keys or shapes.
+        """
+        return self._pass(CountPlan(reduce=fn)).reduced
+
+    def _pass(self, plan: CountPlan) -> PartitionCounts:
+        """One pass over the partitions, checked to read the rows the table was loaded with."""
+        counts = count_partitions(list(self.files), self.schema, plan=plan, executor=self.executor)
         if counts.fingerprint != self.fingerprint_:
             # The rows counted must be the rows whose size was released and charged for.
             raise InputFileError(
                 f"the partitions of {self.name} changed while the fit was running; run it "
                 f"again on a table that is not being written"
             )
-        return counts.histograms
+        return counts
 
     def __repr__(self) -> str:
         return f"PartitionedTable({self.name!r}, {len(self.files)} partitions)"
@@ -596,6 +671,7 @@ __all__ = [
     "CountPlan",
     "PartitionCounts",
     "PartitionedTable",
+    "ReduceFn",
     "count_partitions",
     "discover_partitions",
     "is_partitioned",

@@ -12,10 +12,12 @@ import csv
 import hashlib
 import io
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import polars as pl
 
 from .csv_text import (
@@ -316,6 +318,20 @@ class Table:
             col.name: column_histogram(self.frame[col.name], col, bins)
             for col in self.schema.columns
         }
+
+    def reduce(
+        self, fn: Callable[[pl.DataFrame], Mapping[str, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
+        """A generator's own exact counts: ``fn`` on the (conformed) frame, its arrays by name.
+
+        **Private**: for a mechanism to noise. A partitioned table
+        (:meth:`PartitionedTable.reduce <privsynth_core.partitions.PartitionedTable.reduce>`)
+        runs the same ``fn`` on each partition on its cluster and adds the arrays up key by
+        key, so ``fn`` must return counts that sum (each row counted in one partition), the
+        same keys and shapes whatever the rows, and be picklable (module-level, or a
+        ``functools.partial`` of a module-level function).
+        """
+        return {k: np.asarray(v) for k, v in fn(self.frame).items()}
 
     def budget_key(self) -> str:
         """The ledger key of the table's budget: its parent's key, its source id, or its content

@@ -209,15 +209,39 @@ def tree_groups(size: int, branching: int = BRANCHING) -> list[int]:
     return [split ** (levels - level) for level in range(1, levels + 1)]
 
 
+def fine_counts(fine_codes: IntArray, size: int) -> IntArray:
+    """The exact (private) rows per fine cell. Counts of disjoint sets of rows (a partitioned
+    table's parts) add up to the counts of their union."""
+    return np.bincount(fine_codes, minlength=size).astype(np.int64)
+
+
 def tree_counts(fine_codes: IntArray, size: int, groups: list[int]) -> list[IntArray]:
     """The exact (private) counts of every level of the tree: rows per node. Never released:
     :func:`measure_tree` noises them."""
-    exact = np.bincount(fine_codes, minlength=size).astype(np.int64)
+    return tree_counts_of(fine_counts(fine_codes, size), groups)
+
+
+def tree_counts_of(exact: IntArray, groups: list[int]) -> list[IntArray]:
+    """:func:`tree_counts` from the exact rows per fine cell (:func:`fine_counts`)."""
+    size = exact.size
     out = []
     for group in groups:
         counts = np.add.reduceat(exact, np.arange(0, size, group)) if group > 1 else exact
         out.append(np.asarray(counts, dtype=np.int64))
     return out
+
+
+def measure_tree_of(
+    exact: IntArray, *, sigma: float, groups: list[int] | None = None
+) -> list[IntArray]:
+    """:func:`measure_tree` from the exact rows per fine cell (:func:`fine_counts`, e.g.
+    summed over a partitioned table's parts): the same mechanism on the same counts."""
+    from .noise import discrete_gaussian
+
+    return [
+        np.asarray(discrete_gaussian(counts, sigma=sigma), dtype=np.int64)
+        for counts in tree_counts_of(exact, groups or tree_groups(exact.size))
+    ]
 
 
 def measure_tree(
@@ -236,12 +260,7 @@ def measure_tree(
         sigma: the noise of every count.
         groups: fine cells per node by level (default :func:`tree_groups`).
     """
-    from .noise import discrete_gaussian
-
-    return [
-        np.asarray(discrete_gaussian(counts, sigma=sigma), dtype=np.int64)
-        for counts in tree_counts(fine_codes, size, groups or tree_groups(size))
-    ]
+    return measure_tree_of(fine_counts(fine_codes, size), sigma=sigma, groups=groups)
 
 
 # -- post-processing -----------------------------------------------------------------------------
@@ -467,8 +486,11 @@ __all__ = [
     "LearnedCells",
     "derive_cells",
     "estimate_fine",
+    "fine_counts",
     "fine_grid",
     "measure_tree",
+    "measure_tree_of",
     "tree_counts",
+    "tree_counts_of",
     "tree_groups",
 ]

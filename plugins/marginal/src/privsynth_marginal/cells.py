@@ -3,7 +3,7 @@
 Before any marginal is measured, a share of rho (``cells_share``, 10% by default) buys, for
 every number or datetime whose cells are worth learning (:func:`.discretise.learnable`), a tree
 of noisy histograms over a fine public grid of its bounds
-(:func:`privsynth_core.privacy.cells.measure_tree`): each level is a histogram of sensitivity 1
+(:func:`privsynth_core.privacy.cells.measure_tree_of`): each level is a histogram of sensitivity 1
 under add/remove-one-record, noised with the exact discrete Gaussian, ``1 / (2 sigma^2)`` zCDP,
 all levels of all columns at one sigma. The cells, point masses and within-cell shapes derived
 from it are post-processing (:func:`privsynth_core.privacy.cells.derive_cells`). The cost is
@@ -19,6 +19,7 @@ the shapes) is stored in ``model.npz`` and, for the point masses, in the fit sum
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,11 +28,13 @@ import polars as pl
 from privsynth_core import Column, ColumnKind, Schema
 from privsynth_core.privacy.cells import (
     FineGrid,
+    IntArray,
     LearnedCells,
     derive_cells,
     estimate_fine,
+    fine_counts,
     fine_grid,
-    measure_tree,
+    measure_tree_of,
     tree_groups,
 )
 
@@ -104,24 +107,51 @@ def plan_cells(schema: Schema, bins: int, rho: float) -> CellsPlan:
     return plan
 
 
+def count_fine(frame: pl.DataFrame, *, plan: CellsPlan, schema: Schema) -> dict[str, IntArray]:
+    """The exact (private) rows per fine cell of each of the plan's columns in ``frame``
+    (nulls left out). Module-level and picklable with its arguments bound, so it runs on each
+    partition of a partitioned table (:meth:`privsynth_core.table.Table.reduce`): the
+    partitions' counts add up to the table's."""
+    from .discretise import _as_float
+
+    out: dict[str, IntArray] = {}
+    for name in plan.columns:
+        grid = plan.grids[name]
+        values = _as_float(frame[name].drop_nulls(), schema.column(name).kind)
+        out[name] = fine_counts(grid.index(values), grid.size)
+    return out
+
+
 def learn_cells(
     plan: CellsPlan, schema: Schema, frame: pl.DataFrame, bins: int, budget: ZCDPBudget
 ) -> dict[str, LearnedCells]:
     """Measure the plan's trees (the mechanism, charged to ``budget``) and derive each
     column's cells (post-processing)."""
-    from .discretise import _as_float
+    return learn_cells_from_counts(
+        plan, schema, count_fine(frame, plan=plan, schema=schema), bins, budget
+    )
 
+
+def learn_cells_from_counts(
+    plan: CellsPlan,
+    schema: Schema,
+    counts: Mapping[str, IntArray],
+    bins: int,
+    budget: ZCDPBudget,
+) -> dict[str, LearnedCells]:
+    """:func:`learn_cells` from the exact fine counts (:func:`count_fine`, e.g. summed over a
+    partitioned table's parts): the same mechanism, charged the same, on the same counts."""
     learned: dict[str, LearnedCells] = {}
     for name in plan.columns:
-        column = schema.column(name)
         grid, groups = plan.grids[name], plan.groups[name]
-        values = _as_float(frame[name].drop_nulls(), column.kind)
         budget.spend(
             f"numeric cells of {name!r} ({len(groups)} histograms)",
             len(groups) * gaussian_rho(plan.sigma),
             kind="numeric cells",
         )
-        noisy = measure_tree(grid.index(values), grid.size, sigma=plan.sigma, groups=groups)
+        noisy = measure_tree_of(
+            np.asarray(counts[name], dtype=np.int64), sigma=plan.sigma, groups=groups
+        )
         estimate = estimate_fine(grid, noisy, sigma=plan.sigma, groups=groups)
         learned[name] = derive_cells(grid, estimate, bins)
     return learned

@@ -117,9 +117,9 @@ def run_dpctgan(
     from privsynth_core.registry import generators
 
     params = {"epochs": epochs, "num_threads": threads, "seed": seed, "device": "cpu", **overrides}
-    gen = generators().get("dpctgan")(**params)
+    gen = generators().get("dpctgan")(accountant=accountant, **params)
     started = time.perf_counter()
-    summary = gen.fit(table, budget=PrivacyBudget(epsilon, delta), accountant=accountant)
+    summary = gen.fit(table, budget=PrivacyBudget(epsilon, delta))
     fit_s = time.perf_counter() - started
     label = ", ".join(f"{k}={v}" for k, v in overrides.items())
     return {

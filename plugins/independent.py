@@ -62,7 +62,7 @@ def _bounds(column: Column) -> tuple[float, float]:
     return float(lower), float(upper)  # type: ignore[arg-type]
 
 
-class IndependentGenerator(Generator):
+class IndependentGenerator(Generator[IndependentParams]):
     """Independent DP marginals (pure epsilon-DP): keeps each column, no correlations."""
 
     generator_id = "independent"
@@ -77,7 +77,7 @@ class IndependentGenerator(Generator):
     fits_from_partitions = True
     Params = IndependentParams
 
-    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+    def __init__(self, params: IndependentParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._probabilities: dict[str, list[float]] = {}
 
@@ -95,10 +95,9 @@ class IndependentGenerator(Generator):
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
-        assert budget is not None and isinstance(self.params, IndependentParams)
+        assert budget is not None
         columns = table.schema.columns
         scale = len(columns) / budget.epsilon
         # The exact histograms (true counts per domain bin, then the null count): the table's
@@ -134,7 +133,7 @@ class IndependentGenerator(Generator):
         )
 
     def _sample(self, n_rows: int, *, seed: int | None) -> pl.DataFrame:
-        assert self.schema is not None and isinstance(self.params, IndependentParams)
+        assert self.schema is not None
         rng = np.random.default_rng(seed)
         data: dict[str, pl.Series] = {}
         for column in self.schema.columns:
@@ -179,6 +178,6 @@ def _decode(
 
 
 @hookimpl
-def register_generators(register: Callable[[type[Generator]], None]) -> None:
+def register_generators(register: Callable[[type[Generator[Any]]], None]) -> None:
     """Contribute the ``independent`` baseline generator."""
     register(IndependentGenerator)

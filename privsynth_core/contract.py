@@ -43,7 +43,7 @@ CONTRACT_BUDGET = PrivacyBudget(3.0, 1e-5)
 CONTRACT_ROWS = 400
 
 
-def quick_generator(generator_cls: type[Generator], **overrides: Any) -> Generator:
+def quick_generator(generator_cls: type[Generator[Any]], **overrides: Any) -> Generator[Any]:
     """An instance with :data:`FAST_SETTINGS` (those its Params has) and ``overrides``."""
     fields = generator_cls.Params.model_fields
     values = {k: v for k, v in FAST_SETTINGS.items() if k in fields}
@@ -51,8 +51,8 @@ def quick_generator(generator_cls: type[Generator], **overrides: Any) -> Generat
 
 
 def fit_for_contract(
-    generator_cls: type[Generator], table: Table, ledger_dir: Path, **overrides: Any
-) -> tuple[Generator, Table, PrivacyLedger]:
+    generator_cls: type[Generator[Any]], table: Table, ledger_dir: Path, **overrides: Any
+) -> tuple[Generator[Any], Table, PrivacyLedger]:
     """Fit a quick instance on ``table`` against a fresh ledger in ``ledger_dir``; a DP
     generator targets :data:`CONTRACT_BUDGET` under a larger dataset budget."""
     ledger = PrivacyLedger(Path(ledger_dir) / "contract-ledger.sqlite")
@@ -62,7 +62,9 @@ def fit_for_contract(
     return generator, table, ledger
 
 
-def check_output_schema(generator: Generator, table: Table, n_rows: int = CONTRACT_ROWS) -> None:
+def check_output_schema(
+    generator: Generator[Any], table: Table, n_rows: int = CONTRACT_ROWS
+) -> None:
     """Sampled rows have exactly the schema's columns, dtypes, nullability, bounds and
     categories, and zero rows have the same schema."""
     out = generator.sample(n_rows, seed=1)
@@ -87,14 +89,16 @@ def check_output_schema(generator: Generator, table: Table, n_rows: int = CONTRA
     assert generator.sample(0, seed=1).schema == out.schema, "zero rows change the schema"
 
 
-def check_seeded_sampling(generator: Generator, n_rows: int = CONTRACT_ROWS) -> None:
+def check_seeded_sampling(generator: Generator[Any], n_rows: int = CONTRACT_ROWS) -> None:
     """The same seed gives the same rows; another seed gives other rows."""
     first = generator.sample(n_rows, seed=42)
     assert first.equals(generator.sample(n_rows, seed=42)), "same seed, different rows"
     assert not first.equals(generator.sample(n_rows, seed=43)), "different seeds, same rows"
 
 
-def check_save_load(generator: Generator, directory: Path, n_rows: int = CONTRACT_ROWS) -> None:
+def check_save_load(
+    generator: Generator[Any], directory: Path, n_rows: int = CONTRACT_ROWS
+) -> None:
     """A saved and reloaded model gives the same rows, and nothing is pickled."""
     directory = Path(directory)
     before = generator.sample(n_rows, seed=7)
@@ -112,7 +116,7 @@ def check_save_load(generator: Generator, directory: Path, n_rows: int = CONTRAC
 
 
 def check_ledger(
-    generator: Generator,
+    generator: Generator[Any],
     table: Table,
     ledger: PrivacyLedger,
     budget: PrivacyBudget = CONTRACT_BUDGET,

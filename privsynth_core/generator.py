@@ -1,8 +1,13 @@
 """The generator contract: public ``fit`` / ``sample`` / ``save`` / ``load`` over plugin hooks.
 
-Plugins subclass :class:`Generator` and implement :meth:`Generator._fit`,
-:meth:`Generator._sample`, :meth:`Generator._save_state` and :meth:`Generator._load_state`. The
-base class does what must be right for every generator, so no plugin can get it wrong:
+Plugins subclass :class:`Generator` (generic over their ``Params`` model:
+``class MyGenerator(Generator[MyParams])``, so ``self.params`` is typed and never re-asserted)
+and implement :meth:`Generator._fit`, :meth:`Generator._sample`, :meth:`Generator._save_state`
+and :meth:`Generator._load_state`. The hooks receive the table, the budget and a progress
+callback: only a generator that tracks its privacy loss with an accountant plugin (DP-SGD's,
+:class:`~privsynth_core.privacy.dpsgd_generator.DPSGDGenerator`) has an accountant, chosen when
+it is made, and says which through :attr:`Generator.accountant_id`. The base class does what
+must be right for every generator, so no plugin can get it wrong:
 
 - a DP generator refuses a domain that was inferred from the private data and not confirmed;
 - the row count n̂ is released (charged) before anything else, and is the only size a plan may
@@ -29,7 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -59,6 +64,10 @@ class GeneratorParams(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: The Params model of a generator class (``Generator[MyParams]``).
+P = TypeVar("P", bound=GeneratorParams)
 
 
 @dataclass(frozen=True)
@@ -236,15 +245,17 @@ def partitioned_refusal(generator_id: str) -> str:
     )
 
 
-class Generator(ABC):
-    """Base class of synthetic-data generators.
+class Generator(ABC, Generic[P]):
+    """Base class of synthetic-data generators, generic over their parameter model.
 
     Attributes:
         generator_id: lowercase id under which the plugin registers.
         description: one line; a non-DP generator must say "not differentially private".
         is_dp: whether the generator's output is covered by a DP guarantee.
         pure_epsilon: whether that guarantee is pure epsilon-DP (delta 0).
-        Params: the pydantic parameter model (a :class:`GeneratorParams` subclass).
+        Params: the pydantic parameter model (a :class:`GeneratorParams` subclass); the same
+            class as the type argument (``class G(Generator[GParams]): Params = GParams``).
+        params: this generator's parameters, an instance of ``Params`` (typed as ``P``).
 
     Args:
         params: a ``Params`` instance; or keyword arguments to build one.
@@ -268,16 +279,16 @@ class Generator(ABC):
     #: partitioned table to every other generator before anything is charged.
     fits_from_partitions: ClassVar[bool] = False
 
-    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+    def __init__(self, params: P | None = None, **kwargs: Any) -> None:
         if params is not None and kwargs:
             raise ConfigError("pass either a Params object or keyword parameters, not both")
-        if params is None:
-            params = self.make_params(kwargs)
-        elif not isinstance(params, self.Params):
+        made = self.make_params(kwargs) if params is None else params
+        if not isinstance(made, self.Params):
             raise ConfigError(
-                f"{self.generator_id} expects {self.Params.__name__}, got {type(params).__name__}"
+                f"{self.generator_id} expects {self.Params.__name__}, got {type(made).__name__}"
             )
-        self.params = params
+        # ``Params`` is the class of ``P`` (checked just above), which a ClassVar cannot say.
+        self.params: P = cast(P, made)
         self.schema: Schema | None = None
         self.fit_summary: FitSummary | None = None
         self.checkpoints: CheckpointStore | None = None
@@ -305,6 +316,18 @@ class Generator(ABC):
     # -- public API ---------------------------------------------------------------------------
 
     @property
+    def accountant_id(self) -> str | None:
+        """The accountant plugin that tracks this generator's privacy loss, or None.
+
+        None for a generator that composes its own mechanisms (it names its accounting in
+        :attr:`FitSummary.accountant_id`, e.g. zCDP for MST and AIM, and needs no accountant
+        plugin); a DP-SGD generator returns the one chosen when it was made
+        (:class:`~privsynth_core.privacy.dpsgd_generator.DPSGDGenerator`). The base class
+        checks that it is one that may settle a fit, and records it with the reservation.
+        """
+        return None
+
+    @property
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` (or :meth:`load`) has completed."""
         return self.fit_summary is not None
@@ -314,7 +337,6 @@ class Generator(ABC):
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str = "rdp",
         ledger: PrivacyLedger | None = None,
         run_id: str | None = None,
         progress: ProgressCallback | None = None,
@@ -326,7 +348,6 @@ class Generator(ABC):
         Args:
             table: the private data and its schema.
             budget: the (epsilon, delta) target of this fit; ``None`` for a non-DP generator.
-            accountant: id of the accountant plugin that tracks DP-SGD's privacy loss.
             ledger: where the spending is recorded; default: the user's ledger. The dataset
                 must have a budget there that covers ``budget``.
             run_id: ties the ledger entry to a run; a fresh one is made if omitted.
@@ -357,7 +378,7 @@ class Generator(ABC):
                 extract=fingerprint,
                 params={**self.params.model_dump(mode="json"), **dict(ledger_params or {})},
             )
-            summary = self._fit(table, budget=None, accountant=accountant, progress=progress)
+            summary = self._fit(table, budget=None, progress=progress)
             summary.private = False
             spent: list[SpentPart] = []
             summary_rows = None
@@ -365,9 +386,10 @@ class Generator(ABC):
             from .privacy.accountant import settling_accountant
             from .privacy.count import COUNT_MECHANISM, ensure_row_count
 
-            settling_accountant(accountant)
+            if self.accountant_id is not None:
+                settling_accountant(self.accountant_id)
             # What can be refused without any size is refused before anything is charged.
-            self._check_params(table, budget=budget, accountant=accountant)
+            self._check_params(table, budget=budget)
             # The size every plan uses is the released count, never the table's own.
             count = ensure_row_count(
                 ledger,
@@ -380,7 +402,7 @@ class Generator(ABC):
             table.noisy_rows = summary_rows = count.value
             # Cheap checks that do not read the data (e.g. "this budget allows 0 steps") come
             # first, so a refused plan spends nothing more.
-            self._check_plan(table, budget=budget, accountant=accountant)
+            self._check_plan(table, budget=budget)
             self.checkpoints = checkpoints if self.supports_checkpoints else None
             resumed = (
                 self.checkpoints.open_reservation(ledger, fingerprint=key, budget=budget)
@@ -396,14 +418,14 @@ class Generator(ABC):
                 extract=fingerprint,
                 params={
                     "generator": self.generator_id,
-                    "accountant": accountant,
+                    **({"accountant": self.accountant_id} if self.accountant_id else {}),
                     **self.params.model_dump(mode="json"),
                     **dict(ledger_params or {}),
                 },
             )
             if self.checkpoints is not None and resumed is None:
                 self.checkpoints.record_reservation(entry)
-            summary = self._fit(table, budget=budget, accountant=accountant, progress=progress)
+            summary = self._fit(table, budget=budget, progress=progress)
             if summary.epsilon is None or summary.delta is None:
                 raise GeneratorError(
                     f"generator {self.generator_id} did not report the epsilon it spent; the "
@@ -419,13 +441,13 @@ class Generator(ABC):
                 entry.entry_id,
                 epsilon=summary.epsilon,
                 delta=summary.delta,
-                # the accountant the fit used (AIM and MST compose in zCDP whatever the
-                # option said), over the option recorded at the reservation
+                # the accounting the fit reports (AIM and MST compose in zCDP, DP-SGD names
+                # its accountant plugin)
                 params={
                     "steps": summary.steps,
                     "noise_multiplier": summary.noise_multiplier,
                     "sample_rate": summary.sample_rate,
-                    "accountant": summary.accountant_id or accountant,
+                    "accountant": summary.accountant_id or self.accountant_id,
                 },
             )
             summary.private = True
@@ -548,7 +570,7 @@ class Generator(ABC):
 
     # -- plugin hooks ---------------------------------------------------------------------------
 
-    def check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def check_params(self, table: Table, *, budget: PrivacyBudget) -> None:
         """Refuse, before anything is charged, what needs no size to refuse (see
         :meth:`_check_params`); callers that release something before :meth:`fit` (the row
         count) call it first.
@@ -559,9 +581,13 @@ class Generator(ABC):
         """
         if table.partitioned and not self.fits_from_partitions:
             raise ConfigError(partitioned_refusal(self.generator_id))
-        self._check_params(table, budget=budget, accountant=accountant)
+        if self.accountant_id is not None:
+            from .privacy.accountant import settling_accountant
 
-    def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+            settling_accountant(self.accountant_id)
+        self._check_params(table, budget=budget)
+
+    def _check_params(self, table: Table, *, budget: PrivacyBudget) -> None:
         """Refuse, before anything at all is charged, what needs no size to refuse: parameters
         that do not fit the schema, a device that is not there, a delta the analysis cannot use.
 
@@ -569,7 +595,7 @@ class Generator(ABC):
         """
         return None
 
-    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def _check_plan(self, table: Table, *, budget: PrivacyBudget) -> None:
         """Refuse a DP plan before the training is reserved (e.g. the budget allows no step).
 
         Runs after the row count is released (it needs n̂), so a refusal here costs that
@@ -586,7 +612,6 @@ class Generator(ABC):
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
         """Train; return what was spent (``epsilon`` and ``delta`` must be set for DP fits)."""
@@ -632,6 +657,6 @@ class Generator(ABC):
             )
 
 
-def generators() -> Registry[Generator]:
+def generators() -> Registry[Generator[Any]]:
     """The registry of generator classes."""
     return build_registry("generator", Generator, "generator_id", "register_generators")

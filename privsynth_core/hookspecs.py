@@ -30,7 +30,7 @@ step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -47,7 +47,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def register_generators(register: Callable[[type[Generator]], None]) -> None:
+def register_generators(register: Callable[[type[Generator[Any]]], None]) -> None:
     """Register synthetic-data generator classes.
 
     Called once, the first time any generator is looked up (CLI, flows, UI or library code).

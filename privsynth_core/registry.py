@@ -111,7 +111,7 @@ def choose_generator(
     return GeneratorChoice(best_id, reason, tuple(ranked))
 
 
-def load_model(path: str | Path, *, expected: type[Generator] | None = None) -> Generator:
+def load_model(path: str | Path, *, expected: type[Generator[Any]] | None = None) -> Generator[Any]:
     """Load a model saved by :meth:`Generator.save`, dispatching on its ``generator_id``.
 
     The folder is checked before it is used, so a damaged, edited or foreign model is refused

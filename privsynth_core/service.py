@@ -2,7 +2,9 @@
 
 Each rule lives here once, so the front ends cannot drift apart:
 
-- :func:`create_generator`: a generator from its id and parameters (validated by its model);
+- :func:`create_generator`: a generator from its id and parameters (validated by its model),
+  with the user's accountant option for the generators that use an accountant
+  (:func:`use_accountant`);
 - :func:`target_budget`: the (epsilon, delta) a fit aims at, with the one default-delta rule
   (``1 / (10 n̂)``, at most 1e-5, from the released row count; 0 for a pure-epsilon generator);
 - :func:`fit_generator`: release (or reuse) the row count n̂, fix the target, train under the
@@ -32,21 +34,46 @@ if TYPE_CHECKING:
     from .table import Table
 
 
-def create_generator(generator_id: str, params: dict[str, Any] | None = None) -> Generator:
+def create_generator(
+    generator_id: str, params: dict[str, Any] | None = None, *, accountant: str | None = None
+) -> Generator[Any]:
     """A new generator of type ``generator_id`` with ``params`` (defaults filled in).
 
+    ``accountant`` is given to a generator that tracks its privacy loss with an accountant
+    plugin (DP-SGD's); the others compose their own mechanisms and take none.
+
     Raises:
-        UnknownPluginError: no such generator.
-        ConfigError: invalid parameters (all listed, with the known ones).
+        UnknownPluginError: no such generator or accountant.
+        ConfigError: invalid parameters (all listed, with the known ones), or an approximate
+            accountant.
     """
     from .registry import generators
 
     cls = generators().get(generator_id)
-    return cls(cls.make_params(dict(params or {})))
+    generator = cls(cls.make_params(dict(params or {})))
+    if accountant is not None:
+        use_accountant(generator, accountant)
+    return generator
+
+
+def use_accountant(generator: Generator[Any], accountant: str) -> None:
+    """Have ``generator`` track its privacy loss with ``accountant`` if it uses one at all.
+
+    The user's accountant option (``--accountant``, a run config's ``accountant:``) reaches
+    DP-SGD generators only; MST, AIM, ``independent`` and the non-DP baseline ignore it (their
+    fit summaries name the accounting they use).
+
+    Raises:
+        UnknownPluginError, ConfigError: see :meth:`DPSGDGenerator.use_accountant`.
+    """
+    from .privacy.dpsgd_generator import DPSGDGenerator
+
+    if isinstance(generator, DPSGDGenerator):
+        generator.use_accountant(accountant)
 
 
 def target_budget(
-    generator: Generator, *, epsilon: float | None, delta: float | None, noisy_rows: int
+    generator: Generator[Any], *, epsilon: float | None, delta: float | None, noisy_rows: int
 ) -> PrivacyBudget | None:
     """The fit's target: None for a non-DP generator, else (epsilon, delta or its default).
 
@@ -72,17 +99,16 @@ def target_budget(
 
 def fit_generator(
     table: Table,
-    generator: Generator,
+    generator: Generator[Any],
     *,
     epsilon: float | None,
     delta: float | None,
-    accountant: str,
     ledger: PrivacyLedger,
     run_id: str,
     progress: ProgressCallback | None = None,
     checkpoints: CheckpointStore | None = None,
     ledger_params: Mapping[str, Any] | None = None,
-) -> Generator:
+) -> Generator[Any]:
     """Train ``generator`` on ``table`` within (epsilon, delta), charging ``ledger``.
 
     For a DP generator, the row count n̂ is released first (or reused: one per extract), the
@@ -100,9 +126,6 @@ def fit_generator(
                 f"generator {generator.generator_id} is differentially private: "
                 f"give the target epsilon of the training"
             )
-        from .registry import settling_accountant
-
-        settling_accountant(accountant)
         # What needs no size is refused before the row count is released: the default delta
         # (from n̂) is not known yet, so the check sees the bound it can take.
         generator.check_params(
@@ -111,7 +134,6 @@ def fit_generator(
                 float(epsilon),
                 float(delta if delta is not None else 0.0 if generator.pure_epsilon else 1e-5),
             ),
-            accountant=accountant,
         )
         count = ensure_row_count(
             ledger,
@@ -126,7 +148,6 @@ def fit_generator(
     generator.fit(
         table,
         budget=budget,
-        accountant=accountant,
         ledger=ledger,
         run_id=run_id,
         progress=progress,

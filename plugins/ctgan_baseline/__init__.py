@@ -210,7 +210,7 @@ def _seeded(seed: int | None, threads: int) -> Iterator[None]:
         torch.set_num_threads(old_threads)
 
 
-class CTGANGenerator(Generator):
+class CTGANGenerator(Generator[CTGANParams]):
     """SDV's CTGAN, unmodified: a quality reference that is NOT differentially private."""
 
     generator_id = "ctgan"
@@ -220,24 +220,18 @@ class CTGANGenerator(Generator):
     is_dp = False
     Params = CTGANParams
 
-    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+    def __init__(self, params: CTGANParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._synth: Any = None
-        p = self.p
+        p = self.params
         if p.batch_size % p.pac or (p.batch_size // p.pac) % 2:
             raise ConfigError(
                 f"SDV's CTGAN needs batch_size to be an even multiple of pac; got batch_size="
                 f"{p.batch_size}, pac={p.pac} (e.g. batch_size={2 * p.pac * 25})"
             )
 
-    @property
-    def p(self) -> CTGANParams:
-        """The parameters, typed."""
-        assert isinstance(self.params, CTGANParams)
-        return self.params
-
     def _sdv_kwargs(self) -> dict[str, Any]:
-        p = self.p
+        p = self.params
         return {
             "epochs": p.epochs,
             "batch_size": p.batch_size,
@@ -257,7 +251,6 @@ class CTGANGenerator(Generator):
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
         import time
@@ -265,7 +258,7 @@ class CTGANGenerator(Generator):
         import torch
         from sdv.single_table import CTGANSynthesizer
 
-        p = self.p
+        p = self.params
         if p.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU here")
         synth = CTGANSynthesizer(sdv_metadata(table.schema), **self._sdv_kwargs())
@@ -301,7 +294,7 @@ class CTGANGenerator(Generator):
         if n_rows == 0:
             return conform(pl.DataFrame(schema=self.schema.names), self.schema)
         synth = self._synth
-        with _seeded(None, self.p.num_threads):
+        with _seeded(None, self.params.num_threads):
             synth.reset_sampling()
             synth._set_random_state(seed if seed is not None else secrets.randbits(32))
             frame = synth.sample(n_rows)[_TABLE]
@@ -377,7 +370,7 @@ def _placeholders(synth: Any) -> dict[int, str]:
 
 
 @hookimpl
-def register_generators(register: Callable[[type[Generator]], None]) -> None:
+def register_generators(register: Callable[[type[Generator[Any]]], None]) -> None:
     """Register the non-DP CTGAN baseline, when SDV (the ``privsynth[sdv]`` extra) is installed.
 
     Only whether SDV can be found is checked (no import): listing plugins stays cheap.

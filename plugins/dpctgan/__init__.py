@@ -245,7 +245,7 @@ class DPCTGANParams(GeneratorParams):
         return value
 
 
-class DPCTGANGenerator(DPSGDGenerator):
+class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
     """DP-CTGAN: CTGAN's architecture and conditional training with DP-SGD on the critic."""
 
     generator_id = "dpctgan"
@@ -257,17 +257,11 @@ class DPCTGANGenerator(DPSGDGenerator):
     also_releases = "noisy marginals released before DP-SGD"
     Params = DPCTGANParams
 
-    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+    def __init__(self, params: DPCTGANParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._net: Any = None  # the torch generator network, on CPU once fitted
         self._marginals: dict[str, list[float]] = {}
         self._plan: tuple[tuple[Any, ...], DPPlan] | None = None
-
-    @property
-    def p(self) -> DPCTGANParams:
-        """The parameters, typed."""
-        assert isinstance(self.params, DPCTGANParams)
-        return self.params
 
     @classmethod
     def suitability(cls, profile: TableProfile) -> Suitability:
@@ -351,6 +345,7 @@ class DPCTGANGenerator(DPSGDGenerator):
             )
         if schema is None:
             raise ConfigError("dpctgan's plan depends on the table's columns: give --schema")
+        assert isinstance(params, DPCTGANParams)
         generator = cls(params)
         plan = generator.make_plan(
             n_rows=n_rows,
@@ -377,18 +372,22 @@ class DPCTGANGenerator(DPSGDGenerator):
         key = (n_rows, tuple(schema.names), budget.epsilon, budget.delta, accountant)
         if self._plan is None or self._plan[0] != key:
             plan = make_plan(
-                n_rows=n_rows, schema=schema, params=self.p, budget=budget, accountant=accountant
+                n_rows=n_rows,
+                schema=schema,
+                params=self.params,
+                budget=budget,
+                accountant=accountant,
             )
             self._plan = (key, plan)
         return self._plan[1]
 
     # -- Generator hooks --------------------------------------------------------------------
 
-    def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def _check_params(self, table: Table, *, budget: PrivacyBudget) -> None:
         from privsynth_core.privacy.dpsgd import resolve_device
 
-        resolve_device(self.p.device)
-        unknown = [c for c in self.p.focus_columns if c not in table.schema.names]
+        resolve_device(self.params.device)
+        unknown = [c for c in self.params.focus_columns if c not in table.schema.names]
         if unknown:
             raise ConfigError(
                 f"focus_columns names column(s) not in the schema: {', '.join(unknown)}; "
@@ -400,9 +399,12 @@ class DPCTGANGenerator(DPSGDGenerator):
                 f"one well below 1/rows, e.g. 1e-5"
             )
 
-    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def _check_plan(self, table: Table, *, budget: PrivacyBudget) -> None:
         self.make_plan(
-            n_rows=table.planning_rows, schema=table.schema, budget=budget, accountant=accountant
+            n_rows=table.planning_rows,
+            schema=table.schema,
+            budget=budget,
+            accountant=self.accountant_id,
         )
 
     def _fit(
@@ -410,7 +412,6 @@ class DPCTGANGenerator(DPSGDGenerator):
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
         if budget is None:
@@ -420,13 +421,14 @@ class DPCTGANGenerator(DPSGDGenerator):
         from ._model import train
         from ._plan import composed_epsilon
 
+        accountant = self.accountant_id
         plan = self.make_plan(
             n_rows=table.planning_rows, schema=table.schema, budget=budget, accountant=accountant
         )
         acc_cls = accountants().get(accountant)
         result = train(
             table,
-            self.p,
+            self.params,
             plan=plan,
             accountant=acc_cls(),
             target_epsilon=budget.epsilon,
@@ -463,7 +465,7 @@ class DPCTGANGenerator(DPSGDGenerator):
                     "marginals_share": plan.marginals_share,
                     "marginals_noise_multiplier": plan.marginals_noise,
                     "marginals_columns": list(plan.marginal_columns),
-                    "focus_columns": list(self.p.focus_columns),
+                    "focus_columns": list(self.params.focus_columns),
                     "marginal_tables": result.n_tables,
                     "dpsgd_epsilon_alone": sgd_alone,
                     "total_epsilon_composed": result.epsilon,
@@ -471,7 +473,7 @@ class DPCTGANGenerator(DPSGDGenerator):
                     f"release, sample rate 1) and the DP-SGD steps",
                 },
                 "generator_steps": result.generator_steps,
-                "grad_sample_mode": self.p.grad_sample_mode,
+                "grad_sample_mode": self.params.grad_sample_mode,
                 "device": result.device,
                 "resumed_from_step": result.resumed_from,
                 "lost_steps_counted": result.lost_steps,
@@ -484,7 +486,12 @@ class DPCTGANGenerator(DPSGDGenerator):
 
         assert self.schema is not None
         return sample_rows(
-            self._net, make_encoder(self.schema, self.p), self._marginals, self.p, n_rows, seed=seed
+            self._net,
+            make_encoder(self.schema, self.params),
+            self._marginals,
+            self.params,
+            n_rows,
+            seed=seed,
         )
 
     def _save_state(self, directory: Path) -> None:
@@ -511,11 +518,11 @@ class DPCTGANGenerator(DPSGDGenerator):
             raise GeneratorError(
                 f"cannot read {directory / MARGINALS_FILE}: {exc}; the model directory is damaged"
             ) from None
-        encoder = make_encoder(self.schema, self.p)
-        self._net = load_generator(directory / WEIGHTS_FILE, encoder, self._marginals, self.p)
+        encoder = make_encoder(self.schema, self.params)
+        self._net = load_generator(directory / WEIGHTS_FILE, encoder, self._marginals, self.params)
 
 
 @hookimpl
-def register_generators(register: Callable[[type[Generator]], None]) -> None:
+def register_generators(register: Callable[[type[Generator[Any]]], None]) -> None:
     """Register the DP-CTGAN generator."""
     register(DPCTGANGenerator)

@@ -212,7 +212,7 @@ class DPPlan:
     planning_rows: int
 
 
-class DPWGANGenerator(DPSGDGenerator):
+class DPWGANGenerator(DPSGDGenerator[DPWGANParams]):
     """DPWGAN (Xie et al. 2018): WGAN, weight-clipped critic trained with DP-SGD (Opacus)."""
 
     generator_id = "dpwgan"
@@ -223,7 +223,7 @@ class DPWGANGenerator(DPSGDGenerator):
     is_dp = True
     Params = DPWGANParams
 
-    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+    def __init__(self, params: DPWGANParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._net: Any = None  # the torch generator network, on CPU once fitted
         self._plan: tuple[tuple[Any, ...], DPPlan] | None = None
@@ -238,12 +238,6 @@ class DPWGANGenerator(DPSGDGenerator):
                 f"{profile.rows:,} rows at a small epsilon",
             )
         return Suitability(0.4, "DPWGAN: a DP-SGD Wasserstein GAN (a general baseline)")
-
-    @property
-    def p(self) -> DPWGANParams:
-        """The parameters, typed."""
-        assert isinstance(self.params, DPWGANParams)
-        return self.params
 
     # -- the plan ---------------------------------------------------------------------------
 
@@ -284,8 +278,8 @@ class DPWGANGenerator(DPSGDGenerator):
                 f"DP-SGD needs a delta in (0, 1), got {budget.delta:g}; use one well below "
                 f"1/n_rows = {1 / n_rows:.2g}, e.g. 1e-5"
             )
-        q, planned = self.dp_plan(n_rows=n_rows, params=self.p)
-        sigma = self.p.sigma
+        q, planned = self.dp_plan(n_rows=n_rows, params=self.params)
+        sigma = self.params.sigma
         calibrated = sigma is None
         if sigma is None:
             sigma = noise_for(
@@ -313,7 +307,7 @@ class DPWGANGenerator(DPSGDGenerator):
             )
         plan = DPPlan(
             q,
-            max(1, round(n_rows / self.p.batch_size)),
+            max(1, round(n_rows / self.params.batch_size)),
             planned,
             allowed,
             sigma,
@@ -325,25 +319,24 @@ class DPWGANGenerator(DPSGDGenerator):
 
     # -- Generator hooks --------------------------------------------------------------------
 
-    def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def _check_params(self, table: Table, *, budget: PrivacyBudget) -> None:
         from privsynth_core.privacy.dpsgd import resolve_device
 
-        resolve_device(self.p.device)
+        resolve_device(self.params.device)
         if not 0 < budget.delta < 1:
             raise AccountingError(
                 f"DP-SGD needs a delta in (0, 1), got {budget.delta:g}; use "
                 f"one well below 1/rows, e.g. 1e-5"
             )
 
-    def _check_plan(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
-        self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
+    def _check_plan(self, table: Table, *, budget: PrivacyBudget) -> None:
+        self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=self.accountant_id)
 
     def _fit(
         self,
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
         if budget is None:
@@ -353,11 +346,12 @@ class DPWGANGenerator(DPSGDGenerator):
 
         from ._model import train
 
+        accountant = self.accountant_id
         plan = self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
         result: TrainResult = train(
             table.frame,
             TableEncoder(table.schema),
-            self.p,
+            self.params,
             plan=plan,
             accountant=accountants().get(accountant)(),
             target_epsilon=budget.epsilon,
@@ -381,7 +375,7 @@ class DPWGANGenerator(DPSGDGenerator):
                 "planned_steps": plan.planned_steps,
                 "generator_steps": result.generator_steps,
                 "noise_calibrated": plan.calibrated,
-                "grad_sample_mode": self.p.grad_sample_mode,
+                "grad_sample_mode": self.params.grad_sample_mode,
                 "device": result.device,
                 "resumed_from_step": result.resumed_from,
                 "lost_steps_counted": result.lost_steps,
@@ -394,7 +388,7 @@ class DPWGANGenerator(DPSGDGenerator):
         from ._model import sample_rows
 
         assert self.schema is not None
-        return sample_rows(self._net, TableEncoder(self.schema), self.p, n_rows, seed=seed)
+        return sample_rows(self._net, TableEncoder(self.schema), self.params, n_rows, seed=seed)
 
     def _save_state(self, directory: Path) -> None:
         import torch
@@ -408,10 +402,10 @@ class DPWGANGenerator(DPSGDGenerator):
         from ._model import load_generator
 
         assert self.schema is not None
-        self._net = load_generator(directory / WEIGHTS_FILE, TableEncoder(self.schema), self.p)
+        self._net = load_generator(directory / WEIGHTS_FILE, TableEncoder(self.schema), self.params)
 
 
 @hookimpl
-def register_generators(register: Callable[[type[Generator]], None]) -> None:
+def register_generators(register: Callable[[type[Generator[Any]]], None]) -> None:
     """Register the DPWGAN generator."""
     register(DPWGANGenerator)

@@ -243,7 +243,7 @@ def run_trial(config: AuditConfig, index: int, *, table: Table | None = None) ->
     members = rng.random(config.canaries) < 0.5
     frame = pl.concat([table.frame, canaries.filter(pl.Series(members))], how="vertical_relaxed")
     train = Table.from_frame(frame, table.schema, name=f"audit-{table.name}-run{index}")
-    generator = create_generator(config.generator, config.params)
+    generator = create_generator(config.generator, config.params, accountant=config.accountant)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="privsynth-audit-") as tmp:
         # A throwaway ledger: the audit's trainings are tests on canary-augmented copies of
@@ -261,7 +261,6 @@ def run_trial(config: AuditConfig, index: int, *, table: Table | None = None) ->
             generator,
             epsilon=config.epsilon,
             delta=config.delta,
-            accountant=config.accountant,
             ledger=ledger,
             run_id=f"audit-{index}",
         )

@@ -454,7 +454,7 @@ def fit_model(
         check_unfinished(ledger, table.budget_key(), entry.name, checkpoint_dir=checkpoint_dir)
         remove_stale_siblings(entry)
         table.spent = domain_parts(schema_path)
-        generator = create_generator(config.generator, config.params)
+        generator = create_generator(config.generator, config.params, accountant=config.accountant)
         params: dict[str, Any] = {FIT_KEY_PARAM: entry.name}
         if checkpoint_dir is not None:
             params[CHECKPOINTS_PARAM] = str(checkpoint_dir)
@@ -463,7 +463,6 @@ def fit_model(
             generator,
             epsilon=config.epsilon,
             delta=config.delta,
-            accountant=config.accountant,
             ledger=ledger,
             run_id=run_id,
             progress=progress,
@@ -513,7 +512,7 @@ def sample_synthetic(
     return atomic_write(destination, frame.write_csv)
 
 
-def default_rows(generator: Generator) -> int:
+def default_rows(generator: Generator[Any]) -> int:
     """The default number of synthetic rows of a fitted model: its released row count n̂.
 
     Raises:

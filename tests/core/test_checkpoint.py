@@ -8,7 +8,14 @@ from typing import Any
 import polars as pl
 import pytest
 
-from privsynth_core import FitSummary, Generator, PrivacyBudget, PrivacyLedger, Table
+from privsynth_core import (
+    FitSummary,
+    Generator,
+    GeneratorParams,
+    PrivacyBudget,
+    PrivacyLedger,
+    Table,
+)
 from privsynth_core.errors import AccountingError
 from privsynth_core.privacy.checkpoint import CheckpointStore
 from privsynth_core.privacy.ledger import LedgerEntry
@@ -68,18 +75,20 @@ class _Crash(Exception):
     pass
 
 
-class _Stepper(Generator):
+#: The accountant the test stepper counts its steps with.
+ACCOUNTANT = "rdp"
+
+
+class _Stepper(Generator[GeneratorParams]):
     """Takes `steps` DP-SGD-accounted steps (no data needed), checkpointing every 5."""
 
     generator_id = "test-stepper"
     supports_checkpoints = True
     crash_at: int | None = None
 
-    def _fit(
-        self, table: Table, *, budget: PrivacyBudget | None, accountant: str, progress: Any
-    ) -> FitSummary:
+    def _fit(self, table: Table, *, budget: PrivacyBudget | None, progress: Any) -> FitSummary:
         assert budget is not None and self.checkpoints is not None
-        acc = accountants().get(accountant)()
+        acc = accountants().get(ACCOUNTANT)()
         resumed = self.checkpoints.restore_accountant(acc)
         while acc.steps_taken < 20:
             self.checkpoints.log_steps(noise_multiplier=5.0, sample_rate=0.1, num_steps=5)
@@ -91,7 +100,7 @@ class _Stepper(Generator):
             private=True,
             epsilon=acc.get_epsilon(delta=budget.delta),
             delta=budget.delta,
-            accountant_id=accountant,
+            accountant_id=ACCOUNTANT,
             steps=acc.steps_taken,
             extra={"resumed": resumed is not None},
         )

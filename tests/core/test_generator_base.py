@@ -89,7 +89,7 @@ def test_over_budget_fit_charges_nothing(ledger: PrivacyLedger, adult_small: Tab
 class _CrashingGenerator(generators().get("independent")):  # type: ignore[misc]
     generator_id = "crashing"
 
-    def _fit(self, table, *, budget, accountant, progress):  # type: ignore[no-untyped-def]
+    def _fit(self, table, *, budget, progress):  # type: ignore[no-untyped-def]
         raise RuntimeError("killed mid-training")
 
 
@@ -124,10 +124,8 @@ class _NonDPGenerator(generators().get("independent")):  # type: ignore[misc]
     generator_id = "nondp_test"
     is_dp = False
 
-    def _fit(self, table, *, budget, accountant, progress):  # type: ignore[no-untyped-def]
-        return super()._fit(
-            table, budget=PrivacyBudget(1e6, 0.0), accountant=accountant, progress=progress
-        )
+    def _fit(self, table, *, budget, progress):  # type: ignore[no-untyped-def]
+        return super()._fit(table, budget=PrivacyBudget(1e6, 0.0), progress=progress)
 
 
 def test_non_dp_generators_are_recorded_and_labelled(
@@ -187,3 +185,25 @@ def test_save_is_atomic_and_refuses_to_clobber(
     assert sorted(p.name for p in out.iterdir()) == ["model"]
     reloaded = load_model(target)
     assert reloaded.sample(50, seed=9).equals(model.sample(50, seed=9))
+
+
+def test_only_dpsgd_generators_take_the_users_accountant() -> None:
+    # The accountant option reaches the generators that track their loss with an accountant
+    # plugin (DP-SGD's) and no other; an approximation is refused when the generator is made,
+    # before any data is read; no hook of any installed generator has an accountant argument.
+    import inspect
+
+    from privsynth_core.errors import ConfigError
+    from privsynth_core.service import create_generator
+
+    assert create_generator("dpwgan", {}, accountant="prv").accountant_id == "prv"
+    assert create_generator("dpctgan", {}).accountant_id == "rdp"
+    assert create_generator("independent", {}, accountant="prv").accountant_id is None
+    with pytest.raises(ConfigError, match="approximation"):
+        create_generator("dpwgan", {}, accountant="gdp")
+    for entry in generators().entries():
+        for hook in ("_fit", "_check_params", "_check_plan"):
+            assert "accountant" not in inspect.signature(getattr(entry.cls, hook)).parameters, (
+                entry.plugin_id,
+                hook,
+            )

@@ -180,7 +180,6 @@ def test_a_generator_that_needs_a_frame_is_refused_a_partitioned_table_before_an
             create_generator("dpwgan", {}),
             epsilon=1.0,
             delta=1e-6,
-            accountant="rdp",
             ledger=ledger,
             run_id="r",
         )

@@ -29,8 +29,9 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from privsynth_core import FitSummary, Generator, GeneratorParams, Progress, hookimpl
+from privsynth_core import FitSummary, GeneratorParams, Progress, hookimpl
 from privsynth_core.privacy.calibration import noise_for
+from privsynth_core.privacy.dpsgd_generator import DPSGDGenerator
 from privsynth_core.registry import accountants
 from privsynth_core.schema import Column, ColumnKind
 from privsynth_plugins.independent import _bounds, _decode, _numeric
@@ -77,7 +78,7 @@ def _codes(series: pl.Series, column: Column, bins: int) -> tuple[np.ndarray, in
     return codes, bins + 1
 
 
-class DPSGDMarginalsGenerator(Generator):
+class DPSGDMarginalsGenerator(DPSGDGenerator[DPSGDMarginalsParams]):
     """Per-column softmax marginals trained with DP-SGD; resumable from checkpoints."""
 
     generator_id = "test-dpsgd-marginals"
@@ -86,20 +87,25 @@ class DPSGDMarginalsGenerator(Generator):
     supports_checkpoints = True
     Params = DPSGDMarginalsParams
 
-    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+    def __init__(self, params: DPSGDMarginalsParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._logits: dict[str, list[float]] = {}
+
+    @classmethod
+    def dp_plan(cls, *, n_rows: int, params: GeneratorParams) -> tuple[float, int]:
+        """The parameters' sample rate and steps, whatever the size."""
+        assert isinstance(params, DPSGDMarginalsParams)
+        return params.sample_rate, params.steps
 
     def _fit(
         self,
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
-        assert budget is not None and isinstance(self.params, DPSGDMarginalsParams)
-        p = self.params
+        assert budget is not None
+        p, accountant = self.params, self.accountant_id
         if p.pid_dir is not None:
             Path(p.pid_dir).mkdir(parents=True, exist_ok=True)
             (Path(p.pid_dir) / str(os.getpid())).write_text(str(budget.epsilon), encoding="utf-8")
@@ -233,7 +239,7 @@ def _save_logits(logits: np.ndarray, directory: Path) -> None:
 
 
 @hookimpl
-def register_generators(register: Callable[[type[Generator]], None]) -> None:
+def register_generators(register: Callable[[type[DPSGDGenerator[Any]]], None]) -> None:
     """Contribute the test generators."""
     register(DPSGDMarginalsGenerator)
     register(NoCheckpointMarginalsGenerator)

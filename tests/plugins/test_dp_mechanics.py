@@ -181,9 +181,9 @@ def _fit(
     table: Table, ledger: PrivacyLedger, budget: PrivacyBudget, accountant: str, **params: object
 ) -> tuple[DPWGANGenerator, list[Progress]]:
     ledger.set_budget(table.fingerprint(), epsilon=20.0, delta=1e-3)
-    generator = DPWGANGenerator(**{**TINY, **params})
+    generator = DPWGANGenerator(accountant=accountant, **{**TINY, **params})
     seen: list[Progress] = []
-    generator.fit(table, budget=budget, accountant=accountant, ledger=ledger, progress=seen.append)
+    generator.fit(table, budget=budget, ledger=ledger, progress=seen.append)
     return generator, seen
 
 

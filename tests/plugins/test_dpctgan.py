@@ -189,9 +189,9 @@ def _fit(
     **params: object,
 ) -> tuple[DPCTGANGenerator, list[Progress]]:
     ledger.set_budget(table.fingerprint(), epsilon=50.0, delta=1e-3)
-    generator = DPCTGANGenerator(**{**TINY, **params})
+    generator = DPCTGANGenerator(accountant=accountant, **{**TINY, **params})
     seen: list[Progress] = []
-    generator.fit(table, budget=budget, accountant=accountant, ledger=ledger, progress=seen.append)
+    generator.fit(table, budget=budget, ledger=ledger, progress=seen.append)
     return generator, seen
 
 

@@ -55,7 +55,7 @@ import json
 generator_id, params, store = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 table = load_adult(1000, seed=2)
 generator = create_generator(generator_id, params)
-fit_generator(table, generator, epsilon=8.0, delta=1e-5, accountant="rdp",
+fit_generator(table, generator, epsilon=8.0, delta=1e-5,
               ledger=PrivacyLedger(), run_id="first-attempt",
               checkpoints=CheckpointStore(store))
 """
@@ -107,7 +107,6 @@ def test_a_killed_fit_resumes_under_its_reservation_and_counts_every_step(
         generator,
         epsilon=BUDGET.epsilon,
         delta=BUDGET.delta,
-        accountant="rdp",
         ledger=ledger,
         run_id="second-attempt",
         checkpoints=CheckpointStore(store),

@@ -180,10 +180,8 @@ def _leaky_class() -> type:
 
         generator_id = "leaky_count"
 
-        def _fit(self, table, *, budget, accountant, progress) -> FitSummary:  # type: ignore[no-untyped-def]
-            summary: FitSummary = super()._fit(
-                table, budget=budget, accountant=accountant, progress=progress
-            )
+        def _fit(self, table, *, budget, progress) -> FitSummary:  # type: ignore[no-untyped-def]
+            summary: FitSummary = super()._fit(table, budget=budget, progress=progress)
             summary.extra["rows_seen"] = table.n_rows
             return summary
 

@@ -154,7 +154,7 @@ class _ToyGenerator(Generator):
     description = "a toy generator from a third-party plugin"
     Params = _ToyParams
 
-    def _fit(self, table: Any, *, budget: Any, accountant: str, progress: Any) -> FitSummary:
+    def _fit(self, table: Any, *, budget: Any, progress: Any) -> FitSummary:
         raise NotImplementedError
 
     def _sample(self, n_rows: int, *, seed: int | None) -> Any:

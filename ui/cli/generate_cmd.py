@@ -180,7 +180,7 @@ def parse_param_items(items: list[str]) -> dict[str, Any]:
     return values
 
 
-def params_help(cls: type[Generator]) -> str:
+def params_help(cls: type[Generator[Any]]) -> str:
     """One line per parameter of a generator: name, type, default, description."""
     lines = []
     for name, field in cls.Params.model_fields.items():
@@ -191,7 +191,7 @@ def params_help(cls: type[Generator]) -> str:
     return "\n".join(lines)
 
 
-def build_params(cls: type[Generator], values: dict[str, Any]) -> GeneratorParams:
+def build_params(cls: type[Generator[Any]], values: dict[str, Any]) -> GeneratorParams:
     """Validate ``values`` with the generator's model; on error, list the allowed parameters.
 
     Raises:
@@ -413,7 +413,7 @@ def fit_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_generator(args: argparse.Namespace) -> type[Generator]:
+def _fit_generator(args: argparse.Namespace) -> type[Generator[Any]]:
     """The generator ``--generator`` names, or the one that serves the table best (said why).
 
     The choice reads the schema file (public) only; ``--delta 0`` keeps it to pure-epsilon

@@ -88,11 +88,9 @@ class JointHistogramGenerator(Generator):
     Params = JointHistogramParams
 
     def _sizes(self, columns: tuple[Column, ...]) -> list[int]:
-        assert isinstance(self.params, JointHistogramParams)
         return [_size(c, self.params.bins) for c in columns]
 
     def _check_params(self, table: Any, **_: Any) -> None:
-        assert isinstance(self.params, JointHistogramParams)
         if any(c.kind is ColumnKind.DATETIME for c in table.schema.columns):
             raise ConfigError("joint_histogram does not handle datetime columns")
         cells = math.prod(self._sizes(table.schema.columns))
@@ -102,8 +100,7 @@ class JointHistogramGenerator(Generator):
                 f"{self.params.max_cells:,}): use fewer columns or bins"
             )
 
-    def _fit(self, table: Any, *, budget: Any, accountant: str, progress: Any) -> FitSummary:
-        assert isinstance(self.params, JointHistogramParams)
+    def _fit(self, table: Any, *, budget: Any, progress: Any) -> FitSummary:
         columns, sizes = table.schema.columns, self._sizes(table.schema.columns)
         codes = [_encode(c, table.frame[c.name], self.params.bins) for c in columns]
         counts = np.bincount(np.ravel_multi_index(codes, sizes), minlength=math.prod(sizes))

@@ -8,6 +8,7 @@ imported when a model is fitted.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from privsynth_core import Generator, hookimpl
 
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 
 
 @hookimpl
-def register_generators(register: Callable[[type[Generator]], None]) -> None:
+def register_generators(register: Callable[[type[Generator[Any]]], None]) -> None:
     """Contribute the ``mst`` and ``aim`` generators."""
     register(MSTGenerator)
     register(AIMGenerator)

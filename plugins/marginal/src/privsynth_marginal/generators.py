@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import polars as pl
@@ -120,25 +120,23 @@ class AIMParams(MarginalParams):
     )
 
 
-class _MarginalGenerator(Generator):
+#: The Params model of a marginal-based generator.
+MP = TypeVar("MP", bound=MarginalParams)
+
+
+class _MarginalGenerator(Generator[MP]):
     """Shared fit, sample, save and load of the marginal-based generators."""
 
     is_dp: ClassVar[bool] = True
     #: What the progress reports count (MST: its stages; AIM: its rounds).
     progress_unit: ClassVar[str] = "stage"
 
-    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+    def __init__(self, params: MP | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._chain: SamplingChain | None = None
         self._discretiser: Discretiser | None = None
 
-    @property
-    def p(self) -> MarginalParams:
-        """The parameters, typed."""
-        assert isinstance(self.params, MarginalParams)
-        return self.params
-
-    def _check_params(self, table: Table, *, budget: PrivacyBudget, accountant: str) -> None:
+    def _check_params(self, table: Table, *, budget: PrivacyBudget) -> None:
         if budget.delta <= 0:
             raise ConfigError(
                 f"{self.generator_id} is analysed in zero-concentrated DP, which gives "
@@ -147,7 +145,7 @@ class _MarginalGenerator(Generator):
             )
         if not table.schema.columns:
             raise ConfigError(f"{self.generator_id} needs a table with at least one column")
-        target = self.p.target
+        target = self.params.target
         if target is not None and target not in table.schema.names:
             raise ConfigError(
                 f"target {target!r} is not a column of the schema; columns: "
@@ -180,14 +178,13 @@ class _MarginalGenerator(Generator):
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
         assert budget is not None
         from .cells import learn_cells, plan_cells, point_masses
         from .estimate import PGMEstimator
 
-        p = self.p
+        p = self.params
         zcdp = ZCDPBudget(rho_for(budget.epsilon, budget.delta))
 
         def report(done: int, total: int, stage: str) -> None:
@@ -279,7 +276,7 @@ class _MarginalGenerator(Generator):
         for i, name in enumerate(self.schema.names):
             if f"cells_{i}_first" in arrays:
                 learned[name] = LearnedCells.from_arrays(arrays, f"cells_{i}_")
-        self._discretiser = Discretiser(self.schema, self.p.bins, learned)
+        self._discretiser = Discretiser(self.schema, self.params.bins, learned)
 
 
 def budget_use(zcdp: ZCDPBudget, delta: float) -> dict[str, Any]:
@@ -328,7 +325,7 @@ def default_selections(n_columns: int, rho: float, n_rows: int) -> int:
     return doubled if sigma <= n_rows / 1000 else n_columns
 
 
-class MSTGenerator(_MarginalGenerator):
+class MSTGenerator(_MarginalGenerator[MSTParams]):
     """MST (McKenna, Miklau & Sheldon 2021): 1-way marginals plus a spanning tree of pairs."""
 
     generator_id = "mst"
@@ -383,14 +380,14 @@ class MSTGenerator(_MarginalGenerator):
             sizes,
             budget,
             estimator,
-            iters=self.p.iters,
+            iters=self.params.iters,
             progress=progress,
             target=target,
-            target_weight=self.p.target_weight,
+            target_weight=self.params.target_weight,
         )
 
 
-class AIMGenerator(_MarginalGenerator):
+class AIMGenerator(_MarginalGenerator[AIMParams]):
     """AIM (McKenna et al. 2022): adaptively measures the marginals the model gets most wrong."""
 
     generator_id = "aim"
@@ -419,14 +416,12 @@ class AIMGenerator(_MarginalGenerator):
     def _progress_total(self, columns: int) -> int:
         # AIM's rounds; the selections it finds worth making may end it in fewer
         p = self.params
-        assert isinstance(p, AIMParams)
         return max(1, min(p.rounds, p.selections) if p.selections else p.rounds)
 
     def _bounds(self, sizes: list[int], target: int | None) -> dict[str, Any]:
         from .algorithms import _aim_candidates
 
         p = self.params
-        assert isinstance(p, AIMParams)
         d = len(sizes)
         pairs = d * (d - 1) // 2
         candidates = len(_aim_candidates(sizes, p.max_cells, target=target))
@@ -456,7 +451,6 @@ class AIMGenerator(_MarginalGenerator):
         from .algorithms import aim
 
         p = self.params
-        assert isinstance(p, AIMParams)
         return aim(
             codes,
             sizes,

@@ -288,3 +288,57 @@ def test_the_dangling_import_finder_finds_one(tmp_path: Path) -> None:
         "pkg/user.py:6 imports pkg.gone, which does not exist",
         "pkg/user.py:7 imports Z from pkg.sub, which has none",
     ]
+
+
+#: The ui modules that may import Gradio: the page's layout and its adapters (issue #17).
+GRADIO_ADAPTERS = {
+    "privsynth_ui.app",
+    "privsynth_ui.gate",
+    "privsynth_ui.guard",
+    "privsynth_ui.web",
+}
+#: What starts the web app (``privsynth ui``): it imports the app, so Gradio, when it runs.
+GRADIO_LAUNCHERS = {"privsynth_ui.cli.ui_cmd"}
+
+
+def _reaching_gradio(modules: dict[str, Path], adapters: set[str]) -> list[str]:
+    """Each module outside ``adapters`` that imports Gradio, directly or through another of
+    ``modules``, with the chain of imports that gets there."""
+    edges = {name: _imports(name, path) for name, path in modules.items()}
+    offences = []
+    for start in sorted(set(modules) - adapters):
+        seen, todo = {start: [start]}, [start]
+        while todo:
+            name = todo.pop()
+            for imported in sorted(edges[name]):
+                if imported.split(".")[0] == "gradio":
+                    offences.append(" -> ".join([*seen[name], imported]))
+                    todo.clear()
+                    break
+                target = imported
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target not in seen:
+                    seen[target] = [*seen[name], target]
+                    todo.append(target)
+    return offences
+
+
+def test_only_the_pages_adapters_import_gradio() -> None:
+    # Every rule of the web app (events, server, custody of files, views, handlers) runs and is
+    # tested without Gradio; Gradio's code is the page's layout and the adapters to it.
+    modules = _modules("privsynth_ui")
+    assert set(modules) >= GRADIO_ADAPTERS | GRADIO_LAUNCHERS
+    assert _reaching_gradio(modules, GRADIO_ADAPTERS | GRADIO_LAUNCHERS) == []
+
+
+def test_the_gradio_finder_finds_an_import_through_another_module(tmp_path: Path) -> None:
+    # The test above must be able to fail: a lazy import of Gradio two modules away is found.
+    (tmp_path / "a.py").write_text("from pkg import b\n")
+    (tmp_path / "b.py").write_text("def f():\n    import gradio.processing_utils\n")
+    (tmp_path / "c.py").write_text("import gradio as gr\n")
+    modules = {f"pkg.{n}": tmp_path / f"{n}.py" for n in "abc"}
+    assert _reaching_gradio(modules, {"pkg.c"}) == [
+        "pkg.a -> pkg.b -> gradio.processing_utils",
+        "pkg.b -> gradio.processing_utils",
+    ]

@@ -1,13 +1,14 @@
 """The Gradio page: Data, Train, Generate, Evaluate, Budget & runs.
 
 ``build_demo(settings)`` lays the page out and wires every event, with an ``api_name``, to a
-handler of the ``*_handlers`` modules (data, domain, runs, evaluations, budget) through
-:func:`privsynth_ui.gate.gated` (user from the session, errors mapped). Trainings, generations,
+handler of :class:`privsynth_ui.events.PageEvents` (plain Python over the ``*_handlers``
+modules: data, domain, runs, evaluations, budget) through :func:`privsynth_ui.gate.gated`
+(user from the session, errors mapped, plain results made Gradio's). Trainings, generations,
 evaluations and audits are Prefect flow runs (:mod:`privsynth_ui.training`); the page follows a
 training from its flow run, and again after a reload. Dropdowns come from the
 plugin registries and each generator's form from its ``Params`` model, so a new plugin shows up
 with no change here. Serve it with :func:`privsynth_ui.web.create_app` (sign-in, sessions): on
-its own, without a signed-in user, every handler refuses.
+its own, without a signed-in user, every handler refuses. Only layout and wiring are here.
 
 Controls only a custodian may use (the draft schema, fixing a domain, budgets, the evaluation,
 the audit)
@@ -37,7 +38,7 @@ from .events import (
     describe,
 )
 from .forms import FieldSpec
-from .gate import error_boundary, gated, gated_stream, workspace_for
+from .gate import error_boundary, gated, gated_stream, notify, to_gradio, workspace_for
 from .settings import UISettings
 from .training import WebFlows
 
@@ -88,7 +89,7 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
     settings = settings or UISettings.from_env()
     flows = flows or WebFlows(settings)
     home = settings.home
-    ev = PageEvents(settings, flows)
+    ev = PageEvents(settings, flows, notify=notify)
     gen_registry = generators()
     gen_ids = gen_registry.names()
     default_gen = "dpwgan" if "dpwgan" in gen_ids else (gen_ids[0] if gen_ids else None)
@@ -401,11 +402,11 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
         # The API names of the generator forms' fields (what *values of preview/collect take).
         field_names = [f"{gid}_{spec.name}" for gid in gen_ids for spec in ev.forms[gid]]
 
-        def load_with_request(request: gr.Request) -> tuple[Any, ...]:
+        def load_with_request(request: gr.Request) -> Any:
             # The one handler that reads the request beyond its user: the ?run=ID deep link.
             with error_boundary(home):
                 wanted = dict(request.query_params or {}).get("run")
-                return ev.on_load(workspace_for(home, request), wanted)
+                return to_gradio(ev.on_load(workspace_for(home, request), wanted))
 
         run_value = gr.State()
         custodian_blocks = [source_id, domain_controls, losses, eval_tab, budget_admin]

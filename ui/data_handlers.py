@@ -114,7 +114,7 @@ def add_uploaded(
     )
     # Added: private rows must not linger in the server's upload cache. A refused add keeps
     # the upload for a retry; it is served to its uploader only and deleted when they sign
-    # out, or when the app restarts (privsynth_ui.guard).
+    # out, or when the app restarts (privsynth_ui.guard, privsynth_ui.custody).
     path.unlink(missing_ok=True)
     return record
 

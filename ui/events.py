@@ -4,19 +4,21 @@
 (:class:`~privsynth_ui.training.WebFlows`); each method takes the caller's
 :class:`~privsynth_ui.workspace.Workspace` first (given by :func:`privsynth_ui.gate.gated`, from
 the session, never from the client) and the page's inputs, calls the ``*_handlers`` modules
-(data, domain, runs, evaluations, budget), and returns what the
-page shows. ``app.py`` lays the page out and wires these to it.
+(data, domain, runs, evaluations, budget), and returns what the page shows: values, and
+:class:`~privsynth_ui.views.Update` for a change to a component's choices, visibility or label.
+No Gradio here: :mod:`privsynth_ui.gate` turns each ``Update`` into Gradio's ``gr.update`` and
+gives the handlers Gradio's pop-ups (``notify``), and ``app.py`` lays the page out and wires
+these to it, so every handler runs (and is tested) without Gradio.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import gradio as gr
+from typing import Any, Protocol
 
 from privsynth_core.errors import BudgetError, DomainError
 from privsynth_core.generator import Progress
@@ -31,10 +33,12 @@ from . import eval_handlers as evals
 from . import run_handlers as runs
 from . import views
 from .forms import collect_params, field_specs
-from .gate import redact_paths
 from .settings import UISettings
 from .training import WebFlows
+from .views import Update, redact_paths
 from .workspace import DatasetRecord, NotFoundError, RunRecord, Workspace
+
+log = logging.getLogger("privsynth.ui")
 
 #: How many custodian-only blocks of the page ``on_load`` shows or hides (see app.py).
 CUSTODIAN_BLOCKS = 5
@@ -79,17 +83,45 @@ HEADLINE_HEADERS = [
 METRIC_HEADERS = ["metric", "value", "direction", "verdict", "why"]
 
 
+class Notify(Protocol):
+    """Shows the caller a pop-up on the page: a note (``duration`` seconds; None: until
+    closed), or a warning."""
+
+    def __call__(
+        self,
+        message: str,
+        *,
+        duration: float | None = 4,
+        title: str | None = None,
+        warning: bool = False,
+    ) -> None: ...
+
+
+def log_notice(
+    message: str, *, duration: float | None = 4, title: str | None = None, warning: bool = False
+) -> None:
+    """A :class:`Notify` for handlers run with no page (tests, scripts): the server log."""
+    log.log(
+        logging.WARNING if warning else logging.INFO, "%s%s", f"{title}: " if title else "", message
+    )
+
+
 class PageEvents:
     """The handlers of one page (one app), sharing its settings and flow runs.
 
     Args:
         settings: the operator's settings.
         flows: the app's flow runs (every training, generation, evaluation, audit).
+        notify: how a handler's pop-ups reach the caller's page (the page's Gradio adapter,
+            :func:`privsynth_ui.gate.notify`; default: the server log).
     """
 
-    def __init__(self, settings: UISettings, flows: WebFlows) -> None:
+    def __init__(
+        self, settings: UISettings, flows: WebFlows, *, notify: Notify = log_notice
+    ) -> None:
         self.settings = settings
         self.flows = flows
+        self.notify = notify
         self.gen_ids = generators().names()
         self.forms = {g: field_specs(generators().get(g).Params) for g in self.gen_ids}
 
@@ -116,12 +148,12 @@ class PageEvents:
             f"<p>Signed in as <b>{html.escape(ws.user)}</b> ({ws.role}) · "
             f"<a href='/logout' target='_self'>Sign out</a></p>"
         )
-        custodian = gr.update(visible=ws.is_custodian)
+        custodian = Update(visible=ws.is_custodian)
         return (
             badge,
             message,
-            gr.update(choices=choices, value=current),
-            gr.update(choices=data.server_files(self.settings)),
+            Update(choices=choices, value=current),
+            Update(choices=data.server_files(self.settings)),
             run_value,
             *([custodian] * CUSTODIAN_BLOCKS),
         )
@@ -133,12 +165,12 @@ class PageEvents:
         if not dataset_id:
             return (
                 views.dataset_info(ws, None),
-                gr.update(),
+                Update(),
                 "",
                 "",
-                gr.update(choices=[]),
-                gr.update(choices=[]),
-                gr.update(),
+                Update(choices=[]),
+                Update(choices=[]),
+                Update(),
                 None,
             )
         record = ws.dataset(dataset_id)
@@ -149,10 +181,10 @@ class PageEvents:
         return (
             views.dataset_info(ws, record),
             *self._schema_view(ws, record),
-            gr.update(choices=choices, value=latest),
-            gr.update(choices=choices, value=latest),
+            Update(choices=choices, value=latest),
+            Update(choices=choices, value=latest),
             # Empty delta: the default from the released row count (never the exact size).
-            gr.update(value=None),
+            Update(value=None),
             None,
         )  # nothing preselected: the custodian chooses public or DP each time
 
@@ -163,7 +195,7 @@ class PageEvents:
         schema = domain.visible_schema(ws, record)
         if schema is None:
             return (
-                gr.update(
+                Update(
                     value=views.table_value([], domain.SCHEMA_HEADERS),
                     interactive=False,
                     label=ANALYST_SCHEMA_LABEL,
@@ -179,7 +211,7 @@ class PageEvents:
             else f"Schema: the fixed domain ({how})"
         )
         return (
-            gr.update(
+            Update(
                 value=views.table_value(domain.schema_rows(schema), domain.SCHEMA_HEADERS),
                 interactive=editable,
                 label=label,
@@ -207,7 +239,7 @@ class PageEvents:
             exclude=exclude,
             source_id=source_id or "",
         )
-        return gr.update(choices=dataset_choices(ws), value=record.dataset_id), None
+        return Update(choices=dataset_choices(ws), value=record.dataset_id), None
 
     def add_server(
         self,
@@ -228,7 +260,7 @@ class PageEvents:
             exclude=exclude,
             source_id=source_id or "",
         )
-        return gr.update(choices=dataset_choices(ws), value=record.dataset_id)
+        return Update(choices=dataset_choices(ws), value=record.dataset_id)
 
     def _after_edit(self, ws: Workspace, dataset_id: str) -> tuple[Any, ...]:
         record = ws.dataset(dataset_id)
@@ -238,7 +270,7 @@ class PageEvents:
     def save_schema(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
         """Save the edited schema table as the dataset's draft (custodians)."""
         domain.save_draft(ws, dataset_id, table_rows(rows))
-        gr.Info(
+        self.notify(
             "Draft saved; fix the domain again before anyone trains on this source.", duration=4
         )
         return self._after_edit(ws, dataset_id)
@@ -246,22 +278,22 @@ class PageEvents:
     def include_column(self, ws: Workspace, dataset_id: str, rows: Any, column: str) -> Any:
         """Bring back a column left out of the draft (custodians; before the domain is fixed)."""
         done = domain.include_column(ws, dataset_id, table_rows(rows), column)
-        gr.Info(f"{done} Draft saved.", duration=6)
+        self.notify(f"{done} Draft saved.", duration=6)
         return (*self._after_edit(ws, dataset_id), *self.left_out(ws, dataset_id))
 
     def left_out(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, str]:
         """The columns left out of the dataset's draft, to bring back (custodians), and the
         list of them with why."""
         if not dataset_id or not ws.is_custodian:
-            return gr.update(choices=[], value=None), ""
+            return Update(choices=[], value=None), ""
         schema = domain.visible_schema(ws, ws.dataset(dataset_id))
         names = [e.name for e in schema.excluded] if schema is not None else []
-        return gr.update(choices=names, value=None), domain.excluded_text(schema)
+        return Update(choices=names, value=None), domain.excluded_text(schema)
 
     def round_limits(self, ws: Workspace, dataset_id: str, rows: Any) -> Any:
         """Replace the bounds that are the data's own min/max by round public limits."""
         domain.use_round_limits(ws, dataset_id, table_rows(rows))
-        gr.Info("Flagged bounds replaced by round public limits (draft saved).", duration=4)
+        self.notify("Flagged bounds replaced by round public limits (draft saved).", duration=4)
         return self._after_edit(ws, dataset_id)
 
     def fix_domain(
@@ -319,14 +351,14 @@ class PageEvents:
                 + (f" by {state.fixed_by}." if state.fixed_by else ".")
             )
             failed = redact_paths(f"Learning the domain with DP failed: {exc}", ws.home)
-            gr.Warning(f"{failed} {kept}", title="Domain not learned", duration=None)
+            self.notify(f"{failed} {kept}", title="Domain not learned", duration=None, warning=True)
             return (
-                gr.skip(),
+                Update(),
                 views.dataset_info(ws, current),
                 f"**{html.escape(failed)}**\n\n{html.escape(kept)}",
             )
         state = domain.domain_of(ws, record)
-        gr.Info(
+        self.notify(
             "Domain fixed for every user of this data source: "
             + (
                 "declared public."
@@ -343,7 +375,7 @@ class PageEvents:
         schema = domain.visible_schema(ws, ws.dataset(dataset_id)) if dataset_id else None
         names = schema.names if schema is not None else []
         return (
-            gr.update(choices=[("(none)", ""), *((n, n) for n in names)], value=""),
+            Update(choices=[("(none)", ""), *((n, n) for n in names)], value=""),
             *self.suggest_generator(ws, dataset_id, ""),
         )
 
@@ -354,13 +386,13 @@ class PageEvents:
         (and its target) best (:func:`privsynth_core.registry.choose_generator`), and why."""
         found = runs.suggested_generator(ws, dataset_id, target or None)
         if found is None:
-            return gr.update(value=""), ""  # nothing to suggest: the page keeps the choice
+            return Update(value=""), ""  # nothing to suggest: the page keeps the choice
         generator, why = found
-        return gr.update(value=generator), f"Suggested: **{generator}**: {why}."
+        return Update(value=generator), f"Suggested: **{generator}**: {why}."
 
     def choose_generator(self, ws: Workspace, generator: str) -> list[Any]:
         """Show the chosen generator's description and parameter form."""
-        return [describe(generator)] + [gr.update(visible=g == generator) for g in self.gen_ids]
+        return [describe(generator)] + [Update(visible=g == generator) for g in self.gen_ids]
 
     def collect(self, ws: Workspace, generator: str, *values: Any) -> str:
         """The chosen generator's form values as a JSON object of parameters."""
@@ -440,7 +472,7 @@ class PageEvents:
         """After a reload: the caller's latest training, followed live if it still runs."""
         record = runs.latest_training(ws)
         if record is None:
-            yield "", gr.update(value=None)
+            yield "", Update(value=None)
             return
         yield from self.watch(ws, record)
 
@@ -450,7 +482,7 @@ class PageEvents:
         the run's folder (they never pass through Prefect)."""
         for now, view in self.flows.follow(ws, record, refresh=runs.refresh):
             losses = read_losses(now.losses_path) if ws.is_custodian else []
-            plot = loss_plot(losses) if ws.is_custodian else gr.update(value=None)
+            plot = loss_plot(losses) if ws.is_custodian else Update(value=None)
             yield views.progress_html(now, view, show_losses=ws.is_custodian, losses=losses), plot
 
     def cancel(self, ws: Workspace) -> str:
@@ -470,8 +502,8 @@ class PageEvents:
         latest = choices[0][1] if choices else None
         record = ws.dataset(dataset_id) if dataset_id else None
         return (
-            gr.update(choices=choices, value=latest),
-            gr.update(choices=choices, value=latest),
+            Update(choices=choices, value=latest),
+            Update(choices=choices, value=latest),
             views.dataset_info(ws, record),
         )
 
@@ -501,11 +533,11 @@ class PageEvents:
         trained = runs.trained_target(ws.run(run_id)) if run_id else None
         samples = evals.sample_choices(ws, run_id)
         return (
-            gr.update(
+            Update(
                 choices=[("(none)", ""), *((c, c) for c in columns)],
                 value=trained if trained in columns else "",
             ),
-            gr.update(choices=samples, value=evals.RELEASE_SAMPLE),
+            Update(choices=samples, value=evals.RELEASE_SAMPLE),
         )
 
     def evaluate(
@@ -568,7 +600,7 @@ class PageEvents:
 
     def refresh_overview(self, ws: Workspace, dataset_id: str | None) -> tuple[Any, ...]:
         """The tables of :meth:`overview`, leaving the budget inputs as the user typed them."""
-        return (*self.overview(ws, dataset_id)[:3], gr.skip(), gr.skip())
+        return (*self.overview(ws, dataset_id)[:3], Update(), Update())
 
     def set_budget(
         self, ws: Workspace, dataset_id: str, epsilon: float, delta: float
@@ -580,7 +612,7 @@ class PageEvents:
     def acknowledge(self, ws: Workspace, dataset_id: str, note: str) -> tuple[Any, ...]:
         """Acknowledge the non-DP runs on the current dataset's data source (custodians)."""
         count = budget.acknowledge_non_dp(ws, dataset_id, note)
-        gr.Info(f"{count} non-DP run(s) acknowledged.", duration=4)
+        self.notify(f"{count} non-DP run(s) acknowledged.", duration=4)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
     def close_reservation(
@@ -589,7 +621,7 @@ class PageEvents:
         """Close a reservation left open by a training that died (custodians)."""
         running = runs.trainings_in_flight(ws, dataset_id)
         budget.close_reservation(ws, dataset_id, entry_id, note, running)
-        gr.Info("Reservation closed: recorded as spent in full.", duration=4)
+        self.notify("Reservation closed: recorded as spent in full.", duration=4)
         return (*self.overview(ws, dataset_id), views.dataset_info(ws, ws.dataset(dataset_id)))
 
     def run_details(self, ws: Workspace, run_id: str) -> dict[str, Any]:
@@ -604,11 +636,11 @@ class PageEvents:
 
     def show_dp_inputs(self, ws: Workspace, mode: str) -> Any:
         """Show the epsilon/delta inputs only for a DP domain."""
-        return gr.update(visible=mode == "dp")
+        return Update(visible=mode == "dp")
 
     def server_list(self, ws: Workspace) -> Any:
         """The files of the operator-allowed server folders."""
-        return gr.update(choices=data.server_files(self.settings))
+        return Update(choices=data.server_files(self.settings))
 
 
 def _shown(progress: Any, what: str) -> Callable[[RunView, float], None] | None:
@@ -656,11 +688,11 @@ def loss_plot(losses: list[dict[str, Any]]) -> Any:
     """The loss plot's update, with its colours named in the label (the legend gets clipped)."""
     frame = views.loss_frame(losses)
     if frame is None:
-        return gr.update(value=None)
+        return Update(value=None)
     names = sorted(set(frame["loss"]))
     colours = dict(zip(names, views.PLOT_COLOURS, strict=False))
     legend = ", ".join(f"{n} ({views.COLOUR_NAMES[c]})" for n, c in colours.items())
-    return gr.update(
+    return Update(
         value=frame,
         color_map=colours,
         label=f"Losses per epoch: {legend} (on real rows: for you, not released)",

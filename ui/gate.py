@@ -9,13 +9,17 @@ request, so an operator's role change applies at once.
 Errors: a :class:`~privsynth_core.errors.PrivsynthError` (a user's mistake, a refused budget,
 an id that is not theirs) becomes a readable ``gr.Error``; anything else is a bug: it is logged
 with a reference id and the page shows only "internal error <id>", never a traceback.
+
+The handlers know no Gradio: what they return goes to Gradio through :func:`to_gradio` (each
+:class:`~privsynth_ui.views.Update` becomes ``gr.update``), their pop-ups through
+:func:`notify`, and the files they hand out to their user through
+:func:`privsynth_ui.guard.hand_out`.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,8 +31,10 @@ import gradio as gr
 from privsynth_core.errors import PrivsynthError
 
 from .auth import UserStore
-from .guard import custody_of
+from .custody import custody_of
+from .guard import hand_out
 from .settings import cache_dir_of
+from .views import Update, redact_paths
 from .workspace import Workspace
 
 log = logging.getLogger("privsynth.ui")
@@ -46,11 +52,26 @@ def internal_error(exc: BaseException | None = None) -> gr.Error:
     )
 
 
-def redact_paths(message: str, home: Any) -> str:
-    """``message`` with every path under privsynth's state folder ``home`` cut to its file
-    name: the page never shows where the server keeps its files."""
-    root = re.escape(str(Path(home).resolve()))
-    return re.sub(root + r"(?:/[^\s'\"/:;,]+)*/([^\s'\"/:;,]+)", r"\1", message)
+def to_gradio(result: Any) -> Any:
+    """A handler's result as Gradio takes it: each :class:`~privsynth_ui.views.Update` (the
+    result, or one of the outputs it lists) becomes the same change as ``gr.update``."""
+    if isinstance(result, Update):
+        return gr.update(**result)
+    if isinstance(result, tuple | list):
+        return type(result)(gr.update(**r) if isinstance(r, Update) else r for r in result)
+    return result
+
+
+def notify(
+    message: str, *, duration: float | None = 4, title: str | None = None, warning: bool = False
+) -> None:
+    """A pop-up on the page of the event being handled (the handlers'
+    :class:`~privsynth_ui.events.Notify`): ``gr.Warning``, else ``gr.Info``."""
+    shown = gr.Warning if warning else gr.Info
+    if title is None:
+        shown(message, duration=duration)
+    else:
+        shown(message, duration=duration, title=title)
 
 
 @contextmanager
@@ -90,7 +111,7 @@ def workspace_for(home: Any, request: gr.Request | None) -> Workspace:
 def _hand_out(home: Any, result: Any, user: str) -> None:
     # The files a handler returns are served from the app's cache to this user only
     # (privsynth_ui.guard): never to another signed-in user who learns their URL.
-    custody_of(cache_dir_of(home)).hand_out(result, user)
+    hand_out(custody_of(cache_dir_of(home)), result, user)
 
 
 def _inputs(fn: Callable[..., Any]) -> int:
@@ -173,7 +194,7 @@ def gated(
             ws = workspace_for(home, request)
             result = fn(ws, *inputs, progress=tracker) if progress else fn(ws, *inputs)
             _hand_out(home, result, ws.user)
-            return result
+            return to_gradio(result)
 
     _present(handler, fn, count, names, progress)
     return handler
@@ -190,7 +211,7 @@ def gated_stream(home: Any, fn: Callable[..., Iterator[Any]]) -> Callable[..., I
             try:
                 for update in updates:
                     _hand_out(home, update, ws.user)
-                    yield update
+                    yield to_gradio(update)
             finally:
                 # As `yield from` would: the page going away closes the handler at once.
                 close = getattr(updates, "close", None)
@@ -207,6 +228,7 @@ __all__ = [
     "gated_stream",
     "input_names",
     "internal_error",
-    "redact_paths",
+    "notify",
+    "to_gradio",
     "workspace_for",
 ]

@@ -1,9 +1,12 @@
-"""How things look on the page: small formatting helpers (HTML, markdown, plot frames) and the
-staging of files handed to the browser. No Gradio import, no privacy logic."""
+"""How things look on the page: small formatting helpers (HTML, markdown, plot frames), the
+changes a handler asks of the page's components (:class:`Update`), what an error may say
+(:func:`redact_paths`) and the staging of files handed to the browser. No Gradio import, no
+privacy logic."""
 
 from __future__ import annotations
 
 import html
+import re
 import shutil
 import tempfile
 import time
@@ -43,6 +46,28 @@ border-radius:8px;margin:4px 0 8px}
 .ps-user{text-align:right}
 .ps-notice p{color:#b42318;font-weight:600}
 """
+
+
+class Update(dict[str, Any]):
+    """What to change on one component of the page, by the names its Gradio component takes
+    (``value``, ``choices``, ``visible``, ``interactive``, ``label``, ``color_map``); a name
+    left out stays as it is, so ``Update()`` changes nothing (an input keeps what the user
+    typed). Plain data: the page's handlers (:mod:`privsynth_ui.events`) return it without
+    knowing Gradio, and :func:`privsynth_ui.gate.gated` hands Gradio the same change as its
+    own ``gr.update``."""
+
+    def __init__(self, **changes: Any) -> None:
+        super().__init__(changes)
+
+    def __repr__(self) -> str:
+        return f"Update({super().__repr__()})"
+
+
+def redact_paths(message: str, home: Any) -> str:
+    """``message`` with every path under privsynth's state folder ``home`` cut to its file
+    name: the page never shows where the server keeps its files."""
+    root = re.escape(str(Path(home).resolve()))
+    return re.sub(root + r"(?:/[^\s'\"/:;,]+)*/([^\s'\"/:;,]+)", r"\1", message)
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -267,4 +292,13 @@ def table_value(rows: list[list[Any]], headers: list[str]) -> dict[str, Any]:
     return {"data": rows or [], "headers": headers}
 
 
-__all__ = ["CSS", "NOT_DP_BANNER", "dataset_info", "loss_frame", "progress_html", "stage"]
+__all__ = [
+    "CSS",
+    "NOT_DP_BANNER",
+    "Update",
+    "dataset_info",
+    "loss_frame",
+    "progress_html",
+    "redact_paths",
+    "stage",
+]

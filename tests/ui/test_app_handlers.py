@@ -458,7 +458,7 @@ def test_a_failed_dp_domain_keeps_the_domain_in_force_and_the_page_says_so(
     assert f"left ε = {1.0 - spent:.4g}" in info and "declared public by cora" in info
     assert "Learning the domain with DP failed" in review and "workclass" in review
     assert "The domain in force is unchanged: declared public by cora." in review
-    assert isinstance(table, type(gr.skip()))
+    assert table == views.Update()  # the edited table stays as typed: nothing changes
     runs.check_training(ws, record.dataset_id, "dpwgan", {}, 0.5, 1e-6, "rdp")  # still usable
 
 
@@ -1110,3 +1110,25 @@ def test_the_gate_takes_the_user_from_the_session_and_maps_errors(
     assert next(streamed) == "bob"
     with pytest.raises(gr.Error, match="stopped"):
         next(streamed)
+
+
+def test_the_gate_gives_gradio_the_changes_a_handler_returns(tmp_path: Path) -> None:
+    # The handlers know no Gradio: a views.Update (an output, or one of several) reaches
+    # Gradio as its gr.update, Update() as gr.skip() (the component stays as it is).
+    from privsynth_ui.auth import UserStore
+
+    UserStore(tmp_path / "users.sqlite").add_user("alice", "alice's password")
+
+    def handler(ws: Workspace) -> tuple[Any, ...]:
+        return views.Update(choices=[], value=None), "text", views.Update(), [views.Update()]
+
+    change, text, keep, nested = gated(tmp_path, handler)(gr.Request(username="alice"))
+    assert change == gr.update(choices=[], value=None) and not isinstance(change, views.Update)
+    assert text == "text" and keep == gr.skip() and not isinstance(keep, views.Update)
+    assert nested == [views.Update()]  # a list value of one output is the output's own value
+
+    def stream(ws: Workspace) -> Any:
+        yield views.Update(visible=False), "first"
+
+    update, _ = next(gated_stream(tmp_path, stream)(gr.Request(username="alice")))
+    assert update == gr.update(visible=False) and not isinstance(update, views.Update)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from privsynth_ui.guard import SESSIONS_PER_USER, Custody, SessionBindings
+from privsynth_ui.custody import SESSIONS_PER_USER, Custody, SessionBindings
 
 
 def test_opening_many_sessions_does_not_free_another_users_session_hash(tmp_path: Path) -> None:

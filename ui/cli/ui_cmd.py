@@ -68,8 +68,9 @@ def ui_cmd(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from privsynth_ui.server import serve
     from privsynth_ui.settings import UISettings
-    from privsynth_ui.web import serve
+    from privsynth_ui.web import create_app
 
     overrides: dict[str, Any] = {}
     if args.data_dir:
@@ -80,5 +81,5 @@ def ui_cmd(args: argparse.Namespace) -> int:
         overrides["allow_signup"] = args.signup
     if args.max_trainings is not None:
         overrides["max_trainings"] = args.max_trainings
-    serve(UISettings.from_env(**overrides), host=args.host, port=args.port)
+    serve(UISettings.from_env(**overrides), create_app, host=args.host, port=args.port)
     return 0

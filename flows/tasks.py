@@ -54,9 +54,12 @@ def _retry_delays() -> list[float]:
 
 
 def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry OS errors and unreadable inputs; never a user error that a retry cannot cure."""
+    """Retry OS errors and inputs missing or unreadable right now; never what is wrong in a
+    file (damaged, not a table) or any other user error, which a retry cannot cure."""
     exc = state.result(raise_on_failure=False)
-    return isinstance(exc, InputFileError | OSError) or not isinstance(exc, PrivsynthError)
+    if isinstance(exc, InputFileError):
+        return exc.retryable
+    return isinstance(exc, OSError) or not isinstance(exc, PrivsynthError)
 
 
 _DELAYS = _retry_delays()

@@ -93,7 +93,7 @@ def read_head(path: Path, max_bytes: int | None = None) -> bytes:
             f"give the uncompressed CSV"
         ) from None
     except OSError as exc:
-        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}", retryable=True) from None
 
 
 def _header_ends(head: bytes) -> bool:

@@ -35,7 +35,27 @@ class DuplicatePluginError(PluginError):
 
 
 class InputFileError(PrivsynthError, ValueError):
-    """An input file is missing, unreadable or not a table privsynth can read."""
+    """An input file is missing, unreadable or not a table privsynth can read.
+
+    Args:
+        message: what was wrong and what to do.
+        retryable: the same read may succeed later (the file is missing, or the operating
+            system could not read it right now); False for what is in the file (damaged,
+            not a table, a bad header), which no retry can cure. The flows retry only the
+            retryable ones.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Kept across processes (Dask workers, Prefect results): the keyword is not in args.
+        return (_input_file_error, (str(self), self.retryable))
+
+
+def _input_file_error(message: str, retryable: bool) -> InputFileError:
+    return InputFileError(message, retryable=retryable)
 
 
 class SchemaError(PrivsynthError, ValueError):

@@ -62,7 +62,9 @@ def check_input_path(path: str | Path, *, max_bytes: int | None = None) -> Path:
     """
     path = Path(path)
     if not path.exists():
-        raise InputFileError(f"{path} does not exist; check the path (relative to {Path.cwd()})")
+        raise InputFileError(
+            f"{path} does not exist; check the path (relative to {Path.cwd()})", retryable=True
+        )
     if path.is_dir():
         raise InputFileError(f"{path} is a directory; give the path of a CSV or Parquet file")
     size = path.stat().st_size
@@ -167,7 +169,9 @@ def read_table_file(
     except InputFileError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        raise InputFileError(_explain_read_error(path, exc)) from None
+        raise InputFileError(
+            _explain_read_error(path, exc), retryable=isinstance(exc, OSError)
+        ) from None
     _check_columns(path, frame.columns)
     if frame.height == 0:
         what = "columns" if kind == "parquet" else "a header"

@@ -19,7 +19,7 @@ from flowhelpers import (
 )
 
 from privsynth_core import PrivacyLedger
-from privsynth_core.errors import SchemaError
+from privsynth_core.errors import InputFileError, SchemaError
 from privsynth_core.runs import pipeline
 from privsynth_core.runs.config import run_config_from_dict
 from privsynth_core.runs.rundir import work_dir_for
@@ -92,6 +92,32 @@ def test_synthesize_schema_error_is_not_retried(
     (validate,) = _task_runs(state.state_details.flow_run_id)["validate_input"]
     assert validate.run_count == 1  # a user error: never retried
     assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_input_fails_at_once_and_a_missing_one_is_retried(
+    prefect_env: dict[str, str],
+    adult_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    # What is wrong inside a file (a cut-off gzip) no retry can cure: one attempt, one clear
+    # error. A file that is not there (yet) may appear: the load is retried with backoff.
+    from privsynth_flows.synthesize import synthesize
+
+    corpus = Path(__file__).parents[1] / "bad_inputs"
+    for name, runs, words in [
+        ("truncated.csv.gz", 1, "damaged or cut-off gzip"),
+        ("no-such-file.csv", 4, "does not exist"),
+    ]:
+        config = run_config_from_dict(
+            run_config(adult_files, tmp_path / "run", input=str(corpus / name))
+        )
+        state = synthesize(config, return_state=True)
+        assert state.is_failed()
+        with pytest.raises(InputFileError, match=words):
+            state.result()
+        (load,) = _task_runs(state.state_details.flow_run_id)["load_input"]
+        assert load.run_count == runs, name
+        assert not (tmp_path / "run").exists()
 
 
 def test_synthesize_rerun_reuses_the_stored_model_and_spends_nothing(

@@ -13,7 +13,10 @@ same task, to what the run needs:
   (:func:`partition_fingerprint`);
 - the exact counts of :mod:`privsynth_core.privacy.histograms` that a :class:`CountPlan` asks
   for: the ``independent`` generator's per-column histograms and the DP domain's magnitude
-  histograms and category counts.
+  histograms and category counts;
+- a generator's own exact counts (``CountPlan.reduce``, :meth:`PartitionedTable.reduce`): its
+  module-level function of the conformed partition, whose arrays are summed key by key (MST's
+  and AIM's fine counts and marginals).
 
 The tasks run on any :class:`concurrent.futures.Executor`: a Dask cluster's
 (``distributed.Client(address).get_executor()``, see :mod:`privsynth_flows.runtime`), a process
@@ -25,16 +28,18 @@ partition. Errors in a partition come back as one message that names its file.
 A generator fits from partitions through a :class:`PartitionedTable`: the schema, the rows'
 fingerprint and exact size (for the row-count mechanism only) and the partition files, with no
 frame. A generator that declares ``fits_from_partitions``
-(:attr:`privsynth_core.generator.Generator.fits_from_partitions`; today ``independent``) reads
-its counts through :meth:`PartitionedTable.column_histograms`, the same method and function a
-single-file :class:`~privsynth_core.table.Table` answers, summed over the partitions.
+(:attr:`privsynth_core.generator.Generator.fits_from_partitions`; today ``independent``, and
+the ``privsynth-marginal`` plugin's ``mst`` and ``aim``) reads its counts through
+:meth:`PartitionedTable.column_histograms` or :meth:`PartitionedTable.reduce`, the same methods
+and functions a single-file :class:`~privsynth_core.table.Table` answers, summed over the
+partitions.
 
 The DP domain of a partitioned table is learned from its counts too
 (:func:`privsynth_core.privacy.domain.learn_domain_from_partitions`: the magnitude histograms and
 category counts, then the quantiles' grid counts of ``CountPlan.quantile_ranges``).
 
-What this module does **not** do yet (issue #19): the MST/AIM/DP-CTGAN marginals and DP-SGD
-batches.
+What this module does **not** do yet (issue #19): DP-CTGAN's marginals and DP-SGD's batches
+(those generators still need the whole table in one process and are refused a partitioned one).
 """
 
 from __future__ import annotations

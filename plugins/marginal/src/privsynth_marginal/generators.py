@@ -1,9 +1,18 @@
-"""The ``mst`` and ``aim`` generators: noisy marginals, a graphical model, rows drawn from it."""
+"""The ``mst`` and ``aim`` generators: noisy marginals, a graphical model, rows drawn from it.
+
+Both fit from partitions (issue #19): the rows are read only as exact counts, which a
+partitioned table (:class:`privsynth_core.partitions.PartitionedTable`) sums over its parts on
+its Dask cluster in two passes (:meth:`~privsynth_core.table.Table.reduce`): the numeric
+columns' fine counts, from which the cells are learned (a charged mechanism), then every
+marginal the algorithm can ask for on those cells (:func:`.counts.marginals_to_count`). The
+noise is added afterwards, here, once, by the same mechanism code as for one file.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -22,6 +31,7 @@ if TYPE_CHECKING:
     from privsynth_core import PrivacyBudget, Table
     from privsynth_core.generator import ProgressCallback
 
+    from .counts import Clique, ExactMarginals
     from .estimate import Measurement, PGMEstimator
 
 CHAIN_FILE = "model.npz"
@@ -128,6 +138,9 @@ class _MarginalGenerator(Generator[MP]):
     """Shared fit, sample, save and load of the marginal-based generators."""
 
     is_dp: ClassVar[bool] = True
+    # _fit reads the rows only through Table.reduce: a partitioned table's counts are summed
+    # on its cluster, and the noise is added here, as for one file.
+    fits_from_partitions: ClassVar[bool] = True
     #: What the progress reports count (MST: its stages; AIM: its rounds).
     progress_unit: ClassVar[str] = "stage"
 
@@ -158,7 +171,7 @@ class _MarginalGenerator(Generator[MP]):
 
     def _run(
         self,
-        codes: np.ndarray,
+        marginals: ExactMarginals,
         sizes: list[int],
         budget: ZCDPBudget,
         estimator: PGMEstimator,
@@ -167,6 +180,23 @@ class _MarginalGenerator(Generator[MP]):
         target: int | None,
     ) -> list[Measurement]:
         raise NotImplementedError
+
+    def _cliques(self, sizes: list[int]) -> list[Clique]:
+        """Every marginal the algorithm can ask for (public: sizes and parameters), counted in
+        one pass over a partitioned table."""
+        raise NotImplementedError
+
+    def _marginals(self, table: Table, discretiser: Discretiser) -> ExactMarginals:
+        """The exact marginals of the table's cell codes: counted on request from the codes of
+        a frame in this process, or all of them in one pass over a partitioned table's parts."""
+        from .counts import CodesMarginals, count_marginals, summed_marginals
+
+        sizes = discretiser.sizes
+        if not table.partitioned:
+            return CodesMarginals(discretiser.encode(table.frame), sizes)
+        cliques = self._cliques(sizes)
+        counts = table.reduce(partial(count_marginals, discretiser=discretiser, cliques=cliques))
+        return summed_marginals(sizes, counts, cliques)
 
     def _bounds(self, sizes: list[int], target: int | None) -> dict[str, Any]:
         """What bounds the fit's time and memory (public: the schema's cells and the
@@ -181,7 +211,7 @@ class _MarginalGenerator(Generator[MP]):
         progress: ProgressCallback | None,
     ) -> FitSummary:
         assert budget is not None
-        from .cells import learn_cells, plan_cells, point_masses
+        from .cells import count_fine, learn_cells_from_counts, plan_cells, point_masses
         from .estimate import PGMEstimator
 
         p = self.params
@@ -210,15 +240,22 @@ class _MarginalGenerator(Generator[MP]):
                 f"learning the cells of {len(plan.columns)} numeric column"
                 f"{'s' if len(plan.columns) != 1 else ''}",
             )
-        learned = learn_cells(plan, table.schema, table.frame, p.bins, zcdp)
+        # The exact fine counts of the learnable columns: the frame's, or summed over the
+        # partitions (one pass); the same mechanism then noises them.
+        fine = (
+            table.reduce(partial(count_fine, plan=plan, schema=table.schema))
+            if plan.columns
+            else {}
+        )
+        learned = learn_cells_from_counts(plan, table.schema, fine, p.bins, zcdp)
         discretiser = Discretiser(table.schema, p.bins, learned)
-        codes = discretiser.encode(table.frame)
+        marginals = self._marginals(table, discretiser)
         # DP noise and selections are OpenDP's, from the OS's entropy: no seed reaches them.
         estimator = PGMEstimator(discretiser.names, discretiser.sizes)
         names = discretiser.names
         target = names.index(p.target) if p.target is not None else None
         measurements = self._run(
-            codes, discretiser.sizes, zcdp, estimator, report, table.planning_rows, target
+            marginals, discretiser.sizes, zcdp, estimator, report, table.planning_rows, target
         )
         self._chain = estimator.chain()
         self._discretiser = discretiser
@@ -363,9 +400,14 @@ class MSTGenerator(_MarginalGenerator[MSTParams]):
             "estimated once",
         }
 
+    def _cliques(self, sizes: list[int]) -> list[Clique]:
+        from .counts import marginals_to_count
+
+        return marginals_to_count(sizes)  # the 1-way marginals and every pair
+
     def _run(
         self,
-        codes: np.ndarray,
+        marginals: ExactMarginals,
         sizes: list[int],
         budget: ZCDPBudget,
         estimator: PGMEstimator,
@@ -376,7 +418,7 @@ class MSTGenerator(_MarginalGenerator[MSTParams]):
         from .algorithms import mst
 
         return mst(
-            codes,
+            marginals,
             sizes,
             budget,
             estimator,
@@ -438,9 +480,16 @@ class AIMGenerator(_MarginalGenerator[AIMParams]):
             "does not re-estimate)",
         }
 
+    def _cliques(self, sizes: list[int]) -> list[Clique]:
+        from .counts import marginals_to_count
+
+        p = self.params
+        # the 1-way marginals and AIM's candidates (the pairs of at most max_cells cells)
+        return marginals_to_count(sizes, max_cells=p.max_cells)
+
     def _run(
         self,
-        codes: np.ndarray,
+        marginals: ExactMarginals,
         sizes: list[int],
         budget: ZCDPBudget,
         estimator: PGMEstimator,
@@ -452,7 +501,7 @@ class AIMGenerator(_MarginalGenerator[AIMParams]):
 
         p = self.params
         return aim(
-            codes,
+            marginals,
             sizes,
             budget,
             estimator,

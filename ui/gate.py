@@ -58,7 +58,9 @@ def to_gradio(result: Any) -> Any:
     if isinstance(result, Update):
         return gr.update(**result)
     if isinstance(result, tuple | list):
-        return type(result)(gr.update(**r) if isinstance(r, Update) else r for r in result)
+        # A plain tuple or list, whatever it was (Gradio reads either as the outputs in order).
+        outputs = [gr.update(**r) if isinstance(r, Update) else r for r in result]
+        return tuple(outputs) if isinstance(result, tuple) else outputs
     return result
 
 

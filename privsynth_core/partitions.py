@@ -373,10 +373,11 @@ def _sum_reduced(parts: Sequence[_PartResult]) -> dict[str, np.ndarray]:
             )
         for name, counts in part.reduced.items():
             if name in total and total[name].shape != counts.shape:
+                # the shapes stay out: a buggy function's shape may depend on the rows
                 raise GeneratorError(
-                    f"the count function gave {part.file} an array of shape {counts.shape} for "
-                    f"{name!r}, where {first.file} had {total[name].shape}; it must return the "
-                    f"same shapes for every partition (a bug in the generator)"
+                    f"the count function gave {part.file} an array for {name!r} of another "
+                    f"shape than {first.file}'s; it must return the same shapes for every "
+                    f"partition (a bug in the generator)"
                 )
             total[name] = total[name] + counts if name in total else counts.copy()
     return total

@@ -96,5 +96,6 @@ def test_a_count_function_that_fails_names_the_partition_never_a_value(tmp_path:
     value = str(frame["x"].drop_nulls()[0])
     assert value not in str(caught.value)
     uneven = PartitionedTable.load(write_parts(frame.head(299), tmp_path / "u", 2), SCHEMA)
-    with pytest.raises(GeneratorError, match="same shapes for every partition"):
+    with pytest.raises(GeneratorError, match="same shapes for every partition") as caught:
         uneven.reduce(ragged)
+    assert "(1,)" not in str(caught.value) and "(3,)" not in str(caught.value)

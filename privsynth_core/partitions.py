@@ -360,27 +360,52 @@ def _sum_arrays(total: dict[str, IntArray], part: dict[str, IntArray]) -> None:
         total[name] = total[name] + counts if name in total else counts.copy()
 
 
-def _sum_reduced(parts: Sequence[_PartResult]) -> dict[str, np.ndarray]:
-    """``CountPlan.reduce``'s arrays summed key by key; every partition must give the same keys
-    and shapes (the function's output depends on public inputs only, never on the rows)."""
-    total: dict[str, np.ndarray] = {}
-    first = parts[0]
-    for part in parts:
-        if set(part.reduced) != set(first.reduced):
-            raise GeneratorError(
-                f"the count function gave {part.file} other keys than {first.file}; it must "
+class _ReducedSum:
+    """``CountPlan.reduce``'s arrays summed key by key as the partitions' results arrive, so
+    the caller never holds more than one partition's arrays besides the sum (MST's marginals
+    are about 1 MB a partition; a 100M-row table has hundreds of partitions). Every partition
+    must give the same keys and shapes (the function's output depends on public inputs only);
+    a mismatch is kept and raised after the partitions' own errors (:meth:`total`)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, np.ndarray] = {}
+        self.first: str | None = None
+        self.error: str | None = None
+
+    def add(self, part: _PartResult) -> None:
+        """Add one error-free partition's arrays (and free them from its result)."""
+        reduced, part.reduced = part.reduced, {}
+        if self.error is not None:
+            return
+        if self.first is None:
+            self.first, self.sums = part.file, {k: v.copy() for k, v in reduced.items()}
+            return
+        if set(reduced) != set(self.sums):
+            self.error = (
+                f"the count function gave {part.file} other keys than {self.first}; it must "
                 f"return the same arrays for every partition (a bug in the generator)"
             )
-        for name, counts in part.reduced.items():
-            if name in total and total[name].shape != counts.shape:
+            return
+        for name, counts in reduced.items():
+            if self.sums[name].shape != counts.shape:
                 # the shapes stay out: a buggy function's shape may depend on the rows
-                raise GeneratorError(
+                self.error = (
                     f"the count function gave {part.file} an array for {name!r} of another "
-                    f"shape than {first.file}'s; it must return the same shapes for every "
+                    f"shape than {self.first}'s; it must return the same shapes for every "
                     f"partition (a bug in the generator)"
                 )
-            total[name] = total[name] + counts if name in total else counts.copy()
-    return total
+                return
+            self.sums[name] += counts
+
+    def total(self) -> dict[str, np.ndarray]:
+        """The sums.
+
+        Raises:
+            GeneratorError: two partitions gave different keys or shapes.
+        """
+        if self.error is not None:
+            raise GeneratorError(self.error)
+        return self.sums
 
 
 def count_partitions(
@@ -417,7 +442,15 @@ def count_partitions(
     )
     if not files:
         raise InputFileError("a partitioned table needs at least one partition file")
-    parts = map_partitions(partial(_count_one, schema=schema, plan=plan), files, executor)
+    task = partial(_count_one, schema=schema, plan=plan)
+    reduced = _ReducedSum()
+    parts = []
+    # one result at a time, in order, as the executor delivers them: a generator's arrays are
+    # added to the sum at once instead of being held for every partition
+    for part in executor.map(task, files) if executor is not None else map(task, files):
+        if part.error is None:
+            reduced.add(part)
+        parts.append(part)
     # Unreadable parts first, then parts whose header disagrees (more telling than "lacks a
     # schema column" when one part has a renamed column), then the schema's own checks.
     for part in parts:
@@ -447,7 +480,6 @@ def count_partitions(
     for part in parts:
         if part.error is not None:
             raise SchemaError(f"partition {part.file}: {part.error}")
-    reduced = _sum_reduced(parts) if plan.reduce is not None else {}
     result = PartitionCounts(
         files=tuple(files),
         columns=tuple(header),
@@ -455,7 +487,7 @@ def count_partitions(
         rows=sum(p.rows for p in parts),
         partition_rows=tuple(p.raw_rows for p in parts),
         fingerprint="",
-        reduced=reduced,
+        reduced=reduced.total() if plan.reduce is not None else {},
     )
     sums = [0, 0]
     for part in parts:

@@ -33,7 +33,6 @@ class LeakyCopyGenerator(Generator):
         table: Table,
         *,
         budget: PrivacyBudget | None,
-        accountant: str,
         progress: ProgressCallback | None,
     ) -> FitSummary:
         assert budget is not None

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -43,12 +42,12 @@ import polars as pl
 
 from .errors import DomainError, SchemaError
 from .schema import Column, ColumnKind, Schema
+from .validation import datetime_to_micros
 
 SpanRole = Literal["value", "null", "onehot"]
 Activation = Literal["tanh", "softmax"]
 FloatArray = npt.NDArray[np.float32]
 
-_EPOCH = datetime(1970, 1, 1)
 _BOOL_LABELS = ("false", "true")
 DEFAULT_BATCH_ROWS = 65_536
 
@@ -87,13 +86,6 @@ class Span:
     def is_group(self) -> bool:
         """Whether it is a softmax group (one-hot or null indicator)."""
         return self.activation == "softmax"
-
-
-def _micros(value: datetime) -> int:
-    """Microseconds since the epoch of a naive-UTC (or aware) datetime."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 class TableEncoder:
@@ -155,7 +147,7 @@ class TableEncoder:
         assert col.bounds is not None
         lower, upper = col.bounds
         if col.kind is ColumnKind.DATETIME:
-            low, high = float(_micros(lower)), float(_micros(upper))  # type: ignore[arg-type]
+            low, high = float(datetime_to_micros(lower)), float(datetime_to_micros(upper))  # type: ignore[arg-type]
         else:
             low, high = float(lower), float(upper)  # type: ignore[arg-type]
             if col.kind is ColumnKind.INTEGER:

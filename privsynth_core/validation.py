@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandera.polars as pa
@@ -369,3 +369,12 @@ def check_synthetic(frame: pl.DataFrame, schema: Schema, *, generator_id: str) -
 def datetime_to_float(value: datetime) -> float:
     """Seconds since the epoch of a naive (UTC) datetime; the encoding privsynth uses."""
     return (value - datetime(1970, 1, 1)).total_seconds()
+
+
+def datetime_to_micros(value: datetime) -> int:
+    """Whole microseconds since the epoch of a naive-UTC (or aware) datetime, exactly as
+    polars' ``dt.epoch("us")`` counts them (``seconds * 1e6`` in floats can land a fraction
+    off, which moves a value at a bound out of its own cell)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return (value - datetime(1970, 1, 1)) // timedelta(microseconds=1)

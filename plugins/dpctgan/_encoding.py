@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -32,13 +31,9 @@ import polars as pl
 from privsynth_core.encoding import Span, TableEncoder
 from privsynth_core.errors import DomainError
 from privsynth_core.schema import Column, ColumnKind, Schema
+from privsynth_core.validation import datetime_to_micros
 
 OFFSET_SUFFIX = "::offset"
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _micros(value: datetime) -> float:
-    return float((value.replace(tzinfo=None) - _EPOCH) // timedelta(microseconds=1))
 
 
 @dataclass(frozen=True)
@@ -112,7 +107,7 @@ class CTGANEncoder:
             )
         lower, upper = col.bounds
         if col.kind is ColumnKind.DATETIME:
-            low, high = _micros(lower), _micros(upper)  # type: ignore[arg-type]
+            low, high = float(datetime_to_micros(lower)), float(datetime_to_micros(upper))  # type: ignore[arg-type]
         else:
             low, high = float(lower), float(upper)  # type: ignore[arg-type]
         if col.kind is ColumnKind.INTEGER:

@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
+
+from ..schema import Column, ColumnKind, Schema
 
 #: The most fine cells of one column (a tree of three levels of eight-way splits).
 MAX_FINE = 512
@@ -180,6 +183,45 @@ def fine_grid(
             ends.append(hi)
     grid = FineGrid(np.asarray(starts), np.asarray(ends), integer)
     return _coarsened(grid, max_cells)
+
+
+def column_grid(column: Column, max_cells: int = MAX_FINE) -> FineGrid:
+    """The public fine grid of a number or datetime column, from its schema bounds alone:
+    whole-number cells for integers and datetimes (microseconds since the epoch), round
+    values as cells of their own except for datetimes."""
+    from .histograms import histogram_bounds
+
+    lower, upper = histogram_bounds(column)
+    kind = column.kind
+    return fine_grid(
+        lower,
+        upper,
+        integer=kind is not ColumnKind.CONTINUOUS,
+        round_values=kind is not ColumnKind.DATETIME,
+        max_cells=max_cells,
+    )
+
+
+def column_values(series: pl.Series, kind: ColumnKind) -> FloatArray:
+    """The values of a typed number or datetime column as floats in its grid's unit
+    (datetimes: microseconds since the epoch); nulls stay null (NaN)."""
+    if kind is ColumnKind.DATETIME:
+        series = series.dt.epoch("us")
+    return np.asarray(series.cast(pl.Float64).to_numpy(), dtype=np.float64)
+
+
+def count_fine(
+    frame: pl.DataFrame, *, grids: Mapping[str, FineGrid], schema: Schema
+) -> dict[str, IntArray]:
+    """The exact (private) rows per fine cell of each column in ``grids`` (nulls left out).
+    Module-level and picklable with its arguments bound, so it runs on each partition of a
+    partitioned table (:meth:`privsynth_core.table.Table.reduce`): the partitions' counts add
+    up to the table's. Never released: a mechanism (:func:`measure_tree_of`) noises them."""
+    out: dict[str, IntArray] = {}
+    for name, grid in grids.items():
+        values = column_values(frame[name].drop_nulls(), schema.column(name).kind)
+        out[name] = fine_counts(grid.index(values), grid.size)
+    return out
 
 
 def _coarsened(grid: FineGrid, limit: int) -> FineGrid:
@@ -484,6 +526,9 @@ __all__ = [
     "MAX_FINE",
     "FineGrid",
     "LearnedCells",
+    "column_grid",
+    "column_values",
+    "count_fine",
     "derive_cells",
     "estimate_fine",
     "fine_counts",

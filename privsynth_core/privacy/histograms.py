@@ -108,12 +108,12 @@ def grid_counts(values: npt.ArrayLike, candidates: npt.ArrayLike) -> IntArray:
 def histogram_bounds(column: Column) -> tuple[float, float]:
     """The numeric range a column's domain histogram spans: its bounds (datetimes in
     microseconds since the epoch, the unit of polars' ``Datetime("us")``)."""
-    from ..validation import datetime_to_float
+    from ..validation import datetime_to_micros
 
     assert column.bounds is not None
     lower, upper = column.bounds
     if isinstance(lower, datetime) and isinstance(upper, datetime):
-        return datetime_to_float(lower) * 1e6, datetime_to_float(upper) * 1e6
+        return float(datetime_to_micros(lower)), float(datetime_to_micros(upper))
     return float(lower), float(upper)  # type: ignore[arg-type]
 
 

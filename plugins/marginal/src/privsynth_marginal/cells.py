@@ -25,37 +25,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from privsynth_core import Column, ColumnKind, Schema
+from privsynth_core import ColumnKind, Schema
 from privsynth_core.privacy.cells import (
     FineGrid,
     IntArray,
     LearnedCells,
+    column_grid,
+    count_fine,
     derive_cells,
     estimate_fine,
-    fine_counts,
-    fine_grid,
     measure_tree_of,
     tree_groups,
 )
 
-from .discretise import learnable, numeric_bounds
+from .discretise import learnable
 from .zcdp import ZCDPBudget, gaussian_rho
 
 # Noise a hair above its exact share, so rounding can never overspend (as in .algorithms).
 _SAFETY = 1e-9
-
-
-def column_grid(column: Column) -> FineGrid:
-    """The public fine grid of a learnable column (datetimes: whole microseconds, no round
-    values)."""
-    lower, upper = numeric_bounds(column)
-    kind = column.kind
-    return fine_grid(
-        lower,
-        upper,
-        integer=kind is not ColumnKind.CONTINUOUS,
-        round_values=kind is not ColumnKind.DATETIME,
-    )
 
 
 @dataclass
@@ -107,28 +94,13 @@ def plan_cells(schema: Schema, bins: int, rho: float) -> CellsPlan:
     return plan
 
 
-def count_fine(frame: pl.DataFrame, *, plan: CellsPlan, schema: Schema) -> dict[str, IntArray]:
-    """The exact (private) rows per fine cell of each of the plan's columns in ``frame``
-    (nulls left out). Module-level and picklable with its arguments bound, so it runs on each
-    partition of a partitioned table (:meth:`privsynth_core.table.Table.reduce`): the
-    partitions' counts add up to the table's."""
-    from .discretise import _as_float
-
-    out: dict[str, IntArray] = {}
-    for name in plan.columns:
-        grid = plan.grids[name]
-        values = _as_float(frame[name].drop_nulls(), schema.column(name).kind)
-        out[name] = fine_counts(grid.index(values), grid.size)
-    return out
-
-
 def learn_cells(
     plan: CellsPlan, schema: Schema, frame: pl.DataFrame, bins: int, budget: ZCDPBudget
 ) -> dict[str, LearnedCells]:
     """Measure the plan's trees (the mechanism, charged to ``budget``) and derive each
     column's cells (post-processing)."""
     return learn_cells_from_counts(
-        plan, schema, count_fine(frame, plan=plan, schema=schema), bins, budget
+        plan, schema, count_fine(frame, grids=plan.grids, schema=schema), bins, budget
     )
 
 
@@ -139,8 +111,9 @@ def learn_cells_from_counts(
     bins: int,
     budget: ZCDPBudget,
 ) -> dict[str, LearnedCells]:
-    """:func:`learn_cells` from the exact fine counts (:func:`count_fine`, e.g. summed over a
-    partitioned table's parts): the same mechanism, charged the same, on the same counts."""
+    """:func:`learn_cells` from the exact fine counts
+    (:func:`~privsynth_core.privacy.cells.count_fine`, e.g. summed over a partitioned table's
+    parts): the same mechanism, charged the same, on the same counts."""
     learned: dict[str, LearnedCells] = {}
     for name in plan.columns:
         grid, groups = plan.grids[name], plan.groups[name]

@@ -20,21 +20,14 @@ learned ones from the noisy counts handed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import polars as pl
 
 from privsynth_core import Column, ColumnKind, Schema
 from privsynth_core.privacy.cells import LearnedCells
-from privsynth_core.validation import polars_dtype
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _micros(value: datetime) -> int:
-    """Microseconds since the epoch of a naive (UTC) datetime, as ``dt.epoch("us")`` counts."""
-    return (value - _EPOCH) // timedelta(microseconds=1)
+from privsynth_core.validation import datetime_to_micros, polars_dtype
 
 
 def _float_bounds(column: Column) -> tuple[float, float]:
@@ -44,7 +37,7 @@ def _float_bounds(column: Column) -> tuple[float, float]:
     if isinstance(lower, datetime) and isinstance(upper, datetime):
         # whole microseconds, exactly: seconds * 1e6 in floats can land a fraction off, which
         # moved a value at the bound out of its own cell and decoded one 1 us outside the bounds
-        return float(_micros(lower)), float(_micros(upper))
+        return float(datetime_to_micros(lower)), float(datetime_to_micros(upper))
     return float(lower), float(upper)  # type: ignore[arg-type]
 
 

@@ -211,7 +211,9 @@ class _MarginalGenerator(Generator[MP]):
         progress: ProgressCallback | None,
     ) -> FitSummary:
         assert budget is not None
-        from .cells import count_fine, learn_cells_from_counts, plan_cells, point_masses
+        from privsynth_core.privacy.cells import count_fine
+
+        from .cells import learn_cells_from_counts, plan_cells, point_masses
         from .estimate import PGMEstimator
 
         p = self.params
@@ -243,7 +245,7 @@ class _MarginalGenerator(Generator[MP]):
         # The exact fine counts of the learnable columns: the frame's, or summed over the
         # partitions (one pass); the same mechanism then noises them.
         fine = (
-            table.reduce(partial(count_fine, plan=plan, schema=table.schema))
+            table.reduce(partial(count_fine, grids=plan.grids, schema=table.schema))
             if plan.columns
             else {}
         )

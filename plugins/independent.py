@@ -19,10 +19,11 @@ to beat. Sampling is post-processing, and its ``seed`` only fixes which rows are
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
-from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -30,36 +31,39 @@ from pydantic import Field
 
 from privsynth_core import FitSummary, Generator, GeneratorParams, Progress, hookimpl
 from privsynth_core.generator import Suitability, TableProfile
+from privsynth_core.privacy.cells import (
+    FineGrid,
+    column_grid,
+    count_fine,
+    estimate_fine,
+    tree_counts_of,
+    tree_groups,
+)
+from privsynth_core.privacy.histograms import histogram_bounds
 from privsynth_core.privacy.noise import discrete_laplace
 from privsynth_core.schema import Column, ColumnKind
-from privsynth_core.validation import datetime_to_float
 
 if TYPE_CHECKING:
     from privsynth_core import PrivacyBudget, Table
     from privsynth_core.generator import ProgressCallback
 
 _STATE_FILE = "histograms.json"
+#: The kinds whose histogram is over numbers (bins or fine cells of the bounds).
+_NUMERIC = (ColumnKind.CONTINUOUS, ColumnKind.INTEGER, ColumnKind.DATETIME)
 
 
 class IndependentParams(GeneratorParams):
     """Parameters of the independent-marginals generator (none of them seeds the noise)."""
 
-    bins: int = Field(32, ge=2, le=1000, description="bins per numeric or datetime column")
-
-
-def _numeric(series: pl.Series, column: Column) -> np.ndarray:
-    if column.kind is ColumnKind.DATETIME:
-        return series.dt.epoch("us").cast(pl.Float64).to_numpy()
-    return series.cast(pl.Float64).to_numpy()
-
-
-def _bounds(column: Column) -> tuple[float, float]:
-    assert column.bounds is not None
-    lower, upper = column.bounds
-    if isinstance(lower, datetime) and isinstance(upper, datetime):
-        # microseconds since the epoch, the unit of polars' Datetime("us")
-        return datetime_to_float(lower) * 1e6, datetime_to_float(upper) * 1e6
-    return float(lower), float(upper)  # type: ignore[arg-type]
+    numeric_cells: Literal["learned", "equal_width"] = Field(
+        "learned",
+        description="numbers and datetimes: 'learned' = a noisy tree of histograms over a fine "
+        "grid of the bounds (keeps point masses and heavy tails); 'equal_width' = one noisy "
+        "histogram over `bins` equal-width bins",
+    )
+    bins: int = Field(
+        32, ge=2, le=1000, description="bins per numeric or datetime column (equal_width only)"
+    )
 
 
 class IndependentGenerator(Generator[IndependentParams]):
@@ -73,13 +77,17 @@ class IndependentGenerator(Generator[IndependentParams]):
     )
     is_dp = True
     pure_epsilon = True
-    # _fit reads only Table.column_histograms: a partitioned table's are summed on the cluster.
+    # _fit reads only Table.column_histograms and Table.reduce: a partitioned table's are
+    # summed on the cluster.
     fits_from_partitions = True
     Params = IndependentParams
 
     def __init__(self, params: IndependentParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
+        # per column: the probability of each bin (or fine cell), then of a null; a learned
+        # column also keeps its fine grid (public) to decode from
         self._probabilities: dict[str, list[float]] = {}
+        self._grids: dict[str, FineGrid] = {}
 
     @classmethod
     def suitability(cls, profile: TableProfile) -> Suitability:
@@ -90,6 +98,12 @@ class IndependentGenerator(Generator[IndependentParams]):
             "keeps no relationship between columns",
         )
 
+    def _learned_grids(self, table: Table) -> dict[str, FineGrid]:
+        """The fine grid of every column whose cells are learned (public: from the schema)."""
+        if self.params.numeric_cells != "learned":
+            return {}
+        return {c.name: column_grid(c) for c in table.schema.columns if c.kind in _NUMERIC}
+
     def _fit(
         self,
         table: Table,
@@ -99,23 +113,42 @@ class IndependentGenerator(Generator[IndependentParams]):
     ) -> FitSummary:
         assert budget is not None
         columns = table.schema.columns
-        scale = len(columns) / budget.epsilon
-        # The exact histograms (true counts per domain bin, then the null count): the table's
+        scale = len(columns) / budget.epsilon  # per unit of a column's L1 sensitivity
+        grids = self._learned_grids(table)
+        # The exact counts (private; only their noisy versions leave this method): the table's
         # own for a file, summed over the partitions on the cluster for a partitioned table.
         histograms = table.column_histograms(self.params.bins)
-        self._probabilities = {}
+        fine = table.reduce(partial(count_fine, grids=grids, schema=table.schema)) if grids else {}
+        self._probabilities, self._grids = {}, dict(grids)
+        levels: dict[str, int] = {}
         for column in columns:
-            counts = histograms[column.name]
-            # integer noise on integer counts; floats only from here on (post-processing)
-            noisy = discrete_laplace(counts, scale=scale).astype(np.float64)
-            if not column.nullable:
-                noisy[-1] = 0.0
-            noisy = np.clip(noisy, 0.0, None)
-            if noisy.sum() <= 0:  # all noise: fall back to uniform over the domain
-                noisy = np.ones_like(noisy)
-                if not column.nullable:
-                    noisy[-1] = 0.0
-            self._probabilities[column.name] = (noisy / noisy.sum()).tolist()
+            null_count = histograms[column.name][-1:]
+            if column.name in grids:
+                groups = tree_groups(grids[column.name].size)
+                levels[column.name] = len(groups)
+                # a present value adds 1 to one count per level, a null 1 to the null count
+                column_scale = scale * len(groups)
+                tree = [
+                    discrete_laplace(counts, scale=column_scale)
+                    for counts in tree_counts_of(np.asarray(fine[column.name]), groups)
+                ]
+                present = estimate_fine(
+                    grids[column.name],
+                    tree,
+                    # the discrete Laplace's standard deviation, about sqrt(2) times its scale
+                    sigma=math.sqrt(2.0) * column_scale,
+                    groups=groups,
+                )
+                nulls = discrete_laplace(null_count, scale=column_scale).astype(np.float64)
+                noisy = np.concatenate([present, np.clip(nulls, 0.0, None)])
+            else:
+                # integer noise on integer counts; floats only from here on (post-processing)
+                noisy = np.clip(
+                    discrete_laplace(histograms[column.name], scale=scale).astype(np.float64),
+                    0.0,
+                    None,
+                )
+            self._probabilities[column.name] = _probabilities(noisy, column.nullable)
         if progress is not None:
             progress(Progress(epoch=1, epochs=1, step=len(columns), epsilon=budget.epsilon))
         return FitSummary(
@@ -129,6 +162,16 @@ class IndependentGenerator(Generator[IndependentParams]):
                 "mechanism": "discrete Laplace histograms (exact, OpenDP), basic "
                 "composition over columns",
                 "laplace_scale": scale,
+                "numeric_cells": self.params.numeric_cells,
+                # public: the fine grid and the tree's depth come from the schema alone
+                "learned_cells": {
+                    name: {
+                        "fine_cells": grids[name].size,
+                        "levels": levels[name],
+                        "laplace_scale": scale * levels[name],
+                    }
+                    for name in grids
+                },
             },
         )
 
@@ -140,18 +183,59 @@ class IndependentGenerator(Generator[IndependentParams]):
             probabilities = np.asarray(self._probabilities[column.name])
             picks = rng.choice(probabilities.size, size=n_rows, p=probabilities)
             is_null = picks == probabilities.size - 1
-            data[column.name] = _decode(column, picks, is_null, rng, self.params.bins)
+            grid = self._grids.get(column.name)
+            if grid is not None and probabilities.size != grid.size + 1:
+                raise ValueError(f"the histogram of {column.name!r} does not fit its grid")
+            data[column.name] = _decode(column, picks, is_null, rng, self.params.bins, grid)
         return pl.DataFrame(data)
 
     def _save_state(self, directory: Path) -> None:
-        (directory / _STATE_FILE).write_text(json.dumps(self._probabilities), encoding="utf-8")
+        state: dict[str, Any] = {"probabilities": self._probabilities}
+        state["grids"] = {
+            name: {
+                "starts": grid.starts.tolist(),
+                "ends": grid.ends.tolist(),
+                "integer": grid.integer,
+            }
+            for name, grid in self._grids.items()
+        }
+        (directory / _STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
 
     def _load_state(self, directory: Path) -> None:
-        self._probabilities = json.loads((directory / _STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads((directory / _STATE_FILE).read_text(encoding="utf-8"))
+        if "probabilities" not in state:  # a model from before learned cells: bins only
+            state = {"probabilities": state, "grids": {}}
+        self._probabilities = state["probabilities"]
+        self._grids = {
+            name: FineGrid(
+                np.asarray(g["starts"], dtype=np.float64),
+                np.asarray(g["ends"], dtype=np.float64),
+                bool(g["integer"]),
+            )
+            for name, g in state["grids"].items()
+        }
+
+
+def _probabilities(noisy: np.ndarray, nullable: bool) -> list[float]:
+    """A column's noisy counts (bins or fine cells, then nulls) as probabilities: no nulls
+    when the schema allows none, uniform over the values when nothing is left."""
+    noisy = np.clip(noisy.astype(np.float64), 0.0, None)
+    if not nullable:
+        noisy[-1] = 0.0
+    if noisy.sum() <= 0:  # all noise: fall back to uniform over the domain
+        noisy = np.ones_like(noisy)
+        if not nullable:
+            noisy[-1] = 0.0
+    return [float(x) for x in noisy / noisy.sum()]
 
 
 def _decode(
-    column: Column, picks: np.ndarray, is_null: np.ndarray, rng: np.random.Generator, bins: int
+    column: Column,
+    picks: np.ndarray,
+    is_null: np.ndarray,
+    rng: np.random.Generator,
+    bins: int,
+    grid: FineGrid | None = None,
 ) -> pl.Series:
     name = column.name
     if column.kind is ColumnKind.CATEGORICAL:
@@ -162,9 +246,12 @@ def _decode(
         return pl.Series(name, values, dtype=pl.String).set(pl.Series(is_null), None)
     if column.kind is ColumnKind.BOOLEAN:
         return pl.Series(name, picks == 1, dtype=pl.Boolean).set(pl.Series(is_null), None)
-    lower, upper = _bounds(column)
-    width = (upper - lower) / bins
-    values = lower + (np.minimum(picks, bins - 1) + rng.uniform(size=picks.size)) * width
+    lower, upper = histogram_bounds(column)
+    if grid is not None:  # a fine cell, then a value uniformly inside it
+        values = grid.draw(np.minimum(picks, grid.size - 1), rng)
+    else:
+        width = (upper - lower) / bins
+        values = lower + (np.minimum(picks, bins - 1) + rng.uniform(size=picks.size)) * width
     values = np.clip(values, lower, upper)
     if column.kind is ColumnKind.INTEGER:
         series = pl.Series(

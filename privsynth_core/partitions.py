@@ -270,7 +270,7 @@ def _count_one(path: str, schema: Schema, plan: CountPlan) -> _PartResult:
 
     out = _PartResult(path)
     try:
-        frame = read_frame(path)
+        frame = read_frame(path, allow_empty=True)
         out.columns = tuple(frame.columns)
         out.raw_rows = frame.height
         out.hash_sums = _row_hash_sums(frame)
@@ -480,6 +480,12 @@ def count_partitions(
     for part in parts:
         if part.error is not None:
             raise SchemaError(f"partition {part.file}: {part.error}")
+    if not any(part.raw_rows for part in parts):
+        # one empty part is fine (it adds nothing); a table of none is refused as one empty
+        # file is
+        raise InputFileError(
+            f"the {len(parts)} partition(s) have columns but no data rows; give files with rows"
+        )
     result = PartitionCounts(
         files=tuple(files),
         columns=tuple(header),
@@ -640,7 +646,7 @@ def _rows_of(path: str) -> int:
             return int(pl.scan_parquet(path).select(pl.len()).collect().item())
         except (pl.exceptions.PolarsError, OSError):
             pass  # let the reader say what is wrong with the file
-    return read_frame(path).height
+    return read_frame(path, allow_empty=True).height
 
 
 def partition_rows(files: Sequence[str], executor: Executor | None = None) -> list[int]:
@@ -653,7 +659,7 @@ def _sample_one(task: tuple[str, int, int], columns: Sequence[str]) -> pl.DataFr
     from .table import read_frame
 
     path, k, seed = task
-    frame = read_frame(path).select(columns)
+    frame = read_frame(path, allow_empty=True).select(columns)
     if k >= frame.height:
         return frame
     rng = np.random.default_rng(seed)

@@ -64,10 +64,14 @@ def use_accountant(generator: Generator[Any], accountant: str) -> None:
     fit summaries name the accounting they use).
 
     Raises:
-        UnknownPluginError, ConfigError: see :meth:`DPSGDGenerator.use_accountant`.
+        UnknownPluginError: no accountant plugin ``accountant`` is installed (for every
+            generator: a typo is named, not silently ignored).
+        ConfigError: see :meth:`DPSGDGenerator.use_accountant`.
     """
     from .privacy.dpsgd_generator import DPSGDGenerator
+    from .registry import accountants
 
+    accountants().get(accountant)  # raises UnknownPluginError, listing what is installed
     if isinstance(generator, DPSGDGenerator):
         generator.use_accountant(accountant)
 

@@ -106,6 +106,7 @@ def read_frame(
     schema: Schema | None = None,
     max_bytes: int | None = None,
     separator: str | None = None,
+    allow_empty: bool = False,
 ) -> pl.DataFrame:
     """Read a CSV or Parquet file into a polars DataFrame.
 
@@ -119,12 +120,17 @@ def read_frame(
         schema: unused by the reader itself (kept for symmetry with :meth:`Table.load`).
         max_bytes: refuse files larger than this.
         separator: CSV field separator; default: sniffed from the header among ``, ; \\t |``.
+        allow_empty: accept a header (or Parquet columns) with no rows: one partition of a
+            partitioned table may hold none, and refusing it would make a run fail or not
+            depending on whether a part holds 0 rows or 1.
 
     Raises:
         InputFileError: the file is missing, empty, not UTF-8 text, damaged, ragged, has a bad
-            header, nested (non-tabular) Parquet columns, or no rows.
+            header, nested (non-tabular) Parquet columns, or no rows (unless ``allow_empty``).
     """
-    return read_table_file(path, max_bytes=max_bytes, separator=separator)[0]
+    return read_table_file(path, max_bytes=max_bytes, separator=separator, allow_empty=allow_empty)[
+        0
+    ]
 
 
 def read_table_file(
@@ -132,6 +138,7 @@ def read_table_file(
     *,
     max_bytes: int | None = None,
     separator: str | None = None,
+    allow_empty: bool = False,
 ) -> tuple[pl.DataFrame, str | None]:
     """:func:`read_frame`, and the separator the CSV was read with (None for Parquet), so a
     command can say which one it used.
@@ -173,7 +180,7 @@ def read_table_file(
             _explain_read_error(path, exc), retryable=isinstance(exc, OSError)
         ) from None
     _check_columns(path, frame.columns)
-    if frame.height == 0:
+    if frame.height == 0 and not allow_empty:
         what = "columns" if kind == "parquet" else "a header"
         raise InputFileError(f"{path} has {what} but no data rows; give a file with rows")
     return frame, sep

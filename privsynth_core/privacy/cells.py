@@ -94,6 +94,16 @@ class FineGrid:
         found = np.searchsorted(self.starts, values, side="right") - 1
         return np.clip(found, 0, self.size - 1).astype(np.int64)
 
+    def draw(self, fine: IntArray, rng: np.random.Generator) -> FloatArray:
+        """A value uniformly inside each given fine cell: a whole number for an integer grid,
+        the value itself for a single-value cell (post-processing: ``rng`` only picks among
+        values the cell allows)."""
+        lo, hi = self.starts[fine], self.ends[fine]
+        v = rng.uniform(size=fine.size)
+        if self.integer:
+            return np.asarray(np.minimum(np.floor(lo + v * (hi - lo + 1.0)), hi), dtype=np.float64)
+        return np.asarray(np.where(hi > lo, lo + v * (hi - lo), lo), dtype=np.float64)
+
 
 def _ladder(anchor: float, towards: float, steps: int) -> FloatArray:
     """Cut points from ``anchor`` towards ``towards`` at geometric distances (1e-6 of the span
@@ -391,11 +401,7 @@ class LearnedCells:
         targets = before[codes] + u * (cumulative[last[codes]] - before[codes])
         fine = np.searchsorted(cumulative, targets, side="right")
         fine = np.clip(fine, self.first[codes], last[codes])
-        lo, hi = self.grid.starts[fine], self.grid.ends[fine]
-        v = rng.uniform(size=codes.size)
-        if self.grid.integer:
-            return np.asarray(np.minimum(np.floor(lo + v * (hi - lo + 1.0)), hi), dtype=np.float64)
-        return np.asarray(np.where(hi > lo, lo + v * (hi - lo), lo), dtype=np.float64)
+        return self.grid.draw(fine, rng)
 
     def point_masses(self) -> list[float]:
         """The values made cells of their own for the rows they hold, in increasing order."""

@@ -105,7 +105,7 @@ def test_an_approximate_accountant_is_refused(tmp_path: Path) -> None:
 
 def test_config_is_frozen_and_params_normalised(tmp_path: Path) -> None:
     config = run_config_from_dict(_base(tmp_path))
-    assert config.params == {"bins": 32}  # defaults filled in from the plugin
+    assert config.params == {"numeric_cells": "learned", "bins": 32}  # the plugin's defaults
     with pytest.raises(Exception, match="frozen"):
         config.epsilon = 2.0
 

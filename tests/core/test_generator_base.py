@@ -155,7 +155,7 @@ def test_sample_before_fit_and_bad_row_counts(ledger: PrivacyLedger, adult_small
 
 
 def test_invalid_params_list_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="bins.*Known parameters: bins$"):
+    with pytest.raises(ConfigError, match="bins.*Known parameters: numeric_cells, bins$"):
         _independent(bins=1)
     with pytest.raises(ConfigError, match="colour"):
         _independent(colour="red")
@@ -193,7 +193,7 @@ def test_only_dpsgd_generators_take_the_users_accountant() -> None:
     # before any data is read; no hook of any installed generator has an accountant argument.
     import inspect
 
-    from privsynth_core.errors import ConfigError
+    from privsynth_core.errors import ConfigError, UnknownPluginError
     from privsynth_core.service import create_generator
 
     assert create_generator("dpwgan", {}, accountant="prv").accountant_id == "prv"
@@ -201,6 +201,9 @@ def test_only_dpsgd_generators_take_the_users_accountant() -> None:
     assert create_generator("independent", {}, accountant="prv").accountant_id is None
     with pytest.raises(ConfigError, match="approximation"):
         create_generator("dpwgan", {}, accountant="gdp")
+    # a typo is named for every generator, not ignored where no accountant is used
+    with pytest.raises(UnknownPluginError, match="rpd"):
+        create_generator("independent", {}, accountant="rpd")
     for entry in generators().entries():
         for hook in ("_fit", "_check_params", "_check_plan"):
             assert "accountant" not in inspect.signature(getattr(entry.cls, hook)).parameters, (

@@ -31,10 +31,12 @@ from pydantic import Field
 
 from privsynth_core import FitSummary, GeneratorParams, Progress, hookimpl
 from privsynth_core.privacy.calibration import noise_for
+from privsynth_core.privacy.cells import column_values
 from privsynth_core.privacy.dpsgd_generator import DPSGDGenerator
+from privsynth_core.privacy.histograms import histogram_bounds
 from privsynth_core.registry import accountants
 from privsynth_core.schema import Column, ColumnKind
-from privsynth_plugins.independent import _bounds, _decode, _numeric
+from privsynth_plugins.independent import _decode
 
 if TYPE_CHECKING:
     from privsynth_core import PrivacyBudget, Table
@@ -70,8 +72,8 @@ def _codes(series: pl.Series, column: Column, bins: int) -> tuple[np.ndarray, in
     if column.kind is ColumnKind.BOOLEAN:
         values = series.to_list()
         return np.array([2 if v is None else int(v) for v in values]), 3
-    lower, upper = _bounds(column)
-    values = np.nan_to_num(_numeric(series, column), nan=lower)  # nulls come back as NaN
+    lower, upper = histogram_bounds(column)
+    values = np.nan_to_num(column_values(series, column.kind), nan=lower)  # nulls come back as NaN
     scaled = np.floor((values - lower) / (upper - lower) * bins)
     codes = np.clip(scaled, 0, bins - 1).astype(int)
     codes[series.is_null().to_numpy()] = bins

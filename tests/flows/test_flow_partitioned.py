@@ -100,7 +100,9 @@ def test_a_fit_that_cannot_read_partitions_is_refused_before_anything_is_charged
         run_config(adult_files, tmp_path / "run", input=str(parts), source="parts")
         | {"generator": "dpwgan", "epsilon": 1.0, "delta": 1e-6}
     )
-    with pytest.raises(ConfigError, match="generators that fit from partitions: independent"):
+    with pytest.raises(
+        ConfigError, match="generators that fit from partitions: (.*, )?independent"
+    ):
         pipeline.fit_model(frame_only, adult_files["schema"], run_id="r")
     assert PrivacyLedger().entries("source:parts") == []
 

@@ -61,7 +61,10 @@ def test_plugins_show_lists_every_parameter_with_type_default_and_meaning(
     assert "planned passes over the data" in out  # the meaning, under each parameter
     assert main(["plugins", "show", "independent", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["kind"] == "generator" and [p["name"] for p in data["parameters"]] == ["bins"]
+    assert data["kind"] == "generator" and [p["name"] for p in data["parameters"]] == [
+        "numeric_cells",
+        "bins",
+    ]
     assert main(["plugins", "show", "independent"]) == 0
     assert "pure epsilon-DP: its delta is 0" in capsys.readouterr().out
 

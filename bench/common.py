@@ -44,6 +44,15 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
+def with_marginal_plugin() -> None:
+    """Make this process (and its children) load the ``privsynth-marginal`` plugin (MST, AIM)
+    too when ``PRIVSYNTH_LOAD_PLUGINS`` limits the plugins loaded (as the test suite does)."""
+    wanted = ["privsynth", "privsynth-marginal"]
+    loaded = [d.strip() for d in os.environ.get("PRIVSYNTH_LOAD_PLUGINS", "").split(",")]
+    names = [d for d in loaded if d]
+    os.environ["PRIVSYNTH_LOAD_PLUGINS"] = ",".join(names + [d for d in wanted if d not in names])
+
+
 def write_rows_json(path: Path, args: Any, rows: list[dict[str, Any]]) -> None:
     """Write a bench's ``rows`` to ``path`` as JSON, with this machine's facts and the
     command's arguments (``args``, an argparse namespace), so a result says how it was made."""

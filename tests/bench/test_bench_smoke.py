@@ -189,3 +189,88 @@ def test_tables_smoke(tmp_path: Path) -> None:
         assert row["tstr"] is not None  # income is Adult's target
         assert 0 <= row["detection_auc"] <= 1 and row["fit_peak_mb"] > 0
     assert "| adult | independent |" in (folder / "tables.md").read_text(encoding="utf-8")
+
+
+def test_scale_partitioned_refuses_an_unknown_generator(tmp_path: Path) -> None:
+    proc = _bench("scale-partitioned", "--generators", "mst,ctgan", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "--generators: unknown ctgan; choose from counts, mst, aim" in proc.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_scale_partitioned_fit_rows_of_a_later_run_replace_only_their_own(
+    tmp_path: Path,
+) -> None:
+    from bench.common import machine
+    from bench.partitioned import _write_fits
+
+    def row(generator: str, rows: int, tvd: float) -> dict[str, object]:
+        fit = {"load_s": 1.0, "fit_s": 2.0, "wall_s": 3.0, "peak_mb": 500.0, "tvd_2way": tvd}
+        return {
+            "generator": generator,
+            "rows": rows,
+            "partitions": rows // 250_000,
+            "disk_mb": 1.0,
+            "tvd_floor": 0.02,
+            "load_avg": 1.0,
+            "single": {**fit, "worker_peaks_mb": []},
+            "cluster": {**fit, "worker_peaks_mb": [300.0, 290.0], "tvd_2way": tvd + 0.001},
+        }
+
+    info = {
+        "machine": machine(),
+        "workers": 2,
+        "memory_limit": "2GiB",
+        "rows_per_part": 250_000,
+        "epsilon": 1.0,
+        "sample_rows": 20_000,
+    }
+    # a first run, then a second that writes each fit as it ends (the last call: none new)
+    _write_fits(tmp_path, {**info, "started": "a"}, [row("mst", 1_000_000, 0.05)])
+    _write_fits(tmp_path, {**info, "started": "a"}, [row("aim", 1_000_000, 0.04)])
+    _write_fits(tmp_path, {**info, "started": "b"}, [row("mst", 10_000_000, 0.06)])
+    _write_fits(tmp_path, {**info, "started": "b"}, [row("mst", 1_000_000, 0.07)])
+    text = _write_fits(tmp_path, {**info, "started": "b"}, [])
+    saved = json.loads((tmp_path / "partitioned-marginal.json").read_text(encoding="utf-8"))
+    assert [(r["generator"], r["rows"], r["single"]["tvd_2way"]) for r in saved["rows"]] == [
+        ("mst", 1_000_000, 0.07),
+        ("mst", 10_000_000, 0.06),
+        ("aim", 1_000_000, 0.04),
+    ]
+    assert [r["started"] for r in saved["runs"]] == ["a", "b"]
+    assert text == (tmp_path / "partitioned-marginal.md").read_text(encoding="utf-8")
+    assert "| mst | 10,000,000 | 40 | 1.0 | 1 + 2 | 500 | 1 + 2 | 300 / 290 |" in text
+    assert "| 0.0600 | 0.0610 | +0.0010 | 0.0200 |" in text
+
+
+@pytest.mark.extended  # the bench's harness; CI runs it
+def test_scale_partitioned_smoke(tmp_path: Path) -> None:
+    # the bundled Adult sample, two partitions of 1,000 rows, the counts and an MST fit both ways
+    proc = _bench(
+        "scale-partitioned",
+        "--data",
+        str(ADULT_PATH),
+        "--sizes",
+        "2000",
+        "--rows-per-part",
+        "1000",
+        "--generators",
+        "counts,mst",
+        "--sample-rows",
+        "500",
+        "--out",
+        str(tmp_path / "results"),
+        "--timeout",
+        "240",
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    (folder,) = (tmp_path / "results").iterdir()
+    (counts,) = json.loads((folder / "partitioned.json").read_text(encoding="utf-8"))["rows"]
+    assert counts["single"]["digest"] == counts["cluster"]["digest"]
+    (fit,) = json.loads((folder / "partitioned-marginal.json").read_text(encoding="utf-8"))["rows"]
+    assert (fit["generator"], fit["rows"], fit["partitions"]) == ("mst", 2000, 2)
+    for mode in ("single", "cluster"):
+        assert "error" not in fit[mode], fit[mode]
+        assert 0 < fit[mode]["tvd_2way"] < 1 and fit[mode]["fit_s"] > 0
+    assert len(fit["cluster"]["worker_peaks_mb"]) == 2
+    assert "| mst | 2,000 | 2 |" in (folder / "partitioned-marginal.md").read_text(encoding="utf-8")

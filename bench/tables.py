@@ -73,13 +73,20 @@ def register(sub: Any) -> None:
 
 
 def _variants(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """``'a=1,b=x;default'`` as labelled parameter sets: a value is JSON when it parses as
+    JSON (numbers, true, lists), else the text itself (``numeric_cells=equal_width``)."""
     out = []
     for item in (v.strip() for v in text.split(";") if v.strip()):
         params: dict[str, Any] = {}
         if item != "default":
             for pair in item.split(","):
-                name, _, value = pair.partition("=")
-                params[name.strip()] = json.loads(value)
+                name, equals, value = pair.partition("=")
+                if not equals or not name.strip():
+                    raise SystemExit(f"--variants: {pair!r} is not name=value")
+                try:
+                    params[name.strip()] = json.loads(value)
+                except json.JSONDecodeError:
+                    params[name.strip()] = value.strip()
         out.append((item, params))
     return out
 

@@ -8,11 +8,14 @@ row selection, pac > 1, gradient penalties on real data outside the clipped path
 in the last epoch). This one keeps CTGAN's architecture and conditional idea and changes every
 piece that touches the private table:
 
-- **encoding from the domain only** (``_encoding``): CTGAN's mode-specific normalisation with
-  the Gaussian-mixture modes (fitted on raw data) replaced by public ones: each number is one-hot
-  over equal-width bins of its bounds plus a scalar inside the bin, or one-hot over its values
-  for integers with few of them; categories come from the schema. Built on the shared
-  :class:`privsynth_core.encoding.TableEncoder`; nothing is fitted on the data;
+- **encoding from the domain and DP outputs only** (``_encoding``, ``_cells``): CTGAN's
+  mode-specific normalisation with the Gaussian-mixture modes (fitted on raw data) replaced:
+  each number is one-hot over its values for integers with few of them, else one-hot over cells
+  *learned under DP* in the marginals release (a tree of noisy histograms over a fine public
+  grid of its bounds; point masses become cells of their own) plus a scalar for its place inside
+  the cell; categories come from the schema. Built on the shared
+  :class:`privsynth_core.encoding.TableEncoder`; nothing is fitted on the data outside the
+  release (``numeric_cells = "equal_width"``: equal-width bins of the bounds, as before);
 - **conditional vectors from DP-noised marginals** (``_marginals``): one Gaussian-noised
   histogram per column, released once and charged inside the same budget (see "budget split").
   The critic's real side takes each sampled record's *own* category of a randomly chosen discrete
@@ -45,11 +48,16 @@ piece that touches the private table:
   never from ``seed`` (a known seed would let anyone replay the noise). ``seed`` fixes weight
   initialisation, latent draws and condition choices only.
 
-**Budget split.** With ``k`` released histograms (one per column, plus the focus pairs), each
-record adds one count to at most one cell of each, so together they have L2 sensitivity
-``sqrt(k)`` (add/remove one record). Each count gets Gaussian noise of std ``sigma_m * sqrt(k)``:
-the Gaussian mechanism with noise multiplier ``sigma_m``, which the accountant records as one
-step at sample rate 1, composed with the DP-SGD steps that follow. The split is made in
+**Budget split.** With ``k`` released histograms (one per column, a binned number's one
+replaced by the ``L`` levels of its tree, plus the focus pairs), each record adds one count to
+at most one cell of each, so together they have L2 sensitivity ``sqrt(k)`` (add/remove one
+record). Each count gets Gaussian noise of std ``sigma_m * sqrt(k)``. The focus pairs are
+measured over the learned cells, so after the rest: two releases of ``k1`` and ``k2``
+histograms (``_marginals.release_with_cells``) with noise multipliers
+``sigma_m * sqrt(k / k_i)``, the same noise per count; as ``1 / sigma_1^2 + 1 / sigma_2^2 =
+1 / sigma_m^2``, they compose to exactly the Gaussian mechanism with noise multiplier
+``sigma_m``. The accountant records each as one step at sample rate 1, composed with the
+DP-SGD steps that follow. The split is made in
 Gaussian-DP terms, where privacy costs add up as mu squared: with ``mu`` the mu-GDP equivalent of
 the target (epsilon, delta), ``sigma_m = 1 / (sqrt(marginals_share) * mu)`` (share 0.1 by
 default, 0.3 with focus columns), and DP-SGD's sigma is then calibrated by the chosen accountant
@@ -91,6 +99,10 @@ if TYPE_CHECKING:
 
 WEIGHTS_FILE = "generator.pt"
 MARGINALS_FILE = "marginals.json"
+#: ``format`` of MARGINALS_FILE since the numeric cells are learned and stored with the noisy
+#: marginals; a file without it (a plain column -> probabilities object) is an older model,
+#: loaded with the equal-width bins it was trained on.
+MARGINALS_FORMAT = 2
 
 
 def parse_widths(value: Any) -> Any:
@@ -196,8 +208,14 @@ class DPCTGANParams(GeneratorParams):
         20,
         ge=2,
         le=1000,
-        description="bins over each number's bounds (CTGAN's modes, from the domain only); also "
-        "the most marginal groups per number",
+        description="cells per binned number (CTGAN's modes: learned under DP, or equal-width "
+        "bins of its bounds); also the most marginal groups per number",
+    )
+    numeric_cells: Literal["learned", "equal_width"] = Field(
+        "learned",
+        description="cells of the binned numbers (those not one-hot over their values): learned "
+        "from noisy trees of histograms in the marginals release (point masses become cells "
+        "of their own; needs marginals_share > 0), or equal_width bins of the bounds",
     )
     max_exact_values: int = Field(
         100,
@@ -254,13 +272,14 @@ class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
         "per-record clipping, pac=1), conditions from DP-noised marginals, domain-only encoding"
     )
     is_dp = True
-    also_releases = "noisy marginals released before DP-SGD"
+    also_releases = "noisy marginals (and the numbers' learned cells) released before DP-SGD"
     Params = DPCTGANParams
 
     def __init__(self, params: DPCTGANParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._net: Any = None  # the torch generator network, on CPU once fitted
         self._marginals: dict[str, list[float]] = {}
+        self._cells: dict[str, Any] = {}  # column -> LearnedCells (a mechanism output)
         self._plan: tuple[tuple[Any, ...], DPPlan] | None = None
 
     @classmethod
@@ -438,6 +457,7 @@ class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
         )
         self._net = result.generator
         self._marginals = result.marginals
+        self._cells = result.cells
         sgd_alone = (
             composed_epsilon(
                 acc_cls, [(plan.noise_multiplier, plan.sample_rate, result.steps)], budget.delta
@@ -467,17 +487,28 @@ class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
                     "marginals_columns": list(plan.marginal_columns),
                     "focus_columns": list(self.params.focus_columns),
                     "marginal_tables": result.n_tables,
+                    "released_histograms": plan.released_histograms,
+                    "releases": [
+                        {"noise_multiplier": sigma, "histograms": k}
+                        for sigma, k in plan.release_steps
+                    ],
+                    "numeric_cells": list(plan.cell_columns),
                     "dpsgd_epsilon_alone": sgd_alone,
                     "total_epsilon_composed": result.epsilon,
-                    "composition": f"{accountant} accountant over the marginals (one Gaussian "
-                    f"release, sample rate 1) and the DP-SGD steps",
+                    "composition": f"{accountant} accountant over the marginals (Gaussian "
+                    f"releases at sample rate 1, one step each) and the DP-SGD steps",
                 },
+                "point_masses": _point_masses(result.cells, table.schema),
                 "generator_steps": result.generator_steps,
                 "grad_sample_mode": self.params.grad_sample_mode,
                 "device": result.device,
                 "resumed_from_step": result.resumed_from,
                 "lost_steps_counted": result.lost_steps,
-                "plan": {k: v for k, v in asdict(plan).items() if k != "marginal_columns"},
+                "plan": {
+                    k: v
+                    for k, v in asdict(plan).items()
+                    if k not in ("marginal_columns", "cell_columns")
+                },
             },
         )
 
@@ -487,7 +518,7 @@ class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
         assert self.schema is not None
         return sample_rows(
             self._net,
-            make_encoder(self.schema, self.params),
+            make_encoder(self.schema, self.params, self._cells),
             self._marginals,
             self.params,
             n_rows,
@@ -501,25 +532,67 @@ class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
 
         state = {k: v.detach().cpu() for k, v in self._net.state_dict().items()}
         torch.save(state, directory / WEIGHTS_FILE)
-        # The noisy marginals are DP outputs (released once, accounted): safe to store.
-        (directory / MARGINALS_FILE).write_text(json.dumps(self._marginals), encoding="utf-8")
+        # The noisy marginals and the cells learned with them are DP outputs (released once,
+        # accounted): safe to store.
+        from ._cells import cells_state
+
+        stored = {
+            "format": MARGINALS_FORMAT,
+            "one_way": self._marginals,
+            "cells": cells_state(self._cells),
+        }
+        (directory / MARGINALS_FILE).write_text(json.dumps(stored), encoding="utf-8")
 
     def _load_state(self, directory: Path) -> None:
         import json
 
+        from privsynth_core import GeneratorError
+
+        from ._cells import cells_from_state, learned_columns
         from ._model import load_generator, make_encoder
 
         assert self.schema is not None
+        path = directory / MARGINALS_FILE
         try:
-            self._marginals = json.loads((directory / MARGINALS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            from privsynth_core import GeneratorError
-
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(stored, dict):
+                raise ValueError("not a JSON object")
+            if stored.get("format") == MARGINALS_FORMAT:
+                self._marginals = stored["one_way"]
+                self._cells = cells_from_state(
+                    stored["cells"], learned_columns(self.schema, self.params)
+                )
+            else:  # saved before cells were learned: equal-width bins, as it was trained
+                self._marginals, self._cells = stored, {}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GeneratorError(
-                f"cannot read {directory / MARGINALS_FILE}: {exc}; the model directory is damaged"
+                f"cannot read {path}: {exc}; the model directory is damaged"
             ) from None
-        encoder = make_encoder(self.schema, self.params)
+        encoder = make_encoder(self.schema, self.params, self._cells)
         self._net = load_generator(directory / WEIGHTS_FILE, encoder, self._marginals, self.params)
+
+
+def _point_masses(cells: Mapping[str, Any], schema: Schema) -> dict[str, list[Any]]:
+    """The values the noisy trees made cells of their own, by column (a mechanism output), as
+    the column writes them (whole numbers for integers, ISO text for datetimes)."""
+    from datetime import datetime, timedelta
+
+    from privsynth_core import ColumnKind
+
+    out: dict[str, list[Any]] = {}
+    for name, learned in cells.items():
+        kind = schema.column(name).kind
+        values: list[Any] = []
+        for value in learned.point_masses():
+            if kind is ColumnKind.INTEGER:
+                values.append(int(value))
+            elif kind is ColumnKind.DATETIME:
+                micros = timedelta(microseconds=int(value))
+                values.append((datetime(1970, 1, 1) + micros).isoformat())
+            else:
+                values.append(round(float(value), 12))
+        out[name] = values
+    return out
 
 
 @hookimpl

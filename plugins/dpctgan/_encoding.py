@@ -6,13 +6,19 @@ fixed by the *domain* alone:
 
 - an integer column with at most ``max_exact_values`` possible values (age 16-100, hours 1-99) is
   one-hot over its values: exact, spikes (40 hours) included;
-- any other number or datetime is one-hot over ``numeric_bins`` equal-width bins of its bounds,
-  plus a scalar in [-1, 1] for the position inside the bin (CTGAN's "value within the mode").
+- any other number or datetime (a *binned* one) is one-hot over its cells, plus a scalar in
+  [-1, 1] for the position inside the cell (CTGAN's "value within the mode"). The cells are the
+  ones learned under DP in the marginals release (:mod:`._cells`: point masses are cells of
+  their own, the others cut at equal shares of estimated mass, the position is the value's
+  place in the cell's estimated distribution), handed in as ``cells``; a binned column without
+  learned cells (``marginals_share = 0``, or a model saved before cells were learned) uses
+  ``numeric_bins`` equal-width bins of its bounds.
 
 Both are expressed as a *derived schema* (a categorical column per number, and a continuous
 ``<name>::offset`` column for binned ones) handed to :class:`privsynth_core.encoding.TableEncoder`,
 so the one-hot and null handling is the shared, domain-only encoder's. Nothing here reads data to
-build the encoding; :meth:`CTGANEncoder.encode` only transforms rows.
+build the encoding (the learned cells are a mechanism output); :meth:`CTGANEncoder.encode` only
+transforms rows.
 
 Each column also gets *marginal groups*: categories for categoricals, bins for binned numbers,
 runs of consecutive values for exact integers (at most ``numeric_bins`` groups), plus the null
@@ -22,6 +28,7 @@ slot. Their DP-noised histograms steer the generator (see ``_model``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +37,11 @@ import polars as pl
 
 from privsynth_core.encoding import Span, TableEncoder
 from privsynth_core.errors import DomainError
+from privsynth_core.privacy.cells import LearnedCells, column_values
 from privsynth_core.schema import Column, ColumnKind, Schema
 from privsynth_core.validation import datetime_to_micros
+
+from ._cells import CellCoder
 
 OFFSET_SUFFIX = "::offset"
 
@@ -45,7 +55,8 @@ class NumericLayout:
     high: float
     exact: bool  # one-hot over integer values (no offset)
     slots: int  # number of values (exact) or bins
-    width: float  # bin width (1 for exact)
+    width: float  # bin width (1 for exact; unused with learned cells)
+    coder: CellCoder | None = None  # learned cells (binned columns only)
 
 
 @dataclass(frozen=True)
@@ -65,13 +76,23 @@ class CTGANEncoder:
         schema: the table's schema (every column needs a domain).
         numeric_bins: bins per binned number, and most marginal groups per number.
         max_exact_values: integer columns with at most this many values are one-hot exact.
+        cells: learned cells of binned columns (a mechanism output, see :mod:`._cells`); a
+            binned column not in it gets equal-width bins.
 
     Raises:
         DomainError: a column lacks a domain, or a derived name collides with a column.
     """
 
-    def __init__(self, schema: Schema, *, numeric_bins: int, max_exact_values: int) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        numeric_bins: int,
+        max_exact_values: int,
+        cells: Mapping[str, LearnedCells] | None = None,
+    ) -> None:
         self.schema = schema
+        self.cells = dict(cells or {})
         self.numeric: dict[str, NumericLayout] = {}
         derived: list[Column] = []
         names = set(schema.names)
@@ -79,7 +100,7 @@ class CTGANEncoder:
             if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
                 derived.append(col)
                 continue
-            layout = self._layout(col, numeric_bins, max_exact_values)
+            layout = self._layout(col, numeric_bins, max_exact_values, self.cells.get(col.name))
             self.numeric[col.name] = layout
             derived.append(
                 Column(
@@ -100,7 +121,9 @@ class CTGANEncoder:
         self.groups = [self._group(span, numeric_bins) for span in self.inner.onehot_spans]
 
     @staticmethod
-    def _layout(col: Column, bins: int, max_exact: int) -> NumericLayout:
+    def _layout(
+        col: Column, bins: int, max_exact: int, cells: LearnedCells | None
+    ) -> NumericLayout:
         if col.bounds is None:
             raise DomainError(
                 f"column {col.name!r} has no bounds; declare them or learn them with DP"
@@ -117,6 +140,8 @@ class CTGANEncoder:
             values = int(high - low) + 1
             if values <= max_exact:
                 return NumericLayout(col, low, high, True, values, 1.0)
+        if cells is not None:
+            return NumericLayout(col, low, high, False, cells.n_cells, 1.0, CellCoder(cells))
         width = (high - low) / bins if high > low else 1.0
         return NumericLayout(col, low, high, False, bins, width)
 
@@ -141,11 +166,14 @@ class CTGANEncoder:
 
     def encode(self, frame: pl.DataFrame) -> npt.NDArray[np.float32]:
         """Encode a conformed frame (the schema's columns and dtypes)."""
-        exprs: list[pl.Expr] = []
+        exprs: list[pl.Expr | pl.Series] = []
         for col in self.schema.columns:
             layout = self.numeric.get(col.name)
             if layout is None:
                 exprs.append(pl.col(col.name))
+                continue
+            if layout.coder is not None:
+                exprs.extend(_learned_series(frame[col.name], col, layout.coder))
                 continue
             x = pl.col(col.name)
             x = (x.dt.epoch("us") if col.kind is ColumnKind.DATETIME else x).cast(pl.Float64)
@@ -170,7 +198,16 @@ class CTGANEncoder:
                 out.append(derived[col.name])
                 continue
             slot = derived[col.name].cast(pl.Int64).cast(pl.Float64)
-            if layout.exact:
+            if layout.coder is not None:
+                offset = derived[col.name + OFFSET_SUFFIX]
+                present = slot.is_not_null().to_numpy()
+                decoded = np.full(slot.len(), np.nan)
+                decoded[present] = layout.coder.decode(
+                    slot.to_numpy()[present].astype(np.int64),
+                    offset.fill_null(0.0).cast(pl.Float64).to_numpy()[present],
+                )
+                values = pl.Series(col.name, decoded).fill_nan(None)
+            elif layout.exact:
                 values = slot + layout.low
             else:
                 offset = derived[col.name + OFFSET_SUFFIX]
@@ -184,3 +221,18 @@ class CTGANEncoder:
                 whole = whole.cast(pl.Datetime("us"))
             out.append(whole.alias(col.name))
         return pl.DataFrame(out)
+
+
+def _learned_series(series: pl.Series, col: Column, coder: CellCoder) -> list[pl.Series]:
+    """A binned column's cell (as text, null for null) and offset series over learned cells."""
+    values = column_values(series, col.kind)
+    present = ~np.isnan(values)
+    cell, offset = coder.encode(values[present])
+    slots = np.full(values.size, None, dtype=object)
+    slots[present] = cell.astype(str)
+    offsets = np.zeros(values.size)
+    offsets[present] = offset
+    return [
+        pl.Series(col.name, slots.tolist(), dtype=pl.String),
+        pl.Series(col.name + OFFSET_SUFFIX, offsets, dtype=pl.Float64),
+    ]

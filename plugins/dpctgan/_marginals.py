@@ -1,32 +1,42 @@
 """The noisy marginals of DP-CTGAN: their release (the only non-SGD use of private data), the
 conditional vectors drawn from them, and the generator loss that pulls towards them.
 
-Released once, before training, with the Gaussian mechanism:
+Released once, before training, with the Gaussian mechanism (:func:`release_with_cells`), in
+two steps:
 
-- a one-way histogram of every column over its marginal groups (categories; bins or runs of
-  values for numbers; the null slot), and
-- for each *focus* column (``focus_columns``; none by default), a two-way histogram of it with
-  every other column.
+1. a one-way histogram of every column over its marginal groups (categories; runs of values for
+   integers one-hot over their values; the null slot), except that a *binned* number's is
+   replaced by the levels of its tree of histograms over a fine public grid (:mod:`._cells`),
+   from which its cells and its one-way marginal over them are derived: ``k1`` histograms;
+2. for each *focus* column (``focus_columns``; none by default), a two-way histogram of it with
+   every other column, over the groups the learned cells give: ``k2`` histograms (no second
+   step without focus columns).
 
-Each record adds one count to at most one cell of each of the ``k`` histograms, so together they
-have L2 sensitivity ``sqrt(k)`` under add/remove-one. Each count gets exact discrete Gaussian
-noise (OpenDP, cryptographic source, never seeded) of scale
-``dominated_sigma(sigma_m * sqrt(k))``, a hair above ``sigma_m * sqrt(k)``. Then negative counts
-become 0 and each histogram is normalised (uniform if nothing is left); everything built from
-them afterwards is post-processing.
+Each record adds one count to at most one cell of each histogram (a tree's levels included: a
+value lies in one node per level, a null only in the null count), so step ``i`` has L2
+sensitivity ``sqrt(k_i)`` under add/remove-one. With ``k = k1 + k2``, each count gets exact
+discrete Gaussian noise (OpenDP, cryptographic source, never seeded) of scale
+``dominated_sigma(sigma_m * sqrt(k))``, a hair above ``sigma_m * sqrt(k)``: step ``i`` is the
+Gaussian mechanism with noise multiplier ``sigma_i = sigma_m * sqrt(k / k_i)``. Then negative
+counts become 0 and each histogram is normalised (uniform if nothing is left); everything built
+from them afterwards is post-processing. Step 2's query depends on step 1's output (the cells),
+which adaptive composition allows; ``1 / sigma_1^2 + 1 / sigma_2^2 = 1 / sigma_m^2``, so the
+pair costs exactly what one release of all ``k`` histograms at ``sigma_m`` would (mu-GDP and
+RDP compose Gaussian mechanisms exactly). :func:`release_marginals` is the plain one-step
+release over an encoder's groups (no trees); ``numeric_cells = "equal_width"`` goes through
+:func:`release_with_cells` with no binned column learned, which is that one-step release.
 
-The plan (:mod:`._plan`) accounts this release as one step of the *continuous* Gaussian
-mechanism with noise multiplier ``sigma_m`` and sample rate 1, composed with DP-SGD by the chosen
-accountant. For RDP that is sound at equal scale: the discrete Gaussian has the same Renyi
-divergences, ``alpha / (2 sigma^2)`` per unit of sensitivity, hence the same zCDP (Canonne, Kamath
-& Steinke 2020). For PRV, PLD and GDP it would not be: Canonne, Kamath & Steinke give the discrete
-Gaussian's exact (epsilon, delta) curve (their Theorem 7) but no dominance by the continuous
-one's, and there is none, the discrete delta being larger at epsilon = 0 (by a factor of about
-``1 + 1 / (24 sigma^2)``) and in the far tails. Widening each coordinate's scale to
-``dominated_sigma`` makes every coordinate's trade-off curve lie above the continuous Gaussian's
-at ``sigma_m * sqrt(k)``; by f-DP composition (Dong, Roth & Su 2022) the release is then at least
-as private as the continuous mechanism the plan counts, under every accountant. See
-:func:`privsynth_core.privacy.noise.dominated_sigma`.
+The plan (:mod:`._plan`) accounts each step as one step of the *continuous* Gaussian mechanism with
+its noise multiplier and sample rate 1, composed with DP-SGD by the chosen accountant. For RDP that
+is sound at equal scale: the discrete Gaussian has the same Renyi divergences, ``alpha / (2
+sigma^2)`` per unit of sensitivity, hence the same zCDP (Canonne, Kamath & Steinke 2020). For PRV,
+PLD and GDP it would not be: Canonne, Kamath & Steinke give the discrete Gaussian's exact (epsilon,
+delta) curve (their Theorem 7) but no dominance by the continuous one's, and there is none, the
+discrete delta being larger at epsilon = 0 (by a factor of about ``1 + 1 / (24 sigma^2)``) and in
+the far tails. Widening each coordinate's scale to ``dominated_sigma`` makes every coordinate's
+trade-off curve lie above the continuous Gaussian's at ``sigma_i * sqrt(k_i)``; by f-DP composition
+(Dong, Roth & Su 2022) the release is then at least as private as the continuous mechanism the plan
+counts, under every accountant. See :func:`privsynth_core.privacy.noise.dominated_sigma`.
 """
 
 from __future__ import annotations
@@ -41,10 +51,29 @@ import torch.nn.functional as F
 
 from privsynth_core.privacy.noise import discrete_gaussian, dominated_sigma
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+from ._cells import (
+    cell_grids,
+    cells_from_tree,
+    exact_trees,
+    focus_pairs,
+    learned_columns,
+    noisy_trees,
+    tree_levels,
+)
+from ._encoding import CTGANEncoder
 
-    from ._encoding import CTGANEncoder, MarginalGroup
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    import polars as pl
+
+    from privsynth_core.privacy.cells import LearnedCells
+    from privsynth_core.schema import Schema
+
+    from . import DPCTGANParams
+    from ._encoding import MarginalGroup
+
+__all__ = ["focus_pairs"]  # re-exported: it lives in ._cells (no torch) for the plan
 
 
 @dataclass
@@ -63,20 +92,6 @@ class NoisyMarginals:
     def n_tables(self) -> int:
         """How many histograms were released."""
         return len(self.one_way) + len(self.two_way)
-
-
-def focus_pairs(columns: Sequence[str], focus: Sequence[str]) -> list[tuple[str, str]]:
-    """The two-way tables released for ``focus``: each focus column with every other column,
-    each unordered pair once."""
-    pairs: list[tuple[str, str]] = []
-    seen: set[frozenset[str]] = set()
-    for f in focus:
-        for other in columns:
-            key = frozenset((f, other))
-            if other != f and key not in seen:
-                seen.add(key)
-                pairs.append((f, other))
-    return pairs
 
 
 @dataclass
@@ -117,9 +132,12 @@ def count_marginals(
     encoder: CTGANEncoder,
     columns: Sequence[str],
     focus: Sequence[str],
+    *,
+    one_way: Sequence[str] | None = None,
 ) -> MarginalCounts:
-    """Exact counts of the one-way histograms of ``columns`` and the two-way histograms of the
-    focus pairs, accumulated over consecutive chunks of encoded rows.
+    """Exact counts of the one-way histograms of ``columns`` (or of ``one_way`` only, when
+    given) and the two-way histograms of the focus pairs among ``columns``, accumulated over
+    consecutive chunks of encoded rows.
 
     Only one chunk and its per-column group codes are in memory at a time, so the pass is
     bounded by the chunk, not the table; the counts are integers, so any chunking gives the
@@ -127,8 +145,13 @@ def count_marginals(
     """
     groups = {g.column: g for g in encoder.groups if g.column in set(columns)}
     pairs = focus_pairs(list(groups), focus)
+    singles = set(groups) if one_way is None else set(one_way)
     counts = MarginalCounts(
-        one_way={name: np.zeros(g.n_groups, dtype=np.int64) for name, g in groups.items()},
+        one_way={
+            name: np.zeros(g.n_groups, dtype=np.int64)
+            for name, g in groups.items()
+            if name in singles
+        },
         two_way={
             (f, o): np.zeros((groups[f].n_groups, groups[o].n_groups), dtype=np.int64)
             for f, o in pairs
@@ -143,8 +166,9 @@ def count_marginals(
                     group.group_of_slot, dtype=torch.long, device=chunk.device
                 )
             codes[name] = _group_codes(chunk, group, maps[name])
-            hits = codes[name][codes[name] >= 0]
-            counts.one_way[name] += torch.bincount(hits, minlength=group.n_groups).cpu().numpy()
+            if name in counts.one_way:
+                hits = codes[name][codes[name] >= 0]
+                counts.one_way[name] += torch.bincount(hits, minlength=group.n_groups).cpu().numpy()
         for f, other in pairs:
             a, b = codes[f], codes[other]
             both = (a >= 0) & (b >= 0)
@@ -174,11 +198,6 @@ def add_noise(counts: MarginalCounts, sigma_m: float) -> NoisyMarginals:
     """:func:`noisy_counts`, then each histogram clipped at 0 and normalised (post-processing,
     in floats); see the module docstring."""
 
-    def normalised(noisy: np.ndarray) -> np.ndarray:
-        values = np.clip(noisy.astype(np.float64), 0.0, None)
-        total = values.sum()
-        return values / total if total > 0 else np.full(noisy.shape, 1.0 / noisy.size)
-
     released = noisy_counts(counts, sigma_m)
     out = NoisyMarginals()
     for name, one_way in released.one_way.items():
@@ -186,6 +205,13 @@ def add_noise(counts: MarginalCounts, sigma_m: float) -> NoisyMarginals:
     for pair, joint in released.two_way.items():
         out.two_way[pair] = normalised(joint).tolist()
     return out
+
+
+def normalised(noisy: np.ndarray) -> np.ndarray:
+    """Noisy counts clipped at 0 and normalised (uniform if nothing is left)."""
+    values = np.clip(noisy.astype(np.float64), 0.0, None)
+    total = values.sum()
+    return values / total if total > 0 else np.full(noisy.shape, 1.0 / noisy.size)
 
 
 def release_marginals(
@@ -199,6 +225,97 @@ def release_marginals(
     ``columns`` and the two-way histograms of the focus pairs, counted over ``chunks`` (the
     whole table's encoded rows, chunk after chunk); see the module docstring."""
     return add_noise(count_marginals(chunks, encoder, columns, focus), sigma_m)
+
+
+def release_tables(
+    schema: Schema, params: DPCTGANParams, columns: Sequence[str]
+) -> tuple[int, int]:
+    """``(k1, k2)``: the histograms of the first release (one-way histograms of the columns
+    that are not binned, plus every level of every binned column's tree) and of the second
+    (the focus pairs). Public: from the schema and the parameters only."""
+    binned = [c for c in learned_columns(schema, params) if c in set(columns)]
+    levels = tree_levels(cell_grids(schema, binned))
+    k1 = len(columns) - len(binned) + sum(len(g) for g in levels.values())
+    return k1, len(focus_pairs(list(columns), params.focus_columns))
+
+
+@dataclass
+class CellsRelease:
+    """What :func:`release_with_cells` releases: the noisy marginals and the learned cells,
+    with the encoder built from them."""
+
+    marginals: NoisyMarginals
+    cells: dict[str, LearnedCells]
+    encoder: CTGANEncoder
+
+
+def release_with_cells(
+    frame: pl.DataFrame,
+    schema: Schema,
+    params: DPCTGANParams,
+    columns: Sequence[str],
+    steps: Sequence[tuple[float, int]],
+    chunks: Callable[[CTGANEncoder], Iterable[torch.Tensor]],
+) -> CellsRelease:
+    """The noisy marginals with learned numeric cells: two Gaussian releases.
+
+    1. Noise multiplier ``steps[0] = (sigma_1, k1)``: the tree of every binned column
+       (:mod:`._cells`) and the one-way histogram of every other column in ``columns``; ``k1``
+       histograms, each of L2 sensitivity 1, so ``sqrt(k1)`` together; every count gets
+       discrete Gaussian noise of :func:`noise_scale` ``(sigma_1, k1)``. The cells and the
+       binned columns' one-way marginals are derived from the trees (post-processing), and the
+       encoder is built from the cells.
+    2. Noise multiplier ``steps[1] = (sigma_2, k2)`` (only with focus columns): the two-way
+       histograms of the focus pairs over the *learned* groups (the query depends on release 1's
+       output, which is public by then: adaptive composition), ``k2`` histograms,
+       :func:`noise_scale` ``(sigma_2, k2)`` per count.
+
+    ``chunks(encoder)`` gives the whole table's encoded rows chunk after chunk. The caller
+    charges both steps (sample rate 1 each).
+
+    Raises:
+        ValueError: ``steps`` does not match the histograms counted (a plan for another schema).
+    """
+    binned = [c for c in learned_columns(schema, params) if c in set(columns)]
+    grids = cell_grids(schema, binned)
+    levels = tree_levels(grids)
+    others = [c for c in columns if c not in set(binned)]
+    pairs = focus_pairs(list(columns), params.focus_columns)
+    k1 = len(others) + sum(len(g) for g in levels.values())
+    expected = [k1] + ([len(pairs)] if pairs else [])
+    if [k for _, k in steps] != expected:
+        raise ValueError(f"the plan's release has {steps} histograms, the schema {expected}")
+    sigma_1 = steps[0][0]
+    scale_1 = noise_scale(sigma_1, k1)
+    trees = noisy_trees(exact_trees(frame, schema, grids, levels), scale_1)
+    cells: dict[str, LearnedCells] = {}
+    one_way_counts: dict[str, np.ndarray] = {}
+    for name in binned:
+        cells[name], one_way_counts[name] = cells_from_tree(
+            grids[name],
+            trees[name],
+            scale=scale_1,
+            groups=levels[name],
+            nullable=schema.column(name).nullable,
+            bins=params.numeric_bins,
+        )
+    encoder = CTGANEncoder(
+        schema,
+        numeric_bins=params.numeric_bins,
+        max_exact_values=params.max_exact_values,
+        cells=cells,
+    )
+    exact = count_marginals(chunks(encoder), encoder, columns, params.focus_columns, one_way=others)
+    for name, counts in exact.one_way.items():
+        one_way_counts[name] = discrete_gaussian(counts, sigma=scale_1)
+    out = NoisyMarginals()
+    for name in columns:  # schema order, as the one-release path
+        out.one_way[name] = normalised(one_way_counts[name]).tolist()
+    if pairs:
+        scale_2 = noise_scale(steps[1][0], len(pairs))
+        for pair, joint in exact.two_way.items():
+            out.two_way[pair] = normalised(discrete_gaussian(joint, sigma=scale_2)).tolist()
+    return CellsRelease(out, cells, encoder)
 
 
 class Conditioner:

@@ -41,13 +41,17 @@ from privsynth_core.privacy.dpsgd import (
 )
 from privsynth_core.privacy.dpsgd_loop import StepPlan, cpu_state, restore, run_dpsgd
 
+from ._cells import cells_from_state, cells_state, learned_columns
 from ._encoding import CTGANEncoder
-from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_marginals
+from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_with_cells
 from ._nets import GeneratorNet, critic_net
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from privsynth_core import Accountant, Schema, Table
     from privsynth_core.generator import ProgressCallback
+    from privsynth_core.privacy.cells import LearnedCells
     from privsynth_core.privacy.checkpoint import CheckpointStore
 
     from . import DPCTGANParams
@@ -56,10 +60,16 @@ if TYPE_CHECKING:
 SAMPLE_CHUNK_ROWS = 16_384
 
 
-def make_encoder(schema: Schema, params: DPCTGANParams) -> CTGANEncoder:
-    """The encoder of a schema under these parameters (built from the domain only)."""
+def make_encoder(
+    schema: Schema, params: DPCTGANParams, cells: Mapping[str, LearnedCells] | None = None
+) -> CTGANEncoder:
+    """The encoder of a schema under these parameters, built from the domain and the learned
+    cells (a mechanism output; none: equal-width bins)."""
     return CTGANEncoder(
-        schema, numeric_bins=params.numeric_bins, max_exact_values=params.max_exact_values
+        schema,
+        numeric_bins=params.numeric_bins,
+        max_exact_values=params.max_exact_values,
+        cells=cells,
     )
 
 
@@ -258,6 +268,7 @@ class TrainResult:
 
     generator: GeneratorNet
     marginals: dict[str, list[float]]
+    cells: dict[str, LearnedCells]
     n_tables: int
     steps: int
     generator_steps: int
@@ -269,11 +280,15 @@ class TrainResult:
     lost_steps: int = 0
 
 
-def _marginals_state(marginals: NoisyMarginals) -> dict[str, Any]:
-    """The released marginals as JSON (saved with checkpoints, so a resume never re-releases)."""
+def _marginals_state(
+    marginals: NoisyMarginals, cells: Mapping[str, LearnedCells]
+) -> dict[str, Any]:
+    """The released marginals and cells as JSON (saved with checkpoints, so a resume never
+    re-releases)."""
     return {
         "one_way": marginals.one_way,
         "two_way": [[f, o, table] for (f, o), table in marginals.two_way.items()],
+        "cells": cells_state(cells),
     }
 
 
@@ -332,25 +347,41 @@ def _train(
     max_encoded_bytes: int | None,
     checkpoints: CheckpointStore | None,
 ) -> TrainResult:
-    encoder = make_encoder(table.schema, params)
-    source = BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
     resumed = restore(checkpoints, accountant)
     marginals = NoisyMarginals()
+    cells: dict[str, LearnedCells] = {}
+    source: BatchSource | None = None
+    encoder: CTGANEncoder | None = None
     if resumed is not None and "one_way" in resumed.extra_state:
         marginals = _marginals_from(resumed.extra_state)  # released once: never again
-    elif plan.marginals_noise is not None:
-        if checkpoints is not None:  # write-ahead, as every DP step
-            checkpoints.log_steps(
-                noise_multiplier=plan.marginals_noise, sample_rate=1.0, num_steps=1
-            )
-        marginals = release_marginals(
-            source.chunks(),
-            encoder,
-            plan.marginal_columns,
-            params.focus_columns,
-            plan.marginals_noise,
+        cells = cells_from_state(
+            resumed.extra_state.get("cells", {}), learned_columns(table.schema, params)
         )
-        accountant.step(noise_multiplier=plan.marginals_noise, sample_rate=1.0)
+    elif plan.release_steps:
+        if checkpoints is not None:  # write-ahead, as every DP step
+            for sigma, _ in plan.release_steps:
+                checkpoints.log_steps(noise_multiplier=sigma, sample_rate=1.0, num_steps=1)
+
+        def chunks(encoder: CTGANEncoder) -> Iterator[torch.Tensor]:
+            nonlocal source
+            source = BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
+            return source.chunks()
+
+        released = release_with_cells(
+            table.frame,
+            table.schema,
+            params,
+            plan.marginal_columns,
+            plan.release_steps,
+            chunks,
+        )
+        marginals, cells, encoder = released.marginals, released.cells, released.encoder
+        for sigma, _ in plan.release_steps:
+            accountant.step(noise_multiplier=sigma, sample_rate=1.0)
+    if encoder is None:
+        encoder = make_encoder(table.schema, params, cells)
+    if source is None or source.encoder is not encoder:
+        source = BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
     loss = (
         MarginalLoss(encoder, marginals, device)
         if marginals.n_tables and params.marginal_loss_weight > 0
@@ -390,13 +421,14 @@ def _train(
         progress=progress,
         checkpoints=checkpoints,
         resumed=resumed,
-        extra_state=_marginals_state(marginals),
+        extra_state=_marginals_state(marginals, cells),
     )
     recalibrate_batchnorm(trainer)
     this_attempt = max(loop.steps - loop.resumed_from, 1)
     return TrainResult(
         generator=trainer.generator.to("cpu").eval(),
         marginals=marginals.one_way,
+        cells=cells,
         n_tables=marginals.n_tables,
         steps=loop.steps,
         generator_steps=trainer.generator_steps_taken,

@@ -31,9 +31,18 @@ class DPPlan:
         allowed_steps: the most steps that keep marginals + DP-SGD at or under the target.
         noise_multiplier: DP-SGD's sigma.
         calibrated: whether sigma was calibrated from the target (vs given).
-        marginals_noise: sigma_m of the noisy marginals (``None``: no conditional vectors).
+        marginals_noise: sigma_m of the noisy marginals as a whole (``None``: no conditional
+            vectors): the noise multiplier of one Gaussian release of all their histograms.
         marginal_columns: the columns whose noisy marginals are released.
         marginals_share: the share of the budget (in mu-GDP terms) the marginals got.
+        release_steps: the Gaussian releases the marginals are made of, as
+            ``(noise multiplier, histograms)``: the trees of the binned numbers with the other
+            one-way histograms (``k1``), then the focus pairs over the learned cells (``k2``,
+            only with focus columns). ``sigma_i = sigma_m * sqrt(k / k_i)`` with
+            ``k = k1 + k2``: every count gets the noise ``sigma_m * sqrt(k)`` of one release of
+            all ``k``, and ``sum 1 / sigma_i^2 = 1 / sigma_m^2``, so the two compose to exactly
+            the Gaussian mechanism of noise multiplier ``sigma_m`` (mu-GDP and RDP alike).
+        cell_columns: the binned numbers whose cells are learned in the first release.
     """
 
     sample_rate: float
@@ -45,10 +54,27 @@ class DPPlan:
     marginals_noise: float | None
     marginal_columns: tuple[str, ...]
     marginals_share: float
+    release_steps: tuple[tuple[float, int], ...] = ()
+    cell_columns: tuple[str, ...] = ()
+
+    @property
+    def released_histograms(self) -> int:
+        """``k'``: the histograms of all the marginals' releases together."""
+        return sum(k for _, k in self.release_steps)
 
     def prefix(self) -> History:
-        """Accountant history of what is released before DP-SGD (the noisy marginals)."""
-        return [] if self.marginals_noise is None else [(self.marginals_noise, 1.0, 1)]
+        """Accountant history of what is released before DP-SGD (the noisy marginals: one
+        step at sample rate 1 per release)."""
+        return [(sigma, 1.0, 1) for sigma, _ in self.release_steps]
+
+
+def split_release(sigma_m: float, k1: int, k2: int) -> tuple[tuple[float, int], ...]:
+    """The releases of :attr:`DPPlan.release_steps` for ``sigma_m`` over ``k1 + k2``
+    histograms (one release when ``k2`` is 0)."""
+    if k2 == 0:
+        return ((sigma_m, k1),)
+    k = k1 + k2
+    return ((sigma_m * math.sqrt(k / k1), k1), (sigma_m * math.sqrt(k / k2), k2))
 
 
 def composed_epsilon(accountant_cls: type[Accountant], history: History, delta: float) -> float:
@@ -202,7 +228,17 @@ def make_plan(
         )
     columns = marginal_columns(schema) if share > 0 else ()
     sigma_m = 1.0 / (math.sqrt(share) * gdp_mu(epsilon, delta)) if columns else None
-    prefix: History = [] if sigma_m is None else [(sigma_m, 1.0, 1)]
+    steps: tuple[tuple[float, int], ...] = ()
+    cell_columns: tuple[str, ...] = ()
+    if sigma_m is not None:
+        from ._cells import cell_grids, focus_pairs, learned_columns, tree_levels
+
+        cell_columns = learned_columns(schema, params)
+        levels = tree_levels(cell_grids(schema, cell_columns))
+        k1 = len(columns) - len(cell_columns) + sum(len(g) for g in levels.values())
+        k2 = len(focus_pairs(columns, params.focus_columns))
+        steps = split_release(sigma_m, k1, k2)
+    prefix: History = [(s, 1.0, 1) for s, _ in steps]
     q = min(1.0, params.batch_size / n_rows)
     steps_per_epoch = max(1, round(n_rows / params.batch_size))
     planned = None if params.epochs is None else steps_per_epoch * params.epochs
@@ -223,4 +259,16 @@ def make_plan(
             f"epsilon={one:.4g} ({accountant} accountant). Raise epsilon, raise "
             f"noise_multiplier, lower batch_size or marginals_share; nothing was charged"
         )
-    return DPPlan(q, steps_per_epoch, planned, allowed, sigma, calibrated, sigma_m, columns, share)
+    return DPPlan(
+        q,
+        steps_per_epoch,
+        planned,
+        allowed,
+        sigma,
+        calibrated,
+        sigma_m,
+        columns,
+        share,
+        steps,
+        cell_columns,
+    )

@@ -87,6 +87,7 @@ from privsynth_core import (
     hookimpl,
 )
 from privsynth_core.generator import Suitability, TableProfile
+from privsynth_core.privacy.cells import point_masses
 from privsynth_core.privacy.dpsgd_generator import DPSGDGenerator
 
 if TYPE_CHECKING:
@@ -498,7 +499,7 @@ class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
                     "composition": f"{accountant} accountant over the marginals (Gaussian "
                     f"releases at sample rate 1, one step each) and the DP-SGD steps",
                 },
-                "point_masses": _point_masses(result.cells, table.schema),
+                "point_masses": point_masses(result.cells, table.schema),
                 "generator_steps": result.generator_steps,
                 "grad_sample_mode": self.params.grad_sample_mode,
                 "device": result.device,
@@ -570,29 +571,6 @@ class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
             ) from None
         encoder = make_encoder(self.schema, self.params, self._cells)
         self._net = load_generator(directory / WEIGHTS_FILE, encoder, self._marginals, self.params)
-
-
-def _point_masses(cells: Mapping[str, Any], schema: Schema) -> dict[str, list[Any]]:
-    """The values the noisy trees made cells of their own, by column (a mechanism output), as
-    the column writes them (whole numbers for integers, ISO text for datetimes)."""
-    from datetime import datetime, timedelta
-
-    from privsynth_core import ColumnKind
-
-    out: dict[str, list[Any]] = {}
-    for name, learned in cells.items():
-        kind = schema.column(name).kind
-        values: list[Any] = []
-        for value in learned.point_masses():
-            if kind is ColumnKind.INTEGER:
-                values.append(int(value))
-            elif kind is ColumnKind.DATETIME:
-                micros = timedelta(microseconds=int(value))
-                values.append((datetime(1970, 1, 1) + micros).isoformat())
-            else:
-                values.append(round(float(value), 12))
-        out[name] = values
-    return out
 
 
 @hookimpl

@@ -527,6 +527,30 @@ def _within(grid: FineGrid, estimate: FloatArray, first: IntArray) -> FloatArray
     return weights
 
 
+def point_masses(
+    learned: Mapping[str, LearnedCells], schema: Schema
+) -> dict[str, list[int | float | str]]:
+    """The values that became cells of their own, by column (a mechanism output, for a fit
+    summary), as the column writes them: whole numbers for integers, ISO text for datetimes."""
+    from datetime import datetime, timedelta
+
+    out: dict[str, list[int | float | str]] = {}
+    for name, cells in learned.items():
+        kind = schema.column(name).kind
+        values: list[int | float | str] = []
+        for value in cells.point_masses():
+            if kind is ColumnKind.INTEGER:
+                values.append(int(value))
+            elif kind is ColumnKind.DATETIME:
+                values.append(
+                    (datetime(1970, 1, 1) + timedelta(microseconds=int(value))).isoformat()
+                )
+            else:
+                values.append(round(float(value), 12))
+        out[name] = values
+    return out
+
+
 __all__ = [
     "BRANCHING",
     "MAX_FINE",
@@ -541,6 +565,7 @@ __all__ = [
     "fine_grid",
     "measure_tree",
     "measure_tree_of",
+    "point_masses",
     "tree_counts",
     "tree_counts_of",
     "tree_groups",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from privsynth_core import ColumnKind, Schema
+from privsynth_core import Schema
 from privsynth_core.privacy.cells import (
     FineGrid,
     IntArray,
@@ -128,25 +128,3 @@ def learn_cells_from_counts(
         estimate = estimate_fine(grid, noisy, sigma=plan.sigma, groups=groups)
         learned[name] = derive_cells(grid, estimate, bins)
     return learned
-
-
-def point_masses(learned: dict[str, LearnedCells], schema: Schema) -> dict[str, list[object]]:
-    """The values that became cells of their own, by column (for the fit summary), as the
-    column writes them (whole numbers for integers, ISO text for datetimes)."""
-    from datetime import datetime, timedelta
-
-    out: dict[str, list[object]] = {}
-    for name, cells in learned.items():
-        kind = schema.column(name).kind
-        values: list[object] = []
-        for value in cells.point_masses():
-            if kind is ColumnKind.INTEGER:
-                values.append(int(value))
-            elif kind is ColumnKind.DATETIME:
-                values.append(
-                    (datetime(1970, 1, 1) + timedelta(microseconds=int(value))).isoformat()
-                )
-            else:
-                values.append(float(np.round(value, 12)))
-        out[name] = values
-    return out

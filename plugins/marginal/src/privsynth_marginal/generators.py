@@ -211,9 +211,9 @@ class _MarginalGenerator(Generator[MP]):
         progress: ProgressCallback | None,
     ) -> FitSummary:
         assert budget is not None
-        from privsynth_core.privacy.cells import count_fine
+        from privsynth_core.privacy.cells import count_fine, point_masses
 
-        from .cells import learn_cells_from_counts, plan_cells, point_masses
+        from .cells import learn_cells_from_counts, plan_cells
         from .estimate import PGMEstimator
 
         p = self.params

@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -335,6 +336,42 @@ def _grid_counts(
     return grid_counts(values, np.linspace(lower, upper, QUANTILE_GRID))
 
 
+#: Results a pass lets wait per slot of its executor (submitted, not yet read).
+IN_FLIGHT_PER_SLOT = 2
+
+
+def _slots(executor: Executor) -> int:
+    """How many tasks ``executor`` runs at once: a Dask client executor's threads over all
+    workers, a pool's workers; 4 when it does not say."""
+    client = getattr(executor, "_client", None)  # distributed's ClientExecutor
+    if client is not None:
+        try:
+            return max(1, int(sum(client.nthreads().values())))
+        except Exception:  # a closing client: fall back to the default
+            return 4
+    return max(1, int(getattr(executor, "_max_workers", 4) or 4))
+
+
+def bounded_map(
+    fn: Callable[[_T], _R], items: Iterable[_T], executor: Executor, *, in_flight: int
+) -> Iterator[_R]:
+    """``fn`` over ``items`` on ``executor``, results in order, with at most ``in_flight``
+    tasks submitted and not yet read.
+
+    ``Executor.map`` submits every item at once and keeps every future until the last result
+    is read; a Dask cluster keeps a task's result in its worker's memory for as long as its
+    future lives, so a pass over a 100M-row table would hold every partition's arrays on the
+    workers until its end. Here each future is dropped as soon as its result is read.
+    """
+    pending: deque[Future[_R]] = deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def map_partitions(
     fn: Callable[[_T], _R], items: Iterable[_T], executor: Executor | None = None
 ) -> list[_R]:
@@ -446,8 +483,14 @@ def count_partitions(
     reduced = _ReducedSum()
     parts = []
     # one result at a time, in order, as the executor delivers them: a generator's arrays are
-    # added to the sum at once instead of being held for every partition
-    for part in executor.map(task, files) if executor is not None else map(task, files):
+    # added to the sum at once instead of being held for every partition, here or (with a
+    # bounded number in flight) on the workers
+    results = (
+        bounded_map(task, files, executor, in_flight=IN_FLIGHT_PER_SLOT * _slots(executor))
+        if executor is not None
+        else map(task, files)
+    )
+    for part in results:
         if part.error is None:
             reduced.add(part)
         parts.append(part)

@@ -99,3 +99,42 @@ def test_a_count_function_that_fails_names_the_partition_never_a_value(tmp_path:
     with pytest.raises(GeneratorError, match="same shapes for every partition") as caught:
         uneven.reduce(ragged)
     assert "(1,)" not in str(caught.value) and "(3,)" not in str(caught.value)
+
+
+def _block(i: int) -> np.ndarray:
+    """A partition's result (module-level: a Dask worker runs it)."""
+    return np.full(1000, i, dtype=np.int64)
+
+
+def test_a_pass_keeps_a_bounded_number_of_results_on_the_cluster() -> None:
+    # Executor.map on a Dask client keeps every future (so every result, on the workers)
+    # until the pass ends; the pass must drop each one as it is read.
+    from distributed import Client, LocalCluster
+
+    from privsynth_core.partitions import IN_FLIGHT_PER_SLOT, _slots, bounded_map
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,  # type: ignore[no-untyped-call]
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster.scheduler_address) as client,
+    ):
+        executor = client.get_executor()  # type: ignore[no-untyped-call]
+        window = IN_FLIGHT_PER_SLOT * _slots(executor)
+        assert window == 4
+        held = []
+        out = []
+        for value in bounded_map(_block, range(20), executor, in_flight=window):
+            out.append(int(value[0]))
+            # the scheduler's live tasks: those whose futures are still held
+            held.append(client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)))
+        assert out == list(range(20))  # in order
+        assert max(held) <= window
+        # what Executor.map does: every result stays until the end
+        mapped = executor.map(_block, range(20))
+        next(iter(mapped))
+        assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 20
+        assert len(list(mapped)) == 19

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,9 +39,9 @@ from privsynth_core.privacy.cells import (
     tree_counts_of,
     tree_groups,
 )
-from privsynth_core.privacy.histograms import histogram_bounds
+from privsynth_core.privacy.histograms import column_histogram, histogram_bounds
 from privsynth_core.privacy.noise import discrete_laplace
-from privsynth_core.schema import Column, ColumnKind
+from privsynth_core.schema import Column, ColumnKind, Schema
 
 if TYPE_CHECKING:
     from privsynth_core import PrivacyBudget, Table
@@ -77,8 +77,8 @@ class IndependentGenerator(Generator[IndependentParams]):
     )
     is_dp = True
     pure_epsilon = True
-    # _fit reads only Table.column_histograms and Table.reduce: a partitioned table's are
-    # summed on the cluster.
+    # _fit reads only Table.reduce (one pass): a partitioned table's counts are summed on the
+    # cluster.
     fits_from_partitions = True
     Params = IndependentParams
 
@@ -117,12 +117,14 @@ class IndependentGenerator(Generator[IndependentParams]):
         grids = self._learned_grids(table)
         # The exact counts (private; only their noisy versions leave this method): the table's
         # own for a file, summed over the partitions on the cluster for a partitioned table.
-        histograms = table.column_histograms(self.params.bins)
-        fine = table.reduce(partial(count_fine, grids=grids, schema=table.schema)) if grids else {}
+        histograms = table.reduce(
+            partial(_exact_counts, schema=table.schema, bins=self.params.bins, grids=grids)
+        )
         self._probabilities, self._grids = {}, dict(grids)
         levels: dict[str, int] = {}
         for column in columns:
             null_count = histograms[column.name][-1:]
+            present_counts = histograms[column.name][:-1]
             if column.name in grids:
                 groups = tree_groups(grids[column.name].size)
                 levels[column.name] = len(groups)
@@ -130,7 +132,7 @@ class IndependentGenerator(Generator[IndependentParams]):
                 column_scale = scale * len(groups)
                 tree = [
                     discrete_laplace(counts, scale=column_scale)
-                    for counts in tree_counts_of(np.asarray(fine[column.name]), groups)
+                    for counts in tree_counts_of(present_counts, groups)
                 ]
                 present = estimate_fine(
                     grids[column.name],
@@ -214,6 +216,24 @@ class IndependentGenerator(Generator[IndependentParams]):
             )
             for name, g in state["grids"].items()
         }
+
+
+def _exact_counts(
+    frame: pl.DataFrame, *, schema: Schema, bins: int, grids: Mapping[str, FineGrid]
+) -> dict[str, np.ndarray]:
+    """The exact (private) counts of every column, then its null count: over the fine cells
+    for a column in ``grids``, else over its domain (``bins`` equal-width bins for a number).
+    Module-level and picklable with its arguments bound, so a partitioned table sums it over
+    its partitions in one pass (:meth:`privsynth_core.table.Table.reduce`)."""
+    fine = count_fine(frame, grids=grids, schema=schema)
+    out: dict[str, np.ndarray] = {}
+    for column in schema.columns:
+        if column.name in grids:
+            nulls = np.array([frame[column.name].null_count()], dtype=np.int64)
+            out[column.name] = np.concatenate([fine[column.name], nulls])
+        else:
+            out[column.name] = column_histogram(frame[column.name], column, bins)
+    return out
 
 
 def _probabilities(noisy: np.ndarray, nullable: bool) -> list[float]:

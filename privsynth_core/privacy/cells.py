@@ -52,6 +52,8 @@ BRANCHING = 8
 #: A single value counts as a point mass when its noisy count passes this many sigmas; below,
 #: it is taken as empty (noise alone would put a phantom spike on every round value otherwise).
 POINT_SIGMAS = 2.0
+#: Whole numbers up to this size are exactly floats, one apart (2**53).
+WHOLE_EXACT = float(2**53)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -131,13 +133,19 @@ def fine_grid(
     Args:
         lower, upper: the public bounds.
         integer: whole-number cells (integer columns; datetimes in microseconds). An integer
-            column with at most ``max_cells`` values gets one cell per value.
+            column with at most ``max_cells`` values gets one cell per value; past 2**53 in
+            magnitude, where every float is whole, the bounds are cut as reals.
         round_values: single-value cells at multiples of a power of ten (not for datetimes,
             whose microseconds have no round values worth a cell).
         max_cells: the most fine cells.
     """
     if integer:
         lower, upper = float(math.ceil(lower)), float(math.floor(upper))
+    if integer and max(abs(lower), abs(upper)) >= WHOLE_EXACT:
+        # Past 2**53 neighbouring whole numbers are not all floats, so cuts a unit apart would
+        # round onto one value (cells out of order: found with a DP-learned datetime bound after
+        # the year 2255, in microseconds). Every float there is whole: cut it as reals.
+        integer = False
     if upper <= lower:
         point = np.array([lower])
         return FineGrid(point, point.copy(), integer)

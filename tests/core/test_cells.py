@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from privsynth_core.privacy.cells import (
     MAX_FINE,
     FineGrid,
     LearnedCells,
+    column_grid,
     derive_cells,
     estimate_fine,
     fine_grid,
@@ -27,6 +29,8 @@ from privsynth_core.privacy.cells import (
     tree_counts,
     tree_groups,
 )
+from privsynth_core.privacy.histograms import histogram_bounds
+from privsynth_core.schema import Column, ColumnKind
 
 GRIDS = [
     (0.0, 100_000.0, True),  # a wide integer range: capital gains
@@ -202,3 +206,37 @@ def test_an_estimate_from_almost_no_noise_is_the_histogram() -> None:
     exact = tree_counts(grid.index(values), grid.size, groups)
     estimate = estimate_fine(grid, exact, sigma=1e-9, groups=groups)
     assert np.allclose(estimate, exact[-1], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        # DP-learned bounds of dates in 2020-2022 (the domain's coarse range reaches 2^62
+        # seconds, clamped to what a datetime holds): the year 1 is -6.2e16 microseconds
+        Column(
+            name="visit",
+            kind=ColumnKind.DATETIME,
+            bounds=(datetime(1, 1, 1), datetime(2038, 1, 19, 3, 14, 8)),
+        ),
+        Column(name="id", kind=ColumnKind.INTEGER, bounds=(0.0, 2.0**62)),  # a 64-bit key
+    ],
+    ids=["datetime-from-year-1", "integer-to-2^62"],
+)
+def test_bounds_past_2_to_the_53_are_cut_into_ordered_cells_that_store_and_decode(
+    column: Column,
+) -> None:
+    # Past 2**53 neighbouring whole numbers are not all floats: cutting such a range into
+    # whole-number cells once put two cells on one value, and the model then refused to load
+    # ("the stored cells are not valid"). Every float there is whole, so it is cut as reals.
+    grid = column_grid(column)
+    assert (np.diff(grid.starts) > 0).all() and (grid.ends >= grid.starts).all()
+    rng = np.random.default_rng(4)
+    estimate = rng.exponential(size=grid.size)
+    estimate[grid.size // 3] += 50 * estimate.sum()  # a point mass, as a spike would give
+    learned = derive_cells(grid, estimate, 16)
+    back = LearnedCells.from_arrays(learned.arrays("cells_6_"), "cells_6_")
+    codes = np.arange(back.n_cells).repeat(50)
+    values = back.decode(codes, rng)
+    lower, upper = histogram_bounds(column)
+    assert ((values >= lower) & (values <= upper)).all()
+    assert (back.encode(values) == codes).all()  # each value inside the cell it was drawn for

@@ -54,12 +54,18 @@ def test_learned_cells_keep_point_masses_that_equal_width_bins_smear(
         if mode == "learned":
             zeros = float((synthetic["capital-loss"] == 0).mean())
             # a little of the spike is spread flat: where counts are noise-sized, the estimate
-            # shrinks towards the cells' widths (privsynth_core.privacy.cells.estimate_fine)
-            assert abs(zeros - float((real["capital-loss"] == 0).mean())) < 0.06
+            # shrinks towards the cells' widths (privsynth_core.privacy.cells.estimate_fine);
+            # over 40 fits the share of zeros fell short by 0.049 on average (sd 0.0096, worst
+            # 0.070), so 0.11 is over 6 sd away
+            assert abs(zeros - float((real["capital-loss"] == 0).mean())) < 0.11
     for name in ks["learned"]:
-        # equal-width: the spike is spread over its bin (KS 0.25 to 0.95)
+        # equal-width: the spike is spread over its bin (over 15 fits KS 0.254 +- 0.009 for
+        # hours-per-week, 0.92 and 0.95 for the capital columns); learned, over 40 fits: at
+        # most 0.049 +- 0.0096 (capital-loss, worst 0.070), 0.036 +- 0.009, 0.019 +- 0.004.
+        # Both limits are at least 5 sd from those means.
         assert ks["equal_width"][name] > 0.2, (name, ks)
-        assert ks["learned"][name] < 0.06, (name, ks)
+        assert ks["learned"][name] < 0.11, (name, ks)
+        assert ks["learned"][name] < ks["equal_width"][name] / 2, (name, ks)
 
 
 def _nullable_schema() -> Schema:

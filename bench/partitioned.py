@@ -59,15 +59,16 @@ from .common import (
 
 #: Rows drawn from the fitted model; partitions are drawn from this pool with replacement.
 POOL_ROWS = 1_000_000
-#: What ``--generators`` accepts: the counting pass, or a DP fit of a privsynth-marginal model.
-GENERATORS = ("counts", "mst", "aim")
+#: What ``--generators`` accepts: the counting pass, a DP fit of a privsynth-marginal model, or
+#: one epoch of DPWGAN (DP-SGD, its Poisson batches drawn from the spooled partitions).
+GENERATORS = ("counts", "mst", "aim", "dpwgan")
 
 
 def register(sub: Any) -> None:
     """Add the ``scale-partitioned`` sub-command."""
     p = sub.add_parser(
         "scale-partitioned",
-        help="partitioned vs single-process counts and MST/AIM fits (1M, 10M)",
+        help="partitioned vs single-process counts, MST/AIM fits and a DPWGAN epoch (1M, 10M)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -87,7 +88,7 @@ def register(sub: Any) -> None:
         help="the model fitted on Adult that the table is sampled from (default: independent "
         "for counts only; mst when MST/AIM are fitted, so the table has pairs to learn)",
     )
-    p.add_argument("--epsilon", type=float, default=1.0, help="of the MST/AIM fits")
+    p.add_argument("--epsilon", type=float, default=1.0, help="of the fits")
     p.add_argument("--sample-rows", type=int, default=20_000, help="scored by 2-way TVD")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per child")
     p.add_argument("--out", type=Path, help="results root (default bench/results)")
@@ -400,14 +401,16 @@ def _fits_markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             ]
         )
     return (
-        "# privsynth: MST and AIM fitted from partitions vs in one process (issue #19)\n\n"
+        "# privsynth: DP fits from partitions vs in one process (issue #19)\n\n"
         f"- machine: {m['host']}, {m['cpu']}, {m['cores']} cores, {m['memory']}; "
         f"Python {m['python']}; load avg: the 1-minute load average when the size's fits began "
         f"(the machine is shared: times are rough)\n"
         f"- table: sampled from `{info.get('pool', 'independent')}` fitted on Adult at epsilon 1 "
         f"(no real person), {info['rows_per_part']:,} rows per Parquet partition\n"
-        f"- fits: epsilon {info['epsilon']} (delta 1e-6), the generators' defaults, a scratch "
-        "ledger; single: one process loads the whole table from one Parquet file and fits it; "
+        f"- fits: epsilon {info['epsilon']} (delta 1e-6), the generators' defaults (DPWGAN: one "
+        "epoch, its DP-SGD batches drawn in the client from the rows spooled to its disk), a "
+        "scratch ledger; single: one process loads the whole table from one Parquet file and "
+        "fits it; "
         f"partitioned: a local Dask cluster of {info['workers']} worker processes (memory_limit "
         f"{info['memory_limit']}, 1 thread each) loads and counts the partitions (the load pass, "
         "then the fit's two count passes), the client fits on the sums\n"

@@ -28,11 +28,12 @@ partition. Errors in a partition come back as one message that names its file.
 A generator fits from partitions through a :class:`PartitionedTable`: the schema, the rows'
 fingerprint and exact size (for the row-count mechanism only) and the partition files, with no
 frame. A generator that declares ``fits_from_partitions``
-(:attr:`privsynth_core.generator.Generator.fits_from_partitions`; today ``independent``, and
-the ``privsynth-marginal`` plugin's ``mst`` and ``aim``) reads its counts through
+(:attr:`privsynth_core.generator.Generator.fits_from_partitions`; today ``independent``,
+``dpwgan``, and the ``privsynth-marginal`` plugin's ``mst`` and ``aim``) reads its counts through
 :meth:`PartitionedTable.column_histograms` or :meth:`PartitionedTable.reduce`, the same methods
 and functions a single-file :class:`~privsynth_core.table.Table` answers, summed over the
-partitions.
+partitions; DP-SGD draws its batches from the rows copied, one partition at a time, to the
+trainer's own disk (:meth:`PartitionedTable.spool`).
 
 The DP domain of a partitioned table is learned from its counts too
 (:func:`privsynth_core.privacy.domain.learn_domain_from_partitions`: the magnitude histograms and
@@ -558,9 +559,11 @@ class PartitionedTable(Table):
     <privsynth_core.generator.Generator.fit>` (schema, budget key, fingerprint, the released
     row count n̂ and the domain's charged parts), but its rows stay in the partition files:
     reading :attr:`frame` is refused, and a generator reads them only through
-    :meth:`column_histograms`, one pass over the partitions on :attr:`executor` that returns
-    exact counts summed across them. Only generators that declare ``fits_from_partitions``
-    are given one (``Generator.fit`` refuses the others before anything is charged).
+    :meth:`column_histograms` or :meth:`reduce`, one pass over the partitions on
+    :attr:`executor` that returns exact counts summed across them, or, for DP-SGD, through
+    :meth:`spool` (the rows copied to local files, one partition at a time). Only generators
+    that declare ``fits_from_partitions`` are given one (``Generator.fit`` refuses the others
+    before anything is charged).
 
     Attributes:
         files: the partition files, in order.
@@ -663,13 +666,57 @@ class PartitionedTable(Table):
     def _pass(self, plan: CountPlan) -> PartitionCounts:
         """One pass over the partitions, checked to read the rows the table was loaded with."""
         counts = count_partitions(list(self.files), self.schema, plan=plan, executor=self.executor)
-        if counts.fingerprint != self.fingerprint_:
-            # The rows counted must be the rows whose size was released and charged for.
+        self._check_unchanged(counts.fingerprint)
+        return counts
+
+    def _check_unchanged(self, fingerprint: str) -> None:
+        if fingerprint != self.fingerprint_:
+            # The rows read must be the rows whose size was released and charged for.
             raise InputFileError(
                 f"the partitions of {self.name} changed while the fit was running; run it "
                 f"again on a table that is not being written"
             )
-        return counts
+
+    def spool(self, directory: Path) -> list[tuple[Path, int]]:
+        """Copy the conformed rows into ``directory``, one uncompressed Arrow IPC file per
+        partition that keeps rows, so a trainer can memory-map them and gather any rows it is
+        asked for (DP-SGD's Poisson batches: :mod:`privsynth_core.privacy.dpsgd_spool`).
+
+        One pass, in **this process**, one partition in memory at a time: the trainer needs the
+        rows on its own disk, and a cluster's workers may not share it. Checked to read the rows
+        the table was loaded with. **Private**: the files hold the rows; the caller keeps them
+        in a folder only it can read and removes them when training ends.
+
+        Returns:
+            Each file and its rows, in partition order (the rows are private, like
+            :attr:`n_rows`).
+
+        Raises:
+            InputFileError, SchemaError: a partition no longer reads or fits the schema, or
+                the partitions changed since the table was loaded.
+        """
+        from .table import read_frame
+
+        spooled: list[tuple[Path, int]] = []
+        header: tuple[str, ...] = ()
+        raw_rows, sums = 0, (0, 0)
+        for i, file in enumerate(self.files):
+            frame = read_frame(file, allow_empty=True)
+            header = header or tuple(frame.columns)
+            raw_rows += frame.height
+            part = _row_hash_sums(frame)
+            sums = ((sums[0] + part[0]) % (1 << 64), (sums[1] + part[1]) % (1 << 64))
+            conformed, _ = conform_report(frame, self.schema)
+            del frame
+            if conformed.height:
+                target = directory / f"part-{i:06d}.arrow"
+                # oldest: plain (not view) strings, which Arrow can gather from a memory map
+                conformed.write_ipc(
+                    target, compression="uncompressed", compat_level=pl.CompatLevel.oldest()
+                )
+                spooled.append((target, conformed.height))
+        self._check_unchanged(partition_fingerprint(header, raw_rows, sums))
+        return spooled
 
     def __repr__(self) -> str:
         return f"PartitionedTable({self.name!r}, {len(self.files)} partitions)"

@@ -221,6 +221,10 @@ class DPWGANGenerator(DPSGDGenerator[DPWGANParams]):
         "configurable architectures"
     )
     is_dp = True
+    # The encoder reads the schema only, and DP-SGD's batches come from the rows spooled to
+    # local files one partition at a time (privsynth_core.privacy.dpsgd_spool): a partitioned
+    # table is never held whole.
+    fits_from_partitions = True
     Params = DPWGANParams
 
     def __init__(self, params: DPWGANParams | None = None, **kwargs: Any) -> None:
@@ -349,7 +353,7 @@ class DPWGANGenerator(DPSGDGenerator[DPWGANParams]):
         accountant = self.accountant_id
         plan = self.make_plan(n_rows=table.planning_rows, budget=budget, accountant=accountant)
         result: TrainResult = train(
-            table.frame,
+            table,
             TableEncoder(table.schema),
             self.params,
             plan=plan,

@@ -36,7 +36,6 @@ from torch import nn
 from privsynth_core import GeneratorError
 from privsynth_core.encoding import TableEncoder
 from privsynth_core.privacy.dpsgd import (
-    BatchSource,
     activate_outputs,
     leave_seeded_phase,
     make_private_critic,
@@ -44,9 +43,10 @@ from privsynth_core.privacy.dpsgd import (
     training_session,
 )
 from privsynth_core.privacy.dpsgd_loop import StepPlan, cpu_state, restore, run_dpsgd
+from privsynth_core.privacy.dpsgd_spool import batch_source
 
 if TYPE_CHECKING:
-    from privsynth_core import Accountant
+    from privsynth_core import Accountant, Table
     from privsynth_core.generator import ProgressCallback
     from privsynth_core.privacy.checkpoint import CheckpointStore
 
@@ -277,7 +277,7 @@ class TrainResult:
 
 
 def train(
-    frame: pl.DataFrame,
+    table: Table,
     encoder: TableEncoder,
     params: DPWGANParams,
     *,
@@ -288,9 +288,12 @@ def train(
     progress: ProgressCallback | None,
     checkpoints: CheckpointStore | None = None,
 ) -> TrainResult:
-    """Fit a DPWGAN on ``frame`` under ``plan`` with the shared DP-SGD loop
+    """Fit a DPWGAN on ``table`` under ``plan`` with the shared DP-SGD loop
     (:func:`privsynth_core.privacy.dpsgd_loop.run_dpsgd`): stops before a step would pass the
-    target, and resumes from ``checkpoints`` when they hold an interrupted attempt."""
+    target, and resumes from ``checkpoints`` when they hold an interrupted attempt. A
+    partitioned table's batches come from its rows spooled to local files
+    (:func:`privsynth_core.privacy.dpsgd_spool.batch_source`): the encoder reads the schema
+    only, so nothing else needs the rows."""
     device = resolve_device(params.device)
     with training_session(device, num_threads=params.num_threads, seed=params.seed):
         resumed = restore(checkpoints, accountant)
@@ -305,23 +308,24 @@ def train(
             device=device,
         )
         leave_seeded_phase()
-        loop = run_dpsgd(
-            trainer,
-            BatchSource(frame, encoder, device),
-            plan=StepPlan(
-                plan.noise_multiplier,
-                plan.sample_rate,
-                plan.steps_per_epoch,
-                plan.allowed_steps,
-                params.epochs,
-            ),
-            accountant=accountant,
-            target_epsilon=target_epsilon,
-            delta=delta,
-            progress=progress,
-            checkpoints=checkpoints,
-            resumed=resumed,
-        )
+        with batch_source(table, encoder, device) as source:
+            loop = run_dpsgd(
+                trainer,
+                source,
+                plan=StepPlan(
+                    plan.noise_multiplier,
+                    plan.sample_rate,
+                    plan.steps_per_epoch,
+                    plan.allowed_steps,
+                    params.epochs,
+                ),
+                accountant=accountant,
+                target_epsilon=target_epsilon,
+                delta=delta,
+                progress=progress,
+                checkpoints=checkpoints,
+                resumed=resumed,
+            )
     net = trainer.final_generator().to("cpu").eval()
     this_attempt = max(loop.steps - loop.resumed_from, 1)
     return TrainResult(

@@ -204,6 +204,21 @@ class RowEncoder(Protocol):
         ...
 
 
+class RowBatches(Protocol):
+    """What DP-SGD's loop needs of its rows: their true number (for the Poisson sampler, inside
+    the mechanism) and the encoded rows at given row numbers. :class:`BatchSource` and
+    :class:`~privsynth_core.privacy.dpsgd_spool.SpooledBatchSource` are such sources."""
+
+    @property
+    def n_rows(self) -> int:
+        """**Private**: the number of rows."""
+        ...
+
+    def get(self, index: npt.NDArray[np.integer[Any]]) -> torch.Tensor:
+        """The encoded rows at ``index``, in that order."""
+        ...
+
+
 class BatchSource:
     """Encoded rows of a table by index, for DP-SGD batches and whole-table passes.
 

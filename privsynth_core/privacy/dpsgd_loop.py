@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..generator import ProgressCallback
     from .accountant import Accountant
     from .checkpoint import CheckpointStore
-    from .dpsgd import BatchSource
+    from .dpsgd import RowBatches
 
 TRAINER_FILE = "trainer.pt"
 
@@ -169,7 +169,7 @@ def more_steps_allowed(
 
 def run_dpsgd(
     trainer: CriticTrainer,
-    source: BatchSource,
+    source: RowBatches,
     *,
     plan: StepPlan,
     accountant: Accountant,

@@ -357,8 +357,8 @@ def refuse_partitioned_fit(config: RunConfig) -> None:
 
     A partitioned input is fitted from counts summed over its partitions
     (:class:`~privsynth_core.partitions.PartitionedTable`), never loaded into one process, so
-    the generator must declare ``fits_from_partitions`` (today ``independent``, and the
-    ``privsynth-marginal`` plugin's ``mst`` and ``aim``). A DP domain
+    the generator must declare ``fits_from_partitions`` (today ``independent``, ``dpwgan``, and
+    the ``privsynth-marginal`` plugin's ``mst`` and ``aim``). A DP domain
     is learned from partitions too, but only for a fit that can follow: nothing is charged
     for a run whose fit would be refused.
 

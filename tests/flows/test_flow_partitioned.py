@@ -98,10 +98,10 @@ def test_a_fit_that_cannot_read_partitions_is_refused_before_anything_is_charged
     PrivacyLedger().set_budget("source:parts", epsilon=2.0, delta=1e-5)
     frame_only = run_config_from_dict(
         run_config(adult_files, tmp_path / "run", input=str(parts), source="parts")
-        | {"generator": "dpwgan", "epsilon": 1.0, "delta": 1e-6}
+        | {"generator": "dpctgan", "epsilon": 1.0, "delta": 1e-6}
     )
     with pytest.raises(
-        ConfigError, match="generators that fit from partitions: (.*, )?independent"
+        ConfigError, match="generators that fit from partitions: (.*, )?dpwgan, (.*, )?independent"
     ):
         pipeline.fit_model(frame_only, adult_files["schema"], run_id="r")
     assert PrivacyLedger().entries("source:parts") == []
@@ -246,6 +246,45 @@ def test_cli_run_on_a_cluster_fits_independent_from_the_partitions_there(
     assert entries[1].status == "spent" and entries[1].epsilon == pytest.approx(0.5)
     release = json.loads((tmp_path / "run" / RELEASE_DIR / RELEASE_MANIFEST).read_text())
     assert release["privacy"]["epsilon"] == pytest.approx(0.5 + entries[0].epsilon)
+
+
+def test_cli_run_on_a_cluster_trains_dpwgan_from_the_partitions(
+    prefect_env: dict[str, str],
+    cluster_address: str,
+    parts: Path,
+    adult_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    # DP-SGD from partitions: the load and the row count on the cluster, then the Poisson
+    # batches drawn in the fit's process from the rows spooled to its own disk
+    path = tmp_path / "run.yaml"
+    tiny = {"epochs": 1, "batch_size": 200, "generator_layers": "16:relu", "seed": 1}
+    tiny |= {"critic_layers": "16:leaky_relu", "latent_dim": 8, "n_critic": 2}
+    path.write_text(
+        yaml.safe_dump(
+            run_config(
+                adult_files,
+                tmp_path / "run",
+                input=str(parts),
+                source="parts",
+                generator="dpwgan",
+                epsilon=1.0,
+                params=tiny,
+                holdout=None,
+                metrics=["tvd"],
+                eval_sample_rows=500,
+            )
+        )
+    )
+    PrivacyLedger().set_budget("source:parts", epsilon=3.0, delta=1e-4)
+    assert main(["run", str(path), "--dask-address", cluster_address]) == 0
+    synthetic = read_frame(tmp_path / "run" / RELEASE_DIR / pipeline.SYNTHETIC_FILE)
+    assert synthetic.columns == adult_schema().names and synthetic.height > 0
+    entries = PrivacyLedger().entries("source:parts")
+    assert [e.mechanism for e in entries] == [COUNT_MECHANISM, "dpwgan training"]
+    assert entries[1].status == "spent" and 0 < entries[1].epsilon <= 1.0
+    model = json.loads((tmp_path / "run" / RELEASE_DIR / "model" / "manifest.json").read_text())
+    assert model["fit"]["steps"] > 0
 
 
 @pytest.mark.parametrize(

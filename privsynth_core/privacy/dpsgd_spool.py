@@ -1,0 +1,173 @@
+"""DP-SGD batches from a partitioned table, without the table in one process's memory.
+
+DP-SGD's Poisson sampling (:class:`~privsynth_core.privacy.dpsgd.PoissonSampler`: each row in a
+batch independently with rate q, drawn as ``k ~ Binomial(n, q)`` and a uniform ``k``-subset of
+the row numbers) needs random access to every row, every step. A partitioned table
+(:class:`~privsynth_core.partitions.PartitionedTable`) keeps its rows in Parquet or CSV files,
+which cannot be read row by row. So :class:`SpooledBatchSource` first copies the conformed rows,
+one partition at a time, into uncompressed Arrow IPC files in a private temporary folder of the
+training process (:meth:`PartitionedTable.spool
+<privsynth_core.partitions.PartitionedTable.spool>`); each batch is then gathered from those
+files memory-mapped, one partition's file at a time, and encoded. The process holds one batch
+(and the pages of the files it touched, which the OS may drop), never the table.
+
+The sampling is unchanged: the same sampler draws over the global row numbers ``0 .. n - 1``
+(the partitions' rows one after another), so every row is in a batch with probability q,
+independently of every other, whichever file it sits in. Nothing here is released: the files
+hold private rows and are removed when training ends (or fails).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from .dpsgd import CHUNK_MAX_BYTES, BatchSource, RowEncoder
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..partitions import PartitionedTable
+    from ..table import Table
+
+
+class SpooledBatchSource:
+    """:class:`~privsynth_core.privacy.dpsgd.BatchSource`'s interface (``n_rows``, ``get``,
+    ``chunks``) over a partitioned table's rows spooled to local memory-mapped files.
+
+    Use it as a context manager (or call :meth:`close`): the spool folder is removed on exit.
+
+    Args:
+        table: the partitioned table (checked, while spooling, to hold the rows it was loaded
+            with).
+        encoder: turns rows into float32 vectors.
+        device: where the returned tensors live.
+        directory: where to make the private spool folder (default: the system's temporary
+            folder, ``TMPDIR``); it needs room for the conformed table.
+    """
+
+    holds_table = False
+
+    def __init__(
+        self,
+        table: PartitionedTable,
+        encoder: RowEncoder,
+        device: torch.device,
+        *,
+        directory: str | Path | None = None,
+    ) -> None:
+        self.encoder, self.device = encoder, device
+        # mkdtemp makes the folder readable by this user only (0700): it will hold private rows
+        self.folder = Path(tempfile.mkdtemp(prefix="privsynth-rows-", dir=directory))
+        try:
+            spooled = table.spool(self.folder)
+        except BaseException:
+            self.close()
+            raise
+        self.files = [path for path, _ in spooled]
+        sizes = np.array([rows for _, rows in spooled], dtype=np.int64)
+        #: where each file's rows start in the global row numbers (and, last, ``n_rows``)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        #: **Private**: the true number of rows, for the Poisson sampler inside the mechanism.
+        self.n_rows = int(self.offsets[-1])
+
+    def __enter__(self) -> SpooledBatchSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the spool folder and the rows in it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _take(self, i: int, local: npt.NDArray[np.int64] | None = None) -> pl.DataFrame:
+        """Rows ``local`` of file ``i`` (all of them when None), read through a memory map: a
+        gather touches only the pages of the rows it takes, and the map is closed after."""
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        with pa.memory_map(str(self.files[i])) as mapped:
+            rows = ipc.open_file(mapped).read_all()
+            if local is not None:
+                rows = rows.take(pa.array(local))
+            # a copy out of the map (polars keeps the Enum and datetime types it wrote)
+            frame = pl.from_arrow(rows, rechunk=True)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def rows(self, index: npt.NDArray[np.integer[Any]]) -> pl.DataFrame:
+        """The conformed rows at ``index`` (global row numbers), in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= self.n_rows):
+            raise IndexError(f"row numbers must be in [0, {self.n_rows})")
+        order = np.argsort(index, kind="stable")
+        ordered = index[order]
+        part = np.searchsorted(self.offsets, ordered, side="right") - 1
+        pieces = []
+        for i in np.unique(part):
+            pieces.append(self._take(int(i), ordered[part == i] - self.offsets[i]))
+        if not pieces:
+            return self._take(0, np.zeros(0, dtype=np.int64)) if self.files else pl.DataFrame()
+        gathered = pl.concat(pieces, how="vertical", rechunk=True)
+        return gathered[np.argsort(order, kind="stable")]
+
+    def get(self, index: npt.NDArray[np.integer[Any]]) -> torch.Tensor:
+        """The encoded rows at ``index`` (global row numbers), in that order."""
+        import torch
+
+        encoded = self.encoder.encode(self.rows(index))
+        return torch.from_numpy(encoded.reshape(-1, self.encoder.output_dim)).to(self.device)
+
+    def chunk_rows(self) -> int:
+        """Rows per chunk of :meth:`chunks` by default (about ``CHUNK_MAX_BYTES`` encoded)."""
+        return max(1, CHUNK_MAX_BYTES // (4 * max(self.encoder.output_dim, 1)))
+
+    def chunks(self, rows: int | None = None) -> Iterator[torch.Tensor]:
+        """The whole table encoded, file by file, in chunks of at most ``rows`` rows.
+
+        Raises:
+            ValueError: ``rows`` is below 1.
+        """
+        import torch
+
+        size = self.chunk_rows() if rows is None else rows
+        if size < 1:
+            raise ValueError(f"chunk rows must be >= 1, got {size}")
+        for i, rows in enumerate(np.diff(self.offsets)):
+            for start in range(0, int(rows), size):
+                local = np.arange(start, min(start + size, int(rows)), dtype=np.int64)
+                encoded = self.encoder.encode(self._take(i, local))
+                yield torch.from_numpy(encoded).to(self.device)
+
+
+@contextmanager
+def batch_source(
+    table: Table,
+    encoder: RowEncoder,
+    device: torch.device,
+    *,
+    max_encoded_bytes: int | None = None,
+) -> Iterator[BatchSource | SpooledBatchSource]:
+    """The rows DP-SGD draws its batches from: the table's frame (:class:`BatchSource`), or,
+    for a partitioned table, its rows spooled to local files (:class:`SpooledBatchSource`,
+    removed when the block ends)."""
+    if table.partitioned:
+        from ..partitions import PartitionedTable
+
+        assert isinstance(table, PartitionedTable)
+        with SpooledBatchSource(table, encoder, device) as spooled:
+            yield spooled
+    else:
+        yield BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
+
+
+__all__ = ["SpooledBatchSource", "batch_source"]

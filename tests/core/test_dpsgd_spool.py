@@ -1,0 +1,195 @@
+"""DP-SGD from a partitioned table (privsynth_core.privacy.dpsgd_spool): Poisson batches drawn
+over every partition's rows without the table in one process.
+
+What must hold: the spooled source hands training exactly the rows a one-file table of the same
+rows would (the same global row numbers, the same encoded rows); the sampler over them includes
+each row at rate q independently of every other, whichever partition it is in; the private
+spool lives in a folder only its user can read and is gone when training ends or fails; and
+DPWGAN, fitted from partitions, trains on exactly the batches the one-machine path would.
+
+The sampler's draws come from the OS and cannot be seeded: its statistical assertions say how
+many standard deviations they are from failing. Only the DPWGAN equivalence test replaces the
+draws with seeded ones, to hand both paths the same row numbers (it says so).
+"""
+
+from __future__ import annotations
+
+import math
+import stat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from privsynth_core import InputFileError, PrivacyBudget, PrivacyLedger, Table
+from privsynth_core.datasets import adult_schema
+from privsynth_core.encoding import TableEncoder
+from privsynth_core.partitions import PartitionedTable
+from privsynth_core.privacy import dpsgd
+from privsynth_core.privacy.dpsgd import PoissonSampler
+from privsynth_core.privacy.dpsgd_spool import SpooledBatchSource, batch_source
+
+CPU = torch.device("cpu")
+#: rows per partition: uneven, and one partition with a header and no rows
+SIZES = (1200, 0, 300, 1500)
+
+
+def _parts(frame: pl.DataFrame, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    start = 0
+    for i, size in enumerate(SIZES):
+        frame.slice(start, size).write_parquet(directory / f"part-{i:03d}.parquet")
+        start += size
+    return directory
+
+
+@pytest.fixture
+def tables(adult_raw: pl.DataFrame, tmp_path: Path) -> tuple[Table, PartitionedTable]:
+    """The same 3,000 raw Adult rows as one table and as four partitions (in that order)."""
+    frame = adult_raw.sample(sum(SIZES), seed=5)
+    one = Table.from_frame(frame, adult_schema(), source="adult")
+    parts = PartitionedTable.load(_parts(frame, tmp_path / "parts"), adult_schema(), source="adult")
+    return one, parts
+
+
+def test_spooled_rows_are_the_one_file_tables_rows_at_the_same_numbers(
+    tables: tuple[Table, PartitionedTable], tmp_path: Path
+) -> None:
+    one, parts = tables
+    encoder = TableEncoder(adult_schema())
+    reference = torch.from_numpy(encoder.encode(one.frame))
+    with SpooledBatchSource(parts, encoder, CPU, directory=tmp_path) as source:
+        assert not source.holds_table and source.n_rows == one.n_rows == parts.n_rows
+        assert len(source.files) == 3  # the empty partition spools nothing
+        rng = np.random.default_rng(0)
+        sampler = PoissonSampler(source.n_rows, 0.05)
+        indices = [sampler.draw() for _ in range(5)] + [
+            rng.permutation(source.n_rows)[:41],  # unsorted, across partitions
+            np.array([1199, 1200, 1499, 1500, 1199, 0, 2999]),  # both sides of every boundary
+            np.array([], dtype=np.int64),  # an empty Poisson batch
+        ]
+        for index in indices:
+            batch = source.get(index)
+            assert batch.dtype == torch.float32 and batch.shape == (len(index), encoder.output_dim)
+            assert torch.equal(batch, reference[torch.from_numpy(index.astype(np.int64))])
+        assert source.rows(np.array([2, 1201])).equals(one.frame[[2, 1201]])
+        for rows in (7, 1000, None):
+            assert torch.equal(torch.cat(list(source.chunks(rows))), reference)
+        with pytest.raises(IndexError, match="row numbers"):
+            source.get(np.array([source.n_rows]))
+
+
+def test_the_spool_is_readable_by_its_user_only_and_removed_after_training_or_failure(
+    tables: tuple[Table, PartitionedTable], tmp_path: Path
+) -> None:
+    _, parts = tables
+    encoder = TableEncoder(adult_schema())
+    spools = tmp_path / "spools"
+    spools.mkdir()
+    with batch_source(parts, encoder, CPU) as source:
+        assert isinstance(source, SpooledBatchSource)
+        folder = source.folder
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert sorted(p.name for p in folder.iterdir()) == [p.name for p in source.files]
+    assert not folder.exists()
+    # a partition changed after the table was loaded (and its size charged): refused, and the
+    # rows spooled so far are removed
+    first = sorted((tmp_path / "parts").iterdir())[0]
+    changed = pl.read_parquet(first)
+    changed.slice(1).write_parquet(first)
+    with pytest.raises(InputFileError, match="changed while the fit was running"):
+        SpooledBatchSource(parts, encoder, CPU, directory=spools)
+    assert list(spools.iterdir()) == []
+
+
+def test_poisson_batches_include_every_row_at_rate_q_independently_across_partitions(
+    tables: tuple[Table, PartitionedTable], tmp_path: Path
+) -> None:
+    _, parts = tables
+    q, draws = 0.05, 600
+    with SpooledBatchSource(parts, TableEncoder(adult_schema()), CPU, directory=tmp_path) as source:
+        sampler = PoissonSampler(source.n_rows, q)
+        bounds = source.offsets
+        sizes = np.diff(bounds)  # 1200, 300, 1500
+        per_part = np.zeros((draws, sizes.size))
+        hits = np.zeros(source.n_rows)
+        for d in range(draws):
+            index = sampler.draw()
+            hits[index] += 1
+            per_part[d] = np.bincount(
+                np.searchsorted(bounds, index, side="right") - 1, minlength=sizes.size
+            )[: sizes.size]
+    # each partition's share of a batch is Binomial(n_p, q): its mean and its spread (a fixed
+    # batch size would make the shares hypergeometric, less spread, and negatively correlated)
+    for p, n_p in enumerate(sizes):
+        sd = math.sqrt(n_p * q * (1 - q))
+        assert abs(per_part[:, p].mean() - n_p * q) < 5 * sd / math.sqrt(draws)
+        assert 0.8 * sd < per_part[:, p].std() < 1.2 * sd
+    # independence across partitions: the shares are uncorrelated (|r| < 5 / sqrt(draws))
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        r = np.corrcoef(per_part[:, a], per_part[:, b])[0, 1]
+        assert abs(r) < 5 / math.sqrt(draws), (a, b, r)
+    # every row at rate q: over 600 draws a row is in Binomial(600, 0.05) batches (mean 30, sd
+    # 5.3); the mean over 3,000 rows is within 5 sd of its own spread
+    assert abs(hits.mean() - q * draws) < 5 * math.sqrt(q * (1 - q) * draws / source.n_rows)
+    assert hits.min() > 0  # no row is left out (P[a row never drawn] = 0.95^600 = 4e-14)
+
+
+def test_dpwgan_from_partitions_trains_on_exactly_the_one_machine_batches(
+    tables: tuple[Table, PartitionedTable], ledger: PrivacyLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from privsynth_plugins.dpwgan import DPWGANGenerator
+    from privsynth_plugins.dpwgan._model import DPWGANTrainer
+
+    # Test only: seeded draws at a fixed rate, so that both paths are handed the same row
+    # numbers (the real sampler's generator comes from the OS and cannot be seeded, and its
+    # rate follows each fit's own released row count).
+    draws: dict[str, Any] = {}
+
+    def seeded_draw(self: PoissonSampler) -> np.ndarray:
+        rng = draws["rng"]
+        k = int(rng.binomial(self.n_rows, 0.1))
+        return np.sort(rng.choice(self.n_rows, size=k, replace=False))
+
+    batches: dict[str, list[torch.Tensor]] = {}
+    real_step = DPWGANTrainer.critic_step
+
+    def recording_step(self: DPWGANTrainer, batch: torch.Tensor) -> float:
+        batches[draws["path"]].append(batch.clone())
+        return real_step(self, batch)
+
+    monkeypatch.setattr(dpsgd.PoissonSampler, "draw", seeded_draw)
+    monkeypatch.setattr(DPWGANTrainer, "critic_step", recording_step)
+    ledger.set_budget("source:adult", epsilon=20.0, delta=1e-4)
+    tiny = {
+        "epochs": 1,
+        "batch_size": 300,
+        "generator_layers": "16:relu",
+        "critic_layers": "16:leaky_relu",
+        "latent_dim": 8,
+        "n_critic": 2,
+        "seed": 1,
+    }
+    summaries = {}
+    for path, table in zip(("one", "parts"), tables, strict=True):
+        draws.update(rng=np.random.default_rng(7), path=path)
+        batches[path] = []
+        generator = DPWGANGenerator(**tiny)
+        summaries[path] = generator.fit(
+            table, budget=PrivacyBudget(2.0, 1e-5), ledger=ledger, run_id=path
+        )
+        assert generator.sample(50, seed=0).height == 50
+    # Each fit plans its steps from its own released row count n̂ (the two tables are two
+    # extracts, so two releases): the step counts may differ by a step or two, and the batches
+    # they share are the same rows.
+    steps = min(len(batches["one"]), len(batches["parts"]))
+    assert steps >= 10
+    for a, b in zip(batches["one"][:steps], batches["parts"][:steps], strict=True):
+        assert a.shape[0] > 0 and torch.equal(a, b)
+    for summary in summaries.values():
+        assert summary.private and 0 < summary.epsilon <= 2.0 and summary.steps > 0
+    mechanisms = [e.mechanism for e in ledger.entries("source:adult")]
+    assert mechanisms.count("dpwgan training") == 2

@@ -39,8 +39,6 @@ from .common import with_marginal_plugin
 from .procmem import rss_mb
 
 BINS = 32
-#: Parameters other than the defaults: DP-SGD's cost grows with epochs, so DPWGAN runs one.
-FIT_PARAMS: dict[str, dict[str, Any]] = {"dpwgan": {"epochs": 1}}
 
 
 def _digest(
@@ -142,14 +140,17 @@ def cluster(directory: str, schema_path: str, workers: int, memory_limit: str) -
     }
 
 
-def _fit(table: Any, generator_id: str, epsilon: float) -> tuple[Any, dict[str, Any]]:
-    """A DP fit of ``generator_id`` (defaults) on ``table``, charged to the scratch ledger."""
+def _fit(
+    table: Any, generator_id: str, epsilon: float, params: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """A DP fit of ``generator_id`` (defaults, but ``params``) on ``table``, charged to the
+    scratch ledger."""
     from privsynth_core import PrivacyBudget, PrivacyLedger
     from privsynth_core.registry import generators
 
     ledger = PrivacyLedger()
     ledger.set_budget(table.budget_key(), epsilon=2 * epsilon, delta=1e-5)
-    generator = generators().get(generator_id)(**FIT_PARAMS.get(generator_id, {}))
+    generator = generators().get(generator_id)(**params)
     passes: list[float] = []
     reduce = table.reduce
 
@@ -192,7 +193,13 @@ def _prepare_fit() -> None:
 
 
 def fit_single(
-    path: str, schema_path: str, generator_id: str, epsilon: float, reference: str, rows: int
+    path: str,
+    schema_path: str,
+    generator_id: str,
+    epsilon: float,
+    reference: str,
+    rows: int,
+    params: dict[str, Any],
 ) -> dict[str, Any]:
     """Load one file as a table in this process and fit it."""
     _prepare_fit()
@@ -203,7 +210,7 @@ def fit_single(
     started = time.perf_counter()
     table = Table.load(path, schema, source="bench-partitioned")
     load_s = time.perf_counter() - started
-    generator, result = _fit(table, generator_id, epsilon)
+    generator, result = _fit(table, generator_id, epsilon, params)
     wall = time.perf_counter() - started
     peak = rss_mb()  # before sampling and scoring, which are not part of the fit
     del table
@@ -224,6 +231,7 @@ def fit_cluster(
     epsilon: float,
     reference: str,
     rows: int,
+    params: dict[str, Any],
     workers: int,
     memory_limit: str,
 ) -> dict[str, Any]:
@@ -242,7 +250,7 @@ def fit_cluster(
             executor=client.get_executor(pure=False),
         )
         load_s = time.perf_counter() - started
-        generator, result = _fit(table, generator_id, epsilon)
+        generator, result = _fit(table, generator_id, epsilon, params)
         wall = time.perf_counter() - started
         peaks = worker_peaks(client)
         peak = rss_mb()
@@ -270,9 +278,10 @@ def main() -> int:
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--reference", help="rows to score the fit's sample against")
     parser.add_argument("--sample-rows", type=int, default=20_000)
+    parser.add_argument("--params", default="{}", help="the generator's parameters, JSON")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    fit = (args.generator, args.epsilon, args.reference, args.sample_rows)
+    fit = (args.generator, args.epsilon, args.reference, args.sample_rows, json.loads(args.params))
     try:
         if args.generator == "counts":
             result = (

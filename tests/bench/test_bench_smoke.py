@@ -245,7 +245,8 @@ def test_scale_partitioned_fit_rows_of_a_later_run_replace_only_their_own(
 
 @pytest.mark.extended  # the bench's harness; CI runs it
 def test_scale_partitioned_smoke(tmp_path: Path) -> None:
-    # the bundled Adult sample, two partitions of 1,000 rows, the counts and an MST fit both ways
+    # the bundled Adult sample, two partitions of 1,000 rows, the counts, an MST fit and a
+    # DPWGAN epoch both ways
     proc = _bench(
         "scale-partitioned",
         "--data",
@@ -255,7 +256,7 @@ def test_scale_partitioned_smoke(tmp_path: Path) -> None:
         "--rows-per-part",
         "1000",
         "--generators",
-        "counts,mst",
+        "counts,mst,dpwgan",
         "--sample-rows",
         "500",
         "--out",
@@ -267,10 +268,14 @@ def test_scale_partitioned_smoke(tmp_path: Path) -> None:
     (folder,) = (tmp_path / "results").iterdir()
     (counts,) = json.loads((folder / "partitioned.json").read_text(encoding="utf-8"))["rows"]
     assert counts["single"]["digest"] == counts["cluster"]["digest"]
-    (fit,) = json.loads((folder / "partitioned-marginal.json").read_text(encoding="utf-8"))["rows"]
-    assert (fit["generator"], fit["rows"], fit["partitions"]) == ("mst", 2000, 2)
-    for mode in ("single", "cluster"):
-        assert "error" not in fit[mode], fit[mode]
-        assert 0 < fit[mode]["tvd_2way"] < 1 and fit[mode]["fit_s"] > 0
-    assert len(fit["cluster"]["worker_peaks_mb"]) == 2
+    fits = json.loads((folder / "partitioned-marginal.json").read_text(encoding="utf-8"))["rows"]
+    assert [(f["generator"], f["rows"], f["partitions"]) for f in fits] == [
+        ("mst", 2000, 2),
+        ("dpwgan", 2000, 2),
+    ]
+    for fit in fits:
+        for mode in ("single", "cluster"):
+            assert "error" not in fit[mode], fit[mode]
+            assert 0 < fit[mode]["tvd_2way"] < 1 and fit[mode]["fit_s"] > 0
+        assert len(fit["cluster"]["worker_peaks_mb"]) == 2
     assert "| mst | 2,000 | 2 |" in (folder / "partitioned-marginal.md").read_text(encoding="utf-8")

@@ -107,7 +107,8 @@ def fit_model(
     Progress goes to a Prefect progress artifact (units, steps, epsilon: no loss); the losses,
     computed on the real rows, only to ``losses_file`` when one is given
     (:mod:`privsynth_flows.progress`). A partitioned input's counts are taken on the cluster
-    at ``config.dask_address`` (a generator that fits from partitions).
+    at ``config.dask_address`` (a generator that fits from partitions); DP-SGD's rows are
+    spooled to this process's disk (:mod:`privsynth_core.privacy.dpsgd_spool`).
     """
     from .progress import FitReporter
 

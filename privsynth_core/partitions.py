@@ -28,8 +28,9 @@ partition. Errors in a partition come back as one message that names its file.
 A generator fits from partitions through a :class:`PartitionedTable`: the schema, the rows'
 fingerprint and exact size (for the row-count mechanism only) and the partition files, with no
 frame. A generator that declares ``fits_from_partitions``
-(:attr:`privsynth_core.generator.Generator.fits_from_partitions`; today ``independent``,
-``dpwgan``, and the ``privsynth-marginal`` plugin's ``mst`` and ``aim``) reads its counts through
+(:attr:`privsynth_core.generator.Generator.fits_from_partitions`; today every DP generator:
+``independent``, ``dpwgan``, ``dpctgan``, and the ``privsynth-marginal`` plugin's ``mst`` and
+``aim``) reads its counts through
 :meth:`PartitionedTable.column_histograms` or :meth:`PartitionedTable.reduce`, the same methods
 and functions a single-file :class:`~privsynth_core.table.Table` answers, summed over the
 partitions; DP-SGD draws its batches from the rows copied, one partition at a time, to the

@@ -31,7 +31,7 @@ is too; where the cells fall is a mechanism output, stored with the noisy margin
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -99,20 +99,26 @@ def focus_pairs(columns: Sequence[str], focus: Sequence[str]) -> list[tuple[str,
 
 
 def exact_trees(
-    frame: pl.DataFrame,
+    frames: Iterable[pl.DataFrame],
     schema: Schema,
     grids: Mapping[str, FineGrid],
     levels: Mapping[str, list[int]],
 ) -> dict[str, Tree]:
     """The exact (private) tree of each binned column: rows per node by level, the top level
-    followed by the null count when the column is nullable. Never released."""
-    fine = count_fine(frame, grids=grids, schema=schema)
+    followed by the null count when the column is nullable, over the rows of ``frames`` (the
+    table's frame, or a partitioned table's rows frame by frame: counts add up). Never
+    released."""
+    fine = {name: np.zeros(grid.size, dtype=np.int64) for name, grid in grids.items()}
+    nulls = dict.fromkeys(grids, 0)
+    for frame in frames:
+        for name, counts in count_fine(frame, grids=grids, schema=schema).items():
+            fine[name] += np.asarray(counts, dtype=np.int64)
+            nulls[name] += frame[name].null_count()
     out: dict[str, Tree] = {}
     for name, grid in grids.items():
-        tree = tree_counts_of(np.asarray(fine[name], dtype=np.int64), levels[name])
+        tree = tree_counts_of(fine[name], levels[name])
         if schema.column(name).nullable:
-            nulls = np.array([frame[name].null_count()], dtype=np.int64)
-            tree[0] = np.concatenate([tree[0], nulls])
+            tree[0] = np.concatenate([tree[0], np.array([nulls[name]], dtype=np.int64)])
         assert tree[-1].size == grid.size
         out[name] = tree
     return out

@@ -250,7 +250,7 @@ class CellsRelease:
 
 
 def release_with_cells(
-    frame: pl.DataFrame,
+    frames: Iterable[pl.DataFrame],
     schema: Schema,
     params: DPCTGANParams,
     columns: Sequence[str],
@@ -270,8 +270,9 @@ def release_with_cells(
        output, which is public by then: adaptive composition), ``k2`` histograms,
        :func:`noise_scale` ``(sigma_2, k2)`` per count.
 
-    ``chunks(encoder)`` gives the whole table's encoded rows chunk after chunk. The caller
-    charges both steps (sample rate 1 each).
+    ``frames`` gives the whole table's conformed rows (its frame, or a partitioned table's
+    spooled rows frame by frame) and ``chunks(encoder)`` its encoded rows chunk after chunk;
+    both are read once. The caller charges both steps (sample rate 1 each).
 
     Raises:
         ValueError: ``steps`` does not match the histograms counted (a plan for another schema).
@@ -287,7 +288,7 @@ def release_with_cells(
         raise ValueError(f"the plan's release has {steps} histograms, the schema {expected}")
     sigma_1 = steps[0][0]
     scale_1 = noise_scale(sigma_1, k1)
-    trees = noisy_trees(exact_trees(frame, schema, grids, levels), scale_1)
+    trees = noisy_trees(exact_trees(frames, schema, grids, levels), scale_1)
     cells: dict[str, LearnedCells] = {}
     one_way_counts: dict[str, np.ndarray] = {}
     for name in binned:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ from privsynth_core.privacy.dpsgd import (
     training_session,
 )
 from privsynth_core.privacy.dpsgd_loop import StepPlan, cpu_state, restore, run_dpsgd
+from privsynth_core.privacy.dpsgd_spool import SpooledBatchSource, SpooledRows, spooled_rows
 
 from ._cells import cells_from_state, cells_state, learned_columns
 from ._encoding import CTGANEncoder
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from ._plan import DPPlan
 
 SAMPLE_CHUNK_ROWS = 16_384
+#: Rows per frame when a partitioned table's spooled rows are counted for the marginals release.
+SPOOL_FRAME_ROWS = 100_000
 
 
 def make_encoder(
@@ -320,37 +323,58 @@ def train(
     holding an interrupted attempt, training resumes from it, reusing the marginals it released.
     """
     device = resolve_device(params.device)
-    with training_session(device, num_threads=params.num_threads, seed=params.seed):
+    with (
+        training_session(device, num_threads=params.num_threads, seed=params.seed),
+        spooled_rows(table) as spooled,
+    ):
+        rows = _Rows(table, spooled, device, max_encoded_bytes)
         return _train(
-            table,
-            params,
-            plan,
-            accountant,
-            target_epsilon,
-            delta,
-            progress,
-            device,
-            max_encoded_bytes,
-            checkpoints,
+            table, rows, params, plan, accountant, target_epsilon, delta, progress, checkpoints
         )
+
+
+@dataclass
+class _Rows:
+    """Where the private rows are read from: the table's frame, or, for a partitioned table,
+    its rows spooled to local files (:mod:`privsynth_core.privacy.dpsgd_spool`), so that the
+    marginals release and DP-SGD never hold the table whole."""
+
+    table: Table
+    spooled: SpooledRows | None
+    device: torch.device
+    max_encoded_bytes: int | None
+
+    def frames(self) -> Iterable[pl.DataFrame]:
+        """The conformed rows, all of them, frame after frame."""
+        if self.spooled is None:
+            return [self.table.frame]
+        return self.spooled.frames(SPOOL_FRAME_ROWS)
+
+    def source(self, encoder: CTGANEncoder) -> BatchSource | SpooledBatchSource:
+        """The encoded rows by row number (DP-SGD's batches) and in chunks (the marginals)."""
+        if self.spooled is None:
+            return BatchSource(
+                self.table.frame, encoder, self.device, max_encoded_bytes=self.max_encoded_bytes
+            )
+        return SpooledBatchSource(self.spooled, encoder, self.device)
 
 
 def _train(
     table: Table,
+    rows: _Rows,
     params: DPCTGANParams,
     plan: DPPlan,
     accountant: Accountant,
     target_epsilon: float,
     delta: float,
     progress: ProgressCallback | None,
-    device: torch.device,
-    max_encoded_bytes: int | None,
     checkpoints: CheckpointStore | None,
 ) -> TrainResult:
+    device = rows.device
     resumed = restore(checkpoints, accountant)
     marginals = NoisyMarginals()
     cells: dict[str, LearnedCells] = {}
-    source: BatchSource | None = None
+    source: BatchSource | SpooledBatchSource | None = None
     encoder: CTGANEncoder | None = None
     if resumed is not None and "one_way" in resumed.extra_state:
         marginals = _marginals_from(resumed.extra_state)  # released once: never again
@@ -364,11 +388,11 @@ def _train(
 
         def chunks(encoder: CTGANEncoder) -> Iterator[torch.Tensor]:
             nonlocal source
-            source = BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
+            source = rows.source(encoder)
             return source.chunks()
 
         released = release_with_cells(
-            table.frame,
+            rows.frames(),
             table.schema,
             params,
             plan.marginal_columns,
@@ -381,7 +405,7 @@ def _train(
     if encoder is None:
         encoder = make_encoder(table.schema, params, cells)
     if source is None or source.encoder is not encoder:
-        source = BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
+        source = rows.source(encoder)
     loss = (
         MarginalLoss(encoder, marginals, device)
         if marginals.n_tables and params.marginal_loss_weight > 0

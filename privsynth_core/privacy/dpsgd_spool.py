@@ -4,12 +4,13 @@ DP-SGD's Poisson sampling (:class:`~privsynth_core.privacy.dpsgd.PoissonSampler`
 batch independently with rate q, drawn as ``k ~ Binomial(n, q)`` and a uniform ``k``-subset of
 the row numbers) needs random access to every row, every step. A partitioned table
 (:class:`~privsynth_core.partitions.PartitionedTable`) keeps its rows in Parquet or CSV files,
-which cannot be read row by row. So :class:`SpooledBatchSource` first copies the conformed rows,
+which cannot be read row by row. So :class:`SpooledRows` first copies the conformed rows,
 one partition at a time, into uncompressed Arrow IPC files in a private temporary folder of the
 training process (:meth:`PartitionedTable.spool
 <privsynth_core.partitions.PartitionedTable.spool>`); each batch is then gathered from those
-files memory-mapped, one partition's file at a time, and encoded. The process holds one batch
-(and the pages of the files it touched, which the OS may drop), never the table.
+files memory-mapped, one partition's file at a time, and encoded
+(:class:`SpooledBatchSource`). The process holds one batch, never the table: a map is closed as
+soon as its rows are copied out.
 
 The sampling is unchanged: the same sampler draws over the global row numbers ``0 .. n - 1``
 (the partitions' rows one after another), so every row is in a batch with probability q,
@@ -39,32 +40,20 @@ if TYPE_CHECKING:
     from ..table import Table
 
 
-class SpooledBatchSource:
-    """:class:`~privsynth_core.privacy.dpsgd.BatchSource`'s interface (``n_rows``, ``get``,
-    ``chunks``) over a partitioned table's rows spooled to local memory-mapped files.
+class SpooledRows:
+    """A partitioned table's conformed rows spooled to local Arrow IPC files, read by row
+    number through memory maps (:meth:`rows`) or in consecutive slices (:meth:`frames`).
 
     Use it as a context manager (or call :meth:`close`): the spool folder is removed on exit.
 
     Args:
         table: the partitioned table (checked, while spooling, to hold the rows it was loaded
             with).
-        encoder: turns rows into float32 vectors.
-        device: where the returned tensors live.
         directory: where to make the private spool folder (default: the system's temporary
             folder, ``TMPDIR``); it needs room for the conformed table.
     """
 
-    holds_table = False
-
-    def __init__(
-        self,
-        table: PartitionedTable,
-        encoder: RowEncoder,
-        device: torch.device,
-        *,
-        directory: str | Path | None = None,
-    ) -> None:
-        self.encoder, self.device = encoder, device
+    def __init__(self, table: PartitionedTable, *, directory: str | Path | None = None) -> None:
         # mkdtemp makes the folder readable by this user only (0700): it will hold private rows
         self.folder = Path(tempfile.mkdtemp(prefix="privsynth-rows-", dir=directory))
         try:
@@ -79,7 +68,7 @@ class SpooledBatchSource:
         #: **Private**: the true number of rows, for the Poisson sampler inside the mechanism.
         self.n_rows = int(self.offsets[-1])
 
-    def __enter__(self) -> SpooledBatchSource:
+    def __enter__(self) -> SpooledRows:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -89,42 +78,72 @@ class SpooledBatchSource:
         """Remove the spool folder and the rows in it."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def _take(self, i: int, local: npt.NDArray[np.int64] | None = None) -> pl.DataFrame:
-        """Rows ``local`` of file ``i`` (all of them when None), read through a memory map: a
-        gather touches only the pages of the rows it takes, and the map is closed after."""
+    def _take(self, i: int, local: npt.NDArray[np.int64]) -> pl.DataFrame:
+        """Rows ``local`` of file ``i``, read through a memory map: a gather touches only the
+        pages of the rows it takes, and the map is closed after."""
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
         with pa.memory_map(str(self.files[i])) as mapped:
-            rows = ipc.open_file(mapped).read_all()
-            if local is not None:
-                rows = rows.take(pa.array(local))
+            taken = ipc.open_file(mapped).read_all().take(pa.array(local))
             # a copy out of the map (polars keeps the Enum and datetime types it wrote)
-            frame = pl.from_arrow(rows, rechunk=True)
+            frame = pl.from_arrow(taken, rechunk=True)
         assert isinstance(frame, pl.DataFrame)
         return frame
 
     def rows(self, index: npt.NDArray[np.integer[Any]]) -> pl.DataFrame:
-        """The conformed rows at ``index`` (global row numbers), in that order."""
+        """The conformed rows at ``index`` (global row numbers), in that order.
+
+        Raises:
+            IndexError: a row number outside ``[0, n_rows)``.
+        """
         index = np.asarray(index, dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= self.n_rows):
             raise IndexError(f"row numbers must be in [0, {self.n_rows})")
         order = np.argsort(index, kind="stable")
         ordered = index[order]
         part = np.searchsorted(self.offsets, ordered, side="right") - 1
-        pieces = []
-        for i in np.unique(part):
-            pieces.append(self._take(int(i), ordered[part == i] - self.offsets[i]))
+        pieces = [self._take(int(i), ordered[part == i] - self.offsets[i]) for i in np.unique(part)]
         if not pieces:
             return self._take(0, np.zeros(0, dtype=np.int64)) if self.files else pl.DataFrame()
         gathered = pl.concat(pieces, how="vertical", rechunk=True)
         return gathered[np.argsort(order, kind="stable")]
 
+    def frames(self, rows: int) -> Iterator[pl.DataFrame]:
+        """Every row, file by file, in consecutive frames of at most ``rows`` rows.
+
+        Raises:
+            ValueError: ``rows`` is below 1.
+        """
+        if rows < 1:
+            raise ValueError(f"rows per frame must be >= 1, got {rows}")
+        for i, size in enumerate(np.diff(self.offsets)):
+            for start in range(0, int(size), rows):
+                yield self._take(i, np.arange(start, min(start + rows, int(size))))
+
+
+class SpooledBatchSource:
+    """:class:`~privsynth_core.privacy.dpsgd.BatchSource`'s interface (``n_rows``, ``get``,
+    ``chunks``) over :class:`SpooledRows`: each batch gathered, then encoded.
+
+    Args:
+        rows: the spooled rows (their owner removes them).
+        encoder: turns rows into float32 vectors.
+        device: where the returned tensors live.
+    """
+
+    holds_table = False
+
+    def __init__(self, rows: SpooledRows, encoder: RowEncoder, device: torch.device) -> None:
+        self.spooled, self.encoder, self.device = rows, encoder, device
+        #: **Private**: the true number of rows, for the Poisson sampler inside the mechanism.
+        self.n_rows = rows.n_rows
+
     def get(self, index: npt.NDArray[np.integer[Any]]) -> torch.Tensor:
         """The encoded rows at ``index`` (global row numbers), in that order."""
         import torch
 
-        encoded = self.encoder.encode(self.rows(index))
+        encoded = self.encoder.encode(self.spooled.rows(index))
         return torch.from_numpy(encoded.reshape(-1, self.encoder.output_dim)).to(self.device)
 
     def chunk_rows(self) -> int:
@@ -142,11 +161,22 @@ class SpooledBatchSource:
         size = self.chunk_rows() if rows is None else rows
         if size < 1:
             raise ValueError(f"chunk rows must be >= 1, got {size}")
-        for i, rows in enumerate(np.diff(self.offsets)):
-            for start in range(0, int(rows), size):
-                local = np.arange(start, min(start + size, int(rows)), dtype=np.int64)
-                encoded = self.encoder.encode(self._take(i, local))
-                yield torch.from_numpy(encoded).to(self.device)
+        for frame in self.spooled.frames(size):
+            yield torch.from_numpy(self.encoder.encode(frame)).to(self.device)
+
+
+@contextmanager
+def spooled_rows(table: Table) -> Iterator[SpooledRows | None]:
+    """The rows of a partitioned table spooled for DP-SGD (removed when the block ends); None
+    for a one-file table, whose frame already is its rows."""
+    if not table.partitioned:
+        yield None
+        return
+    from ..partitions import PartitionedTable
+
+    assert isinstance(table, PartitionedTable)
+    with SpooledRows(table) as rows:
+        yield rows
 
 
 @contextmanager
@@ -160,14 +190,11 @@ def batch_source(
     """The rows DP-SGD draws its batches from: the table's frame (:class:`BatchSource`), or,
     for a partitioned table, its rows spooled to local files (:class:`SpooledBatchSource`,
     removed when the block ends)."""
-    if table.partitioned:
-        from ..partitions import PartitionedTable
-
-        assert isinstance(table, PartitionedTable)
-        with SpooledBatchSource(table, encoder, device) as spooled:
-            yield spooled
-    else:
-        yield BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
+    with spooled_rows(table) as spooled:
+        if spooled is not None:
+            yield SpooledBatchSource(spooled, encoder, device)
+        else:
+            yield BatchSource(table.frame, encoder, device, max_encoded_bytes=max_encoded_bytes)
 
 
-__all__ = ["SpooledBatchSource", "batch_source"]
+__all__ = ["SpooledBatchSource", "SpooledRows", "batch_source", "spooled_rows"]

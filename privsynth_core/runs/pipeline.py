@@ -355,10 +355,11 @@ def domain_record(schema_path: str | Path) -> dict[str, Any]:
 def refuse_partitioned_fit(config: RunConfig) -> None:
     """Refuse, before anything is read or charged, what a partitioned input cannot do yet.
 
-    A partitioned input is fitted from counts summed over its partitions
+    A partitioned input is fitted from counts summed over its partitions, or from its rows
+    spooled one partition at a time for DP-SGD
     (:class:`~privsynth_core.partitions.PartitionedTable`), never loaded into one process, so
-    the generator must declare ``fits_from_partitions`` (today ``independent``, ``dpwgan``, and
-    the ``privsynth-marginal`` plugin's ``mst`` and ``aim``). A DP domain
+    the generator must declare ``fits_from_partitions`` (today every DP generator; not the
+    non-DP ``ctgan``). A DP domain
     is learned from partitions too, but only for a fit that can follow: nothing is charged
     for a run whose fit would be refused.
 

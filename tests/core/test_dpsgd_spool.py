@@ -30,7 +30,7 @@ from privsynth_core.encoding import TableEncoder
 from privsynth_core.partitions import PartitionedTable
 from privsynth_core.privacy import dpsgd
 from privsynth_core.privacy.dpsgd import PoissonSampler
-from privsynth_core.privacy.dpsgd_spool import SpooledBatchSource, batch_source
+from privsynth_core.privacy.dpsgd_spool import SpooledBatchSource, SpooledRows, batch_source
 
 CPU = torch.device("cpu")
 #: rows per partition: uneven, and one partition with a header and no rows
@@ -61,9 +61,10 @@ def test_spooled_rows_are_the_one_file_tables_rows_at_the_same_numbers(
     one, parts = tables
     encoder = TableEncoder(adult_schema())
     reference = torch.from_numpy(encoder.encode(one.frame))
-    with SpooledBatchSource(parts, encoder, CPU, directory=tmp_path) as source:
+    with SpooledRows(parts, directory=tmp_path) as spooled:
+        source = SpooledBatchSource(spooled, encoder, CPU)
         assert not source.holds_table and source.n_rows == one.n_rows == parts.n_rows
-        assert len(source.files) == 3  # the empty partition spools nothing
+        assert len(spooled.files) == 3  # the empty partition spools nothing
         rng = np.random.default_rng(0)
         sampler = PoissonSampler(source.n_rows, 0.05)
         indices = [sampler.draw() for _ in range(5)] + [
@@ -75,7 +76,8 @@ def test_spooled_rows_are_the_one_file_tables_rows_at_the_same_numbers(
             batch = source.get(index)
             assert batch.dtype == torch.float32 and batch.shape == (len(index), encoder.output_dim)
             assert torch.equal(batch, reference[torch.from_numpy(index.astype(np.int64))])
-        assert source.rows(np.array([2, 1201])).equals(one.frame[[2, 1201]])
+        assert spooled.rows(np.array([2, 1201])).equals(one.frame[[2, 1201]])
+        assert pl.concat(spooled.frames(7)).equals(one.frame)
         for rows in (7, 1000, None):
             assert torch.equal(torch.cat(list(source.chunks(rows))), reference)
         with pytest.raises(IndexError, match="row numbers"):
@@ -91,9 +93,9 @@ def test_the_spool_is_readable_by_its_user_only_and_removed_after_training_or_fa
     spools.mkdir()
     with batch_source(parts, encoder, CPU) as source:
         assert isinstance(source, SpooledBatchSource)
-        folder = source.folder
+        folder = source.spooled.folder
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-        assert sorted(p.name for p in folder.iterdir()) == [p.name for p in source.files]
+        assert sorted(p.name for p in folder.iterdir()) == [p.name for p in source.spooled.files]
     assert not folder.exists()
     # a partition changed after the table was loaded (and its size charged): refused, and the
     # rows spooled so far are removed
@@ -101,7 +103,7 @@ def test_the_spool_is_readable_by_its_user_only_and_removed_after_training_or_fa
     changed = pl.read_parquet(first)
     changed.slice(1).write_parquet(first)
     with pytest.raises(InputFileError, match="changed while the fit was running"):
-        SpooledBatchSource(parts, encoder, CPU, directory=spools)
+        SpooledRows(parts, directory=spools)
     assert list(spools.iterdir()) == []
 
 
@@ -110,7 +112,7 @@ def test_poisson_batches_include_every_row_at_rate_q_independently_across_partit
 ) -> None:
     _, parts = tables
     q, draws = 0.05, 600
-    with SpooledBatchSource(parts, TableEncoder(adult_schema()), CPU, directory=tmp_path) as source:
+    with SpooledRows(parts, directory=tmp_path) as source:
         sampler = PoissonSampler(source.n_rows, q)
         bounds = source.offsets
         sizes = np.diff(bounds)  # 1200, 300, 1500
@@ -138,10 +140,39 @@ def test_poisson_batches_include_every_row_at_rate_q_independently_across_partit
     assert hits.min() > 0  # no row is left out (P[a row never drawn] = 0.95^600 = 4e-14)
 
 
-def test_dpwgan_from_partitions_trains_on_exactly_the_one_machine_batches(
-    tables: tuple[Table, PartitionedTable], ledger: PrivacyLedger, monkeypatch: pytest.MonkeyPatch
+#: Small on purpose: both paths fit each generator once.
+TINY: dict[str, dict[str, Any]] = {
+    "dpwgan": {
+        "epochs": 1,
+        "batch_size": 300,
+        "generator_layers": "16:relu",
+        "critic_layers": "16:leaky_relu",
+        "latent_dim": 8,
+        "n_critic": 2,
+        "seed": 1,
+    },
+    "dpctgan": {
+        "epochs": 1,
+        "batch_size": 300,
+        "generator_dim": [16],
+        "critic_dim": [16],
+        "embedding_dim": 8,
+        "focus_columns": ["income"],
+        "seed": 1,
+    },
+}
+
+
+@pytest.mark.parametrize("generator_id", ["dpwgan", "dpctgan"])
+def test_a_dpsgd_fit_from_partitions_reads_exactly_what_the_one_machine_fit_reads(
+    generator_id: str,
+    tables: tuple[Table, PartitionedTable],
+    ledger: PrivacyLedger,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from privsynth_plugins.dpwgan import DPWGANGenerator
+    from privsynth_core.registry import generators
+    from privsynth_plugins.dpctgan import _marginals
+    from privsynth_plugins.dpctgan._model import DPCTGANTrainer
     from privsynth_plugins.dpwgan._model import DPWGANTrainer
 
     # Test only: seeded draws at a fixed rate, so that both paths are handed the same row
@@ -154,42 +185,66 @@ def test_dpwgan_from_partitions_trains_on_exactly_the_one_machine_batches(
         k = int(rng.binomial(self.n_rows, 0.1))
         return np.sort(rng.choice(self.n_rows, size=k, replace=False))
 
-    batches: dict[str, list[torch.Tensor]] = {}
-    real_step = DPWGANTrainer.critic_step
+    seen: dict[str, list[Any]] = {}
 
-    def recording_step(self: DPWGANTrainer, batch: torch.Tensor) -> float:
-        batches[draws["path"]].append(batch.clone())
-        return real_step(self, batch)
+    def recording(fn: Any) -> Any:
+        def record(*args: Any, **kwargs: Any) -> Any:
+            out = fn(*args, **kwargs)
+            seen[draws["path"]].append(out.clone() if isinstance(out, torch.Tensor) else out)
+            return out
+
+        return record
+
+    def recording_step(real: Any) -> Any:
+        def step(self: Any, batch: torch.Tensor) -> float:
+            seen[draws["path"]].append(batch.clone())
+            return float(real(self, batch))
+
+        return step
 
     monkeypatch.setattr(dpsgd.PoissonSampler, "draw", seeded_draw)
-    monkeypatch.setattr(DPWGANTrainer, "critic_step", recording_step)
+    for trainer in (DPWGANTrainer, DPCTGANTrainer):
+        monkeypatch.setattr(trainer, "critic_step", recording_step(trainer.critic_step))
+    # DP-CTGAN's exact counts (the trees of its numeric cells, its one- and two-way
+    # histograms) are recorded; their noise is removed (test only) so that both fits derive
+    # the same cells, encode rows alike and hand DP-SGD comparable batches.
+    monkeypatch.setattr(_marginals, "exact_trees", recording(_marginals.exact_trees))
+    monkeypatch.setattr(_marginals, "count_marginals", recording(_marginals.count_marginals))
+    monkeypatch.setattr(_marginals, "noisy_trees", lambda trees, scale: trees)
+    monkeypatch.setattr(_marginals, "discrete_gaussian", lambda counts, sigma: counts)
     ledger.set_budget("source:adult", epsilon=20.0, delta=1e-4)
-    tiny = {
-        "epochs": 1,
-        "batch_size": 300,
-        "generator_layers": "16:relu",
-        "critic_layers": "16:leaky_relu",
-        "latent_dim": 8,
-        "n_critic": 2,
-        "seed": 1,
-    }
     summaries = {}
     for path, table in zip(("one", "parts"), tables, strict=True):
         draws.update(rng=np.random.default_rng(7), path=path)
-        batches[path] = []
-        generator = DPWGANGenerator(**tiny)
+        seen[path] = []
+        generator = generators().get(generator_id)(**TINY[generator_id])
         summaries[path] = generator.fit(
             table, budget=PrivacyBudget(2.0, 1e-5), ledger=ledger, run_id=path
         )
         assert generator.sample(50, seed=0).height == 50
+    one, parts = seen["one"], seen["parts"]
+    if generator_id == "dpctgan":  # the exact counts, then the batches
+        trees_one, trees_parts = one.pop(0), parts.pop(0)
+        # the binned numbers: fnlwgt, capital-gain, capital-loss
+        assert trees_one.keys() == trees_parts.keys() and len(trees_one) == 3
+        for name in trees_one:
+            for a, b in zip(trees_one[name], trees_parts[name], strict=True):
+                assert np.array_equal(a, b)
+        counts_one, counts_parts = one.pop(0), parts.pop(0)
+        assert counts_one.one_way.keys() == counts_parts.one_way.keys()
+        assert counts_one.two_way.keys() == counts_parts.two_way.keys() != set()
+        for name in counts_one.one_way:
+            assert np.array_equal(counts_one.one_way[name], counts_parts.one_way[name])
+        for pair in counts_one.two_way:
+            assert np.array_equal(counts_one.two_way[pair], counts_parts.two_way[pair])
     # Each fit plans its steps from its own released row count n̂ (the two tables are two
     # extracts, so two releases): the step counts may differ by a step or two, and the batches
     # they share are the same rows.
-    steps = min(len(batches["one"]), len(batches["parts"]))
+    steps = min(len(one), len(parts))
     assert steps >= 10
-    for a, b in zip(batches["one"][:steps], batches["parts"][:steps], strict=True):
+    for a, b in zip(one[:steps], parts[:steps], strict=True):
         assert a.shape[0] > 0 and torch.equal(a, b)
     for summary in summaries.values():
         assert summary.private and 0 < summary.epsilon <= 2.0 and summary.steps > 0
     mechanisms = [e.mechanism for e in ledger.entries("source:adult")]
-    assert mechanisms.count("dpwgan training") == 2
+    assert mechanisms.count(f"{generator_id} training") == 2

@@ -60,20 +60,21 @@ from .common import (
 #: Rows drawn from the fitted model; partitions are drawn from this pool with replacement.
 POOL_ROWS = 1_000_000
 #: What ``--generators`` accepts: the counting pass, a DP fit of a privsynth-marginal model, or
-#: one epoch of DPWGAN (DP-SGD, its Poisson batches drawn from the spooled partitions).
-GENERATORS = ("counts", "mst", "aim", "dpwgan")
+#: one epoch of DPWGAN or DP-CTGAN (DP-SGD, its Poisson batches drawn from the spooled
+#: partitions).
+GENERATORS = ("counts", "mst", "aim", "dpwgan", "dpctgan")
 
 
-#: DPWGAN's epoch in the bench: this many Poisson batches at any size (the expected batch grows
+#: A DP-SGD epoch in the bench: this many Poisson batches at any size (the expected batch grows
 #: with the table), so 1M and 10M take comparable steps and differ in what each batch reads.
-DPWGAN_STEPS = 2000
+DPSGD_STEPS = 2000
 
 
 def fit_params(generator: str, rows: int) -> dict[str, Any]:
-    """The parameters a bench fit changes from the defaults: DPWGAN runs one epoch of
-    ``DPWGAN_STEPS`` batches (expected size ``rows / DPWGAN_STEPS``, at least 500)."""
-    if generator == "dpwgan":
-        return {"epochs": 1, "batch_size": max(500, rows // DPWGAN_STEPS)}
+    """The parameters a bench fit changes from the defaults: DPWGAN and DP-CTGAN run one epoch
+    of ``DPSGD_STEPS`` batches (expected size ``rows / DPSGD_STEPS``, at least 500)."""
+    if generator in ("dpwgan", "dpctgan"):
+        return {"epochs": 1, "batch_size": max(500, rows // DPSGD_STEPS)}
     return {}
 
 
@@ -81,7 +82,7 @@ def register(sub: Any) -> None:
     """Add the ``scale-partitioned`` sub-command."""
     p = sub.add_parser(
         "scale-partitioned",
-        help="partitioned vs single-process counts, MST/AIM fits and a DPWGAN epoch (1M, 10M)",
+        help="partitioned vs single-process counts, MST/AIM fits, DP-SGD epochs (1M, 10M)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -421,9 +422,9 @@ def _fits_markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"(the machine is shared: times are rough)\n"
         f"- table: sampled from `{info.get('pool', 'independent')}` fitted on Adult at epsilon 1 "
         f"(no real person), {info['rows_per_part']:,} rows per Parquet partition\n"
-        f"- fits: epsilon {info['epsilon']} (delta 1e-6), the generators' defaults (DPWGAN: one "
-        "epoch of 2,000 Poisson batches of expected size rows / 2,000, drawn in the client "
-        "from the rows spooled to its disk), a "
+        f"- fits: epsilon {info['epsilon']} (delta 1e-6), the generators' defaults (DPWGAN, "
+        "DP-CTGAN: one epoch of 2,000 Poisson batches of expected size rows / 2,000, drawn in "
+        "the client from the rows spooled to its disk), a "
         "scratch ledger; single: one process loads the whole table from one Parquet file and "
         "fits it; "
         f"partitioned: a local Dask cluster of {info['workers']} worker processes (memory_limit "

@@ -13,7 +13,7 @@ wall time, peak RSS (this process; each worker's for the cluster) and a digest o
 the parent can check that both paths counted the same.
 
 With ``--generator mst`` (or ``aim``) either mode instead runs a whole DP fit of that generator
-of the ``privsynth-marginal`` plugin (``dpwgan``: one epoch of the built-in DPWGAN) at
+of the ``privsynth-marginal`` plugin (``dpwgan``, ``dpctgan``: built in, one epoch) at
 ``--epsilon`` (a scratch ledger: ``PRIVSYNTH_HOME``, set by the parent): ``single`` loads the
 file as a :class:`~privsynth_core.table.Table` and fits it;
 ``cluster`` loads the directory as a :class:`~privsynth_core.partitions.PartitionedTable` on the

@@ -219,6 +219,20 @@ class RowBatches(Protocol):
         ...
 
 
+def chunk_size(encoder: RowEncoder, rows: int | None) -> int:
+    """Rows per chunk of a whole-table pass: ``rows``, or by default about ``CHUNK_MAX_BYTES``
+    of encoded rows.
+
+    Raises:
+        ValueError: ``rows`` is below 1.
+    """
+    if rows is None:
+        return max(1, CHUNK_MAX_BYTES // (4 * max(encoder.output_dim, 1)))
+    if rows < 1:
+        raise ValueError(f"chunk rows must be >= 1, got {rows}")
+    return rows
+
+
 class BatchSource:
     """Encoded rows of a table by index, for DP-SGD batches and whole-table passes.
 
@@ -268,7 +282,7 @@ class BatchSource:
 
     def chunk_rows(self) -> int:
         """Rows per chunk of :meth:`chunks` by default (about ``CHUNK_MAX_BYTES`` encoded)."""
-        return max(1, CHUNK_MAX_BYTES // (4 * max(self.encoder.output_dim, 1)))
+        return chunk_size(self.encoder, None)
 
     def chunks(self, rows: int | None = None) -> Iterator[torch.Tensor]:
         """The whole table encoded, as consecutive chunks of at most ``rows`` rows.
@@ -278,9 +292,7 @@ class BatchSource:
         """
         import torch
 
-        size = self.chunk_rows() if rows is None else rows
-        if size < 1:
-            raise ValueError(f"chunk rows must be >= 1, got {size}")
+        size = chunk_size(self.encoder, rows)
         for start in range(0, self.n_rows, size):
             if self.data is not None:
                 yield self.data[start : start + size]

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from .dpsgd import CHUNK_MAX_BYTES, BatchSource, RowEncoder
+from .dpsgd import BatchSource, RowEncoder, chunk_size
 
 if TYPE_CHECKING:
     import torch
@@ -148,7 +148,7 @@ class SpooledBatchSource:
 
     def chunk_rows(self) -> int:
         """Rows per chunk of :meth:`chunks` by default (about ``CHUNK_MAX_BYTES`` encoded)."""
-        return max(1, CHUNK_MAX_BYTES // (4 * max(self.encoder.output_dim, 1)))
+        return chunk_size(self.encoder, None)
 
     def chunks(self, rows: int | None = None) -> Iterator[torch.Tensor]:
         """The whole table encoded, file by file, in chunks of at most ``rows`` rows.
@@ -158,10 +158,7 @@ class SpooledBatchSource:
         """
         import torch
 
-        size = self.chunk_rows() if rows is None else rows
-        if size < 1:
-            raise ValueError(f"chunk rows must be >= 1, got {size}")
-        for frame in self.spooled.frames(size):
+        for frame in self.spooled.frames(chunk_size(self.encoder, rows)):
             yield torch.from_numpy(self.encoder.encode(frame)).to(self.device)
 
 

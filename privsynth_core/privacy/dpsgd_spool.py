@@ -79,13 +79,23 @@ class SpooledRows:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _take(self, i: int, local: npt.NDArray[np.int64]) -> pl.DataFrame:
-        """Rows ``local`` of file ``i``, read through a memory map: a gather touches only the
-        pages of the rows it takes, and the map is closed after."""
+        """Rows ``local`` (increasing) of file ``i``, read through a memory map: a gather
+        touches only the pages of the rows it takes, and the map is closed after."""
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
         with pa.memory_map(str(self.files[i])) as mapped:
-            taken = ipc.open_file(mapped).read_all().take(pa.array(local))
+            reader = ipc.open_file(mapped)
+            # record batch by record batch: Arrow's take on one batch is ~50x faster than on
+            # the file's chunked table
+            pieces, start = [], 0
+            for b in range(reader.num_record_batches):
+                batch = reader.get_batch(b)
+                lo, hi = np.searchsorted(local, [start, start + batch.num_rows])
+                if hi > lo:
+                    pieces.append(batch.take(pa.array(local[lo:hi] - start)))
+                start += batch.num_rows
+            taken = pa.Table.from_batches(pieces, schema=reader.schema)
             # a copy out of the map (polars keeps the Enum and datetime types it wrote)
             frame = pl.from_arrow(taken, rechunk=True)
         assert isinstance(frame, pl.DataFrame)

@@ -108,6 +108,8 @@ def exact_trees(
     followed by the null count when the column is nullable, over the rows of ``frames`` (the
     table's frame, or a partitioned table's rows frame by frame: counts add up). Never
     released."""
+    if isinstance(frames, pl.DataFrame):  # iterating a frame would walk its columns
+        raise TypeError("exact_trees takes an iterable of frames, e.g. [frame]")
     fine = {name: np.zeros(grid.size, dtype=np.int64) for name, grid in grids.items()}
     nulls = dict.fromkeys(grids, 0)
     for frame in frames:

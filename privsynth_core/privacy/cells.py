@@ -133,8 +133,10 @@ def fine_grid(
     Args:
         lower, upper: the public bounds.
         integer: whole-number cells (integer columns; datetimes in microseconds). An integer
-            column with at most ``max_cells`` values gets one cell per value; past 2**53 in
-            magnitude, where every float is whole, the bounds are cut as reals.
+            column with at most ``max_cells`` values gets one cell per value. Bounds past
+            2**53 in magnitude are cut as reals (whole-number cuts a unit apart would collide
+            there); the cuts nearer zero may then fall between whole numbers, and the
+            generators round or truncate what they decode.
         round_values: single-value cells at multiples of a power of ten (not for datetimes,
             whose microseconds have no round values worth a cell).
         max_cells: the most fine cells.

@@ -15,11 +15,13 @@ soon as its rows are copied out.
 The sampling is unchanged: the same sampler draws over the global row numbers ``0 .. n - 1``
 (the partitions' rows one after another), so every row is in a batch with probability q,
 independently of every other, whichever file it sits in. Nothing here is released: the files
-hold private rows and are removed when training ends (or fails).
+hold private rows; on Linux they are unlinked as soon as they are held open (so they go with the
+process, however it ends), elsewhere removed when training ends or fails.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -40,11 +42,18 @@ if TYPE_CHECKING:
     from ..table import Table
 
 
+#: Where Linux serves a process's open files by path (mapped after their names are unlinked).
+_PROC_FD = Path("/proc/self/fd")
+
+
 class SpooledRows:
     """A partitioned table's conformed rows spooled to local Arrow IPC files, read by row
     number through memory maps (:meth:`rows`) or in consecutive slices (:meth:`frames`).
 
     Use it as a context manager (or call :meth:`close`): the spool folder is removed on exit.
+    Where the system gives a process its open files by path (Linux: ``/proc/self/fd``), each
+    file is opened and then unlinked as soon as it is written: the rows are reachable only
+    through this process's descriptors and disappear with it, even when it is killed outright.
 
     Args:
         table: the partitioned table (checked, while spooling, to hold the rows it was loaded
@@ -56,12 +65,16 @@ class SpooledRows:
     def __init__(self, table: PartitionedTable, *, directory: str | Path | None = None) -> None:
         # mkdtemp makes the folder readable by this user only (0700): it will hold private rows
         self.folder = Path(tempfile.mkdtemp(prefix="privsynth-rows-", dir=directory))
+        self._descriptors: list[int] = []
         try:
             spooled = table.spool(self.folder)
+            #: the files' paths, as mapped for each gather
+            self.files = [self._hold(path) for path, _ in spooled]
         except BaseException:
             self.close()
             raise
-        self.files = [path for path, _ in spooled]
+        if self._descriptors:
+            self.folder.rmdir()  # empty: every file is held open and unlinked
         sizes = np.array([rows for _, rows in spooled], dtype=np.int64)
         #: where each file's rows start in the global row numbers (and, last, ``n_rows``)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -74,8 +87,20 @@ class SpooledRows:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _hold(self, path: Path) -> Path:
+        """The path to map ``path`` by from now on: through an open descriptor, the file
+        itself unlinked, where ``/proc/self/fd`` serves it; else the file itself."""
+        if not _PROC_FD.is_dir():
+            return path
+        descriptor = os.open(path, os.O_RDONLY)
+        self._descriptors.append(descriptor)
+        path.unlink()
+        return _PROC_FD / str(descriptor)
+
     def close(self) -> None:
-        """Remove the spool folder and the rows in it."""
+        """Let go of the rows: close the descriptors and remove the spool folder."""
+        while self._descriptors:
+            os.close(self._descriptors.pop())
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _take(self, i: int, local: npt.NDArray[np.int64]) -> pl.DataFrame:
@@ -109,7 +134,7 @@ class SpooledRows:
         """
         index = np.asarray(index, dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= self.n_rows):
-            raise IndexError(f"row numbers must be in [0, {self.n_rows})")
+            raise IndexError("row numbers outside the spooled rows")  # (n is private)
         order = np.argsort(index, kind="stable")
         ordered = index[order]
         part = np.searchsorted(self.offsets, ordered, side="right") - 1

@@ -80,23 +80,38 @@ def test_spooled_rows_are_the_one_file_tables_rows_at_the_same_numbers(
         assert pl.concat(spooled.frames(7)).equals(one.frame)
         for rows in (7, 1000, None):
             assert torch.equal(torch.cat(list(source.chunks(rows))), reference)
-        with pytest.raises(IndexError, match="row numbers"):
+        with pytest.raises(IndexError, match="row numbers outside"):
             source.get(np.array([source.n_rows]))
 
 
 def test_the_spool_is_readable_by_its_user_only_and_removed_after_training_or_failure(
-    tables: tuple[Table, PartitionedTable], tmp_path: Path
+    tables: tuple[Table, PartitionedTable], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, parts = tables
+    one, parts = tables
     encoder = TableEncoder(adult_schema())
     spools = tmp_path / "spools"
     spools.mkdir()
+    written: dict[str, Any] = {}
+    real_spool = PartitionedTable.spool
+
+    def watched(self: PartitionedTable, folder: Path) -> list[tuple[Path, int]]:
+        out = real_spool(self, folder)
+        written.update(mode=stat.S_IMODE(folder.stat().st_mode), files=[p for p, _ in out])
+        return out
+
+    monkeypatch.setattr(PartitionedTable, "spool", watched)
     with batch_source(parts, encoder, CPU) as source:
         assert isinstance(source, SpooledBatchSource)
-        folder = source.spooled.folder
-        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-        assert sorted(p.name for p in folder.iterdir()) == [p.name for p in source.spooled.files]
-    assert not folder.exists()
+        # while written, the files sit in a folder only this user can read
+        assert written["mode"] == 0o700 and len(written["files"]) == 3
+        # then (Linux) each is held open and unlinked: the rows go with the process, even one
+        # killed outright, and nothing of them is left under a name
+        assert not any(p.exists() for p in written["files"])
+        assert not source.spooled.folder.exists()
+        assert source.spooled.rows(np.array([0, 2999])).equals(one.frame[[0, 2999]])
+        assert len(source.spooled._descriptors) == 3
+    assert not source.spooled.folder.exists()
+    assert source.spooled._descriptors == []  # closed with the source
     # a partition changed after the table was loaded (and its size charged): refused, and the
     # rows spooled so far are removed
     first = sorted((tmp_path / "parts").iterdir())[0]

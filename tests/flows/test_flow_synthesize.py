@@ -25,8 +25,13 @@ from privsynth_core.runs.config import run_config_from_dict
 from privsynth_core.runs.rundir import work_dir_for
 
 
-def _task_runs(flow_run_id: Any) -> dict[str, list[Any]]:
-    """Task runs of a flow run by task name, read back from the server."""
+def _task_runs(flow_run_id: Any, *names: str) -> dict[str, list[Any]]:
+    """Task runs of a flow run by task name, read back from the server.
+
+    Prefect 3 reports task run states to the server as events, which it writes a moment
+    after the flow returns: wait (a bounded while) until each of ``names`` is there in a
+    final state, so a read never races the event stream.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -36,10 +41,19 @@ def _task_runs(flow_run_id: Any) -> dict[str, list[Any]]:
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
             )
 
-    runs: dict[str, list[Any]] = {}
-    for run in asyncio.run(read()):
-        runs.setdefault(run.name.rsplit("-", 1)[0], []).append(run)
-    return runs
+    deadline = time.monotonic() + 60
+    while True:
+        runs: dict[str, list[Any]] = {}
+        for run in asyncio.run(read()):
+            runs.setdefault(run.name.rsplit("-", 1)[0], []).append(run)
+        settled = all(
+            name in runs
+            and all(run.state is not None and run.state.is_final() for run in runs[name])
+            for name in names
+        )
+        if settled or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.25)
 
 
 def test_synthesize_flaky_input_succeeds_after_retries(
@@ -68,7 +82,7 @@ def test_synthesize_flaky_input_succeeds_after_retries(
     assert len(attempts) == 3
     # Backoff from PRIVSYNTH_IO_RETRY_DELAYS (0.2, 0.4, ... in the tests).
     assert attempts[1] - attempts[0] >= 0.2 and attempts[2] - attempts[1] >= 0.4
-    load_runs = _task_runs(state.state_details.flow_run_id)["load_input"]
+    load_runs = _task_runs(state.state_details.flow_run_id, "load_input")["load_input"]
     assert load_runs[0].run_count == 3 and load_runs[0].state.is_completed()
     assert (tmp_path / "run" / "custodian" / "manifest.json").is_file()
 
@@ -89,7 +103,7 @@ def test_synthesize_schema_error_is_not_retried(
     assert state.is_failed()
     with pytest.raises(SchemaError, match="agee"):
         state.result()
-    (validate,) = _task_runs(state.state_details.flow_run_id)["validate_input"]
+    (validate,) = _task_runs(state.state_details.flow_run_id, "validate_input")["validate_input"]
     assert validate.run_count == 1  # a user error: never retried
     assert not (tmp_path / "run").exists()
 
@@ -115,7 +129,7 @@ def test_a_damaged_input_fails_at_once_and_a_missing_one_is_retried(
         assert state.is_failed()
         with pytest.raises(InputFileError, match=words):
             state.result()
-        (load,) = _task_runs(state.state_details.flow_run_id)["load_input"]
+        (load,) = _task_runs(state.state_details.flow_run_id, "load_input")["load_input"]
         assert load.run_count == runs, name
         assert not (tmp_path / "run").exists()
 

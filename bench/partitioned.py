@@ -29,8 +29,10 @@ against a sample of as many rows of the table (``sample_partitions``); a second 
 scored against the first is the floor (what sampling alone gives). Wall time (load + fit), peak
 RSS of the fitting process and of each worker; written to ``partitioned-marginal.md`` /
 ``.json``, where a later run's rows replace the same generator and size and keep the others
-(so 1M and 10M can be run apart). 100M rows is not run by default: it
-needs about 100 x the 1M table on disk twice and, at the measured rate, longer than a session.
+(so 1M and 10M can be run apart). 100M rows is not run by default (``--sizes 100000000``:
+about 100 x the 1M table on disk, 400 partitions, and at the measured rate about half an hour
+per MST fit). Above ``--single-max-rows`` (10M by default: the one-process path needs about
+5.6 GiB at 10M, so about 56 GiB at 100M) only the partitioned path runs; the table says so.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ GENERATORS = ("counts", "mst", "aim", "dpwgan", "dpctgan")
 DPSGD_STEPS = 2000
 
 
+#: The largest size the one-process path runs at by default: it holds the whole table (5.6 GiB
+#: at 10M rows measured), which at 100M would not fit this machine.
+SINGLE_MAX_ROWS = 10_000_000
+
+
 def fit_params(generator: str, rows: int) -> dict[str, Any]:
     """The parameters a bench fit changes from the defaults: DPWGAN and DP-CTGAN run one epoch
     of ``DPSGD_STEPS`` batches (expected size ``rows / DPSGD_STEPS``, at least 500)."""
@@ -104,6 +111,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--epsilon", type=float, default=1.0, help="of the fits")
     p.add_argument("--sample-rows", type=int, default=20_000, help="scored by 2-way TVD")
+    p.add_argument(
+        "--single-max-rows",
+        type=int,
+        default=SINGLE_MAX_ROWS,
+        help="run the one-process path only up to this many rows (it holds the whole table)",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per child")
     p.add_argument("--out", type=Path, help="results root (default bench/results)")
     p.set_defaults(func=run)
@@ -187,17 +200,21 @@ def run(args: argparse.Namespace) -> int:
         folder.mkdir()
         for i in range(k):
             (folder / f"part-{i:04d}.parquet").symlink_to(every / f"part-{i:04d}.parquet")
-        single = work / f"single-{n}.parquet"
-        pl.scan_parquet(sorted(folder.glob("*.parquet"))).sink_parquet(single)
         shape = {
             "rows": k * per,
             "partitions": k,
-            "disk_mb": round(single.stat().st_size / 2**20, 1),
+            "disk_mb": round(sum(f.stat().st_size for f in folder.glob("*.parquet")) / 2**20, 1),
         }
-        sources = {"single": single, "cluster": folder}
+        sources: dict[str, Path] = {"cluster": folder}
+        single: Path | None = None
+        if shape["rows"] <= args.single_max_rows:
+            single = work / f"single-{n}.parquet"
+            pl.scan_parquet(sorted(folder.glob("*.parquet"))).sink_parquet(single)
+            sources = {"single": single, **sources}
+        skipped = {"error": f"not run: over --single-max-rows {args.single_max_rows:,}"}
 
         if "counts" in chosen:
-            row: dict[str, Any] = dict(shape)
+            row: dict[str, Any] = {**shape, "single": skipped}
             for mode in sources:
                 res = _child(args, work, sources[mode], mode, "counts", n, [])
                 row[mode] = res.data if res.ok else {"error": res.error}
@@ -206,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
             reference, floor = _references(folder, work / f"reference-{n}.parquet", args)
             for name in fits:
                 row = {"generator": name, **shape, "tvd_floor": floor, "load_avg": _load_avg()}
+                row["single"] = skipped
                 extra = ["--generator", name, "--epsilon", str(args.epsilon)]
                 extra += ["--reference", str(reference), "--sample-rows", str(args.sample_rows)]
                 extra += ["--params", json.dumps(fit_params(name, shape["rows"]))]
@@ -216,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
                 # written as each fit ends: a run stopped later keeps the fits it finished
                 info["wall_s"] = round(time.perf_counter() - started, 1)
                 _write_fits(out_dir, info, [row])
-        single.unlink()
+        if single is not None:
+            single.unlink()
     shutil.rmtree(every)
     info["wall_s"] = round(time.perf_counter() - started, 1)
     if rows:

@@ -279,3 +279,35 @@ def test_scale_partitioned_smoke(tmp_path: Path) -> None:
             assert 0 < fit[mode]["tvd_2way"] < 1 and fit[mode]["fit_s"] > 0
         assert len(fit["cluster"]["worker_peaks_mb"]) == 2
     assert "| mst | 2,000 | 2 |" in (folder / "partitioned-marginal.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.extended  # the bench's harness; CI runs it
+def test_scale_partitioned_runs_only_the_partitioned_path_above_single_max_rows(
+    tmp_path: Path,
+) -> None:
+    # 100M rows would not fit one process: above --single-max-rows only the cluster runs, and
+    # the table says why the one-process cells are empty
+    proc = _bench(
+        "scale-partitioned",
+        "--data",
+        str(ADULT_PATH),
+        "--sizes",
+        "1000,2000",
+        "--rows-per-part",
+        "1000",
+        "--single-max-rows",
+        "1000",
+        "--out",
+        str(tmp_path / "results"),
+        "--timeout",
+        "240",
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "counts single 2,000 rows" not in proc.stdout
+    (folder,) = (tmp_path / "results").iterdir()
+    small, large = json.loads((folder / "partitioned.json").read_text(encoding="utf-8"))["rows"]
+    assert small["single"]["digest"] == small["cluster"]["digest"]
+    assert large["single"] == {"error": "not run: over --single-max-rows 1,000"}
+    assert "digest" in large["cluster"] and len(large["cluster"]["worker_peaks_mb"]) == 2
+    table = (folder / "partitioned.md").read_text(encoding="utf-8")
+    assert "| 2,000 | 2 |" in table and "not run: over --single-max-rows 1,000" in table

@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .common import with_marginal_plugin
 from .procmem import rss_mb
 
 
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"variant": args.variant, "rows": args.rows}
     try:
         os.environ.setdefault("PRIVSYNTH_HOME", tempfile.mkdtemp(prefix="privsynth-bench-"))
-        os.environ.setdefault("PRIVSYNTH_LOAD_PLUGINS", "privsynth,privsynth-marginal")
+        # MST and AIM too, even where PRIVSYNTH_LOAD_PLUGINS names only the core plugins
+        with_marginal_plugin()
         from privsynth_core import PrivacyBudget, PrivacyLedger, Table
         from privsynth_core.registry import generators
 

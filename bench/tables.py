@@ -29,7 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import SHARED_DATASETS, fmt, markdown_table, results_dir, write_rows_json
+from .common import (
+    SHARED_DATASETS,
+    fmt,
+    markdown_table,
+    results_dir,
+    with_marginal_plugin,
+    write_rows_json,
+)
 from .procmem import rss_mb
 from .scale_worker import restart_peak
 
@@ -169,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     os.environ.setdefault("PRIVSYNTH_HOME", tempfile.mkdtemp(prefix="privsynth-bench-"))
-    os.environ.setdefault("PRIVSYNTH_LOAD_PLUGINS", "privsynth,privsynth-marginal")
+    # MST and AIM too, even where PRIVSYNTH_LOAD_PLUGINS names only the core plugins
+    with_marginal_plugin()
     from privsynth_core import PrivacyBudget, PrivacyLedger, Table
     from privsynth_core.registry import generators
 

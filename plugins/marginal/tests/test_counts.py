@@ -107,3 +107,28 @@ def test_summed_marginals_answer_only_what_was_counted() -> None:
     with pytest.raises(GeneratorError, match="shape"):
         SummedMarginals(SIZES, {(0, 1): np.zeros(11, dtype=np.int64)})
     assert marginals_to_count(SIZES, max_cells=8) == [(0,), (1,), (2,), (3,), (0, 2), (1, 2)]
+
+
+def test_codes_marginals_keep_counts_for_the_next_request_within_their_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # AIM scores every candidate every round: a marginal is counted once, then served from
+    # the kept counts (as a copy), and nothing past the byte cap is kept
+    from privsynth_marginal import counts as counts_module
+
+    codes = _codes(200)
+    calls: list[tuple[int, ...]] = []
+
+    def counting(codes_: np.ndarray, sizes: list[int], clique: tuple[int, ...]) -> np.ndarray:
+        calls.append(tuple(clique))
+        return marginal_counts(codes_, sizes, clique)
+
+    monkeypatch.setattr(counts_module, "marginal_counts", counting)
+    monkeypatch.setattr(counts_module, "COUNTS_CACHE_BYTES", 12 * 8)  # (0, 1) fits, then no more
+    direct = CodesMarginals(codes, SIZES)
+    first = direct.marginal((0, 1))
+    first[0] += 99  # a copy: no caller changes what the next one gets
+    for _ in range(3):
+        assert np.array_equal(direct.marginal((0, 1)), marginal_counts(codes, SIZES, (0, 1)))
+        assert np.array_equal(direct.marginal((1, 3)), marginal_counts(codes, SIZES, (1, 3)))
+    assert calls == [(0, 1), (1, 3), (1, 3), (1, 3)]

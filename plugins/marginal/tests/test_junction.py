@@ -175,16 +175,17 @@ def test_sampling_chain_of_a_calibrated_model_is_the_model_exactly(model: str, z
 def test_model_size_is_mbi_s_figure_on_random_models() -> None:
     """The bitmask model size AIM checks every candidate with equals mbi's
     ``hypothetical_model_size`` (same elimination order, same maximal cliques): trees, loops,
-    triples, columns in no clique."""
+    triples, columns in no clique; past 8 and 16 columns (the byte tables of the cell counts);
+    and the same for every candidate when the candidates are sized in one call."""
     import random
 
     from privsynth_marginal.estimate import _mbi
-    from privsynth_marginal.junction import model_size_mb
+    from privsynth_marginal.junction import model_size_mb, model_sizes_mb
 
     mbi = _mbi()
     rng = random.Random(0)
     for trial in range(150):
-        d = rng.randint(2, 12)
+        d = rng.randint(2, 20)
         sizes = [rng.randint(2, 9) for _ in range(d)]
         names = [f"c{i}" for i in range(d)]
         cliques: list[tuple[int, ...]] = [(i,) for i in range(d) if rng.random() < 0.9]
@@ -198,6 +199,10 @@ def test_model_size_is_mbi_s_figure_on_random_models() -> None:
             mbi.Domain(names, sizes), [tuple(names[i] for i in c) for c in cliques]
         )
         assert model_size_mb(sizes, cliques) == pytest.approx(want, rel=1e-12), (sizes, cliques)
+        candidates = [tuple(sorted(rng.sample(range(d), 2))) for _ in range(5)]
+        assert model_sizes_mb(sizes, cliques[:-1], candidates) == [
+            model_size_mb(sizes, [*cliques[:-1], c]) for c in candidates
+        ]
 
 
 def test_lean_mirror_descent_gives_mbi_s_potentials() -> None:

@@ -38,7 +38,7 @@ import numpy as np
 
 from .counts import CodesMarginals, ExactMarginals
 from .estimate import Measurement, PGMEstimator
-from .junction import model_size_mb
+from .junction import model_sizes_mb
 from .mechanisms import exponential_mechanism, gaussian_measure
 from .zcdp import AIM_MEASUREMENT_SHARE, ZCDPBudget, exponential_rho, gaussian_rho
 
@@ -224,11 +224,8 @@ def aim(
             )
         cliques = [m.clique for m in measurements]
         size_limit = max_model_mb * (r / rounds)
-        pool = {
-            c: w
-            for c, w in candidates.items()
-            if c not in measured and model_size_mb(sizes, [*cliques, c]) <= size_limit
-        }
+        pool = {c: w for c, w in candidates.items() if c not in measured}
+        pool = _fitting(pool, sizes, cliques, size_limit)
         # the model does not change within a round, so neither do the qualities: computed
         # once per round, not once per selection (the same draws, a round's selections cost
         # one pass over the pool instead of ``count``)
@@ -250,11 +247,7 @@ def aim(
                 # was just chosen leaves the pool. Post-processing of the round's earlier
                 # selections (DP outputs) and of public sizes; a model only grows, so a
                 # candidate dropped here would never fit again this round.
-                pool = {
-                    c: w
-                    for c, w in pool.items()
-                    if model_size_mb(sizes, [*cliques, c]) <= size_limit
-                }
+                pool = _fitting(pool, sizes, cliques, size_limit)
         # A round that measured nothing new (no candidate fitted under this round's size
         # limit) leaves the model's inputs as they were: re-estimating would only iterate
         # longer on the same measurements. The last round always estimates, with ``iters``.
@@ -281,6 +274,18 @@ def _aim_candidates(
         for pair in itertools.combinations(range(len(sizes)), 2)
         if sizes[pair[0]] * sizes[pair[1]] <= max_cells
     }
+
+
+def _fitting(
+    pool: dict[tuple[int, ...], float],
+    sizes: Sequence[int],
+    cliques: Sequence[tuple[int, ...]],
+    size_limit: float,
+) -> dict[tuple[int, ...], float]:
+    """The candidates of ``pool`` beside which the model over ``cliques`` stays within
+    ``size_limit`` MB (public: sizes and earlier selections only)."""
+    fits = model_sizes_mb(sizes, cliques, list(pool))
+    return {c: w for (c, w), mb in zip(pool.items(), fits, strict=True) if mb <= size_limit}
 
 
 def _qualities(

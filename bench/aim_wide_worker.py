@@ -4,12 +4,12 @@ Usage (the bench calls it)::
 
     python -m bench.aim_wide_worker VARIANT ROWS EPSILON OUT.json [--seed S]
 
-``VARIANT`` is ``after`` (the code as it is) or ``before``: the same code with the three costs
-that issue #18's profile found put back (mbi's ``hypothetical_model_size`` for every candidate's
+``VARIANT`` is ``after`` (the code as it is) or ``before``: the same code with the costs that
+issue #18's profiles found put back (mbi's ``hypothetical_model_size`` for every candidate's
 model size; every candidate's quality recomputed for every selection instead of once per round;
-mbi's stock ``MirrorDescent``, whose initial and final marginal-oracle passes compile programs
-of their own), so both make the same kind of selections and estimates and differ only in those
-costs.
+every exact marginal recounted whenever it is asked for instead of kept; mbi's stock
+``MirrorDescent``, whose initial and final marginal-oracle passes compile programs of their
+own), so both make the same kind of selections and estimates and differ only in those costs.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .procmem import rss_mb
 
 def _before() -> None:
     """Put back the old code path (what the fits cost before issue #18)."""
-    from privsynth_marginal import algorithms, estimate
+    from privsynth_marginal import algorithms, counts, estimate
     from privsynth_marginal.estimate import _mbi
 
     mbi = _mbi()
@@ -55,7 +55,10 @@ def _before() -> None:
 
     worst = algorithms._worst_approximated
     estimate.lean_mirror_descent = lambda mbi: mbi.estimation.MirrorDescent()
-    algorithms.model_size_mb = mbi_size
+    algorithms.model_sizes_mb = lambda sizes, cliques, candidates: [
+        mbi_size(sizes, [*cliques, c]) for c in candidates
+    ]
+    counts.COUNTS_CACHE_BYTES = 0  # every request counted again
     algorithms._qualities = once
     algorithms._worst_approximated = each
 

@@ -38,7 +38,9 @@ def delta_for(rho: float, epsilon: float) -> float:
         return 0.0
     # The exponent is convex in alpha: bisect on its derivative,
     # (2 alpha - 1) rho - epsilon + log(1 - 1/alpha), for the minimising alpha.
-    lo, hi = 1.01, (epsilon + 1) / (2 * rho) + 2
+    # alpha > 1 strictly; the minimiser nears 1 as rho grows past epsilon (a bracket starting
+    # at 1.01 missed it for huge rho and answered a needlessly large delta)
+    lo, hi = 1.0 + 1e-9, (epsilon + 1) / (2 * rho) + 2
     for _ in range(_ALPHA_STEPS):
         alpha = (lo + hi) / 2
         derivative = (2 * alpha - 1) * rho - epsilon + math.log1p(-1.0 / alpha)
@@ -52,7 +54,9 @@ def delta_for(rho: float, epsilon: float) -> float:
         + alpha * math.log1p(-1.0 / alpha)
         - math.log(alpha - 1.0)
     )
-    return min(math.exp(log_delta), 1.0)
+    # a delta of 1 or more says nothing: exp() of a large exponent (a huge rho against a small
+    # epsilon, as the bisections of an epsilon of 1e6 try) would overflow
+    return 1.0 if log_delta >= 0 else math.exp(log_delta)
 
 
 def epsilon_for(rho: float, delta: float) -> float:

@@ -21,7 +21,7 @@ from privsynth_core.privacy import audit as core_audit
 from privsynth_core.privacy.audit import AuditConfig, AuditResult, TrialResult
 
 from . import tasks
-from .runtime import using_home
+from .runtime import tasks_on, using_home
 from .synthesize import _artifact_key
 
 
@@ -47,17 +47,23 @@ def write_audit(result: AuditResult, directory: str, overwrite: bool) -> str:
 
 @flow(name="audit", log_prints=True)
 def audit(
-    config: AuditConfig, output_dir: str, overwrite: bool = False, home: Path | None = None
+    config: AuditConfig,
+    output_dir: str,
+    overwrite: bool = False,
+    home: Path | None = None,
+    dask_address: str | None = None,
 ) -> AuditOutput:
     """Audit a generator's epsilon claim with canaries; write the report to ``output_dir``.
 
     ``home``: the privsynth home the run works in (default ``$PRIVSYNTH_HOME``; the trainings
-    are charged to throwaway ledgers either way).
+    are charged to throwaway ledgers either way). ``dask_address``: an existing Dask cluster
+    the trainings fan out on (:func:`privsynth_flows.runtime.tasks_on`), when the flow's task
+    runner is threads (an application's served flow run); checked before anything is written.
 
     Raises:
         UnknownPluginError, ConfigError: the audit cannot run (nothing was trained).
     """
-    with using_home(home):
+    with using_home(home), tasks_on(dask_address):
         return _audit(config, output_dir, overwrite)
 
 

@@ -19,6 +19,9 @@
 - A flow run started for an application (the web app, :mod:`privsynth_flows.served`) names
   the privsynth home whose ledger and model store it uses as a parameter: :func:`using_home`
   points ``PRIVSYNTH_HOME`` there for the run (its process is the run's own).
+- A flow run whose configuration names a cluster (``dask_address``) but started on threads (a
+  served flow run reads its configuration file once it runs) submits its tasks there for the
+  rest of the run (:func:`tasks_on`), as ``privsynth run --dask-address`` does from the start.
 - No runner reruns a fit. The local cluster privsynth starts has
   ``distributed.scheduler.allowed-failures`` 0: a task whose worker dies fails at once
   (``KilledWorker``) instead of being rescheduled. An existing cluster keeps its own setting
@@ -166,6 +169,77 @@ def make_task_runner(
             "scheduler_kwargs": {"allowed_failures": ALLOWED_FAILURES},
         },
     )
+
+
+#: Seconds :func:`reach_cluster` waits for a Dask scheduler to answer.
+CLUSTER_TIMEOUT = 10.0
+
+
+def reach_cluster(address: str, *, timeout: float | None = None) -> None:
+    """Check that a Dask scheduler answers at ``address`` (a client connects, then leaves).
+
+    Called before anything of a run is written, so a cluster that is down or misnamed is one
+    clear message, not a run that fails half-way or distributed's retries and tracebacks.
+
+    Raises:
+        ConfigError: dask.distributed is missing, or no scheduler answered within ``timeout``
+            (default :data:`CLUSTER_TIMEOUT`).
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError(
+            "running on a Dask cluster needs dask.distributed: pip install distributed"
+        ) from None
+    # Its retries and connection errors are logged by distributed; the message below says it.
+    chatter = logging.getLogger("distributed")
+    level = chatter.level
+    chatter.setLevel(logging.CRITICAL)
+    try:
+        client = Client(  # type: ignore[no-untyped-call]
+            address, timeout=timeout or CLUSTER_TIMEOUT, set_as_default=False
+        )
+    except Exception as exc:  # OSError, TimeoutError, a bad address's ValueError: all one answer
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}); check the "
+            f"address (tcp://HOST:8786) and that the scheduler is running"
+        ) from None
+    else:
+        client.close()  # type: ignore[no-untyped-call]
+    finally:
+        chatter.setLevel(level)
+
+
+@contextmanager
+def tasks_on(address: str | None) -> Iterator[None]:
+    """Submit the running flow's tasks to the Dask cluster at ``address`` for the block.
+
+    For a flow run whose configuration names the cluster (a served flow run reads it from its
+    configuration file, after Prefect chose the flow's task runner: threads): the block gets a
+    ``DaskTaskRunner`` on ``address`` in place of the flow run's, in the same flow run (its
+    task runs stay the flow run's own, so an application reading their states sees them), as
+    ``privsynth run --dask-address`` gives the flow from the start. The scheduler is checked
+    first (:func:`reach_cluster`), so an unreachable cluster fails the run before it writes
+    anything. Nothing changes when ``address`` is empty, outside a flow run, or when the flow
+    run's tasks already run on Dask (``privsynth run --dask-address`` or
+    ``--task-runner dask``).
+
+    Raises:
+        ConfigError: prefect-dask is missing, or the scheduler cannot be reached.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if not address or context is None:
+        yield
+        return
+    runner = make_task_runner("dask", address=address)
+    if isinstance(context.task_runner, type(runner)):
+        yield
+        return
+    reach_cluster(address)
+    with runner, context.model_copy(update={"task_runner": runner}):
+        yield
 
 
 def flow_cluster_address() -> str | None:

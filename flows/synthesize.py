@@ -44,7 +44,7 @@ from privsynth_core.runs.rundir import (
 from privsynth_core.runs.sweep import check_grid_budget
 
 from . import tasks
-from .runtime import partition_reading, using_home
+from .runtime import partition_reading, tasks_on, using_home
 
 
 def _artifact_key(label: str) -> str:
@@ -134,8 +134,14 @@ def _synthesize(config: RunConfig, resume: bool, losses_file: str | None) -> Run
     # One run at a time per run directory: a second one waits, then reuses the stored model.
     # The tasks that read a partitioned input get `reading`: the configuration with the
     # cluster where they read it (partition_reading); the run's own record keeps the
-    # configuration as given (a local cluster's address means nothing after the run).
-    with claim_run_dir(config.output_dir), partition_reading(config) as reading:
+    # configuration as given (a local cluster's address means nothing after the run). A
+    # configuration that names a cluster sends the tasks there (tasks_on), checked before the
+    # run directory is claimed: an unreachable cluster leaves nothing behind.
+    with (
+        tasks_on(config.dask_address),
+        claim_run_dir(config.output_dir),
+        partition_reading(config) as reading,
+    ):
         run_id, work = begin_run(config, resume=resume)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -198,6 +204,7 @@ def evaluate(
     synthetic: Path | None = None,
     all_metrics: bool = False,
     home: Path | None = None,
+    dask_address: str | None = None,
 ) -> Path:
     """Re-score a published run against the real data, replacing its ``report/`` atomically.
 
@@ -209,6 +216,9 @@ def evaluate(
         all_metrics: every registered metric whose inputs exist (the others are skipped),
             instead of ``metrics``.
         home: the privsynth home of the run's model store (default ``$PRIVSYNTH_HOME``).
+        dask_address: the Dask cluster the metrics (and a partitioned input's sample) run on,
+            in place of the one in the run's configuration; ``""``: none (where the run was
+            trained is not where it must be scored: the web app passes its setting of now).
 
     Returns:
         The report folder (custodian-only: NOT DP).
@@ -221,11 +231,13 @@ def evaluate(
             data["metrics"] = None if all_metrics else metrics
         if target is not None:
             data["target"] = target
+        if dask_address is not None:
+            data["dask_address"] = dask_address or None
         config = RunConfig.model_validate(data)
         model = str(run_dir / RELEASE_DIR / "model")
         schema = str(run_dir / CUSTODIAN_DIR / "schema.yaml")
         table = synthetic or run_dir / RELEASE_DIR / pipeline.SYNTHETIC_FILE
-        with partition_reading(config) as reading:
+        with tasks_on(config.dask_address), partition_reading(config) as reading:
             return Path(
                 _evaluate_and_report(
                     reading, schema, str(table), model, str(run_dir / CUSTODIAN_DIR / "report")

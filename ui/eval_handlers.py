@@ -124,6 +124,8 @@ def evaluate(
             "target": chosen or None,
             "synthetic": str(table),
             "all_metrics": True,
+            # The operator's cluster now ("" for none), not the one the run was trained on.
+            "dask_address": flows.settings.dask_address or "",
         },
         what=f"evaluate {record.run_id}",
         progress=progress,
@@ -271,6 +273,7 @@ def audit(
             "config": config.model_dump(mode="json"),
             "output_dir": str(record.audit_dir),
             "overwrite": True,
+            "dask_address": flows.settings.dask_address,
         },
         what=f"audit {record.run_id}",
         progress=progress,

@@ -465,7 +465,9 @@ class PageEvents:
             accountant,
             target=target or None,
         )
-        record = runs.train(ws, runs.new_run(ws, plan), self.flows)
+        # The cluster is the operator's setting; nothing a user sends names one.
+        record = runs.new_run(ws, plan, dask_address=self.settings.dask_address)
+        record = runs.train(ws, record, self.flows)
         yield from self.watch(ws, record)
 
     def resume(self, ws: Workspace) -> Iterator[Any]:

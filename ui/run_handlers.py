@@ -282,14 +282,25 @@ def suggested_generator(
     return choice.generator_id, choice.why
 
 
-def new_run(ws: Workspace, request: TrainingRequest) -> RunRecord:
+def new_run(
+    ws: Workspace, request: TrainingRequest, *, dask_address: str | None = None
+) -> RunRecord:
     """Record a run about to start (status ``running``) and write its run configuration.
+
+    ``dask_address``: the operator's Dask cluster (``UISettings.dask_address``), written into
+    the configuration; it must answer first, so a cluster that is down refuses the training
+    before anything of it is written or charged.
 
     Raises:
         DomainError: the source's domain was unfixed meanwhile.
+        ConfigError: the cluster does not answer.
     """
     from .run_setup import write_config
 
+    if dask_address:
+        from privsynth_flows.runtime import reach_cluster
+
+        reach_cluster(dask_address)
     run_id, folder = ws.new_run_dir()
     record = RunRecord(
         run_id=run_id,
@@ -305,7 +316,9 @@ def new_run(ws: Workspace, request: TrainingRequest) -> RunRecord:
         directory=folder,
         target=request.target,
     )
-    write_config(ws, record, request.dataset, domain_of(ws, request.dataset))
+    write_config(
+        ws, record, request.dataset, domain_of(ws, request.dataset), dask_address=dask_address
+    )
     ws.save_run(record)
     return record
 

@@ -7,6 +7,10 @@ fingerprint of the whole file (a hash of private rows must not reach Prefect's s
 
 - **Budget**: ``budget_key`` is the dataset's :attr:`~privsynth_ui.workspace.DatasetRecord.key`,
   so the run charges the source's budget in the shared ledger, as every other front end does.
+- **Cluster**: ``dask_address`` is the operator's setting (``privsynth ui --dask-address``),
+  never a user's: the flow run sends its tasks and a partitioned input's passes there, as
+  ``privsynth run --dask-address`` does. It is not part of the run's hash, so a training is
+  the same run (and reuses the same model) on any cluster or none.
 - **Domain**: the source's fixed domain (:mod:`privsynth_ui.sources`), copied into the run's
   folder. A domain declared public is the run's ``schema_path`` with ``domain: public``. A domain
   learned with DP (once, by a custodian, charged to the source) is written into the model store's
@@ -35,9 +39,15 @@ if TYPE_CHECKING:
 
 
 def run_config(
-    ws: Workspace, record: RunRecord, dataset: DatasetRecord, domain: SourceDomain
+    ws: Workspace,
+    record: RunRecord,
+    dataset: DatasetRecord,
+    domain: SourceDomain,
+    *,
+    dask_address: str | None = None,
 ) -> RunConfig:
-    """The run configuration of a web training (its schema copied into the run's folder).
+    """The run configuration of a web training (its schema copied into the run's folder);
+    ``dask_address``: the operator's cluster, if any.
 
     Raises:
         DomainError: the source's domain is not fixed.
@@ -72,6 +82,7 @@ def run_config(
         "metrics": [],
         "holdout": str(dataset.holdout_path) if dataset.holdout_path else None,
         "output_dir": str(record.run_dir),
+        "dask_address": dask_address,
     }
     if domain.mode == "dp":
         data.update(domain_epsilon=domain.epsilon, domain_delta=domain.delta)
@@ -79,14 +90,19 @@ def run_config(
 
 
 def write_config(
-    ws: Workspace, record: RunRecord, dataset: DatasetRecord, domain: SourceDomain
+    ws: Workspace,
+    record: RunRecord,
+    dataset: DatasetRecord,
+    domain: SourceDomain,
+    *,
+    dask_address: str | None = None,
 ) -> Path:
     """Write the run's configuration (and, for a DP domain, its store entry); return its path."""
     import yaml
 
     from privsynth_core.fileio import atomic_write_text
 
-    config = run_config(ws, record, dataset, domain)
+    config = run_config(ws, record, dataset, domain, dask_address=dask_address)
     if domain.mode == "dp":
         seed_dp_domain(ws, config, dataset, domain)
     atomic_write_text(

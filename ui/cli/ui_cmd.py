@@ -57,6 +57,14 @@ def register(subparsers: Any) -> None:
         default=None,
         help="trainings that may run at once, all users together (default 2)",
     )
+    parser.add_argument(
+        "--dask-address",
+        default=None,
+        metavar="ADDRESS",
+        help="scheduler of an existing Dask cluster (tcp://HOST:8786): every training, "
+        "evaluation and audit the app starts runs its tasks there, as `privsynth run "
+        "--dask-address` does (also PRIVSYNTH_UI_DASK_ADDRESS; users cannot change it)",
+    )
     parser.set_defaults(func=ui_cmd)
 
 
@@ -81,5 +89,30 @@ def ui_cmd(args: argparse.Namespace) -> int:
         overrides["allow_signup"] = args.signup
     if args.max_trainings is not None:
         overrides["max_trainings"] = args.max_trainings
-    serve(UISettings.from_env(**overrides), create_app, host=args.host, port=args.port)
+    if args.dask_address is not None:
+        overrides["dask_address"] = args.dask_address
+    settings = UISettings.from_env(**overrides)  # ConfigError: a malformed address, a folder
+    if settings.dask_address:
+        say_cluster(settings.dask_address)
+    serve(settings, create_app, host=args.host, port=args.port)
     return 0
+
+
+def say_cluster(address: str) -> None:
+    """Say whether the cluster answers now. Not fatal: each training checks it again, and is
+    refused with the same message while it does not (a cluster may come up after the app)."""
+    import sys
+
+    from privsynth_core.errors import ConfigError
+    from privsynth_flows.runtime import reach_cluster
+
+    try:
+        reach_cluster(address)
+    except ConfigError as exc:
+        print(
+            f"privsynth ui: warning: {exc}; trainings are refused until it answers",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(f"privsynth ui: flow runs run their tasks on the Dask cluster at {address}")

@@ -274,9 +274,10 @@ class DPCTGANGenerator(DPSGDGenerator[DPCTGANParams]):
     )
     is_dp = True
     also_releases = "noisy marginals (and the numbers' learned cells) released before DP-SGD"
-    # A partitioned table's rows are spooled to local files one partition at a time
-    # (privsynth_core.privacy.dpsgd_spool): the marginals are counted frame by frame from them
-    # and DP-SGD's batches gathered from them, so the table is never held whole.
+    # A partitioned table's marginals are exact counts summed over its partitions on the
+    # cluster (Table.reduce, two passes); then its rows are spooled to local files one
+    # partition at a time (privsynth_core.privacy.dpsgd_spool) for DP-SGD's batches. The
+    # table is never held whole.
     fits_from_partitions = True
     Params = DPCTGANParams
 

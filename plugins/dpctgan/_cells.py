@@ -31,7 +31,8 @@ is too; where the cells fall is a mechanism output, stored with the noisy margin
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +52,8 @@ from privsynth_core.privacy.cells import (
 from privsynth_core.schema import ColumnKind, Schema
 
 if TYPE_CHECKING:
+    from privsynth_core.table import Table
+
     from . import DPCTGANParams
 
 Tree = list[IntArray]
@@ -98,32 +101,55 @@ def focus_pairs(columns: Sequence[str], focus: Sequence[str]) -> list[tuple[str,
     return pairs
 
 
-def exact_trees(
-    frames: Iterable[pl.DataFrame],
+def fine_and_null_counts(
+    frame: pl.DataFrame, *, schema: Schema, grids: Mapping[str, FineGrid]
+) -> dict[str, IntArray]:
+    """The exact (private) rows of ``frame`` per fine cell of each binned column in ``grids``,
+    followed by the column's null count: ``grids[name].size + 1`` counts per column.
+
+    The first pass of the marginals release, run through :meth:`Table.reduce
+    <privsynth_core.table.Table.reduce>`: module-level and picklable with its arguments bound,
+    so on a partitioned table it runs on every partition on the workers and the sums come back;
+    on one file it runs on the frame. The null count rides at the end of the column's array so
+    the keys are exactly the column names (no name can collide with a second key). Never
+    released."""
+    out: dict[str, IntArray] = {}
+    for name, counts in count_fine(frame, grids=grids, schema=schema).items():
+        nulls = np.array([frame[name].null_count()], dtype=np.int64)
+        out[name] = np.concatenate([np.asarray(counts, dtype=np.int64), nulls])
+    return out
+
+
+def trees_from_counts(
+    counts: Mapping[str, IntArray],
     schema: Schema,
     grids: Mapping[str, FineGrid],
     levels: Mapping[str, list[int]],
 ) -> dict[str, Tree]:
-    """The exact (private) tree of each binned column: rows per node by level, the top level
-    followed by the null count when the column is nullable, over the rows of ``frames`` (the
-    table's frame, or a partitioned table's rows frame by frame: counts add up). Never
-    released."""
-    if isinstance(frames, pl.DataFrame):  # iterating a frame would walk its columns
-        raise TypeError("exact_trees takes an iterable of frames, e.g. [frame]")
-    fine = {name: np.zeros(grid.size, dtype=np.int64) for name, grid in grids.items()}
-    nulls = dict.fromkeys(grids, 0)
-    for frame in frames:
-        for name, counts in count_fine(frame, grids=grids, schema=schema).items():
-            fine[name] += np.asarray(counts, dtype=np.int64)
-            nulls[name] += frame[name].null_count()
+    """Each binned column's exact tree from its summed :func:`fine_and_null_counts`: rows per
+    node by level, the top level followed by the null count when the column is nullable."""
     out: dict[str, Tree] = {}
     for name, grid in grids.items():
-        tree = tree_counts_of(fine[name], levels[name])
+        fine, nulls = counts[name][: grid.size], counts[name][grid.size :]
+        tree = tree_counts_of(np.asarray(fine, dtype=np.int64), levels[name])
         if schema.column(name).nullable:
-            tree[0] = np.concatenate([tree[0], np.array([nulls[name]], dtype=np.int64)])
+            tree[0] = np.concatenate([tree[0], np.asarray(nulls, dtype=np.int64)])
         assert tree[-1].size == grid.size
         out[name] = tree
     return out
+
+
+def exact_trees(
+    table: Table, grids: Mapping[str, FineGrid], levels: Mapping[str, list[int]]
+) -> dict[str, Tree]:
+    """The exact (private) tree of each binned column of ``table``: one
+    :meth:`~privsynth_core.table.Table.reduce` of :func:`fine_and_null_counts` (on a
+    partitioned table, one pass on the cluster; only the count vectors come back), assembled by
+    :func:`trees_from_counts`. Never released."""
+    if not grids:  # nothing binned: no pass over the rows
+        return {}
+    fn = partial(fine_and_null_counts, schema=table.schema, grids=dict(grids))
+    return trees_from_counts(table.reduce(fn), table.schema, grids, levels)
 
 
 def noisy_trees(exact: Mapping[str, Tree], scale: float) -> dict[str, Tree]:

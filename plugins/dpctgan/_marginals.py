@@ -12,6 +12,13 @@ two steps:
    every other column, over the groups the learned cells give: ``k2`` histograms (no second
    step without focus columns).
 
+The exact counts behind both steps come from two :meth:`Table.reduce
+<privsynth_core.table.Table.reduce>` passes with the same count functions on either kind of
+table (:func:`._cells.exact_trees`, then :func:`._counts.exact_marginals` with the encoder
+built from step 1's cells): a partitioned table counts on its cluster's workers, one partition
+per task, and only the summed count vectors reach this process; a one-file table counts its
+frame. The noise is added here, once, to the sums.
+
 Each record adds one count to at most one cell of each histogram (a tree's levels included: a
 value lies in one node per level, a null only in the null count), so step ``i`` has L2
 sensitivity ``sqrt(k_i)`` under add/remove-one. With ``k = k1 + k2``, each count gets exact
@@ -60,20 +67,20 @@ from ._cells import (
     noisy_trees,
     tree_levels,
 )
+from ._counts import MarginalCounts, count_marginals, exact_marginals
 from ._encoding import CTGANEncoder
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
-
-    import polars as pl
+    from collections.abc import Iterable, Sequence
 
     from privsynth_core.privacy.cells import LearnedCells
     from privsynth_core.schema import Schema
+    from privsynth_core.table import Table
 
     from . import DPCTGANParams
-    from ._encoding import MarginalGroup
 
-__all__ = ["focus_pairs"]  # re-exported: it lives in ._cells (no torch) for the plan
+# re-exported: they live in ._cells and ._counts (no torch), for the plan and the workers
+__all__ = ["MarginalCounts", "count_marginals", "focus_pairs"]
 
 
 @dataclass
@@ -92,91 +99,6 @@ class NoisyMarginals:
     def n_tables(self) -> int:
         """How many histograms were released."""
         return len(self.one_way) + len(self.two_way)
-
-
-@dataclass
-class MarginalCounts:
-    """The exact (noise-free, private) counts behind :class:`NoisyMarginals`; never released.
-
-    Attributes:
-        one_way: column -> count of rows in each of its marginal groups (int64).
-        two_way: ``(focus column, other column)`` -> joint counts (rows: focus groups).
-    """
-
-    one_way: dict[str, np.ndarray] = field(default_factory=dict)
-    two_way: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-
-    @property
-    def n_tables(self) -> int:
-        """How many histograms there are (``k`` of the module docstring)."""
-        return len(self.one_way) + len(self.two_way)
-
-
-def _group_codes(
-    chunk: torch.Tensor, group: MarginalGroup, slot_group: torch.Tensor
-) -> torch.Tensor:
-    """Each row's marginal group (int64; -1 for a row with no slot set in the column's group).
-
-    An encoded group is one-hot: each row has at most one slot set (to 1), so the set slot is
-    the row's argmax wherever the row's maximum is positive.
-    """
-    block = chunk[:, group.span.start : group.span.end]
-    if block.shape[1] == 0:
-        return torch.full((chunk.shape[0],), -1, dtype=torch.long, device=chunk.device)
-    present = block.amax(dim=1) > 0
-    return torch.where(present, slot_group[block.argmax(dim=1)], -1)
-
-
-def count_marginals(
-    chunks: Iterable[torch.Tensor],
-    encoder: CTGANEncoder,
-    columns: Sequence[str],
-    focus: Sequence[str],
-    *,
-    one_way: Sequence[str] | None = None,
-) -> MarginalCounts:
-    """Exact counts of the one-way histograms of ``columns`` (or of ``one_way`` only, when
-    given) and the two-way histograms of the focus pairs among ``columns``, accumulated over
-    consecutive chunks of encoded rows.
-
-    Only one chunk and its per-column group codes are in memory at a time, so the pass is
-    bounded by the chunk, not the table; the counts are integers, so any chunking gives the
-    same result.
-    """
-    groups = {g.column: g for g in encoder.groups if g.column in set(columns)}
-    pairs = focus_pairs(list(groups), focus)
-    singles = set(groups) if one_way is None else set(one_way)
-    counts = MarginalCounts(
-        one_way={
-            name: np.zeros(g.n_groups, dtype=np.int64)
-            for name, g in groups.items()
-            if name in singles
-        },
-        two_way={
-            (f, o): np.zeros((groups[f].n_groups, groups[o].n_groups), dtype=np.int64)
-            for f, o in pairs
-        },
-    )
-    maps: dict[str, torch.Tensor] = {}
-    for chunk in chunks:
-        codes: dict[str, torch.Tensor] = {}
-        for name, group in groups.items():
-            if name not in maps:
-                maps[name] = torch.tensor(
-                    group.group_of_slot, dtype=torch.long, device=chunk.device
-                )
-            codes[name] = _group_codes(chunk, group, maps[name])
-            if name in counts.one_way:
-                hits = codes[name][codes[name] >= 0]
-                counts.one_way[name] += torch.bincount(hits, minlength=group.n_groups).cpu().numpy()
-        for f, other in pairs:
-            a, b = codes[f], codes[other]
-            both = (a >= 0) & (b >= 0)
-            width = groups[other].n_groups
-            cells = groups[f].n_groups * width
-            joint = torch.bincount(a[both] * width + b[both], minlength=cells)
-            counts.two_way[(f, other)] += joint.cpu().numpy().reshape(-1, width)
-    return counts
 
 
 def noise_scale(sigma_m: float, n_tables: int) -> float:
@@ -250,12 +172,10 @@ class CellsRelease:
 
 
 def release_with_cells(
-    frames: Iterable[pl.DataFrame],
-    schema: Schema,
+    table: Table,
     params: DPCTGANParams,
     columns: Sequence[str],
     steps: Sequence[tuple[float, int]],
-    chunks: Callable[[CTGANEncoder], Iterable[torch.Tensor]],
 ) -> CellsRelease:
     """The noisy marginals with learned numeric cells: two Gaussian releases.
 
@@ -270,13 +190,19 @@ def release_with_cells(
        output, which is public by then: adaptive composition), ``k2`` histograms,
        :func:`noise_scale` ``(sigma_2, k2)`` per count.
 
-    ``frames`` gives the whole table's conformed rows (its frame, or a partitioned table's
-    spooled rows frame by frame) and ``chunks(encoder)`` its encoded rows chunk after chunk;
-    both are read once. The caller charges both steps (sample rate 1 each).
+    The exact counts are two :meth:`Table.reduce <privsynth_core.table.Table.reduce>` passes
+    over ``table`` (:func:`._cells.exact_trees`, then :func:`._counts.exact_marginals` with
+    the encoder built from release 1's cells): a partitioned table's rows are counted on its
+    cluster and only the sums come back, a one-file table's frame by the same functions; the
+    noise below is added once, here, to the sums, whichever table it is. The other columns'
+    one-way histograms belong to step 1 but are counted in the second pass, over the
+    encoder's groups (they do not depend on the cells, so the counts are those of step 1's
+    rows). The caller charges both steps (sample rate 1 each).
 
     Raises:
         ValueError: ``steps`` does not match the histograms counted (a plan for another schema).
     """
+    schema = table.schema
     binned = [c for c in learned_columns(schema, params) if c in set(columns)]
     grids = cell_grids(schema, binned)
     levels = tree_levels(grids)
@@ -288,7 +214,7 @@ def release_with_cells(
         raise ValueError(f"the plan's release has {steps} histograms, the schema {expected}")
     sigma_1 = steps[0][0]
     scale_1 = noise_scale(sigma_1, k1)
-    trees = noisy_trees(exact_trees(frames, schema, grids, levels), scale_1)
+    trees = noisy_trees(exact_trees(table, grids, levels), scale_1)
     cells: dict[str, LearnedCells] = {}
     one_way_counts: dict[str, np.ndarray] = {}
     for name in binned:
@@ -306,7 +232,7 @@ def release_with_cells(
         max_exact_values=params.max_exact_values,
         cells=cells,
     )
-    exact = count_marginals(chunks(encoder), encoder, columns, params.focus_columns, one_way=others)
+    exact = exact_marginals(table, encoder, columns, params.focus_columns, one_way=others)
     for name, counts in exact.one_way.items():
         one_way_counts[name] = discrete_gaussian(counts, sigma=scale_1)
     out = NoisyMarginals()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +39,18 @@ from privsynth_core.privacy.dpsgd import (
     resolve_device,
     training_session,
 )
-from privsynth_core.privacy.dpsgd_loop import StepPlan, cpu_state, restore, run_dpsgd
-from privsynth_core.privacy.dpsgd_spool import SpooledBatchSource, SpooledRows, spooled_rows
+from privsynth_core.privacy.dpsgd_loop import Resumed, StepPlan, cpu_state, restore, run_dpsgd
+from privsynth_core.privacy.dpsgd_spool import SpooledBatchSource, batch_source
 
 from ._cells import cells_from_state, cells_state, learned_columns
 from ._encoding import CTGANEncoder
-from ._marginals import Conditioner, MarginalLoss, NoisyMarginals, release_with_cells
+from ._marginals import (
+    CellsRelease,
+    Conditioner,
+    MarginalLoss,
+    NoisyMarginals,
+    release_with_cells,
+)
 from ._nets import GeneratorNet, critic_net
 
 if TYPE_CHECKING:
@@ -59,8 +65,6 @@ if TYPE_CHECKING:
     from ._plan import DPPlan
 
 SAMPLE_CHUNK_ROWS = 16_384
-#: Rows per frame when a partitioned table's spooled rows are counted for the marginals release.
-SPOOL_FRAME_ROWS = 100_000
 
 
 def make_encoder(
@@ -317,51 +321,71 @@ def train(
     """Release the noisy marginals, then train under ``plan`` with the shared DP-SGD loop
     (:func:`privsynth_core.privacy.dpsgd_loop.run_dpsgd`); stop before passing the target.
 
-    ``max_encoded_bytes``: the largest encoded table kept whole in memory (default
-    :data:`privsynth_core.privacy.dpsgd.ENCODED_TABLE_MAX_BYTES`); above it, rows are encoded
-    chunk by chunk for the marginals and batch by batch for training. With ``checkpoints``
-    holding an interrupted attempt, training resumes from it, reusing the marginals it released.
+    The marginals' exact counts are ``table.reduce`` passes (:func:`._marginals.release_with_cells`:
+    on a partitioned table, on its cluster), taken before DP-SGD's rows are spooled
+    (:func:`privsynth_core.privacy.dpsgd_spool.batch_source`): the spool serves the batches only.
+    ``max_encoded_bytes``: the largest encoded table kept whole in memory for the batches
+    (default :data:`privsynth_core.privacy.dpsgd.ENCODED_TABLE_MAX_BYTES`); above it, rows are
+    encoded batch by batch. With ``checkpoints`` holding an interrupted attempt, training
+    resumes from it, reusing the marginals it released.
     """
     device = resolve_device(params.device)
-    with (
-        training_session(device, num_threads=params.num_threads, seed=params.seed),
-        spooled_rows(table) as spooled,
-    ):
-        rows = _Rows(table, spooled, device, max_encoded_bytes)
-        return _train(
-            table, rows, params, plan, accountant, target_epsilon, delta, progress, checkpoints
-        )
-
-
-@dataclass
-class _Rows:
-    """Where the private rows are read from: the table's frame, or, for a partitioned table,
-    its rows spooled to local files (:mod:`privsynth_core.privacy.dpsgd_spool`), so that the
-    marginals release and DP-SGD never hold the table whole."""
-
-    table: Table
-    spooled: SpooledRows | None
-    device: torch.device
-    max_encoded_bytes: int | None
-
-    def frames(self) -> Iterable[pl.DataFrame]:
-        """The conformed rows, all of them, frame after frame."""
-        if self.spooled is None:
-            return [self.table.frame]
-        return self.spooled.frames(SPOOL_FRAME_ROWS)
-
-    def source(self, encoder: CTGANEncoder) -> BatchSource | SpooledBatchSource:
-        """The encoded rows by row number (DP-SGD's batches) and in chunks (the marginals)."""
-        if self.spooled is None:
-            return BatchSource(
-                self.table.frame, encoder, self.device, max_encoded_bytes=self.max_encoded_bytes
+    with training_session(device, num_threads=params.num_threads, seed=params.seed):
+        resumed = restore(checkpoints, accountant)
+        # The release reads the table through its reduce passes only: no spool yet.
+        released = _release(table, params, plan, accountant, checkpoints, resumed)
+        with batch_source(
+            table, released.encoder, device, max_encoded_bytes=max_encoded_bytes
+        ) as source:
+            return _train(
+                table,
+                source,
+                released,
+                params,
+                plan,
+                accountant,
+                target_epsilon,
+                delta,
+                progress,
+                checkpoints,
+                resumed,
             )
-        return SpooledBatchSource(self.spooled, encoder, self.device)
+
+
+def _release(
+    table: Table,
+    params: DPCTGANParams,
+    plan: DPPlan,
+    accountant: Accountant,
+    checkpoints: CheckpointStore | None,
+    resumed: Resumed | None,
+) -> CellsRelease:
+    """The noisy marginals, the learned cells and the encoder built from them: read back from
+    the checkpoint being resumed, else released (and accounted) now; none with no release
+    planned (``marginals_share = 0``)."""
+    if resumed is not None and "one_way" in resumed.extra_state:
+        cells = cells_from_state(
+            resumed.extra_state.get("cells", {}), learned_columns(table.schema, params)
+        )
+        # released once: never again
+        return CellsRelease(
+            _marginals_from(resumed.extra_state), cells, make_encoder(table.schema, params, cells)
+        )
+    if not plan.release_steps:
+        return CellsRelease(NoisyMarginals(), {}, make_encoder(table.schema, params, {}))
+    if checkpoints is not None:  # write-ahead, as every DP step
+        for sigma, _ in plan.release_steps:
+            checkpoints.log_steps(noise_multiplier=sigma, sample_rate=1.0, num_steps=1)
+    released = release_with_cells(table, params, plan.marginal_columns, plan.release_steps)
+    for sigma, _ in plan.release_steps:
+        accountant.step(noise_multiplier=sigma, sample_rate=1.0)
+    return released
 
 
 def _train(
     table: Table,
-    rows: _Rows,
+    source: BatchSource | SpooledBatchSource,
+    released: CellsRelease,
     params: DPCTGANParams,
     plan: DPPlan,
     accountant: Accountant,
@@ -369,43 +393,10 @@ def _train(
     delta: float,
     progress: ProgressCallback | None,
     checkpoints: CheckpointStore | None,
+    resumed: Resumed | None,
 ) -> TrainResult:
-    device = rows.device
-    resumed = restore(checkpoints, accountant)
-    marginals = NoisyMarginals()
-    cells: dict[str, LearnedCells] = {}
-    source: BatchSource | SpooledBatchSource | None = None
-    encoder: CTGANEncoder | None = None
-    if resumed is not None and "one_way" in resumed.extra_state:
-        marginals = _marginals_from(resumed.extra_state)  # released once: never again
-        cells = cells_from_state(
-            resumed.extra_state.get("cells", {}), learned_columns(table.schema, params)
-        )
-    elif plan.release_steps:
-        if checkpoints is not None:  # write-ahead, as every DP step
-            for sigma, _ in plan.release_steps:
-                checkpoints.log_steps(noise_multiplier=sigma, sample_rate=1.0, num_steps=1)
-
-        def chunks(encoder: CTGANEncoder) -> Iterator[torch.Tensor]:
-            nonlocal source
-            source = rows.source(encoder)
-            return source.chunks()
-
-        released = release_with_cells(
-            rows.frames(),
-            table.schema,
-            params,
-            plan.marginal_columns,
-            plan.release_steps,
-            chunks,
-        )
-        marginals, cells, encoder = released.marginals, released.cells, released.encoder
-        for sigma, _ in plan.release_steps:
-            accountant.step(noise_multiplier=sigma, sample_rate=1.0)
-    if encoder is None:
-        encoder = make_encoder(table.schema, params, cells)
-    if source is None or source.encoder is not encoder:
-        source = rows.source(encoder)
+    device = source.device
+    marginals, cells, encoder = released.marginals, released.cells, released.encoder
     loss = (
         MarginalLoss(encoder, marginals, device)
         if marginals.n_tables and params.marginal_loss_weight > 0

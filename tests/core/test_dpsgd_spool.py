@@ -224,7 +224,7 @@ def test_a_dpsgd_fit_from_partitions_reads_exactly_what_the_one_machine_fit_read
     # histograms) are recorded; their noise is removed (test only) so that both fits derive
     # the same cells, encode rows alike and hand DP-SGD comparable batches.
     monkeypatch.setattr(_marginals, "exact_trees", recording(_marginals.exact_trees))
-    monkeypatch.setattr(_marginals, "count_marginals", recording(_marginals.count_marginals))
+    monkeypatch.setattr(_marginals, "exact_marginals", recording(_marginals.exact_marginals))
     monkeypatch.setattr(_marginals, "noisy_trees", lambda trees, scale: trees)
     monkeypatch.setattr(_marginals, "discrete_gaussian", lambda counts, sigma: counts)
     ledger.set_budget("source:adult", epsilon=20.0, delta=1e-4)

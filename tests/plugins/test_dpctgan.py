@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -37,6 +38,7 @@ from privsynth_core.privacy import dpsgd
 from privsynth_core.privacy.dpsgd import BatchSource, PoissonSampler
 from privsynth_core.registry import accountants
 from privsynth_plugins.dpctgan import DPCTGANGenerator, DPCTGANParams
+from privsynth_plugins.dpctgan._counts import exact_marginals, marginal_count_arrays
 from privsynth_plugins.dpctgan._encoding import CTGANEncoder
 from privsynth_plugins.dpctgan._marginals import (
     Conditioner,
@@ -392,6 +394,24 @@ def test_chunked_marginal_counts_equal_the_whole_table_counts(
             np.testing.assert_array_equal(counts.one_way[name], expected)
         for pair, expected in two_way.items():
             np.testing.assert_array_equal(counts.two_way[pair], expected)
+    # the release's own pass (Table.reduce of the frame, encoded in chunks): the same counts
+    for rows in (None, 137):
+        fn = partial(
+            marginal_count_arrays,
+            encoder=encoder,
+            columns=table.schema.names,
+            focus=focus,
+            chunk_rows=rows,
+        )
+        arrays = list(table.reduce(fn).values())
+        assert len(arrays) == len(one_way) + len(two_way)
+        for got, expected in zip(arrays, [*one_way.values(), *two_way.values()], strict=True):
+            np.testing.assert_array_equal(got, expected)
+    counts = exact_marginals(table, encoder, table.schema.names, focus)
+    for name, expected in one_way.items():
+        np.testing.assert_array_equal(counts.one_way[name], expected)
+    for pair, expected in two_way.items():
+        np.testing.assert_array_equal(counts.two_way[pair], expected)
     full = "income" if which == "adult" else "size"  # not nullable, always in the domain
     assert counts.one_way[full].sum() == table.n_rows  # every row counted once
     if which == "mixed":  # "mauve" is off-domain: conformed to null, counted in the null group

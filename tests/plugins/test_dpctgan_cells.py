@@ -81,7 +81,7 @@ def test_every_histogram_of_the_first_release_moves_by_one_count_per_record(
     assert k1 == 12 + 3 * 3  # three levels over each 512-cell fine grid
 
     def histograms(frame: pl.DataFrame) -> list[np.ndarray]:
-        trees = exact_trees([frame], schema, grids, levels)
+        trees = exact_trees(Table.from_frame(frame, schema), grids, levels)
         encoder = make_encoder(schema, params)  # the other columns' groups need no cells
         data = torch.from_numpy(encoder.encode(frame))
         one_way = count_marginals([data], encoder, schema.names, (), one_way=others).one_way

@@ -298,10 +298,18 @@ def partition_reading(config: RunConfig) -> Iterator[RunConfig]:
     if address:
         yield config.model_copy(update={"dask_address": address})
         return
+    with local_partition_cluster() as local:
+        yield config if local is None else config.model_copy(update={"dask_address": local})
+
+
+@contextmanager
+def local_partition_cluster() -> Iterator[str | None]:
+    """A local cluster (:data:`LOCAL_PARTITION_CLUSTER`) for the block; its scheduler address,
+    or None when dask.distributed is not installed (the partitions are then read in turn)."""
     try:
         from distributed import LocalCluster
     except ImportError:
-        yield config
+        yield None
         return
     # The cluster's own chatter (its scheduler runs in this process: clients and workers
     # coming and going, a closed connection's traceback at shutdown) is not the run's to show.
@@ -315,9 +323,27 @@ def partition_reading(config: RunConfig) -> Iterator[RunConfig]:
             silence_logs=logging.ERROR,
             scheduler_kwargs={"allowed_failures": ALLOWED_FAILURES},
         ) as cluster:
-            yield config.model_copy(update={"dask_address": cluster.scheduler_address})
+            yield str(cluster.scheduler_address)
     finally:
         chatter.setLevel(level)
+
+
+@contextmanager
+def partition_cluster(address: str | None) -> Iterator[Executor | None]:
+    """An executor that reads partitions outside a flow run (an application's own passes,
+    such as the web app adding a partitioned dataset or fixing its domain): on the cluster at
+    ``address`` when one is named, else on a local cluster started for the block, as a flow
+    run would (:func:`partition_reading`). None only without dask.distributed.
+
+    Raises:
+        ConfigError: the scheduler at ``address`` cannot be reached.
+    """
+    if address:
+        with partition_executor(address) as executor:
+            yield executor
+        return
+    with local_partition_cluster() as local, partition_executor(local) as executor:
+        yield executor
 
 
 @contextmanager

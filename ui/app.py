@@ -131,7 +131,8 @@ def build_demo(settings: UISettings | None = None, *, flows: WebFlows | None = N
                             choices=[],
                             allow_custom_value=True,
                             elem_id="ps-server-file",
-                            info="only the folders the operator allowed"
+                            info="only the folders the operator allowed; a name ending in / "
+                            "is a folder of Parquet partitions, read in place (holdout share 0)"
                             if settings.data_dirs
                             else "the operator allowed no server folder",
                         )

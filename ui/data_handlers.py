@@ -120,9 +120,15 @@ def add_uploaded(
 
 
 def server_files(settings: UISettings) -> list[str]:
-    """The tables in the operator's allowed folders, as ``folder/relative/path`` choices."""
+    """The tables in the operator's allowed folders, as ``folder/relative/path`` choices; a
+    folder of Parquet partitions (:mod:`privsynth_ui.partitioned`) as ``folder/relative/dir/``
+    (the trailing ``/`` says it is a partitioned table), before the files."""
+    from .partitioned import partition_folders
+
     out: list[str] = []
     for label, root in _roots(settings).items():
+        tables = partition_folders(root, _MAX_LISTED)
+        out.extend(f"{label}/{folder.relative_to(root).as_posix()}/" for folder in tables)
         for path in sorted(root.rglob("*")):
             if len(out) >= _MAX_LISTED:
                 return out
@@ -130,17 +136,21 @@ def server_files(settings: UISettings) -> list[str]:
                 path.is_file()
                 and path.name.lower().endswith(TABLE_SUFFIXES)
                 and _inside(path, root)
+                # a part of a partitioned table is picked as the folder (one table, one budget)
+                and not any(path.is_relative_to(folder) for folder in tables)
             ):
                 out.append(f"{label}/{path.relative_to(root).as_posix()}")
     return out
 
 
 def resolve_server_file(settings: UISettings, choice: str) -> Path:
-    """The file a ``folder/relative/path`` choice names, if it lies inside an allowed folder.
+    """The file a ``folder/relative/path`` choice names, if it lies inside an allowed folder;
+    or the folder of Parquet partitions it names (``folder/relative/dir/``).
 
     Raises:
         InputFileError: the choice escapes the allowed folders (``..``, absolute paths,
-            symbolic links pointing outside), or names no table file.
+            symbolic links pointing outside, a partition linked from outside), or names no
+            table file and no folder of Parquet partitions.
     """
     roots = _roots(settings)
     allowed = ", ".join(roots) or "(none: the operator allowed no server folder)"
@@ -157,9 +167,27 @@ def resolve_server_file(settings: UISettings, choice: str) -> Path:
         raise refused
     root = roots[label]
     path = (root / rest).resolve()
-    if not _inside(path, root) or not path.is_file():
+    if not _inside(path, root):
+        raise refused
+    if path.is_dir():
+        from .partitioned import is_partition_folder
+
+        # A folder only as a whole partitioned table, every part of it inside the root.
+        if path == root.resolve() or not is_partition_folder(path, root):
+            raise refused
+        return path
+    if not path.is_file():
         raise refused
     _suffix(path.name)
+    from .partitioned import enclosing_table
+
+    table = enclosing_table(path, root)
+    if table is not None:
+        shown = f"{label}/{table.relative_to(root.resolve()).as_posix()}/"
+        raise InputFileError(
+            f"{text[:200]!r} is a part of the partitioned table {shown}: add the folder "
+            f"(one table, one budget for the same people)"
+        )
     return path
 
 
@@ -174,7 +202,8 @@ def add_server_file(
     source_id: str = "",
 ) -> DatasetRecord:
     """Add a table from an operator-allowed server folder (its train split is copied into the
-    workspace).
+    workspace); or a folder of Parquet partitions there, read in place on the cluster and
+    never copied (:func:`_add_partitioned`).
 
     Its data source is the one a custodian declared for the file (now, with ``source_id``, or
     before), else the file's own (:func:`privsynth_ui.sources.server_source_id`): every add of
@@ -184,8 +213,23 @@ def add_server_file(
         InputFileError, SchemaError, RoleError, ConfigError.
     """
     path = resolve_server_file(settings, choice)
-    _check_size(path, settings.max_upload_bytes, choice)
     text = str(choice).strip().replace("\\", "/")
+    if path.is_dir():
+        # Its place as the picker lists it, whatever way the choice spelled it ("a/./b/"):
+        # the source id is derived from it, and one folder must be one source.
+        label = text.partition("/")[0]
+        canonical = f"{label}/{path.relative_to(_roots(settings)[label].resolve()).as_posix()}"
+        return _add_partitioned(
+            ws,
+            settings,
+            path,
+            choice=canonical,
+            name=name or path.name,
+            holdout_share=holdout_share,
+            exclude=exclude,
+            declare=source_id,
+        )
+    _check_size(path, settings.max_upload_bytes, choice)
     return _add(
         ws,
         settings,
@@ -360,6 +404,60 @@ def _add(
         ws.save_dataset(record)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return record
+
+
+def _add_partitioned(
+    ws: Workspace,
+    settings: UISettings,
+    folder: Path,
+    *,
+    choice: str,
+    name: str,
+    holdout_share: float,
+    exclude: str,
+    declare: str,
+) -> DatasetRecord:
+    """Add a folder of Parquet partitions: the record points at the folder, and only the
+    draft (inferred from a sample: :mod:`privsynth_ui.partitioned`) is written here.
+
+    Its source is the folder's (:func:`~privsynth_ui.sources.server_source_id` of its place,
+    or a declared one); its content key is the partitioned multiset fingerprint.
+    """
+    from .partitioned import HOLDOUT_REFUSED, read_partitioned
+
+    if holdout_share:
+        raise InputFileError(HOLDOUT_REFUSED)
+    excluded = [c.strip() for c in exclude.split(",") if c.strip()]
+    read = read_partitioned(folder, exclude=excluded, address=settings.dask_address)
+    source = _source_of(
+        ws, fingerprint=read.fingerprint, server_path=(choice, folder), declare=declare
+    )
+    dataset_id, directory = ws.new_dataset_dir()
+    try:
+        read.draft.save(directory / "schema.draft.yaml")
+        record = DatasetRecord(
+            dataset_id=dataset_id,
+            name=Path(name).name[:80],
+            origin=f"server: {choice}/"[:300],
+            created=now(),
+            rows=read.rows,
+            holdout_rows=0,
+            columns=list(read.columns),
+            # No split: the extract is the whole table, under its partitioned fingerprint
+            # (the one a flow run's load computes again, so the run's store keys agree).
+            fingerprint=read.fingerprint,
+            source_fingerprint=read.fingerprint,
+            source=source,
+            added_by=ws.user,
+            partitions=str(folder),
+            draft_sample_rows=read.sample_rows,
+            directory=directory,
+        )
+        ws.save_dataset(record)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
         raise
     return record
 

@@ -227,7 +227,14 @@ def use_round_limits(ws: Workspace, dataset_id: str, rows: list[list[Any]]) -> S
     return schema
 
 
-def include_column(ws: Workspace, dataset_id: str, rows: list[list[Any]], column: str) -> str:
+def include_column(
+    ws: Workspace,
+    dataset_id: str,
+    rows: list[list[Any]],
+    column: str,
+    *,
+    dask_address: str | None = None,
+) -> str:
     """Bring back a column left out of the draft (at Add, or by the inference), with the
     table's other edits, and save the draft (custodians only). Returns what was done.
 
@@ -236,7 +243,9 @@ def include_column(ws: Workspace, dataset_id: str, rows: list[list[Any]], column
     as categorical with no categories, for the custodian to complete or learn with DP.
 
     Only before the source's domain is fixed: a fixed domain names its columns, so a column
-    brought back needs a new domain.
+    brought back needs a new domain. A partitioned dataset's column is inferred from the same
+    bounded sample its draft came from, read on ``dask_address`` (the operator's cluster, else
+    a local one).
 
     Raises:
         NotFoundError, SchemaError, DomainError, RoleError.
@@ -261,7 +270,12 @@ def include_column(ws: Workspace, dataset_id: str, rows: list[list[Any]], column
     if name not in left_out:
         listed = ", ".join(left_out) or "none"
         raise SchemaError(f"{name!r} is not a column left out of this draft (left out: {listed})")
-    frame = read_frame(record.train_path)
+    if record.partitioned:
+        from .partitioned import draft_sample
+
+        frame = draft_sample(record, dask_address)
+    else:
+        frame = read_frame(record.train_path)
     if record.holdout_path is not None:
         import polars as pl
 
@@ -304,6 +318,7 @@ def set_domain(
     delta: float | None,
     accept_flagged: bool = False,
     progress: ProgressCallback | None = None,
+    dask_address: str | None = None,
 ) -> DatasetRecord:
     """Fix the domain of the dataset's data source (custodians only), for every extract of it.
 
@@ -315,6 +330,11 @@ def set_domain(
     categories are learned from this dataset's train rows by DP mechanisms charged to the
     source's budget, and every release made with the domain includes their cost; ``progress``
     is called once per column learned (its place, the total and its name: nothing from the rows).
+
+    A partitioned dataset is never loaded: a declared domain is checked against every
+    partition, and a DP domain is learned from counts summed over the partitions
+    (:mod:`privsynth_ui.partitioned`), both read on ``dask_address`` (the operator's cluster,
+    else a local one); ``progress`` is not called there (the columns are learned together).
 
     Raises:
         NotFoundError, SchemaError, DomainError, RoleError, BudgetNotSetError,
@@ -331,7 +351,12 @@ def set_domain(
     state = domain_of(ws, record)
     if mode == "public":
         fixed = draft.confirm_public(accept_flagged=bool(accept_flagged))
-        Table.load(record.train_path, fixed)  # the rows must fit it (names, kinds)
+        if record.partitioned:
+            from .partitioned import check_public
+
+            check_public(record, fixed, dask_address)
+        else:
+            Table.load(record.train_path, fixed)  # the rows must fit it (names, kinds)
         epsilon = delta = 0.0
         parts: list[dict[str, Any]] = []
     else:
@@ -340,7 +365,13 @@ def set_domain(
         delta = float(delta or 1e-6)
         # The names and kinds were reviewed on the page; the bounds are learned, not used.
         fixed, parts = _learn_domain(
-            ws, record, skeleton(draft).confirm_public(), float(epsilon), delta, progress
+            ws,
+            record,
+            skeleton(draft).confirm_public(),
+            float(epsilon),
+            delta,
+            progress,
+            dask_address=dask_address,
         )
     draft.save(record.draft_schema_path)
     state.directory.mkdir(parents=True, exist_ok=True)
@@ -358,8 +389,11 @@ def _learn_domain(
     epsilon: float,
     delta: float,
     progress: ProgressCallback | None = None,
+    *,
+    dask_address: str | None = None,
 ) -> tuple[Schema, list[dict[str, Any]]]:
-    """Learn the domain from the dataset's train rows, charged to the source's budget."""
+    """Learn the domain from the dataset's train rows (a partitioned dataset's partitions, on
+    the cluster), charged to the source's budget."""
     import tempfile
 
     from privsynth_core.privacy.domain import prepare_table
@@ -369,6 +403,18 @@ def _learn_domain(
     with tempfile.TemporaryDirectory(prefix="privsynth-skeleton-") as tmp:
         path = skeleton.save(Path(tmp) / "skeleton.yaml")
         try:
+            if record.partitioned:
+                from .partitioned import learn_domain
+
+                return learn_domain(
+                    ws,
+                    record,
+                    skeleton,
+                    epsilon=epsilon,
+                    delta=delta,
+                    run_id=run_id,
+                    address=dask_address,
+                )
             table = prepare_table(
                 record.train_path,
                 schema_path=path,

@@ -253,6 +253,11 @@ def audit(
     except (TypeError, ValueError):
         raise ConfigError(f"canaries must be a whole number, got {canaries!r}") from None
     dataset = ws.dataset(record.dataset_id)
+    if dataset.partitioned:
+        from .partitioned import refuse
+
+        # Its trainings (with and without canaries) read the whole table in one process.
+        raise ConfigError(refuse("the privacy audit trains on the whole table in one process"))
     try:
         config = AuditConfig(
             input=str(dataset.train_path),

@@ -277,7 +277,9 @@ class PageEvents:
 
     def include_column(self, ws: Workspace, dataset_id: str, rows: Any, column: str) -> Any:
         """Bring back a column left out of the draft (custodians; before the domain is fixed)."""
-        done = domain.include_column(ws, dataset_id, table_rows(rows), column)
+        done = domain.include_column(
+            ws, dataset_id, table_rows(rows), column, dask_address=self.settings.dask_address
+        )
         self.notify(f"{done} Draft saved.", duration=6)
         return (*self._after_edit(ws, dataset_id), *self.left_out(ws, dataset_id))
 
@@ -331,6 +333,8 @@ class PageEvents:
                 delta=delta,
                 accept_flagged=bool(accept_flagged),
                 progress=None if progress is None else _column_progress(progress),
+                # A partitioned dataset's passes run on the operator's cluster (else a local one).
+                dask_address=self.settings.dask_address,
             )
         except (DomainError, BudgetError) as exc:
             # Only the learning's own failures: a refused caller, an unknown dataset or a

@@ -89,6 +89,15 @@ def check_training(
     dataset = ws.dataset(dataset_id)
     cls = generators().get(str(generator_id or ""))
     normalised = cls.make_params(dict(params or {})).model_dump(mode="json")
+    if dataset.partitioned and not cls.fits_from_partitions:
+        from privsynth_core.generator import partitioned_refusal
+
+        from .partitioned import NOT_AVAILABLE
+
+        # The flow would refuse it too, but only after a run folder and a flow run exist.
+        raise ConfigError(
+            f"{cls.generator_id} is {NOT_AVAILABLE}: " + partitioned_refusal(cls.generator_id)
+        )
     if not cls.is_dp:
         ws.require_custodian(
             f"train {cls.generator_id}, which is NOT differentially private "

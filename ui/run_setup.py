@@ -5,6 +5,8 @@ configuration goes to the run's folder (``config.yaml``), and the flow run gets 
 its content, because it holds the data source's ledger key, which for an upload is the content
 fingerprint of the whole file (a hash of private rows must not reach Prefect's server).
 
+- **Input**: the train split, or a partitioned dataset's folder of partitions (the flow run
+  reads them on the cluster at ``dask_address``, else on the local cluster it starts).
 - **Budget**: ``budget_key`` is the dataset's :attr:`~privsynth_ui.workspace.DatasetRecord.key`,
   so the run charges the source's budget in the shared ledger, as every other front end does.
 - **Cluster**: ``dask_address`` is the operator's setting (``privsynth ui --dask-address``),
@@ -64,7 +66,8 @@ def run_config(
     shutil.copy2(domain.schema_path, schema)
     data: dict[str, Any] = {
         "name": f"web-{ws.user}-{record.run_id}",
-        "input": str(dataset.train_path),
+        # A partitioned dataset's folder: the flow run reads its partitions on the cluster.
+        "input": str(dataset.input_path),
         "source": dataset.source,
         "budget_key": dataset.key,
         "schema_path": str(schema),

@@ -118,7 +118,14 @@ def dataset_info(ws: Workspace, record: DatasetRecord | None) -> str:
         budget = "**no budget set yet**" + (
             ": set one on the Budget & runs tab" if ws.is_custodian else ": ask the data custodian"
         )
-    if ws.is_custodian:
+    if ws.is_custodian and record.partitioned:
+        # The draft's bounds and categories come from a sample: rarer values may be missing.
+        size = (
+            f"{record.rows:,} training rows in a partitioned folder (read in place on the "
+            f"cluster) · **the draft schema was inferred from a sample of "
+            f"{record.draft_sample_rows:,} rows**"
+        )
+    elif ws.is_custodian:
         holdout = f" + {record.holdout_rows:,} holdout" if record.holdout_rows else ""
         size = f"{record.rows:,} training rows{holdout}"
     else:

@@ -6,7 +6,9 @@
                                   user of the web app, the CLI and the flows
     sources/                      each data source's fixed domain (see privsynth_ui.sources)
     workspaces/<user>/
-      datasets/<id>/dataset.json  what was added: its data source, fingerprints, sizes
+      datasets/<id>/dataset.json  what was added: its data source, fingerprints, sizes (a
+                                  partitioned dataset: only this and the draft; its rows stay
+                                  in the operator's folder)
                     train.csv     the private rows a generator trains on
                     holdout.csv   real rows kept aside for evaluation (never trained on)
                     schema.draft.yaml   the inferred schema, as edited (NOT private)
@@ -85,6 +87,10 @@ class DatasetRecord:
         source_fingerprint: content fingerprint of the whole file, before the holdout split.
         fingerprint: content fingerprint of the extract trained on (``train.csv``).
         rows, holdout_rows: exact sizes. **Private**: shown to custodians only.
+        partitions: for a partitioned server dataset, the folder of its Parquet partitions
+            (its rows stay there: nothing is copied into the workspace); ``""`` for a file.
+        draft_sample_rows: the rows the draft schema of a partitioned dataset was inferred
+            from (a sample). **Private**, as ``rows``.
     """
 
     dataset_id: str
@@ -98,7 +104,19 @@ class DatasetRecord:
     source_fingerprint: str
     source: str | None = None
     added_by: str = ""
+    partitions: str = ""
+    draft_sample_rows: int = 0
     directory: Path = field(default=Path(), compare=False, repr=False)
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether the dataset is a folder of partitions read in place (on the cluster)."""
+        return bool(self.partitions)
+
+    @property
+    def input_path(self) -> Path:
+        """What a run reads: the partitions' folder, or the train split (``train.csv``)."""
+        return Path(self.partitions) if self.partitions else self.train_path
 
     @property
     def key(self) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from partition_helpers import write_parts
 
 from privsynth_core import InputFileError, PrivacyBudget, PrivacyLedger, Table
 from privsynth_core.datasets import adult_schema
@@ -37,21 +38,14 @@ CPU = torch.device("cpu")
 SIZES = (1200, 0, 300, 1500)
 
 
-def _parts(frame: pl.DataFrame, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    start = 0
-    for i, size in enumerate(SIZES):
-        frame.slice(start, size).write_parquet(directory / f"part-{i:03d}.parquet")
-        start += size
-    return directory
-
-
 @pytest.fixture
 def tables(adult_raw: pl.DataFrame, tmp_path: Path) -> tuple[Table, PartitionedTable]:
     """The same 3,000 raw Adult rows as one table and as four partitions (in that order)."""
     frame = adult_raw.sample(sum(SIZES), seed=5)
     one = Table.from_frame(frame, adult_schema(), source="adult")
-    parts = PartitionedTable.load(_parts(frame, tmp_path / "parts"), adult_schema(), source="adult")
+    parts = PartitionedTable.load(
+        write_parts(frame, tmp_path / "parts", SIZES), adult_schema(), source="adult"
+    )
     return one, parts
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from partition_helpers import in_process_cluster
 
 from privsynth_core import GeneratorError, Table
 from privsynth_core.partitions import PartitionedTable
@@ -109,20 +110,9 @@ def _block(i: int) -> np.ndarray:
 def test_a_pass_keeps_a_bounded_number_of_results_on_the_cluster() -> None:
     # Executor.map on a Dask client keeps every future (so every result, on the workers)
     # until the pass ends; the pass must drop each one as it is read.
-    from distributed import Client, LocalCluster
-
     from privsynth_core.partitions import IN_FLIGHT_PER_SLOT, _slots, bounded_map
 
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=False,  # type: ignore[no-untyped-call]
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster.scheduler_address) as client,
-    ):
-        executor = client.get_executor()  # type: ignore[no-untyped-call]
+    with in_process_cluster() as (client, executor):
         window = IN_FLIGHT_PER_SLOT * _slots(executor)
         assert window == 4
         held = []

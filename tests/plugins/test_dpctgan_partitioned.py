@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from partition_helpers import in_process_cluster, write_parts
 
 from privsynth_core import GeneratorError, PrivacyBudget, PrivacyLedger, Table
 from privsynth_core.datasets import adult_schema
@@ -45,15 +46,6 @@ PARAMS: dict[str, Any] = {
 }
 
 
-def _parts(frame: pl.DataFrame, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    start = 0
-    for i, size in enumerate(SIZES):
-        frame.slice(start, size).write_parquet(directory / f"part-{i:03d}.parquet")
-        start += size
-    return directory
-
-
 def _executed(client: Any) -> int:
     """Tasks the cluster's workers have run so far."""
     return sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
@@ -65,8 +57,6 @@ def test_the_marginal_counts_are_summed_on_the_workers_and_equal_the_one_machine
     ledger: PrivacyLedger,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from distributed import Client, LocalCluster
-
     frame = adult_raw.sample(sum(SIZES), seed=9)
     one = Table.from_frame(frame, adult_schema(), source="adult")
     events: list[tuple[str, str, Any]] = []  # (path, what, detail), in order
@@ -115,18 +105,12 @@ def test_the_marginal_counts_are_summed_on_the_workers_and_equal_the_one_machine
     path["now"] = "one"
     fitted["one"] = generators().get("dpctgan")(**PARAMS)
     fitted["one"].fit(one, budget=PrivacyBudget(2.0, 1e-5), ledger=ledger, run_id="one")
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=False,  # type: ignore[no-untyped-call]
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster.scheduler_address) as client,
-    ):
-        executor = client.get_executor()  # type: ignore[no-untyped-call]
+    with in_process_cluster() as (client, executor):
         parts = PartitionedTable.load(
-            _parts(frame, tmp_path / "parts"), adult_schema(), source="adult", executor=executor
+            write_parts(frame, tmp_path / "parts", SIZES),
+            adult_schema(),
+            source="adult",
+            executor=executor,
         )
         before = _executed(client)
         path["now"] = "parts"
@@ -187,7 +171,10 @@ def test_a_count_that_fails_on_a_partition_names_it_and_never_a_value(
     ledger.set_budget("source:adult", epsilon=20.0, delta=1e-4)
     with ThreadPoolExecutor(2) as pool:
         parts = PartitionedTable.load(
-            _parts(frame, tmp_path / "parts"), adult_schema(), source="adult", executor=pool
+            write_parts(frame, tmp_path / "parts", SIZES),
+            adult_schema(),
+            source="adult",
+            executor=pool,
         )
         generator = generators().get("dpctgan")(**PARAMS)
         with pytest.raises(GeneratorError, match=r"part-00[0-3]\.parquet") as caught:

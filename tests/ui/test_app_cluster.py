@@ -8,19 +8,24 @@ flow runs, executed in this thread (``InlineFlows``)."""
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from uihelpers import adult_csv, as_upload, custodian, free_port, prepare_source, settings_for
+from uihelpers import (
+    adult_csv,
+    as_upload,
+    custodian,
+    free_port,
+    light_reports,
+    prepare_source,
+    settings_for,
+)
 
 from privsynth_core.errors import ConfigError
-from privsynth_core.plugins import reset_plugins
 from privsynth_core.privacy.ledger import PrivacyLedger
-from privsynth_core.registry import reset_registries
 from privsynth_flows import runtime
 from privsynth_flows.served import InlineFlows
 from privsynth_ui import data_handlers as data
@@ -36,17 +41,8 @@ from privsynth_ui.workspace import DatasetRecord, Workspace
 @pytest.fixture(scope="module", autouse=True)
 def prefect_and_light_reports(prefect_env: dict[str, str]) -> Iterator[None]:
     """Flow runs report to the session's server; reports without their heavy sections."""
-    saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
-    os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
-    reset_plugins()
-    reset_registries()
-    yield
-    if saved is None:
-        os.environ.pop("PRIVSYNTH_DISABLED_PLUGINS")
-    else:
-        os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = saved
-    reset_plugins()
-    reset_registries()
+    with light_reports():
+        yield
 
 
 class Seen:

@@ -25,6 +25,7 @@ from uihelpers import (
     as_upload,
     custodian,
     inline_flows,
+    light_reports,
     prepare_source,
     rows_of,
     settings_for,
@@ -67,17 +68,8 @@ flow_service = _session_runner  # the session's served runner, as this module's 
 def prefect_and_light_reports(prefect_env: dict[str, str]) -> Iterator[None]:
     """Flow runs report to the session's server; those run in this thread write reports
     without their heavy sections (plots, Evidently): the served runner keeps the plots."""
-    saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
-    os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
-    reset_plugins()
-    reset_registries()
-    yield
-    if saved is None:
-        os.environ.pop("PRIVSYNTH_DISABLED_PLUGINS")
-    else:
-        os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = saved
-    reset_plugins()
-    reset_registries()
+    with light_reports():
+        yield
 
 
 @pytest.fixture(scope="module")

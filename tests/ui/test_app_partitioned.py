@@ -17,13 +17,11 @@ from typing import Any
 import polars as pl
 import pytest
 import yaml
-from uihelpers import BUDGET, custodian, prepare_source, rows_of, settings_for
+from uihelpers import BUDGET, custodian, light_reports, prepare_source, rows_of, settings_for
 
 from privsynth_core.datasets import adult_frame
 from privsynth_core.errors import ConfigError, InputFileError
-from privsynth_core.plugins import reset_plugins
 from privsynth_core.privacy.ledger import PrivacyLedger, budget_key
-from privsynth_core.registry import reset_registries
 from privsynth_flows.served import InlineFlows
 from privsynth_ui import budget_handlers, views
 from privsynth_ui import data_handlers as data
@@ -43,17 +41,8 @@ COLUMNS = ["age", "workclass", "education", "gender", "hours-per-week", "income"
 @pytest.fixture(scope="module", autouse=True)
 def prefect_and_light_reports(prefect_env: dict[str, str]) -> Iterator[None]:
     """Flow runs report to the session's server; reports without their heavy sections."""
-    saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
-    os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
-    reset_plugins()
-    reset_registries()
-    yield
-    if saved is None:
-        os.environ.pop("PRIVSYNTH_DISABLED_PLUGINS")
-    else:
-        os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = saved
-    reset_plugins()
-    reset_registries()
+    with light_reports():
+        yield
 
 
 @pytest.fixture(scope="module")

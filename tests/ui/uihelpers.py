@@ -3,6 +3,7 @@ has prepared, a dataset with a trained run (a real flow run), a live server."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -17,6 +18,8 @@ import httpx
 import polars as pl
 
 from privsynth_core.datasets import adult_frame
+from privsynth_core.plugins import reset_plugins
+from privsynth_core.registry import reset_registries
 from privsynth_core.schema import Schema
 from privsynth_flows.served import InlineFlows
 from privsynth_ui import budget_handlers
@@ -177,3 +180,23 @@ def shows_only_the_released_size(text: str, ws: Workspace, record: DatasetRecord
     exact = f" {record.rows:,} training rows"
     shows_n_hat = f"about {n_hat:,} training rows (released noisy count)" in text
     return n_hat is not None and shows_n_hat and (n_hat == record.rows or exact not in text)
+
+
+@contextmanager
+def light_reports() -> Iterator[None]:
+    """Reports written in this process leave out their heavy sections (plots, Evidently) for
+    the block: the flow runs a test module runs in its own thread (a served runner keeps its
+    own plugins)."""
+    saved = os.environ.get("PRIVSYNTH_DISABLED_PLUGINS")
+    os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = "evidently,report-plots"
+    reset_plugins()
+    reset_registries()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PRIVSYNTH_DISABLED_PLUGINS")
+        else:
+            os.environ["PRIVSYNTH_DISABLED_PLUGINS"] = saved
+        reset_plugins()
+        reset_registries()

@@ -105,12 +105,18 @@ def plugin_origin(plugin_name: str) -> PluginOrigin:
 
 
 def reset_plugins() -> None:
-    """Forget every loaded plugin, so the next :func:`load_plugins` starts afresh (for tests)."""
+    """Forget every loaded plugin and every blocked name, so the next :func:`load_plugins`
+    starts afresh (for tests).
+
+    Every name blocked so far is unblocked, not only those the disabling variable names now: a
+    caller that restored the variable before resetting would otherwise leave its names blocked.
+    """
     global _loaded
     for name, plugin in list(pm.list_name_plugin()):
-        pm.unregister(plugin=plugin, name=name)
-    for blocked in _split_env(DISABLED_ENV):
-        pm.unblock(blocked)
+        if plugin is None:  # a blocked name (pluggy lists it without a plugin)
+            pm.unblock(name)
+        else:
+            pm.unregister(plugin=plugin, name=name)
     _origins.clear()
     _loaded = False
 

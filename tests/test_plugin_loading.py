@@ -88,6 +88,23 @@ def test_disabled_plugins_env_blocks_a_plugin() -> None:
     assert blocked not in loaded and set(loaded) == set(names) - {blocked}
 
 
+def test_a_reset_forgets_names_blocked_under_an_earlier_setting(
+    monkeypatch: pytest.MonkeyPatch, fresh_plugins: None
+) -> None:
+    """A caller that restores the disabling variable before resetting (as a test's cleanup
+    may) gets every plugin back at the next load, not the names it had blocked."""
+    from privsynth_core.plugins import load_plugins, reset_plugins
+
+    monkeypatch.setenv("PRIVSYNTH_DISABLED_PLUGINS", "evidently,report-plots")
+    load_plugins()
+    assert pm.is_blocked("evidently") and pm.get_plugin("report-plots") is None
+    monkeypatch.delenv("PRIVSYNTH_DISABLED_PLUGINS")
+    reset_plugins()
+    load_plugins()
+    assert not pm.is_blocked("evidently") and not pm.is_blocked("report-plots")
+    assert pm.get_plugin("evidently") is not None and pm.get_plugin("report-plots") is not None
+
+
 def test_load_plugins_env_limits_to_named_distributions() -> None:
     code = (
         "from privsynth_core.plugins import load_plugins, pm; load_plugins(); "

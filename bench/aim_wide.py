@@ -4,7 +4,9 @@ Census KDD (``../shared/datasets/census_kdd.csv.gz``, 43 columns), ``--rows`` ro
 (seeded) with the schema inferred from the sample and taken as public (the same benchmark
 shortcut as ``bench tables``), AIM at ``--epsilon`` with its default parameters. Each variant
 (``--variants``) fits in its own child process, one after another, with every thread pool pinned
-to ``--threads`` (default 1): ``after`` is the code as it is, ``before`` the same code with the
+to ``--threads`` (default 1) and the child confined to that many CPUs (Linux; XLA's thread pool,
+which sizes itself from the CPUs it may use, reads none of the thread variables): ``after`` is
+the code as it is, ``before`` the same code with the
 costs that issue #18's profile found put back (see :mod:`bench.aim_wide_worker`). Columns: fit
 wall seconds (inside the child, after imports and loading), fit CPU seconds (every thread of the
 child: the one-core cost, which the load of a shared machine does not inflate) and their ratio
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "variant",
         "rows",
         "columns",
+        "CPUs",
         "fit s",
         "fit CPU s",
         "CPU / after",
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             r["variant"],
             r.get("train_rows", "–"),
             r.get("columns", "–"),
+            r.get("cpus") or "–",
             fmt(r.get("fit_s"), 1) if r.get("fit_s") else (r["error"] or "–"),
             fmt(r.get("fit_cpu_s"), 1),
             ratio(r, "fit_cpu_s"),
